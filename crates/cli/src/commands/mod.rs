@@ -1,0 +1,4 @@
+//! One module per `lateen` subcommand.
+pub mod kube_inject;
+pub mod manifest;
+pub mod profile;

@@ -1,0 +1,40 @@
+//! `lateen`, the mesh's command line (Istio: istioctl). Each subcommand lives in its own module
+//! under `commands/`; this file only parses the command line and maps errors to exit codes.
+#![forbid(unsafe_code)]
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "lateen", version, about = "Lateen service mesh command line")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inject the lateen-proxy sidecar into Kubernetes workloads (like `istioctl kube-inject`).
+    KubeInject(commands::kube_inject::Args),
+    /// List, dump and diff installation profiles.
+    Profile(commands::profile::Args),
+    /// Render the Kubernetes manifests of an installation.
+    Manifest(commands::manifest::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::KubeInject(args) => commands::kube_inject::run(args),
+        Command::Profile(args) => commands::profile::run(args),
+        Command::Manifest(args) => commands::manifest::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! lateen-proxy, the data plane.
+#![forbid(unsafe_code)]

