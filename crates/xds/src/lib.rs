@@ -3,4 +3,26 @@
 //! ADS client. Keeps the generated Envoy protos (`envoy-types`) in this one leaf crate.
 //!
 //! Owns: the xDS protocol. Must not touch: Istio config translation or proxying.
+//!
+//! Control plane: build a [`Snapshot`] per proxy, `XdsServer::set_snapshot(node_id, snapshot)`,
+//! serve `XdsServer::service()`, read `XdsServer::sync_status()` and `XdsServer::metrics()`.
+//! Data plane: [`client::AdsClient`].
 #![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod metrics;
+pub mod server;
+pub mod snapshot;
+pub mod status;
+pub mod types;
+
+pub use cache::SnapshotCache;
+pub use envoy_types;
+pub use envoy_types::pb;
+pub use metrics::XdsMetrics;
+pub use prost;
+pub use server::registry::{ConnectionRecord, NackRecord, ProxyNode, StreamMode, TypeRecord};
+pub use server::{AdsService, SnapshotProvider, XdsServer};
+pub use snapshot::{NamedResource, Snapshot, VersionedResource};
+pub use status::{ProxyStatus, SyncState};
+pub use tonic;

@@ -1,0 +1,229 @@
+//! The ADS gRPC server: [`XdsServer`] is the handle the control plane keeps (feed snapshots,
+//! read status and counters); [`AdsService`] implements Envoy's `AggregatedDiscoveryService`.
+
+pub mod registry;
+mod delta;
+mod sotw;
+mod stream;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures_util::Stream;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::cache::SnapshotCache;
+use crate::metrics::XdsMetrics;
+use crate::snapshot::Snapshot;
+use crate::status::ProxyStatus;
+use registry::{NackRecord, ProxyNode, Registry, StreamMode};
+
+/// What the control plane learns from the server, and how it provides a first snapshot.
+/// Every method has a no-op default.
+pub trait SnapshotProvider: Send + Sync + 'static {
+    /// A stream of a proxy whose node id has no snapshot yet: compute one now (or return
+    /// `None` and call `set_snapshot` later).
+    fn snapshot_for(&self, _node: &ProxyNode) -> Option<Snapshot> {
+        None
+    }
+    /// A stream connected (called before `snapshot_for`).
+    fn on_connect(&self, _node: &ProxyNode, _connection_id: u64) {}
+    /// A stream ended.
+    fn on_disconnect(&self, _node: &ProxyNode, _connection_id: u64) {}
+    /// A proxy rejected a response.
+    fn on_nack(&self, _node_id: &str, _type_url: &str, _nack: &NackRecord) {}
+}
+
+/// State shared by the handle and every stream.
+pub(crate) struct Shared {
+    pub cache: SnapshotCache,
+    pub registry: Registry,
+    pub metrics: XdsMetrics,
+    pub provider: Option<Arc<dyn SnapshotProvider>>,
+    next_nonce: AtomicU64,
+}
+
+impl Shared {
+    pub fn next_nonce(&self) -> String {
+        (self.next_nonce.fetch_add(1, Ordering::Relaxed) + 1).to_string()
+    }
+}
+
+/// Handle to the xDS server. Cheap to clone.
+#[derive(Clone)]
+pub struct XdsServer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for XdsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdsServer").finish_non_exhaustive()
+    }
+}
+
+impl Default for XdsServer {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl XdsServer {
+    /// A server with an empty cache; `provider` is told about connections and asked for the
+    /// first snapshot of proxies the cache does not know.
+    pub fn new(provider: Option<Arc<dyn SnapshotProvider>>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                cache: SnapshotCache::new(),
+                registry: Registry::default(),
+                metrics: XdsMetrics::default(),
+                provider,
+                next_nonce: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The snapshot cache (`set_snapshot`, `update`, ...).
+    pub fn cache(&self) -> &SnapshotCache {
+        &self.shared.cache
+    }
+
+    /// Shorthand for `cache().set_snapshot(..)`.
+    pub fn set_snapshot(&self, node_id: &str, snapshot: Snapshot) {
+        self.shared.cache.set_snapshot(node_id, snapshot);
+    }
+
+    /// Connections and their per-type records.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &XdsMetrics {
+        &self.shared.metrics
+    }
+
+    /// One row per connected stream, for `/debug/syncz`.
+    pub fn sync_status(&self) -> Vec<ProxyStatus> {
+        self.shared
+            .registry
+            .connections()
+            .into_iter()
+            .map(ProxyStatus::from)
+            .collect()
+    }
+
+    /// The tonic service, to add to a `tonic::transport::Server` next to other services.
+    pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsService> {
+        AggregatedDiscoveryServiceServer::new(AdsService {
+            shared: self.shared.clone(),
+        })
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(usize::MAX)
+    }
+
+    /// Serves ADS (plaintext HTTP/2) on an already bound listener until `shutdown` resolves.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        tonic::transport::Server::builder()
+            .add_service(self.service())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+    }
+
+    /// Binds `addr` and serves in a background task; returns the bound address.
+    pub async fn spawn(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let server = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server.serve(listener, std::future::pending()).await {
+                tracing::error!(error = %e, "xDS server stopped");
+            }
+        });
+        Ok(bound)
+    }
+}
+
+/// Envoy's `AggregatedDiscoveryService` backed by the cache.
+pub struct AdsService {
+    shared: Arc<Shared>,
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Channel depth per stream: responses wait here while the proxy reads slowly.
+const STREAM_BUFFER: usize = 16;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(stream::run::<sotw::Sotw>(self.shared.clone(), request.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(stream::run::<delta::Delta>(self.shared.clone(), request.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Registers a stream on creation and cleans up (registry, gauge, callback) when dropped.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    pub node: ProxyNode,
+    pub id: u64,
+}
+
+impl Connection {
+    pub fn open(shared: Arc<Shared>, node: ProxyNode, mode: StreamMode) -> Self {
+        let id = shared.registry.register(node.clone(), mode);
+        shared.metrics.connected_proxies.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(node = %node.id, connection_id = id, ?mode, "proxy connected");
+        if let Some(p) = &shared.provider {
+            p.on_connect(&node, id);
+            if shared.cache.snapshot(&node.id).is_none()
+                && let Some(snapshot) = p.snapshot_for(&node)
+            {
+                shared.cache.set_snapshot(&node.id, snapshot);
+            }
+        }
+        Self { shared, node, id }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.registry.deregister(self.id);
+        self.shared.metrics.connected_proxies.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(node = %self.node.id, connection_id = self.id, "proxy disconnected");
+        if let Some(p) = &self.shared.provider {
+            p.on_disconnect(&self.node, self.id);
+        }
+    }
+}

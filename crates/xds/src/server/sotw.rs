@@ -1,0 +1,46 @@
+//! State-of-the-world ADS stream (`StreamAggregatedResources`): every response carries the
+//! full set of subscribed resources of its type.
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use super::registry::StreamMode;
+use super::stream::{Planned, Protocol, StreamCore, initial_wildcard};
+
+/// SotW plugged into the shared stream loop.
+pub(super) struct Sotw;
+
+impl Protocol for Sotw {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const MODE: StreamMode = StreamMode::Sotw;
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn on_request(core: &mut StreamCore, request: DiscoveryRequest) {
+        let type_url = request.type_url.as_str();
+        if type_url.is_empty() {
+            return;
+        }
+        let error = request.error_detail.as_ref().map(|e| (e.code, e.message.clone()));
+        if !core.answer(type_url, &request.response_nonce, &request.version_info, error) {
+            return;
+        }
+        // Every SotW request restates the whole subscription of its type.
+        let state = core.subscription(type_url);
+        state.wildcard = initial_wildcard(type_url, &request.resource_names);
+        state.names = request.resource_names.into_iter().filter(|n| n != "*").collect();
+    }
+
+    fn respond(_core: &StreamCore, planned: &Planned, nonce: String) -> DiscoveryResponse {
+        DiscoveryResponse {
+            version_info: planned.version.clone(),
+            resources: planned.view.values().map(|r| r.resource.clone()).collect(),
+            type_url: planned.type_url.clone(),
+            nonce,
+            ..Default::default()
+        }
+    }
+}

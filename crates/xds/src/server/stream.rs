@@ -1,0 +1,314 @@
+//! State and push planning shared by the SotW and delta streams: what each type is subscribed
+//! to, what the proxy has, which response is waiting for an answer, and which types to push
+//! now in an order that never leaves the proxy with a dangling reference.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::server::registry::{NackRecord, ProxyNode, StreamMode, now_unix_ms};
+use crate::server::{Connection, Shared};
+use crate::snapshot::{Snapshot, VersionedResource, set_version};
+use crate::types::{CLUSTER, is_wildcard_type, push_rank, short_name, waits_for_earlier_types};
+
+/// A response that the proxy has not answered yet.
+#[derive(Clone, Debug)]
+pub(crate) struct Outstanding {
+    pub version: String,
+    /// Snapshot time to measure push latency from, if this is the first push of that snapshot.
+    pub latency_from: Option<Instant>,
+}
+
+/// Per type URL state of one stream.
+#[derive(Debug, Default)]
+pub(crate) struct TypeState {
+    pub wildcard: bool,
+    pub names: BTreeSet<String>,
+    /// Name -> version the proxy has been sent (delta: also what it told us it has).
+    pub sent: BTreeMap<String, String>,
+    /// Last clusters sent (SotW keeps removed clusters until the rest is in sync).
+    pub sent_clusters: BTreeMap<String, VersionedResource>,
+    /// At least one response was sent for this type on this stream.
+    pub responded: bool,
+    pub outstanding: Option<Outstanding>,
+    pub last_nonce: String,
+    /// `set_at` of the snapshot whose push latency was last measured for this type.
+    pub measured_snapshot: Option<Instant>,
+}
+
+impl TypeState {
+    /// Whether a resource name is in this type's subscription.
+    pub fn wants(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
+    }
+}
+
+/// One type to push now: the full view the proxy should have.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    pub type_url: String,
+    /// Every subscribed resource of the snapshot (plus clusters kept for make-before-break).
+    pub view: BTreeMap<String, VersionedResource>,
+    pub version: String,
+}
+
+/// The per-stream part both variants share.
+pub(crate) struct StreamCore {
+    pub shared: Arc<Shared>,
+    pub connection_id: u64,
+    pub node_id: String,
+    pub types: BTreeMap<String, TypeState>,
+}
+
+impl StreamCore {
+    /// Handles the ACK/NACK part of a request. Returns false when the nonce is stale (the
+    /// request answers an older response and must be ignored).
+    pub fn answer(
+        &mut self,
+        type_url: &str,
+        nonce: &str,
+        proxy_version: &str,
+        error: Option<(i32, String)>,
+    ) -> bool {
+        let Some(state) = self.types.get_mut(type_url) else {
+            return nonce.is_empty();
+        };
+        if nonce.is_empty() {
+            return true;
+        }
+        if nonce != state.last_nonce {
+            debug!(node = %self.node_id, r#type = short_name(type_url), nonce, "stale nonce ignored");
+            return false;
+        }
+        let Some(out) = state.outstanding.take() else {
+            return true;
+        };
+        let shared = &self.shared;
+        match error {
+            Some((code, detail)) => {
+                shared.metrics.count_nack(type_url);
+                warn!(node = %self.node_id, r#type = short_name(type_url), version = %out.version,
+                    nonce, error_detail = %detail, "proxy rejected config (NACK)");
+                let nack = NackRecord {
+                    version: proxy_version.to_string(),
+                    nonce: nonce.to_string(),
+                    rejected_version: out.version,
+                    error_code: code,
+                    error_detail: detail,
+                    at_unix_ms: now_unix_ms(),
+                };
+                shared.registry.with_type(self.connection_id, type_url, |r| {
+                    r.awaiting_ack = false;
+                    r.last_response_nacked = true;
+                    r.last_nack = Some(nack.clone());
+                });
+                if let Some(provider) = &shared.provider {
+                    provider.on_nack(&self.node_id, type_url, &nack);
+                }
+            }
+            None => {
+                shared.metrics.acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(from) = out.latency_from {
+                    shared.metrics.push_latency.observe(from.elapsed());
+                }
+                shared.registry.with_type(self.connection_id, type_url, |r| {
+                    r.awaiting_ack = false;
+                    r.last_response_nacked = false;
+                    r.acked_version = Some(out.version.clone());
+                });
+            }
+        }
+        true
+    }
+
+    /// Decides which types to push now, in push order.
+    pub fn plan(&mut self, snapshot: &Snapshot) -> Vec<Planned> {
+        let mut order: Vec<String> = self.types.keys().cloned().collect();
+        order.sort_by_key(|t| (push_rank(t), t.clone()));
+
+        let mut views: Vec<(String, BTreeMap<String, VersionedResource>, bool)> = Vec::new();
+        for type_url in &order {
+            let Some(state) = self.types.get(type_url) else { continue };
+            let view: BTreeMap<String, VersionedResource> = snapshot
+                .resources(type_url)
+                .filter(|(name, _)| state.wants(name))
+                .map(|(n, r)| (n.clone(), r.clone()))
+                .collect();
+            let desired = set_version(view.iter().map(|(n, r)| (n.as_str(), r.version.as_str())));
+            self.shared.registry.with_type(self.connection_id, type_url, |r| {
+                r.desired_version = Some(desired);
+            });
+            let changed = differs(&view, &state.sent) || (!state.responded && state.wildcard);
+            views.push((type_url.clone(), view, changed));
+        }
+
+        // Make before break: clusters removed from the snapshot stay until everything else is
+        // pushed and answered, so no listener or route points at a missing cluster meanwhile.
+        let others_busy = views.iter().any(|(t, _, changed)| {
+            t != CLUSTER && (*changed || self.types.get(t).is_some_and(|s| s.outstanding.is_some()))
+        });
+
+        let mut planned = Vec::new();
+        let mut earlier_outstanding = false;
+        for (type_url, mut view, _) in views {
+            let Some(state) = self.types.get(&type_url) else { continue };
+            if type_url == CLUSTER && others_busy {
+                for (name, res) in &state.sent_clusters {
+                    if !view.contains_key(name) && state.sent.contains_key(name) {
+                        view.insert(name.clone(), res.clone());
+                    }
+                }
+                for (name, version) in &state.sent {
+                    if !view.contains_key(name) && !state.sent_clusters.contains_key(name) {
+                        // Delta keeps a removed cluster by simply not removing it yet.
+                        view.insert(name.clone(), placeholder(version));
+                    }
+                }
+            }
+            let changed = differs(&view, &state.sent) || (!state.responded && state.wildcard);
+            let held = waits_for_earlier_types(&type_url) && earlier_outstanding;
+            if changed && !held && state.outstanding.is_none() {
+                let version = set_version(view.iter().map(|(n, r)| (n.as_str(), r.version.as_str())));
+                planned.push(Planned { type_url: type_url.clone(), view, version });
+                earlier_outstanding = true;
+            } else if state.outstanding.is_some() || (changed && held) {
+                earlier_outstanding = true;
+            }
+        }
+        planned
+    }
+
+    /// Records that a response for `planned` was sent with `nonce`.
+    pub fn mark_sent(&mut self, planned: &Planned, nonce: String, snapshot_set_at: Instant) {
+        let state = self.types.entry(planned.type_url.clone()).or_default();
+        state.sent = planned
+            .view
+            .iter()
+            .map(|(n, r)| (n.clone(), r.version.clone()))
+            .collect();
+        if planned.type_url == CLUSTER {
+            state.sent_clusters = planned
+                .view
+                .iter()
+                .filter(|(_, r)| !r.resource.type_url.is_empty())
+                .map(|(n, r)| (n.clone(), r.clone()))
+                .collect();
+        }
+        state.responded = true;
+        state.last_nonce = nonce.clone();
+        let latency_from = (state.measured_snapshot != Some(snapshot_set_at)).then_some(snapshot_set_at);
+        state.measured_snapshot = Some(snapshot_set_at);
+        state.outstanding = Some(Outstanding {
+            version: planned.version.clone(),
+            latency_from,
+        });
+        self.shared.metrics.count_push(&planned.type_url);
+        self.shared.registry.with_type(self.connection_id, &planned.type_url, |r| {
+            r.sent_version = Some(planned.version.clone());
+            r.sent_nonce = Some(nonce);
+            r.awaiting_ack = true;
+            r.pushes += 1;
+        });
+    }
+
+    /// Updates a type's subscription from a request; creates the type state on first use.
+    pub fn subscription(&mut self, type_url: &str) -> &mut TypeState {
+        self.types.entry(type_url.to_string()).or_default()
+    }
+}
+
+/// A stand-in for a resource the proxy has but the snapshot dropped (delta only needs its
+/// name and version to not remove it yet).
+fn placeholder(version: &str) -> VersionedResource {
+    VersionedResource {
+        resource: Default::default(),
+        version: version.to_string(),
+    }
+}
+
+fn differs(view: &BTreeMap<String, VersionedResource>, sent: &BTreeMap<String, String>) -> bool {
+    view.len() != sent.len()
+        || view
+            .iter()
+            .zip(sent.iter())
+            .any(|((vn, vr), (sn, sv))| vn != sn || vr.version != *sv)
+}
+
+/// Whether a type with this subscription is a wildcard subscription (SotW and delta legacy
+/// rule: a wildcard type with no names, or an explicit `*`).
+pub(crate) fn initial_wildcard(type_url: &str, names: &[String]) -> bool {
+    (is_wildcard_type(type_url) && names.is_empty()) || names.iter().any(|n| n == "*")
+}
+
+/// What differs between SotW and delta; the loop in [`run`] is shared.
+pub(crate) trait Protocol {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    const MODE: StreamMode;
+    fn node(request: &Self::Request) -> Option<&Node>;
+    fn on_request(core: &mut StreamCore, request: Self::Request);
+    /// Builds the response for `planned` (called before the send is recorded).
+    fn respond(core: &StreamCore, planned: &Planned, nonce: String) -> Self::Response;
+}
+
+pub(crate) type ResponseTx<T> = mpsc::Sender<Result<T, Status>>;
+
+/// One ADS stream: register on the first request, then alternate between handling requests and
+/// pushing what the latest snapshot changed, until either side goes away.
+pub(crate) async fn run<P: Protocol>(
+    shared: Arc<Shared>,
+    mut requests: Streaming<P::Request>,
+    tx: ResponseTx<P::Response>,
+) where
+    Streaming<P::Request>: Send,
+{
+    let first = match requests.message().await {
+        Ok(Some(first)) => first,
+        _ => return,
+    };
+    let Some(node) = P::node(&first).map(ProxyNode::from_proto) else {
+        let _ = tx
+            .send(Err(Status::invalid_argument("the first request must carry node")))
+            .await;
+        return;
+    };
+    let conn = Connection::open(shared.clone(), node, P::MODE);
+    let mut watch = shared.cache.watch(&conn.node.id);
+    let mut core = StreamCore {
+        shared,
+        connection_id: conn.id,
+        node_id: conn.node.id.clone(),
+        types: BTreeMap::new(),
+    };
+    P::on_request(&mut core, first);
+    loop {
+        let current = watch.borrow_and_update().clone();
+        if let Some(snapshot) = current {
+            for planned in core.plan(&snapshot.snapshot) {
+                let nonce = core.shared.next_nonce();
+                let response = P::respond(&core, &planned, nonce.clone());
+                core.mark_sent(&planned, nonce, snapshot.set_at);
+                if tx.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            request = requests.message() => match request {
+                Ok(Some(request)) => P::on_request(&mut core, request),
+                Ok(None) => break,
+                Err(status) => {
+                    debug!(node = %core.node_id, %status, "stream ended");
+                    break;
+                }
+            },
+            changed = watch.changed() => if changed.is_err() { break },
+        }
+    }
+    drop(conn);
+}
