@@ -51,3 +51,9 @@ pub fn is_wildcard_type(type_url: &str) -> bool {
 pub fn waits_for_earlier_types(type_url: &str) -> bool {
     type_url == LISTENER || type_url == ROUTE
 }
+
+/// Types whose removals wait until everything ranked after them (listeners, routes) is pushed
+/// and answered: make before break, so nothing points at a cluster or endpoints that are gone.
+pub fn defers_removal(type_url: &str) -> bool {
+    type_url == CLUSTER || type_url == ENDPOINT
+}

@@ -253,21 +253,22 @@ async fn delta_sends_changes_removals_and_honours_initial_versions() {
     assert_eq!(names(&eds), ["c1", "c2"]);
     d.ack(&eds).await;
 
-    // Drop c2: endpoints go first, the cluster is removed only after that is answered.
+    // Drop c2: with no listener or route waiting, the cluster and its endpoints go at once,
+    // clusters first.
     let one = Snapshot::new()
         .with(&eds_cluster("c1"))
         .with(&endpoints("c1", 9));
     server.set_snapshot("n2", one);
-    let eds2 = d.recv().await;
-    assert_eq!(eds2.type_url, ENDPOINT);
-    assert_eq!(eds2.removed_resources, ["c2"]);
-    assert!(eds2.resources.is_empty(), "unchanged c1 is not resent");
-    d.ack(&eds2).await;
     let cds2 = d.recv().await;
     assert_eq!(cds2.type_url, CLUSTER);
     assert_eq!(cds2.removed_resources, ["c2"]);
-    assert!(cds2.resources.is_empty());
+    assert!(cds2.resources.is_empty(), "unchanged c1 is not resent");
+    let eds2 = d.recv().await;
+    assert_eq!(eds2.type_url, ENDPOINT);
+    assert_eq!(eds2.removed_resources, ["c2"]);
+    assert!(eds2.resources.is_empty());
     d.ack(&cds2).await;
+    d.ack(&eds2).await;
     let c1_version = cds.resources[0].version.clone();
 
     // A reconnecting proxy that already has c1 and a stale cluster gets only the removal.

@@ -37,7 +37,13 @@ impl Protocol for Sotw {
     fn respond(_core: &StreamCore, planned: &Planned, nonce: String) -> DiscoveryResponse {
         DiscoveryResponse {
             version_info: planned.version.clone(),
-            resources: planned.view.values().map(|r| r.resource.clone()).collect(),
+            // A kept resource without a body (delta bookkeeping only) is never sent.
+            resources: planned
+                .view
+                .values()
+                .filter(|r| !r.resource.type_url.is_empty())
+                .map(|r| r.resource.clone())
+                .collect(),
             type_url: planned.type_url.clone(),
             nonce,
             ..Default::default()

@@ -14,7 +14,9 @@ use tracing::{debug, warn};
 use crate::server::registry::{NackRecord, ProxyNode, StreamMode, now_unix_ms};
 use crate::server::{Connection, Shared};
 use crate::snapshot::{Snapshot, VersionedResource, set_version};
-use crate::types::{CLUSTER, is_wildcard_type, push_rank, short_name, waits_for_earlier_types};
+use crate::types::{
+    ENDPOINT, defers_removal, is_wildcard_type, push_rank, short_name, waits_for_earlier_types,
+};
 
 /// A response that the proxy has not answered yet.
 #[derive(Clone, Debug)]
@@ -31,8 +33,8 @@ pub(crate) struct TypeState {
     pub names: BTreeSet<String>,
     /// Name -> version the proxy has been sent (delta: also what it told us it has).
     pub sent: BTreeMap<String, String>,
-    /// Last clusters sent (SotW keeps removed clusters until the rest is in sync).
-    pub sent_clusters: BTreeMap<String, VersionedResource>,
+    /// Last resources sent, for types whose removals are deferred (SotW resends them).
+    pub sent_bodies: BTreeMap<String, VersionedResource>,
     /// At least one response was sent for this type on this stream.
     pub responded: bool,
     pub outstanding: Option<Outstanding>,
@@ -147,27 +149,26 @@ impl StreamCore {
             views.push((type_url.clone(), view, changed));
         }
 
-        // Make before break: clusters removed from the snapshot stay until everything else is
-        // pushed and answered, so no listener or route points at a missing cluster meanwhile.
-        let others_busy = views.iter().any(|(t, _, changed)| {
-            t != CLUSTER && (*changed || self.types.get(t).is_some_and(|s| s.outstanding.is_some()))
+        // Make before break: clusters and endpoints removed from the snapshot stay until
+        // listeners and routes are pushed and answered, so nothing points at a missing cluster.
+        let endpoint_rank = push_rank(ENDPOINT);
+        let later_busy = views.iter().any(|(t, _, changed)| {
+            push_rank(t) > endpoint_rank
+                && (*changed || self.types.get(t).is_some_and(|s| s.outstanding.is_some()))
         });
 
         let mut planned = Vec::new();
         let mut earlier_outstanding = false;
         for (type_url, mut view, _) in views {
             let Some(state) = self.types.get(&type_url) else { continue };
-            if type_url == CLUSTER && others_busy {
-                for (name, res) in &state.sent_clusters {
-                    if !view.contains_key(name) && state.sent.contains_key(name) {
-                        view.insert(name.clone(), res.clone());
-                    }
-                }
+            if defers_removal(&type_url) && later_busy {
                 for (name, version) in &state.sent {
-                    if !view.contains_key(name) && !state.sent_clusters.contains_key(name) {
-                        // Delta keeps a removed cluster by simply not removing it yet.
-                        view.insert(name.clone(), placeholder(version));
+                    if view.contains_key(name) || !state.wants(name) {
+                        continue;
                     }
+                    // Delta keeps a resource by not removing it; SotW must resend its body.
+                    let kept = state.sent_bodies.get(name).cloned();
+                    view.insert(name.clone(), kept.unwrap_or_else(|| placeholder(version)));
                 }
             }
             let changed = differs(&view, &state.sent) || (!state.responded && state.wildcard);
@@ -191,8 +192,8 @@ impl StreamCore {
             .iter()
             .map(|(n, r)| (n.clone(), r.version.clone()))
             .collect();
-        if planned.type_url == CLUSTER {
-            state.sent_clusters = planned
+        if defers_removal(&planned.type_url) {
+            state.sent_bodies = planned
                 .view
                 .iter()
                 .filter(|(_, r)| !r.resource.type_url.is_empty())
