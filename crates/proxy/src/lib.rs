@@ -1,2 +1,23 @@
-//! lateen-proxy, the data plane.
+//! lateen-proxy, the data plane: a sidecar that proxies TCP, HTTP/1.1, HTTP/2 and gRPC for
+//! one workload, with Istio's ports, metrics and capture semantics.
+//!
+//! Map: [`config`] (model, YAML bootstrap, compiled snapshots) → [`proxy`] binds listeners
+//! and starts [`worker`]s → [`listener`] dispatches each connection (capture, protocol
+//! detection in [`net`]) → [`http`] or [`tcp`] → [`upstream`] pools. [`metrics`],
+//! [`admin`] and [`drain`] serve the whole process.
+//!
+//! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
+//! iptables (the capture crate's).
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod drain;
+pub mod http;
+pub mod listener;
+pub mod metrics;
+pub mod net;
+pub mod proxy;
+pub mod tcp;
+pub mod upstream;
+pub mod worker;

@@ -1,0 +1,162 @@
+//! Body types of the data path. [`ProxyBody`] is what flows to and from upstreams without
+//! boxing: a streaming body from a peer, or bytes the proxy holds (a local reply, a request
+//! buffered for retries). [`ObservedBody`] wraps every response sent downstream and records
+//! the request's metrics when the response ends, so sizes and durations are complete.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+pub enum ProxyBody {
+    /// A body streaming from a peer; bytes are counted into `counter` when there is one.
+    Incoming { body: Incoming, counter: Option<Arc<RequestRecord>> },
+    /// Bytes held by the proxy, sent once.
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    pub fn empty() -> ProxyBody {
+        ProxyBody::Full(None)
+    }
+
+    pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+        let bytes = bytes.into();
+        ProxyBody::Full(if bytes.is_empty() { None } else { Some(bytes) })
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ProxyBody::Incoming { body, counter } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(data), Some(counter)) = (frame.data_ref(), counter) {
+                        counter.request_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Incoming { body, .. } => body.is_end_stream(),
+            ProxyBody::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Incoming { body, .. } => body.size_hint(),
+            ProxyBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            ProxyBody::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// What is known of one request while it is in flight; shared by the request body (which
+/// counts its bytes) and the response body (which finishes the record).
+pub struct RequestRecord {
+    pub request_bytes: AtomicU64,
+}
+
+impl RequestRecord {
+    pub fn new() -> Arc<RequestRecord> {
+        Arc::new(RequestRecord { request_bytes: AtomicU64::new(0) })
+    }
+}
+
+/// Called once when a response has been sent (or abandoned).
+pub trait Finish: Send + 'static {
+    /// `response_bytes` counts body bytes sent; `grpc_status` is from the trailers if any;
+    /// `complete` is false when the client went away first.
+    fn finish(self: Box<Self>, response_bytes: u64, grpc_status: Option<u16>, complete: bool);
+}
+
+pub struct ObservedBody {
+    inner: ProxyBody,
+    sent: u64,
+    grpc_status: Option<u16>,
+    done: bool,
+    on_finish: Option<Box<dyn Finish>>,
+}
+
+impl ObservedBody {
+    pub fn new(inner: ProxyBody, on_finish: Option<Box<dyn Finish>>) -> ObservedBody {
+        ObservedBody { inner, sent: 0, grpc_status: None, done: false, on_finish }
+    }
+
+    fn complete(&mut self, complete: bool) {
+        if let Some(on_finish) = self.on_finish.take() {
+            on_finish.finish(self.sent, self.grpc_status, complete);
+        }
+    }
+}
+
+impl Body for ObservedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    this.grpc_status = grpc_status(trailers);
+                }
+                if this.inner.is_end_stream() {
+                    this.done = true;
+                    this.complete(true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                this.done = true;
+                this.complete(false);
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                this.complete(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        let complete = self.done || self.inner.is_end_stream();
+        self.complete(complete);
+    }
+}
+
+/// The `grpc-status` of a header or trailer block.
+pub fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
+    headers.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
+}

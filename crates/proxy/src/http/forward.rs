@@ -1,0 +1,188 @@
+//! One forwarded request: endpoint choice, attempts with per-try timeouts and retries (Envoy's
+//! `retry_on` semantics, a 25 ms jittered backoff, and a different host on each retry), and
+//! the mapping of failures to Envoy's response flags.
+
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::body::{ProxyBody, RequestRecord};
+use crate::config::model::UpstreamProtocol;
+use crate::config::snapshot::{ClusterRt, RetryRt};
+use crate::metrics::{ProxyStats, ResponseFlags};
+use crate::upstream::{Pool, UpstreamError, UpstreamVersion};
+
+/// Requests larger than this are not buffered, so they get no retries (Linkerd's limit).
+const MAX_REPLAY_BYTES: u64 = 64 * 1024;
+const RETRY_BASE_BACKOFF: Duration = Duration::from_millis(25);
+
+pub enum Outcome {
+    Response(http::Response<Incoming>),
+    /// No response from upstream; the client gets a local reply with this status.
+    Failed { status: http::StatusCode, flags: ResponseFlags, detail: String },
+}
+
+pub struct Attempt<'a> {
+    pub pool: &'a Pool,
+    pub stats: &'a crate::metrics::ProxyStats,
+    pub cluster: &'a ClusterRt,
+    pub version: UpstreamVersion,
+    pub retry: Option<&'a RetryRt>,
+}
+
+pub fn upstream_version(cluster: &ClusterRt, downstream: http::Version) -> UpstreamVersion {
+    match cluster.protocol {
+        UpstreamProtocol::Http1 => UpstreamVersion::Http1,
+        UpstreamProtocol::Http2 => UpstreamVersion::Http2,
+        UpstreamProtocol::Downstream if downstream == http::Version::HTTP_2 => UpstreamVersion::Http2,
+        UpstreamProtocol::Downstream => UpstreamVersion::Http1,
+    }
+}
+
+/// The body of a request as the attempts will send it: replayable bytes when retries are
+/// possible, else the stream itself (one attempt only).
+enum RequestBody {
+    Replayable(Bytes),
+    Stream(Option<ProxyBody>),
+}
+
+impl RequestBody {
+    fn next(&mut self) -> Option<ProxyBody> {
+        match self {
+            RequestBody::Replayable(bytes) => Some(ProxyBody::full(bytes.clone())),
+            RequestBody::Stream(body) => body.take(),
+        }
+    }
+}
+
+impl Attempt<'_> {
+    pub async fn run(
+        self,
+        mut head: http::request::Parts,
+        body: Incoming,
+        record: &Arc<RequestRecord>,
+    ) -> Outcome {
+        let retry = self.retry.filter(|retry| retry.num_retries > 0);
+        let mut body = match retry {
+            Some(_) if body.is_end_stream() => RequestBody::Replayable(Bytes::new()),
+            Some(_) if body.size_hint().exact().is_some_and(|len| len <= MAX_REPLAY_BYTES) => {
+                match body.collect().await {
+                    Ok(collected) => {
+                        let bytes = collected.to_bytes();
+                        record.request_bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        RequestBody::Replayable(bytes)
+                    }
+                    Err(err) => {
+                        return Outcome::Failed {
+                            status: http::StatusCode::BAD_REQUEST,
+                            flags: ResponseFlags::DC,
+                            detail: format!("reading request body: {err}"),
+                        };
+                    }
+                }
+            }
+            _ => RequestBody::Stream(Some(ProxyBody::Incoming { body, counter: Some(record.clone()) })),
+        };
+        let max_attempts = 1 + retry.map_or(0, |retry| retry.num_retries);
+        let mut last_host: Option<SocketAddr> = None;
+        let mut flags = ResponseFlags::NONE;
+        let mut last_failure = None;
+        for attempt in 0..max_attempts {
+            let Some(request_body) = body.next() else { break };
+            if attempt > 0 {
+                ProxyStats::incr(&self.stats.upstream_rq_retry);
+                let jitter = rand::random::<u64>() % (RETRY_BASE_BACKOFF.as_millis() as u64 * (1 << attempt.min(4)));
+                tokio::time::sleep(Duration::from_millis(jitter)).await;
+            }
+            let Some(endpoint) = self.cluster.pick_endpoint(last_host) else {
+                return Outcome::Failed {
+                    status: http::StatusCode::SERVICE_UNAVAILABLE,
+                    flags: ResponseFlags::UH,
+                    detail: "no healthy upstream".into(),
+                };
+            };
+            last_host = Some(endpoint);
+            let is_last = attempt + 1 == max_attempts || matches!(body, RequestBody::Stream(None));
+            let request = if is_last {
+                // The last attempt takes the head itself instead of a copy.
+                http::Request::from_parts(std::mem::replace(&mut head, empty_parts()), request_body)
+            } else {
+                build_request(&head, request_body)
+            };
+            let sent = self.pool.send(endpoint, self.version, self.cluster.connect_timeout, request);
+            let result = match retry.and_then(|retry| retry.per_try_timeout) {
+                Some(per_try) => match tokio::time::timeout(per_try, sent).await {
+                    Ok(result) => Some(result),
+                    Err(_) => None,
+                },
+                None => Some(sent.await),
+            };
+            match result {
+                Some(Ok(response)) => {
+                    let status = response.status().as_u16();
+                    if !is_last && retry.is_some_and(|retry| retry.retries_status(status)) {
+                        flags = ResponseFlags::NONE;
+                        continue;
+                    }
+                    // On the last attempt Envoy returns the upstream's answer, retriable or not.
+                    return Outcome::Response(response);
+                }
+                Some(Err(err)) => {
+                    let (flag, retriable) = match &err {
+                        UpstreamError::Connect { .. } => (ResponseFlags::UF, retry.is_some_and(|r| r.on_connect_failure || r.on_5xx || r.on_gateway_error)),
+                        UpstreamError::Reset(_) => (ResponseFlags::UC, retry.is_some_and(|r| r.on_reset || r.on_5xx || r.on_gateway_error)),
+                        UpstreamError::RefusedStream(_) => (ResponseFlags::UC, retry.is_some_and(|r| r.on_refused_stream || r.on_reset || r.on_5xx)),
+                    };
+                    flags = flag;
+                    last_failure = Some(err.to_string());
+                    if !retriable {
+                        break;
+                    }
+                }
+                None => {
+                    ProxyStats::incr(&self.stats.upstream_rq_timeout);
+                    flags = ResponseFlags::UT;
+                    last_failure = Some("upstream per-try timeout".into());
+                    if !retry.is_some_and(|r| r.on_5xx || r.on_gateway_error || r.on_reset) {
+                        return Outcome::Failed {
+                            status: http::StatusCode::GATEWAY_TIMEOUT,
+                            flags,
+                            detail: "upstream request timeout".into(),
+                        };
+                    }
+                }
+            }
+        }
+        if retry.is_some() {
+            flags = flags.with(ResponseFlags::URX);
+        }
+        let status = if flags.contains(ResponseFlags::UT) && !flags.contains(ResponseFlags::UF) {
+            http::StatusCode::GATEWAY_TIMEOUT
+        } else {
+            http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        let detail = match last_failure {
+            Some(reason) if flags.contains(ResponseFlags::UF) => format!("upstream connect error or disconnect/reset before headers. reset reason: connection failure, {reason}"),
+            Some(reason) => format!("upstream connect error or disconnect/reset before headers. {reason}"),
+            None => "upstream unavailable".into(),
+        };
+        Outcome::Failed { status, flags, detail }
+    }
+}
+
+fn empty_parts() -> http::request::Parts {
+    http::Request::new(()).into_parts().0
+}
+
+fn build_request(head: &http::request::Parts, body: ProxyBody) -> http::Request<ProxyBody> {
+    let mut request = http::Request::new(body);
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = head.uri.clone();
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers.clone();
+    request
+}

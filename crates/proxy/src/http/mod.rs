@@ -1,0 +1,9 @@
+//! HTTP proxying: serving a downstream connection (HTTP/1.1 or h2c), the per-request path,
+//! bodies that count and record, header rules, retries, and protocol upgrades.
+
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod server;
+pub mod service;
+pub mod upgrade;

@@ -1,0 +1,156 @@
+//! Serves one downstream HTTP connection with hyper: HTTP/1.1 (keep-alive, upgrades) or h2c,
+//! with the listener's limits, an idle timeout counted while no request is in flight, and a
+//! graceful close when the proxy drains.
+
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::service::{ConnContext, handle};
+use crate::drain::DrainWatch;
+
+/// hyper refuses read buffers smaller than this.
+const MIN_READ_BUFFER: usize = 8192;
+
+/// Requests in flight on one connection, and when the last one ended, for the idle timeout.
+pub struct ActiveRequests {
+    active: AtomicUsize,
+    idle_since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl ActiveRequests {
+    pub fn new() -> ActiveRequests {
+        ActiveRequests { active: AtomicUsize::new(0), idle_since_ms: AtomicU64::new(0), epoch: Instant::now() }
+    }
+
+    pub fn begin(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn end(&self) {
+        self.idle_since_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// How long the connection has had no request in flight, if it has none now.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
+        Some(self.epoch.elapsed().saturating_sub(since))
+    }
+}
+
+impl Default for ActiveRequests {
+    fn default() -> Self {
+        ActiveRequests::new()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http1,
+    Http2,
+}
+
+/// A hyper connection that can be asked to close gracefully.
+trait GracefulConnection: std::future::Future {
+    fn close_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for http1::UpgradeableConnection<I, S>
+where
+    http1::UpgradeableConnection<I, S>: std::future::Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E> GracefulConnection for http2::Connection<I, S, E>
+where
+    http2::Connection<I, S, E>: std::future::Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+pub async fn serve<I>(io: I, version: HttpVersion, ctx: Arc<ConnContext>, drain: DrainWatch)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = ctx.listener.limits.clone();
+    let active = ctx.active.clone();
+    let service = hyper::service::service_fn(move |request| handle(ctx.clone(), request));
+    let io = TokioIo::new(io);
+    match version {
+        HttpVersion::Http1 => {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .max_buf_size(limits.max_header_bytes.max(MIN_READ_BUFFER))
+                .max_headers(limits.max_headers)
+                .header_read_timeout(limits.request_headers_timeout)
+                .serve_connection(io, service)
+                .with_upgrades();
+            drive(connection, drain, &active, limits.idle_timeout).await;
+        }
+        HttpVersion::Http2 => {
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
+                .max_concurrent_streams(limits.max_concurrent_streams)
+                .initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(4 << 20)
+                .serve_connection(io, service);
+            drive(connection, drain, &active, limits.idle_timeout).await;
+        }
+    }
+}
+
+async fn drive<C>(connection: C, mut drain: DrainWatch, active: &ActiveRequests, idle_timeout: Duration)
+where
+    C: GracefulConnection,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut closing = drain.is_draining();
+    if closing {
+        connection.as_mut().close_gracefully();
+    }
+    let idle = tokio::time::sleep(idle_timeout);
+    let mut idle = std::pin::pin!(idle);
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = drain.signaled(), if !closing => {
+                closing = true;
+                connection.as_mut().close_gracefully();
+            }
+            _ = idle.as_mut(), if !closing => {
+                match active.idle_for() {
+                    Some(idle_for) if idle_for >= idle_timeout => {
+                        closing = true;
+                        connection.as_mut().close_gracefully();
+                    }
+                    Some(idle_for) => idle.as_mut().reset(tokio::time::Instant::now() + (idle_timeout - idle_for)),
+                    None => idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The per-request path of an HTTP connection: route selection, the route's action
+//! (forward, redirect, direct response), header handling, protocol upgrades, local replies,
+//! and the metrics record of every request.
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::body::{Finish, ObservedBody, ProxyBody, RequestRecord, grpc_status};
+use super::forward::{Attempt, Outcome, upstream_version};
+use super::headers;
+use crate::config::Snapshot;
+use crate::config::model::Direction;
+use crate::config::snapshot::{ActionRt, ClusterRt, ListenerRt, RouteRt};
+use crate::metrics::{Metrics, PeerLabels, ProxyStats, Reporter, RequestLabels, ResponseFlags};
+use crate::upstream::{Pool, UpstreamVersion};
+use super::server::ActiveRequests;
+
+/// Everything a request on one downstream connection needs.
+pub struct ConnContext {
+    pub snapshot: Arc<Snapshot>,
+    pub listener: Arc<ListenerRt>,
+    pub peer: SocketAddr,
+    /// Where a captured connection was going; its passthrough target.
+    pub original_dst: Option<SocketAddr>,
+    /// For a captured connection without HTTP routes: a cluster of its original destination.
+    pub passthrough: Option<Arc<ClusterRt>>,
+    pub pool: Arc<Pool>,
+    pub metrics: Arc<Metrics>,
+    pub active: Arc<ActiveRequests>,
+}
+
+impl ConnContext {
+    fn reporter(&self) -> Reporter {
+        match self.listener.direction {
+            Direction::Outbound => Reporter::Source,
+            Direction::Inbound => Reporter::Destination,
+        }
+    }
+
+    fn labels(&self, cluster: Option<&ClusterRt>, request_protocol: &'static str) -> RequestLabels {
+        let unknown = || Arc::new(PeerLabels::unknown());
+        let (source, destination, security_policy) = match self.listener.direction {
+            Direction::Outbound => (
+                self.snapshot.local.clone(),
+                cluster.map(|cluster| cluster.destination.clone()).unwrap_or_else(unknown),
+                "unknown",
+            ),
+            Direction::Inbound => (
+                unknown(),
+                cluster.map(|cluster| cluster.inbound_destination.clone()).unwrap_or_else(|| self.snapshot.local.clone()),
+                "none",
+            ),
+        };
+        RequestLabels {
+            reporter: self.reporter(),
+            source,
+            destination,
+            request_protocol,
+            response_code: 0,
+            grpc_status: None,
+            response_flags: ResponseFlags::NONE,
+            security_policy,
+        }
+    }
+}
+
+/// Records a request's metrics when its response body ends.
+struct RecordOnFinish {
+    metrics: Arc<Metrics>,
+    labels: RequestLabels,
+    started: Instant,
+    record: Arc<RequestRecord>,
+    active: Arc<ActiveRequests>,
+}
+
+impl Finish for RecordOnFinish {
+    fn finish(mut self: Box<Self>, response_bytes: u64, trailer_grpc_status: Option<u16>, complete: bool) {
+        if trailer_grpc_status.is_some() {
+            self.labels.grpc_status = trailer_grpc_status;
+        }
+        if !complete {
+            self.labels.response_flags = self.labels.response_flags.with(ResponseFlags::DC);
+        }
+        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let request_bytes = self.record.request_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.record_request(&self.labels, elapsed_ms, request_bytes, response_bytes);
+        ProxyStats::decr(&self.metrics.stats.downstream_rq_active);
+        self.active.end();
+    }
+}
+
+pub async fn handle(ctx: Arc<ConnContext>, request: Request<Incoming>) -> Result<Response<ObservedBody>, std::convert::Infallible> {
+    let started = Instant::now();
+    ctx.active.begin();
+    ProxyStats::incr(&ctx.metrics.stats.downstream_rq_total);
+    ProxyStats::incr(&ctx.metrics.stats.downstream_rq_active);
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+    let protocol = if is_grpc { "grpc" } else { "http" };
+    let record = RequestRecord::new();
+
+    let (cluster, outcome) = route_and_forward(&ctx, request, &record).await;
+    let mut labels = ctx.labels(cluster.as_deref(), protocol);
+    let (response, flags) = match outcome {
+        Reply::Upstream(response) => response,
+        Reply::Local { status, flags, detail, extra_headers } => {
+            (local_reply(status, &detail, is_grpc, extra_headers), flags)
+        }
+    };
+    labels.response_code = response.status().as_u16();
+    labels.response_flags = flags;
+    labels.grpc_status = if is_grpc { grpc_status(response.headers()) } else { None };
+    let finish = RecordOnFinish { metrics: ctx.metrics.clone(), labels, started, record, active: ctx.active.clone() };
+    Ok(response.map(|body| ObservedBody::new(body, Some(Box::new(finish)))))
+}
+
+enum Reply {
+    Upstream((Response<ProxyBody>, ResponseFlags)),
+    Local { status: StatusCode, flags: ResponseFlags, detail: String, extra_headers: Vec<(header::HeaderName, HeaderValue)> },
+}
+
+impl Reply {
+    fn local(status: StatusCode, flags: ResponseFlags, detail: impl Into<String>) -> Reply {
+        Reply::Local { status, flags, detail: detail.into(), extra_headers: Vec::new() }
+    }
+}
+
+async fn route_and_forward(
+    ctx: &Arc<ConnContext>,
+    request: Request<Incoming>,
+    record: &Arc<RequestRecord>,
+) -> (Option<Arc<ClusterRt>>, Reply) {
+    let (mut head, body) = request.into_parts();
+    let authority = request_authority(&head);
+
+    // A captured connection with no HTTP routes is passed through to where it was going.
+    let (cluster, route, forward) = match &ctx.listener.routes {
+        Some(table) => {
+            let Some(vhost) = table.virtual_host(&authority) else {
+                return (None, Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"));
+            };
+            let Some(route) = vhost.routes.iter().find(|route| route_matches(route, &head)) else {
+                return (None, Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"));
+            };
+            match &route.action {
+                ActionRt::Direct { status, body } => {
+                    let mut response = Response::new(ProxyBody::full(body.clone()));
+                    *response.status_mut() = *status;
+                    headers::apply_ops(response.headers_mut(), &route.response_headers);
+                    return (None, Reply::Upstream((response, ResponseFlags::NONE)));
+                }
+                ActionRt::Redirect(redirect) => return (None, redirect_reply(redirect, &authority, &head)),
+                ActionRt::Forward(forward) => {
+                    let draw = if forward.clusters.len() > 1 { rand::random::<u32>() % forward.total_weight } else { 0 };
+                    (forward.pick(draw).clone(), Some(route), Some(forward))
+                }
+            }
+        }
+        None => match &ctx.passthrough {
+            Some(passthrough) => (passthrough.clone(), None, None),
+            None => return (None, Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found")),
+        },
+    };
+
+    let upgrade = head.version == Version::HTTP_11 && headers::is_upgrade_request(&head.headers);
+    headers::strip_hop_by_hop(&mut head.headers, upgrade);
+    headers::add_forwarding_headers(&mut head.headers, ctx.peer.ip());
+    if let Some(route) = route {
+        headers::apply_ops(&mut head.headers, &route.request_headers);
+    }
+    let mut upstream_authority = authority.clone();
+    if let Some(forward) = forward {
+        if let Some(rewrite) = &forward.prefix_rewrite {
+            rewrite_prefix(&mut head, route, rewrite);
+        }
+        if let Some(host) = &forward.host_rewrite {
+            upstream_authority = host.to_str().unwrap_or_default().to_string();
+        }
+    }
+    let version = if upgrade { UpstreamVersion::Http1 } else { upstream_version(&cluster, head.version) };
+    if let Err(detail) = set_upstream_target(&mut head, version, &upstream_authority) {
+        return (Some(cluster), Reply::local(StatusCode::BAD_REQUEST, ResponseFlags::NONE, detail));
+    }
+
+    if upgrade {
+        let reply = super::upgrade::forward_upgrade(ctx, &cluster, head, body).await;
+        return (Some(cluster), reply_from(reply, route));
+    }
+
+    let attempt = Attempt {
+        pool: &ctx.pool,
+        stats: &ctx.metrics.stats,
+        cluster: &cluster,
+        version,
+        retry: forward.and_then(|forward| forward.retry.as_ref()),
+    };
+    let timeout = forward.and_then(|forward| forward.timeout);
+    let outcome = match timeout {
+        Some(timeout) => match tokio::time::timeout(timeout, attempt.run(head, body, record)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                ProxyStats::incr(&ctx.metrics.stats.upstream_rq_timeout);
+                Outcome::Failed { status: StatusCode::GATEWAY_TIMEOUT, flags: ResponseFlags::UT, detail: "upstream request timeout".into() }
+            }
+        },
+        None => attempt.run(head, body, record).await,
+    };
+    (Some(cluster), reply_from(outcome, route))
+}
+
+fn redirect_reply(redirect: &crate::config::model::RedirectAction, authority: &str, head: &http::request::Parts) -> Reply {
+    let host = redirect.host.as_deref().unwrap_or(authority);
+    let path = redirect.path.as_deref().unwrap_or_else(|| path_and_query(head));
+    let status = StatusCode::from_u16(redirect.response_code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    match HeaderValue::from_str(&format!("http://{host}{path}")) {
+        Ok(location) => Reply::Local { status, flags: ResponseFlags::NONE, detail: String::new(), extra_headers: vec![(header::LOCATION, location)] },
+        Err(_) => Reply::local(StatusCode::INTERNAL_SERVER_ERROR, ResponseFlags::NONE, "bad redirect target"),
+    }
+}
+
+fn reply_from(outcome: Outcome, route: Option<&RouteRt>) -> Reply {
+    match outcome {
+        Outcome::Response(response) => {
+            let (mut parts, body) = response.into_parts();
+            let upgraded = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+            // The downstream connection has its own version; an HTTP/1.0 upstream's
+            // answer must not downgrade it.
+            parts.version = Version::HTTP_11;
+            headers::strip_hop_by_hop(&mut parts.headers, upgraded);
+            if let Some(route) = route {
+                headers::apply_ops(&mut parts.headers, &route.response_headers);
+            }
+            let response = Response::from_parts(parts, ProxyBody::Incoming { body, counter: None });
+            Reply::Upstream((response, ResponseFlags::NONE))
+        }
+        Outcome::Failed { status, flags, detail } => Reply::local(status, flags, detail),
+    }
+}
+
+/// The authority the client asked for: `:authority` on HTTP/2, `Host` on HTTP/1.
+fn request_authority(head: &http::request::Parts) -> String {
+    head.uri
+        .authority()
+        .map(|authority| authority.as_str().to_string())
+        .or_else(|| head.headers.get(header::HOST).and_then(|host| host.to_str().ok()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn path_and_query(head: &http::request::Parts) -> &str {
+    head.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/")
+}
+
+fn route_matches(route: &RouteRt, head: &http::request::Parts) -> bool {
+    if let Some(method) = &route.method {
+        if head.method != *method {
+            return false;
+        }
+    }
+    if let Some(path) = &route.path {
+        if !path.matches(head.uri.path()) {
+            return false;
+        }
+    }
+    for matcher in &route.headers {
+        let value = if matcher.name == ":authority" || matcher.name == "host" {
+            head.uri.authority().map(|a| a.as_str()).or_else(|| head.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+        } else if matcher.name == ":method" {
+            Some(head.method.as_str())
+        } else if matcher.name == ":path" {
+            Some(path_and_query(head))
+        } else {
+            head.headers.get(matcher.name.as_str()).and_then(|value| value.to_str().ok())
+        };
+        if !matcher.matches(value) {
+            return false;
+        }
+    }
+    if !route.query_params.is_empty() {
+        let query = head.uri.query().unwrap_or("");
+        for matcher in &route.query_params {
+            let value = query.split('&').find_map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (key == matcher.name).then_some(value)
+            });
+            if !matcher.matches(value) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn rewrite_prefix(head: &mut http::request::Parts, route: Option<&RouteRt>, replacement: &str) {
+    let Some(crate::config::snapshot::PathMatcher::Prefix(prefix)) = route.and_then(|route| route.path.as_ref()) else {
+        return;
+    };
+    let original = path_and_query(head);
+    if let Some(rest) = original.strip_prefix(prefix.as_str()) {
+        let rewritten = format!("{replacement}{rest}");
+        if let Ok(path) = http::uri::PathAndQuery::try_from(rewritten) {
+            let mut parts = head.uri.clone().into_parts();
+            parts.path_and_query = Some(path);
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                head.uri = uri;
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 upstreams get origin-form URIs and a `Host` header; HTTP/2 upstreams get an
+/// absolute URI so the original authority travels as `:authority`.
+fn set_upstream_target(head: &mut http::request::Parts, version: UpstreamVersion, authority: &str) -> Result<(), String> {
+    let path = path_and_query(head).to_string();
+    match version {
+        UpstreamVersion::Http1 => {
+            head.uri = http::Uri::try_from(path).map_err(|err| format!("bad request path: {err}"))?;
+            head.version = Version::HTTP_11;
+            if !authority.is_empty() {
+                let host = HeaderValue::from_str(authority).map_err(|err| format!("bad authority: {err}"))?;
+                head.headers.insert(header::HOST, host);
+            }
+        }
+        UpstreamVersion::Http2 => {
+            let authority = if authority.is_empty() { "localhost" } else { authority };
+            head.uri = http::Uri::builder()
+                .scheme("http")
+                .authority(authority)
+                .path_and_query(path)
+                .build()
+                .map_err(|err| format!("bad request target: {err}"))?;
+            head.version = Version::HTTP_2;
+            head.headers.remove(header::HOST);
+        }
+    }
+    Ok(())
+}
+
+/// A response the proxy makes itself. gRPC clients get HTTP 200 with the gRPC status that
+/// matches the HTTP one, as Envoy does, so their libraries report a proper error.
+fn local_reply(
+    status: StatusCode,
+    detail: &str,
+    is_grpc: bool,
+    extra_headers: Vec<(header::HeaderName, HeaderValue)>,
+) -> Response<ProxyBody> {
+    let mut response = if is_grpc && status != StatusCode::OK {
+        let mut response = Response::new(ProxyBody::empty());
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from(grpc_status_for(status)));
+        if let Ok(message) = HeaderValue::from_str(&detail.replace(['\r', '\n'], " ")) {
+            headers.insert("grpc-message", message);
+        }
+        response
+    } else {
+        let mut response = Response::new(ProxyBody::full(detail.to_string()));
+        *response.status_mut() = status;
+        if !detail.is_empty() {
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+        response
+    };
+    for (name, value) in extra_headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// gRPC's mapping of HTTP status codes (grpc/doc/http-grpc-status-mapping.md).
+fn grpc_status_for(status: StatusCode) -> u16 {
+    match status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}

@@ -1,0 +1,140 @@
+//! From an accepted socket to a protocol handler: capture dispatch by original destination,
+//! protocol detection (or the listener's declared protocol), then HTTP or opaque TCP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+use crate::config::model::{Direction, ListenerProtocol};
+use crate::config::snapshot::ClusterRt;
+use crate::http::server::{self, ActiveRequests, HttpVersion};
+use crate::http::service::ConnContext;
+use crate::metrics::ProxyStats;
+use crate::net::detect::{Detected, detect};
+use crate::net::rewind::Rewind;
+use crate::worker::WorkerContext;
+
+/// Handles one accepted connection on the listener named `listener_name`.
+pub async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, listener_name: Arc<str>, worker: Arc<WorkerContext>) {
+    let shared = &worker.shared;
+    let snapshot = shared.config.load();
+    let Some(accepted_on) = snapshot.listeners.iter().find(|listener| listener.name == listener_name).cloned() else {
+        return; // The listener was removed while this connection waited in the queue.
+    };
+    let _ = stream.set_nodelay(true);
+    let stats = &shared.metrics.stats;
+    ProxyStats::incr(&stats.downstream_cx_total);
+    ProxyStats::incr(&stats.downstream_cx_active);
+    let _active = ActiveConnection(shared.metrics.clone());
+
+    let (listener, original_dst) = if accepted_on.is_capture {
+        let destination = match shared.original_dst.original_dst(&stream) {
+            Ok(destination) => destination,
+            Err(err) => {
+                tracing::debug!(listener = %accepted_on.name, %peer, "no original destination: {err}");
+                return;
+            }
+        };
+        // A connection made straight to the capture port would be passed to itself.
+        if stream.local_addr().is_ok_and(|local| local == destination) || destination.port() == accepted_on.address.port() {
+            tracing::debug!(listener = %accepted_on.name, %peer, "refusing connection addressed to the capture port itself");
+            return;
+        }
+        match snapshot.listener_for_original_dst(destination, accepted_on.direction) {
+            Some(target) => (target.clone(), Some(destination)),
+            None => (accepted_on.clone(), Some(destination)),
+        }
+    } else {
+        (accepted_on, None)
+    };
+
+    let protocol = match listener.protocol {
+        ListenerProtocol::Tcp => Detected::Tcp,
+        ListenerProtocol::Http1 => Detected::Http1,
+        ListenerProtocol::Http2 => Detected::Http2,
+        ListenerProtocol::Auto | ListenerProtocol::Http => Detected::Tcp,
+    };
+    let (protocol, prefix) = if matches!(listener.protocol, ListenerProtocol::Auto | ListenerProtocol::Http) {
+        match detect(&mut stream, listener.detect_timeout).await {
+            Ok((Detected::Closed, _)) | Err(_) => return,
+            Ok((Detected::Tcp, prefix)) if listener.protocol == ListenerProtocol::Http => (Detected::Http1, prefix),
+            Ok((detected, prefix)) => {
+                if detected == Detected::Tcp && prefix.is_empty() {
+                    ProxyStats::incr(&stats.protocol_detect_timeout);
+                }
+                (detected, prefix)
+            }
+        }
+    } else {
+        (protocol, bytes::Bytes::new())
+    };
+    let io = Rewind::new(prefix, stream);
+
+    let passthrough = original_dst.map(|destination| Arc::new(ClusterRt::passthrough(passthrough_name(listener.direction), destination)));
+    match protocol {
+        Detected::Http1 | Detected::Http2 => {
+            let version = if protocol == Detected::Http2 { HttpVersion::Http2 } else { HttpVersion::Http1 };
+            let ctx = Arc::new(ConnContext {
+                snapshot: snapshot.clone(),
+                listener: listener.clone(),
+                peer,
+                original_dst,
+                passthrough: if listener.routes.is_none() { passthrough } else { None },
+                pool: worker.pool.clone(),
+                metrics: shared.metrics.clone(),
+                active: Arc::new(ActiveRequests::new()),
+            });
+            server::serve(io, version, ctx, shared.drain_watch.clone()).await;
+        }
+        Detected::Tcp | Detected::Closed => {
+            let cluster = listener.tcp_cluster.clone().or(passthrough);
+            match cluster {
+                Some(cluster) => crate::tcp::proxy(io, &cluster, &snapshot, listener.direction, &shared.metrics).await,
+                None => tracing::debug!(listener = %listener.name, %peer, "no TCP route; closing"),
+            }
+        }
+    }
+}
+
+fn passthrough_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Outbound => "PassthroughCluster",
+        Direction::Inbound => "InboundPassthroughCluster",
+    }
+}
+
+fn is_transient_accept_error(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::Interrupted
+    )
+}
+
+/// Accepts connections until draining starts. Errors never end the loop: a transient one
+/// is skipped, and running out of file descriptors backs off briefly.
+pub async fn accept_loop(listener: tokio::net::TcpListener, listener_name: Arc<str>, worker: Arc<WorkerContext>) {
+    let mut drain = worker.shared.drain_watch.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(handle_connection(stream, peer, listener_name.clone(), worker.clone()));
+                }
+                Err(err) if is_transient_accept_error(&err) => continue,
+                Err(err) => {
+                    tracing::warn!(listener = %listener_name, "accept failed: {err}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = drain.signaled() => return,
+        }
+    }
+}
+
+struct ActiveConnection(Arc<crate::metrics::Metrics>);
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        ProxyStats::decr(&self.0.stats.downstream_cx_active);
+    }
+}

@@ -1,0 +1,417 @@
+//! Istio's standard metrics (`istio_requests_total`, `istio_request_duration_milliseconds`,
+//! `istio_request_bytes`, `istio_response_bytes`, `istio_tcp_*`) with Istio's label names and
+//! `unknown` for values the proxy does not know, plus the proxy's own counters for `/stats`.
+//! Served by the admin module, never on the data-path threads.
+
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const UNKNOWN: &str = "unknown";
+
+/// Labels describing one side of a connection (a workload and, for destinations, the
+/// service). Absent values are exported as `unknown`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerLabels {
+    pub workload: Arc<str>,
+    pub namespace: Arc<str>,
+    pub app: Arc<str>,
+    pub version: Arc<str>,
+    pub principal: Arc<str>,
+    pub cluster: Arc<str>,
+    pub canonical_service: Arc<str>,
+    pub canonical_revision: Arc<str>,
+    pub service: Arc<str>,
+    pub service_name: Arc<str>,
+    pub service_namespace: Arc<str>,
+}
+
+impl PeerLabels {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        workload: Option<&str>,
+        namespace: Option<&str>,
+        app: Option<&str>,
+        version: Option<&str>,
+        principal: Option<&str>,
+        cluster: Option<&str>,
+        service: Option<&str>,
+        service_name: Option<&str>,
+    ) -> PeerLabels {
+        let label = |value: Option<&str>| -> Arc<str> { Arc::from(value.filter(|v| !v.is_empty()).unwrap_or(UNKNOWN)) };
+        // Istio derives the canonical service from the app label, else the workload name,
+        // and the canonical revision from the version label, else "latest".
+        let canonical_service = app.or(workload);
+        let service_name = service_name.or_else(|| service.map(|host| host.split('.').next().unwrap_or(host)));
+        let service_namespace = service.and_then(|host| host.split('.').nth(1)).or(namespace);
+        PeerLabels {
+            workload: label(workload),
+            namespace: label(namespace),
+            app: label(app),
+            version: label(version),
+            principal: label(principal),
+            cluster: label(cluster),
+            canonical_service: label(canonical_service),
+            canonical_revision: Arc::from(version.filter(|v| !v.is_empty()).unwrap_or("latest")),
+            service: label(service),
+            service_name: label(service_name),
+            service_namespace: label(service_namespace),
+        }
+    }
+
+    pub fn unknown() -> PeerLabels {
+        PeerLabels::new(None, None, None, None, None, None, None, None)
+    }
+
+    /// This proxy's workload as the destination of `service` (for inbound traffic).
+    pub fn local_destination(local: &PeerLabels, service: &PeerLabels) -> PeerLabels {
+        PeerLabels {
+            service: service.service.clone(),
+            service_name: service.service_name.clone(),
+            service_namespace: service.service_namespace.clone(),
+            ..local.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reporter {
+    Source,
+    Destination,
+}
+
+impl Reporter {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reporter::Source => "source",
+            Reporter::Destination => "destination",
+        }
+    }
+}
+
+/// Envoy's response flags (the subset this proxy sets), printed comma-separated in Envoy's
+/// order, `-` when none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ResponseFlags(u16);
+
+impl ResponseFlags {
+    pub const NONE: ResponseFlags = ResponseFlags(0);
+    /// No healthy upstream host.
+    pub const UH: ResponseFlags = ResponseFlags(1);
+    /// Upstream connection failure.
+    pub const UF: ResponseFlags = ResponseFlags(1 << 1);
+    /// Upstream overflow (circuit breaking).
+    pub const UO: ResponseFlags = ResponseFlags(1 << 2);
+    /// No route configured.
+    pub const NR: ResponseFlags = ResponseFlags(1 << 3);
+    /// Upstream request timeout.
+    pub const UT: ResponseFlags = ResponseFlags(1 << 4);
+    /// Upstream connection termination (reset mid-response).
+    pub const UC: ResponseFlags = ResponseFlags(1 << 5);
+    /// Upstream retry limit exceeded.
+    pub const URX: ResponseFlags = ResponseFlags(1 << 6);
+    /// Downstream connection termination.
+    pub const DC: ResponseFlags = ResponseFlags(1 << 7);
+    /// Injected fault (abort).
+    pub const FI: ResponseFlags = ResponseFlags(1 << 8);
+    /// Injected fault (delay).
+    pub const DI: ResponseFlags = ResponseFlags(1 << 9);
+
+    const NAMES: [(ResponseFlags, &'static str); 10] = [
+        (Self::UH, "UH"),
+        (Self::UF, "UF"),
+        (Self::UO, "UO"),
+        (Self::NR, "NR"),
+        (Self::URX, "URX"),
+        (Self::DC, "DC"),
+        (Self::UT, "UT"),
+        (Self::UC, "UC"),
+        (Self::DI, "DI"),
+        (Self::FI, "FI"),
+    ];
+
+    pub fn with(self, other: ResponseFlags) -> ResponseFlags {
+        ResponseFlags(self.0 | other.0)
+    }
+
+    pub fn contains(self, other: ResponseFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::fmt::Display for ResponseFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("-");
+        }
+        let mut first = true;
+        for (flag, name) in Self::NAMES {
+            if self.contains(flag) {
+                if !first {
+                    f.write_str(",")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Labels of the HTTP request metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestLabels {
+    pub reporter: Reporter,
+    pub source: Arc<PeerLabels>,
+    pub destination: Arc<PeerLabels>,
+    /// `http` or `grpc`.
+    pub request_protocol: &'static str,
+    pub response_code: u16,
+    pub grpc_status: Option<u16>,
+    pub response_flags: ResponseFlags,
+    pub security_policy: &'static str,
+}
+
+/// Labels of the TCP metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TcpLabels {
+    pub reporter: Reporter,
+    pub source: Arc<PeerLabels>,
+    pub destination: Arc<PeerLabels>,
+    pub response_flags: ResponseFlags,
+    pub security_policy: &'static str,
+}
+
+fn peer_labels<'a>(out: &mut Vec<(&'static str, &'a str)>, source: &'a PeerLabels, destination: &'a PeerLabels) {
+    out.extend([
+        ("source_workload", &*source.workload),
+        ("source_canonical_service", &*source.canonical_service),
+        ("source_canonical_revision", &*source.canonical_revision),
+        ("source_workload_namespace", &*source.namespace),
+        ("source_principal", &*source.principal),
+        ("source_app", &*source.app),
+        ("source_version", &*source.version),
+        ("source_cluster", &*source.cluster),
+        ("destination_workload", &*destination.workload),
+        ("destination_workload_namespace", &*destination.namespace),
+        ("destination_principal", &*destination.principal),
+        ("destination_app", &*destination.app),
+        ("destination_version", &*destination.version),
+        ("destination_service", &*destination.service),
+        ("destination_canonical_service", &*destination.canonical_service),
+        ("destination_canonical_revision", &*destination.canonical_revision),
+        ("destination_service_name", &*destination.service_name),
+        ("destination_service_namespace", &*destination.service_namespace),
+        ("destination_cluster", &*destination.cluster),
+    ]);
+}
+
+impl EncodeLabelSet for RequestLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let code = self.response_code.to_string();
+        let grpc = self.grpc_status.map(|status| status.to_string()).unwrap_or_default();
+        let flags = self.response_flags.to_string();
+        let mut labels = Vec::with_capacity(25);
+        labels.push(("reporter", self.reporter.as_str()));
+        peer_labels(&mut labels, &self.source, &self.destination);
+        labels.extend([
+            ("request_protocol", self.request_protocol),
+            ("response_code", code.as_str()),
+            ("grpc_response_status", grpc.as_str()),
+            ("response_flags", flags.as_str()),
+            ("connection_security_policy", self.security_policy),
+        ]);
+        labels.as_slice().encode(encoder)
+    }
+}
+
+impl EncodeLabelSet for TcpLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let flags = self.response_flags.to_string();
+        let mut labels = Vec::with_capacity(23);
+        labels.push(("reporter", self.reporter.as_str()));
+        peer_labels(&mut labels, &self.source, &self.destination);
+        labels.extend([
+            ("request_protocol", "tcp"),
+            ("response_flags", flags.as_str()),
+            ("connection_security_policy", self.security_policy),
+        ]);
+        labels.as_slice().encode(encoder)
+    }
+}
+
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // Istio's buckets for istio_request_duration_milliseconds.
+    Histogram::new([
+        0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
+        300000.0, 600000.0, 1800000.0, 3600000.0,
+    ])
+}
+
+fn size_histogram() -> Histogram {
+    // Istio's buckets for istio_request_bytes / istio_response_bytes: 1 to 10^9 by powers of 10.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1.0, 10.0, 10))
+}
+
+/// The proxy's own counters, shown by `/stats` in Envoy's `name: value` form.
+#[derive(Default)]
+pub struct ProxyStats {
+    pub downstream_cx_total: AtomicU64,
+    pub downstream_cx_active: AtomicU64,
+    pub downstream_rq_total: AtomicU64,
+    pub downstream_rq_active: AtomicU64,
+    pub upstream_cx_total: AtomicU64,
+    pub upstream_cx_connect_fail: AtomicU64,
+    pub upstream_rq_retry: AtomicU64,
+    pub upstream_rq_timeout: AtomicU64,
+    pub protocol_detect_timeout: AtomicU64,
+    pub downstream_rq_rejected: AtomicU64,
+}
+
+impl ProxyStats {
+    pub fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn decr(counter: &AtomicU64) {
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        for (name, value) in [
+            ("downstream_cx_total", &self.downstream_cx_total),
+            ("downstream_cx_active", &self.downstream_cx_active),
+            ("downstream_rq_total", &self.downstream_rq_total),
+            ("downstream_rq_active", &self.downstream_rq_active),
+            ("downstream_rq_rejected", &self.downstream_rq_rejected),
+            ("upstream_cx_total", &self.upstream_cx_total),
+            ("upstream_cx_connect_fail", &self.upstream_cx_connect_fail),
+            ("upstream_rq_retry", &self.upstream_rq_retry),
+            ("upstream_rq_timeout", &self.upstream_rq_timeout),
+            ("protocol_detect_timeout", &self.protocol_detect_timeout),
+        ] {
+            let _ = writeln!(out, "lateen.{name}: {}", value.load(Ordering::Relaxed));
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests_total: Family<RequestLabels, Counter>,
+    pub request_duration: HistogramFamily<RequestLabels>,
+    pub request_bytes: HistogramFamily<RequestLabels>,
+    pub response_bytes: HistogramFamily<RequestLabels>,
+    pub tcp_sent_bytes: Family<TcpLabels, Counter>,
+    pub tcp_received_bytes: Family<TcpLabels, Counter>,
+    pub tcp_opened: Family<TcpLabels, Counter>,
+    pub tcp_closed: Family<TcpLabels, Counter>,
+    pub stats: ProxyStats,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("istio");
+        let requests_total = Family::<RequestLabels, Counter>::default();
+        let request_duration = HistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let request_bytes = HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
+        let response_bytes = HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
+        let tcp_sent_bytes = Family::<TcpLabels, Counter>::default();
+        let tcp_received_bytes = Family::<TcpLabels, Counter>::default();
+        let tcp_opened = Family::<TcpLabels, Counter>::default();
+        let tcp_closed = Family::<TcpLabels, Counter>::default();
+        registry.register("requests", "Requests handled, by Istio's standard labels", requests_total.clone());
+        registry.register(
+            "request_duration_milliseconds",
+            "Request duration in milliseconds",
+            request_duration.clone(),
+        );
+        registry.register("request_bytes", "HTTP request body sizes in bytes", request_bytes.clone());
+        registry.register("response_bytes", "HTTP response body sizes in bytes", response_bytes.clone());
+        registry.register("tcp_sent_bytes", "Bytes sent to the downstream in TCP connections", tcp_sent_bytes.clone());
+        registry.register(
+            "tcp_received_bytes",
+            "Bytes received from the downstream in TCP connections",
+            tcp_received_bytes.clone(),
+        );
+        registry.register("tcp_connections_opened", "TCP connections opened", tcp_opened.clone());
+        registry.register("tcp_connections_closed", "TCP connections closed", tcp_closed.clone());
+        Metrics {
+            registry,
+            requests_total,
+            request_duration,
+            request_bytes,
+            response_bytes,
+            tcp_sent_bytes,
+            tcp_received_bytes,
+            tcp_opened,
+            tcp_closed,
+            stats: ProxyStats::default(),
+        }
+    }
+
+    /// Records one finished HTTP request.
+    pub fn record_request(&self, labels: &RequestLabels, duration_ms: f64, request_bytes: u64, response_bytes: u64) {
+        self.requests_total.get_or_create(labels).inc();
+        self.request_duration.get_or_create(labels).observe(duration_ms);
+        self.request_bytes.get_or_create(labels).observe(request_bytes as f64);
+        self.response_bytes.get_or_create(labels).observe(response_bytes as f64);
+    }
+
+    /// The Prometheus text exposition of every Istio metric.
+    pub fn encode_prometheus(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_print_in_envoy_order() {
+        assert_eq!(ResponseFlags::NONE.to_string(), "-");
+        assert_eq!(ResponseFlags::URX.with(ResponseFlags::UF).to_string(), "UF,URX");
+    }
+
+    #[test]
+    fn exports_istio_names_and_unknown_labels() {
+        let metrics = Metrics::new();
+        let labels = RequestLabels {
+            reporter: Reporter::Source,
+            source: Arc::new(PeerLabels::unknown()),
+            destination: Arc::new(PeerLabels::new(None, None, None, Some("v1"), None, None, Some("reviews.default.svc.cluster.local"), None)),
+            request_protocol: "http",
+            response_code: 200,
+            grpc_status: None,
+            response_flags: ResponseFlags::NONE,
+            security_policy: "unknown",
+        };
+        metrics.record_request(&labels, 3.0, 0, 10);
+        let text = metrics.encode_prometheus();
+        assert!(text.contains("istio_requests_total{reporter=\"source\",source_workload=\"unknown\""), "{text}");
+        assert!(text.contains("destination_service_name=\"reviews\""), "{text}");
+        assert!(text.contains("destination_service_namespace=\"default\""), "{text}");
+        assert!(text.contains("istio_request_duration_milliseconds_bucket"), "{text}");
+    }
+}

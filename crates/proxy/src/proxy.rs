@@ -1,0 +1,120 @@
+//! Starting and stopping the whole proxy: bind the configured listeners, start the workers
+//! and the admin servers, and drain on SIGTERM/SIGINT or `/quitquitquit`.
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminRole, AdminState};
+use crate::config::{ConfigStore, Snapshot};
+use crate::drain::Drain;
+use crate::metrics::Metrics;
+use crate::net::orig_dst::{OriginalDst, SoOriginalDst};
+use crate::worker::{BoundListener, ListenerSet, Shared, spawn_workers};
+
+pub struct ProxyOptions {
+    /// Worker threads (Envoy's `--concurrency`).
+    pub concurrency: usize,
+    pub original_dst: Arc<dyn OriginalDst>,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            original_dst: Arc::new(SoOriginalDst),
+        }
+    }
+}
+
+/// Binds one listener socket. IPv6 wildcard sockets are v6-only so an IPv4 listener can
+/// share the port.
+pub fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&address.into())
+        .map_err(|err| std::io::Error::new(err.kind(), format!("cannot bind listener address {address}: {err}")))?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+fn bind_all(snapshot: &Snapshot) -> std::io::Result<Vec<BoundListener>> {
+    snapshot
+        .listeners
+        .iter()
+        .filter(|listener| listener.bind)
+        .map(|listener| {
+            let socket = bind_listener(listener.address)?;
+            let address = socket.local_addr()?;
+            Ok(BoundListener { name: listener.name.clone(), address, socket: Arc::new(socket) })
+        })
+        .collect()
+}
+
+/// Runs the proxy on the current (main) runtime until it has drained.
+pub async fn run(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<()> {
+    let drain_timeout = snapshot.source.drain_timeout;
+    let admin_config = snapshot.source.admin.clone();
+    let bound = bind_all(&snapshot)?;
+    let config = Arc::new(ConfigStore::new(snapshot));
+    let (drain, drain_watch) = Drain::new();
+    let shared = Arc::new(Shared {
+        config,
+        metrics: Arc::new(Metrics::new()),
+        drain,
+        drain_watch,
+        original_dst: options.original_dst,
+    });
+    let (_listeners_tx, listeners_rx) = watch::channel::<ListenerSet>(Arc::new(bound));
+    let state = Arc::new(AdminState { shared: shared.clone(), ready: false.into(), listeners: listeners_rx.clone() });
+    for (address, role, what) in [
+        (admin_config.address, AdminRole::Admin, "admin"),
+        (admin_config.health_address, AdminRole::Health, "health"),
+        (admin_config.metrics_address, AdminRole::Metrics, "metrics"),
+    ] {
+        let listener = admin::bind(address, what).await?;
+        tokio::spawn(admin::serve(listener, role, state.clone()));
+    }
+    let _workers = spawn_workers(options.concurrency.max(1), shared.clone(), listeners_rx.clone())?;
+    state.ready.store(true, Ordering::Relaxed);
+    for listener in listeners_rx.borrow().iter() {
+        tracing::info!(listener = %listener.name, address = %listener.address, "listening");
+    }
+
+    wait_for_stop(&shared).await;
+    tracing::info!("draining: no new connections; in-flight requests have {drain_timeout:?}");
+    shared.drain.start();
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    while shared.metrics.stats.downstream_cx_active.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = shared.metrics.stats.downstream_cx_active.load(Ordering::Relaxed);
+    if left > 0 {
+        tracing::warn!("drain deadline passed with {left} connections open; closing them");
+    } else {
+        tracing::info!("drained");
+    }
+    Ok(())
+}
+
+async fn wait_for_stop(shared: &Shared) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut drain = shared.drain_watch.clone();
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        drain.signaled().await;
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+        _ = drain.signaled() => {}
+    }
+}

@@ -1,0 +1,106 @@
+//! Opaque TCP proxying: connect to the cluster's endpoint and copy bytes both ways, passing
+//! half-close along (one side's EOF becomes a write shutdown on the other). Istio's TCP
+//! metrics are counted as bytes flow, not only at close.
+
+use prometheus_client::metrics::counter::Counter;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::config::model::Direction;
+use crate::config::snapshot::ClusterRt;
+use crate::config::Snapshot;
+use crate::metrics::{Metrics, PeerLabels, ProxyStats, Reporter, ResponseFlags, TcpLabels};
+
+pub async fn proxy<I>(downstream: I, cluster: &ClusterRt, snapshot: &Snapshot, direction: Direction, metrics: &Arc<Metrics>)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut labels = match direction {
+        Direction::Outbound => TcpLabels {
+            reporter: Reporter::Source,
+            source: snapshot.local.clone(),
+            destination: cluster.destination.clone(),
+            response_flags: ResponseFlags::NONE,
+            security_policy: "unknown",
+        },
+        Direction::Inbound => TcpLabels {
+            reporter: Reporter::Destination,
+            source: Arc::new(PeerLabels::unknown()),
+            destination: cluster.inbound_destination.clone(),
+            response_flags: ResponseFlags::NONE,
+            security_policy: "none",
+        },
+    };
+    let upstream = match cluster.pick_endpoint(None) {
+        None => Err(ResponseFlags::UH),
+        Some(endpoint) => {
+            ProxyStats::incr(&metrics.stats.upstream_cx_total);
+            match tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(endpoint)).await {
+                Ok(Ok(stream)) => Ok(stream),
+                _ => {
+                    ProxyStats::incr(&metrics.stats.upstream_cx_connect_fail);
+                    Err(ResponseFlags::UF)
+                }
+            }
+        }
+    };
+    let mut upstream = match upstream {
+        Ok(stream) => stream,
+        Err(flags) => {
+            labels.response_flags = flags;
+            metrics.tcp_opened.get_or_create(&labels).inc();
+            metrics.tcp_closed.get_or_create(&labels).inc();
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    metrics.tcp_opened.get_or_create(&labels).inc();
+    let mut downstream = Counted {
+        inner: downstream,
+        received: metrics.tcp_received_bytes.get_or_create_owned(&labels),
+        sent: metrics.tcp_sent_bytes.get_or_create_owned(&labels),
+    };
+    let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
+    metrics.tcp_closed.get_or_create(&labels).inc();
+}
+
+/// The downstream side of a TCP proxy: reads count as received, writes as sent.
+struct Counted<I> {
+    inner: I,
+    received: Counter,
+    sent: Counter,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.received.inc_by(read as u64);
+        }
+        result
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = result {
+            self.sent.inc_by(written as u64);
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,225 @@
+//! Connection pools to upstream endpoints, one pool per worker thread (as Envoy does) so the
+//! data path takes no cross-thread locks. HTTP/1.1 keeps a stack of idle connections per
+//! endpoint, most recently used first; HTTP/2 keeps one multiplexed connection per endpoint.
+
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+use crate::http::body::ProxyBody;
+use crate::metrics::{Metrics, ProxyStats};
+
+/// Idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
+const MAX_IDLE_PER_ENDPOINT: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamVersion {
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The TCP connection could not be made (Envoy: `UF`, retry condition `connect-failure`).
+    #[error("upstream connect error to {address}: {reason}")]
+    Connect { address: SocketAddr, reason: String },
+    /// The request was sent but the exchange failed (Envoy: `UC`, retry condition `reset`).
+    #[error("upstream reset before response: {0}")]
+    Reset(#[source] hyper::Error),
+    /// The HTTP/2 peer refused the stream before processing it (`refused-stream`).
+    #[error("upstream refused the stream: {0}")]
+    RefusedStream(#[source] hyper::Error),
+}
+
+pub struct Pool {
+    idle_h1: Mutex<HashMap<SocketAddr, Vec<http1::SendRequest<ProxyBody>>>>,
+    h2: Mutex<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pool {
+    pub fn new(metrics: Arc<Metrics>) -> Pool {
+        Pool { idle_h1: Mutex::default(), h2: Mutex::default(), metrics }
+    }
+
+    /// Sends `request` to `address`, reusing a pooled connection when one is ready. A
+    /// request that a stale pooled connection could not take is resent on a new connection.
+    pub async fn send(
+        &self,
+        address: SocketAddr,
+        version: UpstreamVersion,
+        connect_timeout: Duration,
+        request: http::Request<ProxyBody>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        match version {
+            UpstreamVersion::Http1 => self.send_h1(address, connect_timeout, request).await,
+            UpstreamVersion::Http2 => self.send_h2(address, connect_timeout, request).await,
+        }
+    }
+
+    async fn send_h1(
+        &self,
+        address: SocketAddr,
+        connect_timeout: Duration,
+        mut request: http::Request<ProxyBody>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        if let Some(mut sender) = self.checkout_h1(address) {
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.checkin_h1(address, sender);
+                    return Ok(response);
+                }
+                Err(mut err) => match err.take_message() {
+                    // Never written: the connection was closed under us; use a new one.
+                    Some(unsent) => request = unsent,
+                    None => return Err(UpstreamError::Reset(err.into_error())),
+                },
+            }
+        }
+        let mut sender = self.connect_h1(address, connect_timeout, false).await?;
+        let response = sender.send_request(request).await.map_err(UpstreamError::Reset)?;
+        self.checkin_h1(address, sender);
+        Ok(response)
+    }
+
+    /// Sends a request that asks for a protocol upgrade on a connection of its own, which
+    /// then belongs to the upgraded stream and never returns to the pool.
+    pub async fn send_upgrade(
+        &self,
+        address: SocketAddr,
+        connect_timeout: Duration,
+        request: http::Request<ProxyBody>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        let mut sender = self.connect_h1(address, connect_timeout, true).await?;
+        sender.send_request(request).await.map_err(UpstreamError::Reset)
+    }
+
+    fn checkout_h1(&self, address: SocketAddr) -> Option<http1::SendRequest<ProxyBody>> {
+        let mut idle = self.idle_h1.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let stack = idle.get_mut(&address)?;
+        // Most recently used first; drop closed ones; skip ones still busy with a body.
+        let mut index = stack.len();
+        while index > 0 {
+            index -= 1;
+            if stack[index].is_closed() {
+                stack.swap_remove(index);
+            } else if stack[index].is_ready() {
+                return Some(stack.swap_remove(index));
+            }
+        }
+        None
+    }
+
+    /// Returns a connection right after its response head arrived; it becomes ready again
+    /// when the response body has been read, and checkout skips it until then.
+    fn checkin_h1(&self, address: SocketAddr, sender: http1::SendRequest<ProxyBody>) {
+        let mut idle = self.idle_h1.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let stack = idle.entry(address).or_default();
+        if stack.len() < MAX_IDLE_PER_ENDPOINT {
+            stack.push(sender);
+        }
+    }
+
+    async fn connect_h1(
+        &self,
+        address: SocketAddr,
+        connect_timeout: Duration,
+        upgrades: bool,
+    ) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
+        let stream = self.connect_tcp(address, connect_timeout).await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|err| UpstreamError::Connect { address, reason: err.to_string() })?;
+        if upgrades {
+            tokio::spawn(async move {
+                let _ = connection.with_upgrades().await;
+            });
+        } else {
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
+        Ok(sender)
+    }
+
+    async fn send_h2(
+        &self,
+        address: SocketAddr,
+        connect_timeout: Duration,
+        request: http::Request<ProxyBody>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        let existing = {
+            let connections = self.h2.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            connections.get(&address).filter(|sender| !sender.is_closed()).cloned()
+        };
+        let mut sender = match existing {
+            Some(sender) => sender,
+            None => {
+                let sender = self.connect_h2(address, connect_timeout).await?;
+                let mut connections = self.h2.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                connections.insert(address, sender.clone());
+                sender
+            }
+        };
+        let sent = async {
+            sender.ready().await?;
+            sender.send_request(request).await
+        };
+        sent.await.map_err(|err| {
+            if is_refused_stream(&err) { UpstreamError::RefusedStream(err) } else { UpstreamError::Reset(err) }
+        })
+    }
+
+    async fn connect_h2(
+        &self,
+        address: SocketAddr,
+        connect_timeout: Duration,
+    ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
+        let stream = self.connect_tcp(address, connect_timeout).await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|err| UpstreamError::Connect { address, reason: err.to_string() })?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    async fn connect_tcp(&self, address: SocketAddr, connect_timeout: Duration) -> Result<TcpStream, UpstreamError> {
+        ProxyStats::incr(&self.metrics.stats.upstream_cx_total);
+        let connected = tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await;
+        let failure = |reason: String| {
+            ProxyStats::incr(&self.metrics.stats.upstream_cx_connect_fail);
+            UpstreamError::Connect { address, reason }
+        };
+        let stream = match connected {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return Err(failure(err.to_string())),
+            Err(_) => return Err(failure(format!("timed out after {connect_timeout:?}"))),
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+fn is_refused_stream(err: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(h2_error) = current.downcast_ref::<h2::Error>() {
+            return h2_error.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = current.source();
+    }
+    false
+}
