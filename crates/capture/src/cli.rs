@@ -1,7 +1,9 @@
 //! Command-line flags with istio-iptables' names and meanings, and the two entry points the
 //! `lateen-proxy capture` / `lateen-proxy capture-cleanup` subcommands call.
 
-use clap::Args;
+use std::ffi::OsString;
+
+use clap::{Args, Parser};
 
 use crate::apply;
 use crate::config::{self, CaptureConfig, Cidr, InterceptionMode, OwnerGroups};
@@ -11,6 +13,13 @@ use crate::runner::CommandRunner;
 
 /// Where DNS servers come from when DNS capture is on and none are given.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The flags the injected init container passes (Istio's istio-init defaults).
+#[rustfmt::skip]
+pub const SIDECAR_DEFAULT_FLAGS: [&str; 16] = [
+    "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT",
+    "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020",
+];
 
 /// Flags of `lateen-proxy capture` (istio-iptables' flags; the injected init container runs
 /// `-p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x "" -b '*' -d 15090,15021,15020`).
@@ -154,6 +163,24 @@ pub struct CaptureArgs {
 pub struct CleanupArgs {
     #[command(flatten)]
     pub settings: CaptureArgs,
+}
+
+/// The capture flags as a command of their own.
+#[derive(Parser)]
+#[command(name = "capture", args_override_self = true)]
+struct StandaloneCapture {
+    #[command(flatten)]
+    args: CaptureArgs,
+}
+
+/// Parses capture flags alone (`argv[0]` is the program name). A repeated flag overrides the
+/// earlier one, as with istio-iptables.
+pub fn parse_flags<I, T>(argv: I) -> Result<CaptureArgs, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    StandaloneCapture::try_parse_from(argv).map(|cli| cli.args)
 }
 
 impl CaptureArgs {
@@ -325,42 +352,26 @@ pub fn run_cleanup(args: CleanupArgs) -> Result<(), CaptureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: CaptureArgs,
-    }
 
     fn parse(argv: &[&str]) -> CaptureArgs {
-        Cli::parse_from(std::iter::once("capture").chain(argv.iter().copied())).args
+        parse_flags(std::iter::once("capture").chain(argv.iter().copied())).unwrap()
     }
 
     #[test]
     fn sidecar_flags_parse() {
-        let args = parse(&[
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "-i",
-            "*",
-            "-x",
-            "",
-            "-b",
-            "*",
-            "-d",
-            "15090,15021,15020",
-        ]);
+        let args = parse(&SIDECAR_DEFAULT_FLAGS);
         let cfg = args.to_config().unwrap();
         assert_eq!(cfg.proxy_gids, vec![1337]);
         assert_eq!(cfg.inbound_ports_exclude, vec![15090, 15021, 15020]);
         assert_eq!(cfg.outbound_ranges_include, config::OutboundRanges::All);
+    }
+
+    #[test]
+    fn repeated_flags_override() {
+        let cfg = parse(&["-m", "REDIRECT", "-m", "TPROXY"])
+            .to_config()
+            .unwrap();
+        assert_eq!(cfg.mode, InterceptionMode::Tproxy);
     }
 
     #[test]

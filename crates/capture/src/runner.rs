@@ -92,7 +92,9 @@ fn describe(program: &str, args: &[&str]) -> String {
 /// missing privileges, or anything else with the tool's own message.
 fn classify(program: &str, command: String, status: String, stderr: String) -> CaptureError {
     let lower = stderr.to_ascii_lowercase();
-    if lower.contains("exec of") && lower.contains("no such file") {
+    // `ip netns exec` says "exec of X failed", `env` says "'X': No such file or directory".
+    let names_program = lower.contains("exec of") || stderr.contains(program);
+    if names_program && lower.contains("no such file") {
         return CaptureError::ToolMissing {
             tool: program.to_owned(),
         };
@@ -135,6 +137,18 @@ mod tests {
         let err = classify("iptables-restore", "iptables-restore".into(), "exit 4".into(),
             "iptables-restore v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)".into());
         assert!(err.to_string().contains("NET_ADMIN"));
+    }
+
+    #[test]
+    fn missing_program_behind_a_prefix_is_named() {
+        let runner = CommandRunner::with_prefix(vec!["env".into(), "PATH=/nonexistent".into()]);
+        let err = runner
+            .run("iptables-restore", &["--noflush"], Some(""))
+            .unwrap_err();
+        assert!(
+            matches!(err, CaptureError::ToolMissing { ref tool } if tool == "iptables-restore"),
+            "{err:?}"
+        );
     }
 
     #[test]
