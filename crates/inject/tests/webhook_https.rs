@@ -1,0 +1,155 @@
+//! The webhook over real HTTPS on 127.0.0.1: a generated certificate for
+//! `lateend.istio-system.svc`, a hyper client trusting only the generated CA, and curl.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use lateen_inject::InjectConfig;
+use lateen_inject::webhook::{NamespaceLabels, WebhookCert, WebhookState, serve};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+
+const HOST: &str = "lateend.istio-system.svc";
+
+fn review_body(uid: &str) -> String {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "namespace": "apps",
+            "operation": "CREATE",
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+                       "spec": {"containers": [{"name": "web", "image": "nginx"}]}},
+        }
+    })
+    .to_string()
+}
+
+async fn start() -> (std::net::SocketAddr, WebhookCert, Arc<WebhookState>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let cert = WebhookCert::generate_for_lateend().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let namespaces: BTreeMap<String, BTreeMap<String, String>> =
+        BTreeMap::from([("apps".into(), BTreeMap::from([("istio-injection".into(), "enabled".into())]))]);
+    let namespaces: Arc<dyn NamespaceLabels> = Arc::new(namespaces);
+    let state = WebhookState::new(InjectConfig::default(), namespaces);
+    let server = tokio::spawn(serve(listener, cert.server_config().unwrap(), state.clone()));
+    (addr, cert, state, server)
+}
+
+async fn post(addr: std::net::SocketAddr, ca_pem: &str, path: &str, body: String) -> (u16, Vec<u8>) {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector.connect(ServerName::try_from(HOST).unwrap(), tcp).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(path)
+        .header("host", HOST)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes().to_vec())
+}
+
+#[tokio::test]
+async fn https_inject_with_a_client_trusting_the_generated_ca() {
+    let (addr, cert, state, server) = start().await;
+    let (status, body) = post(addr, &cert.ca_pem, "/inject", review_body("uid-1")).await;
+    assert_eq!(status, 200);
+    let resp: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(resp["response"]["uid"], "uid-1");
+    assert_eq!(resp["response"]["allowed"], true);
+    assert_eq!(resp["response"]["patchType"], "JSONPatch");
+
+    let (status, body) = post(addr, &cert.ca_pem, "/inject/canary", review_body("uid-2")).await;
+    assert_eq!(status, 200);
+    let resp: Value = serde_json::from_slice(&body).unwrap();
+    assert!(resp["response"].get("patch").is_none(), "the canary injector does not take namespace apps");
+
+    let (status, body) = post(addr, &cert.ca_pem, "/inject", "{broken".into()).await;
+    assert_eq!(status, 200);
+    let resp: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(resp["response"]["allowed"], false);
+
+    let (status, _) = post(addr, &cert.ca_pem, "/other", String::new()).await;
+    assert_eq!(status, 404);
+
+    assert_eq!(state.stats.requests.load(Ordering::Relaxed), 3);
+    assert_eq!(state.stats.injected.load(Ordering::Relaxed), 1);
+    assert_eq!(state.stats.skipped.load(Ordering::Relaxed), 1);
+    assert_eq!(state.stats.malformed.load(Ordering::Relaxed), 1);
+    assert!(!cert.ca_bundle().is_empty());
+    server.abort();
+}
+
+#[tokio::test]
+async fn curl_with_cacert_gets_a_patch() {
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
+        if std::env::var("LATEEN_REQUIRE_TOOLS").is_ok_and(|v| !v.is_empty()) {
+            panic!("curl is required (LATEEN_REQUIRE_TOOLS) but not found");
+        }
+        eprintln!("NOTICE: curl not found; skipping");
+        return;
+    };
+    let (addr, cert, _state, server) = start().await;
+    let dir = common::temp_dir("https-curl");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &cert.ca_pem).unwrap();
+    let out = tokio::process::Command::new(curl)
+        .arg("--silent")
+        .arg("--show-error")
+        .arg("--max-time")
+        .arg("20")
+        .arg("--cacert")
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("{HOST}:{}:127.0.0.1", addr.port()))
+        .arg("-H")
+        .arg("content-type: application/json")
+        .arg("--data-binary")
+        .arg(review_body("uid-curl"))
+        .arg(format!("https://{HOST}:{}/inject", addr.port()))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    let resp: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resp["response"]["uid"], "uid-curl");
+    assert_eq!(resp["response"]["patchType"], "JSONPatch");
+    server.abort();
+}
+
+#[test]
+fn pem_files_load_and_a_bad_key_is_refused() {
+    let cert = WebhookCert::generate(&["localhost".to_string()]).unwrap();
+    let dir = common::temp_dir("pem-files");
+    let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&c, &cert.cert_chain_pem).unwrap();
+    std::fs::write(&k, &cert.key_pem).unwrap();
+    let loaded = WebhookCert::from_pem_files(&c, &k, None).unwrap();
+    assert!(loaded.server_config().is_ok());
+    std::fs::write(&k, "garbage").unwrap();
+    let err = WebhookCert::from_pem_files(&c, &k, None).unwrap_err().to_string();
+    assert!(err.contains("tls.key"), "{err}");
+}
