@@ -135,7 +135,8 @@ pub struct CaptureArgs {
     #[arg(long, env = "INVALID_DROP")]
     pub drop_invalid: bool,
 
-    /// Also write IPv6 rules (ip6tables).
+    /// Also write IPv6 rules (ip6tables). Without it, IPv6 rules are still written when the
+    /// first global address of this network namespace is IPv6 (an IPv6 pod), as Istio does.
     #[arg(long, env = "ISTIO_AGENT_DUAL_STACK", visible_alias = "enable-ipv6")]
     pub dual_stack: bool,
 
@@ -292,6 +293,26 @@ fn resolv_conf_servers() -> Result<(Vec<String>, Vec<String>), CaptureError> {
     config::split_dns_servers(RESOLV_CONF, servers)
 }
 
+/// The settings for this network namespace: the flags, plus IPv6 when the pod is IPv6.
+fn host_config(args: &CaptureArgs) -> Result<CaptureConfig, CaptureError> {
+    let mut cfg = args.to_config()?;
+    if !cfg.enable_ipv6 {
+        // Reading addresses changes nothing, so dry runs see the same answer.
+        let addresses =
+            CommandRunner::direct().run("ip", &["-o", "addr", "show", "scope", "global"], None);
+        cfg.enable_ipv6 = addresses.is_ok_and(|text| first_global_is_ipv6(&text));
+    }
+    Ok(cfg)
+}
+
+/// True when the first global address in `ip -o addr` output is IPv6.
+fn first_global_is_ipv6(ip_output: &str) -> bool {
+    ip_output
+        .split_whitespace()
+        .find(|word| *word == "inet" || *word == "inet6")
+        .is_some_and(|family| family == "inet6")
+}
+
 /// The dry-run text: each family's `iptables-restore` input under a comment line.
 pub fn dry_run_text(cfg: &CaptureConfig) -> String {
     let rules = RuleSet::build(cfg);
@@ -314,7 +335,7 @@ pub fn dry_run_text(cfg: &CaptureConfig) -> String {
 
 /// `lateen-proxy capture`: apply the capture rules (or print them with --dry-run).
 pub fn run(args: CaptureArgs) -> Result<(), CaptureError> {
-    let cfg = args.to_config()?;
+    let cfg = host_config(&args)?;
     if args.dry_run {
         print!("{}", dry_run_text(&cfg));
         return Ok(());
@@ -325,7 +346,7 @@ pub fn run(args: CaptureArgs) -> Result<(), CaptureError> {
 /// `lateen-proxy capture-cleanup`: remove what `capture` added (with --dry-run: say what would
 /// be removed and change nothing).
 pub fn run_cleanup(args: CleanupArgs) -> Result<(), CaptureError> {
-    let cfg = args.settings.to_config()?;
+    let cfg = host_config(&args.settings)?;
     if args.settings.dry_run {
         println!(
             "# would remove chains {} (in tables mangle, nat, raw) and every rule jumping to them, \
@@ -364,6 +385,15 @@ mod tests {
         assert_eq!(cfg.proxy_gids, vec![1337]);
         assert_eq!(cfg.inbound_ports_exclude, vec![15090, 15021, 15020]);
         assert_eq!(cfg.outbound_ranges_include, config::OutboundRanges::All);
+    }
+
+    #[test]
+    fn ipv6_pod_is_recognised() {
+        let v6 = "2: eth0    inet6 2001:db8::5/64 scope global \\       valid_lft forever\n";
+        let dual = "2: eth0    inet 198.18.0.1/15 scope global eth0\n2: eth0    inet6 2001:db8::5/64 scope global\n";
+        assert!(first_global_is_ipv6(v6));
+        assert!(!first_global_is_ipv6(dual));
+        assert!(!first_global_is_ipv6(""));
     }
 
     #[test]

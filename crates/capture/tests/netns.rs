@@ -31,6 +31,13 @@ fn main() -> ExitCode {
         Ok("probe") => return role_probe(),
         Ok("connect") => return role_connect(),
         Ok("dry-run") => return role_dry_run(),
+        Ok("cli-apply") => return report(lateen_capture::run(capture_args(&SIDECAR_FLAGS))),
+        Ok("cli-cleanup") => {
+            let settings = capture_args(&SIDECAR_FLAGS);
+            return report(lateen_capture::run_cleanup(lateen_capture::CleanupArgs {
+                settings,
+            }));
+        }
         Ok("server") => return role_server(),
         Ok("inbound-probe") => return role_inbound_probe(),
         _ => {}
@@ -53,8 +60,12 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     type Check = (&'static str, fn(&Netns));
-    let checks: [Check; 6] = [
+    let checks: [Check; 7] = [
         ("dry run touches nothing", check_dry_run),
+        (
+            "`capture` and `capture-cleanup` entry points",
+            check_cli_entry_points,
+        ),
         (
             "apply and clean up (REDIRECT, dual stack, DNS)",
             check_apply_cleanup_redirect,
@@ -245,7 +256,12 @@ fn config(argv: &[&str]) -> CaptureConfig {
 
 fn check_dry_run(ns: &Netns) {
     let before = ns.state();
-    let out = ns.run_role("dry-run");
+    // Istio's environment switches work too (INVALID_DROP turns on --drop-invalid).
+    let out = ns
+        .role_command("dry-run")
+        .env("INVALID_DROP", "true")
+        .output()
+        .expect("dry run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -266,13 +282,43 @@ fn check_dry_run(ns: &Netns) {
 fn role_dry_run() -> ExitCode {
     let mut argv = SIDECAR_FLAGS.to_vec();
     argv.extend(["--dry-run", "--dual-stack", "-t", "1338"]);
-    match lateen_capture::run(capture_args(&argv)) {
+    report(lateen_capture::run(capture_args(&argv)))
+}
+
+fn report(result: Result<(), CaptureError>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("{err}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn check_cli_entry_points(ns: &Netns) {
+    let before = ns.state();
+    let out = ns.run_role("cli-apply");
+    assert!(
+        out.status.success(),
+        "capture failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nat = ns.exec(&["iptables-save", "-t", "nat"]);
+    assert!(
+        nat.contains("-A ISTIO_OUTPUT -j ISTIO_REDIRECT"),
+        "capture applied the rules:\n{nat}"
+    );
+    let out = ns.run_role("cli-cleanup");
+    assert!(
+        out.status.success(),
+        "capture-cleanup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ns.state(),
+        before,
+        "capture-cleanup restored the earlier state"
+    );
 }
 
 fn check_apply_cleanup_redirect(ns: &Netns) {
