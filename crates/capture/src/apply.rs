@@ -46,13 +46,13 @@ pub fn apply(cfg: &CaptureConfig, runner: &CommandRunner) -> Result<(), CaptureE
     let rules = RuleSet::build(cfg);
     let families = families(cfg);
     for family in &families {
-        cleanup_family(cfg, &rules, *family, runner)?;
+        cleanup_family(cfg, *family, runner)?;
     }
     let mut attempted = Vec::new();
     for family in &families {
         attempted.push(*family);
         if let Err(err) = apply_family(cfg, &rules, *family, runner) {
-            return Err(rollback(cfg, &rules, &attempted, runner, err));
+            return Err(rollback(cfg, &attempted, runner, err));
         }
     }
     Ok(())
@@ -98,13 +98,12 @@ fn apply_family(
 
 fn rollback(
     cfg: &CaptureConfig,
-    rules: &RuleSet,
     families: &[Family],
     runner: &CommandRunner,
     cause: CaptureError,
 ) -> CaptureError {
     for family in families {
-        if let Err(rollback) = cleanup_family(cfg, rules, *family, runner) {
+        if let Err(rollback) = cleanup_family(cfg, *family, runner) {
             return CaptureError::RollbackFailed {
                 apply: Box::new(cause),
                 rollback: Box::new(rollback),
@@ -117,20 +116,19 @@ fn rollback(
 /// Removes our chains, every jump into them from the built-in chains, and the other rules
 /// `cfg` puts in built-in chains (interface exclusions, TPROXY marks). Nothing else is touched.
 pub fn cleanup(cfg: &CaptureConfig, runner: &CommandRunner) -> Result<(), CaptureError> {
-    let rules = RuleSet::build(cfg);
     for family in families(cfg) {
-        cleanup_family(cfg, &rules, family, runner)?;
+        cleanup_family(cfg, family, runner)?;
     }
     Ok(())
 }
 
 fn cleanup_family(
     cfg: &CaptureConfig,
-    rules: &RuleSet,
     family: Family,
     runner: &CommandRunner,
 ) -> Result<(), CaptureError> {
     let t = tools(family);
+    let candidates = builtin_rules_of_either_mode(cfg, family);
     for table in Table::ALL {
         let saved = match runner.run(t.save, &["-t", table.name()], None) {
             Ok(text) => text,
@@ -144,10 +142,7 @@ fn cleanup_family(
         };
         let state = SavedTable::parse(&saved);
         let mut lines = state.jumps_into_ours();
-        for rule in rules
-            .rules(family)
-            .filter(|r| r.table == table && r.in_builtin_chain() && !jumps_to_ours(&r.spec))
-        {
+        for rule in candidates.iter().filter(|r| r.table == table) {
             if rule_present(runner, &t, rule)? {
                 lines.push(format!("-D {} {}", rule.chain, rule.spec));
             }
@@ -161,13 +156,36 @@ fn cleanup_family(
         let text = format!("*{}\n{}\nCOMMIT\n", table.name(), lines.join("\n"));
         runner.run(t.restore, &["--noflush"], Some(&text))?;
     }
-    if cfg.mode == InterceptionMode::Tproxy {
-        remove_tproxy_routes(cfg, &t, runner)?;
-    }
+    remove_tproxy_routes(cfg, &t, runner)?;
     Ok(())
 }
 
-/// Removes our policy rule and route table; absent ones are fine.
+/// Rules `cfg` puts in built-in chains that do not jump into our chains (those are found in
+/// the saved state), for both interception modes: clean-up works even when the mode flag
+/// differs from the one used to apply.
+fn builtin_rules_of_either_mode(cfg: &CaptureConfig, family: Family) -> Vec<Rule> {
+    let mut found: Vec<Rule> = Vec::new();
+    for mode in [InterceptionMode::Redirect, InterceptionMode::Tproxy] {
+        let variant = CaptureConfig {
+            mode,
+            ..cfg.clone()
+        };
+        let rules = RuleSet::build(&variant);
+        for rule in rules.rules(family) {
+            let wanted = rule.in_builtin_chain() && !jumps_to_ours(&rule.spec);
+            let known = found
+                .iter()
+                .any(|f| (f.table, f.chain, &f.spec) == (rule.table, rule.chain, &rule.spec));
+            if wanted && !known {
+                found.push(rule.clone());
+            }
+        }
+    }
+    found
+}
+
+/// Removes our TPROXY policy rule and route (whatever the mode: they carry our mark and
+/// table numbers); absent ones are fine.
 fn remove_tproxy_routes(
     cfg: &CaptureConfig,
     t: &Tools,

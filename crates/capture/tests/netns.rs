@@ -418,7 +418,10 @@ fn check_apply_cleanup_tproxy(ns: &Netns) {
         "TPROXY policy rule:\n{rules}"
     );
 
-    cleanup(&cfg, &ns.runner()).expect("cleanup TPROXY");
+    // Clean-up given the REDIRECT mode still finds the TPROXY-only rules and routes (interface
+    // names must be given again: they cannot be guessed).
+    let redirect_mode = config(&[&SIDECAR_FLAGS[..], &["-c", "dummy9"]].concat());
+    cleanup(&redirect_mode, &ns.runner()).expect("cleanup TPROXY");
     assert_eq!(
         ns.state(),
         before,
