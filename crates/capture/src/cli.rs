@@ -340,7 +340,17 @@ pub fn run(args: CaptureArgs) -> Result<(), CaptureError> {
         print!("{}", dry_run_text(&cfg));
         return Ok(());
     }
-    apply::apply(&cfg, &CommandRunner::direct())
+    apply::apply(&cfg, &CommandRunner::direct())?;
+    println!("capture rules applied ({})", family_labels(&cfg));
+    Ok(())
+}
+
+fn family_labels(cfg: &CaptureConfig) -> String {
+    let labels: Vec<&str> = apply::families(cfg)
+        .into_iter()
+        .map(Family::label)
+        .collect();
+    labels.join(" and ")
 }
 
 /// `lateen-proxy capture-cleanup`: remove what `capture` added (with --dry-run: say what would
@@ -367,7 +377,9 @@ pub fn run_cleanup(args: CleanupArgs) -> Result<(), CaptureError> {
         }
         return Ok(());
     }
-    apply::cleanup(&cfg, &CommandRunner::direct())
+    apply::cleanup(&cfg, &CommandRunner::direct())?;
+    println!("capture rules removed ({})", family_labels(&cfg));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -48,9 +48,10 @@ pub enum InboundPorts {
 pub enum OutboundRanges {
     /// Every destination (`*`), minus the excluded ranges.
     All,
-    /// Only these ranges (empty: no range-based outbound capture).
+    /// No range-based outbound capture (Istio's empty list).
     #[default]
     None,
+    /// Only these ranges, in the order given (either family).
     Only(Vec<Cidr>),
 }
 
