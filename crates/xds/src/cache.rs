@@ -26,7 +26,9 @@ impl SnapshotCache {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
         // A panic while holding this lock cannot leave the map half-updated (single inserts).
-        self.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.nodes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sets the whole snapshot of one proxy. Connected streams of that proxy push what changed;
@@ -50,7 +52,10 @@ impl SnapshotCache {
 
     /// Changes part of a proxy's snapshot (for example one type) starting from its current one.
     pub fn update(&self, node_id: &str, change: impl FnOnce(&mut Snapshot)) {
-        let mut next = self.snapshot(node_id).map(|s| (*s).clone()).unwrap_or_default();
+        let mut next = self
+            .snapshot(node_id)
+            .map(|s| (*s).clone())
+            .unwrap_or_default();
         change(&mut next);
         self.set_snapshot(node_id, next);
     }

@@ -9,14 +9,18 @@
 //! Data plane: [`client::AdsClient`].
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod cache;
+pub mod client;
 pub mod metrics;
 pub mod server;
 pub mod snapshot;
 pub mod status;
 pub mod types;
 
+pub use backoff::Backoff;
 pub use cache::SnapshotCache;
+pub use client::{AdsClient, AdsClientConfig, AdsHandler, AdsResponse, ClientMode};
 pub use envoy_types;
 pub use envoy_types::pb;
 pub use metrics::XdsMetrics;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::types::{PUSH_ORDER, push_rank, short_name};
 
 /// Upper bounds (seconds) of the push-latency histogram buckets; a last bucket catches the rest.
-pub const PUSH_LATENCY_BOUNDS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+pub const PUSH_LATENCY_BOUNDS: [f64; 10] =
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 /// Counters of the xDS server.
 #[derive(Debug, Default)]

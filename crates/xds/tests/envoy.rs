@@ -47,7 +47,9 @@ fn free_port() -> u16 {
 
 /// A tiny HTTP/1.1 upstream answering every request with `body`.
 async fn upstream(body: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
     let port = listener.local_addr().expect("upstream addr").port();
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
@@ -84,7 +86,10 @@ async fn http_get(port: u16, path: &str) -> Option<(String, String)> {
         let status = head.lines().next()?.to_string();
         Some((status, body.to_string()))
     };
-    tokio::time::timeout(Duration::from_secs(5), fetch).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Polls a GET until the body contains `want`.
@@ -98,7 +103,9 @@ async fn wait_body(port: u16, want: &str) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!("no response with {want:?} through Envoy; last: {last:?}"))
+    Err(format!(
+        "no response with {want:?} through Envoy; last: {last:?}"
+    ))
 }
 
 struct Envoy {
@@ -167,7 +174,13 @@ fn start_envoy(binary: &Path, api_type: &str, xds: SocketAddr, admin: u16) -> En
     let child = Command::new(binary)
         .arg("-c")
         .arg(&config)
-        .args(["--concurrency", "1", "--disable-hot-restart", "--log-level", "info"])
+        .args([
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--log-level",
+            "info",
+        ])
         .arg("--log-path")
         .arg(&log)
         .stdout(Stdio::null())
@@ -177,16 +190,27 @@ fn start_envoy(binary: &Path, api_type: &str, xds: SocketAddr, admin: u16) -> En
     Envoy { child, log }
 }
 
-fn snapshot(listen: u16, upstream_port: u16, route: &lateen_xds::pb::envoy::config::route::v3::RouteConfiguration) -> Snapshot {
+fn snapshot(
+    listen: u16,
+    upstream_port: u16,
+    route: &lateen_xds::pb::envoy::config::route::v3::RouteConfiguration,
+) -> Snapshot {
     Snapshot::new()
         .with(&eds_cluster("upstream"))
         .with(&endpoints("upstream", upstream_port))
-        .with(&http_listener("listener_0", "127.0.0.1", listen, "local_route"))
+        .with(&http_listener(
+            "listener_0",
+            "127.0.0.1",
+            listen,
+            "local_route",
+        ))
         .with(route)
 }
 
 async fn scenario(api_type: &str) {
-    let Some(binary) = envoy_or_skip() else { return };
+    let Some(binary) = envoy_or_skip() else {
+        return;
+    };
     let server = XdsServer::default();
     let xds = server
         .spawn("127.0.0.1:0".parse().expect("literal address"))
@@ -201,7 +225,11 @@ async fn scenario(api_type: &str) {
 
     // 1. Traffic through Envoy reaches the upstream.
     if let Err(e) = wait_body(listen, "upstream-a").await {
-        panic!("{e}\nstatus: {:?}\nenvoy log:\n{}", server.sync_status(), envoy.log_tail());
+        panic!(
+            "{e}\nstatus: {:?}\nenvoy log:\n{}",
+            server.sync_status(),
+            envoy.log_tail()
+        );
     }
 
     // 2. Every type ACKed, nothing NACKed.
@@ -217,11 +245,16 @@ async fn scenario(api_type: &str) {
     let row = synced.unwrap_or_else(|| panic!("not synced: {:?}", server.sync_status()));
     assert_eq!(row.proxy, NODE_ID);
     assert_eq!(row.metadata["NAMESPACE"], "default");
-    assert!(row.types.values().all(|t| t.last_nack.is_none()), "no NACK: {row:?}");
+    assert!(
+        row.types.values().all(|t| t.last_nack.is_none()),
+        "no NACK: {row:?}"
+    );
     assert_eq!(server.metrics().nacks_total(), 0);
 
     // 3. Envoy's own view has the cluster.
-    let (status, dump) = http_get(admin, "/config_dump").await.expect("admin /config_dump");
+    let (status, dump) = http_get(admin, "/config_dump")
+        .await
+        .expect("admin /config_dump");
     assert!(status.contains("200"), "{status}");
     assert!(dump.contains("dynamic_active_clusters") && dump.contains("\"upstream\""));
 
@@ -231,7 +264,12 @@ async fn scenario(api_type: &str) {
     let switched = Snapshot::new()
         .with(&eds_cluster("upstream-b"))
         .with(&endpoints("upstream-b", upstream_b))
-        .with(&http_listener("listener_0", "127.0.0.1", listen, "local_route"))
+        .with(&http_listener(
+            "listener_0",
+            "127.0.0.1",
+            listen,
+            "local_route",
+        ))
         .with(&route_to("local_route", "upstream-b"));
     let traffic = tokio::spawn(async move {
         let mut failures = Vec::new();
@@ -248,25 +286,50 @@ async fn scenario(api_type: &str) {
     });
     server.set_snapshot(NODE_ID, switched);
     let (failures, switched_ok) = traffic.await.expect("traffic task");
-    assert!(switched_ok, "never reached upstream-b: {:?}\n{}", server.sync_status(), envoy.log_tail());
-    assert!(failures.is_empty(), "requests failed during the switch: {failures:?}");
+    assert!(
+        switched_ok,
+        "never reached upstream-b: {:?}\n{}",
+        server.sync_status(),
+        envoy.log_tail()
+    );
+    assert!(
+        failures.is_empty(),
+        "requests failed during the switch: {failures:?}"
+    );
     let dropped = wait_for(DEADLINE, || {
         let rows = server.sync_status();
         (rows.first()?.cds == SyncState::Synced).then_some(())
     })
     .await;
-    assert!(dropped.is_some(), "CDS never settled: {:?}", server.sync_status());
+    assert!(
+        dropped.is_some(),
+        "CDS never settled: {:?}",
+        server.sync_status()
+    );
 
     // 5. A changed route takes effect without restarting Envoy.
-    let changed = snapshot(listen, upstream_b, &direct_response("local_route", "changed-route"));
+    let changed = snapshot(
+        listen,
+        upstream_b,
+        &direct_response("local_route", "changed-route"),
+    );
     server.set_snapshot(NODE_ID, changed.clone());
     if let Err(e) = wait_body(listen, "changed-route").await {
-        panic!("{e}\nstatus: {:?}\nenvoy log:\n{}", server.sync_status(), envoy.log_tail());
+        panic!(
+            "{e}\nstatus: {:?}\nenvoy log:\n{}",
+            server.sync_status(),
+            envoy.log_tail()
+        );
     }
 
     // 6. An invalid listener is NACKed with Envoy's reason; traffic keeps flowing.
     let mut bad = changed;
-    bad.add(&http_listener("bad", "not-an-ip", free_port(), "local_route"));
+    bad.add(&http_listener(
+        "bad",
+        "not-an-ip",
+        free_port(),
+        "local_route",
+    ));
     server.set_snapshot(NODE_ID, bad);
     let nack = wait_for(DEADLINE, || {
         let rows = server.sync_status();
@@ -274,13 +337,25 @@ async fn scenario(api_type: &str) {
         (row.lds == SyncState::Nack).then(|| row.types.get(LISTENER)?.last_nack.clone())?
     })
     .await
-    .unwrap_or_else(|| panic!("no NACK recorded: {:?}\n{}", server.sync_status(), envoy.log_tail()));
+    .unwrap_or_else(|| {
+        panic!(
+            "no NACK recorded: {:?}\n{}",
+            server.sync_status(),
+            envoy.log_tail()
+        )
+    });
     eprintln!("Envoy NACK ({api_type}): {}", nack.error_detail);
-    assert!(nack.error_detail.contains("not-an-ip"), "{}", nack.error_detail);
+    assert!(
+        nack.error_detail.contains("not-an-ip"),
+        "{}",
+        nack.error_detail
+    );
     assert!(server.metrics().nacks_total() >= 1);
     let still = http_get(listen, "/").await;
     assert!(
-        still.as_ref().is_some_and(|(_, b)| b.contains("changed-route")),
+        still
+            .as_ref()
+            .is_some_and(|(_, b)| b.contains("changed-route")),
         "traffic after NACK: {still:?}"
     );
     drop(envoy);

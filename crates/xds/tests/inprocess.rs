@@ -106,7 +106,9 @@ impl Sotw {
     }
 
     async fn quiet(&mut self) -> bool {
-        tokio::time::timeout(QUIET, self.rx.message()).await.is_err()
+        tokio::time::timeout(QUIET, self.rx.message())
+            .await
+            .is_err()
     }
 }
 
@@ -122,7 +124,10 @@ async fn sotw_orders_acks_nacks_and_pushes_only_changes() {
     let cds = s.recv().await;
     assert_eq!(cds.type_url, CLUSTER);
     assert_eq!(cds.resources.len(), 1);
-    assert!(s.quiet().await, "LDS must not be sent before CDS is answered");
+    assert!(
+        s.quiet().await,
+        "LDS must not be sent before CDS is answered"
+    );
 
     s.send(ENDPOINT, &["c1"], None).await;
     s.send(CLUSTER, &[], Some(&cds)).await;
@@ -147,7 +152,11 @@ async fn sotw_orders_acks_nacks_and_pushes_only_changes() {
             .then_some(())
     })
     .await;
-    assert!(synced.is_some(), "all types SYNCED: {:?}", server.sync_status());
+    assert!(
+        synced.is_some(),
+        "all types SYNCED: {:?}",
+        server.sync_status()
+    );
 
     // Same content: nothing is pushed.
     server.set_snapshot("n1", full_snapshot(None));
@@ -172,9 +181,19 @@ async fn sotw_orders_acks_nacks_and_pushes_only_changes() {
     let nack = nacked.last_nack.expect("last_nack set");
     assert_eq!(nack.error_detail, "route r1: bad config");
     assert_eq!(nack.rejected_version, rds2.version_info);
-    assert_eq!(nacked.acked_version.as_deref(), Some(rds.version_info.as_str()));
+    assert_eq!(
+        nacked.acked_version.as_deref(),
+        Some(rds.version_info.as_str())
+    );
     assert_eq!(server.metrics().nacks_total(), 1);
-    assert!(server.metrics().push_latency.count.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    assert!(
+        server
+            .metrics()
+            .push_latency
+            .count
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 4
+    );
     assert!(s.quiet().await, "a NACKed version is not resent");
 
     drop(s);
@@ -283,7 +302,11 @@ async fn delta_sends_changes_removals_and_honours_initial_versions() {
     })
     .await;
     let cds3 = d2.recv().await;
-    assert!(cds3.resources.is_empty(), "c1 unchanged: {:?}", names(&cds3));
+    assert!(
+        cds3.resources.is_empty(),
+        "c1 unchanged: {:?}",
+        names(&cds3)
+    );
     assert_eq!(cds3.removed_resources, ["old"]);
     assert_eq!(server.sync_status().len(), 2);
 }

@@ -26,7 +26,10 @@ impl Protocol for Delta {
         if type_url.is_empty() {
             return;
         }
-        let error = request.error_detail.as_ref().map(|e| (e.code, e.message.clone()));
+        let error = request
+            .error_detail
+            .as_ref()
+            .map(|e| (e.code, e.message.clone()));
         let first_for_type = !core.types.contains_key(type_url);
         // Delta ACKs carry no version; the registry records the version sent with the nonce.
         if !core.answer(type_url, &request.response_nonce, "", error) {
@@ -57,13 +60,21 @@ impl Protocol for Delta {
             }
         }
         // Unsubscribed resources are forgotten without a removal message.
-        let wanted: Vec<String> = state.sent.keys().filter(|n| state.wants(n)).cloned().collect();
+        let wanted: Vec<String> = state
+            .sent
+            .keys()
+            .filter(|n| state.wants(n))
+            .cloned()
+            .collect();
         state.sent.retain(|n, _| wanted.contains(n));
     }
 
     fn respond(core: &StreamCore, planned: &Planned, nonce: String) -> DeltaDiscoveryResponse {
         let empty = Default::default();
-        let sent = core.types.get(&planned.type_url).map_or(&empty, |s| &s.sent);
+        let sent = core
+            .types
+            .get(&planned.type_url)
+            .map_or(&empty, |s| &s.sent);
         let resources = planned
             .view
             .iter()

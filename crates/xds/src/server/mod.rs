@@ -1,8 +1,8 @@
 //! The ADS gRPC server: [`XdsServer`] is the handle the control plane keeps (feed snapshots,
 //! read status and counters); [`AdsService`] implements Envoy's `AggregatedDiscoveryService`.
 
-pub mod registry;
 mod delta;
+pub mod registry;
 mod sotw;
 mod stream;
 
@@ -123,13 +123,18 @@ impl XdsServer {
             .collect()
     }
 
+    /// The service implementation, for wrapping (e.g. to add authentication).
+    pub fn ads_service(&self) -> AdsService {
+        AdsService {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The tonic service, to add to a `tonic::transport::Server` next to other services.
     pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsService> {
-        AggregatedDiscoveryServiceServer::new(AdsService {
-            shared: self.shared.clone(),
-        })
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(usize::MAX)
+        AggregatedDiscoveryServiceServer::new(self.ads_service())
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(usize::MAX)
     }
 
     /// Serves ADS (plaintext HTTP/2) on an already bound listener until `shutdown` resolves.
@@ -178,7 +183,11 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::run::<sotw::Sotw>(self.shared.clone(), request.into_inner(), tx));
+        tokio::spawn(stream::run::<sotw::Sotw>(
+            self.shared.clone(),
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -187,7 +196,11 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::run::<delta::Delta>(self.shared.clone(), request.into_inner(), tx));
+        tokio::spawn(stream::run::<delta::Delta>(
+            self.shared.clone(),
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -202,8 +215,14 @@ pub(crate) struct Connection {
 impl Connection {
     pub fn open(shared: Arc<Shared>, node: ProxyNode, mode: StreamMode) -> Self {
         let id = shared.registry.register(node.clone(), mode);
-        shared.metrics.connected_proxies.fetch_add(1, Ordering::Relaxed);
-        shared.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        shared
+            .metrics
+            .connected_proxies
+            .fetch_add(1, Ordering::Relaxed);
+        shared
+            .metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
         tracing::info!(node = %node.id, connection_id = id, ?mode, "proxy connected");
         if let Some(p) = &shared.provider {
             p.on_connect(&node, id);
@@ -220,7 +239,10 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.shared.registry.deregister(self.id);
-        self.shared.metrics.connected_proxies.fetch_sub(1, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .connected_proxies
+            .fetch_sub(1, Ordering::Relaxed);
         tracing::info!(node = %self.node.id, connection_id = self.id, "proxy disconnected");
         if let Some(p) = &self.shared.provider {
             p.on_disconnect(&self.node, self.id);

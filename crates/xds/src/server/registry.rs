@@ -38,7 +38,10 @@ impl ProxyNode {
         Self {
             id: node.id.clone(),
             cluster: node.cluster.clone(),
-            metadata: node.metadata.as_ref().map_or(serde_json::Value::Null, struct_to_json),
+            metadata: node
+                .metadata
+                .as_ref()
+                .map_or(serde_json::Value::Null, struct_to_json),
             user_agent: node.user_agent_name.clone(),
         }
     }
@@ -128,7 +131,12 @@ impl Registry {
         self.lock().remove(&connection_id);
     }
 
-    pub(crate) fn with_type(&self, connection_id: u64, type_url: &str, f: impl FnOnce(&mut TypeRecord)) {
+    pub(crate) fn with_type(
+        &self,
+        connection_id: u64,
+        type_url: &str,
+        f: impl FnOnce(&mut TypeRecord),
+    ) {
         if let Some(conn) = self.lock().get_mut(&connection_id) {
             f(conn.types.entry(type_url.to_string()).or_default());
         }

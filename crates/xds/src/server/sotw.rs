@@ -24,14 +24,26 @@ impl Protocol for Sotw {
         if type_url.is_empty() {
             return;
         }
-        let error = request.error_detail.as_ref().map(|e| (e.code, e.message.clone()));
-        if !core.answer(type_url, &request.response_nonce, &request.version_info, error) {
+        let error = request
+            .error_detail
+            .as_ref()
+            .map(|e| (e.code, e.message.clone()));
+        if !core.answer(
+            type_url,
+            &request.response_nonce,
+            &request.version_info,
+            error,
+        ) {
             return;
         }
         // Every SotW request restates the whole subscription of its type.
         let state = core.subscription(type_url);
         state.wildcard = initial_wildcard(type_url, &request.resource_names);
-        state.names = request.resource_names.into_iter().filter(|n| n != "*").collect();
+        state.names = request
+            .resource_names
+            .into_iter()
+            .filter(|n| n != "*")
+            .collect();
     }
 
     fn respond(_core: &StreamCore, planned: &Planned, nonce: String) -> DiscoveryResponse {

@@ -104,25 +104,32 @@ impl StreamCore {
                     error_detail: detail,
                     at_unix_ms: now_unix_ms(),
                 };
-                shared.registry.with_type(self.connection_id, type_url, |r| {
-                    r.awaiting_ack = false;
-                    r.last_response_nacked = true;
-                    r.last_nack = Some(nack.clone());
-                });
+                shared
+                    .registry
+                    .with_type(self.connection_id, type_url, |r| {
+                        r.awaiting_ack = false;
+                        r.last_response_nacked = true;
+                        r.last_nack = Some(nack.clone());
+                    });
                 if let Some(provider) = &shared.provider {
                     provider.on_nack(&self.node_id, type_url, &nack);
                 }
             }
             None => {
-                shared.metrics.acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared
+                    .metrics
+                    .acks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some(from) = out.latency_from {
                     shared.metrics.push_latency.observe(from.elapsed());
                 }
-                shared.registry.with_type(self.connection_id, type_url, |r| {
-                    r.awaiting_ack = false;
-                    r.last_response_nacked = false;
-                    r.acked_version = Some(out.version.clone());
-                });
+                shared
+                    .registry
+                    .with_type(self.connection_id, type_url, |r| {
+                        r.awaiting_ack = false;
+                        r.last_response_nacked = false;
+                        r.acked_version = Some(out.version.clone());
+                    });
             }
         }
         true
@@ -135,16 +142,20 @@ impl StreamCore {
 
         let mut views: Vec<(String, BTreeMap<String, VersionedResource>, bool)> = Vec::new();
         for type_url in &order {
-            let Some(state) = self.types.get(type_url) else { continue };
+            let Some(state) = self.types.get(type_url) else {
+                continue;
+            };
             let view: BTreeMap<String, VersionedResource> = snapshot
                 .resources(type_url)
                 .filter(|(name, _)| state.wants(name))
                 .map(|(n, r)| (n.clone(), r.clone()))
                 .collect();
             let desired = set_version(view.iter().map(|(n, r)| (n.as_str(), r.version.as_str())));
-            self.shared.registry.with_type(self.connection_id, type_url, |r| {
-                r.desired_version = Some(desired);
-            });
+            self.shared
+                .registry
+                .with_type(self.connection_id, type_url, |r| {
+                    r.desired_version = Some(desired);
+                });
             let changed = differs(&view, &state.sent) || (!state.responded && state.wildcard);
             views.push((type_url.clone(), view, changed));
         }
@@ -160,7 +171,9 @@ impl StreamCore {
         let mut planned = Vec::new();
         let mut earlier_outstanding = false;
         for (type_url, mut view, _) in views {
-            let Some(state) = self.types.get(&type_url) else { continue };
+            let Some(state) = self.types.get(&type_url) else {
+                continue;
+            };
             if defers_removal(&type_url) && later_busy {
                 for (name, version) in &state.sent {
                     if view.contains_key(name) || !state.wants(name) {
@@ -174,8 +187,13 @@ impl StreamCore {
             let changed = differs(&view, &state.sent) || (!state.responded && state.wildcard);
             let held = waits_for_earlier_types(&type_url) && earlier_outstanding;
             if changed && !held && state.outstanding.is_none() {
-                let version = set_version(view.iter().map(|(n, r)| (n.as_str(), r.version.as_str())));
-                planned.push(Planned { type_url: type_url.clone(), view, version });
+                let version =
+                    set_version(view.iter().map(|(n, r)| (n.as_str(), r.version.as_str())));
+                planned.push(Planned {
+                    type_url: type_url.clone(),
+                    view,
+                    version,
+                });
                 earlier_outstanding = true;
             } else if state.outstanding.is_some() || (changed && held) {
                 earlier_outstanding = true;
@@ -202,19 +220,22 @@ impl StreamCore {
         }
         state.responded = true;
         state.last_nonce = nonce.clone();
-        let latency_from = (state.measured_snapshot != Some(snapshot_set_at)).then_some(snapshot_set_at);
+        let latency_from =
+            (state.measured_snapshot != Some(snapshot_set_at)).then_some(snapshot_set_at);
         state.measured_snapshot = Some(snapshot_set_at);
         state.outstanding = Some(Outstanding {
             version: planned.version.clone(),
             latency_from,
         });
         self.shared.metrics.count_push(&planned.type_url);
-        self.shared.registry.with_type(self.connection_id, &planned.type_url, |r| {
-            r.sent_version = Some(planned.version.clone());
-            r.sent_nonce = Some(nonce);
-            r.awaiting_ack = true;
-            r.pushes += 1;
-        });
+        self.shared
+            .registry
+            .with_type(self.connection_id, &planned.type_url, |r| {
+                r.sent_version = Some(planned.version.clone());
+                r.sent_nonce = Some(nonce);
+                r.awaiting_ack = true;
+                r.pushes += 1;
+            });
     }
 
     /// Updates a type's subscription from a request; creates the type state on first use.
@@ -274,7 +295,9 @@ pub(crate) async fn run<P: Protocol>(
     };
     let Some(node) = P::node(&first).map(ProxyNode::from_proto) else {
         let _ = tx
-            .send(Err(Status::invalid_argument("the first request must carry node")))
+            .send(Err(Status::invalid_argument(
+                "the first request must carry node",
+            )))
             .await;
         return;
     };

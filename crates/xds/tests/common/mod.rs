@@ -63,7 +63,10 @@ pub fn socket(ip: &str, port: u16) -> lateen_xds::pb::envoy::config::core::v3::A
 pub fn eds_cluster(name: &str) -> Cluster {
     Cluster {
         name: name.to_string(),
-        connect_timeout: Some(protobuf::Duration { seconds: 1, nanos: 0 }),
+        connect_timeout: Some(protobuf::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Eds as i32,
         )),
@@ -146,7 +149,9 @@ pub fn http_listener(name: &str, ip: &str, port: u16, route_name: &str) -> Liste
         })),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                &Router::default(),
+            ))),
             ..Default::default()
         }],
         ..Default::default()
