@@ -1,0 +1,222 @@
+//! Test harness: the built `lateen-proxy` binary as a child process with a generated
+//! config, real upstream servers, and small client helpers. Everything listens on 127.0.0.1.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago (the OS picks it; the tests bind it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+pub struct ProxyProcess {
+    child: Child,
+    pub admin: SocketAddr,
+    pub health: SocketAddr,
+    pub metrics: SocketAddr,
+    _dir: tempfile::TempDir,
+    pub log: std::path::PathBuf,
+}
+
+/// Proxy ports for one test.
+pub struct Ports {
+    pub admin: u16,
+    pub health: u16,
+    pub metrics: u16,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        Ports { admin: free_port(), health: free_port(), metrics: free_port() }
+    }
+
+    /// The `admin:` block of a config for these ports.
+    pub fn admin_yaml(&self) -> String {
+        format!(
+            "admin:\n  address: 127.0.0.1:{}\n  health_address: 127.0.0.1:{}\n  metrics_address: 127.0.0.1:{}\n",
+            self.admin, self.health, self.metrics
+        )
+    }
+}
+
+impl ProxyProcess {
+    /// Starts the proxy on `config` (which must use `ports`) and waits until it is ready.
+    pub async fn start(config: &str, ports: &Ports) -> ProxyProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("proxy.yaml");
+        std::fs::write(&path, config).expect("write config");
+        let log = dir.path().join("proxy.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_lateen-proxy"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--concurrency")
+            .arg("2")
+            .env("LATEEN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start lateen-proxy");
+        let proxy = ProxyProcess {
+            child,
+            admin: ([127, 0, 0, 1], ports.admin).into(),
+            health: ([127, 0, 0, 1], ports.health).into(),
+            metrics: ([127, 0, 0, 1], ports.metrics).into(),
+            _dir: dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok((status, _)) = get(proxy.health, "/healthz/ready").await {
+                if status == 200 {
+                    return proxy;
+                }
+            }
+            assert!(Instant::now() < deadline, "proxy not ready in 10s; log:\n{}", proxy.log_text());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn prometheus(&self) -> String {
+        get(self.metrics, "/stats/prometheus").await.expect("scrape metrics").1
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM (via the `kill` command) and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "proxy did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET on a new connection: status and body text.
+pub async fn get(address: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let response = send(address, http::Request::get(path).header("host", "test").body(Full::new(Bytes::new())).map_err(|e| e.to_string())?).await?;
+    Ok((response.0.as_u16(), String::from_utf8_lossy(&response.2).into_owned()))
+}
+
+/// Sends one HTTP/1.1 request on a new connection.
+pub async fn send(address: SocketAddr, request: http::Request<Full<Bytes>>) -> Result<(http::StatusCode, http::HeaderMap, Bytes), String> {
+    let stream = tokio::net::TcpStream::connect(address).await.map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((parts.status, parts.headers, body))
+}
+
+/// An HTTP/1.1 client connection kept open for several requests.
+pub async fn h1_connection(address: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// An h2c (prior knowledge) client connection.
+pub async fn h2_connection(address: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// Polls `check` until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// The value of the first sample line that contains every one of `parts`.
+pub fn sample(metrics: &str, name: &str, parts: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{'))
+        .find(|line| parts.iter().all(|part| line.contains(part)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// A config with one HTTP listener routing everything to one cluster of `upstreams`.
+pub fn simple_config(ports: &Ports, listen: u16, upstreams: &[SocketAddr], route_extra: &str, listener_extra: &str) -> String {
+    let endpoints: String = upstreams.iter().map(|address| format!("      - address: {address}\n")).collect();
+    format!(
+        r#"node:
+  workload: client-v1
+  namespace: default
+  app: client
+  version: v1
+{admin}drain_timeout: 3s
+listeners:
+  - name: http
+    address: 127.0.0.1:{listen}
+    route_config: main
+{listener_extra}
+route_configs:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {{ path: {{ prefix: / }} }}
+            route:
+              cluster: backend
+{route_extra}
+clusters:
+  - name: backend
+    endpoints:
+{endpoints}    destination:
+      service: backend.default.svc.cluster.local
+      workload: backend-v1
+      namespace: default
+      app: backend
+      version: v1
+"#,
+        admin = ports.admin_yaml()
+    )
+}

@@ -1,0 +1,194 @@
+//! A real upstream server for the tests: HTTP/1.1 and h2c (hyper's auto builder), with
+//! endpoints that echo, fail, delay, upgrade to WebSocket, and speak gRPC (tonic).
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EchoMessage {
+    #[prost(string, tag = "1")]
+    pub text: String,
+}
+
+pub struct Upstream {
+    pub address: SocketAddr,
+    /// Requests this upstream has answered.
+    pub hits: Arc<AtomicUsize>,
+    name: String,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let address = listener.local_addr().expect("upstream address");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let flaky = Arc::new(AtomicUsize::new(0));
+        let state = Arc::new((name.to_string(), hits.clone(), flaky));
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(route(state, request).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { address, hits, name: name.to_string() }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed_unsync());
+    *response.status_mut() = status;
+    response
+}
+
+async fn route(state: Arc<(String, Arc<AtomicUsize>, Arc<AtomicUsize>)>, mut request: Request<Incoming>) -> Response<Body> {
+    let (name, hits, flaky) = (&state.0, &state.1, &state.2);
+    hits.fetch_add(1, Ordering::SeqCst);
+    let is_grpc = request
+        .headers()
+        .get("content-type")
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+    if is_grpc {
+        return grpc(request).await;
+    }
+    let path = request.uri().path().to_string();
+    if path == "/ws" {
+        return websocket(&mut request);
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = code.parse().ok().and_then(|code| StatusCode::from_u16(code).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        return full(status, format!("{name} {status}"));
+    }
+    if let Some(millis) = path.strip_prefix("/delay/") {
+        let millis: u64 = millis.parse().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        return full(StatusCode::OK, format!("{name} slept {millis}ms"));
+    }
+    if path == "/flaky" {
+        // Fails the first request of every two with 503.
+        if flaky.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+            return full(StatusCode::SERVICE_UNAVAILABLE, format!("{name} flaked"));
+        }
+        return full(StatusCode::OK, format!("{name} recovered"));
+    }
+    if let Some(count) = path.strip_prefix("/bytes/") {
+        let count: usize = count.parse().unwrap_or(0);
+        return full(StatusCode::OK, vec![b'x'; count]);
+    }
+    // Echo: what the upstream saw, as JSON.
+    let method = request.method().to_string();
+    let version = format!("{:?}", request.version());
+    let uri = request.uri().to_string();
+    let headers: serde_json::Map<String, serde_json::Value> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.to_string(), serde_json::Value::from(value.to_str().unwrap_or("<binary>"))))
+        .collect();
+    let body = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+    let echo = serde_json::json!({
+        "upstream": name,
+        "method": method,
+        "version": version,
+        "uri": uri,
+        "headers": headers,
+        "body_len": body.len(),
+    });
+    let mut response = full(StatusCode::OK, echo.to_string());
+    response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    response
+}
+
+fn websocket(request: &mut Request<Incoming>) -> Response<Body> {
+    let Some(key) = request.headers().get("sec-websocket-key").cloned() else {
+        return full(StatusCode::BAD_REQUEST, "not a websocket request");
+    };
+    let upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                break;
+            }
+            if socket.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut response = full(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+    let headers = response.headers_mut();
+    headers.insert("connection", http::HeaderValue::from_static("upgrade"));
+    headers.insert("upgrade", http::HeaderValue::from_static("websocket"));
+    headers.insert("sec-websocket-accept", http::HeaderValue::from_str(&accept).expect("accept key"));
+    response
+}
+
+#[derive(Clone)]
+struct UnaryEcho;
+
+impl tonic::server::UnaryService<EchoMessage> for UnaryEcho {
+    type Response = EchoMessage;
+    type Future = std::future::Ready<Result<tonic::Response<EchoMessage>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<EchoMessage>) -> Self::Future {
+        let text = request.into_inner().text;
+        if text == "fail" {
+            return std::future::ready(Err(tonic::Status::permission_denied("asked to fail")));
+        }
+        std::future::ready(Ok(tonic::Response::new(EchoMessage { text: format!("echo: {text}") })))
+    }
+}
+
+#[derive(Clone)]
+struct BidiEcho;
+
+impl tonic::server::StreamingService<EchoMessage> for BidiEcho {
+    type Response = EchoMessage;
+    type ResponseStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<EchoMessage, tonic::Status>> + Send>>;
+    type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<EchoMessage>>) -> Self::Future {
+        let stream = request.into_inner().map(|message| message.map(|message| EchoMessage { text: format!("echo: {}", message.text) }));
+        std::future::ready(Ok(tonic::Response::new(Box::pin(stream))))
+    }
+}
+
+async fn grpc(request: Request<Incoming>) -> Response<Body> {
+    let codec = tonic_prost::ProstCodec::<EchoMessage, EchoMessage>::default();
+    let mut grpc = tonic::server::Grpc::new(codec);
+    let response = match request.uri().path() {
+        "/test.Echo/Unary" => grpc.unary(UnaryEcho, request).await,
+        "/test.Echo/Bidi" => grpc.streaming(BidiEcho, request).await,
+        _ => return full(StatusCode::NOT_FOUND, "no such method"),
+    };
+    response.map(|body| body.map_err(|err| Box::new(err) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync())
+}
