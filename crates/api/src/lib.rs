@@ -4,4 +4,33 @@
 //!
 //! Owns: the typed model of Istio's resources. Must not touch: I/O of any kind (files, sockets,
 //! clocks); callers hand it text and a source name.
+//!
+//! Map:
+//! - [`parse()`], [`load()`], [`parse_mesh_config()`], [`load_mesh_config()`]: text in, typed
+//!   resources (in [`Document`]s that remember source, document index and lines) out.
+//! - [`Resource`]: one variant per kind, each an [`Object`]`<Spec>` (metadata + typed spec).
+//! - [`networking`], [`security`], [`mesh`]: the spec types, with Istio's camelCase names.
+//! - [`validate()`](validate::validate): `istioctl validate`-style checks returning every
+//!   problem with its field path; [`ConfigError`] adds file, document, line and resource.
+//! - [`host`]: short-name resolution and wildcard host matching; [`duration`]: Istio durations.
 #![forbid(unsafe_code)]
+
+pub mod duration;
+pub mod error;
+pub mod host;
+pub mod mesh;
+pub mod meta;
+pub mod networking;
+mod node;
+pub mod parse;
+pub mod resource;
+pub mod security;
+pub mod validate;
+
+pub use error::{ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity};
+pub use mesh::MeshConfig;
+pub use meta::{ConfigKey, Kind, Object, ObjectMeta, DEFAULT_NAMESPACE};
+pub use parse::{
+    load, load_mesh_config, parse, parse_mesh_config, validate_documents, Document, Loaded, Parsed,
+};
+pub use resource::Resource;

@@ -1,0 +1,479 @@
+//! Reading configuration text: multi-document YAML (JSON is valid YAML and goes the same way),
+//! `kind: List`, dispatch on apiVersion+kind, strict typed decoding.
+//!
+//! Policy for kinds:
+//! - a supported kind in an accepted version is decoded; unknown fields are errors;
+//! - an unknown kind, a kind in the wrong group, or an unaccepted version under
+//!   `networking.istio.io`/`security.istio.io` is an **error** (most likely a typo);
+//! - Istio kinds this crate does not model (EnvoyFilter, ProxyConfig, Telemetry, WasmPlugin...)
+//!   and non-Istio objects (Deployments, Services...) are **skipped with a warning**, so a
+//!   mixed manifest such as Bookinfo's still loads.
+//!
+//! Empty documents (and documents that are only comments or `null`) are skipped; document
+//! indexes count the remaining ones from 0.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{
+    ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity,
+};
+use crate::meta::{Kind, Object, NETWORKING_GROUP, SECURITY_GROUP};
+use crate::node::Node;
+use crate::resource::Resource;
+
+/// One resource read from a source, with where it came from.
+#[derive(Clone, Debug)]
+pub struct Document {
+    pub resource: Resource,
+    /// The source name the caller passed.
+    pub source_name: String,
+    /// Index among the non-empty documents of the source, from 0.
+    pub index: usize,
+    /// Line where the resource starts.
+    pub line: Option<u64>,
+    node: Node,
+}
+
+impl PartialEq for Document {
+    fn eq(&self, other: &Self) -> bool {
+        self.resource == other.resource
+            && self.source_name == other.source_name
+            && self.index == other.index
+    }
+}
+
+impl Document {
+    /// Locates a validation issue of this document: adds source, document, line and resource.
+    pub fn locate(&self, issue: FieldIssue) -> ConfigError {
+        ConfigError {
+            severity: issue.severity,
+            source_name: self.source_name.clone(),
+            document: Some(self.index),
+            line: self.node.line_of(&issue.path).or(self.line),
+            resource: Some(ResourceRef {
+                kind: self.resource.kind().to_string(),
+                namespace: self.resource.namespace().to_string(),
+                name: self.resource.name().to_string(),
+            }),
+            path: issue.path,
+            message: issue.message,
+        }
+    }
+
+    /// The line of a field of this document, when the source was YAML/JSON text.
+    pub fn line_of(&self, path: &FieldPath) -> Option<u64> {
+        self.node.line_of(path)
+    }
+}
+
+/// What [`parse`] found: the resources, and every error and warning.
+#[derive(Clone, Debug, Default)]
+pub struct Parsed {
+    pub documents: Vec<Document>,
+    /// Errors and warnings (see [`ConfigError::severity`]).
+    pub problems: Vec<ConfigError>,
+}
+
+impl Parsed {
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+
+    pub fn resources(&self) -> impl Iterator<Item = &Resource> {
+        self.documents.iter().map(|d| &d.resource)
+    }
+}
+
+/// Reads every document of `text` without validating semantics. Never fails as a whole: a
+/// broken document becomes an error in `problems` and the others are still returned (except
+/// for YAML syntax errors, which stop the reading of the whole text).
+pub fn parse(text: &str, source_name: &str) -> Parsed {
+    let mut out = Parsed::default();
+    let nodes = match read_nodes(text, source_name) {
+        Ok(n) => n,
+        Err(e) => {
+            out.problems.push(e);
+            return out;
+        }
+    };
+    for (index, node) in nodes.into_iter().enumerate() {
+        let mut ctx = DocContext {
+            source_name,
+            index,
+            out: &mut out,
+        };
+        ctx.dispatch(node, FieldPath::root());
+    }
+    out
+}
+
+/// Parses the YAML into line-aware trees, one per non-empty document.
+pub(crate) fn read_nodes(text: &str, source_name: &str) -> Result<Vec<Node>, ConfigError> {
+    serde_saphyr::from_multiple::<Node>(text).map_err(|e| ConfigError {
+        severity: Severity::Error,
+        source_name: source_name.to_string(),
+        document: None,
+        line: e.location().map(|l| l.line()).filter(|l| *l > 0),
+        resource: None,
+        path: FieldPath::root(),
+        message: format!("invalid YAML: {}", first_line(&e.without_snippet().to_string())),
+    })
+}
+
+/// saphyr's messages may carry a rendered snippet after the first line; ours carry the line.
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
+}
+
+struct DocContext<'a> {
+    source_name: &'a str,
+    index: usize,
+    out: &'a mut Parsed,
+}
+
+impl DocContext<'_> {
+    fn problem(
+        &mut self,
+        severity: Severity,
+        node: &Node,
+        resource: Option<ResourceRef>,
+        path: FieldPath,
+        message: String,
+    ) {
+        self.out.problems.push(ConfigError {
+            severity,
+            source_name: self.source_name.to_string(),
+            document: Some(self.index),
+            line: node.line_of(&path),
+            resource,
+            path,
+            message,
+        });
+    }
+
+    /// `prefix` is the path of this object inside its document (`items[2]` inside a List).
+    fn dispatch(&mut self, node: Node, prefix: FieldPath) {
+        let json = node.to_json();
+        let Value::Object(map) = &json else {
+            let msg = "document is not a mapping (expected an object with apiVersion and kind)";
+            self.problem(Severity::Error, &node, None, prefix, msg.into());
+            return;
+        };
+        let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        let (api_version, kind) = (text("apiVersion"), text("kind"));
+        let resource = resource_ref(&json, &kind);
+        if api_version.is_empty() || kind.is_empty() {
+            let field = if api_version.is_empty() { "apiVersion" } else { "kind" };
+            let msg = format!("missing or non-string {field}");
+            self.problem(Severity::Error, &node, resource, prefix.field(field), msg);
+            return;
+        }
+        if kind == "List" && !api_version.contains('/') {
+            return self.dispatch_list(node, prefix);
+        }
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+        let Some(kind_enum) = known_kind(group, &kind) else {
+            let (severity, msg) = unknown_kind_verdict(group, &kind, &api_version);
+            self.problem(severity, &node, resource, prefix.field("kind"), msg);
+            return;
+        };
+        if !kind_enum.versions().contains(&version) {
+            let msg = format!(
+                "unsupported apiVersion {api_version} for {kind} (accepted: {})",
+                kind_enum
+                    .versions()
+                    .iter()
+                    .map(|v| format!("{group}/{v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.problem(Severity::Error, &node, resource, prefix.field("apiVersion"), msg);
+            return;
+        }
+        match decode(kind_enum, &json) {
+            Ok(resource) => {
+                // Paths inside the resource are relative to the object, so keep its subtree.
+                let object_node = node.deepest(&prefix).clone();
+                let line = (object_node.line > 0).then_some(object_node.line);
+                self.out.documents.push(Document {
+                    resource,
+                    source_name: self.source_name.to_string(),
+                    index: self.index,
+                    line,
+                    node: object_node,
+                });
+            }
+            Err((path, message)) => {
+                let full = extend(&prefix, &path);
+                self.problem(Severity::Error, &node, resource, full, message);
+            }
+        }
+    }
+
+    fn dispatch_list(&mut self, node: Node, prefix: FieldPath) {
+        let items = match node.get("items") {
+            Some(items) => items.clone(),
+            None => return,
+        };
+        match items.value {
+            crate::node::NodeValue::Seq(children) => {
+                for (i, child) in children.into_iter().enumerate() {
+                    // Re-root each item so its paths read `items[i].spec...` in messages.
+                    let item_prefix = prefix.field("items").index(i);
+                    self.dispatch_item(child, item_prefix);
+                }
+            }
+            crate::node::NodeValue::Null => {}
+            _ => {
+                let msg = "List items must be a sequence".to_string();
+                self.problem(Severity::Error, &node, None, prefix.field("items"), msg);
+            }
+        }
+    }
+
+    /// Dispatches a List item: errors carry the `items[i].` prefix, documents keep the item.
+    fn dispatch_item(&mut self, item: Node, item_prefix: FieldPath) {
+        let before = self.out.problems.len();
+        self.dispatch(item, FieldPath::root());
+        for problem in &mut self.out.problems[before..] {
+            problem.path = extend(&item_prefix, &problem.path);
+        }
+    }
+}
+
+fn extend(prefix: &FieldPath, path: &FieldPath) -> FieldPath {
+    let mut segments = prefix.segments().to_vec();
+    segments.extend_from_slice(path.segments());
+    FieldPath::from_segments(segments)
+}
+
+/// Kind/namespace/name from the raw JSON, for messages about objects that did not decode.
+fn resource_ref(json: &Value, kind: &str) -> Option<ResourceRef> {
+    if kind.is_empty() {
+        return None;
+    }
+    let meta = json.get("metadata");
+    let get = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let namespace = match get("namespace") {
+        ns if ns.is_empty() => crate::meta::DEFAULT_NAMESPACE.to_string(),
+        ns => ns,
+    };
+    Some(ResourceRef {
+        kind: kind.to_string(),
+        namespace,
+        name: get("name"),
+    })
+}
+
+fn known_kind(group: &str, kind: &str) -> Option<Kind> {
+    Kind::from_kind_str(kind).filter(|k| k.group() == group)
+}
+
+/// Real Istio kinds this crate does not model; skipped with a warning.
+const UNMODELLED_ISTIO_KINDS: &[&str] = &["EnvoyFilter", "ProxyConfig"];
+
+fn unknown_kind_verdict(group: &str, kind: &str, api_version: &str) -> (Severity, String) {
+    let istio_group = group == NETWORKING_GROUP || group == SECURITY_GROUP;
+    if istio_group {
+        if UNMODELLED_ISTIO_KINDS.contains(&kind) {
+            return (
+                Severity::Warning,
+                format!("skipped: {kind} ({api_version}) is not supported by lateen"),
+            );
+        }
+        if let Some(k) = Kind::from_kind_str(kind) {
+            return (
+                Severity::Error,
+                format!("{kind} belongs to API group {}, not {group}", k.group()),
+            );
+        }
+        return (
+            Severity::Error,
+            format!("unknown kind {kind:?} in API group {group}"),
+        );
+    }
+    if group.ends_with(".istio.io") {
+        return (
+            Severity::Warning,
+            format!("skipped: {kind} ({api_version}) is not supported by lateen"),
+        );
+    }
+    (
+        Severity::Warning,
+        format!("skipped: {kind} ({api_version}) is not an Istio configuration resource"),
+    )
+}
+
+fn decode(kind: Kind, json: &Value) -> Result<Resource, (FieldPath, String)> {
+    Ok(match kind {
+        Kind::VirtualService => Resource::VirtualService(decode_object(json)?),
+        Kind::DestinationRule => Resource::DestinationRule(decode_object(json)?),
+        Kind::Gateway => Resource::Gateway(decode_object(json)?),
+        Kind::ServiceEntry => Resource::ServiceEntry(decode_object(json)?),
+        Kind::WorkloadEntry => Resource::WorkloadEntry(decode_object(json)?),
+        Kind::WorkloadGroup => Resource::WorkloadGroup(decode_object(json)?),
+        Kind::Sidecar => Resource::Sidecar(decode_object(json)?),
+        Kind::PeerAuthentication => Resource::PeerAuthentication(decode_object(json)?),
+        Kind::AuthorizationPolicy => Resource::AuthorizationPolicy(decode_object(json)?),
+        Kind::RequestAuthentication => Resource::RequestAuthentication(decode_object(json)?),
+    })
+}
+
+fn decode_object<S: DeserializeOwned>(json: &Value) -> Result<Object<S>, (FieldPath, String)> {
+    decode_typed(json)
+}
+
+/// Strict typed decoding with the failing field's path.
+pub(crate) fn decode_typed<T: DeserializeOwned>(json: &Value) -> Result<T, (FieldPath, String)> {
+    serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
+        let mut segments: Vec<PathSegment> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(PathSegment::Field(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => {
+                    Some(PathSegment::Field(variant.clone()))
+                }
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        let message = e.inner().to_string();
+        // serde reports an unknown field at its parent; point at the field itself.
+        if let Some(field) = unknown_field_name(&message) {
+            segments.push(PathSegment::Field(field.to_string()));
+        }
+        (FieldPath::from_segments(segments), message)
+    })
+}
+
+fn unknown_field_name(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// The result of [`load`]: valid documents plus the warnings found on the way.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub documents: Vec<Document>,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Loaded {
+    pub fn resources(&self) -> impl Iterator<Item = &Resource> {
+        self.documents.iter().map(|d| &d.resource)
+    }
+}
+
+/// Parses and validates: `Ok` when there is no error (warnings are returned alongside),
+/// otherwise every error (and warning) of every document.
+pub fn load(text: &str, source_name: &str) -> Result<Loaded, ConfigErrors> {
+    let mut parsed = parse(text, source_name);
+    for doc in &parsed.documents {
+        let issues = crate::validate::validate(&doc.resource);
+        parsed.problems.extend(issues.into_iter().map(|i| doc.locate(i)));
+    }
+    if parsed.has_errors() {
+        return Err(ConfigErrors {
+            errors: parsed.problems,
+        });
+    }
+    Ok(Loaded {
+        documents: parsed.documents,
+        warnings: parsed.problems,
+    })
+}
+
+/// Validates already parsed documents; returns located errors and warnings.
+pub fn validate_documents(documents: &[Document]) -> Vec<ConfigError> {
+    documents
+        .iter()
+        .flat_map(|doc| {
+            crate::validate::validate(&doc.resource)
+                .into_iter()
+                .map(|i| doc.locate(i))
+        })
+        .collect()
+}
+
+/// Reads a MeshConfig file (the `mesh` document: no apiVersion/kind). Empty text gives the
+/// defaults. Fails on YAML errors, several documents, or unknown/mistyped fields.
+pub fn parse_mesh_config(
+    text: &str,
+    source_name: &str,
+) -> Result<crate::mesh::MeshConfig, ConfigErrors> {
+    let (mesh, _node) = parse_mesh_with_node(text, source_name)?;
+    Ok(mesh)
+}
+
+/// [`parse_mesh_config`] plus validation: `Ok` with the warnings when there is no error.
+pub fn load_mesh_config(
+    text: &str,
+    source_name: &str,
+) -> Result<(crate::mesh::MeshConfig, Vec<ConfigError>), ConfigErrors> {
+    let (mesh, node) = parse_mesh_with_node(text, source_name)?;
+    let problems: Vec<ConfigError> = crate::validate::validate_mesh_config(&mesh)
+        .into_iter()
+        .map(|issue| ConfigError {
+            severity: issue.severity,
+            source_name: source_name.to_string(),
+            document: None,
+            line: node.as_ref().and_then(|n| n.line_of(&issue.path)),
+            resource: Some(mesh_ref()),
+            path: issue.path,
+            message: issue.message,
+        })
+        .collect();
+    if problems.iter().any(|p| p.severity == Severity::Error) {
+        return Err(ConfigErrors { errors: problems });
+    }
+    Ok((mesh, problems))
+}
+
+fn mesh_ref() -> ResourceRef {
+    ResourceRef {
+        kind: "MeshConfig".to_string(),
+        namespace: String::new(),
+        name: "mesh".to_string(),
+    }
+}
+
+fn parse_mesh_with_node(
+    text: &str,
+    source_name: &str,
+) -> Result<(crate::mesh::MeshConfig, Option<Node>), ConfigErrors> {
+    let one = |e: ConfigError| ConfigErrors { errors: vec![e] };
+    let mut nodes = read_nodes(text, source_name).map_err(one)?;
+    if nodes.len() > 1 {
+        return Err(one(ConfigError {
+            severity: Severity::Error,
+            source_name: source_name.to_string(),
+            document: Some(1),
+            line: (nodes[1].line > 0).then_some(nodes[1].line),
+            resource: Some(mesh_ref()),
+            path: FieldPath::root(),
+            message: "mesh config must be a single YAML document".to_string(),
+        }));
+    }
+    let Some(node) = nodes.pop() else {
+        return Ok((crate::mesh::MeshConfig::default(), None));
+    };
+    let mesh = decode_typed(&node.to_json()).map_err(|(path, message)| {
+        one(ConfigError {
+            severity: Severity::Error,
+            source_name: source_name.to_string(),
+            document: None,
+            line: node.line_of(&path),
+            resource: Some(mesh_ref()),
+            path,
+            message,
+        })
+    })?;
+    Ok((mesh, Some(node)))
+}

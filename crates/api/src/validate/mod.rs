@@ -1,0 +1,319 @@
+//! Semantic validation in the spirit of `istioctl validate`: every problem is returned (not only
+//! the first), each with the field path it concerns and the reason.
+//!
+//! Rules follow Istio's where Istio has one (noted where we differ on purpose). Paths start at
+//! the object root (`spec.http[0].route[1].weight`, `metadata.name`).
+
+mod destination_rule;
+mod gateway;
+mod mesh;
+mod security;
+mod service_entry;
+mod sidecar;
+mod virtual_service;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::{FieldIssue, FieldPath};
+use crate::host;
+use crate::networking::{Percent, Port, StringMatch, StringMatchKind};
+use crate::resource::Resource;
+
+pub use mesh::validate_mesh_config;
+
+/// Port protocols Istio recognises (compared case-insensitively).
+pub const PROTOCOLS: &[&str] = &[
+    "HTTP", "HTTPS", "GRPC", "GRPC-Web", "HTTP2", "HTTP_PROXY", "TCP", "TLS", "UDP", "Mongo",
+    "Redis", "MySQL",
+];
+
+/// Regular expressions longer than this are refused (Istio's limit for Envoy's RE2).
+pub const MAX_REGEX_LEN: usize = 1024;
+
+/// Validates one resource: metadata and spec. Returns errors and warnings.
+pub fn validate(resource: &Resource) -> Vec<FieldIssue> {
+    let mut issues = Issues::default();
+    check_metadata(&mut issues, resource);
+    let spec = FieldPath::root().field("spec");
+    match resource {
+        Resource::VirtualService(o) => virtual_service::check(&mut issues, &spec, &o.spec),
+        Resource::DestinationRule(o) => destination_rule::check(&mut issues, &spec, &o.spec),
+        Resource::Gateway(o) => gateway::check(&mut issues, &spec, &o.spec),
+        Resource::ServiceEntry(o) => service_entry::check(&mut issues, &spec, &o.spec),
+        Resource::WorkloadEntry(o) => {
+            service_entry::check_workload_entry(&mut issues, &spec, &o.spec, None)
+        }
+        Resource::WorkloadGroup(o) => service_entry::check_workload_group(&mut issues, &spec, &o.spec),
+        Resource::Sidecar(o) => sidecar::check(&mut issues, &spec, &o.spec),
+        Resource::PeerAuthentication(o) => security::check_peer(&mut issues, &spec, &o.spec),
+        Resource::AuthorizationPolicy(o) => security::check_authz(&mut issues, &spec, &o.spec),
+        Resource::RequestAuthentication(o) => {
+            security::check_request_authn(&mut issues, &spec, &o.spec)
+        }
+    }
+    issues.0
+}
+
+fn check_metadata(issues: &mut Issues, resource: &Resource) {
+    let meta = resource.metadata();
+    let path = FieldPath::root().field("metadata");
+    if meta.name.is_empty() {
+        issues.error(&path.field("name"), "name is required");
+    } else if !host::is_dns1123_subdomain(&meta.name) {
+        issues.error(
+            &path.field("name"),
+            format!("invalid name {:?}: must be a lower-case DNS-1123 subdomain", meta.name),
+        );
+    }
+    if let Some(ns) = &meta.namespace
+        && !ns.is_empty() && !host::is_dns1123_label(ns) {
+            issues.error(
+                &path.field("namespace"),
+                format!("invalid namespace {ns:?}: must be a lower-case DNS-1123 label"),
+            );
+        }
+    check_labels(issues, &path.field("labels"), &meta.labels);
+}
+
+/// Collected issues.
+#[derive(Default)]
+pub(crate) struct Issues(pub(crate) Vec<FieldIssue>);
+
+impl Issues {
+    pub fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
+        self.0.push(FieldIssue::error(path.clone(), message));
+    }
+
+    pub fn warn(&mut self, path: &FieldPath, message: impl Into<String>) {
+        self.0.push(FieldIssue::warning(path.clone(), message));
+    }
+
+    /// Records `Err(reason)` of a check as an error at `path`.
+    pub fn check(&mut self, path: &FieldPath, result: Result<(), String>) {
+        if let Err(reason) = result {
+            self.error(path, reason);
+        }
+    }
+}
+
+pub(crate) fn check_port_number(issues: &mut Issues, path: &FieldPath, port: u32) {
+    if !(1..=65535).contains(&port) {
+        issues.error(path, format!("port number {port} must be in the range 1..65535"));
+    }
+}
+
+pub(crate) fn is_known_protocol(protocol: &str) -> bool {
+    PROTOCOLS.iter().any(|p| p.eq_ignore_ascii_case(protocol))
+}
+
+/// A `Port` with number, protocol, name and optional targetPort.
+pub(crate) fn check_port(issues: &mut Issues, path: &FieldPath, port: &Port, name_required: bool) {
+    check_port_number(issues, &path.field("number"), port.number);
+    if port.protocol.is_empty() {
+        issues.error(&path.field("protocol"), "protocol is required");
+    } else if !is_known_protocol(&port.protocol) {
+        issues.error(
+            &path.field("protocol"),
+            format!(
+                "unrecognized protocol {:?} (expected one of {})",
+                port.protocol,
+                PROTOCOLS.join(", ")
+            ),
+        );
+    }
+    if port.name.is_empty() {
+        if name_required {
+            issues.error(&path.field("name"), "port name is required");
+        }
+    } else if !host::is_dns1123_label(&port.name) {
+        issues.error(
+            &path.field("name"),
+            format!("invalid port name {:?}: must be a DNS-1123 label", port.name),
+        );
+    }
+    if let Some(target) = port.target_port {
+        check_port_number(issues, &path.field("targetPort"), target);
+    }
+}
+
+/// Kubernetes label keys (`[prefix/]name`) and values.
+pub(crate) fn check_labels(issues: &mut Issues, path: &FieldPath, labels: &BTreeMap<String, String>) {
+    for (key, value) in labels {
+        let field = path.field(key);
+        let (prefix, name) = match key.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, key.as_str()),
+        };
+        if let Some(prefix) = prefix
+            && !host::is_dns1123_subdomain(prefix) {
+                issues.error(&field, format!("invalid label key {key:?}: prefix must be a DNS subdomain"));
+            }
+        if !is_label_value(name) || name.is_empty() {
+            issues.error(
+                &field,
+                format!("invalid label key {key:?}: name must be 1-63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"),
+            );
+        }
+        if !is_label_value(value) {
+            issues.error(
+                &field,
+                format!("invalid label value {value:?}: at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"),
+            );
+        }
+    }
+}
+
+/// Empty, or 1-63 of `[A-Za-z0-9._-]` starting and ending alphanumeric.
+fn is_label_value(value: &str) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    let bytes = value.as_bytes();
+    bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Istio's rule for durations: at least 1ms, millisecond precision.
+pub(crate) fn check_duration(issues: &mut Issues, path: &FieldPath, duration: Option<Duration>) {
+    let Some(d) = duration else { return };
+    if d < Duration::from_millis(1) {
+        issues.error(path, "duration must be at least 1ms");
+    } else if d.subsec_nanos() % 1_000_000 != 0 {
+        issues.error(path, "only durations to millisecond precision are supported");
+    }
+}
+
+pub(crate) fn check_percent(issues: &mut Issues, path: &FieldPath, percent: Option<Percent>) {
+    let Some(p) = percent else { return };
+    if !(0.0..=100.0).contains(&p.value) {
+        issues.error(
+            &path.field("value"),
+            format!("percentage {} must be in the range 0..100", p.value),
+        );
+    }
+}
+
+/// A StringMatch: at most one of exact/prefix/regex (exactly one unless `allow_presence`),
+/// prefix and regex not empty, regex valid RE2.
+pub(crate) fn check_string_match(
+    issues: &mut Issues,
+    path: &FieldPath,
+    sm: &StringMatch,
+    allow_presence: bool,
+) {
+    match sm.kind() {
+        None => issues.error(path, "exactly one of exact, prefix or regex may be set"),
+        Some(StringMatchKind::Present) if !allow_presence => {
+            issues.error(path, "one of exact, prefix or regex must be set")
+        }
+        Some(StringMatchKind::Prefix("")) => {
+            issues.error(&path.field("prefix"), "prefix string match should not be empty")
+        }
+        Some(StringMatchKind::Regex(re)) => check_regex(issues, &path.field("regex"), re),
+        _ => {}
+    }
+}
+
+/// Compiles `pattern` as Envoy would (RE2). Rust's `regex` is RE2-like: it refuses lookaround
+/// and backreferences as RE2 does; class set operations (`&&`, `~~`), which RE2 lacks, are
+/// refused explicitly.
+pub(crate) fn check_regex(issues: &mut Issues, path: &FieldPath, pattern: &str) {
+    if pattern.is_empty() {
+        issues.error(path, "regex string match should not be empty");
+        return;
+    }
+    if pattern.len() > MAX_REGEX_LEN {
+        issues.error(path, format!("regex is too large, max length allowed is {MAX_REGEX_LEN}"));
+        return;
+    }
+    if let Err(e) = regex::Regex::new(pattern) {
+        let detail = e.to_string();
+        let reason = detail.lines().last().unwrap_or(&detail).trim().to_string();
+        issues.error(
+            path,
+            format!("invalid regex {pattern:?}: {reason} (Envoy uses RE2 syntax, which has no lookaround or backreferences)"),
+        );
+        return;
+    }
+    if pattern.contains('[') && (pattern.contains("&&") || pattern.contains("~~")) {
+        issues.error(
+            path,
+            format!("invalid regex {pattern:?}: character class set operations are not supported by RE2"),
+        );
+    }
+}
+
+/// HTTP header names: RFC 7230 token characters (a leading `:` for pseudo-headers is refused).
+pub(crate) fn check_header_name(issues: &mut Issues, path: &FieldPath, name: &str) {
+    if name.is_empty() {
+        issues.error(path, "header name cannot be empty");
+        return;
+    }
+    let token = name.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    });
+    if !token {
+        issues.error(path, format!("invalid header name {name:?}"));
+    }
+}
+
+/// An IP address or a CIDR block (`10.0.0.0/8`, `2001:db8::/32`).
+pub(crate) fn check_ip_or_cidr(issues: &mut Issues, path: &FieldPath, text: &str) {
+    if let Err(reason) = parse_ip_or_cidr(text) {
+        issues.error(path, reason);
+    }
+}
+
+pub(crate) fn parse_ip_or_cidr(text: &str) -> Result<(), String> {
+    let (ip, len) = match text.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (text, None),
+    };
+    let addr: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{text:?} is not a valid IP address or CIDR block"))?;
+    if let Some(len) = len {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        match len.parse::<u8>() {
+            Ok(n) if n <= max => {}
+            _ => return Err(format!("{text:?} has an invalid prefix length (max {max})")),
+        }
+    }
+    Ok(())
+}
+
+/// `exportTo` entries: `*`, `.`, `~` or a namespace name.
+pub(crate) fn check_export_to(issues: &mut Issues, path: &FieldPath, export_to: &[String]) {
+    for (i, ns) in export_to.iter().enumerate() {
+        let ok = matches!(ns.as_str(), "*" | "." | "~") || host::is_dns1123_label(ns);
+        if !ok {
+            issues.error(
+                &path.index(i),
+                format!("invalid exportTo value {ns:?}: expected *, ., ~ or a namespace name"),
+            );
+        }
+    }
+    if export_to.len() > 1 && export_to.iter().any(|n| n == "*" || n == "~") {
+        issues.error(path, "exportTo with * or ~ cannot list other namespaces");
+    }
+}
+
+/// A selector's labels, when a selector is present, should not be empty.
+pub(crate) fn check_selector(
+    issues: &mut Issues,
+    path: &FieldPath,
+    labels: Option<&BTreeMap<String, String>>,
+) {
+    if let Some(labels) = labels {
+        if labels.is_empty() {
+            issues.warn(path, "selector has no labels: it selects every workload in the namespace");
+        }
+        check_labels(issues, path, labels);
+    }
+}
