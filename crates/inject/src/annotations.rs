@@ -88,13 +88,19 @@ impl PodOverrides {
 }
 
 /// Reads the pod's annotations as strings; `path` is where the annotations map lives, for errors.
-pub fn string_map(annotations: Option<&Value>, path: &str) -> Result<Map<String, Value>, InjectError> {
+pub fn string_map(
+    annotations: Option<&Value>,
+    path: &str,
+) -> Result<Map<String, Value>, InjectError> {
     match annotations {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(map)) => {
             for (k, v) in map {
                 if !v.is_string() {
-                    return Err(InjectError::field(format!("{path}.{k}"), "annotation and label values must be strings"));
+                    return Err(InjectError::field(
+                        format!("{path}.{k}"),
+                        "annotation and label values must be strings",
+                    ));
                 }
             }
             Ok(map.clone())
@@ -106,15 +112,23 @@ pub fn string_map(annotations: Option<&Value>, path: &str) -> Result<Map<String,
 /// Parses and validates every annotation the injector honours.
 pub fn parse(annotations: &Map<String, Value>) -> Result<PodOverrides, InjectError> {
     let get = |name: &str| annotations.get(name).and_then(Value::as_str);
-    let checked = |name: &str, check: fn(&str) -> Result<(), String>| -> Result<Option<String>, InjectError> {
+    let checked = |name: &str,
+                   check: fn(&str) -> Result<(), String>|
+     -> Result<Option<String>, InjectError> {
         match get(name) {
             None => Ok(None),
-            Some(value) => check(value).map(|()| Some(value.to_string())).map_err(|r| InjectError::annotation(name, value, r)),
+            Some(value) => check(value)
+                .map(|()| Some(value.to_string()))
+                .map_err(|r| InjectError::annotation(name, value, r)),
         }
     };
     let number = |name: &str| -> Result<Option<u32>, InjectError> {
         get(name)
-            .map(|v| v.trim().parse::<u32>().map_err(|_| InjectError::annotation(name, v, "expected a non-negative integer")))
+            .map(|v| {
+                v.trim().parse::<u32>().map_err(|_| {
+                    InjectError::annotation(name, v, "expected a non-negative integer")
+                })
+            })
             .transpose()
     };
     let boolean = |name: &str| -> Result<Option<bool>, InjectError> {
@@ -122,7 +136,11 @@ pub fn parse(annotations: &Map<String, Value>) -> Result<PodOverrides, InjectErr
             .map(|v| match v {
                 "true" => Ok(true),
                 "false" => Ok(false),
-                _ => Err(InjectError::annotation(name, v, "expected \"true\" or \"false\"")),
+                _ => Err(InjectError::annotation(
+                    name,
+                    v,
+                    "expected \"true\" or \"false\"",
+                )),
             })
             .transpose()
     };
@@ -154,14 +172,22 @@ pub fn parse(annotations: &Map<String, Value>) -> Result<PodOverrides, InjectErr
             "REDIRECT" => InterceptionMode::Redirect,
             "TPROXY" => InterceptionMode::Tproxy,
             "NONE" => InterceptionMode::None,
-            _ => return Err(InjectError::annotation(INTERCEPTION_MODE, v, "expected one of REDIRECT, TPROXY, NONE")),
+            _ => {
+                return Err(InjectError::annotation(
+                    INTERCEPTION_MODE,
+                    v,
+                    "expected one of REDIRECT, TPROXY, NONE",
+                ));
+            }
         });
     }
     if let Some(v) = get(STATUS_PORT) {
-        out.status_port = Some(parse_port(v, true).map_err(|r| InjectError::annotation(STATUS_PORT, v, r))?);
+        out.status_port =
+            Some(parse_port(v, true).map_err(|r| InjectError::annotation(STATUS_PORT, v, r))?);
     }
     if let Some(v) = get(PROXY_CONFIG) {
-        out.proxy_config = Some(parse_proxy_config(v).map_err(|r| InjectError::annotation(PROXY_CONFIG, v, r))?);
+        out.proxy_config =
+            Some(parse_proxy_config(v).map_err(|r| InjectError::annotation(PROXY_CONFIG, v, r))?);
     }
     Ok(out)
 }
@@ -185,20 +211,29 @@ fn items(list: &str) -> impl Iterator<Item = &str> {
 
 /// `*` (everything), empty, or a list of CIDRs.
 pub fn check_include_cidrs(value: &str) -> Result<(), String> {
-    if value.trim() == "*" { Ok(()) } else { check_cidrs(value) }
+    if value.trim() == "*" {
+        Ok(())
+    } else {
+        check_cidrs(value)
+    }
 }
 
 /// A comma list of CIDRs like `10.96.0.0/16,fd00::/8`.
 pub fn check_cidrs(value: &str) -> Result<(), String> {
     for item in items(value) {
-        ipnet::IpNet::from_str(item).map_err(|_| format!("{item:?} is not a CIDR (like 10.0.0.0/8)"))?;
+        ipnet::IpNet::from_str(item)
+            .map_err(|_| format!("{item:?} is not a CIDR (like 10.0.0.0/8)"))?;
     }
     Ok(())
 }
 
 /// `*` (every port), empty, or a list of ports.
 pub fn check_include_ports(value: &str) -> Result<(), String> {
-    if value.trim() == "*" { Ok(()) } else { check_ports(value) }
+    if value.trim() == "*" {
+        Ok(())
+    } else {
+        check_ports(value)
+    }
 }
 
 /// A comma list of port numbers 1-65535.
@@ -218,30 +253,46 @@ fn parse_port(item: &str, allow_zero: bool) -> Result<u16, String> {
 }
 
 fn check_non_empty(value: &str) -> Result<(), String> {
-    if value.trim().is_empty() { Err("must not be empty".into()) } else { Ok(()) }
+    if value.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(())
+    }
 }
 
 fn check_log_level(value: &str) -> Result<(), String> {
-    const LEVELS: [&str; 8] = ["trace", "debug", "info", "warning", "warn", "error", "critical", "off"];
-    if LEVELS.contains(&value) { Ok(()) } else { Err(format!("expected one of {}", LEVELS.join(", "))) }
+    const LEVELS: [&str; 8] = [
+        "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
+    ];
+    if LEVELS.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("expected one of {}", LEVELS.join(", ")))
+    }
 }
 
 /// A Kubernetes resource quantity: a decimal number with an optional SI/binary suffix or exponent.
 pub fn check_quantity(value: &str) -> Result<(), String> {
     const BAD: &str = "not a Kubernetes quantity (like 100m, 0.5, 128Mi, 1G)";
     let s = value.strip_prefix(['+', '-']).unwrap_or(value);
-    let digits_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let digits_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, suffix) = s.split_at(digits_end);
     let dots = number.matches('.').count();
     if number.is_empty() || number == "." || dots > 1 {
         return Err(BAD.into());
     }
-    const SUFFIXES: [&str; 13] = ["", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi"];
+    const SUFFIXES: [&str; 13] = [
+        "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi",
+    ];
     const MORE: [&str; 3] = ["Ti", "Pi", "Ei"];
     if SUFFIXES.contains(&suffix) || MORE.contains(&suffix) {
         return Ok(());
     }
-    let exponent = suffix.strip_prefix(['e', 'E']).map(|e| e.strip_prefix(['+', '-']).unwrap_or(e));
+    let exponent = suffix
+        .strip_prefix(['e', 'E'])
+        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e));
     match exponent {
         Some(e) if !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()) => Ok(()),
         _ => Err(BAD.into()),
@@ -280,6 +331,9 @@ mod tests {
         let mut a = Map::new();
         a.insert(INCLUDE_INBOUND_PORTS.into(), Value::String("bad".into()));
         let err = parse(&a).unwrap_err().to_string();
-        assert!(err.contains(INCLUDE_INBOUND_PORTS) && err.contains("\"bad\""), "{err}");
+        assert!(
+            err.contains(INCLUDE_INBOUND_PORTS) && err.contains("\"bad\""),
+            "{err}"
+        );
     }
 }

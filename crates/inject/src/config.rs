@@ -83,7 +83,10 @@ impl LabelSelector {
         if self.is_empty() {
             return false;
         }
-        let labels_match = self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v));
+        let labels_match = self
+            .match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v));
         labels_match
             && self.match_expressions.iter().all(|req| {
                 let value = labels.get(&req.key);
@@ -125,9 +128,14 @@ impl Default for InjectConfig {
             mesh: MeshConfig::default(),
             revision: String::new(),
             failure_policy: FailurePolicy::Fail,
-            ignored_namespaces: ["kube-system", "kube-public", "kube-node-lease", "local-path-storage"]
-                .map(String::from)
-                .to_vec(),
+            ignored_namespaces: [
+                "kube-system",
+                "kube-public",
+                "kube-node-lease",
+                "local-path-storage",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -223,7 +231,11 @@ pub struct MeshConfig {
 
 impl Default for MeshConfig {
     fn default() -> Self {
-        MeshConfig { trust_domain: "cluster.local".into(), enable_prometheus_merge: true, default_config: Map::new() }
+        MeshConfig {
+            trust_domain: "cluster.local".into(),
+            enable_prometheus_merge: true,
+            default_config: Map::new(),
+        }
     }
 }
 
@@ -245,7 +257,12 @@ impl InjectConfig {
             self.policy = match policy.to_ascii_lowercase().as_str() {
                 "enabled" => InjectionPolicy::Enabled,
                 "disabled" => InjectionPolicy::Disabled,
-                _ => return Err(r.err("policy", format!("{policy:?} is not one of enabled, disabled"))),
+                _ => {
+                    return Err(r.err(
+                        "policy",
+                        format!("{policy:?} is not one of enabled, disabled"),
+                    ));
+                }
             };
         }
         if let Some(list) = r.array(&doc, "neverInjectSelector")? {
@@ -264,7 +281,12 @@ impl InjectConfig {
             self.failure_policy = match fp.as_str() {
                 "Fail" => FailurePolicy::Fail,
                 "Ignore" => FailurePolicy::Ignore,
-                _ => return Err(r.err("failurePolicy", format!("{fp:?} is not one of Fail, Ignore"))),
+                _ => {
+                    return Err(r.err(
+                        "failurePolicy",
+                        format!("{fp:?} is not one of Fail, Ignore"),
+                    ));
+                }
             };
         }
         if let Some(list) = r.array(&doc, "ignoredNamespaces")? {
@@ -298,7 +320,10 @@ impl InjectConfig {
     /// The revision injected pods are labelled with: `--revision`, the config's, the values', or
     /// `default`.
     pub fn effective_revision(&self) -> &str {
-        [self.revision.as_str(), self.values.revision.as_str()].into_iter().find(|r| !r.is_empty()).unwrap_or("default")
+        [self.revision.as_str(), self.values.revision.as_str()]
+            .into_iter()
+            .find(|r| !r.is_empty())
+            .unwrap_or("default")
     }
 
     /// `lateend`'s xDS/CA address, unless the ProxyConfig names another.
@@ -317,12 +342,14 @@ impl Values {
         if let Some(rev) = r.string(doc, "revision")? {
             values.revision = rev;
         }
-        if let Some(webhook) = r.object(doc, "sidecarInjectorWebhook")? {
-            if let Some(b) = r.boolean(webhook, "sidecarInjectorWebhook.rewriteAppHTTPProbe")? {
-                values.rewrite_app_http_probe = b;
-            }
+        if let Some(webhook) = r.object(doc, "sidecarInjectorWebhook")?
+            && let Some(b) = r.boolean(webhook, "sidecarInjectorWebhook.rewriteAppHTTPProbe")?
+        {
+            values.rewrite_app_http_probe = b;
         }
-        let Some(global) = r.object(doc, "global")? else { return Ok(values) };
+        let Some(global) = r.object(doc, "global")? else {
+            return Ok(values);
+        };
         let set = |target: &mut String, key: &str| -> Result<(), InjectError> {
             if let Some(s) = r.string(global, key)? {
                 *target = s;
@@ -334,10 +361,12 @@ impl Values {
         set(&mut values.istio_namespace, "global.istioNamespace")?;
         set(&mut values.mesh_id, "global.meshID")?;
         set(&mut values.network, "global.network")?;
-        if let Some(mc) = r.object(global, "global.multiCluster")? {
-            if let Some(name) = r.string(mc, "global.multiCluster.clusterName")?.filter(|n| !n.is_empty()) {
-                values.cluster_id = name;
-            }
+        if let Some(mc) = r.object(global, "global.multiCluster")?
+            && let Some(name) = r
+                .string(mc, "global.multiCluster.clusterName")?
+                .filter(|n| !n.is_empty())
+        {
+            values.cluster_id = name;
         }
         if let Some(list) = r.array(global, "global.imagePullSecrets")? {
             values.image_pull_secrets = r.strings(list, "global.imagePullSecrets")?;
@@ -354,13 +383,28 @@ impl ProxyValues {
         let strings: [(&mut String, &str); 10] = [
             (&mut self.image, "global.proxy.image"),
             (&mut self.log_level, "global.proxy.logLevel"),
-            (&mut self.component_log_level, "global.proxy.componentLogLevel"),
+            (
+                &mut self.component_log_level,
+                "global.proxy.componentLogLevel",
+            ),
             (&mut self.include_ip_ranges, "global.proxy.includeIPRanges"),
             (&mut self.exclude_ip_ranges, "global.proxy.excludeIPRanges"),
-            (&mut self.include_inbound_ports, "global.proxy.includeInboundPorts"),
-            (&mut self.exclude_inbound_ports, "global.proxy.excludeInboundPorts"),
-            (&mut self.include_outbound_ports, "global.proxy.includeOutboundPorts"),
-            (&mut self.exclude_outbound_ports, "global.proxy.excludeOutboundPorts"),
+            (
+                &mut self.include_inbound_ports,
+                "global.proxy.includeInboundPorts",
+            ),
+            (
+                &mut self.exclude_inbound_ports,
+                "global.proxy.excludeInboundPorts",
+            ),
+            (
+                &mut self.include_outbound_ports,
+                "global.proxy.includeOutboundPorts",
+            ),
+            (
+                &mut self.exclude_outbound_ports,
+                "global.proxy.excludeOutboundPorts",
+            ),
             (&mut self.cluster_domain, "global.proxy.clusterDomain"),
         ];
         for (target, key) in strings {
@@ -372,12 +416,22 @@ impl ProxyValues {
             self.resources = res.as_object().cloned().unwrap_or_default();
         }
         if let Some(port) = r.uint(proxy, "global.proxy.statusPort")? {
-            self.status_port = u16::try_from(port).map_err(|_| r.err("global.proxy.statusPort", "not a port number"))?;
+            self.status_port = u16::try_from(port)
+                .map_err(|_| r.err("global.proxy.statusPort", "not a port number"))?;
         }
         let numbers: [(&mut u32, &str); 3] = [
-            (&mut self.readiness_initial_delay_seconds, "global.proxy.readinessInitialDelaySeconds"),
-            (&mut self.readiness_period_seconds, "global.proxy.readinessPeriodSeconds"),
-            (&mut self.readiness_failure_threshold, "global.proxy.readinessFailureThreshold"),
+            (
+                &mut self.readiness_initial_delay_seconds,
+                "global.proxy.readinessInitialDelaySeconds",
+            ),
+            (
+                &mut self.readiness_period_seconds,
+                "global.proxy.readinessPeriodSeconds",
+            ),
+            (
+                &mut self.readiness_failure_threshold,
+                "global.proxy.readinessFailureThreshold",
+            ),
         ];
         for (target, key) in numbers {
             if let Some(n) = r.uint(proxy, key)? {
@@ -389,13 +443,37 @@ impl ProxyValues {
 
     /// The same checks as the pod annotations these values are the defaults of.
     fn validate(&self, file: &str) -> Result<(), InjectError> {
-        let checks: [(&str, &str, fn(&str) -> Result<(), String>); 6] = [
-            ("global.proxy.includeIPRanges", &self.include_ip_ranges, annotations::check_include_cidrs),
-            ("global.proxy.excludeIPRanges", &self.exclude_ip_ranges, annotations::check_cidrs),
-            ("global.proxy.includeInboundPorts", &self.include_inbound_ports, annotations::check_include_ports),
-            ("global.proxy.excludeInboundPorts", &self.exclude_inbound_ports, annotations::check_ports),
-            ("global.proxy.includeOutboundPorts", &self.include_outbound_ports, annotations::check_ports),
-            ("global.proxy.excludeOutboundPorts", &self.exclude_outbound_ports, annotations::check_ports),
+        let checks: [(&str, &str, Check); 6] = [
+            (
+                "global.proxy.includeIPRanges",
+                &self.include_ip_ranges,
+                annotations::check_include_cidrs,
+            ),
+            (
+                "global.proxy.excludeIPRanges",
+                &self.exclude_ip_ranges,
+                annotations::check_cidrs,
+            ),
+            (
+                "global.proxy.includeInboundPorts",
+                &self.include_inbound_ports,
+                annotations::check_include_ports,
+            ),
+            (
+                "global.proxy.excludeInboundPorts",
+                &self.exclude_inbound_ports,
+                annotations::check_ports,
+            ),
+            (
+                "global.proxy.includeOutboundPorts",
+                &self.include_outbound_ports,
+                annotations::check_ports,
+            ),
+            (
+                "global.proxy.excludeOutboundPorts",
+                &self.exclude_outbound_ports,
+                annotations::check_ports,
+            ),
         ];
         for (key, value, check) in checks {
             check(value).map_err(|reason| InjectError::Config {
@@ -406,6 +484,9 @@ impl ProxyValues {
         Ok(())
     }
 }
+
+/// A validator of one comma-list setting.
+type Check = fn(&str) -> Result<(), String>;
 
 impl MeshConfig {
     pub fn from_value(doc: &Value, file: &str) -> Result<MeshConfig, InjectError> {
@@ -428,9 +509,15 @@ fn parse_yaml(text: &str, file: &str) -> Result<Value, InjectError> {
     if text.trim().is_empty() {
         return Ok(Value::Object(Map::new()));
     }
-    let doc: Value = serde_saphyr::from_str(text)
-        .map_err(|e| InjectError::Config { file: file.to_string(), reason: format!("cannot parse YAML: {e}") })?;
-    Ok(if doc.is_null() { Value::Object(Map::new()) } else { doc })
+    let doc: Value = serde_saphyr::from_str(text).map_err(|e| InjectError::Config {
+        file: file.to_string(),
+        reason: format!("cannot parse YAML: {e}"),
+    })?;
+    Ok(if doc.is_null() {
+        Value::Object(Map::new())
+    } else {
+        doc
+    })
 }
 
 /// If `doc` is a ConfigMap, returns its `data.<key>` parsed as YAML/JSON (None if absent).
@@ -441,11 +528,18 @@ fn configmap_data(doc: &Value, key: &str, file: &str) -> Result<Option<Value>, I
     match doc.pointer(&format!("/data/{key}")) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => parse_yaml(text, &format!("{file} (data.{key})")).map(Some),
-        Some(_) => Err(InjectError::Config { file: file.to_string(), reason: format!("data.{key}: expected a string") }),
+        Some(_) => Err(InjectError::Config {
+            file: file.to_string(),
+            reason: format!("data.{key}: expected a string"),
+        }),
     }
 }
 
-fn parse_selectors(list: &[Value], key: &str, r: &Reader<'_>) -> Result<Vec<LabelSelector>, InjectError> {
+fn parse_selectors(
+    list: &[Value],
+    key: &str,
+    r: &Reader<'_>,
+) -> Result<Vec<LabelSelector>, InjectError> {
     list.iter()
         .enumerate()
         .map(|(i, item)| {
@@ -454,19 +548,40 @@ fn parse_selectors(list: &[Value], key: &str, r: &Reader<'_>) -> Result<Vec<Labe
             if let Some(labels) = r.string_map(item, "matchLabels")? {
                 sel.match_labels = labels;
             }
-            for (j, expr) in r.array(item, "matchExpressions")?.unwrap_or_default().iter().enumerate() {
+            for (j, expr) in r
+                .array(item, "matchExpressions")?
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
                 let epath = format!("{path}.matchExpressions[{j}]");
-                let key = r.string(expr, "key")?.ok_or_else(|| r.err(&epath, "key is required"))?;
+                let key = r
+                    .string(expr, "key")?
+                    .ok_or_else(|| r.err(&epath, "key is required"))?;
                 let op = r.string(expr, "operator")?.unwrap_or_default();
                 let operator = match op.as_str() {
                     "In" => SelectorOperator::In,
                     "NotIn" => SelectorOperator::NotIn,
                     "Exists" => SelectorOperator::Exists,
                     "DoesNotExist" => SelectorOperator::DoesNotExist,
-                    _ => return Err(r.err(&epath, format!("operator {op:?} is not one of In, NotIn, Exists, DoesNotExist"))),
+                    _ => {
+                        return Err(r.err(
+                            &epath,
+                            format!(
+                                "operator {op:?} is not one of In, NotIn, Exists, DoesNotExist"
+                            ),
+                        ));
+                    }
                 };
-                let values = r.strings(r.array(expr, "values")?.unwrap_or_default(), &format!("{epath}.values"))?;
-                sel.match_expressions.push(SelectorRequirement { key, operator, values });
+                let values = r.strings(
+                    r.array(expr, "values")?.unwrap_or_default(),
+                    &format!("{epath}.values"),
+                )?;
+                sel.match_expressions.push(SelectorRequirement {
+                    key,
+                    operator,
+                    values,
+                });
             }
             Ok(sel)
         })
@@ -480,7 +595,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn err(&self, key: &str, reason: impl std::fmt::Display) -> InjectError {
-        InjectError::Config { file: self.file.to_string(), reason: format!("{key}: {reason}") }
+        InjectError::Config {
+            file: self.file.to_string(),
+            reason: format!("{key}: {reason}"),
+        }
     }
 
     fn get<'v>(&self, doc: &'v Value, key: &str) -> Option<&'v Value> {
@@ -502,8 +620,14 @@ impl Reader<'_> {
     fn uint(&self, doc: &Value, key: &str) -> Result<Option<u64>, InjectError> {
         match self.get(doc, key) {
             None => Ok(None),
-            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| self.err(key, "expected a non-negative integer")),
-            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| self.err(key, "expected a non-negative integer")),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| self.err(key, "expected a non-negative integer")),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| self.err(key, "expected a non-negative integer")),
             Some(_) => Err(self.err(key, "expected a non-negative integer")),
         }
     }
@@ -548,8 +672,14 @@ impl Reader<'_> {
             .collect()
     }
 
-    fn string_map(&self, doc: &Value, key: &str) -> Result<Option<BTreeMap<String, String>>, InjectError> {
-        let Some(obj) = self.object(doc, key)? else { return Ok(None) };
+    fn string_map(
+        &self,
+        doc: &Value,
+        key: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, InjectError> {
+        let Some(obj) = self.object(doc, key)? else {
+            return Ok(None);
+        };
         let mut out = BTreeMap::new();
         for (k, v) in obj.as_object().into_iter().flatten() {
             let text = match v {

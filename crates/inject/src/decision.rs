@@ -45,10 +45,14 @@ impl SkipReason {
             SkipReason::HostNetwork => "pod uses hostNetwork",
             SkipReason::IgnoredNamespace => "namespace is ignored by the injector",
             SkipReason::AlreadyInjected => "pod is already injected (sidecar.istio.io/status)",
-            SkipReason::NotSelected => "no injection webhook of this revision selects the pod's namespace or labels",
+            SkipReason::NotSelected => {
+                "no injection webhook of this revision selects the pod's namespace or labels"
+            }
             SkipReason::PodOptOut => "sidecar.istio.io/inject is not true",
             SkipReason::NeverInjectSelector => "pod labels match neverInjectSelector",
-            SkipReason::PolicyDisabled => "injection policy is disabled and the pod does not opt in",
+            SkipReason::PolicyDisabled => {
+                "injection policy is disabled and the pod does not opt in"
+            }
         }
     }
 }
@@ -67,12 +71,17 @@ fn is_default_revision(rev: &str) -> bool {
 }
 
 /// Whether one of the injector's webhooks (for `revision`) would be called for this pod.
-pub fn webhook_selects(namespace_labels: &BTreeMap<String, String>, pod_labels: &BTreeMap<String, String>, revision: &str) -> bool {
+pub fn webhook_selects(
+    namespace_labels: &BTreeMap<String, String>,
+    pod_labels: &BTreeMap<String, String>,
+    revision: &str,
+) -> bool {
     let pod_inject = pod_labels.get(INJECT).map(String::as_str);
     if pod_inject == Some("false") {
         return false;
     }
-    let same_revision = |rev: &str| rev == revision || (is_default_revision(rev) && is_default_revision(revision));
+    let same_revision =
+        |rev: &str| rev == revision || (is_default_revision(rev) && is_default_revision(revision));
     if let Some(ns) = namespace_labels.get(NAMESPACE_INJECTION_LABEL) {
         return ns == "enabled" && is_default_revision(revision);
     }
@@ -86,7 +95,11 @@ pub fn webhook_selects(namespace_labels: &BTreeMap<String, String>, pod_labels: 
 }
 
 /// Istio's `injectRequired`: the injector's own verdict once its webhook is called.
-pub fn injection_required(cfg: &InjectConfig, policy: InjectionPolicy, pod: &PodFacts<'_>) -> Decision {
+pub fn injection_required(
+    cfg: &InjectConfig,
+    policy: InjectionPolicy,
+    pod: &PodFacts<'_>,
+) -> Decision {
     if pod.host_network {
         return Decision::Skip(SkipReason::HostNetwork);
     }
@@ -94,16 +107,28 @@ pub fn injection_required(cfg: &InjectConfig, policy: InjectionPolicy, pod: &Pod
         return Decision::Skip(SkipReason::IgnoredNamespace);
     }
     // The label is the newer API: it wins over the annotation when both are present.
-    let explicit = pod.labels.get(INJECT).or_else(|| pod.annotations.get(INJECT)).map(|v| v.to_ascii_lowercase());
+    let explicit = pod
+        .labels
+        .get(INJECT)
+        .or_else(|| pod.annotations.get(INJECT))
+        .map(|v| v.to_ascii_lowercase());
     match explicit.as_deref() {
         Some("y" | "yes" | "true" | "on") => return Decision::Inject,
         Some("") | None => {}
         Some(_) => return Decision::Skip(SkipReason::PodOptOut),
     }
-    if cfg.never_inject_selector.iter().any(|s| s.matches(pod.labels)) {
+    if cfg
+        .never_inject_selector
+        .iter()
+        .any(|s| s.matches(pod.labels))
+    {
         return Decision::Skip(SkipReason::NeverInjectSelector);
     }
-    if cfg.always_inject_selector.iter().any(|s| s.matches(pod.labels)) {
+    if cfg
+        .always_inject_selector
+        .iter()
+        .any(|s| s.matches(pod.labels))
+    {
         return Decision::Inject;
     }
     match policy {
@@ -113,7 +138,12 @@ pub fn injection_required(cfg: &InjectConfig, policy: InjectionPolicy, pod: &Pod
 }
 
 /// The webhook's full decision: selectors first, then [`injection_required`].
-pub fn webhook_decision(cfg: &InjectConfig, revision: &str, namespace_labels: &BTreeMap<String, String>, pod: &PodFacts<'_>) -> Decision {
+pub fn webhook_decision(
+    cfg: &InjectConfig,
+    revision: &str,
+    namespace_labels: &BTreeMap<String, String>,
+    pod: &PodFacts<'_>,
+) -> Decision {
     if pod.annotations.contains_key(crate::STATUS_ANNOTATION) {
         return Decision::Skip(SkipReason::AlreadyInjected);
     }

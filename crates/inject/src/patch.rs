@@ -30,7 +30,9 @@ fn diff_at(from: &Value, to: &Value, path: &str, ops: &mut Vec<Value>) {
             }
             for (k, vb) in b {
                 if !a.contains_key(k) {
-                    ops.push(json!({"op": "add", "path": format!("{path}/{}", escape(k)), "value": vb}));
+                    ops.push(
+                        json!({"op": "add", "path": format!("{path}/{}", escape(k)), "value": vb}),
+                    );
                 }
             }
         }
@@ -62,36 +64,64 @@ pub struct PatchError {
 /// Applies `add`, `remove` and `replace` operations (what [`diff`] emits) to `doc`.
 pub fn apply(doc: &mut Value, ops: &[Value]) -> Result<(), PatchError> {
     for (index, op) in ops.iter().enumerate() {
-        let err = |reason: &str| PatchError { index, reason: reason.to_string() };
-        let kind = op.get("op").and_then(Value::as_str).ok_or_else(|| err("missing op"))?;
-        let path = op.get("path").and_then(Value::as_str).ok_or_else(|| err("missing path"))?;
+        let err = |reason: &str| PatchError {
+            index,
+            reason: reason.to_string(),
+        };
+        let kind = op
+            .get("op")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err("missing op"))?;
+        let path = op
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err("missing path"))?;
         if path.is_empty() {
             if kind == "remove" {
                 return Err(err("cannot remove the whole document"));
             }
-            *doc = op.get("value").cloned().ok_or_else(|| err("missing value"))?;
+            *doc = op
+                .get("value")
+                .cloned()
+                .ok_or_else(|| err("missing value"))?;
             continue;
         }
-        let (parent_path, last) = path.rsplit_once('/').ok_or_else(|| err("path must start with /"))?;
+        let (parent_path, last) = path
+            .rsplit_once('/')
+            .ok_or_else(|| err("path must start with /"))?;
         let last = last.replace("~1", "/").replace("~0", "~");
-        let parent = doc.pointer_mut(parent_path).ok_or_else(|| err("parent path does not exist"))?;
+        let parent = doc
+            .pointer_mut(parent_path)
+            .ok_or_else(|| err("parent path does not exist"))?;
         match (kind, parent) {
             ("add" | "replace", Value::Object(map)) => {
-                let value = op.get("value").cloned().ok_or_else(|| err("missing value"))?;
+                let value = op
+                    .get("value")
+                    .cloned()
+                    .ok_or_else(|| err("missing value"))?;
                 if kind == "replace" && !map.contains_key(&last) {
                     return Err(err("replace of a missing member"));
                 }
                 map.insert(last, value);
             }
             ("remove", Value::Object(map)) => {
-                map.remove(&last).ok_or_else(|| err("remove of a missing member"))?;
+                map.remove(&last)
+                    .ok_or_else(|| err("remove of a missing member"))?;
             }
             (_, Value::Array(list)) => {
                 let value = op.get("value").cloned();
-                let idx = if last == "-" { list.len() } else { last.parse::<usize>().map_err(|_| err("bad array index"))? };
+                let idx = if last == "-" {
+                    list.len()
+                } else {
+                    last.parse::<usize>().map_err(|_| err("bad array index"))?
+                };
                 match kind {
-                    "add" if idx <= list.len() => list.insert(idx, value.ok_or_else(|| err("missing value"))?),
-                    "replace" if idx < list.len() => list[idx] = value.ok_or_else(|| err("missing value"))?,
+                    "add" if idx <= list.len() => {
+                        list.insert(idx, value.ok_or_else(|| err("missing value"))?)
+                    }
+                    "replace" if idx < list.len() => {
+                        list[idx] = value.ok_or_else(|| err("missing value"))?
+                    }
                     "remove" if idx < list.len() => {
                         list.remove(idx);
                     }

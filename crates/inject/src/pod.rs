@@ -10,7 +10,10 @@ use serde_json::{Map, Value, json};
 use crate::annotations::{self, InterceptionMode, PodOverrides};
 use crate::config::InjectConfig;
 use crate::template::{self, CaptureSettings, PodEnv, ProxySettings};
-use crate::{INIT_CONTAINER, ISTIO_INIT_CONTAINER, ISTIO_PROXY_CONTAINER, InjectError, PROXY_CONTAINER, STATUS_ANNOTATION, probes};
+use crate::{
+    INIT_CONTAINER, ISTIO_INIT_CONTAINER, ISTIO_PROXY_CONTAINER, InjectError, PROXY_CONTAINER,
+    STATUS_ANNOTATION, probes,
+};
 
 /// Which workload a pod belongs to, for the sidecar's identity metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,14 +36,30 @@ struct SidecarStatus<'a> {
 }
 
 /// Labels (or annotations) of a pod-like object as a string map; `path` names it in errors.
-pub fn string_map(meta: Option<&Value>, key: &str, path: &str) -> Result<BTreeMap<String, String>, InjectError> {
+pub fn string_map(
+    meta: Option<&Value>,
+    key: &str,
+    path: &str,
+) -> Result<BTreeMap<String, String>, InjectError> {
     let map = annotations::string_map(meta.and_then(|m| m.get(key)), &format!("{path}.{key}"))?;
-    Ok(map.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string()))).collect())
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+        .collect())
 }
 
 /// Adds the sidecar to `podlike` (`{metadata, spec}`) at `path` (e.g. `spec.template`).
-pub fn inject(podlike: &mut Value, workload: &WorkloadMeta, cfg: &InjectConfig, path: &str) -> Result<(), InjectError> {
-    let prefix = if path.is_empty() { String::new() } else { format!("{path}.") };
+pub fn inject(
+    podlike: &mut Value,
+    workload: &WorkloadMeta,
+    cfg: &InjectConfig,
+    path: &str,
+) -> Result<(), InjectError> {
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}.")
+    };
     let Some(obj) = podlike.as_object_mut() else {
         return Err(InjectError::field(path, "expected a mapping"));
     };
@@ -48,32 +67,68 @@ pub fn inject(podlike: &mut Value, workload: &WorkloadMeta, cfg: &InjectConfig, 
     if meta.is_null() {
         *meta = json!({});
     }
-    let annos = annotations::string_map(meta.get("annotations"), &format!("{prefix}metadata.annotations"))?;
+    let annos = annotations::string_map(
+        meta.get("annotations"),
+        &format!("{prefix}metadata.annotations"),
+    )?;
     let labels = string_map(Some(meta), "labels", &format!("{prefix}metadata"))?;
-    let overrides = annotations::parse(&annos)?;
+    let overrides = annotations::parse(&annos)
+        .map_err(|e| InjectError::field(format!("{prefix}metadata.annotations"), e.to_string()))?;
     let settings = resolve_settings(cfg, &overrides)?;
 
     let spec_path = format!("{prefix}spec");
-    let spec = obj.get_mut("spec").and_then(Value::as_object_mut).ok_or_else(|| InjectError::field(&spec_path, "required mapping is missing"))?;
+    let spec = obj
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| InjectError::field(&spec_path, "required mapping is missing"))?;
     let containers_path = format!("{spec_path}.containers");
     let mut containers = take_list(spec, "containers", &containers_path)?;
-    let mut init_containers = take_list(spec, "initContainers", &format!("{spec_path}.initContainers"))?;
+    let mut init_containers = take_list(
+        spec,
+        "initContainers",
+        &format!("{spec_path}.initContainers"),
+    )?;
     for (i, c) in containers.iter().enumerate() {
         if c.get("name").and_then(Value::as_str).is_none() {
-            return Err(InjectError::field(format!("{containers_path}[{i}].name"), "container name is required"));
+            return Err(InjectError::field(
+                format!("{containers_path}[{i}].name"),
+                "container name is required",
+            ));
         }
     }
     let user_proxy = take_named(&mut containers, &[PROXY_CONTAINER, ISTIO_PROXY_CONTAINER]);
-    let user_init = take_named(&mut init_containers, &[INIT_CONTAINER, ISTIO_INIT_CONTAINER]);
+    let user_init = take_named(
+        &mut init_containers,
+        &[INIT_CONTAINER, ISTIO_INIT_CONTAINER],
+    );
     if containers.is_empty() {
-        return Err(InjectError::field(&containers_path, "the pod has no containers"));
+        return Err(InjectError::field(
+            &containers_path,
+            "the pod has no containers",
+        ));
     }
 
-    let rewrite = overrides.rewrite_probes.unwrap_or(cfg.values.rewrite_app_http_probe) && settings.status_port != 0;
-    let probers = if rewrite { probes::rewrite(&mut containers, settings.status_port, &containers_path)? } else { Map::new() };
+    let rewrite = overrides
+        .rewrite_probes
+        .unwrap_or(cfg.values.rewrite_app_http_probe)
+        && settings.status_port != 0;
+    let probers = if rewrite {
+        probes::rewrite(&mut containers, settings.status_port, &containers_path)?
+    } else {
+        Map::new()
+    };
 
-    let app_names: Vec<String> = containers.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).map(String::from).collect();
-    let pod_ports: Vec<Value> = containers.iter().filter_map(|c| c.get("ports").and_then(Value::as_array)).flatten().cloned().collect();
+    let app_names: Vec<String> = containers
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .map(String::from)
+        .collect();
+    let pod_ports: Vec<Value> = containers
+        .iter()
+        .filter_map(|c| c.get("ports").and_then(Value::as_array))
+        .flatten()
+        .cloned()
+        .collect();
     let mut meta_annotations = annos.clone();
     let prometheus = merge_prometheus(cfg, &overrides, &mut meta_annotations, settings.status_port);
     let pod_env = PodEnv {
@@ -104,40 +159,82 @@ pub fn inject(podlike: &mut Value, workload: &WorkloadMeta, cfg: &InjectConfig, 
         spec.insert("initContainers".into(), Value::Array(init_containers));
     }
     add_volumes(spec, &format!("{spec_path}.volumes"))?;
-    let pull_secrets = add_pull_secrets(spec, &cfg.values.image_pull_secrets, &format!("{spec_path}.imagePullSecrets"))?;
+    let pull_secrets = add_pull_secrets(
+        spec,
+        &cfg.values.image_pull_secrets,
+        &format!("{spec_path}.imagePullSecrets"),
+    )?;
 
     let status = SidecarStatus {
         init_containers: injected_inits,
         containers: vec![PROXY_CONTAINER],
         volumes: template::VOLUMES.to_vec(),
-        image_pull_secrets: (!pull_secrets.is_empty()).then(|| pull_secrets.iter().map(String::as_str).collect()),
+        image_pull_secrets: (!pull_secrets.is_empty())
+            .then(|| pull_secrets.iter().map(String::as_str).collect()),
         revision: cfg.effective_revision(),
     };
-    let status_json = serde_json::to_string(&status).map_err(|e| InjectError::field(path, e.to_string()))?;
-    meta_annotations.insert(annotations::REVISION.into(), json!(cfg.effective_revision()));
+    let status_json =
+        serde_json::to_string(&status).map_err(|e| InjectError::field(path, e.to_string()))?;
+    meta_annotations.insert(
+        annotations::REVISION.into(),
+        json!(cfg.effective_revision()),
+    );
     if let Some(first) = app_names.first() {
-        meta_annotations.entry("kubectl.kubernetes.io/default-container").or_insert_with(|| json!(first));
-        meta_annotations.entry("kubectl.kubernetes.io/default-logs-container").or_insert_with(|| json!(first));
+        meta_annotations
+            .entry("kubectl.kubernetes.io/default-container")
+            .or_insert_with(|| json!(first));
+        meta_annotations
+            .entry("kubectl.kubernetes.io/default-logs-container")
+            .or_insert_with(|| json!(first));
     }
     for (k, v) in &cfg.injected_annotations {
         meta_annotations.insert(k.clone(), json!(v));
     }
     meta_annotations.insert(STATUS_ANNOTATION.into(), json!(status_json));
 
-    let meta = obj.get_mut("metadata").and_then(Value::as_object_mut).ok_or_else(|| InjectError::field(format!("{prefix}metadata"), "expected a mapping"))?;
+    let meta = obj
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| InjectError::field(format!("{prefix}metadata"), "expected a mapping"))?;
     meta.insert("annotations".into(), Value::Object(meta_annotations));
-    let mut new_labels: Map<String, Value> = labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let mut new_labels: Map<String, Value> =
+        labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     new_labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
-    let canonical_name = first_label(&labels, &["service.istio.io/canonical-name", "app.kubernetes.io/name", "app"]).unwrap_or(&workload.name);
-    let canonical_rev = first_label(&labels, &["service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"]).unwrap_or("latest");
-    new_labels.insert("service.istio.io/canonical-name".into(), json!(canonical_name));
-    new_labels.insert("service.istio.io/canonical-revision".into(), json!(canonical_rev));
+    let canonical_name = first_label(
+        &labels,
+        &[
+            "service.istio.io/canonical-name",
+            "app.kubernetes.io/name",
+            "app",
+        ],
+    )
+    .unwrap_or(&workload.name);
+    let canonical_rev = first_label(
+        &labels,
+        &[
+            "service.istio.io/canonical-revision",
+            "app.kubernetes.io/version",
+            "version",
+        ],
+    )
+    .unwrap_or("latest");
+    new_labels.insert(
+        "service.istio.io/canonical-name".into(),
+        json!(canonical_name),
+    );
+    new_labels.insert(
+        "service.istio.io/canonical-revision".into(),
+        json!(canonical_rev),
+    );
     meta.insert("labels".into(), Value::Object(new_labels));
     Ok(())
 }
 
 fn first_label<'a>(labels: &'a BTreeMap<String, String>, keys: &[&str]) -> Option<&'a str> {
-    keys.iter().find_map(|k| labels.get(*k)).map(String::as_str).filter(|v| !v.is_empty())
+    keys.iter()
+        .find_map(|k| labels.get(*k))
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
 }
 
 /// Resolves values, mesh config and annotations into the injected containers' settings.
@@ -148,8 +245,15 @@ fn resolve_settings(cfg: &InjectConfig, ov: &PodOverrides) -> Result<ProxySettin
         deep_merge(&mut proxy_config, from_pod);
     }
     let pc_err = |field: &str, reason: &str| {
-        let value = proxy_config.get(field).map(Value::to_string).unwrap_or_default();
-        InjectError::annotation(annotations::PROXY_CONFIG, &value, format!("{field}: {reason}"))
+        let value = proxy_config
+            .get(field)
+            .map(Value::to_string)
+            .unwrap_or_default();
+        InjectError::annotation(
+            annotations::PROXY_CONFIG,
+            &value,
+            format!("{field}: {reason}"),
+        )
     };
     let discovery_address = match proxy_config.get("discoveryAddress") {
         None => cfg.default_discovery_address(),
@@ -158,14 +262,23 @@ fn resolve_settings(cfg: &InjectConfig, ov: &PodOverrides) -> Result<ProxySettin
     };
     let pc_status_port = match proxy_config.get("statusPort") {
         None => None,
-        Some(v) => Some(v.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or_else(|| pc_err("statusPort", "expected a port number"))?),
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| pc_err("statusPort", "expected a port number"))?,
+        ),
     };
     let pc_interception = match proxy_config.get("interceptionMode").and_then(Value::as_str) {
         None => None,
         Some("REDIRECT") => Some(InterceptionMode::Redirect),
         Some("TPROXY") => Some(InterceptionMode::Tproxy),
         Some("NONE") => Some(InterceptionMode::None),
-        Some(_) => return Err(pc_err("interceptionMode", "expected one of REDIRECT, TPROXY, NONE")),
+        Some(_) => {
+            return Err(pc_err(
+                "interceptionMode",
+                "expected one of REDIRECT, TPROXY, NONE",
+            ));
+        }
     };
     let proxy_metadata = match proxy_config.get("proxyMetadata") {
         None => Vec::new(),
@@ -188,13 +301,23 @@ fn resolve_settings(cfg: &InjectConfig, ov: &PodOverrides) -> Result<ProxySettin
             format!("{}/{}:{}", values.hub, values.proxy.image, values.tag)
         }
     });
-    let resources = if ov.has_resources() { annotated_resources(ov) } else { values.proxy.resources.clone() };
+    let resources = if ov.has_resources() {
+        annotated_resources(ov)
+    } else {
+        values.proxy.resources.clone()
+    };
     let pick = |a: &Option<String>, b: &str| a.clone().unwrap_or_else(|| b.to_string());
     Ok(ProxySettings {
         image,
         discovery_address,
-        status_port: ov.status_port.or(pc_status_port).unwrap_or(values.proxy.status_port),
-        interception: ov.interception_mode.or(pc_interception).unwrap_or(InterceptionMode::Redirect),
+        status_port: ov
+            .status_port
+            .or(pc_status_port)
+            .unwrap_or(values.proxy.status_port),
+        interception: ov
+            .interception_mode
+            .or(pc_interception)
+            .unwrap_or(InterceptionMode::Redirect),
         proxy_metadata,
         proxy_config_json: format!("{}\n", Value::Object(proxy_config)),
         resources,
@@ -202,16 +325,40 @@ fn resolve_settings(cfg: &InjectConfig, ov: &PodOverrides) -> Result<ProxySettin
         component_log_level: pick(&ov.component_log_level, &values.proxy.component_log_level),
         cluster_domain: values.proxy.cluster_domain.clone(),
         capture: CaptureSettings {
-            include_ip_ranges: pick(&ov.include_outbound_ip_ranges, &values.proxy.include_ip_ranges),
-            exclude_ip_ranges: pick(&ov.exclude_outbound_ip_ranges, &values.proxy.exclude_ip_ranges),
-            include_inbound_ports: pick(&ov.include_inbound_ports, &values.proxy.include_inbound_ports),
-            exclude_inbound_ports: pick(&ov.exclude_inbound_ports, &values.proxy.exclude_inbound_ports),
-            include_outbound_ports: pick(&ov.include_outbound_ports, &values.proxy.include_outbound_ports),
-            exclude_outbound_ports: pick(&ov.exclude_outbound_ports, &values.proxy.exclude_outbound_ports),
+            include_ip_ranges: pick(
+                &ov.include_outbound_ip_ranges,
+                &values.proxy.include_ip_ranges,
+            ),
+            exclude_ip_ranges: pick(
+                &ov.exclude_outbound_ip_ranges,
+                &values.proxy.exclude_ip_ranges,
+            ),
+            include_inbound_ports: pick(
+                &ov.include_inbound_ports,
+                &values.proxy.include_inbound_ports,
+            ),
+            exclude_inbound_ports: pick(
+                &ov.exclude_inbound_ports,
+                &values.proxy.exclude_inbound_ports,
+            ),
+            include_outbound_ports: pick(
+                &ov.include_outbound_ports,
+                &values.proxy.include_outbound_ports,
+            ),
+            exclude_outbound_ports: pick(
+                &ov.exclude_outbound_ports,
+                &values.proxy.exclude_outbound_ports,
+            ),
         },
-        readiness_initial_delay: ov.readiness_initial_delay.unwrap_or(values.proxy.readiness_initial_delay_seconds),
-        readiness_period: ov.readiness_period.unwrap_or(values.proxy.readiness_period_seconds),
-        readiness_failure_threshold: ov.readiness_failure_threshold.unwrap_or(values.proxy.readiness_failure_threshold),
+        readiness_initial_delay: ov
+            .readiness_initial_delay
+            .unwrap_or(values.proxy.readiness_initial_delay_seconds),
+        readiness_period: ov
+            .readiness_period
+            .unwrap_or(values.proxy.readiness_period_seconds),
+        readiness_failure_threshold: ov
+            .readiness_failure_threshold
+            .unwrap_or(values.proxy.readiness_failure_threshold),
         trust_domain: cfg.mesh.trust_domain.clone(),
         mesh_id: values.mesh_id.clone(),
         cluster_id: values.cluster_id.clone(),
@@ -222,7 +369,10 @@ fn resolve_settings(cfg: &InjectConfig, ov: &PodOverrides) -> Result<ProxySettin
 /// Resource annotations replace the values' resources entirely (as in Istio's template).
 fn annotated_resources(ov: &PodOverrides) -> Map<String, Value> {
     let pairs = |cpu: &Option<String>, memory: &Option<String>| -> Map<String, Value> {
-        [("cpu", cpu), ("memory", memory)].into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), json!(v)))).collect()
+        [("cpu", cpu), ("memory", memory)]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), json!(v))))
+            .collect()
     };
     let requests = pairs(&ov.proxy_cpu, &ov.proxy_memory);
     let limits = pairs(&ov.proxy_cpu_limit, &ov.proxy_memory_limit);
@@ -238,10 +388,23 @@ fn annotated_resources(ov: &PodOverrides) -> Map<String, Value> {
 
 /// Points Prometheus at the agent's merged metrics; the app's own scrape settings (if any) move
 /// to `ISTIO_PROMETHEUS_ANNOTATIONS` so the agent can merge them. Returns that variable's value.
-fn merge_prometheus(cfg: &InjectConfig, ov: &PodOverrides, annos: &mut Map<String, Value>, status_port: u16) -> Option<String> {
-    const KEYS: [(&str, &str); 3] = [("scrape", "prometheus.io/scrape"), ("path", "prometheus.io/path"), ("port", "prometheus.io/port")];
+fn merge_prometheus(
+    cfg: &InjectConfig,
+    ov: &PodOverrides,
+    annos: &mut Map<String, Value>,
+    status_port: u16,
+) -> Option<String> {
+    const KEYS: [(&str, &str); 3] = [
+        ("scrape", "prometheus.io/scrape"),
+        ("path", "prometheus.io/path"),
+        ("port", "prometheus.io/port"),
+    ];
     let scrape = annos.get("prometheus.io/scrape").and_then(Value::as_str);
-    if !cfg.mesh.enable_prometheus_merge || ov.merge_metrics == Some(false) || scrape == Some("false") || status_port == 0 {
+    if !cfg.mesh.enable_prometheus_merge
+        || ov.merge_metrics == Some(false)
+        || scrape == Some("false")
+        || status_port == 0
+    {
         return None;
     }
     let mut previous = Map::new();
@@ -256,12 +419,19 @@ fn merge_prometheus(cfg: &InjectConfig, ov: &PodOverrides, annos: &mut Map<Strin
     (!previous.is_empty()).then(|| Value::Object(previous).to_string())
 }
 
-fn take_list(spec: &mut Map<String, Value>, key: &str, path: &str) -> Result<Vec<Value>, InjectError> {
+fn take_list(
+    spec: &mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Vec<Value>, InjectError> {
     match spec.remove(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => {
             if let Some(i) = items.iter().position(|c| !c.is_object()) {
-                return Err(InjectError::field(format!("{path}[{i}]"), "expected a container mapping"));
+                return Err(InjectError::field(
+                    format!("{path}[{i}]"),
+                    "expected a container mapping",
+                ));
             }
             Ok(items)
         }
@@ -271,14 +441,20 @@ fn take_list(spec: &mut Map<String, Value>, key: &str, path: &str) -> Result<Vec
 
 /// Removes and returns the container with one of `names` (a user's override of ours).
 fn take_named(list: &mut Vec<Value>, names: &[&str]) -> Option<Value> {
-    let pos = list.iter().position(|c| c.get("name").and_then(Value::as_str).is_some_and(|n| names.contains(&n)))?;
+    let pos = list.iter().position(|c| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| names.contains(&n))
+    })?;
     Some(list.remove(pos))
 }
 
 /// Overlays the user's pre-declared proxy container on ours: user fields win, mappings merge,
 /// `env` and `volumeMounts` merge by name/path; the name stays ours and `image: auto` keeps ours.
 fn merge_container(ours: &mut Value, user: Value) {
-    let (Some(ours), Value::Object(user)) = (ours.as_object_mut(), user) else { return };
+    let (Some(ours), Value::Object(user)) = (ours.as_object_mut(), user) else {
+        return;
+    };
     for (key, value) in user {
         match key.as_str() {
             "name" => {}
@@ -320,7 +496,9 @@ fn add_volumes(spec: &mut Map<String, Value>, path: &str) -> Result<(), InjectEr
     if volumes.is_null() {
         *volumes = json!([]);
     }
-    let list = volumes.as_array_mut().ok_or_else(|| InjectError::field(path, "expected a list"))?;
+    let list = volumes
+        .as_array_mut()
+        .ok_or_else(|| InjectError::field(path, "expected a list"))?;
     for vol in template::volumes() {
         if !list.iter().any(|v| v.get("name") == vol.get("name")) {
             list.push(vol);
@@ -329,7 +507,11 @@ fn add_volumes(spec: &mut Map<String, Value>, path: &str) -> Result<(), InjectEr
     Ok(())
 }
 
-fn add_pull_secrets(spec: &mut Map<String, Value>, secrets: &[String], path: &str) -> Result<Vec<String>, InjectError> {
+fn add_pull_secrets(
+    spec: &mut Map<String, Value>,
+    secrets: &[String],
+    path: &str,
+) -> Result<Vec<String>, InjectError> {
     if secrets.is_empty() {
         return Ok(Vec::new());
     }
@@ -337,9 +519,14 @@ fn add_pull_secrets(spec: &mut Map<String, Value>, secrets: &[String], path: &st
     if list.is_null() {
         *list = json!([]);
     }
-    let list = list.as_array_mut().ok_or_else(|| InjectError::field(path, "expected a list"))?;
+    let list = list
+        .as_array_mut()
+        .ok_or_else(|| InjectError::field(path, "expected a list"))?;
     for s in secrets {
-        if !list.iter().any(|v| v.get("name").and_then(Value::as_str) == Some(s)) {
+        if !list
+            .iter()
+            .any(|v| v.get("name").and_then(Value::as_str) == Some(s))
+        {
             list.push(json!({"name": s}));
         }
     }

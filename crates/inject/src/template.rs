@@ -65,18 +65,31 @@ pub struct CaptureSettings {
 
 /// Joins a comma list without blanks (annotations are often written `1, 2, 3`).
 fn tidy(list: &str) -> String {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(",")
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn tidy_or_star(list: &str) -> String {
-    if list.trim() == "*" { "*".into() } else { tidy(list) }
+    if list.trim() == "*" {
+        "*".into()
+    } else {
+        tidy(list)
+    }
 }
 
 /// `lateen-proxy capture` arguments, as Istio's `istio-iptables` flags.
 pub fn capture_args(s: &ProxySettings) -> Vec<String> {
     let c = &s.capture;
     let mut inbound_excludes = vec![PROMETHEUS_PORT.to_string(), HEALTH_PORT.to_string()];
-    inbound_excludes.extend(tidy(&c.exclude_inbound_ports).split(',').filter(|p| !p.is_empty()).map(String::from));
+    inbound_excludes.extend(
+        tidy(&c.exclude_inbound_ports)
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(String::from),
+    );
     if s.status_port != 0 && !inbound_excludes.contains(&s.status_port.to_string()) {
         inbound_excludes.push(s.status_port.to_string());
     }
@@ -109,7 +122,10 @@ pub fn capture_args(s: &ProxySettings) -> Vec<String> {
 }
 
 fn metadata_env(s: &ProxySettings) -> Vec<Value> {
-    s.proxy_metadata.iter().map(|(k, v)| json!({"name": k, "value": v})).collect()
+    s.proxy_metadata
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect()
 }
 
 /// The init container that installs the capture rules (needs NET_ADMIN/NET_RAW, runs as root).
@@ -157,7 +173,11 @@ pub struct PodEnv {
 
 /// The `lateen-proxy` sidecar container.
 pub fn sidecar_container(s: &ProxySettings, pod: &PodEnv) -> Value {
-    let mesh_id = if s.mesh_id.is_empty() { &s.trust_domain } else { &s.mesh_id };
+    let mesh_id = if s.mesh_id.is_empty() {
+        &s.trust_domain
+    } else {
+        &s.mesh_id
+    };
     let mut env = vec![
         value_env("CA_ADDR", &s.discovery_address),
         field_env("POD_NAME", "metadata.name"),

@@ -7,7 +7,8 @@ use crate::{InjectConfig, InjectError};
 
 /// Parses every document of a (multi-document) YAML or JSON stream; empty documents are dropped.
 pub fn parse_documents(input: &str) -> Result<Vec<Value>, InjectError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(input).map_err(|e| InjectError::Yaml(e.to_string()))?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(input).map_err(|e| InjectError::Yaml(e.to_string()))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
@@ -29,14 +30,25 @@ pub fn write_documents(docs: &[Value]) -> Result<String, InjectError> {
 
 /// Injects every workload of a YAML stream; other documents pass through in order. Errors name
 /// the document (index from 0, kind and name).
-pub fn inject_documents(docs: &mut [Value], cfg: &InjectConfig) -> Result<Vec<Outcome>, InjectError> {
+pub fn inject_documents(
+    docs: &mut [Value],
+    cfg: &InjectConfig,
+) -> Result<Vec<Outcome>, InjectError> {
     docs.iter_mut()
         .enumerate()
         .map(|(index, doc)| {
             inject_object(doc, cfg).map_err(|e| InjectError::Document {
                 index,
-                kind: doc.get("kind").and_then(Value::as_str).unwrap_or("<no kind>").to_string(),
-                name: doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                kind: doc
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("<no kind>")
+                    .to_string(),
+                name: doc
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 message: e.to_string(),
             })
         })

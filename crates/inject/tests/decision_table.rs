@@ -23,15 +23,28 @@ struct Case {
 }
 
 fn map(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, String> {
-    pairs.iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string()))).collect()
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string())))
+        .collect()
 }
 
 fn run(case: Case) -> Decision {
-    let mut cfg = InjectConfig { policy: case.policy, revision: case.injector_rev.to_string(), ..InjectConfig::default() };
-    let selector = |key: &str| LabelSelector { match_labels: [(key.to_string(), "yes".to_string())].into(), ..Default::default() };
+    let mut cfg = InjectConfig {
+        policy: case.policy,
+        revision: case.injector_rev.to_string(),
+        ..InjectConfig::default()
+    };
+    let selector = |key: &str| LabelSelector {
+        match_labels: [(key.to_string(), "yes".to_string())].into(),
+        ..Default::default()
+    };
     cfg.never_inject_selector = vec![selector("never")];
     cfg.always_inject_selector = vec![selector("always")];
-    let ns_labels = map(&[("istio-injection", case.ns_injection), ("istio.io/rev", case.ns_rev)]);
+    let ns_labels = map(&[
+        ("istio-injection", case.ns_injection),
+        ("istio.io/rev", case.ns_rev),
+    ]);
     let labels = map(&[
         ("app", Some("x")),
         ("sidecar.istio.io/inject", case.pod_label),
@@ -40,7 +53,12 @@ fn run(case: Case) -> Decision {
         ("always", case.always_matches.then_some("yes")),
     ]);
     let annotations = map(&[("sidecar.istio.io/inject", case.pod_annotation)]);
-    let facts = PodFacts { namespace: "apps", labels: &labels, annotations: &annotations, host_network: case.host_network };
+    let facts = PodFacts {
+        namespace: "apps",
+        labels: &labels,
+        annotations: &annotations,
+        host_network: case.host_network,
+    };
     webhook_decision(&cfg, case.injector_rev, &ns_labels, &facts)
 }
 
@@ -71,7 +89,11 @@ fn oracle(c: Case) -> Decision {
         return Decision::Skip(SkipReason::HostNetwork);
     }
     if let Some(explicit) = c.pod_label.or(c.pod_annotation) {
-        return if explicit == "true" { Decision::Inject } else { Decision::Skip(SkipReason::PodOptOut) };
+        return if explicit == "true" {
+            Decision::Inject
+        } else {
+            Decision::Skip(SkipReason::PodOptOut)
+        };
     }
     if c.never_matches {
         return Decision::Skip(SkipReason::NeverInjectSelector);
@@ -144,24 +166,107 @@ fn rows_spelled_out() {
     };
     let rows: [(Case, Decision); 10] = [
         (base, Decision::Inject),
-        (Case { ns_injection: Some("disabled"), pod_label: Some("true"), ..base }, Decision::Skip(SkipReason::NotSelected)),
-        (Case { pod_label: Some("false"), ..base }, Decision::Skip(SkipReason::NotSelected)),
-        (Case { pod_annotation: Some("false"), ..base }, Decision::Skip(SkipReason::PodOptOut)),
-        (Case { pod_label: Some("true"), pod_annotation: Some("false"), ..base }, Decision::Inject),
-        (Case { host_network: true, pod_label: Some("true"), ..base }, Decision::Skip(SkipReason::HostNetwork)),
-        (Case { policy: InjectionPolicy::Disabled, ..base }, Decision::Skip(SkipReason::PolicyDisabled)),
-        (Case { policy: InjectionPolicy::Disabled, always_matches: true, ..base }, Decision::Inject),
-        (Case { never_matches: true, always_matches: true, ..base }, Decision::Skip(SkipReason::NeverInjectSelector)),
-        (Case { ns_injection: None, ns_rev: Some("canary"), injector_rev: "canary", ..base }, Decision::Inject),
+        (
+            Case {
+                ns_injection: Some("disabled"),
+                pod_label: Some("true"),
+                ..base
+            },
+            Decision::Skip(SkipReason::NotSelected),
+        ),
+        (
+            Case {
+                pod_label: Some("false"),
+                ..base
+            },
+            Decision::Skip(SkipReason::NotSelected),
+        ),
+        (
+            Case {
+                pod_annotation: Some("false"),
+                ..base
+            },
+            Decision::Skip(SkipReason::PodOptOut),
+        ),
+        (
+            Case {
+                pod_label: Some("true"),
+                pod_annotation: Some("false"),
+                ..base
+            },
+            Decision::Inject,
+        ),
+        (
+            Case {
+                host_network: true,
+                pod_label: Some("true"),
+                ..base
+            },
+            Decision::Skip(SkipReason::HostNetwork),
+        ),
+        (
+            Case {
+                policy: InjectionPolicy::Disabled,
+                ..base
+            },
+            Decision::Skip(SkipReason::PolicyDisabled),
+        ),
+        (
+            Case {
+                policy: InjectionPolicy::Disabled,
+                always_matches: true,
+                ..base
+            },
+            Decision::Inject,
+        ),
+        (
+            Case {
+                never_matches: true,
+                always_matches: true,
+                ..base
+            },
+            Decision::Skip(SkipReason::NeverInjectSelector),
+        ),
+        (
+            Case {
+                ns_injection: None,
+                ns_rev: Some("canary"),
+                injector_rev: "canary",
+                ..base
+            },
+            Decision::Inject,
+        ),
     ];
     for (case, expected) in rows {
         assert_eq!(run(case), expected, "{case:?}");
     }
-    let no_labels = Case { ns_injection: None, ..base };
+    let no_labels = Case {
+        ns_injection: None,
+        ..base
+    };
     assert_eq!(run(no_labels), Decision::Skip(SkipReason::NotSelected));
-    assert_eq!(run(Case { pod_label: Some("true"), ..no_labels }), Decision::Inject);
-    assert_eq!(run(Case { pod_rev: Some("canary"), injector_rev: "canary", ..no_labels }), Decision::Inject);
-    assert_eq!(run(Case { pod_rev: Some("canary"), ..no_labels }), Decision::Skip(SkipReason::NotSelected));
+    assert_eq!(
+        run(Case {
+            pod_label: Some("true"),
+            ..no_labels
+        }),
+        Decision::Inject
+    );
+    assert_eq!(
+        run(Case {
+            pod_rev: Some("canary"),
+            injector_rev: "canary",
+            ..no_labels
+        }),
+        Decision::Inject
+    );
+    assert_eq!(
+        run(Case {
+            pod_rev: Some("canary"),
+            ..no_labels
+        }),
+        Decision::Skip(SkipReason::NotSelected)
+    );
 }
 
 #[test]
@@ -170,9 +275,25 @@ fn ignored_namespaces_and_injected_pods_are_skipped() {
     let ns = map(&[("istio-injection", Some("enabled"))]);
     let labels = BTreeMap::new();
     let none = BTreeMap::new();
-    let facts = PodFacts { namespace: "kube-system", labels: &labels, annotations: &none, host_network: false };
-    assert_eq!(webhook_decision(&cfg, "", &ns, &facts), Decision::Skip(SkipReason::IgnoredNamespace));
+    let facts = PodFacts {
+        namespace: "kube-system",
+        labels: &labels,
+        annotations: &none,
+        host_network: false,
+    };
+    assert_eq!(
+        webhook_decision(&cfg, "", &ns, &facts),
+        Decision::Skip(SkipReason::IgnoredNamespace)
+    );
     let injected = map(&[("sidecar.istio.io/status", Some("{}"))]);
-    let facts = PodFacts { namespace: "apps", labels: &labels, annotations: &injected, host_network: false };
-    assert_eq!(webhook_decision(&cfg, "", &ns, &facts), Decision::Skip(SkipReason::AlreadyInjected));
+    let facts = PodFacts {
+        namespace: "apps",
+        labels: &labels,
+        annotations: &injected,
+        host_network: false,
+    };
+    assert_eq!(
+        webhook_decision(&cfg, "", &ns, &facts),
+        Decision::Skip(SkipReason::AlreadyInjected)
+    );
 }

@@ -14,7 +14,12 @@ fn good_inputs() -> Vec<std::path::PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("traffic-annotations-bad-"))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("traffic-annotations-bad-")
+        })
         .collect();
     files.sort();
     assert!(files.len() > 20, "fixtures missing: {files:?}");
@@ -25,10 +30,22 @@ fn good_inputs() -> Vec<std::path::PathBuf> {
 
 fn pod_templates(doc: &Value) -> Vec<&Value> {
     match doc["kind"].as_str() {
-        Some("List") => doc["items"].as_array().unwrap().iter().flat_map(pod_templates).collect(),
+        Some("List") => doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(pod_templates)
+            .collect(),
         Some("Pod") => vec![doc],
         Some("CronJob") => vec![&doc["spec"]["jobTemplate"]["spec"]["template"]],
-        Some("Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ReplicationController" | "Job") => {
+        Some(
+            "Deployment"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "ReplicaSet"
+            | "ReplicationController"
+            | "Job",
+        ) => {
             vec![&doc["spec"]["template"]]
         }
         _ => vec![],
@@ -36,7 +53,9 @@ fn pod_templates(doc: &Value) -> Vec<&Value> {
 }
 
 fn names(list: &Value) -> Vec<&str> {
-    list.as_array().map(|l| l.iter().filter_map(|c| c["name"].as_str()).collect()).unwrap_or_default()
+    list.as_array()
+        .map(|l| l.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -55,9 +74,18 @@ fn every_fixture_injects_and_validates_strictly() {
                 let has_proxy = names(&spec["containers"]).contains(&"lateen-proxy");
                 assert_eq!(has_proxy, !skipped, "{name}: {outcome:?}");
                 if has_proxy {
-                    assert!(names(&spec["initContainers"]).contains(&"lateen-init"), "{name}");
-                    assert!(tpl["metadata"]["annotations"]["sidecar.istio.io/status"].is_string(), "{name}");
-                    assert_eq!(tpl["metadata"]["labels"]["security.istio.io/tlsMode"], "istio", "{name}");
+                    assert!(
+                        names(&spec["initContainers"]).contains(&"lateen-init"),
+                        "{name}"
+                    );
+                    assert!(
+                        tpl["metadata"]["annotations"]["sidecar.istio.io/status"].is_string(),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        tpl["metadata"]["labels"]["security.istio.io/tlsMode"], "istio",
+                        "{name}"
+                    );
                 }
             }
         }
@@ -73,22 +101,51 @@ fn every_fixture_injects_and_validates_strictly() {
 #[test]
 fn bad_traffic_annotations_are_refused_naming_annotation_and_value() {
     let cases = [
-        ("traffic-annotations-bad-excludeinboundports.yaml", "traffic.sidecar.istio.io/excludeInboundPorts", "\"*\""),
-        ("traffic-annotations-bad-excludeipranges.yaml", "traffic.sidecar.istio.io/excludeOutboundIPRanges", "\"*\""),
-        ("traffic-annotations-bad-excludeoutboundports.yaml", "traffic.sidecar.istio.io/excludeOutboundPorts", "\"bad\""),
-        ("traffic-annotations-bad-includeinboundports.yaml", "traffic.sidecar.istio.io/includeInboundPorts", "\"bad\""),
-        ("traffic-annotations-bad-includeipranges.yaml", "traffic.sidecar.istio.io/includeOutboundIPRanges", "\"bad\""),
+        (
+            "traffic-annotations-bad-excludeinboundports.yaml",
+            "traffic.sidecar.istio.io/excludeInboundPorts",
+            "\"*\"",
+        ),
+        (
+            "traffic-annotations-bad-excludeipranges.yaml",
+            "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+            "\"*\"",
+        ),
+        (
+            "traffic-annotations-bad-excludeoutboundports.yaml",
+            "traffic.sidecar.istio.io/excludeOutboundPorts",
+            "\"bad\"",
+        ),
+        (
+            "traffic-annotations-bad-includeinboundports.yaml",
+            "traffic.sidecar.istio.io/includeInboundPorts",
+            "\"bad\"",
+        ),
+        (
+            "traffic-annotations-bad-includeipranges.yaml",
+            "traffic.sidecar.istio.io/includeOutboundIPRanges",
+            "\"bad\"",
+        ),
     ];
     for (file, annotation, value) in cases {
-        let err = inject_yaml(&read(&inject_dir().join(file)), &InjectConfig::default()).unwrap_err().to_string();
-        assert!(err.contains(annotation) && err.contains(value), "{file}: {err}");
+        let err = inject_yaml(&read(&inject_dir().join(file)), &InjectConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(annotation) && err.contains(value),
+            "{file}: {err}"
+        );
         assert!(err.contains("document 0 (Deployment"), "{file}: {err}");
     }
 }
 
 #[test]
 fn seed_nginx_gets_sidecar_and_init_container() {
-    let out = inject_yaml(&read(&fixtures().join("seed/deployment-nginx.yaml")), &InjectConfig::default()).unwrap();
+    let out = inject_yaml(
+        &read(&fixtures().join("seed/deployment-nginx.yaml")),
+        &InjectConfig::default(),
+    )
+    .unwrap();
     let docs = parse_documents(&out).unwrap();
     let spec = &docs[0]["spec"]["template"]["spec"];
     assert_eq!(names(&spec["containers"]), ["nginx", "lateen-proxy"]);
@@ -111,7 +168,10 @@ fn opted_out_host_network_and_injected_objects_come_back_unchanged() {
     // Idempotent: injecting an injected object changes nothing.
     let once = inject_yaml(&read(&inject_dir().join("hello.yaml")), &cfg).unwrap();
     let twice = inject_yaml(&once, &cfg).unwrap();
-    assert_eq!(parse_documents(&once).unwrap(), parse_documents(&twice).unwrap());
+    assert_eq!(
+        parse_documents(&once).unwrap(),
+        parse_documents(&twice).unwrap()
+    );
 }
 
 fn injected_template(file: &str) -> Value {
@@ -121,7 +181,20 @@ fn injected_template(file: &str) -> Value {
 }
 
 fn container<'a>(list: &'a Value, name: &str) -> &'a Value {
-    list.as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
+}
+
+fn args_of(c: &Value) -> Vec<&str> {
+    c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect()
 }
 
 fn env<'a>(c: &'a Value, name: &str) -> Option<&'a str> {
@@ -132,18 +205,44 @@ fn env<'a>(c: &'a Value, name: &str) -> Option<&'a str> {
 fn traffic_annotations_become_capture_flags_and_proxy_config() {
     let tpl = injected_template("traffic-annotations.yaml");
     let init = container(&tpl["spec"]["initContainers"], "lateen-init");
-    let args: Vec<&str> = init["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args = args_of(init);
     assert_eq!(
         args,
         [
-            "capture", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "127.0.0.1/24,10.96.0.1/24", "-x",
-            "10.96.0.2/24,10.96.0.3/24", "-b", "1,2,3", "-d", "15090,15021,4,5,6,15020", "-o", "7,8,9"
+            "capture",
+            "-p",
+            "15001",
+            "-z",
+            "15006",
+            "-u",
+            "1337",
+            "-m",
+            "REDIRECT",
+            "-i",
+            "127.0.0.1/24,10.96.0.1/24",
+            "-x",
+            "10.96.0.2/24,10.96.0.3/24",
+            "-b",
+            "1,2,3",
+            "-d",
+            "15090,15021,4,5,6,15020",
+            "-o",
+            "7,8,9"
         ]
     );
     assert_eq!(env(init, "FOO"), Some("bar"));
     let proxy = container(&tpl["spec"]["containers"], "lateen-proxy");
-    assert_eq!(proxy["resources"], serde_json::json!({"requests": {"cpu": "4000m"}}));
-    assert!(proxy["args"].as_array().unwrap().iter().any(|a| a == "foo:123"));
+    assert_eq!(
+        proxy["resources"],
+        serde_json::json!({"requests": {"cpu": "4000m"}})
+    );
+    assert!(
+        proxy["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "foo:123")
+    );
     let pc: Value = serde_json::from_str(env(proxy, "PROXY_CONFIG").unwrap()).unwrap();
     assert_eq!(pc["discoveryAddress"], "foo:123");
     assert_eq!(pc["proxyMetadata"]["FOO"], "bar");
@@ -153,37 +252,84 @@ fn traffic_annotations_become_capture_flags_and_proxy_config() {
 fn default_capture_flags_match_istio() {
     let tpl = injected_template("hello.yaml");
     let init = container(&tpl["spec"]["initContainers"], "lateen-init");
-    let args: Vec<&str> = init["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    assert_eq!(args, ["capture", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020"]);
-    assert_eq!(init["securityContext"]["capabilities"]["add"], serde_json::json!(["NET_ADMIN", "NET_RAW"]));
+    let args = args_of(init);
+    assert_eq!(
+        args,
+        [
+            "capture",
+            "-p",
+            "15001",
+            "-z",
+            "15006",
+            "-u",
+            "1337",
+            "-m",
+            "REDIRECT",
+            "-i",
+            "*",
+            "-x",
+            "",
+            "-b",
+            "*",
+            "-d",
+            "15090,15021,15020"
+        ]
+    );
+    assert_eq!(
+        init["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_ADMIN", "NET_RAW"])
+    );
     assert_eq!(init["securityContext"]["runAsUser"], 0);
     let proxy = container(&tpl["spec"]["containers"], "lateen-proxy");
-    assert_eq!(proxy["image"], format!("docker.io/lateen/proxy:{}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        proxy["image"],
+        format!("docker.io/lateen/proxy:{}", env!("CARGO_PKG_VERSION"))
+    );
     assert_eq!(proxy["securityContext"]["runAsUser"], 1337);
     assert_eq!(env(proxy, "ISTIO_META_WORKLOAD_NAME"), Some("hello"));
-    assert_eq!(env(proxy, "ISTIO_META_OWNER"), Some("kubernetes://apis/apps/v1/namespaces/default/deployments/hello"));
+    assert_eq!(
+        env(proxy, "ISTIO_META_OWNER"),
+        Some("kubernetes://apis/apps/v1/namespaces/default/deployments/hello")
+    );
     let annotations = &tpl["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/port"], "15020");
     assert_eq!(annotations["prometheus.io/path"], "/stats/prometheus");
     assert_eq!(annotations["istio.io/rev"], "default");
-    let status: Value = serde_json::from_str(annotations["sidecar.istio.io/status"].as_str().unwrap()).unwrap();
+    let status: Value =
+        serde_json::from_str(annotations["sidecar.istio.io/status"].as_str().unwrap()).unwrap();
     assert_eq!(status["initContainers"], serde_json::json!(["lateen-init"]));
     assert_eq!(status["containers"], serde_json::json!(["lateen-proxy"]));
-    assert_eq!(tpl["metadata"]["labels"]["service.istio.io/canonical-name"], "hello");
-    assert_eq!(tpl["metadata"]["labels"]["service.istio.io/canonical-revision"], "latest");
+    assert_eq!(
+        tpl["metadata"]["labels"]["service.istio.io/canonical-name"],
+        "hello"
+    );
+    assert_eq!(
+        tpl["metadata"]["labels"]["service.istio.io/canonical-revision"],
+        "latest"
+    );
 }
 
 #[test]
 fn probes_go_through_the_agent_port() {
     let tpl = injected_template("hello-probes.yaml");
     let hello = container(&tpl["spec"]["containers"], "hello");
-    assert_eq!(hello["livenessProbe"]["httpGet"], serde_json::json!({"path": "/app-health/hello/livez", "port": 15020}));
-    assert_eq!(hello["readinessProbe"]["httpGet"], serde_json::json!({"path": "/app-health/hello/readyz", "port": 15020}));
-    assert_eq!(hello["lifecycle"]["preStop"]["httpGet"]["path"], "/app-lifecycle/hello/prestopz");
+    assert_eq!(
+        hello["livenessProbe"]["httpGet"],
+        serde_json::json!({"path": "/app-health/hello/livez", "port": 15020})
+    );
+    assert_eq!(
+        hello["readinessProbe"]["httpGet"],
+        serde_json::json!({"path": "/app-health/hello/readyz", "port": 15020})
+    );
+    assert_eq!(
+        hello["lifecycle"]["preStop"]["httpGet"]["path"],
+        "/app-lifecycle/hello/prestopz"
+    );
     let world = container(&tpl["spec"]["containers"], "world");
     assert!(world["readinessProbe"]["exec"].is_object());
     let proxy = container(&tpl["spec"]["containers"], "lateen-proxy");
-    let probers: Value = serde_json::from_str(env(proxy, "ISTIO_KUBE_APP_PROBERS").unwrap()).unwrap();
+    let probers: Value =
+        serde_json::from_str(env(proxy, "ISTIO_KUBE_APP_PROBERS").unwrap()).unwrap();
     assert_eq!(
         probers,
         serde_json::json!({
@@ -196,10 +342,17 @@ fn probes_go_through_the_agent_port() {
     );
     let tcp = injected_template("tcp-probes.yaml");
     let hello = container(&tcp["spec"]["containers"], "hello");
-    assert_eq!(hello["livenessProbe"], serde_json::json!({"httpGet": {"path": "/app-health/hello/livez", "port": 15020}}));
+    assert_eq!(
+        hello["livenessProbe"],
+        serde_json::json!({"httpGet": {"path": "/app-health/hello/livez", "port": 15020}})
+    );
     let proxy = container(&tcp["spec"]["containers"], "lateen-proxy");
-    let probers: Value = serde_json::from_str(env(proxy, "ISTIO_KUBE_APP_PROBERS").unwrap()).unwrap();
-    assert_eq!(probers["/app-health/hello/livez"], serde_json::json!({"tcpSocket": {"port": 80}}));
+    let probers: Value =
+        serde_json::from_str(env(proxy, "ISTIO_KUBE_APP_PROBERS").unwrap()).unwrap();
+    assert_eq!(
+        probers["/app-health/hello/livez"],
+        serde_json::json!({"tcpSocket": {"port": 80}})
+    );
 }
 
 #[test]
@@ -222,13 +375,21 @@ fn resource_annotations_and_proxy_override() {
 
 #[test]
 fn list_and_multi_document_order_is_kept() {
-    let out = inject_yaml(&read(&inject_dir().join("frontend.yaml")), &InjectConfig::default()).unwrap();
+    let out = inject_yaml(
+        &read(&inject_dir().join("frontend.yaml")),
+        &InjectConfig::default(),
+    )
+    .unwrap();
     let docs = parse_documents(&out).unwrap();
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["Service", "Deployment"]);
     let original = parse_documents(&read(&inject_dir().join("frontend.yaml"))).unwrap();
     assert_eq!(docs[0], original[0], "the Service passes through unchanged");
-    let out = inject_yaml(&read(&inject_dir().join("list.yaml")), &InjectConfig::default()).unwrap();
+    let out = inject_yaml(
+        &read(&inject_dir().join("list.yaml")),
+        &InjectConfig::default(),
+    )
+    .unwrap();
     let docs = parse_documents(&out).unwrap();
     for tpl in pod_templates(&docs[0]) {
         assert!(names(&tpl["spec"]["containers"]).contains(&"lateen-proxy"));

@@ -34,19 +34,35 @@ fn review_body(uid: &str) -> String {
     .to_string()
 }
 
-async fn start() -> (std::net::SocketAddr, WebhookCert, Arc<WebhookState>, tokio::task::JoinHandle<std::io::Result<()>>) {
+async fn start() -> (
+    std::net::SocketAddr,
+    WebhookCert,
+    Arc<WebhookState>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let cert = WebhookCert::generate_for_lateend().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let namespaces: BTreeMap<String, BTreeMap<String, String>> =
-        BTreeMap::from([("apps".into(), BTreeMap::from([("istio-injection".into(), "enabled".into())]))]);
+    let namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::from([(
+        "apps".into(),
+        BTreeMap::from([("istio-injection".into(), "enabled".into())]),
+    )]);
     let namespaces: Arc<dyn NamespaceLabels> = Arc::new(namespaces);
     let state = WebhookState::new(InjectConfig::default(), namespaces);
-    let server = tokio::spawn(serve(listener, cert.server_config().unwrap(), state.clone()));
+    let server = tokio::spawn(serve(
+        listener,
+        cert.server_config().unwrap(),
+        state.clone(),
+    ));
     (addr, cert, state, server)
 }
 
-async fn post(addr: std::net::SocketAddr, ca_pem: &str, path: &str, body: String) -> (u16, Vec<u8>) {
+async fn post(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    path: &str,
+    body: String,
+) -> (u16, Vec<u8>) {
     let mut roots = rustls::RootCertStore::empty();
     for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(der.unwrap()).unwrap();
@@ -59,8 +75,13 @@ async fn post(addr: std::net::SocketAddr, ca_pem: &str, path: &str, body: String
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = connector.connect(ServerName::try_from(HOST).unwrap(), tcp).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = http::Request::post(path)
         .header("host", HOST)
@@ -69,7 +90,15 @@ async fn post(addr: std::net::SocketAddr, ca_pem: &str, path: &str, body: String
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
-    (status, resp.into_body().collect().await.unwrap().to_bytes().to_vec())
+    (
+        status,
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
 }
 
 #[tokio::test]
@@ -85,7 +114,10 @@ async fn https_inject_with_a_client_trusting_the_generated_ca() {
     let (status, body) = post(addr, &cert.ca_pem, "/inject/canary", review_body("uid-2")).await;
     assert_eq!(status, 200);
     let resp: Value = serde_json::from_slice(&body).unwrap();
-    assert!(resp["response"].get("patch").is_none(), "the canary injector does not take namespace apps");
+    assert!(
+        resp["response"].get("patch").is_none(),
+        "the canary injector does not take namespace apps"
+    );
 
     let (status, body) = post(addr, &cert.ca_pem, "/inject", "{broken".into()).await;
     assert_eq!(status, 200);
@@ -105,7 +137,10 @@ async fn https_inject_with_a_client_trusting_the_generated_ca() {
 
 #[tokio::test]
 async fn curl_with_cacert_gets_a_patch() {
-    let Some(curl) = ["/usr/bin/curl", "/bin/curl"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
         if std::env::var("LATEEN_REQUIRE_TOOLS").is_ok_and(|v| !v.is_empty()) {
             panic!("curl is required (LATEEN_REQUIRE_TOOLS) but not found");
         }
@@ -133,7 +168,11 @@ async fn curl_with_cacert_gets_a_patch() {
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let resp: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(resp["response"]["uid"], "uid-curl");
     assert_eq!(resp["response"]["patchType"], "JSONPatch");
@@ -150,6 +189,8 @@ fn pem_files_load_and_a_bad_key_is_refused() {
     let loaded = WebhookCert::from_pem_files(&c, &k, None).unwrap();
     assert!(loaded.server_config().is_ok());
     std::fs::write(&k, "garbage").unwrap();
-    let err = WebhookCert::from_pem_files(&c, &k, None).unwrap_err().to_string();
+    let err = WebhookCert::from_pem_files(&c, &k, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("tls.key"), "{err}");
 }

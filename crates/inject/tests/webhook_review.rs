@@ -43,7 +43,9 @@ fn admission_review(pod: &Value, namespace: &str) -> Vec<u8> {
 
 fn decode_patch(response: &Value) -> Vec<Value> {
     let b64 = response["response"]["patch"].as_str().expect("patch");
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -69,7 +71,16 @@ fn webhook_patch_equals_kube_inject_and_validates() {
     let cfg = InjectConfig::default();
     let dir = temp_dir("webhook");
     let mut files = Vec::new();
-    let inputs = ["hello.yaml", "hello-probes.yaml", "traffic-annotations.yaml", "resource_annotations.yaml", "pod.yaml", "cronjob.yaml", "multi-init.yaml", "proxy-override.yaml"];
+    let inputs = [
+        "hello.yaml",
+        "hello-probes.yaml",
+        "traffic-annotations.yaml",
+        "resource_annotations.yaml",
+        "pod.yaml",
+        "cronjob.yaml",
+        "multi-init.yaml",
+        "proxy-override.yaml",
+    ];
     for file in inputs {
         let pod = pod_from_fixture(file);
         let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &namespaces());
@@ -77,7 +88,10 @@ fn webhook_patch_equals_kube_inject_and_validates() {
         let resp = &reviewed.response;
         assert_eq!(resp["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(resp["kind"], "AdmissionReview");
-        assert_eq!(resp["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(
+            resp["response"]["uid"],
+            "705ab4f5-6393-11e8-b7cc-42010a800002"
+        );
         assert_eq!(resp["response"]["allowed"], true);
         assert_eq!(resp["response"]["patchType"], "JSONPatch");
         let mut patched = pod.clone();
@@ -87,7 +101,10 @@ fn webhook_patch_equals_kube_inject_and_validates() {
         let mut expected = pod.clone();
         expected["metadata"]["namespace"] = json!("apps");
         inject_object(&mut expected, &cfg).unwrap();
-        expected["metadata"].as_object_mut().unwrap().remove("namespace");
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("namespace");
         assert_eq!(patched, expected, "{file}");
 
         let out = dir.join(file);
@@ -103,7 +120,10 @@ fn namespace_labels_and_opt_outs_leave_pods_alone() {
     let pod = pod_from_fixture("hello.yaml");
     let cases = [
         ("off", ReviewOutcome::Skipped(SkipReason::NotSelected)),
-        ("unlabelled", ReviewOutcome::Skipped(SkipReason::NotSelected)),
+        (
+            "unlabelled",
+            ReviewOutcome::Skipped(SkipReason::NotSelected),
+        ),
         ("canary-ns", ReviewOutcome::Skipped(SkipReason::NotSelected)),
         ("apps", ReviewOutcome::Injected),
     ];
@@ -116,20 +136,39 @@ fn namespace_labels_and_opt_outs_leave_pods_alone() {
         }
     }
     // The canary injector (path /inject/canary) takes the canary namespace.
-    let reviewed = review(&admission_review(&pod, "canary-ns"), &cfg, "canary", &namespaces());
+    let reviewed = review(
+        &admission_review(&pod, "canary-ns"),
+        &cfg,
+        "canary",
+        &namespaces(),
+    );
     assert_eq!(reviewed.outcome, ReviewOutcome::Injected);
     let mut patched = pod.clone();
     patch::apply(&mut patched, &decode_patch(&reviewed.response)).unwrap();
     assert_eq!(patched["metadata"]["annotations"]["istio.io/rev"], "canary");
 
     for file in ["hello-ignore.yaml", "hello-host-network.yaml"] {
-        let reviewed = review(&admission_review(&pod_from_fixture(file), "apps"), &cfg, "", &namespaces());
-        assert!(matches!(reviewed.outcome, ReviewOutcome::Skipped(_)), "{file}");
+        let reviewed = review(
+            &admission_review(&pod_from_fixture(file), "apps"),
+            &cfg,
+            "",
+            &namespaces(),
+        );
+        assert!(
+            matches!(reviewed.outcome, ReviewOutcome::Skipped(_)),
+            "{file}"
+        );
     }
-    let seed = parse_documents(&read(&fixtures().join("seed/deployment-nginx-inject-false.yaml"))).unwrap();
+    let seed = parse_documents(&read(
+        &fixtures().join("seed/deployment-nginx-inject-false.yaml"),
+    ))
+    .unwrap();
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": seed[0]["spec"]["template"]["metadata"], "spec": seed[0]["spec"]["template"]["spec"]});
     let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &namespaces());
-    assert_eq!(reviewed.outcome, ReviewOutcome::Skipped(SkipReason::NotSelected));
+    assert_eq!(
+        reviewed.outcome,
+        ReviewOutcome::Skipped(SkipReason::NotSelected)
+    );
 }
 
 #[test]
@@ -147,12 +186,19 @@ fn malformed_reviews_get_error_responses() {
     let stats = WebhookStats::default();
     for body in bodies {
         let reviewed = review(body, &cfg, "", &namespaces());
-        assert!(matches!(reviewed.outcome, ReviewOutcome::Malformed(_)), "{}", String::from_utf8_lossy(body));
+        assert!(
+            matches!(reviewed.outcome, ReviewOutcome::Malformed(_)),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
         assert_eq!(reviewed.response["response"]["allowed"], false);
         assert!(reviewed.response["response"]["status"]["message"].is_string());
         stats.record(&reviewed.outcome);
     }
-    assert_eq!(stats.malformed.load(std::sync::atomic::Ordering::Relaxed), 7);
+    assert_eq!(
+        stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
+        7
+    );
     // A non-Pod object or a non-CREATE is allowed untouched.
     let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u2","kind":{"kind":"Service"},"object":{}}}"#;
     let reviewed = review(body, &cfg, "", &namespaces());
@@ -165,10 +211,20 @@ fn failure_policy_decides_for_pods_that_cannot_be_injected() {
     let pod = pod_from_fixture("traffic-annotations-bad-includeipranges.yaml");
     let mut cfg = InjectConfig::default();
     let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &namespaces());
-    let ReviewOutcome::FailedDenied(reason) = &reviewed.outcome else { panic!("{:?}", reviewed.outcome) };
-    assert!(reason.contains("traffic.sidecar.istio.io/includeOutboundIPRanges"), "{reason}");
+    let ReviewOutcome::FailedDenied(reason) = &reviewed.outcome else {
+        panic!("{:?}", reviewed.outcome)
+    };
+    assert!(
+        reason.contains("traffic.sidecar.istio.io/includeOutboundIPRanges"),
+        "{reason}"
+    );
     assert_eq!(reviewed.response["response"]["allowed"], false);
-    assert!(reviewed.response["response"]["status"]["message"].as_str().unwrap().contains("\"bad\""));
+    assert!(
+        reviewed.response["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"bad\"")
+    );
 
     cfg.failure_policy = FailurePolicy::Ignore;
     let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &namespaces());
@@ -177,7 +233,12 @@ fn failure_policy_decides_for_pods_that_cannot_be_injected() {
     assert!(reviewed.response["response"].get("patch").is_none());
     let stats = WebhookStats::default();
     stats.record(&reviewed.outcome);
-    assert_eq!(stats.failed_allowed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        stats
+            .failed_allowed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
@@ -188,11 +249,32 @@ fn deployment_pods_are_named_after_their_deployment() {
         "labels": {"app": "hello", "pod-template-hash": "7d9f8c6b5"},
         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "hello-7d9f8c6b5", "controller": true, "uid": "u"}],
     });
-    let reviewed = review(&admission_review(&pod, "apps"), &InjectConfig::default(), "", &namespaces());
+    let reviewed = review(
+        &admission_review(&pod, "apps"),
+        &InjectConfig::default(),
+        "",
+        &namespaces(),
+    );
     let mut patched = pod.clone();
     patch::apply(&mut patched, &decode_patch(&reviewed.response)).unwrap();
-    let proxy = patched["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == "lateen-proxy").unwrap();
-    let env = |n: &str| proxy["env"].as_array().unwrap().iter().find(|e| e["name"] == n).unwrap()["value"].clone();
+    let proxy = patched["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "lateen-proxy")
+        .unwrap();
+    let env = |n: &str| {
+        proxy["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .unwrap()["value"]
+            .clone()
+    };
     assert_eq!(env("ISTIO_META_WORKLOAD_NAME"), "hello");
-    assert_eq!(env("ISTIO_META_OWNER"), "kubernetes://apis/apps/v1/namespaces/apps/deployments/hello");
+    assert_eq!(
+        env("ISTIO_META_OWNER"),
+        "kubernetes://apis/apps/v1/namespaces/apps/deployments/hello"
+    );
 }

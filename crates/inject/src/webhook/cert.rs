@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -30,7 +33,9 @@ pub struct WebhookCert {
 impl std::fmt::Debug for WebhookCert {
     // The key stays out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookCert").field("cert_chain_pem", &self.cert_chain_pem).finish_non_exhaustive()
+        f.debug_struct("WebhookCert")
+            .field("cert_chain_pem", &self.cert_chain_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,19 +59,32 @@ impl WebhookCert {
     pub fn generate(dns_names: &[String]) -> Result<WebhookCert, CertError> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca_params.distinguished_name.push(DnType::OrganizationName, "Lateen");
-        ca_params.distinguished_name.push(DnType::CommonName, "lateend webhook CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Lateen");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "lateend webhook CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_key = KeyPair::generate()?;
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let mut leaf_params = CertificateParams::new(dns_names.to_vec())?;
         if let Some(first) = dns_names.first() {
-            leaf_params.distinguished_name.push(DnType::CommonName, first.as_str());
+            leaf_params
+                .distinguished_name
+                .push(DnType::CommonName, first.as_str());
         }
         leaf_params.use_authority_key_identifier_extension = true;
-        leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        leaf_params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let leaf_key = KeyPair::generate()?;
         let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
@@ -79,21 +97,37 @@ impl WebhookCert {
 
     /// Loads a certificate chain and key (and optionally the CA for `caBundle`; without it the
     /// last certificate of the chain is used) from PEM files.
-    pub fn from_pem_files(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<WebhookCert, CertError> {
+    pub fn from_pem_files(
+        cert: &Path,
+        key: &Path,
+        ca: Option<&Path>,
+    ) -> Result<WebhookCert, CertError> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| CertError::Pem { path: p.display().to_string(), reason: e.to_string() })
+            std::fs::read_to_string(p).map_err(|e| CertError::Pem {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })
         };
         let cert_chain_pem = read(cert)?;
         let key_pem = read(key)?;
         let ca_pem = match ca {
             Some(p) => read(p)?,
             None => {
-                let last = CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes()).filter_map(Result::ok).last();
-                let der = last.ok_or_else(|| CertError::Pem { path: cert.display().to_string(), reason: "no certificate".into() })?;
+                let last = CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
+                    .filter_map(Result::ok)
+                    .last();
+                let der = last.ok_or_else(|| CertError::Pem {
+                    path: cert.display().to_string(),
+                    reason: "no certificate".into(),
+                })?;
                 pem_encode("CERTIFICATE", &der)
             }
         };
-        let loaded = WebhookCert { cert_chain_pem, key_pem, ca_pem };
+        let loaded = WebhookCert {
+            cert_chain_pem,
+            key_pem,
+            ca_pem,
+        };
         loaded.parse_chain(&cert.display().to_string())?;
         loaded.parse_key(&key.display().to_string())?;
         Ok(loaded)
@@ -107,15 +141,24 @@ impl WebhookCert {
     fn parse_chain(&self, path: &str) -> Result<Vec<CertificateDer<'static>>, CertError> {
         let chain: Vec<_> = CertificateDer::pem_slice_iter(self.cert_chain_pem.as_bytes())
             .collect::<Result<_, _>>()
-            .map_err(|e| CertError::Pem { path: path.to_string(), reason: e.to_string() })?;
+            .map_err(|e| CertError::Pem {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
         if chain.is_empty() {
-            return Err(CertError::Pem { path: path.to_string(), reason: "no certificate".into() });
+            return Err(CertError::Pem {
+                path: path.to_string(),
+                reason: "no certificate".into(),
+            });
         }
         Ok(chain)
     }
 
     fn parse_key(&self, path: &str) -> Result<PrivateKeyDer<'static>, CertError> {
-        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| CertError::Pem { path: path.to_string(), reason: e.to_string() })
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| CertError::Pem {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// A rustls server configuration (ring provider, HTTP/2 and HTTP/1.1 ALPN) for this cert.
@@ -124,7 +167,10 @@ impl WebhookCert {
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(self.parse_chain("certificate chain")?, self.parse_key("private key")?)?;
+            .with_single_cert(
+                self.parse_chain("certificate chain")?,
+                self.parse_key("private key")?,
+            )?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use crate::config::{FailurePolicy, InjectConfig};
 use crate::decision::{self, Decision, PodFacts, SkipReason};
-use crate::pod::{self, WorkloadMeta};
 use crate::patch;
+use crate::pod::{self, WorkloadMeta};
 
 /// Where the webhook learns a namespace's labels (lateend: its namespace informer).
 pub trait NamespaceLabels: Send + Sync {
@@ -101,12 +101,21 @@ fn envelope(api_version: &str, response: Value) -> Value {
 }
 
 fn malformed(api_version: &str, uid: &str, reason: String) -> Reviewed {
-    let response = json!({"uid": uid, "allowed": false, "status": {"code": 400, "message": reason}});
-    Reviewed { response: envelope(api_version, response), outcome: ReviewOutcome::Malformed(reason) }
+    let response =
+        json!({"uid": uid, "allowed": false, "status": {"code": 400, "message": reason}});
+    Reviewed {
+        response: envelope(api_version, response),
+        outcome: ReviewOutcome::Malformed(reason),
+    }
 }
 
 /// Handles one AdmissionReview body for `revision` (empty: the config's revision).
-pub fn review(body: &[u8], cfg: &InjectConfig, revision: &str, namespaces: &dyn NamespaceLabels) -> Reviewed {
+pub fn review(
+    body: &[u8],
+    cfg: &InjectConfig,
+    revision: &str,
+    namespaces: &dyn NamespaceLabels,
+) -> Reviewed {
     const V1: &str = "admission.k8s.io/v1";
     let doc: Value = match serde_json::from_slice(body) {
         Ok(doc) => doc,
@@ -114,7 +123,13 @@ pub fn review(body: &[u8], cfg: &InjectConfig, revision: &str, namespaces: &dyn 
     };
     let api_version = match doc.get("apiVersion").and_then(Value::as_str) {
         Some(v @ ("admission.k8s.io/v1" | "admission.k8s.io/v1beta1")) => v.to_string(),
-        other => return malformed(V1, "", format!("apiVersion {other:?} is not admission.k8s.io/v1")),
+        other => {
+            return malformed(
+                V1,
+                "",
+                format!("apiVersion {other:?} is not admission.k8s.io/v1"),
+            );
+        }
     };
     if doc.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
         return malformed(&api_version, "", "kind is not AdmissionReview".into());
@@ -122,7 +137,11 @@ pub fn review(body: &[u8], cfg: &InjectConfig, revision: &str, namespaces: &dyn 
     let Some(request) = doc.get("request").filter(|r| r.is_object()) else {
         return malformed(&api_version, "", "request is missing".into());
     };
-    let Some(uid) = request.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty()) else {
+    let Some(uid) = request
+        .get("uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+    else {
         return malformed(&api_version, "", "request.uid is missing".into());
     };
     let allow = |patch: Option<String>| {
@@ -134,40 +153,77 @@ pub fn review(body: &[u8], cfg: &InjectConfig, revision: &str, namespaces: &dyn 
         envelope(&api_version, response)
     };
     let is_pod = request.pointer("/kind/kind").and_then(Value::as_str) == Some("Pod");
-    let operation = request.get("operation").and_then(Value::as_str).unwrap_or("CREATE");
+    let operation = request
+        .get("operation")
+        .and_then(Value::as_str)
+        .unwrap_or("CREATE");
     if !is_pod || operation != "CREATE" {
-        return Reviewed { response: allow(None), outcome: ReviewOutcome::Ignored };
+        return Reviewed {
+            response: allow(None),
+            outcome: ReviewOutcome::Ignored,
+        };
     }
     let Some(pod) = request.get("object").filter(|o| o.is_object()) else {
-        return malformed(&api_version, uid, "request.object is missing or not a Pod".into());
+        return malformed(
+            &api_version,
+            uid,
+            "request.object is missing or not a Pod".into(),
+        );
     };
     let namespace = request
         .get("namespace")
         .and_then(Value::as_str)
         .or_else(|| pod.pointer("/metadata/namespace").and_then(Value::as_str))
         .unwrap_or("default");
-    let revision = if revision.is_empty() { cfg.effective_revision() } else { revision };
+    let revision = if revision.is_empty() {
+        cfg.effective_revision()
+    } else {
+        revision
+    };
 
     let fail = |reason: String| -> Reviewed {
-        let reason = format!("injecting pod {} in namespace {namespace}: {reason}", pod_name(pod));
+        let reason = format!(
+            "injecting pod {} in namespace {namespace}: {reason}",
+            pod_name(pod)
+        );
         match cfg.failure_policy {
-            FailurePolicy::Ignore => Reviewed { response: allow(None), outcome: ReviewOutcome::FailedAllowed(reason) },
+            FailurePolicy::Ignore => Reviewed {
+                response: allow(None),
+                outcome: ReviewOutcome::FailedAllowed(reason),
+            },
             FailurePolicy::Fail => {
                 let response = json!({"uid": uid, "allowed": false, "status": {"code": 400, "message": reason}});
-                Reviewed { response: envelope(&api_version, response), outcome: ReviewOutcome::FailedDenied(reason) }
+                Reviewed {
+                    response: envelope(&api_version, response),
+                    outcome: ReviewOutcome::FailedDenied(reason),
+                }
             }
         }
     };
     let meta = pod.get("metadata");
-    let (labels, annotations) = match (pod::string_map(meta, "labels", "metadata"), pod::string_map(meta, "annotations", "metadata")) {
+    let (labels, annotations) = match (
+        pod::string_map(meta, "labels", "metadata"),
+        pod::string_map(meta, "annotations", "metadata"),
+    ) {
         (Ok(l), Ok(a)) => (l, a),
         (Err(e), _) | (_, Err(e)) => return fail(e.to_string()),
     };
-    let host_network = pod.pointer("/spec/hostNetwork").and_then(Value::as_bool).unwrap_or(false);
-    let facts = PodFacts { namespace, labels: &labels, annotations: &annotations, host_network };
+    let host_network = pod
+        .pointer("/spec/hostNetwork")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let facts = PodFacts {
+        namespace,
+        labels: &labels,
+        annotations: &annotations,
+        host_network,
+    };
     let ns_labels = namespaces.labels(namespace);
     if let Decision::Skip(reason) = decision::webhook_decision(cfg, revision, &ns_labels, &facts) {
-        return Reviewed { response: allow(None), outcome: ReviewOutcome::Skipped(reason) };
+        return Reviewed {
+            response: allow(None),
+            outcome: ReviewOutcome::Skipped(reason),
+        };
     }
     let mut injected = pod.clone();
     let mut cfg_for_revision;
@@ -183,50 +239,85 @@ pub fn review(body: &[u8], cfg: &InjectConfig, revision: &str, namespaces: &dyn 
     }
     let ops = patch::diff(pod, &injected);
     let encoded = base64::engine::general_purpose::STANDARD.encode(Value::Array(ops).to_string());
-    Reviewed { response: allow(Some(encoded)), outcome: ReviewOutcome::Injected }
+    Reviewed {
+        response: allow(Some(encoded)),
+        outcome: ReviewOutcome::Injected,
+    }
 }
 
 /// [`review`] as bytes, for callers that only need the response body.
-pub fn review_bytes(body: &[u8], cfg: &InjectConfig, revision: &str, namespaces: &dyn NamespaceLabels) -> Vec<u8> {
+pub fn review_bytes(
+    body: &[u8],
+    cfg: &InjectConfig,
+    revision: &str,
+    namespaces: &dyn NamespaceLabels,
+) -> Vec<u8> {
     review(body, cfg, revision, namespaces).to_bytes()
 }
 
 fn pod_name(pod: &Value) -> String {
     let meta = pod.get("metadata");
     let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
-    let generate = meta.and_then(|m| m.get("generateName")).and_then(Value::as_str);
-    name.map(String::from).or_else(|| generate.map(|g| format!("{g}*"))).unwrap_or_else(|| "<unnamed>".into())
+    let generate = meta
+        .and_then(|m| m.get("generateName"))
+        .and_then(Value::as_str);
+    name.map(String::from)
+        .or_else(|| generate.map(|g| format!("{g}*")))
+        .unwrap_or_else(|| "<unnamed>".into())
 }
 
 /// The pod's workload: its controller, with a ReplicaSet made by a Deployment mapped to the
 /// Deployment (by stripping the `pod-template-hash` suffix), as Istio does.
 fn pod_workload(pod: &Value, namespace: &str) -> WorkloadMeta {
-    let str_at = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    let str_at = |p: &str| {
+        pod.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let controller = pod
         .pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .and_then(|refs| refs.iter().find(|r| r.get("controller").and_then(Value::as_bool) == Some(true)));
+        .and_then(|refs| {
+            refs.iter()
+                .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        });
     let (mut kind, mut api_version, mut name) = match controller {
         Some(r) => {
-            let get = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let get = |k: &str| {
+                r.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             (get("kind"), get("apiVersion"), get("name"))
         }
         None => {
             let name = match str_at("/metadata/name") {
-                n if n.is_empty() => str_at("/metadata/generateName").trim_end_matches('-').to_string(),
+                n if n.is_empty() => str_at("/metadata/generateName")
+                    .trim_end_matches('-')
+                    .to_string(),
                 n => n,
             };
             ("Pod".to_string(), "v1".to_string(), name)
         }
     };
     let hash = str_at("/metadata/labels/pod-template-hash");
-    if kind == "ReplicaSet" && !hash.is_empty() {
-        if let Some(deployment) = name.strip_suffix(&format!("-{hash}")) {
-            name = deployment.to_string();
-            kind = "Deployment".into();
-            api_version = "apps/v1".into();
-        }
+    if kind == "ReplicaSet"
+        && !hash.is_empty()
+        && let Some(deployment) = name.strip_suffix(&format!("-{hash}"))
+    {
+        name = deployment.to_string();
+        kind = "Deployment".into();
+        api_version = "apps/v1".into();
     }
-    let owner = format!("kubernetes://apis/{api_version}/namespaces/{namespace}/{}s/{name}", kind.to_ascii_lowercase());
-    WorkloadMeta { name, namespace: namespace.to_string(), owner }
+    let owner = format!(
+        "kubernetes://apis/{api_version}/namespaces/{namespace}/{}s/{name}",
+        kind.to_ascii_lowercase()
+    );
+    WorkloadMeta {
+        name,
+        namespace: namespace.to_string(),
+        owner,
+    }
 }

@@ -27,13 +27,21 @@ pub struct WebhookState {
 
 impl WebhookState {
     pub fn new(config: InjectConfig, namespaces: Arc<dyn NamespaceLabels>) -> Arc<WebhookState> {
-        Arc::new(WebhookState { config: ArcSwap::from_pointee(config), namespaces, stats: WebhookStats::default() })
+        Arc::new(WebhookState {
+            config: ArcSwap::from_pointee(config),
+            namespaces,
+            stats: WebhookStats::default(),
+        })
     }
 }
 
 /// Serves the webhook over TLS on `listener` until the task is dropped/aborted. Errors of one
 /// connection (handshake, protocol) are logged and do not stop the server.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<WebhookState>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<WebhookState>,
+) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = listener.accept().await?;
@@ -62,7 +70,10 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-async fn handle(req: Request<Incoming>, state: Arc<WebhookState>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<WebhookState>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let path = req.uri().path().to_string();
     let revision = match path.as_str() {
         "/inject" | "/inject/" => String::new(),
@@ -76,12 +87,20 @@ async fn handle(req: Request<Incoming>, state: Arc<WebhookState>) -> Result<Resp
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) => return Ok(text(StatusCode::PAYLOAD_TOO_LARGE, &format!("cannot read body: {e}\n"))),
+        Err(e) => {
+            return Ok(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("cannot read body: {e}\n"),
+            ));
+        }
     };
     let config = state.config.load();
     let reviewed = review(&body, &config, &revision, state.namespaces.as_ref());
     state.stats.record(&reviewed.outcome);
     let mut resp = Response::new(Full::new(Bytes::from(reviewed.to_bytes())));
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
