@@ -310,3 +310,70 @@ async fn delta_sends_changes_removals_and_honours_initial_versions() {
     assert_eq!(cds3.removed_resources, ["old"]);
     assert_eq!(server.sync_status().len(), 2);
 }
+
+#[derive(Default)]
+struct Provider {
+    connected: std::sync::Mutex<Vec<String>>,
+    disconnected: std::sync::atomic::AtomicUsize,
+}
+
+impl lateen_xds::SnapshotProvider for Provider {
+    fn snapshot_for(&self, node: &lateen_xds::ProxyNode) -> Option<Snapshot> {
+        Some(Snapshot::new().with(&eds_cluster(&format!("for-{}", node.id))))
+    }
+    fn on_connect(&self, node: &lateen_xds::ProxyNode, _connection_id: u64) {
+        if let Ok(mut c) = self.connected.lock() {
+            c.push(node.id.clone());
+        }
+    }
+    fn on_disconnect(&self, _node: &lateen_xds::ProxyNode, _connection_id: u64) {
+        self.disconnected
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn provider_supplies_first_snapshot_and_hears_connects() {
+    use std::sync::atomic::Ordering;
+    let provider = std::sync::Arc::new(Provider::default());
+    let server = XdsServer::new(Some(provider.clone()));
+    let addr = server
+        .spawn("127.0.0.1:0".parse().expect("literal address"))
+        .await
+        .expect("bind");
+    let mut s = Sotw::open(addr).await;
+    s.send(CLUSTER, &[], None).await;
+    let cds = next(&mut s.rx).await;
+    assert_eq!(cds.resources.len(), 1);
+    s.send(CLUSTER, &[], Some(&cds)).await;
+    assert_eq!(
+        provider
+            .connected
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default(),
+        ["n1"]
+    );
+    assert_eq!(server.metrics().connected_proxies.load(Ordering::SeqCst), 1);
+    assert!(
+        server.cache().snapshot("n1").is_some(),
+        "provider snapshot cached"
+    );
+
+    let json = wait_for(WAIT, || {
+        let json = serde_json::to_value(server.sync_status()).ok()?;
+        (json[0]["cds"] == "SYNCED").then_some(json)
+    })
+    .await
+    .expect("CDS SYNCED in /debug/syncz JSON");
+    assert_eq!(json[0]["proxy"], "n1");
+    assert_eq!(json[0]["lds"], "NOT SENT");
+
+    drop(s);
+    let gone = wait_for(WAIT, || {
+        (provider.disconnected.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "on_disconnect called");
+    assert_eq!(server.metrics().connected_proxies.load(Ordering::SeqCst), 0);
+}

@@ -32,9 +32,9 @@ impl Protocol for Delta {
             .map(|e| (e.code, e.message.clone()));
         let first_for_type = !core.types.contains_key(type_url);
         // Delta ACKs carry no version; the registry records the version sent with the nonce.
-        if !core.answer(type_url, &request.response_nonce, "", error) {
-            return;
-        }
+        // A stale nonce only voids the ACK part: subscription changes are diffs and must
+        // not be lost.
+        core.answer(type_url, &request.response_nonce, "", error);
         let state = core.subscription(type_url);
         if first_for_type {
             state.wildcard = initial_wildcard(type_url, &request.resource_names_subscribe);

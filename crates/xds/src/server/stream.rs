@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::mpsc;
@@ -21,10 +21,15 @@ use crate::types::{
 /// A response that the proxy has not answered yet.
 #[derive(Clone, Debug)]
 pub(crate) struct Outstanding {
+    pub sent_at: Instant,
     pub version: String,
     /// Snapshot time to measure push latency from, if this is the first push of that snapshot.
     pub latency_from: Option<Instant>,
 }
+
+/// How long an unanswered response holds back later types and further pushes of its own type.
+/// Envoy answers every response; this only keeps a misbehaving client from freezing a stream.
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Per type URL state of one stream.
 #[derive(Debug, Default)]
@@ -39,11 +44,20 @@ pub(crate) struct TypeState {
     pub responded: bool,
     pub outstanding: Option<Outstanding>,
     pub last_nonce: String,
+    /// Version of the last response the proxy acknowledged.
+    pub acked_version: Option<String>,
     /// `set_at` of the snapshot whose push latency was last measured for this type.
     pub measured_snapshot: Option<Instant>,
 }
 
 impl TypeState {
+    /// Whether a response of this type is still waiting for its answer.
+    pub fn waiting(&self) -> bool {
+        self.outstanding
+            .as_ref()
+            .is_some_and(|o| o.sent_at.elapsed() < ANSWER_TIMEOUT)
+    }
+
     /// Whether a resource name is in this type's subscription.
     pub fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
@@ -96,8 +110,13 @@ impl StreamCore {
                 shared.metrics.count_nack(type_url);
                 warn!(node = %self.node_id, r#type = short_name(type_url), version = %out.version,
                     nonce, error_detail = %detail, "proxy rejected config (NACK)");
+                let running = if proxy_version.is_empty() {
+                    state.acked_version.clone().unwrap_or_default()
+                } else {
+                    proxy_version.to_string()
+                };
                 let nack = NackRecord {
-                    version: proxy_version.to_string(),
+                    version: running,
                     nonce: nonce.to_string(),
                     rejected_version: out.version,
                     error_code: code,
@@ -120,6 +139,7 @@ impl StreamCore {
                     .metrics
                     .acks
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                state.acked_version = Some(out.version.clone());
                 if let Some(from) = out.latency_from {
                     shared.metrics.push_latency.observe(from.elapsed());
                 }
@@ -165,7 +185,7 @@ impl StreamCore {
         let endpoint_rank = push_rank(ENDPOINT);
         let later_busy = views.iter().any(|(t, _, changed)| {
             push_rank(t) > endpoint_rank
-                && (*changed || self.types.get(t).is_some_and(|s| s.outstanding.is_some()))
+                && (*changed || self.types.get(t).is_some_and(TypeState::waiting))
         });
 
         let mut planned = Vec::new();
@@ -186,7 +206,7 @@ impl StreamCore {
             }
             let changed = differs(&view, &state.sent) || (!state.responded && state.wildcard);
             let held = waits_for_earlier_types(&type_url) && earlier_outstanding;
-            if changed && !held && state.outstanding.is_none() {
+            if changed && !held && !state.waiting() {
                 let version =
                     set_version(view.iter().map(|(n, r)| (n.as_str(), r.version.as_str())));
                 planned.push(Planned {
@@ -195,7 +215,7 @@ impl StreamCore {
                     version,
                 });
                 earlier_outstanding = true;
-            } else if state.outstanding.is_some() || (changed && held) {
+            } else if state.waiting() || (changed && held) {
                 earlier_outstanding = true;
             }
         }
@@ -224,6 +244,7 @@ impl StreamCore {
             (state.measured_snapshot != Some(snapshot_set_at)).then_some(snapshot_set_at);
         state.measured_snapshot = Some(snapshot_set_at);
         state.outstanding = Some(Outstanding {
+            sent_at: Instant::now(),
             version: planned.version.clone(),
             latency_from,
         });
@@ -236,6 +257,16 @@ impl StreamCore {
                 r.awaiting_ack = true;
                 r.pushes += 1;
             });
+    }
+
+    /// When the oldest unanswered response stops holding pushes back (to re-plan then).
+    pub fn answer_deadline(&self) -> Option<tokio::time::Instant> {
+        self.types
+            .values()
+            .filter(|s| s.waiting())
+            .filter_map(|s| s.outstanding.as_ref())
+            .map(|o| tokio::time::Instant::from_std(o.sent_at + ANSWER_TIMEOUT))
+            .min()
     }
 
     /// Updates a type's subscription from a request; creates the type state on first use.
@@ -332,7 +363,17 @@ pub(crate) async fn run<P: Protocol>(
                 }
             },
             changed = watch.changed() => if changed.is_err() { break },
+            () = sleep_until_some(core.answer_deadline()) => {
+                warn!(node = %core.node_id, "proxy did not answer a response in time; pushing on");
+            }
         }
     }
     drop(conn);
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
