@@ -36,7 +36,7 @@ pub(super) fn render(ctx: &Context, pilot: Option<&Component>) -> Result<Vec<Val
     let mut objects = vec![mesh_config_map(ctx)?, injector_config_map(ctx)?];
     objects.push(deployment(ctx, pilot, &name, &labels, &selector, autoscale, trace_sampling));
     objects.push(service(ctx, &name, &labels, &selector));
-    objects.push(pdb(&name, namespace, &labels, &selector, k8s.and_then(|k| k.pod_disruption_budget.as_ref())));
+    objects.push(pdb(&name, namespace, &labels, &selector, k8s.and_then(|k| k.pod_disruption_budget.as_ref()))?);
     if autoscale {
         objects.push(hpa(&name, namespace, &labels, k8s.and_then(|k| k.hpa_spec.as_ref())));
     }

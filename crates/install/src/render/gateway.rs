@@ -41,7 +41,7 @@ pub(super) fn render(ctx: &Context, gateway: &GatewayComponent, ingress: bool, c
     let mut objects = super::rbac::gateway(name, namespace);
     objects.push(deployment(ctx, gateway, namespace, &labels, &selector, &ports, autoscale, component));
     objects.push(service(gateway, namespace, &labels, &selector, &ports, ingress));
-    objects.push(pdb(name, namespace, &labels, &selector, k8s.and_then(|k| k.pod_disruption_budget.as_ref())));
+    objects.push(pdb(name, namespace, &labels, &selector, k8s.and_then(|k| k.pod_disruption_budget.as_ref()))?);
     if autoscale {
         objects.push(hpa(name, namespace, &labels, k8s.and_then(|k| k.hpa_spec.as_ref())));
     }

@@ -396,7 +396,13 @@ fn spread_over_nodes(labels: &Map<String, Value>) -> Value {
 }
 
 /// A policy/v1 PodDisruptionBudget (at least one pod up unless the spec says otherwise).
-pub(crate) fn pdb(name: &str, namespace: &str, labels: &Map<String, Value>, selector: &Map<String, Value>, spec: Option<&PdbSpec>) -> Value {
+pub(crate) fn pdb(name: &str, namespace: &str, labels: &Map<String, Value>, selector: &Map<String, Value>, spec: Option<&PdbSpec>) -> Result<Value> {
+    if let Some(PdbSpec { min_available: Some(_), max_unavailable: Some(_) }) = spec {
+        // The API server refuses a budget with both; say so now, naming the object.
+        return Err(InstallError::Unsupported(format!(
+            "podDisruptionBudget of {namespace}/{name}: set minAvailable or maxUnavailable, not both"
+        )));
+    }
     let mut pdb_spec = Map::new();
     match spec {
         Some(PdbSpec { min_available, max_unavailable }) if min_available.is_some() || max_unavailable.is_some() => {
@@ -412,12 +418,12 @@ pub(crate) fn pdb(name: &str, namespace: &str, labels: &Map<String, Value>, sele
         }
     }
     pdb_spec.insert("selector".into(), json!({"matchLabels": selector}));
-    json!({
+    Ok(json!({
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": pdb_spec,
-    })
+    }))
 }
 
 /// An autoscaling/v2 HorizontalPodAutoscaler for Deployment `name`.
