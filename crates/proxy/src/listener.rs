@@ -70,7 +70,9 @@ pub async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, listener
     };
     let io = Rewind::new(prefix, stream);
 
-    let passthrough = original_dst.map(|destination| Arc::new(ClusterRt::passthrough(passthrough_name(listener.direction), destination)));
+    let passthrough = original_dst.map(|destination| {
+        Arc::new(ClusterRt::passthrough(passthrough_name(listener.direction), destination, passthrough_source(listener.direction, destination), snapshot.local.clone()))
+    });
     match protocol {
         Detected::Http1 | Detected::Http2 => {
             let version = if protocol == Detected::Http2 { HttpVersion::Http2 } else { HttpVersion::Http1 };
@@ -100,6 +102,16 @@ fn passthrough_name(direction: Direction) -> &'static str {
     match direction {
         Direction::Outbound => "PassthroughCluster",
         Direction::Inbound => "InboundPassthroughCluster",
+    }
+}
+
+/// Inbound passthrough connects from 127.0.0.6 (`::6`), which Istio's capture rules let
+/// through, so the proxy's connection to its own pod address is not captured again.
+fn passthrough_source(direction: Direction, destination: SocketAddr) -> Option<std::net::IpAddr> {
+    match (direction, destination) {
+        (Direction::Outbound, _) => None,
+        (Direction::Inbound, SocketAddr::V4(_)) => Some(std::net::Ipv4Addr::new(127, 0, 0, 6).into()),
+        (Direction::Inbound, SocketAddr::V6(_)) => Some(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6).into()),
     }
 }
 

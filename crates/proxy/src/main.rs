@@ -1,18 +1,41 @@
-//! `lateen-proxy`: the sidecar. `lateen-proxy --config FILE` runs the proxy from a static
-//! YAML bootstrap (format: docs/proxy-config.md).
+//! `lateen-proxy`: the sidecar.
+//! - `lateen-proxy --config FILE` (or `lateen-proxy run --config FILE`) runs the proxy from a
+//!   static YAML bootstrap (format: docs/proxy-config.md);
+//! - `lateen-proxy capture ...` writes the pod's iptables rules (the injected init container
+//!   runs it) and `lateen-proxy capture-cleanup ...` removes them.
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "lateen-proxy", version, about = "Lateen's sidecar proxy")]
+#[command(name = "lateen-proxy", version, about = "Lateen's sidecar proxy", args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy from a static configuration file.
+    Run(RunArgs),
+    /// Redirect the pod's traffic to the proxy with iptables (Istio's istio-iptables).
+    #[command(args_override_self = true)]
+    Capture(lateen_capture::CaptureArgs),
+    /// Remove the rules `capture` added.
+    #[command(args_override_self = true)]
+    CaptureCleanup(lateen_capture::CleanupArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
     /// Static configuration file (YAML).
     #[arg(long, short = 'c', value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Worker threads; defaults to the number of cores.
     #[arg(long)]
     concurrency: Option<usize>,
@@ -26,12 +49,13 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(cli) {
+    let result = match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Capture(args)) => lateen_capture::run(args).context("capture failed"),
+        Some(Command::CaptureCleanup(args)) => lateen_capture::run_cleanup(args).context("capture clean-up failed"),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("lateen-proxy: {err:#}");
@@ -40,14 +64,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let snapshot = lateen_proxy::config::bootstrap::load(&cli.config)?;
-    if cli.validate {
-        println!("{}: configuration is valid", cli.config.display());
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let Some(config) = args.config else {
+        anyhow::bail!("no configuration: pass --config FILE (see docs/proxy-config.md)");
+    };
+    let snapshot = lateen_proxy::config::bootstrap::load(&config)?;
+    if args.validate {
+        println!("{}: configuration is valid", config.display());
         return Ok(());
     }
     let mut options = lateen_proxy::proxy::ProxyOptions::default();
-    if let Some(concurrency) = cli.concurrency {
+    if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

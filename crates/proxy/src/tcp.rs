@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::config::model::Direction;
 use crate::config::snapshot::ClusterRt;
@@ -39,7 +38,7 @@ where
         None => Err(ResponseFlags::UH),
         Some(endpoint) => {
             ProxyStats::incr(&metrics.stats.upstream_cx_total);
-            match tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(endpoint)).await {
+            match tokio::time::timeout(cluster.connect_timeout, crate::upstream::pool::connect(endpoint, cluster.source_address)).await {
                 Ok(Ok(stream)) => Ok(stream),
                 _ => {
                     ProxyStats::incr(&metrics.stats.upstream_cx_connect_fail);

@@ -85,7 +85,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             problems.add(format!("{path}.bind"), "a capture listener must bind its address");
         }
         let is_http = !matches!(listener.protocol, model::ListenerProtocol::Tcp);
-        if listener.capture == Capture::None && is_http && routes.is_none() && tcp_cluster.is_none() {
+        if listener.capture == Capture::None && is_http && listener.route_config.is_none() && listener.tcp_cluster.is_none() {
             problems.add(path.clone(), "needs a route_config for HTTP or a tcp_cluster for TCP");
         }
         if listener.limits.max_headers == 0 || listener.limits.max_header_bytes < 1024 {
@@ -287,7 +287,7 @@ fn compile_forward(
     });
     if targets.is_empty() {
         // Keep the route usable as a value; the config is rejected anyway.
-        targets.push((Arc::new(ClusterRt::passthrough("invalid", ([127, 0, 0, 1], 9).into())), 1));
+        targets.push((Arc::new(ClusterRt::passthrough("invalid", ([127, 0, 0, 1], 9).into(), None, Arc::new(PeerLabels::unknown()))), 1));
     }
     ForwardRt {
         clusters: targets,

@@ -366,6 +366,10 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// Local address to connect from (Envoy's `upstream_bind_config`); inbound clusters use
+    /// 127.0.0.6 so the capture rules let the connection through to the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<std::net::IpAddr>,
     /// The service behind this cluster, for `destination_*` metric labels.
     #[serde(default)]
     pub destination: Destination,

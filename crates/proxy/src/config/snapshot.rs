@@ -251,6 +251,7 @@ pub struct ClusterRt {
     pub connect_timeout: Duration,
     pub lb_policy: model::LbPolicy,
     pub endpoints: Vec<SocketAddr>,
+    pub source_address: Option<std::net::IpAddr>,
     pub destination: Arc<PeerLabels>,
     /// This proxy's own workload as the destination of the cluster's service: the
     /// `destination_*` labels of inbound traffic.
@@ -268,21 +269,24 @@ impl ClusterRt {
             connect_timeout: cluster.connect_timeout,
             lb_policy: cluster.lb_policy,
             endpoints: cluster.endpoints.iter().map(|endpoint| endpoint.address).collect(),
+            source_address: cluster.source_address,
             destination: Arc::new(destination),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// A passthrough cluster to one address (a captured connection with no listener).
-    pub fn passthrough(name: &str, address: SocketAddr) -> ClusterRt {
+    /// A passthrough cluster to one address (a captured connection with no listener);
+    /// `local` is this proxy's workload, the destination of inbound passthrough traffic.
+    pub fn passthrough(name: &str, address: SocketAddr, source_address: Option<std::net::IpAddr>, local: Arc<PeerLabels>) -> ClusterRt {
         ClusterRt {
             name: name.into(),
             protocol: UpstreamProtocol::Downstream,
             connect_timeout: model::defaults::connect_timeout(),
             lb_policy: model::LbPolicy::RoundRobin,
             endpoints: vec![address],
+            source_address,
             destination: Arc::new(PeerLabels::unknown()),
-            inbound_destination: Arc::new(PeerLabels::unknown()),
+            inbound_destination: local,
             next: AtomicUsize::new(0),
         }
     }

@@ -113,7 +113,8 @@ impl Attempt<'_> {
             } else {
                 build_request(&head, request_body)
             };
-            let sent = self.pool.send(endpoint, self.version, self.cluster.connect_timeout, request);
+            let target = crate::upstream::Target { address: endpoint, source: self.cluster.source_address };
+            let sent = self.pool.send(target, self.version, self.cluster.connect_timeout, request);
             let result = match retry.and_then(|retry| retry.per_try_timeout) {
                 Some(per_try) => match tokio::time::timeout(per_try, sent).await {
                     Ok(result) => Some(result),

@@ -30,7 +30,7 @@ pub async fn forward_upgrade(
         return Outcome::Failed { status: http::StatusCode::SERVICE_UNAVAILABLE, flags: ResponseFlags::UH, detail: "no healthy upstream".into() };
     };
     let request = http::Request::from_parts(head, ProxyBody::Incoming { body, counter: None });
-    let mut response = match ctx.pool.send_upgrade(endpoint, cluster.connect_timeout, request).await {
+    let mut response = match ctx.pool.send_upgrade(crate::upstream::Target { address: endpoint, source: cluster.source_address }, cluster.connect_timeout, request).await {
         Ok(response) => response,
         Err(err) => {
             let flags = match err {

@@ -1,4 +1,4 @@
 //! Upstream side of the proxy: connection pools per endpoint.
 
 pub mod pool;
-pub use pool::{Pool, UpstreamError, UpstreamVersion};
+pub use pool::{Pool, Target, UpstreamError, UpstreamVersion};

@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -36,9 +36,26 @@ pub enum UpstreamError {
     RefusedStream(#[source] hyper::Error),
 }
 
+/// Where a pooled connection goes, and the local address it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub address: SocketAddr,
+    pub source: Option<IpAddr>,
+}
+
+/// Connects to `address`, from `source` when given.
+pub async fn connect(address: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(address).await;
+    };
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(address).await
+}
+
 pub struct Pool {
-    idle_h1: Mutex<HashMap<SocketAddr, Vec<http1::SendRequest<ProxyBody>>>>,
-    h2: Mutex<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>>,
+    idle_h1: Mutex<HashMap<Target, Vec<http1::SendRequest<ProxyBody>>>>,
+    h2: Mutex<HashMap<Target, http2::SendRequest<ProxyBody>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -51,27 +68,27 @@ impl Pool {
     /// request that a stale pooled connection could not take is resent on a new connection.
     pub async fn send(
         &self,
-        address: SocketAddr,
+        target: Target,
         version: UpstreamVersion,
         connect_timeout: Duration,
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         match version {
-            UpstreamVersion::Http1 => self.send_h1(address, connect_timeout, request).await,
-            UpstreamVersion::Http2 => self.send_h2(address, connect_timeout, request).await,
+            UpstreamVersion::Http1 => self.send_h1(target, connect_timeout, request).await,
+            UpstreamVersion::Http2 => self.send_h2(target, connect_timeout, request).await,
         }
     }
 
     async fn send_h1(
         &self,
-        address: SocketAddr,
+        target: Target,
         connect_timeout: Duration,
         mut request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
-        if let Some(mut sender) = self.checkout_h1(address) {
+        if let Some(mut sender) = self.checkout_h1(target) {
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    self.checkin_h1(address, sender);
+                    self.checkin_h1(target, sender);
                     return Ok(response);
                 }
                 Err(mut err) => match err.take_message() {
@@ -81,9 +98,9 @@ impl Pool {
                 },
             }
         }
-        let mut sender = self.connect_h1(address, connect_timeout, false).await?;
+        let mut sender = self.connect_h1(target, connect_timeout, false).await?;
         let response = sender.send_request(request).await.map_err(UpstreamError::Reset)?;
-        self.checkin_h1(address, sender);
+        self.checkin_h1(target, sender);
         Ok(response)
     }
 
@@ -91,17 +108,17 @@ impl Pool {
     /// then belongs to the upgraded stream and never returns to the pool.
     pub async fn send_upgrade(
         &self,
-        address: SocketAddr,
+        target: Target,
         connect_timeout: Duration,
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
-        let mut sender = self.connect_h1(address, connect_timeout, true).await?;
+        let mut sender = self.connect_h1(target, connect_timeout, true).await?;
         sender.send_request(request).await.map_err(UpstreamError::Reset)
     }
 
-    fn checkout_h1(&self, address: SocketAddr) -> Option<http1::SendRequest<ProxyBody>> {
+    fn checkout_h1(&self, target: Target) -> Option<http1::SendRequest<ProxyBody>> {
         let mut idle = self.idle_h1.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let stack = idle.get_mut(&address)?;
+        let stack = idle.get_mut(&target)?;
         // Most recently used first; drop closed ones; skip ones still busy with a body.
         let mut index = stack.len();
         while index > 0 {
@@ -117,9 +134,9 @@ impl Pool {
 
     /// Returns a connection right after its response head arrived; it becomes ready again
     /// when the response body has been read, and checkout skips it until then.
-    fn checkin_h1(&self, address: SocketAddr, sender: http1::SendRequest<ProxyBody>) {
+    fn checkin_h1(&self, target: Target, sender: http1::SendRequest<ProxyBody>) {
         let mut idle = self.idle_h1.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let stack = idle.entry(address).or_default();
+        let stack = idle.entry(target).or_default();
         if stack.len() < MAX_IDLE_PER_ENDPOINT {
             stack.push(sender);
         }
@@ -127,15 +144,15 @@ impl Pool {
 
     async fn connect_h1(
         &self,
-        address: SocketAddr,
+        target: Target,
         connect_timeout: Duration,
         upgrades: bool,
     ) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
-        let stream = self.connect_tcp(address, connect_timeout).await?;
+        let stream = self.connect_tcp(target, connect_timeout).await?;
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|err| UpstreamError::Connect { address, reason: err.to_string() })?;
+            .map_err(|err| UpstreamError::Connect { address: target.address, reason: err.to_string() })?;
         if upgrades {
             tokio::spawn(async move {
                 let _ = connection.with_upgrades().await;
@@ -150,20 +167,20 @@ impl Pool {
 
     async fn send_h2(
         &self,
-        address: SocketAddr,
+        target: Target,
         connect_timeout: Duration,
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let existing = {
             let connections = self.h2.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            connections.get(&address).filter(|sender| !sender.is_closed()).cloned()
+            connections.get(&target).filter(|sender| !sender.is_closed()).cloned()
         };
         let mut sender = match existing {
             Some(sender) => sender,
             None => {
-                let sender = self.connect_h2(address, connect_timeout).await?;
+                let sender = self.connect_h2(target, connect_timeout).await?;
                 let mut connections = self.h2.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                connections.insert(address, sender.clone());
+                connections.insert(target, sender.clone());
                 sender
             }
         };
@@ -178,10 +195,10 @@ impl Pool {
 
     async fn connect_h2(
         &self,
-        address: SocketAddr,
+        target: Target,
         connect_timeout: Duration,
     ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
-        let stream = self.connect_tcp(address, connect_timeout).await?;
+        let stream = self.connect_tcp(target, connect_timeout).await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(1 << 20)
@@ -189,19 +206,19 @@ impl Pool {
             .keep_alive_interval(Duration::from_secs(30))
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|err| UpstreamError::Connect { address, reason: err.to_string() })?;
+            .map_err(|err| UpstreamError::Connect { address: target.address, reason: err.to_string() })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
         Ok(sender)
     }
 
-    async fn connect_tcp(&self, address: SocketAddr, connect_timeout: Duration) -> Result<TcpStream, UpstreamError> {
+    async fn connect_tcp(&self, target: Target, connect_timeout: Duration) -> Result<TcpStream, UpstreamError> {
         ProxyStats::incr(&self.metrics.stats.upstream_cx_total);
-        let connected = tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await;
+        let connected = tokio::time::timeout(connect_timeout, connect(target.address, target.source)).await;
         let failure = |reason: String| {
             ProxyStats::incr(&self.metrics.stats.upstream_cx_connect_fail);
-            UpstreamError::Connect { address, reason }
+            UpstreamError::Connect { address: target.address, reason }
         };
         let stream = match connected {
             Ok(Ok(stream)) => stream,

@@ -220,3 +220,10 @@ clusters:
         admin = ports.admin_yaml()
     )
 }
+
+impl ProxyProcess {
+    /// True while the process is still running.
+    pub fn try_wait_alive(&mut self) -> bool {
+        self.try_wait().is_none()
+    }
+}
