@@ -31,6 +31,7 @@ pub const READINESS_FAILURE_THRESHOLD: &str = "readiness.status.sidecar.istio.io
 pub const READINESS_APPLICATION_PORTS: &str = "readiness.status.sidecar.istio.io/applicationPorts";
 pub const MERGE_METRICS: &str = "prometheus.istio.io/merge-metrics";
 pub const REVISION: &str = "istio.io/rev";
+pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
 
 /// How the capture redirects traffic to the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,7 @@ pub struct PodOverrides {
     pub readiness_period: Option<u32>,
     pub readiness_failure_threshold: Option<u32>,
     pub merge_metrics: Option<bool>,
+    pub native_sidecar: Option<bool>,
 }
 
 impl PodOverrides {
@@ -164,6 +166,7 @@ pub fn parse(annotations: &Map<String, Value>) -> Result<PodOverrides, InjectErr
         readiness_period: number(READINESS_PERIOD)?,
         readiness_failure_threshold: number(READINESS_FAILURE_THRESHOLD)?,
         merge_metrics: boolean(MERGE_METRICS)?,
+        native_sidecar: boolean(NATIVE_SIDECAR)?,
         ..PodOverrides::default()
     };
     checked(READINESS_APPLICATION_PORTS, check_ports)?;

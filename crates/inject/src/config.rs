@@ -15,12 +15,14 @@
 //!   `global.imagePullSecrets`, `global.proxy.{image, resources, logLevel, componentLogLevel,
 //!   includeIPRanges, excludeIPRanges, includeInboundPorts, excludeInboundPorts,
 //!   includeOutboundPorts, excludeOutboundPorts, statusPort, clusterDomain,
-//!   readinessInitialDelaySeconds, readinessPeriodSeconds, readinessFailureThreshold}`,
+//!   readinessInitialDelaySeconds, readinessPeriodSeconds, readinessFailureThreshold,
+//!   holdApplicationUntilProxyStarts}`, `global.nativeSidecars` (Lateen: proxy as a Kubernetes
+//!   native sidecar; Istio turns this on with `ENABLE_NATIVE_SIDECARS`),
 //!   `sidecarInjectorWebhook.rewriteAppHTTPProbe`.
 //! - `--meshConfigFile`: Istio's MeshConfig YAML (or the `istio` ConfigMap, key `data.mesh`).
 //!   Read: `trustDomain`, `enablePrometheusMerge`, `defaultConfig` (ProxyConfig: kept whole, as
 //!   the base of `PROXY_CONFIG`; `discoveryAddress`, `statusPort`, `interceptionMode`,
-//!   `proxyMetadata` are used by the injector).
+//!   `proxyMetadata`, `holdApplicationUntilProxyStarts` are used by the injector).
 //!
 //! Unknown keys are ignored (Istio's files carry many); known keys with the wrong type are errors
 //! naming the file and the key path.
@@ -153,6 +155,8 @@ pub struct Values {
     pub cluster_id: String,
     pub proxy: ProxyValues,
     pub rewrite_app_http_probe: bool,
+    /// `global.nativeSidecars`: inject the proxy as a Kubernetes native sidecar.
+    pub native_sidecars: bool,
 }
 
 impl Default for Values {
@@ -168,6 +172,7 @@ impl Default for Values {
             cluster_id: "Kubernetes".into(),
             proxy: ProxyValues::default(),
             rewrite_app_http_probe: true,
+            native_sidecars: false,
         }
     }
 }
@@ -192,6 +197,7 @@ pub struct ProxyValues {
     pub readiness_initial_delay_seconds: u32,
     pub readiness_period_seconds: u32,
     pub readiness_failure_threshold: u32,
+    pub hold_application_until_proxy_starts: bool,
 }
 
 impl Default for ProxyValues {
@@ -216,6 +222,7 @@ impl Default for ProxyValues {
             readiness_initial_delay_seconds: 0,
             readiness_period_seconds: 15,
             readiness_failure_threshold: 4,
+            hold_application_until_proxy_starts: false,
         }
     }
 }
@@ -361,6 +368,9 @@ impl Values {
         set(&mut values.istio_namespace, "global.istioNamespace")?;
         set(&mut values.mesh_id, "global.meshID")?;
         set(&mut values.network, "global.network")?;
+        if let Some(b) = r.boolean(global, "global.nativeSidecars")? {
+            values.native_sidecars = b;
+        }
         if let Some(mc) = r.object(global, "global.multiCluster")?
             && let Some(name) = r
                 .string(mc, "global.multiCluster.clusterName")?
@@ -411,6 +421,9 @@ impl ProxyValues {
             if let Some(s) = r.string(proxy, key)? {
                 *target = s;
             }
+        }
+        if let Some(b) = r.boolean(proxy, "global.proxy.holdApplicationUntilProxyStarts")? {
+            self.hold_application_until_proxy_starts = b;
         }
         if let Some(res) = r.object(proxy, "global.proxy.resources")? {
             self.resources = res.as_object().cloned().unwrap_or_default();

@@ -29,7 +29,7 @@ pub struct WorkloadMeta {
 #[serde(rename_all = "camelCase")]
 struct SidecarStatus<'a> {
     init_containers: Vec<&'a str>,
-    containers: Vec<&'a str>,
+    containers: Option<Vec<&'a str>>,
     volumes: Vec<&'a str>,
     image_pull_secrets: Option<Vec<&'a str>>,
     revision: &'a str,
@@ -96,7 +96,9 @@ pub fn inject(
             ));
         }
     }
-    let user_proxy = take_named(&mut containers, &[PROXY_CONTAINER, ISTIO_PROXY_CONTAINER]);
+    let proxy_names = [PROXY_CONTAINER, ISTIO_PROXY_CONTAINER];
+    let user_proxy = take_named(&mut containers, &proxy_names)
+        .or_else(|| take_named(&mut init_containers, &proxy_names));
     let user_init = take_named(
         &mut init_containers,
         &[INIT_CONTAINER, ISTIO_INIT_CONTAINER],
@@ -144,15 +146,42 @@ pub fn inject(
     if let Some(user) = user_proxy {
         merge_container(&mut sidecar, user);
     }
-    containers.push(sidecar);
-    let mut injected_inits = Vec::new();
-    if settings.interception != InterceptionMode::None {
+    let init = (settings.interception != InterceptionMode::None).then(|| {
         let mut init = template::init_container(&settings);
         if let Some(user) = user_init {
             merge_container(&mut init, user);
         }
-        init_containers.push(init);
-        injected_inits.push(INIT_CONTAINER);
+        init
+    });
+    let mut status_inits = Vec::new();
+    let mut status_containers = Vec::new();
+    if settings.native_sidecar {
+        // Native sidecar (Kubernetes >= 1.29): the proxy is a restartable init container placed
+        // first, after the capture, so the app's own init containers already run in the mesh.
+        sidecar["restartPolicy"] = json!("Always");
+        let mut front = Vec::new();
+        if let Some(init) = init {
+            front.push(init);
+            status_inits.push(INIT_CONTAINER);
+        }
+        front.push(sidecar);
+        status_inits.push(PROXY_CONTAINER);
+        init_containers.splice(0..0, front);
+    } else {
+        if let Some(init) = init {
+            init_containers.push(init);
+            status_inits.push(INIT_CONTAINER);
+        }
+        if settings.hold_application {
+            // The kubelet starts containers in order and waits for postStart: the app starts
+            // only once the proxy is ready.
+            sidecar["lifecycle"]["postStart"] =
+                json!({"exec": {"command": ["lateen-proxy", "wait"]}});
+            containers.insert(0, sidecar);
+        } else {
+            containers.push(sidecar);
+        }
+        status_containers.push(PROXY_CONTAINER);
     }
     spec.insert("containers".into(), Value::Array(containers));
     if !init_containers.is_empty() {
@@ -166,8 +195,8 @@ pub fn inject(
     )?;
 
     let status = SidecarStatus {
-        init_containers: injected_inits,
-        containers: vec![PROXY_CONTAINER],
+        init_containers: status_inits,
+        containers: (!status_containers.is_empty()).then_some(status_containers),
         volumes: template::VOLUMES.to_vec(),
         image_pull_secrets: (!pull_secrets.is_empty())
             .then(|| pull_secrets.iter().map(String::as_str).collect()),
@@ -291,6 +320,16 @@ fn resolve_settings(cfg: &InjectConfig, ov: &PodOverrides) -> Result<ProxySettin
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(pc_err("proxyMetadata", "expected a mapping")),
     };
+    let hold_application = match proxy_config.get("holdApplicationUntilProxyStarts") {
+        None => values.proxy.hold_application_until_proxy_starts,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(pc_err(
+                "holdApplicationUntilProxyStarts",
+                "expected true or false",
+            ));
+        }
+    };
     if let Some(status) = ov.status_port {
         proxy_config.insert("statusPort".into(), json!(status));
     }
@@ -363,6 +402,8 @@ fn resolve_settings(cfg: &InjectConfig, ov: &PodOverrides) -> Result<ProxySettin
         mesh_id: values.mesh_id.clone(),
         cluster_id: values.cluster_id.clone(),
         network: values.network.clone(),
+        native_sidecar: ov.native_sidecar.unwrap_or(values.native_sidecars),
+        hold_application,
     })
 }
 

@@ -50,6 +50,10 @@ pub struct ProxySettings {
     pub mesh_id: String,
     pub cluster_id: String,
     pub network: String,
+    /// Kubernetes native sidecar layout (proxy as a restartable init container).
+    pub native_sidecar: bool,
+    /// Classic layout: start the proxy first and hold the app until it is ready.
+    pub hold_application: bool,
 }
 
 /// The traffic capture flags (istio-iptables names).

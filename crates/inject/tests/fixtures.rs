@@ -52,12 +52,6 @@ fn pod_templates(doc: &Value) -> Vec<&Value> {
     }
 }
 
-fn names(list: &Value) -> Vec<&str> {
-    list.as_array()
-        .map(|l| l.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default()
-}
-
 #[test]
 fn every_fixture_injects_and_validates_strictly() {
     let cfg = InjectConfig::default();
@@ -178,14 +172,6 @@ fn injected_template(file: &str) -> Value {
     let out = inject_yaml(&read(&inject_dir().join(file)), &InjectConfig::default()).unwrap();
     let docs = parse_documents(&out).unwrap();
     pod_templates(&docs[0])[0].clone()
-}
-
-fn container<'a>(list: &'a Value, name: &str) -> &'a Value {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap()
 }
 
 fn args_of(c: &Value) -> Vec<&str> {

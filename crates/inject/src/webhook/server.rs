@@ -1,5 +1,11 @@
-//! The webhook's HTTPS server (lateend serves it on 15017): `POST /inject` reviews with the
-//! configured revision, `POST /inject/<revision>` with that revision. Anything else is 404/405.
+//! The webhook's HTTPS server (lateend serves it on 15017). Paths:
+//! - `POST /inject`: review with the configured revision;
+//! - `POST /inject/<revision>`: review as that revision's injector;
+//! - Istio's forms `POST /inject/cluster/<id>/net/<network>` (what Istio's chart writes into the
+//!   MutatingWebhookConfiguration) and `POST /inject/:ENV:cluster=<id>:net=<network>`: override
+//!   the cluster ID and network of the injected proxy; `rev/<revision>` may be added as a pair.
+//!
+//! Anything else is 404 (wrong path) or 405 (not POST).
 
 use std::sync::Arc;
 
@@ -64,6 +70,70 @@ pub async fn serve(
     }
 }
 
+/// What an `/inject...` path asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InjectPath {
+    pub revision: String,
+    pub cluster: Option<String>,
+    pub network: Option<String>,
+}
+
+impl InjectPath {
+    /// None when the path is not one of the webhook's.
+    pub fn parse(path: &str) -> Option<InjectPath> {
+        let rest = path.strip_prefix("/inject")?;
+        let mut out = InjectPath::default();
+        if rest.is_empty() || rest == "/" {
+            return Some(out);
+        }
+        let rest = rest.strip_prefix('/')?.trim_end_matches('/');
+        if let Some(env) = rest.strip_prefix(":ENV:") {
+            for pair in env.split(':') {
+                match pair.split_once('=') {
+                    Some(("cluster", v)) => out.cluster = Some(v.to_string()),
+                    Some(("net", v)) => out.network = Some(v.to_string()),
+                    _ => return None,
+                }
+            }
+            return Some(out);
+        }
+        let segments: Vec<&str> = rest.split('/').collect();
+        if let [revision] = segments.as_slice() {
+            out.revision = revision.to_string();
+            return Some(out);
+        }
+        // Pairs; Istio writes `net/` with an empty network when none is set.
+        let mut it = segments.into_iter();
+        while let Some(key) = it.next() {
+            let value = it.next().unwrap_or_default().to_string();
+            match key {
+                "cluster" => out.cluster = Some(value),
+                "net" => out.network = Some(value),
+                "rev" => out.revision = value,
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// The config to review with: the server's, with the path's cluster/network overrides.
+    pub fn apply<'a>(&self, config: &'a InjectConfig) -> std::borrow::Cow<'a, InjectConfig> {
+        let cluster = self.cluster.as_deref().filter(|c| !c.is_empty());
+        let network = self.network.as_deref().filter(|n| !n.is_empty());
+        if cluster.is_none() && network.is_none() {
+            return std::borrow::Cow::Borrowed(config);
+        }
+        let mut owned = config.clone();
+        if let Some(c) = cluster {
+            owned.values.cluster_id = c.to_string();
+        }
+        if let Some(n) = network {
+            owned.values.network = n.to_string();
+        }
+        std::borrow::Cow::Owned(owned)
+    }
+}
+
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
@@ -74,13 +144,8 @@ async fn handle(
     req: Request<Incoming>,
     state: Arc<WebhookState>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let path = req.uri().path().to_string();
-    let revision = match path.as_str() {
-        "/inject" | "/inject/" => String::new(),
-        p => match p.strip_prefix("/inject/") {
-            Some(rev) => rev.trim_end_matches('/').to_string(),
-            None => return Ok(text(StatusCode::NOT_FOUND, "not found\n")),
-        },
+    let Some(params) = InjectPath::parse(req.uri().path()) else {
+        return Ok(text(StatusCode::NOT_FOUND, "not found\n"));
     };
     if req.method() != Method::POST {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"));
@@ -95,7 +160,8 @@ async fn handle(
         }
     };
     let config = state.config.load();
-    let reviewed = review(&body, &config, &revision, state.namespaces.as_ref());
+    let config = params.apply(&config);
+    let reviewed = review(&body, &config, &params.revision, state.namespaces.as_ref());
     state.stats.record(&reviewed.outcome);
     let mut resp = Response::new(Full::new(Bytes::from(reviewed.to_bytes())));
     resp.headers_mut().insert(
@@ -103,4 +169,30 @@ async fn handle(
         http::HeaderValue::from_static("application/json"),
     );
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InjectPath;
+
+    #[test]
+    fn inject_paths() {
+        let p = |s: &str| InjectPath::parse(s);
+        assert_eq!(p("/inject"), Some(InjectPath::default()));
+        assert_eq!(p("/inject/"), Some(InjectPath::default()));
+        assert_eq!(p("/inject/canary").unwrap().revision, "canary");
+        let istio = p("/inject/cluster/Kubernetes/net/").unwrap();
+        assert_eq!(istio.cluster.as_deref(), Some("Kubernetes"));
+        assert_eq!(istio.network.as_deref(), Some(""));
+        let env = p("/inject/:ENV:cluster=east:net=n1").unwrap();
+        assert_eq!(
+            (env.cluster.as_deref(), env.network.as_deref()),
+            (Some("east"), Some("n1"))
+        );
+        let with_rev = p("/inject/cluster/east/net/n1/rev/canary").unwrap();
+        assert_eq!(with_rev.revision, "canary");
+        assert_eq!(p("/injector"), None);
+        assert_eq!(p("/other"), None);
+        assert_eq!(p("/inject/a/b/c/d"), None);
+    }
 }

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde_json::Value;
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
 }
@@ -61,4 +63,18 @@ pub fn validate_strict(files: &[PathBuf]) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The names of a list of containers (or volumes).
+pub fn names(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .map(|l| l.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The container called `name` in a list of containers.
+pub fn container<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no container {name}"))
 }
