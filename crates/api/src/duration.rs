@@ -59,7 +59,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         rest = &rest[number_len..];
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
         if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
-            return Err(fail(input, "expected a number such as 1, 0.5 or 1.5 before the unit"));
+            return Err(fail(
+                input,
+                "expected a number such as 1, 0.5 or 1.5 before the unit",
+            ));
         }
         let Some((unit, unit_nanos)) = UNITS.iter().find(|(u, _)| rest.starts_with(u)) else {
             return Err(fail(
@@ -93,10 +96,16 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     }
     let secs = total_nanos / 1_000_000_000;
     if secs > u128::from(MAX_SECONDS) {
-        return Err(fail(input, "duration exceeds the protobuf maximum of 315576000000s"));
+        return Err(fail(
+            input,
+            "duration exceeds the protobuf maximum of 315576000000s",
+        ));
     }
     // Both casts are in range: secs <= MAX_SECONDS and the remainder < 1e9.
-    Ok(Duration::new(secs as u64, (total_nanos % 1_000_000_000) as u32))
+    Ok(Duration::new(
+        secs as u64,
+        (total_nanos % 1_000_000_000) as u32,
+    ))
 }
 
 /// Formats a duration the way protobuf JSON does: seconds with 0, 3, 6 or 9 fraction digits
@@ -155,7 +164,10 @@ mod tests {
         assert_eq!(parse_duration("7s"), Ok(ms(7000)));
         assert_eq!(parse_duration("1m30s"), Ok(ms(90_000)));
         assert_eq!(parse_duration("1h"), Ok(ms(3_600_000)));
-        assert_eq!(parse_duration("1.000340012s"), Ok(Duration::new(1, 340_012)));
+        assert_eq!(
+            parse_duration("1.000340012s"),
+            Ok(Duration::new(1, 340_012))
+        );
         assert_eq!(parse_duration("10us"), Ok(Duration::from_micros(10)));
         assert_eq!(parse_duration("10µs"), Ok(Duration::from_micros(10)));
         assert_eq!(parse_duration("3ns"), Ok(Duration::from_nanos(3)));
@@ -167,12 +179,28 @@ mod tests {
 
     #[test]
     fn refuses_bad_forms() {
-        for bad in ["", "5", "s", "1x", "-1s", "1..5s", "1.2.3s", "abc", "1 s", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "1x",
+            "-1s",
+            "1..5s",
+            "1.2.3s",
+            "abc",
+            "1 s",
+            "99999999999999999999h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
         }
         let err = parse_duration("5").unwrap_err();
         assert!(err.to_string().contains("unit"), "{err}");
-        assert!(parse_duration("-1s").unwrap_err().to_string().contains("negative"));
+        assert!(
+            parse_duration("-1s")
+                .unwrap_err()
+                .to_string()
+                .contains("negative")
+        );
     }
 
     #[test]

@@ -160,6 +160,8 @@ impl fmt::Display for ResourceRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.name.is_empty() {
             write!(f, "{} (unnamed)", self.kind)
+        } else if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
         } else {
             write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
         }
@@ -241,7 +243,9 @@ mod tests {
             .field("weight");
         assert_eq!(p.to_string(), "spec.http[0].route[1].weight");
         assert_eq!(FieldPath::parse("spec.http[0].route[1].weight"), p);
-        let labels = FieldPath::root().field("labels").field("app.kubernetes.io/name");
+        let labels = FieldPath::root()
+            .field("labels")
+            .field("app.kubernetes.io/name");
         assert_eq!(labels.to_string(), "labels[\"app.kubernetes.io/name\"]");
     }
 }

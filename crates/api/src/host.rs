@@ -99,12 +99,16 @@ pub fn check_wildcard_domain(host: &str) -> Result<(), String> {
         None => (trimmed, None),
     };
     if !is_wildcard_label(first) {
-        return Err(format!("domain name {host:?} invalid (label {first:?} invalid)"));
+        return Err(format!(
+            "domain name {host:?} invalid (label {first:?} invalid)"
+        ));
     }
     if let Some(rest) = rest {
         for label in rest.split('.') {
             if !is_dns1123_label(label) {
-                return Err(format!("domain name {host:?} invalid (label {label:?} invalid)"));
+                return Err(format!(
+                    "domain name {host:?} invalid (label {label:?} invalid)"
+                ));
             }
         }
     }
@@ -114,7 +118,9 @@ pub fn check_wildcard_domain(host: &str) -> Result<(), String> {
 /// Checks a host without wildcards (an FQDN or a short name).
 pub fn check_fqdn(host: &str) -> Result<(), String> {
     if host.contains('*') {
-        return Err(format!("domain name {host:?} invalid (wildcard not allowed here)"));
+        return Err(format!(
+            "domain name {host:?} invalid (wildcard not allowed here)"
+        ));
     }
     check_wildcard_domain(host)
 }
@@ -145,9 +151,15 @@ mod tests {
             resolve_short_name("Reviews", "prod", "corp.local"),
             "reviews.prod.svc.corp.local"
         );
-        assert_eq!(resolve_short_name("reviews.prod", "default", "cluster.local"), "reviews.prod");
+        assert_eq!(
+            resolve_short_name("reviews.prod", "default", "cluster.local"),
+            "reviews.prod"
+        );
         assert_eq!(resolve_short_name("*", "default", "cluster.local"), "*");
-        assert_eq!(resolve_short_name("10.0.0.1", "default", "cluster.local"), "10.0.0.1");
+        assert_eq!(
+            resolve_short_name("10.0.0.1", "default", "cluster.local"),
+            "10.0.0.1"
+        );
         assert_eq!(resolve_short_name("::1", "default", "cluster.local"), "::1");
     }
 
@@ -176,10 +188,26 @@ mod tests {
 
     #[test]
     fn domain_syntax() {
-        for ok in ["reviews", "reviews.default.svc.cluster.local", "*", "*.example.com", "*-x.example.com", "www.googleapis.com", "foo."] {
+        for ok in [
+            "reviews",
+            "reviews.default.svc.cluster.local",
+            "*",
+            "*.example.com",
+            "*-x.example.com",
+            "www.googleapis.com",
+            "foo.",
+        ] {
             assert!(check_wildcard_domain(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Reviews", "re_views", "foo.*.com", "-a.com", "a..b", "**.a"] {
+        for bad in [
+            "",
+            "Reviews",
+            "re_views",
+            "foo.*.com",
+            "-a.com",
+            "a..b",
+            "**.a",
+        ] {
             assert!(check_wildcard_domain(bad).is_err(), "{bad}");
         }
         assert!(check_fqdn("*.example.com").is_err());

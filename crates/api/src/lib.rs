@@ -27,10 +27,12 @@ pub mod resource;
 pub mod security;
 pub mod validate;
 
-pub use error::{ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity};
+pub use error::{
+    ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity,
+};
 pub use mesh::MeshConfig;
-pub use meta::{ConfigKey, Kind, Object, ObjectMeta, DEFAULT_NAMESPACE};
+pub use meta::{ConfigKey, DEFAULT_NAMESPACE, Kind, Object, ObjectMeta};
 pub use parse::{
-    load, load_mesh_config, parse, parse_mesh_config, validate_documents, Document, Loaded, Parsed,
+    Document, Loaded, Parsed, load, load_mesh_config, parse, parse_mesh_config, validate_documents,
 };
 pub use resource::Resource;

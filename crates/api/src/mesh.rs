@@ -23,9 +23,17 @@ pub struct MeshConfig {
     pub proxy_inbound_listen_port: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_http_port: Option<i32>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connect_timeout: Option<Duration>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protocol_detection_timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_keepalive: Option<TcpKeepalive>,
@@ -77,7 +85,11 @@ pub struct MeshConfig {
     pub root_namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality_lb_setting: Option<LocalityLbSetting>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dns_refresh_rate: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2_upgrade_policy: Option<MeshH2UpgradePolicy>,
@@ -121,7 +133,9 @@ pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 impl MeshConfig {
     /// `rootNamespace`, or `istio-system`.
     pub fn root_namespace(&self) -> &str {
-        self.root_namespace.as_deref().unwrap_or(DEFAULT_ROOT_NAMESPACE)
+        self.root_namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_ROOT_NAMESPACE)
     }
 
     /// `trustDomain`, or `cluster.local`.
@@ -287,14 +301,26 @@ pub struct ProxyConfig {
     pub binary_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_cluster: Option<String>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub drain_duration: Option<Duration>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parent_shutdown_duration: Option<Duration>,
     /// `host:port` of the xDS server (Istio's default `istiod.istio-system.svc:15012`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery_address: Option<String>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_refresh_delay: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zipkin_address: Option<String>,
@@ -337,7 +363,11 @@ pub struct ProxyConfig {
     pub extra_stat_tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_topology: Option<Value>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub termination_drain_duration: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mesh_id: Option<String>,
@@ -355,7 +385,11 @@ pub struct ProxyConfig {
     pub private_key_provider: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_headers: Option<Value>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_flush_interval: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_flush_min_size_kb: Option<u32>,

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::error::{
     ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity,
 };
-use crate::meta::{Kind, Object, NETWORKING_GROUP, SECURITY_GROUP};
+use crate::meta::{Kind, NETWORKING_GROUP, Object, SECURITY_GROUP};
 use crate::node::Node;
 use crate::resource::Resource;
 
@@ -32,6 +32,8 @@ pub struct Document {
     pub index: usize,
     /// Line where the resource starts.
     pub line: Option<u64>,
+    /// Where the resource sits in its document: empty, or `items[i]` inside a `kind: List`.
+    pub prefix: FieldPath,
     node: Node,
 }
 
@@ -56,12 +58,12 @@ impl Document {
                 namespace: self.resource.namespace().to_string(),
                 name: self.resource.name().to_string(),
             }),
-            path: issue.path,
+            path: extend(&self.prefix, &issue.path),
             message: issue.message,
         }
     }
 
-    /// The line of a field of this document, when the source was YAML/JSON text.
+    /// The line of a field of this resource (path relative to the resource), when known.
     pub fn line_of(&self, path: &FieldPath) -> Option<u64> {
         self.node.line_of(path)
     }
@@ -101,6 +103,7 @@ pub fn parse(text: &str, source_name: &str) -> Parsed {
         let mut ctx = DocContext {
             source_name,
             index,
+            item_prefix: FieldPath::root(),
             out: &mut out,
         };
         ctx.dispatch(node, FieldPath::root());
@@ -109,6 +112,7 @@ pub fn parse(text: &str, source_name: &str) -> Parsed {
 }
 
 /// Parses the YAML into line-aware trees, one per non-empty document.
+#[allow(clippy::result_large_err)] // one error per call, on the failure path only
 pub(crate) fn read_nodes(text: &str, source_name: &str) -> Result<Vec<Node>, ConfigError> {
     serde_saphyr::from_multiple::<Node>(text).map_err(|e| ConfigError {
         severity: Severity::Error,
@@ -117,7 +121,10 @@ pub(crate) fn read_nodes(text: &str, source_name: &str) -> Result<Vec<Node>, Con
         line: e.location().map(|l| l.line()).filter(|l| *l > 0),
         resource: None,
         path: FieldPath::root(),
-        message: format!("invalid YAML: {}", first_line(&e.without_snippet().to_string())),
+        message: format!(
+            "invalid YAML: {}",
+            first_line(&e.without_snippet().to_string())
+        ),
     })
 }
 
@@ -129,6 +136,8 @@ fn first_line(message: &str) -> &str {
 struct DocContext<'a> {
     source_name: &'a str,
     index: usize,
+    /// `items[i]` while dispatching an item of a `kind: List`.
+    item_prefix: FieldPath,
     out: &'a mut Parsed,
 }
 
@@ -160,11 +169,20 @@ impl DocContext<'_> {
             self.problem(Severity::Error, &node, None, prefix, msg.into());
             return;
         };
-        let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        let text = |key: &str| {
+            map.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let (api_version, kind) = (text("apiVersion"), text("kind"));
         let resource = resource_ref(&json, &kind);
         if api_version.is_empty() || kind.is_empty() {
-            let field = if api_version.is_empty() { "apiVersion" } else { "kind" };
+            let field = if api_version.is_empty() {
+                "apiVersion"
+            } else {
+                "kind"
+            };
             let msg = format!("missing or non-string {field}");
             self.problem(Severity::Error, &node, resource, prefix.field(field), msg);
             return;
@@ -188,7 +206,13 @@ impl DocContext<'_> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            self.problem(Severity::Error, &node, resource, prefix.field("apiVersion"), msg);
+            self.problem(
+                Severity::Error,
+                &node,
+                resource,
+                prefix.field("apiVersion"),
+                msg,
+            );
             return;
         }
         match decode(kind_enum, &json) {
@@ -201,6 +225,7 @@ impl DocContext<'_> {
                     source_name: self.source_name.to_string(),
                     index: self.index,
                     line,
+                    prefix: self.item_prefix.clone(),
                     node: object_node,
                 });
             }
@@ -235,7 +260,9 @@ impl DocContext<'_> {
     /// Dispatches a List item: errors carry the `items[i].` prefix, documents keep the item.
     fn dispatch_item(&mut self, item: Node, item_prefix: FieldPath) {
         let before = self.out.problems.len();
+        let outer = std::mem::replace(&mut self.item_prefix, item_prefix.clone());
         self.dispatch(item, FieldPath::root());
+        self.item_prefix = outer;
         for problem in &mut self.out.problems[before..] {
             problem.path = extend(&item_prefix, &problem.path);
         }
@@ -332,7 +359,7 @@ fn decode_object<S: DeserializeOwned>(json: &Value) -> Result<Object<S>, (FieldP
 /// Strict typed decoding with the failing field's path.
 pub(crate) fn decode_typed<T: DeserializeOwned>(json: &Value) -> Result<T, (FieldPath, String)> {
     serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
-        let mut segments: Vec<PathSegment> = e
+        let segments: Vec<PathSegment> = e
             .path()
             .iter()
             .filter_map(|s| match s {
@@ -344,18 +371,8 @@ pub(crate) fn decode_typed<T: DeserializeOwned>(json: &Value) -> Result<T, (Fiel
                 serde_path_to_error::Segment::Unknown => None,
             })
             .collect();
-        let message = e.inner().to_string();
-        // serde reports an unknown field at its parent; point at the field itself.
-        if let Some(field) = unknown_field_name(&message) {
-            segments.push(PathSegment::Field(field.to_string()));
-        }
-        (FieldPath::from_segments(segments), message)
+        (FieldPath::from_segments(segments), e.inner().to_string())
     })
-}
-
-fn unknown_field_name(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
 }
 
 /// The result of [`load`]: valid documents plus the warnings found on the way.
@@ -377,8 +394,12 @@ pub fn load(text: &str, source_name: &str) -> Result<Loaded, ConfigErrors> {
     let mut parsed = parse(text, source_name);
     for doc in &parsed.documents {
         let issues = crate::validate::validate(&doc.resource);
-        parsed.problems.extend(issues.into_iter().map(|i| doc.locate(i)));
+        parsed
+            .problems
+            .extend(issues.into_iter().map(|i| doc.locate(i)));
     }
+    // Reading order: by document, then by line (problems without a line first).
+    parsed.problems.sort_by_key(|p| (p.document, p.line));
     if parsed.has_errors() {
         return Err(ConfigErrors {
             errors: parsed.problems,

@@ -7,6 +7,8 @@ use crate::networking::{
 use crate::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 
 /// Any supported Istio configuration resource.
+// Variants differ in size; resources are few and long-lived, so boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resource {
     VirtualService(Object<VirtualService>),

@@ -242,7 +242,11 @@ pub struct JwtRule {
     pub forward_original_token: Option<bool>,
     #[serde(default)]
     pub output_claim_to_headers: Vec<ClaimToHeader>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
 }
 

@@ -89,7 +89,11 @@ pub struct LoadBalancerSettings {
     pub consistent_hash: Option<ConsistentHashLb>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality_lb_setting: Option<LocalityLbSetting>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub warmup_duration_secs: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup: Option<serde_json::Value>,
@@ -170,7 +174,11 @@ pub struct HttpCookie {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Lifetime of a generated cookie; absent means the cookie is not generated.
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl: Option<Duration>,
     #[serde(default)]
     pub attributes: Vec<CookieAttribute>,
@@ -247,13 +255,25 @@ pub struct ConnectionPoolSettings {
 pub struct TcpSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<i32>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connect_timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_keepalive: Option<TcpKeepalive>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_connection_duration: Option<Duration>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout: Option<Duration>,
 }
 
@@ -268,7 +288,11 @@ pub struct HttpSettings {
     pub max_requests_per_connection: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<i32>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2_upgrade_policy: Option<H2UpgradePolicy>,
@@ -296,14 +320,26 @@ pub struct OutlierDetection {
     pub consecutive_local_origin_failures: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_gateway_errors: Option<u32>,
-    #[serde(default, rename = "consecutive5xxErrors", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "consecutive5xxErrors",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub consecutive_5xx_errors: Option<u32>,
     /// Deprecated; prefer `consecutive5xxErrors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_errors: Option<i32>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interval: Option<Duration>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub base_ejection_time: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ejection_percent: Option<i32>,

@@ -54,8 +54,16 @@ pub struct Port {
 pub struct TcpKeepalive {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probes: Option<u32>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub time: Option<std::time::Duration>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interval: Option<std::time::Duration>,
 }

@@ -47,7 +47,11 @@ pub struct HttpRoute {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<HttpRewrite>,
     /// Request timeout; `0s` disables it.
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<HttpRetry>,
@@ -277,7 +281,11 @@ pub struct RegexRewrite {
 pub struct HttpRetry {
     #[serde(default)]
     pub attempts: i32,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub per_try_timeout: Option<Duration>,
     /// Comma-separated Envoy retry conditions and status codes (`5xx,connect-failure,503`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,7 +294,11 @@ pub struct HttpRetry {
     pub retry_remote_localities: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_ignore_previous_hosts: Option<bool>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub backoff: Option<Duration>,
 }
 
@@ -295,7 +307,12 @@ impl HttpRetry {
     pub fn retry_on_conditions(&self) -> Vec<&str> {
         self.retry_on
             .as_deref()
-            .map(|s| s.split(',').map(str::trim).filter(|c| !c.is_empty()).collect())
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -313,9 +330,17 @@ pub struct HttpFaultInjection {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultDelay {
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fixed_delay: Option<Duration>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exponential_delay: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<Percent>,
@@ -362,7 +387,11 @@ pub struct CorsPolicy {
     pub allow_headers: Vec<String>,
     #[serde(default)]
     pub expose_headers: Vec<String>,
-    #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_age: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_credentials: Option<bool>,

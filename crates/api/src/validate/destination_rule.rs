@@ -2,12 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use super::{check_duration, check_export_to, check_labels, check_port_number, check_selector, Issues};
+use super::{
+    Issues, check_duration, check_export_to, check_labels, check_port_number, check_selector,
+};
 use crate::error::FieldPath;
 use crate::host;
 use crate::networking::{
-    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, DestinationRule, LoadBalancerSettings,
-    LocalityLbSetting, OutlierDetection, TrafficPolicy,
+    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, DestinationRule,
+    LoadBalancerSettings, LocalityLbSetting, OutlierDetection, TrafficPolicy,
 };
 
 pub(super) fn check(issues: &mut Issues, spec: &FieldPath, dr: &DestinationRule) {
@@ -28,15 +30,24 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, dr: &DestinationRule)
         } else if !host::is_dns1123_label(&subset.name) {
             issues.error(
                 &p.field("name"),
-                format!("subset name {:?} is invalid: must be a DNS-1123 label", subset.name),
+                format!(
+                    "subset name {:?} is invalid: must be a DNS-1123 label",
+                    subset.name
+                ),
             );
         } else if !names.insert(subset.name.as_str()) {
-            issues.error(&p.field("name"), format!("duplicate subset name {:?}", subset.name));
+            issues.error(
+                &p.field("name"),
+                format!("duplicate subset name {:?}", subset.name),
+            );
         }
         // Istio accepts a subset without labels (it then selects every endpoint); that is
         // almost always a mistake, so it is reported, as a warning.
         if subset.labels.is_empty() {
-            issues.warn(&p.field("labels"), "subset has no labels: it selects every endpoint of the host");
+            issues.warn(
+                &p.field("labels"),
+                "subset has no labels: it selects every endpoint of the host",
+            );
         }
         check_labels(issues, &p.field("labels"), &subset.labels);
         if let Some(tp) = &subset.traffic_policy {
@@ -45,7 +56,11 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, dr: &DestinationRule)
     }
     check_export_to(issues, &spec.field("exportTo"), &dr.export_to);
     if let Some(ws) = &dr.workload_selector {
-        check_selector(issues, &spec.field("workloadSelector").field("labels"), Some(&ws.labels));
+        check_selector(
+            issues,
+            &spec.field("workloadSelector").field("labels"),
+            Some(&ws.labels),
+        );
     }
 }
 
@@ -74,11 +89,18 @@ fn check_traffic_policy(issues: &mut Issues, path: &FieldPath, tp: &TrafficPolic
             Some(n) => {
                 check_port_number(issues, &p.field("port").field("number"), n);
                 if !ports.insert(n) {
-                    issues.error(&p.field("port").field("number"), format!("duplicate port {n} in portLevelSettings"));
+                    issues.error(
+                        &p.field("port").field("number"),
+                        format!("duplicate port {n} in portLevelSettings"),
+                    );
                 }
             }
         }
-        if pl.load_balancer.is_none() && pl.connection_pool.is_none() && pl.outlier_detection.is_none() && pl.tls.is_none() {
+        if pl.load_balancer.is_none()
+            && pl.connection_pool.is_none()
+            && pl.outlier_detection.is_none()
+            && pl.tls.is_none()
+        {
             issues.error(&p, "port traffic policy must have at least one field");
         }
         if let Some(lb) = &pl.load_balancer {
@@ -97,12 +119,23 @@ fn check_traffic_policy(issues: &mut Issues, path: &FieldPath, tp: &TrafficPolic
     if let Some(t) = &tp.tunnel {
         let p = path.field("tunnel");
         if let Some(proto) = &t.protocol
-            && proto != "CONNECT" && proto != "POST" {
-                issues.error(&p.field("protocol"), format!("tunnel protocol {proto:?} must be CONNECT or POST"));
-            }
-        issues.check(&p.field("targetHost"), host::check_wildcard_domain(&t.target_host).or_else(|e| {
-            t.target_host.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| e)
-        }));
+            && proto != "CONNECT"
+            && proto != "POST"
+        {
+            issues.error(
+                &p.field("protocol"),
+                format!("tunnel protocol {proto:?} must be CONNECT or POST"),
+            );
+        }
+        issues.check(
+            &p.field("targetHost"),
+            host::check_wildcard_domain(&t.target_host).or_else(|e| {
+                t.target_host
+                    .parse::<std::net::IpAddr>()
+                    .map(|_| ())
+                    .map_err(|_| e)
+            }),
+        );
         check_port_number(issues, &p.field("targetPort"), t.target_port);
     }
 }
@@ -121,7 +154,10 @@ fn check_load_balancer(issues: &mut Issues, path: &FieldPath, lb: &LoadBalancerS
         }
         if let Some(cookie) = &ch.http_cookie {
             if cookie.name.is_empty() {
-                issues.error(&p.field("httpCookie").field("name"), "cookie name is required");
+                issues.error(
+                    &p.field("httpCookie").field("name"),
+                    "cookie name is required",
+                );
             }
             if cookie.ttl.is_some_and(|t| !t.is_zero()) {
                 check_duration(issues, &p.field("httpCookie").field("ttl"), cookie.ttl);
@@ -131,24 +167,42 @@ fn check_load_balancer(issues: &mut Issues, path: &FieldPath, lb: &LoadBalancerS
             issues.error(&p.field("httpHeaderName"), "header name cannot be empty");
         }
         if ch.http_query_parameter_name.as_deref() == Some("") {
-            issues.error(&p.field("httpQueryParameterName"), "query parameter name cannot be empty");
+            issues.error(
+                &p.field("httpQueryParameterName"),
+                "query parameter name cannot be empty",
+            );
         }
-        let algorithms = [ch.ring_hash.is_some(), ch.maglev.is_some(), ch.minimum_ring_size.is_some()]
-            .iter()
-            .filter(|s| **s)
-            .count();
+        let algorithms = [
+            ch.ring_hash.is_some(),
+            ch.maglev.is_some(),
+            ch.minimum_ring_size.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
         if algorithms > 1 {
-            issues.error(&p, "only one of ringHash, maglev or minimumRingSize may be set");
+            issues.error(
+                &p,
+                "only one of ringHash, maglev or minimumRingSize may be set",
+            );
         }
         if let Some(size) = ch.maglev.as_ref().and_then(|m| m.table_size)
-            && !is_prime(size) {
-                issues.error(&p.field("maglev").field("tableSize"), format!("maglev table size {size} must be a prime number"));
-            }
+            && !is_prime(size)
+        {
+            issues.error(
+                &p.field("maglev").field("tableSize"),
+                format!("maglev table size {size} must be a prime number"),
+            );
+        }
     }
     if let Some(l) = &lb.locality_lb_setting {
         check_locality(issues, &path.field("localityLbSetting"), l);
     }
-    check_duration(issues, &path.field("warmupDurationSecs"), lb.warmup_duration_secs);
+    check_duration(
+        issues,
+        &path.field("warmupDurationSecs"),
+        lb.warmup_duration_secs,
+    );
 }
 
 fn is_prime(n: u64) -> bool {
@@ -167,7 +221,10 @@ fn is_prime(n: u64) -> bool {
 
 pub(super) fn check_locality(issues: &mut Issues, path: &FieldPath, l: &LocalityLbSetting) {
     if !l.distribute.is_empty() && !l.failover.is_empty() {
-        issues.error(path, "can not simultaneously specify 'distribute' and 'failover'");
+        issues.error(
+            path,
+            "can not simultaneously specify 'distribute' and 'failover'",
+        );
     }
     for (i, d) in l.distribute.iter().enumerate() {
         let p = path.field("distribute").index(i);
@@ -176,19 +233,28 @@ pub(super) fn check_locality(issues: &mut Issues, path: &FieldPath, l: &Locality
         }
         let total: u64 = d.to.values().map(|w| u64::from(*w)).sum();
         if total != 100 {
-            issues.error(&p.field("to"), format!("total locality weight {total} != 100"));
+            issues.error(
+                &p.field("to"),
+                format!("total locality weight {total} != 100"),
+            );
         }
     }
     for (i, f) in l.failover.iter().enumerate() {
         let p = path.field("failover").index(i);
         if f.from == f.to {
-            issues.error(&p, "locality lb failover settings must specify different regions");
+            issues.error(
+                &p,
+                "locality lb failover settings must specify different regions",
+            );
         }
         if f.from.contains('/') || f.to.contains('/') {
             issues.error(&p, "locality lb failover only specify region");
         }
         if f.to == "*" || f.from == "*" {
-            issues.error(&p, "locality lb failover region should not contain '*' wildcard");
+            issues.error(
+                &p,
+                "locality lb failover region should not contain '*' wildcard",
+            );
         }
     }
 }
@@ -201,42 +267,84 @@ fn check_connection_pool(issues: &mut Issues, path: &FieldPath, cp: &ConnectionP
         let p = path.field("tcp");
         non_negative(issues, &p.field("maxConnections"), tcp.max_connections);
         check_duration(issues, &p.field("connectTimeout"), tcp.connect_timeout);
-        check_duration(issues, &p.field("maxConnectionDuration"), tcp.max_connection_duration);
+        check_duration(
+            issues,
+            &p.field("maxConnectionDuration"),
+            tcp.max_connection_duration,
+        );
         check_duration(issues, &p.field("idleTimeout"), tcp.idle_timeout);
         if let Some(ka) = &tcp.tcp_keepalive {
             check_duration(issues, &p.field("tcpKeepalive").field("time"), ka.time);
-            check_duration(issues, &p.field("tcpKeepalive").field("interval"), ka.interval);
+            check_duration(
+                issues,
+                &p.field("tcpKeepalive").field("interval"),
+                ka.interval,
+            );
         }
     }
     if let Some(http) = &cp.http {
         let p = path.field("http");
-        non_negative(issues, &p.field("http1MaxPendingRequests"), http.http1_max_pending_requests);
-        non_negative(issues, &p.field("http2MaxRequests"), http.http2_max_requests);
-        non_negative(issues, &p.field("maxRequestsPerConnection"), http.max_requests_per_connection);
+        non_negative(
+            issues,
+            &p.field("http1MaxPendingRequests"),
+            http.http1_max_pending_requests,
+        );
+        non_negative(
+            issues,
+            &p.field("http2MaxRequests"),
+            http.http2_max_requests,
+        );
+        non_negative(
+            issues,
+            &p.field("maxRequestsPerConnection"),
+            http.max_requests_per_connection,
+        );
         non_negative(issues, &p.field("maxRetries"), http.max_retries);
-        non_negative(issues, &p.field("maxConcurrentStreams"), http.max_concurrent_streams);
+        non_negative(
+            issues,
+            &p.field("maxConcurrentStreams"),
+            http.max_concurrent_streams,
+        );
         check_duration(issues, &p.field("idleTimeout"), http.idle_timeout);
     }
 }
 
 fn non_negative(issues: &mut Issues, path: &FieldPath, value: Option<i32>) {
     if let Some(v) = value
-        && v < 0 {
-            issues.error(path, format!("{v} must be non-negative"));
-        }
+        && v < 0
+    {
+        issues.error(path, format!("{v} must be non-negative"));
+    }
 }
 
 fn check_outlier_detection(issues: &mut Issues, path: &FieldPath, od: &OutlierDetection) {
-    non_negative(issues, &path.field("consecutiveErrors"), od.consecutive_errors);
+    non_negative(
+        issues,
+        &path.field("consecutiveErrors"),
+        od.consecutive_errors,
+    );
     check_duration(issues, &path.field("interval"), od.interval);
-    check_duration(issues, &path.field("baseEjectionTime"), od.base_ejection_time);
-    for (field, value) in [("maxEjectionPercent", od.max_ejection_percent), ("minHealthPercent", od.min_health_percent)] {
+    check_duration(
+        issues,
+        &path.field("baseEjectionTime"),
+        od.base_ejection_time,
+    );
+    for (field, value) in [
+        ("maxEjectionPercent", od.max_ejection_percent),
+        ("minHealthPercent", od.min_health_percent),
+    ] {
         if let Some(v) = value
-            && !(0..=100).contains(&v) {
-                issues.error(&path.field(field), format!("{field} {v} must be in the range 0..100"));
-            }
+            && !(0..=100).contains(&v)
+        {
+            issues.error(
+                &path.field(field),
+                format!("{field} {v} must be in the range 0..100"),
+            );
+        }
     }
-    if od.consecutive_local_origin_failures.is_some() && od.split_external_local_origin_errors != Some(true) {
+    if od.consecutive_local_origin_failures.is_some()
+        && od.split_external_local_origin_errors != Some(true)
+    {
         issues.error(
             &path.field("consecutiveLocalOriginFailures"),
             "consecutiveLocalOriginFailures requires splitExternalLocalOriginErrors: true",
@@ -245,7 +353,9 @@ fn check_outlier_detection(issues: &mut Issues, path: &FieldPath, od: &OutlierDe
 }
 
 pub(super) fn check_client_tls(issues: &mut Issues, path: &FieldPath, tls: &ClientTlsSettings) {
-    let has_files = tls.client_certificate.is_some() || tls.private_key.is_some() || tls.ca_certificates.is_some();
+    let has_files = tls.client_certificate.is_some()
+        || tls.private_key.is_some()
+        || tls.ca_certificates.is_some();
     match tls.mode() {
         ClientTlsMode::Disable | ClientTlsMode::IstioMutual => {
             if has_files || tls.credential_name.is_some() {
@@ -261,16 +371,25 @@ pub(super) fn check_client_tls(issues: &mut Issues, path: &FieldPath, tls: &Clie
         ClientTlsMode::Mutual => {
             if tls.credential_name.is_none() {
                 if tls.client_certificate.is_none() {
-                    issues.error(&path.field("clientCertificate"), "client certificate required for mutual tls");
+                    issues.error(
+                        &path.field("clientCertificate"),
+                        "client certificate required for mutual tls",
+                    );
                 }
                 if tls.private_key.is_none() {
-                    issues.error(&path.field("privateKey"), "private key required for mutual tls");
+                    issues.error(
+                        &path.field("privateKey"),
+                        "private key required for mutual tls",
+                    );
                 }
             }
         }
         ClientTlsMode::Simple => {}
     }
     if tls.credential_name.is_some() && has_files {
-        issues.error(path, "cannot specify both credentialName and certificate files");
+        issues.error(
+            path,
+            "cannot specify both credentialName and certificate files",
+        );
     }
 }

@@ -3,10 +3,10 @@
 use std::collections::BTreeSet;
 
 use super::destination_rule::check_locality;
-use super::{check_duration, check_export_to, check_port_number, Issues};
+use super::{Issues, check_duration, check_export_to, check_port_number};
 use crate::error::{FieldIssue, FieldPath};
 use crate::host;
-use crate::mesh::{MeshConfig, ProxyConfig, EXTENSION_PROVIDER_KINDS};
+use crate::mesh::{EXTENSION_PROVIDER_KINDS, MeshConfig, ProxyConfig};
 
 /// Provider names usable in `defaultProviders` without being declared in `extensionProviders`
 /// (Istio ships them in its default mesh config).
@@ -18,8 +18,15 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
     let root = FieldPath::root();
     let i = &mut issues;
     check_duration(i, &root.field("connectTimeout"), mesh.connect_timeout);
-    if mesh.protocol_detection_timeout.is_some_and(|d| !d.is_zero()) {
-        check_duration(i, &root.field("protocolDetectionTimeout"), mesh.protocol_detection_timeout);
+    if mesh
+        .protocol_detection_timeout
+        .is_some_and(|d| !d.is_zero())
+    {
+        check_duration(
+            i,
+            &root.field("protocolDetectionTimeout"),
+            mesh.protocol_detection_timeout,
+        );
     }
     check_duration(i, &root.field("dnsRefreshRate"), mesh.dns_refresh_rate);
     for (field, port) in [
@@ -32,23 +39,50 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
         }
     }
     if let Some(td) = &mesh.trust_domain
-        && (td.is_empty() || !td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))) {
-            i.error(&root.field("trustDomain"), format!("invalid trust domain {td:?}"));
-        }
+        && (td.is_empty()
+            || !td
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b)))
+    {
+        i.error(
+            &root.field("trustDomain"),
+            format!("invalid trust domain {td:?}"),
+        );
+    }
     if let Some(ns) = &mesh.root_namespace
-        && !host::is_dns1123_label(ns) {
-            i.error(&root.field("rootNamespace"), format!("invalid namespace {ns:?}"));
-        }
-    check_export_to(i, &root.field("defaultServiceExportTo"), &mesh.default_service_export_to);
-    check_export_to(i, &root.field("defaultVirtualServiceExportTo"), &mesh.default_virtual_service_export_to);
-    check_export_to(i, &root.field("defaultDestinationRuleExportTo"), &mesh.default_destination_rule_export_to);
+        && !host::is_dns1123_label(ns)
+    {
+        i.error(
+            &root.field("rootNamespace"),
+            format!("invalid namespace {ns:?}"),
+        );
+    }
+    check_export_to(
+        i,
+        &root.field("defaultServiceExportTo"),
+        &mesh.default_service_export_to,
+    );
+    check_export_to(
+        i,
+        &root.field("defaultVirtualServiceExportTo"),
+        &mesh.default_virtual_service_export_to,
+    );
+    check_export_to(
+        i,
+        &root.field("defaultDestinationRuleExportTo"),
+        &mesh.default_destination_rule_export_to,
+    );
     if let Some(l) = &mesh.locality_lb_setting {
         check_locality(i, &root.field("localityLbSetting"), l);
     }
     if let Some(r) = &mesh.default_http_retry_policy
-        && r.attempts < 0 {
-            i.error(&root.field("defaultHttpRetryPolicy").field("attempts"), "attempts cannot be negative");
-        }
+        && r.attempts < 0
+    {
+        i.error(
+            &root.field("defaultHttpRetryPolicy").field("attempts"),
+            "attempts cannot be negative",
+        );
+    }
     if let Some(pc) = &mesh.default_config {
         check_proxy_config(i, &root.field("defaultConfig"), pc);
     }
@@ -58,11 +92,20 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
         if provider.name.is_empty() {
             i.error(&p.field("name"), "extension provider name is required");
         } else if !names.insert(provider.name.as_str()) {
-            i.error(&p.field("name"), format!("duplicate extension provider name {:?}", provider.name));
+            i.error(
+                &p.field("name"),
+                format!("duplicate extension provider name {:?}", provider.name),
+            );
         }
         for kind in provider.provider.keys() {
             if !EXTENSION_PROVIDER_KINDS.contains(&kind.as_str()) {
-                i.error(&p.field(kind), format!("unknown extension provider kind {kind:?} (expected one of {})", EXTENSION_PROVIDER_KINDS.join(", ")));
+                i.error(
+                    &p.field(kind),
+                    format!(
+                        "unknown extension provider kind {kind:?} (expected one of {})",
+                        EXTENSION_PROVIDER_KINDS.join(", ")
+                    ),
+                );
             }
         }
         match provider.provider.len() {
@@ -71,23 +114,35 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
             _ => i.error(&p, "extension provider must set only one provider kind"),
         }
         if let Some((kind, body)) = provider.kind()
-            && (body.get("service").is_some() || body.get("port").is_some()) {
-                let service = body.get("service").and_then(|s| s.as_str()).unwrap_or("");
-                if service.is_empty() {
-                    i.error(&p.field(kind).field("service"), "service is required");
-                }
-                match body.get("port").and_then(|v| v.as_u64()) {
-                    Some(port) => check_port_number(i, &p.field(kind).field("port"), u32::try_from(port).unwrap_or(0)),
-                    None => i.error(&p.field(kind).field("port"), "port is required"),
-                }
+            && (body.get("service").is_some() || body.get("port").is_some())
+        {
+            let service = body.get("service").and_then(|s| s.as_str()).unwrap_or("");
+            if service.is_empty() {
+                i.error(&p.field(kind).field("service"), "service is required");
             }
+            match body.get("port").and_then(|v| v.as_u64()) {
+                Some(port) => check_port_number(
+                    i,
+                    &p.field(kind).field("port"),
+                    u32::try_from(port).unwrap_or(0),
+                ),
+                None => i.error(&p.field(kind).field("port"), "port is required"),
+            }
+        }
     }
     if let Some(dp) = &mesh.default_providers {
         let p = root.field("defaultProviders");
-        for (field, list) in [("tracing", &dp.tracing), ("metrics", &dp.metrics), ("accessLogging", &dp.access_logging)] {
+        for (field, list) in [
+            ("tracing", &dp.tracing),
+            ("metrics", &dp.metrics),
+            ("accessLogging", &dp.access_logging),
+        ] {
             for (n, name) in list.iter().enumerate() {
                 if !names.contains(name.as_str()) && !BUILTIN_PROVIDERS.contains(&name.as_str()) {
-                    i.error(&p.field(field).index(n), format!("default provider {name:?} is not defined in extensionProviders"));
+                    i.error(
+                        &p.field(field).index(n),
+                        format!("default provider {name:?} is not defined in extensionProviders"),
+                    );
                 }
             }
         }
@@ -103,25 +158,46 @@ fn check_proxy_config(i: &mut Issues, path: &FieldPath, pc: &ProxyConfig) {
             .and_then(|(_, port)| port.parse::<u32>().ok())
             .is_some_and(|port| (1..=65535).contains(&port));
         if !ok {
-            i.error(&path.field("discoveryAddress"), format!("discoveryAddress {addr:?} must be host:port"));
+            i.error(
+                &path.field("discoveryAddress"),
+                format!("discoveryAddress {addr:?} must be host:port"),
+            );
         }
     }
-    for (field, port) in [("proxyAdminPort", pc.proxy_admin_port), ("statusPort", pc.status_port)] {
+    for (field, port) in [
+        ("proxyAdminPort", pc.proxy_admin_port),
+        ("statusPort", pc.status_port),
+    ] {
         if let Some(p) = port.filter(|p| *p != 0) {
             check_port_number(i, &path.field(field), u32::try_from(p).unwrap_or(0));
         }
     }
     if let Some(c) = pc.concurrency
-        && c < 0 {
-            i.error(&path.field("concurrency"), "concurrency must be non-negative");
-        }
+        && c < 0
+    {
+        i.error(
+            &path.field("concurrency"),
+            "concurrency must be non-negative",
+        );
+    }
     check_duration(i, &path.field("drainDuration"), pc.drain_duration);
-    check_duration(i, &path.field("terminationDrainDuration"), pc.termination_drain_duration);
-    check_duration(i, &path.field("parentShutdownDuration"), pc.parent_shutdown_duration);
+    check_duration(
+        i,
+        &path.field("terminationDrainDuration"),
+        pc.termination_drain_duration,
+    );
+    check_duration(
+        i,
+        &path.field("parentShutdownDuration"),
+        pc.parent_shutdown_duration,
+    );
     check_duration(i, &path.field("fileFlushInterval"), pc.file_flush_interval);
     for key in pc.proxy_metadata.keys() {
         if key.is_empty() {
-            i.error(&path.field("proxyMetadata"), "proxyMetadata keys cannot be empty");
+            i.error(
+                &path.field("proxyMetadata"),
+                "proxyMetadata keys cannot be empty",
+            );
         }
     }
 }

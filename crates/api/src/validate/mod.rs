@@ -25,8 +25,18 @@ pub use mesh::validate_mesh_config;
 
 /// Port protocols Istio recognises (compared case-insensitively).
 pub const PROTOCOLS: &[&str] = &[
-    "HTTP", "HTTPS", "GRPC", "GRPC-Web", "HTTP2", "HTTP_PROXY", "TCP", "TLS", "UDP", "Mongo",
-    "Redis", "MySQL",
+    "HTTP",
+    "HTTPS",
+    "GRPC",
+    "GRPC-Web",
+    "HTTP2",
+    "HTTP_PROXY",
+    "TCP",
+    "TLS",
+    "UDP",
+    "Mongo",
+    "Redis",
+    "MySQL",
 ];
 
 /// Regular expressions longer than this are refused (Istio's limit for Envoy's RE2).
@@ -45,7 +55,9 @@ pub fn validate(resource: &Resource) -> Vec<FieldIssue> {
         Resource::WorkloadEntry(o) => {
             service_entry::check_workload_entry(&mut issues, &spec, &o.spec, None)
         }
-        Resource::WorkloadGroup(o) => service_entry::check_workload_group(&mut issues, &spec, &o.spec),
+        Resource::WorkloadGroup(o) => {
+            service_entry::check_workload_group(&mut issues, &spec, &o.spec)
+        }
         Resource::Sidecar(o) => sidecar::check(&mut issues, &spec, &o.spec),
         Resource::PeerAuthentication(o) => security::check_peer(&mut issues, &spec, &o.spec),
         Resource::AuthorizationPolicy(o) => security::check_authz(&mut issues, &spec, &o.spec),
@@ -64,16 +76,21 @@ fn check_metadata(issues: &mut Issues, resource: &Resource) {
     } else if !host::is_dns1123_subdomain(&meta.name) {
         issues.error(
             &path.field("name"),
-            format!("invalid name {:?}: must be a lower-case DNS-1123 subdomain", meta.name),
+            format!(
+                "invalid name {:?}: must be a lower-case DNS-1123 subdomain",
+                meta.name
+            ),
         );
     }
     if let Some(ns) = &meta.namespace
-        && !ns.is_empty() && !host::is_dns1123_label(ns) {
-            issues.error(
-                &path.field("namespace"),
-                format!("invalid namespace {ns:?}: must be a lower-case DNS-1123 label"),
-            );
-        }
+        && !ns.is_empty()
+        && !host::is_dns1123_label(ns)
+    {
+        issues.error(
+            &path.field("namespace"),
+            format!("invalid namespace {ns:?}: must be a lower-case DNS-1123 label"),
+        );
+    }
     check_labels(issues, &path.field("labels"), &meta.labels);
 }
 
@@ -100,7 +117,10 @@ impl Issues {
 
 pub(crate) fn check_port_number(issues: &mut Issues, path: &FieldPath, port: u32) {
     if !(1..=65535).contains(&port) {
-        issues.error(path, format!("port number {port} must be in the range 1..65535"));
+        issues.error(
+            path,
+            format!("port number {port} must be in the range 1..65535"),
+        );
     }
 }
 
@@ -130,7 +150,10 @@ pub(crate) fn check_port(issues: &mut Issues, path: &FieldPath, port: &Port, nam
     } else if !host::is_dns1123_label(&port.name) {
         issues.error(
             &path.field("name"),
-            format!("invalid port name {:?}: must be a DNS-1123 label", port.name),
+            format!(
+                "invalid port name {:?}: must be a DNS-1123 label",
+                port.name
+            ),
         );
     }
     if let Some(target) = port.target_port {
@@ -139,7 +162,11 @@ pub(crate) fn check_port(issues: &mut Issues, path: &FieldPath, port: &Port, nam
 }
 
 /// Kubernetes label keys (`[prefix/]name`) and values.
-pub(crate) fn check_labels(issues: &mut Issues, path: &FieldPath, labels: &BTreeMap<String, String>) {
+pub(crate) fn check_labels(
+    issues: &mut Issues,
+    path: &FieldPath,
+    labels: &BTreeMap<String, String>,
+) {
     for (key, value) in labels {
         let field = path.field(key);
         let (prefix, name) = match key.rsplit_once('/') {
@@ -147,9 +174,13 @@ pub(crate) fn check_labels(issues: &mut Issues, path: &FieldPath, labels: &BTree
             None => (None, key.as_str()),
         };
         if let Some(prefix) = prefix
-            && !host::is_dns1123_subdomain(prefix) {
-                issues.error(&field, format!("invalid label key {key:?}: prefix must be a DNS subdomain"));
-            }
+            && !host::is_dns1123_subdomain(prefix)
+        {
+            issues.error(
+                &field,
+                format!("invalid label key {key:?}: prefix must be a DNS subdomain"),
+            );
+        }
         if !is_label_value(name) || name.is_empty() {
             issues.error(
                 &field,
@@ -185,7 +216,10 @@ pub(crate) fn check_duration(issues: &mut Issues, path: &FieldPath, duration: Op
     if d < Duration::from_millis(1) {
         issues.error(path, "duration must be at least 1ms");
     } else if d.subsec_nanos() % 1_000_000 != 0 {
-        issues.error(path, "only durations to millisecond precision are supported");
+        issues.error(
+            path,
+            "only durations to millisecond precision are supported",
+        );
     }
 }
 
@@ -212,9 +246,10 @@ pub(crate) fn check_string_match(
         Some(StringMatchKind::Present) if !allow_presence => {
             issues.error(path, "one of exact, prefix or regex must be set")
         }
-        Some(StringMatchKind::Prefix("")) => {
-            issues.error(&path.field("prefix"), "prefix string match should not be empty")
-        }
+        Some(StringMatchKind::Prefix("")) => issues.error(
+            &path.field("prefix"),
+            "prefix string match should not be empty",
+        ),
         Some(StringMatchKind::Regex(re)) => check_regex(issues, &path.field("regex"), re),
         _ => {}
     }
@@ -229,12 +264,16 @@ pub(crate) fn check_regex(issues: &mut Issues, path: &FieldPath, pattern: &str) 
         return;
     }
     if pattern.len() > MAX_REGEX_LEN {
-        issues.error(path, format!("regex is too large, max length allowed is {MAX_REGEX_LEN}"));
+        issues.error(
+            path,
+            format!("regex is too large, max length allowed is {MAX_REGEX_LEN}"),
+        );
         return;
     }
     if let Err(e) = regex::Regex::new(pattern) {
         let detail = e.to_string();
-        let reason = detail.lines().last().unwrap_or(&detail).trim().to_string();
+        let last = detail.lines().last().unwrap_or(&detail).trim();
+        let reason = last.strip_prefix("error: ").unwrap_or(last);
         issues.error(
             path,
             format!("invalid regex {pattern:?}: {reason} (Envoy uses RE2 syntax, which has no lookaround or backreferences)"),
@@ -244,7 +283,9 @@ pub(crate) fn check_regex(issues: &mut Issues, path: &FieldPath, pattern: &str) 
     if pattern.contains('[') && (pattern.contains("&&") || pattern.contains("~~")) {
         issues.error(
             path,
-            format!("invalid regex {pattern:?}: character class set operations are not supported by RE2"),
+            format!(
+                "invalid regex {pattern:?}: character class set operations are not supported by RE2"
+            ),
         );
     }
 }
@@ -255,9 +296,9 @@ pub(crate) fn check_header_name(issues: &mut Issues, path: &FieldPath, name: &st
         issues.error(path, "header name cannot be empty");
         return;
     }
-    let token = name.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-    });
+    let token = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !token {
         issues.error(path, format!("invalid header name {name:?}"));
     }
@@ -312,7 +353,10 @@ pub(crate) fn check_selector(
 ) {
     if let Some(labels) = labels {
         if labels.is_empty() {
-            issues.warn(path, "selector has no labels: it selects every workload in the namespace");
+            issues.warn(
+                path,
+                "selector has no labels: it selects every workload in the namespace",
+            );
         }
         check_labels(issues, path, labels);
     }

@@ -1,6 +1,8 @@
 //! PeerAuthentication, AuthorizationPolicy and RequestAuthentication rules.
 
-use super::{check_duration, check_header_name, check_ip_or_cidr, check_labels, check_port_number, Issues};
+use super::{
+    Issues, check_duration, check_header_name, check_ip_or_cidr, check_labels, check_port_number,
+};
 use crate::error::FieldPath;
 use crate::meta::LabelSelector;
 use crate::security::{
@@ -43,14 +45,18 @@ fn check_targets(
         issues.error(spec, "only one of targetRef or targetRefs can be set");
     }
     if selector.is_some() && (target_ref.is_some() || !target_refs.is_empty()) {
-        issues.error(spec, "only one of targetRefs or workload selector can be set");
+        issues.error(
+            spec,
+            "only one of targetRefs or workload selector can be set",
+        );
     }
     let refs = target_ref.into_iter().chain(target_refs.iter());
     for (i, r) in refs.enumerate() {
         let p = if target_ref.is_some() && i == 0 {
             spec.field("targetRef")
         } else {
-            spec.field("targetRefs").index(i - usize::from(target_ref.is_some()))
+            spec.field("targetRefs")
+                .index(i - usize::from(target_ref.is_some()))
         };
         if r.kind.is_empty() {
             issues.error(&p.field("kind"), "targetRef kind is required");
@@ -63,7 +69,10 @@ fn check_targets(
 
 pub(super) fn check_peer(issues: &mut Issues, spec: &FieldPath, pa: &PeerAuthentication) {
     check_selector_labels(issues, &spec.field("selector"), pa.selector.as_ref());
-    let has_selector = pa.selector.as_ref().is_some_and(|s| !s.match_labels.is_empty());
+    let has_selector = pa
+        .selector
+        .as_ref()
+        .is_some_and(|s| !s.match_labels.is_empty());
     if !pa.port_level_mtls.is_empty() && !has_selector {
         issues.error(
             &spec.field("portLevelMtls"),
@@ -71,22 +80,38 @@ pub(super) fn check_peer(issues: &mut Issues, spec: &FieldPath, pa: &PeerAuthent
         );
     }
     for port in pa.port_level_mtls.keys() {
-        check_port_number(issues, &spec.field("portLevelMtls").field(&port.to_string()), *port);
+        check_port_number(
+            issues,
+            &spec.field("portLevelMtls").field(&port.to_string()),
+            *port,
+        );
     }
 }
 
 pub(super) fn check_authz(issues: &mut Issues, spec: &FieldPath, ap: &AuthorizationPolicy) {
     check_selector_labels(issues, &spec.field("selector"), ap.selector.as_ref());
-    check_targets(issues, spec, ap.selector.as_ref(), ap.target_ref.as_ref(), &ap.target_refs);
+    check_targets(
+        issues,
+        spec,
+        ap.selector.as_ref(),
+        ap.target_ref.as_ref(),
+        &ap.target_refs,
+    );
     match (ap.action(), &ap.provider) {
         (AuthorizationAction::Custom, None) => {
             issues.error(&spec.field("provider"), "CUSTOM action requires a provider");
         }
         (AuthorizationAction::Custom, Some(p)) if p.name.is_empty() => {
-            issues.error(&spec.field("provider").field("name"), "provider name is required");
+            issues.error(
+                &spec.field("provider").field("name"),
+                "provider name is required",
+            );
         }
         (AuthorizationAction::Custom, Some(_)) => {}
-        (_, Some(_)) => issues.error(&spec.field("provider"), "provider may only be set with the CUSTOM action"),
+        (_, Some(_)) => issues.error(
+            &spec.field("provider"),
+            "provider may only be set with the CUSTOM action",
+        ),
         (_, None) => {}
     }
     for (i, rule) in ap.rules.iter().enumerate() {
@@ -108,19 +133,35 @@ pub(super) fn check_authz(issues: &mut Issues, spec: &FieldPath, ap: &Authorizat
         for (j, cond) in rule.when.iter().enumerate() {
             let cp = p.field("when").index(j);
             let known = CONDITION_KEYS.iter().any(|k| match k.strip_suffix('[') {
-                Some(base) => cond.key.starts_with(k) && cond.key.ends_with(']') && cond.key.len() > base.len() + 2,
+                Some(base) => {
+                    cond.key.starts_with(k)
+                        && cond.key.ends_with(']')
+                        && cond.key.len() > base.len() + 2
+                }
                 None if k.ends_with('.') => cond.key.starts_with(k),
                 None => cond.key == *k,
             });
             if cond.key.is_empty() {
                 issues.error(&cp.field("key"), "condition key is required");
             } else if !known {
-                issues.error(&cp.field("key"), format!("unknown condition key {:?}", cond.key));
+                issues.error(
+                    &cp.field("key"),
+                    format!("unknown condition key {:?}", cond.key),
+                );
             }
             if cond.values.is_empty() && cond.not_values.is_empty() {
-                issues.error(&cp, format!("at least one of values or notValues must be set for key {:?}", cond.key));
+                issues.error(
+                    &cp,
+                    format!(
+                        "at least one of values or notValues must be set for key {:?}",
+                        cond.key
+                    ),
+                );
             }
-            let is_ip_key = matches!(cond.key.as_str(), "source.ip" | "remote.ip" | "destination.ip");
+            let is_ip_key = matches!(
+                cond.key.as_str(),
+                "source.ip" | "remote.ip" | "destination.ip"
+            );
             for (field, values) in [("values", &cond.values), ("notValues", &cond.not_values)] {
                 for (k, v) in values.iter().enumerate() {
                     if is_ip_key {
@@ -193,15 +234,28 @@ fn check_operation(issues: &mut Issues, path: &FieldPath, o: &Operation) {
     for (field, values) in [("paths", &o.paths), ("notPaths", &o.not_paths)] {
         for (i, v) in values.iter().enumerate() {
             if !v.is_empty() && !v.starts_with('/') && !v.starts_with('*') {
-                issues.error(&path.field(field).index(i), format!("path {v:?} must start with '/' or '*'"));
+                issues.error(
+                    &path.field(field).index(i),
+                    format!("path {v:?} must start with '/' or '*'"),
+                );
             }
         }
     }
 }
 
-pub(super) fn check_request_authn(issues: &mut Issues, spec: &FieldPath, ra: &RequestAuthentication) {
+pub(super) fn check_request_authn(
+    issues: &mut Issues,
+    spec: &FieldPath,
+    ra: &RequestAuthentication,
+) {
     check_selector_labels(issues, &spec.field("selector"), ra.selector.as_ref());
-    check_targets(issues, spec, ra.selector.as_ref(), ra.target_ref.as_ref(), &ra.target_refs);
+    check_targets(
+        issues,
+        spec,
+        ra.selector.as_ref(),
+        ra.target_ref.as_ref(),
+        &ra.target_refs,
+    );
     for (i, rule) in ra.jwt_rules.iter().enumerate() {
         let p = spec.field("jwtRules").index(i);
         if rule.issuer.is_empty() {
@@ -211,11 +265,18 @@ pub(super) fn check_request_authn(issues: &mut Issues, spec: &FieldPath, ra: &Re
             let scheme_ok = uri.starts_with("https://") || uri.starts_with("http://");
             let host_part = uri.split_once("://").map_or("", |(_, rest)| rest);
             if !scheme_ok || host_part.is_empty() || host_part.starts_with('/') {
-                issues.error(&p.field("jwksUri"), format!("invalid jwksUri {uri:?}: must be an http(s) URL"));
+                issues.error(
+                    &p.field("jwksUri"),
+                    format!("invalid jwksUri {uri:?}: must be an http(s) URL"),
+                );
             }
         }
         for (j, h) in rule.from_headers.iter().enumerate() {
-            check_header_name(issues, &p.field("fromHeaders").index(j).field("name"), &h.name);
+            check_header_name(
+                issues,
+                &p.field("fromHeaders").index(j).field("name"),
+                &h.name,
+            );
         }
         check_non_empty_values(issues, &p.field("fromParams"), &rule.from_params);
         check_non_empty_values(issues, &p.field("fromCookies"), &rule.from_cookies);

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use super::{check_export_to, check_ip_or_cidr, check_labels, check_port, check_port_number, check_selector, Issues};
+use super::{
+    Issues, check_export_to, check_ip_or_cidr, check_labels, check_port, check_port_number,
+    check_selector,
+};
 use crate::error::FieldPath;
 use crate::host;
 use crate::networking::{ReadinessProbe, Resolution, ServiceEntry, WorkloadEntry, WorkloadGroup};
@@ -28,7 +31,10 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, se: &ServiceEntry) {
         check_ip_or_cidr(issues, &spec.field("addresses").index(i), address);
     }
     if has_cidr && !matches!(resolution, Resolution::None | Resolution::Static) {
-        issues.error(&spec.field("addresses"), "CIDR addresses are allowed only for NONE/STATIC resolution types");
+        issues.error(
+            &spec.field("addresses"),
+            "CIDR addresses are allowed only for NONE/STATIC resolution types",
+        );
     }
     let mut names = BTreeSet::new();
     let mut numbers = BTreeSet::new();
@@ -36,17 +42,30 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, se: &ServiceEntry) {
         let p = spec.field("ports").index(i);
         check_port(issues, &p, port, true);
         if !port.name.is_empty() && !names.insert(port.name.as_str()) {
-            issues.error(&p.field("name"), format!("service entry port name {:?} already defined", port.name));
+            issues.error(
+                &p.field("name"),
+                format!("service entry port name {:?} already defined", port.name),
+            );
         }
         if !numbers.insert(port.number) {
-            issues.error(&p.field("number"), format!("service entry port {} already defined", port.number));
+            issues.error(
+                &p.field("number"),
+                format!("service entry port {} already defined", port.number),
+            );
         }
     }
     if se.workload_selector.is_some() && !se.endpoints.is_empty() {
-        issues.error(spec, "only one of workloadSelector or endpoints is allowed in a service entry");
+        issues.error(
+            spec,
+            "only one of workloadSelector or endpoints is allowed in a service entry",
+        );
     }
     if let Some(ws) = &se.workload_selector {
-        check_selector(issues, &spec.field("workloadSelector").field("labels"), Some(&ws.labels));
+        check_selector(
+            issues,
+            &spec.field("workloadSelector").field("labels"),
+            Some(&ws.labels),
+        );
     }
     check_resolution(issues, spec, se, resolution);
     for (i, ep) in se.endpoints.iter().enumerate() {
@@ -59,7 +78,10 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, se: &ServiceEntry) {
                 issues.error(&p, format!("endpoint address {:?} must be an IP address or unix socket for STATIC resolution", ep.address));
             }
             Resolution::Dns | Resolution::DnsRoundRobin if is_unix => {
-                issues.error(&p, "unix socket endpoints are only allowed with STATIC resolution");
+                issues.error(
+                    &p,
+                    "unix socket endpoints are only allowed with STATIC resolution",
+                );
             }
             _ => {}
         }
@@ -68,12 +90,19 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, se: &ServiceEntry) {
 }
 
 /// Resolution and endpoints must agree (Istio's rules).
-fn check_resolution(issues: &mut Issues, spec: &FieldPath, se: &ServiceEntry, resolution: Resolution) {
-    let path = spec.field("resolution");
+fn check_resolution(
+    issues: &mut Issues,
+    spec: &FieldPath,
+    se: &ServiceEntry,
+    resolution: Resolution,
+) {
     match resolution {
         Resolution::None => {
             if !se.endpoints.is_empty() {
-                issues.error(&spec.field("endpoints"), "no endpoints should be provided for resolution type NONE");
+                issues.error(
+                    &spec.field("endpoints"),
+                    "no endpoints should be provided for resolution type NONE",
+                );
             }
         }
         Resolution::Static => {
@@ -93,10 +122,10 @@ fn check_resolution(issues: &mut Issues, spec: &FieldPath, se: &ServiceEntry, re
                 }
             }
             if resolution == Resolution::DnsRoundRobin && se.endpoints.len() > 1 {
-                issues.error(&spec.field("endpoints"), "there must be only 0 or 1 endpoint for resolution type DNS_ROUND_ROBIN");
-            }
-            if !se.addresses.is_empty() && se.addresses.iter().any(|a| a.contains('/')) {
-                issues.error(&path, "DNS resolution cannot be used with CIDR addresses");
+                issues.error(
+                    &spec.field("endpoints"),
+                    "there must be only 0 or 1 endpoint for resolution type DNS_ROUND_ROBIN",
+                );
             }
         }
     }
@@ -117,21 +146,35 @@ pub(super) fn check_workload_entry(
         }
     } else if let Some(socket) = address.strip_prefix(UNIX_PREFIX) {
         if !socket.starts_with('/') && !socket.starts_with('@') {
-            issues.error(&path.field("address"), format!("unix endpoint {address:?} must be an absolute path or abstract socket"));
+            issues.error(
+                &path.field("address"),
+                format!("unix endpoint {address:?} must be an absolute path or abstract socket"),
+            );
         }
         if !we.ports.is_empty() {
-            issues.error(&path.field("ports"), format!("unix endpoint {address} must not include ports"));
+            issues.error(
+                &path.field("ports"),
+                format!("unix endpoint {address} must not include ports"),
+            );
         }
     } else if address.parse::<std::net::IpAddr>().is_err()
-        && let Err(reason) = host::check_fqdn(address) {
-            issues.error(&path.field("address"), format!("endpoint address {address:?} is not a valid FQDN or an IP address ({reason})"));
-        }
+        && let Err(reason) = host::check_fqdn(address)
+    {
+        issues.error(
+            &path.field("address"),
+            format!("endpoint address {address:?} is not a valid FQDN or an IP address ({reason})"),
+        );
+    }
     for (name, port) in &we.ports {
         let p = path.field("ports").field(name);
         if let Some(names) = service_ports
-            && !names.contains(name.as_str()) {
-                issues.error(&p, format!("endpoint port {name:?} is not defined by the service entry"));
-            }
+            && !names.contains(name.as_str())
+        {
+            issues.error(
+                &p,
+                format!("endpoint port {name:?} is not defined by the service entry"),
+            );
+        }
         if !host::is_dns1123_label(name) {
             issues.error(&p, format!("invalid port name {name:?}"));
         }
@@ -139,13 +182,18 @@ pub(super) fn check_workload_entry(
     }
     check_labels(issues, &path.field("labels"), &we.labels);
     if let Some(w) = we.weight
-        && w == 0 {
-            issues.warn(&path.field("weight"), "weight 0 means the default weight");
-        }
+        && w == 0
+    {
+        issues.warn(&path.field("weight"), "weight 0 means the default weight");
+    }
     if let Some(sa) = &we.service_account
-        && !host::is_dns1123_subdomain(sa) {
-            issues.error(&path.field("serviceAccount"), format!("invalid service account name {sa:?}"));
-        }
+        && !host::is_dns1123_subdomain(sa)
+    {
+        issues.error(
+            &path.field("serviceAccount"),
+            format!("invalid service account name {sa:?}"),
+        );
+    }
 }
 
 pub(super) fn check_workload_group(issues: &mut Issues, spec: &FieldPath, wg: &WorkloadGroup) {
@@ -180,27 +228,44 @@ fn check_probe(issues: &mut Issues, path: &FieldPath, probe: &ReadinessProbe) {
             issues.error(&path.field(field), format!("{field} must be non-negative"));
         }
     }
-    let methods = [probe.http_get.is_some(), probe.tcp_socket.is_some(), probe.exec.is_some(), probe.grpc.is_some()]
-        .iter()
-        .filter(|m| **m)
-        .count();
+    let methods = [
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+        probe.exec.is_some(),
+        probe.grpc.is_some(),
+    ]
+    .iter()
+    .filter(|m| **m)
+    .count();
     if methods != 1 {
-        issues.error(path, "exactly one of httpGet, tcpSocket, exec or grpc must be set");
+        issues.error(
+            path,
+            "exactly one of httpGet, tcpSocket, exec or grpc must be set",
+        );
     }
     if let Some(h) = &probe.http_get {
         check_port_number(issues, &path.field("httpGet").field("port"), h.port);
         if let Some(s) = &h.scheme
-            && s != "HTTP" && s != "HTTPS" {
-                issues.error(&path.field("httpGet").field("scheme"), "httpGet.scheme must be one of \"HTTPS\", \"HTTP\"");
-            }
+            && s != "HTTP"
+            && s != "HTTPS"
+        {
+            issues.error(
+                &path.field("httpGet").field("scheme"),
+                "httpGet.scheme must be one of \"HTTPS\", \"HTTP\"",
+            );
+        }
     }
     if let Some(t) = &probe.tcp_socket {
         check_port_number(issues, &path.field("tcpSocket").field("port"), t.port);
     }
     if let Some(e) = &probe.exec
-        && e.command.is_empty() {
-            issues.error(&path.field("exec").field("command"), "exec.command is required");
-        }
+        && e.command.is_empty()
+    {
+        issues.error(
+            &path.field("exec").field("command"),
+            "exec.command is required",
+        );
+    }
     if let Some(g) = &probe.grpc {
         check_port_number(issues, &path.field("grpc").field("port"), g.port);
     }

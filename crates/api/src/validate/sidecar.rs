@@ -3,14 +3,18 @@
 use std::collections::BTreeSet;
 
 use super::virtual_service::check_destination;
-use super::{check_port, check_selector, Issues};
+use super::{Issues, check_port, check_selector};
 use crate::error::FieldPath;
 use crate::host;
 use crate::networking::{OutboundTrafficMode, Sidecar};
 
 pub(super) fn check(issues: &mut Issues, spec: &FieldPath, sc: &Sidecar) {
     if let Some(ws) = &sc.workload_selector {
-        check_selector(issues, &spec.field("workloadSelector").field("labels"), Some(&ws.labels));
+        check_selector(
+            issues,
+            &spec.field("workloadSelector").field("labels"),
+            Some(&ws.labels),
+        );
     }
     if sc.egress.is_empty()
         && sc.ingress.is_empty()
@@ -23,11 +27,20 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, sc: &Sidecar) {
     for (i, listener) in sc.ingress.iter().enumerate() {
         let p = spec.field("ingress").index(i);
         match &listener.port {
-            None => issues.error(&p.field("port"), "sidecar: ingress listener must have a port"),
+            None => issues.error(
+                &p.field("port"),
+                "sidecar: ingress listener must have a port",
+            ),
             Some(port) => {
                 check_port(issues, &p.field("port"), port, false);
                 if !ingress_ports.insert((listener.bind.clone(), port.number)) {
-                    issues.error(&p.field("port").field("number"), format!("sidecar: ports on IP bound listeners must be unique: duplicate {}", port.number));
+                    issues.error(
+                        &p.field("port").field("number"),
+                        format!(
+                            "sidecar: ports on IP bound listeners must be unique: duplicate {}",
+                            port.number
+                        ),
+                    );
                 }
             }
         }
@@ -49,12 +62,21 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, sc: &Sidecar) {
             Some(port) => {
                 check_port(issues, &p.field("port"), port, false);
                 if !egress_ports.insert((listener.bind.clone(), port.number)) {
-                    issues.error(&p.field("port").field("number"), format!("sidecar: ports on IP bound listeners must be unique: duplicate {}", port.number));
+                    issues.error(
+                        &p.field("port").field("number"),
+                        format!(
+                            "sidecar: ports on IP bound listeners must be unique: duplicate {}",
+                            port.number
+                        ),
+                    );
                 }
             }
             None => {
                 if catch_all_seen {
-                    issues.error(&p, "sidecar: egress can have only one listener with empty port");
+                    issues.error(
+                        &p,
+                        "sidecar: egress can have only one listener with empty port",
+                    );
                 } else if i + 1 != sc.egress.len() {
                     issues.error(&p, "sidecar: the egress listener with empty port should be the last listener in the list");
                 }
@@ -65,7 +87,10 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, sc: &Sidecar) {
             check_bind(issues, &p.field("bind"), bind);
         }
         if listener.hosts.is_empty() {
-            issues.error(&p.field("hosts"), "sidecar: egress listener must contain at least one host");
+            issues.error(
+                &p.field("hosts"),
+                "sidecar: egress listener must contain at least one host",
+            );
         }
         for (j, h) in listener.hosts.iter().enumerate() {
             check_egress_host(issues, &p.field("hosts").index(j), h);
@@ -79,7 +104,10 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, sc: &Sidecar) {
             }
             check_destination(issues, &p.field("egressProxy"), proxy);
             if host::is_wildcard(&proxy.host) {
-                issues.error(&p.field("egressProxy").field("host"), "sidecar: egressProxy host cannot be a wildcard");
+                issues.error(
+                    &p.field("egressProxy").field("host"),
+                    "sidecar: egressProxy host cannot be a wildcard",
+                );
             }
         }
     }
@@ -88,11 +116,17 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, sc: &Sidecar) {
 /// `namespace/dnsName`; namespace `*`, `.`, `~` or a name; dnsName `*`, a (wildcard) FQDN.
 fn check_egress_host(issues: &mut Issues, path: &FieldPath, h: &str) {
     let Some((ns, name)) = h.split_once('/') else {
-        issues.error(path, format!("sidecar: host {h:?} must be of form namespace/dnsName"));
+        issues.error(
+            path,
+            format!("sidecar: host {h:?} must be of form namespace/dnsName"),
+        );
         return;
     };
     if !matches!(ns, "*" | "." | "~") && !host::is_dns1123_label(ns) {
-        issues.error(path, format!("sidecar: invalid namespace {ns:?} in host {h:?}"));
+        issues.error(
+            path,
+            format!("sidecar: invalid namespace {ns:?} in host {h:?}"),
+        );
     }
     issues.check(path, host::check_wildcard_domain(name));
 }
@@ -102,7 +136,10 @@ fn check_bind(issues: &mut Issues, path: &FieldPath, bind: &str) {
         return;
     }
     if bind.parse::<std::net::IpAddr>().is_err() {
-        issues.error(path, format!("sidecar: bind {bind:?} must be an IP address or a unix:// socket"));
+        issues.error(
+            path,
+            format!("sidecar: bind {bind:?} must be an IP address or a unix:// socket"),
+        );
     }
 }
 

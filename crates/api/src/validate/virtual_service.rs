@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use super::{
-    check_duration, check_export_to, check_header_name, check_ip_or_cidr, check_labels,
-    check_percent, check_port_number, check_regex, check_string_match, Issues,
+    Issues, check_duration, check_export_to, check_header_name, check_ip_or_cidr, check_labels,
+    check_percent, check_port_number, check_regex, check_string_match,
 };
 use crate::error::FieldPath;
 use crate::host;
 use crate::networking::{
     CorsPolicy, Destination, FaultAbort, FaultDelay, HeaderOperations, Headers, HttpFaultInjection,
-    HttpMatchRequest, HttpRedirect, HttpRetry, HttpRoute, HttpRouteDestination, HttpRewrite,
+    HttpMatchRequest, HttpRedirect, HttpRetry, HttpRewrite, HttpRoute, HttpRouteDestination,
     RouteDestination, StringMatch, TcpRoute, TlsRoute, VirtualService,
 };
 
@@ -104,7 +104,10 @@ fn check_hosts(issues: &mut Issues, spec: &FieldPath, vs: &VirtualService, bound
         }
         if h.parse::<std::net::IpAddr>().is_ok() {
             if bound_to_mesh {
-                issues.error(&p, format!("IP address host {h:?} is only allowed for gateways"));
+                issues.error(
+                    &p,
+                    format!("IP address host {h:?} is only allowed for gateways"),
+                );
             }
             continue;
         }
@@ -122,7 +125,10 @@ pub(super) fn check_gateway_names(issues: &mut Issues, path: &FieldPath, names: 
         match name.split_once('/') {
             Some((ns, gw)) => {
                 if !host::is_dns1123_label(ns) {
-                    issues.error(&p, format!("invalid namespace {ns:?} in gateway name {name:?}"));
+                    issues.error(
+                        &p,
+                        format!("invalid namespace {ns:?} in gateway name {name:?}"),
+                    );
                 }
                 if !host::is_dns1123_label(gw) {
                     issues.error(&p, format!("invalid gateway name {gw:?} in {name:?}"));
@@ -130,7 +136,10 @@ pub(super) fn check_gateway_names(issues: &mut Issues, path: &FieldPath, names: 
             }
             None if host::is_dns1123_subdomain(name) => {
                 if name.contains('.') {
-                    issues.warn(&p, format!("legacy gateway name format {name:?}; prefer <namespace>/<name>"));
+                    issues.warn(
+                        &p,
+                        format!("legacy gateway name format {name:?}; prefer <namespace>/<name>"),
+                    );
                 }
             }
             None => issues.error(&p, format!("invalid gateway name {name:?}")),
@@ -144,19 +153,31 @@ fn check_http_route(issues: &mut Issues, path: &FieldPath, route: &HttpRoute) {
     let has_direct = route.direct_response.is_some();
     let has_delegate = route.delegate.is_some();
     if !has_route && !has_redirect && !has_direct && !has_delegate {
-        issues.error(path, "HTTP route, redirect, direct response or delegate is required");
+        issues.error(
+            path,
+            "HTTP route, redirect, direct response or delegate is required",
+        );
     }
     if has_route && has_redirect {
         issues.error(path, "HTTP route cannot contain both route and redirect");
     }
     if has_route && has_direct {
-        issues.error(path, "HTTP route cannot contain both route and direct response");
+        issues.error(
+            path,
+            "HTTP route cannot contain both route and direct response",
+        );
     }
     if has_redirect && has_direct {
-        issues.error(path, "HTTP route cannot contain both redirect and direct response");
+        issues.error(
+            path,
+            "HTTP route cannot contain both redirect and direct response",
+        );
     }
     if has_delegate && (has_route || has_redirect || has_direct) {
-        issues.error(path, "HTTP route cannot contain both delegate and route, redirect or direct response");
+        issues.error(
+            path,
+            "HTTP route cannot contain both delegate and route, redirect or direct response",
+        );
     }
     if has_redirect && route.rewrite.is_some() {
         issues.error(path, "HTTP route cannot contain both rewrite and redirect");
@@ -178,9 +199,16 @@ fn check_http_route(issues: &mut Issues, path: &FieldPath, route: &HttpRoute) {
             if body.string.is_some() && body.bytes.is_some() {
                 issues.error(&p.field("body"), "only one of string or bytes may be set");
             }
-            let size = body.string.as_ref().or(body.bytes.as_ref()).map_or(0, String::len);
+            let size = body
+                .string
+                .as_ref()
+                .or(body.bytes.as_ref())
+                .map_or(0, String::len);
             if size > 1024 * 1024 {
-                issues.error(&p.field("body"), "direct response body must be less than 1MB");
+                issues.error(
+                    &p.field("body"),
+                    "direct response body must be less than 1MB",
+                );
             }
         }
     }
@@ -189,12 +217,16 @@ fn check_http_route(issues: &mut Issues, path: &FieldPath, route: &HttpRoute) {
         if d.name.is_empty() {
             issues.error(&p.field("name"), "delegate name is required");
         } else if !host::is_dns1123_subdomain(&d.name) {
-            issues.error(&p.field("name"), format!("invalid delegate name {:?}", d.name));
+            issues.error(
+                &p.field("name"),
+                format!("invalid delegate name {:?}", d.name),
+            );
         }
         if let Some(ns) = &d.namespace
-            && !host::is_dns1123_label(ns) {
-                issues.error(&p.field("namespace"), format!("invalid namespace {ns:?}"));
-            }
+            && !host::is_dns1123_label(ns)
+        {
+            issues.error(&p.field("namespace"), format!("invalid namespace {ns:?}"));
+        }
     }
     if let Some(r) = &route.rewrite {
         check_rewrite(issues, &path.field("rewrite"), r);
@@ -213,15 +245,26 @@ fn check_http_route(issues: &mut Issues, path: &FieldPath, route: &HttpRoute) {
         check_destination(issues, &path.field("mirror"), m);
     }
     if let Some(p) = route.mirror_percent
-        && p > 100 {
-            issues.error(&path.field("mirrorPercent"), format!("mirror percent {p} must be in the range 0..100"));
-        }
-    check_percent(issues, &path.field("mirrorPercentage"), route.mirror_percentage);
+        && p > 100
+    {
+        issues.error(
+            &path.field("mirrorPercent"),
+            format!("mirror percent {p} must be in the range 0..100"),
+        );
+    }
+    check_percent(
+        issues,
+        &path.field("mirrorPercentage"),
+        route.mirror_percentage,
+    );
     for (i, mirror) in route.mirrors.iter().enumerate() {
         let p = path.field("mirrors").index(i);
         match &mirror.destination {
             Some(d) => check_destination(issues, &p.field("destination"), d),
-            None => issues.error(&p.field("destination"), "destination is required for mirrors"),
+            None => issues.error(
+                &p.field("destination"),
+                "destination is required for mirrors",
+            ),
         }
         check_percent(issues, &p.field("percentage"), mirror.percentage);
     }
@@ -259,12 +302,20 @@ fn check_match(issues: &mut Issues, path: &FieldPath, m: &HttpMatchRequest) {
     check_labels(issues, &path.field("sourceLabels"), &m.source_labels);
     check_gateway_names(issues, &path.field("gateways"), &m.gateways);
     if let Some(ns) = &m.source_namespace
-        && !host::is_dns1123_label(ns) {
-            issues.error(&path.field("sourceNamespace"), format!("invalid namespace {ns:?}"));
-        }
+        && !host::is_dns1123_label(ns)
+    {
+        issues.error(
+            &path.field("sourceNamespace"),
+            format!("invalid namespace {ns:?}"),
+        );
+    }
 }
 
-fn check_header_matches(issues: &mut Issues, path: &FieldPath, headers: &BTreeMap<String, StringMatch>) {
+fn check_header_matches(
+    issues: &mut Issues,
+    path: &FieldPath,
+    headers: &BTreeMap<String, StringMatch>,
+) {
     for (name, sm) in headers {
         let p = path.field(name);
         // `@request.auth.claims.<claim>` matches a JWT claim rather than a header.
@@ -296,7 +347,10 @@ pub(super) fn check_destination(issues: &mut Issues, path: &FieldPath, d: &Desti
     if let Some(port) = &d.port {
         match port.number {
             Some(n) => check_port_number(issues, &path.field("port").field("number"), n),
-            None => issues.error(&path.field("port").field("number"), "port number is required"),
+            None => issues.error(
+                &path.field("port").field("number"),
+                "port number is required",
+            ),
         }
     }
 }
@@ -306,15 +360,24 @@ pub(super) fn check_destination(issues: &mut Issues, path: &FieldPath, d: &Desti
 fn check_weights(issues: &mut Issues, path: &FieldPath, weights: &[i32]) {
     for (i, w) in weights.iter().enumerate() {
         if *w < 0 {
-            issues.error(&path.index(i).field("weight"), format!("weight {w} must not be negative"));
+            issues.error(
+                &path.index(i).field("weight"),
+                format!("weight {w} must not be negative"),
+            );
         }
     }
     let total: i64 = weights.iter().map(|w| i64::from(*w)).sum();
     if weights.len() > 1 && total == 0 {
-        issues.error(path, "total destination weight = 0 (at least one destination needs a positive weight)");
+        issues.error(
+            path,
+            "total destination weight = 0 (at least one destination needs a positive weight)",
+        );
     }
     if total > i64::from(u32::MAX) {
-        issues.error(path, format!("total destination weight {total} is too large"));
+        issues.error(
+            path,
+            format!("total destination weight {total} is too large"),
+        );
     }
 }
 
@@ -371,22 +434,42 @@ fn check_header_ops(issues: &mut Issues, path: &FieldPath, ops: &HeaderOperation
 
 fn check_status(issues: &mut Issues, path: &FieldPath, status: i64) {
     if !(200..=599).contains(&status) {
-        issues.error(path, format!("HTTP status {status} is not in range 200-599"));
+        issues.error(
+            path,
+            format!("HTTP status {status} is not in range 200-599"),
+        );
     }
 }
 
 fn check_redirect(issues: &mut Issues, path: &FieldPath, r: &HttpRedirect) {
-    if r.uri.is_none() && r.authority.is_none() && r.port.is_none() && r.scheme.is_none() && r.derive_port.is_none() {
-        issues.error(path, "redirect must specify URI, authority, scheme, or port");
+    if r.uri.is_none()
+        && r.authority.is_none()
+        && r.port.is_none()
+        && r.scheme.is_none()
+        && r.derive_port.is_none()
+    {
+        issues.error(
+            path,
+            "redirect must specify URI, authority, scheme, or port",
+        );
     }
     if let Some(code) = r.redirect_code
-        && !(300..=399).contains(&code) {
-            issues.error(&path.field("redirectCode"), format!("{code} is not a valid redirect code, must be 3xx"));
-        }
+        && !(300..=399).contains(&code)
+    {
+        issues.error(
+            &path.field("redirectCode"),
+            format!("{code} is not a valid redirect code, must be 3xx"),
+        );
+    }
     if let Some(scheme) = &r.scheme
-        && scheme != "http" && scheme != "https" {
-            issues.error(&path.field("scheme"), "invalid redirect scheme, must be \"http\" or \"https\"");
-        }
+        && scheme != "http"
+        && scheme != "https"
+    {
+        issues.error(
+            &path.field("scheme"),
+            "invalid redirect scheme, must be \"http\" or \"https\"",
+        );
+    }
     if let Some(port) = r.port {
         check_port_number(issues, &path.field("port"), port);
         if r.derive_port.is_some() {
@@ -397,10 +480,16 @@ fn check_redirect(issues: &mut Issues, path: &FieldPath, r: &HttpRedirect) {
 
 fn check_rewrite(issues: &mut Issues, path: &FieldPath, r: &HttpRewrite) {
     if r.uri.is_some() && r.uri_regex_rewrite.is_some() {
-        issues.error(path, "rewrite may only contain one of uri or uriRegexRewrite");
+        issues.error(
+            path,
+            "rewrite may only contain one of uri or uriRegexRewrite",
+        );
     }
     if r.uri.is_none() && r.uri_regex_rewrite.is_none() && r.authority.is_none() {
-        issues.error(path, "rewrite must specify at least one of uri, uriRegexRewrite or authority");
+        issues.error(
+            path,
+            "rewrite must specify at least one of uri, uriRegexRewrite or authority",
+        );
     }
     if let Some(rr) = &r.uri_regex_rewrite {
         let p = path.field("uriRegexRewrite");
@@ -417,9 +506,14 @@ fn check_retries(issues: &mut Issues, path: &FieldPath, r: &HttpRetry) {
         issues.error(&path.field("attempts"), "attempts cannot be negative");
     }
     if r.attempts == 0
-        && (r.per_try_timeout.is_some() || r.retry_on.is_some() || r.retry_remote_localities.is_some())
+        && (r.per_try_timeout.is_some()
+            || r.retry_on.is_some()
+            || r.retry_remote_localities.is_some())
     {
-        issues.error(path, "http retry policy configured when attempts are set to 0 (disabled)");
+        issues.error(
+            path,
+            "http retry policy configured when attempts are set to 0 (disabled)",
+        );
     }
     check_duration(issues, &path.field("perTryTimeout"), r.per_try_timeout);
     check_duration(issues, &path.field("backoff"), r.backoff);
@@ -428,14 +522,20 @@ fn check_retries(issues: &mut Issues, path: &FieldPath, r: &HttpRetry) {
             .parse::<u16>()
             .is_ok_and(|code| (100..=599).contains(&code));
         if !is_status && !RETRY_ON.contains(&condition) {
-            issues.error(&path.field("retryOn"), format!("{condition:?} is not a valid retryOn policy"));
+            issues.error(
+                &path.field("retryOn"),
+                format!("{condition:?} is not a valid retryOn policy"),
+            );
         }
     }
 }
 
 fn check_fault(issues: &mut Issues, path: &FieldPath, f: &HttpFaultInjection) {
     if f.abort.is_none() && f.delay.is_none() {
-        issues.error(path, "HTTP fault injection must have an abort and/or a delay");
+        issues.error(
+            path,
+            "HTTP fault injection must have an abort and/or a delay",
+        );
     }
     if let Some(a) = &f.abort {
         check_abort(issues, &path.field("abort"), a);
@@ -447,25 +547,36 @@ fn check_fault(issues: &mut Issues, path: &FieldPath, f: &HttpFaultInjection) {
 
 fn check_abort(issues: &mut Issues, path: &FieldPath, a: &FaultAbort) {
     check_percent(issues, &path.field("percentage"), a.percentage);
-    let set = [a.http_status.is_some(), a.grpc_status.is_some(), a.http2_error.is_some()]
-        .iter()
-        .filter(|s| **s)
-        .count();
+    let set = [
+        a.http_status.is_some(),
+        a.grpc_status.is_some(),
+        a.http2_error.is_some(),
+    ]
+    .iter()
+    .filter(|s| **s)
+    .count();
     if set > 1 {
-        issues.error(path, "only one of httpStatus, grpcStatus or http2Error may be set");
+        issues.error(
+            path,
+            "only one of httpStatus, grpcStatus or http2Error may be set",
+        );
     }
     if let Some(status) = a.http_status {
         check_status(issues, &path.field("httpStatus"), i64::from(status));
     }
     if let Some(status) = &a.grpc_status
-        && !GRPC_STATUSES.contains(&status.as_str()) {
-            issues.error(
+        && !GRPC_STATUSES.contains(&status.as_str())
+    {
+        issues.error(
                 &path.field("grpcStatus"),
                 format!("gRPC status {status:?} is not supported; use a name such as NOT_FOUND or UNAVAILABLE"),
             );
-        }
+    }
     if a.http2_error.is_some() {
-        issues.error(&path.field("http2Error"), "HTTP/2 abort fault injection not supported yet");
+        issues.error(
+            &path.field("http2Error"),
+            "HTTP/2 abort fault injection not supported yet",
+        );
     }
     if set == 0 {
         issues.warn(path, "abort configured, but error type not set");
@@ -475,17 +586,27 @@ fn check_abort(issues: &mut Issues, path: &FieldPath, a: &FaultAbort) {
 fn check_delay(issues: &mut Issues, path: &FieldPath, d: &FaultDelay) {
     check_percent(issues, &path.field("percentage"), d.percentage);
     if let Some(p) = d.percent
-        && !(0..=100).contains(&p) {
-            issues.error(&path.field("percent"), format!("percent {p} must be in the range 0..100"));
-        }
+        && !(0..=100).contains(&p)
+    {
+        issues.error(
+            &path.field("percent"),
+            format!("percent {p} must be in the range 0..100"),
+        );
+    }
     match (d.fixed_delay, d.exponential_delay) {
-        (Some(_), Some(_)) => issues.error(path, "only one of fixedDelay or exponentialDelay may be set"),
+        (Some(_), Some(_)) => issues.error(
+            path,
+            "only one of fixedDelay or exponentialDelay may be set",
+        ),
         (None, None) => issues.error(path, "delay must specify fixedDelay"),
         _ => {}
     }
     check_duration(issues, &path.field("fixedDelay"), d.fixed_delay);
     if d.exponential_delay.is_some() {
-        issues.error(&path.field("exponentialDelay"), "exponentialDelay not supported yet");
+        issues.error(
+            &path.field("exponentialDelay"),
+            "exponentialDelay not supported yet",
+        );
     }
 }
 
@@ -495,10 +616,16 @@ fn check_cors(issues: &mut Issues, path: &FieldPath, c: &CorsPolicy) {
     }
     for (i, m) in c.allow_methods.iter().enumerate() {
         if !CORS_METHODS.contains(&m.as_str()) {
-            issues.error(&path.field("allowMethods").index(i), format!("{m:?} is not a supported HTTP method"));
+            issues.error(
+                &path.field("allowMethods").index(i),
+                format!("{m:?} is not a supported HTTP method"),
+            );
         }
     }
-    for (field, names) in [("allowHeaders", &c.allow_headers), ("exposeHeaders", &c.expose_headers)] {
+    for (field, names) in [
+        ("allowHeaders", &c.allow_headers),
+        ("exposeHeaders", &c.expose_headers),
+    ] {
         for (i, name) in names.iter().enumerate() {
             // `*` is a valid CORS wildcard here.
             if name != "*" {
@@ -508,7 +635,10 @@ fn check_cors(issues: &mut Issues, path: &FieldPath, c: &CorsPolicy) {
     }
     check_duration(issues, &path.field("maxAge"), c.max_age);
     if c.max_age.is_some_and(|d| d.subsec_nanos() != 0) {
-        issues.error(&path.field("maxAge"), "maxAge is accurate only to seconds precision");
+        issues.error(
+            &path.field("maxAge"),
+            "maxAge is accurate only to seconds precision",
+        );
     }
 }
 
@@ -518,7 +648,14 @@ fn check_tcp_route(issues: &mut Issues, path: &FieldPath, r: &TcpRoute) {
         if let Some(subnet) = &m.source_subnet {
             check_ip_or_cidr(issues, &p.field("sourceSubnet"), subnet);
         }
-        check_l4_match(issues, &p, &m.destination_subnets, m.port, &m.source_labels, &m.gateways);
+        check_l4_match(
+            issues,
+            &p,
+            &m.destination_subnets,
+            m.port,
+            &m.source_labels,
+            &m.gateways,
+        );
     }
     if r.route.is_empty() {
         issues.error(&path.field("route"), "TCP route is required");
@@ -528,12 +665,18 @@ fn check_tcp_route(issues: &mut Issues, path: &FieldPath, r: &TcpRoute) {
 
 fn check_tls_route(issues: &mut Issues, path: &FieldPath, r: &TlsRoute, vs: &VirtualService) {
     if r.matches.is_empty() {
-        issues.error(&path.field("match"), "TLS route must have at least one match condition");
+        issues.error(
+            &path.field("match"),
+            "TLS route must have at least one match condition",
+        );
     }
     for (i, m) in r.matches.iter().enumerate() {
         let p = path.field("match").index(i);
         if m.sni_hosts.is_empty() {
-            issues.error(&p.field("sniHosts"), "TLS match must have at least one SNI host");
+            issues.error(
+                &p.field("sniHosts"),
+                "TLS match must have at least one SNI host",
+            );
         }
         for (j, sni) in m.sni_hosts.iter().enumerate() {
             let sp = p.field("sniHosts").index(j);
@@ -546,7 +689,14 @@ fn check_tls_route(issues: &mut Issues, path: &FieldPath, r: &TlsRoute, vs: &Vir
                 );
             }
         }
-        check_l4_match(issues, &p, &m.destination_subnets, m.port, &m.source_labels, &m.gateways);
+        check_l4_match(
+            issues,
+            &p,
+            &m.destination_subnets,
+            m.port,
+            &m.source_labels,
+            &m.gateways,
+        );
     }
     if r.route.is_empty() {
         issues.error(&path.field("route"), "TLS route is required");

@@ -1,0 +1,107 @@
+//! Deliberately broken configs under tests/broken/ must be rejected with the expected messages.
+//!
+//! Each file states what it expects in leading comments (for JSON, in `<file>.expect`):
+//! `# expect: <substring of one reported problem>` (one line each; all must appear) and
+//! optionally `# line: N` (some reported problem is on line N). Files named `mesh-*` are
+//! MeshConfig documents.
+
+use std::path::{Path, PathBuf};
+
+use lateen_api::{ConfigError, load, load_mesh_config};
+
+fn broken_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/broken")
+}
+
+struct Expectations {
+    messages: Vec<String>,
+    lines: Vec<u64>,
+}
+
+fn expectations(path: &Path, text: &str) -> Expectations {
+    let sidecar = PathBuf::from(format!("{}.expect", path.display()));
+    let source = std::fs::read_to_string(&sidecar).unwrap_or_else(|_| text.to_string());
+    let mut out = Expectations {
+        messages: Vec::new(),
+        lines: Vec::new(),
+    };
+    for line in source.lines() {
+        if let Some(m) = line.strip_prefix("# expect: ") {
+            out.messages.push(m.to_string());
+        } else if let Some(n) = line.strip_prefix("# line: ") {
+            out.lines.push(
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{}: bad line {n:?}: {e}", path.display())),
+            );
+        }
+    }
+    out
+}
+
+/// All problems (errors and warnings) reported for a file; panics if it was accepted.
+fn problems(name: &str, text: &str) -> Vec<ConfigError> {
+    let result = if name.starts_with("mesh-") {
+        load_mesh_config(text, name).map(|_| ())
+    } else {
+        load(text, name).map(|_| ())
+    };
+    match result {
+        Ok(()) => panic!("{name}: accepted, but it is broken"),
+        Err(e) => e.errors,
+    }
+}
+
+#[test]
+fn every_broken_file_is_rejected_with_its_messages() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(broken_dir())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 20,
+        "expected at least 20 broken files, found {}",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for path in &files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = expectations(path, &text);
+        assert!(
+            !expected.messages.is_empty(),
+            "{name}: no `# expect:` lines"
+        );
+        let found = problems(&name, &text);
+        let rendered: Vec<String> = found.iter().map(ToString::to_string).collect();
+        eprintln!("{}", rendered.join("\n"));
+        for message in &expected.messages {
+            if !rendered.iter().any(|r| r.contains(message.as_str())) {
+                failures.push(format!(
+                    "{name}: no problem contains {message:?}; got:\n  {}",
+                    rendered.join("\n  ")
+                ));
+            }
+        }
+        for line in &expected.lines {
+            if !found.iter().any(|p| p.line == Some(*line)) {
+                failures.push(format!(
+                    "{name}: no problem on line {line}; got:\n  {}",
+                    rendered.join("\n  ")
+                ));
+            }
+        }
+        for r in &rendered {
+            assert!(
+                r.starts_with(&name),
+                "{name}: message does not name the source: {r}"
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
