@@ -25,13 +25,21 @@ fn stderr(output: &Output) -> String {
 
 fn ok(args: &[&str]) -> String {
     let output = lateen(args);
-    assert!(output.status.success(), "lateen {args:?} failed: {}", stderr(&output));
+    assert!(
+        output.status.success(),
+        "lateen {args:?} failed: {}",
+        stderr(&output)
+    );
     stdout(&output)
 }
 
 fn fails(args: &[&str]) -> String {
     let output = lateen(args);
-    assert!(!output.status.success(), "lateen {args:?} succeeded: {}", stdout(&output));
+    assert!(
+        !output.status.success(),
+        "lateen {args:?} succeeded: {}",
+        stdout(&output)
+    );
     stderr(&output)
 }
 
@@ -45,14 +53,17 @@ fn shared(path: &str) -> String {
 
 /// A fresh directory for one test under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lateen-install-cli-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("lateen-install-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating scratch dir");
     dir
 }
 
 fn kubernetes_validate() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin");
     on_path
         .chain(std::iter::once(venv))
@@ -77,12 +88,19 @@ fn validate(files: &[PathBuf]) {
             .output()
             .expect("running kubernetes-validate");
         let report = format!("{}{}", stdout(&output), stderr(&output));
-        assert!(output.status.success(), "kubernetes-validate {version} failed:\n{report}");
+        assert!(
+            output.status.success(),
+            "kubernetes-validate {version} failed:\n{report}"
+        );
         let problems: Vec<&str> = report
             .lines()
             .filter(|line| line.starts_with("ERROR") || line.starts_with("WARN"))
             .collect();
-        assert!(problems.is_empty(), "kubernetes-validate {version}:\n{}", problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "kubernetes-validate {version}:\n{}",
+            problems.join("\n")
+        );
     }
 }
 
@@ -153,7 +171,10 @@ spec:
 fn profile_list_names_every_profile() {
     let listed = ok(&["profile", "list"]);
     for profile in PROFILES {
-        assert!(listed.lines().any(|line| line.trim() == *profile), "{profile} missing from:\n{listed}");
+        assert!(
+            listed.lines().any(|line| line.trim() == *profile),
+            "{profile} missing from:\n{listed}"
+        );
     }
 }
 
@@ -176,34 +197,78 @@ fn profile_dump_prints_the_merged_document() {
         "-o",
         "json",
     ]);
-    let requests: serde_json::Value = serde_json::from_str(&resources).expect("dump -o json is JSON");
-    assert_eq!(requests, serde_json::json!({"cpu": "100m", "memory": "400Mi"}));
+    let requests: serde_json::Value =
+        serde_json::from_str(&resources).expect("dump -o json is JSON");
+    assert_eq!(
+        requests,
+        serde_json::json!({"cpu": "100m", "memory": "400Mi"})
+    );
 
-    let pilot = ok(&["profile", "dump", "--set", "profile=minimal", "--set", "components.pilot.k8s.replicaCount=3", "--config-path", "components.pilot"]);
+    let pilot = ok(&[
+        "profile",
+        "dump",
+        "--set",
+        "profile=minimal",
+        "--set",
+        "components.pilot.k8s.replicaCount=3",
+        "--config-path",
+        "components.pilot",
+    ]);
     let pilot: serde_json::Value = serde_saphyr::from_str(&pilot).unwrap();
     assert_eq!(pilot["k8s"]["replicaCount"], 3);
     assert_eq!(pilot["enabled"], true);
 
-    let tag = ok(&["profile", "dump", "--set", "tag=1.20", "--config-path", "tag", "-o", "json"]);
+    let tag = ok(&[
+        "profile",
+        "dump",
+        "--set",
+        "tag=1.20",
+        "--config-path",
+        "tag",
+        "-o",
+        "json",
+    ]);
     assert_eq!(tag.trim(), "\"1.20\"");
 }
 
 #[test]
 fn profile_errors_are_clear_and_fail() {
     let message = fails(&["profile", "dump", "ambient"]);
-    assert!(message.contains("\"ambient\" is not supported"), "{message}");
-    assert!(message.contains("default, demo, empty, minimal, preview, remote"), "{message}");
+    assert!(
+        message.contains("\"ambient\" is not supported"),
+        "{message}"
+    );
+    assert!(
+        message.contains("default, demo, empty, minimal, preview, remote"),
+        "{message}"
+    );
 
-    let message = fails(&["profile", "dump", "--set", "components.pilot.k8s.replicaCount=lots"]);
-    assert!(message.contains("spec.components.pilot.k8s.replicaCount"), "{message}");
+    let message = fails(&[
+        "profile",
+        "dump",
+        "--set",
+        "components.pilot.k8s.replicaCount=lots",
+    ]);
+    assert!(
+        message.contains("spec.components.pilot.k8s.replicaCount"),
+        "{message}"
+    );
 
     let dir = scratch("errors");
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "spec:\n  meshConfig:\n    enableTracing: sometimes\n").unwrap();
     let message = fails(&["profile", "dump", "-f", bad.to_str().unwrap()]);
-    assert!(message.contains("bad.yaml: spec.meshConfig.enableTracing"), "{message}");
+    assert!(
+        message.contains("bad.yaml: spec.meshConfig.enableTracing"),
+        "{message}"
+    );
 
-    let message = fails(&["manifest", "generate", "-f", dir.join("absent.yaml").to_str().unwrap()]);
+    let message = fails(&[
+        "manifest",
+        "generate",
+        "-f",
+        dir.join("absent.yaml").to_str().unwrap(),
+    ]);
     assert!(message.contains("absent.yaml"), "{message}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -211,9 +276,16 @@ fn profile_errors_are_clear_and_fail() {
 #[test]
 fn profile_diff_is_a_plain_unified_diff_off_a_terminal() {
     let diff = ok(&["profile", "diff", "default", "demo"]);
-    assert!(diff.contains("--- default") && diff.contains("+++ demo"), "{diff}");
+    assert!(
+        diff.contains("--- default") && diff.contains("+++ demo"),
+        "{diff}"
+    );
     assert!(diff.lines().any(|l| l.starts_with("@@ ")), "{diff}");
-    assert!(diff.lines().any(|l| l.starts_with('+') && l.contains("accessLogFile: /dev/stdout")), "{diff}");
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('+') && l.contains("accessLogFile: /dev/stdout")),
+        "{diff}"
+    );
     assert!(!diff.contains('\x1b'), "colour codes off a terminal");
 
     let same = ok(&["profile", "diff", "minimal", "minimal"]);
@@ -225,15 +297,25 @@ fn profile_diff_is_a_plain_unified_diff_off_a_terminal() {
 fn profile_diff_is_coloured_on_a_terminal() {
     // `script` gives the command a pseudo-terminal as stdout.
     let Ok(output) = Command::new("script")
-        .args(["-qec", &format!("{} profile diff default demo", env!("CARGO_BIN_EXE_lateen")), "/dev/null"])
+        .args([
+            "-qec",
+            &format!("{} profile diff default demo", env!("CARGO_BIN_EXE_lateen")),
+            "/dev/null",
+        ])
         .output()
     else {
+        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+            panic!("`script` (util-linux) is required (LATEEN_REQUIRE_TOOLS is set) but not found");
+        }
         eprintln!("NOTICE: `script` is not available; skipping the terminal colour check");
         return;
     };
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("\x1b[32m+"), "expected green additions in:\n{text}");
+    assert!(
+        text.contains("\x1b[32m+"),
+        "expected green additions in:\n{text}"
+    );
 }
 
 fn generate_to(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
@@ -262,18 +344,32 @@ fn manifests_of_every_profile_pass_kubernetes_validate() {
         files.push(generate_to(&dir, &format!("{profile}-sets"), &args));
     }
     files.push(generate_to(&dir, "seed", &["-f", &seed]));
-    files.push(generate_to(&dir, "settings", &["-f", settings.to_str().unwrap()]));
-    files.push(generate_to(&dir, "revision", &["-f", &seed, "--set", "revision=canary"]));
+    files.push(generate_to(
+        &dir,
+        "settings",
+        &["-f", settings.to_str().unwrap()],
+    ));
+    files.push(generate_to(
+        &dir,
+        "revision",
+        &["-f", &seed, "--set", "revision=canary"],
+    ));
 
     let seed_manifest = std::fs::read_to_string(dir.join("seed.yaml")).unwrap();
-    assert!(seed_manifest.contains("memory: 400Mi"), "seed's gateway resources are rendered");
+    assert!(
+        seed_manifest.contains("memory: 400Mi"),
+        "seed's gateway resources are rendered"
+    );
     let settings_manifest = std::fs::read_to_string(dir.join("settings.yaml")).unwrap();
     assert!(settings_manifest.contains("name: internal-gateway"));
     assert!(settings_manifest.contains("--monitoringAddr=:9999"));
     let revision_manifest = std::fs::read_to_string(dir.join("revision.yaml")).unwrap();
     assert!(revision_manifest.contains("name: lateend-canary"));
     let empty = std::fs::read_to_string(dir.join("empty.yaml")).unwrap();
-    assert!(empty.trim().is_empty(), "the empty profile installs nothing:\n{empty}");
+    assert!(
+        empty.trim().is_empty(),
+        "the empty profile installs nothing:\n{empty}"
+    );
 
     validate(&files);
     let _ = std::fs::remove_dir_all(dir);
@@ -282,27 +378,56 @@ fn manifests_of_every_profile_pass_kubernetes_validate() {
 #[test]
 fn manifest_stream_is_ordered_for_one_apply_pass() {
     let manifest = ok(&["manifest", "generate"]);
-    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&manifest).expect("manifest is YAML");
-    let kinds: Vec<&str> = documents.iter().filter_map(|d| d["kind"].as_str()).collect();
-    let position = |kind: &str| kinds.iter().position(|k| *k == kind).unwrap_or_else(|| panic!("no {kind}"));
-    let last = |kind: &str| kinds.iter().rposition(|k| *k == kind).unwrap_or_else(|| panic!("no {kind}"));
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&manifest).expect("manifest is YAML");
+    let kinds: Vec<&str> = documents
+        .iter()
+        .filter_map(|d| d["kind"].as_str())
+        .collect();
+    let position = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
+    let last = |kind: &str| {
+        kinds
+            .iter()
+            .rposition(|k| *k == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
     assert_eq!(kinds[0], "Namespace");
     assert!(last("CustomResourceDefinition") < position("ServiceAccount"));
     assert!(last("ConfigMap") < position("Deployment"));
     assert!(last("Service") < position("Deployment"));
     assert!(last("Deployment") < position("MutatingWebhookConfiguration"));
-    assert_eq!(kinds.last().copied(), Some("ValidatingWebhookConfiguration"));
+    assert_eq!(
+        kinds.last().copied(),
+        Some("ValidatingWebhookConfiguration")
+    );
 }
 
 #[test]
 fn manifest_generate_writes_a_directory_per_component() {
     let dir = scratch("output");
     let out = dir.join("out");
-    ok(&["manifest", "generate", "--set", "profile=demo", "-o", out.to_str().unwrap()]);
+    ok(&[
+        "manifest",
+        "generate",
+        "--set",
+        "profile=demo",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     for component in ["Base", "Pilot", "IngressGateways", "EgressGateways"] {
         let file = out.join(component).join(format!("{component}.yaml"));
-        let text = std::fs::read_to_string(&file).unwrap_or_else(|err| panic!("{}: {err}", file.display()));
-        assert!(text.contains(&format!("operator.istio.io/component: {component}")), "{}", file.display());
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+        assert!(
+            text.contains(&format!("operator.istio.io/component: {component}")),
+            "{}",
+            file.display()
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -18,7 +18,13 @@ pub struct DiffOptions {
 }
 
 /// A unified diff of `old` and `new`; empty when they are equal.
-pub fn unified(old_name: &str, old: &str, new_name: &str, new: &str, options: DiffOptions) -> String {
+pub fn unified(
+    old_name: &str,
+    old: &str,
+    new_name: &str,
+    new: &str,
+    options: DiffOptions,
+) -> String {
     let old_lines: Vec<&str> = old.lines().collect();
     let new_lines: Vec<&str> = new.lines().collect();
     let edits = edit_script(&old_lines, &new_lines);
@@ -39,7 +45,10 @@ pub fn unified(old_name: &str, old: &str, new_name: &str, new: &str, options: Di
         let hunk = &edits[start..end];
         let (old_start, new_start) = first_positions(&edits, start);
         let old_count = hunk.iter().filter(|e| !matches!(e, Edit::Added(_))).count();
-        let new_count = hunk.iter().filter(|e| !matches!(e, Edit::Removed(_))).count();
+        let new_count = hunk
+            .iter()
+            .filter(|e| !matches!(e, Edit::Removed(_)))
+            .count();
         out.push_str(&paint(
             "36",
             format!(
@@ -63,11 +72,13 @@ pub fn unified(old_name: &str, old: &str, new_name: &str, new: &str, options: Di
 
 /// Lines of old and new before edit `index` (0-based counts, so the 1-based start of a hunk).
 fn first_positions(edits: &[Edit], index: usize) -> (usize, usize) {
-    edits[..index].iter().fold((0, 0), |(old, new), edit| match edit {
-        Edit::Same(..) => (old + 1, new + 1),
-        Edit::Removed(_) => (old + 1, new),
-        Edit::Added(_) => (old, new + 1),
-    })
+    edits[..index]
+        .iter()
+        .fold((0, 0), |(old, new), edit| match edit {
+            Edit::Same(..) => (old + 1, new + 1),
+            Edit::Removed(_) => (old + 1, new),
+            Edit::Added(_) => (old, new + 1),
+        })
 }
 
 /// Ranges of the edit script that hold changes, widened by `context` and joined when they touch.
@@ -129,8 +140,20 @@ mod tests {
     fn shows_changes_with_context() {
         let old = "a\nb\nc\nd\ne\nf\ng\n";
         let new = "a\nb\nc\nD\ne\nf\ng\nh\n";
-        let diff = unified("x", old, "y", new, DiffOptions { context: 1, color: false });
-        assert_eq!(diff, "--- x\n+++ y\n@@ -3,3 +3,3 @@\n c\n-d\n+D\n e\n@@ -7,1 +7,2 @@\n g\n+h\n");
+        let diff = unified(
+            "x",
+            old,
+            "y",
+            new,
+            DiffOptions {
+                context: 1,
+                color: false,
+            },
+        );
+        assert_eq!(
+            diff,
+            "--- x\n+++ y\n@@ -3,3 +3,3 @@\n c\n-d\n+D\n e\n@@ -7,1 +7,2 @@\n g\n+h\n"
+        );
         assert!(unified("x", old, "y", old, DiffOptions::default()).is_empty());
     }
 }

@@ -13,7 +13,10 @@ pub enum InstallError {
     },
     /// A document that is not YAML, or not a mapping.
     #[error("{source_name}: {message}")]
-    Parse { source_name: String, message: String },
+    Parse {
+        source_name: String,
+        message: String,
+    },
     /// A field with an unknown name or a wrong type, with its path.
     #[error("{source_name}: {path}: {message}")]
     Field {

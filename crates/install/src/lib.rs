@@ -79,7 +79,10 @@ pub fn merge_inputs(inputs: &Inputs) -> Result<Merged> {
         })?;
         sets.push(flag);
     }
-    let profile_path = [setflag::Segment::Key("spec".into()), setflag::Segment::Key("profile".into())];
+    let profile_path = [
+        setflag::Segment::Key("spec".into()),
+        setflag::Segment::Key("profile".into()),
+    ];
     let profile = sets
         .iter()
         .rev()
@@ -99,19 +102,32 @@ pub fn merge_inputs(inputs: &Inputs) -> Result<Merged> {
         overlay::merge(&mut tree, layer);
     }
     for flag in &sets {
-        setflag::set_at(&mut tree, &flag.path, flag.value.clone(), setflag::Create::Missing).map_err(
-            |message| InstallError::SetFlag {
-                flag: flag.text.clone(),
-                message,
-            },
-        )?;
+        setflag::set_at(
+            &mut tree,
+            &flag.path,
+            flag.value.clone(),
+            setflag::Create::Missing,
+        )
+        .map_err(|message| InstallError::SetFlag {
+            flag: flag.text.clone(),
+            message,
+        })?;
         IstioOperator::from_tree(&tree, &format!("--set {}", flag.text))?;
     }
-    setflag::set_at(&mut tree, &profile_path, Value::String(profile.clone()), setflag::Create::Missing)
-        .map_err(InstallError::Unsupported)?;
+    setflag::set_at(
+        &mut tree,
+        &profile_path,
+        Value::String(profile.clone()),
+        setflag::Create::Missing,
+    )
+    .map_err(InstallError::Unsupported)?;
     let operator = IstioOperator::from_tree(&tree, "merged configuration")?;
     let tree = operator.to_tree()?;
-    Ok(Merged { profile, operator, tree })
+    Ok(Merged {
+        profile,
+        operator,
+        tree,
+    })
 }
 
 /// The subtree of a merged document at `path` (`components.pilot`; `spec.` may be omitted).
@@ -125,7 +141,8 @@ pub fn config_path<'a>(tree: &'a Value, path: &str) -> Result<&'a Value> {
     if !(trimmed.is_empty() || trimmed == "spec") {
         segments.extend(setflag::parse_path(trimmed).map_err(path_error)?);
     }
-    setflag::get_at(tree, &segments).ok_or_else(|| path_error("selects nothing in the merged configuration".into()))
+    setflag::get_at(tree, &segments)
+        .ok_or_else(|| path_error("selects nothing in the merged configuration".into()))
 }
 
 fn scalar_text(value: &Value) -> String {

@@ -535,10 +535,11 @@ const NESTED_MARK: char = '\u{1}';
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Loose<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Map::<String, Value>::deserialize(d)?;
-        let known = serde_path_to_error::deserialize(Value::Object(raw.clone())).map_err(|err| {
-            let (path, message) = split_path_error(&err);
-            D::Error::custom(format!("{NESTED_MARK}{path}{NESTED_MARK}{message}"))
-        })?;
+        let known =
+            serde_path_to_error::deserialize(Value::Object(raw.clone())).map_err(|err| {
+                let (path, message) = split_path_error(&err);
+                D::Error::custom(format!("{NESTED_MARK}{path}{NESTED_MARK}{message}"))
+            })?;
         Ok(Loose { known, raw })
     }
 }
@@ -601,14 +602,22 @@ impl IstioOperator {
             let (path, message) = split_path_error(&err);
             InstallError::Field {
                 source_name: source_name.to_owned(),
-                path: if path.is_empty() { "(document)".to_owned() } else { path },
+                path: if path.is_empty() {
+                    "(document)".to_owned()
+                } else {
+                    path
+                },
                 message,
             }
         })?;
         if let Some(api_version) = &iop.api_version
             && api_version.as_str() != API_VERSION
         {
-            return Err(field_error(source_name, "apiVersion", format!("must be {API_VERSION}")));
+            return Err(field_error(
+                source_name,
+                "apiVersion",
+                format!("must be {API_VERSION}"),
+            ));
         }
         if let Some(kind) = &iop.kind
             && kind.as_str() != KIND

@@ -36,9 +36,9 @@ fn merge_at(base: &mut Value, overlay: Value, path: &mut Vec<String>) {
             for item in overlay_list {
                 let name = item.get("name").and_then(Value::as_str).map(str::to_owned);
                 let existing = name.as_deref().and_then(|name| {
-                    base_list
-                        .iter_mut()
-                        .find(|candidate| candidate.get("name").and_then(Value::as_str) == Some(name))
+                    base_list.iter_mut().find(|candidate| {
+                        candidate.get("name").and_then(Value::as_str) == Some(name)
+                    })
                 });
                 match existing {
                     Some(existing) => {
@@ -59,7 +59,11 @@ fn merges_by_name(path: &[String]) -> bool {
     let Some(last) = path.last() else {
         return false;
     };
-    let parent = path.len().checked_sub(2).and_then(|i| path.get(i)).map(String::as_str);
+    let parent = path
+        .len()
+        .checked_sub(2)
+        .and_then(|i| path.get(i))
+        .map(String::as_str);
     match last.as_str() {
         "ingressGateways" | "egressGateways" => parent == Some("components"),
         "env" => parent == Some("k8s"),
@@ -78,17 +82,29 @@ mod tests {
             {"name": "a", "enabled": true, "k8s": {"resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}},
              "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]}}]},
             "meshConfig": {"extensionProviders": [{"name": "p"}], "accessLogFile": ""}}});
-        merge(&mut base, json!({"spec": {"components": {"ingressGateways": [
+        merge(
+            &mut base,
+            json!({"spec": {"components": {"ingressGateways": [
             {"name": "a", "k8s": {"resources": {"requests": {"cpu": "100m"}}, "env": [{"name": "Y", "value": "3"}]}},
             {"name": "b", "enabled": true}]},
-            "meshConfig": {"extensionProviders": [{"name": "q"}], "accessLogFile": null}}}));
+            "meshConfig": {"extensionProviders": [{"name": "q"}], "accessLogFile": null}}}),
+        );
         let gateways = &base["spec"]["components"]["ingressGateways"];
         assert_eq!(gateways[0]["enabled"], json!(true));
-        assert_eq!(gateways[0]["k8s"]["resources"]["requests"]["cpu"], json!("100m"));
+        assert_eq!(
+            gateways[0]["k8s"]["resources"]["requests"]["cpu"],
+            json!("100m")
+        );
         assert_eq!(gateways[0]["k8s"]["resources"]["limits"]["cpu"], json!("2"));
-        assert_eq!(gateways[0]["k8s"]["env"], json!([{"name": "X", "value": "1"}, {"name": "Y", "value": "3"}]));
+        assert_eq!(
+            gateways[0]["k8s"]["env"],
+            json!([{"name": "X", "value": "1"}, {"name": "Y", "value": "3"}])
+        );
         assert_eq!(gateways[1]["name"], json!("b"));
-        assert_eq!(base["spec"]["meshConfig"]["extensionProviders"], json!([{"name": "q"}]));
+        assert_eq!(
+            base["spec"]["meshConfig"]["extensionProviders"],
+            json!([{"name": "q"}])
+        );
         assert!(base["spec"]["meshConfig"].get("accessLogFile").is_none());
     }
 }

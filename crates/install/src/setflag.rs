@@ -33,8 +33,10 @@ pub fn parse_path(path: &str) -> Result<Vec<Segment>, String> {
             '.' => {
                 if !key.is_empty() {
                     segments.push(Segment::Key(std::mem::take(&mut key)));
-                } else if !matches!(segments.last(), Some(Segment::Index(_) | Segment::Select { .. }))
-                {
+                } else if !matches!(
+                    segments.last(),
+                    Some(Segment::Index(_) | Segment::Select { .. })
+                ) {
                     return Err(format!("empty key in path {path:?}"));
                 }
             }
@@ -73,7 +75,9 @@ pub fn parse_path(path: &str) -> Result<Vec<Segment>, String> {
 fn parse_bracket(inside: &str, path: &str) -> Result<Segment, String> {
     if let Some((key, value)) = inside.split_once(':') {
         if key.is_empty() {
-            return Err(format!("selector [{inside}] in path {path:?} needs a field name"));
+            return Err(format!(
+                "selector [{inside}] in path {path:?} needs a field name"
+            ));
         }
         return Ok(Segment::Select {
             key: key.trim().to_owned(),
@@ -84,7 +88,9 @@ fn parse_bracket(inside: &str, path: &str) -> Result<Segment, String> {
         .trim()
         .parse::<usize>()
         .map(Segment::Index)
-        .map_err(|_| format!("[{inside}] in path {path:?} is neither an index nor a [key:value] selector"))
+        .map_err(|_| {
+            format!("[{inside}] in path {path:?} is neither an index nor a [key:value] selector")
+        })
 }
 
 /// Renders segments back as a path (for messages).
@@ -115,7 +121,12 @@ pub enum Create {
 }
 
 /// Puts `value` at `segments` in `tree`.
-pub fn set_at(tree: &mut Value, segments: &[Segment], value: Value, create: Create) -> Result<(), String> {
+pub fn set_at(
+    tree: &mut Value,
+    segments: &[Segment],
+    value: Value,
+    create: Create,
+) -> Result<(), String> {
     let Some((last, parents)) = segments.split_last() else {
         *tree = value;
         return Ok(());
@@ -153,7 +164,10 @@ pub fn delete_at(tree: &mut Value, segments: &[Segment]) -> Result<(), String> {
             Ok(())
         }
         (Segment::Select { key, value }, Value::Array(list)) => {
-            let position = list.iter().position(|item| selects(item, key, value)).ok_or_else(missing)?;
+            let position = list
+                .iter()
+                .position(|item| selects(item, key, value))
+                .ok_or_else(missing)?;
             list.remove(position);
             Ok(())
         }
@@ -163,12 +177,16 @@ pub fn delete_at(tree: &mut Value, segments: &[Segment]) -> Result<(), String> {
 
 /// The value at `segments`, if there is one.
 pub fn get_at<'a>(tree: &'a Value, segments: &[Segment]) -> Option<&'a Value> {
-    segments.iter().try_fold(tree, |node, segment| match (segment, node) {
-        (Segment::Key(key), Value::Object(map)) => map.get(key),
-        (Segment::Index(index), Value::Array(list)) => list.get(*index),
-        (Segment::Select { key, value }, Value::Array(list)) => list.iter().find(|item| selects(item, key, value)),
-        _ => None,
-    })
+    segments
+        .iter()
+        .try_fold(tree, |node, segment| match (segment, node) {
+            (Segment::Key(key), Value::Object(map)) => map.get(key),
+            (Segment::Index(index), Value::Array(list)) => list.get(*index),
+            (Segment::Select { key, value }, Value::Array(list)) => {
+                list.iter().find(|item| selects(item, key, value))
+            }
+            _ => None,
+        })
 }
 
 fn walk_mut<'a>(
@@ -184,7 +202,12 @@ fn walk_mut<'a>(
     Ok(node)
 }
 
-fn step_mut<'a>(node: &'a mut Value, segment: &Segment, create: Create, full: &[Segment]) -> Result<&'a mut Value, String> {
+fn step_mut<'a>(
+    node: &'a mut Value,
+    segment: &Segment,
+    create: Create,
+    full: &[Segment],
+) -> Result<&'a mut Value, String> {
     let full_path = display_path(full);
     match segment {
         Segment::Key(key) => {
@@ -192,27 +215,34 @@ fn step_mut<'a>(node: &'a mut Value, segment: &Segment, create: Create, full: &[
                 *node = Value::Object(Map::new());
             }
             let Value::Object(map) = node else {
-                return Err(format!("{full_path}: {key:?} is reached through a value that is not a map"));
+                return Err(format!(
+                    "{full_path}: {key:?} is reached through a value that is not a map"
+                ));
             };
             Ok(map.entry(key.clone()).or_insert(Value::Null))
         }
         Segment::Index(index) => {
             let Value::Array(list) = node else {
-                return Err(format!("{full_path}: [{index}] indexes a value that is not a list"));
+                return Err(format!(
+                    "{full_path}: [{index}] indexes a value that is not a list"
+                ));
             };
             if *index == list.len() && create == Create::Missing {
                 list.push(Value::Null);
             }
             let len = list.len();
-            list.get_mut(*index)
-                .ok_or_else(|| format!("{full_path}: index {index} is out of range (the list has {len} items)"))
+            list.get_mut(*index).ok_or_else(|| {
+                format!("{full_path}: index {index} is out of range (the list has {len} items)")
+            })
         }
         Segment::Select { key, value } => {
             if node.is_null() && create == Create::Missing {
                 *node = Value::Array(Vec::new());
             }
             let Value::Array(list) = node else {
-                return Err(format!("{full_path}: [{key}:{value}] selects in a value that is not a list"));
+                return Err(format!(
+                    "{full_path}: [{key}:{value}] selects in a value that is not a list"
+                ));
             };
             let position = match list.iter().position(|item| selects(item, key, value)) {
                 Some(position) => position,
@@ -297,21 +327,36 @@ mod tests {
 
     #[test]
     fn parses_keys_indexes_and_selectors() {
-        let segments = parse_path("components.ingressGateways[name:istio-ingressgateway].k8s.ports[2]").unwrap();
+        let segments =
+            parse_path("components.ingressGateways[name:istio-ingressgateway].k8s.ports[2]")
+                .unwrap();
         assert_eq!(
             segments,
             vec![
                 Segment::Key("components".into()),
                 Segment::Key("ingressGateways".into()),
-                Segment::Select { key: "name".into(), value: "istio-ingressgateway".into() },
+                Segment::Select {
+                    key: "name".into(),
+                    value: "istio-ingressgateway".into()
+                },
                 Segment::Key("k8s".into()),
                 Segment::Key("ports".into()),
                 Segment::Index(2),
             ]
         );
-        let overlay_style = parse_path("spec.template.spec.containers.[name:discovery].args[1]").unwrap();
-        assert_eq!(overlay_style[4], Segment::Select { key: "name".into(), value: "discovery".into() });
-        assert_eq!(parse_path(r"a.prometheus\.io/scrape").unwrap()[1], Segment::Key("prometheus.io/scrape".into()));
+        let overlay_style =
+            parse_path("spec.template.spec.containers.[name:discovery].args[1]").unwrap();
+        assert_eq!(
+            overlay_style[4],
+            Segment::Select {
+                key: "name".into(),
+                value: "discovery".into()
+            }
+        );
+        assert_eq!(
+            parse_path(r"a.prometheus\.io/scrape").unwrap()[1],
+            Segment::Key("prometheus.io/scrape".into())
+        );
         assert!(parse_path("a..b").is_err());
         assert!(parse_path("a[x").is_err());
         assert!(parse_path("a[x]").is_err());
@@ -329,13 +374,20 @@ mod tests {
 
     #[test]
     fn set_creates_and_selects() {
-        let mut tree = json!({"spec": {"components": {"ingressGateways": [{"name": "a", "enabled": true}]}}});
+        let mut tree =
+            json!({"spec": {"components": {"ingressGateways": [{"name": "a", "enabled": true}]}}});
         let flag = parse_set("components.ingressGateways[name:a].enabled=false").unwrap();
         set_at(&mut tree, &flag.path, flag.value, Create::Missing).unwrap();
-        assert_eq!(tree["spec"]["components"]["ingressGateways"][0]["enabled"], json!(false));
+        assert_eq!(
+            tree["spec"]["components"]["ingressGateways"][0]["enabled"],
+            json!(false)
+        );
         let flag = parse_set("spec.meshConfig.accessLogFile=/dev/stdout").unwrap();
         set_at(&mut tree, &flag.path, flag.value, Create::Missing).unwrap();
-        assert_eq!(tree["spec"]["meshConfig"]["accessLogFile"], json!("/dev/stdout"));
+        assert_eq!(
+            tree["spec"]["meshConfig"]["accessLogFile"],
+            json!("/dev/stdout")
+        );
         let path = parse_path("spec.components.ingressGateways[name:b].enabled").unwrap();
         assert!(set_at(&mut tree, &path, json!(true), Create::MapKeysOnly).is_err());
         delete_at(&mut tree, &parse_path("spec.meshConfig").unwrap()).unwrap();

@@ -10,8 +10,8 @@ pub fn parse_document(text: &str, source_name: &str) -> Result<Value> {
         source_name: source_name.to_owned(),
         message,
     };
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|err| parse_error(format!("invalid YAML: {err}")))?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|err| parse_error(format!("invalid YAML: {err}")))?;
     let mut documents: Vec<Value> = documents.into_iter().filter(|doc| !doc.is_null()).collect();
     match documents.len() {
         0 => Ok(Value::Object(serde_json::Map::new())),
@@ -27,9 +27,14 @@ pub fn parse_document(text: &str, source_name: &str) -> Result<Value> {
 
 /// Writes one value as a YAML document (no leading `---`).
 pub fn to_yaml(value: &Value) -> Result<String> {
-    let text = serde_saphyr::to_string(value).map_err(|err| InstallError::Serialize(err.to_string()))?;
+    let text =
+        serde_saphyr::to_string(value).map_err(|err| InstallError::Serialize(err.to_string()))?;
     let text = text.strip_prefix("---\n").unwrap_or(&text).to_owned();
-    Ok(if text.ends_with('\n') { text } else { text + "\n" })
+    Ok(if text.ends_with('\n') {
+        text
+    } else {
+        text + "\n"
+    })
 }
 
 /// Writes values as one multi-document YAML stream.

@@ -7,7 +7,8 @@ use lateen_install::render::crds;
 use serde_json::{Value, json};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/istio/samples/bookinfo/networking")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/istio/samples/bookinfo/networking")
 }
 
 /// A small validator for Kubernetes structural schemas: types, enums, required fields, maps,
@@ -75,13 +76,19 @@ fn check_structural(schema: &Value, path: &str, problems: &mut Vec<String>) {
     match schema["type"].as_str() {
         Some("object") => {
             if schema.get("properties").is_some() && schema.get("additionalProperties").is_some() {
-                problems.push(format!("{path}: properties and additionalProperties together"));
+                problems.push(format!(
+                    "{path}: properties and additionalProperties together"
+                ));
             }
             for (key, property) in schema["properties"].as_object().into_iter().flatten() {
                 check_structural(property, &format!("{path}.{key}"), problems);
             }
             if schema["additionalProperties"].is_object() {
-                check_structural(&schema["additionalProperties"], &format!("{path}.*"), problems);
+                check_structural(
+                    &schema["additionalProperties"],
+                    &format!("{path}.*"),
+                    problems,
+                );
             }
         }
         Some("array") => match schema.get("items") {
@@ -124,14 +131,24 @@ fn every_crd_is_structural_with_one_storage_version() {
     for crd in &all {
         let name = crd["metadata"]["name"].as_str().unwrap();
         let versions = crd["spec"]["versions"].as_array().unwrap();
-        assert_eq!(versions.iter().filter(|v| v["storage"] == json!(true)).count(), 1, "{name}");
+        assert_eq!(
+            versions
+                .iter()
+                .filter(|v| v["storage"] == json!(true))
+                .count(),
+            1,
+            "{name}"
+        );
         for version in versions {
             let mut problems = Vec::new();
             check_structural(&version["schema"]["openAPIV3Schema"], name, &mut problems);
             assert!(problems.is_empty(), "{name}: {problems:?}");
         }
     }
-    let names: Vec<&str> = all.iter().map(|c| c["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = all
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap())
+        .collect();
     for expected in [
         "virtualservices.networking.istio.io",
         "destinationrules.networking.istio.io",
@@ -147,8 +164,16 @@ fn every_crd_is_structural_with_one_storage_version() {
     ] {
         assert!(names.contains(&expected), "missing CRD {expected}");
     }
-    let vs = all.iter().find(|c| c["spec"]["names"]["kind"] == json!("VirtualService")).unwrap();
-    let served: Vec<&str> = vs["spec"]["versions"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let vs = all
+        .iter()
+        .find(|c| c["spec"]["names"]["kind"] == json!("VirtualService"))
+        .unwrap();
+    let served: Vec<&str> = vs["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
     assert_eq!(served, ["v1alpha3", "v1beta1", "v1"]);
 }
 
@@ -182,7 +207,10 @@ fn broken_configs_are_rejected() {
     broken.push(("weight as text", vs, "weight"));
 
     let mut vs = first_doc("virtual-service-reviews-80-20.yaml");
-    vs["spec"]["http"][0]["route"][0]["destination"].as_object_mut().unwrap().remove("host");
+    vs["spec"]["http"][0]["route"][0]["destination"]
+        .as_object_mut()
+        .unwrap()
+        .remove("host");
     broken.push(("destination without host", vs, "destination.host"));
 
     let mut vs = first_doc("virtual-service-all-v1.yaml");
@@ -221,6 +249,9 @@ fn broken_configs_are_rejected() {
     for (what, doc, needle) in broken {
         let errors = check_instance(&doc);
         assert!(!errors.is_empty(), "{what}: accepted");
-        assert!(errors.iter().any(|e| e.contains(needle)), "{what}: {errors:?} does not name {needle}");
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{what}: {errors:?} does not name {needle}"
+        );
     }
 }

@@ -10,7 +10,10 @@ fn objects(files: &[&str], sets: &[&str]) -> Vec<RenderedObject> {
         files: files
             .iter()
             .enumerate()
-            .map(|(i, text)| InputFile { name: format!("file{i}.yaml"), text: (*text).to_owned() })
+            .map(|(i, text)| InputFile {
+                name: format!("file{i}.yaml"),
+                text: (*text).to_owned(),
+            })
             .collect(),
         sets: sets.iter().map(|s| (*s).to_owned()).collect(),
     };
@@ -27,7 +30,10 @@ fn find<'a>(objects: &'a [RenderedObject], kind: &str, name: &str) -> &'a Value 
 }
 
 fn names(objects: &[RenderedObject]) -> Vec<String> {
-    objects.iter().map(|o| format!("{}/{}", o.kind(), o.name())).collect()
+    objects
+        .iter()
+        .map(|o| format!("{}/{}", o.kind(), o.name()))
+        .collect()
 }
 
 fn has(objects: &[RenderedObject], kind: &str, name: &str) -> bool {
@@ -57,13 +63,30 @@ fn every_profile_renders_in_apply_order_with_istio_labels() {
         let rendered = objects(&[], &[&format!("profile={profile}")]);
         let ranks: Vec<usize> = rendered
             .iter()
-            .map(|o| ORDER.iter().position(|k| *k == o.kind()).unwrap_or_else(|| panic!("unexpected kind {}", o.kind())))
+            .map(|o| {
+                ORDER
+                    .iter()
+                    .position(|k| *k == o.kind())
+                    .unwrap_or_else(|| panic!("unexpected kind {}", o.kind()))
+            })
             .collect();
-        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{profile}: {:?}", names(&rendered));
+        assert!(
+            ranks.windows(2).all(|w| w[0] <= w[1]),
+            "{profile}: {:?}",
+            names(&rendered)
+        );
         for object in rendered.iter().filter(|o| o.kind() != "Namespace") {
             let labels = &object.object["metadata"]["labels"];
-            assert_eq!(labels["istio.io/rev"], json!("default"), "{profile} {}", object.name());
-            assert_eq!(labels["operator.istio.io/component"], json!(object.component));
+            assert_eq!(
+                labels["istio.io/rev"],
+                json!("default"),
+                "{profile} {}",
+                object.name()
+            );
+            assert_eq!(
+                labels["operator.istio.io/component"],
+                json!(object.component)
+            );
             assert!(labels["install.operator.istio.io/owning-resource"].is_string());
         }
     }
@@ -73,12 +96,20 @@ fn every_profile_renders_in_apply_order_with_istio_labels() {
 fn default_profile_has_control_plane_and_ingress() {
     let rendered = objects(&[], &[]);
     assert!(has(&rendered, "Namespace", "istio-system"));
-    assert!(has(&rendered, "CustomResourceDefinition", "virtualservices.networking.istio.io"));
+    assert!(has(
+        &rendered,
+        "CustomResourceDefinition",
+        "virtualservices.networking.istio.io"
+    ));
     assert!(has(&rendered, "ConfigMap", "istio"));
     assert!(has(&rendered, "ConfigMap", "istio-sidecar-injector"));
     assert!(has(&rendered, "HorizontalPodAutoscaler", "lateend"));
     assert!(has(&rendered, "PodDisruptionBudget", "lateend"));
-    assert!(has(&rendered, "ValidatingWebhookConfiguration", "istio-validator-istio-system"));
+    assert!(has(
+        &rendered,
+        "ValidatingWebhookConfiguration",
+        "istio-validator-istio-system"
+    ));
     assert!(!has(&rendered, "Deployment", "istio-egressgateway"));
 
     let service = find(&rendered, "Service", "lateend");
@@ -86,7 +117,13 @@ fn default_profile_has_control_plane_and_ingress() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["name"].as_str().unwrap().to_owned(), p["port"].as_i64().unwrap(), p["targetPort"].as_i64().unwrap()))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["port"].as_i64().unwrap(),
+                p["targetPort"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         ports,
@@ -100,52 +137,109 @@ fn default_profile_has_control_plane_and_ingress() {
 
     let control_plane = find(&rendered, "Deployment", "lateend");
     let container = &control_plane["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(container["image"], json!(format!("docker.io/lateen/lateend:{}", env!("CARGO_PKG_VERSION"))));
-    assert_eq!(container["readinessProbe"]["httpGet"], json!({"path": "/ready", "port": 8080}));
-    assert_eq!(container["resources"]["requests"], json!({"cpu": "500m", "memory": "2Gi"}));
+    assert_eq!(
+        container["image"],
+        json!(format!(
+            "docker.io/lateen/lateend:{}",
+            env!("CARGO_PKG_VERSION")
+        ))
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({"path": "/ready", "port": 8080})
+    );
+    assert_eq!(
+        container["resources"]["requests"],
+        json!({"cpu": "500m", "memory": "2Gi"})
+    );
     assert_eq!(container["securityContext"]["runAsNonRoot"], json!(true));
     assert!(control_plane["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"].is_object());
     // The HPA owns the count.
     assert!(control_plane["spec"].get("replicas").is_none());
 
     let gateway = find(&rendered, "Deployment", "istio-ingressgateway");
-    assert_eq!(gateway["metadata"]["labels"]["app"], json!("istio-ingressgateway"));
-    assert_eq!(gateway["metadata"]["labels"]["istio"], json!("ingressgateway"));
+    assert_eq!(
+        gateway["metadata"]["labels"]["app"],
+        json!("istio-ingressgateway")
+    );
+    assert_eq!(
+        gateway["metadata"]["labels"]["istio"],
+        json!("ingressgateway")
+    );
     let proxy = &gateway["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(proxy["image"], json!(format!("docker.io/lateen/proxy:{}", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        proxy["image"],
+        json!(format!(
+            "docker.io/lateen/proxy:{}",
+            env!("CARGO_PKG_VERSION")
+        ))
+    );
     assert_eq!(proxy["command"], json!(["lateen-proxy"]));
     assert_eq!(proxy["args"][0], json!("router"));
     let gateway_service = find(&rendered, "Service", "istio-ingressgateway");
     assert_eq!(gateway_service["spec"]["type"], json!("LoadBalancer"));
-    let service_ports: Vec<i64> =
-        gateway_service["spec"]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
+    let service_ports: Vec<i64> = gateway_service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_i64().unwrap())
+        .collect();
     assert_eq!(service_ports, [15021, 80, 443]);
     assert_eq!(
         gateway_service["spec"]["selector"],
         json!({"app": "istio-ingressgateway", "istio": "ingressgateway"})
     );
     assert!(has(&rendered, "Role", "istio-ingressgateway-sds"));
-    assert!(has(&rendered, "ServiceAccount", "istio-ingressgateway-service-account"));
+    assert!(has(
+        &rendered,
+        "ServiceAccount",
+        "istio-ingressgateway-service-account"
+    ));
 
-    let mesh: Value = serde_saphyr::from_str(find(&rendered, "ConfigMap", "istio")["data"]["mesh"].as_str().unwrap()).unwrap();
-    assert_eq!(mesh["defaultConfig"]["discoveryAddress"], json!("lateend.istio-system.svc:15012"));
-    let values: Value =
-        serde_json::from_str(find(&rendered, "ConfigMap", "istio-sidecar-injector")["data"]["values"].as_str().unwrap()).unwrap();
+    let mesh: Value = serde_saphyr::from_str(
+        find(&rendered, "ConfigMap", "istio")["data"]["mesh"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        mesh["defaultConfig"]["discoveryAddress"],
+        json!("lateend.istio-system.svc:15012")
+    );
+    let values: Value = serde_json::from_str(
+        find(&rendered, "ConfigMap", "istio-sidecar-injector")["data"]["values"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(values["global"]["hub"], json!("docker.io/lateen"));
 }
 
 fn selectors(webhook: &Value) -> (Value, Value) {
-    (webhook["namespaceSelector"]["matchExpressions"].clone(), webhook["objectSelector"]["matchExpressions"].clone())
+    (
+        webhook["namespaceSelector"]["matchExpressions"].clone(),
+        webhook["objectSelector"]["matchExpressions"].clone(),
+    )
 }
 
 #[test]
 fn injector_selectors_are_istios() {
     let rendered = objects(&[], &[]);
-    let config = find(&rendered, "MutatingWebhookConfiguration", "istio-sidecar-injector");
+    let config = find(
+        &rendered,
+        "MutatingWebhookConfiguration",
+        "istio-sidecar-injector",
+    );
     let hooks = config["webhooks"].as_array().unwrap();
-    let by_name = |name: &str| hooks.iter().find(|h| h["name"] == json!(name)).unwrap_or_else(|| panic!("no webhook {name}"));
+    let by_name = |name: &str| {
+        hooks
+            .iter()
+            .find(|h| h["name"] == json!(name))
+            .unwrap_or_else(|| panic!("no webhook {name}"))
+    };
     assert_eq!(hooks.len(), 4);
-    let not_false = json!({"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]});
+    let not_false =
+        json!({"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]});
     assert_eq!(
         selectors(by_name("rev.namespace.sidecar-injector.istio.io")),
         (
@@ -162,7 +256,10 @@ fn injector_selectors_are_istios() {
     );
     assert_eq!(
         selectors(by_name("namespace.sidecar-injector.istio.io")),
-        (json!([{"key": "istio-injection", "operator": "In", "values": ["enabled"]}]), json!([not_false]))
+        (
+            json!([{"key": "istio-injection", "operator": "In", "values": ["enabled"]}]),
+            json!([not_false])
+        )
     );
     assert_eq!(
         selectors(by_name("object.sidecar-injector.istio.io")),
@@ -172,7 +269,10 @@ fn injector_selectors_are_istios() {
         )
     );
     for hook in hooks {
-        assert_eq!(hook["clientConfig"]["service"], json!({"name": "lateend", "namespace": "istio-system", "path": "/inject", "port": 443}));
+        assert_eq!(
+            hook["clientConfig"]["service"],
+            json!({"name": "lateend", "namespace": "istio-system", "path": "/inject", "port": 443})
+        );
         assert_eq!(hook["rules"][0]["resources"], json!(["pods"]));
     }
 }
@@ -183,15 +283,34 @@ fn a_revision_suffixes_names_and_selects_by_revision() {
     assert!(has(&rendered, "Deployment", "lateend-canary"));
     assert!(has(&rendered, "Service", "lateend-canary"));
     assert!(has(&rendered, "ConfigMap", "istio-canary"));
-    assert!(has(&rendered, "ValidatingWebhookConfiguration", "istio-validator-canary-istio-system"));
-    let config = find(&rendered, "MutatingWebhookConfiguration", "istio-sidecar-injector-canary");
+    assert!(has(
+        &rendered,
+        "ValidatingWebhookConfiguration",
+        "istio-validator-canary-istio-system"
+    ));
+    let config = find(
+        &rendered,
+        "MutatingWebhookConfiguration",
+        "istio-sidecar-injector-canary",
+    );
     let hooks = config["webhooks"].as_array().unwrap();
     assert_eq!(hooks.len(), 2);
-    assert_eq!(hooks[0]["namespaceSelector"]["matchExpressions"][0]["values"], json!(["canary"]));
-    assert_eq!(hooks[0]["clientConfig"]["service"]["name"], json!("lateend-canary"));
+    assert_eq!(
+        hooks[0]["namespaceSelector"]["matchExpressions"][0]["values"],
+        json!(["canary"])
+    );
+    assert_eq!(
+        hooks[0]["clientConfig"]["service"]["name"],
+        json!("lateend-canary")
+    );
     for object in &rendered {
         if object.kind() != "Namespace" {
-            assert_eq!(object.object["metadata"]["labels"]["istio.io/rev"], json!("canary"), "{}", object.name());
+            assert_eq!(
+                object.object["metadata"]["labels"]["istio.io/rev"],
+                json!("canary"),
+                "{}",
+                object.name()
+            );
         }
     }
 }
@@ -200,11 +319,21 @@ fn a_revision_suffixes_names_and_selects_by_revision() {
 fn demo_adds_egress_and_drops_autoscaling() {
     let rendered = objects(&[], &["profile=demo"]);
     assert!(has(&rendered, "Deployment", "istio-egressgateway"));
-    assert!(!rendered.iter().any(|o| o.kind() == "HorizontalPodAutoscaler"));
+    assert!(
+        !rendered
+            .iter()
+            .any(|o| o.kind() == "HorizontalPodAutoscaler")
+    );
     let egress = find(&rendered, "Service", "istio-egressgateway");
     assert_eq!(egress["spec"]["type"], json!("ClusterIP"));
-    assert_eq!(find(&rendered, "Deployment", "lateend")["spec"]["replicas"], json!(1));
-    let mesh = find(&rendered, "ConfigMap", "istio")["data"]["mesh"].as_str().unwrap().to_owned();
+    assert_eq!(
+        find(&rendered, "Deployment", "lateend")["spec"]["replicas"],
+        json!(1)
+    );
+    let mesh = find(&rendered, "ConfigMap", "istio")["data"]["mesh"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(mesh.contains("accessLogFile: /dev/stdout"), "{mesh}");
 }
 
@@ -214,11 +343,28 @@ fn minimal_remote_and_empty_render_what_they_should() {
     assert!(has(&minimal, "Deployment", "lateend"));
     assert!(!minimal.iter().any(|o| o.component == "IngressGateways"));
 
-    let remote = objects(&[], &["profile=remote", "values.istiodRemote.injectionURL=https://cp.example:15017/inject"]);
+    let remote = objects(
+        &[],
+        &[
+            "profile=remote",
+            "values.istiodRemote.injectionURL=https://cp.example:15017/inject",
+        ],
+    );
     assert!(!remote.iter().any(|o| o.kind() == "Deployment"));
-    let injector = find(&remote, "MutatingWebhookConfiguration", "istio-sidecar-injector");
-    assert_eq!(injector["webhooks"][0]["clientConfig"], json!({"url": "https://cp.example:15017/inject"}));
-    assert!(has(&remote, "CustomResourceDefinition", "destinationrules.networking.istio.io"));
+    let injector = find(
+        &remote,
+        "MutatingWebhookConfiguration",
+        "istio-sidecar-injector",
+    );
+    assert_eq!(
+        injector["webhooks"][0]["clientConfig"],
+        json!({"url": "https://cp.example:15017/inject"})
+    );
+    assert!(has(
+        &remote,
+        "CustomResourceDefinition",
+        "destinationrules.networking.istio.io"
+    ));
 
     assert!(objects(&[], &["profile=empty"]).is_empty());
 }
@@ -288,16 +434,28 @@ spec:
 
 #[test]
 fn component_k8s_settings_and_overlays_are_applied() {
-    let rendered = objects(&[SETTINGS], &["components.pilot.k8s.resources.limits.memory=3Gi"]);
+    let rendered = objects(
+        &[SETTINGS],
+        &["components.pilot.k8s.resources.limits.memory=3Gi"],
+    );
     let deployment = find(&rendered, "Deployment", "lateend");
     let pod = &deployment["spec"]["template"];
     let container = &pod["spec"]["containers"][0];
     assert_eq!(deployment["spec"]["replicas"], json!(2));
     let env = container["env"].as_array().unwrap();
-    let value_of = |name: &str| env.iter().find(|e| e["name"] == json!(name)).map(|e| e["value"].clone());
+    let value_of = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == json!(name))
+            .map(|e| e["value"].clone())
+    };
     assert_eq!(value_of("PILOT_TRACE_SAMPLING"), Some(json!("5")));
     assert_eq!(value_of("EXTRA"), Some(json!("yes")));
-    assert_eq!(env.iter().filter(|e| e["name"] == json!("PILOT_TRACE_SAMPLING")).count(), 1);
+    assert_eq!(
+        env.iter()
+            .filter(|e| e["name"] == json!("PILOT_TRACE_SAMPLING"))
+            .count(),
+        1
+    );
     assert_eq!(pod["spec"]["nodeSelector"], json!({"disk": "ssd"}));
     assert_eq!(pod["spec"]["tolerations"][0]["key"], json!("dedicated"));
     assert!(pod["spec"]["affinity"]["nodeAffinity"].is_object());
@@ -306,10 +464,25 @@ fn component_k8s_settings_and_overlays_are_applied() {
     assert_eq!(container["resources"]["limits"]["memory"], json!("3Gi"));
     assert_eq!(container["args"][1], json!("--monitoringAddr=:9999"));
     assert_eq!(pod["metadata"]["labels"]["patched"], json!("yes"));
-    assert_eq!(find(&rendered, "Service", "lateend")["spec"]["ports"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        find(&rendered, "Service", "lateend")["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let hpa = find(&rendered, "HorizontalPodAutoscaler", "lateend");
-    assert_eq!((hpa["spec"]["minReplicas"].clone(), hpa["spec"]["maxReplicas"].clone()), (json!(2), json!(9)));
-    assert_eq!(find(&rendered, "PodDisruptionBudget", "lateend")["spec"]["maxUnavailable"], json!(1));
+    assert_eq!(
+        (
+            hpa["spec"]["minReplicas"].clone(),
+            hpa["spec"]["maxReplicas"].clone()
+        ),
+        (json!(2), json!(9))
+    );
+    assert_eq!(
+        find(&rendered, "PodDisruptionBudget", "lateend")["spec"]["maxUnavailable"],
+        json!(1)
+    );
 
     let service = find(&rendered, "Service", "istio-ingressgateway");
     assert_eq!(service["spec"]["type"], json!("NodePort"));
@@ -322,7 +495,13 @@ fn component_k8s_settings_and_overlays_are_applied() {
 fn bad_overlays_and_unsupported_components_are_errors() {
     let inputs = |sets: &[&str], files: &[&str]| Inputs {
         profile: None,
-        files: files.iter().map(|t| InputFile { name: "f.yaml".into(), text: (*t).to_owned() }).collect(),
+        files: files
+            .iter()
+            .map(|t| InputFile {
+                name: "f.yaml".into(),
+                text: (*t).to_owned(),
+            })
+            .collect(),
         sets: sets.iter().map(|s| (*s).to_owned()).collect(),
     };
     let merged = merge_inputs(&inputs(&["components.cni.enabled=true"], &[])).unwrap();

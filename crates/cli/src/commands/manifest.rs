@@ -41,9 +41,14 @@ pub fn run(args: Args) -> Result<()> {
             components.sort_unstable();
             components.dedup();
             for component in components {
-                let part: Vec<_> = objects.iter().filter(|o| o.component == component).cloned().collect();
+                let part: Vec<_> = objects
+                    .iter()
+                    .filter(|o| o.component == component)
+                    .cloned()
+                    .collect();
                 let folder = dir.join(component);
-                std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+                std::fs::create_dir_all(&folder)
+                    .with_context(|| format!("creating {}", folder.display()))?;
                 let file = folder.join(format!("{component}.yaml"));
                 std::fs::write(&file, lateen_install::to_manifest(&part)?)
                     .with_context(|| format!("writing {}", file.display()))?;

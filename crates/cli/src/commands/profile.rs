@@ -42,14 +42,24 @@ impl InputArgs {
         for path in &self.files {
             let text = if path.as_os_str() == "-" {
                 let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading stdin")?;
                 text
             } else {
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?
             };
-            files.push(InputFile { name: path.display().to_string(), text });
+            files.push(InputFile {
+                name: path.display().to_string(),
+                text,
+            });
         }
-        Ok(Inputs { profile, files, sets: self.sets.clone() })
+        Ok(Inputs {
+            profile,
+            files,
+            sets: self.sets.clone(),
+        })
     }
 }
 
@@ -101,11 +111,19 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::Diff(diff) => {
             let dump = |name: &str| -> Result<String> {
-                let inputs = Inputs { profile: Some(name.to_owned()), ..Inputs::default() };
-                Ok(lateen_install::to_yaml(&lateen_install::merge_inputs(&inputs)?.tree)?)
+                let inputs = Inputs {
+                    profile: Some(name.to_owned()),
+                    ..Inputs::default()
+                };
+                Ok(lateen_install::to_yaml(
+                    &lateen_install::merge_inputs(&inputs)?.tree,
+                )?)
             };
             let (a, b) = (dump(&diff.a)?, dump(&diff.b)?);
-            let options = DiffOptions { context: 3, color: std::io::stdout().is_terminal() };
+            let options = DiffOptions {
+                context: 3,
+                color: std::io::stdout().is_terminal(),
+            };
             let text = unified(&diff.a, &a, &diff.b, &b, options);
             if text.is_empty() {
                 println!("Profiles {} and {} are the same", diff.a, diff.b);

@@ -8,8 +8,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Context, downward_env, hpa, merged_env, pdb, resources_json,
-    restricted_container_security, string_map,
+    Context, downward_env, hpa, merged_env, pdb, resources_json, restricted_container_security,
+    string_map,
 };
 use crate::error::{InstallError, Result};
 use crate::operator::Component;
@@ -29,16 +29,42 @@ pub(super) fn render(ctx: &Context, pilot: Option<&Component>) -> Result<Vec<Val
     selector.insert("app".into(), json!(super::CONTROL_PLANE_NAME));
     selector.insert("istio.io/rev".into(), json!(ctx.rev_label()));
 
-    let pilot_values = ctx.values().and_then(|v| v.pilot.as_ref()).map(|p| &p.known);
-    let autoscale = pilot_values.and_then(|p| p.autoscale_enabled).is_none_or(|b| b.0);
-    let trace_sampling = pilot_values.and_then(|p| p.trace_sampling).map_or(1.0, |n| n.0);
+    let pilot_values = ctx
+        .values()
+        .and_then(|v| v.pilot.as_ref())
+        .map(|p| &p.known);
+    let autoscale = pilot_values
+        .and_then(|p| p.autoscale_enabled)
+        .is_none_or(|b| b.0);
+    let trace_sampling = pilot_values
+        .and_then(|p| p.trace_sampling)
+        .map_or(1.0, |n| n.0);
 
     let mut objects = vec![mesh_config_map(ctx)?, injector_config_map(ctx)?];
-    objects.push(deployment(ctx, pilot, &name, &labels, &selector, autoscale, trace_sampling));
+    objects.push(deployment(
+        ctx,
+        pilot,
+        &name,
+        &labels,
+        &selector,
+        autoscale,
+        trace_sampling,
+    ));
     objects.push(service(ctx, &name, &labels, &selector));
-    objects.push(pdb(&name, namespace, &labels, &selector, k8s.and_then(|k| k.pod_disruption_budget.as_ref()))?);
+    objects.push(pdb(
+        &name,
+        namespace,
+        &labels,
+        &selector,
+        k8s.and_then(|k| k.pod_disruption_budget.as_ref()),
+    )?);
     if autoscale {
-        objects.push(hpa(&name, namespace, &labels, k8s.and_then(|k| k.hpa_spec.as_ref())));
+        objects.push(hpa(
+            &name,
+            namespace,
+            &labels,
+            k8s.and_then(|k| k.hpa_spec.as_ref()),
+        ));
     }
     Ok(objects)
 }
@@ -46,7 +72,9 @@ pub(super) fn render(ctx: &Context, pilot: Option<&Component>) -> Result<Vec<Val
 /// The mesh config as lateend and the proxies read it, with the defaults filled in.
 pub(crate) fn mesh_config(ctx: &Context) -> Result<Value> {
     let mut mesh = match &ctx.iop.spec.mesh_config {
-        Some(mesh) => serde_json::to_value(mesh).map_err(|err| InstallError::Serialize(err.to_string()))?,
+        Some(mesh) => {
+            serde_json::to_value(mesh).map_err(|err| InstallError::Serialize(err.to_string()))?
+        }
         None => json!({}),
     };
     let defaults = [
@@ -95,7 +123,9 @@ fn injector_config_map(ctx: &Context) -> Result<Value> {
             .unwrap_or_else(|| vec!["sidecar".to_owned()]),
     });
     let mut values = match &ctx.iop.spec.values {
-        Some(values) => serde_json::to_value(values).map_err(|err| InstallError::Serialize(err.to_string()))?,
+        Some(values) => {
+            serde_json::to_value(values).map_err(|err| InstallError::Serialize(err.to_string()))?
+        }
         None => json!({}),
     };
     if !values["global"].is_object() {
@@ -106,7 +136,8 @@ fn injector_config_map(ctx: &Context) -> Result<Value> {
     values["global"]["istioNamespace"] = json!(ctx.namespace);
     values["global"]["caAddress"] = json!(ctx.discovery_address());
     values["revision"] = json!(ctx.revision);
-    let values_text = serde_json::to_string_pretty(&values).map_err(|err| InstallError::Serialize(err.to_string()))?;
+    let values_text = serde_json::to_string_pretty(&values)
+        .map_err(|err| InstallError::Serialize(err.to_string()))?;
     Ok(json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -133,7 +164,11 @@ fn deployment(
         json!({"name": "PILOT_TRACE_SAMPLING", "value": trace_sampling.to_string()}),
         json!({"name": "ISTIOD_ADDR", "value": ctx.discovery_address()}),
     ]);
-    if let Some(pilot_env) = ctx.values().and_then(|v| v.pilot.as_ref()).and_then(|p| p.known.env.as_ref()) {
+    if let Some(pilot_env) = ctx
+        .values()
+        .and_then(|v| v.pilot.as_ref())
+        .and_then(|p| p.known.env.as_ref())
+    {
         for (key, value) in pilot_env {
             env.push(json!({"name": key, "value": value.0}));
         }
@@ -157,7 +192,12 @@ fn deployment(
         json!({"name": "config-volume", "mountPath": "/etc/istio/config", "readOnly": true}),
         json!({"name": "injector-config", "mountPath": "/var/lib/istio/inject", "readOnly": true}),
     ];
-    mounts.extend(k8s.and_then(|k| k.volume_mounts.clone()).into_iter().flatten().map(Value::Object));
+    mounts.extend(
+        k8s.and_then(|k| k.volume_mounts.clone())
+            .into_iter()
+            .flatten()
+            .map(Value::Object),
+    );
     let container = json!({
         "name": "discovery",
         "image": ctx.image("lateend", pilot.and_then(|p| p.hub.as_ref()).map(|s| s.as_str()), pilot.and_then(|p| p.tag.as_ref()).map(|s| s.as_str())),
@@ -198,13 +238,26 @@ fn deployment(
     });
     super::deployment(
         ctx,
-        super::DeploymentParts { name, namespace: &ctx.namespace, labels, selector, pod_labels, annotations, pod_spec },
+        super::DeploymentParts {
+            name,
+            namespace: &ctx.namespace,
+            labels,
+            selector,
+            pod_labels,
+            annotations,
+            pod_spec,
+        },
         k8s,
         autoscale,
     )
 }
 
-fn service(ctx: &Context, name: &str, labels: &Map<String, Value>, selector: &Map<String, Value>) -> Value {
+fn service(
+    ctx: &Context,
+    name: &str,
+    labels: &Map<String, Value>,
+    selector: &Map<String, Value>,
+) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Service",

@@ -47,7 +47,10 @@ fn enumerated(values: &[&str]) -> Value {
 }
 
 fn object(properties: &[(&str, Value)]) -> Value {
-    let props: Map<String, Value> = properties.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    let props: Map<String, Value> = properties
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
     json!({"type": "object", "properties": props})
 }
 
@@ -65,7 +68,11 @@ fn percent() -> Value {
 }
 
 fn string_match() -> Value {
-    object(&[("exact", string()), ("prefix", string()), ("regex", string())])
+    object(&[
+        ("exact", string()),
+        ("prefix", string()),
+        ("regex", string()),
+    ])
 }
 
 fn port_selector() -> Value {
@@ -73,11 +80,22 @@ fn port_selector() -> Value {
 }
 
 fn destination() -> Value {
-    require(object(&[("host", string()), ("subset", string()), ("port", port_selector())]), &["host"])
+    require(
+        object(&[
+            ("host", string()),
+            ("subset", string()),
+            ("port", port_selector()),
+        ]),
+        &["host"],
+    )
 }
 
 fn headers_operations() -> Value {
-    let ops = object(&[("set", map_of(string())), ("add", map_of(string())), ("remove", strings())]);
+    let ops = object(&[
+        ("set", map_of(string())),
+        ("add", map_of(string())),
+        ("remove", strings()),
+    ]);
     object(&[("request", ops.clone()), ("response", ops)])
 }
 
@@ -102,7 +120,11 @@ fn http_match() -> Value {
 
 fn http_route() -> Value {
     let route_destination = require(
-        object(&[("destination", destination()), ("weight", int32()), ("headers", headers_operations())]),
+        object(&[
+            ("destination", destination()),
+            ("weight", int32()),
+            ("headers", headers_operations()),
+        ]),
         &["destination"],
     );
     let fault = object(&[
@@ -138,8 +160,18 @@ fn http_route() -> Value {
         ("route", list(route_destination)),
         ("redirect", open()),
         ("directResponse", open()),
-        ("delegate", object(&[("name", string()), ("namespace", string())])),
-        ("rewrite", object(&[("uri", string()), ("authority", string()), ("uriRegexRewrite", open())])),
+        (
+            "delegate",
+            object(&[("name", string()), ("namespace", string())]),
+        ),
+        (
+            "rewrite",
+            object(&[
+                ("uri", string()),
+                ("authority", string()),
+                ("uriRegexRewrite", open()),
+            ]),
+        ),
         ("timeout", duration()),
         ("retries", retries),
         ("fault", fault),
@@ -152,7 +184,10 @@ fn http_route() -> Value {
 }
 
 fn route_destinations() -> Value {
-    list(require(object(&[("destination", destination()), ("weight", int32())]), &["destination"]))
+    list(require(
+        object(&[("destination", destination()), ("weight", int32())]),
+        &["destination"],
+    ))
 }
 
 fn virtual_service_spec() -> Value {
@@ -178,15 +213,30 @@ fn virtual_service_spec() -> Value {
         ("hosts", strings()),
         ("gateways", strings()),
         ("http", list(http_route())),
-        ("tls", list(object(&[("match", list(tls_match)), ("route", route_destinations())]))),
-        ("tcp", list(object(&[("match", list(l4_match)), ("route", route_destinations())]))),
+        (
+            "tls",
+            list(object(&[
+                ("match", list(tls_match)),
+                ("route", route_destinations()),
+            ])),
+        ),
+        (
+            "tcp",
+            list(object(&[
+                ("match", list(l4_match)),
+                ("route", route_destinations()),
+            ])),
+        ),
         ("exportTo", strings()),
     ])
 }
 
 fn traffic_policy() -> Value {
     let client_tls = object(&[
-        ("mode", enumerated(&["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"])),
+        (
+            "mode",
+            enumerated(&["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"]),
+        ),
         ("clientCertificate", string()),
         ("privateKey", string()),
         ("caCertificates", string()),
@@ -199,7 +249,14 @@ fn traffic_policy() -> Value {
     let load_balancer = object(&[
         (
             "simple",
-            enumerated(&["UNSPECIFIED", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN"]),
+            enumerated(&[
+                "UNSPECIFIED",
+                "RANDOM",
+                "PASSTHROUGH",
+                "ROUND_ROBIN",
+                "LEAST_REQUEST",
+                "LEAST_CONN",
+            ]),
         ),
         ("consistentHash", open()),
         ("localityLbSetting", open()),
@@ -227,7 +284,11 @@ fn traffic_policy() -> Value {
 
 fn destination_rule_spec() -> Value {
     let subset = require(
-        object(&[("name", string()), ("labels", map_of(string())), ("trafficPolicy", traffic_policy())]),
+        object(&[
+            ("name", string()),
+            ("labels", map_of(string())),
+            ("trafficPolicy", traffic_policy()),
+        ]),
         &["name"],
     );
     require(
@@ -236,7 +297,10 @@ fn destination_rule_spec() -> Value {
             ("trafficPolicy", traffic_policy()),
             ("subsets", list(subset)),
             ("exportTo", strings()),
-            ("workloadSelector", object(&[("matchLabels", map_of(string()))])),
+            (
+                "workloadSelector",
+                object(&[("matchLabels", map_of(string()))]),
+            ),
         ]),
         &["host"],
     )
@@ -244,7 +308,12 @@ fn destination_rule_spec() -> Value {
 
 fn gateway_spec() -> Value {
     let port = require(
-        object(&[("number", int32()), ("protocol", string()), ("name", string()), ("targetPort", int32())]),
+        object(&[
+            ("number", int32()),
+            ("protocol", string()),
+            ("name", string()),
+            ("targetPort", int32()),
+        ]),
         &["number", "protocol", "name"],
     );
     let server = require(
@@ -263,7 +332,12 @@ fn gateway_spec() -> Value {
 
 fn service_entry_spec() -> Value {
     let port = require(
-        object(&[("number", int32()), ("protocol", string()), ("name", string()), ("targetPort", int32())]),
+        object(&[
+            ("number", int32()),
+            ("protocol", string()),
+            ("name", string()),
+            ("targetPort", int32()),
+        ]),
         &["number", "name"],
     );
     require(
@@ -272,7 +346,10 @@ fn service_entry_spec() -> Value {
             ("addresses", strings()),
             ("ports", list(port)),
             ("location", enumerated(&["MESH_EXTERNAL", "MESH_INTERNAL"])),
-            ("resolution", enumerated(&["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"])),
+            (
+                "resolution",
+                enumerated(&["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]),
+            ),
             ("endpoints", list(open())),
             ("workloadSelector", object(&[("labels", map_of(string()))])),
             ("exportTo", strings()),
@@ -333,19 +410,136 @@ fn service_entry_columns() -> Value {
 }
 
 const KINDS: &[Kind] = &[
-    Kind { group: "networking.istio.io", kind: "VirtualService", plural: "virtualservices", short_names: &["vs"], categories: ISTIO_IO, versions: NETWORKING, spec: virtual_service_spec, columns: virtual_service_columns },
-    Kind { group: "networking.istio.io", kind: "DestinationRule", plural: "destinationrules", short_names: &["dr"], categories: ISTIO_IO, versions: NETWORKING, spec: destination_rule_spec, columns: destination_rule_columns },
-    Kind { group: "networking.istio.io", kind: "Gateway", plural: "gateways", short_names: &["gw"], categories: ISTIO_IO, versions: NETWORKING, spec: gateway_spec, columns: no_columns },
-    Kind { group: "networking.istio.io", kind: "ServiceEntry", plural: "serviceentries", short_names: &["se"], categories: ISTIO_IO, versions: NETWORKING, spec: service_entry_spec, columns: service_entry_columns },
-    Kind { group: "networking.istio.io", kind: "WorkloadEntry", plural: "workloadentries", short_names: &["we"], categories: ISTIO_IO, versions: NETWORKING, spec: open, columns: no_columns },
-    Kind { group: "networking.istio.io", kind: "WorkloadGroup", plural: "workloadgroups", short_names: &["wg"], categories: ISTIO_IO, versions: NETWORKING, spec: open, columns: no_columns },
-    Kind { group: "networking.istio.io", kind: "Sidecar", plural: "sidecars", short_names: &[], categories: ISTIO_IO, versions: NETWORKING, spec: open, columns: no_columns },
-    Kind { group: "networking.istio.io", kind: "EnvoyFilter", plural: "envoyfilters", short_names: &[], categories: ISTIO_IO, versions: &["v1alpha3"], spec: open, columns: no_columns },
-    Kind { group: "security.istio.io", kind: "PeerAuthentication", plural: "peerauthentications", short_names: &["pa"], categories: SECURITY_CATEGORIES, versions: SECURITY, spec: open, columns: no_columns },
-    Kind { group: "security.istio.io", kind: "AuthorizationPolicy", plural: "authorizationpolicies", short_names: &["ap"], categories: SECURITY_CATEGORIES, versions: SECURITY, spec: open, columns: no_columns },
-    Kind { group: "security.istio.io", kind: "RequestAuthentication", plural: "requestauthentications", short_names: &["ra"], categories: SECURITY_CATEGORIES, versions: SECURITY, spec: open, columns: no_columns },
-    Kind { group: "telemetry.istio.io", kind: "Telemetry", plural: "telemetries", short_names: &["telemetry"], categories: &["istio-io", "telemetry-istio-io"], versions: &["v1alpha1", "v1"], spec: open, columns: no_columns },
-    Kind { group: "install.istio.io", kind: "IstioOperator", plural: "istiooperators", short_names: &["iop", "io"], categories: &["istio-io"], versions: &["v1alpha1"], spec: open, columns: no_columns },
+    Kind {
+        group: "networking.istio.io",
+        kind: "VirtualService",
+        plural: "virtualservices",
+        short_names: &["vs"],
+        categories: ISTIO_IO,
+        versions: NETWORKING,
+        spec: virtual_service_spec,
+        columns: virtual_service_columns,
+    },
+    Kind {
+        group: "networking.istio.io",
+        kind: "DestinationRule",
+        plural: "destinationrules",
+        short_names: &["dr"],
+        categories: ISTIO_IO,
+        versions: NETWORKING,
+        spec: destination_rule_spec,
+        columns: destination_rule_columns,
+    },
+    Kind {
+        group: "networking.istio.io",
+        kind: "Gateway",
+        plural: "gateways",
+        short_names: &["gw"],
+        categories: ISTIO_IO,
+        versions: NETWORKING,
+        spec: gateway_spec,
+        columns: no_columns,
+    },
+    Kind {
+        group: "networking.istio.io",
+        kind: "ServiceEntry",
+        plural: "serviceentries",
+        short_names: &["se"],
+        categories: ISTIO_IO,
+        versions: NETWORKING,
+        spec: service_entry_spec,
+        columns: service_entry_columns,
+    },
+    Kind {
+        group: "networking.istio.io",
+        kind: "WorkloadEntry",
+        plural: "workloadentries",
+        short_names: &["we"],
+        categories: ISTIO_IO,
+        versions: NETWORKING,
+        spec: open,
+        columns: no_columns,
+    },
+    Kind {
+        group: "networking.istio.io",
+        kind: "WorkloadGroup",
+        plural: "workloadgroups",
+        short_names: &["wg"],
+        categories: ISTIO_IO,
+        versions: NETWORKING,
+        spec: open,
+        columns: no_columns,
+    },
+    Kind {
+        group: "networking.istio.io",
+        kind: "Sidecar",
+        plural: "sidecars",
+        short_names: &[],
+        categories: ISTIO_IO,
+        versions: NETWORKING,
+        spec: open,
+        columns: no_columns,
+    },
+    Kind {
+        group: "networking.istio.io",
+        kind: "EnvoyFilter",
+        plural: "envoyfilters",
+        short_names: &[],
+        categories: ISTIO_IO,
+        versions: &["v1alpha3"],
+        spec: open,
+        columns: no_columns,
+    },
+    Kind {
+        group: "security.istio.io",
+        kind: "PeerAuthentication",
+        plural: "peerauthentications",
+        short_names: &["pa"],
+        categories: SECURITY_CATEGORIES,
+        versions: SECURITY,
+        spec: open,
+        columns: no_columns,
+    },
+    Kind {
+        group: "security.istio.io",
+        kind: "AuthorizationPolicy",
+        plural: "authorizationpolicies",
+        short_names: &["ap"],
+        categories: SECURITY_CATEGORIES,
+        versions: SECURITY,
+        spec: open,
+        columns: no_columns,
+    },
+    Kind {
+        group: "security.istio.io",
+        kind: "RequestAuthentication",
+        plural: "requestauthentications",
+        short_names: &["ra"],
+        categories: SECURITY_CATEGORIES,
+        versions: SECURITY,
+        spec: open,
+        columns: no_columns,
+    },
+    Kind {
+        group: "telemetry.istio.io",
+        kind: "Telemetry",
+        plural: "telemetries",
+        short_names: &["telemetry"],
+        categories: &["istio-io", "telemetry-istio-io"],
+        versions: &["v1alpha1", "v1"],
+        spec: open,
+        columns: no_columns,
+    },
+    Kind {
+        group: "install.istio.io",
+        kind: "IstioOperator",
+        plural: "istiooperators",
+        short_names: &["iop", "io"],
+        categories: &["istio-io"],
+        versions: &["v1alpha1"],
+        spec: open,
+        columns: no_columns,
+    },
 ];
 
 /// Every CRD of an install, in a fixed order.
@@ -363,7 +557,10 @@ pub fn schema(group: &str, kind: &str) -> Option<Value> {
 
 fn version_schema(kind: &Kind) -> Value {
     let mut spec = (kind.spec)();
-    spec["description"] = json!(format!("Configuration of a {}; see Istio's reference of {}.{}.", kind.kind, kind.group, kind.kind));
+    spec["description"] = json!(format!(
+        "Configuration of a {}; see Istio's reference of {}.{}.",
+        kind.kind, kind.group, kind.kind
+    ));
     let mut properties = Map::new();
     properties.insert("spec".into(), spec);
     properties.insert("status".into(), open());

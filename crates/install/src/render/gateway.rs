@@ -4,8 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Context, downward_env, hpa, merged_env, pdb, resources_json,
-    restricted_container_security, string_map,
+    Context, downward_env, hpa, merged_env, pdb, resources_json, restricted_container_security,
+    string_map,
 };
 use crate::error::Result;
 use crate::operator::{GatewayComponent, ServicePort};
@@ -16,16 +16,27 @@ const STATUS_PORT: i64 = 15021;
 /// Prometheus port of every proxy.
 const METRICS_PORT: i64 = 15090;
 
-pub(super) fn render(ctx: &Context, gateway: &GatewayComponent, ingress: bool, component: &str) -> Result<Vec<Value>> {
+pub(super) fn render(
+    ctx: &Context,
+    gateway: &GatewayComponent,
+    ingress: bool,
+    component: &str,
+) -> Result<Vec<Value>> {
     let name = gateway.name.as_str();
-    let namespace = gateway.namespace.as_ref().map_or(ctx.namespace.as_str(), |n| n.as_str());
+    let namespace = gateway
+        .namespace
+        .as_ref()
+        .map_or(ctx.namespace.as_str(), |n| n.as_str());
     let k8s = gateway.k8s.as_ref();
 
     // Istio labels the default gateways `app: istio-ingressgateway, istio: ingressgateway`; the
     // `label` map of the component adds to or replaces these.
     let mut labels = Map::new();
     labels.insert("app".into(), json!(name));
-    labels.insert("istio".into(), json!(name.strip_prefix("istio-").unwrap_or(name)));
+    labels.insert(
+        "istio".into(),
+        json!(name.strip_prefix("istio-").unwrap_or(name)),
+    );
     labels.extend(string_map(gateway.label.as_ref()));
     let selector = labels.clone();
     labels.insert("istio.io/rev".into(), json!(ctx.rev_label()));
@@ -35,21 +46,51 @@ pub(super) fn render(ctx: &Context, gateway: &GatewayComponent, ingress: bool, c
         .and_then(|v| v.gateways.as_ref())
         .and_then(|g| g.get(name))
         .map(|g| &g.known);
-    let autoscale = gateway_values.and_then(|g| g.autoscale_enabled).is_none_or(|b| b.0);
-    let ports = service_ports(gateway, ingress, gateway_values.and_then(|g| g.ports.as_ref()));
+    let autoscale = gateway_values
+        .and_then(|g| g.autoscale_enabled)
+        .is_none_or(|b| b.0);
+    let ports = service_ports(
+        gateway,
+        ingress,
+        gateway_values.and_then(|g| g.ports.as_ref()),
+    );
 
     let mut objects = super::rbac::gateway(name, namespace);
-    objects.push(deployment(ctx, gateway, namespace, &labels, &selector, &ports, autoscale, component));
-    objects.push(service(gateway, namespace, &labels, &selector, &ports, ingress));
-    objects.push(pdb(name, namespace, &labels, &selector, k8s.and_then(|k| k.pod_disruption_budget.as_ref()))?);
+    objects.push(deployment(
+        ctx, gateway, namespace, &labels, &selector, &ports, autoscale, component,
+    ));
+    objects.push(service(
+        gateway, namespace, &labels, &selector, &ports, ingress,
+    ));
+    objects.push(pdb(
+        name,
+        namespace,
+        &labels,
+        &selector,
+        k8s.and_then(|k| k.pod_disruption_budget.as_ref()),
+    )?);
     if autoscale {
-        objects.push(hpa(name, namespace, &labels, k8s.and_then(|k| k.hpa_spec.as_ref())));
+        objects.push(hpa(
+            name,
+            namespace,
+            &labels,
+            k8s.and_then(|k| k.hpa_spec.as_ref()),
+        ));
     }
     Ok(objects)
 }
 
-fn service_ports(gateway: &GatewayComponent, ingress: bool, from_values: Option<&Vec<ServicePort>>) -> Vec<ServicePort> {
-    if let Some(ports) = gateway.k8s.as_ref().and_then(|k| k.service.as_ref()).and_then(|s| s.ports.clone()) {
+fn service_ports(
+    gateway: &GatewayComponent,
+    ingress: bool,
+    from_values: Option<&Vec<ServicePort>>,
+) -> Vec<ServicePort> {
+    if let Some(ports) = gateway
+        .k8s
+        .as_ref()
+        .and_then(|k| k.service.as_ref())
+        .and_then(|s| s.ports.clone())
+    {
         return ports;
     }
     if let Some(ports) = from_values {
@@ -97,9 +138,13 @@ fn deployment(
             container_ports.push(json!({"containerPort": target, "protocol": protocol}));
         }
     }
-    for (port, port_name) in [(STATUS_PORT, "status-port"), (METRICS_PORT, "http-envoy-prom")] {
+    for (port, port_name) in [
+        (STATUS_PORT, "status-port"),
+        (METRICS_PORT, "http-envoy-prom"),
+    ] {
         if seen.insert(port) {
-            container_ports.push(json!({"containerPort": port, "protocol": "TCP", "name": port_name}));
+            container_ports
+                .push(json!({"containerPort": port, "protocol": "TCP", "name": port_name}));
         }
     }
     let mut env = downward_env();
@@ -136,7 +181,12 @@ fn deployment(
         json!({"name": "istio-token", "mountPath": "/var/run/secrets/tokens", "readOnly": true}),
         json!({"name": "istiod-ca-cert", "mountPath": "/var/run/secrets/istio", "readOnly": true}),
     ];
-    mounts.extend(k8s.and_then(|k| k.volume_mounts.clone()).into_iter().flatten().map(Value::Object));
+    mounts.extend(
+        k8s.and_then(|k| k.volume_mounts.clone())
+            .into_iter()
+            .flatten()
+            .map(Value::Object),
+    );
     let proxy_log_level = ctx
         .global()
         .and_then(|g| g.proxy.as_ref())
@@ -189,7 +239,15 @@ fn deployment(
     });
     super::deployment(
         ctx,
-        super::DeploymentParts { name, namespace, labels, selector, pod_labels, annotations, pod_spec },
+        super::DeploymentParts {
+            name,
+            namespace,
+            labels,
+            selector,
+            pod_labels,
+            annotations,
+            pod_spec,
+        },
         k8s,
         autoscale,
     )
@@ -205,12 +263,23 @@ fn service(
 ) -> Value {
     let settings = gateway.k8s.as_ref().and_then(|k| k.service.as_ref());
     let default_type = if ingress { "LoadBalancer" } else { "ClusterIP" };
-    let mut spec = serde_json::to_value(settings.cloned().unwrap_or_default()).unwrap_or_else(|_| json!({}));
-    spec["type"] = json!(settings.and_then(|s| s.service_type.as_ref()).map_or(default_type, |t| t.as_str()));
+    let mut spec =
+        serde_json::to_value(settings.cloned().unwrap_or_default()).unwrap_or_else(|_| json!({}));
+    spec["type"] = json!(
+        settings
+            .and_then(|s| s.service_type.as_ref())
+            .map_or(default_type, |t| t.as_str())
+    );
     spec["selector"] = json!(selector);
     spec["ports"] = serde_json::to_value(ports).unwrap_or_else(|_| json!([]));
-    let annotations = string_map(gateway.k8s.as_ref().and_then(|k| k.service_annotations.as_ref()));
-    let mut metadata = json!({"name": gateway.name.as_str(), "namespace": namespace, "labels": labels});
+    let annotations = string_map(
+        gateway
+            .k8s
+            .as_ref()
+            .and_then(|k| k.service_annotations.as_ref()),
+    );
+    let mut metadata =
+        json!({"name": gateway.name.as_str(), "namespace": namespace, "labels": labels});
     if !annotations.is_empty() {
         metadata["annotations"] = Value::Object(annotations);
     }

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::error::{InstallError, Result};
-use crate::operator::{Component, EnvVar, GatewayComponent, HpaSpec, IstioOperator, K8sSpec, PdbSpec, Resources};
+use crate::operator::{
+    Component, EnvVar, GatewayComponent, HpaSpec, IstioOperator, K8sSpec, PdbSpec, Resources,
+};
 use crate::setflag;
 
 /// Name of the control-plane Deployment, Service and ServiceAccount (Istio: istiod).
@@ -32,12 +34,18 @@ pub struct RenderedObject {
 impl RenderedObject {
     /// `kind` of the object.
     pub fn kind(&self) -> &str {
-        self.object.get("kind").and_then(Value::as_str).unwrap_or_default()
+        self.object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// `metadata.name` of the object.
     pub fn name(&self) -> &str {
-        self.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+        self.object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -57,12 +65,20 @@ pub(crate) struct Context<'a> {
 impl<'a> Context<'a> {
     fn new(iop: &'a IstioOperator) -> Self {
         let spec = &iop.spec;
-        let global = spec.values.as_ref().and_then(|v| v.known.global.as_ref()).map(|g| &g.known);
+        let global = spec
+            .values
+            .as_ref()
+            .and_then(|v| v.known.global.as_ref())
+            .map(|g| &g.known);
         let namespace = spec
             .namespace
             .as_ref()
             .map(|s| s.0.clone())
-            .or_else(|| global.and_then(|g| g.istio_namespace.as_ref()).map(|s| s.0.clone()))
+            .or_else(|| {
+                global
+                    .and_then(|g| g.istio_namespace.as_ref())
+                    .map(|s| s.0.clone())
+            })
             .unwrap_or_else(|| "istio-system".to_owned());
         let revision = spec
             .revision
@@ -88,17 +104,32 @@ impl<'a> Context<'a> {
             .or_else(|| global.and_then(|g| g.tag.as_ref()))
             .map(|s| s.0.clone())
             .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
-        Context { iop, namespace, revision, owner, hub, tag }
+        Context {
+            iop,
+            namespace,
+            revision,
+            owner,
+            hub,
+            tag,
+        }
     }
 
     /// The `istio.io/rev` value: the revision, or `default`.
     pub fn rev_label(&self) -> &str {
-        if self.revision.is_empty() { "default" } else { &self.revision }
+        if self.revision.is_empty() {
+            "default"
+        } else {
+            &self.revision
+        }
     }
 
     /// `base` with `-<revision>` appended for a revisioned install.
     pub fn revisioned(&self, base: &str) -> String {
-        if self.revision.is_empty() { base.to_owned() } else { format!("{base}-{}", self.revision) }
+        if self.revision.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}-{}", self.revision)
+        }
     }
 
     /// Name of the control-plane Deployment/Service/ServiceAccount.
@@ -114,8 +145,14 @@ impl<'a> Context<'a> {
     /// The labels Istio's operator puts on every object of a component.
     pub fn labels(&self, component: &str) -> Map<String, Value> {
         let mut labels = Map::new();
-        labels.insert("install.operator.istio.io/owning-resource".into(), json!(self.owner));
-        labels.insert("install.operator.istio.io/owning-resource-namespace".into(), json!(self.namespace));
+        labels.insert(
+            "install.operator.istio.io/owning-resource".into(),
+            json!(self.owner),
+        );
+        labels.insert(
+            "install.operator.istio.io/owning-resource-namespace".into(),
+            json!(self.namespace),
+        );
         labels.insert("istio.io/rev".into(), json!(self.rev_label()));
         labels.insert("operator.istio.io/component".into(), json!(component));
         labels.insert("app.kubernetes.io/part-of".into(), json!("lateen"));
@@ -124,7 +161,12 @@ impl<'a> Context<'a> {
     }
 
     pub fn image(&self, name: &str, hub: Option<&str>, tag: Option<&str>) -> String {
-        format!("{}/{}:{}", hub.unwrap_or(&self.hub), name, tag.unwrap_or(&self.tag))
+        format!(
+            "{}/{}:{}",
+            hub.unwrap_or(&self.hub),
+            name,
+            tag.unwrap_or(&self.tag)
+        )
     }
 
     pub fn values(&self) -> Option<&crate::operator::Values> {
@@ -132,7 +174,9 @@ impl<'a> Context<'a> {
     }
 
     pub fn global(&self) -> Option<&crate::operator::GlobalValues> {
-        self.values().and_then(|v| v.global.as_ref()).map(|g| &g.known)
+        self.values()
+            .and_then(|v| v.global.as_ref())
+            .map(|g| &g.known)
     }
 
     pub fn image_pull_policy(&self, k8s: Option<&K8sSpec>) -> String {
@@ -181,15 +225,30 @@ pub fn render(iop: &IstioOperator) -> Result<Vec<RenderedObject>> {
     let mut out = Vec::new();
     let base_on = enabled(components.base.as_ref());
     let pilot_on = enabled(components.pilot.as_ref());
-    let ingress: Vec<&GatewayComponent> = components.ingress_gateways.iter().flatten().filter(|g| gateway_enabled(g)).collect();
-    let egress: Vec<&GatewayComponent> = components.egress_gateways.iter().flatten().filter(|g| gateway_enabled(g)).collect();
+    let ingress: Vec<&GatewayComponent> = components
+        .ingress_gateways
+        .iter()
+        .flatten()
+        .filter(|g| gateway_enabled(g))
+        .collect();
+    let egress: Vec<&GatewayComponent> = components
+        .egress_gateways
+        .iter()
+        .flatten()
+        .filter(|g| gateway_enabled(g))
+        .collect();
 
     let mut namespaces = Vec::new();
     if base_on || pilot_on {
         namespaces.push(ctx.namespace.clone());
     }
     for gateway in ingress.iter().chain(egress.iter()) {
-        namespaces.push(gateway.namespace.as_ref().map_or_else(|| ctx.namespace.clone(), |n| n.0.clone()));
+        namespaces.push(
+            gateway
+                .namespace
+                .as_ref()
+                .map_or_else(|| ctx.namespace.clone(), |n| n.0.clone()),
+        );
     }
     namespaces.dedup();
     let mut seen = std::collections::BTreeSet::new();
@@ -209,7 +268,13 @@ pub fn render(iop: &IstioOperator) -> Result<Vec<RenderedObject>> {
     if base_on {
         let mut objects = crds::all();
         objects.extend(rbac::reader(&ctx));
-        push_component(&mut out, "Base", objects, components.base.as_ref().and_then(|c| c.k8s.as_ref()), &ctx)?;
+        push_component(
+            &mut out,
+            "Base",
+            objects,
+            components.base.as_ref().and_then(|c| c.k8s.as_ref()),
+            &ctx,
+        )?;
     }
     if pilot_on {
         let pilot = components.pilot.as_ref();
@@ -219,9 +284,18 @@ pub fn render(iop: &IstioOperator) -> Result<Vec<RenderedObject>> {
             objects.extend(control_plane::render(&ctx, pilot)?);
         }
         objects.extend(webhooks::render(&ctx));
-        push_component(&mut out, "Pilot", objects, pilot.and_then(|c| c.k8s.as_ref()), &ctx)?;
+        push_component(
+            &mut out,
+            "Pilot",
+            objects,
+            pilot.and_then(|c| c.k8s.as_ref()),
+            &ctx,
+        )?;
     }
-    for (component, gateways, ingress_kind) in [("IngressGateways", &ingress, true), ("EgressGateways", &egress, false)] {
+    for (component, gateways, ingress_kind) in [
+        ("IngressGateways", &ingress, true),
+        ("EgressGateways", &egress, false),
+    ] {
         for gateway in gateways {
             let objects = gateway::render(&ctx, gateway, ingress_kind, component)?;
             push_component(&mut out, component, objects, gateway.k8s.as_ref(), &ctx)?;
@@ -262,7 +336,8 @@ fn push_component(
             .iter_mut()
             .find(|object| {
                 object["kind"].as_str() == Some(overlay.kind.as_str())
-                    && object.pointer("/metadata/name").and_then(Value::as_str) == Some(overlay.name.as_str())
+                    && object.pointer("/metadata/name").and_then(Value::as_str)
+                        == Some(overlay.name.as_str())
                     && overlay
                         .api_version
                         .as_ref()
@@ -270,16 +345,28 @@ fn push_component(
             })
             .ok_or_else(|| overlay_error("no such object in this component".to_owned()))?;
         for patch in &overlay.patches {
-            let segments = setflag::parse_path(patch.path.as_str())
-                .map_err(|message| overlay_error(format!("path {:?}: {message}", patch.path.as_str())))?;
+            let segments = setflag::parse_path(patch.path.as_str()).map_err(|message| {
+                overlay_error(format!("path {:?}: {message}", patch.path.as_str()))
+            })?;
             let applied = match &patch.value {
-                Some(value) => setflag::set_at(target, &segments, value.clone(), setflag::Create::MapKeysOnly),
+                Some(value) => setflag::set_at(
+                    target,
+                    &segments,
+                    value.clone(),
+                    setflag::Create::MapKeysOnly,
+                ),
                 None => setflag::delete_at(target, &segments),
             };
-            applied.map_err(|message| overlay_error(format!("path {:?}: {message}", patch.path.as_str())))?;
+            applied.map_err(|message| {
+                overlay_error(format!("path {:?}: {message}", patch.path.as_str()))
+            })?;
         }
     }
-    out.extend(objects.into_iter().map(|object| RenderedObject { component, object }));
+    out.extend(
+        objects
+            .into_iter()
+            .map(|object| RenderedObject { component, object }),
+    );
     Ok(())
 }
 
@@ -317,9 +404,15 @@ pub(crate) fn resources_json(resources: Option<&Resources>) -> Value {
         return json!({});
     };
     let mut out = Map::new();
-    for (key, quantities) in [("requests", &resources.requests), ("limits", &resources.limits)] {
+    for (key, quantities) in [
+        ("requests", &resources.requests),
+        ("limits", &resources.limits),
+    ] {
         if let Some(quantities) = quantities {
-            let map: Map<String, Value> = quantities.iter().map(|(k, v)| (k.clone(), quantity(v))).collect();
+            let map: Map<String, Value> = quantities
+                .iter()
+                .map(|(k, v)| (k.clone(), quantity(v)))
+                .collect();
             out.insert(key.into(), Value::Object(map));
         }
     }
@@ -335,7 +428,10 @@ fn quantity(value: &crate::scalar::IntOrString) -> Value {
 pub(crate) fn merged_env(mut base: Vec<Value>, user: Option<&Vec<EnvVar>>) -> Vec<Value> {
     for var in user.into_iter().flatten() {
         let rendered = serde_json::to_value(var).unwrap_or(Value::Null);
-        match base.iter_mut().find(|existing| existing["name"].as_str() == Some(var.name.as_str())) {
+        match base
+            .iter_mut()
+            .find(|existing| existing["name"].as_str() == Some(var.name.as_str()))
+        {
             Some(existing) => *existing = rendered,
             None => base.push(rendered),
         }
@@ -351,17 +447,31 @@ pub(crate) fn string_map(map: Option<&BTreeMap<String, crate::scalar::Str>>) -> 
 }
 
 /// Applies the pod-level `k8s` settings to a pod template spec.
-fn apply_pod_settings(pod_spec: &mut Value, k8s: Option<&K8sSpec>, default_affinity: Value, priority_class: Option<&str>) {
+fn apply_pod_settings(
+    pod_spec: &mut Value,
+    k8s: Option<&K8sSpec>,
+    default_affinity: Value,
+    priority_class: Option<&str>,
+) {
     let k8s_ref = k8s;
     let pod = pod_spec.as_object_mut();
     let Some(pod) = pod else { return };
-    let affinity = k8s_ref.and_then(|k| k.affinity.clone()).map(Value::Object).unwrap_or(default_affinity);
+    let affinity = k8s_ref
+        .and_then(|k| k.affinity.clone())
+        .map(Value::Object)
+        .unwrap_or(default_affinity);
     pod.insert("affinity".into(), affinity);
     if let Some(selector) = k8s_ref.and_then(|k| k.node_selector.as_ref()) {
-        pod.insert("nodeSelector".into(), Value::Object(string_map(Some(selector))));
+        pod.insert(
+            "nodeSelector".into(),
+            Value::Object(string_map(Some(selector))),
+        );
     }
     if let Some(tolerations) = k8s_ref.and_then(|k| k.tolerations.as_ref()) {
-        pod.insert("tolerations".into(), serde_json::to_value(tolerations).unwrap_or(Value::Null));
+        pod.insert(
+            "tolerations".into(),
+            serde_json::to_value(tolerations).unwrap_or(Value::Null),
+        );
     }
     if let Some(security) = k8s_ref.and_then(|k| k.security_context.clone()) {
         pod.insert("securityContext".into(), Value::Object(security));
@@ -396,8 +506,18 @@ fn spread_over_nodes(labels: &Map<String, Value>) -> Value {
 }
 
 /// A policy/v1 PodDisruptionBudget (at least one pod up unless the spec says otherwise).
-pub(crate) fn pdb(name: &str, namespace: &str, labels: &Map<String, Value>, selector: &Map<String, Value>, spec: Option<&PdbSpec>) -> Result<Value> {
-    if let Some(PdbSpec { min_available: Some(_), max_unavailable: Some(_) }) = spec {
+pub(crate) fn pdb(
+    name: &str,
+    namespace: &str,
+    labels: &Map<String, Value>,
+    selector: &Map<String, Value>,
+    spec: Option<&PdbSpec>,
+) -> Result<Value> {
+    if let Some(PdbSpec {
+        min_available: Some(_),
+        max_unavailable: Some(_),
+    }) = spec
+    {
         // The API server refuses a budget with both; say so now, naming the object.
         return Err(InstallError::Unsupported(format!(
             "podDisruptionBudget of {namespace}/{name}: set minAvailable or maxUnavailable, not both"
@@ -405,7 +525,10 @@ pub(crate) fn pdb(name: &str, namespace: &str, labels: &Map<String, Value>, sele
     }
     let mut pdb_spec = Map::new();
     match spec {
-        Some(PdbSpec { min_available, max_unavailable }) if min_available.is_some() || max_unavailable.is_some() => {
+        Some(PdbSpec {
+            min_available,
+            max_unavailable,
+        }) if min_available.is_some() || max_unavailable.is_some() => {
             if let Some(min) = min_available {
                 pdb_spec.insert("minAvailable".into(), min.to_json());
             }
@@ -427,9 +550,17 @@ pub(crate) fn pdb(name: &str, namespace: &str, labels: &Map<String, Value>, sele
 }
 
 /// An autoscaling/v2 HorizontalPodAutoscaler for Deployment `name`.
-pub(crate) fn hpa(name: &str, namespace: &str, labels: &Map<String, Value>, spec: Option<&HpaSpec>) -> Value {
+pub(crate) fn hpa(
+    name: &str,
+    namespace: &str,
+    labels: &Map<String, Value>,
+    spec: Option<&HpaSpec>,
+) -> Value {
     let min = spec.and_then(|s| s.min_replicas).map_or(1, |i| i.0);
-    let max = spec.and_then(|s| s.max_replicas).map_or(5, |i| i.0).max(min);
+    let max = spec
+        .and_then(|s| s.max_replicas)
+        .map_or(5, |i| i.0)
+        .max(min);
     let metrics = spec
         .and_then(|s| s.metrics.clone())
         .map(|m| Value::Array(m.into_iter().map(Value::Object).collect()))
@@ -497,10 +628,31 @@ pub(crate) struct DeploymentParts<'a> {
 }
 
 /// An apps/v1 Deployment with the component's pod settings, strategy and replicas applied.
-pub(crate) fn deployment(ctx: &Context, parts: DeploymentParts, k8s: Option<&K8sSpec>, autoscale: bool) -> Value {
-    let DeploymentParts { name, namespace, labels, selector, pod_labels, annotations, mut pod_spec } = parts;
-    let priority = ctx.global().and_then(|g| g.priority_class_name.as_ref()).map(|s| s.0.clone());
-    apply_pod_settings(&mut pod_spec, k8s, spread_over_nodes(selector), priority.as_deref());
+pub(crate) fn deployment(
+    ctx: &Context,
+    parts: DeploymentParts,
+    k8s: Option<&K8sSpec>,
+    autoscale: bool,
+) -> Value {
+    let DeploymentParts {
+        name,
+        namespace,
+        labels,
+        selector,
+        pod_labels,
+        annotations,
+        mut pod_spec,
+    } = parts;
+    let priority = ctx
+        .global()
+        .and_then(|g| g.priority_class_name.as_ref())
+        .map(|s| s.0.clone());
+    apply_pod_settings(
+        &mut pod_spec,
+        k8s,
+        spread_over_nodes(selector),
+        priority.as_deref(),
+    );
     let strategy = k8s
         .and_then(|k| k.strategy.clone())
         .map(Value::Object)

@@ -12,7 +12,15 @@ fn service_account(name: &str, namespace: &str) -> Value {
     })
 }
 
-fn binding(kind: &str, name: &str, namespace: Option<&str>, role_kind: &str, role: &str, account: &str, account_namespace: &str) -> Value {
+fn binding(
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+    role_kind: &str,
+    role: &str,
+    account: &str,
+    account_namespace: &str,
+) -> Value {
     let mut metadata = json!({"name": name});
     if let Some(namespace) = namespace {
         metadata["namespace"] = json!(namespace);
@@ -42,7 +50,11 @@ const ISTIO_GROUPS: &[&str] = &[
 /// The identity a control plane in another cluster uses to read this one (Istio's reader).
 pub(super) fn reader(ctx: &Context) -> Vec<Value> {
     let account = "lateen-reader-service-account";
-    let role = format!("lateen-reader-clusterrole{}-{}", revision_suffix(ctx), ctx.namespace);
+    let role = format!(
+        "lateen-reader-clusterrole{}-{}",
+        revision_suffix(ctx),
+        ctx.namespace
+    );
     let rules = json!([
         {"apiGroups": ISTIO_GROUPS, "resources": ["*"], "verbs": READ},
         {"apiGroups": [""], "resources": ["endpoints", "pods", "services", "nodes", "replicationcontrollers", "namespaces", "secrets"], "verbs": READ},
@@ -60,12 +72,24 @@ pub(super) fn reader(ctx: &Context) -> Vec<Value> {
             "metadata": {"name": role},
             "rules": rules,
         }),
-        binding("ClusterRoleBinding", &role, None, "ClusterRole", &role, account, &ctx.namespace),
+        binding(
+            "ClusterRoleBinding",
+            &role,
+            None,
+            "ClusterRole",
+            &role,
+            account,
+            &ctx.namespace,
+        ),
     ]
 }
 
 fn revision_suffix(ctx: &Context) -> String {
-    if ctx.revision.is_empty() { String::new() } else { format!("-{}", ctx.revision) }
+    if ctx.revision.is_empty() {
+        String::new()
+    } else {
+        format!("-{}", ctx.revision)
+    }
 }
 
 /// lateend's ServiceAccount, its cluster-wide read/write rules and its Role for secrets in
@@ -106,14 +130,30 @@ pub(super) fn control_plane(ctx: &Context) -> Vec<Value> {
             "metadata": {"name": cluster_role},
             "rules": rules,
         }),
-        binding("ClusterRoleBinding", &cluster_role, None, "ClusterRole", &cluster_role, &account, &ctx.namespace),
+        binding(
+            "ClusterRoleBinding",
+            &cluster_role,
+            None,
+            "ClusterRole",
+            &cluster_role,
+            &account,
+            &ctx.namespace,
+        ),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": {"name": role, "namespace": ctx.namespace},
             "rules": role_rules,
         }),
-        binding("RoleBinding", &role, Some(&ctx.namespace), "Role", &role, &account, &ctx.namespace),
+        binding(
+            "RoleBinding",
+            &role,
+            Some(&ctx.namespace),
+            "Role",
+            &role,
+            &account,
+            &ctx.namespace,
+        ),
     ]
 }
 
@@ -129,6 +169,14 @@ pub(super) fn gateway(name: &str, namespace: &str) -> Vec<Value> {
             "metadata": {"name": role, "namespace": namespace},
             "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": READ}],
         }),
-        binding("RoleBinding", &role, Some(namespace), "Role", &role, &account, namespace),
+        binding(
+            "RoleBinding",
+            &role,
+            Some(namespace),
+            "Role",
+            &role,
+            &account,
+            namespace,
+        ),
     ]
 }

@@ -28,7 +28,10 @@ fn selector(expressions: Vec<Value>) -> Value {
 
 /// Where the API server reaches lateend: its Service, or a URL when the control plane is remote.
 fn client_config(ctx: &Context, path: &str) -> Value {
-    let remote = ctx.values().and_then(|v| v.istiod_remote.as_ref()).map(|r| &r.known);
+    let remote = ctx
+        .values()
+        .and_then(|v| v.istiod_remote.as_ref())
+        .map(|r| &r.known);
     if ctx.is_remote() {
         if path == "/inject"
             && let Some(url) = remote.and_then(|r| r.injection_url.as_ref())
@@ -42,7 +45,12 @@ fn client_config(ctx: &Context, path: &str) -> Value {
     json!({"service": {"name": ctx.control_plane_name(), "namespace": ctx.namespace, "path": path, "port": 443}})
 }
 
-fn injection_webhook(ctx: &Context, name: &str, namespace_selector: Value, object_selector: Value) -> Value {
+fn injection_webhook(
+    ctx: &Context,
+    name: &str,
+    namespace_selector: Value,
+    object_selector: Value,
+) -> Value {
     json!({
         "name": name,
         "clientConfig": client_config(ctx, "/inject"),
@@ -70,14 +78,23 @@ fn injection_webhooks(ctx: &Context) -> Vec<Value> {
         injection_webhook(
             ctx,
             "rev.namespace.sidecar-injector.istio.io",
-            selector(vec![expression("istio.io/rev", "In", &[rev]), expression("istio-injection", "DoesNotExist", &[])]),
+            selector(vec![
+                expression("istio.io/rev", "In", &[rev]),
+                expression("istio-injection", "DoesNotExist", &[]),
+            ]),
             selector(vec![not_opted_out()]),
         ),
         injection_webhook(
             ctx,
             "rev.object.sidecar-injector.istio.io",
-            selector(vec![expression("istio.io/rev", "DoesNotExist", &[]), expression("istio-injection", "DoesNotExist", &[])]),
-            selector(vec![not_opted_out(), expression("istio.io/rev", "In", &[rev])]),
+            selector(vec![
+                expression("istio.io/rev", "DoesNotExist", &[]),
+                expression("istio-injection", "DoesNotExist", &[]),
+            ]),
+            selector(vec![
+                not_opted_out(),
+                expression("istio.io/rev", "In", &[rev]),
+            ]),
         ),
     ];
     if !ctx.revision.is_empty() {
@@ -92,7 +109,10 @@ fn injection_webhooks(ctx: &Context) -> Vec<Value> {
                 expression("istio-injection", "NotIn", &["disabled"]),
                 expression("istio.io/rev", "DoesNotExist", &[]),
             ]),
-            selector(vec![not_opted_out(), expression("istio.io/rev", "DoesNotExist", &[])]),
+            selector(vec![
+                not_opted_out(),
+                expression("istio.io/rev", "DoesNotExist", &[]),
+            ]),
         ));
         return hooks;
     }
@@ -105,8 +125,14 @@ fn injection_webhooks(ctx: &Context) -> Vec<Value> {
     hooks.push(injection_webhook(
         ctx,
         "object.sidecar-injector.istio.io",
-        selector(vec![expression("istio-injection", "DoesNotExist", &[]), expression("istio.io/rev", "DoesNotExist", &[])]),
-        selector(vec![expression("sidecar.istio.io/inject", "In", &["true"]), expression("istio.io/rev", "DoesNotExist", &[])]),
+        selector(vec![
+            expression("istio-injection", "DoesNotExist", &[]),
+            expression("istio.io/rev", "DoesNotExist", &[]),
+        ]),
+        selector(vec![
+            expression("sidecar.istio.io/inject", "In", &["true"]),
+            expression("istio.io/rev", "DoesNotExist", &[]),
+        ]),
     ));
     hooks
 }
@@ -120,7 +146,10 @@ pub(super) fn render(ctx: &Context) -> Vec<Value> {
         "metadata": {"name": ctx.revisioned("istio-sidecar-injector"), "labels": app_label},
         "webhooks": injection_webhooks(ctx),
     })];
-    let validation_on = ctx.global().and_then(|g| g.config_validation).is_none_or(|b| b.0);
+    let validation_on = ctx
+        .global()
+        .and_then(|g| g.config_validation)
+        .is_none_or(|b| b.0);
     if validation_on {
         objects.push(json!({
             "apiVersion": "admissionregistration.k8s.io/v1",
