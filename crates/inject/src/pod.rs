@@ -175,8 +175,13 @@ pub fn inject(
         if settings.hold_application {
             // The kubelet starts containers in order and waits for postStart: the app starts
             // only once the proxy is ready.
-            sidecar["lifecycle"]["postStart"] =
-                json!({"exec": {"command": ["lateen-proxy", "wait"]}});
+            let wait = json!({"exec": {"command": ["lateen-proxy", "wait"]}});
+            match sidecar.get_mut("lifecycle").and_then(Value::as_object_mut) {
+                Some(lifecycle) => {
+                    lifecycle.insert("postStart".into(), wait);
+                }
+                None => sidecar["lifecycle"] = json!({ "postStart": wait }),
+            }
             containers.insert(0, sidecar);
         } else {
             containers.push(sidecar);

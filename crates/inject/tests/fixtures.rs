@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use lateen_inject::yaml::{inject_documents, parse_documents};
-use lateen_inject::{InjectConfig, Outcome, inject_yaml};
-use serde_json::Value;
+use lateen_inject::{InjectConfig, Outcome, inject_object, inject_yaml};
+use serde_json::{Value, json};
 
 /// Istio inputs that must inject (every non-bad `*.yaml` in the folder).
 fn good_inputs() -> Vec<std::path::PathBuf> {
@@ -379,5 +379,141 @@ fn list_and_multi_document_order_is_kept() {
     let docs = parse_documents(&out).unwrap();
     for tpl in pod_templates(&docs[0]) {
         assert!(names(&tpl["spec"]["containers"]).contains(&"lateen-proxy"));
+    }
+}
+
+/// The init container's arguments are exactly what `lateen-proxy capture` accepts.
+#[test]
+fn capture_args_parse_with_the_capture_crate() {
+    let cfg = InjectConfig::default();
+    let mut checked = 0;
+    // proxy-override.yaml pre-declares istio-init with its own args, which win.
+    let inputs = good_inputs()
+        .into_iter()
+        .filter(|p| !p.ends_with("proxy-override.yaml"));
+    for input in inputs {
+        let mut docs = parse_documents(&read(&input)).unwrap();
+        inject_documents(&mut docs, &cfg).unwrap();
+        for doc in &docs {
+            for tpl in pod_templates(doc) {
+                let Some(inits) = tpl["spec"]["initContainers"].as_array() else {
+                    continue;
+                };
+                for init in inits.iter().filter(|c| c["name"] == "lateen-init") {
+                    let args = args_of(init);
+                    assert_eq!(args[0], "capture");
+                    let parsed = lateen_capture::cli::parse_flags(&args)
+                        .unwrap_or_else(|e| panic!("{}: {args:?}: {e}", input.display()));
+                    parsed
+                        .to_config()
+                        .unwrap_or_else(|e| panic!("{}: {args:?}: {e}", input.display()));
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 25, "{checked}");
+}
+
+/// Objects of the wrong shape are refused with the field's path, never a panic.
+#[test]
+fn malformed_objects_name_the_field() {
+    let cases = [
+        (
+            "kind: Deployment\nmetadata: {name: d}\nspec: {}\n",
+            "spec.template",
+        ),
+        (
+            "kind: Deployment\nmetadata: {name: d}\nspec: {template: []}\n",
+            "spec.template",
+        ),
+        (
+            "kind: Pod\nmetadata: {name: p}\nspec: {containers: x}\n",
+            "spec.containers",
+        ),
+        (
+            "kind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n",
+            "spec.containers",
+        ),
+        (
+            "kind: Pod\nmetadata: {name: p}\nspec: {containers: [3]}\n",
+            "spec.containers[0]",
+        ),
+        (
+            "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{image: x}]}\n",
+            "spec.containers[0].name",
+        ),
+        (
+            "kind: Pod\nmetadata: {name: p, annotations: {a: 1}}\nspec: {containers: [{name: a}]}\n",
+            "metadata.annotations.a",
+        ),
+        (
+            "kind: Pod\nmetadata: {name: p, labels: []}\nspec: {containers: [{name: a}]}\n",
+            "metadata.labels",
+        ),
+        (
+            "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, readinessProbe: 5}]}\n",
+            "spec.containers[0].readinessProbe",
+        ),
+        (
+            "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a}], volumes: {}}\n",
+            "spec.volumes",
+        ),
+        (
+            "kind: CronJob\nmetadata: {name: c}\nspec: {jobTemplate: {}}\n",
+            "spec.jobTemplate.spec.template",
+        ),
+        (
+            "kind: List\nitems:\n- kind: Pod\n  metadata: {name: p}\n  spec: {containers: 1}\n",
+            "items[0] (Pod \"p\")",
+        ),
+        (
+            "kind: Pod\nmetadata: {name: p, annotations: {proxy.istio.io/config: '[1]'}}\nspec: {containers: [{name: a}]}\n",
+            "proxy.istio.io/config",
+        ),
+    ];
+    for (input, field) in cases {
+        let err = inject_yaml(input, &InjectConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(field) && err.contains("document 0"),
+            "{input}: {err}"
+        );
+    }
+    // A pre-declared proxy with a bad lifecycle and holdApplicationUntilProxyStarts.
+    let input = "kind: Pod\nmetadata: {name: p, annotations: {proxy.istio.io/config: 'holdApplicationUntilProxyStarts: true'}}\nspec: {containers: [{name: a}, {name: istio-proxy, lifecycle: x}]}\n";
+    assert!(inject_yaml(input, &InjectConfig::default()).is_ok());
+}
+
+/// Every field of real workloads replaced by every wrong type: an error or a result, no panic.
+#[test]
+fn every_field_with_a_wrong_type_is_handled() {
+    let cfg = InjectConfig::default();
+    for file in [
+        "hello-probes.yaml",
+        "proxy-override.yaml",
+        "cronjob.yaml",
+        "traffic-annotations.yaml",
+    ] {
+        let doc = parse_documents(&read(&inject_dir().join(file)))
+            .unwrap()
+            .remove(0);
+        let mut all = Vec::new();
+        pointers(&doc, String::new(), &mut all);
+        for pointer in all.iter().filter(|p| !p.is_empty()) {
+            for wrong in [
+                Value::Null,
+                json!(1),
+                json!("x"),
+                json!([]),
+                json!({}),
+                json!(true),
+            ] {
+                let mut mutated = doc.clone();
+                *mutated.pointer_mut(pointer).unwrap() = wrong;
+                let _ = inject_object(&mut mutated, &cfg);
+            }
+        }
     }
 }

@@ -78,3 +78,25 @@ pub fn container<'a>(list: &'a Value, name: &str) -> &'a Value {
         .and_then(|l| l.iter().find(|c| c["name"] == name))
         .unwrap_or_else(|| panic!("no container {name}"))
 }
+
+/// Every JSON pointer in `v` (depth first, the root last as "").
+pub fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                pointers(
+                    child,
+                    format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                pointers(child, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
