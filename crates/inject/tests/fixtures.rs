@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use lateen_inject::yaml::{inject_documents, parse_documents};
 use lateen_inject::{InjectConfig, Outcome, inject_object, inject_yaml};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Istio inputs that must inject (every non-bad `*.yaml` in the folder).
 fn good_inputs() -> Vec<std::path::PathBuf> {
@@ -499,21 +499,8 @@ fn every_field_with_a_wrong_type_is_handled() {
         let doc = parse_documents(&read(&inject_dir().join(file)))
             .unwrap()
             .remove(0);
-        let mut all = Vec::new();
-        pointers(&doc, String::new(), &mut all);
-        for pointer in all.iter().filter(|p| !p.is_empty()) {
-            for wrong in [
-                Value::Null,
-                json!(1),
-                json!("x"),
-                json!([]),
-                json!({}),
-                json!(true),
-            ] {
-                let mut mutated = doc.clone();
-                *mutated.pointer_mut(pointer).unwrap() = wrong;
-                let _ = inject_object(&mut mutated, &cfg);
-            }
-        }
+        for_each_wrong_type(&doc, |_, mut mutated| {
+            let _ = inject_object(&mut mutated, &cfg);
+        });
     }
 }

@@ -100,3 +100,27 @@ pub fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
     }
     out.push(at);
 }
+
+/// Calls `f` with a copy of `doc` in which one field (every field in turn) has a wrong type.
+pub fn for_each_wrong_type(doc: &Value, mut f: impl FnMut(&str, Value)) {
+    let mut all = Vec::new();
+    pointers(doc, String::new(), &mut all);
+    assert!(all.len() > 10, "too few fields to mutate");
+    let wrongs = [
+        Value::Null,
+        Value::from(1),
+        Value::from("x"),
+        Value::Array(vec![]),
+        Value::Object(Default::default()),
+        Value::Bool(true),
+    ];
+    for pointer in all.iter().filter(|p| !p.is_empty()) {
+        for wrong in &wrongs {
+            let mut mutated = doc.clone();
+            if let Some(slot) = mutated.pointer_mut(pointer) {
+                *slot = wrong.clone();
+            }
+            f(pointer, mutated);
+        }
+    }
+}
