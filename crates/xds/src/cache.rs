@@ -34,16 +34,24 @@ impl SnapshotCache {
     /// Sets the whole snapshot of one proxy. Connected streams of that proxy push what changed;
     /// an identical snapshot wakes nobody.
     pub fn set_snapshot(&self, node_id: &str, snapshot: Snapshot) {
+        self.set_shared(node_id, Arc::new(snapshot));
+    }
+
+    /// Like [`SnapshotCache::set_snapshot`] for a snapshot shared by many proxies (no copy).
+    pub fn set_shared(&self, node_id: &str, snapshot: Arc<Snapshot>) {
         let mut nodes = self.lock();
         let slot = nodes
             .entry(node_id.to_string())
             .or_insert_with(|| watch::channel(None).0);
         slot.send_if_modified(|current| {
-            if current.as_ref().is_some_and(|c| *c.snapshot == snapshot) {
+            if current
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(&c.snapshot, &snapshot) || *c.snapshot == *snapshot)
+            {
                 return false;
             }
             *current = Some(StampedSnapshot {
-                snapshot: Arc::new(snapshot),
+                snapshot,
                 set_at: Instant::now(),
             });
             true
