@@ -377,3 +377,20 @@ async fn provider_supplies_first_snapshot_and_hears_connects() {
     assert!(gone.is_some(), "on_disconnect called");
     assert_eq!(server.metrics().connected_proxies.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_stream_without_node_id_is_refused() {
+    let (server, addr) = start().await;
+    let mut s = Sotw::open(addr).await;
+    let request = DiscoveryRequest {
+        type_url: CLUSTER.to_string(),
+        ..Default::default()
+    };
+    s.tx.send(request).await.expect("request channel open");
+    let refused = tokio::time::timeout(WAIT, s.rx.message())
+        .await
+        .expect("answer within deadline");
+    let status = refused.expect_err("stream refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(server.sync_status().is_empty());
+}

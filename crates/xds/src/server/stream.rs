@@ -324,13 +324,13 @@ pub(crate) async fn run<P: Protocol>(
         Ok(Some(first)) => first,
         _ => return,
     };
-    let Some(node) = P::node(&first).map(ProxyNode::from_proto) else {
-        let _ = tx
-            .send(Err(Status::invalid_argument(
-                "the first request must carry node",
-            )))
-            .await;
-        return;
+    let node = match P::node(&first).map(ProxyNode::from_proto) {
+        Some(node) if !node.id.is_empty() => node,
+        _ => {
+            let status = Status::invalid_argument("the first request must carry node.id");
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
     };
     let conn = Connection::open(shared.clone(), node, P::MODE);
     let mut watch = shared.cache.watch(&conn.node.id);
