@@ -114,18 +114,42 @@ pub fn parse(text: &str, source_name: &str) -> Parsed {
 /// Parses the YAML into line-aware trees, one per non-empty document.
 #[allow(clippy::result_large_err)] // one error per call, on the failure path only
 pub(crate) fn read_nodes(text: &str, source_name: &str) -> Result<Vec<Node>, ConfigError> {
-    serde_saphyr::from_multiple::<Node>(text).map_err(|e| ConfigError {
-        severity: Severity::Error,
-        source_name: source_name.to_string(),
-        document: None,
-        line: e.location().map(|l| l.line()).filter(|l| *l > 0),
-        resource: None,
-        path: FieldPath::root(),
-        message: format!(
-            "invalid YAML: {}",
-            first_line(&e.without_snippet().to_string())
-        ),
+    serde_saphyr::from_multiple_with_options::<Node>(text, yaml_options()).map_err(|e| {
+        ConfigError {
+            severity: Severity::Error,
+            source_name: source_name.to_string(),
+            document: None,
+            line: e.location().map(|l| l.line()).filter(|l| *l > 0),
+            resource: None,
+            path: FieldPath::root(),
+            message: yaml_message(&e),
+        }
     })
+}
+
+/// Deepest nesting of mappings/sequences accepted. Istio resources need about 12 levels
+/// (a `kind: List` adds 2); the limit keeps recursion well inside a 2 MiB thread stack (tokio's
+/// worker default) even in debug builds.
+pub const MAX_NESTING_DEPTH: usize = 32;
+
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_NESTING_DEPTH;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let first = first_line(&text);
+    if first.contains("Depth {") {
+        return format!("invalid YAML: nesting is deeper than {MAX_NESTING_DEPTH} levels");
+    }
+    format!(
+        "invalid YAML: {}",
+        first.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+    )
 }
 
 /// saphyr's messages may carry a rendered snippet after the first line; ours carry the line.

@@ -105,3 +105,27 @@ fn every_broken_file_is_rejected_with_its_messages() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn hostile_inputs_are_refused_cleanly() {
+    let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let nested: String = (0..2000)
+        .map(|i| format!("{}k:\n", "  ".repeat(i)))
+        .collect();
+    let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+    let duplicate = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nkind: VirtualService\nmetadata: {name: a}\nspec: {}\n";
+    for (name, text, expected) in [
+        ("deep.yaml", deep.as_str(), "invalid YAML"),
+        ("nested.yaml", nested.as_str(), "invalid YAML"),
+        ("bomb.yaml", bomb, "invalid YAML"),
+        ("dup.yaml", duplicate, "duplicate mapping key: kind"),
+        ("seq.yaml", "- a\n- b\n", "document is not a mapping"),
+        ("scalar.yaml", "just text\n", "document is not a mapping"),
+    ] {
+        let errors = problems(name, text);
+        assert!(
+            errors.iter().any(|e| e.to_string().contains(expected)),
+            "{name}: {errors:?}"
+        );
+    }
+}
