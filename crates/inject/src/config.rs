@@ -333,9 +333,14 @@ impl InjectConfig {
             .unwrap_or("default")
     }
 
-    /// `lateend`'s xDS/CA address, unless the ProxyConfig names another.
+    /// `lateend`'s xDS/CA address, unless the ProxyConfig names another: the revision's own
+    /// service `lateend-<revision>` for a non-default revision (Istio: `istiod-<revision>`).
     pub fn default_discovery_address(&self) -> String {
-        format!("lateend.{}.svc:15012", self.values.istio_namespace)
+        let ns = &self.values.istio_namespace;
+        match self.effective_revision() {
+            "default" => format!("lateend.{ns}.svc:15012"),
+            rev => format!("lateend-{rev}.{ns}.svc:15012"),
+        }
     }
 }
 

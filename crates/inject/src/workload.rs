@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::annotations::REVISION;
 use crate::config::{InjectConfig, InjectionPolicy};
 use crate::decision::{self, Decision, PodFacts, SkipReason};
 use crate::pod::{self, WorkloadMeta};
@@ -126,7 +127,17 @@ pub fn inject_object(obj: &mut Value, cfg: &InjectConfig) -> Result<Outcome, Inj
     match decision::injection_required(cfg, InjectionPolicy::Enabled, &facts) {
         Decision::Skip(reason) => Ok(Outcome::Skipped(reason)),
         Decision::Inject => {
-            pod::inject(podlike, &workload, cfg, path)?;
+            // Without a configured revision, a pod that names one (label `istio.io/rev`) gets it.
+            let pod_revision = labels.get(REVISION).filter(|r| !r.is_empty());
+            let configured = !cfg.revision.is_empty() || !cfg.values.revision.is_empty();
+            match pod_revision {
+                Some(rev) if !configured => {
+                    let mut for_revision = cfg.clone();
+                    for_revision.revision = rev.clone();
+                    pod::inject(podlike, &workload, &for_revision, path)?;
+                }
+                _ => pod::inject(podlike, &workload, cfg, path)?,
+            }
             Ok(Outcome::Injected)
         }
     }

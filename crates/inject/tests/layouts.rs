@@ -171,3 +171,45 @@ fn scrape_false_is_left_alone() {
     assert_eq!(annotations["prometheus.io/scrape"], "false");
     assert!(annotations["prometheus.io/port"].is_null());
 }
+
+#[test]
+fn revisions_pick_their_lateend() {
+    let input = "kind: Pod\nmetadata: {name: p, labels: {istio.io/rev: canary}}\nspec: {containers: [{name: a, image: x}]}\n";
+    let args_of = |cfg: &InjectConfig| {
+        let mut doc = parse_documents(input).unwrap().remove(0);
+        inject_object(&mut doc, cfg).unwrap();
+        let proxy = container(&doc["spec"]["containers"], "lateen-proxy").clone();
+        (
+            doc["metadata"]["annotations"]["istio.io/rev"].clone(),
+            proxy["args"][2].clone(),
+        )
+    };
+    // The pod's label chooses the revision when none is configured.
+    assert_eq!(
+        args_of(&InjectConfig::default()),
+        (
+            json!("canary"),
+            json!("lateend-canary.istio-system.svc:15012")
+        )
+    );
+    // A configured revision wins.
+    let cfg = InjectConfig {
+        revision: "stable".into(),
+        ..InjectConfig::default()
+    };
+    assert_eq!(
+        args_of(&cfg),
+        (
+            json!("stable"),
+            json!("lateend-stable.istio-system.svc:15012")
+        )
+    );
+    let cfg = InjectConfig {
+        revision: "default".into(),
+        ..InjectConfig::default()
+    };
+    assert_eq!(
+        args_of(&cfg),
+        (json!("default"), json!("lateend.istio-system.svc:15012"))
+    );
+}
