@@ -41,6 +41,9 @@ pub enum InstallError {
         name: String,
         message: String,
     },
+    /// The API server refused or could not be reached.
+    #[error("{object}: {message}")]
+    Cluster { object: String, message: String },
     /// Writing YAML failed (should not happen for our own trees).
     #[error("serializing YAML: {0}")]
     Serialize(String),

@@ -1,8 +1,8 @@
 //! Installing the mesh: built-in profiles, IstioOperator (`install.istio.io/v1alpha1`) overlays
 //! and `--set` paths, and rendering of every Kubernetes object an install creates.
 //!
-//! Owns: profiles, overlay merging and manifest rendering. Must not touch: data-plane code, the
-//! cluster (applying objects belongs to the CLI).
+//! Owns: profiles, overlay merging, manifest rendering, and applying/removing/verifying the
+//! rendered objects in a cluster. Must not touch: data-plane code.
 //!
 //! Map:
 //! - [`profiles`]: the shipped profiles (YAML under `profiles/`, laid over `default`).
@@ -11,10 +11,12 @@
 //! - [`setflag`]: `--set path=value` and the path syntax shared with overlays patches.
 //! - [`render`]: the Kubernetes objects of an install, sorted for a one-pass `kubectl apply`.
 //! - [`diff`]: a line diff for `profile diff`.
+//! - [`cluster`]: server-side apply (field manager `lateen`), uninstall and verify with `kube`.
 //!
 //! The layering is Istio's: profile, then each `-f` file in order, then each `--set` in order.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod diff;
 mod error;
 pub mod operator;

@@ -1,0 +1,231 @@
+//! Putting rendered objects into a cluster and checking them: server-side apply with field
+//! manager `lateen` (so a later apply owns and updates exactly the fields it wrote), removal, and
+//! a readiness check of the install.
+//!
+//! Objects are applied in render order (namespaces and CRDs first, webhooks last) and removed in
+//! the reverse order, so the injector stops matching pods before the control plane goes away.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use crate::error::{InstallError, Result};
+use crate::render::RenderedObject;
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "lateen";
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// A kubeconfig file; default: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster account.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig; default: its current context.
+    pub context: Option<String>,
+    /// An API server URL to use directly, without credentials (tests, `kubectl proxy`).
+    pub server: Option<String>,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Objects checked, as `Kind/namespace/name`.
+    pub checked: Vec<String>,
+    /// Objects that do not exist.
+    pub missing: Vec<String>,
+    /// Deployments with fewer ready replicas than wanted, with a reason.
+    pub not_ready: Vec<String>,
+}
+
+impl Verification {
+    /// Everything exists and every Deployment is ready.
+    pub fn is_healthy(&self) -> bool {
+        self.missing.is_empty() && self.not_ready.is_empty()
+    }
+}
+
+fn cluster_error(object: &str, err: impl std::fmt::Display) -> InstallError {
+    InstallError::Cluster {
+        object: object.to_owned(),
+        message: err.to_string(),
+    }
+}
+
+/// A client for `target`.
+pub async fn client(target: &Target) -> Result<Client> {
+    let config = if let Some(server) = &target.server {
+        let uri = server
+            .parse()
+            .map_err(|err| cluster_error("cluster", format!("API server URL {server:?}: {err}")))?;
+        Config::new(uri)
+    } else if let Some(path) = &target.kubeconfig {
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|err| {
+            cluster_error("cluster", format!("kubeconfig {}: {err}", path.display()))
+        })?;
+        let options = KubeConfigOptions {
+            context: target.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|err| {
+                cluster_error("cluster", format!("kubeconfig {}: {err}", path.display()))
+            })?
+    } else if target.context.is_some() {
+        let options = KubeConfigOptions {
+            context: target.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        Config::from_kubeconfig(&options)
+            .await
+            .map_err(|err| cluster_error("cluster", err))?
+    } else {
+        Config::infer()
+            .await
+            .map_err(|err| cluster_error("cluster", err))?
+    };
+    Client::try_from(config).map_err(|err| cluster_error("cluster", err))
+}
+
+/// Resource name (plural) and scope of the kinds an install renders.
+fn plural_and_scope(kind: &str) -> Option<(&'static str, bool)> {
+    Some(match kind {
+        "Namespace" => ("namespaces", false),
+        "CustomResourceDefinition" => ("customresourcedefinitions", false),
+        "ClusterRole" => ("clusterroles", false),
+        "ClusterRoleBinding" => ("clusterrolebindings", false),
+        "MutatingWebhookConfiguration" => ("mutatingwebhookconfigurations", false),
+        "ValidatingWebhookConfiguration" => ("validatingwebhookconfigurations", false),
+        "ServiceAccount" => ("serviceaccounts", true),
+        "Role" => ("roles", true),
+        "RoleBinding" => ("rolebindings", true),
+        "ConfigMap" => ("configmaps", true),
+        "Secret" => ("secrets", true),
+        "Service" => ("services", true),
+        "Deployment" => ("deployments", true),
+        "PodDisruptionBudget" => ("poddisruptionbudgets", true),
+        "HorizontalPodAutoscaler" => ("horizontalpodautoscalers", true),
+        _ => return None,
+    })
+}
+
+/// The API of one rendered object, and its display name.
+fn api_for(client: &Client, object: &Value) -> Result<(Api<DynamicObject>, String, String)> {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str);
+    let label = match namespace {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    };
+    let (plural, namespaced) = plural_and_scope(kind)
+        .ok_or_else(|| cluster_error(&label, "kind not known to the installer"))?;
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    let api = match (namespaced, namespace) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
+        (true, None) => {
+            return Err(cluster_error(
+                &label,
+                "namespaced object without a namespace",
+            ));
+        }
+        (false, _) => Api::all_with(client.clone(), &resource),
+    };
+    Ok((api, name.to_owned(), label))
+}
+
+/// Server-side applies every object in order; returns what was applied.
+pub async fn apply(client: &Client, objects: &[RenderedObject]) -> Result<Vec<String>> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut applied = Vec::with_capacity(objects.len());
+    for object in objects {
+        let (api, name, label) = api_for(client, &object.object)?;
+        let body: DynamicObject = serde_json::from_value(object.object.clone())
+            .map_err(|err| cluster_error(&label, err))?;
+        api.patch(&name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|err| cluster_error(&label, err))?;
+        applied.push(label);
+    }
+    Ok(applied)
+}
+
+/// Deletes the objects in reverse order; ones already gone are skipped. CRDs and namespaces
+/// stay unless `purge` (deleting a CRD deletes every config of its kind).
+pub async fn uninstall(
+    client: &Client,
+    objects: &[RenderedObject],
+    purge: bool,
+) -> Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    for object in objects.iter().rev() {
+        if !purge && matches!(object.kind(), "CustomResourceDefinition" | "Namespace") {
+            continue;
+        }
+        let (api, name, label) = api_for(client, &object.object)?;
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(label),
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(err) => return Err(cluster_error(&label, err)),
+        }
+    }
+    Ok(deleted)
+}
+
+/// Checks that every object exists and every Deployment has its replicas ready.
+pub async fn verify(client: &Client, objects: &[RenderedObject]) -> Result<Verification> {
+    let mut report = Verification::default();
+    for object in objects {
+        let (api, name, label) = api_for(client, &object.object)?;
+        report.checked.push(label.clone());
+        let Some(found) = api
+            .get_opt(&name)
+            .await
+            .map_err(|err| cluster_error(&label, err))?
+        else {
+            report.missing.push(label);
+            continue;
+        };
+        if object.kind() == "Deployment" {
+            let wanted = found
+                .data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                .max(1);
+            let ready = found
+                .data
+                .pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if ready < wanted {
+                report
+                    .not_ready
+                    .push(format!("{label}: {ready}/{wanted} replicas ready"));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Runs one of the functions above to completion for a caller without an async runtime.
+pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| cluster_error("runtime", err))?
+        .block_on(future)
+}
