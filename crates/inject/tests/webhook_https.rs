@@ -132,7 +132,31 @@ async fn https_inject_with_a_client_trusting_the_generated_ca() {
     assert_eq!(state.stats.skipped.load(Ordering::Relaxed), 1);
     assert_eq!(state.stats.malformed.load(Ordering::Relaxed), 1);
     assert!(!cert.ca_bundle().is_empty());
+    let metrics = state.stats.istio_metrics();
+    assert_eq!(metrics[0], ("sidecar_injection_requests_total", 3));
+    assert_eq!(metrics[3], ("sidecar_injection_failure_total", 1));
     server.abort();
+}
+
+#[tokio::test]
+async fn serve_until_stops_on_shutdown() {
+    let cert = WebhookCert::generate_for_lateend().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let namespaces: Arc<dyn NamespaceLabels> =
+        Arc::new(BTreeMap::<String, BTreeMap<String, String>>::new());
+    let state = WebhookState::new(InjectConfig::default(), namespaces);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(lateen_inject::webhook::serve_until(
+        listener,
+        cert.server_config().unwrap(),
+        state,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    tx.send(()).unwrap();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+    assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
 }
 
 #[tokio::test]

@@ -8,4 +8,4 @@ pub mod server;
 
 pub use cert::{CertError, WebhookCert};
 pub use review::{NamespaceLabels, ReviewOutcome, Reviewed, WebhookStats, review};
-pub use server::{InjectPath, WebhookState, serve};
+pub use server::{InjectPath, WebhookState, serve, serve_until};

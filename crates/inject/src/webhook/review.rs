@@ -59,6 +59,25 @@ pub struct WebhookStats {
 }
 
 impl WebhookStats {
+    /// The counters under Istio's sidecar-injector metric names, for export as Prometheus
+    /// counters: `sidecar_injection_requests_total`, `_success_total`, `_skip_total`,
+    /// `_failure_total` (malformed reviews and failed injections, allowed or denied).
+    pub fn istio_metrics(&self) -> [(&'static str, u64); 4] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("sidecar_injection_requests_total", get(&self.requests)),
+            ("sidecar_injection_success_total", get(&self.injected)),
+            (
+                "sidecar_injection_skip_total",
+                get(&self.skipped) + get(&self.ignored),
+            ),
+            (
+                "sidecar_injection_failure_total",
+                get(&self.malformed) + get(&self.failed_allowed) + get(&self.failed_denied),
+            ),
+        ]
+    }
+
     /// Counts one outcome and logs the reason of anything that is not a plain success.
     pub fn record(&self, outcome: &ReviewOutcome) {
         self.requests.fetch_add(1, Ordering::Relaxed);

@@ -23,6 +23,7 @@ use crate::InjectConfig;
 
 /// Largest AdmissionReview accepted (the API server caps objects well below this).
 const MAX_BODY: usize = 16 * 1024 * 1024;
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the server needs: the injector config (swappable at run time), namespace labels, counters.
 pub struct WebhookState {
@@ -48,16 +49,35 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     state: Arc<WebhookState>,
 ) -> std::io::Result<()> {
+    serve_until(listener, tls, state, std::future::pending()).await
+}
+
+/// [`serve`] until `shutdown` completes (connections already accepted finish on their own).
+pub async fn serve_until(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<WebhookState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
+    tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = listener.accept().await?;
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => return Ok(()),
+        };
         let acceptor = acceptor.clone();
         let state = state.clone();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(e) => {
+            // A peer that never finishes the handshake must not hold the task forever.
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "webhook TLS handshake timed out");
                     return;
                 }
             };
