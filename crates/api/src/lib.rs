@@ -12,9 +12,12 @@
 //! - [`networking`], [`security`], [`mesh`]: the spec types, with Istio's camelCase names.
 //! - [`validate()`](validate::validate): `istioctl validate`-style checks returning every
 //!   problem with its field path; [`ConfigError`] adds file, document, line and resource.
-//! - [`host`]: short-name resolution and wildcard host matching; [`duration`]: Istio durations.
+//! - [`analyze()`]: checks across resources (duplicates, undefined subsets and gateways).
+//! - [`host`]: short-name resolution and wildcard host matching; [`scope`]: `exportTo`,
+//!   gateway references, `namespace/host` entries; [`duration`]: Istio durations.
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod duration;
 pub mod error;
 pub mod host;
@@ -24,9 +27,11 @@ pub mod networking;
 mod node;
 pub mod parse;
 pub mod resource;
+pub mod scope;
 pub mod security;
 pub mod validate;
 
+pub use analyze::analyze;
 pub use error::{
     ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity,
 };

@@ -469,3 +469,61 @@ fn short_names_and_wildcards_for_the_control_plane() {
     assert!(hosts_match(&fqdn, "*.prod.svc.cluster.local"));
     assert!(!hosts_match(&fqdn, "*.default.svc.cluster.local"));
 }
+
+fn bookinfo_documents(files: &[&str]) -> Vec<lateen_api::Document> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/istio/samples/bookinfo/networking");
+    files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            load(&text, f).unwrap_or_else(|e| panic!("{e}")).documents
+        })
+        .collect()
+}
+
+#[test]
+fn analyze_finds_cross_resource_problems() {
+    let docs = bookinfo_documents(&[
+        "destination-rule-all.yaml",
+        "virtual-service-all-v1.yaml",
+        "bookinfo-gateway.yaml",
+    ]);
+    let problems = lateen_api::analyze(&docs, "cluster.local");
+    assert!(problems.is_empty(), "{problems:?}");
+
+    let mut docs = bookinfo_documents(&[
+        "virtual-service-all-v1.yaml",
+        "virtual-service-reviews-v3.yaml",
+    ]);
+    docs.extend(bookinfo_documents(&[
+        "destination-rule-reviews.yaml",
+        "certmanager-gateway.yaml",
+    ]));
+    let extra = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: edge}\nspec:\n  hosts: [edge.example.com]\n  gateways: [public]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v9}\n";
+    docs.extend(
+        load(extra, "edge.yaml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .documents,
+    );
+    let rendered: Vec<String> = lateen_api::analyze(&docs, "cluster.local")
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let expect = [
+        "virtual-service-reviews-v3.yaml:4: document 1: VirtualService default/reviews: metadata.name: VirtualService default/reviews is defined more than once (first in virtual-service-all-v1.yaml document 2)",
+        "warning: document 1: VirtualService default/productpage: spec.http[0].route[0].destination.subset: no DestinationRule for host productpage.default.svc.cluster.local defines subset \"v1\"",
+        "edge.yaml:9: warning: document 1: VirtualService default/edge: spec.http[0].route[0].destination.subset: subset \"v9\" is not defined by the DestinationRule(s) of host reviews.default.svc.cluster.local",
+        "edge.yaml:6: warning: document 1: VirtualService default/edge: spec.gateways[0]: gateway default/public is not defined",
+    ];
+    for e in expect {
+        assert!(
+            rendered.iter().any(|r| r.contains(e)),
+            "missing {e:?} in:\n{}",
+            rendered.join("\n")
+        );
+    }
+    // Gateway in another namespace, referenced by ns/name, is found.
+    let certmanager = bookinfo_documents(&["certmanager-gateway.yaml"]);
+    assert!(lateen_api::analyze(&certmanager, "cluster.local").is_empty());
+}

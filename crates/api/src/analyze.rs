@@ -1,0 +1,164 @@
+//! Checks across resources, in the spirit of `istioctl analyze` (validation looks at one
+//! resource at a time): the same resource defined twice, route destinations naming a subset no
+//! DestinationRule defines, VirtualServices bound to a Gateway that does not exist.
+//!
+//! The first is an error; the others are warnings (the config is well-formed, but requests to
+//! such a route would fail), as the control plane may receive the missing pieces later.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{ConfigError, FieldIssue, FieldPath, Severity};
+use crate::host::{host_is_subset_of, resolve_short_name};
+use crate::networking::{Destination, DestinationRule, VirtualService};
+use crate::parse::Document;
+use crate::resource::Resource;
+use crate::scope::{GatewayRef, resolve_gateway};
+
+/// Runs the cross-resource checks over every document given (usually all sources of a config
+/// directory); `domain_suffix` is the cluster domain (`cluster.local`).
+pub fn analyze(documents: &[Document], domain_suffix: &str) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<_, &Document> = BTreeMap::new();
+    for doc in documents {
+        let key = doc.resource.key();
+        if let Some(first) = seen.get(&key) {
+            let message = format!(
+                "{key} is defined more than once (first in {} document {})",
+                first.source_name,
+                first.index + 1
+            );
+            out.push(doc.locate(FieldIssue::error(
+                FieldPath::root().field("metadata").field("name"),
+                message,
+            )));
+        } else {
+            seen.insert(key, doc);
+        }
+    }
+    let rules: Vec<(String, &DestinationRule)> = documents
+        .iter()
+        .filter_map(|d| d.resource.as_destination_rule())
+        .map(|o| {
+            (
+                resolve_short_name(&o.spec.host, o.namespace(), domain_suffix),
+                &o.spec,
+            )
+        })
+        .collect();
+    let gateways: BTreeSet<GatewayRef> = documents
+        .iter()
+        .filter_map(|d| d.resource.as_gateway())
+        .map(|o| GatewayRef::Named {
+            namespace: o.namespace().to_string(),
+            name: o.name().to_string(),
+        })
+        .collect();
+    for doc in documents {
+        if let Resource::VirtualService(vs) = &doc.resource {
+            let ctx = VsContext {
+                namespace: vs.namespace(),
+                domain_suffix,
+                rules: &rules,
+                gateways: &gateways,
+            };
+            for issue in ctx.check(&vs.spec) {
+                out.push(doc.locate(issue));
+            }
+        }
+    }
+    out
+}
+
+struct VsContext<'a> {
+    namespace: &'a str,
+    domain_suffix: &'a str,
+    rules: &'a [(String, &'a DestinationRule)],
+    gateways: &'a BTreeSet<GatewayRef>,
+}
+
+impl VsContext<'_> {
+    fn check(&self, vs: &VirtualService) -> Vec<FieldIssue> {
+        let spec = FieldPath::root().field("spec");
+        let mut issues = Vec::new();
+        let mut dest = |path: FieldPath, d: &Destination| {
+            if let Some(issue) = self.check_subset(path, d) {
+                issues.push(issue);
+            }
+        };
+        for (i, http) in vs.http.iter().enumerate() {
+            let p = spec.field("http").index(i);
+            for (j, r) in http.route.iter().enumerate() {
+                if let Some(d) = &r.destination {
+                    dest(p.field("route").index(j).field("destination"), d);
+                }
+            }
+            if let Some(m) = &http.mirror {
+                dest(p.field("mirror"), m);
+            }
+            for (j, m) in http.mirrors.iter().enumerate() {
+                if let Some(d) = &m.destination {
+                    dest(p.field("mirrors").index(j).field("destination"), d);
+                }
+            }
+        }
+        for (kind, routes) in [
+            ("tcp", vs.tcp.iter().map(|r| &r.route).collect::<Vec<_>>()),
+            ("tls", vs.tls.iter().map(|r| &r.route).collect::<Vec<_>>()),
+        ] {
+            for (i, route) in routes.into_iter().enumerate() {
+                for (j, r) in route.iter().enumerate() {
+                    if let Some(d) = &r.destination {
+                        dest(
+                            spec.field(kind)
+                                .index(i)
+                                .field("route")
+                                .index(j)
+                                .field("destination"),
+                            d,
+                        );
+                    }
+                }
+            }
+        }
+        for (i, g) in vs.gateways.iter().enumerate() {
+            if let Some(issue) = self.check_gateway(spec.field("gateways").index(i), g) {
+                issues.push(issue);
+            }
+        }
+        issues
+    }
+
+    fn check_subset(&self, path: FieldPath, d: &Destination) -> Option<FieldIssue> {
+        let subset = d.subset.as_deref()?;
+        let fqdn = resolve_short_name(&d.host, self.namespace, self.domain_suffix);
+        let mut for_host = self
+            .rules
+            .iter()
+            .filter(|(rule_host, _)| host_is_subset_of(&fqdn, rule_host))
+            .peekable();
+        let message = if for_host.peek().is_none() {
+            format!("no DestinationRule for host {fqdn} defines subset {subset:?}")
+        } else if for_host.any(|(_, dr)| dr.subset(subset).is_some()) {
+            return None;
+        } else {
+            format!("subset {subset:?} is not defined by the DestinationRule(s) of host {fqdn}")
+        };
+        Some(FieldIssue::warning(path.field("subset"), message))
+    }
+
+    fn check_gateway(&self, path: FieldPath, gateway: &str) -> Option<FieldIssue> {
+        let reference = resolve_gateway(gateway, self.namespace);
+        match &reference {
+            GatewayRef::Mesh => None,
+            GatewayRef::Named { namespace, name } if !self.gateways.contains(&reference) => Some(
+                FieldIssue::warning(path, format!("gateway {namespace}/{name} is not defined")),
+            ),
+            GatewayRef::Named { .. } => None,
+        }
+    }
+}
+
+/// Errors among `problems` (helper for callers that only gate on errors).
+pub fn has_errors(problems: &[ConfigError]) -> bool {
+    problems.iter().any(|p| p.severity == Severity::Error)
+}
