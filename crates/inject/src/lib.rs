@@ -17,6 +17,29 @@
 //! - [`yaml`]: multi-document YAML in and out (what `lateen kube-inject` uses).
 //! - [`patch`]: RFC 6902 JSON Patch between the original and the injected pod.
 //! - [`webhook`]: the `admission.k8s.io/v1` AdmissionReview handler and its HTTPS server.
+//!
+//! Offline (`lateen kube-inject`): [`InjectConfig`] (defaults, or loaded with
+//! [`InjectConfig::apply_inject_config_text`], [`InjectConfig::apply_values_text`],
+//! [`InjectConfig::apply_mesh_config_text`]) and [`inject_yaml`] / [`inject_object`].
+//!
+//! Admission webhook (lateend, port 15017):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::{collections::BTreeMap, sync::Arc};
+//! use lateen_inject::InjectConfig;
+//! use lateen_inject::webhook::{NamespaceLabels, WebhookCert, WebhookState, serve};
+//!
+//! let cert = WebhookCert::generate_for_lateend()?; // or WebhookCert::from_pem_files(..)
+//! let _ca_bundle = cert.ca_bundle(); // goes into the MutatingWebhookConfiguration
+//! // lateend answers from its namespace informer; a closure or a map works.
+//! let namespaces: Arc<dyn NamespaceLabels> = Arc::new(|_ns: &str| BTreeMap::new());
+//! let state = WebhookState::new(InjectConfig::default(), namespaces);
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:15017").await?;
+//! serve(listener, cert.server_config()?, state.clone()).await?;
+//! // state.config.store(..) swaps the config; state.stats counts outcomes.
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod annotations;
