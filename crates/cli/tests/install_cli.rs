@@ -431,3 +431,179 @@ fn manifest_generate_writes_a_directory_per_component() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A stub Kubernetes API server (plain HTTP/1.1 on 127.0.0.1, one thread per connection) that
+/// stores server-side applied objects by URL path and answers get and delete.
+mod stub_api {
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{Value, json};
+
+    pub type Objects = Arc<Mutex<BTreeMap<String, Value>>>;
+
+    /// Connections served at most, so the accept loop is bounded.
+    const MAX_CONNECTIONS: usize = 2000;
+
+    pub fn start() -> (String, Objects) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the stub API server");
+        let address = format!("http://{}", listener.local_addr().expect("stub address"));
+        let objects: Objects = Arc::default();
+        let shared = objects.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(MAX_CONNECTIONS).flatten() {
+                let objects = shared.clone();
+                std::thread::spawn(move || serve(stream, objects));
+            }
+        });
+        (address, objects)
+    }
+
+    fn serve(stream: TcpStream, objects: Objects) {
+        let Ok(mut writer) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut parts = request_line.split_whitespace();
+            let method = parts.next().unwrap_or_default().to_owned();
+            let target = parts.next().unwrap_or_default().to_owned();
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                    return;
+                }
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let path = target.split('?').next().unwrap_or_default().to_owned();
+            let (code, reply) = answer(&method, &path, &target, &body, &objects);
+            let text = reply.to_string();
+            let response = format!(
+                "HTTP/1.1 {code} Stub\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            if writer.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn answer(
+        method: &str,
+        path: &str,
+        target: &str,
+        body: &[u8],
+        objects: &Objects,
+    ) -> (u16, Value) {
+        let not_found = || {
+            (
+                404,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+            )
+        };
+        let mut objects = objects.lock().expect("stub store");
+        match method {
+            "PATCH" if target.contains("fieldManager=lateen") => {
+                match serde_json::from_slice::<Value>(body) {
+                    Ok(object) => {
+                        objects.insert(path.to_owned(), object.clone());
+                        (200, object)
+                    }
+                    Err(_) => (400, json!({"kind": "Status", "code": 400})),
+                }
+            }
+            "GET" => objects
+                .get(path)
+                .map_or_else(not_found, |object| (200, object.clone())),
+            "DELETE" => match objects.remove(path) {
+                Some(_) => (
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+                ),
+                None => not_found(),
+            },
+            _ => (
+                400,
+                json!({"kind": "Status", "code": 400, "message": "unexpected request"}),
+            ),
+        }
+    }
+}
+
+#[test]
+fn install_verify_and_uninstall_against_a_stub_api_server() {
+    let (server, objects) = stub_api::start();
+    let args = |command: &str| -> Vec<String> {
+        [
+            "manifest",
+            command,
+            "--server",
+            &server,
+            "--set",
+            "profile=minimal",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |command: &str| lateen(&args(command).iter().map(String::as_str).collect::<Vec<_>>());
+
+    let installed = run("install");
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    assert!(
+        stdout(&installed).contains("applied Deployment/istio-system/lateend"),
+        "{}",
+        stdout(&installed)
+    );
+    assert!(stdout(&installed).contains("Installation complete"));
+    let deployment = "/apis/apps/v1/namespaces/istio-system/deployments/lateend";
+    assert!(objects.lock().unwrap().contains_key(deployment));
+
+    let unready = run("verify-install");
+    assert!(!unready.status.success());
+    assert!(
+        stdout(&unready).contains("not ready Deployment/istio-system/lateend"),
+        "{}",
+        stdout(&unready)
+    );
+
+    if let Some(object) = objects.lock().unwrap().get_mut(deployment) {
+        object["status"] = serde_json::json!({"readyReplicas": 1});
+    }
+    let ready = run("verify-install");
+    assert!(
+        ready.status.success(),
+        "{}{}",
+        stdout(&ready),
+        stderr(&ready)
+    );
+
+    let removed = run("uninstall");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let left: Vec<String> = objects.lock().unwrap().keys().cloned().collect();
+    assert!(
+        left.iter()
+            .all(|p| p.contains("customresourcedefinitions")
+                || p == "/api/v1/namespaces/istio-system"),
+        "{left:?}"
+    );
+}
