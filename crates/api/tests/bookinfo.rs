@@ -46,11 +46,12 @@ fn every_networking_fixture_parses_and_validates() {
         match load(&read(&path), &name) {
             Ok(loaded) => {
                 assert!(!loaded.documents.is_empty(), "{name}: no resources");
-                assert!(
-                    loaded.warnings.is_empty(),
-                    "{name}: unexpected warnings {:?}",
-                    loaded.warnings
-                );
+                // Istio's own sample keeps a second rule after a match-all one; Istio warns too.
+                for w in &loaded.warnings {
+                    let expected = name == "fault-injection-details-v1.yaml"
+                        && w.to_string().contains("spec.http[1]: route is unreachable");
+                    assert!(expected, "{name}: unexpected warning {w}");
+                }
                 total += loaded.documents.len();
             }
             Err(e) => panic!("{name} rejected:\n{e}"),

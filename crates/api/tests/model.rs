@@ -527,3 +527,18 @@ fn analyze_finds_cross_resource_problems() {
     let certmanager = bookinfo_documents(&["certmanager-gateway.yaml"]);
     assert!(lateen_api::analyze(&certmanager, "cluster.local").is_empty());
 }
+
+#[test]
+fn json_input_with_tabs_and_compact_separators() {
+    let text = "{\n\t\"apiVersion\":\"networking.istio.io/v1\",\n\t\"kind\":\"DestinationRule\",\n\t\"metadata\":{\"name\":\"reviews\",\"namespace\":\"prod\"},\n\t\"spec\":{\n\t\t\"host\":\"reviews\",\n\t\t\"subsets\":[{\"name\":\"v1\",\"labels\":{\"version\":\"v1\"}}]\n\t}\n}\n";
+    let loaded = load(text, "dr.json").unwrap_or_else(|e| panic!("{e}"));
+    let dr = loaded.documents[0]
+        .resource
+        .as_destination_rule()
+        .expect("DestinationRule");
+    assert_eq!(dr.spec.subsets[0].name, "v1");
+    assert_eq!(
+        loaded.documents[0].line_of(&lateen_api::FieldPath::parse("spec.subsets[0].name")),
+        Some(7)
+    );
+}

@@ -70,8 +70,19 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, vs: &VirtualService) 
     if vs.http.is_empty() && vs.tcp.is_empty() && vs.tls.is_empty() {
         issues.error(spec, "http, tcp or tls must be provided in virtual service");
     }
+    let mut catch_all: Option<usize> = None;
     for (i, route) in vs.http.iter().enumerate() {
-        check_http_route(issues, &spec.field("http").index(i), route);
+        let path = spec.field("http").index(i);
+        check_http_route(issues, &path, route);
+        // Rules are tried in order: nothing after a rule without matches is reachable.
+        if let Some(first) = catch_all {
+            issues.warn(
+                &path,
+                format!("route is unreachable: http[{first}] has no match conditions and catches every request first"),
+            );
+        } else if route.matches.is_empty() {
+            catch_all = Some(i);
+        }
     }
     for (i, route) in vs.tcp.iter().enumerate() {
         check_tcp_route(issues, &spec.field("tcp").index(i), route);
@@ -243,6 +254,12 @@ fn check_http_route(issues: &mut Issues, path: &FieldPath, route: &HttpRoute) {
     }
     if let Some(m) = &route.mirror {
         check_destination(issues, &path.field("mirror"), m);
+    }
+    if route.mirror_percent.is_some() {
+        issues.warn(
+            &path.field("mirrorPercent"),
+            "mirrorPercent is deprecated; use mirrorPercentage",
+        );
     }
     if let Some(p) = route.mirror_percent
         && p > 100
