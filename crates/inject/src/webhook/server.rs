@@ -214,5 +214,18 @@ mod tests {
         assert_eq!(p("/injector"), None);
         assert_eq!(p("/other"), None);
         assert_eq!(p("/inject/a/b/c/d"), None);
+        let cfg = crate::InjectConfig::default();
+        let applied = with_rev.apply(&cfg);
+        assert_eq!(
+            (
+                applied.values.cluster_id.as_str(),
+                applied.values.network.as_str()
+            ),
+            ("east", "n1")
+        );
+        assert!(matches!(
+            p("/inject").unwrap().apply(&cfg),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }
