@@ -108,7 +108,7 @@ fn every_broken_file_is_rejected_with_its_messages() {
 
 #[test]
 fn hostile_inputs_are_refused_cleanly() {
-    let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!("a: {}{}", "[".repeat(10_000), "]".repeat(10_000));
     let nested: String = (0..2000)
         .map(|i| format!("{}k:\n", "  ".repeat(i)))
         .collect();

@@ -6,6 +6,7 @@
 
 mod destination_rule;
 mod gateway;
+mod http_route;
 mod mesh;
 mod security;
 mod service_entry;

@@ -1,0 +1,479 @@
+//! VirtualService HTTP rules: matches, redirect/rewrite, retries, faults, CORS, headers.
+
+use std::collections::BTreeMap;
+
+use super::virtual_service::{check_destination, check_gateway_names, check_http_destinations};
+use super::{
+    Issues, check_duration, check_header_name, check_labels, check_percent, check_port_number,
+    check_regex, check_string_match,
+};
+use crate::error::FieldPath;
+use crate::host;
+use crate::networking::{
+    CorsPolicy, FaultAbort, FaultDelay, HeaderOperations, Headers, HttpFaultInjection,
+    HttpMatchRequest, HttpRedirect, HttpRetry, HttpRewrite, HttpRoute, StringMatch,
+};
+
+/// Retry conditions Envoy/Istio accept in `retryOn`, besides numeric HTTP status codes.
+const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+/// gRPC status names accepted by `fault.abort.grpcStatus`.
+const GRPC_STATUSES: &[&str] = &[
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+const CORS_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+pub(super) fn check_http_route(issues: &mut Issues, path: &FieldPath, route: &HttpRoute) {
+    let has_route = !route.route.is_empty();
+    let has_redirect = route.redirect.is_some();
+    let has_direct = route.direct_response.is_some();
+    let has_delegate = route.delegate.is_some();
+    if !has_route && !has_redirect && !has_direct && !has_delegate {
+        issues.error(
+            path,
+            "HTTP route, redirect, direct response or delegate is required",
+        );
+    }
+    if has_route && has_redirect {
+        issues.error(path, "HTTP route cannot contain both route and redirect");
+    }
+    if has_route && has_direct {
+        issues.error(
+            path,
+            "HTTP route cannot contain both route and direct response",
+        );
+    }
+    if has_redirect && has_direct {
+        issues.error(
+            path,
+            "HTTP route cannot contain both redirect and direct response",
+        );
+    }
+    if has_delegate && (has_route || has_redirect || has_direct) {
+        issues.error(
+            path,
+            "HTTP route cannot contain both delegate and route, redirect or direct response",
+        );
+    }
+    if has_redirect && route.rewrite.is_some() {
+        issues.error(path, "HTTP route cannot contain both rewrite and redirect");
+    }
+    if route.mirror.is_some() && !route.mirrors.is_empty() {
+        issues.error(path, "HTTP route cannot contain both mirror and mirrors");
+    }
+    for (i, m) in route.matches.iter().enumerate() {
+        check_match(issues, &path.field("match").index(i), m);
+    }
+    check_http_destinations(issues, &path.field("route"), &route.route);
+    if let Some(r) = &route.redirect {
+        check_redirect(issues, &path.field("redirect"), r);
+    }
+    if let Some(d) = &route.direct_response {
+        let p = path.field("directResponse");
+        check_status(issues, &p.field("status"), i64::from(d.status));
+        if let Some(body) = &d.body {
+            if body.string.is_some() && body.bytes.is_some() {
+                issues.error(&p.field("body"), "only one of string or bytes may be set");
+            }
+            let size = body
+                .string
+                .as_ref()
+                .or(body.bytes.as_ref())
+                .map_or(0, String::len);
+            if size > 1024 * 1024 {
+                issues.error(
+                    &p.field("body"),
+                    "direct response body must be less than 1MB",
+                );
+            }
+        }
+    }
+    if let Some(d) = &route.delegate {
+        let p = path.field("delegate");
+        if d.name.is_empty() {
+            issues.error(&p.field("name"), "delegate name is required");
+        } else if !host::is_dns1123_subdomain(&d.name) {
+            issues.error(
+                &p.field("name"),
+                format!("invalid delegate name {:?}", d.name),
+            );
+        }
+        if let Some(ns) = &d.namespace
+            && !host::is_dns1123_label(ns)
+        {
+            issues.error(&p.field("namespace"), format!("invalid namespace {ns:?}"));
+        }
+    }
+    if let Some(r) = &route.rewrite {
+        check_rewrite(issues, &path.field("rewrite"), r);
+    }
+    // `timeout: 0s` is how Istio users disable the route timeout, so zero is accepted here.
+    if route.timeout.is_some_and(|t| !t.is_zero()) {
+        check_duration(issues, &path.field("timeout"), route.timeout);
+    }
+    if let Some(r) = &route.retries {
+        check_retries(issues, &path.field("retries"), r);
+    }
+    if let Some(f) = &route.fault {
+        check_fault(issues, &path.field("fault"), f);
+    }
+    if let Some(m) = &route.mirror {
+        check_destination(issues, &path.field("mirror"), m);
+    }
+    if route.mirror_percent.is_some() {
+        issues.warn(
+            &path.field("mirrorPercent"),
+            "mirrorPercent is deprecated; use mirrorPercentage",
+        );
+    }
+    if let Some(p) = route.mirror_percent
+        && p > 100
+    {
+        issues.error(
+            &path.field("mirrorPercent"),
+            format!("mirror percent {p} must be in the range 0..100"),
+        );
+    }
+    check_percent(
+        issues,
+        &path.field("mirrorPercentage"),
+        route.mirror_percentage,
+    );
+    for (i, mirror) in route.mirrors.iter().enumerate() {
+        let p = path.field("mirrors").index(i);
+        match &mirror.destination {
+            Some(d) => check_destination(issues, &p.field("destination"), d),
+            None => issues.error(
+                &p.field("destination"),
+                "destination is required for mirrors",
+            ),
+        }
+        check_percent(issues, &p.field("percentage"), mirror.percentage);
+    }
+    if let Some(c) = &route.cors_policy {
+        check_cors(issues, &path.field("corsPolicy"), c);
+    }
+    if let Some(h) = &route.headers {
+        check_headers(issues, &path.field("headers"), h);
+    }
+}
+
+fn check_match(issues: &mut Issues, path: &FieldPath, m: &HttpMatchRequest) {
+    for (field, sm) in [
+        ("uri", &m.uri),
+        ("scheme", &m.scheme),
+        ("method", &m.method),
+        ("authority", &m.authority),
+    ] {
+        if let Some(sm) = sm {
+            check_string_match(issues, &path.field(field), sm, false);
+        }
+    }
+    check_header_matches(issues, &path.field("headers"), &m.headers);
+    check_header_matches(issues, &path.field("withoutHeaders"), &m.without_headers);
+    for (name, sm) in &m.query_params {
+        let p = path.field("queryParams").field(name);
+        if name.is_empty() {
+            issues.error(&p, "query parameter name cannot be empty");
+        }
+        check_string_match(issues, &p, sm, true);
+    }
+    if let Some(port) = m.port {
+        check_port_number(issues, &path.field("port"), port);
+    }
+    check_labels(issues, &path.field("sourceLabels"), &m.source_labels);
+    check_gateway_names(issues, &path.field("gateways"), &m.gateways);
+    if let Some(ns) = &m.source_namespace
+        && !host::is_dns1123_label(ns)
+    {
+        issues.error(
+            &path.field("sourceNamespace"),
+            format!("invalid namespace {ns:?}"),
+        );
+    }
+}
+
+fn check_header_matches(
+    issues: &mut Issues,
+    path: &FieldPath,
+    headers: &BTreeMap<String, StringMatch>,
+) {
+    for (name, sm) in headers {
+        let p = path.field(name);
+        // `@request.auth.claims.<claim>` matches a JWT claim rather than a header.
+        if !name.starts_with("@request.auth.claims") {
+            check_header_name(issues, &p, name);
+        }
+        check_string_match(issues, &p, sm, true);
+    }
+}
+
+pub(super) fn check_headers(issues: &mut Issues, path: &FieldPath, headers: &Headers) {
+    if let Some(req) = &headers.request {
+        check_header_ops(issues, &path.field("request"), req);
+    }
+    if let Some(resp) = &headers.response {
+        check_header_ops(issues, &path.field("response"), resp);
+    }
+}
+
+fn check_header_ops(issues: &mut Issues, path: &FieldPath, ops: &HeaderOperations) {
+    for (field, map) in [("set", &ops.set), ("add", &ops.add)] {
+        for name in map.keys() {
+            let p = path.field(field).field(name);
+            // `:authority` may be rewritten; other pseudo-headers may not.
+            if name != ":authority" {
+                check_header_name(issues, &p, name);
+            }
+        }
+    }
+    for (i, name) in ops.remove.iter().enumerate() {
+        check_header_name(issues, &path.field("remove").index(i), name);
+    }
+}
+
+fn check_status(issues: &mut Issues, path: &FieldPath, status: i64) {
+    if !(200..=599).contains(&status) {
+        issues.error(
+            path,
+            format!("HTTP status {status} is not in range 200-599"),
+        );
+    }
+}
+
+fn check_redirect(issues: &mut Issues, path: &FieldPath, r: &HttpRedirect) {
+    if r.uri.is_none()
+        && r.authority.is_none()
+        && r.port.is_none()
+        && r.scheme.is_none()
+        && r.derive_port.is_none()
+    {
+        issues.error(
+            path,
+            "redirect must specify URI, authority, scheme, or port",
+        );
+    }
+    if let Some(code) = r.redirect_code
+        && !(300..=399).contains(&code)
+    {
+        issues.error(
+            &path.field("redirectCode"),
+            format!("{code} is not a valid redirect code, must be 3xx"),
+        );
+    }
+    if let Some(scheme) = &r.scheme
+        && scheme != "http"
+        && scheme != "https"
+    {
+        issues.error(
+            &path.field("scheme"),
+            "invalid redirect scheme, must be \"http\" or \"https\"",
+        );
+    }
+    if let Some(port) = r.port {
+        check_port_number(issues, &path.field("port"), port);
+        if r.derive_port.is_some() {
+            issues.error(path, "only one of port or derivePort may be set");
+        }
+    }
+}
+
+fn check_rewrite(issues: &mut Issues, path: &FieldPath, r: &HttpRewrite) {
+    if r.uri.is_some() && r.uri_regex_rewrite.is_some() {
+        issues.error(
+            path,
+            "rewrite may only contain one of uri or uriRegexRewrite",
+        );
+    }
+    if r.uri.is_none() && r.uri_regex_rewrite.is_none() && r.authority.is_none() {
+        issues.error(
+            path,
+            "rewrite must specify at least one of uri, uriRegexRewrite or authority",
+        );
+    }
+    if let Some(rr) = &r.uri_regex_rewrite {
+        let p = path.field("uriRegexRewrite");
+        if rr.pattern.is_empty() || rr.rewrite.is_empty() {
+            issues.error(&p, "uriRegexRewrite requires both match and rewrite");
+        } else {
+            check_regex(issues, &p.field("match"), &rr.pattern);
+        }
+    }
+}
+
+fn check_retries(issues: &mut Issues, path: &FieldPath, r: &HttpRetry) {
+    if r.attempts < 0 {
+        issues.error(&path.field("attempts"), "attempts cannot be negative");
+    }
+    if r.attempts == 0
+        && (r.per_try_timeout.is_some()
+            || r.retry_on.is_some()
+            || r.retry_remote_localities.is_some())
+    {
+        issues.error(
+            path,
+            "http retry policy configured when attempts are set to 0 (disabled)",
+        );
+    }
+    check_duration(issues, &path.field("perTryTimeout"), r.per_try_timeout);
+    check_duration(issues, &path.field("backoff"), r.backoff);
+    for condition in r.retry_on_conditions() {
+        let is_status = condition
+            .parse::<u16>()
+            .is_ok_and(|code| (100..=599).contains(&code));
+        if !is_status && !RETRY_ON.contains(&condition) {
+            issues.error(
+                &path.field("retryOn"),
+                format!("{condition:?} is not a valid retryOn policy"),
+            );
+        }
+    }
+}
+
+fn check_fault(issues: &mut Issues, path: &FieldPath, f: &HttpFaultInjection) {
+    if f.abort.is_none() && f.delay.is_none() {
+        issues.error(
+            path,
+            "HTTP fault injection must have an abort and/or a delay",
+        );
+    }
+    if let Some(a) = &f.abort {
+        check_abort(issues, &path.field("abort"), a);
+    }
+    if let Some(d) = &f.delay {
+        check_delay(issues, &path.field("delay"), d);
+    }
+}
+
+fn check_abort(issues: &mut Issues, path: &FieldPath, a: &FaultAbort) {
+    check_percent(issues, &path.field("percentage"), a.percentage);
+    let set = [
+        a.http_status.is_some(),
+        a.grpc_status.is_some(),
+        a.http2_error.is_some(),
+    ]
+    .iter()
+    .filter(|s| **s)
+    .count();
+    if set > 1 {
+        issues.error(
+            path,
+            "only one of httpStatus, grpcStatus or http2Error may be set",
+        );
+    }
+    if let Some(status) = a.http_status {
+        check_status(issues, &path.field("httpStatus"), i64::from(status));
+    }
+    if let Some(status) = &a.grpc_status
+        && !GRPC_STATUSES.contains(&status.as_str())
+    {
+        issues.error(
+                &path.field("grpcStatus"),
+                format!("gRPC status {status:?} is not supported; use a name such as NOT_FOUND or UNAVAILABLE"),
+            );
+    }
+    if a.http2_error.is_some() {
+        issues.error(
+            &path.field("http2Error"),
+            "HTTP/2 abort fault injection not supported yet",
+        );
+    }
+    if set == 0 {
+        issues.warn(path, "abort configured, but error type not set");
+    }
+}
+
+fn check_delay(issues: &mut Issues, path: &FieldPath, d: &FaultDelay) {
+    check_percent(issues, &path.field("percentage"), d.percentage);
+    if let Some(p) = d.percent
+        && !(0..=100).contains(&p)
+    {
+        issues.error(
+            &path.field("percent"),
+            format!("percent {p} must be in the range 0..100"),
+        );
+    }
+    match (d.fixed_delay, d.exponential_delay) {
+        (Some(_), Some(_)) => issues.error(
+            path,
+            "only one of fixedDelay or exponentialDelay may be set",
+        ),
+        (None, None) => issues.error(path, "delay must specify fixedDelay"),
+        _ => {}
+    }
+    check_duration(issues, &path.field("fixedDelay"), d.fixed_delay);
+    if d.exponential_delay.is_some() {
+        issues.error(
+            &path.field("exponentialDelay"),
+            "exponentialDelay not supported yet",
+        );
+    }
+}
+
+fn check_cors(issues: &mut Issues, path: &FieldPath, c: &CorsPolicy) {
+    for (i, origin) in c.allow_origins.iter().enumerate() {
+        check_string_match(issues, &path.field("allowOrigins").index(i), origin, false);
+    }
+    for (i, m) in c.allow_methods.iter().enumerate() {
+        if !CORS_METHODS.contains(&m.as_str()) {
+            issues.error(
+                &path.field("allowMethods").index(i),
+                format!("{m:?} is not a supported HTTP method"),
+            );
+        }
+    }
+    for (field, names) in [
+        ("allowHeaders", &c.allow_headers),
+        ("exposeHeaders", &c.expose_headers),
+    ] {
+        for (i, name) in names.iter().enumerate() {
+            // `*` is a valid CORS wildcard here.
+            if name != "*" {
+                check_header_name(issues, &path.field(field).index(i), name);
+            }
+        }
+    }
+    check_duration(issues, &path.field("maxAge"), c.max_age);
+    if c.max_age.is_some_and(|d| d.subsec_nanos() != 0) {
+        issues.error(
+            &path.field("maxAge"),
+            "maxAge is accurate only to seconds precision",
+        );
+    }
+}
