@@ -127,6 +127,16 @@ pub struct MeshConfig {
     pub service_scope_configs: Vec<Value>,
 }
 
+/// Where proxies reach the control plane when `defaultConfig.discoveryAddress` is unset.
+pub const DEFAULT_DISCOVERY_ADDRESS: &str = "lateend.istio-system.svc:15012";
+
+/// Istio's default retry conditions for HTTP routes.
+pub const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+
+/// Istio's default number of HTTP retries.
+pub const DEFAULT_RETRY_ATTEMPTS: i32 = 2;
+
 /// Istio's root namespace when `rootNamespace` is unset.
 pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 
@@ -154,6 +164,48 @@ impl MeshConfig {
     /// Access log encoding, `TEXT` when unset.
     pub fn access_log_encoding(&self) -> AccessLogEncoding {
         self.access_log_encoding.unwrap_or(AccessLogEncoding::Text)
+    }
+
+    /// `connectTimeout`, or Istio's default of 10s.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// `dnsRefreshRate`, or Istio's default of 60s.
+    pub fn dns_refresh_rate(&self) -> Duration {
+        self.dns_refresh_rate.unwrap_or(Duration::from_secs(60))
+    }
+
+    /// `enableAutoMtls`, default true.
+    pub fn enable_auto_mtls(&self) -> bool {
+        self.enable_auto_mtls.unwrap_or(true)
+    }
+
+    /// `enablePrometheusMerge`, default true.
+    pub fn enable_prometheus_merge(&self) -> bool {
+        self.enable_prometheus_merge.unwrap_or(true)
+    }
+
+    /// The xDS address proxies use: `defaultConfig.discoveryAddress`, or
+    /// [`DEFAULT_DISCOVERY_ADDRESS`].
+    pub fn discovery_address(&self) -> &str {
+        self.default_config
+            .as_ref()
+            .and_then(|c| c.discovery_address.as_deref())
+            .unwrap_or(DEFAULT_DISCOVERY_ADDRESS)
+    }
+
+    /// The retry policy of routes without `retries`: `defaultHttpRetryPolicy` with Istio's
+    /// defaults filled in (2 attempts on [`DEFAULT_RETRY_ON`]).
+    pub fn default_http_retry(&self) -> HttpRetry {
+        let mut retry = self.default_http_retry_policy.clone().unwrap_or(HttpRetry {
+            attempts: DEFAULT_RETRY_ATTEMPTS,
+            ..HttpRetry::default()
+        });
+        if retry.retry_on.is_none() {
+            retry.retry_on = Some(DEFAULT_RETRY_ON.to_string());
+        }
+        retry
     }
 
     /// The extension provider with this name.

@@ -80,6 +80,11 @@ impl Resource {
         ConfigKey::new(self.kind(), self.namespace(), self.name())
     }
 
+    /// The whole object as JSON (apiVersion, kind, metadata, spec), with Istio's field names.
+    pub fn to_json(&self) -> serde_json::Value {
+        with_object!(self, o => serde_json::to_value(o).unwrap_or(serde_json::Value::Null))
+    }
+
     /// The spec as JSON with Istio's field names (for debug dumps and diffing).
     pub fn spec_json(&self) -> serde_json::Value {
         with_object!(self, o => serde_json::to_value(&o.spec).unwrap_or(serde_json::Value::Null))

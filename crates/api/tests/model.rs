@@ -190,13 +190,19 @@ fn a_config_using_most_fields_is_valid_and_round_trips() {
         Some(308)
     );
 
+    let weights: Vec<u32> = http
+        .weighted_destinations()
+        .iter()
+        .map(|(_, w)| *w)
+        .collect();
+    assert_eq!(weights, [75, 25]);
+    let single = vs.spec.http[3].weighted_destinations();
+    assert_eq!(single.len(), 1);
+    assert_eq!(single[0].1, 100);
+
     // Serialize back to Istio JSON and read it again: same resource.
-    let json = serde_json::json!({
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": serde_json::to_value(r.metadata()).expect("metadata"),
-        "spec": r.spec_json(),
-    });
+    let json = r.to_json();
+    assert_eq!(json["kind"], "VirtualService");
     assert_eq!(json["spec"]["http"][0]["timeout"], "1.500s");
     let again = only_resource(&json.to_string());
     assert_eq!(again, r);
@@ -455,6 +461,15 @@ defaultProviders:
         defaults.outbound_traffic_mode(),
         lateen_api::networking::OutboundTrafficMode::AllowAny
     );
+    assert_eq!(defaults.connect_timeout(), Duration::from_secs(10));
+    assert_eq!(
+        defaults.discovery_address(),
+        "lateend.istio-system.svc:15012"
+    );
+    let retry = defaults.default_http_retry();
+    assert_eq!(retry.attempts, 2);
+    assert!(retry.retry_on_conditions().contains(&"connect-failure"));
+    assert_eq!(mesh.discovery_address(), "lateend.lateen-system.svc:15012");
 }
 
 #[test]

@@ -72,6 +72,53 @@ pub struct HttpRoute {
     pub headers: Option<Headers>,
 }
 
+impl HttpRoute {
+    /// The destinations with their share of traffic: a single destination gets 100 whatever its
+    /// weight says; otherwise the weights as written (relative; negative ones, which validation
+    /// refuses, count as 0). Entries without a destination are left out.
+    pub fn weighted_destinations(&self) -> Vec<(&Destination, u32)> {
+        weighted(
+            self.route
+                .iter()
+                .map(|r| (r.destination.as_ref(), r.weight)),
+        )
+    }
+}
+
+impl TcpRoute {
+    /// See [`HttpRoute::weighted_destinations`].
+    pub fn weighted_destinations(&self) -> Vec<(&Destination, u32)> {
+        weighted(
+            self.route
+                .iter()
+                .map(|r| (r.destination.as_ref(), r.weight)),
+        )
+    }
+}
+
+impl TlsRoute {
+    /// See [`HttpRoute::weighted_destinations`].
+    pub fn weighted_destinations(&self) -> Vec<(&Destination, u32)> {
+        weighted(
+            self.route
+                .iter()
+                .map(|r| (r.destination.as_ref(), r.weight)),
+        )
+    }
+}
+
+fn weighted<'a>(
+    routes: impl Iterator<Item = (Option<&'a Destination>, i32)>,
+) -> Vec<(&'a Destination, u32)> {
+    let list: Vec<(&Destination, u32)> = routes
+        .filter_map(|(d, w)| d.map(|d| (d, u32::try_from(w).unwrap_or(0))))
+        .collect();
+    match list.as_slice() {
+        [(only, _)] => vec![(*only, 100)],
+        _ => list,
+    }
+}
+
 /// How a string is compared: exactly one of `exact`, `prefix`, `regex` (RE2 syntax) should be
 /// set. All three absent is legal for header matches (presence test). Use [`StringMatch::kind`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
