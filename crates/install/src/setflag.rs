@@ -222,6 +222,9 @@ fn step_mut<'a>(
             Ok(map.entry(key.clone()).or_insert(Value::Null))
         }
         Segment::Index(index) => {
+            if node.is_null() && create == Create::Missing {
+                *node = Value::Array(Vec::new());
+            }
             let Value::Array(list) = node else {
                 return Err(format!(
                     "{full_path}: [{index}] indexes a value that is not a list"

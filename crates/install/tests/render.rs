@@ -436,12 +436,19 @@ spec:
 fn component_k8s_settings_and_overlays_are_applied() {
     let rendered = objects(
         &[SETTINGS],
-        &["components.pilot.k8s.resources.limits.memory=3Gi"],
+        &[
+            "components.pilot.k8s.resources.limits.memory=3Gi",
+            "values.global.imagePullSecrets[0]=registry-key",
+        ],
     );
     let deployment = find(&rendered, "Deployment", "lateend");
     let pod = &deployment["spec"]["template"];
     let container = &pod["spec"]["containers"][0];
     assert_eq!(deployment["spec"]["replicas"], json!(2));
+    assert_eq!(
+        pod["spec"]["imagePullSecrets"],
+        json!([{"name": "registry-key"}])
+    );
     let env = container["env"].as_array().unwrap();
     let value_of = |name: &str| {
         env.iter()

@@ -653,6 +653,13 @@ pub(crate) fn deployment(
         spread_over_nodes(selector),
         priority.as_deref(),
     );
+    if let Some(secrets) = ctx.global().and_then(|g| g.image_pull_secrets.as_ref()) {
+        let refs: Vec<Value> = secrets
+            .iter()
+            .map(|name| json!({"name": name.as_str()}))
+            .collect();
+        pod_spec["imagePullSecrets"] = Value::Array(refs);
+    }
     let strategy = k8s
         .and_then(|k| k.strategy.clone())
         .map(Value::Object)
