@@ -14,6 +14,64 @@ use crate::networking::{
     HttpMatchRequest, HttpRedirect, HttpRetry, HttpRewrite, HttpRoute, StringMatch,
 };
 
+/// Which of route/redirect/directResponse/delegate may be combined (Istio's rules and words).
+fn check_conflicts(issues: &mut Issues, path: &FieldPath, route: &HttpRoute, in_delegate: bool) {
+    let has_route = !route.route.is_empty();
+    let name = route.name.as_deref().unwrap_or("");
+    if route.delegate.is_some() && !in_delegate {
+        // A root rule hands everything to the delegate.
+        if route.redirect.is_some() {
+            issues.error(
+                path,
+                format!("root HTTP route {name} must not specify redirect"),
+            );
+        }
+        if has_route {
+            issues.error(
+                path,
+                format!("root HTTP route {name} must not specify route"),
+            );
+        }
+        return;
+    }
+    if in_delegate && route.delegate.is_some() {
+        issues.error(
+            &path.field("delegate"),
+            "delegate HTTP route cannot contain delegate",
+        );
+    }
+    let mut conflict = |what: &str| issues.error(path, what.to_string());
+    if route.redirect.is_some() {
+        if has_route {
+            conflict("HTTP route cannot contain both route and redirect");
+        }
+        if route.fault.is_some() {
+            conflict("HTTP route cannot contain both fault and redirect");
+        }
+        if route.rewrite.is_some() {
+            conflict("HTTP route rule cannot contain both rewrite and redirect");
+        }
+        if route.direct_response.is_some() {
+            conflict("HTTP route rule cannot contain both direct_response and redirect");
+        }
+    } else if route.direct_response.is_some() {
+        if has_route {
+            conflict("HTTP route cannot contain both route and direct_response");
+        }
+        if route.fault.is_some() {
+            conflict("HTTP route cannot contain both fault and direct_response");
+        }
+        if route.rewrite.is_some() {
+            conflict("HTTP route rule cannot contain both rewrite and direct_response");
+        }
+    } else if !has_route {
+        conflict("HTTP route, redirect or direct_response is required");
+    }
+    if route.mirror.is_some() && !route.mirrors.is_empty() {
+        conflict("HTTP route cannot contain both mirror and mirrors");
+    }
+}
+
 /// Retry conditions Envoy/Istio accept in `retryOn`, besides numeric HTTP status codes.
 const RETRY_ON: &[&str] = &[
     "5xx",
@@ -59,44 +117,13 @@ const CORS_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
-pub(super) fn check_http_route(issues: &mut Issues, path: &FieldPath, route: &HttpRoute) {
-    let has_route = !route.route.is_empty();
-    let has_redirect = route.redirect.is_some();
-    let has_direct = route.direct_response.is_some();
-    let has_delegate = route.delegate.is_some();
-    if !has_route && !has_redirect && !has_direct && !has_delegate {
-        issues.error(
-            path,
-            "HTTP route, redirect, direct response or delegate is required",
-        );
-    }
-    if has_route && has_redirect {
-        issues.error(path, "HTTP route cannot contain both route and redirect");
-    }
-    if has_route && has_direct {
-        issues.error(
-            path,
-            "HTTP route cannot contain both route and direct response",
-        );
-    }
-    if has_redirect && has_direct {
-        issues.error(
-            path,
-            "HTTP route cannot contain both redirect and direct response",
-        );
-    }
-    if has_delegate && (has_route || has_redirect || has_direct) {
-        issues.error(
-            path,
-            "HTTP route cannot contain both delegate and route, redirect or direct response",
-        );
-    }
-    if has_redirect && route.rewrite.is_some() {
-        issues.error(path, "HTTP route cannot contain both rewrite and redirect");
-    }
-    if route.mirror.is_some() && !route.mirrors.is_empty() {
-        issues.error(path, "HTTP route cannot contain both mirror and mirrors");
-    }
+pub(super) fn check_http_route(
+    issues: &mut Issues,
+    path: &FieldPath,
+    route: &HttpRoute,
+    in_delegate: bool,
+) {
+    check_conflicts(issues, path, route, in_delegate);
     for (i, m) in route.matches.iter().enumerate() {
         check_match(issues, &path.field("match").index(i), m);
     }
@@ -143,9 +170,10 @@ pub(super) fn check_http_route(issues: &mut Issues, path: &FieldPath, route: &Ht
     if let Some(r) = &route.rewrite {
         check_rewrite(issues, &path.field("rewrite"), r);
     }
-    // `timeout: 0s` is how Istio users disable the route timeout, so zero is accepted here.
-    if route.timeout.is_some_and(|t| !t.is_zero()) {
-        check_duration(issues, &path.field("timeout"), route.timeout);
+    // Istio refuses `timeout: 0s` too (every duration must be at least 1ms).
+    check_duration(issues, &path.field("timeout"), route.timeout);
+    if let Some(h) = &route.headers {
+        check_authority_rewrite(issues, path, route.rewrite.as_ref(), h);
     }
     if let Some(r) = &route.retries {
         check_retries(issues, &path.field("retries"), r);
@@ -201,7 +229,10 @@ fn check_match(issues: &mut Issues, path: &FieldPath, m: &HttpMatchRequest) {
         ("method", &m.method),
         ("authority", &m.authority),
     ] {
-        if let Some(sm) = sm {
+        // Envoy accepts an empty path prefix (it matches everything); not for the others.
+        let empty_uri_prefix =
+            field == "uri" && sm.as_ref().is_some_and(|s| s.prefix.as_deref() == Some(""));
+        if let Some(sm) = sm.as_ref().filter(|_| !empty_uri_prefix) {
             check_string_match(issues, &path.field(field), sm, false);
         }
     }
@@ -224,7 +255,7 @@ fn check_match(issues: &mut Issues, path: &FieldPath, m: &HttpMatchRequest) {
     {
         issues.error(
             &path.field("sourceNamespace"),
-            format!("invalid namespace {ns:?}"),
+            format!("sourceNamespace match {ns} is invalid"),
         );
     }
 }
@@ -234,11 +265,18 @@ fn check_header_matches(
     path: &FieldPath,
     headers: &BTreeMap<String, StringMatch>,
 ) {
+    let without =
+        path.segments().last() == Some(&crate::error::PathSegment::Field("withoutHeaders".into()));
     for (name, sm) in headers {
         let p = path.field(name);
         // `@request.auth.claims.<claim>` matches a JWT claim rather than a header.
         if !name.starts_with("@request.auth.claims") {
             check_header_name(issues, &p, name);
+        }
+        // In withoutHeaders, `regex: "*"` is Istio's spelling of "header absent", not a regex.
+        if without && sm.regex.as_deref() == Some("*") && sm.exact.is_none() && sm.prefix.is_none()
+        {
+            continue;
         }
         check_string_match(issues, &p, sm, true);
     }
@@ -253,18 +291,68 @@ pub(super) fn check_headers(issues: &mut Issues, path: &FieldPath, headers: &Hea
     }
 }
 
+/// Pseudo-headers and `host` are Envoy's own; only request set/add may touch the authority.
+fn is_internal_header(name: &str) -> bool {
+    name.starts_with(':') || name.eq_ignore_ascii_case("host")
+}
+
+fn is_authority_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
+}
+
 fn check_header_ops(issues: &mut Issues, path: &FieldPath, ops: &HeaderOperations) {
+    let is_request =
+        path.segments().last() == Some(&crate::error::PathSegment::Field("request".into()));
     for (field, map) in [("set", &ops.set), ("add", &ops.add)] {
         for name in map.keys() {
             let p = path.field(field).field(name);
-            // `:authority` may be rewritten; other pseudo-headers may not.
-            if name != ":authority" {
+            if is_request && is_authority_header(name) {
+                continue;
+            }
+            if is_internal_header(name) {
+                issues.error(
+                    &p,
+                    format!("invalid header {name:?}: internal headers cannot be modified"),
+                );
+            } else {
                 check_header_name(issues, &p, name);
             }
         }
     }
     for (i, name) in ops.remove.iter().enumerate() {
-        check_header_name(issues, &path.field("remove").index(i), name);
+        let p = path.field("remove").index(i);
+        if is_internal_header(name) {
+            issues.error(
+                &p,
+                format!("invalid header {name:?}: internal headers cannot be removed"),
+            );
+        } else {
+            check_header_name(issues, &p, name);
+        }
+    }
+}
+
+/// The authority may be rewritten in only one place (rewrite.authority or one request header).
+fn check_authority_rewrite(
+    issues: &mut Issues,
+    path: &FieldPath,
+    rewrite: Option<&HttpRewrite>,
+    headers: &Headers,
+) {
+    let mut current = rewrite.and_then(|r| r.authority.clone());
+    let Some(request) = &headers.request else {
+        return;
+    };
+    for (field, map) in [("set", &request.set), ("add", &request.add)] {
+        for (name, value) in map.iter().filter(|(k, _)| is_authority_header(k)) {
+            if let Some(existing) = &current {
+                issues.error(
+                    &path.field("headers").field("request").field(field).field(name),
+                    format!("authority header cannot be set multiple times: have {existing:?}, attempting to set {value:?}"),
+                );
+            }
+            current = Some(value.clone());
+        }
     }
 }
 

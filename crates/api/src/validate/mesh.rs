@@ -29,6 +29,12 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
         );
     }
     check_duration(i, &root.field("dnsRefreshRate"), mesh.dns_refresh_rate);
+    if mesh.dns_refresh_rate.is_some_and(|d| d.subsec_nanos() != 0) {
+        i.error(
+            &root.field("dnsRefreshRate"),
+            "DNS refresh rate only supports durations to seconds precision",
+        );
+    }
     for (field, port) in [
         ("proxyListenPort", mesh.proxy_listen_port),
         ("proxyInboundListenPort", mesh.proxy_inbound_listen_port),

@@ -11,6 +11,7 @@ mod mesh;
 mod security;
 mod service_entry;
 mod sidecar;
+mod unreachable;
 mod virtual_service;
 
 use std::collections::BTreeMap;

@@ -76,7 +76,7 @@ pub(super) fn check_peer(issues: &mut Issues, spec: &FieldPath, pa: &PeerAuthent
     if !pa.port_level_mtls.is_empty() && !has_selector {
         issues.error(
             &spec.field("portLevelMtls"),
-            "portLevelMtls requires a workload selector (selector.matchLabels)",
+            "mesh/namespace peer authentication cannot have port level mTLS (portLevelMtls requires selector.matchLabels)",
         );
     }
     for port in pa.port_level_mtls.keys() {
@@ -142,7 +142,7 @@ pub(super) fn check_authz(issues: &mut Issues, spec: &FieldPath, ap: &Authorizat
                 None => cond.key == *k,
             });
             if cond.key.is_empty() {
-                issues.error(&cp.field("key"), "condition key is required");
+                issues.error(&cp.field("key"), "`key` must not be empty");
             } else if !known {
                 issues.error(
                     &cp.field("key"),
@@ -153,7 +153,7 @@ pub(super) fn check_authz(issues: &mut Issues, spec: &FieldPath, ap: &Authorizat
                 issues.error(
                     &cp,
                     format!(
-                        "at least one of values or notValues must be set for key {:?}",
+                        "at least one of `values` or `notValues` must be set for key {}",
                         cond.key
                     ),
                 );
@@ -258,8 +258,21 @@ pub(super) fn check_request_authn(
     );
     for (i, rule) in ra.jwt_rules.iter().enumerate() {
         let p = spec.field("jwtRules").index(i);
-        if rule.issuer.is_empty() {
-            issues.error(&p.field("issuer"), "issuer must be set");
+        if rule.issuer.is_empty() && rule.jwks_uri.as_deref().unwrap_or("").is_empty() {
+            issues.error(
+                &p.field("issuer"),
+                "issuer or jwksUri must be non-empty string",
+            );
+        }
+        if let Some(jwks) = &rule.jwks {
+            match serde_json::from_str::<serde_json::Value>(jwks) {
+                Ok(v) if v.get("keys").is_some_and(|k| k.is_array()) || v.get("kty").is_some() => {}
+                Ok(_) => issues.error(
+                    &p.field("jwks"),
+                    "jwks parse error: expected a JWK or a JWK set with \"keys\"",
+                ),
+                Err(e) => issues.error(&p.field("jwks"), format!("jwks parse error: {e}")),
+            }
         }
         if let Some(uri) = &rule.jwks_uri {
             let scheme_ok = uri.starts_with("https://") || uri.starts_with("http://");

@@ -13,27 +13,59 @@ use crate::networking::{
 use crate::scope::MESH_GATEWAY;
 
 pub(super) fn check(issues: &mut Issues, spec: &FieldPath, vs: &VirtualService) {
+    // Istio: bound to the mesh when there are no gateways or `mesh` is one of them.
     let bound_to_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == MESH_GATEWAY);
+    let delegate = vs.hosts.is_empty();
+    if delegate {
+        // A host-less VirtualService is a delegate: plain HTTP rules only.
+        for (field, set, what) in [
+            ("gateways", !vs.gateways.is_empty(), "gateways"),
+            ("tls", !vs.tls.is_empty(), "tls route"),
+            ("tcp", !vs.tcp.is_empty(), "tcp route"),
+        ] {
+            if set {
+                issues.error(
+                    &spec.field(field),
+                    format!(
+                        "delegate virtual service (one without hosts) must have no {what} specified"
+                    ),
+                );
+            }
+        }
+    }
     check_hosts(issues, spec, vs, bound_to_mesh);
     check_gateway_names(issues, &spec.field("gateways"), &vs.gateways);
     check_export_to(issues, &spec.field("exportTo"), &vs.export_to);
     if vs.http.is_empty() && vs.tcp.is_empty() && vs.tls.is_empty() {
         issues.error(spec, "http, tcp or tls must be provided in virtual service");
     }
-    let mut catch_all: Option<usize> = None;
     for (i, route) in vs.http.iter().enumerate() {
         let path = spec.field("http").index(i);
-        check_http_route(issues, &path, route);
-        // Rules are tried in order: nothing after a rule without matches is reachable.
-        if let Some(first) = catch_all {
-            issues.warn(
-                &path,
-                format!("route is unreachable: http[{first}] has no match conditions and catches every request first"),
-            );
-        } else if route.matches.is_empty() {
-            catch_all = Some(i);
+        check_http_route(issues, &path, route, delegate);
+        if !vs.gateways.is_empty() && !bound_to_mesh {
+            continue;
+        }
+        // JWT claim routing needs the gateway's JWT filter: sidecars cannot do it.
+        for (j, m) in route.matches.iter().enumerate() {
+            for (field, headers) in [
+                ("headers", &m.headers),
+                ("withoutHeaders", &m.without_headers),
+            ] {
+                for name in headers
+                    .keys()
+                    .filter(|n| n.starts_with("@request.auth.claims"))
+                {
+                    issues.error(
+                        &path.field("match").index(j).field(field).field(name),
+                        "JWT claim based routing is only supported for gateways",
+                    );
+                }
+            }
         }
     }
+    super::unreachable::check_http_rules(issues, &spec.field("http"), &vs.http);
+    super::unreachable::check_tcp_rules(issues, &spec.field("tcp"), &vs.tcp);
+    super::unreachable::check_tls_rules(issues, &spec.field("tls"), &vs.tls);
     for (i, route) in vs.tcp.iter().enumerate() {
         check_tcp_route(issues, &spec.field("tcp").index(i), route);
     }
@@ -44,35 +76,35 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, vs: &VirtualService) 
 
 fn check_hosts(issues: &mut Issues, spec: &FieldPath, vs: &VirtualService, bound_to_mesh: bool) {
     let path = spec.field("hosts");
-    if vs.hosts.is_empty() {
-        // Istio reads a host-less VirtualService as a delegate, which must be plain HTTP.
-        if !vs.gateways.is_empty() || !vs.tcp.is_empty() || !vs.tls.is_empty() {
-            issues.error(
-                &path,
-                "virtual service must have at least one host (only a delegate virtual service, with http routes only and no gateways, may omit them)",
-            );
-        }
-        return;
-    }
+    let mut all_valid = true;
     for (i, h) in vs.hosts.iter().enumerate() {
         let p = path.index(i);
-        if h == "*" && bound_to_mesh {
+        if h.parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        if let Err(reason) = host::check_wildcard_domain(h) {
+            issues.error(&p, reason);
+            all_valid = false;
+        } else if h == "*" && bound_to_mesh {
             issues.error(
                 &p,
                 "wildcard host * is not allowed for virtual services bound to the mesh gateway",
             );
-            continue;
+            all_valid = false;
         }
-        if h.parse::<std::net::IpAddr>().is_ok() {
-            if bound_to_mesh {
-                issues.error(
-                    &p,
-                    format!("IP address host {h:?} is only allowed for gateways"),
-                );
+    }
+    // Duplicates include wildcard overlaps: `*.foo.com` and `a.foo.com`.
+    if all_valid {
+        for (i, a) in vs.hosts.iter().enumerate() {
+            for (j, b) in vs.hosts.iter().enumerate().skip(i + 1) {
+                if host::hosts_match(a, b) {
+                    issues.error(
+                        &path.index(j),
+                        format!("duplicate hosts in virtual service: {a} & {b}"),
+                    );
+                }
             }
-            continue;
         }
-        issues.check(&p, host::check_wildcard_domain(h));
     }
 }
 
