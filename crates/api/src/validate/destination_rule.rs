@@ -38,7 +38,7 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, dr: &DestinationRule)
         } else if !names.insert(subset.name.as_str()) {
             issues.error(
                 &p.field("name"),
-                format!("duplicate subset name {:?}", subset.name),
+                format!("duplicate subset names: {}", subset.name),
             );
         }
         // Istio accepts a subset without labels (it then selects every endpoint); that is
@@ -55,6 +55,13 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, dr: &DestinationRule)
         }
     }
     check_export_to(issues, &spec.field("exportTo"), &dr.export_to);
+    // A rule that selects workloads only makes sense in its own namespace.
+    if dr.workload_selector.is_some() && dr.export_to.iter().any(|e| e != ".") {
+        issues.error(
+            &spec.field("exportTo"),
+            "destination rule with workload selector cannot have exportTo beyond current namespace",
+        );
+    }
     if let Some(ws) = &dr.workload_selector {
         check_selector(
             issues,
@@ -68,6 +75,9 @@ fn check_traffic_policy(issues: &mut Issues, path: &FieldPath, tp: &TrafficPolic
     if tp == &TrafficPolicy::default() {
         issues.error(path, "traffic policy must have at least one field");
         return;
+    }
+    if tp.tunnel.is_some() && tp.proxy_protocol.is_some() {
+        issues.error(path, "tunnel and proxyProtocol must not be set together");
     }
     if let Some(lb) = &tp.load_balancer {
         check_load_balancer(issues, &path.field("loadBalancer"), lb);
@@ -85,13 +95,14 @@ fn check_traffic_policy(issues: &mut Issues, path: &FieldPath, tp: &TrafficPolic
     for (i, pl) in tp.port_level_settings.iter().enumerate() {
         let p = path.field("portLevelSettings").index(i);
         match pl.port.and_then(|s| s.number) {
-            None => issues.error(&p.field("port"), "portLevelSettings must specify port"),
+            None => issues.error(&p.field("port"), "portTrafficPolicy must have valid port"),
             Some(n) => {
                 check_port_number(issues, &p.field("port").field("number"), n);
+                // Istio accepts repeats; only the first entry for a port is used.
                 if !ports.insert(n) {
-                    issues.error(
+                    issues.warn(
                         &p.field("port").field("number"),
-                        format!("duplicate port {n} in portLevelSettings"),
+                        format!("port {n} already has settings earlier in portLevelSettings; these are ignored"),
                     );
                 }
             }
@@ -124,7 +135,7 @@ fn check_traffic_policy(issues: &mut Issues, path: &FieldPath, tp: &TrafficPolic
         {
             issues.error(
                 &p.field("protocol"),
-                format!("tunnel protocol {proto:?} must be CONNECT or POST"),
+                "tunnel protocol must be \"CONNECT\" or \"POST\"",
             );
         }
         issues.check(
@@ -146,19 +157,32 @@ fn check_load_balancer(issues: &mut Issues, path: &FieldPath, lb: &LoadBalancerS
     }
     if let Some(ch) = &lb.consistent_hash {
         let p = path.field("consistentHash");
-        if ch.hash_key().is_none() {
-            issues.error(
+        let keys = [
+            ch.http_header_name.is_some(),
+            ch.http_cookie.is_some(),
+            ch.use_source_ip.is_some(),
+            ch.http_query_parameter_name.is_some(),
+        ]
+        .iter()
+        .filter(|k| **k)
+        .count();
+        match keys {
+            // Protobuf's oneof lets Istio accept this; nothing is hashed, so say so.
+            0 => issues.warn(&p, "no hash key (httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName) is set"),
+            1 => {}
+            _ => issues.error(
                 &p,
-                "exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName must be set",
-            );
+                "only one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName may be set",
+            ),
         }
         if let Some(cookie) = &ch.http_cookie {
             if cookie.name.is_empty() {
                 issues.error(
                     &p.field("httpCookie").field("name"),
-                    "cookie name is required",
+                    "name required for HttpCookie",
                 );
             }
+            // A zero TTL is meaningful (session cookie), so only non-zero TTLs are checked.
             if cookie.ttl.is_some_and(|t| !t.is_zero()) {
                 check_duration(issues, &p.field("httpCookie").field("ttl"), cookie.ttl);
             }
@@ -172,27 +196,33 @@ fn check_load_balancer(issues: &mut Issues, path: &FieldPath, lb: &LoadBalancerS
                 "query parameter name cannot be empty",
             );
         }
-        let algorithms = [
-            ch.ring_hash.is_some(),
-            ch.maglev.is_some(),
-            ch.minimum_ring_size.is_some(),
-        ]
-        .iter()
-        .filter(|s| **s)
-        .count();
-        if algorithms > 1 {
-            issues.error(
-                &p,
-                "only one of ringHash, maglev or minimumRingSize may be set",
-            );
+        if ch.ring_hash.is_some() && ch.maglev.is_some() {
+            issues.error(&p, "only one of ringHash or maglev may be set");
         }
-        if let Some(size) = ch.maglev.as_ref().and_then(|m| m.table_size)
-            && !is_prime(size)
-        {
-            issues.error(
-                &p.field("maglev").field("tableSize"),
-                format!("maglev table size {size} must be a prime number"),
+        if ch.minimum_ring_size.is_some() {
+            issues.warn(
+                &p.field("minimumRingSize"),
+                "consistent hash minimumRingSize is deprecated, use ringHash.minimumRingSize instead",
             );
+            if ch.ring_hash.is_some() || ch.maglev.is_some() {
+                issues.error(
+                    &p,
+                    "only one of MinimumRingSize or Maglev/Ringhash can be specified",
+                );
+            }
+        }
+        if let Some(maglev) = &ch.maglev {
+            let tp = p.field("maglev").field("tableSize");
+            match maglev.table_size {
+                None | Some(0) => issues.error(&tp, "tableSize must be set for maglev"),
+                Some(size) if size >= 5_000_011 => {
+                    issues.error(&tp, "tableSize must be less than 5000011 for maglev")
+                }
+                Some(size) if !is_prime(size) => {
+                    issues.error(&tp, "tableSize must be a prime number for maglev")
+                }
+                Some(_) => {}
+            }
         }
     }
     if let Some(l) = &lb.locality_lb_setting {
@@ -231,6 +261,14 @@ pub(super) fn check_locality(issues: &mut Issues, path: &FieldPath, l: &Locality
         if d.from.is_empty() {
             issues.error(&p.field("from"), "locality is required");
         }
+        for (loc, w) in &d.to {
+            if !(1..=100).contains(w) {
+                issues.error(
+                    &p.field("to").field(loc),
+                    "locality weight must be in range [1, 100]",
+                );
+            }
+        }
         let total: u64 = d.to.values().map(|w| u64::from(*w)).sum();
         if total != 100 {
             issues.error(
@@ -265,14 +303,22 @@ fn check_connection_pool(issues: &mut Issues, path: &FieldPath, cp: &ConnectionP
     }
     if let Some(tcp) = &cp.tcp {
         let p = path.field("tcp");
-        non_negative(issues, &p.field("maxConnections"), tcp.max_connections);
+        non_negative(
+            issues,
+            &p.field("maxConnections"),
+            tcp.max_connections,
+            "max connections",
+        );
         check_duration(issues, &p.field("connectTimeout"), tcp.connect_timeout);
         check_duration(
             issues,
             &p.field("maxConnectionDuration"),
             tcp.max_connection_duration,
         );
-        check_duration(issues, &p.field("idleTimeout"), tcp.idle_timeout);
+        // 0s disables the TCP idle timeout.
+        if tcp.idle_timeout.is_some_and(|t| !t.is_zero()) {
+            check_duration(issues, &p.field("idleTimeout"), tcp.idle_timeout);
+        }
         if let Some(ka) = &tcp.tcp_keepalive {
             check_duration(issues, &p.field("tcpKeepalive").field("time"), ka.time);
             check_duration(
@@ -284,45 +330,56 @@ fn check_connection_pool(issues: &mut Issues, path: &FieldPath, cp: &ConnectionP
     }
     if let Some(http) = &cp.http {
         let p = path.field("http");
-        non_negative(
-            issues,
-            &p.field("http1MaxPendingRequests"),
-            http.http1_max_pending_requests,
-        );
-        non_negative(
-            issues,
-            &p.field("http2MaxRequests"),
-            http.http2_max_requests,
-        );
-        non_negative(
-            issues,
-            &p.field("maxRequestsPerConnection"),
-            http.max_requests_per_connection,
-        );
-        non_negative(issues, &p.field("maxRetries"), http.max_retries);
-        non_negative(
-            issues,
-            &p.field("maxConcurrentStreams"),
-            http.max_concurrent_streams,
-        );
+        for (field, value, what) in [
+            (
+                "http1MaxPendingRequests",
+                http.http1_max_pending_requests,
+                "http1 max pending requests",
+            ),
+            (
+                "http2MaxRequests",
+                http.http2_max_requests,
+                "http2 max requests",
+            ),
+            (
+                "maxRequestsPerConnection",
+                http.max_requests_per_connection,
+                "max requests per connection",
+            ),
+            ("maxRetries", http.max_retries, "max retries"),
+            (
+                "maxConcurrentStreams",
+                http.max_concurrent_streams,
+                "max concurrent streams",
+            ),
+        ] {
+            non_negative(issues, &p.field(field), value, what);
+        }
         check_duration(issues, &p.field("idleTimeout"), http.idle_timeout);
+        if http.h2_upgrade_policy == Some(crate::networking::H2UpgradePolicy::Upgrade)
+            && http.use_client_protocol == Some(true)
+        {
+            issues.error(
+                &p,
+                "use client protocol must not be true when H2UpgradePolicy is UPGRADE",
+            );
+        }
     }
 }
 
-fn non_negative(issues: &mut Issues, path: &FieldPath, value: Option<i32>) {
-    if let Some(v) = value
-        && v < 0
-    {
-        issues.error(path, format!("{v} must be non-negative"));
+fn non_negative(issues: &mut Issues, path: &FieldPath, value: Option<i32>, what: &str) {
+    if value.is_some_and(|v| v < 0) {
+        issues.error(path, format!("{what} must be non-negative"));
     }
 }
 
 fn check_outlier_detection(issues: &mut Issues, path: &FieldPath, od: &OutlierDetection) {
-    non_negative(
-        issues,
-        &path.field("consecutiveErrors"),
-        od.consecutive_errors,
-    );
+    if od.consecutive_errors.is_some_and(|n| n != 0) {
+        issues.warn(
+            &path.field("consecutiveErrors"),
+            "outlier detection consecutive errors is deprecated, use consecutiveGatewayErrors or consecutive5xxErrors instead",
+        );
+    }
     check_duration(issues, &path.field("interval"), od.interval);
     check_duration(
         issues,
@@ -333,21 +390,19 @@ fn check_outlier_detection(issues: &mut Issues, path: &FieldPath, od: &OutlierDe
         ("maxEjectionPercent", od.max_ejection_percent),
         ("minHealthPercent", od.min_health_percent),
     ] {
-        if let Some(v) = value
-            && !(0..=100).contains(&v)
-        {
+        if let Some(v) = value.filter(|v| !(0..=100).contains(v)) {
             issues.error(
                 &path.field(field),
-                format!("{field} {v} must be in the range 0..100"),
+                format!("percentage {v} is not in range 0..100"),
             );
         }
     }
-    if od.consecutive_local_origin_failures.is_some()
+    if od.consecutive_local_origin_failures.is_some_and(|n| n > 0)
         && od.split_external_local_origin_errors != Some(true)
     {
         issues.error(
             &path.field("consecutiveLocalOriginFailures"),
-            "consecutiveLocalOriginFailures requires splitExternalLocalOriginErrors: true",
+            "outlier detection consecutive local origin failures is specified, but split external local origin errors is set to false",
         );
     }
 }

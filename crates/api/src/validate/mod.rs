@@ -332,7 +332,10 @@ pub(crate) fn parse_ip_or_cidr(text: &str) -> Result<(), String> {
 }
 
 /// `exportTo` entries: `*`, `.`, `~` or a namespace name.
+/// `exportTo` entries (Istio's rules): `*`, `.`, `~` or namespace names, no duplicates, `*`
+/// alone, and `~` alone.
 pub(crate) fn check_export_to(issues: &mut Issues, path: &FieldPath, export_to: &[String]) {
+    let mut seen = std::collections::BTreeSet::new();
     for (i, ns) in export_to.iter().enumerate() {
         let ok = matches!(ns.as_str(), "*" | "." | "~") || host::is_dns1123_label(ns);
         if !ok {
@@ -340,26 +343,47 @@ pub(crate) fn check_export_to(issues: &mut Issues, path: &FieldPath, export_to: 
                 &path.index(i),
                 format!("invalid exportTo value {ns:?}: expected *, ., ~ or a namespace name"),
             );
+        } else if !seen.insert(ns.as_str()) {
+            issues.error(
+                &path.index(i),
+                format!("duplicate entries in exportTo for entry {ns}"),
+            );
         }
     }
-    if export_to.len() > 1 && export_to.iter().any(|n| n == "*" || n == "~") {
-        issues.error(path, "exportTo with * or ~ cannot list other namespaces");
+    if export_to.len() > 1 && seen.contains("*") {
+        issues.error(
+            path,
+            "cannot have both public (*) and non-public exportTo values for a resource",
+        );
+    }
+    if export_to.len() > 1 && seen.contains("~") {
+        issues.error(path, "cannot export to no one (~) and someone");
     }
 }
 
-/// A selector's labels, when a selector is present, should not be empty.
+/// A workload selector's labels (Istio's rules): no empty keys, no wildcards; no labels at all
+/// selects every workload of the namespace, which is allowed but warned about.
 pub(crate) fn check_selector(
     issues: &mut Issues,
     path: &FieldPath,
     labels: Option<&BTreeMap<String, String>>,
 ) {
-    if let Some(labels) = labels {
-        if labels.is_empty() {
-            issues.warn(
-                path,
-                "selector has no labels: it selects every workload in the namespace",
+    let Some(labels) = labels else { return };
+    if labels.is_empty() {
+        issues.warn(path, "workload selector specified without labels: it applies to every workload in the namespace");
+    }
+    for (k, v) in labels {
+        if k.is_empty() {
+            issues.error(
+                &path.field(k),
+                format!("empty key is not supported in selector: \"{k}={v}\""),
+            );
+        } else if k.contains('*') || v.contains('*') {
+            issues.error(
+                &path.field(k),
+                format!("wildcard is not supported in selector: \"{k}={v}\""),
             );
         }
-        check_labels(issues, path, labels);
     }
+    check_labels(issues, path, labels);
 }

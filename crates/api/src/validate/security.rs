@@ -1,8 +1,6 @@
 //! PeerAuthentication, AuthorizationPolicy and RequestAuthentication rules.
 
-use super::{
-    Issues, check_duration, check_header_name, check_ip_or_cidr, check_labels, check_port_number,
-};
+use super::{Issues, check_duration, check_header_name, check_ip_or_cidr, check_port_number};
 use crate::error::FieldPath;
 use crate::meta::LabelSelector;
 use crate::security::{
@@ -29,9 +27,11 @@ const CONDITION_KEYS: &[&str] = &[
 ];
 
 fn check_selector_labels(issues: &mut Issues, path: &FieldPath, selector: Option<&LabelSelector>) {
-    if let Some(s) = selector {
-        check_labels(issues, &path.field("matchLabels"), &s.match_labels);
-    }
+    super::check_selector(
+        issues,
+        &path.field("matchLabels"),
+        selector.map(|s| &s.match_labels),
+    );
 }
 
 fn check_targets(
