@@ -417,8 +417,8 @@ pub(super) fn check_client_tls(issues: &mut Issues, path: &FieldPath, tls: &Clie
                 issues.warn(
                     path,
                     format!(
-                        "client certificates, CA certificates and credentialName are ignored with mode {:?}",
-                        tls.mode()
+                        "client certificates, CA certificates and credentialName are ignored with mode {}",
+                        super::wire_name(&tls.mode())
                     ),
                 );
             }

@@ -52,7 +52,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldIssue> {
     match resource {
         Resource::VirtualService(o) => virtual_service::check(&mut issues, &spec, &o.spec),
         Resource::DestinationRule(o) => destination_rule::check(&mut issues, &spec, &o.spec),
-        Resource::Gateway(o) => gateway::check(&mut issues, &spec, &o.spec),
+        Resource::Gateway(o) => gateway::check(&mut issues, &spec, o.name(), &o.spec),
         Resource::ServiceEntry(o) => service_entry::check(&mut issues, &spec, &o.spec),
         Resource::WorkloadEntry(o) => {
             service_entry::check_workload_entry(&mut issues, &spec, &o.spec, None)
@@ -94,6 +94,14 @@ fn check_metadata(issues: &mut Issues, resource: &Resource) {
         );
     }
     check_labels(issues, &path.field("labels"), &meta.labels);
+}
+
+/// How an enum value is written in YAML (`ISTIO_MUTUAL`), for messages.
+pub(crate) fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::from("?"),
+    }
 }
 
 /// Collected issues.
