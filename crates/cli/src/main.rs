@@ -21,6 +21,12 @@ enum Command {
     Profile(commands::profile::Args),
     /// Render the Kubernetes manifests of an installation.
     Manifest(commands::manifest::Args),
+    /// Install the mesh into the cluster (server-side apply, field manager `lateen`).
+    Install(commands::manifest::InstallArgs),
+    /// Remove what `install` created (CRDs only with --purge).
+    Uninstall(commands::manifest::UninstallArgs),
+    /// Check every rendered object against the cluster.
+    VerifyInstall(commands::manifest::VerifyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +35,9 @@ fn main() -> std::process::ExitCode {
         Command::KubeInject(args) => commands::kube_inject::run(args),
         Command::Profile(args) => commands::profile::run(args),
         Command::Manifest(args) => commands::manifest::run(args),
+        Command::Install(args) => commands::manifest::run_install(args),
+        Command::Uninstall(args) => commands::manifest::run_uninstall(args),
+        Command::VerifyInstall(args) => commands::manifest::run_verify(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
