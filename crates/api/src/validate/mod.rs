@@ -141,8 +141,12 @@ pub(crate) fn is_known_protocol(protocol: &str) -> bool {
 /// A `Port` with number, protocol, name and optional targetPort.
 pub(crate) fn check_port(issues: &mut Issues, path: &FieldPath, port: &Port, name_required: bool) {
     check_port_number(issues, &path.field("number"), port.number);
+    // An empty protocol means "detect it" (Istio's sniffing), except on gateways (name_required
+    // is also their signal that the port is fully specified).
     if port.protocol.is_empty() {
-        issues.error(&path.field("protocol"), "protocol is required");
+        if name_required {
+            issues.error(&path.field("protocol"), "protocol is required");
+        }
     } else if !is_known_protocol(&port.protocol) {
         issues.error(
             &path.field("protocol"),
@@ -155,7 +159,10 @@ pub(crate) fn check_port(issues: &mut Issues, path: &FieldPath, port: &Port, nam
     }
     if port.name.is_empty() {
         if name_required {
-            issues.error(&path.field("name"), "port name is required");
+            issues.error(
+                &path.field("name"),
+                "invalid port name \"\": a name is required",
+            );
         }
     } else if !host::is_dns1123_label(&port.name) {
         issues.error(

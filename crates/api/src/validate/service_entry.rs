@@ -57,7 +57,7 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, se: &ServiceEntry) {
     if se.workload_selector.is_some() && !se.endpoints.is_empty() {
         issues.error(
             spec,
-            "only one of workloadSelector or endpoints is allowed in a service entry",
+            "only one of WorkloadSelector or Endpoints is allowed in Service Entry",
         );
     }
     if let Some(ws) = &se.workload_selector {
@@ -75,7 +75,13 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, se: &ServiceEntry) {
         let is_unix = ep.address.starts_with(UNIX_PREFIX);
         match resolution {
             Resolution::Static if !is_ip && !is_unix && !ep.address.is_empty() => {
-                issues.error(&p, format!("endpoint address {:?} must be an IP address or unix socket for STATIC resolution", ep.address));
+                issues.error(
+                    &p,
+                    format!(
+                        "endpoint address {:?} is not a valid IP address",
+                        ep.address
+                    ),
+                );
             }
             Resolution::Dns | Resolution::DnsRoundRobin if is_unix => {
                 issues.error(
@@ -96,6 +102,7 @@ fn check_resolution(
     se: &ServiceEntry,
     resolution: Resolution,
 ) {
+    let mode = super::wire_name(&resolution);
     match resolution {
         Resolution::None => {
             if !se.endpoints.is_empty() {
@@ -104,19 +111,21 @@ fn check_resolution(
                     "no endpoints should be provided for resolution type NONE",
                 );
             }
-        }
-        Resolution::Static => {
-            if se.endpoints.is_empty() && se.workload_selector.is_none() {
-                issues.warn(&spec.field("endpoints"), "no endpoints or workloadSelector given for resolution type STATIC: the service has no endpoints");
+            if se.workload_selector.is_some() {
+                issues.warn(
+                    &spec.field("workloadSelector"),
+                    "workloadSelector should not be set when resolution mode is NONE",
+                );
             }
         }
+        Resolution::Static => {}
         Resolution::Dns | Resolution::DnsRoundRobin => {
             if se.endpoints.is_empty() {
                 for (i, h) in se.hosts.iter().enumerate() {
-                    if host::is_wildcard(h) {
+                    if host::check_fqdn(h).is_err() {
                         issues.error(
                             &spec.field("hosts").index(i),
-                            format!("wildcard host {h:?} is not allowed for DNS resolution without endpoints"),
+                            format!("hosts must be FQDN if no endpoints are provided for resolution mode {mode}"),
                         );
                     }
                 }
@@ -124,9 +133,35 @@ fn check_resolution(
             if resolution == Resolution::DnsRoundRobin && se.endpoints.len() > 1 {
                 issues.error(
                     &spec.field("endpoints"),
-                    "there must be only 0 or 1 endpoint for resolution type DNS_ROUND_ROBIN",
+                    format!("there must only be 0 or 1 endpoint for resolution mode {mode}"),
                 );
             }
+            let tcp_port = se
+                .ports
+                .iter()
+                .any(|p| p.protocol.is_empty() || p.protocol.eq_ignore_ascii_case("TCP"));
+            if !se.addresses.is_empty() && tcp_port && se.hosts.len() > 1 {
+                issues.warn(
+                    &spec.field("hosts"),
+                    "service entry can not have more than one host specified simultaneously with address and tcp port",
+                );
+            }
+        }
+    }
+    // Plain TCP cannot tell hosts apart (no Host header, no SNI) unless hosts are ignored.
+    if resolution != Resolution::None && se.hosts.len() > 1 {
+        let opaque = se.ports.iter().position(|p| {
+            let proto = p.protocol.to_ascii_uppercase();
+            !matches!(
+                proto.as_str(),
+                "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" | "HTTPS" | "TLS"
+            )
+        });
+        if let Some(i) = opaque {
+            issues.error(
+                &spec.field("ports").index(i),
+                "multiple hosts provided with non-HTTP, non-TLS ports",
+            );
         }
     }
 }
