@@ -34,6 +34,14 @@ fn check_selector_labels(issues: &mut Issues, path: &FieldPath, selector: Option
     );
 }
 
+/// Kinds a policy may attach to, by (group, kind); the core group is written "".
+const TARGET_KINDS: &[(&str, &str)] = &[
+    ("", "Service"),
+    ("networking.istio.io", "ServiceEntry"),
+    ("gateway.networking.k8s.io", "Gateway"),
+    ("gateway.networking.k8s.io", "GatewayClass"),
+];
+
 fn check_targets(
     issues: &mut Issues,
     spec: &FieldPath,
@@ -41,28 +49,48 @@ fn check_targets(
     target_ref: Option<&PolicyTargetReference>,
     target_refs: &[PolicyTargetReference],
 ) {
-    if target_ref.is_some() && !target_refs.is_empty() {
-        issues.error(spec, "only one of targetRef or targetRefs can be set");
-    }
-    if selector.is_some() && (target_ref.is_some() || !target_refs.is_empty()) {
+    let set = [
+        selector.is_some(),
+        target_ref.is_some(),
+        !target_refs.is_empty(),
+    ]
+    .iter()
+    .filter(|s| **s)
+    .count();
+    if set > 1 {
         issues.error(
             spec,
-            "only one of targetRefs or workload selector can be set",
+            "only one of targetRefs or workloadSelector can be set",
         );
     }
-    let refs = target_ref.into_iter().chain(target_refs.iter());
-    for (i, r) in refs.enumerate() {
-        let p = if target_ref.is_some() && i == 0 {
-            spec.field("targetRef")
-        } else {
-            spec.field("targetRefs")
-                .index(i - usize::from(target_ref.is_some()))
-        };
-        if r.kind.is_empty() {
-            issues.error(&p.field("kind"), "targetRef kind is required");
-        }
+    let single = target_ref.map(|r| (spec.field("targetRef"), r));
+    let many = target_refs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (spec.field("targetRefs").index(i), r));
+    for (p, r) in single.into_iter().chain(many) {
         if r.name.is_empty() {
-            issues.error(&p.field("name"), "targetRef name is required");
+            issues.error(&p.field("name"), "targetRef name must be set");
+        }
+        if r.namespace.as_deref().is_some_and(|ns| !ns.is_empty()) {
+            issues.error(
+                &p.field("namespace"),
+                "targetRef namespace must not be set; cross namespace referencing is not supported",
+            );
+        }
+        let group = if r.group == "core" {
+            ""
+        } else {
+            r.group.as_str()
+        };
+        if !TARGET_KINDS.contains(&(group, r.kind.as_str())) {
+            issues.error(
+                &p.field("kind"),
+                format!(
+                    "targetRef must be to a Service, ServiceEntry, Gateway (gateway.networking.k8s.io) or GatewayClass, but was {}/{}",
+                    r.group, r.kind
+                ),
+            );
         }
     }
 }
@@ -97,37 +125,55 @@ pub(super) fn check_authz(issues: &mut Issues, spec: &FieldPath, ap: &Authorizat
         ap.target_ref.as_ref(),
         &ap.target_refs,
     );
-    match (ap.action(), &ap.provider) {
-        (AuthorizationAction::Custom, None) => {
-            issues.error(&spec.field("provider"), "CUSTOM action requires a provider");
+    let action = ap.action();
+    let meaningless = |what: &str| {
+        format!(
+            "{what} action without `rules` is meaningless as it will never be triggered, add an empty rule `{{}}` if you want it be triggered for every request"
+        )
+    };
+    match action {
+        AuthorizationAction::Custom if ap.rules.is_empty() => {
+            issues.error(&spec.field("rules"), meaningless("CUSTOM"));
         }
-        (AuthorizationAction::Custom, Some(p)) if p.name.is_empty() => {
-            issues.error(
-                &spec.field("provider").field("name"),
-                "provider name is required",
-            );
+        AuthorizationAction::Custom => {
+            if ap.provider.as_ref().is_none_or(|p| p.name.is_empty()) {
+                issues.error(
+                    &spec.field("provider").field("name"),
+                    "`provider.name` must not be empty",
+                );
+            }
+            check_custom_rules(issues, spec, ap);
         }
-        (AuthorizationAction::Custom, Some(_)) => {}
-        (_, Some(_)) => issues.error(
+        AuthorizationAction::Deny if ap.rules.is_empty() => {
+            issues.error(&spec.field("rules"), meaningless("DENY"));
+        }
+        _ => {}
+    }
+    if ap.provider.is_some() && action != AuthorizationAction::Custom {
+        issues.error(
             &spec.field("provider"),
-            "provider may only be set with the CUSTOM action",
-        ),
-        (_, None) => {}
+            format!(
+                "`provider` must not be with non CUSTOM action, found {}",
+                super::wire_name(&action)
+            ),
+        );
     }
     for (i, rule) in ap.rules.iter().enumerate() {
         let p = spec.field("rules").index(i);
         for (j, from) in rule.from.iter().enumerate() {
             let fp = p.field("from").index(j).field("source");
             match &from.source {
-                Some(s) if !s.is_empty() => check_source(issues, &fp, s),
-                _ => issues.error(&fp, "`from.source` must not be empty"),
+                None => issues.error(&fp, "`from.source` must not be nil"),
+                Some(s) if s.is_empty() => issues.error(&fp, "`from.source` must not be empty"),
+                Some(s) => check_source(issues, &fp, s),
             }
         }
         for (j, to) in rule.to.iter().enumerate() {
             let tp = p.field("to").index(j).field("operation");
             match &to.operation {
-                Some(o) if !o.is_empty() => check_operation(issues, &tp, o),
-                _ => issues.error(&tp, "`to.operation` must not be empty"),
+                None => issues.error(&tp, "`to.operation` must not be nil"),
+                Some(o) if o.is_empty() => issues.error(&tp, "`to.operation` must not be empty"),
+                Some(o) => check_operation(issues, &tp, o),
             }
         }
         for (j, cond) in rule.when.iter().enumerate() {
@@ -183,7 +229,59 @@ fn check_non_empty_values(issues: &mut Issues, path: &FieldPath, values: &[Strin
     }
 }
 
+/// What the CUSTOM action cannot match on (Istio's list).
+fn check_custom_rules(issues: &mut Issues, spec: &FieldPath, ap: &AuthorizationPolicy) {
+    for (i, rule) in ap.rules.iter().enumerate() {
+        let p = spec.field("rules").index(i);
+        for (j, from) in rule.from.iter().enumerate() {
+            let Some(src) = &from.source else { continue };
+            for (field, set) in [
+                ("namespaces", !src.namespaces.is_empty()),
+                ("notNamespaces", !src.not_namespaces.is_empty()),
+                ("serviceAccounts", !src.service_accounts.is_empty()),
+                ("notServiceAccounts", !src.not_service_accounts.is_empty()),
+                ("principals", !src.principals.is_empty()),
+                ("notPrincipals", !src.not_principals.is_empty()),
+                ("requestPrincipals", !src.request_principals.is_empty()),
+                (
+                    "notRequestPrincipals",
+                    !src.not_request_principals.is_empty(),
+                ),
+            ] {
+                if set {
+                    issues.error(
+                        &p.field("from").index(j).field("source").field(field),
+                        format!(
+                            "from.source.{field} is currently not supported with CUSTOM action"
+                        ),
+                    );
+                }
+            }
+        }
+        for (j, cond) in rule.when.iter().enumerate() {
+            let unsupported = matches!(
+                cond.key.as_str(),
+                "source.namespace" | "source.serviceAccount" | "source.principal"
+            ) || cond.key.starts_with("request.auth.");
+            if unsupported {
+                issues.error(
+                    &p.field("when").index(j).field("key"),
+                    format!("{} is currently not supported with CUSTOM action", cond.key),
+                );
+            }
+        }
+    }
+}
+
 fn check_source(issues: &mut Issues, path: &FieldPath, s: &Source) {
+    let identities =
+        s.principals.len() + s.not_principals.len() + s.namespaces.len() + s.not_namespaces.len();
+    if identities > 0 && s.service_accounts.len() + s.not_service_accounts.len() > 0 {
+        issues.error(
+            path,
+            "cannot set serviceAccounts with namespaces or principals",
+        );
+    }
     for (field, values) in [
         ("principals", &s.principals),
         ("notPrincipals", &s.not_principals),
