@@ -122,7 +122,7 @@ impl fmt::Display for Severity {
 }
 
 /// A problem found by validation, relative to one resource: a field path and a reason.
-/// [`crate::parse::Document::issue`] / [`crate::load`] attach the source, document and line.
+/// [`crate::parse::Document::locate`] / [`crate::load`] attach the source, document and line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldIssue {
     pub severity: Severity,

@@ -22,6 +22,7 @@ pub mod duration;
 pub mod error;
 pub mod host;
 pub mod mesh;
+pub mod mesh_load;
 pub mod meta;
 pub mod networking;
 mod node;
@@ -36,8 +37,7 @@ pub use error::{
     ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity,
 };
 pub use mesh::MeshConfig;
+pub use mesh_load::{load_mesh_config, parse_mesh_config, parse_proxy_config};
 pub use meta::{ConfigKey, DEFAULT_NAMESPACE, Kind, Object, ObjectMeta};
-pub use parse::{
-    Document, Loaded, Parsed, load, load_mesh_config, parse, parse_mesh_config, validate_documents,
-};
+pub use parse::{Document, Loaded, Parsed, load, parse, validate_documents};
 pub use resource::Resource;

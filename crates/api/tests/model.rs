@@ -557,3 +557,21 @@ fn json_input_with_tabs_and_compact_separators() {
         Some(7)
     );
 }
+
+#[test]
+fn proxy_config_annotation_parses() {
+    let text = "holdApplicationUntilProxyStarts: true\nproxyMetadata:\n  ISTIO_META_DNS_CAPTURE: \"true\"\nterminationDrainDuration: 30s\n";
+    let pc = lateen_api::parse_proxy_config(text, "proxy.istio.io/config")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pc.hold_application_until_proxy_starts, Some(true));
+    assert_eq!(pc.termination_drain_duration, Some(Duration::from_secs(30)));
+    let err =
+        lateen_api::parse_proxy_config("holdApplicationUntilProxyStart: true\n", "annotation")
+            .expect_err("typo must be refused");
+    assert!(
+        err.to_string().contains(
+            "annotation:1: ProxyConfig proxy: holdApplicationUntilProxyStart: unknown field"
+        ),
+        "{err}"
+    );
+}
