@@ -304,8 +304,9 @@ fn check_header_ops(issues: &mut Issues, path: &FieldPath, ops: &HeaderOperation
     let is_request =
         path.segments().last() == Some(&crate::error::PathSegment::Field("request".into()));
     for (field, map) in [("set", &ops.set), ("add", &ops.add)] {
-        for name in map.keys() {
+        for (name, value) in map {
             let p = path.field(field).field(name);
+            super::check_header_value(issues, &p, value);
             if is_request && is_authority_header(name) {
                 continue;
             }

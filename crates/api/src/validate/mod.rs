@@ -247,6 +247,54 @@ pub(crate) fn check_percent(issues: &mut Issues, path: &FieldPath, percent: Opti
             &path.field("value"),
             format!("percentage {} must be in the range 0..100", p.value),
         );
+    } else if p.value > 0.0 && p.value < 0.0001 {
+        // Envoy's fractional percent has a resolution of one in a million.
+        issues.error(
+            &path.field("value"),
+            format!(
+                "percentage {} is neither 0.0, nor in range [0.0001, 100.0]",
+                p.value
+            ),
+        );
+    }
+}
+
+/// A header value Envoy will accept: no control characters, and `%` only as `%%` or around
+/// a command such as `%HOSTNAME%` or `%REQ(x-id)%`.
+pub(crate) fn check_header_value(issues: &mut Issues, path: &FieldPath, value: &str) {
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        issues.error(path, format!("header value configuration {value:?} is invalid: control characters are not allowed"));
+        return;
+    }
+    let mut rest = value;
+    while let Some(start) = rest.find('%') {
+        let after = &rest[start + 1..];
+        if let Some(tail) = after.strip_prefix('%') {
+            rest = tail;
+            continue;
+        }
+        let Some(end) = after.find('%') else {
+            issues.error(
+                path,
+                format!("header value configuration: invalid {value:?}: a '%' must be doubled (%%) or close a %COMMAND%"),
+            );
+            return;
+        };
+        let command = &after[..end];
+        let name_ok = command
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase());
+        if !name_ok {
+            issues.error(
+                path,
+                format!(
+                    "header value configuration: invalid {value:?}: {command:?} is not a %COMMAND%"
+                ),
+            );
+            return;
+        }
+        rest = &after[end + 1..];
     }
 }
 
