@@ -1,0 +1,163 @@
+//! `lateend`: the Lateen control plane. Reads Istio configuration from a folder, serves xDS
+//! (ADS, state of the world and delta) to Envoy-compatible proxies, and exposes debug
+//! endpoints and metrics.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use lateen_discovery::push::{self, ControlPlane, DebounceSettings};
+use lateen_discovery::store::FolderStore;
+use lateen_xds::XdsServer;
+use tokio::net::TcpListener;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    lateen_api::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// lateend: Istio configuration in, xDS out.
+///
+/// Watches a folder of Istio YAML files (VirtualService, DestinationRule, Gateway,
+/// ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, ...), validates each file, and serves
+/// the resulting Envoy configuration over ADS. Proxies identify themselves with Istio's node id
+/// (`sidecar~IP~POD.NS~NS.svc.cluster.local`) and metadata (NAMESPACE, LABELS,
+/// INTERCEPTION_MODE, ...).
+#[derive(Debug, Parser)]
+#[command(name = "lateend", version)]
+struct Args {
+    /// Folder of Istio configuration files (*.yaml, *.yml, *.json; several documents per file
+    /// allowed). Polled for changes; a file that fails validation is rejected and its last
+    /// good version stays in force.
+    #[arg(long, value_name = "DIR")]
+    config_dir: PathBuf,
+
+    /// MeshConfig file (default: DIR/mesh.yaml when it exists, else built-in defaults).
+    #[arg(long, value_name = "FILE")]
+    mesh: Option<PathBuf>,
+
+    /// Plaintext gRPC xDS (ADS) address.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15010")]
+    xds_address: SocketAddr,
+
+    /// TLS gRPC xDS address (reserved: not served yet).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15012")]
+    xds_tls_address: SocketAddr,
+
+    /// Debug HTTP address: /debug/syncz, /debug/config_dump?proxyID=, /debug/configz,
+    /// /metrics, /ready.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15014")]
+    debug_address: SocketAddr,
+
+    /// Injection/validation webhook address (reserved: not served yet).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15017")]
+    webhook_address: SocketAddr,
+
+    /// Quiet period after a change before pushing (Istio's PILOT_DEBOUNCE_AFTER).
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    debounce_after: Duration,
+
+    /// Longest delay between a change and its push (Istio's PILOT_DEBOUNCE_MAX).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    debounce_max: Duration,
+
+    /// How long a self-registered proxy stays an endpoint after it disconnects.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    registration_grace: Duration,
+
+    /// How often the config folder is scanned for changes.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    poll_interval: Duration,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lateend: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lateend: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if args.debounce_after > args.debounce_max {
+        anyhow::bail!(
+            "--debounce-after ({:?}) must not exceed --debounce-max ({:?})",
+            args.debounce_after,
+            args.debounce_max
+        );
+    }
+    let store = FolderStore::open(&args.config_dir, args.mesh.as_deref())?;
+    let initial = store.config();
+    tracing::info!(dir = %args.config_dir.display(), resources = initial.resources.len(), rejected_files = store.rejected_total(), "configuration loaded");
+    let (cp, triggers) = ControlPlane::new(initial, args.registration_grace);
+    cp.note_rejected(store.rejected_total());
+    let provider: Arc<dyn lateen_xds::SnapshotProvider> = cp.clone();
+    let xds = XdsServer::new(Some(provider));
+    cp.attach(xds.clone());
+
+    let xds_listener = TcpListener::bind(args.xds_address)
+        .await
+        .with_context(|| format!("binding --xds-address {}", args.xds_address))?;
+    let debug_listener = TcpListener::bind(args.debug_address)
+        .await
+        .with_context(|| format!("binding --debug-address {}", args.debug_address))?;
+    tracing::info!(address = %xds_listener.local_addr()?, "serving xDS (ADS over plaintext gRPC)");
+    tracing::info!(address = %debug_listener.local_addr()?, "serving debug endpoints and metrics");
+    tracing::info!(
+        xds_tls = %args.xds_tls_address,
+        webhook = %args.webhook_address,
+        "xDS over TLS and the webhook are not served yet (flags reserved)"
+    );
+
+    let watcher_cp = cp.clone();
+    let reject_cp = cp.clone();
+    tokio::spawn(store.watch(
+        args.poll_interval,
+        move |config| watcher_cp.set_config(config),
+        move |n| reject_cp.note_rejected(n),
+    ));
+    tokio::spawn(push::run_debouncer(
+        cp.clone(),
+        triggers,
+        DebounceSettings {
+            after: args.debounce_after,
+            max: args.debounce_max,
+        },
+    ));
+    tokio::spawn(push::run_expiry(cp.clone()));
+    tokio::spawn(lateen_discovery::debug::serve(debug_listener, cp.clone()));
+
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
+        }
+        tracing::info!("shutting down");
+    };
+    xds.serve(xds_listener, shutdown)
+        .await
+        .context("xDS server")?;
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! `lateend`, the Lateen control plane: Istio configuration in, Envoy xDS out.
+//!
+//! Owns: the config folder store, the service registry (ServiceEntry, WorkloadEntry and
+//! self-registering proxies), translation of Istio resources into Envoy v3 resources per proxy,
+//! debounced pushes, and the debug/metrics HTTP endpoints. Must not touch: parsing/validation of
+//! Istio resources (`lateen-api`) or the xDS protocol (`lateen-xds`); it only uses them.
+//!
+//! Map:
+//! - [`store`]: a folder of YAML files, polled, validated per file, last good version kept.
+//! - [`proxy`]: who a connected proxy is (node id and metadata, as Istio's agent sends them).
+//! - [`registry`]: services and their endpoints; [`registry::autoreg`] for proxies that
+//!   register themselves on connect and leave after a grace period.
+//! - [`translate`]: one [`lateen_xds::Snapshot`] per proxy (CDS, EDS, LDS, RDS).
+//! - [`push`]: the shared control-plane state, the xDS snapshot provider and the debouncer.
+//! - [`debug`] and [`metrics`]: `/debug/syncz`, `/debug/config_dump`, `/metrics`.
+#![forbid(unsafe_code)]
+
+pub mod debug;
+pub mod metrics;
+pub mod proxy;
+pub mod push;
+pub mod registry;
+pub mod store;
+pub mod translate;
+
+pub use proxy::{InterceptionMode, Proxy, ProxyType};
+pub use push::{ControlPlane, DebounceSettings};
+pub use registry::{Registry, Service};
+pub use store::{Config, FolderStore};

@@ -1,0 +1,242 @@
+//! The control plane's shared state and its push loop.
+//!
+//! [`ControlPlane`] holds the accepted configuration and the self-registered workloads, and is
+//! the xDS server's [`SnapshotProvider`]: on connect it registers the proxy and sets its first
+//! snapshot. Every change (config edit, proxy joining or leaving) sends a trigger; the
+//! debouncer ([`run_debouncer`]) waits for a quiet period (`--debounce-after`, 100 ms) but
+//! never longer than `--debounce-max` (1 s) after the first trigger, then recomputes the
+//! snapshot of every connected proxy. The xDS cache compares each new snapshot with the
+//! current one and wakes only proxies whose resources changed; each stream then sends only
+//! the types that changed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use lateen_xds::{NackRecord, ProxyNode, Snapshot, SnapshotProvider, XdsServer};
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::registry::{AutoRegistry, Registry};
+use crate::store::Config;
+use crate::translate::build_snapshot;
+
+/// Why a push was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Config,
+    Registry,
+}
+
+/// Debounce timings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebounceSettings {
+    /// Quiet period after the last trigger.
+    pub after: Duration,
+    /// Longest wait after the first trigger.
+    pub max: Duration,
+}
+
+impl Default for DebounceSettings {
+    fn default() -> Self {
+        Self {
+            after: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Shared control-plane state.
+pub struct ControlPlane {
+    config: RwLock<Arc<Config>>,
+    autoreg: AutoRegistry,
+    xds: OnceLock<XdsServer>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane").finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// A control plane on `config`; the receiver feeds [`run_debouncer`].
+    pub fn new(config: Config, grace: Duration) -> (Arc<Self>, mpsc::UnboundedReceiver<Trigger>) {
+        let (triggers, rx) = mpsc::unbounded_channel();
+        let cp = Arc::new(Self {
+            config: RwLock::new(Arc::new(config)),
+            autoreg: AutoRegistry::new(grace),
+            xds: OnceLock::new(),
+            triggers,
+            metrics: Arc::new(Metrics::default()),
+        });
+        (cp, rx)
+    }
+
+    /// Connects the xDS server (created with this control plane as its provider).
+    pub fn attach(&self, xds: XdsServer) {
+        let _ = self.xds.set(xds);
+    }
+
+    pub fn xds(&self) -> Option<&XdsServer> {
+        self.xds.get()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the configuration and asks for a push.
+    pub fn set_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        self.trigger(Trigger::Config);
+    }
+
+    fn trigger(&self, t: Trigger) {
+        self.metrics.push_triggers.fetch_add(1, Ordering::Relaxed);
+        let _ = self.triggers.send(t);
+    }
+
+    /// The registry as of now.
+    pub fn registry(&self) -> Registry {
+        Registry::build(&self.config(), &self.autoreg.workloads())
+    }
+
+    /// The snapshot a proxy should have now.
+    pub fn snapshot_for_proxy(&self, proxy: &Proxy) -> Snapshot {
+        let config = self.config();
+        let registry = Registry::build(&config, &self.autoreg.workloads());
+        build_snapshot(&config, &registry, proxy)
+    }
+
+    /// Recomputes every connected proxy's snapshot (once per node id); returns how many.
+    pub fn push_all(&self) -> usize {
+        let Some(xds) = self.xds.get() else {
+            return 0;
+        };
+        let started = Instant::now();
+        let config = self.config();
+        let registry = Registry::build(&config, &self.autoreg.workloads());
+        let nodes: BTreeMap<String, ProxyNode> = xds
+            .registry()
+            .connections()
+            .into_iter()
+            .map(|c| (c.node.id.clone(), c.node))
+            .collect();
+        for node in nodes.values() {
+            let proxy = Proxy::from_node(node);
+            xds.set_snapshot(&node.id, build_snapshot(&config, &registry, &proxy));
+        }
+        self.metrics
+            .push_computations
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            proxies = nodes.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "push computed"
+        );
+        nodes.len()
+    }
+
+    /// Drops workloads whose grace period ended and asks for a push if any did.
+    pub fn expire_workloads(&self, now: Instant) {
+        let expired = self.autoreg.expire(now);
+        if expired.is_empty() {
+            return;
+        }
+        if let Some(xds) = self.xds.get() {
+            for id in &expired {
+                if xds.registry().connections_of(id).is_empty() {
+                    xds.cache().clear(id);
+                }
+            }
+        }
+        self.trigger(Trigger::Registry);
+    }
+
+    pub fn note_rejected(&self, files: u64) {
+        self.metrics
+            .config_rejected
+            .fetch_add(files, Ordering::Relaxed);
+    }
+}
+
+impl SnapshotProvider for ControlPlane {
+    fn snapshot_for(&self, node: &ProxyNode) -> Option<Snapshot> {
+        Some(self.snapshot_for_proxy(&Proxy::from_node(node)))
+    }
+
+    fn on_connect(&self, node: &ProxyNode, _connection_id: u64) {
+        let proxy = Proxy::from_node(node);
+        let changed = self.autoreg.connect(&proxy);
+        // Always recompute: a cached snapshot may predate config changes made while the proxy
+        // was away, and its metadata may differ from last time.
+        if let Some(xds) = self.xds.get() {
+            xds.set_snapshot(&node.id, self.snapshot_for_proxy(&proxy));
+        }
+        if changed {
+            self.trigger(Trigger::Registry);
+        }
+    }
+
+    fn on_disconnect(&self, node: &ProxyNode, _connection_id: u64) {
+        self.autoreg.disconnect(&node.id, Instant::now());
+    }
+
+    fn on_nack(&self, node_id: &str, type_url: &str, nack: &NackRecord) {
+        tracing::warn!(
+            proxy = %node_id,
+            type_url = %type_url,
+            rejected_version = %nack.rejected_version,
+            reason = %nack.error_detail,
+            "proxy rejected configuration (NACK)"
+        );
+    }
+}
+
+/// Debounces triggers and pushes; returns when every sender is gone.
+pub async fn run_debouncer(
+    cp: Arc<ControlPlane>,
+    mut rx: mpsc::UnboundedReceiver<Trigger>,
+    settings: DebounceSettings,
+) {
+    while rx.recv().await.is_some() {
+        let first = tokio::time::Instant::now();
+        let mut last = first;
+        let mut open = true;
+        while open {
+            let deadline = (last + settings.after).min(first + settings.max);
+            tokio::select! {
+                t = rx.recv() => match t {
+                    Some(_) => last = tokio::time::Instant::now(),
+                    None => open = false,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        cp.push_all();
+        if !open {
+            return;
+        }
+    }
+}
+
+/// Checks every second for registered proxies whose grace period ended.
+pub async fn run_expiry(cp: Arc<ControlPlane>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        cp.expire_workloads(Instant::now());
+    }
+}

@@ -1,0 +1,262 @@
+//! The service registry: services from ServiceEntry, their endpoints from inline `endpoints`,
+//! from WorkloadEntry objects and from self-registered proxies selected by `workloadSelector`.
+//!
+//! Hosts are taken as written in the ServiceEntry (lower-cased), as Istio does; short names in
+//! VirtualService/DestinationRule are resolved by the translator against their namespace.
+
+pub mod autoreg;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lateen_api::Object;
+use lateen_api::networking::{Resolution, ServiceEntry};
+
+use crate::store::Config;
+pub use autoreg::{AutoRegistry, Workload};
+
+/// A port of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: String,
+    pub number: u32,
+    /// Upper-case protocol (`HTTP`, `HTTP2`, `GRPC`, `TCP`, ...); empty when unset.
+    pub protocol: String,
+    pub target_port: Option<u32>,
+}
+
+impl ServicePort {
+    /// Whether HTTP routing applies (HTTP, HTTP2, GRPC, GRPC-Web; or a name like `http-x`).
+    pub fn is_http(&self) -> bool {
+        let p = if self.protocol.is_empty() {
+            self.name
+                .split('-')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_uppercase()
+        } else {
+            self.protocol.clone()
+        };
+        matches!(p.as_str(), "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB")
+    }
+}
+
+/// One workload behind a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// IP (or DNS name for DNS resolution).
+    pub address: String,
+    /// Service port name to workload port.
+    pub ports: BTreeMap<String, u32>,
+    pub labels: BTreeMap<String, String>,
+    pub weight: u32,
+    pub service_account: String,
+    /// Where it came from (`ServiceEntry ns/name`, `WorkloadEntry ns/name`, `proxy ID`).
+    pub origin: String,
+}
+
+/// A service of the mesh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub hostname: String,
+    pub namespace: String,
+    pub ports: Vec<ServicePort>,
+    pub resolution: Resolution,
+    pub addresses: Vec<String>,
+    pub instances: Vec<Instance>,
+    /// `exportTo` as written (empty = everywhere).
+    pub export_to: Vec<String>,
+}
+
+impl Service {
+    pub fn port(&self, number: u32) -> Option<&ServicePort> {
+        self.ports.iter().find(|p| p.number == number)
+    }
+
+    /// The workload port an instance serves `port` on: its named port, else the target port,
+    /// else the service port.
+    pub fn endpoint_port(&self, instance: &Instance, port: &ServicePort) -> u32 {
+        instance
+            .ports
+            .get(&port.name)
+            .copied()
+            .or(port.target_port)
+            .unwrap_or(port.number)
+    }
+
+    /// Whether a proxy in `namespace` may see this service (`exportTo`).
+    pub fn visible_from(&self, namespace: &str) -> bool {
+        self.export_to.is_empty()
+            || self
+                .export_to
+                .iter()
+                .any(|e| e == "*" || (e == "." && self.namespace == namespace) || e == namespace)
+    }
+}
+
+/// Every service, sorted by hostname.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registry {
+    pub services: Vec<Service>,
+}
+
+impl Registry {
+    /// Builds the registry from the configuration and the registered proxies.
+    pub fn build(config: &Config, workloads: &[Workload]) -> Self {
+        let mut services: BTreeMap<String, Service> = BTreeMap::new();
+        let mut instances = Vec::new();
+        for we in config.workload_entries() {
+            instances.push((
+                we.namespace().to_string(),
+                Instance {
+                    address: we.spec.address.clone(),
+                    ports: we.spec.ports.clone(),
+                    labels: we.spec.labels.clone(),
+                    weight: we.spec.weight.unwrap_or(1).max(1),
+                    service_account: we.spec.service_account.clone().unwrap_or_default(),
+                    origin: format!("WorkloadEntry {}/{}", we.namespace(), we.name()),
+                },
+            ));
+        }
+        for w in workloads {
+            instances.push((w.namespace.clone(), w.instance(config)));
+        }
+        for se in config.service_entries() {
+            for host in &se.spec.hosts {
+                let hostname = host.to_ascii_lowercase();
+                if services.contains_key(&hostname) {
+                    tracing::debug!(host = %hostname, "host already defined by an earlier ServiceEntry");
+                    continue;
+                }
+                services.insert(hostname.clone(), service_of(se, hostname, &instances));
+            }
+        }
+        Self {
+            services: services.into_values().collect(),
+        }
+    }
+
+    pub fn service(&self, hostname: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.hostname == hostname)
+    }
+
+    /// Every port number some service uses.
+    pub fn ports(&self) -> BTreeSet<u32> {
+        self.services
+            .iter()
+            .flat_map(|s| s.ports.iter().map(|p| p.number))
+            .collect()
+    }
+}
+
+fn service_of(se: &Object<ServiceEntry>, hostname: String, all: &[(String, Instance)]) -> Service {
+    let origin = format!("ServiceEntry {}/{}", se.namespace(), se.name());
+    let mut instances: Vec<Instance> = se
+        .spec
+        .endpoints
+        .iter()
+        .map(|e| Instance {
+            address: e.address.clone(),
+            ports: e.ports.clone(),
+            labels: e.labels.clone(),
+            weight: e.weight.unwrap_or(1).max(1),
+            service_account: e.service_account.clone().unwrap_or_default(),
+            origin: origin.clone(),
+        })
+        .collect();
+    if let Some(selector) = &se.spec.workload_selector {
+        instances.extend(
+            all.iter()
+                .filter(|(ns, i)| ns == se.namespace() && labels_match(&selector.labels, &i.labels))
+                .map(|(_, i)| i.clone()),
+        );
+    }
+    Service {
+        hostname,
+        namespace: se.namespace().to_string(),
+        ports: se
+            .spec
+            .ports
+            .iter()
+            .map(|p| ServicePort {
+                name: p.name.clone(),
+                number: p.number,
+                protocol: p.protocol.to_ascii_uppercase(),
+                target_port: p.target_port,
+            })
+            .collect(),
+        resolution: se.spec.resolution(),
+        addresses: se.spec.addresses.clone(),
+        instances,
+        export_to: se.spec.export_to.clone(),
+    }
+}
+
+/// Whether `labels` has every key/value of `selector` (an empty selector matches everything).
+pub fn labels_match(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        let loaded = lateen_api::load(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+        Config {
+            resources: loaded.resources().cloned().collect(),
+            ..Config::default()
+        }
+    }
+
+    const SE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1, namespace: default}
+spec: {address: 10.0.0.1, labels: {app: reviews, version: v1}, ports: {http: 19080}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: other, namespace: default}
+spec: {address: 10.0.0.9, labels: {app: ratings}}
+"#;
+
+    #[test]
+    fn workload_selector_picks_entries_and_proxies() {
+        let cfg = config(SE);
+        let proxy = Workload {
+            id: "sidecar~10.0.0.2~reviews-v2.default~default.svc.cluster.local".into(),
+            address: "10.0.0.2".into(),
+            namespace: "default".into(),
+            labels: [
+                ("app".to_string(), "reviews".to_string()),
+                ("version".to_string(), "v2".to_string()),
+            ]
+            .into(),
+            service_account: "reviews".into(),
+            ports: BTreeMap::new(),
+            group: None,
+        };
+        let reg = Registry::build(&cfg, &[proxy]);
+        let svc = reg
+            .service("reviews.default.svc.cluster.local")
+            .unwrap_or_else(|| panic!("no service"));
+        let addrs: Vec<&str> = svc.instances.iter().map(|i| i.address.as_str()).collect();
+        assert_eq!(addrs, ["10.0.0.1", "10.0.0.2"]);
+        let port = &svc.ports[0];
+        assert_eq!(svc.endpoint_port(&svc.instances[0], port), 19080);
+        assert_eq!(svc.endpoint_port(&svc.instances[1], port), 9080);
+    }
+}

@@ -1,0 +1,352 @@
+//! A folder of YAML (or JSON) files, each holding any number of Istio resources.
+//!
+//! Watching is done by polling (default every 500 ms, see [`FolderStore::watch`]): it needs no
+//! inotify limits, works on every file system (bind mounts, ConfigMap symlink swaps, NFS) and
+//! notices a change within one interval. Each scan reads every `*.yaml`, `*.yml` and `*.json`
+//! file directly in the folder (hidden files and `mesh.yaml` excluded) and compares its content
+//! with what was last seen.
+//!
+//! A changed file is parsed and validated as a whole with `lateen-api`. If any resource in it
+//! fails, the file is rejected: every problem is logged (file, line, resource, field path,
+//! reason), the rejection counter goes up, and the last good version of that file's resources
+//! stays in force. Other files are not affected. A deleted file withdraws its resources.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lateen_api::{ConfigKey, MeshConfig, Resource};
+
+use super::Config;
+
+/// Name of the MeshConfig file inside the config folder when `--mesh` is not given.
+pub const MESH_FILE_NAME: &str = "mesh.yaml";
+
+/// Errors that stop the store from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("config folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mesh config {path}: {source}")]
+    MeshRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid mesh config:\n{0}")]
+    MeshInvalid(lateen_api::ConfigErrors),
+}
+
+/// What one scan found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// The accepted configuration changed.
+    pub changed: bool,
+    /// Files rejected in this scan.
+    pub rejected_files: u64,
+}
+
+#[derive(Debug)]
+struct FileEntry {
+    /// Content of the last scan (accepted or not), to detect edits.
+    last_seen: String,
+    /// Resources of the last accepted version.
+    resources: Vec<Resource>,
+}
+
+/// The folder-backed config store.
+#[derive(Debug)]
+pub struct FolderStore {
+    dir: PathBuf,
+    mesh_path: PathBuf,
+    mesh_seen: Option<String>,
+    mesh: MeshConfig,
+    files: BTreeMap<PathBuf, FileEntry>,
+    rejected_total: u64,
+}
+
+impl FolderStore {
+    /// Opens the folder and reads it once. A missing folder or an invalid MeshConfig is an
+    /// error; invalid resource files are only rejected (logged) like later edits.
+    pub fn open(dir: &Path, mesh_file: Option<&Path>) -> Result<Self, StoreError> {
+        std::fs::read_dir(dir).map_err(|source| StoreError::Folder {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mesh_path = mesh_file.map_or_else(|| dir.join(MESH_FILE_NAME), Path::to_path_buf);
+        let mut store = Self {
+            dir: dir.to_path_buf(),
+            mesh_path,
+            mesh_seen: None,
+            mesh: MeshConfig::default(),
+            files: BTreeMap::new(),
+            rejected_total: 0,
+        };
+        store.load_mesh(true)?;
+        store.scan();
+        Ok(store)
+    }
+
+    /// Files rejected since start.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected_total
+    }
+
+    /// The accepted configuration. When two files define the same resource, the file that
+    /// sorts first wins (logged at scan time).
+    pub fn config(&self) -> Config {
+        let mut seen: BTreeMap<ConfigKey, &Path> = BTreeMap::new();
+        let mut resources = Vec::new();
+        for (path, entry) in &self.files {
+            for r in &entry.resources {
+                if seen.contains_key(&r.key()) {
+                    continue;
+                }
+                seen.insert(r.key(), path);
+                resources.push(r.clone());
+            }
+        }
+        Config {
+            mesh: self.mesh.clone(),
+            resources,
+        }
+    }
+
+    /// Reads MeshConfig if its file changed. At start an invalid file is fatal; later it is
+    /// rejected and the previous MeshConfig stays.
+    fn load_mesh(&mut self, at_start: bool) -> Result<bool, StoreError> {
+        let text = match std::fs::read_to_string(&self.mesh_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) if at_start => {
+                return Err(StoreError::MeshRead {
+                    path: self.mesh_path.clone(),
+                    source,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(file = %self.mesh_path.display(), error = %e, "cannot read mesh config");
+                return Ok(false);
+            }
+        };
+        if self.mesh_seen.as_deref() == Some(text.as_str()) {
+            return Ok(false);
+        }
+        let source_name = self.mesh_path.display().to_string();
+        self.mesh_seen = Some(text.clone());
+        match lateen_api::load_mesh_config(&text, &source_name) {
+            Ok((mesh, warnings)) => {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+                let changed = mesh != self.mesh;
+                self.mesh = mesh;
+                Ok(changed)
+            }
+            Err(errors) if at_start => Err(StoreError::MeshInvalid(errors)),
+            Err(errors) => {
+                self.rejected_total += 1;
+                for e in &errors.errors {
+                    tracing::error!(file = %source_name, "config rejected, previous mesh config stays: {e}");
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Re-reads the folder; see the module docs for what happens to each file.
+    pub fn scan(&mut self) -> ScanOutcome {
+        let mut outcome = ScanOutcome::default();
+        match self.load_mesh(false) {
+            Ok(changed) => outcome.changed |= changed,
+            Err(e) => tracing::error!("{e}"),
+        }
+        let present = match self.list_files() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot list config folder; keeping current config");
+                return outcome;
+            }
+        };
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            tracing::info!(file = %path.display(), "config file removed");
+            if self
+                .files
+                .remove(&path)
+                .is_some_and(|e| !e.resources.is_empty())
+            {
+                outcome.changed = true;
+            }
+        }
+        for path in present {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot read config file; keeping its last good version");
+                    continue;
+                }
+            };
+            if self.files.get(&path).is_some_and(|e| e.last_seen == text) {
+                continue;
+            }
+            let (changed, rejected) = self.apply_file(&path, text);
+            outcome.changed |= changed;
+            if rejected {
+                outcome.rejected_files += 1;
+            }
+        }
+        outcome
+    }
+
+    /// Parses and validates one file; returns (accepted config changed, file rejected).
+    fn apply_file(&mut self, path: &Path, text: String) -> (bool, bool) {
+        let source_name = path.display().to_string();
+        let result = lateen_api::load(&text, &source_name);
+        let entry = self.files.entry(path.to_path_buf()).or_insert(FileEntry {
+            last_seen: String::new(),
+            resources: Vec::new(),
+        });
+        entry.last_seen = text;
+        match result {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                let resources: Vec<Resource> = loaded.resources().cloned().collect();
+                tracing::info!(file = %source_name, resources = resources.len(), "config file accepted");
+                let changed = resources != entry.resources;
+                entry.resources = resources;
+                (changed, false)
+            }
+            Err(errors) => {
+                self.rejected_total += 1;
+                let kept = entry.resources.len();
+                for e in errors.errors.iter() {
+                    let resource = e
+                        .resource
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    if e.severity == lateen_api::Severity::Warning {
+                        tracing::warn!("{e}");
+                        continue;
+                    }
+                    tracing::error!(
+                        file = %e.source_name,
+                        line = e.line.unwrap_or(0),
+                        resource = %resource,
+                        field = %e.path,
+                        reason = %e.message,
+                        "config rejected: {e}; keeping the last good version of this file ({kept} resources)"
+                    );
+                }
+                (false, true)
+            }
+        }
+    }
+
+    fn list_files(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let wanted = [".yaml", ".yml", ".json"]
+                .iter()
+                .any(|ext| name.ends_with(ext));
+            if !wanted || name.starts_with('.') || path == self.mesh_path || !path.is_file() {
+                continue;
+            }
+            out.push(path);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Polls the folder every `interval` forever, calling `on_change` with the new config after
+    /// each scan that changed it and `on_reject` with the number of files rejected.
+    pub async fn watch(
+        mut self,
+        interval: Duration,
+        on_change: impl Fn(Arc<Config>) + Send + 'static,
+        on_reject: impl Fn(u64) + Send + 'static,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let outcome = self.scan();
+            if outcome.rejected_files > 0 {
+                on_reject(outcome.rejected_files);
+            }
+            if outcome.changed {
+                on_change(Arc::new(self.config()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n";
+    const BAD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n      weight: -5\n";
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lateend-store-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        dir
+    }
+
+    #[test]
+    fn rejected_file_keeps_last_good_version() {
+        let dir = temp_dir("keep");
+        std::fs::write(dir.join("vs.yaml"), GOOD).unwrap_or_default();
+        std::fs::write(dir.join("other.yaml"), GOOD.replace("name: r", "name: s"))
+            .unwrap_or_default();
+        let mut store = FolderStore::open(&dir, None)
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.config().resources.len(), 2);
+        std::fs::write(dir.join("vs.yaml"), BAD).unwrap_or_default();
+        let outcome = store.scan();
+        assert_eq!(
+            outcome,
+            ScanOutcome {
+                changed: false,
+                rejected_files: 1
+            }
+        );
+        assert_eq!(store.config().resources.len(), 2);
+        assert_eq!(store.rejected_total(), 1);
+        // Unchanged bad content is not re-reported.
+        assert_eq!(store.scan().rejected_files, 0);
+        std::fs::remove_file(dir.join("vs.yaml")).unwrap_or_default();
+        assert!(store.scan().changed);
+        assert_eq!(store.config().resources.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn invalid_mesh_is_fatal_at_start() {
+        let dir = temp_dir("mesh");
+        std::fs::write(dir.join("mesh.yaml"), "noSuchField: 1\n").unwrap_or_default();
+        assert!(matches!(
+            FolderStore::open(&dir, None),
+            Err(StoreError::MeshInvalid(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,705 @@
+//! Acceptance of lateend against a real Envoy 1.40: the built `lateend` binary serves a
+//! Bookinfo-shaped registry (ServiceEntries + WorkloadEntries for reviews v1/v2/v3, ratings,
+//! details, pointing at HTTP servers this test runs on 127.0.0.1) to an Envoy started with an
+//! Istio-like bootstrap (ADS, node id and metadata like istio-agent's, INTERCEPTION_MODE=NONE)
+//! whose Sidecar resource gives it an egress listener on 127.0.0.1. Every check goes through
+//! Envoy; every wait has a deadline.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const NODE_ID: &str = "sidecar~127.0.0.1~productpage-v1-7f9b.default~default.svc.cluster.local";
+
+fn find_envoy() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("envoy"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| venv.is_file().then_some(venv))
+}
+
+fn envoy_or_skip() -> Option<PathBuf> {
+    let found = find_envoy();
+    if found.is_none() {
+        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+            panic!("envoy not found on PATH or in .venv/bin (run scripts/install-test-deps.sh)");
+        }
+        eprintln!("NOTICE: envoy not found; skipping the lateend acceptance test");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// Killed (and reaped) on drop, so a failing test leaves no process behind.
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn log_tail(&self) -> String {
+        let text = self.log();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// Upstream behaviour by path: `/flaky-*` answers 503 the first time each path is seen, then
+/// 200; `/slow` answers after 2 s; anything else answers at once with the server's name.
+async fn upstream(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let port = listener.local_addr().expect("upstream addr").port();
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut raw = Vec::new();
+                while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&raw).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let mut status = "200 OK";
+                if path.starts_with("/flaky") || path.starts_with("/noretry") {
+                    let first = seen
+                        .lock()
+                        .map(|mut s| s.insert(path.clone()))
+                        .unwrap_or(false);
+                    if first {
+                        status = "503 Service Unavailable";
+                    }
+                } else if path.starts_with("/slow") {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                let body = format!("{name}\n");
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// One GET through a fresh connection: (status code, body), or None on any failure.
+async fn get(port: u16, host: &str, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+    let fetch = async {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        conn.write_all(request.as_bytes()).await.ok()?;
+        // Read exactly one response (headers, then content-length bytes) rather than waiting
+        // for the peer to close: Envoy may delay closing a connection it answered.
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let header_end = loop {
+            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = conn.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&raw[..header_end]).to_string();
+        let length: Option<usize> = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        });
+        let Some(length) = length else {
+            // No length (a chunked admin reply): read until the server closes.
+            conn.read_to_end(&mut raw).await.ok()?;
+            let body = String::from_utf8_lossy(&raw[header_end..]).to_string();
+            let code = head.split_whitespace().nth(1)?.parse().ok()?;
+            return Some((code, body));
+        };
+        while raw.len() < header_end + length {
+            let n = conn.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let body = String::from_utf8_lossy(&raw[header_end..header_end + length]).to_string();
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.trim().to_string()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), fetch)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("timed out waiting for {what}"))
+}
+
+/// Writes a config file atomically (hidden temp file, then rename), as an editor would.
+fn write_config(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).expect("write temp config");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename config");
+}
+
+fn registry_yaml(port: u16, upstreams: &BTreeMap<&str, u16>) -> String {
+    let mut out = String::new();
+    for svc in ["reviews", "ratings", "details"] {
+        out.push_str(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {svc}, namespace: default}}\nspec:\n  hosts: [{svc}.default.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{{number: {port}, name: http, protocol: HTTP}}]\n  workloadSelector: {{labels: {{app: {svc}}}}}\n---\n"
+        ));
+    }
+    for (workload, upstream_port) in upstreams {
+        let (app, version) = workload.split_once('-').expect("app-version");
+        out.push_str(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {workload}, namespace: default}}\nspec:\n  address: 127.0.0.1\n  labels: {{app: {app}, version: {version}}}\n  ports: {{http: {upstream_port}}}\n---\n"
+        ));
+    }
+    out
+}
+
+const DESTINATION_RULES: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool: {tcp: {maxConnections: 100}, http: {http1MaxPendingRequests: 100}}
+    outlierDetection: {consecutive5xxErrors: 50, interval: 10s, baseEjectionTime: 30s}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: default}
+spec:
+  host: ratings
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: details, namespace: default}
+spec:
+  host: details
+  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+"#;
+
+const REVIEWS_SPLIT: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v3}, weight: 20}
+"#;
+
+const REVIEWS_ALL_V2: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v2}}]
+"#;
+
+const REVIEWS_INVALID: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: -5}
+    - {destination: {host: reviews, subset: v3}, weight: 20}
+"#;
+
+const RATINGS_AND_DETAILS: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings.default.svc.cluster.local]
+  http:
+  - match: [{uri: {prefix: /flaky}}]
+    retries: {attempts: 3, retryOn: "5xx"}
+    route: [{destination: {host: ratings, subset: v1}}]
+  - match: [{uri: {prefix: /noretry}}]
+    retries: {attempts: 0}
+    route: [{destination: {host: ratings, subset: v1}}]
+  - match: [{uri: {prefix: /fault}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 30}}}
+    route: [{destination: {host: ratings, subset: v1}}]
+  - route: [{destination: {host: ratings}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: details, namespace: default}
+spec:
+  hosts: [details]
+  http:
+  - match: [{uri: {prefix: /slow}}]
+    timeout: 500ms
+    route: [{destination: {host: details}}]
+  - route: [{destination: {host: details}}]
+"#;
+
+fn sidecar_yaml(port: u16) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: default}}\nspec:\n  egress:\n  - port: {{number: {port}, protocol: HTTP, name: http}}\n    bind: 127.0.0.1\n    hosts: [\"./*\"]\n"
+    )
+}
+
+fn bootstrap(xds_port: u16, admin: u16) -> String {
+    format!(
+        r#"node:
+  id: "{NODE_ID}"
+  cluster: productpage.default
+  metadata:
+    NAMESPACE: default
+    LABELS: {{app: productpage, version: v1}}
+    INTERCEPTION_MODE: NONE
+    SERVICE_ACCOUNT: bookinfo-productpage
+    INSTANCE_IPS: 127.0.0.1
+    WORKLOAD_NAME: productpage-v1
+    CLUSTER_ID: Kubernetes
+    MESH_ID: cluster.local
+    ISTIO_VERSION: 1.28.0
+    POD_PORTS: '[{{"name":"http","containerPort":9080,"protocol":"TCP"}}]'
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    set_node_on_first_message_only: true
+    grpc_services:
+    - envoy_grpc: {{cluster_name: xds-grpc}}
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
+"#
+    )
+}
+
+struct Mesh {
+    dir: PathBuf,
+    listen: u16,
+    debug: u16,
+    admin: u16,
+    lateend: Process,
+    envoy: Process,
+}
+
+impl Mesh {
+    fn diagnostics(&self) -> String {
+        format!(
+            "--- lateend log ---\n{}\n--- envoy log ---\n{}",
+            self.lateend.log_tail(),
+            self.envoy.log_tail()
+        )
+    }
+
+    async fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+        get(self.listen, host, path, headers).await
+    }
+
+    /// Sends `n` requests; returns the count per (status, body).
+    async fn tally(
+        &self,
+        n: usize,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> BTreeMap<(u16, String), usize> {
+        let mut counts = BTreeMap::new();
+        for _ in 0..n {
+            let key = self
+                .get(host, path, headers)
+                .await
+                .unwrap_or((0, "connection failed".into()));
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+async fn start() -> Option<Mesh> {
+    let envoy_bin = envoy_or_skip()?;
+    let dir = std::env::temp_dir().join(format!("lateend-acceptance-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).expect("create temp dir");
+    let config = dir.join("config");
+
+    let mut upstreams = BTreeMap::new();
+    for name in [
+        "reviews-v1",
+        "reviews-v2",
+        "reviews-v3",
+        "ratings-v1",
+        "details-v1",
+    ] {
+        upstreams.insert(name, upstream(name).await);
+    }
+    let listen = free_port();
+    write_config(&config, "services.yaml", &registry_yaml(listen, &upstreams));
+    write_config(&config, "destination-rules.yaml", DESTINATION_RULES);
+    write_config(&config, "reviews.yaml", REVIEWS_SPLIT);
+    write_config(&config, "ratings-details.yaml", RATINGS_AND_DETAILS);
+    write_config(&config, "sidecar.yaml", &sidecar_yaml(listen));
+
+    let (xds, debug, admin) = (free_port(), free_port(), free_port());
+    let lateend_log = dir.join("lateend.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_lateend"))
+        .arg("--config-dir")
+        .arg(&config)
+        .args(["--xds-address", &format!("127.0.0.1:{xds}")])
+        .args(["--debug-address", &format!("127.0.0.1:{debug}")])
+        .args([
+            "--xds-tls-address",
+            "127.0.0.1:0",
+            "--webhook-address",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&lateend_log).expect("lateend log"))
+        .spawn()
+        .expect("spawn lateend");
+    let lateend = Process {
+        child,
+        log: lateend_log,
+    };
+    wait_until("lateend debug port", || async {
+        get(debug, "x", "/ready", &[]).await.is_some()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lateend.log_tail()));
+
+    std::fs::write(dir.join("bootstrap.yaml"), bootstrap(xds, admin)).expect("write bootstrap");
+    let envoy_log = dir.join("envoy.log");
+    let child = Command::new(envoy_bin)
+        .arg("-c")
+        .arg(dir.join("bootstrap.yaml"))
+        .args([
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--log-level",
+            "info",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&envoy_log).expect("envoy log"))
+        .spawn()
+        .expect("spawn envoy");
+    let envoy = Process {
+        child,
+        log: envoy_log,
+    };
+    Some(Mesh {
+        dir: config,
+        listen,
+        debug,
+        admin,
+        lateend,
+        envoy,
+    })
+}
+
+fn share(counts: &BTreeMap<(u16, String), usize>, status: u16, body: &str) -> f64 {
+    let total: usize = counts.values().sum();
+    let hit = counts
+        .get(&(status, body.to_string()))
+        .copied()
+        .unwrap_or(0);
+    100.0 * hit as f64 / total.max(1) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookinfo_through_real_envoy() {
+    let Some(mesh) = start().await else {
+        return;
+    };
+    let jason = [("end-user", "jason")];
+
+    // Config reaches Envoy: the header route answers.
+    let ready = wait_until("a v2 answer for end-user: jason", || async {
+        mesh.get("reviews", "/", &jason)
+            .await
+            .is_some_and(|(c, b)| c == 200 && b == "reviews-v2")
+    })
+    .await;
+    if let Err(e) = ready {
+        panic!("{e}\n{}", mesh.diagnostics());
+    }
+
+    // Row: header match always routes to v2.
+    let counts = mesh.tally(100, "reviews", "/", &jason).await;
+    assert_eq!(
+        share(&counts, 200, "reviews-v2"),
+        100.0,
+        "header match: {counts:?}"
+    );
+
+    // Row: 80/20 weighted split between subsets over 1000 requests (±5 points).
+    let counts = mesh
+        .tally(1000, &format!("reviews:{}", mesh.listen), "/", &[])
+        .await;
+    let (v1, v3) = (
+        share(&counts, 200, "reviews-v1"),
+        share(&counts, 200, "reviews-v3"),
+    );
+    assert!(
+        (v1 - 80.0).abs() <= 5.0 && (v3 - 20.0).abs() <= 5.0 && v1 + v3 == 100.0,
+        "80/20 split: {counts:?}"
+    );
+
+    // Row: fault abort returns the configured status at the configured percentage (30% ±5).
+    let counts = mesh
+        .tally(1000, "ratings.default.svc.cluster.local", "/fault", &[])
+        .await;
+    let (aborted, passed) = (
+        share(&counts, 418, "fault filter abort"),
+        share(&counts, 200, "ratings-v1"),
+    );
+    assert!(
+        (aborted - 30.0).abs() <= 5.0 && aborted + passed == 100.0,
+        "fault abort: {counts:?}"
+    );
+
+    // Row: retries turn an upstream's first 503 into a 200 (and attempts: 0 does not retry).
+    for i in 0..20 {
+        let got = mesh.get("ratings", &format!("/flaky-{i}"), &[]).await;
+        assert_eq!(
+            got,
+            Some((200, "ratings-v1".to_string())),
+            "retry of /flaky-{i}"
+        );
+    }
+    let got = mesh.get("ratings", "/noretry-1", &[]).await;
+    assert_eq!(got.map(|g| g.0), Some(503), "attempts: 0 must not retry");
+
+    // Row: a timeout turns a slow upstream into a 504.
+    let started = Instant::now();
+    let got = mesh.get("details", "/slow", &[("x-user", "a")]).await;
+    assert_eq!(got.as_ref().map(|g| g.0), Some(504), "timeout: {got:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "timeout took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(mesh.get("details", "/", &[]).await.map(|g| g.0), Some(200));
+
+    // Row: editing the VirtualService moves traffic within 2 s, no failed request, no restart.
+    let envoy_pid = mesh.envoy.child.id();
+    let listen = mesh.listen;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client_stop = stop.clone();
+    let client = tokio::spawn(async move {
+        let mut seen: Vec<(Instant, Option<(u16, String)>)> = Vec::new();
+        while !client_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            seen.push((Instant::now(), get(listen, "reviews", "/", &[]).await));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let edited_at = Instant::now();
+    write_config(&mesh.dir, "reviews.yaml", REVIEWS_ALL_V2);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Row: an invalid resource is rejected with a clear log line; traffic keeps flowing under
+    // the previous config (all v2).
+    let broken_at = Instant::now();
+    write_config(&mesh.dir, "reviews.yaml", REVIEWS_INVALID);
+    let logged = wait_until("the rejection log line", || async {
+        mesh.lateend.log().lines().any(|l| {
+            l.contains("config rejected")
+                && l.contains("reviews.yaml")
+                && l.contains("spec.http[0].route[0].weight")
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = client.await.expect("client task");
+    if let Err(e) = logged {
+        panic!("{e}\n{}", mesh.diagnostics());
+    }
+    let failed: Vec<_> = seen
+        .iter()
+        .filter(|(_, r)| r.as_ref().is_none_or(|(c, _)| *c != 200))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "failed requests while editing: {failed:?}"
+    );
+    let last_old = seen
+        .iter()
+        .filter(|(t, r)| *t >= edited_at && r.as_ref().is_some_and(|(_, b)| b != "reviews-v2"))
+        .map(|(t, _)| t.duration_since(edited_at))
+        .max()
+        .unwrap_or_default();
+    assert!(
+        last_old <= Duration::from_secs(2),
+        "traffic moved after {last_old:?}"
+    );
+    let after_break: Vec<_> = seen.iter().filter(|(t, _)| *t >= broken_at).collect();
+    assert!(
+        after_break.len() > 10,
+        "client kept sending after the invalid edit"
+    );
+    assert!(
+        after_break.iter().all(|(_, r)| r
+            .as_ref()
+            .is_some_and(|(c, b)| *c == 200 && b == "reviews-v2")),
+        "previous config must stay in force after an invalid edit"
+    );
+    assert_eq!(mesh.envoy.child.id(), envoy_pid);
+    let metrics = get(mesh.debug, "x", "/metrics", &[])
+        .await
+        .map(|m| m.1)
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("lateend_config_rejected_total 1"),
+        "metrics: {metrics}"
+    );
+
+    // Row: Envoy ACKed every push: no NACK in /debug/syncz.
+    let synced = wait_until("all types SYNCED in /debug/syncz", || async {
+        let Some((200, body)) = get(mesh.debug, "x", "/debug/syncz", &[]).await else {
+            return false;
+        };
+        let rows: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        rows.as_array().is_some_and(|rows| {
+            rows.iter().any(|r| {
+                r["proxy"] == NODE_ID
+                    && ["cds", "eds", "lds", "rds"]
+                        .iter()
+                        .all(|t| r[t] == "SYNCED")
+                    && r["types"]
+                        .as_object()
+                        .is_some_and(|t| t.values().all(|v| v["last_nack"].is_null()))
+            })
+        })
+    })
+    .await;
+    if let Err(e) = synced {
+        let syncz = get(mesh.debug, "x", "/debug/syncz", &[]).await;
+        panic!("{e}: {syncz:?}\n{}", mesh.diagnostics());
+    }
+    assert!(
+        metrics.contains("pilot_total_xds_rejects_total{type=\"cds\"} 0"),
+        "metrics: {metrics}"
+    );
+    assert!(!metrics.contains("pilot_total_xds_rejects_total{type=\"lds\"} 1"));
+
+    // Row: Envoy's own /config_dump shows the expected clusters and routes.
+    let dump = get(mesh.admin, "x", "/config_dump", &[])
+        .await
+        .map(|d| d.1)
+        .unwrap_or_default();
+    let port = mesh.listen;
+    for want in [
+        format!("outbound|{port}|v1|reviews.default.svc.cluster.local"),
+        format!("outbound|{port}|v2|reviews.default.svc.cluster.local"),
+        format!("outbound|{port}||details.default.svc.cluster.local"),
+        "BlackHoleCluster".to_string(),
+        "PassthroughCluster".to_string(),
+        format!("\"route_config_name\": \"{port}\""),
+        format!("\"name\": \"127.0.0.1_{port}\""),
+        format!("\"name\": \"reviews.default.svc.cluster.local:{port}\""),
+        "RING_HASH".to_string(),
+        "envoy.filters.http.fault".to_string(),
+    ] {
+        assert!(dump.contains(&want), "Envoy config_dump lacks {want}");
+    }
+
+    // lateend's own dump for the proxy.
+    let own = get(
+        mesh.debug,
+        "x",
+        &format!("/debug/config_dump?proxyID={NODE_ID}"),
+        &[],
+    )
+    .await;
+    assert!(
+        own.as_ref()
+            .is_some_and(|(c, b)| *c == 200 && b.contains("outbound|")),
+        "{own:?}"
+    );
+    let _ = std::fs::remove_dir_all(mesh.dir.parent().unwrap_or(&mesh.dir));
+}
