@@ -45,15 +45,20 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
         }
     }
     if let Some(td) = &mesh.trust_domain
-        && (td.is_empty()
-            || !td
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b)))
+        && !is_trust_domain(td)
     {
         i.error(
             &root.field("trustDomain"),
             format!("invalid trust domain {td:?}"),
         );
+    }
+    for (n, alias) in mesh.trust_domain_aliases.iter().enumerate() {
+        if !is_trust_domain(alias) {
+            i.error(
+                &root.field("trustDomainAliases").index(n),
+                format!("invalid trust domain alias {alias:?}"),
+            );
+        }
     }
     if let Some(ns) = &mesh.root_namespace
         && !host::is_dns1123_label(ns)
@@ -125,6 +130,15 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
             let service = body.get("service").and_then(|s| s.as_str()).unwrap_or("");
             if service.is_empty() {
                 i.error(&p.field(kind).field("service"), "service is required");
+            } else {
+                // `[<namespace>/]<hostname>`
+                let hostname = service.split_once('/').map_or(service, |(_, h)| h);
+                if let Err(reason) = host::check_fqdn(hostname) {
+                    i.error(
+                        &p.field(kind).field("service"),
+                        format!("invalid service {service:?}: {reason}"),
+                    );
+                }
             }
             match body.get("port").and_then(|v| v.as_u64()) {
                 Some(port) => check_port_number(
@@ -144,8 +158,9 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
             ("accessLogging", &dp.access_logging),
         ] {
             for (n, name) in list.iter().enumerate() {
+                // Istio accepts this (the provider may be added later); nothing is sent meanwhile.
                 if !names.contains(name.as_str()) && !BUILTIN_PROVIDERS.contains(&name.as_str()) {
-                    i.error(
+                    i.warn(
                         &p.field(field).index(n),
                         format!("default provider {name:?} is not defined in extensionProviders"),
                     );
@@ -156,19 +171,61 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
     issues.0
 }
 
+/// SPIFFE trust domains: lower-case letters, digits, `.`, `-`, `_`.
+fn is_trust_domain(td: &str) -> bool {
+    !td.is_empty()
+        && td
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
+}
+
+/// `host:port` with a non-empty host and a valid port.
+fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .filter(|(h, _)| !h.is_empty())
+        .and_then(|(_, port)| port.parse::<u32>().ok())
+        .is_some_and(|port| (1..=65535).contains(&port))
+}
+
 fn check_proxy_config(i: &mut Issues, path: &FieldPath, pc: &ProxyConfig) {
-    if let Some(addr) = &pc.discovery_address {
-        let ok = addr
-            .rsplit_once(':')
-            .filter(|(h, _)| !h.is_empty())
-            .and_then(|(_, port)| port.parse::<u32>().ok())
-            .is_some_and(|port| (1..=65535).contains(&port));
-        if !ok {
-            i.error(
-                &path.field("discoveryAddress"),
-                format!("discoveryAddress {addr:?} must be host:port"),
-            );
+    if let Some(addr) = pc.statsd_udp_address.as_deref().filter(|a| !a.is_empty())
+        && !is_host_port(addr)
+    {
+        i.error(
+            &path.field("statsdUdpAddress"),
+            format!("statsdUdpAddress {addr:?} must be host:port"),
+        );
+    }
+    if let Some(policy) = &pc.control_plane_auth_policy
+        && policy != "NONE"
+        && policy != "MUTUAL_TLS"
+    {
+        i.error(
+            &path.field("controlPlaneAuthPolicy"),
+            format!("unknown controlPlaneAuthPolicy {policy:?} (expected NONE or MUTUAL_TLS)"),
+        );
+    }
+    if let Some(regexps) = pc
+        .proxy_stats_matcher
+        .as_ref()
+        .and_then(|m| m.get("inclusionRegexps"))
+        .and_then(|r| r.as_array())
+    {
+        let rp = path.field("proxyStatsMatcher").field("inclusionRegexps");
+        for (n, re) in regexps.iter().enumerate() {
+            match re.as_str() {
+                Some(text) => super::check_regex(i, &rp.index(n), text),
+                None => i.error(&rp.index(n), "expected a string"),
+            }
         }
+    }
+    if let Some(addr) = &pc.discovery_address
+        && !is_host_port(addr)
+    {
+        i.error(
+            &path.field("discoveryAddress"),
+            format!("discoveryAddress {addr:?} must be host:port"),
+        );
     }
     for (field, port) in [
         ("proxyAdminPort", pc.proxy_admin_port),
