@@ -176,8 +176,12 @@ pub(super) fn check_workload_entry(
 ) {
     let address = &we.address;
     if address.is_empty() {
-        if we.network.is_none() {
-            issues.error(&path.field("address"), "address is required");
+        match &we.network {
+            None => issues.error(&path.field("address"), "address is required"),
+            Some(network) => issues.warn(
+                &path.field("address"),
+                format!("address is unset with network {network:?}"),
+            ),
         }
     } else if let Some(socket) = address.strip_prefix(UNIX_PREFIX) {
         if !socket.starts_with('/') && !socket.starts_with('@') {
