@@ -310,14 +310,19 @@ fn sidecar_yaml(port: u16) -> String {
     )
 }
 
-fn bootstrap(xds_port: u16, admin: u16) -> String {
-    format!(
-        r#"node:
-  id: "{NODE_ID}"
-  cluster: productpage.default
-  metadata:
-    NAMESPACE: default
-    LABELS: {{app: productpage, version: v1}}
+/// How a proxy introduces itself, as istio-agent fills the node: id and metadata.
+struct Identity {
+    id: &'static str,
+    cluster: &'static str,
+    metadata: String,
+}
+
+fn client_identity() -> Identity {
+    Identity {
+        id: NODE_ID,
+        cluster: "productpage.default",
+        metadata: r#"    NAMESPACE: default
+    LABELS: {app: productpage, version: v1}
     INTERCEPTION_MODE: NONE
     SERVICE_ACCOUNT: bookinfo-productpage
     INSTANCE_IPS: 127.0.0.1
@@ -325,8 +330,96 @@ fn bootstrap(xds_port: u16, admin: u16) -> String {
     CLUSTER_ID: Kubernetes
     MESH_ID: cluster.local
     ISTIO_VERSION: 1.28.0
-    POD_PORTS: '[{{"name":"http","containerPort":9080,"protocol":"TCP"}}]'
-admin:
+    POD_PORTS: '[{"name":"http","containerPort":9080,"protocol":"TCP"}]'
+"#
+        .to_string(),
+    }
+}
+
+fn gateway_yaml(port: u16) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: bookinfo-gateway, namespace: default}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {port}, name: http, protocol: HTTP}}
+    bind: 127.0.0.1
+    hosts: [bookinfo.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: bookinfo, namespace: default}}
+spec:
+  hosts: [bookinfo.example.com]
+  gateways: [bookinfo-gateway]
+  http:
+  - match: [{{uri: {{prefix: /reviews}}}}]
+    rewrite: {{uri: /}}
+    route: [{{destination: {{host: reviews.default.svc.cluster.local, subset: v2}}}}]
+"#
+    )
+}
+
+/// A REDIRECT-mode sidecar of a reviews workload at 127.0.0.2: it registers itself as an
+/// endpoint of `reviews` (its labels match the ServiceEntry's workloadSelector).
+fn redirect_identity() -> Identity {
+    Identity {
+        id: "sidecar~127.0.0.2~reviews-v9-6c4d.default~default.svc.cluster.local",
+        cluster: "reviews.default",
+        metadata: r#"    NAMESPACE: default
+    LABELS: {app: reviews, version: v9}
+    INTERCEPTION_MODE: REDIRECT
+    SERVICE_ACCOUNT: bookinfo-reviews
+    INSTANCE_IPS: 127.0.0.2
+    POD_PORTS: '[{"name":"http","containerPort":9080,"protocol":"TCP"}]'
+"#
+        .to_string(),
+    }
+}
+
+fn router_identity() -> Identity {
+    Identity {
+        id: "router~127.0.0.1~istio-ingressgateway-5d8f.istio-system~istio-system.svc.cluster.local",
+        cluster: "istio-ingressgateway.istio-system",
+        metadata: r#"    NAMESPACE: istio-system
+    LABELS: {app: istio-ingressgateway, istio: ingressgateway}
+    SERVICE_ACCOUNT: istio-ingressgateway-service-account
+    INSTANCE_IPS: 127.0.0.1
+"#
+        .to_string(),
+    }
+}
+
+/// Whether /debug/syncz shows every one of `ids` with CDS/EDS/LDS/RDS SYNCED and no NACK.
+async fn all_synced(debug: u16, ids: &[&str]) -> bool {
+    let Some((200, body)) = get(debug, "x", "/debug/syncz", &[]).await else {
+        return false;
+    };
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    ids.iter().all(|id| {
+        rows.iter().any(|r| {
+            r["proxy"] == *id
+                && ["cds", "eds", "lds", "rds"]
+                    .iter()
+                    .all(|t| r[t] == "SYNCED")
+                && r["types"]
+                    .as_object()
+                    .is_some_and(|t| t.values().all(|v| v["last_nack"].is_null()))
+        })
+    })
+}
+
+fn bootstrap(identity: &Identity, xds_port: u16, admin: u16) -> String {
+    let (id, cluster, metadata) = (identity.id, identity.cluster, &identity.metadata);
+    format!(
+        r#"node:
+  id: "{id}"
+  cluster: {cluster}
+  metadata:
+{metadata}admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
 dynamic_resources:
   ads_config:
@@ -355,7 +448,33 @@ static_resources:
     )
 }
 
+fn start_envoy(binary: &Path, dir: &Path, identity: &Identity, xds: u16, admin: u16) -> Process {
+    let tag = identity.id.split('~').nth(2).unwrap_or("proxy");
+    let config = dir.join(format!("bootstrap-{tag}.yaml"));
+    std::fs::write(&config, bootstrap(identity, xds, admin)).expect("write bootstrap");
+    let log = dir.join(format!("envoy-{tag}.log"));
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(&config)
+        .args([
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--log-level",
+            "info",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("envoy log"))
+        .spawn()
+        .expect("spawn envoy");
+    Process { child, log }
+}
+
 struct Mesh {
+    envoy_bin: PathBuf,
+    work: PathBuf,
+    xds: u16,
+    gateway_port: u16,
     dir: PathBuf,
     listen: u16,
     debug: u16,
@@ -420,6 +539,15 @@ async fn start() -> Option<Mesh> {
     write_config(&config, "reviews.yaml", REVIEWS_SPLIT);
     write_config(&config, "ratings-details.yaml", RATINGS_AND_DETAILS);
     write_config(&config, "sidecar.yaml", &sidecar_yaml(listen));
+    let gateway_port = free_port();
+    write_config(&config, "gateway.yaml", &gateway_yaml(gateway_port));
+    // Capture ports of REDIRECT-mode sidecars, moved off 15001/15006 so tests never collide.
+    let mesh = format!(
+        "proxyListenPort: {}\nproxyInboundListenPort: {}\n",
+        free_port(),
+        free_port()
+    );
+    write_config(&config, "mesh.yaml", &mesh);
 
     let (xds, debug, admin) = (free_port(), free_port(), free_port());
     let lateend_log = dir.join("lateend.log");
@@ -428,6 +556,7 @@ async fn start() -> Option<Mesh> {
         .arg(&config)
         .args(["--xds-address", &format!("127.0.0.1:{xds}")])
         .args(["--debug-address", &format!("127.0.0.1:{debug}")])
+        .args(["--registration-grace", "1s"])
         .args([
             "--xds-tls-address",
             "127.0.0.1:0",
@@ -449,27 +578,12 @@ async fn start() -> Option<Mesh> {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", lateend.log_tail()));
 
-    std::fs::write(dir.join("bootstrap.yaml"), bootstrap(xds, admin)).expect("write bootstrap");
-    let envoy_log = dir.join("envoy.log");
-    let child = Command::new(envoy_bin)
-        .arg("-c")
-        .arg(dir.join("bootstrap.yaml"))
-        .args([
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            "--log-level",
-            "info",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&envoy_log).expect("envoy log"))
-        .spawn()
-        .expect("spawn envoy");
-    let envoy = Process {
-        child,
-        log: envoy_log,
-    };
+    let envoy = start_envoy(&envoy_bin, &dir, &client_identity(), xds, admin);
     Some(Mesh {
+        envoy_bin,
+        work: dir.clone(),
+        xds,
+        gateway_port,
         dir: config,
         listen,
         debug,
@@ -638,34 +752,100 @@ async fn bookinfo_through_real_envoy() {
         "metrics: {metrics}"
     );
 
-    // Row: Envoy ACKed every push: no NACK in /debug/syncz.
-    let synced = wait_until("all types SYNCED in /debug/syncz", || async {
-        let Some((200, body)) = get(mesh.debug, "x", "/debug/syncz", &[]).await else {
-            return false;
-        };
-        let rows: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        rows.as_array().is_some_and(|rows| {
-            rows.iter().any(|r| {
-                r["proxy"] == NODE_ID
-                    && ["cds", "eds", "lds", "rds"]
-                        .iter()
-                        .all(|t| r[t] == "SYNCED")
-                    && r["types"]
-                        .as_object()
-                        .is_some_and(|t| t.values().all(|v| v["last_nack"].is_null()))
-            })
-        })
+    // A REDIRECT-mode sidecar (capture layout: virtualOutbound, virtualInbound, 0.0.0.0_PORT)
+    // and a gateway join; the sidecar registers itself as a reviews endpoint.
+    let redirect = start_envoy(
+        &mesh.envoy_bin,
+        &mesh.work,
+        &redirect_identity(),
+        mesh.xds,
+        free_port(),
+    );
+    let router = start_envoy(
+        &mesh.envoy_bin,
+        &mesh.work,
+        &router_identity(),
+        mesh.xds,
+        free_port(),
+    );
+    let client_dump = format!("/debug/config_dump?proxyID={NODE_ID}");
+
+    // Row: Gateway + bound VirtualService route through a router-mode Envoy.
+    let via_gateway = wait_until("reviews-v2 through the gateway", || async {
+        get(mesh.gateway_port, "bookinfo.example.com", "/reviews", &[]).await
+            == Some((200, "reviews-v2".to_string()))
     })
     .await;
-    if let Err(e) = synced {
+    if let Err(e) = via_gateway {
+        panic!(
+            "{e}\n{}\n--- router log ---\n{}",
+            mesh.diagnostics(),
+            router.log_tail()
+        );
+    }
+    let unknown_host = get(mesh.gateway_port, "other.example.com", "/reviews", &[]).await;
+    assert_eq!(
+        unknown_host.map(|r| r.0),
+        Some(404),
+        "gateway serves only its hosts"
+    );
+
+    // Row: a connecting proxy whose labels match the workloadSelector becomes an endpoint.
+    let registered = wait_until("127.0.0.2 as a reviews endpoint", || async {
+        get(mesh.debug, "x", &client_dump, &[])
+            .await
+            .is_some_and(|(_, b)| b.contains("127.0.0.2"))
+    })
+    .await;
+    if let Err(e) = registered {
+        panic!(
+            "{e}\n{}\n--- redirect log ---\n{}",
+            mesh.diagnostics(),
+            redirect.log_tail()
+        );
+    }
+
+    // Row: Envoy ACKed every push (all three proxies): no NACK in /debug/syncz.
+    let ids = [NODE_ID, redirect_identity().id, router_identity().id];
+    if let Err(e) = wait_until("all types SYNCED in /debug/syncz", || {
+        all_synced(mesh.debug, &ids)
+    })
+    .await
+    {
         let syncz = get(mesh.debug, "x", "/debug/syncz", &[]).await;
-        panic!("{e}: {syncz:?}\n{}", mesh.diagnostics());
+        panic!(
+            "{e}: {syncz:?}\n{}\n--- redirect log ---\n{}\n--- router log ---\n{}",
+            mesh.diagnostics(),
+            redirect.log_tail(),
+            router.log_tail()
+        );
+    }
+    let metrics = get(mesh.debug, "x", "/metrics", &[])
+        .await
+        .map(|m| m.1)
+        .unwrap_or_default();
+    for t in ["cds", "eds", "lds", "rds"] {
+        let line = format!("pilot_total_xds_rejects_total{{type=\"{t}\"}} 0");
+        assert!(
+            metrics.contains(&line),
+            "expected {line} in metrics: {metrics}"
+        );
     }
     assert!(
-        metrics.contains("pilot_total_xds_rejects_total{type=\"cds\"} 0"),
-        "metrics: {metrics}"
+        metrics.contains("pilot_xds 3"),
+        "three connected proxies: {metrics}"
     );
-    assert!(!metrics.contains("pilot_total_xds_rejects_total{type=\"lds\"} 1"));
+
+    // Row: a registered proxy that disconnects leaves after the grace period (1 s here).
+    drop(redirect);
+    let left = wait_until("127.0.0.2 removed after the grace period", || async {
+        get(mesh.debug, "x", &client_dump, &[])
+            .await
+            .is_some_and(|(_, b)| !b.contains("127.0.0.2"))
+    })
+    .await;
+    assert!(left.is_ok(), "{left:?}\n{}", mesh.diagnostics());
+    drop(router);
 
     // Row: Envoy's own /config_dump shows the expected clusters and routes.
     let dump = get(mesh.admin, "x", "/config_dump", &[])

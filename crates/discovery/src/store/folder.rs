@@ -26,12 +26,12 @@ pub const MESH_FILE_NAME: &str = "mesh.yaml";
 /// Errors that stop the store from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("config folder {path}: {source}")]
+    #[error("config folder {}", path.display())]
     Folder {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("mesh config {path}: {source}")]
+    #[error("mesh config {}", path.display())]
     MeshRead {
         path: PathBuf,
         source: std::io::Error,

@@ -117,6 +117,14 @@ fn port_is_http(ctx: &Context<'_>, port: u32) -> bool {
             .all(|s| s.port(port).is_some_and(|p| p.is_http()))
 }
 
+/// MeshConfig `proxyListenPort` / `proxyInboundListenPort`, else Istio's 15001 / 15006.
+fn capture_port(configured: Option<i32>, default: u16) -> u32 {
+    configured
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| (1..=65535).contains(p))
+        .unwrap_or(u32::from(default))
+}
+
 fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
     let passthrough = match ctx.outbound_mode() {
         OutboundTrafficMode::AllowAny => PASSTHROUGH_CLUSTER,
@@ -126,7 +134,10 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
         name: names::VIRTUAL_OUTBOUND.to_string(),
         address: Some(names::socket(
             "0.0.0.0",
-            u32::from(names::OUTBOUND_CAPTURE_PORT),
+            capture_port(
+                ctx.config.mesh.proxy_listen_port,
+                names::OUTBOUND_CAPTURE_PORT,
+            ),
         )),
         use_original_dst: Some(names::boolean(true)),
         traffic_direction: TrafficDirection::Outbound as i32,
@@ -151,7 +162,10 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
         name: names::VIRTUAL_INBOUND.to_string(),
         address: Some(names::socket(
             "0.0.0.0",
-            u32::from(names::INBOUND_CAPTURE_PORT),
+            capture_port(
+                ctx.config.mesh.proxy_inbound_listen_port,
+                names::INBOUND_CAPTURE_PORT,
+            ),
         )),
         traffic_direction: TrafficDirection::Inbound as i32,
         listener_filters: vec![ListenerFilter {
