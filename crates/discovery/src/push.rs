@@ -240,3 +240,40 @@ pub async fn run_expiry(cp: Arc<ControlPlane>) {
         cp.expire_workloads(Instant::now());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pushes(cp: &ControlPlane) -> u64 {
+        cp.metrics().push_computations.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn debounce_waits_for_quiet_but_not_longer_than_max() {
+        let (cp, rx) = ControlPlane::new(Config::default(), Duration::from_secs(10));
+        cp.attach(XdsServer::new(None));
+        let settings = DebounceSettings::default();
+        tokio::spawn(run_debouncer(cp.clone(), rx, settings));
+
+        // A burst of changes 50 ms apart: one push, 100 ms after the last.
+        for _ in 0..5 {
+            cp.set_config(Arc::new(Config::default()));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(pushes(&cp), 0);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(pushes(&cp), 1);
+
+        // Changes that never pause: still pushed once per `max` (1 s).
+        for _ in 0..50 {
+            cp.set_config(Arc::new(Config::default()));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let during = pushes(&cp) - 1;
+        assert!(
+            (2..=3).contains(&during),
+            "{during} pushes in 2.5 s of constant changes"
+        );
+    }
+}

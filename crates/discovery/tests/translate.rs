@@ -1,0 +1,477 @@
+//! Translation of Istio resources into Envoy resources, checked on the decoded protos: what a
+//! real Envoy accepts is covered by envoy_acceptance.rs; this checks the mapping in detail.
+
+use lateen_discovery::translate::build_snapshot;
+use lateen_discovery::{Config, Proxy, Registry};
+use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use lateen_xds::pb::envoy::config::core::v3::address;
+use lateen_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
+use lateen_xds::pb::envoy::config::listener::v3::Listener;
+use lateen_xds::pb::envoy::config::route::v3::{
+    Route, RouteConfiguration, route, route_action, route_match,
+};
+use lateen_xds::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use lateen_xds::prost::Message;
+use lateen_xds::{ProxyNode, Snapshot, types};
+
+const SERVICES: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 10.0.0.1, labels: {app: reviews, version: v1}}
+  - {address: 10.0.0.2, labels: {app: reviews, version: v2}, ports: {http: 19080}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.1.1, labels: {app: ratings}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: httpbin, namespace: default}
+spec:
+  hosts: [httpbin.org]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 80, name: http, protocol: HTTP}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+    connectionPool:
+      tcp: {maxConnections: 10, connectTimeout: 2s}
+      http: {http1MaxPendingRequests: 5, http2MaxRequests: 20, maxRetries: 3}
+    outlierDetection: {consecutive5xxErrors: 7, interval: 5s, baseEjectionTime: 1m, maxEjectionPercent: 50}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {simple: ROUND_ROBIN}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: 10s}}}
+  - name: v2
+    labels: {version: v2}
+"#;
+
+const ROUTES: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - name: regex-and-method
+    match:
+    - uri: {regex: "/api/v[0-9]+/.*"}
+      method: {exact: POST}
+      queryParams: {debug: {exact: "1"}, trace: {}}
+      withoutHeaders: {x-skip: {prefix: "y"}}
+    route: [{destination: {host: reviews, subset: v1}}]
+    retries: {attempts: 4, perTryTimeout: 2s, retryOn: "connect-failure,503"}
+    timeout: 7s
+    mirror: {host: ratings}
+    mirrorPercentage: {value: 50}
+    headers:
+      request: {set: {x-set: a}, add: {x-add: b}, remove: [x-gone]}
+    rewrite: {uri: /v1/, authority: reviews.internal}
+    corsPolicy:
+      allowOrigins: [{exact: "https://example.com"}]
+      allowMethods: [GET, POST]
+      maxAge: 24h
+  - name: moved
+    match: [{uri: {exact: /old}}]
+    redirect: {uri: /new, authority: example.com, redirectCode: 302}
+  - name: teapot
+    match: [{uri: {prefix: /tea}, ignoreUriCase: true}]
+    directResponse: {status: 418, body: {string: "short and stout"}}
+  - name: slow
+    match: [{uri: {prefix: /slow}}]
+    fault: {delay: {fixedDelay: 3s, percentage: {value: 12.5}}, abort: {grpcStatus: UNAVAILABLE}}
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: split
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 90}
+    - {destination: {host: reviews, subset: v2}, weight: 10, headers: {response: {set: {x-canary: "yes"}}}}
+"#;
+
+fn config(yaml: &str) -> Config {
+    let loaded = lateen_api::load(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+    Config {
+        resources: loaded.resources().cloned().collect(),
+        ..Config::default()
+    }
+}
+
+fn proxy(id: &str, metadata: serde_json::Value) -> Proxy {
+    Proxy::from_node(&ProxyNode {
+        id: id.to_string(),
+        cluster: String::new(),
+        metadata,
+        user_agent: "envoy".to_string(),
+    })
+}
+
+fn sidecar_in_default() -> Proxy {
+    proxy(
+        "sidecar~10.0.9.9~productpage-1.default~default.svc.cluster.local",
+        serde_json::json!({"NAMESPACE": "default", "LABELS": {"app": "productpage"}}),
+    )
+}
+
+fn snapshot(yaml: &str, p: &Proxy) -> Snapshot {
+    let cfg = config(yaml);
+    let registry = Registry::build(&cfg, &[]);
+    build_snapshot(&cfg, &registry, p)
+}
+
+fn decode<M: Message + Default>(s: &Snapshot, type_url: &str, name: &str) -> M {
+    let r = s.get(type_url, name).unwrap_or_else(|| {
+        panic!(
+            "no {} {name}; have {:?}",
+            types::short_name(type_url),
+            names(s, type_url)
+        )
+    });
+    M::decode(r.resource.value.as_slice()).unwrap_or_else(|e| panic!("decode {name}: {e}"))
+}
+
+fn names(s: &Snapshot, type_url: &str) -> Vec<String> {
+    s.resources(type_url).map(|(n, _)| n.clone()).collect()
+}
+
+fn route_named<'a>(rc: &'a RouteConfiguration, name: &str) -> &'a Route {
+    rc.virtual_hosts
+        .iter()
+        .flat_map(|v| &v.routes)
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no route {name}"))
+}
+
+fn action(r: &Route) -> &lateen_xds::pb::envoy::config::route::v3::RouteAction {
+    match &r.action {
+        Some(route::Action::Route(a)) => a,
+        other => panic!("route {} is not a RouteAction: {other:?}", r.name),
+    }
+}
+
+#[test]
+fn destination_rule_policies_merge_per_port_and_subset() {
+    let s = snapshot(SERVICES, &sidecar_in_default());
+    let base: Cluster = decode(
+        &s,
+        types::CLUSTER,
+        "outbound|9080||reviews.default.svc.cluster.local",
+    );
+    // portLevelSettings (ROUND_ROBIN) overrides the top level (RANDOM).
+    assert_eq!(base.lb_policy, cluster::LbPolicy::RoundRobin as i32);
+    assert_eq!(base.connect_timeout.map(|d| d.seconds), Some(2));
+    let t = &base
+        .circuit_breakers
+        .as_ref()
+        .expect("circuit breakers")
+        .thresholds[0];
+    assert_eq!(t.max_connections.map(|v| v.value), Some(10));
+    assert_eq!(t.max_pending_requests.map(|v| v.value), Some(5));
+    assert_eq!(t.max_requests.map(|v| v.value), Some(20));
+    assert_eq!(t.max_retries.map(|v| v.value), Some(3));
+    let od = base.outlier_detection.as_ref().expect("outlier detection");
+    assert_eq!(od.consecutive_5xx.map(|v| v.value), Some(7));
+    assert_eq!(od.base_ejection_time.map(|d| d.seconds), Some(60));
+    assert_eq!(od.max_ejection_percent.map(|v| v.value), Some(50));
+    assert!(matches!(
+        base.cluster_discovery_type,
+        Some(cluster::ClusterDiscoveryType::Type(t)) if t == cluster::DiscoveryType::Eds as i32
+    ));
+
+    // The subset's consistent hash wins for v1: RING_HASH, and its routes carry the cookie.
+    let v1: Cluster = decode(
+        &s,
+        types::CLUSTER,
+        "outbound|9080|v1|reviews.default.svc.cluster.local",
+    );
+    assert_eq!(v1.lb_policy, cluster::LbPolicy::RingHash as i32);
+    let v2: Cluster = decode(
+        &s,
+        types::CLUSTER,
+        "outbound|9080|v2|reviews.default.svc.cluster.local",
+    );
+    assert_eq!(v2.lb_policy, cluster::LbPolicy::RoundRobin as i32);
+
+    // Subset endpoints by label, at the named workload port.
+    let cla: ClusterLoadAssignment = decode(
+        &s,
+        types::ENDPOINT,
+        "outbound|9080|v2|reviews.default.svc.cluster.local",
+    );
+    let addrs: Vec<(String, u32)> = cla.endpoints[0]
+        .lb_endpoints
+        .iter()
+        .filter_map(|e| match &e.host_identifier {
+            Some(lb_endpoint::HostIdentifier::Endpoint(ep)) => match ep.address.as_ref()?.address.as_ref()? {
+                address::Address::SocketAddress(sa) => match sa.port_specifier {
+                    Some(lateen_xds::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(p)) => {
+                        Some((sa.address.clone(), p))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(addrs, [("10.0.0.2".to_string(), 19080)]);
+
+    // DNS services are STRICT_DNS with the host itself as the endpoint; the well-known
+    // clusters exist.
+    let dns: Cluster = decode(&s, types::CLUSTER, "outbound|80||httpbin.org");
+    assert!(matches!(
+        dns.cluster_discovery_type,
+        Some(cluster::ClusterDiscoveryType::Type(t)) if t == cluster::DiscoveryType::StrictDns as i32
+    ));
+    for name in [
+        "BlackHoleCluster",
+        "PassthroughCluster",
+        "InboundPassthroughCluster",
+    ] {
+        assert!(s.get(types::CLUSTER, name).is_some(), "{name}");
+    }
+}
+
+#[test]
+fn virtual_service_http_rules() {
+    let s = snapshot(&format!("{SERVICES}---\n{ROUTES}"), &sidecar_in_default());
+    let rc: RouteConfiguration = decode(&s, types::ROUTE, "9080");
+    let vh = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "reviews.default.svc.cluster.local:9080")
+        .expect("reviews virtual host");
+    for d in [
+        "reviews",
+        "reviews:9080",
+        "reviews.default",
+        "reviews.default.svc.cluster.local:9080",
+    ] {
+        assert!(
+            vh.domains.iter().any(|x| x == d),
+            "domain {d} in {:?}",
+            vh.domains
+        );
+    }
+    assert_eq!(
+        rc.virtual_hosts.last().map(|v| v.name.as_str()),
+        Some("allow_any")
+    );
+
+    let r = route_named(&rc, "regex-and-method");
+    let m = r.r#match.as_ref().expect("match");
+    assert!(
+        matches!(&m.path_specifier, Some(route_match::PathSpecifier::SafeRegex(re)) if re.regex == "/api/v[0-9]+/.*")
+    );
+    assert!(m.headers.iter().any(|h| h.name == ":method"));
+    assert!(
+        m.headers
+            .iter()
+            .any(|h| h.name == "x-skip" && h.invert_match)
+    );
+    assert_eq!(m.query_parameters.len(), 2);
+    let a = action(r);
+    assert!(
+        matches!(&a.cluster_specifier, Some(route_action::ClusterSpecifier::Cluster(c)) if c == "outbound|9080|v1|reviews.default.svc.cluster.local")
+    );
+    assert_eq!(a.timeout.map(|d| d.seconds), Some(7));
+    let retry = a.retry_policy.as_ref().expect("retry policy");
+    assert_eq!(retry.num_retries.map(|v| v.value), Some(4));
+    assert_eq!(retry.retry_on, "connect-failure,retriable-status-codes");
+    assert_eq!(retry.retriable_status_codes, [503]);
+    assert_eq!(retry.per_try_timeout.map(|d| d.seconds), Some(2));
+    assert_eq!(
+        a.request_mirror_policies[0].cluster,
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+    assert_eq!(
+        a.request_mirror_policies[0]
+            .runtime_fraction
+            .as_ref()
+            .and_then(|f| f.default_value)
+            .map(|v| v.numerator),
+        Some(500_000)
+    );
+    assert_eq!(a.prefix_rewrite, "/v1/");
+    assert!(
+        matches!(&a.host_rewrite_specifier, Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(h)) if h == "reviews.internal")
+    );
+    // The v1 subset's consistent hash becomes a cookie hash policy on the route.
+    assert!(
+        !a.hash_policy.is_empty(),
+        "hash policy for the RING_HASH subset"
+    );
+    assert_eq!(r.request_headers_to_add.len(), 2);
+    assert_eq!(r.request_headers_to_remove, ["x-gone"]);
+    assert!(
+        r.typed_per_filter_config
+            .contains_key("envoy.filters.http.cors")
+    );
+
+    match &route_named(&rc, "moved").action {
+        Some(route::Action::Redirect(redirect)) => {
+            assert_eq!(redirect.host_redirect, "example.com");
+            assert_eq!(redirect.response_code, 1); // FOUND
+        }
+        other => panic!("redirect expected: {other:?}"),
+    }
+    let teapot = route_named(&rc, "teapot");
+    assert!(matches!(&teapot.action, Some(route::Action::DirectResponse(d)) if d.status == 418));
+    assert_eq!(
+        teapot
+            .r#match
+            .as_ref()
+            .and_then(|m| m.case_sensitive)
+            .map(|b| b.value),
+        Some(false)
+    );
+
+    let slow = route_named(&rc, "slow");
+    let fault = slow
+        .typed_per_filter_config
+        .get("envoy.filters.http.fault")
+        .expect("fault config");
+    assert_eq!(
+        fault.type_url,
+        "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+    );
+    let fault = HttpFault::decode(fault.value.as_slice()).expect("decode fault");
+    assert_eq!(
+        fault
+            .delay
+            .as_ref()
+            .and_then(|d| d.percentage)
+            .map(|p| p.numerator),
+        Some(125_000)
+    );
+    assert!(fault.abort.is_some());
+
+    match &action(route_named(&rc, "split")).cluster_specifier {
+        Some(route_action::ClusterSpecifier::WeightedClusters(w)) => {
+            let weights: Vec<(String, u32)> = w
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.weight.map_or(0, |v| v.value)))
+                .collect();
+            assert_eq!(
+                weights[0],
+                (
+                    "outbound|9080|v1|reviews.default.svc.cluster.local".to_string(),
+                    90
+                )
+            );
+            assert_eq!(weights[1].1, 10);
+            assert_eq!(w.clusters[1].response_headers_to_add.len(), 1);
+        }
+        other => panic!("weighted clusters expected: {other:?}"),
+    }
+
+    // Without a VirtualService a service gets one default route with Istio's retry policy.
+    let ratings = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "ratings.default.svc.cluster.local:9080")
+        .expect("ratings host");
+    let default = action(&ratings.routes[0]);
+    assert_eq!(
+        default
+            .retry_policy
+            .as_ref()
+            .and_then(|r| r.num_retries)
+            .map(|v| v.value),
+        Some(2)
+    );
+}
+
+#[test]
+fn redirect_mode_listeners_and_sidecar_scoping() {
+    let scoped = r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  egress: [{hosts: ["./reviews.default.svc.cluster.local"]}]
+"#;
+    let s = snapshot(&format!("{SERVICES}---\n{scoped}"), &sidecar_in_default());
+    let listeners = names(&s, types::LISTENER);
+    assert_eq!(
+        listeners,
+        ["0.0.0.0_9080", "virtualInbound", "virtualOutbound"]
+    );
+    let outbound: Listener = decode(&s, types::LISTENER, "virtualOutbound");
+    assert_eq!(outbound.use_original_dst.map(|b| b.value), Some(true));
+    let port: Listener = decode(&s, types::LISTENER, "0.0.0.0_9080");
+    assert_eq!(port.bind_to_port.map(|b| b.value), Some(false));
+    // Egress hosts limit what the proxy receives.
+    let clusters = names(&s, types::CLUSTER);
+    assert!(
+        clusters
+            .iter()
+            .any(|c| c.ends_with("|reviews.default.svc.cluster.local"))
+    );
+    assert!(
+        !clusters
+            .iter()
+            .any(|c| c.contains("ratings") || c.contains("httpbin")),
+        "{clusters:?}"
+    );
+
+    // A proxy in another namespace does not get the short name.
+    let other = proxy(
+        "sidecar~10.0.9.8~x-1.prod~prod.svc.cluster.local",
+        serde_json::json!({"NAMESPACE": "prod"}),
+    );
+    let s = snapshot(SERVICES, &other);
+    let rc: RouteConfiguration = decode(&s, types::ROUTE, "9080");
+    assert!(
+        rc.virtual_hosts
+            .iter()
+            .all(|v| !v.domains.iter().any(|d| d == "reviews"))
+    );
+}
+
+#[test]
+fn none_mode_uses_sidecar_listeners() {
+    let sidecar = r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  ingress: [{port: {number: 9090, protocol: HTTP, name: http}, defaultEndpoint: "127.0.0.1:8080"}]
+  egress: [{port: {number: 9080, protocol: HTTP, name: http}, hosts: ["./*"]}]
+"#;
+    let p = proxy(
+        "sidecar~10.0.9.9~productpage-1.default~default.svc.cluster.local",
+        serde_json::json!({"NAMESPACE": "default", "INTERCEPTION_MODE": "NONE"}),
+    );
+    let s = snapshot(&format!("{SERVICES}---\n{sidecar}"), &p);
+    assert_eq!(
+        names(&s, types::LISTENER),
+        ["0.0.0.0_9090", "127.0.0.1_9080"]
+    );
+    let inbound: Cluster = decode(&s, types::CLUSTER, "inbound|9090||");
+    let cla = inbound.load_assignment.expect("static endpoints");
+    let ep = format!("{:?}", cla.endpoints[0].lb_endpoints[0]);
+    assert!(ep.contains("127.0.0.1") && ep.contains("8080"), "{ep}");
+}
