@@ -432,178 +432,267 @@ fn manifest_generate_writes_a_directory_per_component() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A stub Kubernetes API server (plain HTTP/1.1 on 127.0.0.1, one thread per connection) that
-/// stores server-side applied objects by URL path and answers get and delete.
-mod stub_api {
-    use std::collections::BTreeMap;
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::sync::{Arc, Mutex};
+#[path = "../../install/tests/support/stub_api.rs"]
+mod stub_api;
 
-    use serde_json::{Value, json};
-
-    pub type Objects = Arc<Mutex<BTreeMap<String, Value>>>;
-
-    /// Connections served at most, so the accept loop is bounded.
-    const MAX_CONNECTIONS: usize = 2000;
-
-    pub fn start() -> (String, Objects) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the stub API server");
-        let address = format!("http://{}", listener.local_addr().expect("stub address"));
-        let objects: Objects = Arc::default();
-        let shared = objects.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().take(MAX_CONNECTIONS).flatten() {
-                let objects = shared.clone();
-                std::thread::spawn(move || serve(stream, objects));
-            }
-        });
-        (address, objects)
-    }
-
-    fn serve(stream: TcpStream, objects: Objects) {
-        let Ok(mut writer) = stream.try_clone() else {
-            return;
-        };
-        let mut reader = BufReader::new(stream);
-        loop {
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                return;
-            }
-            let mut parts = request_line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_owned();
-            let target = parts.next().unwrap_or_default().to_owned();
-            let mut length = 0usize;
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                    return;
-                }
-                let header = header.trim_end();
-                if header.is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
-                return;
-            }
-            let path = target.split('?').next().unwrap_or_default().to_owned();
-            let (code, reply) = answer(&method, &path, &target, &body, &objects);
-            let text = reply.to_string();
-            let response = format!(
-                "HTTP/1.1 {code} Stub\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
-                text.len()
-            );
-            if writer.write_all(response.as_bytes()).is_err() {
-                return;
-            }
+/// Runs lateen with `input` on stdin (`None`: stdin closed).
+fn lateen_with_stdin(args: &[&str], input: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lateen"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running lateen");
+    if let Some(mut stdin) = child.stdin.take() {
+        if let Some(input) = input {
+            stdin.write_all(input.as_bytes()).expect("writing stdin");
         }
     }
+    child.wait_with_output().expect("waiting for lateen")
+}
 
-    fn answer(
-        method: &str,
-        path: &str,
-        target: &str,
-        body: &[u8],
-        objects: &Objects,
-    ) -> (u16, Value) {
-        let not_found = || {
-            (
-                404,
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
-            )
-        };
-        let mut objects = objects.lock().expect("stub store");
-        match method {
-            "PATCH" if target.contains("fieldManager=lateen") => {
-                match serde_json::from_slice::<Value>(body) {
-                    Ok(object) => {
-                        objects.insert(path.to_owned(), object.clone());
-                        (200, object)
-                    }
-                    Err(_) => (400, json!({"kind": "Status", "code": 400})),
-                }
-            }
-            "GET" => objects
-                .get(path)
-                .map_or_else(not_found, |object| (200, object.clone())),
-            "DELETE" => match objects.remove(path) {
-                Some(_) => (
-                    200,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
-                ),
-                None => not_found(),
-            },
-            _ => (
-                400,
-                json!({"kind": "Status", "code": 400, "message": "unexpected request"}),
-            ),
-        }
-    }
+const EGRESS_DEPLOYMENT: &str =
+    "/apis/apps/v1/namespaces/istio-system/deployments/istio-egressgateway";
+const CONTROL_PLANE: &str = "/apis/apps/v1/namespaces/istio-system/deployments/lateend";
+const RECORD: &str = "/api/v1/namespaces/istio-system/configmaps/lateen-installed-manifest";
+const NO_EGRESS: &str = "components.egressGateways[name:istio-egressgateway].enabled=false";
+
+fn recorded(store: &stub_api::Shared) -> String {
+    store.lock().unwrap().objects[RECORD]["data"]["objects"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
-fn install_verify_and_uninstall_against_a_stub_api_server() {
-    let (server, objects) = stub_api::start();
-    let args = |command: &str| -> Vec<String> {
-        [
-            "manifest",
-            command,
+fn install_asks_applies_waits_prunes_verifies_and_uninstalls() {
+    // Deployments report "not ready" on their first two reads, as right after an apply.
+    let (server, store) = stub_api::start(2);
+    let base = ["--server", server.as_str(), "--set", "profile=demo"];
+    let with = |first: &[&str], extra: &[&str]| -> Vec<String> {
+        first
+            .iter()
+            .chain(base.iter())
+            .chain(extra.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>, input: Option<&str>| {
+        lateen_with_stdin(&args.iter().map(String::as_str).collect::<Vec<_>>(), input)
+    };
+
+    // No answer on stdin is "no": nothing is applied.
+    let refused = run(with(&["install"], &[]), None);
+    assert!(!refused.status.success());
+    assert!(
+        stdout(&refused).contains("This will install the Lateen"),
+        "{}",
+        stdout(&refused)
+    );
+    assert!(
+        stdout(&refused).contains("\"demo\" profile into namespace istio-system"),
+        "{}",
+        stdout(&refused)
+    );
+    assert!(
+        stderr(&refused).contains("no answer on stdin"),
+        "{}",
+        stderr(&refused)
+    );
+    let declined = run(with(&["install"], &[]), Some("n\n"));
+    assert!(!declined.status.success());
+    assert!(
+        stderr(&declined).contains("cancelled"),
+        "{}",
+        stderr(&declined)
+    );
+
+    // A dry run lists what it would apply and changes nothing.
+    let dry = run(with(&["install", "--dry-run"], &[]), None);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(stdout(&dry).contains("would apply Deployment/istio-system/lateend"));
+    assert!(store.lock().unwrap().requests("PATCH").is_empty());
+
+    // Install: applied, then waited for; plain progress lines off a terminal.
+    let installed = run(
+        with(&["install", "-y"], &["--readiness-timeout", "60s"]),
+        None,
+    );
+    let text = stdout(&installed);
+    assert!(installed.status.success(), "{text}{}", stderr(&installed));
+    for line in [
+        "✔ Applied",
+        "- Waiting for Lateend: Deployment/istio-system/lateend: 0/1 replicas ready; Available=False (MinimumReplicasUnavailable): Deployment does not have minimum availability.",
+        "✔ Istio core installed",
+        "✔ Lateend installed",
+        "✔ Ingress gateways installed",
+        "✔ Egress gateways installed",
+        "✔ Installation complete",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    assert!(!text.contains('\x1b'), "no terminal codes off a terminal");
+    {
+        let store = store.lock().unwrap();
+        assert!(store.bad_applies.is_empty(), "{:?}", store.bad_applies);
+        let last_apply = store
+            .log
+            .iter()
+            .rposition(|l| {
+                l.starts_with("PATCH") && !l.contains("/configmaps/lateen-installed-manifest")
+            })
+            .unwrap();
+        let first_read = store
+            .log
+            .iter()
+            .position(|l| l.starts_with("GET") && l.contains("/deployments/"))
+            .unwrap();
+        assert!(
+            last_apply < first_read,
+            "applies everything before waiting: {:?}",
+            store.log
+        );
+        assert!(store.objects.contains_key(EGRESS_DEPLOYMENT));
+    }
+    assert!(recorded(&store).contains("\"name\":\"istio-egressgateway\""));
+
+    // Disabling the egress gateway prunes its objects (and only those).
+    let pruned = run(with(&["install", "-y"], &["--set", NO_EGRESS]), None);
+    let text = stdout(&pruned);
+    assert!(pruned.status.success(), "{text}{}", stderr(&pruned));
+    assert!(
+        text.contains("✔ Pruned Deployment/istio-system/istio-egressgateway"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✔ Pruned Service/istio-system/istio-egressgateway"),
+        "{text}"
+    );
+    assert!(!text.contains("Egress gateways installed"), "{text}");
+    {
+        let store = store.lock().unwrap();
+        let left: Vec<&String> = store
+            .objects
+            .keys()
+            .filter(|p| p.contains("egressgateway"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(store.objects.contains_key(CONTROL_PLANE));
+    }
+    assert!(!recorded(&store).contains("istio-egressgateway"));
+
+    // verify-install checks each rendered object; with the old flags it finds the gap.
+    let verified = run(with(&["verify-install"], &["--set", NO_EGRESS]), None);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        stdout(&verified),
+        stderr(&verified)
+    );
+    assert!(stdout(&verified).contains("✔ Deployment/istio-system/lateend checked successfully"));
+    let stale_flags = run(with(&["verify-install"], &[]), None);
+    assert!(!stale_flags.status.success());
+    assert!(
+        stdout(&stale_flags).contains("✘ Deployment/istio-system/istio-egressgateway: missing"),
+        "{}",
+        stdout(&stale_flags)
+    );
+
+    // Uninstall removes what was recorded but the CRDs and the namespace.
+    let log_before = store.lock().unwrap().log.len();
+    let removed = run(with(&["uninstall"], &["--set", NO_EGRESS]), None);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    {
+        let store = store.lock().unwrap();
+        let left: Vec<&String> = store.objects.keys().collect();
+        assert!(
+            left.iter().all(|p| p.contains("customresourcedefinitions")
+                || p.as_str() == "/api/v1/namespaces/istio-system"
+                || p.as_str() == RECORD),
+            "{left:?}"
+        );
+        assert!(left.iter().any(|p| p.contains("customresourcedefinitions")));
+        let first_delete = store.log[log_before..]
+            .iter()
+            .find(|l| l.starts_with("DELETE"))
+            .unwrap();
+        assert!(
+            first_delete.contains("webhookconfigurations"),
+            "webhooks go first: {first_delete}"
+        );
+    }
+    // Purge takes the rest, whatever the flags say (the record knows).
+    let purged = run(
+        vec![
+            "uninstall".into(),
+            "--server".into(),
+            server.clone(),
+            "--purge".into(),
+        ],
+        None,
+    );
+    assert!(purged.status.success(), "{}", stderr(&purged));
+    let left: Vec<String> = store.lock().unwrap().objects.keys().cloned().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn install_reports_what_is_not_ready_when_time_runs_out() {
+    let (server, store) = stub_api::start(usize::MAX);
+    let output = lateen_with_stdin(
+        &[
+            "install",
             "--server",
             &server,
             "--set",
             "profile=minimal",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let run = |command: &str| lateen(&args(command).iter().map(String::as_str).collect::<Vec<_>>());
-
-    let installed = run("install");
-    assert!(installed.status.success(), "{}", stderr(&installed));
+            "--readiness-timeout",
+            "2s",
+        ],
+        Some("y\n"),
+    );
+    let text = stdout(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("Proceed? (y/N)"), "{text}");
+    assert!(text.contains("✔ Istio core installed"), "{text}");
+    assert!(text.contains("✘ Lateend is not ready after 2s:"), "{text}");
+    assert!(text.contains("  - Deployment/istio-system/lateend: 0/1 replicas ready; Available=False (MinimumReplicasUnavailable)"), "{text}");
     assert!(
-        stdout(&installed).contains("applied Deployment/istio-system/lateend"),
+        stderr(&output).contains("did not become ready within 2s"),
         "{}",
-        stdout(&installed)
+        stderr(&output)
     );
-    assert!(stdout(&installed).contains("Installation complete"));
-    let deployment = "/apis/apps/v1/namespaces/istio-system/deployments/lateend";
-    assert!(objects.lock().unwrap().contains_key(deployment));
-
-    let unready = run("verify-install");
-    assert!(!unready.status.success());
+    assert!(store.lock().unwrap().objects.contains_key(CONTROL_PLANE));
+    // A revision has its own record.
+    let revision = lateen_with_stdin(
+        &[
+            "install",
+            "-y",
+            "--server",
+            &server,
+            "--set",
+            "profile=minimal",
+            "--revision",
+            "canary",
+            "--readiness-timeout",
+            "1s",
+        ],
+        None,
+    );
+    assert!(!revision.status.success());
+    let store = store.lock().unwrap();
     assert!(
-        stdout(&unready).contains("not ready Deployment/istio-system/lateend"),
-        "{}",
-        stdout(&unready)
+        store
+            .objects
+            .contains_key("/apis/apps/v1/namespaces/istio-system/deployments/lateend-canary")
     );
+    assert!(store.objects.contains_key(&format!("{RECORD}-canary")));
+}
 
-    if let Some(object) = objects.lock().unwrap().get_mut(deployment) {
-        object["status"] = serde_json::json!({"readyReplicas": 1});
-    }
-    let ready = run("verify-install");
-    assert!(
-        ready.status.success(),
-        "{}{}",
-        stdout(&ready),
-        stderr(&ready)
-    );
-
-    let removed = run("uninstall");
-    assert!(removed.status.success(), "{}", stderr(&removed));
-    let left: Vec<String> = objects.lock().unwrap().keys().cloned().collect();
-    assert!(
-        left.iter()
-            .all(|p| p.contains("customresourcedefinitions")
-                || p == "/api/v1/namespaces/istio-system"),
-        "{left:?}"
-    );
+#[test]
+fn readiness_timeout_must_be_a_duration() {
+    let message = fails(&["install", "--readiness-timeout", "soon", "--dry-run"]);
+    assert!(message.contains("\"soon\" is not a duration"), "{message}");
 }

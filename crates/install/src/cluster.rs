@@ -15,6 +15,7 @@ use kube::{Client, Config};
 use serde_json::Value;
 
 use crate::error::{InstallError, Result};
+use crate::inventory::ObjectRef;
 use crate::render::RenderedObject;
 
 /// Field manager of every server-side apply.
@@ -49,7 +50,7 @@ impl Verification {
     }
 }
 
-fn cluster_error(object: &str, err: impl std::fmt::Display) -> InstallError {
+pub(crate) fn cluster_error(object: &str, err: impl std::fmt::Display) -> InstallError {
     InstallError::Cluster {
         object: object.to_owned(),
         message: err.to_string(),
@@ -92,7 +93,7 @@ pub async fn client(target: &Target) -> Result<Client> {
     Client::try_from(config).map_err(|err| cluster_error("cluster", err))
 }
 
-/// Resource name (plural) and scope of the kinds an install renders.
+/// Resource name (plural) and scope of the kinds an install renders or records.
 fn plural_and_scope(kind: &str) -> Option<(&'static str, bool)> {
     Some(match kind {
         "Namespace" => ("namespaces", false),
@@ -110,73 +111,77 @@ fn plural_and_scope(kind: &str) -> Option<(&'static str, bool)> {
         "Deployment" => ("deployments", true),
         "PodDisruptionBudget" => ("poddisruptionbudgets", true),
         "HorizontalPodAutoscaler" => ("horizontalpodautoscalers", true),
+        "IstioOperator" => ("istiooperators", true),
         _ => return None,
     })
 }
 
-/// The API of one rendered object, and its display name.
-fn api_for(client: &Client, object: &Value) -> Result<(Api<DynamicObject>, String, String)> {
-    let kind = object["kind"].as_str().unwrap_or_default();
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let namespace = object
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str);
-    let label = match namespace {
-        Some(ns) => format!("{kind}/{ns}/{name}"),
-        None => format!("{kind}/{name}"),
-    };
-    let (plural, namespaced) = plural_and_scope(kind)
+/// The API serving objects like `object` (namespaced to its namespace when the kind is).
+pub(crate) fn api_for(client: &Client, object: &ObjectRef) -> Result<Api<DynamicObject>> {
+    let label = object.to_string();
+    let (plural, namespaced) = plural_and_scope(&object.kind)
         .ok_or_else(|| cluster_error(&label, "kind not known to the installer"))?;
-    let api_version = object["apiVersion"].as_str().unwrap_or_default();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    let api = match (namespaced, namespace) {
-        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
-        (true, None) => {
-            return Err(cluster_error(
-                &label,
-                "namespaced object without a namespace",
-            ));
-        }
-        (false, _) => Api::all_with(client.clone(), &resource),
-    };
-    Ok((api, name.to_owned(), label))
+    let (group, version) = object
+        .api_version
+        .rsplit_once('/')
+        .unwrap_or(("", &object.api_version));
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, &object.kind),
+        plural,
+    );
+    match (namespaced, &object.namespace) {
+        (true, Some(ns)) => Ok(Api::namespaced_with(client.clone(), ns, &resource)),
+        (true, None) => Err(cluster_error(
+            &label,
+            "namespaced object without a namespace",
+        )),
+        (false, _) => Ok(Api::all_with(client.clone(), &resource)),
+    }
+}
+
+/// Server-side applies one object (forced: we own the fields we write).
+pub(crate) async fn apply_one(client: &Client, object: &Value) -> Result<DynamicObject> {
+    let reference = ObjectRef::of(object);
+    let label = reference.to_string();
+    let api = api_for(client, &reference)?;
+    let body: DynamicObject =
+        serde_json::from_value(object.clone()).map_err(|err| cluster_error(&label, err))?;
+    api.patch(
+        &reference.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|err| cluster_error(&label, err))
 }
 
 /// Server-side applies every object in order; returns what was applied.
 pub async fn apply(client: &Client, objects: &[RenderedObject]) -> Result<Vec<String>> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut applied = Vec::with_capacity(objects.len());
     for object in objects {
-        let (api, name, label) = api_for(client, &object.object)?;
-        let body: DynamicObject = serde_json::from_value(object.object.clone())
-            .map_err(|err| cluster_error(&label, err))?;
-        api.patch(&name, &params, &Patch::Apply(&body))
-            .await
-            .map_err(|err| cluster_error(&label, err))?;
-        applied.push(label);
+        apply_one(client, &object.object).await?;
+        applied.push(ObjectRef::of(&object.object).to_string());
     }
     Ok(applied)
 }
 
-/// Deletes the objects in reverse order; ones already gone are skipped. CRDs and namespaces
-/// stay unless `purge` (deleting a CRD deletes every config of its kind).
-pub async fn uninstall(
-    client: &Client,
-    objects: &[RenderedObject],
-    purge: bool,
-) -> Result<Vec<String>> {
+/// The live object, or `None` when it does not exist.
+pub(crate) async fn get(client: &Client, object: &ObjectRef) -> Result<Option<DynamicObject>> {
+    api_for(client, object)?
+        .get_opt(&object.name)
+        .await
+        .map_err(|err| cluster_error(&object.to_string(), err))
+}
+
+/// Deletes the objects in the given order; ones already gone are skipped. Returns the deleted.
+pub(crate) async fn delete_all(client: &Client, objects: &[ObjectRef]) -> Result<Vec<String>> {
     let mut deleted = Vec::new();
-    for object in objects.iter().rev() {
-        if !purge && matches!(object.kind(), "CustomResourceDefinition" | "Namespace") {
-            continue;
-        }
-        let (api, name, label) = api_for(client, &object.object)?;
-        match api.delete(&name, &DeleteParams::background()).await {
+    for object in objects {
+        let label = object.to_string();
+        match api_for(client, object)?
+            .delete(&object.name, &DeleteParams::background())
+            .await
+        {
             Ok(_) => deleted.push(label),
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
             Err(err) => return Err(cluster_error(&label, err)),
@@ -185,37 +190,41 @@ pub async fn uninstall(
     Ok(deleted)
 }
 
-/// Checks that every object exists and every Deployment has its replicas ready.
+/// Kinds that outlive an uninstall unless purged: deleting a CRD deletes every config of its
+/// kind, and deleting a namespace deletes whatever users put there.
+pub fn is_kept_unless_purged(kind: &str) -> bool {
+    matches!(kind, "CustomResourceDefinition" | "Namespace")
+}
+
+/// Deletes the objects in reverse order; ones already gone are skipped. CRDs and namespaces
+/// stay unless `purge`.
+pub async fn uninstall(
+    client: &Client,
+    objects: &[RenderedObject],
+    purge: bool,
+) -> Result<Vec<String>> {
+    let refs: Vec<ObjectRef> = objects
+        .iter()
+        .rev()
+        .filter(|object| purge || !is_kept_unless_purged(object.kind()))
+        .map(|object| ObjectRef::of(&object.object))
+        .collect();
+    delete_all(client, &refs).await
+}
+
+/// Checks that every object exists and every Deployment is ready.
 pub async fn verify(client: &Client, objects: &[RenderedObject]) -> Result<Verification> {
     let mut report = Verification::default();
     for object in objects {
-        let (api, name, label) = api_for(client, &object.object)?;
+        let reference = ObjectRef::of(&object.object);
+        let label = reference.to_string();
         report.checked.push(label.clone());
-        let Some(found) = api
-            .get_opt(&name)
-            .await
-            .map_err(|err| cluster_error(&label, err))?
-        else {
+        let Some(found) = get(client, &reference).await? else {
             report.missing.push(label);
             continue;
         };
-        if object.kind() == "Deployment" {
-            let wanted = found
-                .data
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1)
-                .max(1);
-            let ready = found
-                .data
-                .pointer("/status/readyReplicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if ready < wanted {
-                report
-                    .not_ready
-                    .push(format!("{label}: {ready}/{wanted} replicas ready"));
-            }
+        if let Some(reason) = crate::readiness::not_ready_reason(&object.object, &found.data) {
+            report.not_ready.push(format!("{label}: {reason}"));
         }
     }
     Ok(report)

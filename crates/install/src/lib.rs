@@ -12,6 +12,10 @@
 //! - [`render`]: the Kubernetes objects of an install, sorted for a one-pass `kubectl apply`.
 //! - [`diff`]: a line diff for `profile diff`.
 //! - [`cluster`]: server-side apply (field manager `lateen`), uninstall and verify with `kube`.
+//! - [`inventory`]: the record of an install (ConfigMap `lateen-installed-manifest`).
+//! - [`lifecycle`]: install with pruning of what the record lists but is no longer rendered,
+//!   and uninstall of what the record lists.
+//! - [`readiness`]: whether each component is ready, and why not; waiting with a time limit.
 //!
 //! The layering is Istio's: profile, then each `-f` file in order, then each `--set` in order.
 #![forbid(unsafe_code)]
@@ -19,9 +23,12 @@
 pub mod cluster;
 pub mod diff;
 mod error;
+pub mod inventory;
+pub mod lifecycle;
 pub mod operator;
 pub mod overlay;
 pub mod profiles;
+pub mod readiness;
 pub mod render;
 mod scalar;
 pub mod setflag;
@@ -31,7 +38,7 @@ use serde_json::Value;
 
 pub use error::{InstallError, Result};
 pub use operator::IstioOperator;
-pub use render::{RenderedObject, render, to_manifest};
+pub use render::{InstallScope, RenderedObject, install_scope, render, to_manifest};
 pub use scalar::{Bool, Int, IntOrString, Num, Str};
 pub use yaml::{to_yaml, to_yaml_stream};
 

@@ -1,133 +1,12 @@
 //! Install, verify and uninstall against a stub Kubernetes API server on 127.0.0.1 that keeps
 //! objects in memory and answers server-side apply, get and delete as the real one does.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+#[path = "support/stub_api.rs"]
+mod stub_api;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use lateen_install::cluster::{self, FIELD_MANAGER, Target};
+use lateen_install::cluster::{self, Target};
 use lateen_install::{Inputs, RenderedObject, merge_inputs, render};
-use serde_json::{Value, json};
-
-#[derive(Default)]
-struct Store {
-    /// Objects by URL path.
-    objects: BTreeMap<String, Value>,
-    /// Every request, as `METHOD path`.
-    log: Vec<String>,
-    /// Apply requests that were not a forced server-side apply by our field manager.
-    bad_applies: Vec<String>,
-}
-
-type Shared = Arc<Mutex<Store>>;
-
-fn respond(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-fn not_found(path: &str) -> Response<Full<Bytes>> {
-    respond(
-        StatusCode::NOT_FOUND,
-        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("{path} not found")}),
-    )
-}
-
-async fn handle(
-    store: Shared,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or_default().to_owned();
-    let content_type = request
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let mut store = store.lock().unwrap();
-    store.log.push(format!("{method} {path}"));
-    let response = match method {
-        Method::PATCH => {
-            if content_type != "application/apply-patch+yaml"
-                || !query.contains(&format!("fieldManager={FIELD_MANAGER}"))
-                || !query.contains("force=true")
-            {
-                store
-                    .bad_applies
-                    .push(format!("{path}?{query} ({content_type})"));
-            }
-            match serde_json::from_slice::<Value>(&body) {
-                Ok(mut object) => {
-                    object["metadata"]["resourceVersion"] = json!("1");
-                    store.objects.insert(path, object.clone());
-                    respond(StatusCode::OK, &object)
-                }
-                Err(err) => respond(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"kind": "Status", "code": 400, "message": err.to_string()}),
-                ),
-            }
-        }
-        Method::GET => match store.objects.get(&path) {
-            Some(object) => respond(StatusCode::OK, object),
-            None => not_found(&path),
-        },
-        Method::DELETE => match store.objects.remove(&path) {
-            Some(_) => respond(
-                StatusCode::OK,
-                &json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
-            ),
-            None => not_found(&path),
-        },
-        _ => respond(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"kind": "Status", "code": 405}),
-        ),
-    };
-    Ok(response)
-}
-
-/// Starts the stub on an ephemeral 127.0.0.1 port; it lives as long as the test's runtime.
-async fn start_stub() -> (String, Shared) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let store: Shared = Arc::default();
-    let shared = store.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let store = shared.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |request| handle(store.clone(), request));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (format!("http://{address}"), store)
-}
+use stub_api::path_of;
 
 fn demo_objects() -> Vec<RenderedObject> {
     let inputs = Inputs {
@@ -137,30 +16,10 @@ fn demo_objects() -> Vec<RenderedObject> {
     render(&merge_inputs(&inputs).unwrap().operator).unwrap()
 }
 
-fn path_of(object: &Value) -> String {
-    let kind = object["kind"].as_str().unwrap();
-    let name = object["metadata"]["name"].as_str().unwrap();
-    let api_version = object["apiVersion"].as_str().unwrap();
-    let plural = match kind {
-        "Namespace" => "namespaces".to_owned(),
-        "PodDisruptionBudget" => "poddisruptionbudgets".to_owned(),
-        "ClusterRole" => "clusterroles".to_owned(),
-        other => format!("{}s", other.to_lowercase()),
-    };
-    let prefix = if api_version.contains('/') {
-        format!("/apis/{api_version}")
-    } else {
-        format!("/api/{api_version}")
-    };
-    match object["metadata"]["namespace"].as_str() {
-        Some(ns) => format!("{prefix}/namespaces/{ns}/{plural}/{name}"),
-        None => format!("{prefix}/{plural}/{name}"),
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn install_verify_uninstall_against_a_stub_api_server() {
-    let (server, store) = start_stub().await;
+    // Deployments are not ready on their first read, ready from the second on.
+    let (server, store) = stub_api::start(1);
     let target = Target {
         server: Some(server),
         ..Target::default()
@@ -211,15 +70,7 @@ async fn install_verify_uninstall_against_a_stub_api_server() {
     assert_eq!(report.not_ready.len(), 3, "{:?}", report.not_ready);
     assert!(!report.is_healthy());
 
-    // The kubelet would set these; once ready, the install verifies.
-    {
-        let mut store = store.lock().unwrap();
-        for (path, object) in store.objects.iter_mut() {
-            if path.contains("/deployments/") {
-                object["status"] = json!({"readyReplicas": 1});
-            }
-        }
-    }
+    // The Deployment controller reports them ready on the next read.
     let report = cluster::verify(&client, &objects).await.unwrap();
     assert!(report.is_healthy(), "{report:?}");
     assert_eq!(report.checked.len(), objects.len());

@@ -32,7 +32,7 @@ enum Command {
 }
 
 /// Which cluster to talk to.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct ClusterArgs {
     /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster account).
     #[arg(long = "kubeconfig", short = 'c')]
@@ -46,7 +46,7 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    fn target(&self) -> lateen_install::cluster::Target {
+    pub fn target(&self) -> lateen_install::cluster::Target {
         lateen_install::cluster::Target {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
@@ -61,6 +61,18 @@ pub struct InstallArgs {
     inputs: InputArgs,
     #[command(flatten)]
     cluster: ClusterArgs,
+    /// Install a revision: objects are named with `-<R>` and labelled istio.io/rev=R.
+    #[arg(short = 'r', long)]
+    revision: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "skip-confirmation")]
+    yes: bool,
+    /// Show what would be applied and pruned; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// How long to wait for the components to become ready (e.g. 300s, 5m, 1m30s).
+    #[arg(long, default_value = "5m", value_parser = install_progress::parse_duration)]
+    readiness_timeout: std::time::Duration,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +81,9 @@ pub struct UninstallArgs {
     inputs: InputArgs,
     #[command(flatten)]
     cluster: ClusterArgs,
+    /// Uninstall this revision's install.
+    #[arg(short = 'r', long)]
+    revision: Option<String>,
     /// Also delete the CRDs (and with them every mesh config) and the namespaces.
     #[arg(long)]
     purge: bool,
@@ -80,6 +95,9 @@ pub struct VerifyArgs {
     inputs: InputArgs,
     #[command(flatten)]
     cluster: ClusterArgs,
+    /// Verify this revision's install.
+    #[arg(short = 'r', long)]
+    revision: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -125,69 +143,355 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn rendered(inputs: &InputArgs) -> Result<Vec<lateen_install::RenderedObject>> {
-    let merged = lateen_install::merge_inputs(&inputs.to_inputs(None)?)?;
-    Ok(lateen_install::render(&merged.operator)?)
+/// The merged configuration, its objects and where they go.
+struct Rendered {
+    merged: lateen_install::Merged,
+    objects: Vec<lateen_install::RenderedObject>,
+    scope: lateen_install::InstallScope,
 }
 
-/// `lateen install`: renders and server-side applies every object.
-pub fn run_install(args: InstallArgs) -> Result<()> {
-    use lateen_install::cluster;
-    let objects = rendered(&args.inputs)?;
-    let target = args.cluster.target();
-    let applied = cluster::block_on(async {
-        let client = cluster::client(&target).await?;
-        cluster::apply(&client, &objects).await
-    })?;
-    for object in &applied {
-        println!("applied {object}");
+fn rendered(inputs: &InputArgs, revision: Option<&str>) -> Result<Rendered> {
+    let mut inputs = inputs.to_inputs(None)?;
+    if let Some(revision) = revision {
+        inputs.sets.push(format!("revision={revision}"));
     }
-    println!("Installation complete: {} objects applied", applied.len());
-    Ok(())
+    let merged = lateen_install::merge_inputs(&inputs)?;
+    let objects = lateen_install::render(&merged.operator)?;
+    let scope = lateen_install::install_scope(&merged.operator);
+    Ok(Rendered {
+        merged,
+        objects,
+        scope,
+    })
 }
 
-/// `lateen uninstall`: deletes what the install created.
+/// One sentence saying what an install of `rendered` is.
+fn describe(rendered: &Rendered) -> String {
+    let mut titles: Vec<&str> = Vec::new();
+    for object in &rendered.objects {
+        let title = lateen_install::readiness::component_title(object.component);
+        if !titles.contains(&title) {
+            titles.push(title);
+        }
+    }
+    let revision = if rendered.scope.revision.is_empty() {
+        String::new()
+    } else {
+        format!(" revision {:?}", rendered.scope.revision)
+    };
+    format!(
+        "the Lateen {} {:?} profile{revision} into namespace {} with components: {} ({} objects)",
+        env!("CARGO_PKG_VERSION"),
+        rendered.merged.profile,
+        rendered.scope.namespace,
+        if titles.is_empty() {
+            "none".to_owned()
+        } else {
+            titles.join(", ")
+        },
+        rendered.objects.len()
+    )
+}
+
+/// Asks on stdin; no answer (stdin closed or not given) is "no".
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::Write;
+    print!("{question} Proceed? (y/N) ");
+    std::io::stdout().flush().context("writing to stdout")?;
+    let mut answer = String::new();
+    let read = std::io::stdin()
+        .read_line(&mut answer)
+        .context("reading the answer from stdin")?;
+    if read == 0 {
+        println!();
+        anyhow::bail!(
+            "no answer on stdin; nothing was installed (pass -y to install without asking)"
+        );
+    }
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// `lateen install`: renders, asks, server-side applies, prunes what the previous install left,
+/// records the install and waits for every component to become ready.
+pub fn run_install(args: InstallArgs) -> Result<()> {
+    use lateen_install::{cluster, lifecycle, readiness};
+    let rendered = rendered(&args.inputs, args.revision.as_deref())?;
+    let target = args.cluster.target();
+    if args.dry_run {
+        println!("Dry run: would install {}.", describe(&rendered));
+        for object in &rendered.objects {
+            println!(
+                "would apply {}",
+                lateen_install::inventory::ObjectRef::of(&object.object)
+            );
+        }
+        let plan = cluster::block_on(async {
+            let client = cluster::client(&target).await?;
+            lifecycle::plan_prune(&client, &rendered.scope, &rendered.objects).await
+        });
+        match plan {
+            Ok(stale) => {
+                for object in stale {
+                    println!("would prune {object} (installed before, no longer rendered)");
+                }
+            }
+            Err(err) => println!("(cannot tell what would be pruned: {err})"),
+        }
+        return Ok(());
+    }
+    if !args.yes && !confirm(&format!("This will install {}.", describe(&rendered)))? {
+        anyhow::bail!("installation cancelled");
+    }
+    let mut progress = install_progress::Progress::new(args.readiness_timeout);
+    let report = cluster::block_on(async {
+        let client = cluster::client(&target).await?;
+        let outcome = lifecycle::install(
+            &client,
+            &rendered.scope,
+            "lateen install",
+            &rendered.objects,
+        )
+        .await?;
+        progress.applied(&outcome);
+        readiness::wait(
+            &client,
+            &rendered.objects,
+            args.readiness_timeout,
+            install_progress::POLL_INTERVAL,
+            |report| progress.update(report),
+        )
+        .await
+    })?;
+    progress.finish(&report)
+}
+
+/// `lateen uninstall`: deletes what the install recorded (or, without a record, what the flags
+/// render); CRDs and namespaces only with --purge.
 pub fn run_uninstall(args: UninstallArgs) -> Result<()> {
-    use lateen_install::cluster;
-    let objects = rendered(&args.inputs)?;
+    use lateen_install::{cluster, lifecycle};
+    let rendered = rendered(&args.inputs, args.revision.as_deref())?;
     let target = args.cluster.target();
     let deleted = cluster::block_on(async {
         let client = cluster::client(&target).await?;
-        cluster::uninstall(&client, &objects, args.purge).await
+        lifecycle::uninstall(&client, &rendered.scope, &rendered.objects, args.purge).await
     })?;
     for object in &deleted {
         println!("deleted {object}");
     }
-    println!("Uninstall complete: {} objects deleted", deleted.len());
+    if !args.purge {
+        println!("CRDs and namespaces are kept; `lateen uninstall --purge` removes them too");
+    }
+    println!("✔ Uninstall complete: {} objects deleted", deleted.len());
     Ok(())
 }
 
-/// `lateen verify-install`: fails unless every object exists and every Deployment is ready.
+/// `lateen verify-install`: fails unless every rendered object exists and every Deployment is
+/// ready; warns about objects the last install recorded that these flags do not render.
 pub fn run_verify(args: VerifyArgs) -> Result<()> {
-    use lateen_install::cluster;
-    let objects = rendered(&args.inputs)?;
+    use lateen_install::{cluster, inventory, lifecycle};
+    let rendered = rendered(&args.inputs, args.revision.as_deref())?;
     let target = args.cluster.target();
-    let report = cluster::block_on(async {
+    let (report, recorded) = cluster::block_on(async {
         let client = cluster::client(&target).await?;
-        cluster::verify(&client, &objects).await
+        let report = cluster::verify(&client, &rendered.objects).await?;
+        let recorded = inventory::read(&client, &rendered.scope).await?;
+        Ok((report, recorded))
     })?;
-    for missing in &report.missing {
-        println!("missing {missing}");
+    for label in &report.checked {
+        if report.missing.contains(label) {
+            println!("✘ {label}: missing");
+        } else if let Some(reason) = report
+            .not_ready
+            .iter()
+            .find(|n| n.starts_with(&format!("{label}: ")))
+        {
+            println!("✘ {reason}");
+        } else {
+            println!("✔ {label} checked successfully");
+        }
     }
-    for not_ready in &report.not_ready {
-        println!("not ready {not_ready}");
+    match recorded {
+        None => println!(
+            "note: no install record ({}) in namespace {}; was this installed by `lateen install`?",
+            inventory::inventory_name(&rendered.scope),
+            rendered.scope.namespace
+        ),
+        Some(recorded) => {
+            for object in lifecycle::prunable(&recorded, &rendered.objects) {
+                println!(
+                    "warning: {object} was installed but these flags do not render it (another profile or --set?)"
+                );
+            }
+        }
     }
     if !report.is_healthy() {
         anyhow::bail!(
-            "{} of {} objects missing, {} Deployments not ready",
+            "{} of {} objects missing, {} not ready",
             report.missing.len(),
             report.checked.len(),
             report.not_ready.len()
         );
     }
     println!(
-        "{} objects checked: the installation is complete and ready",
+        "✔ {} objects checked: the installation is complete and ready",
         report.checked.len()
     );
     Ok(())
+}
+
+/// The progress display of `lateen install`, as istioctl's: a line per component, a spinner
+/// while waiting when stdout is a terminal (plain lines otherwise), a tick when ready, and what is
+/// not ready, with why, when the time limit passes.
+mod install_progress {
+    use std::collections::BTreeMap;
+    use std::io::{IsTerminal, Write};
+    use std::time::Duration;
+
+    use anyhow::Result;
+    use lateen_install::lifecycle::InstallOutcome;
+    use lateen_install::readiness::ComponentReadiness;
+
+    /// How often readiness is checked (and the spinner turns).
+    pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+    const SPINNER: &[char] = &['|', '/', '-', '\\'];
+
+    pub struct Progress {
+        terminal: bool,
+        timeout: Duration,
+        done: Vec<&'static str>,
+        /// The last waiting text printed per component (plain output prints changes only).
+        said: BTreeMap<&'static str, String>,
+        frame: usize,
+    }
+
+    impl Progress {
+        pub fn new(timeout: Duration) -> Self {
+            Progress {
+                terminal: std::io::stdout().is_terminal(),
+                timeout,
+                done: Vec::new(),
+                said: BTreeMap::new(),
+                frame: 0,
+            }
+        }
+
+        fn clear_line(&self) {
+            if self.terminal {
+                print!("\r\x1b[2K");
+            }
+        }
+
+        pub fn applied(&mut self, outcome: &InstallOutcome) {
+            for object in &outcome.pruned {
+                println!("✔ Pruned {object} (no longer part of the install)");
+            }
+            println!(
+                "✔ Applied {} objects (server-side apply, field manager \"lateen\")",
+                outcome.applied.len()
+            );
+        }
+
+        pub fn update(&mut self, report: &[ComponentReadiness]) {
+            for component in report {
+                if component.is_ready() && !self.done.contains(&component.component) {
+                    self.clear_line();
+                    println!("✔ {} installed", component.title());
+                    self.done.push(component.component);
+                }
+            }
+            let waiting: Vec<&ComponentReadiness> =
+                report.iter().filter(|c| !c.is_ready()).collect();
+            if self.terminal {
+                if let Some(first) = waiting.first() {
+                    let titles: Vec<&str> = waiting.iter().map(|c| c.title()).collect();
+                    self.frame = (self.frame + 1) % SPINNER.len();
+                    print!(
+                        "\r\x1b[2K{} Processing resources for {}. Waiting for {}",
+                        SPINNER[self.frame],
+                        titles.join(", "),
+                        first
+                            .waiting
+                            .first()
+                            .map(String::as_str)
+                            .unwrap_or_default()
+                    );
+                }
+            } else {
+                for component in waiting {
+                    let text = component.waiting.join("; ");
+                    if self.said.get(component.component) != Some(&text) {
+                        println!("- Waiting for {}: {text}", component.title());
+                        self.said.insert(component.component, text);
+                    }
+                }
+            }
+            let _ = std::io::stdout().flush();
+        }
+
+        pub fn finish(&mut self, report: &[ComponentReadiness]) -> Result<()> {
+            self.clear_line();
+            let waiting: Vec<&ComponentReadiness> =
+                report.iter().filter(|c| !c.is_ready()).collect();
+            if waiting.is_empty() {
+                println!("✔ Installation complete");
+                return Ok(());
+            }
+            for component in &waiting {
+                println!(
+                    "✘ {} is not ready after {}:",
+                    component.title(),
+                    show_duration(self.timeout)
+                );
+                for item in &component.waiting {
+                    println!("  - {item}");
+                }
+            }
+            let titles: Vec<&str> = waiting.iter().map(|c| c.title()).collect();
+            anyhow::bail!(
+                "the installation was applied, but {} did not become ready within {} (see above; `lateen verify-install` checks again)",
+                titles.join(", "),
+                show_duration(self.timeout)
+            )
+        }
+    }
+
+    fn show_duration(duration: Duration) -> String {
+        let seconds = duration.as_secs();
+        match (seconds / 60, seconds % 60) {
+            (0, s) => format!("{s}s"),
+            (m, 0) => format!("{m}m"),
+            (m, s) => format!("{m}m{s}s"),
+        }
+    }
+
+    /// `300`, `300s`, `5m`, `1m30s`, `1h`, `500ms`.
+    pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+        let bad = || format!("{text:?} is not a duration (e.g. 300s, 5m, 1m30s)");
+        if let Ok(seconds) = text.parse::<u64>() {
+            return Ok(Duration::from_secs(seconds));
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let unit = match &rest[..unit_len] {
+                "ms" => Duration::from_millis(number),
+                "s" => Duration::from_secs(number),
+                "m" => Duration::from_secs(number * 60),
+                "h" => Duration::from_secs(number * 3600),
+                _ => return Err(bad()),
+            };
+            total += unit;
+            rest = &rest[unit_len..];
+        }
+        if text.is_empty() {
+            return Err(bad());
+        }
+        Ok(total)
+    }
 }

@@ -211,6 +211,22 @@ fn gateway_enabled(gateway: &GatewayComponent) -> bool {
     gateway.enabled.is_some_and(|b| b.0)
 }
 
+/// Where an install lives: the control-plane namespace and the revision (empty for default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallScope {
+    pub namespace: String,
+    pub revision: String,
+}
+
+/// The namespace and revision `iop` installs into.
+pub fn install_scope(iop: &IstioOperator) -> InstallScope {
+    let ctx = Context::new(iop);
+    InstallScope {
+        namespace: ctx.namespace,
+        revision: ctx.revision,
+    }
+}
+
 /// Renders every object of the install, sorted for applying.
 pub fn render(iop: &IstioOperator) -> Result<Vec<RenderedObject>> {
     let ctx = Context::new(iop);
@@ -371,7 +387,7 @@ fn push_component(
 }
 
 /// Apply order: what others refer to comes first, admission webhooks last.
-fn kind_rank(kind: &str) -> u8 {
+pub(crate) fn kind_rank(kind: &str) -> u8 {
     match kind {
         "Namespace" => 0,
         "CustomResourceDefinition" => 1,
