@@ -144,6 +144,22 @@ async fn malformed_and_oversized_requests_are_refused_alone() {
 }
 
 #[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let upstream = Upstream::start("backend").await;
+    let ports = Ports::new();
+    let listen = free_port();
+    let _proxy = ProxyProcess::start(&simple_config(&ports, listen, &[upstream.address], "", ""), &ports).await;
+    // Three requests in one write; the slow first one must still be answered first.
+    let pipelined = b"GET /delay/200 HTTP/1.1\r\nHost: x\r\n\r\nGET /bytes/3 HTTP/1.1\r\nHost: x\r\n\r\nGET /status/202 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let response = raw_exchange(([127, 0, 0, 1], listen).into(), pipelined).await;
+    let statuses: Vec<&str> = response.match_indices("HTTP/1.1 ").map(|(at, _)| &response[at + 9..at + 12]).collect();
+    assert_eq!(statuses, ["200", "200", "202"], "{response}");
+    let slept = response.find("backend slept 200ms").expect("first answer");
+    let bytes = response.find("\r\n\r\nxxx").expect("second answer");
+    assert!(slept < bytes, "answers in request order: {response}");
+}
+
+#[tokio::test]
 async fn invalid_config_names_file_line_and_field() {
     let dir = tempfile::tempdir().expect("dir");
     let cases = [
