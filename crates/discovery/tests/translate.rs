@@ -475,3 +475,58 @@ spec:
     let ep = format!("{:?}", cla.endpoints[0].lb_endpoints[0]);
     assert!(ep.contains("127.0.0.1") && ep.contains("8080"), "{ep}");
 }
+
+#[test]
+fn tcp_rules_split_connections() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  endpoints:
+  - {address: 10.0.2.1, labels: {version: a}}
+  - {address: 10.0.2.2, labels: {version: b}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db, namespace: default}
+spec:
+  host: db
+  subsets: [{name: a, labels: {version: a}}, {name: b, labels: {version: b}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db]
+  tcp:
+  - match: [{port: 5432}]
+    route:
+    - {destination: {host: db, subset: a}, weight: 75}
+    - {destination: {host: db, subset: b}, weight: 25}
+"#;
+    let s = snapshot(yaml, &sidecar_in_default());
+    let l: Listener = decode(&s, types::LISTENER, "0.0.0.0_5432");
+    let filter = &l.filter_chains[0].filters[0];
+    assert_eq!(filter.name, "envoy.filters.network.tcp_proxy");
+    let Some(lateen_xds::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any)) =
+        &filter.config_type
+    else {
+        panic!("typed config");
+    };
+    let proxy =
+        lateen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy::decode(
+            any.value.as_slice(),
+        )
+        .expect("decode tcp proxy");
+    let dump = format!("{:?}", proxy.cluster_specifier);
+    assert!(
+        dump.contains("outbound|5432|a|db.default.svc.cluster.local")
+            && dump.contains("weight: 75"),
+        "{dump}"
+    );
+}

@@ -264,7 +264,9 @@ impl FolderStore {
             let wanted = [".yaml", ".yml", ".json"]
                 .iter()
                 .any(|ext| name.ends_with(ext));
-            if !wanted || name.starts_with('.') || path == self.mesh_path || !path.is_file() {
+            // MeshConfig is never a resource file, whether it is DIR/mesh.yaml or --mesh.
+            let is_mesh = name == MESH_FILE_NAME || path == self.mesh_path;
+            if !wanted || name.starts_with('.') || is_mesh || !path.is_file() {
                 continue;
             }
             out.push(path);

@@ -95,10 +95,13 @@ fn outbound_chain(
         )]));
     }
     match ctx.services_on_port(port).as_slice() {
-        [only] => Some(chain(vec![tcp_proxy(
-            &names::outbound_cluster(port, "", &only.hostname),
-            &names::outbound_cluster(port, "", &only.hostname),
-        )])),
+        [only] => {
+            let stat = names::outbound_cluster(port, "", &only.hostname);
+            Some(chain(vec![weighted_tcp_proxy(
+                &stat,
+                super::routes::tcp_destinations(ctx, only, port),
+            )]))
+        }
         _ => {
             tracing::debug!(
                 port,
@@ -383,6 +386,36 @@ fn hcm(stat_prefix: &str, routes: http_connection_manager::RouteSpecifier) -> Fi
     Filter {
         name: names::HTTP_CONNECTION_MANAGER.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(names::pack(&manager))),
+    }
+}
+
+/// TCP proxy to one cluster, or split by weight between several (VirtualService `tcp`).
+fn weighted_tcp_proxy(stat_prefix: &str, mut destinations: Vec<(String, u32)>) -> Filter {
+    if destinations.len() == 1 {
+        let (cluster, _) = destinations.remove(0);
+        return tcp_proxy(stat_prefix, &cluster);
+    }
+    let proxy = TcpProxy {
+        stat_prefix: stat_prefix.to_string(),
+        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::WeightedClusters(
+            tcp_proxy::WeightedCluster {
+                clusters: destinations
+                    .into_iter()
+                    .map(
+                        |(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                            name,
+                            weight,
+                            ..Default::default()
+                        },
+                    )
+                    .collect(),
+            },
+        )),
+        ..Default::default()
+    };
+    Filter {
+        name: names::TCP_PROXY.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(names::pack(&proxy))),
     }
 }
 

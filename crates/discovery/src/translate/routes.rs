@@ -370,6 +370,56 @@ fn route_match_of(m: Option<&HttpMatchRequest>) -> RouteMatch {
     }
 }
 
+/// Where a TCP listener on `port` sends a service's connections: the first `tcp` rule of its
+/// VirtualService that applies (port, source labels), as (cluster, weight); else the service's
+/// default cluster.
+pub fn tcp_destinations(ctx: &Context<'_>, service: &Service, port: u32) -> Vec<(String, u32)> {
+    let mesh = ["mesh".to_string()];
+    let default = || vec![(names::outbound_cluster(port, "", &service.hostname), 1)];
+    let Some(vs) = ctx.virtual_service(&service.hostname, &mesh) else {
+        return default();
+    };
+    let applies = |m: &lateen_api::networking::L4MatchAttributes| {
+        m.port.is_none_or(|p| p == port)
+            && (m.source_labels.is_empty() || labels_match(&m.source_labels, &ctx.proxy.labels))
+            && m.source_namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == ctx.proxy.namespace)
+    };
+    let rule = vs
+        .spec
+        .tcp
+        .iter()
+        .find(|r| r.matches.is_empty() || r.matches.iter().any(applies));
+    let destinations: Vec<(String, u32)> = rule
+        .map(|r| {
+            let single = r.route.len() == 1;
+            r.route
+                .iter()
+                .filter_map(|d| {
+                    let dest = d.destination.as_ref()?;
+                    let weight = if single {
+                        1
+                    } else {
+                        u32::try_from(d.weight).ok()?
+                    };
+                    (weight > 0).then(|| {
+                        (
+                            destination_cluster(ctx, vs.namespace(), dest, port).0,
+                            weight,
+                        )
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if destinations.is_empty() {
+        default()
+    } else {
+        destinations
+    }
+}
+
 /// (cluster name, port) of a destination written in a VirtualService of `namespace`. Without
 /// a port: the service's only port, else the listener's port.
 fn destination_cluster(
