@@ -201,4 +201,38 @@ mod tests {
         assert!(reg.workloads().is_empty());
         assert!(!reg.connect(&proxy("router~10.0.0.3~gw.x~x.svc.cluster.local")));
     }
+
+    #[test]
+    fn workload_group_template_completes_the_workload() {
+        let loaded = lateen_api::load(
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: reviews, namespace: default}\nspec:\n  metadata: {labels: {app: reviews}}\n  template: {serviceAccount: reviews-sa, ports: {http: 9080}, labels: {version: v1}}\n",
+            "wg.yaml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config {
+            resources: loaded.resources().cloned().collect(),
+            ..Config::default()
+        };
+        let workload = Workload {
+            id: "sidecar~10.0.0.7~vm-1.default~default.svc.cluster.local".into(),
+            address: "10.0.0.7".into(),
+            namespace: "default".into(),
+            labels: [("version".to_string(), "v2".to_string())].into(),
+            service_account: "default".into(),
+            ports: BTreeMap::new(),
+            group: Some("reviews".into()),
+        };
+        let instance = workload.instance(&config);
+        assert_eq!(
+            instance.labels.get("app").map(String::as_str),
+            Some("reviews")
+        );
+        // The proxy's own labels win over the template's.
+        assert_eq!(
+            instance.labels.get("version").map(String::as_str),
+            Some("v2")
+        );
+        assert_eq!(instance.ports.get("http"), Some(&9080));
+        assert_eq!(instance.service_account, "reviews-sa");
+    }
 }

@@ -85,11 +85,7 @@ impl Service {
 
     /// Whether a proxy in `namespace` may see this service (`exportTo`).
     pub fn visible_from(&self, namespace: &str) -> bool {
-        self.export_to.is_empty()
-            || self
-                .export_to
-                .iter()
-                .any(|e| e == "*" || (e == "." && self.namespace == namespace) || e == namespace)
+        crate::translate::exported_to(&self.export_to, &self.namespace, namespace)
     }
 }
 

@@ -142,7 +142,8 @@ impl<'a> Context<'a> {
         gateways: &[String],
     ) -> Option<&'a Object<VirtualService>> {
         self.config.virtual_services().find(|vs| {
-            vs_bound_to(vs, gateways)
+            exported_to(&vs.spec.export_to, vs.namespace(), &self.proxy.namespace)
+                && vs_bound_to(vs, gateways)
                 && vs
                     .spec
                     .hosts
@@ -150,6 +151,15 @@ impl<'a> Context<'a> {
                     .any(|h| hosts_match(&self.resolve(h, vs.namespace()), hostname))
         })
     }
+}
+
+/// `exportTo` of a resource in `owner` namespace: empty or `*` is everywhere, `.` its own
+/// namespace, otherwise the listed namespaces.
+pub fn exported_to(export_to: &[String], owner: &str, namespace: &str) -> bool {
+    export_to.is_empty()
+        || export_to
+            .iter()
+            .any(|e| e == "*" || e == namespace || (e == "." && owner == namespace))
 }
 
 /// Whether a VirtualService applies to one of `gateways` (`ns/name`; `mesh` for sidecars).
