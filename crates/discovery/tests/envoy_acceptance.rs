@@ -835,6 +835,11 @@ async fn bookinfo_through_real_envoy() {
         metrics.contains("pilot_xds 3"),
         "three connected proxies: {metrics}"
     );
+    assert!(
+        metrics.contains("pilot_proxy_convergence_time_count")
+            && metrics.contains("pilot_xds_pushes_total{type=\"cds\"}"),
+        "push metrics: {metrics}"
+    );
 
     // Row: a registered proxy that disconnects leaves after the grace period (1 s here).
     drop(redirect);
