@@ -97,10 +97,20 @@ impl ControlPlane {
             .clone()
     }
 
-    /// Replaces the configuration and asks for a push.
+    /// Replaces the configuration and asks for a push, unless nothing the translation reads
+    /// changed (for example only security policies, which are not translated yet).
     pub fn set_config(&self, config: Arc<Config>) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
-        self.trigger(Trigger::Config);
+        let relevant = {
+            let mut current = self.config.write().unwrap_or_else(|p| p.into_inner());
+            let relevant = translated_part(&current) != translated_part(&config);
+            *current = config;
+            relevant
+        };
+        if relevant {
+            self.trigger(Trigger::Config);
+        } else {
+            tracing::debug!("config change does not affect any proxy; no push");
+        }
     }
 
     fn trigger(&self, t: Trigger) {
@@ -205,6 +215,25 @@ impl SnapshotProvider for ControlPlane {
     }
 }
 
+/// The part of the configuration that translation reads: MeshConfig and the networking
+/// resources (security resources do not reach proxies yet).
+fn translated_part(config: &Config) -> (&lateen_api::MeshConfig, Vec<&lateen_api::Resource>) {
+    use lateen_api::Resource;
+    let resources = config
+        .resources
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r,
+                Resource::PeerAuthentication(_)
+                    | Resource::AuthorizationPolicy(_)
+                    | Resource::RequestAuthentication(_)
+            )
+        })
+        .collect();
+    (&config.mesh, resources)
+}
+
 /// Debounces triggers and pushes; returns when every sender is gone.
 pub async fn run_debouncer(
     cp: Arc<ControlPlane>,
@@ -257,8 +286,8 @@ mod tests {
         tokio::spawn(run_debouncer(cp.clone(), rx, settings));
 
         // A burst of changes 50 ms apart: one push, 100 ms after the last.
-        for _ in 0..5 {
-            cp.set_config(Arc::new(Config::default()));
+        for i in 0..5 {
+            cp.set_config(Arc::new(config_with(i)));
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(pushes(&cp), 0);
@@ -266,8 +295,8 @@ mod tests {
         assert_eq!(pushes(&cp), 1);
 
         // Changes that never pause: still pushed once per `max` (1 s).
-        for _ in 0..50 {
-            cp.set_config(Arc::new(Config::default()));
+        for i in 5..55 {
+            cp.set_config(Arc::new(config_with(i)));
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let during = pushes(&cp) - 1;
@@ -275,5 +304,35 @@ mod tests {
             (2..=3).contains(&during),
             "{during} pushes in 2.5 s of constant changes"
         );
+
+        // A change only to what is not translated does not push.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = pushes(&cp);
+        let mut same = config_with(54);
+        same.resources.extend(
+            lateen_api::load(
+                "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: default}\nspec: {mtls: {mode: STRICT}}\n",
+                "pa.yaml",
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .resources()
+            .cloned(),
+        );
+        cp.set_config(Arc::new(same));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(pushes(&cp), before);
+    }
+
+    /// A config whose only VirtualService differs by `i`.
+    fn config_with(i: u32) -> Config {
+        let yaml = format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: r, namespace: default}}\nspec:\n  hosts: [reviews]\n  http:\n  - timeout: {}s\n    route: [{{destination: {{host: reviews}}}}]\n",
+            i + 1
+        );
+        let loaded = lateen_api::load(&yaml, "vs.yaml").unwrap_or_else(|e| panic!("{e}"));
+        Config {
+            resources: loaded.resources().cloned().collect(),
+            ..Config::default()
+        }
     }
 }
