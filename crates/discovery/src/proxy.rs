@@ -3,7 +3,10 @@
 //! - node id `TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local`, TYPE `sidecar` or `router`;
 //! - metadata `NAMESPACE`, `LABELS` (map), `SERVICE_ACCOUNT`, `INSTANCE_IPS` (comma list),
 //!   `INTERCEPTION_MODE` (`REDIRECT`, `TPROXY`, `NONE`), `WORKLOAD_NAME`, `POD_PORTS` (JSON list
-//!   of `{name, containerPort, protocol}`, as a string or a list), `AUTO_REGISTER_GROUP`.
+//!   of `{name, containerPort, protocol}`, as a string or a list), `AUTO_REGISTER_GROUP`;
+//! - Lateen's own `LATEEN_CAPTURE_BIND`: the address the REDIRECT-mode capture listeners
+//!   (`virtualOutbound`, `virtualInbound`) bind; default the wildcard of the proxy's IP family
+//!   (`0.0.0.0`, or `::` when every `INSTANCE_IPS` entry is IPv6), as Istio does.
 //!
 //! Missing metadata falls back to what the node id says; nothing here can fail.
 
@@ -56,6 +59,10 @@ pub struct Proxy {
     pub workload_name: String,
     /// `AUTO_REGISTER_GROUP`: the WorkloadGroup (same namespace) whose template completes it.
     pub auto_register_group: Option<String>,
+    /// Wildcard address of the proxy's IP family (`0.0.0.0` or `::`).
+    pub wildcard: String,
+    /// Where the capture listeners bind (`LATEEN_CAPTURE_BIND`, else [`Proxy::wildcard`]).
+    pub capture_bind: String,
 }
 
 impl Proxy {
@@ -99,7 +106,16 @@ impl Proxy {
             Some("TPROXY") => InterceptionMode::Tproxy,
             _ => InterceptionMode::Redirect,
         };
+        let ipv6_only = !ips.is_empty()
+            && ips
+                .iter()
+                .all(|ip| ip.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_ipv6()));
+        let wildcard = if ipv6_only { "::" } else { "0.0.0.0" }.to_string();
         Self {
+            capture_bind: text("LATEEN_CAPTURE_BIND")
+                .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
+                .unwrap_or_else(|| wildcard.clone()),
+            wildcard,
             id: node.id.clone(),
             proxy_type: if kind == "router" {
                 ProxyType::Router
@@ -188,6 +204,7 @@ mod tests {
         assert_eq!(p.interception, InterceptionMode::None);
         assert_eq!(p.ports[0].port, 9080);
         assert_eq!(p.workload_name, "reviews-v2-abc");
+        assert_eq!(p.capture_bind, "0.0.0.0");
     }
 
     #[test]

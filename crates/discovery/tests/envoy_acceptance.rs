@@ -371,6 +371,7 @@ fn redirect_identity() -> Identity {
         metadata: r#"    NAMESPACE: default
     LABELS: {app: reviews, version: v9}
     INTERCEPTION_MODE: REDIRECT
+    LATEEN_CAPTURE_BIND: 127.0.0.1
     SERVICE_ACCOUNT: bookinfo-reviews
     INSTANCE_IPS: 127.0.0.2
     POD_PORTS: '[{"name":"http","containerPort":9080,"protocol":"TCP"}]'

@@ -1,6 +1,7 @@
 //! LDS. Sidecars in REDIRECT/TPROXY mode get Istio's capture layout: `virtualOutbound`
 //! (15001, original destination, passthrough chain), `virtualInbound` (15006) and one
-//! `0.0.0.0_PORT` listener per outbound service port with `bind_to_port: false`. Sidecars in
+//! `0.0.0.0_PORT` listener per outbound service port with `bind_to_port: false` (the capture
+//! listeners bind the proxy's `capture_bind`, see [`crate::proxy`]). Sidecars in
 //! NONE mode (no iptables) get real listeners from their Sidecar resource: `egress[].port` on
 //! `egress[].bind` (default 127.0.0.1) and `ingress[].port` on `ingress[].bind` (default
 //! 0.0.0.0). Routers get one listener per Gateway server port. HTTP listeners take their routes
@@ -136,7 +137,7 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
     out.listeners.push(Listener {
         name: names::VIRTUAL_OUTBOUND.to_string(),
         address: Some(names::socket(
-            "0.0.0.0",
+            &ctx.proxy.capture_bind,
             capture_port(
                 ctx.config.mesh.proxy_listen_port,
                 names::OUTBOUND_CAPTURE_PORT,
@@ -164,7 +165,7 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
     out.listeners.push(Listener {
         name: names::VIRTUAL_INBOUND.to_string(),
         address: Some(names::socket(
-            "0.0.0.0",
+            &ctx.proxy.capture_bind,
             capture_port(
                 ctx.config.mesh.proxy_inbound_listen_port,
                 names::INBOUND_CAPTURE_PORT,
@@ -198,7 +199,7 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
         if let Some(c) = outbound_chain(ctx, port, http, out) {
             out.listeners.push(Listener {
                 name: names::listener_name("0.0.0.0", port),
-                address: Some(names::socket("0.0.0.0", port)),
+                address: Some(names::socket(&ctx.proxy.wildcard, port)),
                 bind_to_port: Some(names::boolean(false)),
                 traffic_direction: TrafficDirection::Outbound as i32,
                 filter_chains: vec![c],
