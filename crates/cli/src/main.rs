@@ -27,6 +27,8 @@ enum Command {
     Uninstall(commands::manifest::UninstallArgs),
     /// Check every rendered object against the cluster.
     VerifyInstall(commands::manifest::VerifyArgs),
+    /// Install, run, remove or dump the in-cluster operator that reconciles IstioOperators.
+    Operator(commands::operator::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Install(args) => commands::manifest::run_install(args),
         Command::Uninstall(args) => commands::manifest::run_uninstall(args),
         Command::VerifyInstall(args) => commands::manifest::run_verify(args),
+        Command::Operator(args) => commands::operator::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,9 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Kubernetes versions the manifests must validate against.
-const KUBERNETES_VERSIONS: &[&str] = &["1.33.0", "1.34.0"];
-
 fn lateen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lateen"))
         .args(args)
@@ -60,49 +57,9 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn kubernetes_validate() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin");
-    on_path
-        .chain(std::iter::once(venv))
-        .map(|dir| dir.join("kubernetes-validate"))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Runs kubernetes-validate on `files`; custom resources (which it has no schema for) are
-/// reported as warnings, so any warning or error line fails: we render only built-in kinds.
-fn validate(files: &[PathBuf]) {
-    let Some(tool) = kubernetes_validate() else {
-        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
-            panic!("kubernetes-validate is required (LATEEN_REQUIRE_TOOLS is set) but not found");
-        }
-        eprintln!("NOTICE: kubernetes-validate not found; skipping schema validation of manifests");
-        return;
-    };
-    for version in KUBERNETES_VERSIONS {
-        let output = Command::new(&tool)
-            .args(["--strict", "--quiet", "-k", version])
-            .args(files)
-            .output()
-            .expect("running kubernetes-validate");
-        let report = format!("{}{}", stdout(&output), stderr(&output));
-        assert!(
-            output.status.success(),
-            "kubernetes-validate {version} failed:\n{report}"
-        );
-        let problems: Vec<&str> = report
-            .lines()
-            .filter(|line| line.starts_with("ERROR") || line.starts_with("WARN"))
-            .collect();
-        assert!(
-            problems.is_empty(),
-            "kubernetes-validate {version}:\n{}",
-            problems.join("\n")
-        );
-    }
-}
+#[path = "../../install/tests/support/kubernetes_validate.rs"]
+mod kubernetes_validate;
+use kubernetes_validate::validate;
 
 const PROFILES: &[&str] = &["default", "demo", "empty", "minimal", "preview", "remote"];
 
@@ -445,10 +402,10 @@ fn lateen_with_stdin(args: &[&str], input: Option<&str>) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("running lateen");
-    if let Some(mut stdin) = child.stdin.take() {
-        if let Some(input) = input {
-            stdin.write_all(input.as_bytes()).expect("writing stdin");
-        }
+    if let Some(mut stdin) = child.stdin.take()
+        && let Some(input) = input
+    {
+        stdin.write_all(input.as_bytes()).expect("writing stdin");
     }
     child.wait_with_output().expect("waiting for lateen")
 }

@@ -174,7 +174,7 @@ pub(crate) async fn get(client: &Client, object: &ObjectRef) -> Result<Option<Dy
 }
 
 /// Deletes the objects in the given order; ones already gone are skipped. Returns the deleted.
-pub(crate) async fn delete_all(client: &Client, objects: &[ObjectRef]) -> Result<Vec<String>> {
+pub async fn delete_all(client: &Client, objects: &[ObjectRef]) -> Result<Vec<String>> {
     let mut deleted = Vec::new();
     for object in objects {
         let label = object.to_string();

@@ -15,17 +15,21 @@
 //! - [`inventory`]: the record of an install (ConfigMap `lateen-installed-manifest`).
 //! - [`lifecycle`]: install with pruning of what the record lists but is no longer rendered,
 //!   and uninstall of what the record lists.
+//! - [`controller`]: the operator's reconcile loop over IstioOperator resources, with status.
+//! - [`operator_manifests`]: what `lateen operator init` installs.
 //! - [`readiness`]: whether each component is ready, and why not; waiting with a time limit.
 //!
 //! The layering is Istio's: profile, then each `-f` file in order, then each `--set` in order.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod controller;
 pub mod diff;
 mod error;
 pub mod inventory;
 pub mod lifecycle;
 pub mod operator;
+pub mod operator_manifests;
 pub mod overlay;
 pub mod profiles;
 pub mod readiness;

@@ -20,6 +20,7 @@ pub fn component_title(component: &str) -> &str {
         "Pilot" => "Lateend",
         "IngressGateways" => "Ingress gateways",
         "EgressGateways" => "Egress gateways",
+        "Operator" => "Lateen operator",
         other => other,
     }
 }

@@ -275,14 +275,24 @@ pub fn run_uninstall(args: UninstallArgs) -> Result<()> {
         let client = cluster::client(&target).await?;
         lifecycle::uninstall(&client, &rendered.scope, &rendered.objects, args.purge).await
     })?;
-    for object in &deleted {
+    print_deleted(
+        &deleted,
+        (!args.purge)
+            .then_some("CRDs and namespaces are kept; `lateen uninstall --purge` removes them too"),
+        "Uninstall complete",
+    );
+    Ok(())
+}
+
+/// Lists what was deleted, says what was kept (`kept_note`) and sums up.
+pub(crate) fn print_deleted(deleted: &[String], kept_note: Option<&str>, done: &str) {
+    for object in deleted {
         println!("deleted {object}");
     }
-    if !args.purge {
-        println!("CRDs and namespaces are kept; `lateen uninstall --purge` removes them too");
+    if let Some(note) = kept_note {
+        println!("{note}");
     }
-    println!("✔ Uninstall complete: {} objects deleted", deleted.len());
-    Ok(())
+    println!("✔ {done}: {} objects deleted", deleted.len());
 }
 
 /// `lateen verify-install`: fails unless every rendered object exists and every Deployment is
@@ -342,7 +352,7 @@ pub fn run_verify(args: VerifyArgs) -> Result<()> {
 /// The progress display of `lateen install`, as istioctl's: a line per component, a spinner
 /// while waiting when stdout is a terminal (plain lines otherwise), a tick when ready, and what is
 /// not ready, with why, when the time limit passes.
-mod install_progress {
+pub(crate) mod install_progress {
     use std::collections::BTreeMap;
     use std::io::{IsTerminal, Write};
     use std::time::Duration;

@@ -547,6 +547,14 @@ pub fn all() -> Vec<Value> {
     KINDS.iter().map(definition).collect()
 }
 
+/// The CRD of `kind` in `group` (the operator installs the IstioOperator one on its own).
+pub fn definition_of(group: &str, kind: &str) -> Option<Value> {
+    KINDS
+        .iter()
+        .find(|k| k.group == group && k.kind == kind)
+        .map(definition)
+}
+
 /// The `openAPIV3Schema` Lateen gives `kind` in `group` (for tests and validation).
 pub fn schema(group: &str, kind: &str) -> Option<Value> {
     KINDS

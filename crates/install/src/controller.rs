@@ -1,0 +1,329 @@
+//! The in-cluster operator (`lateen operator run`): it keeps each IstioOperator resource
+//! installed, as Istio's operator does. Every pass lists the IstioOperators; one whose
+//! `metadata.generation` changed since it was last applied (or that was applied longer ago than
+//! the resync period, which repairs drift) is rendered, applied and pruned through
+//! [`crate::lifecycle::install`]; then its components' readiness is checked. The outcome goes to
+//! the status subresource: `status.status` is RECONCILING while applying or waiting, HEALTHY once
+//! every component is ready, ERROR with the reason in `status.message` when the resource is
+//! invalid or the cluster refuses it; `status.componentStatus` has one entry per component.
+//!
+//! Polling rather than a watch: one list per pass keeps the loop simple and bounded, and the
+//! pass interval is short next to how long an install takes to become ready. The status is
+//! written only when it changes, so an idle pass sends no writes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Map, Value, json};
+
+use crate::cluster::cluster_error;
+use crate::error::Result;
+use crate::readiness::{self, ComponentReadiness};
+use crate::render::RenderedObject;
+use crate::{InputFile, Inputs, lifecycle};
+
+/// `status.status` while applying or waiting for readiness.
+pub const RECONCILING: &str = "RECONCILING";
+/// `status.status` once every component is ready.
+pub const HEALTHY: &str = "HEALTHY";
+/// `status.status` when the resource cannot be installed; `status.message` says why.
+pub const ERROR: &str = "ERROR";
+
+/// The IstioOperator API.
+pub fn istio_operator_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("install.istio.io", "v1alpha1", "IstioOperator"),
+        "istiooperators",
+    )
+}
+
+/// A status written to one IstioOperator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// `namespace/name` of the IstioOperator.
+    pub resource: String,
+    pub status: String,
+    pub message: String,
+}
+
+/// What the operator remembers of one IstioOperator between passes.
+struct Applied {
+    generation: i64,
+    at: Instant,
+    /// The rendered objects, when the generation was valid and applied.
+    objects: Option<Vec<RenderedObject>>,
+    /// The cluster refused the apply: try again after [`RETRY_AFTER`] (an invalid resource
+    /// waits for its next generation instead).
+    retry: bool,
+}
+
+/// How long after a failed apply the operator tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The reconcile loop's state.
+pub struct Controller {
+    client: Client,
+    /// Only IstioOperators of this namespace; all when `None`.
+    namespace: Option<String>,
+    /// Re-apply an unchanged resource this often, undoing manual changes and deletions.
+    resync: Duration,
+    applied: HashMap<String, Applied>,
+}
+
+impl Controller {
+    pub fn new(client: Client, namespace: Option<String>, resync: Duration) -> Self {
+        Controller {
+            client,
+            namespace,
+            resync,
+            applied: HashMap::new(),
+        }
+    }
+
+    fn api(&self, namespace: Option<&str>) -> Api<DynamicObject> {
+        let resource = istio_operator_resource();
+        match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        }
+    }
+
+    /// One pass over every IstioOperator; returns the statuses it wrote.
+    pub async fn pass(&mut self) -> Result<Vec<StatusChange>> {
+        let list = self
+            .api(self.namespace.as_deref())
+            .list(&ListParams::default())
+            .await
+            .map_err(|err| cluster_error("IstioOperator list", err))?;
+        let mut changes = Vec::new();
+        let mut present = Vec::new();
+        for resource in list.items {
+            let key = format!(
+                "{}/{}",
+                resource.metadata.namespace.as_deref().unwrap_or_default(),
+                resource.metadata.name.as_deref().unwrap_or_default()
+            );
+            present.push(key.clone());
+            changes.extend(self.reconcile(&key, &resource).await?);
+        }
+        // A deleted resource's install stays (there is no finalizer); forget it.
+        self.applied.retain(|key, _| present.contains(key));
+        Ok(changes)
+    }
+
+    /// Runs `passes` passes `interval` apart, handing each pass's outcome to `report`. A failed
+    /// pass (the API server briefly away during an upgrade) does not end the loop.
+    pub async fn run(
+        &mut self,
+        interval: Duration,
+        passes: u64,
+        mut report: impl FnMut(u64, Result<Vec<StatusChange>>),
+    ) {
+        for pass in 0..passes {
+            let outcome = self.pass().await;
+            report(pass, outcome);
+            if pass + 1 < passes {
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
+
+    async fn reconcile(
+        &mut self,
+        key: &str,
+        resource: &DynamicObject,
+    ) -> Result<Vec<StatusChange>> {
+        let generation = resource.metadata.generation.unwrap_or(0);
+        let mut current = Status::of(resource);
+        let mut changes = Vec::new();
+        let due = match self.applied.get(key) {
+            None => true,
+            Some(applied) => {
+                applied.generation != generation
+                    || (applied.objects.is_some() && applied.at.elapsed() >= self.resync)
+                    || (applied.retry && applied.at.elapsed() >= RETRY_AFTER)
+            }
+        };
+        if due {
+            let applying = Status::new(RECONCILING, format!("applying generation {generation}"));
+            changes.extend(self.write(resource, &mut current, applying).await?);
+            let (objects, retry) = match self.apply(key, resource).await {
+                Ok(objects) => (Some(objects), false),
+                Err(failure) => {
+                    let error = Status::new(ERROR, failure.message);
+                    changes.extend(self.write(resource, &mut current, error).await?);
+                    (None, failure.retry)
+                }
+            };
+            self.applied.insert(
+                key.to_owned(),
+                Applied {
+                    generation,
+                    at: Instant::now(),
+                    objects,
+                    retry,
+                },
+            );
+        }
+        let Some(objects) = self.applied.get(key).and_then(|a| a.objects.clone()) else {
+            return Ok(changes);
+        };
+        let next = match readiness::check(&self.client, &objects).await {
+            Ok(report) => Status::from_readiness(&report),
+            Err(err) => Status::new(ERROR, format!("checking readiness: {err}")),
+        };
+        changes.extend(self.write(resource, &mut current, next).await?);
+        Ok(changes)
+    }
+
+    /// Renders, applies and prunes.
+    async fn apply(
+        &self,
+        key: &str,
+        resource: &DynamicObject,
+    ) -> std::result::Result<Vec<RenderedObject>, Failure> {
+        let source = format!("IstioOperator {key}");
+        let tree = user_document(resource);
+        let inputs = Inputs {
+            profile: None,
+            files: vec![InputFile {
+                name: source.clone(),
+                text: tree.to_string(),
+            }],
+            sets: Vec::new(),
+        };
+        let invalid = |err: crate::InstallError| Failure {
+            message: err.to_string(),
+            retry: false,
+        };
+        let merged = crate::merge_inputs(&inputs).map_err(invalid)?;
+        let objects = crate::render(&merged.operator).map_err(invalid)?;
+        let scope = crate::install_scope(&merged.operator);
+        lifecycle::install(&self.client, &scope, &source, &objects)
+            .await
+            .map_err(|err| Failure {
+                message: format!("applying: {err}"),
+                retry: true,
+            })?;
+        Ok(objects)
+    }
+
+    /// Writes `next` unless the resource already has it.
+    async fn write(
+        &self,
+        resource: &DynamicObject,
+        current: &mut Status,
+        next: Status,
+    ) -> Result<Option<StatusChange>> {
+        if *current == next {
+            return Ok(None);
+        }
+        let namespace = resource.metadata.namespace.as_deref();
+        let name = resource.metadata.name.as_deref().unwrap_or_default();
+        let resource_label = format!("{}/{name}", namespace.unwrap_or_default());
+        let mut components = Map::new();
+        for stale in current.components.keys() {
+            components.insert(stale.clone(), Value::Null);
+        }
+        for (component, entry) in &next.components {
+            components.insert(component.clone(), entry.clone());
+        }
+        let body = json!({"status": {
+            "status": next.status,
+            "message": next.message,
+            "componentStatus": components,
+        }});
+        self.api(namespace)
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+            .map_err(|err| cluster_error(&format!("IstioOperator {resource_label} status"), err))?;
+        let change = StatusChange {
+            resource: resource_label,
+            status: next.status.clone(),
+            message: next.message.clone(),
+        };
+        *current = next;
+        Ok(Some(change))
+    }
+}
+
+/// Why an apply failed: the message for `status.message`, and whether trying again may help.
+struct Failure {
+    message: String,
+    retry: bool,
+}
+
+/// The user's part of a resource read from the cluster: what the API server adds (uid,
+/// resourceVersion, managedFields, status, ...) is not IstioOperator configuration.
+fn user_document(resource: &DynamicObject) -> Value {
+    let mut metadata = Map::new();
+    if let Some(name) = &resource.metadata.name {
+        metadata.insert("name".into(), json!(name));
+    }
+    if let Some(namespace) = &resource.metadata.namespace {
+        metadata.insert("namespace".into(), json!(namespace));
+    }
+    json!({
+        "apiVersion": crate::operator::API_VERSION,
+        "kind": crate::operator::KIND,
+        "metadata": metadata,
+        "spec": resource.data.get("spec").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// The parts of `status` the operator writes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Status {
+    status: String,
+    message: String,
+    components: Map<String, Value>,
+}
+
+impl Status {
+    fn new(status: &str, message: String) -> Self {
+        Status {
+            status: status.to_owned(),
+            message,
+            components: Map::new(),
+        }
+    }
+
+    fn of(resource: &DynamicObject) -> Self {
+        let status = &resource.data["status"];
+        Status {
+            status: status["status"].as_str().unwrap_or_default().to_owned(),
+            message: status["message"].as_str().unwrap_or_default().to_owned(),
+            components: status["componentStatus"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn from_readiness(report: &[ComponentReadiness]) -> Self {
+        let mut components = Map::new();
+        let mut waiting = Vec::new();
+        for component in report {
+            let entry = if component.is_ready() {
+                json!({"status": HEALTHY})
+            } else {
+                waiting.extend(component.waiting.iter().cloned());
+                json!({"status": RECONCILING, "error": component.waiting.join("; ")})
+            };
+            components.insert(component.component.to_owned(), entry);
+        }
+        let (status, message) = if waiting.is_empty() {
+            (HEALTHY, String::new())
+        } else {
+            (RECONCILING, format!("waiting for {}", waiting.join("; ")))
+        };
+        Status {
+            status: status.to_owned(),
+            message,
+            components,
+        }
+    }
+}
