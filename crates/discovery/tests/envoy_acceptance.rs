@@ -304,9 +304,24 @@ spec:
   - route: [{destination: {host: details}}]
 "#;
 
-fn sidecar_yaml(port: u16) -> String {
+/// The client's Sidecar: an egress listener on 127.0.0.1:`port` for the namespace's services
+/// and an ingress listener on 127.0.0.1:`inbound` forwarding to the app at `app_port`.
+fn sidecar_yaml(port: u16, inbound: u16, app_port: u16) -> String {
     format!(
-        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: default}}\nspec:\n  egress:\n  - port: {{number: {port}, protocol: HTTP, name: http}}\n    bind: 127.0.0.1\n    hosts: [\"./*\"]\n"
+        r#"apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: productpage, namespace: default}}
+spec:
+  workloadSelector: {{labels: {{app: productpage}}}}
+  ingress:
+  - port: {{number: {inbound}, protocol: HTTP, name: http}}
+    bind: 127.0.0.1
+    defaultEndpoint: 127.0.0.1:{app_port}
+  egress:
+  - port: {{number: {port}, protocol: HTTP, name: http}}
+    bind: 127.0.0.1
+    hosts: ["./*"]
+"#
     )
 }
 
@@ -472,6 +487,7 @@ fn start_envoy(binary: &Path, dir: &Path, identity: &Identity, xds: u16, admin: 
 }
 
 struct Mesh {
+    inbound: u16,
     envoy_bin: PathBuf,
     work: PathBuf,
     xds: u16,
@@ -539,7 +555,9 @@ async fn start() -> Option<Mesh> {
     write_config(&config, "destination-rules.yaml", DESTINATION_RULES);
     write_config(&config, "reviews.yaml", REVIEWS_SPLIT);
     write_config(&config, "ratings-details.yaml", RATINGS_AND_DETAILS);
-    write_config(&config, "sidecar.yaml", &sidecar_yaml(listen));
+    let inbound = free_port();
+    let app = upstream("productpage-v1").await;
+    write_config(&config, "sidecar.yaml", &sidecar_yaml(listen, inbound, app));
     let gateway_port = free_port();
     write_config(&config, "gateway.yaml", &gateway_yaml(gateway_port));
     // Capture ports of REDIRECT-mode sidecars, moved off 15001/15006 so tests never collide.
@@ -581,6 +599,7 @@ async fn start() -> Option<Mesh> {
 
     let envoy = start_envoy(&envoy_bin, &dir, &client_identity(), xds, admin);
     Some(Mesh {
+        inbound,
         envoy_bin,
         work: dir.clone(),
         xds,
@@ -620,6 +639,14 @@ async fn bookinfo_through_real_envoy() {
     if let Err(e) = ready {
         panic!("{e}\n{}", mesh.diagnostics());
     }
+
+    // Row: the Sidecar ingress listener forwards inbound traffic to the app (NONE mode).
+    let got = get(mesh.inbound, "productpage", "/", &[]).await;
+    assert_eq!(
+        got,
+        Some((200, "productpage-v1".to_string())),
+        "inbound via Sidecar ingress"
+    );
 
     // Row: header match always routes to v2.
     let counts = mesh.tally(100, "reviews", "/", &jason).await;
