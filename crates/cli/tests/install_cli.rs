@@ -653,3 +653,31 @@ fn readiness_timeout_must_be_a_duration() {
     let message = fails(&["install", "--readiness-timeout", "soon", "--dry-run"]);
     assert!(message.contains("\"soon\" is not a duration"), "{message}");
 }
+
+#[test]
+fn install_shows_a_spinner_on_a_terminal() {
+    let (server, _store) = stub_api::start(3);
+    // `script` gives the command a pseudo-terminal as stdout.
+    let command = format!(
+        "{} install -y --server {server} --set profile=minimal --readiness-timeout 20s",
+        env!("CARGO_BIN_EXE_lateen")
+    );
+    let Ok(output) = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+    else {
+        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+            panic!("`script` (util-linux) is required (LATEEN_REQUIRE_TOOLS is set) but not found");
+        }
+        eprintln!("NOTICE: `script` is not available; skipping the terminal progress check");
+        return;
+    };
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("\r\x1b[2K/ Processing resources for Lateend. Waiting for Deployment/istio-system/lateend: 0/1 replicas ready"),
+        "{text:?}"
+    );
+    assert!(text.contains("\r\x1b[2K✔ Lateend installed"), "{text:?}");
+    assert!(text.contains("✔ Installation complete"), "{text:?}");
+}
