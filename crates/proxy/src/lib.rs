@@ -3,7 +3,8 @@
 //!
 //! Map: [`config`] (model, YAML bootstrap, compiled snapshots) → [`proxy`] binds listeners
 //! and starts [`worker`]s → [`listener`] dispatches each connection (capture, protocol
-//! detection in [`net`]) → [`http`] or [`tcp`] → [`upstream`] pools. [`metrics`],
+//! detection in [`net`]) → [`http`] or [`tcp`] → [`upstream`] pools. [`xds`] runs the proxy
+//! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`metrics`],
 //! [`admin`] and [`drain`] serve the whole process.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
@@ -21,3 +22,4 @@ pub mod proxy;
 pub mod tcp;
 pub mod upstream;
 pub mod worker;
+pub mod xds;

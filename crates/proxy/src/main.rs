@@ -2,7 +2,9 @@
 //! - `lateen-proxy --config FILE` (or `lateen-proxy run --config FILE`) runs the proxy from a
 //!   static YAML bootstrap (format: docs/proxy-config.md);
 //! - `lateen-proxy capture ...` writes the pod's iptables rules (the injected init container
-//!   runs it) and `lateen-proxy capture-cleanup ...` removes them.
+//!   runs it) and `lateen-proxy capture-cleanup ...` removes them;
+//! - `lateen-proxy sidecar|router --discovery-address HOST:PORT` runs the proxy from the
+//!   control plane over xDS (docs/proxy-xds.md).
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
@@ -29,6 +31,11 @@ enum Command {
     /// Remove the rules `capture` added.
     #[command(args_override_self = true)]
     CaptureCleanup(lateen_capture::CleanupArgs),
+    /// Run as a sidecar configured by the control plane over xDS (identity from Istio's
+    /// injected environment).
+    Sidecar(lateen_proxy::xds::agent::XdsArgs),
+    /// Run as a gateway (node type `router`) configured by the control plane over xDS.
+    Router(lateen_proxy::xds::agent::XdsArgs),
 }
 
 #[derive(Args)]
@@ -54,6 +61,8 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         Some(Command::Capture(args)) => lateen_capture::run(args).context("capture failed"),
         Some(Command::CaptureCleanup(args)) => lateen_capture::run_cleanup(args).context("capture clean-up failed"),
+        Some(Command::Sidecar(args)) => run_xds(lateen_proxy::xds::identity::NodeType::Sidecar, args),
+        Some(Command::Router(args)) => run_xds(lateen_proxy::xds::identity::NodeType::Router, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,12 +73,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+fn init_logging(level: &str) {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn run_xds(node_type: lateen_proxy::xds::identity::NodeType, args: lateen_proxy::xds::agent::XdsArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_level);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the main runtime")?;
+    runtime.block_on(lateen_proxy::xds::agent::run(node_type, args))?;
+    std::process::exit(0)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_level);
     let Some(config) = args.config else {
         anyhow::bail!("no configuration: pass --config FILE (see docs/proxy-config.md)");
     };

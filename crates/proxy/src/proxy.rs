@@ -46,24 +46,80 @@ pub fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListen
     Ok(socket.into())
 }
 
-fn bind_all(snapshot: &Snapshot) -> std::io::Result<Vec<BoundListener>> {
+/// The bound listener set for `snapshot`: a listener whose address is already bound in
+/// `current` keeps that socket (renamed if need be), so a configuration change never has to
+/// rebind a port it still uses; new addresses are bound now.
+fn bind_for(snapshot: &Snapshot, current: &[BoundListener]) -> std::io::Result<Vec<BoundListener>> {
     snapshot
         .listeners
         .iter()
         .filter(|listener| listener.bind)
         .map(|listener| {
+            if let Some(existing) = current.iter().find(|bound| bound.configured.port() != 0 && bound.configured == listener.address) {
+                return Ok(BoundListener { name: listener.name.clone(), ..existing.clone() });
+            }
             let socket = bind_listener(listener.address)?;
             let address = socket.local_addr()?;
-            Ok(BoundListener { name: listener.name.clone(), address, socket: Arc::new(socket) })
+            Ok(BoundListener { name: listener.name.clone(), configured: listener.address, address, socket: Arc::new(socket) })
         })
         .collect()
 }
 
+/// Applies whole new snapshots to a running proxy: binds the listeners it adds, swaps the
+/// configuration, then tells the workers which listeners to accept on (removed listeners
+/// stop accepting and their sockets close once no worker holds them).
+pub struct LiveConfig {
+    shared: Arc<Shared>,
+    listeners: std::sync::Mutex<watch::Sender<ListenerSet>>,
+}
+
+impl LiveConfig {
+    /// Fails, leaving the running configuration untouched, when a new listener address
+    /// cannot be bound.
+    pub fn apply(&self, snapshot: Snapshot) -> std::io::Result<()> {
+        let sender = self.listeners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = sender.borrow().clone();
+        let bound = bind_for(&snapshot, &current)?;
+        self.shared.config.replace(snapshot);
+        let changed = bound.len() != current.len()
+            || bound.iter().zip(current.iter()).any(|(new, old)| new.name != old.name || new.address != old.address);
+        if changed {
+            for listener in bound.iter().filter(|listener| !current.iter().any(|old| old.address == listener.address)) {
+                tracing::info!(listener = %listener.name, address = %listener.address, "listening");
+            }
+            sender.send_replace(Arc::new(bound));
+        }
+        Ok(())
+    }
+
+    /// The configuration store the data path reads.
+    pub fn store(&self) -> &Arc<ConfigStore> {
+        &self.shared.config
+    }
+}
+
+/// A proxy whose listeners, workers and admin servers run; see [`start`].
+pub struct Running {
+    pub live: Arc<LiveConfig>,
+    pub admin: Arc<AdminState>,
+    shared: Arc<Shared>,
+    drain_timeout: Duration,
+    _workers: Vec<std::thread::JoinHandle<()>>,
+}
+
 /// Runs the proxy on the current (main) runtime until it has drained.
 pub async fn run(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<()> {
+    let running = start(snapshot, options).await?;
+    running.admin.ready.store(true, Ordering::Relaxed);
+    running.until_drained().await
+}
+
+/// Binds the snapshot's listeners and starts the admin servers and the workers. The proxy
+/// reports not ready until the caller sets `admin.ready`.
+pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<Running> {
     let drain_timeout = snapshot.source.drain_timeout;
     let admin_config = snapshot.source.admin.clone();
-    let bound = bind_all(&snapshot)?;
+    let bound = bind_for(&snapshot, &[])?;
     let config = Arc::new(ConfigStore::new(snapshot));
     let (drain, drain_watch) = Drain::new();
     let shared = Arc::new(Shared {
@@ -73,7 +129,7 @@ pub async fn run(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<()
         drain_watch,
         original_dst: options.original_dst,
     });
-    let (_listeners_tx, listeners_rx) = watch::channel::<ListenerSet>(Arc::new(bound));
+    let (listeners_tx, listeners_rx) = watch::channel::<ListenerSet>(Arc::new(bound));
     let state = Arc::new(AdminState { shared: shared.clone(), ready: false.into(), listeners: listeners_rx.clone() });
     for (address, role, what) in [
         (admin_config.address, AdminRole::Admin, "admin"),
@@ -83,26 +139,34 @@ pub async fn run(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<()
         let listener = admin::bind(address, what).await?;
         tokio::spawn(admin::serve(listener, role, state.clone()));
     }
-    let _workers = spawn_workers(options.concurrency.max(1), shared.clone(), listeners_rx.clone())?;
-    state.ready.store(true, Ordering::Relaxed);
+    let workers = spawn_workers(options.concurrency.max(1), shared.clone(), listeners_rx.clone())?;
     for listener in listeners_rx.borrow().iter() {
         tracing::info!(listener = %listener.name, address = %listener.address, "listening");
     }
+    let live = Arc::new(LiveConfig { shared: shared.clone(), listeners: std::sync::Mutex::new(listeners_tx) });
+    Ok(Running { live, admin: state, shared, drain_timeout, _workers: workers })
+}
 
-    wait_for_stop(&shared).await;
-    tracing::info!("draining: no new connections; in-flight requests have {drain_timeout:?}");
-    shared.drain.start();
-    let deadline = tokio::time::Instant::now() + drain_timeout;
-    while shared.metrics.stats.downstream_cx_active.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+impl Running {
+    /// Waits for SIGTERM/SIGINT or `/quitquitquit`, then drains.
+    pub async fn until_drained(self) -> anyhow::Result<()> {
+        let shared = self.shared;
+        let drain_timeout = self.drain_timeout;
+        wait_for_stop(&shared).await;
+        tracing::info!("draining: no new connections; in-flight requests have {drain_timeout:?}");
+        shared.drain.start();
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        while shared.metrics.stats.downstream_cx_active.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = shared.metrics.stats.downstream_cx_active.load(Ordering::Relaxed);
+        if left > 0 {
+            tracing::warn!("drain deadline passed with {left} connections open; closing them");
+        } else {
+            tracing::info!("drained");
+        }
+        Ok(())
     }
-    let left = shared.metrics.stats.downstream_cx_active.load(Ordering::Relaxed);
-    if left > 0 {
-        tracing::warn!("drain deadline passed with {left} connections open; closing them");
-    } else {
-        tracing::info!("drained");
-    }
-    Ok(())
 }
 
 async fn wait_for_stop(shared: &Shared) {

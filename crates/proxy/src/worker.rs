@@ -34,6 +34,9 @@ pub struct WorkerContext {
 #[derive(Clone)]
 pub struct BoundListener {
     pub name: Arc<str>,
+    /// The address as configured (port 0 asks the OS for one).
+    pub configured: SocketAddr,
+    /// The address actually bound.
     pub address: SocketAddr,
     pub socket: Arc<std::net::TcpListener>,
 }

@@ -62,6 +62,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
     let mut listeners = Vec::new();
     let mut by_address = HashMap::new();
     let mut names = HashSet::new();
+    let mut bound_addresses = HashMap::new();
     for (index, listener) in config.listeners.iter().enumerate() {
         let path = format!("listeners[{index}]");
         if !names.insert(listener.name.as_str()) {
@@ -103,10 +104,17 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             tcp_cluster,
             limits: listener.limits.clone(),
         });
-        if let Some(previous) = by_address.insert(listener.address, compiled.clone()) {
-            if previous.bind && compiled.bind {
-                problems.add(format!("{path}.address"), format!("{} is already used by listener {:?}", listener.address, previous.name));
-            }
+        if listener.bind
+            && listener.address.port() != 0
+            && let Some(previous) = bound_addresses.insert(listener.address, listener.name.as_str())
+        {
+            problems.add(format!("{path}.address"), format!("{} is already used by listener {previous:?}", listener.address));
+        }
+        if let Some(previous) = by_address.insert((listener.address, listener.direction), compiled.clone())
+            && !previous.bind
+            && !compiled.bind
+        {
+            problems.add(format!("{path}.address"), format!("{} is already the target of listener {:?} for the same direction", listener.address, previous.name));
         }
         listeners.push(compiled);
     }

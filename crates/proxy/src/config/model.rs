@@ -29,6 +29,29 @@ pub struct ProxyConfig {
     pub route_configs: Vec<RouteConfig>,
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// Where the configuration came from when a control plane sent it: the accepted xDS
+    /// resources and their versions (shown by `/config_dump`; never set in a file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xds: Option<XdsInfo>,
+}
+
+/// The xDS resources a configuration was assembled from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdsInfo {
+    /// `HOST:PORT` of the control plane.
+    pub control_plane: String,
+    /// Per type (`CDS`, `EDS`, `LDS`, `RDS`): the last accepted `version_info` (SotW) or
+    /// `system_version_info` (delta) of the type.
+    #[serde(default)]
+    pub type_versions: BTreeMap<String, String>,
+    /// Per type: resource name → version.
+    #[serde(default)]
+    pub resources: BTreeMap<String, BTreeMap<String, String>>,
+    /// Clusters and route tables still awaited when this configuration was applied (they
+    /// are empty until they arrive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warming: Vec<String>,
 }
 
 /// The workload this proxy stands beside, as Istio's node metadata describes it.
@@ -76,7 +99,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Traffic leaving the workload; metrics say `reporter="source"`.

@@ -18,8 +18,9 @@ pub struct Snapshot {
     /// Labels of this proxy's own workload.
     pub local: Arc<PeerLabels>,
     pub listeners: Vec<Arc<ListenerRt>>,
-    /// Listeners reachable through capture, by their address (`bind: false` or not).
-    pub by_address: HashMap<SocketAddr, Arc<ListenerRt>>,
+    /// Listeners reachable through capture, by their address and direction (`bind: false`
+    /// or not): a sidecar has an inbound and an outbound listener on the same port.
+    pub by_address: HashMap<(SocketAddr, Direction), Arc<ListenerRt>>,
     pub clusters: HashMap<String, Arc<ClusterRt>>,
 }
 
@@ -33,8 +34,8 @@ impl Snapshot {
         };
         [dst, wildcard]
             .iter()
-            .filter_map(|addr| self.by_address.get(addr))
-            .find(|listener| listener.direction == direction && !listener.is_capture)
+            .filter_map(|addr| self.by_address.get(&(*addr, direction)))
+            .find(|listener| !listener.is_capture)
     }
 }
 

@@ -1,0 +1,213 @@
+//! `lateen-proxy sidecar|router`: starts the proxy with no listeners, connects to the
+//! control plane with the ADS client, and applies every accepted update live. An update is
+//! translated and compiled whole before anything changes; a bad one is NACKed with the
+//! resource, field and reason and the proxy keeps its previous configuration. Clusters warm
+//! before use: a configuration that names EDS or RDS resources not received yet is held
+//! until they arrive (or `--warm-timeout` passes, then they count as empty). While the
+//! control plane is away the proxy serves its last configuration; the client reconnects.
+
+use anyhow::Context;
+use lateen_xds::types::{CLUSTER, ENDPOINT, LISTENER, ROUTE, short_name};
+use lateen_xds::{AdsClient, AdsClientConfig, AdsResponse, ClientMode};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+use super::identity::{Identity, NodeType};
+use super::state::XdsState;
+use crate::admin::AdminState;
+use crate::config::compile::compile;
+use crate::config::model::{AdminConfig, ProxyConfig};
+use crate::proxy::{LiveConfig, ProxyOptions};
+
+/// Flags of `lateen-proxy sidecar` and `lateen-proxy router`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct XdsArgs {
+    /// Control plane ADS address (plaintext gRPC).
+    #[arg(long, env = "LATEEN_DISCOVERY_ADDRESS", default_value = "lateend.istio-system.svc:15010", value_name = "HOST:PORT")]
+    pub discovery_address: String,
+    /// Admin server (`/config_dump`, `/stats`, `/quitquitquit`).
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin_address: SocketAddr,
+    /// Health server (`/healthz/ready`).
+    #[arg(long, default_value = "0.0.0.0:15021")]
+    pub health_address: SocketAddr,
+    /// Prometheus server (`/stats/prometheus`).
+    #[arg(long, default_value = "0.0.0.0:15090")]
+    pub metrics_address: SocketAddr,
+    /// Downward-API file of the pod's labels, read when ISTIO_METAJSON_LABELS is not set.
+    #[arg(long, default_value = "/etc/istio/pod/labels")]
+    pub labels_file: PathBuf,
+    /// Worker threads; defaults to the number of cores.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Seconds in-flight requests may run after SIGTERM.
+    #[arg(long, default_value_t = 5)]
+    pub drain_seconds: u64,
+    /// Seconds to wait for the EDS/RDS resources a new configuration names before applying
+    /// it with them empty (Envoy's initial_fetch_timeout).
+    #[arg(long, default_value_t = 15)]
+    pub warm_timeout: u64,
+    /// Speak state-of-the-world ADS instead of trying delta first.
+    #[arg(long)]
+    pub sotw: bool,
+    /// Log level or filter (RUST_LOG syntax).
+    #[arg(long, default_value = "info", env = "LATEEN_LOG")]
+    pub log_level: String,
+    /// Accepted for Istio's injected arguments; the DNS domain comes from POD_NAMESPACE.
+    #[arg(long, hide = true)]
+    pub domain: Option<String>,
+    /// Accepted for Istio's injected arguments (`--log-level` sets ours).
+    #[arg(long = "proxyLogLevel", hide = true)]
+    pub proxy_log_level: Option<String>,
+    /// Accepted for Istio's injected arguments.
+    #[arg(long = "proxyComponentLogLevel", hide = true)]
+    pub proxy_component_log_level: Option<String>,
+    /// Accepted for Istio's injected arguments.
+    #[arg(long = "log_output_level", hide = true)]
+    pub log_output_level: Option<String>,
+}
+
+/// Runs the proxy from the control plane until it is told to stop and has drained.
+pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let identity = Identity::from_env(node_type, &env, &args.labels_file).context("reading the proxy's identity")?;
+    let base = ProxyConfig {
+        node: identity.model_node(),
+        admin: AdminConfig { address: args.admin_address, health_address: args.health_address, metrics_address: args.metrics_address },
+        drain_timeout: Duration::from_secs(args.drain_seconds),
+        ..Default::default()
+    };
+    let initial = compile(base.clone()).map_err(|problems| anyhow::anyhow!("invalid start-up configuration: {problems:?}"))?;
+    let mut options = ProxyOptions::default();
+    if let Some(concurrency) = args.concurrency {
+        options.concurrency = concurrency;
+    }
+    let running = crate::proxy::start(initial, options).await?;
+    tracing::info!(node = %identity.node_id(), control_plane = %args.discovery_address, "starting as an xDS {}", node_type.as_str());
+
+    let (subscribe_tx, mut subscribe_rx) = mpsc::unbounded_channel::<(&'static str, BTreeSet<String>)>();
+    let agent = Arc::new(Mutex::new(Agent {
+        state: XdsState::default(),
+        base,
+        control_plane: args.discovery_address.clone(),
+        live: running.live.clone(),
+        admin: running.admin.clone(),
+        subscribed_eds: BTreeSet::new(),
+        subscribed_rds: BTreeSet::new(),
+        subscribe: subscribe_tx,
+        seen: BTreeSet::new(),
+        waiting_since: None,
+    }));
+    let mut config = AdsClientConfig::new(args.discovery_address.clone(), identity.node()).subscribe(CLUSTER, &[]).subscribe(LISTENER, &[]);
+    config.mode = if args.sotw { ClientMode::Sotw } else { ClientMode::Delta };
+    let handler_agent = agent.clone();
+    let client = AdsClient::spawn(config, move |response: &AdsResponse| lock(&handler_agent).on_response(response));
+    tokio::spawn(async move {
+        while let Some((type_url, names)) = subscribe_rx.recv().await {
+            client.subscribe(type_url, names);
+        }
+    });
+    let warm_timeout = Duration::from_secs(args.warm_timeout);
+    let timer_agent = agent.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            lock(&timer_agent).apply_if_warming_expired(warm_timeout);
+        }
+    });
+    running.until_drained().await
+}
+
+fn lock(agent: &Mutex<Agent>) -> std::sync::MutexGuard<'_, Agent> {
+    agent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Agent {
+    /// Accepted (ACKed) resources; the running configuration was assembled from them.
+    state: XdsState,
+    base: ProxyConfig,
+    control_plane: String,
+    live: Arc<LiveConfig>,
+    admin: Arc<AdminState>,
+    subscribed_eds: BTreeSet<String>,
+    subscribed_rds: BTreeSet<String>,
+    subscribe: mpsc::UnboundedSender<(&'static str, BTreeSet<String>)>,
+    /// Types received at least once: ready needs CDS and LDS.
+    seen: BTreeSet<String>,
+    /// Since when the accepted state waits for EDS/RDS resources before it is applied.
+    waiting_since: Option<Instant>,
+}
+
+impl Agent {
+    fn on_response(&mut self, response: &AdsResponse) -> Result<(), String> {
+        let kind = short_name(response.type_url()).to_string();
+        let next = self.state.with_response(response).inspect_err(|detail| tracing::warn!(%detail, "rejected {kind} update"))?;
+        let assembled = next.assemble(&self.base, &self.control_plane);
+        let snapshot = compile(assembled.config).map_err(|problems| {
+            let detail = format!("{kind} update makes the configuration invalid: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+            tracing::warn!(%detail, "rejected {kind} update");
+            detail
+        })?;
+        if assembled.warming.is_empty() {
+            self.live.apply(snapshot).map_err(|err| {
+                let detail = format!("{kind} update cannot be applied: {err}");
+                tracing::warn!(%detail, "rejected {kind} update");
+                detail
+            })?;
+            self.waiting_since = None;
+        } else {
+            tracing::debug!(waiting = ?assembled.warming, "holding the update until its resources arrive");
+            self.waiting_since.get_or_insert_with(Instant::now);
+        }
+        self.state = next;
+        self.seen.insert(kind.clone());
+        tracing::info!("accepted {kind} update");
+        self.resubscribe();
+        if assembled.warming.is_empty() {
+            self.mark_ready();
+        }
+        Ok(())
+    }
+
+    fn mark_ready(&self) {
+        if self.seen.contains("CDS") && self.seen.contains("LDS") && !self.admin.ready.swap(true, Ordering::Relaxed) {
+            tracing::info!("first configuration applied: ready");
+        }
+    }
+
+    fn resubscribe(&mut self) {
+        let (eds, rds) = self.state.wanted();
+        if eds != self.subscribed_eds {
+            let _ = self.subscribe.send((ENDPOINT, eds.clone()));
+            self.subscribed_eds = eds;
+        }
+        if rds != self.subscribed_rds {
+            let _ = self.subscribe.send((ROUTE, rds.clone()));
+            self.subscribed_rds = rds;
+        }
+    }
+
+    /// Applies a held configuration whose EDS/RDS resources did not come in time, with
+    /// them empty, as Envoy does after its initial fetch timeout.
+    fn apply_if_warming_expired(&mut self, timeout: Duration) {
+        let Some(since) = self.waiting_since else { return };
+        if since.elapsed() < timeout {
+            return;
+        }
+        self.waiting_since = None;
+        let assembled = self.state.assemble(&self.base, &self.control_plane);
+        tracing::warn!(missing = ?assembled.warming, "resources did not arrive in {timeout:?}; applying without them");
+        match compile(assembled.config) {
+            Ok(snapshot) => match self.live.apply(snapshot) {
+                Ok(()) => self.mark_ready(),
+                Err(err) => tracing::warn!("cannot apply the held configuration: {err}"),
+            },
+            Err(problems) => tracing::warn!("held configuration is invalid: {problems:?}"),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! lateen-proxy as an xDS data plane (`lateen-proxy sidecar|router`): the node identity from
+//! Istio's injected environment ([`identity`]), Envoy v3 resources translated into the
+//! proxy's model ([`translate`]), the accepted resources and their assembly into one
+//! configuration ([`state`]), and the agent that runs the ADS client and applies updates
+//! live ([`agent`]).
+
+pub mod agent;
+pub mod identity;
+pub mod state;
+pub mod translate;

@@ -1,0 +1,208 @@
+//! The accepted xDS resources, already translated, and their assembly into one
+//! [`ProxyConfig`]. A response is applied to a copy ([`XdsState::with_response`]); the copy
+//! replaces the accepted state only once the assembled configuration compiled and was
+//! applied, so a rejected response leaves everything as it was.
+
+use lateen_xds::AdsResponse;
+use lateen_xds::pb::envoy::config::cluster::v3::Cluster;
+use lateen_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use lateen_xds::pb::envoy::config::listener::v3::Listener;
+use lateen_xds::pb::envoy::config::route::v3::RouteConfiguration;
+use lateen_xds::pb::google::protobuf::Any;
+use lateen_xds::types::{CLUSTER, ENDPOINT, LISTENER, ROUTE, short_name};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::translate::{self, cluster::TranslatedCluster, listener::TranslatedListener, route::TranslatedRoutes, unpack};
+use crate::config::model::{self, ProxyConfig, XdsInfo};
+
+#[derive(Debug, Clone, PartialEq)]
+struct Entry<T> {
+    version: String,
+    value: T,
+}
+
+type Resources<T> = BTreeMap<String, Entry<T>>;
+
+/// Accepted resources of every type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct XdsState {
+    clusters: Resources<TranslatedCluster>,
+    endpoints: Resources<Vec<model::Endpoint>>,
+    listeners: Resources<TranslatedListener>,
+    routes: Resources<TranslatedRoutes>,
+    type_versions: BTreeMap<String, String>,
+}
+
+/// An assembled configuration and what it still waits for.
+pub struct Assembled {
+    pub config: ProxyConfig,
+    /// EDS and RDS names referenced but not received yet (filled in empty).
+    pub warming: Vec<String>,
+}
+
+impl XdsState {
+    /// This state with `response` applied, or the NACK detail.
+    pub fn with_response(&self, response: &AdsResponse) -> Result<XdsState, String> {
+        let mut next = self.clone();
+        let type_url = response.type_url().to_string();
+        match response {
+            AdsResponse::Sotw(sotw) => {
+                let mut items = Vec::new();
+                for any in &sotw.resources {
+                    items.push((None, any, sotw.version_info.clone()));
+                }
+                // CDS and LDS responses carry the whole set; EDS and RDS only what changed
+                // among the subscribed names.
+                let replace_all = type_url == CLUSTER || type_url == LISTENER;
+                next.apply(&type_url, items, &[], replace_all)?;
+                next.type_versions.insert(short_name(&type_url).to_string(), sotw.version_info.clone());
+            }
+            AdsResponse::Delta(delta) => {
+                let mut items = Vec::new();
+                for resource in &delta.resources {
+                    let Some(any) = &resource.resource else {
+                        return Err(format!("{}: resource {:?} has no body", short_name(&type_url), resource.name));
+                    };
+                    items.push((Some(resource.name.as_str()), any, resource.version.clone()));
+                }
+                next.apply(&type_url, items, &delta.removed_resources, false)?;
+                if !delta.system_version_info.is_empty() {
+                    next.type_versions.insert(short_name(&type_url).to_string(), delta.system_version_info.clone());
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    fn apply(&mut self, type_url: &str, items: Vec<(Option<&str>, &Any, String)>, removed: &[String], replace_all: bool) -> Result<(), String> {
+        match type_url {
+            CLUSTER => update(&mut self.clusters, items, removed, replace_all, |any| {
+                let source: Cluster = unpack(any)?;
+                Ok((source.name.clone(), translate::cluster::translate(&source).map_err(|e| e.to_string())?))
+            }),
+            ENDPOINT => update(&mut self.endpoints, items, removed, replace_all, |any| {
+                let source: ClusterLoadAssignment = unpack(any)?;
+                Ok((source.cluster_name.clone(), translate::endpoint::translate(&source).map_err(|e| e.to_string())?))
+            }),
+            LISTENER => update(&mut self.listeners, items, removed, replace_all, |any| {
+                let source: Listener = unpack(any)?;
+                Ok((source.name.clone(), translate::listener::translate(&source).map_err(|e| e.to_string())?))
+            }),
+            ROUTE => update(&mut self.routes, items, removed, replace_all, |any| {
+                let source: RouteConfiguration = unpack(any)?;
+                Ok((source.name.clone(), translate::route::translate(&source).map_err(|e| e.to_string())?))
+            }),
+            other => Err(format!("resource type {other} is not supported by lateen-proxy")),
+        }
+    }
+
+    /// EDS names the clusters want, RDS names the listeners want.
+    pub fn wanted(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let eds = self.clusters.values().filter_map(|entry| entry.value.eds_name.clone()).collect();
+        let rds = self.listeners.values().flat_map(|entry| entry.value.rds.iter().cloned()).collect();
+        (eds, rds)
+    }
+
+    /// The whole configuration: `base` (node, admin, drain) plus every resource. Missing
+    /// EDS/RDS resources are filled in empty and listed in `warming`; clusters that routes
+    /// or TCP proxies name but CDS does not have become empty clusters (503, as in Envoy).
+    pub fn assemble(&self, base: &ProxyConfig, control_plane: &str) -> Assembled {
+        let mut config = ProxyConfig { listeners: Vec::new(), route_configs: Vec::new(), clusters: Vec::new(), xds: None, ..base.clone() };
+        let mut warming = Vec::new();
+        let mut passthrough = BTreeSet::new();
+        for (name, entry) in &self.clusters {
+            let mut cluster = entry.value.cluster.clone();
+            if entry.value.original_dst {
+                passthrough.insert(name.clone());
+            }
+            if let Some(eds_name) = &entry.value.eds_name {
+                match self.endpoints.get(eds_name) {
+                    Some(endpoints) => cluster.endpoints = endpoints.value.clone(),
+                    None => warming.push(format!("EDS {eds_name}")),
+                }
+            }
+            config.clusters.push(cluster);
+        }
+        let mut referenced = BTreeSet::new();
+        for entry in self.listeners.values() {
+            for listener in &entry.value.listeners {
+                let mut listener = listener.clone();
+                // A TCP proxy to an ORIGINAL_DST cluster is our passthrough.
+                if listener.tcp_cluster.as_ref().is_some_and(|name| passthrough.contains(name)) {
+                    listener.tcp_cluster = None;
+                }
+                referenced.extend(listener.tcp_cluster.clone());
+                config.listeners.push(listener);
+            }
+            config.route_configs.extend(entry.value.inline_routes.iter().cloned());
+            referenced.extend(entry.value.clusters.iter().filter(|name| !passthrough.contains(*name)).cloned());
+            for rds in &entry.value.rds {
+                if !self.routes.contains_key(rds) && !config.route_configs.iter().any(|table| &table.name == rds) {
+                    warming.push(format!("RDS {rds}"));
+                    config.route_configs.push(model::RouteConfig { name: rds.clone(), virtual_hosts: Vec::new() });
+                }
+            }
+        }
+        for entry in self.routes.values() {
+            config.route_configs.push(entry.value.config.clone());
+            referenced.extend(entry.value.clusters.iter().cloned());
+        }
+        for name in referenced {
+            if !self.clusters.contains_key(&name) {
+                config.clusters.push(translate::cluster::empty(&name));
+            }
+        }
+        warming.sort();
+        warming.dedup();
+        config.xds = Some(XdsInfo {
+            control_plane: control_plane.to_string(),
+            type_versions: self.type_versions.clone(),
+            resources: [
+                ("CDS", versions(&self.clusters)),
+                ("EDS", versions(&self.endpoints)),
+                ("LDS", versions(&self.listeners)),
+                ("RDS", versions(&self.routes)),
+            ]
+            .into_iter()
+            .map(|(kind, versions)| (kind.to_string(), versions))
+            .collect(),
+            warming: warming.clone(),
+        });
+        Assembled { config, warming }
+    }
+}
+
+fn versions<T>(resources: &Resources<T>) -> BTreeMap<String, String> {
+    resources.iter().map(|(name, entry)| (name.clone(), entry.version.clone())).collect()
+}
+
+/// Translates `items` into `resources`. A delta resource's name must match the name inside
+/// it; any failure rejects the whole response.
+fn update<T>(
+    resources: &mut Resources<T>,
+    items: Vec<(Option<&str>, &Any, String)>,
+    removed: &[String],
+    replace_all: bool,
+    translate: impl Fn(&Any) -> Result<(String, T), String>,
+) -> Result<(), String> {
+    let mut fresh = BTreeMap::new();
+    for (declared, any, version) in items {
+        let (name, value) = translate(any)?;
+        if let Some(declared) = declared
+            && declared != name
+        {
+            return Err(format!("resource {declared:?} carries a resource named {name:?}"));
+        }
+        if fresh.insert(name.clone(), Entry { version, value }).is_some() {
+            return Err(format!("resource {name:?} appears twice in one response"));
+        }
+    }
+    if replace_all {
+        resources.clear();
+    }
+    for name in removed {
+        resources.remove(name);
+    }
+    resources.extend(fresh);
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! `Cluster` → [`model::Cluster`]: EDS, STATIC and STRICT_DNS/LOGICAL_DNS with IP addresses
+//! (names are not resolved), ORIGINAL_DST as passthrough; connect timeout, load balancing,
+//! upstream HTTP/2, source address and Istio's service metadata.
+
+use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use lateen_xds::pb::envoy::config::core::v3::config_source;
+use lateen_xds::pb::envoy::extensions::upstreams::http::v3::{HttpProtocolOptions, http_protocol_options};
+use lateen_xds::pb::google::protobuf::{Struct, value::Kind};
+
+use super::{Check, Rejection, duration, socket_addr, unpack};
+use crate::config::model;
+
+/// A translated cluster and where its endpoints come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranslatedCluster {
+    /// Endpoints filled for STATIC/DNS clusters; EDS fills them later.
+    pub cluster: model::Cluster,
+    /// The EDS resource name to subscribe to (`service_name`, else the cluster name).
+    pub eds_name: Option<String>,
+    /// ORIGINAL_DST: connections go where the client sent them.
+    pub original_dst: bool,
+}
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+#[allow(deprecated)] // http2_protocol_options: still what many control planes send
+pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
+    let check = Check::new("Cluster", &source.name);
+    if source.name.is_empty() {
+        return Err(check.reject("name", "must not be empty"));
+    }
+    let mut cluster = empty(&source.name);
+    if let Some(timeout) = &source.connect_timeout {
+        cluster.connect_timeout = duration(timeout).map_err(|reason| check.reject("connect_timeout", reason))?;
+    }
+
+    let kind = match &source.cluster_discovery_type {
+        None => cluster::DiscoveryType::Static,
+        Some(cluster::ClusterDiscoveryType::Type(kind)) => {
+            cluster::DiscoveryType::try_from(*kind).map_err(|_| check.reject("type", format!("unknown discovery type {kind}")))?
+        }
+        Some(cluster::ClusterDiscoveryType::ClusterType(custom)) => {
+            return Err(check.reject("cluster_type", format!("custom cluster type {:?} is not supported", custom.name)));
+        }
+    };
+    let original_dst = kind == cluster::DiscoveryType::OriginalDst;
+
+    // LEAST_REQUEST is served as round robin: with every endpoint equally loaded by this
+    // proxy they pick alike, and the data path does not count requests per endpoint yet.
+    cluster.lb_policy = match cluster::LbPolicy::try_from(source.lb_policy) {
+        Ok(cluster::LbPolicy::RoundRobin | cluster::LbPolicy::LeastRequest) => model::LbPolicy::RoundRobin,
+        Ok(cluster::LbPolicy::Random) => model::LbPolicy::Random,
+        Ok(cluster::LbPolicy::ClusterProvided) if original_dst => model::LbPolicy::RoundRobin,
+        Ok(other) => return Err(check.reject("lb_policy", format!("{} is not supported", other.as_str_name()))),
+        Err(_) => return Err(check.reject("lb_policy", format!("unknown policy {}", source.lb_policy))),
+    };
+
+    let mut eds_name = None;
+    match kind {
+        cluster::DiscoveryType::Eds => {
+            let config = source.eds_cluster_config.as_ref().ok_or_else(|| check.reject("eds_cluster_config", "an EDS cluster needs it"))?;
+            let ads = config.eds_config.as_ref().is_some_and(|source| {
+                matches!(source.config_source_specifier, Some(config_source::ConfigSourceSpecifier::Ads(_)))
+            });
+            if !ads {
+                return Err(check.reject("eds_cluster_config.eds_config", "only ADS is supported"));
+            }
+            eds_name = Some(if config.service_name.is_empty() { source.name.clone() } else { config.service_name.clone() });
+            if source.load_assignment.is_some() {
+                return Err(check.reject("load_assignment", "an EDS cluster takes its endpoints from EDS"));
+            }
+        }
+        cluster::DiscoveryType::Static | cluster::DiscoveryType::StrictDns | cluster::DiscoveryType::LogicalDns => {
+            if let Some(assignment) = &source.load_assignment {
+                let mut endpoints = super::endpoint::endpoints(assignment, &check)
+                    .map_err(|rejection| Rejection { field: format!("load_assignment.{}", rejection.field), ..rejection })?;
+                if kind == cluster::DiscoveryType::LogicalDns {
+                    endpoints.truncate(1);
+                }
+                cluster.endpoints = endpoints;
+            }
+        }
+        cluster::DiscoveryType::OriginalDst => {
+            if source.load_assignment.is_some() {
+                return Err(check.reject("load_assignment", "an ORIGINAL_DST cluster has no endpoints"));
+            }
+        }
+    }
+
+    if source.http2_protocol_options.is_some() {
+        cluster.protocol = model::UpstreamProtocol::Http2;
+    }
+    for (name, options) in &source.typed_extension_protocol_options {
+        let path = format!("typed_extension_protocol_options[{name:?}]");
+        if name != HTTP_PROTOCOL_OPTIONS {
+            return Err(check.reject(path, "not supported by lateen-proxy"));
+        }
+        let options: HttpProtocolOptions = unpack(options).map_err(|reason| check.reject(&path, reason))?;
+        cluster.protocol = upstream_protocol(&options).map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
+    }
+
+    if let Some(bind) = &source.upstream_bind_config {
+        let rest = lateen_xds::pb::envoy::config::core::v3::BindConfig { source_address: None, ..bind.clone() };
+        check.no_leftover("upstream_bind_config", &rest)?;
+        let address = bind.source_address.as_ref().ok_or_else(|| check.reject("upstream_bind_config.source_address", "missing"))?;
+        let socket = lateen_xds::pb::envoy::config::core::v3::Address {
+            address: Some(lateen_xds::pb::envoy::config::core::v3::address::Address::SocketAddress(address.clone())),
+        };
+        let address = socket_addr(Some(&socket)).map_err(|reason| check.reject("upstream_bind_config.source_address", reason))?;
+        cluster.source_address = Some(address.ip());
+    }
+    if let Some(istio) = source.metadata.as_ref().and_then(|metadata| metadata.filter_metadata.get("istio")) {
+        cluster.destination = destination_of(istio);
+    }
+
+    // Accepted but not enforced yet (lateend emits them from DestinationRule traffic policies):
+    // circuit breakers and outlier detection. Informational: alt_stat_name, metadata. DNS
+    // lookup family only matters when names are resolved, which they are not.
+    let rest = Cluster {
+        name: String::new(),
+        alt_stat_name: String::new(),
+        connect_timeout: None,
+        cluster_discovery_type: None,
+        lb_policy: 0,
+        eds_cluster_config: None,
+        load_assignment: None,
+        http2_protocol_options: None,
+        typed_extension_protocol_options: Default::default(),
+        upstream_bind_config: None,
+        metadata: None,
+        circuit_breakers: None,
+        outlier_detection: None,
+        dns_lookup_family: 0,
+        ..source.clone()
+    };
+    check.no_leftover("", &rest)?;
+    Ok(TranslatedCluster { cluster, eds_name, original_dst })
+}
+
+/// A cluster with Envoy's defaults and no endpoints.
+pub fn empty(name: &str) -> model::Cluster {
+    model::Cluster {
+        name: name.to_string(),
+        protocol: model::UpstreamProtocol::Downstream,
+        connect_timeout: model::defaults::connect_timeout(),
+        lb_policy: model::LbPolicy::RoundRobin,
+        endpoints: Vec::new(),
+        source_address: None,
+        destination: model::Destination::default(),
+    }
+}
+
+fn upstream_protocol(options: &HttpProtocolOptions) -> Result<model::UpstreamProtocol, (String, String)> {
+    use http_protocol_options::UpstreamProtocolOptions as Upstream;
+    use http_protocol_options::explicit_http_config::ProtocolConfig;
+    let rest = HttpProtocolOptions { upstream_protocol_options: None, ..options.clone() };
+    let left = super::fields::leftover(&rest);
+    if !left.is_empty() {
+        return Err((left.join(", "), "not supported by lateen-proxy".into()));
+    }
+    Ok(match &options.upstream_protocol_options {
+        None | Some(Upstream::UseDownstreamProtocolConfig(_)) => model::UpstreamProtocol::Downstream,
+        Some(Upstream::ExplicitHttpConfig(explicit)) => match &explicit.protocol_config {
+            Some(ProtocolConfig::HttpProtocolOptions(_)) | None => model::UpstreamProtocol::Http1,
+            Some(ProtocolConfig::Http2ProtocolOptions(_)) => model::UpstreamProtocol::Http2,
+            Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
+                return Err(("explicit_http_config.http3_protocol_options".into(), "HTTP/3 is not supported".into()));
+            }
+        },
+        Some(Upstream::AutoConfig(_)) => return Err(("auto_config".into(), "ALPN protocol selection needs TLS, not supported".into())),
+    })
+}
+
+/// Istio's cluster metadata: `istio.services[0]` names the service behind the cluster.
+fn destination_of(istio: &Struct) -> model::Destination {
+    let text = |value: Option<&lateen_xds::pb::google::protobuf::Value>| match value.and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StringValue(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let first_service = match istio.fields.get("services").and_then(|v| v.kind.as_ref()) {
+        Some(Kind::ListValue(list)) => list.values.first().and_then(|v| match &v.kind {
+            Some(Kind::StructValue(service)) => Some(service.clone()),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let Some(service) = first_service else { return model::Destination::default() };
+    model::Destination {
+        service: text(service.fields.get("host")),
+        service_name: text(service.fields.get("name")),
+        namespace: text(service.fields.get("namespace")),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,80 @@
+//! `ClusterLoadAssignment` → endpoint addresses. Only HEALTHY and UNKNOWN endpoints take
+//! traffic, as in Envoy without active health checking. Endpoint weights become repetitions
+//! in the balancing list; priorities beyond the first are rejected rather than ignored.
+
+use lateen_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LocalityLbEndpoints, lb_endpoint};
+
+use super::{Check, Rejection, socket_addr};
+use crate::config::model;
+
+/// `HealthStatus`: UNKNOWN = 0, HEALTHY = 1.
+const ROUTABLE_HEALTH: [i32; 2] = [0, 1];
+
+/// The endpoints that take traffic.
+pub fn translate(assignment: &ClusterLoadAssignment) -> Result<Vec<model::Endpoint>, Rejection> {
+    let check = Check::new("ClusterLoadAssignment", &assignment.cluster_name);
+    endpoints(assignment, &check)
+}
+
+pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, check: &Check) -> Result<Vec<model::Endpoint>, Rejection> {
+    // `policy` (overprovisioning, drop overloads) has no effect with one priority and no
+    // drops; reject drops, which would change what traffic gets through.
+    if assignment.policy.as_ref().is_some_and(|policy| !policy.drop_overloads.is_empty()) {
+        return Err(check.reject("policy.drop_overloads", "not supported by lateen-proxy"));
+    }
+    check.no_leftover("", &ClusterLoadAssignment { cluster_name: String::new(), endpoints: Vec::new(), policy: None, ..assignment.clone() })?;
+    let mut out = Vec::new();
+    for (l_index, locality) in assignment.endpoints.iter().enumerate() {
+        let l_path = format!("endpoints[{l_index}]");
+        if locality.priority != 0 {
+            return Err(check.reject(format!("{l_path}.priority"), "only priority 0 is supported"));
+        }
+        // Locality and its weight only matter for locality-weighted balancing, which a
+        // cluster must ask for; metadata is informational.
+        let rest = LocalityLbEndpoints { locality: None, metadata: None, lb_endpoints: Vec::new(), load_balancing_weight: None, priority: 0, ..locality.clone() };
+        check.no_leftover(&l_path, &rest)?;
+        for (e_index, lb) in locality.lb_endpoints.iter().enumerate() {
+            let e_path = format!("{l_path}.lb_endpoints[{e_index}]");
+            let weight = match &lb.load_balancing_weight {
+                Some(weight) if weight.value == 0 => {
+                    return Err(check.reject(format!("{e_path}.load_balancing_weight"), "must be at least 1"));
+                }
+                Some(weight) => weight.value,
+                None => 1,
+            };
+            let endpoint = match &lb.host_identifier {
+                Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) => endpoint,
+                Some(lb_endpoint::HostIdentifier::EndpointName(_)) => {
+                    return Err(check.reject(format!("{e_path}.endpoint_name"), "named endpoints are not supported"));
+                }
+                None => return Err(check.reject(format!("{e_path}.endpoint"), "missing")),
+            };
+            let rest = Endpoint { address: None, hostname: String::new(), health_check_config: None, ..endpoint.clone() };
+            check.no_leftover(&format!("{e_path}.endpoint"), &rest)?;
+            let address = socket_addr(endpoint.address.as_ref()).map_err(|reason| check.reject(format!("{e_path}.endpoint.address"), reason))?;
+            if address.port() == 0 {
+                return Err(check.reject(format!("{e_path}.endpoint.address.port_value"), "must not be 0"));
+            }
+            if ROUTABLE_HEALTH.contains(&lb.health_status) {
+                out.push((model::Endpoint { address }, weight));
+            }
+        }
+    }
+    Ok(weighted(out))
+}
+
+/// Endpoint weights as repetitions in the round-robin list: each endpoint appears
+/// weight / gcd(weights) times (at most [`MAX_REPEAT`]), so equal weights cost nothing.
+fn weighted(endpoints: Vec<(model::Endpoint, u32)>) -> Vec<model::Endpoint> {
+    let divisor = endpoints.iter().fold(0, |acc, (_, weight)| gcd(acc, *weight)).max(1);
+    endpoints
+        .into_iter()
+        .flat_map(|(endpoint, weight)| std::iter::repeat_n(endpoint, (weight / divisor).clamp(1, MAX_REPEAT) as usize))
+        .collect()
+}
+
+const MAX_REPEAT: u32 = 100;
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
