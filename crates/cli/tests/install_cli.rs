@@ -639,13 +639,41 @@ fn install_reports_what_is_not_ready_when_time_runs_out() {
         None,
     );
     assert!(!revision.status.success());
+    let canary = "/apis/apps/v1/namespaces/istio-system/deployments/lateend-canary";
+    let reader = "/api/v1/namespaces/istio-system/serviceaccounts/lateen-reader-service-account";
+    {
+        let store = store.lock().unwrap();
+        assert!(store.objects.contains_key(canary));
+        assert!(store.objects.contains_key(&format!("{RECORD}-canary")));
+    }
+    // Uninstalling the default revision leaves the canary and what both share.
+    let removed = lateen(&["uninstall", "--server", &server, "--set", "profile=minimal"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    {
+        let store = store.lock().unwrap();
+        assert!(!store.objects.contains_key(CONTROL_PLANE));
+        assert!(store.objects.contains_key(canary));
+        assert!(store.objects.contains_key(reader), "shared with the canary");
+    }
+    // The last one out takes the shared objects with it.
+    let removed = lateen(&["uninstall", "--server", &server, "--revision", "canary"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
     let store = store.lock().unwrap();
-    assert!(
-        store
-            .objects
-            .contains_key("/apis/apps/v1/namespaces/istio-system/deployments/lateend-canary")
+    assert!(!store.objects.contains_key(canary));
+    assert!(!store.objects.contains_key(reader));
+    let left: Vec<&String> = store
+        .objects
+        .keys()
+        .filter(|p| !p.contains("customresourcedefinitions"))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "/api/v1/namespaces/istio-system",
+            "/api/v1/namespaces/istio-system/configmaps/lateen-installed-manifest-canary",
+        ],
+        "CRDs and the namespace stay, recorded (once) for a purge"
     );
-    assert!(store.objects.contains_key(&format!("{RECORD}-canary")));
 }
 
 #[test]

@@ -9,6 +9,8 @@
 use std::fmt;
 
 use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -100,6 +102,41 @@ pub async fn read(client: &Client, scope: &InstallScope) -> Result<Option<Vec<Ob
         )
     })?;
     Ok(Some(objects))
+}
+
+/// The objects recorded by the other installs (other revisions) in `scope`'s namespace: an
+/// object one of them lists is shared (CRDs, the reader ServiceAccount) and must outlive the
+/// removal of this one.
+pub async fn read_others(client: &Client, scope: &InstallScope) -> Result<Vec<ObjectRef>> {
+    let own = inventory_name(scope);
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &scope.namespace,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        ),
+    );
+    let listed = api
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=lateen"))
+        .await
+        .map_err(|err| cluster_error(&format!("ConfigMaps in {}", scope.namespace), err))?;
+    let mut others = Vec::new();
+    for record in listed.items {
+        let name = record.metadata.name.as_deref().unwrap_or_default();
+        let is_record = name == INVENTORY_NAME || name.starts_with(&format!("{INVENTORY_NAME}-"));
+        if !is_record || name == own {
+            continue;
+        }
+        let text = record
+            .data
+            .pointer(&format!("/data/{OBJECTS_KEY}"))
+            .and_then(Value::as_str)
+            .unwrap_or("[]");
+        // A record we cannot read protects nothing; it is someone else's problem to fix.
+        others.extend(serde_json::from_str::<Vec<ObjectRef>>(text).unwrap_or_default());
+    }
+    Ok(others)
 }
 
 /// Records `objects` as what is installed in `scope` (server-side apply of the ConfigMap).

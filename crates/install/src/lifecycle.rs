@@ -4,7 +4,9 @@
 //! is installed now. Uninstall deletes what the record lists.
 //!
 //! CRDs and namespaces are never pruned (deleting them deletes users' configs and workloads);
-//! they stay in the record so `uninstall --purge` still finds them.
+//! they stay in the record so `uninstall --purge` still finds them. Objects that another
+//! revision's record in the same namespace lists (the shared reader ServiceAccount) are neither
+//! pruned nor uninstalled, except by a purge.
 
 use std::collections::BTreeSet;
 
@@ -59,7 +61,15 @@ pub async fn install(
     let applied = cluster::apply(client, objects).await?;
     let current: Vec<ObjectRef> = objects.iter().map(|o| ObjectRef::of(&o.object)).collect();
     let previous = previous.unwrap_or_default();
-    let stale = prunable(&previous, objects);
+    let shared = if previous.is_empty() {
+        Vec::new()
+    } else {
+        inventory::read_others(client, scope).await?
+    };
+    let stale: Vec<ObjectRef> = prunable(&previous, objects)
+        .into_iter()
+        .filter(|object| !shared.contains(object))
+        .collect();
     // CRDs and namespaces recorded before stay recorded, so a purge can find them.
     let mut record = current.clone();
     for kept in previous.iter().filter(|o| is_kept_unless_purged(&o.kind)) {
@@ -103,8 +113,16 @@ pub async fn uninstall(
         None => rendered.iter().map(|o| ObjectRef::of(&o.object)).collect(),
     };
     objects.sort_by_key(|object| std::cmp::Reverse(kind_rank(&object.kind)));
+    // What another revision's install also lists stays unless purging.
+    let shared = if purge {
+        Vec::new()
+    } else {
+        inventory::read_others(client, scope).await?
+    };
+    // Shared objects stay but leave this record: the other install's record owns them now.
     let (kept, doomed): (Vec<ObjectRef>, Vec<ObjectRef>) = objects
         .into_iter()
+        .filter(|object| purge || !shared.contains(object))
         .partition(|object| !purge && is_kept_unless_purged(&object.kind));
     // Namespaces go last: deleting one deletes the record inside it.
     let (namespaces, others): (Vec<ObjectRef>, Vec<ObjectRef>) = doomed
