@@ -15,7 +15,8 @@ RATE="${RATE:-5000}"
 bash scripts/install-test-deps.sh >/dev/null
 cargo build --release -q -p lateen-proxy -p lateen-loadgen
 ENVOY="$PWD/.venv/bin/envoy"
-LOADGEN="$PWD/target/release/lateen-loadgen"
+TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+LOADGEN="$TARGET_DIR/release/lateen-loadgen"
 mkdir -p bench/results
 TICKS=$(getconf CLK_TCK)
 pids=()
@@ -30,7 +31,7 @@ for port in 18080 18081 18082 18091 19000 19021 19090 19100; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is in use; stop what uses it first" >&2; exit 1; fi
 done
 taskset -c 1 nginx -c "$PWD/bench/nginx.conf" -p /tmp & pids+=($!); NGINX=$!
-taskset -c 0 "$PWD/target/release/lateen-proxy" --config bench/lateen.yaml --concurrency 1 --log-level warn & pids+=($!); LATEEN=$!
+taskset -c 0 "$TARGET_DIR/release/lateen-proxy" --config bench/lateen.yaml --concurrency 1 --log-level warn & pids+=($!); LATEEN=$!
 taskset -c 0 "$ENVOY" -c bench/envoy.yaml --concurrency 1 --log-level warn --base-id 71 & pids+=($!); ENVOY_PID=$!
 wait_port 18081; wait_port 18091; wait_port 18080; wait_port 18082
 
