@@ -96,7 +96,7 @@ fn handle(cp: &ControlPlane, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/metrics" => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            crate::metrics::render(cp.xds(), cp.metrics()),
+            crate::metrics::render(cp.xds(), cp.metrics(), cp.webhook()),
         ),
         "/debug/syncz" => {
             let rows = cp.xds().map(|x| x.sync_status()).unwrap_or_default();

@@ -13,6 +13,7 @@
 //! - [`translate`]: one [`lateen_xds::Snapshot`] per proxy (CDS, EDS, LDS, RDS).
 //! - [`push`]: the shared control-plane state, the xDS snapshot provider and the debouncer.
 //! - [`debug`] and [`metrics`]: `/debug/syncz`, `/debug/config_dump`, `/metrics`.
+//! - [`webhook`]: the sidecar-injection webhook (`lateen-inject`) on 15017.
 #![forbid(unsafe_code)]
 
 pub mod debug;
@@ -22,6 +23,7 @@ pub mod push;
 pub mod registry;
 pub mod store;
 pub mod translate;
+pub mod webhook;
 
 pub use proxy::{InterceptionMode, Proxy, ProxyType};
 pub use push::{ControlPlane, DebounceSettings};

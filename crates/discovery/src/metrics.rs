@@ -3,7 +3,8 @@
 //! `pilot_xds` (connected proxies), `pilot_xds_pushes{type}`, `pilot_proxy_convergence_time`
 //! (seconds from a snapshot change to its push being acknowledged), `pilot_total_xds_rejects
 //! {type}` (NACKs); and ours: `lateend_config_rejected` (files rejected by validation),
-//! `lateend_push_triggers`, `lateend_push_computations`.
+//! `lateend_push_triggers`, `lateend_push_computations`; and the injection webhook's
+//! `sidecar_injection_*` counters.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,10 +24,16 @@ pub struct Metrics {
     pub push_computations: AtomicU64,
 }
 
-#[derive(Debug)]
 struct Snapshotter {
     xds: Option<XdsServer>,
     own: Arc<Metrics>,
+    webhook: Option<Arc<lateen_inject::webhook::WebhookState>>,
+}
+
+impl std::fmt::Debug for Snapshotter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshotter").finish_non_exhaustive()
+    }
 }
 
 fn counter(
@@ -105,6 +112,18 @@ impl Collector for Snapshotter {
                     None,
                 )?;
         }
+        if let Some(webhook) = &self.webhook {
+            for (name, value) in webhook.stats.istio_metrics() {
+                // The encoder adds `_total` to counters itself.
+                let name = name.strip_suffix("_total").unwrap_or(name);
+                counter(
+                    &mut encoder,
+                    name,
+                    "Sidecar injection webhook requests.",
+                    value,
+                )?;
+            }
+        }
         counter(
             &mut encoder,
             "lateend_config_rejected",
@@ -128,11 +147,16 @@ impl Collector for Snapshotter {
 }
 
 /// The Prometheus text exposition of every metric.
-pub fn render(xds: Option<&XdsServer>, own: &Arc<Metrics>) -> String {
+pub fn render(
+    xds: Option<&XdsServer>,
+    own: &Arc<Metrics>,
+    webhook: Option<&Arc<lateen_inject::webhook::WebhookState>>,
+) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshotter {
         xds: xds.cloned(),
         own: own.clone(),
+        webhook: webhook.cloned(),
     }));
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {

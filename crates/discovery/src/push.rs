@@ -53,6 +53,7 @@ pub struct ControlPlane {
     config: RwLock<Arc<Config>>,
     autoreg: AutoRegistry,
     xds: OnceLock<XdsServer>,
+    webhook: OnceLock<Arc<lateen_inject::webhook::WebhookState>>,
     triggers: mpsc::UnboundedSender<Trigger>,
     metrics: Arc<Metrics>,
 }
@@ -71,6 +72,7 @@ impl ControlPlane {
             config: RwLock::new(Arc::new(config)),
             autoreg: AutoRegistry::new(grace),
             xds: OnceLock::new(),
+            webhook: OnceLock::new(),
             triggers,
             metrics: Arc::new(Metrics::default()),
         });
@@ -80,6 +82,15 @@ impl ControlPlane {
     /// Connects the xDS server (created with this control plane as its provider).
     pub fn attach(&self, xds: XdsServer) {
         let _ = self.xds.set(xds);
+    }
+
+    /// Records the running injection webhook (for its metrics).
+    pub fn attach_webhook(&self, state: Arc<lateen_inject::webhook::WebhookState>) {
+        let _ = self.webhook.set(state);
+    }
+
+    pub fn webhook(&self) -> Option<&Arc<lateen_inject::webhook::WebhookState>> {
+        self.webhook.get()
     }
 
     pub fn xds(&self) -> Option<&XdsServer> {

@@ -487,6 +487,7 @@ fn start_envoy(binary: &Path, dir: &Path, identity: &Identity, xds: u16, admin: 
 }
 
 struct Mesh {
+    webhook: u16,
     inbound: u16,
     envoy_bin: PathBuf,
     work: PathBuf,
@@ -568,7 +569,7 @@ async fn start() -> Option<Mesh> {
     );
     write_config(&config, "mesh.yaml", &mesh);
 
-    let (xds, debug, admin) = (free_port(), free_port(), free_port());
+    let (xds, debug, admin, webhook) = (free_port(), free_port(), free_port(), free_port());
     let lateend_log = dir.join("lateend.log");
     let child = Command::new(env!("CARGO_BIN_EXE_lateend"))
         .arg("--config-dir")
@@ -576,12 +577,10 @@ async fn start() -> Option<Mesh> {
         .args(["--xds-address", &format!("127.0.0.1:{xds}")])
         .args(["--debug-address", &format!("127.0.0.1:{debug}")])
         .args(["--registration-grace", "1s"])
-        .args([
-            "--xds-tls-address",
-            "127.0.0.1:0",
-            "--webhook-address",
-            "127.0.0.1:0",
-        ])
+        .args(["--webhook-address", &format!("127.0.0.1:{webhook}")])
+        .arg("--webhook-ca-out")
+        .arg(dir.join("webhook-ca.pem"))
+        .args(["--xds-tls-address", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&lateend_log).expect("lateend log"))
@@ -599,6 +598,7 @@ async fn start() -> Option<Mesh> {
 
     let envoy = start_envoy(&envoy_bin, &dir, &client_identity(), xds, admin);
     Some(Mesh {
+        webhook,
         inbound,
         envoy_bin,
         work: dir.clone(),
@@ -901,6 +901,9 @@ async fn bookinfo_through_real_envoy() {
         assert!(dump.contains(&want), "Envoy config_dump lacks {want}");
     }
 
+    // The injection webhook answers an AdmissionReview over HTTPS with a JSON patch.
+    webhook_injects(&mesh).await;
+
     // lateend's own dump for the proxy.
     let own = get(
         mesh.debug,
@@ -915,4 +918,61 @@ async fn bookinfo_through_real_envoy() {
         "{own:?}"
     );
     let _ = std::fs::remove_dir_all(mesh.dir.parent().unwrap_or(&mesh.dir));
+}
+
+/// POSTs an AdmissionReview for a pod that opts in (`sidecar.istio.io/inject: "true"`) to the
+/// webhook with curl, trusting only the CA lateend wrote out.
+async fn webhook_injects(mesh: &Mesh) {
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+            panic!("curl is required (LATEEN_REQUIRE_TOOLS) but not found");
+        }
+        eprintln!("NOTICE: curl not found; skipping the webhook row");
+        return;
+    };
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "uid-lateend",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "namespace": "default",
+            "operation": "CREATE",
+            "object": {"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": "web", "labels": {"sidecar.istio.io/inject": "true"}},
+                       "spec": {"containers": [{"name": "web", "image": "nginx"}]}},
+        }
+    });
+    let host = "lateend.istio-system.svc";
+    let out = tokio::process::Command::new(curl)
+        .args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
+        .arg(mesh.work.join("webhook-ca.pem"))
+        .arg("--resolve")
+        .arg(format!("{host}:{}:127.0.0.1", mesh.webhook))
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(review.to_string())
+        .arg(format!("https://{host}:{}/inject", mesh.webhook))
+        .output()
+        .await
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(resp["response"]["uid"], "uid-lateend", "{resp}");
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+    assert_eq!(resp["response"]["patchType"], "JSONPatch", "{resp}");
+    let metrics = get(mesh.debug, "x", "/metrics", &[])
+        .await
+        .map(|m| m.1)
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("sidecar_injection_requests_total 1"),
+        "{metrics}"
+    );
 }

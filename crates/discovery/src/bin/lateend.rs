@@ -52,9 +52,32 @@ struct Args {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15014")]
     debug_address: SocketAddr,
 
-    /// Injection/validation webhook address (reserved: not served yet).
+    /// Sidecar-injection admission webhook address (HTTPS; paths /inject,
+    /// /inject/cluster/C/net/N, /inject/:ENV:...).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15017")]
     webhook_address: SocketAddr,
+
+    /// Webhook TLS certificate chain (PEM). Without it and --webhook-key a certificate for
+    /// lateend.istio-system.svc is generated at start.
+    #[arg(long, value_name = "FILE", requires = "webhook_key")]
+    webhook_cert: Option<PathBuf>,
+
+    /// Webhook TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "webhook_cert")]
+    webhook_key: Option<PathBuf>,
+
+    /// Write the webhook's CA certificate (PEM) here; its base64 is the
+    /// MutatingWebhookConfiguration caBundle.
+    #[arg(long, value_name = "FILE")]
+    webhook_ca_out: Option<PathBuf>,
+
+    /// Injector template config (`config` of Istio's istio-sidecar-injector ConfigMap).
+    #[arg(long, value_name = "FILE")]
+    inject_config: Option<PathBuf>,
+
+    /// Injector values (`values` of the same ConfigMap).
+    #[arg(long, value_name = "FILE")]
+    inject_values: Option<PathBuf>,
 
     /// Quiet period after a change before pushing (Istio's PILOT_DEBOUNCE_AFTER).
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
@@ -124,11 +147,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("binding --debug-address {}", args.debug_address))?;
     tracing::info!(address = %xds_listener.local_addr()?, "serving xDS (ADS over plaintext gRPC)");
     tracing::info!(address = %debug_listener.local_addr()?, "serving debug endpoints and metrics");
-    tracing::info!(
-        xds_tls = %args.xds_tls_address,
-        webhook = %args.webhook_address,
-        "xDS over TLS and the webhook are not served yet (flags reserved)"
-    );
+    let webhook_listener = TcpListener::bind(args.webhook_address)
+        .await
+        .with_context(|| format!("binding --webhook-address {}", args.webhook_address))?;
+    let webhook_address = webhook_listener.local_addr()?;
+    let mesh_file = args
+        .mesh
+        .clone()
+        .or_else(|| {
+            Some(
+                args.config_dir
+                    .join(lateen_discovery::store::folder::MESH_FILE_NAME),
+            )
+        })
+        .filter(|p| p.is_file());
+    let webhook = lateen_discovery::webhook::start(
+        webhook_listener,
+        &lateen_discovery::webhook::WebhookFiles {
+            cert: args.webhook_cert.clone(),
+            key: args.webhook_key.clone(),
+            ca_out: args.webhook_ca_out.clone(),
+            inject_config: args.inject_config.clone(),
+            inject_values: args.inject_values.clone(),
+            mesh: mesh_file,
+        },
+    )
+    .context("starting the injection webhook")?;
+    cp.attach_webhook(webhook);
+    tracing::info!(address = %webhook_address, "serving the sidecar-injection webhook (HTTPS)");
+    tracing::info!(xds_tls = %args.xds_tls_address, "xDS over TLS is not served yet (flag reserved)");
 
     let watcher_cp = cp.clone();
     let reject_cp = cp.clone();

@@ -1,0 +1,92 @@
+//! The sidecar-injection admission webhook on `--webhook-address` (15017, like istiod), served
+//! by `lateen-inject` over TLS. The certificate comes from `--webhook-cert`/`--webhook-key`,
+//! or is generated for `lateend.istio-system.svc` (its CA certificate can be written out as PEM
+//! with `--webhook-ca-out`; base64 of that file is the MutatingWebhookConfiguration's
+//! `caBundle`). Without a namespace
+//! informer, namespaces have no labels: pods opt in with `sidecar.istio.io/inject: "true"`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lateen_inject::InjectConfig;
+use lateen_inject::webhook::{NamespaceLabels, WebhookCert, WebhookState};
+use tokio::net::TcpListener;
+
+/// Files the webhook reads.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookFiles {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca_out: Option<PathBuf>,
+    /// Injector template config (Istio's `config` of the `istio-sidecar-injector` ConfigMap).
+    pub inject_config: Option<PathBuf>,
+    /// Injector values (`values` of the same ConfigMap).
+    pub inject_values: Option<PathBuf>,
+    /// MeshConfig the injected proxies get.
+    pub mesh: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("reading {}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Inject(#[from] lateen_inject::InjectError),
+    #[error("webhook certificate: {0}")]
+    Cert(String),
+    #[error("--webhook-cert and --webhook-key go together")]
+    HalfCert,
+}
+
+fn read(path: &Path) -> Result<String, WebhookError> {
+    std::fs::read_to_string(path).map_err(|source| WebhookError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Loads the injector config and certificate, and serves on `listener` in the background.
+pub fn start(
+    listener: TcpListener,
+    files: &WebhookFiles,
+) -> Result<Arc<WebhookState>, WebhookError> {
+    let mut config = InjectConfig::default();
+    if let Some(p) = &files.inject_config {
+        config.apply_inject_config_text(&read(p)?, &p.display().to_string())?;
+    }
+    if let Some(p) = &files.inject_values {
+        config.apply_values_text(&read(p)?, &p.display().to_string())?;
+    }
+    if let Some(p) = &files.mesh {
+        config.apply_mesh_config_text(&read(p)?, &p.display().to_string())?;
+    }
+    let cert = match (&files.cert, &files.key) {
+        (Some(c), Some(k)) => WebhookCert::from_pem_files(c, k, None),
+        (None, None) => WebhookCert::generate_for_lateend(),
+        _ => return Err(WebhookError::HalfCert),
+    }
+    .map_err(|e| WebhookError::Cert(e.to_string()))?;
+    if let Some(out) = &files.ca_out {
+        std::fs::write(out, &cert.ca_pem).map_err(|source| WebhookError::Read {
+            path: out.clone(),
+            source,
+        })?;
+    }
+    let tls = cert
+        .server_config()
+        .map_err(|e| WebhookError::Cert(e.to_string()))?;
+    let namespaces: Arc<dyn NamespaceLabels> =
+        Arc::new(BTreeMap::<String, BTreeMap<String, String>>::new());
+    let state = WebhookState::new(config, namespaces);
+    let serving = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = lateen_inject::webhook::serve(listener, tls, serving).await {
+            tracing::error!(error = %e, "injection webhook stopped");
+        }
+    });
+    Ok(state)
+}
