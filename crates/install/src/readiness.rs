@@ -25,6 +25,17 @@ pub fn component_title(component: &str) -> &str {
     }
 }
 
+/// Istio reports the core first, then the control plane, then gateways.
+fn component_rank(component: &str) -> u8 {
+    match component {
+        "Base" => 0,
+        "Pilot" => 1,
+        "IngressGateways" => 2,
+        "EgressGateways" => 3,
+        _ => 4,
+    }
+}
+
 /// What is not ready in one component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentReadiness {
@@ -128,14 +139,7 @@ pub async fn check(client: &Client, objects: &[RenderedObject]) -> Result<Vec<Co
             components.push(object.component);
         }
     }
-    // Istio reports the core first, then the control plane, then gateways.
-    components.sort_by_key(|c| match *c {
-        "Base" => 0,
-        "Pilot" => 1,
-        "IngressGateways" => 2,
-        "EgressGateways" => 3,
-        _ => 4,
-    });
+    components.sort_by_key(|c| component_rank(c));
     for component in components {
         let mut waiting = Vec::new();
         for object in objects.iter().filter(|o| o.component == component) {
@@ -158,7 +162,8 @@ pub async fn check(client: &Client, objects: &[RenderedObject]) -> Result<Vec<Co
 }
 
 /// Checks readiness every `interval` until every component is ready or `timeout` passes,
-/// calling `progress` with each report; returns the last report.
+/// calling `progress` with each report; returns the last report. A component found ready is
+/// not read again (a Deployment that wobbles afterwards is for `verify-install` to see).
 pub async fn wait(
     client: &Client,
     objects: &[RenderedObject],
@@ -167,8 +172,23 @@ pub async fn wait(
     mut progress: impl FnMut(&[ComponentReadiness]),
 ) -> Result<Vec<ComponentReadiness>> {
     let deadline = Instant::now() + timeout;
+    let mut ready: Vec<&'static str> = Vec::new();
     loop {
-        let report = check(client, objects).await?;
+        let pending: Vec<RenderedObject> = objects
+            .iter()
+            .filter(|o| !ready.contains(&o.component))
+            .cloned()
+            .collect();
+        let mut report = check(client, &pending).await?;
+        for component in &ready {
+            report.push(ComponentReadiness {
+                component,
+                waiting: Vec::new(),
+            });
+        }
+        report.sort_by_key(|c| component_rank(c.component));
+        ready.extend(report.iter().filter(|c| c.is_ready()).map(|c| c.component));
+        ready.dedup();
         progress(&report);
         let now = Instant::now();
         if report.iter().all(ComponentReadiness::is_ready) || now >= deadline {

@@ -409,6 +409,15 @@ fn service_entry_columns() -> Value {
     ])
 }
 
+/// What `kubectl get istiooperators` shows: the revision, and the operator's status.
+fn istio_operator_columns() -> Value {
+    json!([
+        {"name": "Revision", "type": "string", "jsonPath": ".spec.revision", "description": "Istio control plane revision"},
+        {"name": "Status", "type": "string", "jsonPath": ".status.status", "description": "IOP current state"},
+        age_column(),
+    ])
+}
+
 const KINDS: &[Kind] = &[
     Kind {
         group: "networking.istio.io",
@@ -538,7 +547,7 @@ const KINDS: &[Kind] = &[
         categories: &["istio-io"],
         versions: &["v1alpha1"],
         spec: open,
-        columns: no_columns,
+        columns: istio_operator_columns,
     },
 ];
 
