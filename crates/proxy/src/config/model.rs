@@ -396,6 +396,12 @@ pub struct Cluster {
     /// The service behind this cluster, for `destination_*` metric labels.
     #[serde(default)]
     pub destination: Destination,
+    /// Envoy's ORIGINAL_DST cluster (Istio's PassthroughCluster): no endpoints of its own,
+    /// connections go where the client was going. TCP listeners naming it pass through;
+    /// an HTTP route to it needs the data path to use the captured destination (not done
+    /// yet: such a route answers 503).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original_dst: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

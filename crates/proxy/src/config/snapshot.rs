@@ -257,6 +257,8 @@ pub struct ClusterRt {
     /// This proxy's own workload as the destination of the cluster's service: the
     /// `destination_*` labels of inbound traffic.
     pub inbound_destination: Arc<PeerLabels>,
+    /// Connect to the captured original destination instead of `endpoints`.
+    pub original_dst: bool,
     next: AtomicUsize,
 }
 
@@ -272,6 +274,7 @@ impl ClusterRt {
             endpoints: cluster.endpoints.iter().map(|endpoint| endpoint.address).collect(),
             source_address: cluster.source_address,
             destination: Arc::new(destination),
+            original_dst: cluster.original_dst,
             next: AtomicUsize::new(0),
         }
     }
@@ -288,6 +291,7 @@ impl ClusterRt {
             source_address,
             destination: Arc::new(PeerLabels::unknown()),
             inbound_destination: local,
+            original_dst: false,
             next: AtomicUsize::new(0),
         }
     }

@@ -206,3 +206,74 @@ fn update<T>(
     resources.extend(fresh);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::translate::tests::{assignment, pack, virtual_inbound};
+    use lateen_xds::pb::envoy::config::cluster::v3::cluster;
+    use lateen_xds::pb::envoy::config::core::v3::{AggregatedConfigSource, ConfigSource, config_source};
+    use lateen_xds::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse, Resource};
+
+    fn eds(name: &str) -> Cluster {
+        Cluster {
+            name: name.into(),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(cluster::EdsClusterConfig {
+                eds_config: Some(ConfigSource { config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})), ..Default::default() }),
+                service_name: String::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn delta<M: lateen_xds::prost::Message + lateen_xds::prost::Name>(items: &[(&str, &M)], removed: &[&str]) -> AdsResponse {
+        AdsResponse::Delta(DeltaDiscoveryResponse {
+            type_url: M::type_url(),
+            resources: items.iter().map(|(name, message)| Resource { name: name.to_string(), version: format!("v-{name}"), resource: Some(pack(*message)), ..Default::default() }).collect(),
+            removed_resources: removed.iter().map(|name| name.to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn clusters_warm_until_their_endpoints_arrive() {
+        let state = XdsState::default().with_response(&delta(&[("c1", &eds("c1"))], &[])).expect("CDS accepted");
+        assert_eq!(state.wanted().0.into_iter().collect::<Vec<_>>(), vec!["c1".to_string()]);
+        let assembled = state.assemble(&ProxyConfig::default(), "cp");
+        assert_eq!(assembled.warming, vec!["EDS c1".to_string()]);
+        let state = state.with_response(&delta(&[("c1", &assignment("c1", &[("10.0.0.1", 80, 0, 1)]))], &[])).expect("EDS accepted");
+        let assembled = state.assemble(&ProxyConfig::default(), "cp");
+        assert!(assembled.warming.is_empty());
+        assert_eq!(assembled.config.clusters[0].endpoints.len(), 1);
+        let xds = assembled.config.xds.expect("xds info");
+        assert_eq!(xds.resources["EDS"]["c1"], "v-c1");
+
+        let state = state.with_response(&delta::<Cluster>(&[], &["c1"])).expect("removal accepted");
+        assert!(state.assemble(&ProxyConfig::default(), "cp").config.clusters.is_empty());
+    }
+
+    #[test]
+    fn passthrough_and_missing_clusters() {
+        let passthrough = Cluster {
+            name: "InboundPassthroughCluster".into(),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32)),
+            lb_policy: cluster::LbPolicy::ClusterProvided as i32,
+            ..Default::default()
+        };
+        let sotw = AdsResponse::Sotw(DiscoveryResponse { type_url: CLUSTER.to_string(), version_info: "1".into(), resources: vec![pack(&passthrough)], ..Default::default() });
+        let state = XdsState::default().with_response(&sotw).expect("CDS accepted");
+        let state = state.with_response(&delta(&[("virtualInbound", &virtual_inbound())], &[])).expect("LDS accepted");
+        let config = state.assemble(&ProxyConfig::default(), "cp").config;
+        // The TCP default chain to an ORIGINAL_DST cluster passes through.
+        assert_eq!(config.listeners[0].tcp_cluster, None);
+        // The inline route's cluster is not in CDS: an empty one stands in (503, as Envoy).
+        assert!(config.clusters.iter().any(|c| c.name == "inbound|9080||" && c.endpoints.is_empty()));
+        assert_eq!(config.xds.expect("xds info").type_versions["CDS"], "1");
+        crate::config::compile::compile(state.assemble(&ProxyConfig::default(), "cp").config).expect("compiles");
+
+        let wrong_name = delta(&[("other", &virtual_inbound())], &[]);
+        let err = state.with_response(&wrong_name).expect_err("name mismatch");
+        assert!(err.contains("\"other\""), "{err}");
+    }
+}

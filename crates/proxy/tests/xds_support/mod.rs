@@ -149,6 +149,11 @@ pub struct SidecarProcess {
 impl SidecarProcess {
     /// Starts the sidecar with Istio's injected environment; does not wait for readiness.
     pub fn start(discovery: SocketAddr) -> SidecarProcess {
+        SidecarProcess::start_with(discovery, &[])
+    }
+
+    /// [`SidecarProcess::start`] with more flags.
+    pub fn start_with(discovery: SocketAddr, extra: &[&str]) -> SidecarProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("proxy.log");
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -158,6 +163,7 @@ impl SidecarProcess {
             .args(["sidecar", "--discovery-address", &discovery.to_string()])
             .args(["--admin-address", &admin.to_string(), "--health-address", &health.to_string(), "--metrics-address", &metrics.to_string()])
             .args(["--concurrency", "2", "--warm-timeout", "5", "--labels-file", "/nonexistent/labels"])
+            .args(extra)
             // What Istio's injector adds; accepted and ignored.
             .args(["--domain", "shop.svc.cluster.local", "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"])
             .env_clear()

@@ -55,6 +55,7 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         Err(_) => return Err(check.reject("lb_policy", format!("unknown policy {}", source.lb_policy))),
     };
 
+    cluster.original_dst = original_dst;
     let mut eds_name = None;
     match kind {
         cluster::DiscoveryType::Eds => {
@@ -147,6 +148,7 @@ pub fn empty(name: &str) -> model::Cluster {
         endpoints: Vec::new(),
         source_address: None,
         destination: model::Destination::default(),
+        original_dst: false,
     }
 }
 

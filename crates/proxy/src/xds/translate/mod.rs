@@ -8,6 +8,8 @@ pub mod endpoint;
 pub mod fields;
 pub mod listener;
 pub mod route;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use lateen_xds::pb::envoy::config::core::v3::{Address, HeaderValueOption, SocketAddress, address, socket_address};
 use lateen_xds::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};

@@ -1,0 +1,72 @@
+//! Warming and the state-of-the-world protocol: a route to a new cluster waits for the
+//! cluster's endpoints before it takes traffic, and everything works over SotW ADS too.
+
+mod support;
+mod xds_support;
+
+use lateen_xds::{Snapshot, XdsServer};
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::upstream::Upstream;
+use support::{eventually, free_port, get};
+use xds_support::*;
+
+async fn answer(address: SocketAddr) -> Option<String> {
+    match get(address, "/").await {
+        Ok((200, body)) => Some(body),
+        _ => None,
+    }
+}
+
+fn base(listen: SocketAddr, route_cluster: &str, upstream: SocketAddr) -> Snapshot {
+    Snapshot::new()
+        .with(&http_listener("http", listen, "main"))
+        .with(&route_to("main", route_cluster))
+        .with(&eds_cluster("a"))
+        .with(&endpoints("a", &[upstream]))
+}
+
+#[tokio::test]
+async fn a_route_to_a_new_cluster_waits_for_its_endpoints() {
+    let server = XdsServer::default();
+    let xds = server.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind xDS server");
+    let (alpha, beta) = (Upstream::start("alpha").await, Upstream::start("beta").await);
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    server.set_snapshot(NODE_ID, base(listen, "a", alpha.address));
+    let sidecar = SidecarProcess::start(xds);
+    sidecar.wait_ready().await;
+
+    // The route moves to cluster b, whose endpoints are not published yet.
+    server.set_snapshot(NODE_ID, base(listen, "b", alpha.address).with(&eds_cluster("b")));
+    for _ in 0..20 {
+        let body = answer(listen).await.unwrap_or_default();
+        assert!(body.contains("alpha"), "a cluster without endpoints took traffic: {body:?}; log:\n{}", sidecar.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dump = sidecar.config_dump().await;
+    assert!(dump["config"]["xds"]["resources"]["CDS"]["b"].is_null(), "the held update is not live yet: {}", dump["config"]["xds"]);
+
+    server.set_snapshot(NODE_ID, base(listen, "b", alpha.address).with(&eds_cluster("b")).with(&endpoints("b", &[beta.address])));
+    assert!(
+        eventually(Duration::from_secs(10), || async { answer(listen).await.is_some_and(|body| body.contains("beta")) }).await,
+        "route never moved to the warmed cluster; log:\n{}",
+        sidecar.log_text()
+    );
+}
+
+#[tokio::test]
+async fn state_of_the_world_ads_carries_traffic_and_updates() {
+    let server = XdsServer::default();
+    let xds = server.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind xDS server");
+    let alpha = Upstream::start("alpha").await;
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    server.set_snapshot(NODE_ID, base(listen, "a", alpha.address));
+    let sidecar = SidecarProcess::start_with(xds, &["--sotw"]);
+    sidecar.wait_ready().await;
+    assert!(answer(listen).await.is_some_and(|body| body.contains("alpha")));
+    let status = server.sync_status();
+    assert_eq!(status.first().map(|row| row.mode), Some(lateen_xds::StreamMode::Sotw));
+
+    server.set_snapshot(NODE_ID, base(listen, "a", alpha.address).with(&direct_response("main", "sotw update")));
+    assert!(eventually(Duration::from_secs(10), || async { answer(listen).await.is_some_and(|body| body == "sotw update") }).await);
+}
