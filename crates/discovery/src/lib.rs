@@ -13,7 +13,8 @@
 //! - [`translate`]: one [`lateen_xds::Snapshot`] per proxy (CDS, EDS, LDS, RDS).
 //! - [`push`]: the shared control-plane state, the xDS snapshot provider and the debouncer.
 //! - [`debug`] and [`metrics`]: `/debug/syncz`, `/debug/config_dump`, `/metrics`.
-//! - [`webhook`]: the sidecar-injection webhook (`lateen-inject`) on 15017.
+//! - [`webhook`]: the sidecar-injection webhook (`lateen-inject`) on 15017 and the serving
+//!   certificate; [`xds_tls`]: ADS over TLS on 15012.
 #![forbid(unsafe_code)]
 
 pub mod debug;
@@ -24,6 +25,7 @@ pub mod registry;
 pub mod store;
 pub mod translate;
 pub mod webhook;
+pub mod xds_tls;
 
 pub use proxy::{InterceptionMode, Proxy, ProxyType};
 pub use push::{ControlPlane, DebounceSettings};

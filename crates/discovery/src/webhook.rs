@@ -49,21 +49,10 @@ fn read(path: &Path) -> Result<String, WebhookError> {
     })
 }
 
-/// Loads the injector config and certificate, and serves on `listener` in the background.
-pub fn start(
-    listener: TcpListener,
-    files: &WebhookFiles,
-) -> Result<Arc<WebhookState>, WebhookError> {
-    let mut config = InjectConfig::default();
-    if let Some(p) = &files.inject_config {
-        config.apply_inject_config_text(&read(p)?, &p.display().to_string())?;
-    }
-    if let Some(p) = &files.inject_values {
-        config.apply_values_text(&read(p)?, &p.display().to_string())?;
-    }
-    if let Some(p) = &files.mesh {
-        config.apply_mesh_config_text(&read(p)?, &p.display().to_string())?;
-    }
+/// lateend's serving certificate (webhook and xDS over TLS): from `--webhook-cert` and
+/// `--webhook-key`, or generated for `lateend.istio-system.svc`; its CA is written to
+/// `--webhook-ca-out` when given.
+pub fn load_cert(files: &WebhookFiles) -> Result<WebhookCert, WebhookError> {
     let cert = match (&files.cert, &files.key) {
         (Some(c), Some(k)) => WebhookCert::from_pem_files(c, k, None),
         (None, None) => WebhookCert::generate_for_lateend(),
@@ -76,9 +65,32 @@ pub fn start(
             source,
         })?;
     }
-    let tls = cert
-        .server_config()
-        .map_err(|e| WebhookError::Cert(e.to_string()))?;
+    Ok(cert)
+}
+
+/// TLS settings of `cert` (HTTP/2 and HTTP/1.1 ALPN).
+pub fn server_config(cert: &WebhookCert) -> Result<Arc<rustls::ServerConfig>, WebhookError> {
+    cert.server_config()
+        .map_err(|e| WebhookError::Cert(e.to_string()))
+}
+
+/// Loads the injector config and serves the webhook on `listener` in the background.
+pub fn start(
+    listener: TcpListener,
+    cert: &WebhookCert,
+    files: &WebhookFiles,
+) -> Result<Arc<WebhookState>, WebhookError> {
+    let mut config = InjectConfig::default();
+    if let Some(p) = &files.inject_config {
+        config.apply_inject_config_text(&read(p)?, &p.display().to_string())?;
+    }
+    if let Some(p) = &files.inject_values {
+        config.apply_values_text(&read(p)?, &p.display().to_string())?;
+    }
+    if let Some(p) = &files.mesh {
+        config.apply_mesh_config_text(&read(p)?, &p.display().to_string())?;
+    }
+    let tls = server_config(cert)?;
     let namespaces: Arc<dyn NamespaceLabels> =
         Arc::new(BTreeMap::<String, BTreeMap<String, String>>::new());
     let state = WebhookState::new(config, namespaces);

@@ -330,6 +330,8 @@ struct Identity {
     id: &'static str,
     cluster: &'static str,
     metadata: String,
+    /// Connect to xDS over TLS, trusting this CA (lateend's `--webhook-ca-out`).
+    xds_tls_ca: Option<PathBuf>,
 }
 
 fn client_identity() -> Identity {
@@ -348,6 +350,7 @@ fn client_identity() -> Identity {
     POD_PORTS: '[{"name":"http","containerPort":9080,"protocol":"TCP"}]'
 "#
         .to_string(),
+        xds_tls_ca: None,
     }
 }
 
@@ -392,6 +395,7 @@ fn redirect_identity() -> Identity {
     POD_PORTS: '[{"name":"http","containerPort":9080,"protocol":"TCP"}]'
 "#
         .to_string(),
+        xds_tls_ca: None,
     }
 }
 
@@ -405,6 +409,7 @@ fn router_identity() -> Identity {
     INSTANCE_IPS: 127.0.0.1
 "#
         .to_string(),
+        xds_tls_ca: None,
     }
 }
 
@@ -430,6 +435,26 @@ async fn all_synced(debug: u16, ids: &[&str]) -> bool {
 
 fn bootstrap(identity: &Identity, xds_port: u16, admin: u16) -> String {
     let (id, cluster, metadata) = (identity.id, identity.cluster, &identity.metadata);
+    // Like istio-agent's bootstrap for 15012: TLS to the control plane, verified by its CA
+    // and SAN.
+    let tls = identity.xds_tls_ca.as_ref().map_or(String::new(), |ca| {
+        format!(
+            r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: lateend.istio-system.svc
+        common_tls_context:
+          alpn_protocols: [h2]
+          validation_context:
+            trusted_ca: {{filename: "{}"}}
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {{exact: lateend.istio-system.svc}}
+"#,
+            ca.display()
+        )
+    });
     format!(
         r#"node:
   id: "{id}"
@@ -460,7 +485,7 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
-"#
+{tls}"#
     )
 }
 
@@ -487,6 +512,7 @@ fn start_envoy(binary: &Path, dir: &Path, identity: &Identity, xds: u16, admin: 
 }
 
 struct Mesh {
+    xds_tls: u16,
     webhook: u16,
     inbound: u16,
     envoy_bin: PathBuf,
@@ -570,6 +596,7 @@ async fn start() -> Option<Mesh> {
     write_config(&config, "mesh.yaml", &mesh);
 
     let (xds, debug, admin, webhook) = (free_port(), free_port(), free_port(), free_port());
+    let xds_tls = free_port();
     let lateend_log = dir.join("lateend.log");
     let child = Command::new(env!("CARGO_BIN_EXE_lateend"))
         .arg("--config-dir")
@@ -580,7 +607,7 @@ async fn start() -> Option<Mesh> {
         .args(["--webhook-address", &format!("127.0.0.1:{webhook}")])
         .arg("--webhook-ca-out")
         .arg(dir.join("webhook-ca.pem"))
-        .args(["--xds-tls-address", "127.0.0.1:0"])
+        .args(["--xds-tls-address", &format!("127.0.0.1:{xds_tls}")])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&lateend_log).expect("lateend log"))
@@ -598,6 +625,7 @@ async fn start() -> Option<Mesh> {
 
     let envoy = start_envoy(&envoy_bin, &dir, &client_identity(), xds, admin);
     Some(Mesh {
+        xds_tls,
         webhook,
         inbound,
         envoy_bin,
@@ -789,11 +817,14 @@ async fn bookinfo_through_real_envoy() {
         mesh.xds,
         free_port(),
     );
+    // The gateway talks to lateend over TLS (15012-style), the others in plaintext.
+    let mut router_id = router_identity();
+    router_id.xds_tls_ca = Some(mesh.work.join("webhook-ca.pem"));
     let router = start_envoy(
         &mesh.envoy_bin,
         &mesh.work,
-        &router_identity(),
-        mesh.xds,
+        &router_id,
+        mesh.xds_tls,
         free_port(),
     );
     let client_dump = format!("/debug/config_dump?proxyID={NODE_ID}");

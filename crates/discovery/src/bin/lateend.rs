@@ -43,7 +43,8 @@ struct Args {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15010")]
     xds_address: SocketAddr,
 
-    /// TLS gRPC xDS address (reserved: not served yet).
+    /// gRPC xDS (ADS) over TLS, with the same certificate as the webhook (clients are not
+    /// authenticated yet).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15012")]
     xds_tls_address: SocketAddr,
 
@@ -57,17 +58,17 @@ struct Args {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15017")]
     webhook_address: SocketAddr,
 
-    /// Webhook TLS certificate chain (PEM). Without it and --webhook-key a certificate for
-    /// lateend.istio-system.svc is generated at start.
+    /// Serving certificate chain (PEM) of the webhook and of xDS over TLS. Without it and
+    /// --webhook-key a CA and a certificate for lateend.istio-system.svc are generated at start.
     #[arg(long, value_name = "FILE", requires = "webhook_key")]
     webhook_cert: Option<PathBuf>,
 
-    /// Webhook TLS private key (PEM).
+    /// Private key (PEM) of --webhook-cert.
     #[arg(long, value_name = "FILE", requires = "webhook_cert")]
     webhook_key: Option<PathBuf>,
 
-    /// Write the webhook's CA certificate (PEM) here; its base64 is the
-    /// MutatingWebhookConfiguration caBundle.
+    /// Write the serving CA certificate (PEM) here: proxies trust it for xDS over TLS, and its
+    /// base64 is the MutatingWebhookConfiguration caBundle.
     #[arg(long, value_name = "FILE")]
     webhook_ca_out: Option<PathBuf>,
 
@@ -150,7 +151,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let webhook_listener = TcpListener::bind(args.webhook_address)
         .await
         .with_context(|| format!("binding --webhook-address {}", args.webhook_address))?;
-    let webhook_address = webhook_listener.local_addr()?;
+    let tls_listener = TcpListener::bind(args.xds_tls_address)
+        .await
+        .with_context(|| format!("binding --xds-tls-address {}", args.xds_tls_address))?;
     let mesh_file = args
         .mesh
         .clone()
@@ -161,21 +164,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
         })
         .filter(|p| p.is_file());
-    let webhook = lateen_discovery::webhook::start(
-        webhook_listener,
-        &lateen_discovery::webhook::WebhookFiles {
-            cert: args.webhook_cert.clone(),
-            key: args.webhook_key.clone(),
-            ca_out: args.webhook_ca_out.clone(),
-            inject_config: args.inject_config.clone(),
-            inject_values: args.inject_values.clone(),
-            mesh: mesh_file,
-        },
-    )
-    .context("starting the injection webhook")?;
+    let files = lateen_discovery::webhook::WebhookFiles {
+        cert: args.webhook_cert.clone(),
+        key: args.webhook_key.clone(),
+        ca_out: args.webhook_ca_out.clone(),
+        inject_config: args.inject_config.clone(),
+        inject_values: args.inject_values.clone(),
+        mesh: mesh_file,
+    };
+    let cert = lateen_discovery::webhook::load_cert(&files).context("serving certificate")?;
+    tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
+    tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
+    let webhook = lateen_discovery::webhook::start(webhook_listener, &cert, &files)
+        .context("starting the injection webhook")?;
     cp.attach_webhook(webhook);
-    tracing::info!(address = %webhook_address, "serving the sidecar-injection webhook (HTTPS)");
-    tracing::info!(xds_tls = %args.xds_tls_address, "xDS over TLS is not served yet (flag reserved)");
+    let tls = lateen_discovery::webhook::server_config(&cert).context("xDS TLS")?;
+    tokio::spawn(lateen_discovery::xds_tls::serve(
+        tls_listener,
+        tls,
+        xds.clone(),
+    ));
 
     let watcher_cp = cp.clone();
     let reject_cp = cp.clone();
