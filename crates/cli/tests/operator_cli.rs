@@ -243,4 +243,65 @@ fn operator_reconciles_istio_operators_and_reports_status() {
         "{written:?}"
     );
     assert!(store.lock().unwrap().objects.contains_key(CONTROL_PLANE));
+
+    // The operator's finalizer makes deleting the resource uninstall it (CRDs stay).
+    {
+        let store = store.lock().unwrap();
+        assert_eq!(
+            store.objects[IOP]["metadata"]["finalizers"],
+            json!(["istio-finalizer.install.istio.io"])
+        );
+    }
+    assert!(store.lock().unwrap().delete(IOP));
+    assert!(
+        store.lock().unwrap().objects.contains_key(IOP),
+        "held by the finalizer"
+    );
+    let log = run_passes(&server, "1");
+    assert!(
+        log.contains("IstioOperator istio-system/example: REMOVED"),
+        "{log}"
+    );
+    let store = store.lock().unwrap();
+    assert!(
+        !store.objects.contains_key(IOP),
+        "released once uninstalled"
+    );
+    assert!(!store.objects.contains_key(CONTROL_PLANE));
+    assert!(
+        store
+            .objects
+            .keys()
+            .any(|p| p.contains("customresourcedefinitions"))
+    );
+}
+
+#[test]
+fn operator_remove_purge_releases_istio_operators() {
+    let (server, store) = stub_api::start(0);
+    let init = lateen(&["operator", "init", "--server", &server]);
+    assert!(init.status.success(), "{}", text(&init));
+    store.lock().unwrap().insert(
+        IOP,
+        json!({
+            "apiVersion": "install.istio.io/v1alpha1",
+            "kind": "IstioOperator",
+            "metadata": {"name": "example", "namespace": "istio-system"},
+            "spec": {"profile": "minimal"},
+        }),
+    );
+    run_passes(&server, "1");
+    assert!(!store.lock().unwrap().objects[IOP]["metadata"]["finalizers"].is_null());
+    let purged = lateen(&["operator", "remove", "--server", &server, "--purge"]);
+    assert!(purged.status.success(), "{}", text(&purged));
+    assert!(
+        text(&purged).contains("released 1 IstioOperator"),
+        "{}",
+        text(&purged)
+    );
+    let store = store.lock().unwrap();
+    assert_eq!(store.objects[IOP]["metadata"]["finalizers"], json!([]));
+    assert!(!store.objects.contains_key(OPERATOR_CRD));
+    // The mesh it installed stays: removing the operator is not uninstalling.
+    assert!(store.objects.contains_key(CONTROL_PLANE));
 }

@@ -7,6 +7,10 @@
 //! every component is ready, ERROR with the reason in `status.message` when the resource is
 //! invalid or the cluster refuses it; `status.componentStatus` has one entry per component.
 //!
+//! The operator puts its finalizer (Istio's, `istio-finalizer.install.istio.io`) on each
+//! resource; deleting the resource then uninstalls what its record lists (CRDs and namespaces
+//! stay, as with `lateen uninstall`) before the API server lets it go.
+//!
 //! Polling rather than a watch: one list per pass keeps the loop simple and bounded, and the
 //! pass interval is short next to how long an install takes to become ready. The status is
 //! written only when it changes, so an idle pass sends no writes.
@@ -31,6 +35,12 @@ pub const RECONCILING: &str = "RECONCILING";
 pub const HEALTHY: &str = "HEALTHY";
 /// `status.status` when the resource cannot be installed; `status.message` says why.
 pub const ERROR: &str = "ERROR";
+/// Reported (not written: the resource is gone) when a deleted resource's install was removed.
+pub const REMOVED: &str = "REMOVED";
+
+/// The finalizer that makes deleting an IstioOperator uninstall what it installed (Istio's
+/// name, so resources Istio's operator managed are handled the same way).
+pub const FINALIZER: &str = "istio-finalizer.install.istio.io";
 
 /// The IstioOperator API.
 pub fn istio_operator_resource() -> ApiResource {
@@ -40,7 +50,7 @@ pub fn istio_operator_resource() -> ApiResource {
     )
 }
 
-/// A status written to one IstioOperator.
+/// A status written to one IstioOperator, or [`REMOVED`] for one deleted and uninstalled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
     /// `namespace/name` of the IstioOperator.
@@ -136,6 +146,14 @@ impl Controller {
         key: &str,
         resource: &DynamicObject,
     ) -> Result<Vec<StatusChange>> {
+        if resource.metadata.deletion_timestamp.is_some() {
+            return self.finalize(key, resource).await;
+        }
+        if !has_finalizer(resource) {
+            let mut finalizers = resource.metadata.finalizers.clone().unwrap_or_default();
+            finalizers.push(FINALIZER.to_owned());
+            self.set_finalizers(resource, finalizers).await?;
+        }
         let generation = resource.metadata.generation.unwrap_or(0);
         let mut current = Status::of(resource);
         let mut changes = Vec::new();
@@ -177,6 +195,46 @@ impl Controller {
         };
         changes.extend(self.write(resource, &mut current, next).await?);
         Ok(changes)
+    }
+
+    /// A deleted resource: uninstall what its record lists (CRDs and namespaces stay, as with
+    /// `lateen uninstall`), then let the API server remove it.
+    async fn finalize(&mut self, key: &str, resource: &DynamicObject) -> Result<Vec<StatusChange>> {
+        self.applied.remove(key);
+        if !has_finalizer(resource) {
+            return Ok(Vec::new());
+        }
+        let scope = scope_of(resource);
+        let deleted = lifecycle::uninstall(&self.client, &scope, &[], false).await?;
+        let remaining = without_finalizer(resource);
+        self.set_finalizers(resource, remaining).await?;
+        Ok(vec![StatusChange {
+            resource: key.to_owned(),
+            status: REMOVED.to_owned(),
+            message: format!(
+                "deleted; its install was removed ({} objects)",
+                deleted.len()
+            ),
+        }])
+    }
+
+    /// Replaces `metadata.finalizers`; the resourceVersion makes a concurrent change a conflict
+    /// (retried next pass) rather than a lost update.
+    async fn set_finalizers(
+        &self,
+        resource: &DynamicObject,
+        finalizers: Vec<String>,
+    ) -> Result<()> {
+        let name = resource.metadata.name.as_deref().unwrap_or_default();
+        let body = json!({"metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": resource.metadata.resource_version,
+        }});
+        self.api(resource.metadata.namespace.as_deref())
+            .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+            .map_err(|err| cluster_error(&format!("IstioOperator {name} finalizers"), err))?;
+        Ok(())
     }
 
     /// Renders, applies and prunes.
@@ -248,6 +306,74 @@ impl Controller {
         *current = next;
         Ok(Some(change))
     }
+}
+
+/// The resource's finalizers but ours.
+fn without_finalizer(resource: &DynamicObject) -> Vec<String> {
+    resource
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| f.as_str() != FINALIZER)
+        .cloned()
+        .collect()
+}
+
+fn has_finalizer(resource: &DynamicObject) -> bool {
+    resource
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER)
+}
+
+/// Where a resource's install lives, read leniently: a resource deleted while invalid must
+/// still be uninstallable.
+fn scope_of(resource: &DynamicObject) -> crate::InstallScope {
+    let tree = user_document(resource);
+    let inputs = Inputs {
+        profile: None,
+        files: vec![InputFile {
+            name: "IstioOperator".into(),
+            text: tree.to_string(),
+        }],
+        sets: Vec::new(),
+    };
+    if let Ok(merged) = crate::merge_inputs(&inputs) {
+        return crate::install_scope(&merged.operator);
+    }
+    let text = |pointer: &str| {
+        tree.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    crate::InstallScope {
+        namespace: text("/spec/namespace")
+            .or_else(|| text("/spec/values/global/istioNamespace"))
+            .unwrap_or_else(|| "istio-system".to_owned()),
+        revision: text("/spec/revision").unwrap_or_default(),
+    }
+}
+
+/// Takes the operator's finalizer off every IstioOperator, so that they can be deleted once
+/// the operator is gone (`operator remove --purge` deletes the CRD). Returns how many.
+pub async fn release_finalizers(client: &Client) -> Result<usize> {
+    let controller = Controller::new(client.clone(), None, Duration::MAX);
+    let list = match controller.api(None).list(&ListParams::default()).await {
+        Ok(list) => list,
+        // No CRD, no IstioOperators to release.
+        Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(0),
+        Err(err) => return Err(cluster_error("IstioOperator list", err)),
+    };
+    let mut released = 0;
+    for resource in list.items.iter().filter(|r| has_finalizer(r)) {
+        let remaining = without_finalizer(resource);
+        controller.set_finalizers(resource, remaining).await?;
+        released += 1;
+    }
+    Ok(released)
 }
 
 /// Why an apply failed: the message for `status.message`, and whether trying again may help.

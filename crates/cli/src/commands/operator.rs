@@ -154,8 +154,15 @@ fn run_remove(args: RemoveArgs) -> Result<()> {
         .map(|o| lateen_install::inventory::ObjectRef::of(&o.object))
         .collect();
     let target = args.cluster.target();
+    let purge = args.purge;
     let deleted = cluster::block_on(async {
         let client = cluster::client(&target).await?;
+        if purge {
+            // Without the operator nobody would take its finalizer off, and deleting the CRD
+            // would hang on every IstioOperator.
+            let released = lateen_install::controller::release_finalizers(&client).await?;
+            println!("released {released} IstioOperator resources from the operator's finalizer");
+        }
         cluster::delete_all(&client, &doomed).await
     })?;
     super::manifest::print_deleted(

@@ -45,6 +45,28 @@ impl Store {
             .collect()
     }
 
+    /// Deletes as the API server does: an object with finalizers only gets a
+    /// deletionTimestamp; a namespace takes its objects with it. False when there is none.
+    pub fn delete(&mut self, path: &str) -> bool {
+        let Some(object) = self.objects.get_mut(path) else {
+            return false;
+        };
+        if object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+        {
+            object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            return true;
+        }
+        self.objects.remove(path);
+        let segments = resource_segments(path);
+        if segments.len() == 2 && segments[0] == "namespaces" {
+            let inside = format!("/namespaces/{}/", segments[1]);
+            self.objects.retain(|p, _| !p.contains(&inside));
+        }
+        true
+    }
+
     /// Puts `object` at `path` as if a user created it.
     pub fn insert(&mut self, path: &str, mut object: Value) {
         self.resource_version += 1;
@@ -219,6 +241,29 @@ fn answer(
                 None => status(404, "NotFound", "no such object"),
             }
         }
+        ("PATCH", 2 | 4) if content_type == "application/merge-patch+json" => {
+            let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+                return status(400, "BadRequest", "patch is not JSON");
+            };
+            let Some(mut object) = store.objects.get(path).cloned() else {
+                return status(404, "NotFound", &format!("{path} not found"));
+            };
+            let expected = &patch["metadata"]["resourceVersion"];
+            if !expected.is_null() && *expected != object["metadata"]["resourceVersion"] {
+                return status(409, "Conflict", "the object has been modified");
+            }
+            merge(&mut object, &patch);
+            let finalized = !object["metadata"]["deletionTimestamp"].is_null()
+                && object["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty);
+            if finalized {
+                store.objects.remove(path);
+                return (200, object);
+            }
+            store.insert(path, object);
+            (200, store.objects[path].clone())
+        }
         ("PATCH", 2 | 4) => {
             if content_type != "application/apply-patch+yaml"
                 || !query.contains("fieldManager=lateen")
@@ -284,16 +329,13 @@ fn answer(
                 json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": store.resource_version.to_string()}, "items": items}),
             )
         }
-        ("DELETE", 2 | 4) => match store.objects.remove(path) {
-            Some(_) => {
-                if segments.len() == 2 && segments[0] == "namespaces" {
-                    let inside = format!("/namespaces/{}/", segments[1]);
-                    store.objects.retain(|p, _| !p.contains(&inside));
-                }
+        ("DELETE", 2 | 4) => {
+            if store.delete(path) {
                 status(200, "", "deleted")
+            } else {
+                status(404, "NotFound", &format!("{path} not found"))
             }
-            None => status(404, "NotFound", &format!("{path} not found")),
-        },
+        }
         _ => status(400, "BadRequest", "unexpected request"),
     }
 }
@@ -320,5 +362,25 @@ fn deployment_status(object: &Value, ready: bool) -> Value {
                 {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "ReplicaSet is progressing."},
             ],
         })
+    }
+}
+
+/// A JSON merge patch (RFC 7386): maps merge, `null` deletes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (key, value) in patch {
+        if value.is_null() {
+            if let Some(map) = target.as_object_mut() {
+                map.remove(key);
+            }
+        } else {
+            merge(&mut target[key.as_str()], value);
+        }
     }
 }
