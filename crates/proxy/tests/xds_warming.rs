@@ -55,6 +55,46 @@ async fn a_route_to_a_new_cluster_waits_for_its_endpoints() {
 }
 
 #[tokio::test]
+async fn endpoints_that_never_come_count_as_empty_after_the_warm_timeout() {
+    let server = XdsServer::default();
+    let xds = server.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind xDS server");
+    let alpha = Upstream::start("alpha").await;
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // Cluster b never gets a ClusterLoadAssignment.
+    server.set_snapshot(NODE_ID, base(listen, "b", alpha.address).with(&eds_cluster("b")));
+    let sidecar = SidecarProcess::start_with(xds, &["--warm-timeout", "1"]);
+    sidecar.wait_ready().await;
+    let (status, _) = get(listen, "/").await.expect("the listener is bound once the timeout passed");
+    assert_eq!(status, 503, "a cluster without endpoints answers 503");
+    let dump = sidecar.config_dump().await;
+    assert_eq!(dump["config"]["xds"]["warming"][0], "EDS b");
+}
+
+/// Two listeners on one address: the compile problem names the xDS resource.
+#[tokio::test]
+async fn conflicting_listeners_are_nacked_naming_the_listener() {
+    let server = XdsServer::default();
+    let xds = server.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind xDS server");
+    let alpha = Upstream::start("alpha").await;
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    server.set_snapshot(NODE_ID, base(listen, "a", alpha.address));
+    let sidecar = SidecarProcess::start(xds);
+    sidecar.wait_ready().await;
+    server.set_snapshot(NODE_ID, base(listen, "a", alpha.address).with(&http_listener("twin", listen, "main")));
+    let mut detail = String::new();
+    let nacked = eventually(Duration::from_secs(10), || {
+        let found = server.sync_status().into_iter().find_map(|row| row.types.get(lateen_xds::types::LISTENER)?.last_nack.clone());
+        detail = found.map(|nack| nack.error_detail).unwrap_or_default();
+        let done = !detail.is_empty();
+        async move { done }
+    })
+    .await;
+    assert!(nacked, "no LDS NACK");
+    assert!(detail.contains("Listener \"twin\"") && detail.contains("is already used by listener \"http\""), "{detail}");
+    assert!(answer(listen).await.is_some_and(|body| body.contains("alpha")));
+}
+
+#[tokio::test]
 async fn state_of_the_world_ads_carries_traffic_and_updates() {
     let server = XdsServer::default();
     let xds = server.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind xDS server");

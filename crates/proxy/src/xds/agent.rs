@@ -148,8 +148,9 @@ impl Agent {
         let kind = short_name(response.type_url()).to_string();
         let next = self.state.with_response(response).inspect_err(|detail| tracing::warn!(%detail, "rejected {kind} update"))?;
         let assembled = next.assemble(&self.base, &self.control_plane);
+        let names = ModelNames::of(&assembled.config);
         let snapshot = compile(assembled.config).map_err(|problems| {
-            let detail = format!("{kind} update makes the configuration invalid: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+            let detail = format!("{kind} update makes the configuration invalid: {}", problems.iter().map(|problem| names.describe(problem)).collect::<Vec<_>>().join("; "));
             tracing::warn!(%detail, "rejected {kind} update");
             detail
         })?;
@@ -209,5 +210,34 @@ impl Agent {
             },
             Err(problems) => tracing::warn!("held configuration is invalid: {problems:?}"),
         }
+    }
+}
+
+/// Names of the assembled configuration's parts, so compile problems (located by model
+/// paths like `listeners[3].address`) can name the xDS resource instead.
+struct ModelNames {
+    listeners: Vec<String>,
+    route_configs: Vec<String>,
+    clusters: Vec<String>,
+}
+
+impl ModelNames {
+    fn of(config: &ProxyConfig) -> ModelNames {
+        ModelNames {
+            listeners: config.listeners.iter().map(|listener| listener.name.clone()).collect(),
+            route_configs: config.route_configs.iter().map(|table| table.name.clone()).collect(),
+            clusters: config.clusters.iter().map(|cluster| cluster.name.clone()).collect(),
+        }
+    }
+
+    /// `listeners[3].address: ...` → `Listener "x" (listeners[3].address): ...`.
+    fn describe(&self, problem: &crate::config::compile::Problem) -> String {
+        let named = [("listeners[", "Listener", &self.listeners), ("route_configs[", "RouteConfiguration", &self.route_configs), ("clusters[", "Cluster", &self.clusters)]
+            .into_iter()
+            .find_map(|(prefix, kind, names)| {
+                let index: usize = problem.path.strip_prefix(prefix)?.split(']').next()?.parse().ok()?;
+                names.get(index).map(|name| format!("{kind} {name:?} ({})", problem.path))
+            });
+        format!("{}: {}", named.unwrap_or_else(|| problem.path.clone()), problem.message)
     }
 }

@@ -162,7 +162,8 @@ impl SidecarProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_lateen-proxy"))
             .args(["sidecar", "--discovery-address", &discovery.to_string()])
             .args(["--admin-address", &admin.to_string(), "--health-address", &health.to_string(), "--metrics-address", &metrics.to_string()])
-            .args(["--concurrency", "2", "--warm-timeout", "5", "--labels-file", "/nonexistent/labels"])
+            .args(["--concurrency", "2", "--labels-file", "/nonexistent/labels"])
+            .args(if extra.contains(&"--warm-timeout") { &[][..] } else { &["--warm-timeout", "5"][..] })
             .args(extra)
             // What Istio's injector adds; accepted and ignored.
             .args(["--domain", "shop.svc.cluster.local", "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"])
