@@ -5,192 +5,17 @@
 //! whose Sidecar resource gives it an egress listener on 127.0.0.1. Every check goes through
 //! Envoy; every wait has a deadline.
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::TcpListener as StdListener;
+mod common;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use common::*;
 
-const DEADLINE: Duration = Duration::from_secs(30);
 const NODE_ID: &str = "sidecar~127.0.0.1~productpage-v1-7f9b.default~default.svc.cluster.local";
-
-fn find_envoy() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("envoy"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| venv.is_file().then_some(venv))
-}
-
-fn envoy_or_skip() -> Option<PathBuf> {
-    let found = find_envoy();
-    if found.is_none() {
-        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
-            panic!("envoy not found on PATH or in .venv/bin (run scripts/install-test-deps.sh)");
-        }
-        eprintln!("NOTICE: envoy not found; skipping the lateend acceptance test");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
-}
-
-/// Killed (and reaped) on drop, so a failing test leaves no process behind.
-struct Process {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn log_tail(&self) -> String {
-        let text = self.log();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-/// Upstream behaviour by path: `/flaky-*` answers 503 the first time each path is seen, then
-/// 200; `/slow` answers after 2 s; anything else answers at once with the server's name.
-async fn upstream(name: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let port = listener.local_addr().expect("upstream addr").port();
-    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut raw = Vec::new();
-                while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => raw.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&raw).to_string();
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let mut status = "200 OK";
-                if path.starts_with("/flaky") || path.starts_with("/noretry") {
-                    let first = seen
-                        .lock()
-                        .map(|mut s| s.insert(path.clone()))
-                        .unwrap_or(false);
-                    if first {
-                        status = "503 Service Unavailable";
-                    }
-                } else if path.starts_with("/slow") {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                let body = format!("{name}\n");
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
-/// One GET through a fresh connection: (status code, body), or None on any failure.
-async fn get(port: u16, host: &str, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
-    let fetch = async {
-        let mut conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let mut request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str("\r\n");
-        conn.write_all(request.as_bytes()).await.ok()?;
-        // Read exactly one response (headers, then content-length bytes) rather than waiting
-        // for the peer to close: Envoy may delay closing a connection it answered.
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        let header_end = loop {
-            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = conn.read(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            raw.extend_from_slice(&buf[..n]);
-        };
-        let head = String::from_utf8_lossy(&raw[..header_end]).to_string();
-        let length: Option<usize> = head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        });
-        let Some(length) = length else {
-            // No length (a chunked admin reply): read until the server closes.
-            conn.read_to_end(&mut raw).await.ok()?;
-            let body = String::from_utf8_lossy(&raw[header_end..]).to_string();
-            let code = head.split_whitespace().nth(1)?.parse().ok()?;
-            return Some((code, body));
-        };
-        while raw.len() < header_end + length {
-            let n = conn.read(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            raw.extend_from_slice(&buf[..n]);
-        }
-        let body = String::from_utf8_lossy(&raw[header_end..header_end + length]).to_string();
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.trim().to_string()))
-    };
-    tokio::time::timeout(Duration::from_secs(10), fetch)
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<(), String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while Instant::now() < deadline {
-        if check().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("timed out waiting for {what}"))
-}
-
-/// Writes a config file atomically (hidden temp file, then rename), as an editor would.
-fn write_config(dir: &Path, name: &str, text: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).expect("write temp config");
-    std::fs::rename(&tmp, dir.join(name)).expect("rename config");
-}
 
 fn registry_yaml(port: u16, upstreams: &BTreeMap<&str, u16>) -> String {
     let mut out = String::new();
@@ -325,15 +150,6 @@ spec:
     )
 }
 
-/// How a proxy introduces itself, as istio-agent fills the node: id and metadata.
-struct Identity {
-    id: &'static str,
-    cluster: &'static str,
-    metadata: String,
-    /// Connect to xDS over TLS, trusting this CA (lateend's `--webhook-ca-out`).
-    xds_tls_ca: Option<PathBuf>,
-}
-
 fn client_identity() -> Identity {
     Identity {
         id: NODE_ID,
@@ -431,84 +247,6 @@ async fn all_synced(debug: u16, ids: &[&str]) -> bool {
                     .is_some_and(|t| t.values().all(|v| v["last_nack"].is_null()))
         })
     })
-}
-
-fn bootstrap(identity: &Identity, xds_port: u16, admin: u16) -> String {
-    let (id, cluster, metadata) = (identity.id, identity.cluster, &identity.metadata);
-    // Like istio-agent's bootstrap for 15012: TLS to the control plane, verified by its CA
-    // and SAN.
-    let tls = identity.xds_tls_ca.as_ref().map_or(String::new(), |ca| {
-        format!(
-            r#"    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: lateend.istio-system.svc
-        common_tls_context:
-          alpn_protocols: [h2]
-          validation_context:
-            trusted_ca: {{filename: "{}"}}
-            match_typed_subject_alt_names:
-            - san_type: DNS
-              matcher: {{exact: lateend.istio-system.svc}}
-"#,
-            ca.display()
-        )
-    });
-    format!(
-        r#"node:
-  id: "{id}"
-  cluster: {cluster}
-  metadata:
-{metadata}admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services:
-    - envoy_grpc: {{cluster_name: xds-grpc}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
-{tls}"#
-    )
-}
-
-fn start_envoy(binary: &Path, dir: &Path, identity: &Identity, xds: u16, admin: u16) -> Process {
-    let tag = identity.id.split('~').nth(2).unwrap_or("proxy");
-    let config = dir.join(format!("bootstrap-{tag}.yaml"));
-    std::fs::write(&config, bootstrap(identity, xds, admin)).expect("write bootstrap");
-    let log = dir.join(format!("envoy-{tag}.log"));
-    let child = Command::new(binary)
-        .arg("-c")
-        .arg(&config)
-        .args([
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            "--log-level",
-            "info",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("envoy log"))
-        .spawn()
-        .expect("spawn envoy");
-    Process { child, log }
 }
 
 struct Mesh {

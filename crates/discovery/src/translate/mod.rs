@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod endpoints;
 pub mod listeners;
 pub mod names;
+mod policies;
 pub mod routes;
 
 use lateen_api::Object;

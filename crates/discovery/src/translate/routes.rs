@@ -9,39 +9,25 @@ use std::collections::BTreeSet;
 use lateen_api::Object;
 use lateen_api::host::hosts_match;
 use lateen_api::networking::{
-    CorsPolicy, Destination, HeaderOperations, HttpFaultInjection, HttpMatchRequest, HttpRetry,
-    HttpRoute, OutboundTrafficMode, StringMatch, StringMatchKind, UnmatchedPreflights,
+    Destination, HttpMatchRequest, HttpRoute, OutboundTrafficMode, StringMatch, StringMatchKind,
     VirtualService,
 };
-use lateen_xds::pb::envoy::config::core::v3::{
-    DataSource, HeaderValue, HeaderValueOption, RuntimeFractionalPercent, data_source,
-    header_value_option,
-};
+use lateen_xds::pb::envoy::config::core::v3::{DataSource, data_source};
 use lateen_xds::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
-    RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
-    query_parameter_matcher, redirect_action, retry_policy, route, route_action, route_match,
-    weighted_cluster,
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
+    query_parameter_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
 };
-use lateen_xds::pb::envoy::extensions::filters::common::fault::v3::{FaultDelay, fault_delay};
-use lateen_xds::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as EnvoyCors;
-use lateen_xds::pb::envoy::extensions::filters::http::fault::v3::{
-    FaultAbort, HttpFault, fault_abort,
-};
-use lateen_xds::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use lateen_xds::pb::envoy::r#type::matcher::v3::{
     RegexMatchAndSubstitute, RegexMatcher, StringMatcher, string_matcher,
 };
 
 use super::listeners::{RouteRequest, RouteTarget};
 use super::names::{self, PASSTHROUGH_CLUSTER};
+use super::policies::{apply_headers, cors_of, fault_of, header_ops, mirrors_of, retry_policy_of};
 use super::{Context, effective_policy};
 use crate::proxy::InterceptionMode;
 use crate::registry::{Service, labels_match};
-
-/// Istio's retry policy when a route sets none.
-const DEFAULT_RETRY_ON: &str =
-    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 
 pub fn build(ctx: &Context<'_>, requests: &[RouteRequest]) -> Vec<RouteConfiguration> {
     requests
@@ -288,14 +274,14 @@ fn match_applies(
         .is_none_or(|ns| *ns == ctx.proxy.namespace)
 }
 
-fn regex(pattern: &str) -> RegexMatcher {
+pub(super) fn regex(pattern: &str) -> RegexMatcher {
     RegexMatcher {
         regex: pattern.to_string(),
         engine_type: None,
     }
 }
 
-fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
+pub(super) fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
     let pattern = match m.kind()? {
         StringMatchKind::Exact(v) => string_matcher::MatchPattern::Exact(v.to_string()),
         StringMatchKind::Prefix(v) => string_matcher::MatchPattern::Prefix(v.to_string()),
@@ -422,7 +408,7 @@ pub fn tcp_destinations(ctx: &Context<'_>, service: &Service, port: u32) -> Vec<
 
 /// (cluster name, port) of a destination written in a VirtualService of `namespace`. Without
 /// a port: the service's only port, else the listener's port.
-fn destination_cluster(
+pub(super) fn destination_cluster(
     ctx: &Context<'_>,
     namespace: &str,
     dest: &Destination,
@@ -562,227 +548,4 @@ fn action_of(
         action.hash_policy = super::clusters::hash_policy(policy.load_balancer.as_ref());
     }
     Some(route::Action::Route(action))
-}
-
-/// Istio's retries: `attempts: 0` turns retries off; unset `retryOn` means Istio's default
-/// conditions; numeric conditions become retriable status codes.
-fn retry_policy_of(retry: Option<&HttpRetry>) -> Option<RetryPolicy> {
-    let mut policy = RetryPolicy {
-        retry_on: DEFAULT_RETRY_ON.to_string(),
-        num_retries: Some(names::uint32(2)),
-        retriable_status_codes: vec![503],
-        host_selection_retry_max_attempts: 5,
-        retry_host_predicate: vec![retry_policy::RetryHostPredicate {
-            name: "envoy.retry_host_predicates.previous_hosts".to_string(),
-            config_type: Some(retry_policy::retry_host_predicate::ConfigType::TypedConfig(
-                names::pack(&PreviousHostsPredicate {}),
-            )),
-        }],
-        ..Default::default()
-    };
-    let Some(r) = retry else {
-        return Some(policy);
-    };
-    if r.attempts <= 0 {
-        return None;
-    }
-    policy.num_retries = Some(names::uint32(u32::try_from(r.attempts).unwrap_or(0)));
-    policy.per_try_timeout = r.per_try_timeout.map(names::duration);
-    if r.retry_on.is_some() {
-        let mut conditions = Vec::new();
-        let mut codes = Vec::new();
-        for c in r.retry_on_conditions() {
-            match c.parse::<u32>() {
-                Ok(code) => codes.push(code),
-                Err(_) => conditions.push(c.to_string()),
-            }
-        }
-        if !codes.is_empty() && !conditions.iter().any(|c| c == "retriable-status-codes") {
-            conditions.push("retriable-status-codes".to_string());
-        }
-        policy.retry_on = conditions.join(",");
-        policy.retriable_status_codes = codes;
-    }
-    if r.retry_ignore_previous_hosts == Some(false) {
-        policy.retry_host_predicate.clear();
-    }
-    if let Some(backoff) = r.backoff {
-        policy.retry_back_off = Some(retry_policy::RetryBackOff {
-            base_interval: Some(names::duration(backoff)),
-            max_interval: None,
-        });
-    }
-    Some(policy)
-}
-
-fn mirrors_of(
-    ctx: &Context<'_>,
-    vs: &Object<VirtualService>,
-    http: &HttpRoute,
-    port: u32,
-) -> Vec<route_action::RequestMirrorPolicy> {
-    let mut mirrors: Vec<(&Destination, f64)> = Vec::new();
-    if let Some(m) = &http.mirror {
-        let percent = http
-            .mirror_percentage
-            .map(|p| p.value)
-            .or(http.mirror_percent.map(f64::from))
-            .unwrap_or(100.0);
-        mirrors.push((m, percent));
-    }
-    for m in &http.mirrors {
-        if let Some(d) = &m.destination {
-            mirrors.push((d, m.percentage.map_or(100.0, |p| p.value)));
-        }
-    }
-    mirrors
-        .into_iter()
-        .map(|(dest, percent)| route_action::RequestMirrorPolicy {
-            cluster: destination_cluster(ctx, vs.namespace(), dest, port).0,
-            runtime_fraction: Some(RuntimeFractionalPercent {
-                default_value: Some(names::fraction(percent)),
-                runtime_key: String::new(),
-            }),
-            ..Default::default()
-        })
-        .collect()
-}
-
-fn header_ops(ops: Option<&HeaderOperations>) -> (Vec<HeaderValueOption>, Vec<String>) {
-    let Some(ops) = ops else {
-        return (Vec::new(), Vec::new());
-    };
-    let option = |k: &String, v: &String, action: header_value_option::HeaderAppendAction| {
-        HeaderValueOption {
-            header: Some(HeaderValue {
-                key: k.clone(),
-                value: v.clone(),
-                ..Default::default()
-            }),
-            append_action: action as i32,
-            ..Default::default()
-        }
-    };
-    let mut add: Vec<HeaderValueOption> = ops
-        .set
-        .iter()
-        .map(|(k, v)| {
-            option(
-                k,
-                v,
-                header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd,
-            )
-        })
-        .collect();
-    add.extend(ops.add.iter().map(|(k, v)| {
-        option(
-            k,
-            v,
-            header_value_option::HeaderAppendAction::AppendIfExistsOrAdd,
-        )
-    }));
-    (add, ops.remove.clone())
-}
-
-fn apply_headers(r: &mut Route, ops: Option<&HeaderOperations>, request: bool) {
-    let (add, remove) = header_ops(ops);
-    if request {
-        r.request_headers_to_add = add;
-        r.request_headers_to_remove = remove;
-    } else {
-        r.response_headers_to_add = add;
-        r.response_headers_to_remove = remove;
-    }
-}
-
-fn grpc_code(name: &str) -> Option<u32> {
-    const CODES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    CODES
-        .iter()
-        .position(|c| c.eq_ignore_ascii_case(name))
-        .and_then(|i| u32::try_from(i).ok())
-}
-
-fn fault_of(fault: &HttpFaultInjection) -> HttpFault {
-    let mut out = HttpFault::default();
-    if let Some(d) = &fault.delay
-        && let Some(fixed) = d.fixed_delay
-    {
-        let percent = d
-            .percentage
-            .map(|p| p.value)
-            .or(d.percent.map(f64::from))
-            .unwrap_or(100.0);
-        out.delay = Some(FaultDelay {
-            percentage: Some(names::fraction(percent)),
-            fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(
-                names::duration(fixed),
-            )),
-        });
-    }
-    if let Some(a) = &fault.abort {
-        let error = if let Some(status) = a.http_status.and_then(|s| u32::try_from(s).ok()) {
-            Some(fault_abort::ErrorType::HttpStatus(status))
-        } else {
-            a.grpc_status
-                .as_deref()
-                .and_then(grpc_code)
-                .map(fault_abort::ErrorType::GrpcStatus)
-        };
-        if error.is_some() {
-            out.abort = Some(FaultAbort {
-                percentage: Some(names::fraction(a.percentage.map_or(100.0, |p| p.value))),
-                error_type: error,
-                ..Default::default()
-            });
-        }
-    }
-    out
-}
-
-fn cors_of(cors: &CorsPolicy) -> EnvoyCors {
-    let mut origins: Vec<StringMatcher> = cors
-        .allow_origins
-        .iter()
-        .filter_map(string_matcher)
-        .collect();
-    origins.extend(cors.allow_origin.iter().map(|o| StringMatcher {
-        match_pattern: Some(string_matcher::MatchPattern::Exact(o.clone())),
-        ignore_case: false,
-    }));
-    EnvoyCors {
-        allow_origin_string_match: origins,
-        allow_methods: cors.allow_methods.join(","),
-        allow_headers: cors.allow_headers.join(","),
-        expose_headers: cors.expose_headers.join(","),
-        max_age: cors
-            .max_age
-            .map(|d| d.as_secs().to_string())
-            .unwrap_or_default(),
-        allow_credentials: cors.allow_credentials.map(names::boolean),
-        forward_not_matching_preflights: match cors.unmatched_preflights {
-            Some(UnmatchedPreflights::Forward) => Some(names::boolean(true)),
-            Some(UnmatchedPreflights::Ignore) => Some(names::boolean(false)),
-            _ => None,
-        },
-        ..Default::default()
-    }
 }
