@@ -2,8 +2,9 @@
 //!
 //! Owns: the config folder store, the service registry (ServiceEntry, WorkloadEntry and
 //! self-registering proxies), translation of Istio resources into Envoy v3 resources per proxy,
-//! debounced pushes, and the debug/metrics HTTP endpoints. Must not touch: parsing/validation of
-//! Istio resources (`lateen-api`) or the xDS protocol (`lateen-xds`); it only uses them.
+//! debounced pushes, the debug/metrics HTTP endpoints, and the wiring of the injection webhook
+//! and of ADS over TLS. Must not touch: parsing/validation of Istio resources (`lateen-api`),
+//! the xDS protocol (`lateen-xds`) or injection itself (`lateen-inject`); it only uses them.
 //!
 //! Map:
 //! - [`store`]: a folder of YAML files, polled, validated per file, last good version kept.
