@@ -146,7 +146,8 @@ struct Agent {
 impl Agent {
     fn on_response(&mut self, response: &AdsResponse) -> Result<(), String> {
         let kind = short_name(response.type_url()).to_string();
-        let next = self.state.with_response(response).inspect_err(|detail| tracing::warn!(%detail, "rejected {kind} update"))?;
+        let mut next = self.state.with_response(response).inspect_err(|detail| tracing::warn!(%detail, "rejected {kind} update"))?;
+        next.forget_unwanted();
         let assembled = next.assemble(&self.base, &self.control_plane);
         let names = ModelNames::of(&assembled.config);
         let snapshot = compile(assembled.config).map_err(|problems| {

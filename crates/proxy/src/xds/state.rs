@@ -96,6 +96,14 @@ impl XdsState {
         }
     }
 
+    /// Forgets endpoints and route tables no cluster or listener names any more (they are
+    /// unsubscribed, and a SotW server does not say they are gone).
+    pub fn forget_unwanted(&mut self) {
+        let (eds, rds) = self.wanted();
+        self.endpoints.retain(|name, _| eds.contains(name));
+        self.routes.retain(|name, _| rds.contains(name));
+    }
+
     /// EDS names the clusters want, RDS names the listeners want.
     pub fn wanted(&self) -> (BTreeSet<String>, BTreeSet<String>) {
         let eds = self.clusters.values().filter_map(|entry| entry.value.eds_name.clone()).collect();
@@ -249,8 +257,10 @@ mod tests {
         let xds = assembled.config.xds.expect("xds info");
         assert_eq!(xds.resources["EDS"]["c1"], "v-c1");
 
-        let state = state.with_response(&delta::<Cluster>(&[], &["c1"])).expect("removal accepted");
+        let mut state = state.with_response(&delta::<Cluster>(&[], &["c1"])).expect("removal accepted");
         assert!(state.assemble(&ProxyConfig::default(), "cp").config.clusters.is_empty());
+        state.forget_unwanted();
+        assert!(state.assemble(&ProxyConfig::default(), "cp").config.xds.expect("xds info").resources["EDS"].is_empty());
     }
 
     #[test]
