@@ -549,6 +549,28 @@ fn install_asks_applies_waits_prunes_verifies_and_uninstalls() {
         stderr(&verified)
     );
     assert!(stdout(&verified).contains("✔ Deployment/istio-system/lateend checked successfully"));
+    // A field changed by hand is reported (a warning: an install puts it back).
+    store
+        .lock()
+        .unwrap()
+        .objects
+        .get_mut(CONTROL_PLANE)
+        .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"] =
+        serde_json::json!("example/other:1");
+    let drifted = run(with(&["verify-install"], &["--set", NO_EGRESS]), None);
+    assert!(drifted.status.success(), "{}", stderr(&drifted));
+    assert!(
+        stdout(&drifted).contains(
+            "! Deployment/istio-system/lateend: spec.template.spec.containers[0].image: cluster has \"example/other:1\", the install renders \"docker.io/lateen/lateend:"
+        ),
+        "{}",
+        stdout(&drifted)
+    );
+    assert!(
+        stdout(&drifted).contains("warning: 1 fields differ"),
+        "{}",
+        stdout(&drifted)
+    );
     let stale_flags = run(with(&["verify-install"], &[]), None);
     assert!(!stale_flags.status.success());
     assert!(

@@ -41,6 +41,9 @@ pub struct Verification {
     pub missing: Vec<String>,
     /// Deployments with fewer ready replicas than wanted, with a reason.
     pub not_ready: Vec<String>,
+    /// Fields that differ from the rendering, as `Kind/namespace/name: path: ...` (warnings:
+    /// an install with the same flags puts them back).
+    pub drifted: Vec<String>,
 }
 
 impl Verification {
@@ -223,6 +226,10 @@ pub async fn verify(client: &Client, objects: &[RenderedObject]) -> Result<Verif
             report.missing.push(label);
             continue;
         };
+        let live = serde_json::to_value(&found).map_err(|err| cluster_error(&label, err))?;
+        for difference in crate::drift::differences(&object.object, &live) {
+            report.drifted.push(format!("{label}: {difference}"));
+        }
         if let Some(reason) = crate::readiness::not_ready_reason(&object.object, &found.data) {
             report.not_ready.push(format!("{label}: {reason}"));
         }

@@ -11,6 +11,7 @@
 //! - [`setflag`]: `--set path=value` and the path syntax shared with overlays patches.
 //! - [`render`]: the Kubernetes objects of an install, sorted for a one-pass `kubectl apply`.
 //! - [`diff`]: a line diff for `profile diff`.
+//! - [`drift`]: which fields of a live object differ from the rendering (`verify-install`).
 //! - [`cluster`]: server-side apply (field manager `lateen`), uninstall and verify with `kube`.
 //! - [`inventory`]: the record of an install (ConfigMap `lateen-installed-manifest`).
 //! - [`lifecycle`]: install with pruning of what the record lists but is no longer rendered,
@@ -25,6 +26,7 @@
 pub mod cluster;
 pub mod controller;
 pub mod diff;
+pub mod drift;
 mod error;
 pub mod inventory;
 pub mod lifecycle;

@@ -2,10 +2,12 @@
 //! creates, as one YAML stream ordered for a single `kubectl apply -f -`, or one file per
 //! component under a directory.
 //!
-//! Also `install`, `uninstall` and `verify-install` (istioctl install/uninstall/verify-install),
-//! reachable as `lateen manifest install|uninstall|verify-install`; their [`InstallArgs`],
-//! [`UninstallArgs`] and [`VerifyArgs`] with [`run_install`], [`run_uninstall`] and
-//! [`run_verify`] are ready to be top-level `lateen install ...` commands.
+//! Also the top-level `lateen install`, `uninstall` and `verify-install` (istioctl's), which are
+//! reachable as `lateen manifest install|uninstall|verify-install` too: install asks (unless
+//! `-y`), applies, prunes what the previous install recorded and no longer renders, and waits
+//! for readiness with a progress display ([`install_progress`]); uninstall removes what the
+//! record lists; verify-install checks each rendered object. The logic is in `lateen-install`
+//! (`lifecycle`, `inventory`, `readiness`); this file asks, prints and maps errors.
 
 use std::path::PathBuf;
 
@@ -317,8 +319,25 @@ pub fn run_verify(args: VerifyArgs) -> Result<()> {
         {
             println!("✘ {reason}");
         } else {
-            println!("✔ {label} checked successfully");
+            let prefix = format!("{label}: ");
+            let drifted: Vec<&String> = report
+                .drifted
+                .iter()
+                .filter(|d| d.starts_with(&prefix))
+                .collect();
+            if drifted.is_empty() {
+                println!("✔ {label} checked successfully");
+            }
+            for difference in drifted {
+                println!("! {difference}");
+            }
         }
+    }
+    if !report.drifted.is_empty() {
+        println!(
+            "warning: {} fields differ from what these flags render; `lateen install` with the same flags puts them back",
+            report.drifted.len()
+        );
     }
     match recorded {
         None => println!(
