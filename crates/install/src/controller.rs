@@ -59,6 +59,15 @@ pub struct StatusChange {
     pub message: String,
 }
 
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassOutcome {
+    /// Statuses written (and resources removed).
+    pub changes: Vec<StatusChange>,
+    /// Resources that could not be reconciled this pass, with why; tried again next pass.
+    pub failures: Vec<String>,
+}
+
 /// What the operator remembers of one IstioOperator between passes.
 struct Applied {
     generation: i64,
@@ -101,14 +110,14 @@ impl Controller {
         }
     }
 
-    /// One pass over every IstioOperator; returns the statuses it wrote.
-    pub async fn pass(&mut self) -> Result<Vec<StatusChange>> {
+    /// One pass over every IstioOperator; fails only when they cannot be listed.
+    pub async fn pass(&mut self) -> Result<PassOutcome> {
         let list = self
             .api(self.namespace.as_deref())
             .list(&ListParams::default())
             .await
             .map_err(|err| cluster_error("IstioOperator list", err))?;
-        let mut changes = Vec::new();
+        let mut outcome = PassOutcome::default();
         let mut present = Vec::new();
         for resource in list.items {
             let key = format!(
@@ -117,11 +126,15 @@ impl Controller {
                 resource.metadata.name.as_deref().unwrap_or_default()
             );
             present.push(key.clone());
-            changes.extend(self.reconcile(&key, &resource).await?);
+            // One resource the cluster refuses to update must not stall the others.
+            match self.reconcile(&key, &resource).await {
+                Ok(changes) => outcome.changes.extend(changes),
+                Err(err) => outcome.failures.push(format!("IstioOperator {key}: {err}")),
+            }
         }
-        // A deleted resource's install stays (there is no finalizer); forget it.
+        // Resources that are gone (finalized, or deleted without our finalizer): forget them.
         self.applied.retain(|key, _| present.contains(key));
-        Ok(changes)
+        Ok(outcome)
     }
 
     /// Runs `passes` passes `interval` apart, handing each pass's outcome to `report`. A failed
@@ -130,7 +143,7 @@ impl Controller {
         &mut self,
         interval: Duration,
         passes: u64,
-        mut report: impl FnMut(u64, Result<Vec<StatusChange>>),
+        mut report: impl FnMut(u64, Result<PassOutcome>),
     ) {
         for pass in 0..passes {
             let outcome = self.pass().await;

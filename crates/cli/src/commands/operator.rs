@@ -180,23 +180,26 @@ fn run_loop(args: RunArgs) -> Result<()> {
     let passes = args.max_passes.unwrap_or(u64::MAX);
     cluster::block_on(async {
         let client = cluster::client(&target).await?;
-        let mut controller = Controller::new(client, args.watched_namespace.clone(), args.resync);
+        // An empty namespace means all, as in the Deployment's flag.
+        let watched = args.watched_namespace.clone().filter(|ns| !ns.is_empty());
         println!(
             "lateen operator: reconciling IstioOperator resources in {} every {:?}",
-            args.watched_namespace
-                .as_deref()
-                .unwrap_or("all namespaces"),
+            watched.as_deref().unwrap_or("all namespaces"),
             args.interval
         );
+        let mut controller = Controller::new(client, watched, args.resync);
         controller
             .run(args.interval, passes, |pass, outcome| {
                 match outcome {
-                    Ok(changes) => {
-                        for change in changes {
+                    Ok(outcome) => {
+                        for change in outcome.changes {
                             println!(
                                 "IstioOperator {}: {} {}",
                                 change.resource, change.status, change.message
                             );
+                        }
+                        for failure in outcome.failures {
+                            eprintln!("pass {pass}: {failure}");
                         }
                     }
                     Err(err) => eprintln!("pass {pass}: {err}"),
