@@ -47,15 +47,17 @@ pub fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListen
 }
 
 /// The bound listener set for `snapshot`: a listener whose address is already bound in
-/// `current` keeps that socket (renamed if need be), so a configuration change never has to
-/// rebind a port it still uses; new addresses are bound now.
+/// `current` keeps that socket (renamed if need be; a port-0 listener only under its own
+/// name), so a configuration change never has to rebind a port it still uses; new
+/// addresses are bound now.
 fn bind_for(snapshot: &Snapshot, current: &[BoundListener]) -> std::io::Result<Vec<BoundListener>> {
     snapshot
         .listeners
         .iter()
         .filter(|listener| listener.bind)
         .map(|listener| {
-            if let Some(existing) = current.iter().find(|bound| bound.configured.port() != 0 && bound.configured == listener.address) {
+            let reusable = |bound: &&BoundListener| bound.configured == listener.address && (listener.address.port() != 0 || bound.name == listener.name);
+            if let Some(existing) = current.iter().find(reusable) {
                 return Ok(BoundListener { name: listener.name.clone(), ..existing.clone() });
             }
             let socket = bind_listener(listener.address)?;

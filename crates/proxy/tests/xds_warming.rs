@@ -89,7 +89,7 @@ async fn conflicting_listeners_are_nacked_naming_the_listener() {
         async move { done }
     })
     .await;
-    assert!(nacked, "no LDS NACK");
+    assert!(nacked, "no LDS NACK: {:?}; log:\n{}", server.sync_status().first().map(|row| (row.lds, row.types.get(lateen_xds::types::LISTENER).cloned())), sidecar.log_text());
     assert!(detail.contains("Listener \"twin\"") && detail.contains("is already used by listener \"http\""), "{detail}");
     assert!(answer(listen).await.is_some_and(|body| body.contains("alpha")));
 }
