@@ -206,6 +206,42 @@ fn operator_reconciles_istio_operators_and_reports_status() {
         assert_eq!(record, "IstioOperator istio-system/example");
     }
 
+    // A resync re-applies an unchanged resource without flickering its status.
+    let writes_before = store.lock().unwrap().status_writes.len();
+    let resync = lateen(&[
+        "operator",
+        "run",
+        "--server",
+        &server,
+        "--interval",
+        "50ms",
+        "--resync",
+        "0s",
+        "--max-passes",
+        "3",
+    ]);
+    assert!(resync.status.success(), "{}", text(&resync));
+    {
+        let store = store.lock().unwrap();
+        // The new process re-applies once with RECONCILING, then HEALTHY; passes 2 and 3 are quiet.
+        assert_eq!(
+            store.status_writes.len(),
+            writes_before + 2,
+            "{}",
+            text(&resync)
+        );
+        let control_plane_applies = store
+            .requests("PATCH")
+            .iter()
+            .filter(|l| l.contains("/deployments/lateend?"))
+            .count();
+        assert_eq!(
+            control_plane_applies,
+            1 + 3,
+            "applied by the first run, then on every pass"
+        );
+    }
+
     // An ingress gateway added, then removed: applied, then pruned.
     edit_spec(
         &store,

@@ -179,8 +179,16 @@ impl Controller {
             }
         };
         if due {
-            let applying = Status::new(RECONCILING, format!("applying generation {generation}"));
-            changes.extend(self.write(resource, &mut current, applying).await?);
+            // A resync of an unchanged resource re-applies quietly: no RECONCILING flicker.
+            let resync = self
+                .applied
+                .get(key)
+                .is_some_and(|applied| applied.generation == generation);
+            if !resync {
+                let applying =
+                    Status::new(RECONCILING, format!("applying generation {generation}"));
+                changes.extend(self.write(resource, &mut current, applying).await?);
+            }
             let (objects, retry) = match self.apply(key, resource).await {
                 Ok(objects) => (Some(objects), false),
                 Err(failure) => {
