@@ -265,7 +265,11 @@ pub async fn run_debouncer(
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        cp.push_all();
+        // Translation is CPU work: keep it off the threads that serve the xDS streams.
+        let pushing = cp.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || pushing.push_all()).await {
+            tracing::error!(error = %e, "push computation failed");
+        }
         if !open {
             return;
         }

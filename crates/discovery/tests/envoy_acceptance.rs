@@ -333,35 +333,59 @@ async fn start() -> Option<Mesh> {
     );
     write_config(&config, "mesh.yaml", &mesh);
 
-    let (xds, debug, admin, webhook) = (free_port(), free_port(), free_port(), free_port());
-    let xds_tls = free_port();
+    // lateend binds port 0 everywhere and the test reads the bound addresses from its log, so
+    // no other test on the machine can take a port between choosing and binding it.
     let lateend_log = dir.join("lateend.log");
     let child = Command::new(env!("CARGO_BIN_EXE_lateend"))
         .arg("--config-dir")
         .arg(&config)
-        .args(["--xds-address", &format!("127.0.0.1:{xds}")])
-        .args(["--debug-address", &format!("127.0.0.1:{debug}")])
+        .args(["--xds-address", "127.0.0.1:0"])
+        .args(["--xds-tls-address", "127.0.0.1:0"])
+        .args(["--debug-address", "127.0.0.1:0"])
+        .args(["--webhook-address", "127.0.0.1:0"])
         .args(["--registration-grace", "1s"])
-        .args(["--webhook-address", &format!("127.0.0.1:{webhook}")])
         .arg("--webhook-ca-out")
         .arg(dir.join("webhook-ca.pem"))
-        .args(["--xds-tls-address", &format!("127.0.0.1:{xds_tls}")])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&lateend_log).expect("lateend log"))
         .spawn()
         .expect("spawn lateend");
-    let lateend = Process {
+    let mut lateend = Process {
         child,
         log: lateend_log,
+        admin_path: None,
     };
+    let deadline = Instant::now() + DEADLINE;
+    let ports = loop {
+        let log = lateend.log();
+        let bound = |what: &str| bound_port(&log, what);
+        let found = (
+            bound("serving xDS (ADS over plaintext gRPC)"),
+            bound("serving xDS (ADS over TLS)"),
+            bound("serving debug endpoints and metrics"),
+            bound("serving the sidecar-injection webhook"),
+        );
+        if let (Some(a), Some(b), Some(c), Some(d)) = found {
+            break (a, b, c, d);
+        }
+        if Instant::now() > deadline || lateend.child.try_wait().ok().flatten().is_some() {
+            panic!("lateend did not start:\n{}", lateend.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (xds, xds_tls, debug, webhook) = ports;
     wait_until("lateend debug port", || async {
         get(debug, "x", "/ready", &[]).await.is_some()
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", lateend.log_tail()));
 
-    let envoy = start_envoy(&envoy_bin, &dir, &client_identity(), xds, admin);
+    let envoy = start_envoy(&envoy_bin, &dir, &client_identity(), xds);
+    let admin = envoy
+        .admin_port()
+        .await
+        .unwrap_or_else(|| panic!("no Envoy admin address\n{}", envoy.log_tail()));
     Some(Mesh {
         xds_tls,
         webhook,
@@ -377,6 +401,13 @@ async fn start() -> Option<Mesh> {
         lateend,
         envoy,
     })
+}
+
+/// The port of the `address=` field on the log line that contains `message`.
+fn bound_port(log: &str, message: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(message))?;
+    let address = line.split("address=").nth(1)?.split_whitespace().next()?;
+    address.rsplit_once(':')?.1.parse().ok()
 }
 
 fn share(counts: &BTreeMap<(u16, String), usize>, status: u16, body: &str) -> f64 {
@@ -548,23 +579,11 @@ async fn bookinfo_through_real_envoy() {
 
     // A REDIRECT-mode sidecar (capture layout: virtualOutbound, virtualInbound, 0.0.0.0_PORT)
     // and a gateway join; the sidecar registers itself as a reviews endpoint.
-    let redirect = start_envoy(
-        &mesh.envoy_bin,
-        &mesh.work,
-        &redirect_identity(),
-        mesh.xds,
-        free_port(),
-    );
+    let redirect = start_envoy(&mesh.envoy_bin, &mesh.work, &redirect_identity(), mesh.xds);
     // The gateway talks to lateend over TLS (15012-style), the others in plaintext.
     let mut router_id = router_identity();
     router_id.xds_tls_ca = Some(mesh.work.join("webhook-ca.pem"));
-    let router = start_envoy(
-        &mesh.envoy_bin,
-        &mesh.work,
-        &router_id,
-        mesh.xds_tls,
-        free_port(),
-    );
+    let router = start_envoy(&mesh.envoy_bin, &mesh.work, &router_id, mesh.xds_tls);
     let client_dump = format!("/debug/config_dump?proxyID={NODE_ID}");
 
     // Row: Gateway + bound VirtualService route through a router-mode Envoy.

@@ -278,21 +278,36 @@ impl FolderStore {
     /// Polls the folder every `interval` forever, calling `on_change` with the new config after
     /// each scan that changed it and `on_reject` with the number of files rejected.
     pub async fn watch(
-        mut self,
+        self,
         interval: Duration,
         on_change: impl Fn(Arc<Config>) + Send + 'static,
         on_reject: impl Fn(u64) + Send + 'static,
     ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut store = self;
         loop {
             ticker.tick().await;
-            let outcome = self.scan();
+            // File reads and validation block: run them beside the async workers.
+            let scanned = tokio::task::spawn_blocking(move || {
+                let outcome = store.scan();
+                let config = outcome.changed.then(|| Arc::new(store.config()));
+                (store, outcome, config)
+            })
+            .await;
+            let (back, outcome, config) = match scanned {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "config scan failed; watching stops");
+                    return;
+                }
+            };
+            store = back;
             if outcome.rejected_files > 0 {
                 on_reject(outcome.rejected_files);
             }
-            if outcome.changed {
-                on_change(Arc::new(self.config()));
+            if let Some(config) = config {
+                on_change(config);
             }
         }
     }

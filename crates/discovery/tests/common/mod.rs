@@ -46,6 +46,8 @@ pub fn free_port() -> u16 {
 pub struct Process {
     pub child: Child,
     pub log: PathBuf,
+    /// Where Envoy writes its admin address.
+    pub admin_path: Option<PathBuf>,
 }
 
 impl Drop for Process {
@@ -56,6 +58,22 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Envoy's bound admin port, waiting (bounded) for Envoy to write it.
+    pub async fn admin_port(&self) -> Option<u16> {
+        let path = self.admin_path.as_ref()?;
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            if let Some(port) = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|a| a.trim().rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+            {
+                return Some(port);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -258,16 +276,14 @@ static_resources:
     )
 }
 
-pub fn start_envoy(
-    binary: &Path,
-    dir: &Path,
-    identity: &Identity,
-    xds: u16,
-    admin: u16,
-) -> Process {
+/// Starts Envoy with its admin on 127.0.0.1 port 0; [`Process::admin_port`] reads the port
+/// Envoy bound (from `--admin-address-path`).
+pub fn start_envoy(binary: &Path, dir: &Path, identity: &Identity, xds: u16) -> Process {
     let tag = identity.id.split('~').nth(2).unwrap_or("proxy");
     let config = dir.join(format!("bootstrap-{tag}.yaml"));
-    std::fs::write(&config, bootstrap(identity, xds, admin)).expect("write bootstrap");
+    std::fs::write(&config, bootstrap(identity, xds, 0)).expect("write bootstrap");
+    let admin_path = dir.join(format!("admin-{tag}.address"));
+    let _ = std::fs::remove_file(&admin_path);
     let log = dir.join(format!("envoy-{tag}.log"));
     let child = Command::new(binary)
         .arg("-c")
@@ -279,9 +295,15 @@ pub fn start_envoy(
             "--log-level",
             "info",
         ])
+        .arg("--admin-address-path")
+        .arg(&admin_path)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("envoy log"))
         .spawn()
         .expect("spawn envoy");
-    Process { child, log }
+    Process {
+        child,
+        log,
+        admin_path: Some(admin_path),
+    }
 }
