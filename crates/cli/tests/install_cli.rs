@@ -540,6 +540,19 @@ fn install_asks_applies_waits_prunes_verifies_and_uninstalls() {
     }
     assert!(!recorded(&store).contains("istio-egressgateway"));
 
+    // An install the operator owns gets a warning before anything changes.
+    store.lock().unwrap().objects.get_mut(RECORD).unwrap()["metadata"]["annotations"]["lateen.io/installed-by"] =
+        serde_json::json!("IstioOperator istio-system/mesh");
+    let warned = run(with(&["install"], &["--set", NO_EGRESS]), None);
+    assert!(!warned.status.success());
+    assert!(
+        stdout(&warned).contains(
+            "warning: this install is managed by the operator (IstioOperator istio-system/mesh)"
+        ),
+        "{}",
+        stdout(&warned)
+    );
+
     // verify-install checks each rendered object; with the old flags it finds the gap.
     let verified = run(with(&["verify-install"], &["--set", NO_EGRESS]), None);
     assert!(

@@ -84,8 +84,19 @@ fn inventory_ref(scope: &InstallScope) -> ObjectRef {
     }
 }
 
-/// The objects the last install in `scope` recorded, or `None` when there is no record.
-pub async fn read(client: &Client, scope: &InstallScope) -> Result<Option<Vec<ObjectRef>>> {
+/// Annotation of the record naming who installed (`lateen install`, `IstioOperator ns/name`).
+pub const INSTALLED_BY: &str = "lateen.io/installed-by";
+
+/// The record of an install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub objects: Vec<ObjectRef>,
+    /// Who wrote it (the [`INSTALLED_BY`] annotation).
+    pub installed_by: String,
+}
+
+/// The record of the install in `scope`, or `None` when there is none.
+pub async fn read_record(client: &Client, scope: &InstallScope) -> Result<Option<Record>> {
     let reference = inventory_ref(scope);
     let Some(found) = cluster::get(client, &reference).await? else {
         return Ok(None);
@@ -101,7 +112,24 @@ pub async fn read(client: &Client, scope: &InstallScope) -> Result<Option<Vec<Ob
             format!("data.{OBJECTS_KEY} is not a list of object references: {err}"),
         )
     })?;
-    Ok(Some(objects))
+    let installed_by = found
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(INSTALLED_BY))
+        .cloned()
+        .unwrap_or_default();
+    Ok(Some(Record {
+        objects,
+        installed_by,
+    }))
+}
+
+/// The objects the last install in `scope` recorded, or `None` when there is no record.
+pub async fn read(client: &Client, scope: &InstallScope) -> Result<Option<Vec<ObjectRef>>> {
+    Ok(read_record(client, scope)
+        .await?
+        .map(|record| record.objects))
 }
 
 /// The objects recorded by the other installs (other revisions) in `scope`'s namespace: an
@@ -169,7 +197,7 @@ pub async fn write(
                 "app.kubernetes.io/part-of": "lateen",
                 "istio.io/rev": rev,
             },
-            "annotations": {"lateen.io/installed-by": owner},
+            "annotations": {INSTALLED_BY: owner},
         },
         "data": {OBJECTS_KEY: list},
     });

@@ -241,6 +241,18 @@ pub fn run_install(args: InstallArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let record = cluster::block_on(async {
+        let client = cluster::client(&target).await?;
+        lateen_install::inventory::read_record(&client, &rendered.scope).await
+    })?;
+    if let Some(record) = record
+        && record.installed_by.starts_with("IstioOperator ")
+    {
+        println!(
+            "warning: this install is managed by the operator ({}); it will re-apply that resource's configuration. Change the IstioOperator instead.",
+            record.installed_by
+        );
+    }
     if !args.yes && !confirm(&format!("This will install {}.", describe(&rendered)))? {
         anyhow::bail!("installation cancelled");
     }
