@@ -58,8 +58,9 @@ pub struct XdsArgs {
     /// Log level or filter (RUST_LOG syntax).
     #[arg(long, default_value = "info", env = "LATEEN_LOG")]
     pub log_level: String,
-    /// Accepted for Istio's injected arguments; the DNS domain comes from POD_NAMESPACE.
-    #[arg(long, hide = true)]
+    /// DNS domain ending the node id (Istio's injector passes `NAMESPACE.svc.cluster.local`,
+    /// the default).
+    #[arg(long)]
     pub domain: Option<String>,
     /// Accepted for Istio's injected arguments (`--log-level` sets ours).
     #[arg(long = "proxyLogLevel", hide = true)]
@@ -75,7 +76,11 @@ pub struct XdsArgs {
 /// Runs the proxy from the control plane until it is told to stop and has drained.
 pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let identity = Identity::from_env(node_type, &env, &args.labels_file).context("reading the proxy's identity")?;
+    let mut identity = Identity::from_env(node_type, &env, &args.labels_file).context("reading the proxy's identity")?;
+    // Istio's injector passes `--domain NAMESPACE.svc.CLUSTER_DOMAIN`: the node id ends with it.
+    if let Some(domain) = args.domain.as_ref().filter(|domain| !domain.is_empty() && !domain.contains("$(")) {
+        identity.dns_domain = domain.clone();
+    }
     let base = ProxyConfig {
         node: identity.model_node(),
         admin: AdminConfig { address: args.admin_address, health_address: args.health_address, metrics_address: args.metrics_address },

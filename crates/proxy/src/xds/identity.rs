@@ -48,7 +48,10 @@ pub struct Identity {
     pub labels: BTreeMap<String, String>,
     /// Node metadata as Envoy sends it under Istio.
     pub metadata: Map<String, Json>,
+    /// The last part of the node id: `--domain`, else `NAMESPACE.svc.cluster.local`.
     pub dns_domain: String,
+    /// SPIFFE trust domain (`TRUST_DOMAIN`, as the injector sets it).
+    pub trust_domain: String,
 }
 
 impl Identity {
@@ -101,7 +104,8 @@ impl Identity {
             return Err(IdentityError::Metadata { name: "ISTIO_META_INTERCEPTION_MODE".into(), reason: format!("{mode:?} is not REDIRECT, TPROXY or NONE") });
         }
         let dns_domain = format!("{namespace}.svc.cluster.local");
-        Ok(Identity { node_type, pod_name, namespace, instance_ip, service_account, labels, metadata, dns_domain })
+        let trust_domain = get("TRUST_DOMAIN").or_else(|| get("ISTIO_META_TRUST_DOMAIN")).unwrap_or_else(|| "cluster.local".into());
+        Ok(Identity { node_type, pod_name, namespace, instance_ip, service_account, labels, metadata, dns_domain, trust_domain })
     }
 
     /// `sidecar~10.0.0.5~reviews-v1-abc.default~default.svc.cluster.local`.
@@ -138,7 +142,7 @@ impl Identity {
 
     /// The proxy's own workload, for the metric labels.
     pub fn model_node(&self) -> model::Node {
-        let trust_domain = self.meta("TRUST_DOMAIN").unwrap_or("cluster.local");
+        let trust_domain = &self.trust_domain;
         model::Node {
             id: Some(self.node_id()),
             workload: self.meta("WORKLOAD_NAME").map(str::to_string),
@@ -244,6 +248,7 @@ mod tests {
                 ("ISTIO_META_INTERCEPTION_MODE", "NONE"),
                 ("ISTIO_METAJSON_LABELS", r#"{"app":"reviews","version":"v1"}"#),
                 ("ISTIO_META_MESH_ID", "mesh1"),
+                ("TRUST_DOMAIN", "example.org"),
             ]),
             Path::new("/nonexistent"),
         )
@@ -258,7 +263,7 @@ mod tests {
         assert_eq!(meta["LABELS"]["version"], "v1");
         assert_eq!(meta["INSTANCE_IPS"], "10.1.2.3");
         let model = identity.model_node();
-        assert_eq!(model.principal.as_deref(), Some("spiffe://cluster.local/ns/bookinfo/sa/reviews"));
+        assert_eq!(model.principal.as_deref(), Some("spiffe://example.org/ns/bookinfo/sa/reviews"));
         assert_eq!(model.version.as_deref(), Some("v1"));
     }
 
