@@ -62,12 +62,18 @@ async fn endpoints_that_never_come_count_as_empty_after_the_warm_timeout() {
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     // Cluster b never gets a ClusterLoadAssignment.
     server.set_snapshot(NODE_ID, base(listen, "b", alpha.address).with(&eds_cluster("b")));
-    let sidecar = SidecarProcess::start_with(xds, &["--warm-timeout", "1"]);
+    let sidecar = SidecarProcess::start_with(xds, &["--warm-timeout", "2"]);
     sidecar.wait_ready().await;
     let (status, _) = get(listen, "/").await.expect("the listener is bound once the timeout passed");
     assert_eq!(status, 503, "a cluster without endpoints answers 503");
     let dump = sidecar.config_dump().await;
     assert_eq!(dump["config"]["xds"]["warming"][0], "EDS b");
+
+    // Later updates do not wait for the missing endpoints again.
+    server.set_snapshot(NODE_ID, base(listen, "b", alpha.address).with(&eds_cluster("b")).with(&direct_response("main", "no wait")));
+    let started = std::time::Instant::now();
+    assert!(eventually(Duration::from_secs(10), || async { answer(listen).await.is_some_and(|body| body == "no wait") }).await);
+    assert!(started.elapsed() < Duration::from_millis(1500), "the update waited {:?} for resources already given up", started.elapsed());
 }
 
 /// Two listeners on one address: the compile problem names the xDS resource.

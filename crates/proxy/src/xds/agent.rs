@@ -107,6 +107,7 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
         subscribe: subscribe_tx,
         seen: BTreeSet::new(),
         waiting_since: None,
+        given_up: BTreeSet::new(),
     }));
     let mut config = AdsClientConfig::new(args.discovery_address.clone(), identity.node()).subscribe(CLUSTER, &[]).subscribe(LISTENER, &[]);
     config.mode = if args.sotw { ClientMode::Sotw } else { ClientMode::Delta };
@@ -146,6 +147,9 @@ struct Agent {
     seen: BTreeSet<String>,
     /// Since when the accepted state waits for EDS/RDS resources before it is applied.
     waiting_since: Option<Instant>,
+    /// Resources that did not come within the warm timeout: later updates do not wait for
+    /// them again (until they arrive, they stay empty).
+    given_up: BTreeSet<String>,
 }
 
 impl Agent {
@@ -160,7 +164,9 @@ impl Agent {
             tracing::warn!(%detail, "rejected {kind} update");
             detail
         })?;
-        if assembled.warming.is_empty() {
+        self.given_up.retain(|name| assembled.warming.contains(name));
+        let waiting: Vec<&String> = assembled.warming.iter().filter(|name| !self.given_up.contains(*name)).collect();
+        if waiting.is_empty() {
             self.live.apply(snapshot).map_err(|err| {
                 let detail = format!("{kind} update cannot be applied: {err}");
                 tracing::warn!(%detail, "rejected {kind} update");
@@ -168,14 +174,14 @@ impl Agent {
             })?;
             self.waiting_since = None;
         } else {
-            tracing::debug!(waiting = ?assembled.warming, "holding the update until its resources arrive");
+            tracing::debug!(?waiting, "holding the update until its resources arrive");
             self.waiting_since.get_or_insert_with(Instant::now);
         }
         self.state = next;
         self.seen.insert(kind.clone());
         tracing::info!("accepted {kind} update");
         self.resubscribe();
-        if assembled.warming.is_empty() {
+        if self.waiting_since.is_none() {
             self.mark_ready();
         }
         Ok(())
@@ -209,6 +215,7 @@ impl Agent {
         self.waiting_since = None;
         let assembled = self.state.assemble(&self.base, &self.control_plane);
         tracing::warn!(missing = ?assembled.warming, "resources did not arrive in {timeout:?}; applying without them");
+        self.given_up.extend(assembled.warming.iter().cloned());
         match compile(assembled.config) {
             Ok(snapshot) => match self.live.apply(snapshot) {
                 Ok(()) => self.mark_ready(),
