@@ -12,7 +12,7 @@ use lateen_xds::{Snapshot, SyncState, XdsServer};
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::upstream::Upstream;
-use support::{eventually as until, free_port, get};
+use support::{eventually as until, get};
 use xds_support::*;
 
 async fn start_server() -> (XdsServer, SocketAddr) {
@@ -22,7 +22,7 @@ async fn start_server() -> (XdsServer, SocketAddr) {
 }
 
 fn listen_address() -> SocketAddr {
-    ([127, 0, 0, 1], free_port()).into()
+    ([127, 0, 0, 1], unique_port()).into()
 }
 
 /// One listener, one route table, the given clusters with their endpoints.
@@ -47,7 +47,7 @@ async fn pushed_resources_carry_traffic_and_show_in_config_dump() {
     let (server, xds) = start_server().await;
     let upstream = Upstream::start("alpha").await;
     let listen = listen_address();
-    let sidecar = SidecarProcess::start(xds);
+    let mut sidecar = SidecarProcess::start(xds);
 
     // Not ready before the first configuration.
     assert!(until(Duration::from_secs(10), || async { get(sidecar.health, "/healthz/ready").await.is_ok() }).await, "health port up");
@@ -91,7 +91,7 @@ async fn route_change_applies_live_without_failed_requests() {
     let listen = listen_address();
     let clusters = [("a", alpha.address), ("b", beta.address)];
     server.set_snapshot(NODE_ID, snapshot(listen, &route_to("main", "a"), &clusters));
-    let sidecar = SidecarProcess::start(xds);
+    let mut sidecar = SidecarProcess::start(xds);
     sidecar.wait_ready().await;
 
     let mut failures = Vec::new();
@@ -124,7 +124,7 @@ async fn invalid_resources_are_nacked_with_a_detail_and_traffic_keeps_flowing() 
     let listen = listen_address();
     let good = snapshot(listen, &route_to("main", "backend"), &[("backend", upstream.address)]);
     server.set_snapshot(NODE_ID, good.clone());
-    let sidecar = SidecarProcess::start(xds);
+    let mut sidecar = SidecarProcess::start(xds);
     sidecar.wait_ready().await;
 
     // A route whose regex does not compile.
@@ -191,7 +191,7 @@ async fn listeners_are_bound_and_unbound_live() {
     let (first, second) = (listen_address(), listen_address());
     let base = snapshot(first, &route_to("main", "backend"), &[("backend", upstream.address)]);
     server.set_snapshot(NODE_ID, base.clone());
-    let sidecar = SidecarProcess::start(xds);
+    let mut sidecar = SidecarProcess::start(xds);
     sidecar.wait_ready().await;
     assert!(get(second, "/").await.is_err(), "second listener bound before it was pushed");
 
@@ -208,7 +208,7 @@ async fn listeners_are_bound_and_unbound_live() {
 async fn keeps_serving_while_the_control_plane_is_away_and_reconnects() {
     let upstream = Upstream::start("alpha").await;
     let listen = listen_address();
-    let xds: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let xds: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
 
     // The control plane runs on a runtime of its own so that stopping it ends its streams.
     let control_plane = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
@@ -216,7 +216,7 @@ async fn keeps_serving_while_the_control_plane_is_away_and_reconnects() {
     server.set_snapshot(NODE_ID, snapshot(listen, &route_to("main", "backend"), &[("backend", upstream.address)]));
     let serving = server.clone();
     control_plane.spawn(async move { serving.spawn(xds).await.expect("bind xDS server") });
-    let sidecar = SidecarProcess::start(xds);
+    let mut sidecar = SidecarProcess::start(xds);
     sidecar.wait_ready().await;
     assert!(body_of(listen).await.is_some_and(|body| body.contains("alpha")));
 

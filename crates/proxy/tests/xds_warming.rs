@@ -8,7 +8,7 @@ use lateen_xds::{Snapshot, XdsServer};
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::upstream::Upstream;
-use support::{eventually, free_port, get};
+use support::{eventually, get};
 use xds_support::*;
 
 async fn answer(address: SocketAddr) -> Option<String> {
@@ -31,9 +31,9 @@ async fn a_route_to_a_new_cluster_waits_for_its_endpoints() {
     let server = XdsServer::default();
     let xds = server.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind xDS server");
     let (alpha, beta) = (Upstream::start("alpha").await, Upstream::start("beta").await);
-    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let listen: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
     server.set_snapshot(NODE_ID, base(listen, "a", alpha.address));
-    let sidecar = SidecarProcess::start(xds);
+    let mut sidecar = SidecarProcess::start(xds);
     sidecar.wait_ready().await;
 
     // The route moves to cluster b, whose endpoints are not published yet.
@@ -59,10 +59,10 @@ async fn endpoints_that_never_come_count_as_empty_after_the_warm_timeout() {
     let server = XdsServer::default();
     let xds = server.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind xDS server");
     let alpha = Upstream::start("alpha").await;
-    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let listen: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
     // Cluster b never gets a ClusterLoadAssignment.
     server.set_snapshot(NODE_ID, base(listen, "b", alpha.address).with(&eds_cluster("b")));
-    let sidecar = SidecarProcess::start_with(xds, &["--warm-timeout", "2"]);
+    let mut sidecar = SidecarProcess::start_with(xds, &["--warm-timeout", "2"]);
     sidecar.wait_ready().await;
     let (status, _) = get(listen, "/").await.expect("the listener is bound once the timeout passed");
     assert_eq!(status, 503, "a cluster without endpoints answers 503");
@@ -82,9 +82,9 @@ async fn conflicting_listeners_are_nacked_naming_the_listener() {
     let server = XdsServer::default();
     let xds = server.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind xDS server");
     let alpha = Upstream::start("alpha").await;
-    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let listen: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
     server.set_snapshot(NODE_ID, base(listen, "a", alpha.address));
-    let sidecar = SidecarProcess::start(xds);
+    let mut sidecar = SidecarProcess::start(xds);
     sidecar.wait_ready().await;
     server.set_snapshot(NODE_ID, base(listen, "a", alpha.address).with(&http_listener("twin", listen, "main")));
     let mut detail = String::new();
@@ -105,9 +105,9 @@ async fn state_of_the_world_ads_carries_traffic_and_updates() {
     let server = XdsServer::default();
     let xds = server.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind xDS server");
     let alpha = Upstream::start("alpha").await;
-    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let listen: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
     server.set_snapshot(NODE_ID, base(listen, "a", alpha.address));
-    let sidecar = SidecarProcess::start_with(xds, &["--sotw"]);
+    let mut sidecar = SidecarProcess::start_with(xds, &["--sotw"]);
     sidecar.wait_ready().await;
     assert!(answer(listen).await.is_some_and(|body| body.contains("alpha")));
     let status = server.sync_status();

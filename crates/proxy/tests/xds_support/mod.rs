@@ -23,6 +23,20 @@ use std::time::{Duration, Instant};
 
 use crate::support::{free_port, get};
 
+/// A free port never handed out before in this test process: tests run in parallel, and two
+/// of them getting the same just-released port would make one proxy fail to bind.
+pub fn unique_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        let port = free_port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
 pub const NODE_ID: &str = "sidecar~127.0.0.1~web-7d4b9c8f6d-abcde.shop~shop.svc.cluster.local";
 
 pub fn pack<M: Message + Name>(message: &M) -> protobuf::Any {
@@ -156,9 +170,9 @@ impl SidecarProcess {
     pub fn start_with(discovery: SocketAddr, extra: &[&str]) -> SidecarProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("proxy.log");
-        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let health: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let admin: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
+        let health: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
+        let metrics: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
         let child = Command::new(env!("CARGO_BIN_EXE_lateen-proxy"))
             .args(["sidecar", "--discovery-address", &discovery.to_string()])
             .args(["--admin-address", &admin.to_string(), "--health-address", &health.to_string(), "--metrics-address", &metrics.to_string()])
@@ -193,9 +207,10 @@ impl SidecarProcess {
     }
 
     /// Waits until `/healthz/ready` says 200.
-    pub async fn wait_ready(&self) {
+    pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.is_ready().await {
+            assert!(self.child.try_wait().ok().flatten().is_none(), "sidecar exited; log:\n{}", self.log_text());
             assert!(Instant::now() < deadline, "sidecar not ready in 20s; log:\n{}", self.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
