@@ -268,6 +268,24 @@ mod tests {
     }
 
     #[test]
+    fn router_nodes_and_the_labels_file() {
+        let dir = std::env::temp_dir().join(format!("lateen-labels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("labels");
+        std::fs::write(&file, "app=\"istio-ingressgateway\"\nistio=\"ingressgateway\"\n").expect("labels file");
+        let identity = Identity::from_env(
+            NodeType::Router,
+            &env(&[("POD_NAME", "gw-1"), ("POD_NAMESPACE", "istio-system"), ("INSTANCE_IP", "10.0.0.9")]),
+            &file,
+        )
+        .expect("valid identity");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(identity.node_id(), "router~10.0.0.9~gw-1.istio-system~istio-system.svc.cluster.local");
+        assert_eq!(identity.metadata["LABELS"]["istio"], "ingressgateway");
+        assert_eq!(identity.node().cluster, "istio-ingressgateway.istio-system");
+    }
+
+    #[test]
     fn labels_file_lines() {
         let labels = parse_labels_file("app=\"web\"\nsecurity.istio.io/tlsMode=\"istio\"\n\n").expect("valid file");
         assert_eq!(labels["app"], "web");
