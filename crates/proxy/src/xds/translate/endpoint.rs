@@ -64,16 +64,20 @@ pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, check: &Check) -> Re
 }
 
 /// Endpoint weights as repetitions in the round-robin list: each endpoint appears
-/// weight / gcd(weights) times (at most [`MAX_REPEAT`]), so equal weights cost nothing.
+/// weight / gcd(weights) times (at most [`MAX_REPEAT`]), so equal weights cost nothing. A
+/// list that would grow past [`MAX_ENTRIES`] keeps one entry per endpoint.
 fn weighted(endpoints: Vec<(model::Endpoint, u32)>) -> Vec<model::Endpoint> {
     let divisor = endpoints.iter().fold(0, |acc, (_, weight)| gcd(acc, *weight)).max(1);
-    endpoints
-        .into_iter()
-        .flat_map(|(endpoint, weight)| std::iter::repeat_n(endpoint, (weight / divisor).clamp(1, MAX_REPEAT) as usize))
-        .collect()
+    let repeats = |weight: u32| (weight / divisor).clamp(1, MAX_REPEAT) as usize;
+    let total: usize = endpoints.iter().map(|(_, weight)| repeats(*weight)).sum();
+    if total > MAX_ENTRIES {
+        return endpoints.into_iter().map(|(endpoint, _)| endpoint).collect();
+    }
+    endpoints.into_iter().flat_map(|(endpoint, weight)| std::iter::repeat_n(endpoint, repeats(weight))).collect()
 }
 
 const MAX_REPEAT: u32 = 100;
+const MAX_ENTRIES: usize = 20_000;
 
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
