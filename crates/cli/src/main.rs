@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a whole mesh on this machine: lateend, a Bookinfo-shaped app and its sidecars.
+    Demo(commands::demo::Args),
     /// Inject the lateen-proxy sidecar into Kubernetes workloads (like `istioctl kube-inject`).
     KubeInject(commands::kube_inject::Args),
     /// List, dump and diff installation profiles.
@@ -34,6 +36,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(args),
         Command::KubeInject(args) => commands::kube_inject::run(args),
         Command::Profile(args) => commands::profile::run(args),
         Command::Manifest(args) => commands::manifest::run(args),

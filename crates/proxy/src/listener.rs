@@ -77,11 +77,12 @@ pub async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, listener
         Detected::Http1 | Detected::Http2 => {
             let version = if protocol == Detected::Http2 { HttpVersion::Http2 } else { HttpVersion::Http1 };
             let ctx = Arc::new(ConnContext {
-                snapshot: snapshot.clone(),
-                listener: listener.clone(),
+                current: arc_swap::ArcSwap::from_pointee(crate::http::service::Current { snapshot: snapshot.clone(), listener: listener.clone() }),
+                config: shared.config.clone(),
+                peers: Default::default(),
                 peer,
                 original_dst,
-                passthrough: if listener.routes.is_none() { passthrough } else { None },
+                passthrough,
                 pool: worker.pool.clone(),
                 metrics: shared.metrics.clone(),
                 active: Arc::new(ActiveRequests::new()),

@@ -25,6 +25,8 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:9080")]
     listen: SocketAddr,
     /// Services to call for every request (repeatable), e.g. http://reviews:9080/reviews.
+    /// `URL@HOST:PORT` connects to HOST:PORT (the sidecar's egress listener) and sends the
+    /// URL's host as the `Host` header, for meshes without traffic capture.
     #[arg(long)]
     call: Vec<String>,
 }
@@ -68,18 +70,52 @@ async fn answer(args: &Args, request: http::Request<Incoming>) -> http::Response
         "path": request.uri().path(),
         "calls": calls,
     });
+    if request.uri().path() == "/productpage" {
+        let mut response = http::Response::new(Full::new(Bytes::from(page(&body))));
+        response.headers_mut().insert("content-type", http::HeaderValue::from_static("text/html; charset=utf-8"));
+        return response;
+    }
     let mut response = http::Response::new(Full::new(Bytes::from(format!("{body}\n"))));
     response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
     response
 }
 
+/// Bookinfo's page: who answered, down the chain of calls, as a small HTML page.
+fn page(answer: &serde_json::Value) -> String {
+    fn describe(answer: &serde_json::Value, depth: usize, out: &mut String) {
+        let indent = "&nbsp;".repeat(depth * 4);
+        let name = answer["service"].as_str().unwrap_or("?");
+        let version = answer["version"].as_str().unwrap_or("?");
+        out.push_str(&format!("<li>{indent}<b>{name}</b> {version}</li>\n"));
+        for call in answer["calls"].as_array().into_iter().flatten() {
+            if let Some(error) = call["error"].as_str() {
+                out.push_str(&format!("<li>{indent}&nbsp;&nbsp;&nbsp;&nbsp;{} failed: {error}</li>\n", call["url"].as_str().unwrap_or("?")));
+            } else if call["answer"].is_object() {
+                describe(&call["answer"], depth + 1, out);
+            } else {
+                out.push_str(&format!("<li>{indent}&nbsp;&nbsp;&nbsp;&nbsp;{} answered {}</li>\n", call["url"].as_str().unwrap_or("?"), call["status"]));
+            }
+        }
+    }
+    let mut list = String::new();
+    describe(answer, 0, &mut list);
+    format!("<!doctype html>\n<html><head><title>Bookinfo on Lateen</title></head><body>\n<h1>Bookinfo on Lateen</h1>\n<p>This page was served by these services and versions:</p>\n<ul>\n{list}</ul>\n<pre>{answer:#}</pre>\n</body></html>\n")
+}
+
 /// Calls the next service; its failure is reported in the answer, not turned into ours.
-async fn call(url: &str, incoming: &http::HeaderMap) -> serde_json::Value {
+async fn call(target: &str, incoming: &http::HeaderMap) -> serde_json::Value {
+    let (url, via) = match target.rsplit_once('@') {
+        Some((url, via)) if !via.contains('/') => (url, Some(via)),
+        _ => (target, None),
+    };
     let result = async {
         let uri: http::Uri = url.parse()?;
         let authority = uri.authority().ok_or_else(|| anyhow::anyhow!("no host in {url}"))?.clone();
         let port = authority.port_u16().unwrap_or(80);
-        let stream = tokio::net::TcpStream::connect((authority.host(), port)).await?;
+        let stream = match via {
+            Some(via) => tokio::net::TcpStream::connect(via).await?,
+            None => tokio::net::TcpStream::connect((authority.host(), port)).await?,
+        };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(connection);
         let mut builder = http::Request::get(uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/")).header("host", authority.as_str());

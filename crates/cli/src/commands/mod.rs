@@ -1,4 +1,5 @@
 //! One module per `lateen` subcommand.
+pub mod demo;
 pub mod kube_inject;
 pub mod manifest;
 pub mod operator;

@@ -251,6 +251,7 @@ fn outbound(
             });
         }
     }
+    c.metadata = Some(istio_metadata(service, port));
     if c.lb_policy != cluster::LbPolicy::ClusterProvided as i32 {
         apply_load_balancer(&mut c, policy.load_balancer.as_ref());
     }
@@ -425,6 +426,32 @@ fn assignment(name: &str, targets: &[(String, u32)]) -> ClusterLoadAssignment {
         }],
         ..Default::default()
     }
+}
+
+/// Istio's cluster metadata (`filter_metadata.istio.services`), from which data planes
+/// take the `destination_service*` metric labels.
+fn istio_metadata(service: &Service, port: &ServicePort) -> lateen_xds::pb::envoy::config::core::v3::Metadata {
+    use lateen_xds::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+    let text = |text: &str| Value { kind: Some(Kind::StringValue(text.to_string())) };
+    let short_name = service.hostname.split('.').next().unwrap_or(&service.hostname);
+    let entry = Struct {
+        fields: [
+            ("host".to_string(), text(&service.hostname)),
+            ("name".to_string(), text(short_name)),
+            ("namespace".to_string(), text(&service.namespace)),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let istio = Struct {
+        fields: [
+            ("services".to_string(), Value { kind: Some(Kind::ListValue(ListValue { values: vec![Value { kind: Some(Kind::StructValue(entry)) }] })) }),
+            ("default_original_port".to_string(), Value { kind: Some(Kind::NumberValue(f64::from(port.number))) }),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    lateen_xds::pb::envoy::config::core::v3::Metadata { filter_metadata: [("istio".to_string(), istio)].into_iter().collect(), ..Default::default() }
 }
 
 fn static_cluster(name: &str, ip: &str, port: u32) -> Cluster {

@@ -123,6 +123,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
         return Err(problems.0);
     }
     Ok(Snapshot {
+        local_peer: crate::http::peer::encode(&local, config.node.id.as_deref()),
         local: Arc::new(local),
         source: Arc::new(config),
         listeners,

@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub source: Arc<ProxyConfig>,
     /// Labels of this proxy's own workload.
     pub local: Arc<PeerLabels>,
+    /// This workload's `x-envoy-peer-metadata` and `-id` header values, when it is known.
+    pub local_peer: Option<(http::HeaderValue, http::HeaderValue)>,
     pub listeners: Vec<Arc<ListenerRt>>,
     /// Listeners reachable through capture, by their address and direction (`bind: false`
     /// or not): a sidecar has an inbound and an outbound listener on the same port.

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod forward;
 pub mod headers;
+pub mod peer;
 pub mod server;
 pub mod service;
 pub mod upgrade;

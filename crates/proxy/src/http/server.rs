@@ -94,7 +94,7 @@ pub async fn serve<I>(io: I, version: HttpVersion, ctx: Arc<ConnContext>, drain:
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = ctx.listener.limits.clone();
+    let limits = ctx.current().listener.limits.clone();
     let active = ctx.active.clone();
     let service = hyper::service::service_fn(move |request| handle(ctx.clone(), request));
     let io = TokioIo::new(io);

@@ -19,14 +19,25 @@ use crate::metrics::{Metrics, PeerLabels, ProxyStats, Reporter, RequestLabels, R
 use crate::upstream::{Pool, UpstreamVersion};
 use super::server::ActiveRequests;
 
-/// Everything a request on one downstream connection needs.
-pub struct ConnContext {
+/// The configuration a request is served with: the latest snapshot, and in it the listener
+/// the connection belongs to.
+pub struct Current {
     pub snapshot: Arc<Snapshot>,
     pub listener: Arc<ListenerRt>,
+}
+
+/// Everything a request on one downstream connection needs.
+pub struct ConnContext {
+    /// Refreshed when the configuration changes, so a kept-alive connection's next request
+    /// sees new routes; a request in flight keeps the configuration it started with.
+    pub current: arc_swap::ArcSwap<Current>,
+    pub config: Arc<crate::config::ConfigStore>,
+    pub peers: super::peer::PeerCache,
     pub peer: SocketAddr,
     /// Where a captured connection was going; its passthrough target.
     pub original_dst: Option<SocketAddr>,
-    /// For a captured connection without HTTP routes: a cluster of its original destination.
+    /// For a captured connection: a cluster of its original destination, used when there are
+    /// no HTTP routes or a route leads to an ORIGINAL_DST cluster.
     pub passthrough: Option<Arc<ClusterRt>>,
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
@@ -34,29 +45,44 @@ pub struct ConnContext {
 }
 
 impl ConnContext {
-    fn reporter(&self) -> Reporter {
-        match self.listener.direction {
-            Direction::Outbound => Reporter::Source,
-            Direction::Inbound => Reporter::Destination,
+    /// The configuration for the next request: the latest snapshot when its listener is
+    /// still there, else the one the connection has.
+    pub fn current(&self) -> Arc<Current> {
+        let current = self.current.load_full();
+        let latest = self.config.load();
+        if Arc::ptr_eq(&latest, &current.snapshot) {
+            return current;
         }
+        let name = &current.listener.name;
+        let Some(listener) = latest.listeners.iter().find(|listener| &listener.name == name).cloned() else {
+            return current;
+        };
+        let refreshed = Arc::new(Current { snapshot: latest, listener });
+        self.current.store(refreshed.clone());
+        refreshed
     }
 
-    fn labels(&self, cluster: Option<&ClusterRt>, request_protocol: &'static str) -> RequestLabels {
+    /// `peer` is what the other sidecar said about its workload (metadata exchange).
+    fn labels(&self, current: &Current, cluster: Option<&ClusterRt>, peer: Option<&Arc<PeerLabels>>, request_protocol: &'static str) -> RequestLabels {
         let unknown = || Arc::new(PeerLabels::unknown());
-        let (source, destination, security_policy) = match self.listener.direction {
-            Direction::Outbound => (
-                self.snapshot.local.clone(),
-                cluster.map(|cluster| cluster.destination.clone()).unwrap_or_else(unknown),
-                "unknown",
-            ),
+        let (reporter, source, destination, security_policy) = match current.listener.direction {
+            Direction::Outbound => {
+                let destination = match (cluster, peer) {
+                    (Some(cluster), Some(peer)) => self.peers.destination(&cluster.destination, peer),
+                    (Some(cluster), None) => cluster.destination.clone(),
+                    (None, _) => unknown(),
+                };
+                (Reporter::Source, current.snapshot.local.clone(), destination, "unknown")
+            }
             Direction::Inbound => (
-                unknown(),
-                cluster.map(|cluster| cluster.inbound_destination.clone()).unwrap_or_else(|| self.snapshot.local.clone()),
+                Reporter::Destination,
+                peer.cloned().unwrap_or_else(unknown),
+                cluster.map(|cluster| cluster.inbound_destination.clone()).unwrap_or_else(|| current.snapshot.local.clone()),
                 "none",
             ),
         };
         RequestLabels {
-            reporter: self.reporter(),
+            reporter,
             source,
             destination,
             request_protocol,
@@ -104,15 +130,35 @@ pub async fn handle(ctx: Arc<ConnContext>, request: Request<Incoming>) -> Result
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
     let protocol = if is_grpc { "grpc" } else { "http" };
     let record = RequestRecord::new();
+    let current = ctx.current();
+    let mut request = request;
+    let inbound = current.listener.direction == Direction::Inbound;
+    // Inbound: the calling sidecar's identity arrives with the request.
+    let mut peer = None;
+    if inbound {
+        if let Some(value) = super::peer::take(request.headers_mut()) {
+            peer = ctx.peers.peer(&value);
+        }
+    }
 
-    let (cluster, outcome) = route_and_forward(&ctx, request, &record).await;
-    let mut labels = ctx.labels(cluster.as_deref(), protocol);
-    let (response, flags) = match outcome {
+    let (cluster, outcome) = route_and_forward(&ctx, &current, request, &record).await;
+    let (mut response, flags) = match outcome {
         Reply::Upstream(response) => response,
         Reply::Local { status, flags, detail, extra_headers } => {
             (local_reply(status, &detail, is_grpc, extra_headers), flags)
         }
     };
+    if inbound {
+        // Tell the calling sidecar who answered.
+        if let Some((metadata, id)) = &current.snapshot.local_peer {
+            response.headers_mut().insert(super::peer::PEER_METADATA.clone(), metadata.clone());
+            response.headers_mut().insert(super::peer::PEER_METADATA_ID.clone(), id.clone());
+        }
+    } else if let Some(value) = super::peer::take(response.headers_mut()) {
+        // Outbound: the answering sidecar's identity arrives with the response.
+        peer = ctx.peers.peer(&value);
+    }
+    let mut labels = ctx.labels(&current, cluster.as_deref(), peer.as_ref(), protocol);
     labels.response_code = response.status().as_u16();
     labels.response_flags = flags;
     labels.grpc_status = if is_grpc { grpc_status(response.headers()) } else { None };
@@ -133,6 +179,7 @@ impl Reply {
 
 async fn route_and_forward(
     ctx: &Arc<ConnContext>,
+    current: &Current,
     request: Request<Incoming>,
     record: &Arc<RequestRecord>,
 ) -> (Option<Arc<ClusterRt>>, Reply) {
@@ -140,7 +187,7 @@ async fn route_and_forward(
     let authority = request_authority(&head);
 
     // A captured connection with no HTTP routes is passed through to where it was going.
-    let (cluster, route, forward) = match &ctx.listener.routes {
+    let (cluster, route, forward) = match &current.listener.routes {
         Some(table) => {
             let Some(vhost) = table.virtual_host(&authority) else {
                 return (None, Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"));
@@ -158,7 +205,13 @@ async fn route_and_forward(
                 ActionRt::Redirect(redirect) => return (None, redirect_reply(redirect, &authority, &head)),
                 ActionRt::Forward(forward) => {
                     let draw = if forward.clusters.len() > 1 { rand::random::<u32>() % forward.total_weight } else { 0 };
-                    (forward.pick(draw).clone(), Some(route), Some(forward))
+                    let cluster = forward.pick(draw);
+                    // An ORIGINAL_DST cluster goes where the captured connection was going.
+                    let cluster = match (cluster.original_dst, &ctx.passthrough) {
+                        (true, Some(passthrough)) => passthrough.clone(),
+                        _ => cluster.clone(),
+                    };
+                    (cluster, Some(route), Some(forward))
                 }
             }
         }
@@ -171,6 +224,12 @@ async fn route_and_forward(
     let upgrade = head.version == Version::HTTP_11 && headers::is_upgrade_request(&head.headers);
     headers::strip_hop_by_hop(&mut head.headers, upgrade);
     headers::add_forwarding_headers(&mut head.headers, ctx.peer.ip());
+    if current.listener.direction == Direction::Outbound {
+        if let Some((metadata, id)) = &current.snapshot.local_peer {
+            head.headers.insert(super::peer::PEER_METADATA.clone(), metadata.clone());
+            head.headers.insert(super::peer::PEER_METADATA_ID.clone(), id.clone());
+        }
+    }
     if let Some(route) = route {
         headers::apply_ops(&mut head.headers, &route.request_headers);
     }
