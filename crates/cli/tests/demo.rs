@@ -1,0 +1,42 @@
+//! `lateen demo` end to end: lateend, six sample workloads and their sidecars come up, the
+//! page is served through the mesh, the canary scenario moves reviews traffic to v3 as the
+//! proxies' metrics observe it, and every process ends afterwards.
+
+use std::process::Command;
+
+#[test]
+fn demo_runs_the_canary_scenario_and_stops_cleanly() {
+    let lateen = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lateen"));
+    let folder = lateen.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    for binary in ["lateend", "lateen-proxy", "lateen-sample-app"] {
+        assert!(folder.join(binary).exists(), "{binary} must be built beside lateen (scripts/test.sh runs `cargo build --workspace --bins` first)");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(&lateen)
+        .args(["demo", "--scenario", "canary", "--duration", "1", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run lateen demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let logs: String = std::fs::read_dir(dir.path().join("logs"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| format!("--- {}\n{}", entry.path().display(), std::fs::read_to_string(entry.path()).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{}\n{logs}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("http://127.0.10.1:9080/productpage"), "{stdout}");
+    assert!(stdout.contains("v3 weight   0%: 200 requests, 0 failed; observed by productpage's sidecar: v1 100%"), "{stdout}");
+    assert!(stdout.contains("v3 weight 100%: 200 requests, 0 failed; observed by productpage's sidecar: v3 100%"), "{stdout}");
+    let twenty = stdout.lines().find(|line| line.contains("v3 weight  20%")).unwrap_or_default();
+    let v3_share: f64 = twenty
+        .split("v3 ")
+        .last()
+        .and_then(|share| share.trim().trim_end_matches('%').parse().ok())
+        .unwrap_or(0.0);
+    assert!((8.0..=35.0).contains(&v3_share), "20% step observed {v3_share}% on v3: {twenty}");
+    assert!(stdout.contains("demo stopped"), "{stdout}");
+    assert!(!dir.path().join("pids").exists(), "no leftovers recorded after a clean stop");
+}
