@@ -274,6 +274,10 @@ pub struct ProxyStats {
     pub upstream_cx_connect_fail: AtomicU64,
     pub upstream_rq_retry: AtomicU64,
     pub upstream_rq_timeout: AtomicU64,
+    /// Requests refused by a cluster's circuit breakers (flag `UO`).
+    pub upstream_rq_pending_overflow: AtomicU64,
+    /// Retries not made because the cluster's `max_retries` was reached.
+    pub upstream_rq_retry_overflow: AtomicU64,
     pub protocol_detect_timeout: AtomicU64,
     pub downstream_rq_rejected: AtomicU64,
 }
@@ -299,6 +303,8 @@ impl ProxyStats {
             ("upstream_cx_connect_fail", &self.upstream_cx_connect_fail),
             ("upstream_rq_retry", &self.upstream_rq_retry),
             ("upstream_rq_timeout", &self.upstream_rq_timeout),
+            ("upstream_rq_pending_overflow", &self.upstream_rq_pending_overflow),
+            ("upstream_rq_retry_overflow", &self.upstream_rq_retry_overflow),
             ("protocol_detect_timeout", &self.protocol_detect_timeout),
         ] {
             let _ = writeln!(out, "lateen.{name}: {}", value.load(Ordering::Relaxed));

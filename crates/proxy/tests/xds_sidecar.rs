@@ -143,11 +143,11 @@ async fn invalid_resources_are_nacked_with_a_detail_and_traffic_keeps_flowing() 
     }
 
     // A cluster with a field lateen-proxy does not implement is refused, not ignored.
-    let mut maglev = eds_cluster("backend");
-    maglev.lb_policy = lateen_xds::pb::envoy::config::cluster::v3::cluster::LbPolicy::Maglev as i32;
-    server.set_snapshot(NODE_ID, good.clone().with(&maglev));
+    let mut provided = eds_cluster("backend");
+    provided.lb_policy = lateen_xds::pb::envoy::config::cluster::v3::cluster::LbPolicy::ClusterProvided as i32;
+    server.set_snapshot(NODE_ID, good.clone().with(&provided));
     let nack = wait_for_nack(&server, "CDS").await;
-    assert!(nack.contains("Cluster \"backend\": lb_policy: MAGLEV is not supported"), "{nack}");
+    assert!(nack.contains("Cluster \"backend\": lb_policy: CLUSTER_PROVIDED is not supported"), "{nack}");
     let mut transparent = http_listener("http", listen, "main");
     transparent.transparent = Some(lateen_xds::pb::google::protobuf::BoolValue { value: true });
     server.set_snapshot(NODE_ID, good.clone().with(&transparent));

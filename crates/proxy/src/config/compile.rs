@@ -46,6 +46,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
         if clusters.contains_key(cluster.name.as_str()) {
             problems.add(format!("{path}.name"), format!("duplicate cluster name {:?}", cluster.name));
         }
+        check_cluster_policies(cluster, &path, &mut problems);
         clusters.insert(cluster.name.clone(), Arc::new(ClusterRt::new(cluster, &local)));
     }
 
@@ -221,7 +222,23 @@ fn compile_route(
             ActionRt::Direct { status, body: bytes::Bytes::from(direct.body.clone().unwrap_or_default()) }
         }
     };
+    let fault = route.fault.as_ref().and_then(|policy| match crate::http::fault::FaultRt::compile(policy) {
+        Ok(fault) => Some(fault),
+        Err((field, message)) => {
+            problems.add(format!("{path}.fault.{field}"), message);
+            None
+        }
+    });
+    let cors = route.cors.as_ref().and_then(|policy| match crate::http::cors::CorsRt::compile(policy, anchored_regex) {
+        Ok(cors) => Some(cors),
+        Err((field, message)) => {
+            problems.add(format!("{path}.cors.{field}"), message);
+            None
+        }
+    });
     RouteRt {
+        fault,
+        cors,
         name: route.name.as_deref().map(Arc::from),
         path: path_matcher,
         headers,
@@ -298,13 +315,49 @@ fn compile_forward(
         // Keep the route usable as a value; the config is rejected anyway.
         targets.push((Arc::new(ClusterRt::passthrough("invalid", ([127, 0, 0, 1], 9).into(), None, Arc::new(PeerLabels::unknown()))), 1));
     }
+    let mut mirrors = Vec::new();
+    for (index, mirror) in forward.mirrors.iter().enumerate() {
+        if !(0.0..=100.0).contains(&mirror.percentage) {
+            problems.add(format!("{path}.mirrors[{index}].percentage"), "must be between 0 and 100");
+        }
+        match clusters.get(&mirror.cluster) {
+            Some(cluster) => mirrors.push(crate::http::mirror::MirrorRt { cluster: cluster.clone(), share: crate::http::fault::per_million(mirror.percentage) }),
+            None => problems.add(format!("{path}.mirrors[{index}].cluster"), format!("cluster {:?} is not defined", mirror.cluster)),
+        }
+    }
+    for (index, policy) in forward.hash_policy.iter().enumerate() {
+        if let model::HashPolicy::Header(name) = policy
+            && http::HeaderName::from_bytes(name.as_bytes()).is_err()
+        {
+            problems.add(format!("{path}.hash_policy[{index}].header"), format!("{name:?} is not a valid header name"));
+        }
+    }
     ForwardRt {
+        mirrors,
+        hash_policy: forward.hash_policy.iter().map(|policy| match policy {
+            model::HashPolicy::Header(name) => model::HashPolicy::Header(name.to_ascii_lowercase()),
+            other => other.clone(),
+        }).collect(),
         clusters: targets,
         total_weight: total_weight.max(1),
         timeout: forward.timeout.filter(|timeout| !timeout.is_zero()),
         retry,
         prefix_rewrite: forward.prefix_rewrite.clone(),
         host_rewrite,
+    }
+}
+
+fn check_cluster_policies(cluster: &model::Cluster, path: &str, problems: &mut Problems) {
+    if let Some(outlier) = &cluster.outlier_detection {
+        if outlier.max_ejection_percent > 100 {
+            problems.add(format!("{path}.outlier_detection.max_ejection_percent"), "must be at most 100");
+        }
+        if outlier.base_ejection_time.is_zero() {
+            problems.add(format!("{path}.outlier_detection.base_ejection_time"), "must be more than 0");
+        }
+    }
+    if cluster.minimum_ring_size == Some(0) {
+        problems.add(format!("{path}.minimum_ring_size"), "must be at least 1");
     }
 }
 

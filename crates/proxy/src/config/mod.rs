@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod compile;
 pub mod duration;
 pub mod model;
+pub mod policy;
 pub mod snapshot;
 
 pub use model::ProxyConfig;

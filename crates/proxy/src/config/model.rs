@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::duration;
+pub use super::policy::*;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -228,6 +229,11 @@ pub struct Route {
     pub request_headers: HeaderOps,
     #[serde(default, skip_serializing_if = "HeaderOps::is_empty")]
     pub response_headers: HeaderOps,
+    /// Fault injection (delays and aborts) before the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsPolicy>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -297,6 +303,11 @@ pub struct ForwardAction {
     pub prefix_rewrite: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_rewrite: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<MirrorPolicy>,
+    /// Keys of a consistent-hash cluster; the first ones present are combined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hash_policy: Vec<HashPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,6 +386,12 @@ pub enum LbPolicy {
     #[default]
     RoundRobin,
     Random,
+    /// Power of two choices over the requests in flight per endpoint.
+    LeastRequest,
+    /// Consistent hashing of the route's `hash_policy` key on a ring.
+    RingHash,
+    /// Served by the same consistent-hash ring as `ring_hash`.
+    Maglev,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -402,6 +419,13 @@ pub struct Cluster {
     /// yet: such a route answers 503).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub original_dst: bool,
+    /// Points on the consistent-hash ring (`ring_hash`/`maglev`); Envoy's default is 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_ring_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breakers: Option<CircuitBreakers>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,11 +6,11 @@ use regex::Regex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::model::{self, Direction, ListenerProtocol, ProxyConfig, UpstreamProtocol};
 use crate::metrics::PeerLabels;
+use crate::upstream::balance::{Breakers, HostSet};
 
 pub struct Snapshot {
     /// The configuration this snapshot was compiled from, for `/config_dump`.
@@ -152,6 +152,8 @@ pub struct RouteRt {
     pub action: ActionRt,
     pub request_headers: model::HeaderOps,
     pub response_headers: model::HeaderOps,
+    pub fault: Option<crate::http::fault::FaultRt>,
+    pub cors: Option<crate::http::cors::CorsRt>,
 }
 
 pub enum PathMatcher {
@@ -211,6 +213,8 @@ pub struct ForwardRt {
     pub retry: Option<RetryRt>,
     pub prefix_rewrite: Option<String>,
     pub host_rewrite: Option<http::HeaderValue>,
+    pub mirrors: Vec<crate::http::mirror::MirrorRt>,
+    pub hash_policy: Vec<model::HashPolicy>,
 }
 
 impl ForwardRt {
@@ -252,32 +256,32 @@ pub struct ClusterRt {
     pub name: Arc<str>,
     pub protocol: UpstreamProtocol,
     pub connect_timeout: Duration,
-    pub lb_policy: model::LbPolicy,
-    pub endpoints: Vec<SocketAddr>,
+    /// Endpoints, their load-balancing and outlier-detection state.
+    pub hosts: HostSet,
     pub source_address: Option<std::net::IpAddr>,
     pub destination: Arc<PeerLabels>,
     /// This proxy's own workload as the destination of the cluster's service: the
     /// `destination_*` labels of inbound traffic.
     pub inbound_destination: Arc<PeerLabels>,
-    /// Connect to the captured original destination instead of `endpoints`.
+    /// Connect to the captured original destination instead of the endpoints.
     pub original_dst: bool,
-    next: AtomicUsize,
+    pub breakers: Option<Breakers>,
 }
 
 impl ClusterRt {
     pub(super) fn new(cluster: &model::Cluster, local: &PeerLabels) -> ClusterRt {
         let destination = PeerLabels::from_destination(&cluster.destination);
+        let endpoints = cluster.endpoints.iter().map(|endpoint| endpoint.address).collect();
         ClusterRt {
             inbound_destination: Arc::new(PeerLabels::local_destination(local, &destination)),
             name: cluster.name.as_str().into(),
             protocol: cluster.protocol,
             connect_timeout: cluster.connect_timeout,
-            lb_policy: cluster.lb_policy,
-            endpoints: cluster.endpoints.iter().map(|endpoint| endpoint.address).collect(),
+            hosts: HostSet::new(endpoints, cluster.lb_policy, cluster.minimum_ring_size, cluster.outlier_detection.clone()),
             source_address: cluster.source_address,
             destination: Arc::new(destination),
             original_dst: cluster.original_dst,
-            next: AtomicUsize::new(0),
+            breakers: cluster.circuit_breakers.clone().map(Breakers::new),
         }
     }
 
@@ -288,31 +292,18 @@ impl ClusterRt {
             name: name.into(),
             protocol: UpstreamProtocol::Downstream,
             connect_timeout: model::defaults::connect_timeout(),
-            lb_policy: model::LbPolicy::RoundRobin,
-            endpoints: vec![address],
+            hosts: HostSet::new(vec![address], model::LbPolicy::RoundRobin, None, None),
             source_address,
             destination: Arc::new(PeerLabels::unknown()),
             inbound_destination: local,
             original_dst: false,
-            next: AtomicUsize::new(0),
+            breakers: None,
         }
     }
 
     /// The next endpoint by the cluster's policy, skipping `avoid` (the host that just
     /// failed) when there is another.
     pub fn pick_endpoint(&self, avoid: Option<SocketAddr>) -> Option<SocketAddr> {
-        let count = self.endpoints.len();
-        if count == 0 {
-            return None;
-        }
-        let start = match self.lb_policy {
-            model::LbPolicy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed),
-            model::LbPolicy::Random => rand::random::<u32>() as usize,
-        };
-        let first = self.endpoints[start % count];
-        if count > 1 && Some(first) == avoid {
-            return Some(self.endpoints[(start + 1) % count]);
-        }
-        Some(first)
+        self.hosts.pick(avoid, None).map(|index| self.hosts.endpoints[index])
     }
 }

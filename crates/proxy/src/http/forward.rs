@@ -1,6 +1,7 @@
 //! One forwarded request: endpoint choice, attempts with per-try timeouts and retries (Envoy's
 //! `retry_on` semantics, a 25 ms jittered backoff, and a different host on each retry), and
-//! the mapping of failures to Envoy's response flags.
+//! the mapping of failures to Envoy's response flags. Circuit breakers are checked first
+//! (503 `UO`), every attempt's result feeds outlier detection.
 
 use bytes::Bytes;
 use http_body::Body;
@@ -14,10 +15,11 @@ use super::body::{ProxyBody, RequestRecord};
 use crate::config::model::UpstreamProtocol;
 use crate::config::snapshot::{ClusterRt, RetryRt};
 use crate::metrics::{ProxyStats, ResponseFlags};
+use crate::upstream::balance::HostOutcome;
 use crate::upstream::{Pool, UpstreamError, UpstreamVersion};
 
 /// Requests larger than this are not buffered, so they get no retries (Linkerd's limit).
-const MAX_REPLAY_BYTES: u64 = 64 * 1024;
+pub const MAX_REPLAY_BYTES: u64 = 64 * 1024;
 const RETRY_BASE_BACKOFF: Duration = Duration::from_millis(25);
 
 pub enum Outcome {
@@ -32,6 +34,14 @@ pub struct Attempt<'a> {
     pub cluster: &'a ClusterRt,
     pub version: UpstreamVersion,
     pub retry: Option<&'a RetryRt>,
+    /// The request's key for consistent-hash clusters.
+    pub hash: Option<u64>,
+}
+
+/// A request body as it arrives: still streaming, or already read (for a mirror).
+pub enum RequestIn {
+    Streaming(Incoming),
+    Buffered(Bytes),
 }
 
 pub fn upstream_version(cluster: &ClusterRt, downstream: http::Version) -> UpstreamVersion {
@@ -62,12 +72,31 @@ impl RequestBody {
 impl Attempt<'_> {
     pub async fn run(
         self,
-        mut head: http::request::Parts,
-        body: Incoming,
+        head: http::request::Parts,
+        body: RequestIn,
         record: &Arc<RequestRecord>,
     ) -> Outcome {
+        let _request_permit = match &self.cluster.breakers {
+            Some(breakers) => match breakers.admit_request(self.version == UpstreamVersion::Http1) {
+                Some(permit) => Some(permit),
+                None => {
+                    ProxyStats::incr(&self.stats.upstream_rq_pending_overflow);
+                    return Outcome::Failed {
+                        status: http::StatusCode::SERVICE_UNAVAILABLE,
+                        flags: ResponseFlags::UO,
+                        detail: "upstream connect error or disconnect/reset before headers. reset reason: overflow".into(),
+                    };
+                }
+            },
+            None => None,
+        };
         let retry = self.retry.filter(|retry| retry.num_retries > 0);
-        let mut body = match retry {
+        let body = match body {
+            RequestIn::Streaming(body) => body,
+            // Already counted into the record by whoever read it.
+            RequestIn::Buffered(bytes) => return self.attempts(head, RequestBody::Replayable(bytes), retry).await,
+        };
+        let body = match retry {
             Some(_) if body.is_end_stream() => RequestBody::Replayable(Bytes::new()),
             Some(_) if body.size_hint().exact().is_some_and(|len| len <= MAX_REPLAY_BYTES) => {
                 match body.collect().await {
@@ -87,6 +116,11 @@ impl Attempt<'_> {
             }
             _ => RequestBody::Stream(Some(ProxyBody::Incoming { body, counter: Some(record.clone()) })),
         };
+        self.attempts(head, body, retry).await
+    }
+
+    async fn attempts(&self, mut head: http::request::Parts, mut body: RequestBody, retry: Option<&RetryRt>) -> Outcome {
+        let mut _retry_permit = None;
         let max_attempts = 1 + retry.map_or(0, |retry| retry.num_retries);
         let mut last_host: Option<SocketAddr> = None;
         let mut flags = ResponseFlags::NONE;
@@ -98,13 +132,16 @@ impl Attempt<'_> {
                 let jitter = rand::random::<u64>() % (RETRY_BASE_BACKOFF.as_millis() as u64 * (1 << attempt.min(4)));
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
             }
-            let Some(endpoint) = self.cluster.pick_endpoint(last_host) else {
+            let hosts = &self.cluster.hosts;
+            let Some(index) = hosts.pick(last_host, self.hash) else {
                 return Outcome::Failed {
                     status: http::StatusCode::SERVICE_UNAVAILABLE,
                     flags: ResponseFlags::UH,
                     detail: "no healthy upstream".into(),
                 };
             };
+            let endpoint = hosts.endpoints[index];
+            let _in_flight = hosts.begin(index);
             last_host = Some(endpoint);
             let is_last = attempt + 1 == max_attempts || matches!(body, RequestBody::Stream(None));
             let request = if is_last {
@@ -125,7 +162,11 @@ impl Attempt<'_> {
             match result {
                 Some(Ok(response)) => {
                     let status = response.status().as_u16();
+                    hosts.report(index, HostOutcome::Status(status));
                     if !is_last && retry.is_some_and(|retry| retry.retries_status(status)) {
+                        // Past the retry budget the client gets this answer, as in Envoy.
+                        let Ok(permit) = self.retry_permit() else { return Outcome::Response(response) };
+                        _retry_permit = permit;
                         flags = ResponseFlags::NONE;
                         continue;
                     }
@@ -133,6 +174,7 @@ impl Attempt<'_> {
                     return Outcome::Response(response);
                 }
                 Some(Err(err)) => {
+                    hosts.report(index, HostOutcome::LocalFailure);
                     let (flag, retriable) = match &err {
                         UpstreamError::Connect { .. } => (ResponseFlags::UF, retry.is_some_and(|r| r.on_connect_failure || r.on_5xx || r.on_gateway_error)),
                         UpstreamError::Reset(_) => (ResponseFlags::UC, retry.is_some_and(|r| r.on_reset || r.on_5xx || r.on_gateway_error)),
@@ -140,11 +182,14 @@ impl Attempt<'_> {
                     };
                     flags = flag;
                     last_failure = Some(err.to_string());
-                    if !retriable {
+                    if !retriable || is_last {
                         break;
                     }
+                    let Ok(permit) = self.retry_permit() else { break };
+                    _retry_permit = permit;
                 }
                 None => {
+                    hosts.report(index, HostOutcome::LocalFailure);
                     ProxyStats::incr(&self.stats.upstream_rq_timeout);
                     flags = ResponseFlags::UT;
                     last_failure = Some("upstream per-try timeout".into());
@@ -154,6 +199,10 @@ impl Attempt<'_> {
                             flags,
                             detail: "upstream request timeout".into(),
                         };
+                    }
+                    if !is_last {
+                        let Ok(permit) = self.retry_permit() else { break };
+                        _retry_permit = permit;
                     }
                 }
             }
@@ -172,6 +221,21 @@ impl Attempt<'_> {
             None => "upstream unavailable".into(),
         };
         Outcome::Failed { status, flags, detail }
+    }
+}
+
+impl<'a> Attempt<'a> {
+    /// A slot for one more retry under the cluster's `max_retries` (no limit without circuit
+    /// breakers); `Err` when the budget is spent.
+    fn retry_permit(&self) -> Result<Option<crate::upstream::balance::Permit<'a>>, ()> {
+        let Some(breakers) = &self.cluster.breakers else { return Ok(None) };
+        match breakers.admit_retry() {
+            Some(permit) => Ok(Some(permit)),
+            None => {
+                ProxyStats::incr(&self.stats.upstream_rq_retry_overflow);
+                Err(())
+            }
+        }
     }
 }
 

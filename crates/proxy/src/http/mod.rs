@@ -2,8 +2,12 @@
 //! bodies that count and record, header rules, retries, and protocol upgrades.
 
 pub mod body;
+pub mod cors;
+pub mod fault;
 pub mod forward;
+pub mod hash_key;
 pub mod headers;
+pub mod mirror;
 pub mod peer;
 pub mod server;
 pub mod service;

@@ -1,6 +1,6 @@
 //! The per-request path of an HTTP connection: route selection, the route's action
-//! (forward, redirect, direct response), header handling, protocol upgrades, local replies,
-//! and the metrics record of every request.
+//! (forward, redirect, direct response), the route's CORS, fault injection and mirroring,
+//! header handling, protocol upgrades, local replies, and the metrics record of every request.
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::body::{Finish, ObservedBody, ProxyBody, RequestRecord, grpc_status};
-use super::forward::{Attempt, Outcome, upstream_version};
+use super::cors::CorsVerdict;
+use super::fault::Injected;
+use super::forward::{Attempt, MAX_REPLAY_BYTES, Outcome, RequestIn, upstream_version};
 use super::headers;
 use crate::config::Snapshot;
 use crate::config::model::Direction;
@@ -141,13 +143,18 @@ pub async fn handle(ctx: Arc<ConnContext>, request: Request<Incoming>) -> Result
         }
     }
 
-    let (cluster, outcome) = route_and_forward(&ctx, &current, request, &record).await;
-    let (mut response, flags) = match outcome {
+    let mut extras = Extras::default();
+    let (cluster, outcome) = route_and_forward(&ctx, &current, request, &record, &mut extras).await;
+    let (mut response, mut flags) = match outcome {
         Reply::Upstream(response) => response,
         Reply::Local { status, flags, detail, extra_headers } => {
             (local_reply(status, &detail, is_grpc, extra_headers), flags)
         }
     };
+    flags = flags.with(extras.flags);
+    for (name, value) in extras.response_headers {
+        response.headers_mut().insert(name, value);
+    }
     if inbound {
         // Tell the calling sidecar who answered.
         if let Some((metadata, id)) = &current.snapshot.local_peer {
@@ -177,11 +184,19 @@ impl Reply {
     }
 }
 
+/// What route policies add to whatever response the request gets.
+#[derive(Default)]
+struct Extras {
+    flags: ResponseFlags,
+    response_headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
 async fn route_and_forward(
     ctx: &Arc<ConnContext>,
     current: &Current,
     request: Request<Incoming>,
     record: &Arc<RequestRecord>,
+    extras: &mut Extras,
 ) -> (Option<Arc<ClusterRt>>, Reply) {
     let (mut head, body) = request.into_parts();
     let authority = request_authority(&head);
@@ -195,6 +210,28 @@ async fn route_and_forward(
             let Some(route) = vhost.routes.iter().find(|route| route_matches(route, &head)) else {
                 return (None, Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"));
             };
+            if let Some(cors) = &route.cors {
+                match cors.check(&head.method, &head.headers) {
+                    CorsVerdict::Pass => {}
+                    CorsVerdict::Preflight(headers) => {
+                        return (None, Reply::Local { status: StatusCode::OK, flags: ResponseFlags::NONE, detail: String::new(), extra_headers: headers });
+                    }
+                    CorsVerdict::Respond(headers) => extras.response_headers = headers,
+                }
+            }
+            if let Some(fault) = &route.fault
+                && let Injected::Abort { status, grpc_status } = fault.apply(&mut extras.flags).await
+            {
+                let mut extra_headers = Vec::new();
+                let mut detail = "fault filter abort".to_string();
+                if let Some(code) = grpc_status {
+                    // gRPC aborts are HTTP 200 with the status in `grpc-status` and no body.
+                    detail.clear();
+                    extra_headers.push((header::CONTENT_TYPE, HeaderValue::from_static("application/grpc")));
+                    extra_headers.push((header::HeaderName::from_static("grpc-status"), code));
+                }
+                return (None, Reply::Local { status, flags: ResponseFlags::NONE, detail, extra_headers });
+            }
             match &route.action {
                 ActionRt::Direct { status, body } => {
                     let mut response = Response::new(ProxyBody::full(body.clone()));
@@ -242,15 +279,29 @@ async fn route_and_forward(
             upstream_authority = host.to_str().unwrap_or_default().to_string();
         }
     }
+    let mut body = RequestIn::Streaming(body);
+    if let Some(forward) = forward.filter(|forward| !forward.mirrors.is_empty() && !upgrade) {
+        body = match mirror(ctx, forward, &head, &upstream_authority, body, record).await {
+            Ok(body) => body,
+            Err(reply) => return (Some(cluster), reply),
+        };
+    }
+    let hash = match forward {
+        Some(forward) if !forward.hash_policy.is_empty() => super::hash_key::request_hash(&forward.hash_policy, &head, ctx.peer.ip()),
+        _ => None,
+    };
     let version = if upgrade { UpstreamVersion::Http1 } else { upstream_version(&cluster, head.version) };
     if let Err(detail) = set_upstream_target(&mut head, version, &upstream_authority) {
         return (Some(cluster), Reply::local(StatusCode::BAD_REQUEST, ResponseFlags::NONE, detail));
     }
 
-    if upgrade {
-        let reply = super::upgrade::forward_upgrade(ctx, &cluster, head, body).await;
-        return (Some(cluster), reply_from(reply, route));
-    }
+    let body = match body {
+        RequestIn::Streaming(body) if upgrade => {
+            let reply = super::upgrade::forward_upgrade(ctx, &cluster, head, body).await;
+            return (Some(cluster), reply_from(reply, route));
+        }
+        body => body,
+    };
 
     let attempt = Attempt {
         pool: &ctx.pool,
@@ -258,6 +309,7 @@ async fn route_and_forward(
         cluster: &cluster,
         version,
         retry: forward.and_then(|forward| forward.retry.as_ref()),
+        hash,
     };
     let timeout = forward.and_then(|forward| forward.timeout);
     let outcome = match timeout {
@@ -271,6 +323,35 @@ async fn route_and_forward(
         None => attempt.run(head, body, record).await,
     };
     (Some(cluster), reply_from(outcome, route))
+}
+
+/// Sends the route's mirror copies when the body can be held: none, or a known length up
+/// to 64 KiB (read here, and given back for the real request). Larger or streaming bodies
+/// are not mirrored.
+async fn mirror(
+    ctx: &Arc<ConnContext>,
+    forward: &crate::config::snapshot::ForwardRt,
+    head: &http::request::Parts,
+    authority: &str,
+    body: RequestIn,
+    record: &Arc<RequestRecord>,
+) -> Result<RequestIn, Reply> {
+    use http_body::Body;
+    use http_body_util::BodyExt;
+    let RequestIn::Streaming(incoming) = body else { return Ok(body) };
+    let bytes = if incoming.is_end_stream() {
+        bytes::Bytes::new()
+    } else if incoming.size_hint().exact().is_some_and(|len| len <= MAX_REPLAY_BYTES) {
+        match incoming.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) => return Err(Reply::local(StatusCode::BAD_REQUEST, ResponseFlags::DC, format!("reading request body: {err}"))),
+        }
+    } else {
+        return Ok(RequestIn::Streaming(incoming));
+    };
+    record.request_bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    super::mirror::send_copies(&ctx.pool, &forward.mirrors, head, authority, &bytes, forward.timeout);
+    Ok(RequestIn::Buffered(bytes))
 }
 
 fn redirect_reply(redirect: &crate::config::model::RedirectAction, authority: &str, head: &http::request::Parts) -> Reply {
@@ -374,7 +455,7 @@ fn rewrite_prefix(head: &mut http::request::Parts, route: Option<&RouteRt>, repl
 
 /// HTTP/1.1 upstreams get origin-form URIs and a `Host` header; HTTP/2 upstreams get an
 /// absolute URI so the original authority travels as `:authority`.
-fn set_upstream_target(head: &mut http::request::Parts, version: UpstreamVersion, authority: &str) -> Result<(), String> {
+pub(crate) fn set_upstream_target(head: &mut http::request::Parts, version: UpstreamVersion, authority: &str) -> Result<(), String> {
     let path = path_and_query(head).to_string();
     match version {
         UpstreamVersion::Http1 => {

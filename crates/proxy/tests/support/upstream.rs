@@ -9,7 +9,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -25,7 +26,27 @@ pub struct Upstream {
     pub address: SocketAddr,
     /// Requests this upstream has answered.
     pub hits: Arc<AtomicUsize>,
+    /// While set, every request is answered 503 (a sick host for outlier detection).
+    pub failing: Arc<AtomicBool>,
+    /// `(method, host or :authority, path, body length)` of every request, oldest first.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
     name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub body_len: usize,
+}
+
+struct State {
+    name: String,
+    hits: Arc<AtomicUsize>,
+    flaky: AtomicUsize,
+    failing: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Upstream {
@@ -33,8 +54,9 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let address = listener.local_addr().expect("upstream address");
         let hits = Arc::new(AtomicUsize::new(0));
-        let flaky = Arc::new(AtomicUsize::new(0));
-        let state = Arc::new((name.to_string(), hits.clone(), flaky));
+        let failing = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(State { name: name.to_string(), hits: hits.clone(), flaky: AtomicUsize::new(0), failing: failing.clone(), seen: seen.clone() });
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
@@ -50,7 +72,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream { address, hits, name: name.to_string() }
+        Upstream { address, hits, failing, seen, name: name.to_string() }
     }
 
     pub fn name(&self) -> &str {
@@ -64,9 +86,27 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
-async fn route(state: Arc<(String, Arc<AtomicUsize>, Arc<AtomicUsize>)>, mut request: Request<Incoming>) -> Response<Body> {
-    let (name, hits, flaky) = (&state.0, &state.1, &state.2);
+async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Body> {
+    let (name, hits, flaky) = (&state.name, &state.hits, &state.flaky);
     hits.fetch_add(1, Ordering::SeqCst);
+    let host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.to_string())
+        .or_else(|| request.headers().get("host").and_then(|host| host.to_str().ok()).map(str::to_string))
+        .unwrap_or_default();
+    let mut seen = Seen { method: request.method().to_string(), host, path: request.uri().path().to_string(), body_len: 0 };
+    if state.failing.load(Ordering::SeqCst) {
+        state.seen.lock().expect("seen").push(seen);
+        return full(StatusCode::SERVICE_UNAVAILABLE, format!("{name} is failing"));
+    }
+    if request.method() == http::Method::POST && request.uri().path() == "/sink" {
+        let body = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+        seen.body_len = body.len();
+        state.seen.lock().expect("seen").push(seen);
+        return full(StatusCode::OK, format!("{name} got {}", body.len()));
+    }
+    state.seen.lock().expect("seen").push(seen);
     let is_grpc = request
         .headers()
         .get("content-type")

@@ -1,6 +1,7 @@
 //! `Cluster` → [`model::Cluster`]: EDS, STATIC and STRICT_DNS/LOGICAL_DNS with IP addresses
-//! (names are not resolved), ORIGINAL_DST as passthrough; connect timeout, load balancing,
-//! upstream HTTP/2, source address and Istio's service metadata.
+//! (names are not resolved), ORIGINAL_DST as passthrough; connect timeout, load balancing
+//! (round robin, random, least request, ring hash, Maglev), circuit breakers, outlier
+//! detection, upstream HTTP/2, source address and Istio's service metadata.
 
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use lateen_xds::pb::envoy::config::core::v3::config_source;
@@ -45,10 +46,11 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
     };
     let original_dst = kind == cluster::DiscoveryType::OriginalDst;
 
-    // LEAST_REQUEST is served as round robin: with every endpoint equally loaded by this
-    // proxy they pick alike, and the data path does not count requests per endpoint yet.
     cluster.lb_policy = match cluster::LbPolicy::try_from(source.lb_policy) {
-        Ok(cluster::LbPolicy::RoundRobin | cluster::LbPolicy::LeastRequest) => model::LbPolicy::RoundRobin,
+        Ok(cluster::LbPolicy::RoundRobin) => model::LbPolicy::RoundRobin,
+        Ok(cluster::LbPolicy::LeastRequest) => model::LbPolicy::LeastRequest,
+        Ok(cluster::LbPolicy::RingHash) => model::LbPolicy::RingHash,
+        Ok(cluster::LbPolicy::Maglev) => model::LbPolicy::Maglev,
         Ok(cluster::LbPolicy::Random) => model::LbPolicy::Random,
         Ok(cluster::LbPolicy::ClusterProvided) if original_dst => model::LbPolicy::RoundRobin,
         Ok(other) => return Err(check.reject("lb_policy", format!("{} is not supported", other.as_str_name()))),
@@ -114,9 +116,29 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         cluster.destination = destination_of(istio);
     }
 
-    // Accepted but not enforced yet (lateend emits them from DestinationRule traffic policies):
-    // circuit breakers and outlier detection. Informational: alt_stat_name, metadata. DNS
-    // lookup family only matters when names are resolved, which they are not.
+    match &source.lb_config {
+        None => {}
+        Some(cluster::LbConfig::RingHashLbConfig(ring)) if cluster.lb_policy == model::LbPolicy::RingHash => {
+            // The hash function and the ring's upper bound change which host a key lands
+            // on, not that it always lands on the same one.
+            cluster.minimum_ring_size = ring.minimum_ring_size.as_ref().map(|size| size.value).filter(|size| *size > 0);
+        }
+        Some(cluster::LbConfig::MaglevLbConfig(maglev)) if cluster.lb_policy == model::LbPolicy::Maglev => {
+            cluster.minimum_ring_size = maglev.table_size.as_ref().map(|size| size.value).filter(|size| *size > 0);
+        }
+        // Active-request bias and slow start tune the choice; power of two choices stays.
+        Some(cluster::LbConfig::LeastRequestLbConfig(_)) if cluster.lb_policy == model::LbPolicy::LeastRequest => {}
+        Some(_) => return Err(check.reject("lb_config", "does not match lb_policy or is not supported")),
+    }
+    if let Some(breakers) = &source.circuit_breakers {
+        cluster.circuit_breakers = super::policy::breakers_of(breakers).map_err(|(field, reason)| check.reject(super::join("circuit_breakers", &field), reason))?;
+    }
+    if let Some(outlier) = &source.outlier_detection {
+        cluster.outlier_detection = Some(super::policy::outlier_of(outlier).map_err(|(field, reason)| check.reject(super::join("outlier_detection", &field), reason))?);
+    }
+
+    // Informational: alt_stat_name, metadata. DNS lookup family only matters when names
+    // are resolved, which they are not.
     let rest = Cluster {
         name: String::new(),
         alt_stat_name: String::new(),
@@ -131,6 +153,7 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         metadata: None,
         circuit_breakers: None,
         outlier_detection: None,
+        lb_config: None,
         dns_lookup_family: 0,
         ..source.clone()
     };
@@ -149,6 +172,9 @@ pub fn empty(name: &str) -> model::Cluster {
         source_address: None,
         destination: model::Destination::default(),
         original_dst: false,
+        minimum_ring_size: None,
+        circuit_breakers: None,
+        outlier_detection: None,
     }
 }
 

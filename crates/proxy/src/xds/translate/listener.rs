@@ -299,7 +299,7 @@ fn check_name(check: &Check) -> String {
 }
 
 /// The router must come last; fault and CORS filters are accepted only without a
-/// configuration of their own (they act through per-route configs, which are rejected).
+/// configuration of their own: they act through the routes' per-filter configs.
 fn http_filters(filters: &[HttpFilter], path: &str, check: &Check) -> Result<(), Rejection> {
     let Some(last) = filters.last() else {
         return Err(check.reject(path, "needs the router filter"));

@@ -7,7 +7,10 @@ pub mod cluster;
 pub mod endpoint;
 pub mod fields;
 pub mod listener;
+pub mod policy;
 pub mod route;
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -1,8 +1,9 @@
 //! `RouteConfiguration` → [`model::RouteConfig`]: virtual hosts and domains; routes matched by
 //! prefix/path/safe_regex, headers (exact, prefix, suffix, contains, regex, present, invert),
 //! `:method` and query parameters; actions to a cluster or weighted clusters with timeout,
-//! retries, prefix and host rewrite, redirects and direct responses; header additions and
-//! removals at route, virtual host and configuration level (more specific wins).
+//! retries, prefix and host rewrite, mirrors and hash policies, redirects and direct
+//! responses; per-route fault injection and CORS; header additions and removals at route,
+//! virtual host and configuration level (more specific wins).
 
 use lateen_xds::pb::envoy::config::core::v3::data_source;
 use lateen_xds::pb::envoy::config::route::v3::{
@@ -11,7 +12,7 @@ use lateen_xds::pb::envoy::config::route::v3::{
 };
 use std::collections::BTreeSet;
 
-use super::{Check, Rejection, checked_regex, duration, header_ops, string_match};
+use super::{Check, Rejection, checked_regex, duration, header_ops, policy, string_match};
 use crate::config::model;
 
 /// The translated table, and the clusters its routes name (so missing ones can be filled in
@@ -121,9 +122,6 @@ fn route(
     default_retry: Option<&model::RetryPolicy>,
     clusters: &mut BTreeSet<String>,
 ) -> Result<model::Route, Rejection> {
-    if let Some(filter) = source.typed_per_filter_config.keys().next() {
-        return Err(check.reject(format!("{path}.typed_per_filter_config[{filter:?}]"), "per-route filter configuration (fault injection, CORS) is not supported by lateen-proxy"));
-    }
     let rest = Route {
         name: String::new(),
         r#match: None,
@@ -136,6 +134,7 @@ fn route(
         // Names the span of a traced request; tracing is not implemented, and a name alone
         // changes nothing on the wire.
         decorator: None,
+        typed_per_filter_config: Default::default(),
         ..source.clone()
     };
     check.no_leftover(path, &rest)?;
@@ -167,13 +166,17 @@ fn route(
         Some(_) => return Err(check.reject(format!("{path}.action"), "only route, redirect and direct_response are supported")),
         None => return Err(check.reject(format!("{path}.action"), "missing")),
     };
-    Ok(model::Route {
+    let mut route = model::Route {
         name: (!source.name.is_empty()).then(|| source.name.clone()),
         matcher,
         action,
         request_headers: merge(&own.0, &vhost_ops.0),
         response_headers: merge(&own.1, &vhost_ops.1),
-    })
+        fault: None,
+        cors: None,
+    };
+    policy::per_filter(&source.typed_per_filter_config, &mut route).map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
+    Ok(route)
 }
 
 fn route_match(source: Option<&RouteMatch>, path: &str, check: &Check) -> Result<model::RouteMatch, Rejection> {
@@ -262,6 +265,8 @@ fn forward(
         host_rewrite_specifier: None,
         // 503 (the default) or 404 for a missing cluster: ours answer 503.
         cluster_not_found_response_code: 0,
+        request_mirror_policies: Vec::new(),
+        hash_policy: Vec::new(),
         ..action.clone()
     };
     check.no_leftover(path, &rest)?;
@@ -293,6 +298,14 @@ fn forward(
         None => {}
         Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(host)) => forward.host_rewrite = Some(host.clone()),
         Some(_) => return Err(check.reject(format!("{path}.host_rewrite_specifier"), "only host_rewrite_literal is supported")),
+    }
+    for (index, mirror) in action.request_mirror_policies.iter().enumerate() {
+        let mirror = policy::mirror_of(mirror).map_err(|(field, reason)| check.reject(format!("{path}.request_mirror_policies[{index}].{field}"), reason))?;
+        clusters.insert(mirror.cluster.clone());
+        forward.mirrors.push(mirror);
+    }
+    for (index, hash) in action.hash_policy.iter().enumerate() {
+        forward.hash_policy.push(policy::hash_of(hash).map_err(|(field, reason)| check.reject(format!("{path}.hash_policy[{index}].{field}"), reason))?);
     }
     Ok(forward)
 }

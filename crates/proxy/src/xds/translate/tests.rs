@@ -285,7 +285,7 @@ fn clusters_of_each_kind() {
     };
     let out = super::cluster::translate(&eds).expect("accepted");
     assert_eq!(out.eds_name.as_deref(), Some("outbound|80||web"));
-    assert_eq!((out.cluster.protocol, out.cluster.lb_policy), (UpstreamProtocol::Http2, model::LbPolicy::RoundRobin));
+    assert_eq!((out.cluster.protocol, out.cluster.lb_policy), (UpstreamProtocol::Http2, model::LbPolicy::LeastRequest));
     assert_eq!(out.cluster.destination.service.as_deref(), Some("web.shop.svc.cluster.local"));
     assert_eq!(out.cluster.destination.namespace.as_deref(), Some("shop"));
 
