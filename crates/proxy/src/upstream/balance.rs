@@ -114,21 +114,20 @@ impl HostSet {
                 Some(start % count)
             }
             LbPolicy::LeastRequest => {
-                let candidates: Vec<usize> = {
-                    let healthy: Vec<usize> = (0..count).filter(|&index| usable(index, true)).collect();
-                    if healthy.is_empty() { (0..count).filter(|&index| usable(index, false)).collect() } else { healthy }
-                };
-                match candidates.len() {
-                    0 => Some(0),
-                    1 => Some(candidates[0]),
-                    len => {
-                        let first = rand::random::<u32>() as usize % len;
-                        let second = (first + 1 + rand::random::<u32>() as usize % (len - 1)) % len;
-                        let (a, b) = (candidates[first], candidates[second]);
-                        let load = |index: usize| self.state[self.slot[index]].in_flight.load(Ordering::Relaxed);
-                        Some(if load(b) < load(a) { b } else { a })
-                    }
+                if count == 1 {
+                    return Some(0);
                 }
+                // Two random draws (no allocation: a draw on an unusable host moves on to
+                // the next usable one), and the one with fewer requests in flight wins.
+                let from = |start: usize| {
+                    let walk = |strict: bool| (0..count).map(|step| (start + step) % count).find(|&index| usable(index, strict));
+                    walk(true).or_else(|| walk(false)).unwrap_or(start)
+                };
+                let first = rand::random::<u32>() as usize % count;
+                let second = (first + 1 + rand::random::<u32>() as usize % (count - 1)) % count;
+                let (a, b) = (from(first), from(second));
+                let load = |index: usize| self.state[self.slot[index]].in_flight.load(Ordering::Relaxed);
+                Some(if load(b) < load(a) { b } else { a })
             }
             LbPolicy::RingHash | LbPolicy::Maglev => {
                 let key = hash.unwrap_or_else(rand::random::<u64>);
