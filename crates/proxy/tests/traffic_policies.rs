@@ -234,6 +234,23 @@ async fn circuit_breaker_overflows_with_uo() {
 }
 
 #[tokio::test]
+async fn streaming_responses_count_until_their_body_ends() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let route = "route:\n  cluster: backend";
+    let extra = "lb_policy: least_request\ncircuit_breakers:\n  max_requests: 1";
+    let (_proxy, address) = start(route, &[("backend", vec![a.address, b.address], extra)]).await;
+    // Its head arrives at once; the body 1 s later.
+    let slow = tokio::spawn(async move { call(address, "GET", "/stream/1000", &[]).await });
+    assert!(eventually(Duration::from_secs(2), || async { a.hits.load(Ordering::SeqCst) + b.hits.load(Ordering::SeqCst) == 1 }).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(call(address, "GET", "/echo", &[]).await.0, 503, "the streaming response still holds the only request slot");
+    let (status, _, body) = slow.await.expect("slow request");
+    assert_eq!(status, 200);
+    assert!(body.contains("streamed after 1000ms"), "{body}");
+    assert_eq!(call(address, "GET", "/echo", &[]).await.0, 200, "the slot is free once the body ended");
+}
+
+#[tokio::test]
 async fn outlier_detection_ejects_and_returns_a_host() {
     let (good, bad) = (Upstream::start("good").await, Upstream::start("bad").await);
     let route = "route:\n  cluster: backend";

@@ -70,11 +70,11 @@ impl FaultRt {
 
     /// Runs the filter: waits out a drawn delay (adding `DI` to `flags`), then maybe aborts.
     pub async fn apply(&self, flags: &mut ResponseFlags) -> Injected {
-        if let Some((delay, share)) = self.delay {
-            if draw(share) {
-                *flags = flags.with(ResponseFlags::DI);
-                tokio::time::sleep(delay).await;
-            }
+        if let Some((delay, share)) = self.delay
+            && draw(share)
+        {
+            *flags = flags.with(ResponseFlags::DI);
+            tokio::time::sleep(delay).await;
         }
         match self.abort {
             Some((abort, share)) if draw(share) => {

@@ -15,7 +15,7 @@ use super::body::{ProxyBody, RequestRecord};
 use crate::config::model::UpstreamProtocol;
 use crate::config::snapshot::{ClusterRt, RetryRt};
 use crate::metrics::{ProxyStats, ResponseFlags};
-use crate::upstream::balance::HostOutcome;
+use crate::upstream::balance::{HostOutcome, Holds};
 use crate::upstream::{Pool, UpstreamError, UpstreamVersion};
 
 /// Requests larger than this are not buffered, so they get no retries (Linkerd's limit).
@@ -23,7 +23,8 @@ pub const MAX_REPLAY_BYTES: u64 = 64 * 1024;
 const RETRY_BASE_BACKOFF: Duration = Duration::from_millis(25);
 
 pub enum Outcome {
-    Response(http::Response<Incoming>),
+    /// The upstream's answer and the counts held until its body ends.
+    Response(http::Response<Incoming>, Holds),
     /// No response from upstream; the client gets a local reply with this status.
     Failed { status: http::StatusCode, flags: ResponseFlags, detail: String },
 }
@@ -31,7 +32,7 @@ pub enum Outcome {
 pub struct Attempt<'a> {
     pub pool: &'a Pool,
     pub stats: &'a crate::metrics::ProxyStats,
-    pub cluster: &'a ClusterRt,
+    pub cluster: &'a Arc<ClusterRt>,
     pub version: UpstreamVersion,
     pub retry: Option<&'a RetryRt>,
     /// The request's key for consistent-hash clusters.
@@ -76,25 +77,25 @@ impl Attempt<'_> {
         body: RequestIn,
         record: &Arc<RequestRecord>,
     ) -> Outcome {
-        let _request_permit = match &self.cluster.breakers {
-            Some(breakers) => match breakers.admit_request(self.version == UpstreamVersion::Http1) {
-                Some(permit) => Some(permit),
-                None => {
-                    ProxyStats::incr(&self.stats.upstream_rq_pending_overflow);
-                    return Outcome::Failed {
-                        status: http::StatusCode::SERVICE_UNAVAILABLE,
-                        flags: ResponseFlags::UO,
-                        detail: "upstream connect error or disconnect/reset before headers. reset reason: overflow".into(),
-                    };
-                }
-            },
-            None => None,
-        };
+        // Only clusters with breakers or least-request balancing hold counts.
+        let mut holds = Holds::default();
+        if let Some(breakers) = &self.cluster.breakers {
+            if !breakers.try_request(self.version == UpstreamVersion::Http1) {
+                ProxyStats::incr(&self.stats.upstream_rq_pending_overflow);
+                return Outcome::Failed {
+                    status: http::StatusCode::SERVICE_UNAVAILABLE,
+                    flags: ResponseFlags::UO,
+                    detail: "upstream connect error or disconnect/reset before headers. reset reason: overflow".into(),
+                };
+            }
+            holds = Holds::new(self.cluster);
+            holds.hold_request();
+        }
         let retry = self.retry.filter(|retry| retry.num_retries > 0);
         let body = match body {
             RequestIn::Streaming(body) => body,
             // Already counted into the record by whoever read it.
-            RequestIn::Buffered(bytes) => return self.attempts(head, RequestBody::Replayable(bytes), retry).await,
+            RequestIn::Buffered(bytes) => return self.attempts(head, RequestBody::Replayable(bytes), retry, holds).await,
         };
         let body = match retry {
             Some(_) if body.is_end_stream() => RequestBody::Replayable(Bytes::new()),
@@ -116,10 +117,10 @@ impl Attempt<'_> {
             }
             _ => RequestBody::Stream(Some(ProxyBody::Incoming { body, counter: Some(record.clone()) })),
         };
-        self.attempts(head, body, retry).await
+        self.attempts(head, body, retry, holds).await
     }
 
-    async fn attempts(&self, mut head: http::request::Parts, mut body: RequestBody, retry: Option<&RetryRt>) -> Outcome {
+    async fn attempts(&self, mut head: http::request::Parts, mut body: RequestBody, retry: Option<&RetryRt>, mut holds: Holds) -> Outcome {
         let mut _retry_permit = None;
         let max_attempts = 1 + retry.map_or(0, |retry| retry.num_retries);
         let mut last_host: Option<SocketAddr> = None;
@@ -141,7 +142,12 @@ impl Attempt<'_> {
                 };
             };
             let endpoint = hosts.endpoints[index];
-            let _in_flight = hosts.begin(index);
+            if hosts.begin(index) {
+                if holds.is_empty() {
+                    holds = Holds::new(self.cluster);
+                }
+                holds.hold_in_flight(Some(index));
+            }
             last_host = Some(endpoint);
             let is_last = attempt + 1 == max_attempts || matches!(body, RequestBody::Stream(None));
             let request = if is_last {
@@ -165,13 +171,13 @@ impl Attempt<'_> {
                     hosts.report(index, HostOutcome::Status(status));
                     if !is_last && retry.is_some_and(|retry| retry.retries_status(status)) {
                         // Past the retry budget the client gets this answer, as in Envoy.
-                        let Ok(permit) = self.retry_permit() else { return Outcome::Response(response) };
+                        let Ok(permit) = self.retry_permit() else { return Outcome::Response(response, holds) };
                         _retry_permit = permit;
                         flags = ResponseFlags::NONE;
                         continue;
                     }
                     // On the last attempt Envoy returns the upstream's answer, retriable or not.
-                    return Outcome::Response(response);
+                    return Outcome::Response(response, holds);
                 }
                 Some(Err(err)) => {
                     hosts.report(index, HostOutcome::LocalFailure);

@@ -103,6 +103,8 @@ struct RecordOnFinish {
     started: Instant,
     record: Arc<RequestRecord>,
     active: Arc<ActiveRequests>,
+    /// Dropped with this record, when the response ends.
+    _holds: Option<crate::upstream::balance::Holds>,
 }
 
 impl Finish for RecordOnFinish {
@@ -169,7 +171,7 @@ pub async fn handle(ctx: Arc<ConnContext>, request: Request<Incoming>) -> Result
     labels.response_code = response.status().as_u16();
     labels.response_flags = flags;
     labels.grpc_status = if is_grpc { grpc_status(response.headers()) } else { None };
-    let finish = RecordOnFinish { metrics: ctx.metrics.clone(), labels, started, record, active: ctx.active.clone() };
+    let finish = RecordOnFinish { metrics: ctx.metrics.clone(), labels, started, record, active: ctx.active.clone(), _holds: extras.holds };
     Ok(response.map(|body| ObservedBody::new(body, Some(Box::new(finish)))))
 }
 
@@ -189,6 +191,8 @@ impl Reply {
 struct Extras {
     flags: ResponseFlags,
     response_headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// Upstream counts held until the response body ends.
+    holds: Option<crate::upstream::balance::Holds>,
 }
 
 async fn route_and_forward(
@@ -298,7 +302,7 @@ async fn route_and_forward(
     let body = match body {
         RequestIn::Streaming(body) if upgrade => {
             let reply = super::upgrade::forward_upgrade(ctx, &cluster, head, body).await;
-            return (Some(cluster), reply_from(reply, route));
+            return (Some(cluster), reply_from(reply, route, extras));
         }
         body => body,
     };
@@ -322,7 +326,7 @@ async fn route_and_forward(
         },
         None => attempt.run(head, body, record).await,
     };
-    (Some(cluster), reply_from(outcome, route))
+    (Some(cluster), reply_from(outcome, route, extras))
 }
 
 /// Sends the route's mirror copies when the body can be held: none, or a known length up
@@ -364,9 +368,12 @@ fn redirect_reply(redirect: &crate::config::model::RedirectAction, authority: &s
     }
 }
 
-fn reply_from(outcome: Outcome, route: Option<&RouteRt>) -> Reply {
+fn reply_from(outcome: Outcome, route: Option<&RouteRt>, extras: &mut Extras) -> Reply {
     match outcome {
-        Outcome::Response(response) => {
+        Outcome::Response(response, holds) => {
+            if !holds.is_empty() {
+                extras.holds = Some(holds);
+            }
             let (mut parts, body) = response.into_parts();
             let upgraded = parts.status == StatusCode::SWITCHING_PROTOCOLS;
             // The downstream connection has its own version; an HTTP/1.0 upstream's

@@ -51,5 +51,5 @@ pub async fn forward_upgrade(
             let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
         });
     }
-    Outcome::Response(response)
+    Outcome::Response(response, crate::upstream::balance::Holds::default())
 }

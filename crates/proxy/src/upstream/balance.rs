@@ -6,10 +6,12 @@
 //! relaxed counter increment per pick, as before.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::config::model::{CircuitBreakers, LbPolicy, OutlierDetection};
+use crate::config::snapshot::ClusterRt;
 
 /// Envoy's default ring size when the cluster names none.
 const DEFAULT_RING_SIZE: u64 = 1024;
@@ -144,15 +146,21 @@ impl HostSet {
         }
     }
 
-    /// Counts a request in flight on `index` while the guard lives (only least-request
-    /// clusters need the count).
-    pub fn begin(&self, index: usize) -> Option<InFlight<'_>> {
+    /// Counts a request in flight on `index` until [`HostSet::end`]; true when counted
+    /// (only least-request clusters need the count).
+    pub fn begin(&self, index: usize) -> bool {
         if self.policy != LbPolicy::LeastRequest {
-            return None;
+            return false;
         }
-        let counter = &self.state.get(*self.slot.get(index)?)?.in_flight;
-        counter.fetch_add(1, Ordering::Relaxed);
-        Some(InFlight(counter))
+        let Some(host) = self.slot.get(index).and_then(|&slot| self.state.get(slot)) else { return false };
+        host.in_flight.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    pub fn end(&self, index: usize) {
+        if let Some(host) = self.slot.get(index).and_then(|&slot| self.state.get(slot)) {
+            host.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Feeds outlier detection with how an attempt on `index` ended.
@@ -216,12 +224,49 @@ impl HostSet {
     }
 }
 
-/// One request in flight on a host; the count drops with the guard.
-pub struct InFlight<'a>(&'a AtomicU32);
+/// The counts one exchange holds (a circuit-breaker request, a request in flight on a
+/// host) until its response body ends or is dropped: streams count as long as they last.
+#[derive(Default)]
+pub struct Holds {
+    cluster: Option<Arc<ClusterRt>>,
+    in_flight: Option<usize>,
+    request: bool,
+}
 
-impl Drop for InFlight<'_> {
+impl Holds {
+    pub fn new(cluster: &Arc<ClusterRt>) -> Holds {
+        Holds { cluster: Some(cluster.clone()), in_flight: None, request: false }
+    }
+
+    /// Counts a breaker request already admitted by [`Breakers::try_request`].
+    pub fn hold_request(&mut self) {
+        self.request = true;
+    }
+
+    /// Moves the in-flight count to the host of the current attempt.
+    pub fn hold_in_flight(&mut self, index: Option<usize>) {
+        if let (Some(previous), Some(cluster)) = (self.in_flight.take(), &self.cluster) {
+            cluster.hosts.end(previous);
+        }
+        self.in_flight = index;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.in_flight.is_none() && !self.request
+    }
+}
+
+impl Drop for Holds {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let Some(cluster) = &self.cluster else { return };
+        if let Some(index) = self.in_flight {
+            cluster.hosts.end(index);
+        }
+        if self.request
+            && let Some(breakers) = &cluster.breakers
+        {
+            breakers.requests.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -282,13 +327,14 @@ impl Breakers {
     /// A request may start unless as many are in flight as the limits allow: on HTTP/1 each
     /// one holds a connection (`max_connections`) or waits for one (`max_pending_requests`);
     /// every request counts against `max_requests`.
-    pub fn admit_request(&self, http1: bool) -> Option<Permit<'_>> {
+    /// Counts the request when admitted; [`Holds`] gives the count back.
+    pub fn try_request(&self, http1: bool) -> bool {
         let limit = if http1 {
             self.limits.max_requests.min(self.limits.max_connections.saturating_add(self.limits.max_pending_requests))
         } else {
             self.limits.max_requests
         };
-        acquire(&self.requests, limit)
+        acquire(&self.requests, limit).map(std::mem::forget).is_some()
     }
 
     pub fn admit_retry(&self) -> Option<Permit<'_>> {
@@ -356,11 +402,10 @@ mod tests {
     #[test]
     fn breakers_count_requests() {
         let breakers = Breakers::new(CircuitBreakers { max_connections: 1, max_pending_requests: 1, ..Default::default() });
-        let first = breakers.admit_request(true);
-        let second = breakers.admit_request(true);
-        assert!(first.is_some() && second.is_some());
-        assert!(breakers.admit_request(true).is_none());
-        drop(first);
-        assert!(breakers.admit_request(true).is_some());
+        assert!(breakers.try_request(true) && breakers.try_request(true));
+        assert!(!breakers.try_request(true));
+        breakers.requests.fetch_sub(1, Ordering::Relaxed);
+        assert!(breakers.try_request(true));
+        assert!(breakers.admit_retry().is_some());
     }
 }

@@ -127,6 +127,16 @@ async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Bo
         tokio::time::sleep(Duration::from_millis(millis)).await;
         return full(StatusCode::OK, format!("{name} slept {millis}ms"));
     }
+    if let Some(millis) = path.strip_prefix("/stream/") {
+        // The head at once, the body after a pause: a response that stays in flight.
+        let millis: u64 = millis.parse().unwrap_or(0);
+        let text = format!("{name} streamed after {millis}ms");
+        let chunk = futures_util::stream::once(async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(Bytes::from(text)))
+        });
+        return Response::new(http_body_util::StreamBody::new(chunk).boxed_unsync());
+    }
     if path == "/flaky" {
         // Fails the first request of every two with 503.
         if flaky.fetch_add(1, Ordering::SeqCst) % 2 == 0 {

@@ -168,7 +168,7 @@ pub fn breakers_of(breakers: &CircuitBreakers) -> Result<Option<model::CircuitBr
             max_requests: None,
             max_retries: None,
             track_remaining: false,
-            ..thresholds.clone()
+            ..*thresholds
         };
         leftover(&path, &rest)?;
         if thresholds.priority != RoutingPriority::Default as i32 {
