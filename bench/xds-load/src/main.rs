@@ -1,0 +1,74 @@
+//! `lateen-xds-load`: the control-plane benchmark's load tool (issue 3).
+//!
+//! - `generate --dir D`: writes the benchmark mesh (1000 ServiceEntries with three STATIC
+//!   endpoints each in 198.18.0.0/15, DestinationRules and weighted VirtualServices).
+//! - `run --xds ADDR --config-dir D --lateend-pid PID`: connects N simulated REDIRECT-mode
+//!   sidecars (real ADS clients, one gRPC connection each) to lateend, waits until all are
+//!   synced, then rewrites one VirtualService's weights a few times and measures, for every
+//!   proxy, the file write to the proxy receiving and ACKing the new route; reads lateend's RSS
+//!   and CPU time from /proc around it. Prints one JSON object on stdout, progress on stderr.
+//!
+//! Owns: bench/xds-load. Must not touch: lateend or the xDS crate (it only uses their public
+//! interfaces). Only talks to the address it is given (127.0.0.1 in bench/xds.sh).
+#![forbid(unsafe_code)]
+
+mod generate;
+mod procstat;
+mod route_scan;
+mod run;
+mod sim;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Simulated sidecars against lateend: push latency, RSS and CPU per proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the benchmark mesh into a folder.
+    Generate {
+        /// Folder to write (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// ServiceEntries (svc-N.bench.svc.cluster.local).
+        #[arg(long, default_value_t = 1000)]
+        services: u32,
+        /// Services that also get a DestinationRule (subsets v1, v2) and a weighted
+        /// VirtualService.
+        #[arg(long, default_value_t = 100)]
+        routed: u32,
+    },
+    /// Connect the simulated proxies and measure.
+    Run(run::RunArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Generate {
+            dir,
+            services,
+            routed,
+        } => {
+            let files = generate::write_mesh(&dir, services, routed)?;
+            eprintln!(
+                "[xds-load] wrote {files} files ({services} services, {routed} routed) to {}",
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(run::run(args))?;
+            println!("{result}");
+            Ok(())
+        }
+    }
+}
