@@ -30,6 +30,9 @@ struct Args {
     /// Use h2c (prior knowledge) instead of HTTP/1.1; requests are multiplexed.
     #[arg(long)]
     h2: bool,
+    /// Host header (HTTP/1.1) or authority (h2c) to send instead of the URL's.
+    #[arg(long)]
+    host: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,9 +42,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let uri: http::Uri = args.url.parse().context("bad URL")?;
+    let mut uri: http::Uri = args.url.parse().context("bad URL")?;
+    let address = uri.authority().context("URL needs host:port")?.as_str().to_string();
+    if let Some(host) = &args.host {
+        let mut parts = uri.into_parts();
+        parts.authority = Some(host.parse().context("bad --host")?);
+        uri = http::Uri::from_parts(parts).context("bad --host")?;
+    }
     let authority = uri.authority().context("URL needs host:port")?.clone();
-    let address = authority.as_str().to_string();
     let warmup = Duration::from_secs(1);
     let measured = Duration::from_secs(args.duration);
     let interval = Duration::from_nanos(1_000_000_000 * args.connections / args.rate.max(1));
