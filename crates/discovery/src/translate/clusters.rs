@@ -428,30 +428,20 @@ fn assignment(name: &str, targets: &[(String, u32)]) -> ClusterLoadAssignment {
     }
 }
 
-/// Istio's cluster metadata (`filter_metadata.istio.services`), from which data planes
-/// take the `destination_service*` metric labels.
-fn istio_metadata(service: &Service, port: &ServicePort) -> lateen_xds::pb::envoy::config::core::v3::Metadata {
+/// Istio's cluster metadata (`filter_metadata.istio.services[0].host`), from which data
+/// planes take the `destination_service*` labels (name and namespace follow from the host).
+/// Every map here holds one entry on purpose: protobuf maps are hash maps in the generated
+/// types, and a map with several entries would encode differently on every rebuild, making
+/// each push resend every cluster.
+fn istio_metadata(service: &Service, _port: &ServicePort) -> lateen_xds::pb::envoy::config::core::v3::Metadata {
     use lateen_xds::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
-    let text = |text: &str| Value { kind: Some(Kind::StringValue(text.to_string())) };
-    let short_name = service.hostname.split('.').next().unwrap_or(&service.hostname);
-    let entry = Struct {
-        fields: [
-            ("host".to_string(), text(&service.hostname)),
-            ("name".to_string(), text(short_name)),
-            ("namespace".to_string(), text(&service.namespace)),
-        ]
-        .into_iter()
-        .collect(),
-    };
-    let istio = Struct {
-        fields: [
-            ("services".to_string(), Value { kind: Some(Kind::ListValue(ListValue { values: vec![Value { kind: Some(Kind::StructValue(entry)) }] })) }),
-            ("default_original_port".to_string(), Value { kind: Some(Kind::NumberValue(f64::from(port.number))) }),
-        ]
-        .into_iter()
-        .collect(),
-    };
-    lateen_xds::pb::envoy::config::core::v3::Metadata { filter_metadata: [("istio".to_string(), istio)].into_iter().collect(), ..Default::default() }
+    let single = |key: &str, value: Value| Struct { fields: [(key.to_string(), value)].into_iter().collect() };
+    let entry = single("host", Value { kind: Some(Kind::StringValue(service.hostname.clone())) });
+    let services = Value { kind: Some(Kind::ListValue(ListValue { values: vec![Value { kind: Some(Kind::StructValue(entry)) }] })) };
+    lateen_xds::pb::envoy::config::core::v3::Metadata {
+        filter_metadata: [("istio".to_string(), single("services", services))].into_iter().collect(),
+        ..Default::default()
+    }
 }
 
 fn static_cluster(name: &str, ip: &str, port: u32) -> Cluster {
@@ -486,5 +476,29 @@ fn passthrough(name: &str) -> Cluster {
         )),
         lb_policy: cluster::LbPolicy::ClusterProvided as i32,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+    use lateen_xds::prost::Message;
+
+    #[test]
+    fn istio_metadata_encodes_the_same_every_time() {
+        let service = Service {
+            hostname: "reviews.default.svc.cluster.local".into(),
+            namespace: "default".into(),
+            ports: Vec::new(),
+            resolution: Resolution::Static,
+            addresses: Vec::new(),
+            instances: Vec::new(),
+            export_to: Vec::new(),
+        };
+        let port = ServicePort { number: 9080, name: "http".into(), protocol: "HTTP".into(), target_port: None };
+        let first = istio_metadata(&service, &port).encode_to_vec();
+        for _ in 0..20 {
+            assert_eq!(istio_metadata(&service, &port).encode_to_vec(), first);
+        }
     }
 }
