@@ -15,7 +15,7 @@ use crate::http::body::ProxyBody;
 use crate::metrics::{Metrics, ProxyStats};
 
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
-const MAX_IDLE_PER_ENDPOINT: usize = 256;
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 const UPSTREAM_READ_BUFFER: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
