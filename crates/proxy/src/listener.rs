@@ -48,15 +48,14 @@ pub async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, listener
         (accepted_on, None)
     };
 
-    let protocol = match listener.protocol {
-        ListenerProtocol::Tcp => Detected::Tcp,
-        ListenerProtocol::Http1 => Detected::Http1,
-        ListenerProtocol::Http2 => Detected::Http2,
-        ListenerProtocol::Auto | ListenerProtocol::Http => Detected::Tcp,
-    };
-    let (protocol, prefix) = if matches!(listener.protocol, ListenerProtocol::Auto | ListenerProtocol::Http) {
-        match detect(&mut stream, listener.detect_timeout).await {
+    // A declared protocol skips detection; `auto` and `http` read the first bytes.
+    let (protocol, prefix) = match listener.protocol {
+        ListenerProtocol::Tcp => (Detected::Tcp, bytes::Bytes::new()),
+        ListenerProtocol::Http1 => (Detected::Http1, bytes::Bytes::new()),
+        ListenerProtocol::Http2 => (Detected::Http2, bytes::Bytes::new()),
+        ListenerProtocol::Auto | ListenerProtocol::Http => match detect(&mut stream, listener.detect_timeout).await {
             Ok((Detected::Closed, _)) | Err(_) => return,
+            // An `http` listener never falls back to TCP: hyper answers what is not HTTP.
             Ok((Detected::Tcp, prefix)) if listener.protocol == ListenerProtocol::Http => (Detected::Http1, prefix),
             Ok((detected, prefix)) => {
                 if detected == Detected::Tcp && prefix.is_empty() {
@@ -64,9 +63,7 @@ pub async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, listener
                 }
                 (detected, prefix)
             }
-        }
-    } else {
-        (protocol, bytes::Bytes::new())
+        },
     };
     let io = Rewind::new(prefix, stream);
 
