@@ -1,15 +1,18 @@
-//! The demo mesh's layout: Bookinfo-shaped workloads, each with its own loopback address,
-//! and the Istio YAML lateend reads for them (ServiceEntries selecting the workloads by
-//! label, DestinationRules with subsets, Sidecars giving each proxy explicit listeners, and
-//! the reviews VirtualService the user edits).
+//! The demo mesh's layout: Bookinfo-shaped workloads and where each one lives in either mode.
+//! Loopback: the workload is 127.0.10.N (sidecar inbound, admin, metrics), its app's calls
+//! go to the sidecar's outbound listener on 127.0.20.N, the app itself on 127.0.0.1:19080+N.
+//! Network namespaces: the workload is the pod `lateen-demo-NAME` with address
+//! 198.18.10.(10+N) on a bridge the host reaches through 198.18.10.1, the app on 9080
+//! behind the capture rules, and each service has a VIP in 198.19.10.0/24. Every address is
+//! in 198.18.0.0/15 (benchmarking space), so nothing leaves the machine.
 
-use std::fmt::Write;
+use super::mode::Mode;
 
 /// One workload: an app process and its sidecar.
 pub struct Workload {
     pub service: &'static str,
     pub version: &'static str,
-    /// Index into the loopback addresses: the workload is 127.0.10.N, its egress 127.0.20.N.
+    /// Index into the addresses (127.0.10.N, 127.0.20.N, 198.18.10.(10+N)).
     pub index: u8,
     /// Services this workload's app calls for every request (path on the service).
     pub calls: &'static [(&'static str, &'static str)],
@@ -26,79 +29,59 @@ pub const WORKLOADS: &[Workload] = &[
     Workload { service: "ratings", version: "v1", index: 6, calls: &[] },
 ];
 
+/// The services and, in the namespace mode, their ServiceEntry addresses (VIPs): the app
+/// resolves a service name to its VIP and the capture rules hand the call to the sidecar.
+pub const SERVICES: &[(&str, &str)] = &[("productpage", "198.19.10.1"), ("details", "198.19.10.2"), ("reviews", "198.19.10.3"), ("ratings", "198.19.10.4")];
+
+/// The VIP range, routed to each pod's interface so a call's SYN reaches the capture rules.
+pub const VIP_RANGE: &str = "198.19.10.0/24";
+
+/// The host's end of the demo network: lateend's xDS listens here in the namespace mode.
+pub const HOST_ADDRESS: &str = "198.18.10.1";
+pub const POD_PREFIX_LEN: u8 = 24;
+
+/// Where the sidecars reach lateend's ADS server.
+pub fn xds_address(mode: Mode) -> String {
+    match mode {
+        Mode::Loopback => "127.0.0.1:15010".to_string(),
+        Mode::Netns => format!("{HOST_ADDRESS}:15010"),
+    }
+}
+
 impl Workload {
     pub fn name(&self) -> String {
         format!("{}-{}", self.service, self.version)
     }
 
-    /// The workload's own address: its sidecar's inbound listener, admin and metrics.
-    pub fn address(&self) -> String {
-        format!("127.0.10.{}", self.index)
+    /// The workload's address as the host reaches it: its sidecar's inbound listener,
+    /// admin, health and metrics.
+    pub fn address(&self, mode: Mode) -> String {
+        match mode {
+            Mode::Loopback => format!("127.0.10.{}", self.index),
+            Mode::Netns => format!("198.18.10.{}", 10 + self.index),
+        }
     }
 
-    /// Where the sidecar's outbound listener takes the app's calls.
+    /// Loopback mode: where the sidecar's outbound listener takes the app's calls.
     pub fn egress_address(&self) -> String {
         format!("127.0.20.{}", self.index)
     }
 
-    /// Where the app itself listens (the Sidecar's `defaultEndpoint`).
-    pub fn app_port(&self) -> u16 {
-        19080 + self.index as u16
+    /// Where the app itself listens: loopback mode's Sidecar `defaultEndpoint`; in a pod the
+    /// service port, which the capture rules put behind the sidecar.
+    pub fn app_port(&self, mode: Mode) -> u16 {
+        match mode {
+            Mode::Loopback => 19080 + self.index as u16,
+            Mode::Netns => SERVICE_PORT,
+        }
+    }
+
+    /// The workload's network namespace (the demo owns every name with this prefix).
+    pub fn namespace(&self) -> String {
+        format!("{}{}", super::netns::PREFIX, self.name())
     }
 
     pub fn host(service: &str) -> String {
         format!("{service}.default.svc.cluster.local")
     }
-}
-
-/// `(file name, contents)` of the demo's configuration folder.
-pub fn config_files() -> Vec<(&'static str, String)> {
-    let mut services = String::from("# The Bookinfo services. Endpoints are the sidecars that register themselves when\n# they connect, selected by their labels (as WorkloadGroup auto-registration does).\n");
-    for service in ["productpage", "details", "reviews", "ratings"] {
-        let _ = write!(
-            services,
-            "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {service}\n  namespace: default\nspec:\n  hosts: [{host}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - {{ number: {SERVICE_PORT}, name: http, protocol: HTTP }}\n  workloadSelector:\n    labels: {{ app: {service} }}\n",
-            host = Workload::host(service)
-        );
-    }
-    let mut sidecars = String::from("# One Sidecar per workload: without iptables capture (interception NONE) each proxy gets\n# an inbound listener on its own address and an outbound listener for its app's calls.\n");
-    for workload in WORKLOADS {
-        let _ = write!(
-            sidecars,
-            "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  workloadSelector:\n    labels: {{ app: {service}, version: {version} }}\n  ingress:\n  - port: {{ number: {SERVICE_PORT}, name: http, protocol: HTTP }}\n    bind: {address}\n    defaultEndpoint: 127.0.0.1:{app_port}\n  egress:\n  - port: {{ number: {SERVICE_PORT}, name: http, protocol: HTTP }}\n    bind: {egress}\n    hosts: [\"./*\"]\n",
-            name = workload.name(),
-            service = workload.service,
-            version = workload.version,
-            address = workload.address(),
-            egress = workload.egress_address(),
-            app_port = workload.app_port(),
-        );
-    }
-    let mut rules = String::from("# Subsets by version, as in Bookinfo's destination-rule-all.yaml.\n");
-    for (service, versions) in [("productpage", &["v1"][..]), ("details", &["v1"]), ("reviews", &["v1", "v2", "v3"]), ("ratings", &["v1"])] {
-        let subsets: String = versions.iter().map(|v| format!("  - name: {v}\n    labels: {{ version: {v} }}\n")).collect();
-        let _ = write!(
-            rules,
-            "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: {service}\n  namespace: default\nspec:\n  host: {service}\n  subsets:\n{subsets}"
-        );
-    }
-    vec![
-        ("services.yaml", services),
-        ("sidecars.yaml", sidecars),
-        ("destination-rules.yaml", rules),
-        ("virtual-service-reviews.yaml", reviews_virtual_service(&[("v1", 100)])),
-    ]
-}
-
-/// The reviews VirtualService with the given weights per subset; `end-user: jason` always
-/// goes to v2, as in Bookinfo's reviews-test-v2 rule.
-pub fn reviews_virtual_service(weights: &[(&str, u32)]) -> String {
-    let routes: String = weights
-        .iter()
-        .filter(|(_, weight)| *weight > 0)
-        .map(|(subset, weight)| format!("    - destination: {{ host: reviews, subset: {subset} }}\n      weight: {weight}\n"))
-        .collect();
-    format!(
-        "# Edit the weights to move traffic between versions; lateend applies the change live.\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  hosts: [reviews]\n  http:\n  - match:\n    - headers:\n        end-user: {{ exact: jason }}\n    route:\n    - destination: {{ host: reviews, subset: v2 }}\n  - route:\n{routes}"
-    )
 }
