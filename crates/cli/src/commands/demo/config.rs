@@ -25,7 +25,11 @@ pub fn write(config_dir: &Path, reset: bool, mode: Mode) -> anyhow::Result<()> {
     let previous = std::fs::read_to_string(&marker).unwrap_or_else(|_| Mode::Loopback.name().to_string());
     let mode_changed = previous.trim() != mode.name();
     if mode_changed && config_dir.join("services.yaml").exists() && !reset {
-        println!("the demo runs in {} mode now: rewriting {} in {}", mode.name(), MODE_FILES.join(" and "), config_dir.display());
+        let what = match mode {
+            Mode::Netns => "rewriting services.yaml (service VIPs) and removing sidecars.yaml (explicit listeners)",
+            Mode::Loopback => "rewriting services.yaml and sidecars.yaml (explicit listeners)",
+        };
+        println!("the demo runs in {} mode now: {what} in {}", mode.name(), config_dir.display());
     }
     for (name, text) in files(mode) {
         let path = config_dir.join(name);

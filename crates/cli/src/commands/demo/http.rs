@@ -1,5 +1,5 @@
 //! A minimal HTTP/1.1 client for the demo's checks: one request per connection, bounded by
-//! timeouts, on the demo's own loopback addresses only.
+//! timeouts, on the demo's own addresses only (its loopback addresses, or its pods').
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
