@@ -324,16 +324,17 @@ impl Breakers {
         Breakers { limits, requests: AtomicU32::new(0), retries: AtomicU32::new(0) }
     }
 
-    /// A request may start unless as many are in flight as the limits allow: on HTTP/1 each
-    /// one holds a connection (`max_connections`) or waits for one (`max_pending_requests`);
+    /// A request may start unless as many are in flight as the limits allow. On HTTP/1 each
+    /// one holds a connection or waits for one, as in Envoy's pool: when connections are the
+    /// tighter limit (`max_connections` ≤ `max_requests`), as many requests run as there are
+    /// connections and `max_pending_requests` more wait for one; when `max_requests` is the
+    /// tighter one, a waiting request would get a connection of its own at once and then be
+    /// refused for exceeding `max_requests`, so only `max_requests` are admitted. On HTTP/2
     /// every request counts against `max_requests`.
     /// Counts the request when admitted; [`Holds`] gives the count back.
     pub fn try_request(&self, http1: bool) -> bool {
-        let limit = if http1 {
-            self.limits.max_requests.min(self.limits.max_connections.saturating_add(self.limits.max_pending_requests))
-        } else {
-            self.limits.max_requests
-        };
+        let CircuitBreakers { max_connections, max_pending_requests, max_requests, .. } = self.limits;
+        let limit = if http1 && max_connections <= max_requests { max_connections.saturating_add(max_pending_requests) } else { max_requests };
         acquire(&self.requests, limit).map(std::mem::forget).is_some()
     }
 
@@ -407,5 +408,19 @@ mod tests {
         breakers.requests.fetch_sub(1, Ordering::Relaxed);
         assert!(breakers.try_request(true));
         assert!(breakers.admit_retry().is_some());
+    }
+
+    #[test]
+    fn http1_requests_wait_for_the_connection_limit_beyond_max_requests() {
+        // Istio's http2MaxRequests 1 with maxConnections 1 and one pending: Envoy runs one
+        // request and queues one.
+        let limits = CircuitBreakers { max_connections: 1, max_pending_requests: 1, max_requests: 1, ..Default::default() };
+        let breakers = Breakers::new(limits);
+        assert!(breakers.try_request(true) && breakers.try_request(true));
+        assert!(!breakers.try_request(true));
+        // Fewer requests than connections: pending requests would overflow on attach.
+        let breakers = Breakers::new(CircuitBreakers { max_connections: 10, max_pending_requests: 5, max_requests: 2, ..Default::default() });
+        assert!(breakers.try_request(true) && breakers.try_request(true));
+        assert!(!breakers.try_request(true));
     }
 }

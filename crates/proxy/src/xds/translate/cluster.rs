@@ -1,7 +1,8 @@
 //! `Cluster` → [`model::Cluster`]: EDS, STATIC and STRICT_DNS/LOGICAL_DNS with IP addresses
 //! (names are not resolved), ORIGINAL_DST as passthrough; connect timeout, load balancing
-//! (round robin, random, least request, ring hash, Maglev), circuit breakers, outlier
-//! detection, upstream HTTP/2, source address and Istio's service metadata.
+//! (round robin, random, least request, ring hash, Maglev, locality-weighted), circuit
+//! breakers, outlier detection, upstream HTTP/2, source address and Istio's service
+//! metadata.
 
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use lateen_xds::pb::envoy::config::core::v3::config_source;
@@ -130,6 +131,9 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         Some(cluster::LbConfig::LeastRequestLbConfig(_)) if cluster.lb_policy == model::LbPolicy::LeastRequest => {}
         Some(_) => return Err(check.reject("lb_config", "does not match lb_policy or is not supported")),
     }
+    if let Some(common) = &source.common_lb_config {
+        common_lb_config(common).map_err(|(field, reason)| check.reject(super::join("common_lb_config", &field), reason))?;
+    }
     if let Some(breakers) = &source.circuit_breakers {
         cluster.circuit_breakers = super::policy::breakers_of(breakers).map_err(|(field, reason)| check.reject(super::join("circuit_breakers", &field), reason))?;
     }
@@ -154,11 +158,25 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         circuit_breakers: None,
         outlier_detection: None,
         lb_config: None,
+        common_lb_config: None,
         dns_lookup_family: 0,
         ..source.clone()
     };
     check.no_leftover("", &rest)?;
     Ok(TranslatedCluster { cluster, eds_name, original_dst })
+}
+
+/// Istio's `common_lb_config`: empty, or asking for locality-weighted balancing, which
+/// the endpoint translation applies from the locality weights ([`super::endpoint`]).
+/// Zone-aware routing and the other knobs change which host is picked and are refused.
+fn common_lb_config(common: &cluster::CommonLbConfig) -> Result<(), (String, String)> {
+    use cluster::common_lb_config::LocalityConfigSpecifier;
+    match &common.locality_config_specifier {
+        None | Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)) => {}
+        Some(_) => return Err(("zone_aware_lb_config".into(), "zone-aware routing is not supported by lateen-proxy".into())),
+    }
+    let left = super::fields::leftover(&cluster::CommonLbConfig { locality_config_specifier: None, ..common.clone() });
+    if left.is_empty() { Ok(()) } else { Err((left.join(", "), "not supported by lateen-proxy".into())) }
 }
 
 /// A cluster with Envoy's defaults and no endpoints.

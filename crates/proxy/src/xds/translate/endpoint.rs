@@ -1,6 +1,17 @@
 //! `ClusterLoadAssignment` → endpoint addresses. Only HEALTHY and UNKNOWN endpoints take
 //! traffic, as in Envoy without active health checking. Endpoint weights become repetitions
 //! in the balancing list; priorities beyond the first are rejected rather than ignored.
+//!
+//! Locality weights (`LocalityLbEndpoints.load_balancing_weight`) are Envoy's locality-
+//! weighted balancing: a locality takes its weight's share of the traffic and its endpoints
+//! split that share by their own weights. The per-endpoint shares become the repetitions, so
+//! a flat pick over the list gives each locality its share. Envoy applies locality weights
+//! only when the cluster sets `common_lb_config.locality_weighted_lb_config`; an assignment
+//! is translated without its cluster here, so lateen-proxy applies them whenever a locality
+//! carries one (lateend always weighs a locality by the sum of its endpoints' weights, so
+//! both readings give the same split). A locality without a weight then gets no traffic,
+//! as in Envoy's locality-weighted mode; with no locality weight at all, endpoints are
+//! flattened.
 
 use lateen_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LocalityLbEndpoints, lb_endpoint};
 
@@ -23,14 +34,15 @@ pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, check: &Check) -> Re
         return Err(check.reject("policy.drop_overloads", "not supported by lateen-proxy"));
     }
     check.no_leftover("", &ClusterLoadAssignment { cluster_name: String::new(), endpoints: Vec::new(), policy: None, ..assignment.clone() })?;
-    let mut out = Vec::new();
+    let mut localities = Vec::new();
     for (l_index, locality) in assignment.endpoints.iter().enumerate() {
+        let mut out = Vec::new();
         let l_path = format!("endpoints[{l_index}]");
         if locality.priority != 0 {
             return Err(check.reject(format!("{l_path}.priority"), "only priority 0 is supported"));
         }
-        // Locality and its weight only matter for locality-weighted balancing, which a
-        // cluster must ask for; metadata is informational.
+        // The locality names the group (informational here, as is metadata); its weight is
+        // folded into the endpoint weights below.
         let rest = LocalityLbEndpoints { locality: None, metadata: None, lb_endpoints: Vec::new(), load_balancing_weight: None, priority: 0, ..locality.clone() };
         check.no_leftover(&l_path, &rest)?;
         for (e_index, lb) in locality.lb_endpoints.iter().enumerate() {
@@ -56,19 +68,57 @@ pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, check: &Check) -> Re
                 return Err(check.reject(format!("{e_path}.endpoint.address.port_value"), "must not be 0"));
             }
             if ROUTABLE_HEALTH.contains(&lb.health_status) {
-                out.push((model::Endpoint { address }, weight));
+                out.push((model::Endpoint { address }, u64::from(weight)));
+            }
+        }
+        if locality.load_balancing_weight.as_ref().is_some_and(|weight| weight.value == 0) {
+            return Err(check.reject(format!("{l_path}.load_balancing_weight"), "must be at least 1"));
+        }
+        localities.push((locality.load_balancing_weight.as_ref().map(|weight| u64::from(weight.value)), out));
+    }
+    Ok(weighted(by_locality(localities)))
+}
+
+/// An endpoint and its weight.
+type Weighted = (model::Endpoint, u64);
+
+/// Per-endpoint weights with locality weights folded in: an endpoint's share is its
+/// locality's weight times its weight over its locality's total. Every locality is scaled by
+/// one common factor (the least common multiple of the locality totals) so the shares stay
+/// whole numbers; past 32 bits the totals are rounded instead.
+fn by_locality(localities: Vec<(Option<u64>, Vec<Weighted>)>) -> Vec<Weighted> {
+    if localities.iter().all(|(weight, _)| weight.is_none()) {
+        return localities.into_iter().flat_map(|(_, endpoints)| endpoints).collect();
+    }
+    let total = |endpoints: &[Weighted]| endpoints.iter().map(|(_, weight)| *weight).sum::<u64>().max(1);
+    let factor = localities
+        .iter()
+        .try_fold(1u64, |acc, (_, endpoints)| {
+            let sum = total(endpoints);
+            (acc / gcd(acc, sum)).checked_mul(sum).filter(|value| *value <= u64::from(u32::MAX))
+        })
+        .unwrap_or(1 << 16);
+    let mut out = Vec::new();
+    for (weight, endpoints) in localities {
+        let sum = total(&endpoints);
+        let share = weight.unwrap_or(0).saturating_mul(factor);
+        for (endpoint, own) in endpoints {
+            let scaled = own.saturating_mul(share) / sum;
+            // An endpoint of a weighted locality keeps at least some traffic.
+            if share > 0 {
+                out.push((endpoint, scaled.max(1)));
             }
         }
     }
-    Ok(weighted(out))
+    out
 }
 
 /// Endpoint weights as repetitions in the round-robin list: each endpoint appears
 /// weight / gcd(weights) times (at most [`MAX_REPEAT`]), so equal weights cost nothing. A
 /// list that would grow past [`MAX_ENTRIES`] keeps one entry per endpoint.
-fn weighted(endpoints: Vec<(model::Endpoint, u32)>) -> Vec<model::Endpoint> {
+fn weighted(endpoints: Vec<Weighted>) -> Vec<model::Endpoint> {
     let divisor = endpoints.iter().fold(0, |acc, (_, weight)| gcd(acc, *weight)).max(1);
-    let repeats = |weight: u32| (weight / divisor).clamp(1, MAX_REPEAT) as usize;
+    let repeats = |weight: u64| (weight / divisor).clamp(1, MAX_REPEAT) as usize;
     let total: usize = endpoints.iter().map(|(_, weight)| repeats(*weight)).sum();
     if total > MAX_ENTRIES {
         return endpoints.into_iter().map(|(endpoint, _)| endpoint).collect();
@@ -76,9 +126,9 @@ fn weighted(endpoints: Vec<(model::Endpoint, u32)>) -> Vec<model::Endpoint> {
     endpoints.into_iter().flat_map(|(endpoint, weight)| std::iter::repeat_n(endpoint, repeats(weight))).collect()
 }
 
-const MAX_REPEAT: u32 = 100;
+const MAX_REPEAT: u64 = 100;
 const MAX_ENTRIES: usize = 20_000;
 
-fn gcd(a: u32, b: u32) -> u32 {
+fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }

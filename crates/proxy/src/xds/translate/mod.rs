@@ -10,6 +10,8 @@ pub mod listener;
 pub mod policy;
 pub mod route;
 #[cfg(test)]
+mod locality_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 pub(crate) mod tests;
