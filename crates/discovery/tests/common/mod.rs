@@ -3,15 +3,14 @@
 //! bounded waits, atomic config writes, and Istio-like Envoy bootstraps.
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+pub mod backend;
+pub mod client;
+pub mod lateend;
+
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 pub fn find_envoy() -> Option<PathBuf> {
@@ -84,109 +83,27 @@ impl Process {
     }
 }
 
-/// Upstream behaviour by path: `/flaky-*` answers 503 the first time each path is seen, then
-/// 200; `/slow` answers after 2 s; anything else answers at once with the server's name.
+/// An upstream named `name` on 127.0.0.1 (behaviour by path: see [`backend`]); its port.
 pub async fn upstream(name: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let port = listener.local_addr().expect("upstream addr").port();
-    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut raw = Vec::new();
-                while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => raw.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&raw).to_string();
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let mut status = "200 OK";
-                if path.starts_with("/flaky") || path.starts_with("/noretry") {
-                    let first = seen
-                        .lock()
-                        .map(|mut s| s.insert(path.clone()))
-                        .unwrap_or(false);
-                    if first {
-                        status = "503 Service Unavailable";
-                    }
-                } else if path.starts_with("/slow") {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                let body = format!("{name}\n");
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    port
+    backend::Backend::start(name).await.port
 }
 
-/// One GET through a fresh connection: (status code, body), or None on any failure.
+/// One GET through a fresh connection to 127.0.0.1:`port`: (status code, body), or None on
+/// any failure.
 pub async fn get(
     port: u16,
     host: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Option<(u16, String)> {
-    let fetch = async {
-        let mut conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let mut request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str("\r\n");
-        conn.write_all(request.as_bytes()).await.ok()?;
-        // Read exactly one response (headers, then content-length bytes) rather than waiting
-        // for the peer to close: Envoy may delay closing a connection it answered.
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        let header_end = loop {
-            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = conn.read(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            raw.extend_from_slice(&buf[..n]);
-        };
-        let head = String::from_utf8_lossy(&raw[..header_end]).to_string();
-        let length: Option<usize> = head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        });
-        let Some(length) = length else {
-            // No length (a chunked admin reply): read until the server closes.
-            conn.read_to_end(&mut raw).await.ok()?;
-            let body = String::from_utf8_lossy(&raw[header_end..]).to_string();
-            let code = head.split_whitespace().nth(1)?.parse().ok()?;
-            return Some((code, body));
-        };
-        while raw.len() < header_end + length {
-            let n = conn.read(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            raw.extend_from_slice(&buf[..n]);
-        }
-        let body = String::from_utf8_lossy(&raw[header_end..header_end + length]).to_string();
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.trim().to_string()))
+    let request = client::Request {
+        target: ([127, 0, 0, 1], port).into(),
+        source: None,
+        host,
+        path,
+        headers,
     };
-    tokio::time::timeout(Duration::from_secs(10), fetch)
-        .await
-        .ok()
-        .flatten()
+    client::fetch(&request).await.map(|r| (r.status, r.body))
 }
 
 pub async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<(), String>

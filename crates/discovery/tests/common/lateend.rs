@@ -1,0 +1,98 @@
+//! Starts the built `lateend` on a config folder with every listener on 127.0.0.1 port 0 and
+//! reads the ports it bound from its log, so no other test on the machine can take a port
+//! between choosing and binding it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{DEADLINE, Process, get, wait_until};
+
+pub struct Lateend {
+    pub process: Process,
+    pub xds: u16,
+    pub xds_tls: u16,
+    pub debug: u16,
+    pub webhook: u16,
+}
+
+/// lateend on `config`, logging into `work/lateend.log`, with `extra` arguments; waits
+/// (bounded) until its debug port answers. Panics with the log when it does not start.
+pub async fn start_lateend(config: &Path, work: &Path, extra: &[&std::ffi::OsStr]) -> Lateend {
+    let log = work.join("lateend.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_lateend"))
+        .arg("--config-dir")
+        .arg(config)
+        .args(["--xds-address", "127.0.0.1:0"])
+        .args(["--xds-tls-address", "127.0.0.1:0"])
+        .args(["--debug-address", "127.0.0.1:0"])
+        .args(["--webhook-address", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("lateend log"))
+        .spawn()
+        .expect("spawn lateend");
+    let mut process = Process {
+        child,
+        log,
+        admin_path: None,
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let (xds, xds_tls, debug, webhook) = loop {
+        let log = process.log();
+        let bound = |what: &str| bound_port(&log, what);
+        let found = (
+            bound("serving xDS (ADS over plaintext gRPC)"),
+            bound("serving xDS (ADS over TLS)"),
+            bound("serving debug endpoints and metrics"),
+            bound("serving the sidecar-injection webhook"),
+        );
+        if let (Some(a), Some(b), Some(c), Some(d)) = found {
+            break (a, b, c, d);
+        }
+        if Instant::now() > deadline || process.child.try_wait().ok().flatten().is_some() {
+            panic!("lateend did not start:\n{}", process.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    wait_until("lateend debug port", || async {
+        get(debug, "x", "/ready", &[]).await.is_some()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", process.log_tail()));
+    Lateend {
+        process,
+        xds,
+        xds_tls,
+        debug,
+        webhook,
+    }
+}
+
+/// The port of the `address=` field on the log line that contains `message`.
+fn bound_port(log: &str, message: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(message))?;
+    let address = line.split("address=").nth(1)?.split_whitespace().next()?;
+    address.rsplit_once(':')?.1.parse().ok()
+}
+
+/// Whether /debug/syncz shows every one of `ids` with CDS/EDS/LDS/RDS SYNCED and no NACK.
+pub async fn all_synced(debug: u16, ids: &[&str]) -> bool {
+    let Some((200, body)) = get(debug, "x", "/debug/syncz", &[]).await else {
+        return false;
+    };
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    ids.iter().all(|id| {
+        rows.iter().any(|r| {
+            r["proxy"] == *id
+                && ["cds", "eds", "lds", "rds"]
+                    .iter()
+                    .all(|t| r[t] == "SYNCED")
+                && r["types"]
+                    .as_object()
+                    .is_some_and(|t| t.values().all(|v| v["last_nack"].is_null()))
+        })
+    })
+}
