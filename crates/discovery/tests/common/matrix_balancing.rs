@@ -37,14 +37,18 @@ pub async fn random(mesh: &Mesh, plane: DataPlane) -> Outcome {
     Outcome::new(pass, format!("a/b/c {}", percents(&shares)))
 }
 
-/// LEAST_REQUEST with one host answering after 200 ms: four clients sending back to back for
-/// 2 s get most answers (≥65%) from the idle host; round robin would give 50%.
+/// LEAST_REQUEST with one host answering after 150 ms: eight clients sending back to back
+/// for 2 s get most answers (≥60%) from the idle host, where round robin gives exactly 50%.
+/// Eight clients keep the slow host busy, so ties between two idle hosts are rare.
+/// Envoy draws its two candidates with replacement, so it still picks the slow host when
+/// both draws land on it (about a quarter of picks: ~75% idle); lateen-proxy draws two
+/// different hosts.
 pub async fn least_request(mesh: &Mesh, plane: DataPlane) -> Outcome {
     let slow = mesh.backend("lr-slow");
-    slow.set_delay(Duration::from_millis(200));
+    slow.set_delay(Duration::from_millis(150));
     let until = Instant::now() + Duration::from_secs(2);
     let target = mesh.plane(plane).egress;
-    let workers: Vec<_> = (0..4)
+    let workers: Vec<_> = (0..8)
         .map(|_| {
             tokio::spawn(async move {
                 let mut bodies = Vec::new();
@@ -71,7 +75,7 @@ pub async fn least_request(mesh: &Mesh, plane: DataPlane) -> Outcome {
     let fast = bodies.iter().filter(|b| *b == "lr-fast").count();
     let slowed = bodies.iter().filter(|b| *b == "lr-slow").count();
     let fast_share = 100.0 * fast as f64 / bodies.len().max(1) as f64;
-    let pass = fast + slowed == bodies.len() && fast_share >= 65.0;
+    let pass = fast + slowed == bodies.len() && fast_share >= 60.0;
     Outcome::new(
         pass,
         format!("idle host {fast_share:.0}% of {}", bodies.len()),
