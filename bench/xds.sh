@@ -54,7 +54,7 @@ CPU0=(); CPU1=()
 if [ "$PIN" = 1 ]; then CPU0=(taskset -c 0); CPU1=(taskset -c 1); fi
 
 "$LOAD" generate --dir "$WORK/config" --services "$SERVICES" --routed "$ROUTED"
-RUST_LOG=warn,lateen_discovery::push=debug "${CPU0[@]}" "$LATEEND" --config-dir "$WORK/config" \
+env ${LATEEND_ENV:-} RUST_LOG=warn,lateen_discovery::push=debug "${CPU0[@]}" "$LATEEND" --config-dir "$WORK/config" \
   --xds-address "127.0.0.1:$XDS_PORT" --debug-address "127.0.0.1:$DEBUG_PORT" \
   --xds-tls-address 127.0.0.1:0 --webhook-address 127.0.0.1:0 \
   --poll-interval "$POLL_INTERVAL" > "$WORK/lateend.log" 2>&1 &

@@ -4,14 +4,19 @@
 //! the xDS server's [`SnapshotProvider`]: on connect it registers the proxy and sets its first
 //! snapshot. Every change (config edit, proxy joining or leaving) sends a trigger; the
 //! debouncer ([`run_debouncer`]) waits for a quiet period (`--debounce-after`, 100 ms) but
-//! never longer than `--debounce-max` (1 s) after the first trigger, then recomputes the
-//! snapshot of every connected proxy. The xDS cache compares each new snapshot with the
+//! never longer than `--debounce-max` (1 s) after the first trigger, then pushes.
+//!
+//! A push translates once per distinct [`ProxyView`], not once per proxy: a [`Generation`]
+//! (one configuration, the registry built from it, and the snapshots translated so far, by
+//! view) hands every proxy with the same view the same shared snapshot. A registry change
+//! that leaves every service as it was (a proxy joining that no ServiceEntry selects) keeps
+//! the generation and pushes nothing. The xDS cache compares each new snapshot with the
 //! current one and wakes only proxies whose resources changed; each stream then sends only
 //! the types that changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use lateen_xds::{NackRecord, ProxyNode, Snapshot, SnapshotProvider, XdsServer};
@@ -21,7 +26,54 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::registry::{AutoRegistry, Registry};
 use crate::store::Config;
-use crate::translate::build_snapshot;
+use crate::translate::{ProxyView, build_snapshot_for_view};
+
+/// One consistent state of the mesh and the snapshots translated from it so far.
+pub struct Generation {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    snapshots: Mutex<HashMap<ProxyView, Arc<Snapshot>>>,
+}
+
+impl Generation {
+    fn new(config: Arc<Config>, registry: Registry) -> Self {
+        Self {
+            config,
+            registry: Arc::new(registry),
+            snapshots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The snapshot of proxies with this view, translated on first use.
+    pub fn snapshot(&self, view: ProxyView) -> Arc<Snapshot> {
+        if let Some(done) = self.lock().get(&view) {
+            return done.clone();
+        }
+        // Translate without holding the lock (other views need not wait); if another thread
+        // translated the same view meanwhile, the first result stays.
+        let built = Arc::new(build_snapshot_for_view(&self.config, &self.registry, &view));
+        self.lock().entry(view).or_insert(built).clone()
+    }
+
+    /// Distinct views translated in this generation.
+    pub fn views(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ProxyView, Arc<Snapshot>>> {
+        // Inserts are whole; a panic elsewhere cannot leave the map half-written.
+        self.snapshots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The current generation, and whether a change may have made it stale.
+#[derive(Default)]
+struct GenerationSlot {
+    current: Option<Arc<Generation>>,
+    stale: bool,
+    /// The generation of the last push (a push with nothing new does nothing).
+    pushed: Option<Arc<Generation>>,
+}
 
 /// Why a push was asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +108,7 @@ pub struct ControlPlane {
     webhook: OnceLock<Arc<lateen_inject::webhook::WebhookState>>,
     triggers: mpsc::UnboundedSender<Trigger>,
     metrics: Arc<Metrics>,
+    generation: Mutex<GenerationSlot>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -75,6 +128,7 @@ impl ControlPlane {
             webhook: OnceLock::new(),
             triggers,
             metrics: Arc::new(Metrics::default()),
+            generation: Mutex::new(GenerationSlot::default()),
         });
         (cp, rx)
     }
@@ -126,29 +180,69 @@ impl ControlPlane {
 
     fn trigger(&self, t: Trigger) {
         self.metrics.push_triggers.fetch_add(1, Ordering::Relaxed);
+        self.slot().stale = true;
         let _ = self.triggers.send(t);
     }
 
-    /// The registry as of now.
-    pub fn registry(&self) -> Registry {
-        Registry::build(&self.config(), &self.autoreg.workloads())
+    fn slot(&self) -> std::sync::MutexGuard<'_, GenerationSlot> {
+        // Every write to the slot is a single assignment.
+        self.generation.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The snapshot a proxy should have now.
-    pub fn snapshot_for_proxy(&self, proxy: &Proxy) -> Snapshot {
+    /// The generation of the configuration and registry as of now: the current one unless a
+    /// change made it stale and the rebuilt registry or the configuration actually differs.
+    pub fn generation(&self) -> Arc<Generation> {
+        let mut slot = self.slot();
+        if let Some(current) = &slot.current
+            && !slot.stale
+        {
+            return current.clone();
+        }
         let config = self.config();
         let registry = Registry::build(&config, &self.autoreg.workloads());
-        build_snapshot(&config, &registry, proxy)
+        slot.stale = false;
+        if let Some(current) = &slot.current
+            && Arc::ptr_eq(&current.config, &config)
+            && *current.registry == registry
+        {
+            return current.clone();
+        }
+        let next = Arc::new(Generation::new(config, registry));
+        slot.current = Some(next.clone());
+        next
     }
 
-    /// Recomputes every connected proxy's snapshot (once per node id); returns how many.
+    /// The registry as of now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.generation().registry.clone()
+    }
+
+    /// The snapshot a proxy should have now (shared with every proxy of the same view).
+    pub fn snapshot_for_proxy(&self, proxy: &Proxy) -> Arc<Snapshot> {
+        let generation = self.generation();
+        generation.snapshot(ProxyView::of(proxy, &generation.registry))
+    }
+
+    /// Sets every connected proxy's snapshot (once per node id) from the current generation;
+    /// returns how many proxies, or 0 when nothing changed since the last push.
     pub fn push_all(&self) -> usize {
         let Some(xds) = self.xds.get() else {
             return 0;
         };
         let started = Instant::now();
-        let config = self.config();
-        let registry = Registry::build(&config, &self.autoreg.workloads());
+        let generation = self.generation();
+        {
+            let mut slot = self.slot();
+            if slot
+                .pushed
+                .as_ref()
+                .is_some_and(|p| Arc::ptr_eq(p, &generation))
+            {
+                tracing::debug!("nothing any proxy sees changed; no push");
+                return 0;
+            }
+            slot.pushed = Some(generation.clone());
+        }
         let nodes: BTreeMap<String, ProxyNode> = xds
             .registry()
             .connections()
@@ -156,14 +250,15 @@ impl ControlPlane {
             .map(|c| (c.node.id.clone(), c.node))
             .collect();
         for node in nodes.values() {
-            let proxy = Proxy::from_node(node);
-            xds.set_snapshot(&node.id, build_snapshot(&config, &registry, &proxy));
+            let view = ProxyView::of(&Proxy::from_node(node), &generation.registry);
+            xds.cache().set_shared(&node.id, generation.snapshot(view));
         }
         self.metrics
             .push_computations
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             proxies = nodes.len(),
+            views = generation.views(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "push computed"
         );
@@ -194,20 +289,21 @@ impl ControlPlane {
 }
 
 impl SnapshotProvider for ControlPlane {
-    fn snapshot_for(&self, node: &ProxyNode) -> Option<Snapshot> {
+    fn snapshot_for(&self, node: &ProxyNode) -> Option<Arc<Snapshot>> {
         Some(self.snapshot_for_proxy(&Proxy::from_node(node)))
     }
 
     fn on_connect(&self, node: &ProxyNode, _connection_id: u64) {
         let proxy = Proxy::from_node(node);
         let changed = self.autoreg.connect(&proxy);
-        // Always recompute: a cached snapshot may predate config changes made while the proxy
-        // was away, and its metadata may differ from last time.
-        if let Some(xds) = self.xds.get() {
-            xds.set_snapshot(&node.id, self.snapshot_for_proxy(&proxy));
-        }
         if changed {
+            // The proxy may be an instance of a service now: look again before translating.
             self.trigger(Trigger::Registry);
+        }
+        // Always set: a cached snapshot may predate config changes made while the proxy was
+        // away, and its metadata may differ from last time.
+        if let Some(xds) = self.xds.get() {
+            xds.cache().set_shared(&node.id, self.snapshot_for_proxy(&proxy));
         }
     }
 

@@ -1,9 +1,14 @@
 //! The resources one proxy should have: per type URL, a map of resource name to the packed
 //! resource and its version. Versions default to a hash of the encoded bytes, so an unchanged
 //! resource keeps its version across snapshots (and across control-plane restarts).
+//!
+//! Everything here is shared, not copied: a type's resources sit behind an `Arc`
+//! ([`TypeResources`], copied on write), and each packed resource too. Many proxies with the
+//! same configuration, and every stream's record of what it sent, point at the same bytes, so
+//! a control plane's memory grows with distinct configurations, not with proxies.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -17,16 +22,95 @@ use prost::{Message, Name};
 /// One resource as served: the packed message and its version.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VersionedResource {
-    /// The packed resource (its `type_url` is the resource type).
-    pub resource: Any,
+    /// The packed resource (its `type_url` is the resource type); shared by every snapshot
+    /// and stream that holds it.
+    pub resource: Arc<Any>,
     /// Per-resource version; changes whenever the resource changes.
     pub version: String,
 }
 
+/// Resources by name.
+pub type ResourceMap = BTreeMap<String, VersionedResource>;
+
+/// The resources of one type, with the version of the whole set (SotW `version_info`)
+/// computed once, on first use, however many streams send it.
+#[derive(Debug, Default)]
+pub struct TypeResources {
+    resources: ResourceMap,
+    version: OnceLock<String>,
+}
+
+impl TypeResources {
+    /// A set of resources.
+    pub fn new(resources: ResourceMap) -> Self {
+        Self {
+            resources,
+            version: OnceLock::new(),
+        }
+    }
+
+    /// The resources by name.
+    pub fn map(&self) -> &ResourceMap {
+        &self.resources
+    }
+
+    /// Version of the whole set: a hash of every (name, version) pair.
+    pub fn version(&self) -> &str {
+        self.version.get_or_init(|| {
+            set_version(
+                self.resources
+                    .iter()
+                    .map(|(n, r)| (n.as_str(), r.version.as_str())),
+            )
+        })
+    }
+
+    /// Changes the resources (the set version is recomputed when next asked for).
+    pub fn edit(&mut self) -> &mut ResourceMap {
+        self.version = OnceLock::new();
+        &mut self.resources
+    }
+
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+}
+
+impl Clone for TypeResources {
+    fn clone(&self) -> Self {
+        Self {
+            resources: self.resources.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
+impl PartialEq for TypeResources {
+    fn eq(&self, other: &Self) -> bool {
+        self.resources == other.resources
+    }
+}
+
 /// Resources of every type for one proxy.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    types: BTreeMap<String, BTreeMap<String, VersionedResource>>,
+    types: BTreeMap<String, Arc<TypeResources>>,
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        // Shared sets are equal without looking inside.
+        self.types.len() == other.types.len()
+            && self
+                .types
+                .iter()
+                .zip(other.types.iter())
+                .all(|((t1, r1), (t2, r2))| t1 == t2 && (Arc::ptr_eq(r1, r2) || r1 == r2))
+    }
 }
 
 /// An Envoy resource that knows its own xDS name.
@@ -73,7 +157,7 @@ impl Snapshot {
             type_url: M::type_url(),
             value: message.encode_to_vec(),
         };
-        self.insert(message.resource_name().to_string(), any, None)
+        self.insert(message.resource_name().to_string(), Arc::new(any), None)
     }
 
     /// Builder form of [`Snapshot::add`].
@@ -84,35 +168,63 @@ impl Snapshot {
 
     /// Adds (or replaces) an already packed resource. The type comes from `resource.type_url`;
     /// without an explicit version the version is a hash of the encoded bytes.
-    pub fn insert(&mut self, name: String, resource: Any, version: Option<String>) -> &mut Self {
+    pub fn insert(
+        &mut self,
+        name: String,
+        resource: Arc<Any>,
+        version: Option<String>,
+    ) -> &mut Self {
         let version = version.unwrap_or_else(|| content_version(&resource.value));
-        self.types
-            .entry(resource.type_url.clone())
-            .or_default()
+        let of_type = self.types.entry(resource.type_url.clone()).or_default();
+        Arc::make_mut(of_type)
+            .edit()
             .insert(name, VersionedResource { resource, version });
+        self
+    }
+
+    /// Adds (or replaces) an already versioned resource, sharing its bytes.
+    pub fn insert_versioned(&mut self, name: String, resource: VersionedResource) -> &mut Self {
+        let of_type = self
+            .types
+            .entry(resource.resource.type_url.clone())
+            .or_default();
+        Arc::make_mut(of_type).edit().insert(name, resource);
         self
     }
 
     /// Removes one resource; returns whether it existed.
     pub fn remove(&mut self, type_url: &str, name: &str) -> bool {
-        self.types
-            .get_mut(type_url)
-            .is_some_and(|m| m.remove(name).is_some())
+        match self.types.get_mut(type_url) {
+            Some(of_type) if of_type.map().contains_key(name) => {
+                Arc::make_mut(of_type).edit().remove(name);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Replaces every resource of one type.
-    pub fn set_type(&mut self, type_url: &str, resources: BTreeMap<String, VersionedResource>) {
-        self.types.insert(type_url.to_string(), resources);
+    pub fn set_type(&mut self, type_url: &str, resources: ResourceMap) {
+        self.types
+            .insert(type_url.to_string(), Arc::new(TypeResources::new(resources)));
     }
 
     /// Resources of one type (empty when the type is absent).
     pub fn resources(&self, type_url: &str) -> impl Iterator<Item = (&String, &VersionedResource)> {
-        self.types.get(type_url).into_iter().flat_map(|m| m.iter())
+        self.types
+            .get(type_url)
+            .into_iter()
+            .flat_map(|m| m.map().iter())
+    }
+
+    /// Every resource of one type, shared (no copy).
+    pub fn of_type(&self, type_url: &str) -> Option<&Arc<TypeResources>> {
+        self.types.get(type_url)
     }
 
     /// One resource by type and name.
     pub fn get(&self, type_url: &str, name: &str) -> Option<&VersionedResource> {
-        self.types.get(type_url).and_then(|m| m.get(name))
+        self.types.get(type_url).and_then(|m| m.map().get(name))
     }
 
     /// Type URLs present in this snapshot.

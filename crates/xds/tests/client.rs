@@ -8,18 +8,12 @@ use std::time::Duration;
 
 use common::*;
 use lateen_xds::pb::envoy::config::cluster::v3::Cluster;
-use lateen_xds::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use lateen_xds::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use lateen_xds::prost::Message;
 use lateen_xds::types::{CLUSTER, ENDPOINT};
 use lateen_xds::{
-    AdsClient, AdsClientConfig, AdsResponse, AdsService, Backoff, ClientMode, Snapshot, SyncState,
-    XdsServer,
+    AdsClient, AdsClientConfig, AdsResponse, Backoff, ClientMode, Snapshot, SyncState, XdsServer,
 };
 use tokio::sync::mpsc;
-use tonic::{Request, Response, Status, Streaming};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -127,31 +121,6 @@ async fn client_reconnects_until_the_server_appears() {
     assert_eq!(cluster_names(&cds), ["late"]);
 }
 
-/// Our ADS service with delta switched off, like an older control plane.
-struct SotwOnly(AdsService);
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for SotwOnly {
-    type StreamAggregatedResourcesStream =
-        <AdsService as AggregatedDiscoveryService>::StreamAggregatedResourcesStream;
-    type DeltaAggregatedResourcesStream =
-        <AdsService as AggregatedDiscoveryService>::DeltaAggregatedResourcesStream;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        self.0.stream_aggregated_resources(request).await
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented("delta is off"))
-    }
-}
-
 #[tokio::test]
 async fn delta_client_falls_back_to_sotw() {
     let server = XdsServer::default();
@@ -160,7 +129,8 @@ async fn delta_client_falls_back_to_sotw() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let service = AggregatedDiscoveryServiceServer::new(SotwOnly(server.ads_service()));
+    // Delta switched off, like an older control plane.
+    let service = server.service().without_delta();
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)

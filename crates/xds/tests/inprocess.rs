@@ -318,8 +318,10 @@ struct Provider {
 }
 
 impl lateen_xds::SnapshotProvider for Provider {
-    fn snapshot_for(&self, node: &lateen_xds::ProxyNode) -> Option<Snapshot> {
-        Some(Snapshot::new().with(&eds_cluster(&format!("for-{}", node.id))))
+    fn snapshot_for(&self, node: &lateen_xds::ProxyNode) -> Option<std::sync::Arc<Snapshot>> {
+        Some(std::sync::Arc::new(
+            Snapshot::new().with(&eds_cluster(&format!("for-{}", node.id))),
+        ))
     }
     fn on_connect(&self, node: &lateen_xds::ProxyNode, _connection_id: u64) {
         if let Ok(mut c) = self.connected.lock() {

@@ -6,7 +6,7 @@
 
 pub mod autoreg;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use lateen_api::Object;
 use lateen_api::networking::{Resolution, ServiceEntry};
@@ -89,11 +89,23 @@ impl Service {
     }
 }
 
-/// Every service, sorted by hostname.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Every service, sorted by hostname, with lookups by hostname and by instance address
+/// (translation asks both for every service of every proxy view).
+#[derive(Clone, Debug, Default)]
 pub struct Registry {
     pub services: Vec<Service>,
+    by_host: HashMap<String, usize>,
+    instance_addresses: HashSet<String>,
 }
+
+impl PartialEq for Registry {
+    fn eq(&self, other: &Self) -> bool {
+        // The indexes follow from the services.
+        self.services == other.services
+    }
+}
+
+impl Eq for Registry {}
 
 impl Registry {
     /// Builds the registry from the configuration and the registered proxies.
@@ -126,13 +138,36 @@ impl Registry {
                 services.insert(hostname.clone(), service_of(se, hostname, &instances));
             }
         }
+        Self::from_services(services.into_values().collect())
+    }
+
+    /// A registry of these services (sorted by hostname by the caller).
+    pub fn from_services(services: Vec<Service>) -> Self {
+        let by_host = services
+            .iter()
+            .enumerate()
+            .map(|(index, s)| (s.hostname.clone(), index))
+            .collect();
+        let instance_addresses = services
+            .iter()
+            .flat_map(|s| s.instances.iter().map(|i| i.address.clone()))
+            .collect();
         Self {
-            services: services.into_values().collect(),
+            services,
+            by_host,
+            instance_addresses,
         }
     }
 
     pub fn service(&self, hostname: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.hostname == hostname)
+        self.by_host
+            .get(hostname)
+            .and_then(|index| self.services.get(*index))
+    }
+
+    /// Whether some service has an instance at this address.
+    pub fn has_instance_at(&self, address: &str) -> bool {
+        self.instance_addresses.contains(address)
     }
 
     /// Every port number some service uses.

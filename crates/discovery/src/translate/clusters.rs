@@ -158,7 +158,7 @@ pub fn inbound_ports(ctx: &Context<'_>) -> Vec<InboundPort> {
         for instance in service
             .instances
             .iter()
-            .filter(|i| ctx.proxy.ips.contains(&i.address))
+            .filter(|i| ctx.proxy.instance_addresses.contains(&i.address))
         {
             for port in &service.ports {
                 add(service.endpoint_port(instance, port), port.is_http());

@@ -211,7 +211,7 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
 
 fn explicit_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
     let Some(sidecar) = ctx.sidecar else {
-        tracing::debug!(proxy = %ctx.proxy.id, "NONE interception without a Sidecar resource: no listeners");
+        tracing::debug!(namespace = %ctx.proxy.namespace, labels = ?ctx.proxy.labels, "NONE interception without a Sidecar resource: no listeners");
         return;
     };
     for egress in &sidecar.spec.egress {

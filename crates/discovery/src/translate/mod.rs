@@ -10,6 +10,7 @@ pub mod listeners;
 pub mod names;
 mod policies;
 pub mod routes;
+mod view;
 
 use lateen_api::Object;
 use lateen_api::host::{host_serves, hosts_match, resolve_short_name};
@@ -20,6 +21,7 @@ use lateen_api::networking::{
 use lateen_xds::Snapshot;
 
 use crate::proxy::{InterceptionMode, Proxy, ProxyType};
+pub use view::ProxyView;
 use crate::registry::{Registry, Service, labels_match};
 use crate::store::Config;
 
@@ -27,7 +29,7 @@ use crate::store::Config;
 pub struct Context<'a> {
     pub config: &'a Config,
     pub registry: &'a Registry,
-    pub proxy: &'a Proxy,
+    pub proxy: &'a ProxyView,
     /// The Sidecar resource that applies to the proxy, if any.
     pub sidecar: Option<&'a Object<Sidecar>>,
     /// Services the proxy may reach (visibility and Sidecar egress scoping applied).
@@ -35,7 +37,7 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(config: &'a Config, registry: &'a Registry, proxy: &'a Proxy) -> Self {
+    pub fn new(config: &'a Config, registry: &'a Registry, proxy: &'a ProxyView) -> Self {
         let sidecar = select_sidecar(config, proxy);
         let egress: Vec<&EgressListener> = sidecar
             .map(|s| s.spec.egress.iter().collect())
@@ -185,7 +187,7 @@ pub fn vs_bound_to(vs: &Object<VirtualService>, gateways: &[String]) -> bool {
 
 /// Istio's Sidecar selection: one in the proxy's namespace whose workloadSelector matches,
 /// else the namespace's selector-less one, else the root namespace's selector-less one.
-fn select_sidecar<'a>(config: &'a Config, proxy: &Proxy) -> Option<&'a Object<Sidecar>> {
+fn select_sidecar<'a>(config: &'a Config, proxy: &ProxyView) -> Option<&'a Object<Sidecar>> {
     let own = || {
         config
             .sidecars()
@@ -206,7 +208,7 @@ fn select_sidecar<'a>(config: &'a Config, proxy: &Proxy) -> Option<&'a Object<Si
 }
 
 /// Whether an egress listener's `hosts` (`ns/host`) admit a service.
-fn egress_allows(listener: &EgressListener, service: &Service, proxy: &Proxy) -> bool {
+fn egress_allows(listener: &EgressListener, service: &Service, proxy: &ProxyView) -> bool {
     listener.hosts.iter().any(|entry| {
         let (ns, host) = entry.split_once('/').unwrap_or(("*", entry.as_str()));
         let ns_ok = match ns {
@@ -287,7 +289,12 @@ pub fn effective_policy(
 
 /// Every Envoy resource of one proxy.
 pub fn build_snapshot(config: &Config, registry: &Registry, proxy: &Proxy) -> Snapshot {
-    let ctx = Context::new(config, registry, proxy);
+    build_snapshot_for_view(config, registry, &ProxyView::of(proxy, registry))
+}
+
+/// Every Envoy resource of the proxies that have this view.
+pub fn build_snapshot_for_view(config: &Config, registry: &Registry, view: &ProxyView) -> Snapshot {
+    let ctx = Context::new(config, registry, view);
     let mut snapshot = Snapshot::new();
     let built = clusters::build(&ctx);
     for cluster in &built.clusters {

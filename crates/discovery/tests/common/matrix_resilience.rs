@@ -65,9 +65,9 @@ async fn back_in_rotation(mesh: &Mesh, plane: DataPlane, limit: Duration) -> Opt
 
 /// maxConnections 1, http1MaxPendingRequests 1, http2MaxRequests 1 against a host that
 /// holds each request 1 s: one request is sent first (it takes the one connection), then 9
-/// at once: one waits for the connection and 8 get 503 flagged UO (Envoy's
-/// `x-envoy-overloaded` header; lateen-proxy's `response_flags="UO"` metric). The first
-/// goes alone because Envoy queues a request only once its connection is up.
+/// at once: one waits for the connection and 8 get 503 with `x-envoy-overloaded: true`
+/// and the UO flag (lateen-proxy's `response_flags="UO"` metric). The first goes alone
+/// because Envoy queues a request only once its connection is up.
 pub async fn circuit_breaking(mesh: &Mesh, plane: DataPlane) -> Outcome {
     let uo_before = uo_count(mesh, plane).await;
     let target = mesh.plane(plane).egress;
@@ -94,21 +94,26 @@ pub async fn circuit_breaking(mesh: &Mesh, plane: DataPlane) -> Outcome {
     }
     let ok = replies.iter().flatten().filter(|r| r.status == 200).count();
     let rejected: Vec<_> = replies.iter().flatten().filter(|r| r.status == 503).collect();
+    let overloaded = rejected
+        .iter()
+        .filter(|r| r.header("x-envoy-overloaded") == Some("true"))
+        .count();
+    // lateen-proxy also counts the flag in its metrics (Envoy here has no Istio stats).
     let flagged = match plane {
-        DataPlane::Envoy => rejected
-            .iter()
-            .filter(|r| r.header("x-envoy-overloaded") == Some("true"))
-            .count(),
+        DataPlane::Envoy => overloaded,
         DataPlane::LateenProxy => {
             // Metrics are recorded when a response ends: give them a moment.
             tokio::time::sleep(Duration::from_millis(300)).await;
             uo_count(mesh, plane).await.saturating_sub(uo_before)
         }
     };
-    let pass = ok == 2 && rejected.len() == 8 && flagged == 8;
+    let pass = ok == 2 && rejected.len() == 8 && overloaded == 8 && flagged == 8;
     Outcome::new(
         pass,
-        format!("{ok}×200, {}×503 ({flagged} UO)", rejected.len()),
+        format!(
+            "{ok}×200, {}×503 ({overloaded} x-envoy-overloaded, {flagged} UO)",
+            rejected.len()
+        ),
     )
 }
 

@@ -386,9 +386,15 @@ fn reply_from(outcome: Outcome, route: Option<&RouteRt>, extras: &mut Extras) ->
             let response = Response::from_parts(parts, ProxyBody::Incoming { body, counter: None });
             Reply::Upstream((response, ResponseFlags::NONE))
         }
-        Outcome::Failed { status, flags, detail } => Reply::local(status, flags, detail),
+        Outcome::Failed { status, flags, detail } => {
+            // Envoy marks a circuit-breaker overflow for the client with this header.
+            let extra_headers = if flags.contains(ResponseFlags::UO) { vec![(OVERLOADED.clone(), HeaderValue::from_static("true"))] } else { Vec::new() };
+            Reply::Local { status, flags, detail, extra_headers }
+        }
     }
 }
+
+static OVERLOADED: header::HeaderName = header::HeaderName::from_static("x-envoy-overloaded");
 
 /// The authority the client asked for: `:authority` on HTTP/2, `Host` on HTTP/1.
 fn request_authority(head: &http::request::Parts) -> String {

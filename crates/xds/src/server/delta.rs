@@ -1,20 +1,18 @@
 //! Incremental ADS stream (`DeltaAggregatedResources`): per-resource versions, removals, and
 //! the proxy's `initial_resource_versions` honoured on reconnect.
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::registry::StreamMode;
-use super::stream::{Planned, Protocol, StreamCore, initial_wildcard};
+use super::stream::{Planned, Protocol, StreamCore, initial_wildcard, placeholder};
 
 /// Delta plugged into the shared stream loop.
 pub(super) struct Delta;
 
 impl Protocol for Delta {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
     const MODE: StreamMode = StreamMode::Delta;
 
     fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
@@ -54,50 +52,47 @@ impl Protocol for Delta {
             }
         }
         // What the proxy already has (after a reconnect) is not resent while unchanged.
-        for (name, version) in request.initial_resource_versions {
-            if state.wants(&name) {
-                state.sent.insert(name, version);
-            }
+        let has: Vec<(String, String)> = request
+            .initial_resource_versions
+            .into_iter()
+            .filter(|(name, _)| state.wants(name))
+            .collect();
+        let forgotten = state.sent.map().keys().any(|n| !state.wants(n));
+        if has.is_empty() && !forgotten {
+            return;
+        }
+        let (wildcard, names) = (state.wildcard, &state.names);
+        let sent = std::sync::Arc::make_mut(&mut state.sent).edit();
+        for (name, version) in has {
+            sent.insert(name, placeholder(version));
         }
         // Unsubscribed resources are forgotten without a removal message.
-        let wanted: Vec<String> = state
-            .sent
-            .keys()
-            .filter(|n| state.wants(n))
-            .cloned()
-            .collect();
-        state.sent.retain(|n, _| wanted.contains(n));
+        sent.retain(|n, _| wildcard || names.contains(n));
     }
 
-    fn respond(core: &StreamCore, planned: &Planned, nonce: String) -> DeltaDiscoveryResponse {
+    fn respond(core: &StreamCore, planned: &Planned, nonce: &str) -> Bytes {
         let empty = Default::default();
         let sent = core
             .types
             .get(&planned.type_url)
-            .map_or(&empty, |s| &s.sent);
-        let resources = planned
-            .view
+            .map_or(&empty, |s| s.sent.map());
+        let view = planned.view.map();
+        let changed = view
             .iter()
-            .filter(|(name, r)| sent.get(*name) != Some(&r.version))
-            .map(|(name, r)| Resource {
-                name: name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.resource.clone()),
-                ..Default::default()
-            })
-            .collect();
-        let removed_resources = sent
+            .filter(|(name, r)| sent.get(*name).map(|s| &s.version) != Some(&r.version))
+            .filter(|(_, r)| !r.resource.type_url.is_empty())
+            .map(|(name, r)| (name.as_str(), r));
+        let removed: Vec<String> = sent
             .keys()
-            .filter(|n| !planned.view.contains_key(*n))
+            .filter(|n| !view.contains_key(*n))
             .cloned()
             .collect();
-        DeltaDiscoveryResponse {
-            system_version_info: planned.version.clone(),
-            resources,
-            type_url: planned.type_url.clone(),
-            removed_resources,
+        super::wire::delta_frame(
+            &planned.version,
+            changed,
+            &planned.type_url,
+            &removed,
             nonce,
-            ..Default::default()
-        }
+        )
     }
 }

@@ -1,32 +1,25 @@
 //! The ADS gRPC server: [`XdsServer`] is the handle the control plane keeps (feed snapshots,
-//! read status and counters); [`AdsService`] implements Envoy's `AggregatedDiscoveryService`.
+//! read status and counters); [`AdsService`] serves Envoy's `AggregatedDiscoveryService`.
 
 mod delta;
+mod grpc;
 pub mod registry;
 mod sotw;
 mod stream;
+mod wire;
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-use futures_util::Stream;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
+use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cache::SnapshotCache;
 use crate::metrics::XdsMetrics;
 use crate::snapshot::Snapshot;
 use crate::status::ProxyStatus;
+pub use grpc::AdsService;
 use registry::{NackRecord, ProxyNode, Registry, StreamMode};
 
 /// What the control plane learns from the server, and how it provides a first snapshot.
@@ -34,7 +27,7 @@ use registry::{NackRecord, ProxyNode, Registry, StreamMode};
 pub trait SnapshotProvider: Send + Sync + 'static {
     /// A stream of a proxy whose node id has no snapshot yet: compute one now (or return
     /// `None` and call `set_snapshot` later).
-    fn snapshot_for(&self, _node: &ProxyNode) -> Option<Snapshot> {
+    fn snapshot_for(&self, _node: &ProxyNode) -> Option<Arc<Snapshot>> {
         None
     }
     /// A stream connected (called before `snapshot_for`).
@@ -123,18 +116,9 @@ impl XdsServer {
             .collect()
     }
 
-    /// The service implementation, for wrapping (e.g. to add authentication).
-    pub fn ads_service(&self) -> AdsService {
-        AdsService {
-            shared: self.shared.clone(),
-        }
-    }
-
-    /// The tonic service, to add to a `tonic::transport::Server` next to other services.
-    pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsService> {
-        AggregatedDiscoveryServiceServer::new(self.ads_service())
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(usize::MAX)
+    /// The ADS service, to add to a `tonic::transport::Server` next to other services.
+    pub fn service(&self) -> AdsService {
+        AdsService::new(self.shared.clone())
     }
 
     /// Serves ADS (plaintext HTTP/2) on an already bound listener until `shutdown` resolves.
@@ -163,48 +147,6 @@ impl XdsServer {
     }
 }
 
-/// Envoy's `AggregatedDiscoveryService` backed by the cache.
-pub struct AdsService {
-    shared: Arc<Shared>,
-}
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-/// Channel depth per stream: responses wait here while the proxy reads slowly.
-const STREAM_BUFFER: usize = 16;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::run::<sotw::Sotw>(
-            self.shared.clone(),
-            request.into_inner(),
-            tx,
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::run::<delta::Delta>(
-            self.shared.clone(),
-            request.into_inner(),
-            tx,
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-}
-
 /// Registers a stream on creation and cleans up (registry, gauge, callback) when dropped.
 pub(crate) struct Connection {
     shared: Arc<Shared>,
@@ -229,7 +171,7 @@ impl Connection {
             if shared.cache.snapshot(&node.id).is_none()
                 && let Some(snapshot) = p.snapshot_for(&node)
             {
-                shared.cache.set_snapshot(&node.id, snapshot);
+                shared.cache.set_shared(&node.id, snapshot);
             }
         }
         Self { shared, node, id }

@@ -1,8 +1,9 @@
 //! State-of-the-world ADS stream (`StreamAggregatedResources`): every response carries the
 //! full set of subscribed resources of its type.
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::registry::StreamMode;
 use super::stream::{Planned, Protocol, StreamCore, initial_wildcard};
@@ -12,7 +13,6 @@ pub(super) struct Sotw;
 
 impl Protocol for Sotw {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
     const MODE: StreamMode = StreamMode::Sotw;
 
     fn node(request: &DiscoveryRequest) -> Option<&Node> {
@@ -46,19 +46,13 @@ impl Protocol for Sotw {
             .collect();
     }
 
-    fn respond(_core: &StreamCore, planned: &Planned, nonce: String) -> DiscoveryResponse {
-        DiscoveryResponse {
-            version_info: planned.version.clone(),
-            // A kept resource without a body (delta bookkeeping only) is never sent.
-            resources: planned
-                .view
-                .values()
-                .filter(|r| !r.resource.type_url.is_empty())
-                .map(|r| r.resource.clone())
-                .collect(),
-            type_url: planned.type_url.clone(),
-            nonce,
-            ..Default::default()
-        }
+    fn respond(_core: &StreamCore, planned: &Planned, nonce: &str) -> Bytes {
+        // A kept resource without a body (delta bookkeeping only) is never sent.
+        let resources = planned
+            .view
+            .map()
+            .values()
+            .filter(|r| !r.resource.type_url.is_empty());
+        super::wire::sotw_frame(&planned.version, resources, &planned.type_url, nonce)
     }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -13,7 +14,7 @@ use tracing::{debug, warn};
 
 use crate::server::registry::{NackRecord, ProxyNode, StreamMode, now_unix_ms};
 use crate::server::{Connection, Shared};
-use crate::snapshot::{Snapshot, VersionedResource, set_version};
+use crate::snapshot::{ResourceMap, Snapshot, TypeResources, VersionedResource};
 use crate::types::{
     ENDPOINT, defers_removal, is_wildcard_type, push_rank, short_name, waits_for_earlier_types,
 };
@@ -36,10 +37,9 @@ pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) struct TypeState {
     pub wildcard: bool,
     pub names: BTreeSet<String>,
-    /// Name -> version the proxy has been sent (delta: also what it told us it has).
-    pub sent: BTreeMap<String, String>,
-    /// Last resources sent, for types whose removals are deferred (SotW resends them).
-    pub sent_bodies: BTreeMap<String, VersionedResource>,
+    /// What the proxy has been sent (delta: also what it told us it has); shared with the
+    /// snapshot it came from, so remembering it costs no copy.
+    pub sent: Arc<TypeResources>,
     /// At least one response was sent for this type on this stream.
     pub responded: bool,
     pub outstanding: Option<Outstanding>,
@@ -69,7 +69,7 @@ impl TypeState {
 pub(crate) struct Planned {
     pub type_url: String,
     /// Every subscribed resource of the snapshot (plus clusters kept for make-before-break).
-    pub view: BTreeMap<String, VersionedResource>,
+    pub view: Arc<TypeResources>,
     pub version: String,
 }
 
@@ -160,17 +160,13 @@ impl StreamCore {
         let mut order: Vec<String> = self.types.keys().cloned().collect();
         order.sort_by_key(|t| (push_rank(t), t.clone()));
 
-        let mut views: Vec<(String, BTreeMap<String, VersionedResource>, bool)> = Vec::new();
+        let mut views: Vec<(String, Arc<TypeResources>, bool)> = Vec::new();
         for type_url in &order {
             let Some(state) = self.types.get(type_url) else {
                 continue;
             };
-            let view: BTreeMap<String, VersionedResource> = snapshot
-                .resources(type_url)
-                .filter(|(name, _)| state.wants(name))
-                .map(|(n, r)| (n.clone(), r.clone()))
-                .collect();
-            let desired = set_version(view.iter().map(|(n, r)| (n.as_str(), r.version.as_str())));
+            let view = subscribed_view(snapshot.of_type(type_url), state);
+            let desired = view.version().to_string();
             self.shared
                 .registry
                 .with_type(self.connection_id, type_url, |r| {
@@ -195,20 +191,26 @@ impl StreamCore {
                 continue;
             };
             if defers_removal(&type_url) && later_busy {
-                for (name, version) in &state.sent {
-                    if view.contains_key(name) || !state.wants(name) {
-                        continue;
+                let kept: Vec<(&String, &VersionedResource)> = state
+                    .sent
+                    .map()
+                    .iter()
+                    .filter(|(name, _)| !view.map().contains_key(*name) && state.wants(name))
+                    .collect();
+                if !kept.is_empty() {
+                    // Delta keeps a resource by not removing it; SotW resends its body (a
+                    // delta placeholder has none and is never sent).
+                    let mut with_kept = view.map().clone();
+                    for (name, resource) in kept {
+                        with_kept.insert(name.clone(), resource.clone());
                     }
-                    // Delta keeps a resource by not removing it; SotW must resend its body.
-                    let kept = state.sent_bodies.get(name).cloned();
-                    view.insert(name.clone(), kept.unwrap_or_else(|| placeholder(version)));
+                    view = Arc::new(TypeResources::new(with_kept));
                 }
             }
             let changed = differs(&view, &state.sent) || (!state.responded && state.wildcard);
             let held = waits_for_earlier_types(&type_url) && earlier_outstanding;
             if changed && !held && !state.waiting() {
-                let version =
-                    set_version(view.iter().map(|(n, r)| (n.as_str(), r.version.as_str())));
+                let version = view.version().to_string();
                 planned.push(Planned {
                     type_url: type_url.clone(),
                     view,
@@ -225,19 +227,7 @@ impl StreamCore {
     /// Records that a response for `planned` was sent with `nonce`.
     pub fn mark_sent(&mut self, planned: &Planned, nonce: String, snapshot_set_at: Instant) {
         let state = self.types.entry(planned.type_url.clone()).or_default();
-        state.sent = planned
-            .view
-            .iter()
-            .map(|(n, r)| (n.clone(), r.version.clone()))
-            .collect();
-        if defers_removal(&planned.type_url) {
-            state.sent_bodies = planned
-                .view
-                .iter()
-                .filter(|(_, r)| !r.resource.type_url.is_empty())
-                .map(|(n, r)| (n.clone(), r.clone()))
-                .collect();
-        }
+        state.sent = planned.view.clone();
         state.responded = true;
         state.last_nonce = nonce.clone();
         let latency_from =
@@ -275,21 +265,43 @@ impl StreamCore {
     }
 }
 
-/// A stand-in for a resource the proxy has but the snapshot dropped (delta only needs its
-/// name and version to not remove it yet).
-fn placeholder(version: &str) -> VersionedResource {
+/// A stand-in for a resource the proxy says it has (delta `initial_resource_versions`): only
+/// its name and version matter; it has no body and is never sent.
+pub(crate) fn placeholder(version: String) -> VersionedResource {
     VersionedResource {
         resource: Default::default(),
-        version: version.to_string(),
+        version,
     }
 }
 
-fn differs(view: &BTreeMap<String, VersionedResource>, sent: &BTreeMap<String, String>) -> bool {
+/// The resources of one type that a stream subscribes to. The common cases, a wildcard
+/// subscription or one naming every resource of the type, share the snapshot's set.
+fn subscribed_view(of_type: Option<&Arc<TypeResources>>, state: &TypeState) -> Arc<TypeResources> {
+    let Some(all) = of_type else {
+        return Arc::default();
+    };
+    if state.wildcard || all.map().keys().all(|name| state.names.contains(name)) {
+        return all.clone();
+    }
+    let subscribed: ResourceMap = all
+        .map()
+        .iter()
+        .filter(|(name, _)| state.names.contains(*name))
+        .map(|(n, r)| (n.clone(), r.clone()))
+        .collect();
+    Arc::new(TypeResources::new(subscribed))
+}
+
+fn differs(view: &Arc<TypeResources>, sent: &Arc<TypeResources>) -> bool {
+    if Arc::ptr_eq(view, sent) {
+        return false;
+    }
     view.len() != sent.len()
         || view
+            .map()
             .iter()
-            .zip(sent.iter())
-            .any(|((vn, vr), (sn, sv))| vn != sn || vr.version != *sv)
+            .zip(sent.map().iter())
+            .any(|((vn, vr), (sn, sr))| vn != sn || vr.version != sr.version)
 }
 
 /// Whether a type with this subscription is a wildcard subscription (SotW and delta legacy
@@ -300,23 +312,24 @@ pub(crate) fn initial_wildcard(type_url: &str, names: &[String]) -> bool {
 
 /// What differs between SotW and delta; the loop in [`run`] is shared.
 pub(crate) trait Protocol {
-    type Request: Send + 'static;
-    type Response: Send + 'static;
+    type Request: prost::Message + Default + Send + 'static;
     const MODE: StreamMode;
     fn node(request: &Self::Request) -> Option<&Node>;
     fn on_request(core: &mut StreamCore, request: Self::Request);
-    /// Builds the response for `planned` (called before the send is recorded).
-    fn respond(core: &StreamCore, planned: &Planned, nonce: String) -> Self::Response;
+    /// Encodes the response for `planned` as one gRPC frame (called before the send is
+    /// recorded).
+    fn respond(core: &StreamCore, planned: &Planned, nonce: &str) -> Bytes;
 }
 
-pub(crate) type ResponseTx<T> = mpsc::Sender<Result<T, Status>>;
+/// Where a stream's encoded responses go (or the status that ends it).
+pub(crate) type ResponseTx = mpsc::Sender<Result<Bytes, Status>>;
 
 /// One ADS stream: register on the first request, then alternate between handling requests and
 /// pushing what the latest snapshot changed, until either side goes away.
 pub(crate) async fn run<P: Protocol>(
     shared: Arc<Shared>,
     mut requests: Streaming<P::Request>,
-    tx: ResponseTx<P::Response>,
+    tx: ResponseTx,
 ) where
     Streaming<P::Request>: Send,
 {
@@ -346,7 +359,7 @@ pub(crate) async fn run<P: Protocol>(
         if let Some(snapshot) = current {
             for planned in core.plan(&snapshot.snapshot) {
                 let nonce = core.shared.next_nonce();
-                let response = P::respond(&core, &planned, nonce.clone());
+                let response = P::respond(&core, &planned, &nonce);
                 core.mark_sent(&planned, nonce, snapshot.set_at);
                 if tx.send(Ok(response)).await.is_err() {
                     return;
