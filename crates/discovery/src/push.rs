@@ -33,14 +33,18 @@ pub struct Generation {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     snapshots: Mutex<HashMap<ProxyView, Arc<Snapshot>>>,
+    /// The previous generation's snapshots, until this generation's first push is done: what
+    /// did not change is taken from them, so it is shared and compares by pointer.
+    earlier: Mutex<HashMap<ProxyView, Arc<Snapshot>>>,
 }
 
 impl Generation {
-    fn new(config: Arc<Config>, registry: Registry) -> Self {
+    fn new(config: Arc<Config>, registry: Registry, earlier: Option<&Generation>) -> Self {
         Self {
             config,
             registry: Arc::new(registry),
             snapshots: Mutex::new(HashMap::new()),
+            earlier: Mutex::new(earlier.map(|e| e.lock().clone()).unwrap_or_default()),
         }
     }
 
@@ -51,8 +55,25 @@ impl Generation {
         }
         // Translate without holding the lock (other views need not wait); if another thread
         // translated the same view meanwhile, the first result stays.
-        let built = Arc::new(build_snapshot_for_view(&self.config, &self.registry, &view));
-        self.lock().entry(view).or_insert(built).clone()
+        let mut built = build_snapshot_for_view(&self.config, &self.registry, &view);
+        let earlier = self
+            .earlier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&view)
+            .cloned();
+        if let Some(earlier) = earlier {
+            built.share_unchanged(&earlier);
+        }
+        self.lock().entry(view).or_insert(Arc::new(built)).clone()
+    }
+
+    /// Lets go of the previous generation's snapshots.
+    fn forget_earlier(&self) {
+        self.earlier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Distinct views translated in this generation.
@@ -207,7 +228,7 @@ impl ControlPlane {
         {
             return current.clone();
         }
-        let next = Arc::new(Generation::new(config, registry));
+        let next = Arc::new(Generation::new(config, registry, slot.current.as_deref()));
         slot.current = Some(next.clone());
         next
     }
@@ -253,6 +274,7 @@ impl ControlPlane {
             let view = ProxyView::of(&Proxy::from_node(node), &generation.registry);
             xds.cache().set_shared(&node.id, generation.snapshot(view));
         }
+        generation.forget_earlier();
         self.metrics
             .push_computations
             .fetch_add(1, Ordering::Relaxed);

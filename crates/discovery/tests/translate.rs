@@ -530,3 +530,24 @@ spec:
         "{dump}"
     );
 }
+
+#[test]
+fn maglev_and_locality_distribute_reach_the_cluster() {
+    let yaml = format!(
+        "{SERVICES}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: ratings, namespace: default}}\nspec:\n  host: ratings\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: {{httpHeaderName: x-user, maglev: {{tableSize: 65537}}}}\n      localityLbSetting:\n        distribute: [{{from: \"*\", to: {{\"us-east/*\": 20, \"us-west/*\": 80}}}}]\n"
+    );
+    let s = snapshot(&yaml, &sidecar_in_default());
+    let c: Cluster = decode(&s, types::CLUSTER, "outbound|9080||ratings.default.svc.cluster.local");
+    assert_eq!(c.lb_policy, cluster::LbPolicy::Maglev as i32);
+    match &c.lb_config {
+        Some(cluster::LbConfig::MaglevLbConfig(m)) => {
+            assert_eq!(m.table_size.as_ref().map(|v| v.value), Some(65537));
+        }
+        other => panic!("maglev config expected, got {other:?}"),
+    }
+    let specifier = c.common_lb_config.and_then(|l| l.locality_config_specifier);
+    assert!(
+        matches!(specifier, Some(cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))),
+        "locality-weighted balancing is on: {specifier:?}"
+    );
+}

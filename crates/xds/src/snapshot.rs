@@ -20,13 +20,21 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
 /// One resource as served: the packed message and its version.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct VersionedResource {
     /// The packed resource (its `type_url` is the resource type); shared by every snapshot
     /// and stream that holds it.
     pub resource: Arc<Any>,
     /// Per-resource version; changes whenever the resource changes.
     pub version: String,
+}
+
+impl PartialEq for VersionedResource {
+    fn eq(&self, other: &Self) -> bool {
+        // Shared bytes are equal without reading them.
+        self.version == other.version
+            && (Arc::ptr_eq(&self.resource, &other.resource) || self.resource == other.resource)
+    }
 }
 
 /// Resources by name.
@@ -225,6 +233,34 @@ impl Snapshot {
     /// One resource by type and name.
     pub fn get(&self, type_url: &str, name: &str) -> Option<&VersionedResource> {
         self.types.get(type_url).and_then(|m| m.map().get(name))
+    }
+
+    /// Takes `earlier`'s shared copy of every type whose resources did not change, and of
+    /// every unchanged resource of the types that did. Comparing the result with `earlier`
+    /// (as the cache does for every proxy) then costs a pointer comparison per unchanged
+    /// type, and both stay in memory once.
+    pub fn share_unchanged(&mut self, earlier: &Snapshot) {
+        for (type_url, resources) in &mut self.types {
+            let Some(old) = earlier.types.get(type_url) else {
+                continue;
+            };
+            if Arc::ptr_eq(resources, old) {
+                continue;
+            }
+            if **resources == **old {
+                *resources = old.clone();
+                continue;
+            }
+            let map = Arc::make_mut(resources).edit();
+            for (name, resource) in map.iter_mut() {
+                if let Some(previous) = old.map().get(name)
+                    && previous.version == resource.version
+                    && previous.resource == resource.resource
+                {
+                    resource.resource = previous.resource.clone();
+                }
+            }
+        }
     }
 
     /// Type URLs present in this snapshot.

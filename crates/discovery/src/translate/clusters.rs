@@ -254,6 +254,17 @@ fn outbound(
     c.metadata = Some(istio_metadata(service, port));
     if c.lb_policy != cluster::LbPolicy::ClusterProvided as i32 {
         apply_load_balancer(&mut c, policy.load_balancer.as_ref());
+        if distributes_by_locality(ctx, policy) {
+            // The EDS localities carry the `distribute` weights; this makes them count.
+            c.common_lb_config = Some(cluster::CommonLbConfig {
+                locality_config_specifier: Some(
+                    cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(
+                        Default::default(),
+                    ),
+                ),
+                ..Default::default()
+            });
+        }
     }
     if let Some(pool) = pool {
         c.circuit_breakers = Some(circuit_breakers_of(pool));
@@ -282,6 +293,16 @@ fn outbound(
     c
 }
 
+/// Whether a `localityLbSetting.distribute` applies (the cluster's policy, else MeshConfig's).
+fn distributes_by_locality(ctx: &Context<'_>, policy: &EffectivePolicy) -> bool {
+    policy
+        .load_balancer
+        .as_ref()
+        .and_then(|lb| lb.locality_lb_setting.as_ref())
+        .or(ctx.config.mesh.locality_lb_setting.as_ref())
+        .is_some_and(|s| s.enabled != Some(false) && !s.distribute.is_empty())
+}
+
 fn apply_load_balancer(c: &mut Cluster, lb: Option<&LoadBalancerSettings>) {
     // Istio's default is LEAST_REQUEST.
     let mut policy = cluster::LbPolicy::LeastRequest;
@@ -292,6 +313,17 @@ fn apply_load_balancer(c: &mut Cluster, lb: Option<&LoadBalancerSettings>) {
                 SimpleLb::Random => cluster::LbPolicy::Random,
                 _ => cluster::LbPolicy::LeastRequest,
             };
+        } else if let Some(hash) = &lb.consistent_hash
+            && hash.hash_key().is_some()
+            && let Some(maglev) = &hash.maglev
+        {
+            policy = cluster::LbPolicy::Maglev;
+            c.lb_config = Some(cluster::LbConfig::MaglevLbConfig(cluster::MaglevLbConfig {
+                table_size: maglev
+                    .table_size
+                    .map(|v| lateen_xds::pb::google::protobuf::UInt64Value { value: v }),
+                ..Default::default()
+            }));
         } else if let Some(hash) = &lb.consistent_hash
             && hash.hash_key().is_some()
         {

@@ -33,23 +33,31 @@ impl Protocol for Delta {
         // A stale nonce only voids the ACK part: subscription changes are diffs and must
         // not be lost.
         core.answer(type_url, &request.response_nonce, "", error);
-        let state = core.subscription(type_url);
+        let current = core.types.get(type_url).map(|s| s.names.clone()).unwrap_or_default();
+        let mut names = None::<std::collections::BTreeSet<String>>;
+        let mut wildcard = core.types.get(type_url).is_some_and(|s| s.wildcard);
         if first_for_type {
-            state.wildcard = initial_wildcard(type_url, &request.resource_names_subscribe);
+            wildcard = initial_wildcard(type_url, &request.resource_names_subscribe);
         }
         for name in request.resource_names_subscribe {
             if name == "*" {
-                state.wildcard = true;
-            } else {
-                state.names.insert(name);
+                wildcard = true;
+            } else if !current.contains(&name) || names.is_some() {
+                names.get_or_insert_with(|| (*current).clone()).insert(name);
             }
         }
         for name in &request.resource_names_unsubscribe {
             if name == "*" {
-                state.wildcard = false;
-            } else {
-                state.names.remove(name);
+                wildcard = false;
+            } else if current.contains(name) || names.is_some() {
+                names.get_or_insert_with(|| (*current).clone()).remove(name);
             }
+        }
+        let names = names.map(|n| core.shared.subscriptions.intern(n));
+        let state = core.subscription(type_url);
+        state.wildcard = wildcard;
+        if let Some(names) = names {
+            state.names = names;
         }
         // What the proxy already has (after a reconnect) is not resent while unchanged.
         let has: Vec<(String, String)> = request

@@ -4,8 +4,8 @@
 //! proxy stays connected. Here every response is one frame encoded from the shared snapshot
 //! ([`super::wire`]) and freed once sent, so an idle connection holds no copy of its config.
 //!
-//! Requests are still decoded by tonic's `Streaming`; only identity encoding is accepted
-//! (Envoy does not compress ADS requests).
+//! Requests are decoded the same way ([`super::requests`]); only identity encoding is
+//! accepted (Envoy does not compress ADS requests).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -16,10 +16,10 @@ use bytes::Bytes;
 use http_body::Frame;
 use tokio::sync::mpsc;
 use tonic::body::Body;
-use tonic::codec::{Codec, Streaming};
 use tonic::server::NamedService;
 use tonic::{Code, Status};
 
+use super::requests::Requests;
 use super::stream::{self, Protocol};
 use super::{Shared, delta, sotw};
 
@@ -66,9 +66,7 @@ impl AdsService {
         if compressed {
             return Status::unimplemented("compressed ADS requests are not supported").into_http();
         }
-        let decoder = tonic_prost::ProstCodec::<P::Request, P::Request>::default().decoder();
-        let requests =
-            Streaming::new_request(decoder, request.into_body(), None, Some(MAX_REQUEST));
+        let requests = Requests::new(request.into_body(), MAX_REQUEST);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(stream::run::<P>(self.shared.clone(), requests, tx));
         let mut response = http::Response::new(Body::new(ResponseBody {

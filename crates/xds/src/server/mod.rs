@@ -4,8 +4,10 @@
 mod delta;
 mod grpc;
 pub mod registry;
+mod requests;
 mod sotw;
 mod stream;
+mod subscriptions;
 mod wire;
 
 use std::net::SocketAddr;
@@ -44,6 +46,7 @@ pub(crate) struct Shared {
     pub registry: Registry,
     pub metrics: XdsMetrics,
     pub provider: Option<Arc<dyn SnapshotProvider>>,
+    pub subscriptions: subscriptions::Subscriptions,
     next_nonce: AtomicU64,
 }
 
@@ -81,6 +84,7 @@ impl XdsServer {
                 registry: Registry::default(),
                 metrics: XdsMetrics::default(),
                 provider,
+                subscriptions: Default::default(),
                 next_nonce: AtomicU64::new(0),
             }),
         }

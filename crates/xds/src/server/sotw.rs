@@ -36,14 +36,23 @@ impl Protocol for Sotw {
         ) {
             return;
         }
-        // Every SotW request restates the whole subscription of its type.
-        let state = core.subscription(type_url);
-        state.wildcard = initial_wildcard(type_url, &request.resource_names);
-        state.names = request
+        // Every SotW request restates the whole subscription of its type; an ACK usually
+        // restates the same one.
+        let wildcard = initial_wildcard(type_url, &request.resource_names);
+        let listed: Vec<String> = request
             .resource_names
             .into_iter()
             .filter(|n| n != "*")
             .collect();
+        let same = core.types.get(type_url).is_some_and(|s| {
+            s.names.len() == listed.len() && listed.iter().all(|n| s.names.contains(n))
+        });
+        let names = (!same).then(|| core.shared.subscriptions.intern(listed.into_iter().collect()));
+        let state = core.subscription(type_url);
+        state.wildcard = wildcard;
+        if let Some(names) = names {
+            state.names = names;
+        }
     }
 
     fn respond(_core: &StreamCore, planned: &Planned, nonce: &str) -> Bytes {

@@ -2,17 +2,19 @@
 //! to, what the proxy has, which response is waiting for an answer, and which types to push
 //! now in an order that never leaves the proxy with a dangling reference.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use tonic::Status;
 use tracing::{debug, warn};
 
 use crate::server::registry::{NackRecord, ProxyNode, StreamMode, now_unix_ms};
+use crate::server::requests::Requests;
+use crate::server::subscriptions::Names;
 use crate::server::{Connection, Shared};
 use crate::snapshot::{ResourceMap, Snapshot, TypeResources, VersionedResource};
 use crate::types::{
@@ -36,7 +38,8 @@ pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Default)]
 pub(crate) struct TypeState {
     pub wildcard: bool,
-    pub names: BTreeSet<String>,
+    /// Subscribed names (shared with every stream subscribing to the same set).
+    pub names: Names,
     /// What the proxy has been sent (delta: also what it told us it has); shared with the
     /// snapshot it came from, so remembering it costs no copy.
     pub sent: Arc<TypeResources>,
@@ -48,6 +51,17 @@ pub(crate) struct TypeState {
     pub acked_version: Option<String>,
     /// `set_at` of the snapshot whose push latency was last measured for this type.
     pub measured_snapshot: Option<Instant>,
+    /// The last subscribed view and what it was computed from: planning runs on every
+    /// request and every snapshot, and most of the time neither input changed.
+    view_memo: Option<ViewMemo>,
+}
+
+#[derive(Debug)]
+struct ViewMemo {
+    all: Arc<TypeResources>,
+    names: Names,
+    wildcard: bool,
+    view: Arc<TypeResources>,
 }
 
 impl TypeState {
@@ -162,10 +176,10 @@ impl StreamCore {
 
         let mut views: Vec<(String, Arc<TypeResources>, bool)> = Vec::new();
         for type_url in &order {
-            let Some(state) = self.types.get(type_url) else {
+            let Some(state) = self.types.get_mut(type_url) else {
                 continue;
             };
-            let view = subscribed_view(snapshot.of_type(type_url), state);
+            let view = memoized_view(snapshot.of_type(type_url), state);
             let desired = view.version().to_string();
             self.shared
                 .registry
@@ -274,6 +288,28 @@ pub(crate) fn placeholder(version: String) -> VersionedResource {
     }
 }
 
+/// [`subscribed_view`], reusing the last result while its inputs are the same objects.
+fn memoized_view(of_type: Option<&Arc<TypeResources>>, state: &mut TypeState) -> Arc<TypeResources> {
+    let Some(all) = of_type else {
+        return Arc::default();
+    };
+    if let Some(memo) = &state.view_memo
+        && Arc::ptr_eq(&memo.all, all)
+        && Arc::ptr_eq(&memo.names, &state.names)
+        && memo.wildcard == state.wildcard
+    {
+        return memo.view.clone();
+    }
+    let view = subscribed_view(Some(all), state);
+    state.view_memo = Some(ViewMemo {
+        all: all.clone(),
+        names: state.names.clone(),
+        wildcard: state.wildcard,
+        view: view.clone(),
+    });
+    view
+}
+
 /// The resources of one type that a stream subscribes to. The common cases, a wildcard
 /// subscription or one naming every resource of the type, share the snapshot's set.
 fn subscribed_view(of_type: Option<&Arc<TypeResources>>, state: &TypeState) -> Arc<TypeResources> {
@@ -328,11 +364,9 @@ pub(crate) type ResponseTx = mpsc::Sender<Result<Bytes, Status>>;
 /// pushing what the latest snapshot changed, until either side goes away.
 pub(crate) async fn run<P: Protocol>(
     shared: Arc<Shared>,
-    mut requests: Streaming<P::Request>,
+    mut requests: Requests<P::Request>,
     tx: ResponseTx,
-) where
-    Streaming<P::Request>: Send,
-{
+) {
     let first = match requests.message().await {
         Ok(Some(first)) => first,
         _ => return,
