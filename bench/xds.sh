@@ -10,8 +10,8 @@
 #      waits until all are synced, then rewrites svc-0's VirtualService weights ROUNDS times
 #      and times each proxy's receipt+ACK of the new route from the file write; reads
 #      lateend's VmRSS and utime+stime from /proc.
-# Usage: bash bench/xds.sh   (env: PROXIES=1000 SERVICES=1000 ROUTED=100 ROUNDS=5 MODE=sotw
-#        POLL_INTERVAL=500ms PIN=1 RUN_TIMEOUT=280 SYNC_TIMEOUT=150 ROUND_TIMEOUT=30
+# Usage: bash bench/xds.sh   (env: PROXIES=1000 WORKLOADS=1 SERVICES=1000 ROUTED=100 ROUNDS=5 MODE=sotw
+#        POLL_INTERVAL=100ms PIN=1 RUN_TIMEOUT=280 SYNC_TIMEOUT=150 ROUND_TIMEOUT=30
 #        QUIET_TIMEOUT=60). Writes bench/results/xds-latest.json and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +19,9 @@ PROXIES="${PROXIES:-1000}"
 SERVICES="${SERVICES:-1000}"
 ROUTED="${ROUTED:-100}"
 ROUNDS="${ROUNDS:-5}"
+WORKLOADS="${WORKLOADS:-1}"
 MODE="${MODE:-sotw}"
-POLL_INTERVAL="${POLL_INTERVAL:-500ms}"
+POLL_INTERVAL="${POLL_INTERVAL:-100ms}"
 PIN="${PIN:-1}"
 # Bounds: the whole load run, waiting for all proxies to sync, waiting for one change.
 RUN_TIMEOUT="${RUN_TIMEOUT:-280}"
@@ -70,7 +71,7 @@ if grep -q "rejected" "$WORK/lateend.log"; then cat "$WORK/lateend.log" >&2; ech
 mkdir -p bench/results
 set +e
 RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0 timeout "$RUN_TIMEOUT" "${CPU1[@]}" "$LOAD" run --xds "127.0.0.1:$XDS_PORT" --config-dir "$WORK/config" \
-  --lateend-pid "$LATEEND_PID" --proxies "$PROXIES" --rounds "$ROUNDS" --mode "$MODE" \
+  --lateend-pid "$LATEEND_PID" --proxies "$PROXIES" --workloads "$WORKLOADS" --rounds "$ROUNDS" --mode "$MODE" \
   --sync-timeout "$SYNC_TIMEOUT" --round-timeout "$ROUND_TIMEOUT" --quiet-timeout "$QUIET_TIMEOUT" \
   --clock-ticks "$(getconf CLK_TCK)" > "$WORK/result.json"
 RC=$?
@@ -85,10 +86,10 @@ if [ "$RC" != 0 ]; then
   exit "$RC"
 fi
 PUSHES="$(curl -sf "http://127.0.0.1:$DEBUG_PORT/metrics" | awk '/^pilot_xds_pushes|^lateend_push/ {print}' | head -20 || true)"
-python3 - "$WORK/result.json" "$POLL_INTERVAL" "$SERVICES" "$ROUTED" <<'EOF' > bench/results/xds-latest.json
+python3 - "$WORK/result.json" "$POLL_INTERVAL" "$SERVICES" "$ROUTED" "$WORKLOADS" <<'EOF' > bench/results/xds-latest.json
 import json, sys
 r = json.load(open(sys.argv[1]))
-r.update(poll_interval=sys.argv[2], services=int(sys.argv[3]), routed=int(sys.argv[4]))
+r.update(poll_interval=sys.argv[2], services=int(sys.argv[3]), routed=int(sys.argv[4]), workloads=int(sys.argv[5]))
 print(json.dumps(r, indent=1))
 EOF
 cat bench/results/xds-latest.json

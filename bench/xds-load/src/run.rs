@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// Simulated proxies.
     #[arg(long, default_value_t = 1000)]
     pub proxies: usize,
+    /// Distinct workloads the proxies belong to (labels `app: bench-client-W`), proxy `i` to
+    /// workload `i % workloads`: replicas of one Deployment share their configuration,
+    /// different Deployments each need their own translation.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workloads: u32,
     /// Config changes to time.
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
@@ -161,7 +166,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
     let idle = probe("no proxy connected")?;
 
     // One proxy first: what a single connected proxy costs (its snapshot) is visible apart.
-    proxies.push(sim::spawn(0, &args.xds, args.mode, events_tx.clone()));
+    proxies.push(sim::spawn(0, args.workloads, &args.xds, args.mode, events_tx.clone()));
     if !tracker.until(sync_deadline, |t| t.synced_count == 1).await {
         bail!(
             "proxy 0 not synced within {} s (lateend at {} up?)",
@@ -174,7 +179,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
 
     let ramp_started = Instant::now();
     for index in 1..args.proxies {
-        proxies.push(sim::spawn(index, &args.xds, args.mode, events_tx.clone()));
+        proxies.push(sim::spawn(index, args.workloads, &args.xds, args.mode, events_tx.clone()));
         if args.connect_interval_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.connect_interval_ms)).await;
         }

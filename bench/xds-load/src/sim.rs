@@ -43,12 +43,13 @@ pub enum Event {
 }
 
 /// Node id and metadata of simulated proxy `index`: a REDIRECT-mode sidecar in `bench` with its
-/// own IP in 198.19.0.0/16.
-pub fn node(index: usize) -> Node {
+/// own IP in 198.19.0.0/16, a replica of workload `index % workloads`.
+pub fn node(index: usize, workloads: u32) -> Node {
     let ip = format!("198.19.{}.{}", (index + 1) / 256, (index + 1) % 256);
     let pod = format!("bench-client-{index}");
+    let workload = format!("bench-client-{}", index % workloads.max(1) as usize);
     let labels = Struct {
-        fields: [("app", "bench-client"), ("version", "v1")]
+        fields: [("app", workload.as_str()), ("version", "v1")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), text(v)))
             .collect(),
@@ -57,7 +58,7 @@ pub fn node(index: usize) -> Node {
         ("NAMESPACE", text(NAMESPACE)),
         ("INTERCEPTION_MODE", text("REDIRECT")),
         ("INSTANCE_IPS", text(&ip)),
-        ("WORKLOAD_NAME", text("bench-client")),
+        ("WORKLOAD_NAME", text(&workload)),
         ("SERVICE_ACCOUNT", text("bench-client")),
         (
             "POD_PORTS",
@@ -107,11 +108,12 @@ impl Drop for SimProxy {
 /// Starts simulated proxy `index`.
 pub fn spawn(
     index: usize,
+    workloads: u32,
     address: &str,
     mode: ClientMode,
     events: mpsc::UnboundedSender<Event>,
 ) -> SimProxy {
-    let mut config = AdsClientConfig::new(address, node(index))
+    let mut config = AdsClientConfig::new(address, node(index, workloads))
         .subscribe(CLUSTER, &[])
         .subscribe(LISTENER, &[]);
     config.mode = mode;

@@ -46,6 +46,9 @@ pub type ResourceMap = BTreeMap<String, VersionedResource>;
 pub struct TypeResources {
     resources: ResourceMap,
     version: OnceLock<String>,
+    /// The resources as the `resources` field of a SotW response, encoded once for every
+    /// stream that sends this set (only the nonce differs between their responses).
+    encoded: OnceLock<bytes::Bytes>,
 }
 
 impl TypeResources {
@@ -54,6 +57,7 @@ impl TypeResources {
         Self {
             resources,
             version: OnceLock::new(),
+            encoded: OnceLock::new(),
         }
     }
 
@@ -76,7 +80,29 @@ impl TypeResources {
     /// Changes the resources (the set version is recomputed when next asked for).
     pub fn edit(&mut self) -> &mut ResourceMap {
         self.version = OnceLock::new();
+        self.encoded = OnceLock::new();
         &mut self.resources
+    }
+
+    /// Every resource with a body, encoded as repeated field `tag` (`Any` messages), once.
+    pub fn encoded_resources(&self, tag: u32) -> bytes::Bytes {
+        self.encoded
+            .get_or_init(|| {
+                let bodies = self
+                    .resources
+                    .values()
+                    .filter(|r| !r.resource.type_url.is_empty());
+                let len = bodies
+                    .clone()
+                    .map(|r| prost::encoding::message::encoded_len(tag, &*r.resource))
+                    .sum();
+                let mut buf = Vec::with_capacity(len);
+                for r in bodies {
+                    prost::encoding::message::encode(tag, &*r.resource, &mut buf);
+                }
+                bytes::Bytes::from(buf)
+            })
+            .clone()
     }
 
     pub fn len(&self) -> usize {
@@ -93,6 +119,7 @@ impl Clone for TypeResources {
         Self {
             resources: self.resources.clone(),
             version: self.version.clone(),
+            encoded: self.encoded.clone(),
         }
     }
 }

@@ -93,7 +93,7 @@ struct Args {
     registration_grace: Duration,
 
     /// How often the config folder is scanned for changes.
-    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     poll_interval: Duration,
 }
 

@@ -1,10 +1,12 @@
 //! A folder of YAML (or JSON) files, each holding any number of Istio resources.
 //!
-//! Watching is done by polling (default every 500 ms, see [`FolderStore::watch`]): it needs no
+//! Watching is done by polling (default every 100 ms, see [`FolderStore::watch`]): it needs no
 //! inotify limits, works on every file system (bind mounts, ConfigMap symlink swaps, NFS) and
-//! notices a change within one interval. Each scan reads every `*.yaml`, `*.yml` and `*.json`
-//! file directly in the folder (hidden files and `mesh.yaml` excluded) and compares its content
-//! with what was last seen.
+//! notices a change within one interval. Each scan looks at every `*.yaml`, `*.yml` and
+//! `*.json` file directly in the folder (hidden files and `mesh.yaml` excluded): a file whose
+//! size, modification and change times and inode are as last seen is not read again (that
+//! keeps a short interval cheap); any other is read and its content compared with what was
+//! last seen.
 //!
 //! A changed file is parsed and validated as a whole with `lateen-api`. If any resource in it
 //! fails, the file is rejected: every problem is logged (file, line, resource, field path,
@@ -49,8 +51,32 @@ pub struct ScanOutcome {
     pub rejected_files: u64,
 }
 
+/// What `stat` says about a file; equal stamps mean an unchanged file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    changed_ns: (i64, i64),
+    inode: (u64, u64),
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self {
+            len: m.len(),
+            modified: m.modified().ok(),
+            changed_ns: (m.ctime(), m.ctime_nsec()),
+            inode: (m.dev(), m.ino()),
+        })
+    }
+}
+
 #[derive(Debug)]
 struct FileEntry {
+    /// `stat` of the content last read.
+    stamp: Option<FileStamp>,
     /// Content of the last scan (accepted or not), to detect edits.
     last_seen: String,
     /// Resources of the last accepted version.
@@ -188,6 +214,11 @@ impl FolderStore {
             }
         }
         for path in present {
+            // Taken before reading: a write racing the read shows up as a new stamp next time.
+            let stamp = FileStamp::of(&path);
+            if stamp.is_some() && self.files.get(&path).is_some_and(|e| e.stamp == stamp) {
+                continue;
+            }
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
                 Err(e) => {
@@ -195,10 +226,13 @@ impl FolderStore {
                     continue;
                 }
             };
-            if self.files.get(&path).is_some_and(|e| e.last_seen == text) {
+            if let Some(entry) = self.files.get_mut(&path)
+                && entry.last_seen == text
+            {
+                entry.stamp = stamp;
                 continue;
             }
-            let (changed, rejected) = self.apply_file(&path, text);
+            let (changed, rejected) = self.apply_file(&path, text, stamp);
             outcome.changed |= changed;
             if rejected {
                 outcome.rejected_files += 1;
@@ -208,13 +242,15 @@ impl FolderStore {
     }
 
     /// Parses and validates one file; returns (accepted config changed, file rejected).
-    fn apply_file(&mut self, path: &Path, text: String) -> (bool, bool) {
+    fn apply_file(&mut self, path: &Path, text: String, stamp: Option<FileStamp>) -> (bool, bool) {
         let source_name = path.display().to_string();
         let result = lateen_api::load(&text, &source_name);
         let entry = self.files.entry(path.to_path_buf()).or_insert(FileEntry {
+            stamp: None,
             last_seen: String::new(),
             resources: Vec::new(),
         });
+        entry.stamp = stamp;
         entry.last_seen = text;
         match result {
             Ok(loaded) => {

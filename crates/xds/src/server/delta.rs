@@ -78,7 +78,7 @@ impl Protocol for Delta {
         sent.retain(|n, _| wildcard || names.contains(n));
     }
 
-    fn respond(core: &StreamCore, planned: &Planned, nonce: &str) -> Bytes {
+    fn respond(core: &StreamCore, planned: &Planned, nonce: &str) -> Vec<Bytes> {
         let empty = Default::default();
         let sent = core
             .types
@@ -95,12 +95,12 @@ impl Protocol for Delta {
             .filter(|n| !view.contains_key(*n))
             .cloned()
             .collect();
-        super::wire::delta_frame(
+        vec![super::wire::delta_frame(
             &planned.version,
             changed,
             &planned.type_url,
             &removed,
             nonce,
-        )
+        )]
     }
 }

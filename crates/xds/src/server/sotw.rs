@@ -55,13 +55,10 @@ impl Protocol for Sotw {
         }
     }
 
-    fn respond(_core: &StreamCore, planned: &Planned, nonce: &str) -> Bytes {
-        // A kept resource without a body (delta bookkeeping only) is never sent.
-        let resources = planned
-            .view
-            .map()
-            .values()
-            .filter(|r| !r.resource.type_url.is_empty());
-        super::wire::sotw_frame(&planned.version, resources, &planned.type_url, nonce)
+    fn respond(_core: &StreamCore, planned: &Planned, nonce: &str) -> Vec<Bytes> {
+        // Every stream sending this set shares its encoding (a kept resource without a body,
+        // delta bookkeeping only, is left out of it).
+        let resources = planned.view.encoded_resources(super::wire::SOTW_RESOURCES);
+        super::wire::sotw_frame(&planned.version, resources, &planned.type_url, nonce).into()
     }
 }

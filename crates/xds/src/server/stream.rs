@@ -352,9 +352,9 @@ pub(crate) trait Protocol {
     const MODE: StreamMode;
     fn node(request: &Self::Request) -> Option<&Node>;
     fn on_request(core: &mut StreamCore, request: Self::Request);
-    /// Encodes the response for `planned` as one gRPC frame (called before the send is
-    /// recorded).
-    fn respond(core: &StreamCore, planned: &Planned, nonce: &str) -> Bytes;
+    /// Encodes the response for `planned` as one gRPC message, in pieces sent in order
+    /// (called before the send is recorded).
+    fn respond(core: &StreamCore, planned: &Planned, nonce: &str) -> Vec<Bytes>;
 }
 
 /// Where a stream's encoded responses go (or the status that ends it).
@@ -393,10 +393,12 @@ pub(crate) async fn run<P: Protocol>(
         if let Some(snapshot) = current {
             for planned in core.plan(&snapshot.snapshot) {
                 let nonce = core.shared.next_nonce();
-                let response = P::respond(&core, &planned, &nonce);
+                let pieces = P::respond(&core, &planned, &nonce);
                 core.mark_sent(&planned, nonce, snapshot.set_at);
-                if tx.send(Ok(response)).await.is_err() {
-                    return;
+                for piece in pieces {
+                    if tx.send(Ok(piece)).await.is_err() {
+                        return;
+                    }
                 }
             }
         }

@@ -12,29 +12,26 @@ use crate::snapshot::VersionedResource;
 /// gRPC message prefix: compressed flag and big-endian length.
 const PREFIX: usize = 5;
 
-/// A `DiscoveryResponse` (SotW) frame.
-pub(crate) fn sotw_frame<'a>(
+/// Field number of `resources` in `DiscoveryResponse`.
+pub(crate) const SOTW_RESOURCES: u32 = 2;
+
+/// A `DiscoveryResponse` (SotW) message in two pieces: the gRPC prefix with the small fields,
+/// then `resources`, already encoded (by [`crate::snapshot::TypeResources::encoded_resources`])
+/// and shared by every stream sending the same set. Field order is free in protobuf.
+pub(crate) fn sotw_frame(
     version_info: &str,
-    resources: impl Iterator<Item = &'a VersionedResource> + Clone,
+    resources: Bytes,
     type_url: &str,
     nonce: &str,
-) -> Bytes {
+) -> [Bytes; 2] {
     // Field numbers from envoy.service.discovery.v3.DiscoveryResponse.
-    let len = str_len(1, version_info)
-        + resources
-            .clone()
-            .map(|r| message::encoded_len(2, &*r.resource))
-            .sum::<usize>()
-        + str_len(4, type_url)
-        + str_len(5, nonce);
-    frame(len, |buf| {
+    let head_len = str_len(1, version_info) + str_len(4, type_url) + str_len(5, nonce);
+    let head = frame(head_len + resources.len(), head_len, |buf| {
         put_str(1, version_info, buf);
-        for r in resources {
-            message::encode(2, &*r.resource, buf);
-        }
         put_str(4, type_url, buf);
         put_str(5, nonce, buf);
-    })
+    });
+    [head, resources]
 }
 
 /// A `DeltaDiscoveryResponse` frame.
@@ -61,7 +58,7 @@ pub(crate) fn delta_frame<'a>(
         + str_len(4, type_url)
         + str_len(5, nonce)
         + removed.iter().map(|n| string::encoded_len(6, n)).sum::<usize>();
-    frame(len, |buf| {
+    frame(len, len, |buf| {
         put_str(1, system_version_info, buf);
         for (name, r) in resources {
             encode_key(2, WireType::LengthDelimited, buf);
@@ -78,14 +75,15 @@ pub(crate) fn delta_frame<'a>(
     })
 }
 
-fn frame(len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Bytes {
-    let mut buf = Vec::with_capacity(PREFIX + len);
+/// The gRPC prefix for a message of `message_len` bytes, then the first `written` of them.
+fn frame(message_len: usize, written: usize, write: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut buf = Vec::with_capacity(PREFIX + written);
     buf.push(0);
     // A response over 4 GiB cannot be framed; the length field says so by saturating and the
     // peer rejects it, which is the most a server can do.
-    buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    buf.extend_from_slice(&u32::try_from(message_len).unwrap_or(u32::MAX).to_be_bytes());
     write(&mut buf);
-    debug_assert_eq!(buf.len(), PREFIX + len, "encoded length matches the computed one");
+    debug_assert_eq!(buf.len(), PREFIX + written, "encoded length matches the computed one");
     Bytes::from(buf)
 }
 
@@ -128,18 +126,30 @@ mod tests {
         }
     }
 
-    fn payload(frame: &Bytes) -> &[u8] {
+    fn payload(frame: &[u8]) -> &[u8] {
         assert_eq!(frame[0], 0, "uncompressed");
         let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
         assert_eq!(frame.len(), PREFIX + len);
         &frame[PREFIX..]
     }
 
+    fn sotw(version: &str, resources: &[&VersionedResource], nonce: &str) -> Vec<u8> {
+        let set = crate::snapshot::TypeResources::new(
+            resources
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("r{i}"), (*r).clone()))
+                .collect(),
+        );
+        let pieces = sotw_frame(version, set.encoded_resources(SOTW_RESOURCES), "t/a", nonce);
+        pieces.concat()
+    }
+
     #[test]
     fn sotw_frame_decodes_as_the_message() {
         let a = resource("t/a", &[1, 2, 3], "v1");
         let b = resource("t/a", &vec![7; 300], "v2");
-        let frame = sotw_frame("set-1", [&a, &b].into_iter(), "t/a", "n-9");
+        let frame = sotw("set-1", &[&a, &b], "n-9");
         let decoded = DiscoveryResponse::decode(payload(&frame)).expect("decodes");
         assert_eq!(
             decoded,
@@ -151,7 +161,7 @@ mod tests {
                 ..Default::default()
             }
         );
-        let empty = sotw_frame("", std::iter::empty(), "t/a", "n");
+        let empty = sotw("", &[], "n");
         let decoded = DiscoveryResponse::decode(payload(&empty)).expect("decodes");
         assert!(decoded.resources.is_empty());
     }
