@@ -157,13 +157,14 @@ impl Attempt<'_> {
                 build_request(&head, request_body)
             };
             let target = crate::upstream::Target { address: endpoint, source: self.cluster.source_address };
-            let sent = self.pool.send(target, self.version, self.cluster.connect_timeout, request);
+            // The send future is built inside each arm rather than bound to a local first: a
+            // moved-from local keeps its space in this future's state, which every in-flight
+            // request holds (with the connect futures in pool.rs boxed, a request's task fell
+            // from 5.6 KB to 4.7 KB; 320 are in flight in bench/run.sh's h2c run).
+            let (pool, version, connect_timeout) = (self.pool, self.version, self.cluster.connect_timeout);
             let result = match retry.and_then(|retry| retry.per_try_timeout) {
-                Some(per_try) => match tokio::time::timeout(per_try, sent).await {
-                    Ok(result) => Some(result),
-                    Err(_) => None,
-                },
-                None => Some(sent.await),
+                Some(per_try) => tokio::time::timeout(per_try, pool.send(target, version, connect_timeout, request)).await.ok(),
+                None => Some(pool.send(target, version, connect_timeout, request).await),
             };
             match result {
                 Some(Ok(response)) => {

@@ -99,7 +99,10 @@ impl Pool {
                 },
             }
         }
-        let mut sender = self.connect_h1(target, connect_timeout, false).await?;
+        // Boxed: connecting is rare under load (pooled connections are reused) and its state
+        // would otherwise enlarge every request's future, in-flight requests being the bulk
+        // of the proxy's memory.
+        let mut sender = Box::pin(self.connect_h1(target, connect_timeout, false)).await?;
         let response = sender.send_request(request).await.map_err(UpstreamError::Reset)?;
         self.checkin_h1(target, sender);
         Ok(response)
@@ -113,7 +116,7 @@ impl Pool {
         connect_timeout: Duration,
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
-        let mut sender = self.connect_h1(target, connect_timeout, true).await?;
+        let mut sender = Box::pin(self.connect_h1(target, connect_timeout, true)).await?;
         sender.send_request(request).await.map_err(UpstreamError::Reset)
     }
 
@@ -183,7 +186,8 @@ impl Pool {
         let mut sender = match existing {
             Some(sender) => sender,
             None => {
-                let sender = self.connect_h2(target, connect_timeout).await?;
+                // Boxed, as in send_h1: one connection serves many requests.
+                let sender = Box::pin(self.connect_h2(target, connect_timeout)).await?;
                 let mut connections = self.h2.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 connections.insert(target, sender.clone());
                 sender
