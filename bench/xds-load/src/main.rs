@@ -12,7 +12,6 @@
 //! interfaces). Only talks to the address it is given (127.0.0.1 in bench/xds.sh).
 #![forbid(unsafe_code)]
 
-mod generate;
 mod procstat;
 mod route_scan;
 mod run;
@@ -21,6 +20,7 @@ mod sim;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use lateen_xds_load::generate;
 
 #[derive(Parser)]
 #[command(about = "Simulated sidecars against lateend: push latency, RSS and CPU per proxy")]

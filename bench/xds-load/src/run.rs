@@ -10,7 +10,7 @@ use lateen_xds::ClientMode;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::generate::{self, BASE_WEIGHT};
+use lateen_xds_load::generate::{self, BASE_WEIGHT};
 use crate::procstat::{self, Percentiles, ProcessSample, ms};
 use crate::sim::{self, Event, SimProxy};
 

@@ -19,7 +19,7 @@ use lateen_xds::prost::{Message, Name};
 use lateen_xds::{AdsClient, AdsClientConfig, AdsResponse, ClientMode};
 use tokio::sync::mpsc;
 
-use crate::generate::{NAMESPACE, PORT, host};
+use lateen_xds_load::generate::{NAMESPACE, PORT, host};
 use crate::route_scan;
 
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";

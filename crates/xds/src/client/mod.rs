@@ -207,6 +207,9 @@ async fn run(
     }
 }
 
+/// HTTP/2 flow-control window of the ADS connection and stream.
+const XDS_WINDOW: u32 = 16 * 1024 * 1024;
+
 async fn connect(config: &AdsClientConfig) -> Result<Channel, String> {
     let uri = if config.address.contains("://") {
         config.address.clone()
@@ -217,6 +220,12 @@ async fn connect(config: &AdsClientConfig) -> Result<Channel, String> {
         .map_err(|e| format!("bad control plane address {:?}: {e}", config.address))?
         .connect_timeout(config.connect_timeout)
         .http2_keep_alive_interval(Duration::from_secs(30))
+        // HTTP/2's default 64 KiB window would make a control plane wait for a window
+        // update every 64 KiB of a large response (a route table of a thousand services is
+        // ~500 KiB). The stream is the connection's only one; Envoy opens its ADS windows
+        // far wider still (256 MiB).
+        .initial_stream_window_size(XDS_WINDOW)
+        .initial_connection_window_size(XDS_WINDOW)
         .connect()
         .await
         .map_err(|e| format!("connect {}: {e}", config.address))
