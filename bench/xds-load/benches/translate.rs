@@ -80,6 +80,33 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    if std::env::var_os("PHASES").is_some() {
+        use lateen_discovery::translate::{Context, clusters, endpoints, listeners, routes};
+        let t = Instant::now();
+        let ctx = Context::new(&config, &registry, &view);
+        let t_ctx = t.elapsed();
+        let t = Instant::now();
+        let built = clusters::build(&ctx);
+        let t_cl = t.elapsed();
+        let t = Instant::now();
+        let eds = endpoints::build(&ctx, &built.eds);
+        let t_eds = t.elapsed();
+        let t = Instant::now();
+        let l = listeners::build(&ctx);
+        let t_l = t.elapsed();
+        let t = Instant::now();
+        let r = routes::build(&ctx, &l.route_names);
+        let t_r = t.elapsed();
+        let t = Instant::now();
+        let mut s = lateen_xds::Snapshot::new();
+        for c in &built.clusters { s.add(c); }
+        for c in &eds { s.add(c); }
+        for c in &l.listeners { s.add(c); }
+        for c in &r { s.add(c); }
+        let t_add = t.elapsed();
+        println!("phases: ctx {:.1} clusters {:.1} eds {:.1} listeners {:.1} routes {:.1} encode {:.1} ms", millis(t_ctx), millis(t_cl), millis(t_eds), millis(t_l), millis(t_r), millis(t_add));
+    }
+
     let views: Vec<ProxyView> = (0..workloads)
         .map(|w| ProxyView::of(&sidecar(w + 1, w), &registry))
         .collect();

@@ -34,6 +34,7 @@ impl Workload {
         let mut labels = BTreeMap::new();
         let mut ports = BTreeMap::new();
         let mut service_account = self.service_account.clone();
+        let mut locality = String::new();
         let template = self.group.as_ref().and_then(|g| {
             config
                 .workload_groups()
@@ -49,6 +50,9 @@ impl Workload {
                 if let Some(sa) = &t.service_account {
                     service_account = sa.clone();
                 }
+                if let Some(l) = &t.locality {
+                    locality = l.clone();
+                }
             }
         }
         labels.extend(self.labels.clone());
@@ -59,6 +63,7 @@ impl Workload {
             labels,
             weight: 1,
             service_account,
+            locality,
             origin: format!("proxy {}", self.id),
         }
     }

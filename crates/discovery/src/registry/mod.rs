@@ -50,6 +50,8 @@ pub struct Instance {
     pub labels: BTreeMap<String, String>,
     pub weight: u32,
     pub service_account: String,
+    /// `region/zone/subzone` (empty when not set).
+    pub locality: String,
     /// Where it came from (`ServiceEntry ns/name`, `WorkloadEntry ns/name`, `proxy ID`).
     pub origin: String,
 }
@@ -121,6 +123,7 @@ impl Registry {
                     labels: we.spec.labels.clone(),
                     weight: we.spec.weight.unwrap_or(1).max(1),
                     service_account: we.spec.service_account.clone().unwrap_or_default(),
+                    locality: we.spec.locality.clone().unwrap_or_default(),
                     origin: format!("WorkloadEntry {}/{}", we.namespace(), we.name()),
                 },
             ));
@@ -191,6 +194,7 @@ fn service_of(se: &Object<ServiceEntry>, hostname: String, all: &[(String, Insta
             labels: e.labels.clone(),
             weight: e.weight.unwrap_or(1).max(1),
             service_account: e.service_account.clone().unwrap_or_default(),
+            locality: e.locality.clone().unwrap_or_default(),
             origin: origin.clone(),
         })
         .collect();

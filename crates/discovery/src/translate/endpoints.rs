@@ -38,7 +38,7 @@ fn assignment(ctx: &Context<'_>, t: &EdsTarget<'_>) -> ClusterLoadAssignment {
             tracing::debug!(address = %i.address, cluster = %t.cluster, "skipping non-IP endpoint");
             continue;
         }
-        by_locality.entry(locality_of(ctx, i)).or_default().push(i);
+        by_locality.entry(i.locality.clone()).or_default().push(i);
     }
     let groups: Vec<locality::Group> = by_locality
         .iter()
@@ -93,32 +93,6 @@ fn assignment(ctx: &Context<'_>, t: &EdsTarget<'_>) -> ClusterLoadAssignment {
     }
 }
 
-/// The instance's locality: its WorkloadEntry's, or the ServiceEntry endpoint's with its
-/// address; empty when none is set.
-fn locality_of(ctx: &Context<'_>, instance: &Instance) -> String {
-    let (kind, name) = instance.origin.split_once(' ').unwrap_or_default();
-    let (namespace, name) = name.split_once('/').unwrap_or_default();
-    let found = match kind {
-        "WorkloadEntry" => ctx
-            .config
-            .workload_entries()
-            .find(|we| we.namespace() == namespace && we.name() == name)
-            .and_then(|we| we.spec.locality.clone()),
-        "ServiceEntry" => ctx
-            .config
-            .service_entries()
-            .find(|se| se.namespace() == namespace && se.name() == name)
-            .and_then(|se| {
-                se.spec
-                    .endpoints
-                    .iter()
-                    .find(|e| e.address == instance.address)
-                    .and_then(|e| e.locality.clone())
-            }),
-        _ => None,
-    };
-    found.unwrap_or_default()
-}
 
 /// `localityLbSetting` of the cluster's DestinationRule (subset and port level applied),
 /// else MeshConfig's; ignored when `enabled: false`.

@@ -6,6 +6,7 @@
 
 pub mod clusters;
 pub mod endpoints;
+mod host_index;
 pub mod listeners;
 pub mod names;
 mod policies;
@@ -13,7 +14,7 @@ pub mod routes;
 mod view;
 
 use lateen_api::Object;
-use lateen_api::host::{host_serves, hosts_match, resolve_short_name};
+use lateen_api::host::{host_serves, resolve_short_name};
 use lateen_api::networking::{
     ConnectionPoolSettings, DestinationRule, EgressListener, LoadBalancerSettings,
     OutboundTrafficMode, OutlierDetection, Sidecar, VirtualService,
@@ -34,6 +35,10 @@ pub struct Context<'a> {
     pub sidecar: Option<&'a Object<Sidecar>>,
     /// Services the proxy may reach (visibility and Sidecar egress scoping applied).
     pub services: Vec<&'a Service>,
+    /// DestinationRules that may apply to this proxy (workload selectors checked), by host.
+    destination_rules: host_index::HostIndex<'a, DestinationRule>,
+    /// VirtualServices by host.
+    virtual_services: host_index::HostIndex<'a, VirtualService>,
 }
 
 impl<'a> Context<'a> {
@@ -48,12 +53,32 @@ impl<'a> Context<'a> {
             .filter(|s| s.visible_from(&proxy.namespace))
             .filter(|s| egress.is_empty() || egress.iter().any(|e| egress_allows(e, s, proxy)))
             .collect();
+        let suffix = config.domain_suffix();
+        let destination_rules = host_index::HostIndex::new(
+            config
+                .destination_rules()
+                .filter(|dr| {
+                    dr.spec.workload_selector.as_ref().is_none_or(|sel| {
+                        dr.namespace() == proxy.namespace && labels_match(&sel.labels, &proxy.labels)
+                    })
+                })
+                .enumerate(),
+            |dr| vec![dr.spec.host.as_str()],
+            suffix,
+        );
+        let virtual_services = host_index::HostIndex::new(
+            config.virtual_services().enumerate(),
+            |vs| vs.spec.hosts.iter().map(String::as_str).collect(),
+            suffix,
+        );
         Self {
             config,
             registry,
             proxy,
             sidecar,
             services,
+            destination_rules,
+            virtual_services,
         }
     }
 
@@ -116,21 +141,12 @@ impl<'a> Context<'a> {
                 3
             }
         };
-        self.config
-            .destination_rules()
-            .filter(|dr| {
-                dr.spec.workload_selector.as_ref().is_none_or(|sel| {
-                    dr.namespace() == self.proxy.namespace
-                        && labels_match(&sel.labels, &self.proxy.labels)
-                })
-            })
-            .filter_map(|dr| {
-                let host = self.resolve(&dr.spec.host, dr.namespace());
-                if !host_serves(&host, &service.hostname) {
-                    return None;
-                }
+        self.destination_rules
+            .serving(&service.hostname)
+            .into_iter()
+            .map(|(host, dr)| {
                 let exact = usize::from(host != service.hostname);
-                Some(((rank(dr.namespace()), exact), dr))
+                ((rank(dr.namespace()), exact), dr)
             })
             .filter(|((r, _), _)| *r < 3)
             .min_by_key(|(key, _)| *key)
@@ -144,15 +160,13 @@ impl<'a> Context<'a> {
         hostname: &str,
         gateways: &[String],
     ) -> Option<&'a Object<VirtualService>> {
-        self.config.virtual_services().find(|vs| {
-            exported_to(&vs.spec.export_to, vs.namespace(), &self.proxy.namespace)
-                && vs_bound_to(vs, gateways)
-                && vs
-                    .spec
-                    .hosts
-                    .iter()
-                    .any(|h| hosts_match(&self.resolve(h, vs.namespace()), hostname))
-        })
+        self.virtual_services
+            .matching(hostname)
+            .into_iter()
+            .find(|vs| {
+                exported_to(&vs.spec.export_to, vs.namespace(), &self.proxy.namespace)
+                    && vs_bound_to(vs, gateways)
+            })
     }
 }
 
