@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use lateen_discovery::translate::{ProxyView, build_snapshot_for_view};
+use lateen_discovery::translate::{ProxyView, build_snapshot_for_view, selected_label_keys};
 use lateen_discovery::{FolderStore, Proxy, Registry};
 use lateen_xds::ProxyNode;
 use lateen_xds_load::generate;
@@ -48,7 +48,11 @@ fn main() -> anyhow::Result<()> {
     let registry = Registry::build(&config, &[]);
     let registry_time = started.elapsed();
 
-    let view = ProxyView::of(&sidecar(1, 0), &registry);
+    // Every label counts here, as if some resource selected on `app`: the cost of W
+    // distinct configurations.
+    let mut label_keys = selected_label_keys(&config);
+    label_keys.insert("app".to_string());
+    let view = ProxyView::of(&sidecar(1, 0), &registry, &label_keys);
     let mut one: Vec<Duration> = (0..repeat)
         .map(|_| {
             let started = Instant::now();
@@ -108,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let views: Vec<ProxyView> = (0..workloads)
-        .map(|w| ProxyView::of(&sidecar(w + 1, w), &registry))
+        .map(|w| ProxyView::of(&sidecar(w + 1, w), &registry, &label_keys))
         .collect();
     let started = Instant::now();
     for v in &views {

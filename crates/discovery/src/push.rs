@@ -14,7 +14,7 @@
 //! current one and wakes only proxies whose resources changed; each stream then sends only
 //! the types that changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -26,12 +26,14 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::registry::{AutoRegistry, Registry};
 use crate::store::Config;
-use crate::translate::{ProxyView, build_snapshot_for_view};
+use crate::translate::{ProxyView, build_snapshot_for_view, selected_label_keys};
 
 /// One consistent state of the mesh and the snapshots translated from it so far.
 pub struct Generation {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
+    /// Label keys some resource selects proxies by (the rest do not enter a view).
+    label_keys: BTreeSet<String>,
     snapshots: Mutex<HashMap<ProxyView, Arc<Snapshot>>>,
     /// The previous generation's snapshots, until this generation's first push is done: what
     /// did not change is taken from them, so it is shared and compares by pointer.
@@ -41,11 +43,17 @@ pub struct Generation {
 impl Generation {
     fn new(config: Arc<Config>, registry: Registry, earlier: Option<&Generation>) -> Self {
         Self {
+            label_keys: selected_label_keys(&config),
             config,
             registry: Arc::new(registry),
             snapshots: Mutex::new(HashMap::new()),
             earlier: Mutex::new(earlier.map(|e| e.lock().clone()).unwrap_or_default()),
         }
+    }
+
+    /// A proxy's view in this generation.
+    pub fn view_of(&self, proxy: &Proxy) -> ProxyView {
+        ProxyView::of(proxy, &self.registry, &self.label_keys)
     }
 
     /// The snapshot of proxies with this view, translated on first use.
@@ -241,7 +249,7 @@ impl ControlPlane {
     /// The snapshot a proxy should have now (shared with every proxy of the same view).
     pub fn snapshot_for_proxy(&self, proxy: &Proxy) -> Arc<Snapshot> {
         let generation = self.generation();
-        generation.snapshot(ProxyView::of(proxy, &generation.registry))
+        generation.snapshot(generation.view_of(proxy))
     }
 
     /// Sets every connected proxy's snapshot (once per node id) from the current generation;
@@ -271,7 +279,7 @@ impl ControlPlane {
             .map(|c| (c.node.id.clone(), c.node))
             .collect();
         for node in nodes.values() {
-            let view = ProxyView::of(&Proxy::from_node(node), &generation.registry);
+            let view = generation.view_of(&Proxy::from_node(node));
             xds.cache().set_shared(&node.id, generation.snapshot(view));
         }
         generation.forget_earlier();

@@ -387,15 +387,17 @@ fn virtual_service_http_rules() {
         other => panic!("weighted clusters expected: {other:?}"),
     }
 
-    // Without a VirtualService a service gets one default route with Istio's retry policy.
+    // Without a VirtualService a service gets one default route; Istio's default retry
+    // policy is the virtual host's, which the route inherits.
     let ratings = rc
         .virtual_hosts
         .iter()
         .find(|v| v.name == "ratings.default.svc.cluster.local:9080")
         .expect("ratings host");
     let default = action(&ratings.routes[0]);
+    assert!(default.retry_policy.is_none());
     assert_eq!(
-        default
+        ratings
             .retry_policy
             .as_ref()
             .and_then(|r| r.num_retries)

@@ -22,7 +22,7 @@ use lateen_api::networking::{
 use lateen_xds::Snapshot;
 
 use crate::proxy::{InterceptionMode, Proxy, ProxyType};
-pub use view::ProxyView;
+pub use view::{ProxyView, selected_label_keys};
 use crate::registry::{Registry, Service, labels_match};
 use crate::store::Config;
 
@@ -303,7 +303,8 @@ pub fn effective_policy(
 
 /// Every Envoy resource of one proxy.
 pub fn build_snapshot(config: &Config, registry: &Registry, proxy: &Proxy) -> Snapshot {
-    build_snapshot_for_view(config, registry, &ProxyView::of(proxy, registry))
+    let view = ProxyView::of(proxy, registry, &selected_label_keys(config));
+    build_snapshot_for_view(config, registry, &view)
 }
 
 /// Every Envoy resource of the proxies that have this view.

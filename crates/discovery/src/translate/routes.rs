@@ -14,7 +14,7 @@ use lateen_api::networking::{
 };
 use lateen_xds::pb::envoy::config::core::v3::{DataSource, data_source};
 use lateen_xds::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, Route, RouteAction,
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction,
     RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
     query_parameter_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
 };
@@ -69,6 +69,7 @@ fn sidecar_routes(ctx: &Context<'_>, name: &str, port: u32) -> RouteConfiguratio
             name: format!("{}:{port}", service.hostname),
             domains,
             routes,
+            retry_policy: mesh_retry_policy(ctx),
             ..Default::default()
         });
     }
@@ -111,6 +112,7 @@ fn gateway_routes(
                 name: format!("{host}:{port}"),
                 domains,
                 routes: vs_routes(ctx, vs, port, gateways),
+                retry_policy: mesh_retry_policy(ctx),
                 ..Default::default()
             });
         }
@@ -160,6 +162,13 @@ fn prefix_match(prefix: &str) -> RouteMatch {
     }
 }
 
+/// The mesh's default retry policy, set once per virtual host rather than on each route (a
+/// route's own policy replaces it in Envoy and lateen-proxy alike): in a route table of a
+/// thousand services that halves what every proxy is sent.
+fn mesh_retry_policy(ctx: &Context<'_>) -> Option<RetryPolicy> {
+    retry_policy_of(ctx.config.mesh.default_http_retry_policy.as_ref())
+}
+
 fn default_route(ctx: &Context<'_>, service: &Service, port: u32) -> Route {
     let dr = ctx.destination_rule(service);
     Route {
@@ -170,7 +179,8 @@ fn default_route(ctx: &Context<'_>, service: &Service, port: u32) -> Route {
                 names::outbound_cluster(port, "", &service.hostname),
             )),
             timeout: Some(names::duration(std::time::Duration::ZERO)),
-            retry_policy: retry_policy_of(ctx.config.mesh.default_http_retry_policy.as_ref()),
+            // The virtual host's (the mesh default) applies.
+            retry_policy: None,
             hash_policy: super::clusters::hash_policy(
                 effective_policy(dr, "", port).load_balancer.as_ref(),
             ),
@@ -531,10 +541,14 @@ fn action_of(
             });
         }
     }
-    action.retry_policy = match &http.retries {
-        Some(r) => retry_policy_of(Some(r)),
-        None => retry_policy_of(ctx.config.mesh.default_http_retry_policy.as_ref()),
-    };
+    // Without `retries` the virtual host's policy (the mesh default) applies; with them the
+    // route's own replaces it, and `attempts: 0` must say "none" explicitly to do so.
+    action.retry_policy = http.retries.as_ref().map(|r| {
+        retry_policy_of(Some(r)).unwrap_or_else(|| RetryPolicy {
+            num_retries: Some(names::uint32(0)),
+            ..Default::default()
+        })
+    });
     action.request_mirror_policies = mirrors_of(ctx, vs, http, port);
     let host = ctx.resolve(&first_dest.host, vs.namespace());
     if let Some(service) = ctx.registry.service(&host) {

@@ -2,20 +2,64 @@
 //!
 //! Two proxies with equal views get equal resources, so the push caches one snapshot per
 //! distinct view and shares it ([`crate::push`]): the replicas of a Deployment (same
-//! namespace, labels, ports and mode; addresses that no service lists) cost one translation
-//! and one copy of their configuration between them. Translation takes a `ProxyView`, never
-//! a [`Proxy`], so a field it starts reading has to be added here, to the cache key, first.
+//! namespace, ports and mode; addresses that no service lists) cost one translation and one
+//! copy of their configuration between them, and so do Deployments whose labels no resource
+//! selects on. Translation takes a `ProxyView`, never a [`Proxy`], so a field it starts
+//! reading has to be added here, to the cache key, first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::proxy::{DeclaredPort, InterceptionMode, Proxy, ProxyType};
 use crate::registry::Registry;
+use crate::store::Config;
+
+/// Labels translation reads for a proxy's locality (`localityLbSetting.distribute.from`).
+const LOCALITY_LABELS: [&str; 3] = [
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.istio.io/subzone",
+];
+
+/// The label keys that can change a proxy's configuration: those of every selector that
+/// picks proxies (DestinationRule and Sidecar `workloadSelector`, Gateway `selector`,
+/// VirtualService `sourceLabels`) and the locality labels. Translation only ever looks a
+/// proxy's labels up by these keys.
+pub fn selected_label_keys(config: &Config) -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> = LOCALITY_LABELS.iter().map(|k| k.to_string()).collect();
+    let mut add = |labels: &BTreeMap<String, String>| keys.extend(labels.keys().cloned());
+    for dr in config.destination_rules() {
+        if let Some(selector) = &dr.spec.workload_selector {
+            add(&selector.labels);
+        }
+    }
+    for sidecar in config.sidecars() {
+        if let Some(selector) = &sidecar.spec.workload_selector {
+            add(&selector.labels);
+        }
+    }
+    for gateway in config.gateways() {
+        add(&gateway.spec.selector);
+    }
+    for vs in config.virtual_services() {
+        for m in vs.spec.http.iter().flat_map(|h| &h.matches) {
+            add(&m.source_labels);
+        }
+        for m in vs.spec.tls.iter().flat_map(|t| &t.matches) {
+            add(&m.source_labels);
+        }
+        for m in vs.spec.tcp.iter().flat_map(|t| &t.matches) {
+            add(&m.source_labels);
+        }
+    }
+    keys
+}
 
 /// The translation-relevant part of a proxy's identity.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ProxyView {
     pub proxy_type: ProxyType,
     pub namespace: String,
+    /// The proxy's labels whose keys some resource selects on ([`selected_label_keys`]).
     pub labels: BTreeMap<String, String>,
     pub interception: InterceptionMode,
     pub ports: Vec<DeclaredPort>,
@@ -29,12 +73,17 @@ pub struct ProxyView {
 }
 
 impl ProxyView {
-    /// The view of `proxy` against `registry`.
-    pub fn of(proxy: &Proxy, registry: &Registry) -> Self {
+    /// The view of `proxy` against `registry`, keeping the labels with `label_keys`.
+    pub fn of(proxy: &Proxy, registry: &Registry, label_keys: &BTreeSet<String>) -> Self {
         Self {
             proxy_type: proxy.proxy_type,
             namespace: proxy.namespace.clone(),
-            labels: proxy.labels.clone(),
+            labels: proxy
+                .labels
+                .iter()
+                .filter(|(key, _)| label_keys.contains(*key))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             interception: proxy.interception,
             ports: proxy.ports.clone(),
             wildcard: proxy.wildcard.clone(),
@@ -46,5 +95,42 @@ impl ProxyView {
                 .cloned()
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lateen_xds::ProxyNode;
+
+    fn proxy(app: &str) -> Proxy {
+        Proxy::from_node(&ProxyNode {
+            id: format!("sidecar~10.0.0.1~{app}-1.default~default.svc.cluster.local"),
+            cluster: String::new(),
+            metadata: serde_json::json!({"NAMESPACE": "default", "LABELS": {"app": app, "topology.kubernetes.io/zone": "z1"}}),
+            user_agent: String::new(),
+        })
+    }
+
+    fn config(yaml: &str) -> Config {
+        let loaded = lateen_api::load(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+        Config {
+            resources: loaded.resources().cloned().collect(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn labels_no_resource_selects_on_do_not_split_views() {
+        let registry = Registry::default();
+        let plain = config("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: default}\nspec: {host: reviews}\n");
+        let keys = selected_label_keys(&plain);
+        let (a, b) = (ProxyView::of(&proxy("a"), &registry, &keys), ProxyView::of(&proxy("b"), &registry, &keys));
+        assert_eq!(a, b);
+        assert_eq!(a.labels.get("topology.kubernetes.io/zone").map(String::as_str), Some("z1"));
+
+        let selecting = config("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{sourceLabels: {app: a}}]\n    route: [{destination: {host: reviews}}]\n");
+        let keys = selected_label_keys(&selecting);
+        assert_ne!(ProxyView::of(&proxy("a"), &registry, &keys), ProxyView::of(&proxy("b"), &registry, &keys));
     }
 }
