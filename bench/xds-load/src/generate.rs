@@ -103,6 +103,19 @@ fn virtual_service(index: u32, v1_weight: u32) -> String {
     )
 }
 
+/// Adds a VirtualService for the last service (`services` of them) whose first route matches callers
+/// labelled `app: bench-client-0` (`sourceLabels`): each workload's proxies then have a
+/// configuration of their own. Returns the number of files written.
+pub fn write_app_selector(dir: &Path, services: u32) -> anyhow::Result<usize> {
+    let text = format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: by-app\n  namespace: {NAMESPACE}\nspec:\n  hosts: [{host}]\n  http:\n  - match: [{{sourceLabels: {{app: bench-client-0}}}}]\n    timeout: 3s\n    route: [{{destination: {{host: {host}}}}}]\n  - route: [{{destination: {{host: {host}}}}}]\n",
+        host = host(services.saturating_sub(1))
+    );
+    let path = dir.join("vs-by-app.yaml");
+    std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+    Ok(1)
+}
+
 /// The marker VirtualService (svc-0) with the given v1 weight (v2 gets the rest of 100).
 pub fn marker_virtual_service(v1_weight: u32) -> String {
     virtual_service(0, v1_weight)

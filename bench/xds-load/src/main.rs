@@ -43,6 +43,10 @@ enum Command {
         /// VirtualService.
         #[arg(long, default_value_t = 100)]
         routed: u32,
+        /// Also route by the caller's `app` label (a `sourceLabels` match), so that proxies of
+        /// different workloads get different configurations.
+        #[arg(long)]
+        select_by_app: bool,
     },
     /// Connect the simulated proxies and measure.
     Run(run::RunArgs),
@@ -54,8 +58,12 @@ fn main() -> anyhow::Result<()> {
             dir,
             services,
             routed,
+            select_by_app,
         } => {
-            let files = generate::write_mesh(&dir, services, routed)?;
+            let mut files = generate::write_mesh(&dir, services, routed)?;
+            if select_by_app {
+                files += generate::write_app_selector(&dir, services)?;
+            }
             eprintln!(
                 "[xds-load] wrote {files} files ({services} services, {routed} routed) to {}",
                 dir.display()
