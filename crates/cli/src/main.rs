@@ -31,6 +31,12 @@ enum Command {
     VerifyInstall(commands::manifest::VerifyArgs),
     /// Install, run, remove or dump the in-cluster operator that reconciles IstioOperators.
     Operator(commands::operator::Args),
+    /// Print the xDS sync status of every connected proxy (like `istioctl proxy-status`).
+    ProxyStatus(commands::proxy_status::Args),
+    /// Print the configuration lateend serves one proxy (like `istioctl proxy-config`).
+    ProxyConfig(commands::proxy_config::Args),
+    /// Analyze Istio configuration files for problems (like `istioctl analyze` on files).
+    Analyze(commands::analyze::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +50,9 @@ fn main() -> std::process::ExitCode {
         Command::Uninstall(args) => commands::manifest::run_uninstall(args),
         Command::VerifyInstall(args) => commands::manifest::run_verify(args),
         Command::Operator(args) => commands::operator::run(args),
+        Command::ProxyStatus(args) => commands::proxy_status::run(args),
+        Command::ProxyConfig(args) => commands::proxy_config::run(args),
+        Command::Analyze(args) => commands::analyze::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

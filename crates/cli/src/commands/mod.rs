@@ -1,6 +1,9 @@
 //! One module per `lateen` subcommand.
+pub mod analyze;
 pub mod demo;
 pub mod kube_inject;
 pub mod manifest;
 pub mod operator;
 pub mod profile;
+pub mod proxy_config;
+pub mod proxy_status;
