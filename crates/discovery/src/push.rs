@@ -95,6 +95,33 @@ impl Generation {
     }
 }
 
+/// Translates the distinct views among `views` on as many threads as there are cores (at
+/// most one per view); the results wait in the generation.
+fn translate_in_parallel(generation: &Generation, views: &[(&str, ProxyView)]) {
+    let distinct: Vec<&ProxyView> = views
+        .iter()
+        .map(|(_, v)| v)
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(distinct.len());
+    if threads <= 1 {
+        return;
+    }
+    let chunk = distinct.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for part in distinct.chunks(chunk) {
+            scope.spawn(move || {
+                for view in part {
+                    generation.snapshot((*view).clone());
+                }
+            });
+        }
+    });
+}
+
 /// The current generation, and whether a change may have made it stale.
 #[derive(Default)]
 struct GenerationSlot {
@@ -278,9 +305,13 @@ impl ControlPlane {
             .into_iter()
             .map(|c| (c.node.id.clone(), c.node))
             .collect();
-        for node in nodes.values() {
-            let view = generation.view_of(&Proxy::from_node(node));
-            xds.cache().set_shared(&node.id, generation.snapshot(view));
+        let views: Vec<(&str, ProxyView)> = nodes
+            .values()
+            .map(|node| (node.id.as_str(), generation.view_of(&Proxy::from_node(node))))
+            .collect();
+        translate_in_parallel(&generation, &views);
+        for (id, view) in views {
+            xds.cache().set_shared(id, generation.snapshot(view));
         }
         generation.forget_earlier();
         self.metrics

@@ -322,7 +322,6 @@ fn apply_load_balancer(c: &mut Cluster, lb: Option<&LoadBalancerSettings>) {
                 table_size: maglev
                     .table_size
                     .map(|v| lateen_xds::pb::google::protobuf::UInt64Value { value: v }),
-                ..Default::default()
             }));
         } else if let Some(hash) = &lb.consistent_hash
             && hash.hash_key().is_some()

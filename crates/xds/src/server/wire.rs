@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn sotw_frame_decodes_as_the_message() {
         let a = resource("t/a", &[1, 2, 3], "v1");
-        let b = resource("t/a", &vec![7; 300], "v2");
+        let b = resource("t/a", &[7; 300], "v2");
         let frame = sotw("set-1", &[&a, &b], "n-9");
         let decoded = DiscoveryResponse::decode(payload(&frame)).expect("decodes");
         assert_eq!(
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn delta_frame_decodes_as_the_message() {
-        let a = resource("t/a", &vec![5; 200], "v1");
+        let a = resource("t/a", &[5; 200], "v1");
         let frame = delta_frame(
             "sys",
             [("alpha", &a)].into_iter(),
