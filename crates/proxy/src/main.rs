@@ -5,7 +5,10 @@
 //!   runs it) and `lateen-proxy capture-cleanup ...` removes them;
 //! - `lateen-proxy sidecar|router --discovery-address HOST:PORT` runs the proxy from the
 //!   control plane over xDS (docs/proxy-xds.md).
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the one exception is `alloc_tuning` (glibc's mallopt), allowed there.
+#![deny(unsafe_code)]
+
+mod alloc_tuning;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -56,6 +59,15 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread starts: a thread's malloc arena is chosen when it first allocates.
+    let workers = match &cli.command {
+        None => cli.run.concurrency,
+        Some(Command::Run(args)) => args.concurrency,
+        Some(Command::Sidecar(args) | Command::Router(args)) => args.concurrency,
+        Some(Command::Capture(_) | Command::CaptureCleanup(_)) => Some(1),
+    };
+    // The default is ProxyOptions' (one worker per core).
+    alloc_tuning::limit_arenas(workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
     let result = match cli.command {
         None => run(cli.run),
         Some(Command::Run(args)) => run(args),
