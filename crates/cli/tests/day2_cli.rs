@@ -65,6 +65,7 @@ struct Mesh {
     _proxy: Guard,
     _lateend: Guard,
     debug: String,
+    admin: String,
     dir: tempfile::TempDir,
 }
 
@@ -133,9 +134,10 @@ spec:
         wait_for(&dir, "lateend's /ready", Duration::from_secs(30), || {
             std::net::TcpStream::connect(&debug).is_ok()
         });
+        let admin = format!("127.0.0.1:{}", free_port());
         let proxy = Command::new(sibling("lateen-proxy"))
             .args(["sidecar", "--discovery-address", &xds, "--concurrency", "1"])
-            .args(["--admin-address", &format!("127.0.0.1:{}", free_port())])
+            .args(["--admin-address", &admin])
             .args(["--health-address", &format!("127.0.0.1:{}", free_port())])
             .args(["--metrics-address", &format!("127.0.0.1:{}", free_port())])
             .args(["--labels-file", "/nonexistent/labels"])
@@ -149,6 +151,7 @@ spec:
             .expect("start lateen-proxy");
         Self {
             debug,
+            admin,
             dir,
             _proxy: Guard(proxy),
             _lateend: lateend,
@@ -325,6 +328,41 @@ fn proxy_status_and_proxy_config_read_a_live_lateend() {
         })
         .expect("outbound cluster in JSON");
     assert_eq!(httpbin["config"]["cluster_discovery_type"]["Type"], "Eds");
+
+    // The proxy's own view through its admin server: the same outbound cluster and route.
+    let admin = run(&[
+        "proxy-config",
+        "all",
+        "--admin",
+        &mesh.admin,
+        "--lateend",
+        &mesh.debug,
+    ]);
+    let text = stdout(&admin);
+    assert!(admin.status.success(), "{}", stderr(&admin));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("httpbin.example.com ") && l.contains("outbound")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("/api*") && l.ends_with("httpbin.default")),
+        "{text}"
+    );
+    let admin_json = run(&[
+        "proxy-config",
+        "listener",
+        "--admin",
+        &mesh.admin,
+        "-o",
+        "json",
+    ]);
+    let value: serde_json::Value = serde_json::from_slice(&admin_json.stdout).expect("admin JSON");
+    assert!(
+        value["listeners"].is_array() && value.get("clusters").is_none(),
+        "{value}"
+    );
 
     let unknown = run(&[
         "proxy-config",

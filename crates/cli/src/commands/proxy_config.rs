@@ -8,7 +8,12 @@
 //! table needs are decoded (`proto_field`). DESTINATION RULE and VIRTUAL SERVICE are not in
 //! the resources (lateend sets no Istio config metadata), so they are looked up by host in
 //! `/debug/configz`.
+//!
+//! `--admin HOST:PORT` reads a proxy's own `/config_dump` instead (what it accepted rather than
+//! what it was sent): Envoy's (`configs`, proto JSON) or lateen-proxy's (its compiled model,
+//! turned into Envoy's JSON shapes); the tables read either shape.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Context;
@@ -38,11 +43,17 @@ pub struct Args {
     /// What to print.
     #[arg(value_enum)]
     section: Section,
-    /// The proxy: its node id, or `pod.namespace` (resolved through /debug/syncz).
-    proxy: String,
+    /// The proxy: its node id, or `pod.namespace` (resolved through /debug/syncz). Not needed
+    /// with --admin.
+    #[arg(required_unless_present = "admin")]
+    proxy: Option<String>,
     /// lateend's debug address (HOST:PORT).
     #[arg(long, env = "LATEEND_DEBUG_ADDRESS", default_value = DEFAULT_DEBUG_ADDRESS)]
     lateend: String,
+    /// Read the proxy's own admin `/config_dump` (lateen-proxy or Envoy, HOST:15000) instead
+    /// of what lateend serves it: what the proxy accepted, not what it was sent.
+    #[arg(long, value_name = "HOST:PORT")]
+    admin: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "short")]
     output: Output,
@@ -51,76 +62,365 @@ pub struct Args {
     domain: String,
 }
 
+/// xDS short names and the section printing them, in istioctl's `all` order.
+const SECTIONS: [(&str, Section); 4] = [
+    ("CDS", Section::Cluster),
+    ("LDS", Section::Listener),
+    ("RDS", Section::Route),
+    ("EDS", Section::Endpoint),
+];
+
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let node_id = if args.proxy.contains('~') {
-        args.proxy.clone()
-    } else {
-        let rows = fetch_syncz(&args.lateend)?;
-        let row = find_proxy(&rows, &args.proxy)?;
-        row.get("proxy")
-            .and_then(Value::as_str)
-            .context("lateend's /debug/syncz row has no proxy id")?
-            .to_string()
+    let chosen = |section: Section| args.section == section || args.section == Section::All;
+    let (source, resources) = match &args.admin {
+        Some(admin) => {
+            let body = http_get(admin, "/config_dump?include_eds")?;
+            let dump: Value = serde_json::from_str(&body).with_context(|| {
+                format!("the admin server at {admin} sent a config dump that is not JSON")
+            })?;
+            if args.output == Output::Json {
+                // The proxy's own JSON, only the sections asked for (like istioctl -o json).
+                let value = admin_json(&dump, &chosen);
+                writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    serde_json::to_string_pretty(&value)?
+                )?;
+                return Ok(());
+            }
+            (
+                json!({"admin": admin}),
+                admin_resources(&dump)
+                    .with_context(|| format!("reading the config dump of {admin}"))?,
+            )
+        }
+        None => {
+            let name = args
+                .proxy
+                .as_deref()
+                .context("name a proxy, or give --admin")?;
+            let node_id = resolve_node_id(&args.lateend, name)?;
+            let path = format!("/debug/config_dump?proxyID={}", percent_encode(&node_id));
+            let body = http_get(&args.lateend, &path)?;
+            let dump: Value = serde_json::from_str(&body).with_context(|| {
+                format!(
+                    "lateend at {} sent a config dump that is not JSON",
+                    args.lateend
+                )
+            })?;
+            (json!({"proxyID": node_id}), lateend_resources(&dump))
+        }
     };
-    let path = format!("/debug/config_dump?proxyID={}", percent_encode(&node_id));
-    let body = http_get(&args.lateend, &path)?;
-    let dump: Value = serde_json::from_str(&body).with_context(|| {
-        format!(
-            "lateend at {} sent a config dump that is not JSON",
-            args.lateend
-        )
-    })?;
-    let resources = |ty: &str| -> Vec<Resource> {
-        dump.pointer(&format!("/resources/{ty}"))
-            .and_then(Value::as_array)
-            .map(|items| items.iter().map(Resource::from_dump).collect())
-            .unwrap_or_default()
-    };
-    let wanted: &[(&str, Section)] = &[
-        ("CDS", Section::Cluster),
-        ("LDS", Section::Listener),
-        ("RDS", Section::Route),
-        ("EDS", Section::Endpoint),
-    ];
     let mut out = std::io::stdout().lock();
     if args.output == Output::Json {
         let mut object = Map::new();
-        for (ty, section) in wanted {
-            if args.section == *section || args.section == Section::All {
-                let items: Vec<Value> = resources(ty).into_iter().map(|r| r.to_json()).collect();
-                object.insert((*ty).to_string(), Value::Array(items));
+        for (ty, section) in SECTIONS {
+            if chosen(section) {
+                let items = resources
+                    .get(ty)
+                    .into_iter()
+                    .flatten()
+                    .map(Resource::to_json)
+                    .collect();
+                object.insert(ty.to_string(), Value::Array(items));
             }
         }
-        let value = json!({"proxyID": node_id, "resources": object});
+        let mut value = source;
+        value["resources"] = Value::Object(object);
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
-    let config = match args.section {
-        Section::Cluster | Section::Route | Section::All => {
-            Some(IstioConfig::fetch(&args.lateend, &args.domain)?)
+    let config = if chosen(Section::Cluster) || chosen(Section::Route) {
+        match IstioConfig::fetch(&args.lateend, &args.domain) {
+            Ok(config) => Some(config),
+            // An admin dump is readable without lateend; only two columns need it.
+            Err(e) if args.admin.is_some() => {
+                eprintln!(
+                    "note: DESTINATION RULE and VIRTUAL SERVICE need lateend's /debug/configz: {e:#}"
+                );
+                None
+            }
+            Err(e) => return Err(e),
         }
-        _ => None,
+    } else {
+        None
     };
     let mut first = true;
-    for (ty, section) in wanted {
-        if args.section != *section && args.section != Section::All {
+    for (ty, section) in SECTIONS {
+        if !chosen(section) {
             continue;
         }
         if !first {
             writeln!(out)?;
         }
         first = false;
-        let items = resources(ty);
+        let items: &[Resource] = resources.get(ty).map_or(&[], Vec::as_slice);
         let table = match section {
-            Section::Cluster => cluster_table(&items, config.as_ref()),
-            Section::Listener => listener_table(&items),
-            Section::Route => route_table(&items, config.as_ref()),
-            _ => endpoint_table(&items),
+            Section::Cluster => cluster_table(items, config.as_ref()),
+            Section::Listener => listener_table(items),
+            Section::Route => route_table(items, config.as_ref()),
+            _ => endpoint_table(items),
         };
         write_columns(&mut out, &table)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// A node id as given, or the id of the connected proxy named `pod.namespace`.
+fn resolve_node_id(lateend: &str, name: &str) -> anyhow::Result<String> {
+    if name.contains('~') {
+        return Ok(name.to_string());
+    }
+    let rows = fetch_syncz(lateend)?;
+    let row = find_proxy(&rows, name)?;
+    Ok(row
+        .get("proxy")
+        .and_then(Value::as_str)
+        .context("lateend's /debug/syncz row has no proxy id")?
+        .to_string())
+}
+
+type Resources = BTreeMap<&'static str, Vec<Resource>>;
+
+/// lateend's dump: `{"resources": {"CDS": [{name, version, config: "<Debug text>"}]}}`.
+fn lateend_resources(dump: &Value) -> Resources {
+    SECTIONS
+        .iter()
+        .map(|(ty, _)| {
+            let items = dump
+                .pointer(&format!("/resources/{ty}"))
+                .and_then(Value::as_array)
+                .map(|items| items.iter().map(Resource::from_dump).collect())
+                .unwrap_or_default();
+            (*ty, items)
+        })
+        .collect()
+}
+
+/// An admin `/config_dump`: Envoy's (`configs`, one per `*ConfigDump` type) or lateen-proxy's
+/// (`config`, its own compiled model, turned into the Envoy JSON shapes the tables read).
+fn admin_resources(dump: &Value) -> anyhow::Result<Resources> {
+    if let Some(configs) = dump.get("configs").and_then(Value::as_array) {
+        return Ok(envoy_resources(configs));
+    }
+    if let Some(config) = dump.get("config").filter(|c| c.get("clusters").is_some()) {
+        return Ok(lateen_proxy_resources(config));
+    }
+    anyhow::bail!(
+        "neither Envoy's nor lateen-proxy's config dump (no `configs` or `config.clusters`)"
+    )
+}
+
+/// The sections of an admin dump that `chosen` asks for: Envoy's `configs` of those types,
+/// lateen-proxy's `clusters` (which hold the endpoints), `listeners`, `route_configs`.
+fn admin_json(dump: &Value, chosen: &dyn Fn(Section) -> bool) -> Value {
+    if let Some(configs) = dump.get("configs").and_then(Value::as_array) {
+        let kept: Vec<Value> = configs
+            .iter()
+            .filter(|c| {
+                let ty = c.get("@type").and_then(Value::as_str).unwrap_or("");
+                [
+                    ("ClustersConfigDump", Section::Cluster),
+                    ("ListenersConfigDump", Section::Listener),
+                    ("RoutesConfigDump", Section::Route),
+                    ("EndpointsConfigDump", Section::Endpoint),
+                ]
+                .iter()
+                .any(|(suffix, section)| ty.ends_with(suffix) && chosen(*section))
+            })
+            .cloned()
+            .collect();
+        return json!({"configs": kept});
+    }
+    let mut kept = Map::new();
+    for (key, section) in [
+        ("clusters", Section::Cluster),
+        ("clusters", Section::Endpoint),
+        ("listeners", Section::Listener),
+        ("route_configs", Section::Route),
+    ] {
+        if let Some(v) = dump
+            .pointer(&format!("/config/{key}"))
+            .filter(|_| chosen(section))
+        {
+            kept.insert(key.to_string(), v.clone());
+        }
+    }
+    Value::Object(kept)
+}
+
+/// Envoy's dump sections: where each kind of resource sits, static and dynamic.
+fn envoy_resources(configs: &[Value]) -> Resources {
+    let places: [(&str, &str, &[&[&str]]); 4] = [
+        (
+            "ClustersConfigDump",
+            "CDS",
+            &[
+                &["static_clusters", "cluster"],
+                &["dynamic_active_clusters", "cluster"],
+            ],
+        ),
+        (
+            "ListenersConfigDump",
+            "LDS",
+            &[
+                &["static_listeners", "listener"],
+                &["dynamic_listeners", "active_state", "listener"],
+            ],
+        ),
+        (
+            "RoutesConfigDump",
+            "RDS",
+            &[
+                &["static_route_configs", "route_config"],
+                &["dynamic_route_configs", "route_config"],
+            ],
+        ),
+        (
+            "EndpointsConfigDump",
+            "EDS",
+            &[
+                &["static_endpoint_configs", "endpoint_config"],
+                &["dynamic_endpoint_configs", "endpoint_config"],
+            ],
+        ),
+    ];
+    let mut out = Resources::new();
+    for section in configs {
+        let ty = section.get("@type").and_then(Value::as_str).unwrap_or("");
+        for (suffix, short, paths) in places {
+            if !ty.ends_with(suffix) {
+                continue;
+            }
+            let items = out.entry(short).or_default();
+            for path in paths {
+                for entry in section
+                    .get(path[0])
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    // A listener still warming or rejected has no active_state: skipped.
+                    let Some(config) = at(entry, &path[1..]) else {
+                        continue;
+                    };
+                    let name = str_at(config, &["name"]);
+                    let name = if name.is_empty() {
+                        str_at(config, &["cluster_name"])
+                    } else {
+                        name
+                    };
+                    let version = str_at(entry, &["version_info"]);
+                    items.push(Resource {
+                        name: name.to_string(),
+                        version: version.to_string(),
+                        config: config.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// lateen-proxy's compiled model (`clusters` with their endpoints, `listeners` naming a route
+/// config or TCP cluster, `route_configs`) in Envoy's JSON shapes.
+fn lateen_proxy_resources(config: &Value) -> Resources {
+    let list = |key: &str| {
+        config
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let resource = |name: &str, config: Value| Resource {
+        name: name.to_string(),
+        version: String::new(),
+        config,
+    };
+    let mut out = Resources::new();
+    for c in list("clusters") {
+        let name = str_at(&c, &["name"]);
+        let mut cluster = c.clone();
+        if c.get("original_dst").and_then(Value::as_bool) == Some(true) {
+            cluster["type"] = json!("ORIGINAL_DST");
+        }
+        out.entry("CDS").or_default().push(resource(name, cluster));
+        let endpoints: Vec<Value> = c
+            .get("endpoints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|e| json!({"endpoint": {"address": socket_json(str_at(e, &["address"]))}}))
+            .collect();
+        if !endpoints.is_empty() {
+            let assignment =
+                json!({"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]});
+            out.entry("EDS")
+                .or_default()
+                .push(resource(name, assignment));
+        }
+    }
+    for l in list("listeners") {
+        let typed_config = match (l.get("route_config"), l.get("tcp_cluster")) {
+            (Some(route), _) => json!({"rds": {"route_config_name": route}}),
+            (None, Some(cluster)) => json!({"cluster": cluster}),
+            (None, None) => json!({}),
+        };
+        let filter = json!({"name": str_at(&l, &["protocol"]), "typed_config": typed_config});
+        let listener = json!({
+            "name": str_at(&l, &["name"]),
+            "address": socket_json(str_at(&l, &["address"])),
+            "filter_chains": [{"filters": [filter]}],
+        });
+        out.entry("LDS")
+            .or_default()
+            .push(resource(str_at(&l, &["name"]), listener));
+    }
+    for r in list("route_configs") {
+        let mut route_config = r.clone();
+        for vhost in route_config
+            .get_mut("virtual_hosts")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for route in vhost
+                .get_mut("routes")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                // lateen-proxy: match.path.{prefix|exact|regex}; Envoy: match.{prefix|path|safe_regex}.
+                let path = route.pointer("/match/path").cloned().unwrap_or(Value::Null);
+                let envoy_match = if let Some(p) = path.get("prefix") {
+                    json!({"prefix": p})
+                } else if let Some(p) = path.get("exact") {
+                    json!({"path": p})
+                } else if let Some(p) = path.get("regex") {
+                    json!({"safe_regex": {"regex": p}})
+                } else {
+                    json!({"prefix": "/"})
+                };
+                route["match"] = envoy_match;
+            }
+        }
+        out.entry("RDS")
+            .or_default()
+            .push(resource(str_at(&r, &["name"]), route_config));
+    }
+    out
+}
+
+/// `{"socket_address": {address, port_value}}` from `ADDR:PORT` or `[V6]:PORT`.
+fn socket_json(text: &str) -> Value {
+    let (host, port) = text.rsplit_once(':').unwrap_or((text, ""));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match port.parse::<u64>() {
+        Ok(port) => json!({"socket_address": {"address": host, "port_value": port}}),
+        Err(_) => json!({"socket_address": {"address": host}}),
+    }
 }
 
 /// Node ids hold `~`, `.` and sometimes `:` (IPv6); escape everything but unreserved characters.
@@ -264,6 +564,35 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     at(v, path).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The first of several paths that exists: the Debug tree of lateend's dump and Envoy's proto
+/// JSON place one-ofs differently (`{"Variant": v}` against an inline field).
+fn first_at<'a>(v: &'a Value, paths: &[&[&str]]) -> Option<&'a Value> {
+    paths.iter().find_map(|p| at(v, p))
+}
+
+/// A wrapped integer: a plain number in proto JSON, `{value: n}` in the Debug tree.
+fn uint(v: Option<&Value>) -> Option<u64> {
+    v.and_then(|v| {
+        v.as_u64()
+            .or_else(|| v.get("value").and_then(Value::as_u64))
+    })
+}
+
+/// `ADDRESS` and `PORT` of an `Address` message, in either shape.
+fn socket_of(address: Option<&Value>) -> (String, String) {
+    let socket =
+        address.and_then(|a| first_at(a, &[&["address", "SocketAddress"], &["socket_address"]]));
+    let Some(socket) = socket else {
+        return ("-".to_string(), "-".to_string());
+    };
+    let port = uint(first_at(
+        socket,
+        &[&["port_specifier", "PortValue"], &["port_value"]],
+    ))
+    .map_or("-".to_string(), |p| p.to_string());
+    (str_at(socket, &["address"]).to_string(), port)
+}
+
 /// `outbound|9080|v1|reviews.default.svc.cluster.local` → SERVICE FQDN, PORT, SUBSET,
 /// DIRECTION, TYPE, DESTINATION RULE; other names (BlackHoleCluster, ...) as istioctl shows them.
 fn cluster_table(items: &[Resource], config: Option<&IstioConfig>) -> Vec<Vec<String>> {
@@ -276,8 +605,16 @@ fn cluster_table(items: &[Resource], config: Option<&IstioConfig>) -> Vec<Vec<St
         "DESTINATION RULE",
     ])];
     for r in items {
-        let kind = match at(&r.config, &["cluster_discovery_type", "Type"]).and_then(Value::as_str)
-        {
+        let kind = first_at(
+            &r.config,
+            &[
+                &["cluster_discovery_type", "Type"],
+                &["type"],
+                &["cluster_type", "name"],
+            ],
+        )
+        .and_then(Value::as_str);
+        let kind = match kind {
             Some("Eds") => "EDS",
             Some("Static") => "STATIC",
             Some("StrictDns") => "STRICT_DNS",
@@ -308,11 +645,7 @@ fn cluster_table(items: &[Resource], config: Option<&IstioConfig>) -> Vec<Vec<St
 fn listener_table(items: &[Resource]) -> Vec<Vec<String>> {
     let mut table = vec![row(&["ADDRESS", "PORT", "MATCH", "DESTINATION"])];
     for r in items {
-        let socket = at(&r.config, &["address", "address", "SocketAddress"]);
-        let address = socket.map_or("", |s| str_at(s, &["address"])).to_string();
-        let port = socket
-            .and_then(|s| at(s, &["port_specifier", "PortValue"]))
-            .map_or("-".to_string(), Value::to_string);
+        let (address, port) = socket_of(r.config.get("address"));
         let chains = r
             .config
             .get("filter_chains")
@@ -355,7 +688,7 @@ fn chain_match(m: Option<&Value>) -> String {
         return "ALL".to_string();
     };
     let mut parts = Vec::new();
-    if let Some(port) = at(m, &["destination_port", "value"]) {
+    if let Some(port) = uint(m.get("destination_port")) {
         parts.push(format!("Port: {port}"));
     }
     let ranges: Vec<String> = m
@@ -367,7 +700,7 @@ fn chain_match(m: Option<&Value>) -> String {
             format!(
                 "{}/{}",
                 str_at(r, &["address_prefix"]),
-                at(r, &["prefix_len", "value"]).map_or("32".to_string(), Value::to_string)
+                uint(r.get("prefix_len")).map_or("32".to_string(), |n| n.to_string())
             )
         })
         .collect();
@@ -395,9 +728,25 @@ fn chain_match(m: Option<&Value>) -> String {
     }
 }
 
-/// Where a network filter sends traffic, from its encoded typed_config.
+/// Where a network filter sends traffic, from its typed_config: proto JSON in an admin dump,
+/// encoded bytes in lateend's.
 fn filter_destination(filter: &Value) -> String {
     let name = str_at(filter, &["name"]);
+    if let Some(config) = filter.get("typed_config") {
+        if let Some(route) = at(config, &["rds", "route_config_name"]).and_then(Value::as_str) {
+            return format!("Route: {route}");
+        }
+        if config.get("route_config").is_some() {
+            return "Inline Route".to_string();
+        }
+        if let Some(cluster) = config.get("cluster").and_then(Value::as_str) {
+            return format!("Cluster: {cluster}");
+        }
+        if config.get("weighted_clusters").is_some() {
+            return "Weighted clusters".to_string();
+        }
+        return name.to_string();
+    }
     let bytes: Vec<u8> = at(filter, &["config_type", "TypedConfig", "value"])
         .and_then(Value::as_array)
         .map(|a| {
@@ -521,7 +870,7 @@ fn route_table(items: &[Resource], config: Option<&IstioConfig>) -> Vec<Vec<Stri
                 ]);
             }
             for route in &routes {
-                let m = route.get("r#match").or_else(|| route.get("match"));
+                let m = route.get("match");
                 table.push(vec![
                     r.name.clone(),
                     vhost_name.to_string(),
@@ -538,31 +887,40 @@ fn route_table(items: &[Resource], config: Option<&IstioConfig>) -> Vec<Vec<Stri
 /// istioctl's MATCH: `/*` for a prefix match of `/`, `/p*` for other prefixes, the exact path,
 /// or the regex.
 fn route_match(m: Option<&Value>) -> String {
-    let Some(spec) = m.and_then(|m| m.get("path_specifier")) else {
+    let Some(m) = m else {
         return "-".to_string();
     };
-    if let Some(prefix) = spec.get("Prefix").and_then(Value::as_str) {
+    // The Debug tree keeps the one-of (`path_specifier: {Prefix: ..}`), proto JSON inlines it.
+    let spec = m.get("path_specifier").unwrap_or(m);
+    let get = |debug: &str, json: &str| {
+        spec.get(debug)
+            .or_else(|| spec.get(json))
+            .and_then(Value::as_str)
+    };
+    if let Some(prefix) = get("Prefix", "prefix") {
         return if prefix == "/" {
             "/*".to_string()
         } else {
             format!("{prefix}*")
         };
     }
-    if let Some(path) = spec.get("Path").and_then(Value::as_str) {
+    if let Some(path) = get("Path", "path") {
         return path.to_string();
     }
-    if let Some(regex) = at(spec, &["SafeRegex", "regex"]).and_then(Value::as_str) {
+    if let Some(regex) =
+        first_at(spec, &[&["SafeRegex", "regex"], &["safe_regex", "regex"]]).and_then(Value::as_str)
+    {
         return regex.to_string();
     }
-    if let Some(prefix) = spec.get("PathSeparatedPrefix").and_then(Value::as_str) {
+    if let Some(prefix) = get("PathSeparatedPrefix", "path_separated_prefix") {
         return format!("{prefix}/*");
     }
     "-".to_string()
 }
 
-/// ENDPOINT, STATUS, OUTLIER CHECK, CLUSTER. lateend knows the endpoints it assigned, not the
-/// proxy's runtime view, so OUTLIER CHECK (a proxy's ejections) is `-`; an endpoint with no
-/// health status is HEALTHY, as Envoy treats it.
+/// ENDPOINT, STATUS, OUTLIER CHECK, CLUSTER. Config dumps hold the endpoints assigned, not the
+/// proxy's runtime view (Envoy's `/clusters`), so OUTLIER CHECK (ejections) is `-`; an
+/// endpoint with no or unknown health status is HEALTHY, as Envoy treats it.
 fn endpoint_table(items: &[Resource]) -> Vec<Vec<String>> {
     let mut table = vec![row(&["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"])];
     for r in items {
@@ -583,26 +941,19 @@ fn endpoint_table(items: &[Resource]) -> Vec<Vec<String>> {
                 .into_iter()
                 .flatten()
             {
-                let socket = at(
+                let address = first_at(
                     lb,
                     &[
-                        "host_identifier",
-                        "Endpoint",
-                        "address",
-                        "address",
-                        "SocketAddress",
+                        &["host_identifier", "Endpoint", "address"],
+                        &["endpoint", "address"],
                     ],
                 );
-                let endpoint = match socket {
-                    Some(s) => {
-                        let port = at(s, &["port_specifier", "PortValue"])
-                            .map_or("-".to_string(), Value::to_string);
-                        format!("{}:{port}", str_at(s, &["address"]))
-                    }
-                    None => "-".to_string(),
+                let endpoint = match socket_of(address) {
+                    (a, p) if a == "-" => p,
+                    (a, p) => format!("{a}:{p}"),
                 };
                 let status = match str_at(lb, &["health_status"]) {
-                    "" | "Unknown" | "Healthy" => "HEALTHY".to_string(),
+                    "" | "Unknown" | "Healthy" | "UNKNOWN" => "HEALTHY".to_string(),
                     other => other.to_uppercase(),
                 };
                 table.push(vec![endpoint, status, "-".to_string(), cluster.to_string()]);

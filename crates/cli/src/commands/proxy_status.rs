@@ -51,9 +51,10 @@ pub(crate) fn fetch_syncz(addr: &str) -> anyhow::Result<Vec<Value>> {
     }
 }
 
-/// A blocking HTTP/1.0 GET of a loopback-style debug endpoint; the body on 200, an error naming
-/// the address and the server's answer otherwise. HTTP/1.0 with `Connection: close` so the body
-/// ends with the connection and no chunked decoding is needed.
+/// A blocking HTTP/1.1 GET of a debug endpoint (lateend's, or a proxy's admin); the body on
+/// 200, an error naming the address and the server's answer otherwise. `Connection: close`
+/// so the body ends with the connection; HTTP/1.1 because Envoy's admin refuses 1.0 (426),
+/// which brings chunked bodies with it.
 pub(crate) fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     let socket = addr
         .to_socket_addrs()
@@ -71,17 +72,23 @@ pub(crate) fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     )
     .with_context(|| format!("cannot send a request to {addr}"))?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
         .with_context(|| format!("cannot read the answer of {addr}{path}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .with_context(|| format!("{addr}{path}: malformed HTTP answer"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let mut body = raw[split + 4..].to_vec();
+    if head.contains("\r\ntransfer-encoding: chunked") {
+        body = dechunk(&body).with_context(|| format!("{addr}{path}: malformed chunked body"))?;
+    }
+    let body = String::from_utf8_lossy(&body);
     let status: u16 = head
         .split_whitespace()
         .nth(1)
@@ -90,7 +97,23 @@ pub(crate) fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     if status != 200 {
         bail!("{addr}{path} answered {status}: {}", body.trim());
     }
-    Ok(body.to_string())
+    Ok(body.into_owned())
+}
+
+/// Joins the chunks of a chunked body (extensions and trailers ignored).
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
 }
 
 /// `pod.namespace` from Istio's node id `TYPE~IP~POD.NS~NS.svc.cluster.local`; the id itself
@@ -136,6 +159,11 @@ pub(crate) fn find_proxy<'a>(rows: &'a [Value], name: &str) -> anyhow::Result<&'
 
 fn text<'a>(row: &'a Value, key: &str) -> &'a str {
     row.get(key).and_then(Value::as_str).unwrap_or("-")
+}
+
+/// The proxy runs no version of a type it rejected from the start: say so instead of a blank.
+fn non_empty(s: &str) -> &str {
+    if s.is_empty() { "(none)" } else { s }
 }
 
 /// istioctl's columns. CLUSTER is the cluster id (metadata CLUSTER_ID) like istioctl shows,
@@ -268,7 +296,11 @@ fn write_details(out: &mut impl Write, row: &Value) -> anyhow::Result<()> {
             "  rejected version: {}",
             text(&nack, "rejected_version")
         )?;
-        writeln!(out, "  running version:  {}", text(&nack, "version"))?;
+        writeln!(
+            out,
+            "  running version:  {}",
+            non_empty(text(&nack, "version"))
+        )?;
         writeln!(
             out,
             "  error ({}): {}",
