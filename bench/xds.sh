@@ -10,7 +10,7 @@
 #      waits until all are synced, then rewrites svc-0's VirtualService weights ROUNDS times
 #      and times each proxy's receipt+ACK of the new route from the file write; reads
 #      lateend's VmRSS and utime+stime from /proc.
-# Usage: bash bench/xds.sh   (env: PROXIES=1000 WORKLOADS=1 SERVICES=1000 ROUTED=100 ROUNDS=5 MODE=sotw
+# Usage: bash bench/xds.sh   (env: PROXIES=1000 WORKLOADS=1 SELECT_BY_APP=0 SERVICES=1000 ROUTED=100 ROUNDS=5 MODE=sotw
 #        POLL_INTERVAL=100ms PIN=1 RUN_TIMEOUT=280 SYNC_TIMEOUT=150 ROUND_TIMEOUT=30
 #        QUIET_TIMEOUT=60). Writes bench/results/xds-latest.json and prints it.
 set -euo pipefail
@@ -20,6 +20,9 @@ SERVICES="${SERVICES:-1000}"
 ROUTED="${ROUTED:-100}"
 ROUNDS="${ROUNDS:-5}"
 WORKLOADS="${WORKLOADS:-1}"
+# SELECT_BY_APP=1: a VirtualService matches on the caller's app label, so each workload has
+# a configuration of its own (one translation per workload instead of one for all).
+SELECT_BY_APP="${SELECT_BY_APP:-0}"
 MODE="${MODE:-sotw}"
 POLL_INTERVAL="${POLL_INTERVAL:-100ms}"
 PIN="${PIN:-1}"
@@ -54,7 +57,8 @@ DEBUG_PORT="$(free_port)"
 CPU0=(); CPU1=()
 if [ "$PIN" = 1 ]; then CPU0=(taskset -c 0); CPU1=(taskset -c 1); fi
 
-"$LOAD" generate --dir "$WORK/config" --services "$SERVICES" --routed "$ROUTED"
+SELECT_FLAG=(); [ "$SELECT_BY_APP" = 1 ] && SELECT_FLAG=(--select-by-app)
+"$LOAD" generate --dir "$WORK/config" --services "$SERVICES" --routed "$ROUTED" "${SELECT_FLAG[@]}"
 env ${LATEEND_ENV:-} RUST_LOG=warn,lateen_discovery::push=debug "${CPU0[@]}" "$LATEEND" --config-dir "$WORK/config" \
   --xds-address "127.0.0.1:$XDS_PORT" --debug-address "127.0.0.1:$DEBUG_PORT" \
   --xds-tls-address 127.0.0.1:0 --webhook-address 127.0.0.1:0 \
@@ -86,10 +90,10 @@ if [ "$RC" != 0 ]; then
   exit "$RC"
 fi
 PUSHES="$(curl -sf "http://127.0.0.1:$DEBUG_PORT/metrics" | awk '/^pilot_xds_pushes|^lateend_push/ {print}' | head -20 || true)"
-python3 - "$WORK/result.json" "$POLL_INTERVAL" "$SERVICES" "$ROUTED" "$WORKLOADS" <<'EOF' > bench/results/xds-latest.json
+python3 - "$WORK/result.json" "$POLL_INTERVAL" "$SERVICES" "$ROUTED" "$WORKLOADS" "$SELECT_BY_APP" <<'EOF' > bench/results/xds-latest.json
 import json, sys
 r = json.load(open(sys.argv[1]))
-r.update(poll_interval=sys.argv[2], services=int(sys.argv[3]), routed=int(sys.argv[4]), workloads=int(sys.argv[5]))
+r.update(poll_interval=sys.argv[2], services=int(sys.argv[3]), routed=int(sys.argv[4]), workloads=int(sys.argv[5]), select_by_app=sys.argv[6] == "1")
 print(json.dumps(r, indent=1))
 EOF
 cat bench/results/xds-latest.json
