@@ -58,8 +58,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Which proxy joins the mesh.
+enum Sidecar {
+    /// `lateen-proxy sidecar` as pod `sleep-1.default`.
+    Lateen,
+    /// Envoy (this binary) with an istio-agent-like bootstrap, as pod `envoy-1.default`.
+    Envoy(PathBuf),
+}
+
 /// lateend on a folder with a ServiceEntry, a VirtualService and a Sidecar giving the proxy an
-/// explicit outbound listener (interception NONE), and one sidecar `sleep-1.default` on it.
+/// explicit outbound listener (interception NONE), and one sidecar on it.
 struct Mesh {
     // Fields drop in order: the processes end before their folder is removed.
     _proxy: Guard,
@@ -70,7 +78,7 @@ struct Mesh {
 }
 
 impl Mesh {
-    fn start() -> Self {
+    fn start(sidecar: Sidecar) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("config");
         std::fs::create_dir(&config).expect("config dir");
@@ -134,21 +142,44 @@ spec:
         wait_for(&dir, "lateend's /ready", Duration::from_secs(30), || {
             std::net::TcpStream::connect(&debug).is_ok()
         });
-        let admin = format!("127.0.0.1:{}", free_port());
-        let proxy = Command::new(sibling("lateen-proxy"))
-            .args(["sidecar", "--discovery-address", &xds, "--concurrency", "1"])
-            .args(["--admin-address", &admin])
-            .args(["--health-address", &format!("127.0.0.1:{}", free_port())])
-            .args(["--metrics-address", &format!("127.0.0.1:{}", free_port())])
-            .args(["--labels-file", "/nonexistent/labels"])
-            .env("POD_NAME", "sleep-1")
-            .env("POD_NAMESPACE", "default")
-            .env("INSTANCE_IP", "127.0.0.1")
-            .env("ISTIO_META_INTERCEPTION_MODE", "NONE")
-            .stdout(log("proxy.log"))
-            .stderr(log("proxy.err"))
-            .spawn()
-            .expect("start lateen-proxy");
+        let admin_port = free_port();
+        let admin = format!("127.0.0.1:{admin_port}");
+        let proxy = match sidecar {
+            Sidecar::Lateen => Command::new(sibling("lateen-proxy"))
+                .args(["sidecar", "--discovery-address", &xds, "--concurrency", "1"])
+                .args(["--admin-address", &admin])
+                .args(["--health-address", &format!("127.0.0.1:{}", free_port())])
+                .args(["--metrics-address", &format!("127.0.0.1:{}", free_port())])
+                .args(["--labels-file", "/nonexistent/labels"])
+                .env("POD_NAME", "sleep-1")
+                .env("POD_NAMESPACE", "default")
+                .env("INSTANCE_IP", "127.0.0.1")
+                .env("ISTIO_META_INTERCEPTION_MODE", "NONE")
+                .stdout(log("proxy.log"))
+                .stderr(log("proxy.err"))
+                .spawn()
+                .expect("start lateen-proxy"),
+            Sidecar::Envoy(envoy) => {
+                let bootstrap = dir.path().join("envoy.yaml");
+                let xds_port = xds.rsplit(':').next().unwrap_or_default();
+                std::fs::write(&bootstrap, envoy_bootstrap(admin_port, xds_port))
+                    .expect("write bootstrap");
+                Command::new(envoy)
+                    .arg("-c")
+                    .arg(&bootstrap)
+                    .args([
+                        "--concurrency",
+                        "1",
+                        "--disable-hot-restart",
+                        "--log-level",
+                        "warning",
+                    ])
+                    .stdout(log("proxy.log"))
+                    .stderr(log("proxy.err"))
+                    .spawn()
+                    .expect("start envoy")
+            }
+        };
         Self {
             debug,
             admin,
@@ -157,6 +188,60 @@ spec:
             _lateend: lateend,
         }
     }
+}
+
+/// What istio-agent would give Envoy: node id and metadata, ADS to lateend, admin on loopback.
+fn envoy_bootstrap(admin_port: u16, xds_port: &str) -> String {
+    format!(
+        r#"node:
+  id: "sidecar~127.0.0.1~envoy-1.default~default.svc.cluster.local"
+  cluster: envoy-1.default
+  metadata: {{NAMESPACE: default, NAME: envoy-1, INTERCEPTION_MODE: NONE, CLUSTER_ID: Kubernetes, ISTIO_VERSION: "1.28.0", INSTANCE_IPS: 127.0.0.1, LABELS: {{app: envoy}}}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}}}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services:
+    - envoy_grpc: {{cluster_name: xds-grpc}}
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
+"#
+    )
+}
+
+/// Envoy on PATH or in the workspace's .venv (scripts/test.sh installs it there); `None` to
+/// skip, except under CI (`LATEEN_REQUIRE_TOOLS`), where a missing tool fails the test.
+fn envoy_or_skip() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("envoy"))
+            .find(|p| p.is_file())
+    });
+    let found = on_path.or_else(|| venv.is_file().then_some(venv));
+    if found.is_none() {
+        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+            panic!("envoy not found on PATH or in .venv/bin (run scripts/test.sh)");
+        }
+        eprintln!("NOTICE: envoy not found; skipping the Envoy admin test");
+    }
+    found
 }
 
 /// Polls `ready` every 100 ms until it holds or `limit` passes; then fails with the logs.
@@ -185,8 +270,22 @@ fn logs(dir: &Path) -> String {
         .join("\n")
 }
 
-/// The table row of `sleep-1.default` once CDS, LDS, EDS and RDS are all SYNCED.
-fn synced_row(mesh: &Mesh) -> String {
+/// `proxy-config all --admin` of the mesh's proxy (DESTINATION RULE etc. from its lateend).
+fn admin_tables(mesh: &Mesh) -> String {
+    let out = run(&[
+        "proxy-config",
+        "all",
+        "--admin",
+        &mesh.admin,
+        "--lateend",
+        &mesh.debug,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// The table row of `pod` once CDS, LDS, EDS and RDS are all SYNCED.
+fn synced_row(mesh: &Mesh, pod: &str) -> String {
     let mut last = String::new();
     let mut row = None;
     wait_for(
@@ -198,7 +297,7 @@ fn synced_row(mesh: &Mesh) -> String {
             last = stdout(&out);
             row = last
                 .lines()
-                .find(|l| l.starts_with("sleep-1.default ") && l.matches("SYNCED").count() == 4)
+                .find(|l| l.starts_with(&format!("{pod} ")) && l.matches("SYNCED").count() == 4)
                 .map(str::to_string);
             row.is_some()
         },
@@ -208,9 +307,9 @@ fn synced_row(mesh: &Mesh) -> String {
 
 #[test]
 fn proxy_status_and_proxy_config_read_a_live_lateend() {
-    let mesh = Mesh::start();
+    let mesh = Mesh::start(Sidecar::Lateen);
 
-    let row = synced_row(&mesh);
+    let row = synced_row(&mesh, "sleep-1.default");
     let cells: Vec<&str> = row.split_whitespace().collect();
     // NAME CLUSTER CDS LDS EDS RDS ECDS(2 words) ISTIOD VERSION
     assert_eq!(cells[0], "sleep-1.default", "{row}");
@@ -330,16 +429,7 @@ fn proxy_status_and_proxy_config_read_a_live_lateend() {
     assert_eq!(httpbin["config"]["cluster_discovery_type"]["Type"], "Eds");
 
     // The proxy's own view through its admin server: the same outbound cluster and route.
-    let admin = run(&[
-        "proxy-config",
-        "all",
-        "--admin",
-        &mesh.admin,
-        "--lateend",
-        &mesh.debug,
-    ]);
-    let text = stdout(&admin);
-    assert!(admin.status.success(), "{}", stderr(&admin));
+    let text = admin_tables(&mesh);
     assert!(
         text.lines()
             .any(|l| l.starts_with("httpbin.example.com ") && l.contains("outbound")),
@@ -376,6 +466,55 @@ fn proxy_status_and_proxy_config_read_a_live_lateend() {
         stderr(&unknown).contains("sleep-1.default"),
         "{}",
         stderr(&unknown)
+    );
+}
+
+#[test]
+fn proxy_config_reads_envoys_admin_dump() {
+    let Some(envoy) = envoy_or_skip() else { return };
+    let mesh = Mesh::start(Sidecar::Envoy(envoy));
+    let row = synced_row(&mesh, "envoy-1.default");
+    assert!(row.ends_with("1.28.0"), "VERSION from ISTIO_VERSION: {row}");
+
+    let text = admin_tables(&mesh);
+    let has = |pred: &dyn Fn(&str) -> bool| text.lines().any(pred);
+    assert!(
+        has(&|l| l.starts_with("httpbin.example.com ")
+            && l.contains("outbound")
+            && l.contains("EDS")),
+        "{text}"
+    );
+    assert!(
+        has(&|l| l.starts_with("127.0.0.1 ") && l.contains("Route: ")),
+        "{text}"
+    );
+    assert!(
+        has(&|l| l.contains("/api*") && l.ends_with("httpbin.default")),
+        "{text}"
+    );
+    assert!(
+        has(&|l| l.starts_with("127.0.0.1:")
+            && l.contains("HEALTHY")
+            && l.ends_with("|httpbin.example.com")),
+        "{text}"
+    );
+
+    let json = run(&[
+        "proxy-config",
+        "route",
+        "--admin",
+        &mesh.admin,
+        "-o",
+        "json",
+    ]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("Envoy JSON");
+    let configs = value["configs"].as_array().expect("configs");
+    assert_eq!(configs.len(), 1, "{value}");
+    assert!(
+        configs[0]["@type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("RoutesConfigDump")),
+        "{value}"
     );
 }
 

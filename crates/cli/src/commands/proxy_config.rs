@@ -227,7 +227,7 @@ fn admin_json(dump: &Value, chosen: &dyn Fn(Section) -> bool) -> Value {
                     ("EndpointsConfigDump", Section::Endpoint),
                 ]
                 .iter()
-                .any(|(suffix, section)| ty.ends_with(suffix) && chosen(*section))
+                .any(|(name, section)| ty.rsplit('.').next() == Some(*name) && chosen(*section))
             })
             .cloned()
             .collect();
@@ -290,7 +290,8 @@ fn envoy_resources(configs: &[Value]) -> Resources {
     for section in configs {
         let ty = section.get("@type").and_then(Value::as_str).unwrap_or("");
         for (suffix, short, paths) in places {
-            if !ty.ends_with(suffix) {
+            // Exact message name: ScopedRoutesConfigDump also ends in RoutesConfigDump.
+            if ty.rsplit('.').next() != Some(suffix) {
                 continue;
             }
             let items = out.entry(short).or_default();
