@@ -20,7 +20,7 @@ use anyhow::Context;
 use serde_json::{Map, Value, json};
 
 use super::proxy_status::{
-    DEFAULT_DEBUG_ADDRESS, fetch_syncz, find_proxy, http_get, write_columns,
+    DEFAULT_DEBUG_ADDRESS, fetch_syncz, find_proxy, http_get, quiet_broken_pipe, write_columns,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +71,10 @@ const SECTIONS: [(&str, Section); 4] = [
 ];
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    quiet_broken_pipe(print(args))
+}
+
+fn print(args: Args) -> anyhow::Result<()> {
     let chosen = |section: Section| args.section == section || args.section == Section::All;
     let (source, resources) = match &args.admin {
         Some(admin) => {

@@ -27,6 +27,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    quiet_broken_pipe(print(args))
+}
+
+fn print(args: Args) -> anyhow::Result<()> {
     let rows = fetch_syncz(&args.lateend)?;
     let mut out = std::io::stdout().lock();
     match &args.proxy {
@@ -38,6 +42,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// `lateen ... | head` closes stdout early; like other command line tools, stop quietly
+/// instead of reporting the broken pipe as an error.
+pub(crate) fn quiet_broken_pipe(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// GET `/debug/syncz`: one JSON row per connected ADS stream.
