@@ -46,9 +46,18 @@ pub type ResourceMap = BTreeMap<String, VersionedResource>;
 pub struct TypeResources {
     resources: ResourceMap,
     version: OnceLock<String>,
-    /// The resources as the `resources` field of a SotW response, encoded once for every
-    /// stream that sends this set (only the nonce differs between their responses).
-    encoded: OnceLock<bytes::Bytes>,
+    /// The resources as the `resources` field of a SotW or delta response, encoded once for
+    /// every stream that sends this set (only the nonce differs between their responses).
+    encoded: [OnceLock<bytes::Bytes>; 2],
+}
+
+/// The two response encodings of a resource set.
+#[derive(Clone, Copy, Debug)]
+pub enum Wire {
+    /// `DiscoveryResponse.resources`: the `Any`s.
+    Sotw = 0,
+    /// `DeltaDiscoveryResponse.resources`: `Resource` messages with name and version.
+    Delta = 1,
 }
 
 impl TypeResources {
@@ -57,7 +66,7 @@ impl TypeResources {
         Self {
             resources,
             version: OnceLock::new(),
-            encoded: OnceLock::new(),
+            encoded: Default::default(),
         }
     }
 
@@ -80,28 +89,15 @@ impl TypeResources {
     /// Changes the resources (the set version is recomputed when next asked for).
     pub fn edit(&mut self) -> &mut ResourceMap {
         self.version = OnceLock::new();
-        self.encoded = OnceLock::new();
+        self.encoded = Default::default();
         &mut self.resources
     }
 
-    /// Every resource with a body, encoded as repeated field `tag` (`Any` messages), once.
-    pub fn encoded_resources(&self, tag: u32) -> bytes::Bytes {
-        self.encoded
-            .get_or_init(|| {
-                let bodies = self
-                    .resources
-                    .values()
-                    .filter(|r| !r.resource.type_url.is_empty());
-                let len = bodies
-                    .clone()
-                    .map(|r| prost::encoding::message::encoded_len(tag, &*r.resource))
-                    .sum();
-                let mut buf = Vec::with_capacity(len);
-                for r in bodies {
-                    prost::encoding::message::encode(tag, &*r.resource, &mut buf);
-                }
-                bytes::Bytes::from(buf)
-            })
+    /// This set's encoding for `wire` (made by `encode` on first use, then shared by every
+    /// stream that sends the set).
+    pub fn encoded(&self, wire: Wire, encode: impl FnOnce(&ResourceMap) -> bytes::Bytes) -> bytes::Bytes {
+        self.encoded[wire as usize]
+            .get_or_init(|| encode(&self.resources))
             .clone()
     }
 

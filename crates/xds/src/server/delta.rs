@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::registry::StreamMode;
 use super::stream::{Planned, Protocol, StreamCore, initial_wildcard, placeholder};
+use crate::snapshot::{VersionedResource, Wire};
 
 /// Delta plugged into the shared stream loop.
 pub(super) struct Delta;
@@ -85,22 +86,27 @@ impl Protocol for Delta {
             .get(&planned.type_url)
             .map_or(&empty, |s| s.sent.map());
         let view = planned.view.map();
-        let changed = view
+        let changed: Vec<(&str, &VersionedResource)> = view
             .iter()
             .filter(|(name, r)| sent.get(*name).map(|s| &s.version) != Some(&r.version))
             .filter(|(_, r)| !r.resource.type_url.is_empty())
-            .map(|(name, r)| (name.as_str(), r));
+            .map(|(name, r)| (name.as_str(), r))
+            .collect();
         let removed: Vec<String> = sent
             .keys()
             .filter(|n| !view.contains_key(*n))
             .cloned()
             .collect();
-        vec![super::wire::delta_frame(
-            &planned.version,
-            changed,
-            &planned.type_url,
-            &removed,
-            nonce,
-        )]
+        // When everything is new (a first push, or a route table that changed as a whole) the
+        // set's shared encoding serves every stream.
+        let resources = if changed.len() == view.len() {
+            planned.view.encoded(Wire::Delta, |all| {
+                super::wire::delta_resources(all.iter().map(|(n, r)| (n.as_str(), r)))
+            })
+        } else {
+            super::wire::delta_resources(changed.iter().copied())
+        };
+        super::wire::delta_frame(&planned.version, resources, &planned.type_url, &removed, nonce)
+            .into()
     }
 }

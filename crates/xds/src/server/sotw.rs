@@ -58,7 +58,9 @@ impl Protocol for Sotw {
     fn respond(_core: &StreamCore, planned: &Planned, nonce: &str) -> Vec<Bytes> {
         // Every stream sending this set shares its encoding (a kept resource without a body,
         // delta bookkeeping only, is left out of it).
-        let resources = planned.view.encoded_resources(super::wire::SOTW_RESOURCES);
+        let resources = planned
+            .view
+            .encoded(crate::snapshot::Wire::Sotw, super::wire::sotw_resources);
         super::wire::sotw_frame(&planned.version, resources, &planned.type_url, nonce).into()
     }
 }

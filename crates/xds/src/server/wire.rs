@@ -7,17 +7,51 @@
 use bytes::Bytes;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, message, string};
 
-use crate::snapshot::VersionedResource;
+use crate::snapshot::{ResourceMap, VersionedResource};
 
 /// gRPC message prefix: compressed flag and big-endian length.
 const PREFIX: usize = 5;
 
-/// Field number of `resources` in `DiscoveryResponse`.
-pub(crate) const SOTW_RESOURCES: u32 = 2;
+/// `DiscoveryResponse.resources` for a set: every resource with a body, as `Any` messages.
+pub(crate) fn sotw_resources(set: &ResourceMap) -> Bytes {
+    let bodies = set.values().filter(|r| !r.resource.type_url.is_empty());
+    let len = bodies.clone().map(|r| message::encoded_len(2, &*r.resource)).sum();
+    let mut buf = Vec::with_capacity(len);
+    for r in bodies {
+        message::encode(2, &*r.resource, &mut buf);
+    }
+    Bytes::from(buf)
+}
+
+/// `DeltaDiscoveryResponse.resources` for some resources: `Resource` messages.
+pub(crate) fn delta_resources<'a>(
+    resources: impl Iterator<Item = (&'a str, &'a VersionedResource)> + Clone,
+) -> Bytes {
+    // Resource: version 1, resource 2, name 3.
+    let resource_len = |name: &str, r: &VersionedResource| {
+        str_len(1, &r.version) + message::encoded_len(2, &*r.resource) + str_len(3, name)
+    };
+    let len = resources
+        .clone()
+        .map(|(name, r)| {
+            let inner = resource_len(name, r);
+            1 + encoded_len_varint(inner as u64) + inner
+        })
+        .sum();
+    let mut buf = Vec::with_capacity(len);
+    for (name, r) in resources {
+        encode_key(2, WireType::LengthDelimited, &mut buf);
+        encode_varint(resource_len(name, r) as u64, &mut buf);
+        put_str(1, &r.version, &mut buf);
+        message::encode(2, &*r.resource, &mut buf);
+        put_str(3, name, &mut buf);
+    }
+    Bytes::from(buf)
+}
 
 /// A `DiscoveryResponse` (SotW) message in two pieces: the gRPC prefix with the small fields,
-/// then `resources`, already encoded (by [`crate::snapshot::TypeResources::encoded_resources`])
-/// and shared by every stream sending the same set. Field order is free in protobuf.
+/// then `resources`, already encoded ([`sotw_resources`]) and shared by every stream sending
+/// the same set. Field order is free in protobuf.
 pub(crate) fn sotw_frame(
     version_info: &str,
     resources: Bytes,
@@ -34,45 +68,30 @@ pub(crate) fn sotw_frame(
     [head, resources]
 }
 
-/// A `DeltaDiscoveryResponse` frame.
-pub(crate) fn delta_frame<'a>(
+/// A `DeltaDiscoveryResponse` message in two pieces, like [`sotw_frame`]: the head, then the
+/// encoded `resources` ([`delta_resources`]).
+pub(crate) fn delta_frame(
     system_version_info: &str,
-    resources: impl Iterator<Item = (&'a str, &'a VersionedResource)> + Clone,
+    resources: Bytes,
     type_url: &str,
     removed: &[String],
     nonce: &str,
-) -> Bytes {
+) -> [Bytes; 2] {
     // envoy.service.discovery.v3.DeltaDiscoveryResponse: system_version_info 1, resources 2,
-    // type_url 4, nonce 5, removed_resources 6; Resource: version 1, resource 2, name 3.
-    let resource_len = |name: &str, r: &VersionedResource| {
-        str_len(1, &r.version) + message::encoded_len(2, &*r.resource) + str_len(3, name)
-    };
-    let len = str_len(1, system_version_info)
-        + resources
-            .clone()
-            .map(|(name, r)| {
-                let inner = resource_len(name, r);
-                1 + encoded_len_varint(inner as u64) + inner
-            })
-            .sum::<usize>()
+    // type_url 4, nonce 5, removed_resources 6.
+    let head_len = str_len(1, system_version_info)
         + str_len(4, type_url)
         + str_len(5, nonce)
         + removed.iter().map(|n| string::encoded_len(6, n)).sum::<usize>();
-    frame(len, len, |buf| {
+    let head = frame(head_len + resources.len(), head_len, |buf| {
         put_str(1, system_version_info, buf);
-        for (name, r) in resources {
-            encode_key(2, WireType::LengthDelimited, buf);
-            encode_varint(resource_len(name, r) as u64, buf);
-            put_str(1, &r.version, buf);
-            message::encode(2, &*r.resource, buf);
-            put_str(3, name, buf);
-        }
         put_str(4, type_url, buf);
         put_str(5, nonce, buf);
         for name in removed {
             string::encode(6, name, buf);
         }
-    })
+    });
+    [head, resources]
 }
 
 /// The gRPC prefix for a message of `message_len` bytes, then the first `written` of them.
@@ -141,7 +160,7 @@ mod tests {
                 .map(|(i, r)| (format!("r{i}"), (*r).clone()))
                 .collect(),
         );
-        let pieces = sotw_frame(version, set.encoded_resources(SOTW_RESOURCES), "t/a", nonce);
+        let pieces = sotw_frame(version, sotw_resources(set.map()), "t/a", nonce);
         pieces.concat()
     }
 
@@ -171,11 +190,12 @@ mod tests {
         let a = resource("t/a", &[5; 200], "v1");
         let frame = delta_frame(
             "sys",
-            [("alpha", &a)].into_iter(),
+            delta_resources([("alpha", &a)].into_iter()),
             "t/a",
             &["gone".to_string()],
             "n-1",
-        );
+        )
+        .concat();
         let decoded = DeltaDiscoveryResponse::decode(payload(&frame)).expect("decodes");
         assert_eq!(
             decoded,
