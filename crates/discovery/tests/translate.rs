@@ -553,3 +553,17 @@ fn maglev_and_locality_distribute_reach_the_cluster() {
         "locality-weighted balancing is on: {specifier:?}"
     );
 }
+
+#[test]
+fn upstream_protocol_follows_the_port_protocol_like_istio() {
+    use lateen_discovery::translate::clusters::AppProtocol;
+    assert_eq!(AppProtocol::of("", "http-web"), AppProtocol::Http1);
+    assert_eq!(AppProtocol::of("", "grpc"), AppProtocol::Http2);
+    assert_eq!(AppProtocol::of("HTTP2", "anything"), AppProtocol::Http2);
+    assert_eq!(AppProtocol::of("tcp", "http"), AppProtocol::Opaque);
+    assert_eq!(AppProtocol::of("", "metrics"), AppProtocol::Unknown);
+    // An HTTP port's cluster says nothing (HTTP/1.1 in Envoy and lateen-proxy alike).
+    let s = snapshot(SERVICES, &sidecar_in_default());
+    let c: Cluster = decode(&s, types::CLUSTER, "outbound|9080||ratings.default.svc.cluster.local");
+    assert!(c.typed_extension_protocol_options.is_empty());
+}

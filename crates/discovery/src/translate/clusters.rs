@@ -50,8 +50,82 @@ pub struct InboundPort {
     pub bind: Option<String>,
     /// HTTP (an HTTP connection manager) or opaque TCP.
     pub http: bool,
+    /// What the application speaks, for the inbound cluster's upstream protocol.
+    pub app_protocol: AppProtocol,
     /// Declared in `Sidecar.ingress` (NONE mode binds only those).
     pub explicit: bool,
+}
+
+/// A port's protocol as far as the upstream connection cares (Istio's `setUpstreamProtocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppProtocol {
+    /// HTTP/1.1 (Envoy's default for a cluster: nothing to say).
+    Http1,
+    /// HTTP2, gRPC, gRPC-Web: HTTP/2 upstream.
+    Http2,
+    /// TCP and the other named protocols: no HTTP upstream.
+    Opaque,
+    /// Not declared (unnamed port, no protocol): the sidecar sniffs it, and the upstream
+    /// speaks what the client spoke (`use_downstream_protocol_config`).
+    Unknown,
+}
+
+impl AppProtocol {
+    /// From a port's `protocol` (any case) or, when that is empty, its name's prefix
+    /// (`http-web`, `grpc`, ...), as Istio reads them.
+    pub fn of(protocol: &str, name: &str) -> Self {
+        let declared = if protocol.is_empty() {
+            name.split('-').next().unwrap_or_default()
+        } else {
+            protocol
+        };
+        match declared.to_ascii_uppercase().as_str() {
+            "HTTP" => Self::Http1,
+            "HTTP2" | "GRPC" | "GRPC-WEB" => Self::Http2,
+            "TCP" | "TLS" | "HTTPS" | "MONGO" | "MYSQL" | "REDIS" | "UDP" => Self::Opaque,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The cluster's `HttpProtocolOptions`, when it needs any.
+    fn options(self) -> Option<HttpProtocolOptions> {
+        use http_protocol_options::UpstreamProtocolOptions;
+        let upstream = match self {
+            Self::Http2 => UpstreamProtocolOptions::ExplicitHttpConfig(
+                http_protocol_options::ExplicitHttpConfig {
+                    protocol_config: Some(
+                        http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                            Http2ProtocolOptions::default(),
+                        ),
+                    ),
+                },
+            ),
+            Self::Unknown => UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+                http_protocol_options::UseDownstreamHttpConfig {
+                    http2_protocol_options: Some(Http2ProtocolOptions::default()),
+                    ..Default::default()
+                },
+            ),
+            Self::Http1 | Self::Opaque => return None,
+        };
+        Some(HttpProtocolOptions {
+            upstream_protocol_options: Some(upstream),
+            ..Default::default()
+        })
+    }
+
+    /// Sets the upstream protocol of `cluster` (sidecars only: a gateway does not sniff).
+    pub fn apply(self, cluster: &mut Cluster, sidecar: bool) {
+        if self == Self::Unknown && !sidecar {
+            return;
+        }
+        if let Some(options) = self.options() {
+            cluster.typed_extension_protocol_options.insert(
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+                names::pack(&options),
+            );
+        }
+    }
 }
 
 pub fn build<'a>(ctx: &Context<'a>) -> Built<'a> {
@@ -92,11 +166,13 @@ pub fn build<'a>(ctx: &Context<'a>) -> Built<'a> {
     if !ctx.is_router() {
         clusters.push(passthrough(INBOUND_PASSTHROUGH_CLUSTER));
         for inbound in inbound_ports(ctx) {
-            clusters.push(static_cluster(
+            let mut c = static_cluster(
                 &names::inbound_cluster(inbound.port),
                 &inbound.endpoint_ip,
                 inbound.endpoint_port,
-            ));
+            );
+            inbound.app_protocol.apply(&mut c, true);
+            clusters.push(c);
         }
     }
     Built { clusters, eds }
@@ -137,12 +213,13 @@ pub fn inbound_ports(ctx: &Context<'_>) -> Vec<InboundPort> {
                 endpoint_port: ep_port,
                 bind: l.bind.clone(),
                 http: declared.is_some_and(|p| is_http_protocol(&p.protocol, &p.name)),
+                app_protocol: declared.map_or(AppProtocol::Unknown, |p| AppProtocol::of(&p.protocol, &p.name)),
                 explicit: true,
             });
         }
         return out;
     }
-    let mut add = |port: u32, http: bool| {
+    let mut add = |port: u32, http: bool, app_protocol: AppProtocol| {
         if !out.iter().any(|p| p.port == port) {
             out.push(InboundPort {
                 port,
@@ -150,6 +227,7 @@ pub fn inbound_ports(ctx: &Context<'_>) -> Vec<InboundPort> {
                 endpoint_port: port,
                 bind: None,
                 http,
+                app_protocol,
                 explicit: false,
             });
         }
@@ -161,12 +239,20 @@ pub fn inbound_ports(ctx: &Context<'_>) -> Vec<InboundPort> {
             .filter(|i| ctx.proxy.instance_addresses.contains(&i.address))
         {
             for port in &service.ports {
-                add(service.endpoint_port(instance, port), port.is_http());
+                add(
+                    service.endpoint_port(instance, port),
+                    port.is_http(),
+                    AppProtocol::of(&port.protocol, &port.name),
+                );
             }
         }
     }
     for declared in &ctx.proxy.ports {
-        add(declared.port, is_http_protocol("", &declared.name));
+        add(
+            declared.port,
+            is_http_protocol("", &declared.name),
+            AppProtocol::of("", &declared.name),
+        );
     }
     out.sort_by_key(|p| p.port);
     out
@@ -272,24 +358,7 @@ fn outbound(
     if let Some(od) = &policy.outlier_detection {
         c.outlier_detection = Some(outlier_of(od));
     }
-    if matches!(port.protocol.as_str(), "HTTP2" | "GRPC" | "GRPC-WEB") {
-        let options = HttpProtocolOptions {
-            upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-                http_protocol_options::ExplicitHttpConfig {
-                    protocol_config: Some(
-                        http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                            Http2ProtocolOptions::default(),
-                        ),
-                    ),
-                },
-            )),
-            ..Default::default()
-        };
-        c.typed_extension_protocol_options.insert(
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
-            names::pack(&options),
-        );
-    }
+    AppProtocol::of(&port.protocol, &port.name).apply(&mut c, !ctx.is_router());
     c
 }
 

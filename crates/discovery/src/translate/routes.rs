@@ -163,8 +163,8 @@ fn prefix_match(prefix: &str) -> RouteMatch {
 }
 
 /// The mesh's default retry policy, set once per virtual host rather than on each route (a
-/// route's own policy replaces it in Envoy and lateen-proxy alike): in a route table of a
-/// thousand services that halves what every proxy is sent.
+/// route's own policy replaces it in Envoy and lateen-proxy alike): ≈ 250 bytes saved for
+/// every route after a virtual host's first, in what every proxy is sent.
 fn mesh_retry_policy(ctx: &Context<'_>) -> Option<RetryPolicy> {
     retry_policy_of(ctx.config.mesh.default_http_retry_policy.as_ref())
 }

@@ -179,11 +179,12 @@ fn common_lb_config(common: &cluster::CommonLbConfig) -> Result<(), (String, Str
     if left.is_empty() { Ok(()) } else { Err((left.join(", "), "not supported by lateen-proxy".into())) }
 }
 
-/// A cluster with Envoy's defaults and no endpoints.
+/// A cluster with Envoy's defaults and no endpoints: HTTP/1.1 upstream unless the cluster's
+/// protocol options say otherwise (an h2c client is then bridged to HTTP/1.1, as by Envoy).
 pub fn empty(name: &str) -> model::Cluster {
     model::Cluster {
         name: name.to_string(),
-        protocol: model::UpstreamProtocol::Downstream,
+        protocol: model::UpstreamProtocol::Http1,
         connect_timeout: model::defaults::connect_timeout(),
         lb_policy: model::LbPolicy::RoundRobin,
         endpoints: Vec::new(),
@@ -205,7 +206,8 @@ fn upstream_protocol(options: &HttpProtocolOptions) -> Result<model::UpstreamPro
         return Err((left.join(", "), "not supported by lateen-proxy".into()));
     }
     Ok(match &options.upstream_protocol_options {
-        None | Some(Upstream::UseDownstreamProtocolConfig(_)) => model::UpstreamProtocol::Downstream,
+        None => model::UpstreamProtocol::Http1,
+        Some(Upstream::UseDownstreamProtocolConfig(_)) => model::UpstreamProtocol::Downstream,
         Some(Upstream::ExplicitHttpConfig(explicit)) => match &explicit.protocol_config {
             Some(ProtocolConfig::HttpProtocolOptions(_)) | None => model::UpstreamProtocol::Http1,
             Some(ProtocolConfig::Http2ProtocolOptions(_)) => model::UpstreamProtocol::Http2,
