@@ -23,7 +23,7 @@ pub async fn canary(config_dir: &Path, mode: Mode) -> anyhow::Result<()> {
     for share in [0u32, 20, 100] {
         let weights = [("v1", 100 - share), ("v3", share)];
         std::fs::write(config_dir.join("virtual-service-reviews.yaml"), config::reviews_virtual_service(&weights))?;
-        // lateend polls the folder every 500 ms and debounces pushes; give it time to land.
+        // lateend polls the folder (every 100 ms) and debounces pushes; give it time to land.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let before = reviews_counts(&metrics);
         let mut failed = 0;
