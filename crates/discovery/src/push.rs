@@ -495,6 +495,44 @@ mod tests {
         assert_eq!(pushes(&cp), before);
     }
 
+    fn node(ip: &str, app: &str, namespace: &str) -> ProxyNode {
+        ProxyNode {
+            id: format!("sidecar~{ip}~{app}-1.{namespace}~{namespace}.svc.cluster.local"),
+            cluster: String::new(),
+            metadata: serde_json::json!({"NAMESPACE": namespace, "INTERCEPTION_MODE": "REDIRECT", "LABELS": {"app": app}}),
+            user_agent: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn proxies_with_one_view_share_one_snapshot_and_joining_pushes_nothing() {
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews, namespace: default}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints: [{address: 10.9.0.1}]\n";
+        let loaded = lateen_api::load(yaml, "se.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let config = Config {
+            resources: loaded.resources().cloned().collect(),
+            ..Config::default()
+        };
+        let (cp, _rx) = ControlPlane::new(config, Duration::from_secs(10));
+        cp.attach(XdsServer::new(None));
+        let xds = cp.xds().unwrap_or_else(|| panic!("attached"));
+
+        let (a, b) = (node("10.0.0.1", "web", "default"), node("10.0.0.2", "api", "default"));
+        cp.on_connect(&a, 1);
+        let first = cp.generation();
+        cp.on_connect(&b, 2);
+        // b registered itself, but no ServiceEntry selects it: same services, same generation.
+        assert!(Arc::ptr_eq(&first, &cp.generation()));
+        let snapshot = |n: &ProxyNode| xds.cache().snapshot(&n.id).unwrap_or_else(|| panic!("snapshot of {}", n.id));
+        // Different IPs and an `app` label nothing selects on: one translation, shared.
+        assert!(Arc::ptr_eq(&snapshot(&a), &snapshot(&b)));
+        assert_eq!(first.views(), 1);
+
+        let other = node("10.0.0.3", "web", "prod");
+        cp.on_connect(&other, 3);
+        assert!(!Arc::ptr_eq(&snapshot(&a), &snapshot(&other)), "another namespace is another view");
+        assert!(snapshot(&a).get(lateen_xds::types::CLUSTER, "outbound|9080||reviews.default.svc.cluster.local").is_some());
+    }
+
     /// A config whose only VirtualService differs by `i`.
     fn config_with(i: u32) -> Config {
         let yaml = format!(
