@@ -290,27 +290,27 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     let _ = mesh.children[proxy_b].kill();
     let _ = mesh.children[proxy_b].wait();
     let bootstrap = mesh.dir.path().join("envoy-b.yaml");
-    std::fs::write(&bootstrap, format!(r#"node:
+    std::fs::write(&bootstrap, r#"node:
   id: sidecar~198.18.10.3~service-b-0.default~default.svc.cluster.local
   cluster: service-b.default
   metadata:
     NAMESPACE: default
-    LABELS: {{app: service-b, version: v1}}
+    LABELS: {app: service-b, version: v1}
     INTERCEPTION_MODE: REDIRECT
     INSTANCE_IPS: 198.18.10.3
     WORKLOAD_NAME: service-b-v1
     SERVICE_ACCOUNT: service-b
-    POD_PORTS: '[{{"name":"http","containerPort":9080,"protocol":"TCP"}}]'
+    POD_PORTS: '[{"name":"http","containerPort":9080,"protocol":"TCP"}]'
 admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 15000}}}}
+  address: {socket_address: {address: 127.0.0.1, port_value: 15000}}
 dynamic_resources:
   ads_config:
     api_type: GRPC
     transport_api_version: V3
     grpc_services:
-    - envoy_grpc: {{cluster_name: xds-grpc}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
+    - envoy_grpc: {cluster_name: xds-grpc}
+  cds_config: {ads: {}, resource_api_version: V3}
+  lds_config: {ads: {}, resource_api_version: V3}
 static_resources:
   clusters:
   - name: xds-grpc
@@ -319,13 +319,13 @@ static_resources:
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
+        explicit_http_config: {http2_protocol_options: {}}
     load_assignment:
       cluster_name: xds-grpc
       endpoints:
       - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 198.18.10.1, port_value: 15010}}}}}}
-"#)).expect("bootstrap");
+        - endpoint: {address: {socket_address: {address: 198.18.10.1, port_value: 15010}}}
+"#).expect("bootstrap");
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o644));
