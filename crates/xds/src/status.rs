@@ -49,6 +49,8 @@ pub struct ProxyStatus {
     pub types: std::collections::BTreeMap<String, TypeRecord>,
     /// Node metadata.
     pub metadata: serde_json::Value,
+    /// `node.user_agent_name` (`envoy`, `lateen-proxy`, ...).
+    pub user_agent: String,
 }
 
 /// State of one type record.
@@ -83,6 +85,7 @@ impl From<ConnectionRecord> for ProxyStatus {
             connected_at_unix_ms: c.connected_at_unix_ms,
             types: c.types,
             metadata: c.node.metadata,
+            user_agent: c.node.user_agent,
         }
     }
 }
