@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::registry::{AutoRegistry, Registry};
 use crate::store::Config;
-use crate::translate::{ProxyView, build_snapshot_for_view, selected_label_keys};
+use crate::translate::{ProxyView, SharedClusters, build_snapshot_shared, selected_label_keys};
 
 /// One consistent state of the mesh and the snapshots translated from it so far.
 pub struct Generation {
@@ -34,6 +34,8 @@ pub struct Generation {
     pub registry: Arc<Registry>,
     /// Label keys some resource selects proxies by (the rest do not enter a view).
     label_keys: BTreeSet<String>,
+    /// Clusters and endpoints shared between views that only routes tell apart.
+    shared: SharedClusters,
     snapshots: Mutex<HashMap<ProxyView, Arc<Snapshot>>>,
     /// The previous generation's snapshots, until this generation's first push is done: what
     /// did not change is taken from them, so it is shared and compares by pointer.
@@ -44,6 +46,7 @@ impl Generation {
     fn new(config: Arc<Config>, registry: Registry, earlier: Option<&Generation>) -> Self {
         Self {
             label_keys: selected_label_keys(&config),
+            shared: SharedClusters::new(&config),
             config,
             registry: Arc::new(registry),
             snapshots: Mutex::new(HashMap::new()),
@@ -63,7 +66,7 @@ impl Generation {
         }
         // Translate without holding the lock (other views need not wait); if another thread
         // translated the same view meanwhile, the first result stays.
-        let mut built = build_snapshot_for_view(&self.config, &self.registry, &view);
+        let mut built = build_snapshot_shared(&self.config, &self.registry, &view, &self.shared);
         let earlier = self
             .earlier
             .lock()
@@ -531,6 +534,29 @@ mod tests {
         cp.on_connect(&other, 3);
         assert!(!Arc::ptr_eq(&snapshot(&a), &snapshot(&other)), "another namespace is another view");
         assert!(snapshot(&a).get(lateen_xds::types::CLUSTER, "outbound|9080||reviews.default.svc.cluster.local").is_some());
+    }
+
+    #[tokio::test]
+    async fn views_told_apart_by_routes_only_share_clusters() {
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews, namespace: default}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints: [{address: 10.9.0.1}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: default}\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{sourceLabels: {app: web}}]\n    timeout: 3s\n    route: [{destination: {host: reviews}}]\n  - route: [{destination: {host: reviews}}]\n";
+        let loaded = lateen_api::load(yaml, "mesh.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let config = Config {
+            resources: loaded.resources().cloned().collect(),
+            ..Config::default()
+        };
+        let (cp, _rx) = ControlPlane::new(config, Duration::from_secs(10));
+        let generation = cp.generation();
+        let web = generation.snapshot(generation.view_of(&Proxy::from_node(&node("10.0.0.1", "web", "default"))));
+        let api = generation.snapshot(generation.view_of(&Proxy::from_node(&node("10.0.0.2", "api", "default"))));
+        assert_eq!(generation.views(), 2, "sourceLabels on app tells them apart");
+        let route = |s: &Snapshot| s.get(lateen_xds::types::ROUTE, "9080").map(|r| r.version.clone());
+        assert_ne!(route(&web), route(&api));
+        let cluster = "outbound|9080||reviews.default.svc.cluster.local";
+        let (a, b) = (
+            web.get(lateen_xds::types::CLUSTER, cluster).unwrap_or_else(|| panic!("web cluster")),
+            api.get(lateen_xds::types::CLUSTER, cluster).unwrap_or_else(|| panic!("api cluster")),
+        );
+        assert!(Arc::ptr_eq(&a.resource, &b.resource), "one encoded cluster for both views");
     }
 
     /// A config whose only VirtualService differs by `i`.

@@ -19,10 +19,13 @@ use lateen_api::networking::{
     ConnectionPoolSettings, DestinationRule, EgressListener, LoadBalancerSettings,
     OutboundTrafficMode, OutlierDetection, Sidecar, VirtualService,
 };
-use lateen_xds::Snapshot;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use lateen_xds::{Snapshot, VersionedResource};
 
 use crate::proxy::{InterceptionMode, Proxy, ProxyType};
-pub use view::{ProxyView, selected_label_keys};
+pub use view::{ProxyView, cluster_label_keys, selected_label_keys};
 use crate::registry::{Registry, Service, labels_match};
 use crate::store::Config;
 
@@ -309,14 +312,68 @@ pub fn build_snapshot(config: &Config, registry: &Registry, proxy: &Proxy) -> Sn
 
 /// Every Envoy resource of the proxies that have this view.
 pub fn build_snapshot_for_view(config: &Config, registry: &Registry, view: &ProxyView) -> Snapshot {
-    let ctx = Context::new(config, registry, view);
-    let mut snapshot = Snapshot::new();
-    let built = clusters::build(&ctx);
-    for cluster in &built.clusters {
-        snapshot.add(cluster);
+    build_snapshot_shared(config, registry, view, &SharedClusters::new(config))
+}
+
+/// Clusters and endpoints (encoded), shared between the views of one configuration that
+/// differ only in labels clusters and endpoints never read: proxies that a VirtualService's
+/// `sourceLabels` tells apart get their own routes, not their own copies of a thousand
+/// clusters.
+pub struct SharedClusters {
+    label_keys: BTreeSet<String>,
+    parts: Mutex<HashMap<ProxyView, Arc<Vec<(String, VersionedResource)>>>>,
+}
+
+impl SharedClusters {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            label_keys: cluster_label_keys(config),
+            parts: Mutex::new(HashMap::new()),
+        }
     }
-    for cla in endpoints::build(&ctx, &built.eds) {
-        snapshot.add(&cla);
+
+    fn get_or_build(
+        &self,
+        view: &ProxyView,
+        build: impl FnOnce() -> Vec<(String, VersionedResource)>,
+    ) -> Arc<Vec<(String, VersionedResource)>> {
+        let key = view.restricted(&self.label_keys);
+        let lock = || self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(done) = lock().get(&key) {
+            return done.clone();
+        }
+        // Built without the lock; a concurrent build of the same key keeps the first.
+        let built = Arc::new(build());
+        lock().entry(key).or_insert(built).clone()
+    }
+}
+
+/// [`build_snapshot_for_view`], with clusters and endpoints from `shared` when another view
+/// already built them.
+pub fn build_snapshot_shared(
+    config: &Config,
+    registry: &Registry,
+    view: &ProxyView,
+    shared: &SharedClusters,
+) -> Snapshot {
+    let ctx = Context::new(config, registry, view);
+    let clusters_and_endpoints = shared.get_or_build(view, || {
+        let mut part = Snapshot::new();
+        let built = clusters::build(&ctx);
+        for cluster in &built.clusters {
+            part.add(cluster);
+        }
+        for cla in endpoints::build(&ctx, &built.eds) {
+            part.add(&cla);
+        }
+        [lateen_xds::types::CLUSTER, lateen_xds::types::ENDPOINT]
+            .iter()
+            .flat_map(|t| part.resources(t).map(|(n, r)| (n.clone(), r.clone())).collect::<Vec<_>>())
+            .collect()
+    });
+    let mut snapshot = Snapshot::new();
+    for (name, resource) in clusters_and_endpoints.iter() {
+        snapshot.insert_versioned(name.clone(), resource.clone());
     }
     let listeners = listeners::build(&ctx);
     for listener in &listeners.listeners {

@@ -20,6 +20,24 @@ const LOCALITY_LABELS: [&str; 3] = [
     "topology.istio.io/subzone",
 ];
 
+/// The label keys that can change a proxy's clusters and endpoints: DestinationRule and
+/// Sidecar `workloadSelector` keys and the locality labels (VirtualService `sourceLabels` and
+/// Gateway selectors only change listeners and routes).
+pub fn cluster_label_keys(config: &Config) -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> = LOCALITY_LABELS.iter().map(|k| k.to_string()).collect();
+    for dr in config.destination_rules() {
+        if let Some(selector) = &dr.spec.workload_selector {
+            keys.extend(selector.labels.keys().cloned());
+        }
+    }
+    for sidecar in config.sidecars() {
+        if let Some(selector) = &sidecar.spec.workload_selector {
+            keys.extend(selector.labels.keys().cloned());
+        }
+    }
+    keys
+}
+
 /// The label keys that can change a proxy's configuration: those of every selector that
 /// picks proxies (DestinationRule and Sidecar `workloadSelector`, Gateway `selector`,
 /// VirtualService `sourceLabels`) and the locality labels. Translation only ever looks a
@@ -73,6 +91,19 @@ pub struct ProxyView {
 }
 
 impl ProxyView {
+    /// The same view with only the labels whose keys are in `keys`.
+    pub fn restricted(&self, keys: &BTreeSet<String>) -> Self {
+        Self {
+            labels: self
+                .labels
+                .iter()
+                .filter(|(key, _)| keys.contains(*key))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// The view of `proxy` against `registry`, keeping the labels with `label_keys`.
     pub fn of(proxy: &Proxy, registry: &Registry, label_keys: &BTreeSet<String>) -> Self {
         Self {
