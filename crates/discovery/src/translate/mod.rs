@@ -321,8 +321,11 @@ pub fn build_snapshot_for_view(config: &Config, registry: &Registry, view: &Prox
 /// clusters.
 pub struct SharedClusters {
     label_keys: BTreeSet<String>,
-    parts: Mutex<HashMap<ProxyView, Arc<Vec<(String, VersionedResource)>>>>,
+    parts: Mutex<HashMap<ProxyView, ClusterParts>>,
 }
+
+/// The encoded clusters and endpoints of one cluster-relevant view, by name.
+type ClusterParts = Arc<Vec<(String, VersionedResource)>>;
 
 impl SharedClusters {
     pub fn new(config: &Config) -> Self {
@@ -336,7 +339,7 @@ impl SharedClusters {
         &self,
         view: &ProxyView,
         build: impl FnOnce() -> Vec<(String, VersionedResource)>,
-    ) -> Arc<Vec<(String, VersionedResource)>> {
+    ) -> ClusterParts {
         let key = view.restricted(&self.label_keys);
         let lock = || self.parts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(done) = lock().get(&key) {
