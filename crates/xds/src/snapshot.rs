@@ -206,11 +206,7 @@ impl Snapshot {
         version: Option<String>,
     ) -> &mut Self {
         let version = version.unwrap_or_else(|| content_version(&resource.value));
-        let of_type = self.types.entry(resource.type_url.clone()).or_default();
-        Arc::make_mut(of_type)
-            .edit()
-            .insert(name, VersionedResource { resource, version });
-        self
+        self.insert_versioned(name, VersionedResource { resource, version })
     }
 
     /// Adds (or replaces) an already versioned resource, sharing its bytes.

@@ -43,18 +43,8 @@ pub fn cluster_label_keys(config: &Config) -> BTreeSet<String> {
 /// VirtualService `sourceLabels`) and the locality labels. Translation only ever looks a
 /// proxy's labels up by these keys.
 pub fn selected_label_keys(config: &Config) -> BTreeSet<String> {
-    let mut keys: BTreeSet<String> = LOCALITY_LABELS.iter().map(|k| k.to_string()).collect();
+    let mut keys = cluster_label_keys(config);
     let mut add = |labels: &BTreeMap<String, String>| keys.extend(labels.keys().cloned());
-    for dr in config.destination_rules() {
-        if let Some(selector) = &dr.spec.workload_selector {
-            add(&selector.labels);
-        }
-    }
-    for sidecar in config.sidecars() {
-        if let Some(selector) = &sidecar.spec.workload_selector {
-            add(&selector.labels);
-        }
-    }
     for gateway in config.gateways() {
         add(&gateway.spec.selector);
     }
@@ -70,6 +60,18 @@ pub fn selected_label_keys(config: &Config) -> BTreeSet<String> {
         }
     }
     keys
+}
+
+/// The labels whose keys are in `keys`.
+fn labels_with_keys(
+    labels: &BTreeMap<String, String>,
+    keys: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(key, _)| keys.contains(*key))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The translation-relevant part of a proxy's identity.
@@ -94,12 +96,7 @@ impl ProxyView {
     /// The same view with only the labels whose keys are in `keys`.
     pub fn restricted(&self, keys: &BTreeSet<String>) -> Self {
         Self {
-            labels: self
-                .labels
-                .iter()
-                .filter(|(key, _)| keys.contains(*key))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            labels: labels_with_keys(&self.labels, keys),
             ..self.clone()
         }
     }
@@ -109,12 +106,7 @@ impl ProxyView {
         Self {
             proxy_type: proxy.proxy_type,
             namespace: proxy.namespace.clone(),
-            labels: proxy
-                .labels
-                .iter()
-                .filter(|(key, _)| label_keys.contains(*key))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            labels: labels_with_keys(&proxy.labels, label_keys),
             interception: proxy.interception,
             ports: proxy.ports.clone(),
             wildcard: proxy.wildcard.clone(),

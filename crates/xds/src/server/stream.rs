@@ -300,7 +300,7 @@ fn memoized_view(of_type: Option<&Arc<TypeResources>>, state: &mut TypeState) ->
     {
         return memo.view.clone();
     }
-    let view = subscribed_view(Some(all), state);
+    let view = subscribed_view(all, state);
     state.view_memo = Some(ViewMemo {
         all: all.clone(),
         names: state.names.clone(),
@@ -312,10 +312,7 @@ fn memoized_view(of_type: Option<&Arc<TypeResources>>, state: &mut TypeState) ->
 
 /// The resources of one type that a stream subscribes to. The common cases, a wildcard
 /// subscription or one naming every resource of the type, share the snapshot's set.
-fn subscribed_view(of_type: Option<&Arc<TypeResources>>, state: &TypeState) -> Arc<TypeResources> {
-    let Some(all) = of_type else {
-        return Arc::default();
-    };
+fn subscribed_view(all: &Arc<TypeResources>, state: &TypeState) -> Arc<TypeResources> {
     if state.wildcard || all.map().keys().all(|name| state.names.contains(name)) {
         return all.clone();
     }
