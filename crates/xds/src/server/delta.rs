@@ -34,27 +34,35 @@ impl Protocol for Delta {
         // A stale nonce only voids the ACK part: subscription changes are diffs and must
         // not be lost.
         core.answer(type_url, &request.response_nonce, "", error);
-        let current = core.types.get(type_url).map(|s| s.names.clone()).unwrap_or_default();
-        let mut names = None::<std::collections::BTreeSet<String>>;
         let mut wildcard = core.types.get(type_url).is_some_and(|s| s.wildcard);
         if first_for_type {
             wildcard = initial_wildcard(type_url, &request.resource_names_subscribe);
         }
-        for name in request.resource_names_subscribe {
-            if name == "*" {
-                wildcard = true;
-            } else if !current.contains(&name) || names.is_some() {
-                names.get_or_insert_with(|| (*current).clone()).insert(name);
+        // Most requests (ACKs) change no subscription: only then copy the shared name set.
+        let mut names = None;
+        if !request.resource_names_subscribe.is_empty()
+            || !request.resource_names_unsubscribe.is_empty()
+        {
+            let current = core.types.get(type_url).map(|s| s.names.clone()).unwrap_or_default();
+            let mut next = (*current).clone();
+            for name in request.resource_names_subscribe {
+                if name == "*" {
+                    wildcard = true;
+                } else {
+                    next.insert(name);
+                }
+            }
+            for name in &request.resource_names_unsubscribe {
+                if name == "*" {
+                    wildcard = false;
+                } else {
+                    next.remove(name);
+                }
+            }
+            if next != *current {
+                names = Some(core.shared.subscriptions.intern(next));
             }
         }
-        for name in &request.resource_names_unsubscribe {
-            if name == "*" {
-                wildcard = false;
-            } else if current.contains(name) || names.is_some() {
-                names.get_or_insert_with(|| (*current).clone()).remove(name);
-            }
-        }
-        let names = names.map(|n| core.shared.subscriptions.intern(n));
         let state = core.subscription(type_url);
         state.wildcard = wildcard;
         if let Some(names) = names {
