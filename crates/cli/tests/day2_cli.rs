@@ -225,25 +225,6 @@ static_resources:
     )
 }
 
-/// Envoy on PATH or in the workspace's .venv (scripts/test.sh installs it there); `None` to
-/// skip, except under CI (`LATEEN_REQUIRE_TOOLS`), where a missing tool fails the test.
-fn envoy_or_skip() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
-    let on_path = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("envoy"))
-            .find(|p| p.is_file())
-    });
-    let found = on_path.or_else(|| venv.is_file().then_some(venv));
-    if found.is_none() {
-        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
-            panic!("envoy not found on PATH or in .venv/bin (run scripts/test.sh)");
-        }
-        eprintln!("NOTICE: envoy not found; skipping the Envoy admin test");
-    }
-    found
-}
-
 /// Polls `ready` every 100 ms until it holds or `limit` passes; then fails with the logs.
 fn wait_for(dir: &tempfile::TempDir, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -471,7 +452,7 @@ fn proxy_status_and_proxy_config_read_a_live_lateend() {
 
 #[test]
 fn proxy_config_reads_envoys_admin_dump() {
-    let Some(envoy) = envoy_or_skip() else { return };
+    let Some(envoy) = lateen_test_support::envoy_or_skip("the Envoy admin test") else { return };
     let mesh = Mesh::start(Sidecar::Envoy(envoy));
     let row = synced_row(&mesh, "envoy-1.default");
     assert!(row.ends_with("1.28.0"), "VERSION from ISTIO_VERSION: {row}");

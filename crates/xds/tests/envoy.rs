@@ -4,46 +4,19 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use lateen_test_support::free_port;
 use lateen_xds::types::LISTENER;
 use lateen_xds::{Snapshot, SyncState, XdsServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn find_envoy() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("envoy"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| venv.is_file().then_some(venv))
-}
-
-fn envoy_or_skip() -> Option<PathBuf> {
-    let found = find_envoy();
-    if found.is_none() {
-        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
-            panic!("envoy not found on PATH or in .venv/bin (run scripts/install-test-deps.sh)");
-        }
-        eprintln!("NOTICE: envoy not found; skipping the real-Envoy xDS test");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
-}
 
 /// A tiny HTTP/1.1 upstream answering every request with `body`.
 async fn upstream(body: &'static str) -> u16 {
@@ -208,7 +181,7 @@ fn snapshot(
 }
 
 async fn scenario(api_type: &str) {
-    let Some(binary) = envoy_or_skip() else {
+    let Some(binary) = lateen_test_support::envoy_or_skip("the real-Envoy xDS test") else {
         return;
     };
     let server = XdsServer::default();

@@ -7,38 +7,15 @@ pub mod backend;
 pub mod client;
 pub mod lateend;
 
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
-pub fn find_envoy() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("envoy"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| venv.is_file().then_some(venv))
-}
+pub use lateen_test_support::free_port;
 
 pub fn envoy_or_skip() -> Option<PathBuf> {
-    let found = find_envoy();
-    if found.is_none() {
-        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
-            panic!("envoy not found on PATH or in .venv/bin (run scripts/install-test-deps.sh)");
-        }
-        eprintln!("NOTICE: envoy not found; skipping the lateend acceptance test");
-    }
-    found
-}
-
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
+    lateen_test_support::envoy_or_skip("the lateend acceptance test")
 }
 
 /// Killed (and reaped) on drop, so a failing test leaves no process behind.
