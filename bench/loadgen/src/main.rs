@@ -37,13 +37,19 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut uri: http::Uri = args.url.parse().context("bad URL")?;
-    let address = uri.authority().context("URL needs host:port")?.as_str().to_string();
+    let address = uri
+        .authority()
+        .context("URL needs host:port")?
+        .as_str()
+        .to_string();
     if let Some(host) = &args.host {
         let mut parts = uri.into_parts();
         parts.authority = Some(host.parse().context("bad --host")?);
@@ -53,12 +59,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let warmup = Duration::from_secs(1);
     let measured = Duration::from_secs(args.duration);
     let interval = Duration::from_nanos(1_000_000_000 * args.connections / args.rate.max(1));
-    let histogram = Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let histogram = Arc::new(std::sync::Mutex::new(
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,
+    ));
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(200);
     let mut tasks = Vec::new();
     for index in 0..args.connections {
-        let stream = tokio::net::TcpStream::connect(&address).await.context("connect")?;
+        let stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .context("connect")?;
         stream.set_nodelay(true)?;
         let io = TokioIo::new(stream);
         let histogram = histogram.clone();
@@ -67,7 +77,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // Spread the connections' schedules evenly over one interval.
         let offset = interval * index as u32 / args.connections as u32;
         if args.h2 {
-            let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+            let (sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
             tokio::spawn(connection);
             tasks.push(tokio::spawn(async move {
                 let mut next = start + offset;
@@ -75,13 +86,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 while next < start + warmup + measured {
                     tokio::time::sleep_until(next).await;
                     let mut sender = sender.clone();
-                    let request = http::Request::get(uri.clone()).body(Empty::<Bytes>::new()).expect("request");
+                    let request = http::Request::get(uri.clone())
+                        .body(Empty::<Bytes>::new())
+                        .expect("request");
                     let scheduled = next;
                     let histogram = histogram.clone();
                     let errors = errors.clone();
                     inflight.push(tokio::spawn(async move {
                         let ok = match sender.send_request(request).await {
-                            Ok(response) => response.status().is_success() && response.into_body().collect().await.is_ok(),
+                            Ok(response) => {
+                                response.status().is_success()
+                                    && response.into_body().collect().await.is_ok()
+                            }
                             Err(_) => false,
                         };
                         record(scheduled, start + warmup, ok, &histogram, &errors);
@@ -95,15 +111,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
             tokio::spawn(connection);
-            let path = uri.path_and_query().map(|pq| pq.as_str().to_string()).unwrap_or_else(|| "/".into());
+            let path = uri
+                .path_and_query()
+                .map(|pq| pq.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
             let host = authority.to_string();
             tasks.push(tokio::spawn(async move {
                 let mut next = start + offset;
                 while next < start + warmup + measured {
                     tokio::time::sleep_until(next).await;
-                    let request = http::Request::get(path.as_str()).header("host", host.as_str()).body(Empty::<Bytes>::new()).expect("request");
+                    let request = http::Request::get(path.as_str())
+                        .header("host", host.as_str())
+                        .body(Empty::<Bytes>::new())
+                        .expect("request");
                     let ok = match sender.send_request(request).await {
-                        Ok(response) => response.status().is_success() && response.into_body().collect().await.is_ok(),
+                        Ok(response) => {
+                            response.status().is_success()
+                                && response.into_body().collect().await.is_ok()
+                        }
                         Err(_) => false,
                     };
                     record(next, start + warmup, ok, &histogram, &errors);
@@ -115,7 +140,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for task in tasks {
         let _ = task.await;
     }
-    let histogram = histogram.lock().map_err(|_| anyhow::anyhow!("histogram lock"))?;
+    let histogram = histogram
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram lock"))?;
     let micros = |q: f64| histogram.value_at_quantile(q) as f64;
     let result = serde_json::json!({
         "rate": args.rate,
@@ -132,7 +159,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn record(scheduled: Instant, measure_from: Instant, ok: bool, histogram: &std::sync::Mutex<hdrhistogram::Histogram<u64>>, errors: &AtomicU64) {
+fn record(
+    scheduled: Instant,
+    measure_from: Instant,
+    ok: bool,
+    histogram: &std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+    errors: &AtomicU64,
+) {
     if scheduled < measure_from {
         return;
     }
@@ -140,7 +173,9 @@ fn record(scheduled: Instant, measure_from: Instant, ok: bool, histogram: &std::
         errors.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let latency = Instant::now().saturating_duration_since(scheduled).as_micros() as u64;
+    let latency = Instant::now()
+        .saturating_duration_since(scheduled)
+        .as_micros() as u64;
     if let Ok(mut histogram) = histogram.lock() {
         let _ = histogram.record(latency.max(1));
     }

@@ -70,7 +70,11 @@ fn main() -> anyhow::Result<()> {
             let (count, bytes) = snapshot
                 .resources(t)
                 .fold((0, 0), |(n, b), (_, r)| (n + 1, b + r.resource.value.len()));
-            format!("{} {count} = {} KiB", lateen_xds::types::short_name(t), bytes / 1024)
+            format!(
+                "{} {count} = {} KiB",
+                lateen_xds::types::short_name(t),
+                bytes / 1024
+            )
         })
         .collect();
     println!("one view's resources: {}", sizes.join(", "));
@@ -103,12 +107,28 @@ fn main() -> anyhow::Result<()> {
         let t_r = t.elapsed();
         let t = Instant::now();
         let mut s = lateen_xds::Snapshot::new();
-        for c in &built.clusters { s.add(c); }
-        for c in &eds { s.add(c); }
-        for c in &l.listeners { s.add(c); }
-        for c in &r { s.add(c); }
+        for c in &built.clusters {
+            s.add(c);
+        }
+        for c in &eds {
+            s.add(c);
+        }
+        for c in &l.listeners {
+            s.add(c);
+        }
+        for c in &r {
+            s.add(c);
+        }
         let t_add = t.elapsed();
-        println!("phases: ctx {:.1} clusters {:.1} eds {:.1} listeners {:.1} routes {:.1} encode {:.1} ms", millis(t_ctx), millis(t_cl), millis(t_eds), millis(t_l), millis(t_r), millis(t_add));
+        println!(
+            "phases: ctx {:.1} clusters {:.1} eds {:.1} listeners {:.1} routes {:.1} encode {:.1} ms",
+            millis(t_ctx),
+            millis(t_cl),
+            millis(t_eds),
+            millis(t_l),
+            millis(t_r),
+            millis(t_add)
+        );
     }
 
     let views: Vec<ProxyView> = (0..workloads)

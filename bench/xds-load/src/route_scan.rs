@@ -114,6 +114,9 @@ mod tests {
         assert_eq!(subset_weight(&config, "a:9080", "|v1|"), Some(63));
         assert_eq!(subset_weight(&config, "b:9080", "|v2|"), Some(90));
         assert_eq!(subset_weight(&config, "c:9080", "|v1|"), None);
-        assert_eq!(subset_weight(&config[..config.len() - 3], "a:9080", "|v1|"), None);
+        assert_eq!(
+            subset_weight(&config[..config.len() - 3], "a:9080", "|v1|"),
+            None
+        );
     }
 }

@@ -10,9 +10,9 @@ use lateen_xds::ClientMode;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use lateen_xds_load::generate::{self, BASE_WEIGHT};
 use crate::procstat::{self, Percentiles, ProcessSample, ms};
 use crate::sim::{self, Event, SimProxy};
+use lateen_xds_load::generate::{self, BASE_WEIGHT};
 
 /// Settings of one run.
 #[derive(Clone, Debug, clap::Args)]
@@ -166,7 +166,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
     let idle = probe("no proxy connected")?;
 
     // One proxy first: what a single connected proxy costs (its snapshot) is visible apart.
-    proxies.push(sim::spawn(0, args.workloads, &args.xds, args.mode, events_tx.clone()));
+    proxies.push(sim::spawn(
+        0,
+        args.workloads,
+        &args.xds,
+        args.mode,
+        events_tx.clone(),
+    ));
     if !tracker.until(sync_deadline, |t| t.synced_count == 1).await {
         bail!(
             "proxy 0 not synced within {} s (lateend at {} up?)",
@@ -179,13 +185,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
 
     let ramp_started = Instant::now();
     for index in 1..args.proxies {
-        proxies.push(sim::spawn(index, args.workloads, &args.xds, args.mode, events_tx.clone()));
+        proxies.push(sim::spawn(
+            index,
+            args.workloads,
+            &args.xds,
+            args.mode,
+            events_tx.clone(),
+        ));
         if args.connect_interval_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.connect_interval_ms)).await;
         }
     }
     let all = args.proxies;
-    if !tracker.until(sync_deadline, |t| t.synced_count == all).await {
+    if !tracker
+        .until(sync_deadline, |t| t.synced_count == all)
+        .await
+    {
         bail!(
             "only {} of {all} proxies synced within {} s",
             tracker.synced_count,
@@ -311,6 +326,8 @@ async fn idle_cpu_rate(pid: u32, clock_ticks: u64) -> anyhow::Result<Duration> {
     let span = Duration::from_secs(3);
     let before = procstat::sample(pid, clock_ticks)?.cpu;
     tokio::time::sleep(span).await;
-    let after = procstat::sample(pid, clock_ticks).context("idle CPU reading")?.cpu;
+    let after = procstat::sample(pid, clock_ticks)
+        .context("idle CPU reading")?
+        .cpu;
     Ok(after.saturating_sub(before).div_f64(span.as_secs_f64()))
 }

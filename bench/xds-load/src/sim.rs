@@ -19,8 +19,8 @@ use lateen_xds::prost::{Message, Name};
 use lateen_xds::{AdsClient, AdsClientConfig, AdsResponse, ClientMode};
 use tokio::sync::mpsc;
 
-use lateen_xds_load::generate::{NAMESPACE, PORT, host};
 use crate::route_scan;
+use lateen_xds_load::generate::{NAMESPACE, PORT, host};
 
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -278,7 +278,8 @@ impl ProxyState {
                     let name = route_scan::string_field(&any.value, 1)
                         .ok_or("RouteConfiguration without name")?;
                     self.rds_have.insert(name.to_string());
-                    if let Some(weight) = route_scan::subset_weight(&any.value, &self.marker_vhost, "|v1|")
+                    if let Some(weight) =
+                        route_scan::subset_weight(&any.value, &self.marker_vhost, "|v1|")
                         && self.marker_weight != Some(weight)
                     {
                         self.marker_weight = Some(weight);
@@ -302,7 +303,10 @@ fn contents(response: &AdsResponse) -> (bool, Vec<&Any>, Vec<&String>) {
         AdsResponse::Sotw(r) => (true, r.resources.iter().collect(), Vec::new()),
         AdsResponse::Delta(r) => (
             false,
-            r.resources.iter().filter_map(|r| r.resource.as_ref()).collect(),
+            r.resources
+                .iter()
+                .filter_map(|r| r.resource.as_ref())
+                .collect(),
             r.removed_resources.iter().collect(),
         ),
     }

@@ -452,7 +452,9 @@ fn proxy_status_and_proxy_config_read_a_live_lateend() {
 
 #[test]
 fn proxy_config_reads_envoys_admin_dump() {
-    let Some(envoy) = lateen_test_support::envoy_or_skip("the Envoy admin test") else { return };
+    let Some(envoy) = lateen_test_support::envoy_or_skip("the Envoy admin test") else {
+        return;
+    };
     let mesh = Mesh::start(Sidecar::Envoy(envoy));
     let row = synced_row(&mesh, "envoy-1.default");
     assert!(row.ends_with("1.28.0"), "VERSION from ISTIO_VERSION: {row}");

@@ -13,13 +13,28 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn demo_runs_the_canary_scenario_and_stops_cleanly() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lateen = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lateen"));
-    let folder = lateen.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let folder = lateen
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     for binary in ["lateend", "lateen-proxy", "lateen-sample-app"] {
-        assert!(folder.join(binary).exists(), "{binary} must be built beside lateen (scripts/test.sh runs `cargo build --workspace --bins` first)");
+        assert!(
+            folder.join(binary).exists(),
+            "{binary} must be built beside lateen (scripts/test.sh runs `cargo build --workspace --bins` first)"
+        );
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let output = Command::new(&lateen)
-        .args(["demo", "--mode", "loopback", "--scenario", "canary", "--duration", "1", "--dir"])
+        .args([
+            "demo",
+            "--mode",
+            "loopback",
+            "--scenario",
+            "canary",
+            "--duration",
+            "1",
+            "--dir",
+        ])
         .arg(dir.path())
         .output()
         .expect("run lateen demo");
@@ -28,42 +43,94 @@ fn demo_runs_the_canary_scenario_and_stops_cleanly() {
         .map(|entries| {
             entries
                 .flatten()
-                .map(|entry| format!("--- {}\n{}", entry.path().display(), std::fs::read_to_string(entry.path()).unwrap_or_default()))
+                .map(|entry| {
+                    format!(
+                        "--- {}\n{}",
+                        entry.path().display(),
+                        std::fs::read_to_string(entry.path()).unwrap_or_default()
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
-    assert!(output.status.success(), "demo failed:\n{stdout}\n{}\n{logs}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("http://127.0.10.1:9080/productpage"), "{stdout}");
-    assert!(stdout.contains("v3 weight   0%: 200 requests, 0 failed; observed by productpage's sidecar: v1 100%"), "{stdout}");
-    assert!(stdout.contains("v3 weight 100%: 200 requests, 0 failed; observed by productpage's sidecar: v3 100%"), "{stdout}");
-    let twenty = stdout.lines().find(|line| line.contains("v3 weight  20%")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}\n{logs}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("http://127.0.10.1:9080/productpage"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "v3 weight   0%: 200 requests, 0 failed; observed by productpage's sidecar: v1 100%"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "v3 weight 100%: 200 requests, 0 failed; observed by productpage's sidecar: v3 100%"
+        ),
+        "{stdout}"
+    );
+    let twenty = stdout
+        .lines()
+        .find(|line| line.contains("v3 weight  20%"))
+        .unwrap_or_default();
     let v3_share: f64 = twenty
         .split("v3 ")
         .last()
         .and_then(|share| share.trim().trim_end_matches('%').parse().ok())
         .unwrap_or(0.0);
-    assert!((8.0..=35.0).contains(&v3_share), "20% step observed {v3_share}% on v3: {twenty}");
+    assert!(
+        (8.0..=35.0).contains(&v3_share),
+        "20% step observed {v3_share}% on v3: {twenty}"
+    );
     assert!(stdout.contains("demo stopped"), "{stdout}");
-    assert!(!dir.path().join("pids").exists(), "no leftovers recorded after a clean stop");
+    assert!(
+        !dir.path().join("pids").exists(),
+        "no leftovers recorded after a clean stop"
+    );
 }
 
 #[test]
 fn auto_mode_without_the_namespace_tools_runs_on_loopback_and_says_why() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lateen = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lateen"));
-    let Some(kill) = ["/usr/bin/kill", "/bin/kill"].into_iter().find(|path| std::path::Path::new(path).exists()) else {
-        assert!(std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()), "no kill binary");
-        eprintln!("SKIPPED auto_mode_without_the_namespace_tools_runs_on_loopback_and_says_why: no kill binary");
+    let Some(kill) = ["/usr/bin/kill", "/bin/kill"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+    else {
+        assert!(
+            std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()),
+            "no kill binary"
+        );
+        eprintln!(
+            "SKIPPED auto_mode_without_the_namespace_tools_runs_on_loopback_and_says_why: no kill binary"
+        );
         return;
     };
     // A PATH with nothing but `kill` (the demo signals its processes with it): no `ip`.
     let bin = tempfile::tempdir().expect("temp dir");
     std::os::unix::fs::symlink(kill, bin.path().join("kill")).expect("symlink kill");
     let dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(&lateen).args(["demo", "--duration", "0", "--dir"]).arg(dir.path()).env("PATH", bin.path()).output().expect("run lateen demo");
+    let output = Command::new(&lateen)
+        .args(["demo", "--duration", "0", "--dir"])
+        .arg(dir.path())
+        .env("PATH", bin.path())
+        .output()
+        .expect("run lateen demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("capture is off: "), "{stdout}");
-    assert!(stdout.contains("http://127.0.10.1:9080/productpage"), "{stdout}");
+    assert!(
+        stdout.contains("http://127.0.10.1:9080/productpage"),
+        "{stdout}"
+    );
     assert!(stdout.contains("demo stopped"), "{stdout}");
 }

@@ -310,7 +310,12 @@ impl ControlPlane {
             .collect();
         let views: Vec<(&str, ProxyView)> = nodes
             .values()
-            .map(|node| (node.id.as_str(), generation.view_of(&Proxy::from_node(node))))
+            .map(|node| {
+                (
+                    node.id.as_str(),
+                    generation.view_of(&Proxy::from_node(node)),
+                )
+            })
             .collect();
         translate_in_parallel(&generation, &views);
         for (id, view) in views {
@@ -367,7 +372,8 @@ impl SnapshotProvider for ControlPlane {
         // Always set: a cached snapshot may predate config changes made while the proxy was
         // away, and its metadata may differ from last time.
         if let Some(xds) = self.xds.get() {
-            xds.cache().set_shared(&node.id, self.snapshot_for_proxy(&proxy));
+            xds.cache()
+                .set_shared(&node.id, self.snapshot_for_proxy(&proxy));
         }
     }
 
@@ -519,21 +525,38 @@ mod tests {
         cp.attach(XdsServer::new(None));
         let xds = cp.xds().unwrap_or_else(|| panic!("attached"));
 
-        let (a, b) = (node("10.0.0.1", "web", "default"), node("10.0.0.2", "api", "default"));
+        let (a, b) = (
+            node("10.0.0.1", "web", "default"),
+            node("10.0.0.2", "api", "default"),
+        );
         cp.on_connect(&a, 1);
         let first = cp.generation();
         cp.on_connect(&b, 2);
         // b registered itself, but no ServiceEntry selects it: same services, same generation.
         assert!(Arc::ptr_eq(&first, &cp.generation()));
-        let snapshot = |n: &ProxyNode| xds.cache().snapshot(&n.id).unwrap_or_else(|| panic!("snapshot of {}", n.id));
+        let snapshot = |n: &ProxyNode| {
+            xds.cache()
+                .snapshot(&n.id)
+                .unwrap_or_else(|| panic!("snapshot of {}", n.id))
+        };
         // Different IPs and an `app` label nothing selects on: one translation, shared.
         assert!(Arc::ptr_eq(&snapshot(&a), &snapshot(&b)));
         assert_eq!(first.views(), 1);
 
         let other = node("10.0.0.3", "web", "prod");
         cp.on_connect(&other, 3);
-        assert!(!Arc::ptr_eq(&snapshot(&a), &snapshot(&other)), "another namespace is another view");
-        assert!(snapshot(&a).get(lateen_xds::types::CLUSTER, "outbound|9080||reviews.default.svc.cluster.local").is_some());
+        assert!(
+            !Arc::ptr_eq(&snapshot(&a), &snapshot(&other)),
+            "another namespace is another view"
+        );
+        assert!(
+            snapshot(&a)
+                .get(
+                    lateen_xds::types::CLUSTER,
+                    "outbound|9080||reviews.default.svc.cluster.local"
+                )
+                .is_some()
+        );
     }
 
     #[tokio::test]
@@ -546,17 +569,31 @@ mod tests {
         };
         let (cp, _rx) = ControlPlane::new(config, Duration::from_secs(10));
         let generation = cp.generation();
-        let web = generation.snapshot(generation.view_of(&Proxy::from_node(&node("10.0.0.1", "web", "default"))));
-        let api = generation.snapshot(generation.view_of(&Proxy::from_node(&node("10.0.0.2", "api", "default"))));
-        assert_eq!(generation.views(), 2, "sourceLabels on app tells them apart");
-        let route = |s: &Snapshot| s.get(lateen_xds::types::ROUTE, "9080").map(|r| r.version.clone());
+        let web = generation
+            .snapshot(generation.view_of(&Proxy::from_node(&node("10.0.0.1", "web", "default"))));
+        let api = generation
+            .snapshot(generation.view_of(&Proxy::from_node(&node("10.0.0.2", "api", "default"))));
+        assert_eq!(
+            generation.views(),
+            2,
+            "sourceLabels on app tells them apart"
+        );
+        let route = |s: &Snapshot| {
+            s.get(lateen_xds::types::ROUTE, "9080")
+                .map(|r| r.version.clone())
+        };
         assert_ne!(route(&web), route(&api));
         let cluster = "outbound|9080||reviews.default.svc.cluster.local";
         let (a, b) = (
-            web.get(lateen_xds::types::CLUSTER, cluster).unwrap_or_else(|| panic!("web cluster")),
-            api.get(lateen_xds::types::CLUSTER, cluster).unwrap_or_else(|| panic!("api cluster")),
+            web.get(lateen_xds::types::CLUSTER, cluster)
+                .unwrap_or_else(|| panic!("web cluster")),
+            api.get(lateen_xds::types::CLUSTER, cluster)
+                .unwrap_or_else(|| panic!("api cluster")),
         );
-        assert!(Arc::ptr_eq(&a.resource, &b.resource), "one encoded cluster for both views");
+        assert!(
+            Arc::ptr_eq(&a.resource, &b.resource),
+            "one encoded cluster for both views"
+        );
     }
 
     /// A config whose only VirtualService differs by `i`.

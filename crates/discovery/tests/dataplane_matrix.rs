@@ -36,8 +36,18 @@ use matrix_config::Workload;
 
 /// Upstreams by name; the pool serves several services (rows tell hosts apart by name).
 const BACKENDS: [&str; 12] = [
-    "reviews-v1", "reviews-v2", "reviews-v3", "ratings-v1", "details-v1", "pool-a", "pool-b",
-    "pool-c", "lr-fast", "lr-slow", "breaker-1", "mirror-primary",
+    "reviews-v1",
+    "reviews-v2",
+    "reviews-v3",
+    "ratings-v1",
+    "details-v1",
+    "pool-a",
+    "pool-b",
+    "pool-c",
+    "lr-fast",
+    "lr-slow",
+    "breaker-1",
+    "mirror-primary",
 ];
 
 fn services(b: &BTreeMap<String, Backend>) -> Vec<(&'static str, Vec<Workload<'static>>)> {
@@ -47,9 +57,21 @@ fn services(b: &BTreeMap<String, Backend>) -> Vec<(&'static str, Vec<Workload<'s
         port: b[name].port,
         locality,
     };
-    let pool = || POOL_NAMES.iter().map(|n| w(n, "v1", None)).collect::<Vec<_>>();
+    let pool = || {
+        POOL_NAMES
+            .iter()
+            .map(|n| w(n, "v1", None))
+            .collect::<Vec<_>>()
+    };
     vec![
-        ("reviews", vec![w("reviews-v1", "v1", None), w("reviews-v2", "v2", None), w("reviews-v3", "v3", None)]),
+        (
+            "reviews",
+            vec![
+                w("reviews-v1", "v1", None),
+                w("reviews-v2", "v2", None),
+                w("reviews-v3", "v3", None),
+            ],
+        ),
         ("ratings", vec![w("ratings-v1", "v1", None)]),
         ("details", vec![w("details-v1", "v1", None)]),
         ("lb-rr", pool()),
@@ -58,7 +80,10 @@ fn services(b: &BTreeMap<String, Backend>) -> Vec<(&'static str, Vec<Workload<'s
         ("hash-ip", pool()),
         ("hash-cookie", pool()),
         ("outlier", pool()),
-        ("lb-lr", vec![w("lr-fast", "v1", None), w("lr-slow", "v1", None)]),
+        (
+            "lb-lr",
+            vec![w("lr-fast", "v1", None), w("lr-slow", "v1", None)],
+        ),
         ("breaker", vec![w("breaker-1", "v1", None)]),
         ("mirror", vec![w("mirror-primary", "v1", None)]),
         ("shadow", vec![w("mirror-shadow", "v1", None)]),
@@ -89,22 +114,39 @@ async fn start() -> Option<Mesh> {
     let port = free_port();
     let registry = matrix_config::registry_yaml(port, &services(&backends));
     write_config(&config, "services.yaml", &registry);
-    write_config(&config, "destination-rules.yaml", matrix_config::DESTINATION_RULES);
+    write_config(
+        &config,
+        "destination-rules.yaml",
+        matrix_config::DESTINATION_RULES,
+    );
     write_config(&config, "reviews.yaml", matrix_config::REVIEWS_SPLIT);
     write_config(&config, "policies.yaml", matrix_config::POLICIES);
     write_config(&config, "mirror.yaml", matrix_config::MIRROR);
     for plane in DataPlane::ALL {
-        write_config(&config, &format!("sidecar-{}.yaml", plane.workload()), &plane.sidecar_yaml(port));
+        write_config(
+            &config,
+            &format!("sidecar-{}.yaml", plane.workload()),
+            &plane.sidecar_yaml(port),
+        );
     }
     let lateend = start_lateend(&config, &work, &[]).await;
     let mut planes = Vec::new();
     for plane in DataPlane::ALL {
         planes.push(dataplane::start(plane, &envoy, &work, lateend.xds, port).await);
     }
-    let mesh = Mesh { work, config, port, lateend, planes, backends };
+    let mesh = Mesh {
+        work,
+        config,
+        port,
+        lateend,
+        planes,
+        backends,
+    };
     for plane in DataPlane::ALL {
         let ready = wait_until("config on the data plane", || async {
-            let v2 = mesh.send(plane, "reviews", "/", &[("end-user", "jason")]).await;
+            let v2 = mesh
+                .send(plane, "reviews", "/", &[("end-user", "jason")])
+                .await;
             let last = mesh.send(plane, "locality", "/", &[]).await;
             v2.is_some_and(|r| r.status == 200 && r.body == "reviews-v2")
                 && last.is_some_and(|r| r.status == 200)
@@ -135,31 +177,80 @@ async fn every_row_gives_the_same_result_on_envoy_and_lateen_proxy() {
     };
     let m = &mesh;
     let mut t = Table::default();
-    each(&mut t, "weighted split 80/20", |p| matrix_routing::weighted_split(m, p)).await;
-    each(&mut t, "header match end-user: jason → v2", |p| matrix_routing::header_match(m, p)).await;
-    each(&mut t, "fault abort 418 at 30%", |p| matrix_routing::fault_abort(m, p)).await;
-    each(&mut t, "retry: first 503 → 200", |p| matrix_routing::retry(m, p)).await;
-    each(&mut t, "timeout 500 ms → 504", |p| matrix_routing::timeout(m, p)).await;
-    each(&mut t, "ROUND_ROBIN even spread", |p| matrix_balancing::round_robin(m, p)).await;
-    each(&mut t, "LEAST_REQUEST prefers the idle host", |p| matrix_balancing::least_request(m, p)).await;
-    each(&mut t, "RANDOM hits every host", |p| matrix_balancing::random(m, p)).await;
-    each(&mut t, "consistentHash header", |p| matrix_balancing::hash_header(m, p)).await;
-    each(&mut t, "consistentHash cookie", |p| matrix_balancing::hash_cookie(m, p)).await;
-    each(&mut t, "consistentHash source IP", |p| matrix_balancing::hash_source_ip(m, p)).await;
-    each(&mut t, "locality weights 20/80", |p| matrix_balancing::locality_weights(m, p)).await;
-    each(&mut t, "outlier ejection and recovery", |p| matrix_resilience::outlier(m, p)).await;
-    each(&mut t, "circuit breaking → 503 UO", |p| matrix_resilience::circuit_breaking(m, p)).await;
+    each(&mut t, "weighted split 80/20", |p| {
+        matrix_routing::weighted_split(m, p)
+    })
+    .await;
+    each(&mut t, "header match end-user: jason → v2", |p| {
+        matrix_routing::header_match(m, p)
+    })
+    .await;
+    each(&mut t, "fault abort 418 at 30%", |p| {
+        matrix_routing::fault_abort(m, p)
+    })
+    .await;
+    each(&mut t, "retry: first 503 → 200", |p| {
+        matrix_routing::retry(m, p)
+    })
+    .await;
+    each(&mut t, "timeout 500 ms → 504", |p| {
+        matrix_routing::timeout(m, p)
+    })
+    .await;
+    each(&mut t, "ROUND_ROBIN even spread", |p| {
+        matrix_balancing::round_robin(m, p)
+    })
+    .await;
+    each(&mut t, "LEAST_REQUEST prefers the idle host", |p| {
+        matrix_balancing::least_request(m, p)
+    })
+    .await;
+    each(&mut t, "RANDOM hits every host", |p| {
+        matrix_balancing::random(m, p)
+    })
+    .await;
+    each(&mut t, "consistentHash header", |p| {
+        matrix_balancing::hash_header(m, p)
+    })
+    .await;
+    each(&mut t, "consistentHash cookie", |p| {
+        matrix_balancing::hash_cookie(m, p)
+    })
+    .await;
+    each(&mut t, "consistentHash source IP", |p| {
+        matrix_balancing::hash_source_ip(m, p)
+    })
+    .await;
+    each(&mut t, "locality weights 20/80", |p| {
+        matrix_balancing::locality_weights(m, p)
+    })
+    .await;
+    each(&mut t, "outlier ejection and recovery", |p| {
+        matrix_resilience::outlier(m, p)
+    })
+    .await;
+    each(&mut t, "circuit breaking → 503 UO", |p| {
+        matrix_resilience::circuit_breaking(m, p)
+    })
+    .await;
     each(&mut t, "mirroring", |p| matrix_resilience::mirroring(m, p)).await;
     for (plane, edit, bad) in matrix_edit::live_edit_and_bad_file(m).await {
         t.record("live VirtualService edit", plane, edit);
         t.record("rejected bad file", plane, bad);
     }
-    each(&mut t, "no NACK in /debug/syncz", |p| matrix_routing::no_nack(m, p)).await;
+    each(&mut t, "no NACK in /debug/syncz", |p| {
+        matrix_routing::no_nack(m, p)
+    })
+    .await;
 
     println!("\n{}\n", t.render());
     let failures = t.failures();
     if !failures.is_empty() {
-        panic!("rows failing on a data plane: {failures:?}\n{}\n{}", t.render(), mesh.diagnostics());
+        panic!(
+            "rows failing on a data plane: {failures:?}\n{}\n{}",
+            t.render(),
+            mesh.diagnostics()
+        );
     }
     let _ = std::fs::remove_dir_all(&mesh.work);
 }

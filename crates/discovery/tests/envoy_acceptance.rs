@@ -179,7 +179,13 @@ async fn start() -> Option<Mesh> {
     let config = dir.join("config");
 
     let mut ports = Vec::new();
-    for name in ["reviews-v1", "reviews-v2", "reviews-v3", "ratings-v1", "details-v1"] {
+    for name in [
+        "reviews-v1",
+        "reviews-v2",
+        "reviews-v3",
+        "ratings-v1",
+        "details-v1",
+    ] {
         ports.push((name, upstream(name).await));
     }
     let workload = |i: usize, version| Workload {
@@ -189,7 +195,10 @@ async fn start() -> Option<Mesh> {
         locality: None,
     };
     let services = [
-        ("reviews", vec![workload(0, "v1"), workload(1, "v2"), workload(2, "v3")]),
+        (
+            "reviews",
+            vec![workload(0, "v1"), workload(1, "v2"), workload(2, "v3")],
+        ),
         ("ratings", vec![workload(3, "v1")]),
         ("details", vec![workload(4, "v1")]),
     ];
@@ -265,11 +274,21 @@ async fn bookinfo_through_real_envoy() {
 
     // A REDIRECT-mode sidecar (capture layout: virtualOutbound, virtualInbound, 0.0.0.0_PORT)
     // and a gateway join; the sidecar registers itself as a reviews endpoint.
-    let redirect = start_envoy(&mesh.envoy_bin, &mesh.work, &redirect_identity(), mesh.lateend.xds);
+    let redirect = start_envoy(
+        &mesh.envoy_bin,
+        &mesh.work,
+        &redirect_identity(),
+        mesh.lateend.xds,
+    );
     // The gateway talks to lateend over TLS (15012-style), the others in plaintext.
     let mut router_id = router_identity();
     router_id.xds_tls_ca = Some(mesh.work.join("webhook-ca.pem"));
-    let router = start_envoy(&mesh.envoy_bin, &mesh.work, &router_id, mesh.lateend.xds_tls);
+    let router = start_envoy(
+        &mesh.envoy_bin,
+        &mesh.work,
+        &router_id,
+        mesh.lateend.xds_tls,
+    );
     let client_dump = format!("/debug/config_dump?proxyID={NODE_ID}");
     // Row: Gateway + bound VirtualService route through a router-mode Envoy.
     let via_gateway = wait_until("reviews-v2 through the gateway", || async {

@@ -44,7 +44,14 @@ fn output(ns: Option<&str>, args: &[&str]) -> (bool, String) {
         }
     };
     match command.output() {
-        Ok(out) => (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))),
+        Ok(out) => (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ),
         Err(err) => (false, err.to_string()),
     }
 }
@@ -83,7 +90,13 @@ impl Mesh {
                 entries
                     .flatten()
                     .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "log"))
-                    .map(|entry| format!("--- {}\n{}\n", entry.path().display(), std::fs::read_to_string(entry.path()).unwrap_or_default()))
+                    .map(|entry| {
+                        format!(
+                            "--- {}\n{}\n",
+                            entry.path().display(),
+                            std::fs::read_to_string(entry.path()).unwrap_or_default()
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -91,12 +104,21 @@ impl Mesh {
 }
 
 fn tools() -> Result<PathBuf, String> {
-    let is_root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
     if !is_root {
         return Err("not root".into());
     }
     for tool in ["ip", "iptables-restore", "setpriv", "curl", "python3"] {
-        let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         if !found {
             return Err(format!("{tool} not found"));
         }
@@ -110,11 +132,17 @@ fn tools() -> Result<PathBuf, String> {
 fn envoy_binary() -> Option<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("../lib")).collect())
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("../lib"))
+                .collect()
+        })
         .unwrap_or_default();
     candidates.push(workspace.join(".venv/lib"));
     for lib in candidates {
-        let Ok(entries) = std::fs::read_dir(&lib) else { continue };
+        let Ok(entries) = std::fs::read_dir(&lib) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let binary = entry.path().join("site-packages/envoy/_bin/envoy");
             if binary.exists() {
@@ -135,7 +163,18 @@ fn copy_for_everyone(binary: &Path, dir: &Path) -> PathBuf {
 }
 
 fn app_curl(ns: &str, url: &str, host: Option<&str>) -> (String, String) {
-    let mut args = vec!["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "curl", "-s", "--max-time", "5", "-w", "\n%{http_code}"];
+    let mut args = vec![
+        "setpriv",
+        "--reuid=1000",
+        "--regid=1000",
+        "--clear-groups",
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        "-w",
+        "\n%{http_code}",
+    ];
     let header;
     if let Some(host) = host {
         header = format!("Host: {host}");
@@ -150,16 +189,32 @@ fn app_curl(ns: &str, url: &str, host: Option<&str>) -> (String, String) {
 fn wait_for(what: &str, mesh: &Mesh, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", mesh.all_logs());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            mesh.all_logs()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// Sum of `istio_requests_total` samples from a proxy's 15090 that contain every part.
 fn requests(ns: &str, parts: &[&str]) -> f64 {
-    let (_, text) = output(Some(ns), &["curl", "-s", "--max-time", "3", "http://127.0.0.1:15090/stats/prometheus"]);
+    let (_, text) = output(
+        Some(ns),
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "http://127.0.0.1:15090/stats/prometheus",
+        ],
+    );
     text.lines()
-        .filter(|line| line.starts_with("istio_requests_total{") && parts.iter().all(|part| line.contains(part)))
+        .filter(|line| {
+            line.starts_with("istio_requests_total{")
+                && parts.iter().all(|part| line.contains(part))
+        })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -186,38 +241,79 @@ fn sidecar_env(pod: &str, ip: &str, app: &str) -> Vec<(&'static str, String)> {
         ("SERVICE_ACCOUNT", app.to_string()),
         ("ISTIO_META_INTERCEPTION_MODE", "REDIRECT".to_string()),
         ("ISTIO_META_WORKLOAD_NAME", format!("{app}-v1")),
-        ("ISTIO_METAJSON_LABELS", format!(r#"{{"app":"{app}","version":"v1"}}"#)),
-        ("ISTIO_META_POD_PORTS", r#"[{"name":"http","containerPort":9080,"protocol":"TCP"}]"#.to_string()),
+        (
+            "ISTIO_METAJSON_LABELS",
+            format!(r#"{{"app":"{app}","version":"v1"}}"#),
+        ),
+        (
+            "ISTIO_META_POD_PORTS",
+            r#"[{"name":"http","containerPort":9080,"protocol":"TCP"}]"#.to_string(),
+        ),
         ("LATEEN_LOG", "info".to_string()),
     ]
 }
 
-const CAPTURE: &[&str] = &["capture", "-p", "15001", "-z", "15006", "-u", "1337", "-g", "1337", "-m", "REDIRECT", "-i", "*", "-b", "*", "-d", "15090,15021,15020,15000,9090"];
+const CAPTURE: &[&str] = &[
+    "capture",
+    "-p",
+    "15001",
+    "-z",
+    "15006",
+    "-u",
+    "1337",
+    "-g",
+    "1337",
+    "-m",
+    "REDIRECT",
+    "-i",
+    "*",
+    "-b",
+    "*",
+    "-d",
+    "15090,15021,15020,15000,9090",
+];
 
 #[test]
 fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     let envoy = match tools() {
         Ok(envoy) => envoy,
         Err(missing) => {
-            assert!(std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()), "mesh netns test cannot run: {missing}");
-            eprintln!("SKIPPED pods_talk_through_both_sidecars_and_envoy_joins_the_mesh: {missing}");
+            assert!(
+                std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()),
+                "mesh netns test cannot run: {missing}"
+            );
+            eprintln!(
+                "SKIPPED pods_talk_through_both_sidecars_and_envoy_joins_the_mesh: {missing}"
+            );
             return;
         }
     };
     let lateend = PathBuf::from(env!("CARGO_BIN_EXE_lateend"));
     let proxy_built = lateend.with_file_name("lateen-proxy");
     let app_built = lateend.with_file_name("lateen-sample-app");
-    assert!(proxy_built.exists() && app_built.exists(), "build lateen-proxy and lateen-sample-app first (scripts/test.sh builds every binary)");
+    assert!(
+        proxy_built.exists() && app_built.exists(),
+        "build lateen-proxy and lateen-sample-app first (scripts/test.sh builds every binary)"
+    );
 
-    let mut mesh = Mesh { namespaces: Vec::new(), children: Vec::new(), dir: tempfile::tempdir().expect("dir") };
+    let mut mesh = Mesh {
+        namespaces: Vec::new(),
+        children: Vec::new(),
+        dir: tempfile::tempdir().expect("dir"),
+    };
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(mesh.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        std::fs::set_permissions(mesh.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod dir");
     }
     let proxy = copy_for_everyone(&proxy_built, mesh.dir.path());
     let app = copy_for_everyone(&app_built, mesh.dir.path());
     let envoy = copy_for_everyone(&envoy, mesh.dir.path());
-    let (proxy, app, envoy) = (proxy.to_string_lossy().into_owned(), app.to_string_lossy().into_owned(), envoy.to_string_lossy().into_owned());
+    let (proxy, app, envoy) = (
+        proxy.to_string_lossy().into_owned(),
+        app.to_string_lossy().into_owned(),
+        envoy.to_string_lossy().into_owned(),
+    );
 
     // The network: a bridge in its own namespace, and one veth per host on it.
     let hub = mesh.ns("hub");
@@ -225,19 +321,42 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     mesh.namespaces.push(hub.clone());
     must(Some(&hub), &["ip", "link", "add", "br0", "type", "bridge"]);
     must(Some(&hub), &["ip", "link", "set", "br0", "up"]);
-    let hosts = [("cp", "198.18.10.1"), ("a", "198.18.10.2"), ("b", "198.18.10.3"), ("c", "198.18.10.4")];
+    let hosts = [
+        ("cp", "198.18.10.1"),
+        ("a", "198.18.10.2"),
+        ("b", "198.18.10.3"),
+        ("c", "198.18.10.4"),
+    ];
     for (index, (name, ip)) in hosts.iter().enumerate() {
         let ns = mesh.ns(name);
         must(None, &["ip", "netns", "add", &ns]);
         mesh.namespaces.push(ns.clone());
-        let (inner, outer) = (format!("eth{index}x{}", std::process::id() % 10000), format!("br{index}x{}", std::process::id() % 10000));
-        must(None, &["ip", "link", "add", &inner, "netns", &ns, "type", "veth", "peer", "name", &outer, "netns", &hub]);
-        must(Some(&hub), &["ip", "link", "set", &outer, "master", "br0", "up"]);
+        let (inner, outer) = (
+            format!("eth{index}x{}", std::process::id() % 10000),
+            format!("br{index}x{}", std::process::id() % 10000),
+        );
+        must(
+            None,
+            &[
+                "ip", "link", "add", &inner, "netns", &ns, "type", "veth", "peer", "name", &outer,
+                "netns", &hub,
+            ],
+        );
+        must(
+            Some(&hub),
+            &["ip", "link", "set", &outer, "master", "br0", "up"],
+        );
         must(Some(&ns), &["ip", "link", "set", "lo", "up"]);
-        must(Some(&ns), &["ip", "addr", "add", &format!("{ip}/24"), "dev", &inner]);
+        must(
+            Some(&ns),
+            &["ip", "addr", "add", &format!("{ip}/24"), "dev", &inner],
+        );
         must(Some(&ns), &["ip", "link", "set", &inner, "up"]);
         // Service addresses (198.19.0.0/16) must be routable for the SYN to reach the capture rules.
-        must(Some(&ns), &["ip", "route", "add", "198.19.0.0/16", "dev", &inner]);
+        must(
+            Some(&ns),
+            &["ip", "route", "add", "198.19.0.0/16", "dev", &inner],
+        );
     }
     let (cp, pod_a, pod_b, pod_c) = (mesh.ns("cp"), mesh.ns("a"), mesh.ns("b"), mesh.ns("c"));
 
@@ -246,51 +365,186 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     std::fs::create_dir_all(&config_dir).expect("config dir");
     std::fs::write(config_dir.join("services.yaml"), CONFIG).expect("config");
     let lateend_path = lateend.to_string_lossy().into_owned();
-    mesh.spawn(&cp, "lateend", &[&lateend_path, "--config-dir", &config_dir.to_string_lossy(), "--xds-address", "198.18.10.1:15010", "--xds-tls-address", "127.0.0.1:0", "--debug-address", "198.18.10.1:15014", "--webhook-address", "127.0.0.1:0", "--registration-grace", "1s"], &[]);
+    mesh.spawn(
+        &cp,
+        "lateend",
+        &[
+            &lateend_path,
+            "--config-dir",
+            &config_dir.to_string_lossy(),
+            "--xds-address",
+            "198.18.10.1:15010",
+            "--xds-tls-address",
+            "127.0.0.1:0",
+            "--debug-address",
+            "198.18.10.1:15014",
+            "--webhook-address",
+            "127.0.0.1:0",
+            "--registration-grace",
+            "1s",
+        ],
+        &[],
+    );
 
     // Apps: pod B's service on 9080 (and 9090, excluded from capture), pod C's plain server.
-    mesh.spawn(&pod_b, "app-b", &[&app, "--name", "service-b", "--version", "v1", "--listen", "0.0.0.0:9080"], &[]);
-    mesh.spawn(&pod_b, "app-b-9090", &[&app, "--name", "service-b-admin", "--listen", "0.0.0.0:9090"], &[]);
-    mesh.spawn(&pod_c, "app-c", &[&app, "--name", "no-sidecar", "--listen", "0.0.0.0:8080"], &[]);
+    mesh.spawn(
+        &pod_b,
+        "app-b",
+        &[
+            &app,
+            "--name",
+            "service-b",
+            "--version",
+            "v1",
+            "--listen",
+            "0.0.0.0:9080",
+        ],
+        &[],
+    );
+    mesh.spawn(
+        &pod_b,
+        "app-b-9090",
+        &[
+            &app,
+            "--name",
+            "service-b-admin",
+            "--listen",
+            "0.0.0.0:9090",
+        ],
+        &[],
+    );
+    mesh.spawn(
+        &pod_c,
+        "app-c",
+        &[&app, "--name", "no-sidecar", "--listen", "0.0.0.0:8080"],
+        &[],
+    );
 
     // Sidecars: capture rules, then the proxy as UID 1337.
-    for (pod, ip, app_name, name) in [(&pod_a, "198.18.10.2", "client", "proxy-a"), (&pod_b, "198.18.10.3", "service-b", "proxy-b")] {
+    for (pod, ip, app_name, name) in [
+        (&pod_a, "198.18.10.2", "client", "proxy-a"),
+        (&pod_b, "198.18.10.3", "service-b", "proxy-b"),
+    ] {
         let mut capture = vec![proxy.as_str()];
         capture.extend_from_slice(CAPTURE);
         must(Some(pod), &capture);
-        mesh.spawn(pod, name, &["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups", &proxy, "sidecar", "--discovery-address", "198.18.10.1:15010", "--concurrency", "1", "--labels-file", "/nonexistent"], &sidecar_env(&format!("{app_name}-0"), ip, app_name));
+        mesh.spawn(
+            pod,
+            name,
+            &[
+                "setpriv",
+                "--reuid=1337",
+                "--regid=1337",
+                "--clear-groups",
+                &proxy,
+                "sidecar",
+                "--discovery-address",
+                "198.18.10.1:15010",
+                "--concurrency",
+                "1",
+                "--labels-file",
+                "/nonexistent",
+            ],
+            &sidecar_env(&format!("{app_name}-0"), ip, app_name),
+        );
     }
     for pod in [&pod_a, &pod_b] {
-        wait_for("sidecar ready", &mesh, || output(Some(pod), &["curl", "-sf", "--max-time", "2", "http://127.0.0.1:15021/healthz/ready"]).0);
+        wait_for("sidecar ready", &mesh, || {
+            output(
+                Some(pod),
+                &[
+                    "curl",
+                    "-sf",
+                    "--max-time",
+                    "2",
+                    "http://127.0.0.1:15021/healthz/ready",
+                ],
+            )
+            .0
+        });
     }
 
     // A → service-b: captured outbound in A, inbound in B, answered by B's app.
     let service_b = format!("http://{SERVICE_VIP}:9080/hello");
-    wait_for("service-b through both sidecars", &mesh, || app_curl(&pod_a, &service_b, Some("service-b.default.svc.cluster.local")).0 == "200");
-    let (status, body) = app_curl(&pod_a, &service_b, Some("service-b.default.svc.cluster.local"));
+    wait_for("service-b through both sidecars", &mesh, || {
+        app_curl(
+            &pod_a,
+            &service_b,
+            Some("service-b.default.svc.cluster.local"),
+        )
+        .0 == "200"
+    });
+    let (status, body) = app_curl(
+        &pod_a,
+        &service_b,
+        Some("service-b.default.svc.cluster.local"),
+    );
     assert_eq!(status, "200");
     assert!(body.contains("\"service\":\"service-b\""), "{body}");
-    let source_side = requests(&pod_a, &["reporter=\"source\"", "source_workload=\"client-v1\"", "destination_workload=\"service-b-v1\"", "destination_service=\"service-b.default.svc.cluster.local\"", "response_code=\"200\""]);
-    let destination_side = requests(&pod_b, &["reporter=\"destination\"", "source_workload=\"client-v1\"", "destination_workload=\"service-b-v1\"", "response_code=\"200\""]);
-    assert!(source_side >= 2.0 && destination_side >= 2.0, "both sidecars count the calls: source {source_side}, destination {destination_side}\n{}", mesh.log("proxy-a"));
-    assert_eq!(source_side, destination_side, "each call is seen once by each side");
+    let source_side = requests(
+        &pod_a,
+        &[
+            "reporter=\"source\"",
+            "source_workload=\"client-v1\"",
+            "destination_workload=\"service-b-v1\"",
+            "destination_service=\"service-b.default.svc.cluster.local\"",
+            "response_code=\"200\"",
+        ],
+    );
+    let destination_side = requests(
+        &pod_b,
+        &[
+            "reporter=\"destination\"",
+            "source_workload=\"client-v1\"",
+            "destination_workload=\"service-b-v1\"",
+            "response_code=\"200\"",
+        ],
+    );
+    assert!(
+        source_side >= 2.0 && destination_side >= 2.0,
+        "both sidecars count the calls: source {source_side}, destination {destination_side}\n{}",
+        mesh.log("proxy-a")
+    );
+    assert_eq!(
+        source_side, destination_side,
+        "each call is seen once by each side"
+    );
 
     // An excluded inbound port bypasses B's sidecar: B's proxy does not count it.
     let before = requests(&pod_b, &["reporter=\"destination\""]);
     assert_eq!(app_curl(&pod_a, "http://198.18.10.3:9090/", None).0, "200");
-    assert_eq!(requests(&pod_b, &["reporter=\"destination\""]), before, "9090 is excluded from inbound capture");
+    assert_eq!(
+        requests(&pod_b, &["reporter=\"destination\""]),
+        before,
+        "9090 is excluded from inbound capture"
+    );
 
     // A pod without a sidecar calls into the mesh, and is called from it.
-    assert_eq!(app_curl(&pod_c, "http://198.18.10.3:9080/from-c", None).0, "200");
-    assert!(requests(&pod_b, &["reporter=\"destination\"", "source_workload=\"unknown\""]) >= 1.0, "B's sidecar counts C's call");
-    assert_eq!(app_curl(&pod_a, "http://198.18.10.4:8080/", None).0, "200", "A reaches a pod without a sidecar (passthrough)");
+    assert_eq!(
+        app_curl(&pod_c, "http://198.18.10.3:9080/from-c", None).0,
+        "200"
+    );
+    assert!(
+        requests(
+            &pod_b,
+            &["reporter=\"destination\"", "source_workload=\"unknown\""]
+        ) >= 1.0,
+        "B's sidecar counts C's call"
+    );
+    assert_eq!(
+        app_curl(&pod_a, "http://198.18.10.4:8080/", None).0,
+        "200",
+        "A reaches a pod without a sidecar (passthrough)"
+    );
 
     // Envoy takes over as pod B's sidecar, configured by lateend.
     let proxy_b = mesh.children.len() - 1;
     let _ = mesh.children[proxy_b].kill();
     let _ = mesh.children[proxy_b].wait();
     let bootstrap = mesh.dir.path().join("envoy-b.yaml");
-    std::fs::write(&bootstrap, r#"node:
+    std::fs::write(
+        &bootstrap,
+        r#"node:
   id: sidecar~198.18.10.3~service-b-0.default~default.svc.cluster.local
   cluster: service-b.default
   metadata:
@@ -325,26 +579,84 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {address: {socket_address: {address: 198.18.10.1, port_value: 15010}}}
-"#).expect("bootstrap");
+"#,
+    )
+    .expect("bootstrap");
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o644));
     }
     let bootstrap = bootstrap.to_string_lossy().into_owned();
-    mesh.spawn(&pod_b, "envoy-b", &["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups", &envoy, "-c", &bootstrap, "--concurrency", "1", "--disable-hot-restart", "--base-id", "9", "--log-level", "warn"], &[]);
+    mesh.spawn(
+        &pod_b,
+        "envoy-b",
+        &[
+            "setpriv",
+            "--reuid=1337",
+            "--regid=1337",
+            "--clear-groups",
+            &envoy,
+            "-c",
+            &bootstrap,
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--base-id",
+            "9",
+            "--log-level",
+            "warn",
+        ],
+        &[],
+    );
     let envoy_served = |mesh: &Mesh| {
-        let (_, stats) = output(Some(&pod_b), &["curl", "-s", "--max-time", "2", "http://127.0.0.1:15000/stats"]);
+        let (_, stats) = output(
+            Some(&pod_b),
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "2",
+                "http://127.0.0.1:15000/stats",
+            ],
+        );
         let _ = mesh;
         stats
             .lines()
-            .filter(|line| line.starts_with("cluster.inbound|9080||") && line.contains(".upstream_rq_completed:"))
+            .filter(|line| {
+                line.starts_with("cluster.inbound|9080||")
+                    && line.contains(".upstream_rq_completed:")
+            })
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
             .sum::<u64>()
     };
-    wait_for("Envoy serving pod B", &mesh, || app_curl(&pod_a, &service_b, Some("service-b.default.svc.cluster.local")).0 == "200" && envoy_served(&mesh) > 0);
-    let (status, body) = app_curl(&pod_a, &service_b, Some("service-b.default.svc.cluster.local"));
+    wait_for("Envoy serving pod B", &mesh, || {
+        app_curl(
+            &pod_a,
+            &service_b,
+            Some("service-b.default.svc.cluster.local"),
+        )
+        .0 == "200"
+            && envoy_served(&mesh) > 0
+    });
+    let (status, body) = app_curl(
+        &pod_a,
+        &service_b,
+        Some("service-b.default.svc.cluster.local"),
+    );
     assert_eq!(status, "200", "{}", mesh.all_logs());
     assert!(body.contains("\"service\":\"service-b\""), "{body}");
-    let (_, syncz) = output(Some(&cp), &["curl", "-s", "--max-time", "2", "http://198.18.10.1:15014/debug/syncz"]);
-    assert!(syncz.contains("service-b-0.default") && !syncz.contains("\"NACK\""), "Envoy ACKs lateend's config: {syncz}");
+    let (_, syncz) = output(
+        Some(&cp),
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://198.18.10.1:15014/debug/syncz",
+        ],
+    );
+    assert!(
+        syncz.contains("service-b-0.default") && !syncz.contains("\"NACK\""),
+        "Envoy ACKs lateend's config: {syncz}"
+    );
 }

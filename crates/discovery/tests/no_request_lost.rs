@@ -23,7 +23,10 @@ impl Drop for Children {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn spawn(program: &Path, args: &[&str], env: &[(&str, String)], log: &Path) -> Child {
@@ -38,9 +41,15 @@ fn spawn(program: &Path, args: &[&str], env: &[(&str, String)], log: &Path) -> C
 
 fn http_get(address: &str, path: &str, host: &str) -> Option<u16> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&address.parse().ok()?, Duration::from_secs(1)).ok()?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address.parse().ok()?, Duration::from_secs(1))
+            .ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.split(' ').nth(1)?.parse().ok()
@@ -59,8 +68,14 @@ fn services(endpoints: &[(u16, &str)]) -> String {
 }
 
 fn destination_rule(with_policy: bool) -> String {
-    let policy = if with_policy { "  trafficPolicy:\n    connectionPool:\n      http: {http1MaxPendingRequests: 10000, maxRequestsPerConnection: 0}\n" } else { "" };
-    format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: backend, namespace: default}}\nspec:\n  host: backend\n{policy}  subsets:\n  - name: v1\n    labels: {{version: v1}}\n  - name: v2\n    labels: {{version: v2}}\n")
+    let policy = if with_policy {
+        "  trafficPolicy:\n    connectionPool:\n      http: {http1MaxPendingRequests: 10000, maxRequestsPerConnection: 0}\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: backend, namespace: default}}\nspec:\n  host: backend\n{policy}  subsets:\n  - name: v1\n    labels: {{version: v1}}\n  - name: v2\n    labels: {{version: v2}}\n"
+    )
 }
 
 fn virtual_service(v1: u32) -> String {
@@ -86,17 +101,38 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
     let app = lateend.with_file_name("lateen-sample-app");
     let loadgen = lateend.with_file_name("lateen-loadgen");
     for binary in [&proxy, &app, &loadgen] {
-        assert!(binary.exists(), "{} must be built (scripts/test.sh builds every binary first)", binary.display());
+        assert!(
+            binary.exists(),
+            "{} must be built (scripts/test.sh builds every binary first)",
+            binary.display()
+        );
     }
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).expect("config dir");
     let mut children = Children(Vec::new());
 
-    let backends: Vec<(u16, &str)> = vec![(free_port(), "v1"), (free_port(), "v2"), (free_port(), "v1"), (free_port(), "v2")];
+    let backends: Vec<(u16, &str)> = vec![
+        (free_port(), "v1"),
+        (free_port(), "v2"),
+        (free_port(), "v1"),
+        (free_port(), "v2"),
+    ];
     for (port, version) in &backends {
         let listen = format!("127.0.0.1:{port}");
-        children.0.push(spawn(&app, &["--name", "backend", "--version", version, "--listen", &listen], &[], &dir.path().join(format!("app-{port}.log"))));
+        children.0.push(spawn(
+            &app,
+            &[
+                "--name",
+                "backend",
+                "--version",
+                version,
+                "--listen",
+                &listen,
+            ],
+            &[],
+            &dir.path().join(format!("app-{port}.log")),
+        ));
     }
     write(&config, "services.yaml", &services(&backends[..2]));
     write(&config, "destination-rule.yaml", &destination_rule(false));
@@ -107,7 +143,24 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
     let start_lateend = |log: &str| {
         spawn(
             &lateend,
-            &["--config-dir", &config.to_string_lossy(), "--xds-address", &xds, "--xds-tls-address", "127.0.0.1:0", "--debug-address", "127.0.0.1:0", "--webhook-address", "127.0.0.1:0", "--poll-interval", "100ms", "--debounce-after", "50ms", "--debounce-max", "200ms"],
+            &[
+                "--config-dir",
+                &config.to_string_lossy(),
+                "--xds-address",
+                &xds,
+                "--xds-tls-address",
+                "127.0.0.1:0",
+                "--debug-address",
+                "127.0.0.1:0",
+                "--webhook-address",
+                "127.0.0.1:0",
+                "--poll-interval",
+                "100ms",
+                "--debounce-after",
+                "50ms",
+                "--debounce-max",
+                "200ms",
+            ],
             &[],
             &dir.path().join(log),
         )
@@ -121,25 +174,77 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
         ("INSTANCE_IP", "127.0.55.1".to_string()),
         ("ISTIO_META_INTERCEPTION_MODE", "NONE".to_string()),
         ("ISTIO_META_WORKLOAD_NAME", "client".to_string()),
-        ("ISTIO_METAJSON_LABELS", r#"{"app":"client","version":"v1"}"#.to_string()),
+        (
+            "ISTIO_METAJSON_LABELS",
+            r#"{"app":"client","version":"v1"}"#.to_string(),
+        ),
         ("LATEEN_LOG", "warn".to_string()),
     ];
     let admin = format!("127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
-    children.0.push(spawn(&proxy, &["sidecar", "--discovery-address", &xds, "--admin-address", &admin, "--health-address", &health, "--metrics-address", &metrics, "--concurrency", "1", "--labels-file", "/nonexistent"], &env, &dir.path().join("proxy.log")));
+    children.0.push(spawn(
+        &proxy,
+        &[
+            "sidecar",
+            "--discovery-address",
+            &xds,
+            "--admin-address",
+            &admin,
+            "--health-address",
+            &health,
+            "--metrics-address",
+            &metrics,
+            "--concurrency",
+            "1",
+            "--labels-file",
+            "/nonexistent",
+        ],
+        &env,
+        &dir.path().join("proxy.log"),
+    ));
     let logs = || {
         std::fs::read_dir(dir.path())
-            .map(|entries| entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "log")).map(|e| format!("--- {}\n{}\n", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default())).collect::<String>())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .map(|e| {
+                        format!(
+                            "--- {}\n{}\n",
+                            e.path().display(),
+                            std::fs::read_to_string(e.path()).unwrap_or_default()
+                        )
+                    })
+                    .collect::<String>()
+            })
             .unwrap_or_default()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(&format!("{EGRESS}:9080"), "/", "backend.default.svc.cluster.local") != Some(200) {
-        assert!(Instant::now() < deadline, "mesh not serving in 30s\n{}", logs());
+    while http_get(
+        &format!("{EGRESS}:9080"),
+        "/",
+        "backend.default.svc.cluster.local",
+    ) != Some(200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "mesh not serving in 30s\n{}",
+            logs()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
     let load = Command::new(&loadgen)
-        .args(["--rate", "2000", "--connections", "8", "--duration", "20", "--host", "backend.default.svc.cluster.local"])
+        .args([
+            "--rate",
+            "2000",
+            "--connections",
+            "8",
+            "--duration",
+            "20",
+            "--host",
+            "backend.default.svc.cluster.local",
+        ])
         .arg(format!("http://{EGRESS}:9080/"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -152,9 +257,25 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
     std::thread::sleep(Duration::from_millis(1200));
     for change in 0..40u32 {
         match change % 3 {
-            0 => write(&config, "virtual-service.yaml", &virtual_service([0, 30, 70, 100][(change / 3 % 4) as usize])),
-            1 => write(&config, "destination-rule.yaml", &destination_rule(change % 2 == 1)),
-            _ => write(&config, "services.yaml", &services(if change % 2 == 0 { &backends[..] } else { &backends[..2] })),
+            0 => write(
+                &config,
+                "virtual-service.yaml",
+                &virtual_service([0, 30, 70, 100][(change / 3 % 4) as usize]),
+            ),
+            1 => write(
+                &config,
+                "destination-rule.yaml",
+                &destination_rule(change % 2 == 1),
+            ),
+            _ => write(
+                &config,
+                "services.yaml",
+                &services(if change % 2 == 0 {
+                    &backends[..]
+                } else {
+                    &backends[..2]
+                }),
+            ),
         }
         if change == 20 {
             let _ = control_plane.kill();
@@ -169,11 +290,24 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
     let _ = control_plane.kill();
     let _ = control_plane.wait();
     let report = String::from_utf8_lossy(&result.stdout).to_string();
-    let summary: serde_json::Value = serde_json::from_str(report.trim()).unwrap_or_else(|_| panic!("load report: {report} {}", String::from_utf8_lossy(&result.stderr)));
+    let summary: serde_json::Value = serde_json::from_str(report.trim()).unwrap_or_else(|_| {
+        panic!(
+            "load report: {report} {}",
+            String::from_utf8_lossy(&result.stderr)
+        )
+    });
     let requests = summary["requests"].as_u64().unwrap_or(0);
     let errors = summary["errors"].as_u64().unwrap_or(u64::MAX);
-    assert_eq!(errors, 0, "every request must succeed: {summary}\n{}", logs());
-    assert!(requests >= 38_000, "about 40 000 requests measured: {summary}");
+    assert_eq!(
+        errors,
+        0,
+        "every request must succeed: {summary}\n{}",
+        logs()
+    );
+    assert!(
+        requests >= 38_000,
+        "about 40 000 requests measured: {summary}"
+    );
     // The proxy reconnected to the restarted lateend and still takes its config.
     let deadline = Instant::now() + Duration::from_secs(10);
     write(&config, "virtual-service.yaml", &virtual_service(100));
@@ -181,9 +315,17 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
     while Instant::now() < deadline && !restarted {
         control_plane = start_lateend("lateend-3.log");
         std::thread::sleep(Duration::from_millis(1500));
-        restarted = http_get(&format!("{EGRESS}:9080"), "/", "backend.default.svc.cluster.local") == Some(200);
+        restarted = http_get(
+            &format!("{EGRESS}:9080"),
+            "/",
+            "backend.default.svc.cluster.local",
+        ) == Some(200);
         let _ = control_plane.kill();
         let _ = control_plane.wait();
     }
-    assert!(restarted, "still serving after the control plane came and went\n{}", logs());
+    assert!(
+        restarted,
+        "still serving after the control plane came and went\n{}",
+        logs()
+    );
 }

@@ -539,7 +539,11 @@ fn maglev_and_locality_distribute_reach_the_cluster() {
         "{SERVICES}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: ratings, namespace: default}}\nspec:\n  host: ratings\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: {{httpHeaderName: x-user, maglev: {{tableSize: 65537}}}}\n      localityLbSetting:\n        distribute: [{{from: \"*\", to: {{\"us-east/*\": 20, \"us-west/*\": 80}}}}]\n"
     );
     let s = snapshot(&yaml, &sidecar_in_default());
-    let c: Cluster = decode(&s, types::CLUSTER, "outbound|9080||ratings.default.svc.cluster.local");
+    let c: Cluster = decode(
+        &s,
+        types::CLUSTER,
+        "outbound|9080||ratings.default.svc.cluster.local",
+    );
     assert_eq!(c.lb_policy, cluster::LbPolicy::Maglev as i32);
     match &c.lb_config {
         Some(cluster::LbConfig::MaglevLbConfig(m)) => {
@@ -549,7 +553,10 @@ fn maglev_and_locality_distribute_reach_the_cluster() {
     }
     let specifier = c.common_lb_config.and_then(|l| l.locality_config_specifier);
     assert!(
-        matches!(specifier, Some(cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))),
+        matches!(
+            specifier,
+            Some(cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+        ),
         "locality-weighted balancing is on: {specifier:?}"
     );
 }
@@ -564,6 +571,10 @@ fn upstream_protocol_follows_the_port_protocol_like_istio() {
     assert_eq!(AppProtocol::of("", "metrics"), AppProtocol::Unknown);
     // An HTTP port's cluster says nothing (HTTP/1.1 in Envoy and lateen-proxy alike).
     let s = snapshot(SERVICES, &sidecar_in_default());
-    let c: Cluster = decode(&s, types::CLUSTER, "outbound|9080||ratings.default.svc.cluster.local");
+    let c: Cluster = decode(
+        &s,
+        types::CLUSTER,
+        "outbound|9080||ratings.default.svc.cluster.local",
+    );
     assert!(c.typed_extension_protocol_options.is_empty());
 }

@@ -52,15 +52,22 @@ pub async fn serve(listener: TcpListener, role: AdminRole, state: Arc<AdminState
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(respond(&state, role, request)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
 
-fn respond(state: &AdminState, role: AdminRole, request: Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    state: &AdminState,
+    role: AdminRole,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     match (role, request.method(), path) {
-        (AdminRole::Health, &Method::GET, "/healthz/ready") | (AdminRole::Admin, &Method::GET, "/ready") => {
+        (AdminRole::Health, &Method::GET, "/healthz/ready")
+        | (AdminRole::Admin, &Method::GET, "/ready") => {
             if state.is_ready() {
                 text(StatusCode::OK, "LIVE\n")
             } else if state.shared.drain.is_draining() {
@@ -71,13 +78,23 @@ fn respond(state: &AdminState, role: AdminRole, request: Request<Incoming>) -> R
         }
         (AdminRole::Metrics | AdminRole::Admin, &Method::GET, "/stats/prometheus") => {
             let body = state.shared.metrics.encode_prometheus();
-            reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", body)
+            reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                body,
+            )
         }
         (AdminRole::Admin, &Method::GET, "/stats") => {
             let mut body = String::new();
             state.shared.metrics.stats.render(&mut body);
-            body.push_str(&format!("lateen.config_version: {}\n", state.shared.config.version()));
-            body.push_str(&format!("server.state: {}\n", if state.is_ready() { 0 } else { 1 }));
+            body.push_str(&format!(
+                "lateen.config_version: {}\n",
+                state.shared.config.version()
+            ));
+            body.push_str(&format!(
+                "server.state: {}\n",
+                if state.is_ready() { 0 } else { 1 }
+            ));
             text(StatusCode::OK, body)
         }
         (AdminRole::Admin, &Method::GET, "/config_dump") => {
@@ -88,7 +105,10 @@ fn respond(state: &AdminState, role: AdminRole, request: Request<Incoming>) -> R
             });
             match serde_json::to_string_pretty(&dump) {
                 Ok(body) => reply(StatusCode::OK, "application/json", body),
-                Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode config: {err}\n")),
+                Err(err) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode config: {err}\n"),
+                ),
             }
         }
         (AdminRole::Admin, &Method::GET, "/listeners") => {
@@ -98,9 +118,14 @@ fn respond(state: &AdminState, role: AdminRole, request: Request<Incoming>) -> R
                 .iter()
                 .map(|listener| serde_json::json!({"name": &*listener.name, "address": listener.address.to_string()}))
                 .collect();
-            reply(StatusCode::OK, "application/json", serde_json::Value::Array(bound).to_string())
+            reply(
+                StatusCode::OK,
+                "application/json",
+                serde_json::Value::Array(bound).to_string(),
+            )
         }
-        (AdminRole::Admin, &Method::POST, "/quitquitquit") | (AdminRole::Admin, &Method::POST, "/drain_listeners") => {
+        (AdminRole::Admin, &Method::POST, "/quitquitquit")
+        | (AdminRole::Admin, &Method::POST, "/drain_listeners") => {
             state.shared.drain.start();
             text(StatusCode::OK, "OK\n")
         }
@@ -115,13 +140,19 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     response
 }
 
 /// Binds an admin-side address, naming it in the error.
 pub async fn bind(address: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|err| std::io::Error::new(err.kind(), format!("cannot bind {what} address {address}: {err}")))
+    TcpListener::bind(address).await.map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot bind {what} address {address}: {err}"),
+        )
+    })
 }

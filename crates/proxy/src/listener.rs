@@ -15,10 +15,20 @@ use crate::net::rewind::Rewind;
 use crate::worker::WorkerContext;
 
 /// Handles one accepted connection on the listener named `listener_name`.
-pub async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, listener_name: Arc<str>, worker: Arc<WorkerContext>) {
+pub async fn handle_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    listener_name: Arc<str>,
+    worker: Arc<WorkerContext>,
+) {
     let shared = &worker.shared;
     let snapshot = shared.config.load();
-    let Some(accepted_on) = snapshot.listeners.iter().find(|listener| listener.name == listener_name).cloned() else {
+    let Some(accepted_on) = snapshot
+        .listeners
+        .iter()
+        .find(|listener| listener.name == listener_name)
+        .cloned()
+    else {
         return; // The listener was removed while this connection waited in the queue.
     };
     let _ = stream.set_nodelay(true);
@@ -36,7 +46,9 @@ pub async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, listener
             }
         };
         // A connection made straight to the capture port would be passed to itself.
-        if stream.local_addr().is_ok_and(|local| local == destination) || destination.port() == accepted_on.address.port() {
+        if stream.local_addr().is_ok_and(|local| local == destination)
+            || destination.port() == accepted_on.address.port()
+        {
             tracing::debug!(listener = %accepted_on.name, %peer, "refusing connection addressed to the capture port itself");
             return;
         }
@@ -53,28 +65,44 @@ pub async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, listener
         ListenerProtocol::Tcp => (Detected::Tcp, bytes::Bytes::new()),
         ListenerProtocol::Http1 => (Detected::Http1, bytes::Bytes::new()),
         ListenerProtocol::Http2 => (Detected::Http2, bytes::Bytes::new()),
-        ListenerProtocol::Auto | ListenerProtocol::Http => match detect(&mut stream, listener.detect_timeout).await {
-            Ok((Detected::Closed, _)) | Err(_) => return,
-            // An `http` listener never falls back to TCP: hyper answers what is not HTTP.
-            Ok((Detected::Tcp, prefix)) if listener.protocol == ListenerProtocol::Http => (Detected::Http1, prefix),
-            Ok((detected, prefix)) => {
-                if detected == Detected::Tcp && prefix.is_empty() {
-                    ProxyStats::incr(&stats.protocol_detect_timeout);
+        ListenerProtocol::Auto | ListenerProtocol::Http => {
+            match detect(&mut stream, listener.detect_timeout).await {
+                Ok((Detected::Closed, _)) | Err(_) => return,
+                // An `http` listener never falls back to TCP: hyper answers what is not HTTP.
+                Ok((Detected::Tcp, prefix)) if listener.protocol == ListenerProtocol::Http => {
+                    (Detected::Http1, prefix)
                 }
-                (detected, prefix)
+                Ok((detected, prefix)) => {
+                    if detected == Detected::Tcp && prefix.is_empty() {
+                        ProxyStats::incr(&stats.protocol_detect_timeout);
+                    }
+                    (detected, prefix)
+                }
             }
-        },
+        }
     };
     let io = Rewind::new(prefix, stream);
 
     let passthrough = original_dst.map(|destination| {
-        Arc::new(ClusterRt::passthrough(passthrough_name(listener.direction), destination, passthrough_source(listener.direction, destination), snapshot.local.clone()))
+        Arc::new(ClusterRt::passthrough(
+            passthrough_name(listener.direction),
+            destination,
+            passthrough_source(listener.direction, destination),
+            snapshot.local.clone(),
+        ))
     });
     match protocol {
         Detected::Http1 | Detected::Http2 => {
-            let version = if protocol == Detected::Http2 { HttpVersion::Http2 } else { HttpVersion::Http1 };
+            let version = if protocol == Detected::Http2 {
+                HttpVersion::Http2
+            } else {
+                HttpVersion::Http1
+            };
             let ctx = Arc::new(ConnContext {
-                current: arc_swap::ArcSwap::from_pointee(crate::http::service::Current { snapshot: snapshot.clone(), listener: listener.clone() }),
+                current: arc_swap::ArcSwap::from_pointee(crate::http::service::Current {
+                    snapshot: snapshot.clone(),
+                    listener: listener.clone(),
+                }),
                 config: shared.config.clone(),
                 peers: Default::default(),
                 peer,
@@ -89,7 +117,10 @@ pub async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, listener
         Detected::Tcp | Detected::Closed => {
             let cluster = listener.tcp_cluster.clone().or(passthrough);
             match cluster {
-                Some(cluster) => crate::tcp::proxy(io, &cluster, &snapshot, listener.direction, &shared.metrics).await,
+                Some(cluster) => {
+                    crate::tcp::proxy(io, &cluster, &snapshot, listener.direction, &shared.metrics)
+                        .await
+                }
                 None => tracing::debug!(listener = %listener.name, %peer, "no TCP route; closing"),
             }
         }
@@ -108,21 +139,31 @@ fn passthrough_name(direction: Direction) -> &'static str {
 fn passthrough_source(direction: Direction, destination: SocketAddr) -> Option<std::net::IpAddr> {
     match (direction, destination) {
         (Direction::Outbound, _) => None,
-        (Direction::Inbound, SocketAddr::V4(_)) => Some(std::net::Ipv4Addr::new(127, 0, 0, 6).into()),
-        (Direction::Inbound, SocketAddr::V6(_)) => Some(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6).into()),
+        (Direction::Inbound, SocketAddr::V4(_)) => {
+            Some(std::net::Ipv4Addr::new(127, 0, 0, 6).into())
+        }
+        (Direction::Inbound, SocketAddr::V6(_)) => {
+            Some(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6).into())
+        }
     }
 }
 
 fn is_transient_accept_error(err: &std::io::Error) -> bool {
     matches!(
         err.kind(),
-        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::Interrupted
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
     )
 }
 
 /// Accepts connections until draining starts. Errors never end the loop: a transient one
 /// is skipped, and running out of file descriptors backs off briefly.
-pub async fn accept_loop(listener: tokio::net::TcpListener, listener_name: Arc<str>, worker: Arc<WorkerContext>) {
+pub async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    listener_name: Arc<str>,
+    worker: Arc<WorkerContext>,
+) {
     let mut drain = worker.shared.drain_watch.clone();
     loop {
         tokio::select! {

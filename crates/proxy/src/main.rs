@@ -16,7 +16,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "lateen-proxy", version, about = "Lateen's sidecar proxy", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "lateen-proxy",
+    version,
+    about = "Lateen's sidecar proxy",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -67,13 +72,19 @@ fn main() -> ExitCode {
         Some(Command::Capture(_) | Command::CaptureCleanup(_)) => Some(1),
     };
     // The default is ProxyOptions' (one worker per core).
-    alloc_tuning::limit_arenas(workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
+    alloc_tuning::limit_arenas(
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    );
     let result = match cli.command {
         None => run(cli.run),
         Some(Command::Run(args)) => run(args),
         Some(Command::Capture(args)) => lateen_capture::run(args).context("capture failed"),
-        Some(Command::CaptureCleanup(args)) => lateen_capture::run_cleanup(args).context("capture clean-up failed"),
-        Some(Command::Sidecar(args)) => run_xds(lateen_proxy::xds::identity::NodeType::Sidecar, args),
+        Some(Command::CaptureCleanup(args)) => {
+            lateen_capture::run_cleanup(args).context("capture clean-up failed")
+        }
+        Some(Command::Sidecar(args)) => {
+            run_xds(lateen_proxy::xds::identity::NodeType::Sidecar, args)
+        }
         Some(Command::Router(args)) => run_xds(lateen_proxy::xds::identity::NodeType::Router, args),
     };
     match result {
@@ -87,13 +98,18 @@ fn main() -> ExitCode {
 
 fn init_logging(level: &str) {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
-fn run_xds(node_type: lateen_proxy::xds::identity::NodeType, args: lateen_proxy::xds::agent::XdsArgs) -> anyhow::Result<()> {
+fn run_xds(
+    node_type: lateen_proxy::xds::identity::NodeType,
+    args: lateen_proxy::xds::agent::XdsArgs,
+) -> anyhow::Result<()> {
     init_logging(&args.log_level);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

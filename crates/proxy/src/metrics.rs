@@ -42,12 +42,17 @@ impl PeerLabels {
         service: Option<&str>,
         service_name: Option<&str>,
     ) -> PeerLabels {
-        let label = |value: Option<&str>| -> Arc<str> { Arc::from(value.filter(|v| !v.is_empty()).unwrap_or(UNKNOWN)) };
+        let label = |value: Option<&str>| -> Arc<str> {
+            Arc::from(value.filter(|v| !v.is_empty()).unwrap_or(UNKNOWN))
+        };
         // Istio derives the canonical service from the app label, else the workload name,
         // and the canonical revision from the version label, else "latest".
         let canonical_service = app.or(workload);
-        let service_name = service_name.or_else(|| service.map(|host| host.split('.').next().unwrap_or(host)));
-        let service_namespace = service.and_then(|host| host.split('.').nth(1)).or(namespace);
+        let service_name =
+            service_name.or_else(|| service.map(|host| host.split('.').next().unwrap_or(host)));
+        let service_namespace = service
+            .and_then(|host| host.split('.').nth(1))
+            .or(namespace);
         PeerLabels {
             workload: label(workload),
             namespace: label(namespace),
@@ -190,7 +195,11 @@ pub struct TcpLabels {
     pub security_policy: &'static str,
 }
 
-fn peer_labels<'a>(out: &mut Vec<(&'static str, &'a str)>, source: &'a PeerLabels, destination: &'a PeerLabels) {
+fn peer_labels<'a>(
+    out: &mut Vec<(&'static str, &'a str)>,
+    source: &'a PeerLabels,
+    destination: &'a PeerLabels,
+) {
     out.extend([
         ("source_workload", &*source.workload),
         ("source_canonical_service", &*source.canonical_service),
@@ -206,10 +215,19 @@ fn peer_labels<'a>(out: &mut Vec<(&'static str, &'a str)>, source: &'a PeerLabel
         ("destination_app", &*destination.app),
         ("destination_version", &*destination.version),
         ("destination_service", &*destination.service),
-        ("destination_canonical_service", &*destination.canonical_service),
-        ("destination_canonical_revision", &*destination.canonical_revision),
+        (
+            "destination_canonical_service",
+            &*destination.canonical_service,
+        ),
+        (
+            "destination_canonical_revision",
+            &*destination.canonical_revision,
+        ),
         ("destination_service_name", &*destination.service_name),
-        ("destination_service_namespace", &*destination.service_namespace),
+        (
+            "destination_service_namespace",
+            &*destination.service_namespace,
+        ),
         ("destination_cluster", &*destination.cluster),
     ]);
 }
@@ -217,7 +235,10 @@ fn peer_labels<'a>(out: &mut Vec<(&'static str, &'a str)>, source: &'a PeerLabel
 impl EncodeLabelSet for RequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         let code = self.response_code.to_string();
-        let grpc = self.grpc_status.map(|status| status.to_string()).unwrap_or_default();
+        let grpc = self
+            .grpc_status
+            .map(|status| status.to_string())
+            .unwrap_or_default();
         let flags = self.response_flags.to_string();
         let mut labels = Vec::with_capacity(25);
         labels.push(("reporter", self.reporter.as_str()));
@@ -253,14 +274,16 @@ type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 fn duration_histogram() -> Histogram {
     // Istio's buckets for istio_request_duration_milliseconds.
     Histogram::new([
-        0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
-        300000.0, 600000.0, 1800000.0, 3600000.0,
+        0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+        30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
     ])
 }
 
 fn size_histogram() -> Histogram {
     // Istio's buckets for istio_request_bytes / istio_response_bytes: 1 to 10^9 by powers of 10.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1.0, 10.0, 10))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1.0, 10.0, 10,
+    ))
 }
 
 /// The proxy's own counters, shown by `/stats` in Envoy's `name: value` form.
@@ -303,8 +326,14 @@ impl ProxyStats {
             ("upstream_cx_connect_fail", &self.upstream_cx_connect_fail),
             ("upstream_rq_retry", &self.upstream_rq_retry),
             ("upstream_rq_timeout", &self.upstream_rq_timeout),
-            ("upstream_rq_pending_overflow", &self.upstream_rq_pending_overflow),
-            ("upstream_rq_retry_overflow", &self.upstream_rq_retry_overflow),
+            (
+                "upstream_rq_pending_overflow",
+                &self.upstream_rq_pending_overflow,
+            ),
+            (
+                "upstream_rq_retry_overflow",
+                &self.upstream_rq_retry_overflow,
+            ),
             ("protocol_detect_timeout", &self.protocol_detect_timeout),
         ] {
             let _ = writeln!(out, "lateen.{name}: {}", value.load(Ordering::Relaxed));
@@ -335,29 +364,56 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("istio");
         let requests_total = Family::<RequestLabels, Counter>::default();
-        let request_duration = HistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
-        let request_bytes = HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
-        let response_bytes = HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
+        let request_duration =
+            HistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let request_bytes =
+            HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
+        let response_bytes =
+            HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
         let tcp_sent_bytes = Family::<TcpLabels, Counter>::default();
         let tcp_received_bytes = Family::<TcpLabels, Counter>::default();
         let tcp_opened = Family::<TcpLabels, Counter>::default();
         let tcp_closed = Family::<TcpLabels, Counter>::default();
-        registry.register("requests", "Requests handled, by Istio's standard labels", requests_total.clone());
+        registry.register(
+            "requests",
+            "Requests handled, by Istio's standard labels",
+            requests_total.clone(),
+        );
         registry.register(
             "request_duration_milliseconds",
             "Request duration in milliseconds",
             request_duration.clone(),
         );
-        registry.register("request_bytes", "HTTP request body sizes in bytes", request_bytes.clone());
-        registry.register("response_bytes", "HTTP response body sizes in bytes", response_bytes.clone());
-        registry.register("tcp_sent_bytes", "Bytes sent to the downstream in TCP connections", tcp_sent_bytes.clone());
+        registry.register(
+            "request_bytes",
+            "HTTP request body sizes in bytes",
+            request_bytes.clone(),
+        );
+        registry.register(
+            "response_bytes",
+            "HTTP response body sizes in bytes",
+            response_bytes.clone(),
+        );
+        registry.register(
+            "tcp_sent_bytes",
+            "Bytes sent to the downstream in TCP connections",
+            tcp_sent_bytes.clone(),
+        );
         registry.register(
             "tcp_received_bytes",
             "Bytes received from the downstream in TCP connections",
             tcp_received_bytes.clone(),
         );
-        registry.register("tcp_connections_opened", "TCP connections opened", tcp_opened.clone());
-        registry.register("tcp_connections_closed", "TCP connections closed", tcp_closed.clone());
+        registry.register(
+            "tcp_connections_opened",
+            "TCP connections opened",
+            tcp_opened.clone(),
+        );
+        registry.register(
+            "tcp_connections_closed",
+            "TCP connections closed",
+            tcp_closed.clone(),
+        );
         Metrics {
             registry,
             requests_total,
@@ -373,11 +429,23 @@ impl Metrics {
     }
 
     /// Records one finished HTTP request.
-    pub fn record_request(&self, labels: &RequestLabels, duration_ms: f64, request_bytes: u64, response_bytes: u64) {
+    pub fn record_request(
+        &self,
+        labels: &RequestLabels,
+        duration_ms: f64,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) {
         self.requests_total.get_or_create(labels).inc();
-        self.request_duration.get_or_create(labels).observe(duration_ms);
-        self.request_bytes.get_or_create(labels).observe(request_bytes as f64);
-        self.response_bytes.get_or_create(labels).observe(response_bytes as f64);
+        self.request_duration
+            .get_or_create(labels)
+            .observe(duration_ms);
+        self.request_bytes
+            .get_or_create(labels)
+            .observe(request_bytes as f64);
+        self.response_bytes
+            .get_or_create(labels)
+            .observe(response_bytes as f64);
     }
 
     /// The Prometheus text exposition of every Istio metric.
@@ -397,7 +465,10 @@ mod tests {
     #[test]
     fn flags_print_in_envoy_order() {
         assert_eq!(ResponseFlags::NONE.to_string(), "-");
-        assert_eq!(ResponseFlags::URX.with(ResponseFlags::UF).to_string(), "UF,URX");
+        assert_eq!(
+            ResponseFlags::URX.with(ResponseFlags::UF).to_string(),
+            "UF,URX"
+        );
     }
 
     #[test]
@@ -406,7 +477,16 @@ mod tests {
         let labels = RequestLabels {
             reporter: Reporter::Source,
             source: Arc::new(PeerLabels::unknown()),
-            destination: Arc::new(PeerLabels::new(None, None, None, Some("v1"), None, None, Some("reviews.default.svc.cluster.local"), None)),
+            destination: Arc::new(PeerLabels::new(
+                None,
+                None,
+                None,
+                Some("v1"),
+                None,
+                None,
+                Some("reviews.default.svc.cluster.local"),
+                None,
+            )),
             request_protocol: "http",
             response_code: 200,
             grpc_status: None,
@@ -415,9 +495,21 @@ mod tests {
         };
         metrics.record_request(&labels, 3.0, 0, 10);
         let text = metrics.encode_prometheus();
-        assert!(text.contains("istio_requests_total{reporter=\"source\",source_workload=\"unknown\""), "{text}");
-        assert!(text.contains("destination_service_name=\"reviews\""), "{text}");
-        assert!(text.contains("destination_service_namespace=\"default\""), "{text}");
-        assert!(text.contains("istio_request_duration_milliseconds_bucket"), "{text}");
+        assert!(
+            text.contains("istio_requests_total{reporter=\"source\",source_workload=\"unknown\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("destination_service_name=\"reviews\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("destination_service_namespace=\"default\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("istio_request_duration_milliseconds_bucket"),
+            "{text}"
+        );
     }
 }

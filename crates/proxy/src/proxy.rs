@@ -24,7 +24,9 @@ pub struct ProxyOptions {
 impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
-            concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             original_dst: Arc::new(SoOriginalDst),
         }
     }
@@ -33,15 +35,22 @@ impl Default for ProxyOptions {
 /// Binds one listener socket. IPv6 wildcard sockets are v6-only so an IPv4 listener can
 /// share the port.
 pub fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     if address.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
-    socket
-        .bind(&address.into())
-        .map_err(|err| std::io::Error::new(err.kind(), format!("cannot bind listener address {address}: {err}")))?;
+    socket.bind(&address.into()).map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot bind listener address {address}: {err}"),
+        )
+    })?;
     socket.listen(4096)?;
     Ok(socket.into())
 }
@@ -56,13 +65,24 @@ fn bind_for(snapshot: &Snapshot, current: &[BoundListener]) -> std::io::Result<V
         .iter()
         .filter(|listener| listener.bind)
         .map(|listener| {
-            let reusable = |bound: &&BoundListener| bound.configured == listener.address && (listener.address.port() != 0 || bound.name == listener.name);
+            let reusable = |bound: &&BoundListener| {
+                bound.configured == listener.address
+                    && (listener.address.port() != 0 || bound.name == listener.name)
+            };
             if let Some(existing) = current.iter().find(reusable) {
-                return Ok(BoundListener { name: listener.name.clone(), ..existing.clone() });
+                return Ok(BoundListener {
+                    name: listener.name.clone(),
+                    ..existing.clone()
+                });
             }
             let socket = bind_listener(listener.address)?;
             let address = socket.local_addr()?;
-            Ok(BoundListener { name: listener.name.clone(), configured: listener.address, address, socket: Arc::new(socket) })
+            Ok(BoundListener {
+                name: listener.name.clone(),
+                configured: listener.address,
+                address,
+                socket: Arc::new(socket),
+            })
         })
         .collect()
 }
@@ -79,14 +99,23 @@ impl LiveConfig {
     /// Fails, leaving the running configuration untouched, when a new listener address
     /// cannot be bound.
     pub fn apply(&self, snapshot: Snapshot) -> std::io::Result<()> {
-        let sender = self.listeners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sender = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let current = sender.borrow().clone();
         let bound = bind_for(&snapshot, &current)?;
         self.shared.config.replace(snapshot);
         let changed = bound.len() != current.len()
-            || bound.iter().zip(current.iter()).any(|(new, old)| new.name != old.name || new.address != old.address);
+            || bound
+                .iter()
+                .zip(current.iter())
+                .any(|(new, old)| new.name != old.name || new.address != old.address);
         if changed {
-            for listener in bound.iter().filter(|listener| !current.iter().any(|old| old.address == listener.address)) {
+            for listener in bound
+                .iter()
+                .filter(|listener| !current.iter().any(|old| old.address == listener.address))
+            {
                 tracing::info!(listener = %listener.name, address = %listener.address, "listening");
             }
             sender.send_replace(Arc::new(bound));
@@ -132,7 +161,11 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
         original_dst: options.original_dst,
     });
     let (listeners_tx, listeners_rx) = watch::channel::<ListenerSet>(Arc::new(bound));
-    let state = Arc::new(AdminState { shared: shared.clone(), ready: false.into(), listeners: listeners_rx.clone() });
+    let state = Arc::new(AdminState {
+        shared: shared.clone(),
+        ready: false.into(),
+        listeners: listeners_rx.clone(),
+    });
     for (address, role, what) in [
         (admin_config.address, AdminRole::Admin, "admin"),
         (admin_config.health_address, AdminRole::Health, "health"),
@@ -141,12 +174,25 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
         let listener = admin::bind(address, what).await?;
         tokio::spawn(admin::serve(listener, role, state.clone()));
     }
-    let workers = spawn_workers(options.concurrency.max(1), shared.clone(), listeners_rx.clone())?;
+    let workers = spawn_workers(
+        options.concurrency.max(1),
+        shared.clone(),
+        listeners_rx.clone(),
+    )?;
     for listener in listeners_rx.borrow().iter() {
         tracing::info!(listener = %listener.name, address = %listener.address, "listening");
     }
-    let live = Arc::new(LiveConfig { shared: shared.clone(), listeners: std::sync::Mutex::new(listeners_tx) });
-    Ok(Running { live, admin: state, shared, drain_timeout, _workers: workers })
+    let live = Arc::new(LiveConfig {
+        shared: shared.clone(),
+        listeners: std::sync::Mutex::new(listeners_tx),
+    });
+    Ok(Running {
+        live,
+        admin: state,
+        shared,
+        drain_timeout,
+        _workers: workers,
+    })
 }
 
 impl Running {
@@ -158,10 +204,21 @@ impl Running {
         tracing::info!("draining: no new connections; in-flight requests have {drain_timeout:?}");
         shared.drain.start();
         let deadline = tokio::time::Instant::now() + drain_timeout;
-        while shared.metrics.stats.downstream_cx_active.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        while shared
+            .metrics
+            .stats
+            .downstream_cx_active
+            .load(Ordering::Relaxed)
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left = shared.metrics.stats.downstream_cx_active.load(Ordering::Relaxed);
+        let left = shared
+            .metrics
+            .stats
+            .downstream_cx_active
+            .load(Ordering::Relaxed);
         if left > 0 {
             tracing::warn!("drain deadline passed with {left} connections open; closing them");
         } else {
@@ -174,7 +231,10 @@ impl Running {
 async fn wait_for_stop(shared: &Shared) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut drain = shared.drain_watch.clone();
-    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         drain.signaled().await;
         return;
     };

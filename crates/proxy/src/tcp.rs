@@ -9,13 +9,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::config::Snapshot;
 use crate::config::model::Direction;
 use crate::config::snapshot::ClusterRt;
-use crate::config::Snapshot;
 use crate::metrics::{Metrics, PeerLabels, ProxyStats, Reporter, ResponseFlags, TcpLabels};
 
-pub async fn proxy<I>(downstream: I, cluster: &ClusterRt, snapshot: &Snapshot, direction: Direction, metrics: &Arc<Metrics>)
-where
+pub async fn proxy<I>(
+    downstream: I,
+    cluster: &ClusterRt,
+    snapshot: &Snapshot,
+    direction: Direction,
+    metrics: &Arc<Metrics>,
+) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let mut labels = match direction {
@@ -38,7 +43,12 @@ where
         None => Err(ResponseFlags::UH),
         Some(endpoint) => {
             ProxyStats::incr(&metrics.stats.upstream_cx_total);
-            match tokio::time::timeout(cluster.connect_timeout, crate::upstream::pool::connect(endpoint, cluster.source_address)).await {
+            match tokio::time::timeout(
+                cluster.connect_timeout,
+                crate::upstream::pool::connect(endpoint, cluster.source_address),
+            )
+            .await
+            {
                 Ok(Ok(stream)) => Ok(stream),
                 _ => {
                     ProxyStats::incr(&metrics.stats.upstream_cx_connect_fail);
@@ -75,7 +85,11 @@ struct Counted<I> {
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         let read = buf.filled().len() - before;
@@ -87,7 +101,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(written)) = result {
             self.sent.inc_by(written as u64);

@@ -45,33 +45,47 @@ pub type ListenerSet = Arc<Vec<BoundListener>>;
 
 /// Starts `count` worker threads. They run until draining starts and their accept loops end;
 /// in-flight connections then finish on the worker's runtime until the process exits.
-pub fn spawn_workers(count: usize, shared: Arc<Shared>, listeners: watch::Receiver<ListenerSet>) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+pub fn spawn_workers(
+    count: usize,
+    shared: Arc<Shared>,
+    listeners: watch::Receiver<ListenerSet>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     (0..count)
         .map(|index| {
             let shared = shared.clone();
             let listeners = listeners.clone();
-            std::thread::Builder::new().name(format!("lateen-worker-{index}")).spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(runtime) => runtime,
-                    Err(err) => {
-                        tracing::error!("worker {index}: cannot start runtime: {err}");
-                        return;
-                    }
-                };
-                runtime.block_on(run_worker(shared, listeners));
-            })
+            std::thread::Builder::new()
+                .name(format!("lateen-worker-{index}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(err) => {
+                            tracing::error!("worker {index}: cannot start runtime: {err}");
+                            return;
+                        }
+                    };
+                    runtime.block_on(run_worker(shared, listeners));
+                })
         })
         .collect()
 }
 
 async fn run_worker(shared: Arc<Shared>, mut listeners: watch::Receiver<ListenerSet>) {
-    let worker = Arc::new(WorkerContext { pool: Arc::new(Pool::new(shared.metrics.clone())), shared: shared.clone() });
+    let worker = Arc::new(WorkerContext {
+        pool: Arc::new(Pool::new(shared.metrics.clone())),
+        shared: shared.clone(),
+    });
     let mut running: HashMap<(Arc<str>, SocketAddr), tokio::task::JoinHandle<()>> = HashMap::new();
     let mut drain = shared.drain_watch.clone();
     loop {
         let wanted = listeners.borrow_and_update().clone();
         running.retain(|key, task| {
-            let keep = wanted.iter().any(|bound| (bound.name.clone(), bound.address) == *key);
+            let keep = wanted
+                .iter()
+                .any(|bound| (bound.name.clone(), bound.address) == *key);
             if !keep {
                 task.abort();
             }
@@ -82,14 +96,22 @@ async fn run_worker(shared: Arc<Shared>, mut listeners: watch::Receiver<Listener
             if running.contains_key(&key) {
                 continue;
             }
-            let socket = match bound.socket.try_clone().and_then(tokio::net::TcpListener::from_std) {
+            let socket = match bound
+                .socket
+                .try_clone()
+                .and_then(tokio::net::TcpListener::from_std)
+            {
                 Ok(socket) => socket,
                 Err(err) => {
                     tracing::error!(listener = %bound.name, "worker cannot use listener socket: {err}");
                     continue;
                 }
             };
-            let task = tokio::spawn(crate::listener::accept_loop(socket, bound.name.clone(), worker.clone()));
+            let task = tokio::spawn(crate::listener::accept_loop(
+                socket,
+                bound.name.clone(),
+                worker.clone(),
+            ));
             running.insert(key, task);
         }
         tokio::select! {

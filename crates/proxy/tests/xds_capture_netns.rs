@@ -9,11 +9,17 @@
 mod xds_support;
 
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use lateen_xds::pb::envoy::config::core::v3::{BindConfig, HeaderValue, HeaderValueOption, Metadata, SocketAddress, socket_address};
-use lateen_xds::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter};
-use lateen_xds::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use lateen_xds::pb::envoy::config::core::v3::{
+    BindConfig, HeaderValue, HeaderValueOption, Metadata, SocketAddress, socket_address,
+};
+use lateen_xds::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
 use lateen_xds::pb::envoy::extensions::filters::http::router::v3::Router;
-use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{HttpConnectionManager, HttpFilter, http_connection_manager, http_filter};
+use lateen_xds::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
+};
 use lateen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use lateen_xds::pb::google::protobuf::{self, ListValue, Struct, Value, value::Kind};
 use lateen_xds::{Snapshot, XdsServer};
@@ -87,8 +93,17 @@ fn sh(ns: Option<&str>, args: &[&str]) -> (bool, String) {
             command
         }
     };
-    let output = command.output().unwrap_or_else(|err| panic!("{args:?}: {err}"));
-    (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("{args:?}: {err}"));
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
 }
 
 fn must(ns: Option<&str>, args: &[&str]) -> String {
@@ -119,47 +134,109 @@ fn missing_tool() -> Option<String> {
 
 /// An app request (UID 1000) from `ns`: the HTTP status.
 fn app_get(ns: &str, url: &str) -> String {
-    sh(Some(ns), &["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url]).1
+    sh(
+        Some(ns),
+        &[
+            "setpriv",
+            "--reuid=1000",
+            "--regid=1000",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            url,
+        ],
+    )
+    .1
 }
 
 fn wait(what: &str, mut check: impl FnMut() -> bool, log: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", log());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn requests(ns: &str, parts: &[&str]) -> f64 {
-    must(Some(ns), &["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"])
-        .lines()
-        .filter(|line| line.starts_with("istio_requests_total{") && parts.iter().all(|part| line.contains(part)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    must(
+        Some(ns),
+        &["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"],
+    )
+    .lines()
+    .filter(|line| {
+        line.starts_with("istio_requests_total{") && parts.iter().all(|part| line.contains(part))
+    })
+    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+    .sum()
 }
 
 fn typed(name: &str, any: protobuf::Any) -> Filter {
-    Filter { name: name.into(), config_type: Some(filter::ConfigType::TypedConfig(any)) }
+    Filter {
+        name: name.into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any)),
+    }
 }
 
 fn tcp_to(cluster: &str) -> Filter {
-    typed("envoy.filters.network.tcp_proxy", pack(&TcpProxy { stat_prefix: cluster.into(), cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.into())), ..Default::default() }))
+    typed(
+        "envoy.filters.network.tcp_proxy",
+        pack(&TcpProxy {
+            stat_prefix: cluster.into(),
+            cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+            ..Default::default()
+        }),
+    )
 }
 
 fn original_dst_cluster(name: &str) -> Cluster {
     Cluster {
         name: name.into(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::OriginalDst as i32,
+        )),
         lb_policy: cluster::LbPolicy::ClusterProvided as i32,
         ..Default::default()
     }
 }
 
 fn istio_service(host: &str) -> Metadata {
-    let text = |value: &str| Value { kind: Some(Kind::StringValue(value.into())) };
-    let service = Struct { fields: [("host".to_string(), text(host)), ("namespace".to_string(), text("default"))].into() };
-    let services = Value { kind: Some(Kind::ListValue(ListValue { values: vec![Value { kind: Some(Kind::StructValue(service)) }] })) };
-    Metadata { filter_metadata: [("istio".to_string(), Struct { fields: [("services".to_string(), services)].into() })].into(), ..Default::default() }
+    let text = |value: &str| Value {
+        kind: Some(Kind::StringValue(value.into())),
+    };
+    let service = Struct {
+        fields: [
+            ("host".to_string(), text(host)),
+            ("namespace".to_string(), text("default")),
+        ]
+        .into(),
+    };
+    let services = Value {
+        kind: Some(Kind::ListValue(ListValue {
+            values: vec![Value {
+                kind: Some(Kind::StructValue(service)),
+            }],
+        })),
+    };
+    Metadata {
+        filter_metadata: [(
+            "istio".to_string(),
+            Struct {
+                fields: [("services".to_string(), services)].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
 }
 
 /// What lateend sends a REDIRECT-mode sidecar calling `peer:8080` with an app on 9080.
@@ -169,9 +246,16 @@ fn resources() -> Snapshot {
     peer_cluster.metadata = Some(istio_service("peer.default.svc.cluster.local"));
     let inbound = Cluster {
         name: "inbound|9080||".into(),
-        load_assignment: Some(endpoints("inbound|9080||", &["127.0.0.1:9080".parse().expect("literal")])),
+        load_assignment: Some(endpoints(
+            "inbound|9080||",
+            &["127.0.0.1:9080".parse().expect("literal")],
+        )),
         upstream_bind_config: Some(BindConfig {
-            source_address: Some(SocketAddress { address: "127.0.0.6".into(), port_specifier: Some(socket_address::PortSpecifier::PortValue(0)), ..Default::default() }),
+            source_address: Some(SocketAddress {
+                address: "127.0.0.6".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(0)),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -182,15 +266,27 @@ fn resources() -> Snapshot {
         address: Some(socket(any)),
         use_original_dst: Some(protobuf::BoolValue { value: true }),
         traffic_direction: 2,
-        default_filter_chain: Some(FilterChain { name: "PassthroughFilterChain".into(), filters: vec![tcp_to("PassthroughCluster")], ..Default::default() }),
+        default_filter_chain: Some(FilterChain {
+            name: "PassthroughFilterChain".into(),
+            filters: vec![tcp_to("PassthroughCluster")],
+            ..Default::default()
+        }),
         ..Default::default()
     };
-    let mut outbound_8080 = http_listener("0.0.0.0_8080", "0.0.0.0:8080".parse().expect("literal"), "8080");
+    let mut outbound_8080 = http_listener(
+        "0.0.0.0_8080",
+        "0.0.0.0:8080".parse().expect("literal"),
+        "8080",
+    );
     outbound_8080.bind_to_port = Some(protobuf::BoolValue { value: false });
     outbound_8080.traffic_direction = 2;
     let mut inline = route_to("inbound|9080||", "inbound|9080||");
     inline.response_headers_to_add = vec![HeaderValueOption {
-        header: Some(HeaderValue { key: "x-lateen-chain".into(), value: "inbound-9080".into(), ..Default::default() }),
+        header: Some(HeaderValue {
+            key: "x-lateen-chain".into(),
+            value: "inbound-9080".into(),
+            ..Default::default()
+        }),
         append_action: 2,
         ..Default::default()
     }];
@@ -199,7 +295,9 @@ fn resources() -> Snapshot {
         route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(inline)),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                &Router::default(),
+            ))),
             ..Default::default()
         }],
         ..Default::default()
@@ -210,21 +308,36 @@ fn resources() -> Snapshot {
         traffic_direction: 1,
         listener_filters: vec![ListenerFilter {
             name: "envoy.filters.listener.original_dst".into(),
-            config_type: Some(listener_filter::ConfigType::TypedConfig(pack(&OriginalDst {}))),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(pack(
+                &OriginalDst {},
+            ))),
             ..Default::default()
         }],
         filter_chains: vec![FilterChain {
             name: "inbound|9080||".into(),
-            filter_chain_match: Some(FilterChainMatch { destination_port: Some(protobuf::UInt32Value { value: 9080 }), ..Default::default() }),
-            filters: vec![typed("envoy.filters.network.http_connection_manager", pack(&inbound_manager))],
+            filter_chain_match: Some(FilterChainMatch {
+                destination_port: Some(protobuf::UInt32Value { value: 9080 }),
+                ..Default::default()
+            }),
+            filters: vec![typed(
+                "envoy.filters.network.http_connection_manager",
+                pack(&inbound_manager),
+            )],
             ..Default::default()
         }],
-        default_filter_chain: Some(FilterChain { name: "InboundPassthroughFilterChain".into(), filters: vec![tcp_to("InboundPassthroughCluster")], ..Default::default() }),
+        default_filter_chain: Some(FilterChain {
+            name: "InboundPassthroughFilterChain".into(),
+            filters: vec![tcp_to("InboundPassthroughCluster")],
+            ..Default::default()
+        }),
         ..Default::default()
     };
     Snapshot::new()
         .with(&peer_cluster)
-        .with(&endpoints(peer, &["198.18.1.2:8080".parse().expect("literal")]))
+        .with(&endpoints(
+            peer,
+            &["198.18.1.2:8080".parse().expect("literal")],
+        ))
         .with(&inbound)
         .with(&original_dst_cluster("PassthroughCluster"))
         .with(&original_dst_cluster("InboundPassthroughCluster"))
@@ -237,64 +350,229 @@ fn resources() -> Snapshot {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captured_traffic_follows_xds_listeners() {
     if let Some(missing) = missing_tool() {
-        assert!(std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()), "xDS capture test cannot run: {missing}");
+        assert!(
+            std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()),
+            "xDS capture test cannot run: {missing}"
+        );
         eprintln!("SKIPPED captured_traffic_follows_xds_listeners: {missing}");
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
-    let _ = std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755));
+    let _ = std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    );
     let socket_path = dir.path().join("xds.sock");
     let server = XdsServer::default();
     server.set_snapshot(NODE, resources());
     let unix = tokio::net::UnixListener::bind(&socket_path).expect("bind unix socket");
-    let incoming = futures_util::stream::unfold(unix, |listener| async move { Some((listener.accept().await.map(|(stream, _)| stream), listener)) });
+    let incoming = futures_util::stream::unfold(unix, |listener| async move {
+        Some((listener.accept().await.map(|(stream, _)| stream), listener))
+    });
     let service = server.service();
-    tokio::spawn(async move { lateen_xds::tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await });
+    tokio::spawn(async move {
+        lateen_xds::tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await
+    });
 
     let id = std::process::id();
     let (pod, peer) = (format!("lateen-xpod-{id}"), format!("lateen-xpeer-{id}"));
-    let mut lab = Lab { namespaces: vec![pod.clone(), peer.clone()], children: Vec::new() };
+    let mut lab = Lab {
+        namespaces: vec![pod.clone(), peer.clone()],
+        children: Vec::new(),
+    };
     must(None, &["ip", "netns", "add", &pod]);
     must(None, &["ip", "netns", "add", &peer]);
     let (veth_pod, veth_peer) = (format!("xp{}", id % 100000), format!("xq{}", id % 100000));
-    must(None, &["ip", "link", "add", &veth_pod, "netns", &pod, "type", "veth", "peer", "name", &veth_peer, "netns", &peer]);
-    for (ns, dev, address) in [(&pod, &veth_pod, "198.18.1.1/24"), (&peer, &veth_peer, "198.18.1.2/24")] {
+    must(
+        None,
+        &[
+            "ip", "link", "add", &veth_pod, "netns", &pod, "type", "veth", "peer", "name",
+            &veth_peer, "netns", &peer,
+        ],
+    );
+    for (ns, dev, address) in [
+        (&pod, &veth_pod, "198.18.1.1/24"),
+        (&peer, &veth_peer, "198.18.1.2/24"),
+    ] {
         must(Some(ns), &["ip", "link", "set", "lo", "up"]);
         must(Some(ns), &["ip", "addr", "add", address, "dev", dev]);
         must(Some(ns), &["ip", "link", "set", dev, "up"]);
     }
-    lab.children.push(spawn(&peer, &["python3", "-m", "http.server", "8080", "--bind", "198.18.1.2"], &dir.path().join("peer.log")));
-    lab.children.push(spawn(&pod, &["python3", "-m", "http.server", "9080", "--bind", "0.0.0.0"], &dir.path().join("app.log")));
-    lab.children.push(spawn(&pod, &["python3", "-c", RELAY, socket_path.to_str().unwrap_or_default(), "15010"], &dir.path().join("relay.log")));
-    must(Some(&pod), &[PROXY, "capture", "-p", "15001", "-z", "15006", "-u", "1337", "-g", "1337", "-m", "REDIRECT", "-i", "*", "-b", "*", "-d", "15090,15021,15020,15000"]);
+    lab.children.push(spawn(
+        &peer,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "198.18.1.2",
+        ],
+        &dir.path().join("peer.log"),
+    ));
+    lab.children.push(spawn(
+        &pod,
+        &["python3", "-m", "http.server", "9080", "--bind", "0.0.0.0"],
+        &dir.path().join("app.log"),
+    ));
+    lab.children.push(spawn(
+        &pod,
+        &[
+            "python3",
+            "-c",
+            RELAY,
+            socket_path.to_str().unwrap_or_default(),
+            "15010",
+        ],
+        &dir.path().join("relay.log"),
+    ));
+    must(
+        Some(&pod),
+        &[
+            PROXY,
+            "capture",
+            "-p",
+            "15001",
+            "-z",
+            "15006",
+            "-u",
+            "1337",
+            "-g",
+            "1337",
+            "-m",
+            "REDIRECT",
+            "-i",
+            "*",
+            "-b",
+            "*",
+            "-d",
+            "15090,15021,15020,15000",
+        ],
+    );
 
     let proxy_log = dir.path().join("proxy.log");
     lab.children.push(spawn(
         &pod,
         &[
-            "setpriv", "--reuid=1337", "--regid=1337", "--clear-groups", "env", "POD_NAME=pod-a-6b7c8d9f5d-xk2p9", "POD_NAMESPACE=default",
-            "INSTANCE_IP=198.18.1.1", "SERVICE_ACCOUNT=pod-a", r#"ISTIO_METAJSON_LABELS={"app":"pod-a","version":"v1"}"#, PROXY, "sidecar",
-            "--discovery-address", "127.0.0.1:15010", "--concurrency", "1", "--labels-file", "/nonexistent",
+            "setpriv",
+            "--reuid=1337",
+            "--regid=1337",
+            "--clear-groups",
+            "env",
+            "POD_NAME=pod-a-6b7c8d9f5d-xk2p9",
+            "POD_NAMESPACE=default",
+            "INSTANCE_IP=198.18.1.1",
+            "SERVICE_ACCOUNT=pod-a",
+            r#"ISTIO_METAJSON_LABELS={"app":"pod-a","version":"v1"}"#,
+            PROXY,
+            "sidecar",
+            "--discovery-address",
+            "127.0.0.1:15010",
+            "--concurrency",
+            "1",
+            "--labels-file",
+            "/nonexistent",
         ],
         &proxy_log,
     ));
     let log = || std::fs::read_to_string(&proxy_log).unwrap_or_default();
-    wait("sidecar ready", || sh(Some(&pod), &["curl", "-s", "http://127.0.0.1:15021/healthz/ready"]).1.starts_with("LIVE"), log);
-    wait("peer server", || sh(Some(&peer), &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://198.18.1.2:8080/"]).1 == "200", log);
+    wait(
+        "sidecar ready",
+        || {
+            sh(
+                Some(&pod),
+                &["curl", "-s", "http://127.0.0.1:15021/healthz/ready"],
+            )
+            .1
+            .starts_with("LIVE")
+        },
+        log,
+    );
+    wait(
+        "peer server",
+        || {
+            sh(
+                Some(&peer),
+                &[
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "http://198.18.1.2:8080/",
+                ],
+            )
+            .1 == "200"
+        },
+        log,
+    );
 
     // Outbound: captured on 15001, handed to the bind_to_port=false 8080 listener, routed
     // by RDS to the EDS cluster whose Istio metadata names the service.
-    assert_eq!(app_get(&pod, "http://198.18.1.2:8080/"), "200", "log:\n{}", log());
-    let outbound = ["reporter=\"source\"", "source_workload=\"pod-a\"", "destination_service=\"peer.default.svc.cluster.local\"", "response_code=\"200\""];
-    assert_eq!(requests(&pod, &outbound), 1.0, "the outbound request went through the 8080 route; log:\n{}", log());
+    assert_eq!(
+        app_get(&pod, "http://198.18.1.2:8080/"),
+        "200",
+        "log:\n{}",
+        log()
+    );
+    let outbound = [
+        "reporter=\"source\"",
+        "source_workload=\"pod-a\"",
+        "destination_service=\"peer.default.svc.cluster.local\"",
+        "response_code=\"200\"",
+    ];
+    assert_eq!(
+        requests(&pod, &outbound),
+        1.0,
+        "the outbound request went through the 8080 route; log:\n{}",
+        log()
+    );
 
     // Inbound: captured on 15006, served by virtualInbound's chain for port 9080, sent to
     // the app from 127.0.0.6 (upstream_bind_config), which the capture rules let through.
-    assert_eq!(app_get(&peer, "http://198.18.1.1:9080/"), "200", "log:\n{}", log());
-    let inbound = ["reporter=\"destination\"", "destination_workload=\"pod-a\"", "response_code=\"200\""];
-    assert_eq!(requests(&pod, &inbound), 1.0, "the inbound request went through the proxy; log:\n{}", log());
-    let headers = sh(Some(&peer), &["curl", "-s", "-D", "-", "-o", "/dev/null", "--max-time", "5", "http://198.18.1.1:9080/"]).1;
-    assert!(headers.contains("x-lateen-chain: inbound-9080"), "served by virtualInbound's 9080 chain, not passthrough: {headers}");
+    assert_eq!(
+        app_get(&peer, "http://198.18.1.1:9080/"),
+        "200",
+        "log:\n{}",
+        log()
+    );
+    let inbound = [
+        "reporter=\"destination\"",
+        "destination_workload=\"pod-a\"",
+        "response_code=\"200\"",
+    ];
+    assert_eq!(
+        requests(&pod, &inbound),
+        1.0,
+        "the inbound request went through the proxy; log:\n{}",
+        log()
+    );
+    let headers = sh(
+        Some(&peer),
+        &[
+            "curl",
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "5",
+            "http://198.18.1.1:9080/",
+        ],
+    )
+    .1;
+    assert!(
+        headers.contains("x-lateen-chain: inbound-9080"),
+        "served by virtualInbound's 9080 chain, not passthrough: {headers}"
+    );
     let app_log = std::fs::read_to_string(dir.path().join("app.log")).unwrap_or_default();
-    assert!(app_log.contains("127.0.0.6"), "the app saw the inbound cluster's source address: {app_log}");
+    assert!(
+        app_log.contains("127.0.0.6"),
+        "the app saw the inbound cluster's source address: {app_log}"
+    );
 }

@@ -13,7 +13,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "lateen-sample-app", about = "Sample service for the Lateen demo")]
+#[command(
+    name = "lateen-sample-app",
+    about = "Sample service for the Lateen demo"
+)]
 struct Args {
     /// Service name reported in answers.
     #[arg(long)]
@@ -32,17 +35,35 @@ struct Args {
 }
 
 /// Headers an application must copy from its request to its calls for tracing to work.
-const PROPAGATED: &[&str] = &["x-request-id", "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "end-user"];
+const PROPAGATED: &[&str] = &[
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "end-user",
+];
 
 fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(args))
 }
 
 async fn serve(args: Arc<Args>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    eprintln!("{} {} listening on {}", args.name, args.version, listener.local_addr()?);
+    eprintln!(
+        "{} {} listening on {}",
+        args.name,
+        args.version,
+        listener.local_addr()?
+    );
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -54,7 +75,9 @@ async fn serve(args: Arc<Args>) -> anyhow::Result<()> {
                 let args = args.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(&args, request).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -72,11 +95,17 @@ async fn answer(args: &Args, request: http::Request<Incoming>) -> http::Response
     });
     if request.uri().path() == "/productpage" {
         let mut response = http::Response::new(Full::new(Bytes::from(page(&body))));
-        response.headers_mut().insert("content-type", http::HeaderValue::from_static("text/html; charset=utf-8"));
+        response.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("text/html; charset=utf-8"),
+        );
         return response;
     }
     let mut response = http::Response::new(Full::new(Bytes::from(format!("{body}\n"))));
-    response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -89,17 +118,26 @@ fn page(answer: &serde_json::Value) -> String {
         out.push_str(&format!("<li>{indent}<b>{name}</b> {version}</li>\n"));
         for call in answer["calls"].as_array().into_iter().flatten() {
             if let Some(error) = call["error"].as_str() {
-                out.push_str(&format!("<li>{indent}&nbsp;&nbsp;&nbsp;&nbsp;{} failed: {error}</li>\n", call["url"].as_str().unwrap_or("?")));
+                out.push_str(&format!(
+                    "<li>{indent}&nbsp;&nbsp;&nbsp;&nbsp;{} failed: {error}</li>\n",
+                    call["url"].as_str().unwrap_or("?")
+                ));
             } else if call["answer"].is_object() {
                 describe(&call["answer"], depth + 1, out);
             } else {
-                out.push_str(&format!("<li>{indent}&nbsp;&nbsp;&nbsp;&nbsp;{} answered {}</li>\n", call["url"].as_str().unwrap_or("?"), call["status"]));
+                out.push_str(&format!(
+                    "<li>{indent}&nbsp;&nbsp;&nbsp;&nbsp;{} answered {}</li>\n",
+                    call["url"].as_str().unwrap_or("?"),
+                    call["status"]
+                ));
             }
         }
     }
     let mut list = String::new();
     describe(answer, 0, &mut list);
-    format!("<!doctype html>\n<html><head><title>Bookinfo on Lateen</title></head><body>\n<h1>Bookinfo on Lateen</h1>\n<p>This page was served by these services and versions:</p>\n<ul>\n{list}</ul>\n<pre>{answer:#}</pre>\n</body></html>\n")
+    format!(
+        "<!doctype html>\n<html><head><title>Bookinfo on Lateen</title></head><body>\n<h1>Bookinfo on Lateen</h1>\n<p>This page was served by these services and versions:</p>\n<ul>\n{list}</ul>\n<pre>{answer:#}</pre>\n</body></html>\n"
+    )
 }
 
 /// Calls the next service; its failure is reported in the answer, not turned into ours.
@@ -110,24 +148,33 @@ async fn call(target: &str, incoming: &http::HeaderMap) -> serde_json::Value {
     };
     let result = async {
         let uri: http::Uri = url.parse()?;
-        let authority = uri.authority().ok_or_else(|| anyhow::anyhow!("no host in {url}"))?.clone();
+        let authority = uri
+            .authority()
+            .ok_or_else(|| anyhow::anyhow!("no host in {url}"))?
+            .clone();
         let port = authority.port_u16().unwrap_or(80);
         let stream = match via {
             Some(via) => tokio::net::TcpStream::connect(via).await?,
             None => tokio::net::TcpStream::connect((authority.host(), port)).await?,
         };
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(connection);
-        let mut builder = http::Request::get(uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/")).header("host", authority.as_str());
+        let mut builder =
+            http::Request::get(uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/"))
+                .header("host", authority.as_str());
         for name in PROPAGATED {
             if let Some(value) = incoming.get(*name) {
                 builder = builder.header(*name, value);
             }
         }
-        let response = sender.send_request(builder.body(Full::new(Bytes::new()))?).await?;
+        let response = sender
+            .send_request(builder.body(Full::new(Bytes::new()))?)
+            .await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
-        let parsed = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
+        let parsed = serde_json::from_slice::<serde_json::Value>(&body)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
         anyhow::Ok(serde_json::json!({"url": url, "status": status, "answer": parsed}))
     }
     .await;

@@ -95,7 +95,11 @@ impl TypeResources {
 
     /// This set's encoding for `wire` (made by `encode` on first use, then shared by every
     /// stream that sends the set).
-    pub fn encoded(&self, wire: Wire, encode: impl FnOnce(&ResourceMap) -> bytes::Bytes) -> bytes::Bytes {
+    pub fn encoded(
+        &self,
+        wire: Wire,
+        encode: impl FnOnce(&ResourceMap) -> bytes::Bytes,
+    ) -> bytes::Bytes {
         self.encoded[wire as usize]
             .get_or_init(|| encode(&self.resources))
             .clone()
@@ -232,8 +236,10 @@ impl Snapshot {
 
     /// Replaces every resource of one type.
     pub fn set_type(&mut self, type_url: &str, resources: ResourceMap) {
-        self.types
-            .insert(type_url.to_string(), Arc::new(TypeResources::new(resources)));
+        self.types.insert(
+            type_url.to_string(),
+            Arc::new(TypeResources::new(resources)),
+        );
     }
 
     /// Resources of one type (empty when the type is absent).

@@ -213,7 +213,9 @@ pub fn inbound_ports(ctx: &Context<'_>) -> Vec<InboundPort> {
                 endpoint_port: ep_port,
                 bind: l.bind.clone(),
                 http: declared.is_some_and(|p| is_http_protocol(&p.protocol, &p.name)),
-                app_protocol: declared.map_or(AppProtocol::Unknown, |p| AppProtocol::of(&p.protocol, &p.name)),
+                app_protocol: declared.map_or(AppProtocol::Unknown, |p| {
+                    AppProtocol::of(&p.protocol, &p.name)
+                }),
                 explicit: true,
             });
         }
@@ -533,13 +535,31 @@ fn assignment(name: &str, targets: &[(String, u32)]) -> ClusterLoadAssignment {
 /// Every map here holds one entry on purpose: protobuf maps are hash maps in the generated
 /// types, and a map with several entries would encode differently on every rebuild, making
 /// each push resend every cluster.
-fn istio_metadata(service: &Service, _port: &ServicePort) -> lateen_xds::pb::envoy::config::core::v3::Metadata {
+fn istio_metadata(
+    service: &Service,
+    _port: &ServicePort,
+) -> lateen_xds::pb::envoy::config::core::v3::Metadata {
     use lateen_xds::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
-    let single = |key: &str, value: Value| Struct { fields: [(key.to_string(), value)].into_iter().collect() };
-    let entry = single("host", Value { kind: Some(Kind::StringValue(service.hostname.clone())) });
-    let services = Value { kind: Some(Kind::ListValue(ListValue { values: vec![Value { kind: Some(Kind::StructValue(entry)) }] })) };
+    let single = |key: &str, value: Value| Struct {
+        fields: [(key.to_string(), value)].into_iter().collect(),
+    };
+    let entry = single(
+        "host",
+        Value {
+            kind: Some(Kind::StringValue(service.hostname.clone())),
+        },
+    );
+    let services = Value {
+        kind: Some(Kind::ListValue(ListValue {
+            values: vec![Value {
+                kind: Some(Kind::StructValue(entry)),
+            }],
+        })),
+    };
     lateen_xds::pb::envoy::config::core::v3::Metadata {
-        filter_metadata: [("istio".to_string(), single("services", services))].into_iter().collect(),
+        filter_metadata: [("istio".to_string(), single("services", services))]
+            .into_iter()
+            .collect(),
         ..Default::default()
     }
 }
@@ -595,7 +615,12 @@ mod metadata_tests {
             instances: Vec::new(),
             export_to: Vec::new(),
         };
-        let port = ServicePort { number: 9080, name: "http".into(), protocol: "HTTP".into(), target_port: None };
+        let port = ServicePort {
+            number: 9080,
+            name: "http".into(),
+            protocol: "HTTP".into(),
+            target_port: None,
+        };
         let first = istio_metadata(&service, &port).encode_to_vec();
         for _ in 0..20 {
             assert_eq!(istio_metadata(&service, &port).encode_to_vec(), first);

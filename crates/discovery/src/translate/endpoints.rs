@@ -32,7 +32,12 @@ pub fn build(ctx: &Context<'_>, targets: &[EdsTarget<'_>]) -> Vec<ClusterLoadAss
 fn assignment(ctx: &Context<'_>, t: &EdsTarget<'_>) -> ClusterLoadAssignment {
     // Instances by locality text, in a stable order so pushes encode identically.
     let mut by_locality: BTreeMap<String, Vec<&Instance>> = BTreeMap::new();
-    for i in t.service.instances.iter().filter(|i| subset_matches(&t.labels, &i.labels)) {
+    for i in t
+        .service
+        .instances
+        .iter()
+        .filter(|i| subset_matches(&t.labels, &i.labels))
+    {
         // EDS carries addresses only; names and unix sockets cannot be endpoints here.
         if i.address.parse::<IpAddr>().is_err() {
             tracing::debug!(address = %i.address, cluster = %t.cluster, "skipping non-IP endpoint");
@@ -58,7 +63,8 @@ fn assignment(ctx: &Context<'_>, t: &EdsTarget<'_>) -> ClusterLoadAssignment {
     .unwrap_or_else(|| groups.iter().map(|g| g.weights.clone()).collect());
 
     let mut endpoints = Vec::new();
-    for (((_, instances), group), weights) in by_locality.iter().zip(&groups).zip(&endpoint_weights) {
+    for (((_, instances), group), weights) in by_locality.iter().zip(&groups).zip(&endpoint_weights)
+    {
         let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
         // A locality `distribute` leaves out gets no traffic: Istio sends it empty; we omit it.
         if total == 0 {
@@ -69,7 +75,10 @@ fn assignment(ctx: &Context<'_>, t: &EdsTarget<'_>) -> ClusterLoadAssignment {
             .zip(weights)
             .map(|(i, weight)| LbEndpoint {
                 host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                    address: Some(names::socket(&i.address, t.service.endpoint_port(i, t.port))),
+                    address: Some(names::socket(
+                        &i.address,
+                        t.service.endpoint_port(i, t.port),
+                    )),
                     ..Default::default()
                 })),
                 load_balancing_weight: Some(names::uint32(*weight)),
@@ -92,7 +101,6 @@ fn assignment(ctx: &Context<'_>, t: &EdsTarget<'_>) -> ClusterLoadAssignment {
         ..Default::default()
     }
 }
-
 
 /// `localityLbSetting` of the cluster's DestinationRule (subset and port level applied),
 /// else MeshConfig's; ignored when `enabled: false`.

@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex};
 use lateen_xds::{Snapshot, VersionedResource};
 
 use crate::proxy::{InterceptionMode, Proxy, ProxyType};
-pub use view::{ProxyView, cluster_label_keys, selected_label_keys};
 use crate::registry::{Registry, Service, labels_match};
 use crate::store::Config;
+pub use view::{ProxyView, cluster_label_keys, selected_label_keys};
 
 /// Everything the translators need for one proxy.
 pub struct Context<'a> {
@@ -62,7 +62,8 @@ impl<'a> Context<'a> {
                 .destination_rules()
                 .filter(|dr| {
                     dr.spec.workload_selector.as_ref().is_none_or(|sel| {
-                        dr.namespace() == proxy.namespace && labels_match(&sel.labels, &proxy.labels)
+                        dr.namespace() == proxy.namespace
+                            && labels_match(&sel.labels, &proxy.labels)
                     })
                 })
                 .enumerate(),
@@ -371,7 +372,11 @@ pub fn build_snapshot_shared(
         }
         [lateen_xds::types::CLUSTER, lateen_xds::types::ENDPOINT]
             .iter()
-            .flat_map(|t| part.resources(t).map(|(n, r)| (n.clone(), r.clone())).collect::<Vec<_>>())
+            .flat_map(|t| {
+                part.resources(t)
+                    .map(|(n, r)| (n.clone(), r.clone()))
+                    .collect::<Vec<_>>()
+            })
             .collect()
     });
     let mut snapshot = Snapshot::new();

@@ -14,8 +14,8 @@ use lateen_api::networking::{
 };
 use lateen_xds::pb::envoy::config::core::v3::{DataSource, data_source};
 use lateen_xds::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction,
-    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
+    RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
     query_parameter_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
 };
 use lateen_xds::pb::envoy::r#type::matcher::v3::{

@@ -146,14 +146,29 @@ mod tests {
     #[test]
     fn labels_no_resource_selects_on_do_not_split_views() {
         let registry = Registry::default();
-        let plain = config("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: default}\nspec: {host: reviews}\n");
+        let plain = config(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: default}\nspec: {host: reviews}\n",
+        );
         let keys = selected_label_keys(&plain);
-        let (a, b) = (ProxyView::of(&proxy("a"), &registry, &keys), ProxyView::of(&proxy("b"), &registry, &keys));
+        let (a, b) = (
+            ProxyView::of(&proxy("a"), &registry, &keys),
+            ProxyView::of(&proxy("b"), &registry, &keys),
+        );
         assert_eq!(a, b);
-        assert_eq!(a.labels.get("topology.kubernetes.io/zone").map(String::as_str), Some("z1"));
+        assert_eq!(
+            a.labels
+                .get("topology.kubernetes.io/zone")
+                .map(String::as_str),
+            Some("z1")
+        );
 
-        let selecting = config("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{sourceLabels: {app: a}}]\n    route: [{destination: {host: reviews}}]\n");
+        let selecting = config(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{sourceLabels: {app: a}}]\n    route: [{destination: {host: reviews}}]\n",
+        );
         let keys = selected_label_keys(&selecting);
-        assert_ne!(ProxyView::of(&proxy("a"), &registry, &keys), ProxyView::of(&proxy("b"), &registry, &keys));
+        assert_ne!(
+            ProxyView::of(&proxy("a"), &registry, &keys),
+            ProxyView::of(&proxy("b"), &registry, &keys)
+        );
     }
 }

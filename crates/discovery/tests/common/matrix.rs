@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use crate::common::backend::Backend;
 use crate::common::client::{Reply, Request, fetch};
-use crate::dataplane::{DataPlane, Running};
 use crate::common::lateend::Lateend;
+use crate::dataplane::{DataPlane, Running};
 
 /// What one row measured on one data plane.
 #[derive(Debug, Clone)]

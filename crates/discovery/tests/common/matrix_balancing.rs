@@ -113,7 +113,10 @@ fn body_of_200(reply: Option<crate::common::client::Reply>) -> Option<String> {
 pub async fn hash_header(mesh: &Mesh, plane: DataPlane) -> Outcome {
     consistent(4, |key| async move {
         let user = format!("user-{key}");
-        body_of_200(mesh.send(plane, "hash-header", "/", &[("x-user", &user)]).await)
+        body_of_200(
+            mesh.send(plane, "hash-header", "/", &[("x-user", &user)])
+                .await,
+        )
     })
     .await
 }
@@ -122,7 +125,10 @@ pub async fn hash_header(mesh: &Mesh, plane: DataPlane) -> Outcome {
 pub async fn hash_cookie(mesh: &Mesh, plane: DataPlane) -> Outcome {
     consistent(4, |key| async move {
         let cookie = format!("session=s-{key}; other=x");
-        body_of_200(mesh.send(plane, "hash-cookie", "/", &[("cookie", &cookie)]).await)
+        body_of_200(
+            mesh.send(plane, "hash-cookie", "/", &[("cookie", &cookie)])
+                .await,
+        )
     })
     .await
 }
@@ -131,7 +137,10 @@ pub async fn hash_cookie(mesh: &Mesh, plane: DataPlane) -> Outcome {
 pub async fn hash_source_ip(mesh: &Mesh, plane: DataPlane) -> Outcome {
     consistent(4, |key| async move {
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 77, key as u8 + 1));
-        body_of_200(mesh.send_from(plane, Some(source), "hash-ip", "/", &[]).await)
+        body_of_200(
+            mesh.send_from(plane, Some(source), "hash-ip", "/", &[])
+                .await,
+        )
     })
     .await
 }

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::client::{Reply, Request, fetch};
+use crate::common::{wait_until, write_config};
 use crate::dataplane::DataPlane;
 use crate::matrix::{Mesh, Outcome};
 use crate::matrix_config::{REVIEWS_ALL_V2, REVIEWS_INVALID};
-use crate::common::{wait_until, write_config};
 
 type Seen = Vec<(Instant, Option<Reply>)>;
 

@@ -35,12 +35,15 @@ pub async fn outlier(mesh: &Mesh, plane: DataPlane) -> Outcome {
     bad.set_failing(false);
     let clean = after.len() >= 15 && after.iter().all(|s| *s == 200);
     let Some(ejected_at) = ejected_at else {
-        return Outcome::new(false, format!("{errors} 500s in 30 requests, never ejected"));
+        return Outcome::new(
+            false,
+            format!("{errors} 500s in 30 requests, never ejected"),
+        );
     };
     let returned = back_in_rotation(mesh, plane, Duration::from_secs(10)).await;
     let back_after = returned.map(|t| t.duration_since(ejected_at));
-    let timely = back_after
-        .is_some_and(|d| d >= Duration::from_millis(2500) && d <= Duration::from_secs(6));
+    let timely =
+        back_after.is_some_and(|d| d >= Duration::from_millis(2500) && d <= Duration::from_secs(6));
     let failed_after = after.iter().filter(|s| **s != 200).count();
     let figure = format!(
         "ejected after {errors}×500 ({failed_after} of {} later failed), back after {}",
@@ -93,7 +96,11 @@ pub async fn circuit_breaking(mesh: &Mesh, plane: DataPlane) -> Outcome {
         replies.push(request.await.ok().flatten());
     }
     let ok = replies.iter().flatten().filter(|r| r.status == 200).count();
-    let rejected: Vec<_> = replies.iter().flatten().filter(|r| r.status == 503).collect();
+    let rejected: Vec<_> = replies
+        .iter()
+        .flatten()
+        .filter(|r| r.status == 503)
+        .collect();
     let overloaded = rejected
         .iter()
         .filter(|r| r.header("x-envoy-overloaded") == Some("true"))

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::dataplane::DataPlane;
 use crate::common::lateend::all_synced;
-use crate::matrix::{Mesh, Outcome, share};
 use crate::common::wait_until;
+use crate::dataplane::DataPlane;
+use crate::matrix::{Mesh, Outcome, share};
 
 /// 80/20 between reviews v1 and v3 over 1000 requests, within ±5 points.
 pub async fn weighted_split(mesh: &Mesh, plane: DataPlane) -> Outcome {
@@ -33,7 +33,13 @@ pub async fn header_match(mesh: &Mesh, plane: DataPlane) -> Outcome {
 /// A 418 abort on 30% of requests (±5 points); the rest reach ratings.
 pub async fn fault_abort(mesh: &Mesh, plane: DataPlane) -> Outcome {
     let counts = mesh
-        .tally(plane, 1000, "ratings.default.svc.cluster.local", "/fault", &[])
+        .tally(
+            plane,
+            1000,
+            "ratings.default.svc.cluster.local",
+            "/fault",
+            &[],
+        )
         .await;
     let total: usize = counts.values().sum();
     let aborted = counts
@@ -59,7 +65,10 @@ pub async fn retry(mesh: &Mesh, plane: DataPlane) -> Outcome {
         }
     }
     let path = format!("/noretry-{}", plane.workload());
-    let no_retry = mesh.send(plane, "ratings", &path, &[]).await.map(|r| r.status);
+    let no_retry = mesh
+        .send(plane, "ratings", &path, &[])
+        .await
+        .map(|r| r.status);
     let pass = recovered == 20 && no_retry == Some(503);
     Outcome::new(
         pass,
@@ -73,9 +82,15 @@ pub async fn timeout(mesh: &Mesh, plane: DataPlane) -> Outcome {
     let got = mesh.send(plane, "details", "/slow", &[]).await;
     let took = started.elapsed();
     let status = got.map(|r| r.status);
-    let fast = mesh.send(plane, "details", "/", &[]).await.map(|r| r.status);
+    let fast = mesh
+        .send(plane, "details", "/", &[])
+        .await
+        .map(|r| r.status);
     let pass = status == Some(504) && took < Duration::from_millis(1800) && fast == Some(200);
-    Outcome::new(pass, format!("{status:?} after {:.2} s", took.as_secs_f64()))
+    Outcome::new(
+        pass,
+        format!("{status:?} after {:.2} s", took.as_secs_f64()),
+    )
 }
 
 /// lateend's /debug/syncz shows the data plane SYNCED on every type with no NACK.

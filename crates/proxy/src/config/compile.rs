@@ -28,7 +28,10 @@ struct Problems(Vec<Problem>);
 
 impl Problems {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem { path: path.into(), message: message.into() });
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -44,17 +47,26 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             problems.add(format!("{path}.name"), "must not be empty");
         }
         if clusters.contains_key(cluster.name.as_str()) {
-            problems.add(format!("{path}.name"), format!("duplicate cluster name {:?}", cluster.name));
+            problems.add(
+                format!("{path}.name"),
+                format!("duplicate cluster name {:?}", cluster.name),
+            );
         }
         check_cluster_policies(cluster, &path, &mut problems);
-        clusters.insert(cluster.name.clone(), Arc::new(ClusterRt::new(cluster, &local)));
+        clusters.insert(
+            cluster.name.clone(),
+            Arc::new(ClusterRt::new(cluster, &local)),
+        );
     }
 
     let mut tables = HashMap::new();
     for (index, table) in config.route_configs.iter().enumerate() {
         let path = format!("route_configs[{index}]");
         if tables.contains_key(table.name.as_str()) {
-            problems.add(format!("{path}.name"), format!("duplicate route config name {:?}", table.name));
+            problems.add(
+                format!("{path}.name"),
+                format!("duplicate route config name {:?}", table.name),
+            );
         }
         let compiled = compile_route_table(table, &path, &clusters, &mut problems);
         tables.insert(table.name.clone(), Arc::new(compiled));
@@ -67,31 +79,53 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
     for (index, listener) in config.listeners.iter().enumerate() {
         let path = format!("listeners[{index}]");
         if !names.insert(listener.name.as_str()) {
-            problems.add(format!("{path}.name"), format!("duplicate listener name {:?}", listener.name));
+            problems.add(
+                format!("{path}.name"),
+                format!("duplicate listener name {:?}", listener.name),
+            );
         }
         let routes = listener.route_config.as_ref().and_then(|name| {
             let found = tables.get(name).cloned();
             if found.is_none() {
-                problems.add(format!("{path}.route_config"), format!("route config {name:?} is not defined"));
+                problems.add(
+                    format!("{path}.route_config"),
+                    format!("route config {name:?} is not defined"),
+                );
             }
             found
         });
         let tcp_cluster = listener.tcp_cluster.as_ref().and_then(|name| {
             let found = clusters.get(name).cloned();
             if found.is_none() {
-                problems.add(format!("{path}.tcp_cluster"), format!("cluster {name:?} is not defined"));
+                problems.add(
+                    format!("{path}.tcp_cluster"),
+                    format!("cluster {name:?} is not defined"),
+                );
             }
             found
         });
         if listener.capture == Capture::OriginalDst && !listener.bind {
-            problems.add(format!("{path}.bind"), "a capture listener must bind its address");
+            problems.add(
+                format!("{path}.bind"),
+                "a capture listener must bind its address",
+            );
         }
         let is_http = !matches!(listener.protocol, model::ListenerProtocol::Tcp);
-        if listener.capture == Capture::None && is_http && listener.route_config.is_none() && listener.tcp_cluster.is_none() {
-            problems.add(path.clone(), "needs a route_config for HTTP or a tcp_cluster for TCP");
+        if listener.capture == Capture::None
+            && is_http
+            && listener.route_config.is_none()
+            && listener.tcp_cluster.is_none()
+        {
+            problems.add(
+                path.clone(),
+                "needs a route_config for HTTP or a tcp_cluster for TCP",
+            );
         }
         if listener.limits.max_headers == 0 || listener.limits.max_header_bytes < 1024 {
-            problems.add(format!("{path}.limits"), "max_headers must be at least 1 and max_header_bytes at least 1024");
+            problems.add(
+                format!("{path}.limits"),
+                "max_headers must be at least 1 and max_header_bytes at least 1024",
+            );
         }
         let compiled = Arc::new(ListenerRt {
             name: listener.name.as_str().into(),
@@ -109,13 +143,26 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             && listener.address.port() != 0
             && let Some(previous) = bound_addresses.insert(listener.address, listener.name.as_str())
         {
-            problems.add(format!("{path}.address"), format!("{} is already used by listener {previous:?}", listener.address));
+            problems.add(
+                format!("{path}.address"),
+                format!(
+                    "{} is already used by listener {previous:?}",
+                    listener.address
+                ),
+            );
         }
-        if let Some(previous) = by_address.insert((listener.address, listener.direction), compiled.clone())
+        if let Some(previous) =
+            by_address.insert((listener.address, listener.direction), compiled.clone())
             && !previous.bind
             && !compiled.bind
         {
-            problems.add(format!("{path}.address"), format!("{} is already the target of listener {:?} for the same direction", listener.address, previous.name));
+            problems.add(
+                format!("{path}.address"),
+                format!(
+                    "{} is already the target of listener {:?} for the same direction",
+                    listener.address, previous.name
+                ),
+            );
         }
         listeners.push(compiled);
     }
@@ -145,23 +192,45 @@ fn compile_route_table(
     for (vh_index, vhost) in table.virtual_hosts.iter().enumerate() {
         let vh_path = format!("{path}.virtual_hosts[{vh_index}]");
         if vhost.domains.is_empty() {
-            problems.add(format!("{vh_path}.domains"), "must list at least one domain");
+            problems.add(
+                format!("{vh_path}.domains"),
+                "must list at least one domain",
+            );
         }
         for (d_index, domain) in vhost.domains.iter().enumerate() {
             if !seen_domains.insert(domain.to_ascii_lowercase()) {
-                problems.add(format!("{vh_path}.domains[{d_index}]"), format!("domain {domain:?} appears in more than one virtual host"));
+                problems.add(
+                    format!("{vh_path}.domains[{d_index}]"),
+                    format!("domain {domain:?} appears in more than one virtual host"),
+                );
             }
-            if domain != "*" && domain.matches('*').count() > 0 && !(domain.starts_with('*') ^ domain.ends_with('*')) {
-                problems.add(format!("{vh_path}.domains[{d_index}]"), format!("wildcard domain {domain:?} must have one leading or trailing '*'"));
+            if domain != "*"
+                && domain.matches('*').count() > 0
+                && !(domain.starts_with('*') ^ domain.ends_with('*'))
+            {
+                problems.add(
+                    format!("{vh_path}.domains[{d_index}]"),
+                    format!("wildcard domain {domain:?} must have one leading or trailing '*'"),
+                );
             }
         }
         let routes = vhost
             .routes
             .iter()
             .enumerate()
-            .map(|(r_index, route)| compile_route(route, &format!("{vh_path}.routes[{r_index}]"), clusters, problems))
+            .map(|(r_index, route)| {
+                compile_route(
+                    route,
+                    &format!("{vh_path}.routes[{r_index}]"),
+                    clusters,
+                    problems,
+                )
+            })
             .collect();
-        virtual_hosts.push(VirtualHostRt { name: vhost.name.as_str().into(), routes });
+        virtual_hosts.push(VirtualHostRt {
+            name: vhost.name.as_str().into(),
+            routes,
+        });
         domains.push(vhost.domains.clone());
     }
     RouteTable::new(&table.name, virtual_hosts, &domains)
@@ -185,55 +254,103 @@ fn compile_route(
             }
         },
     });
-    let headers = compile_value_matchers(&matcher.headers, &format!("{path}.match.headers"), true, problems);
-    let query_params = compile_value_matchers(&matcher.query_params, &format!("{path}.match.query_params"), false, problems);
-    let method = matcher.method.as_ref().and_then(|method| match http::Method::from_bytes(method.as_bytes()) {
-        Ok(method) => Some(method),
-        Err(_) => {
-            problems.add(format!("{path}.match.method"), format!("{method:?} is not an HTTP method"));
-            None
+    let headers = compile_value_matchers(
+        &matcher.headers,
+        &format!("{path}.match.headers"),
+        true,
+        problems,
+    );
+    let query_params = compile_value_matchers(
+        &matcher.query_params,
+        &format!("{path}.match.query_params"),
+        false,
+        problems,
+    );
+    let method = matcher.method.as_ref().and_then(|method| {
+        match http::Method::from_bytes(method.as_bytes()) {
+            Ok(method) => Some(method),
+            Err(_) => {
+                problems.add(
+                    format!("{path}.match.method"),
+                    format!("{method:?} is not an HTTP method"),
+                );
+                None
+            }
         }
     });
-    for (ops, name) in [(&route.request_headers, "request_headers"), (&route.response_headers, "response_headers")] {
-        for header in ops.set.keys().chain(ops.add.keys()).chain(ops.remove.iter()) {
+    for (ops, name) in [
+        (&route.request_headers, "request_headers"),
+        (&route.response_headers, "response_headers"),
+    ] {
+        for header in ops
+            .set
+            .keys()
+            .chain(ops.add.keys())
+            .chain(ops.remove.iter())
+        {
             if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                problems.add(format!("{path}.{name}"), format!("{header:?} is not a valid header name"));
+                problems.add(
+                    format!("{path}.{name}"),
+                    format!("{header:?} is not a valid header name"),
+                );
             }
         }
         for value in ops.set.values().chain(ops.add.values()) {
             if http::HeaderValue::from_str(value).is_err() {
-                problems.add(format!("{path}.{name}"), format!("{value:?} is not a valid header value"));
+                problems.add(
+                    format!("{path}.{name}"),
+                    format!("{value:?} is not a valid header value"),
+                );
             }
         }
     }
     let action = match &route.action {
-        RouteAction::Route(forward) => ActionRt::Forward(compile_forward(forward, &format!("{path}.route"), clusters, problems)),
+        RouteAction::Route(forward) => ActionRt::Forward(compile_forward(
+            forward,
+            &format!("{path}.route"),
+            clusters,
+            problems,
+        )),
         RouteAction::Redirect(redirect) => {
             if !matches!(redirect.response_code, 301 | 302 | 303 | 307 | 308) {
-                problems.add(format!("{path}.redirect.response_code"), "must be 301, 302, 303, 307 or 308");
+                problems.add(
+                    format!("{path}.redirect.response_code"),
+                    "must be 301, 302, 303, 307 or 308",
+                );
             }
             ActionRt::Redirect(redirect.clone())
         }
         RouteAction::DirectResponse(direct) => {
             let status = http::StatusCode::from_u16(direct.status).unwrap_or_else(|_| {
-                problems.add(format!("{path}.direct_response.status"), format!("{} is not an HTTP status", direct.status));
+                problems.add(
+                    format!("{path}.direct_response.status"),
+                    format!("{} is not an HTTP status", direct.status),
+                );
                 http::StatusCode::INTERNAL_SERVER_ERROR
             });
-            ActionRt::Direct { status, body: bytes::Bytes::from(direct.body.clone().unwrap_or_default()) }
+            ActionRt::Direct {
+                status,
+                body: bytes::Bytes::from(direct.body.clone().unwrap_or_default()),
+            }
         }
     };
-    let fault = route.fault.as_ref().and_then(|policy| match crate::http::fault::FaultRt::compile(policy) {
-        Ok(fault) => Some(fault),
-        Err((field, message)) => {
-            problems.add(format!("{path}.fault.{field}"), message);
-            None
-        }
-    });
-    let cors = route.cors.as_ref().and_then(|policy| match crate::http::cors::CorsRt::compile(policy, anchored_regex) {
-        Ok(cors) => Some(cors),
-        Err((field, message)) => {
-            problems.add(format!("{path}.cors.{field}"), message);
-            None
+    let fault =
+        route.fault.as_ref().and_then(|policy| {
+            match crate::http::fault::FaultRt::compile(policy) {
+                Ok(fault) => Some(fault),
+                Err((field, message)) => {
+                    problems.add(format!("{path}.fault.{field}"), message);
+                    None
+                }
+            }
+        });
+    let cors = route.cors.as_ref().and_then(|policy| {
+        match crate::http::cors::CorsRt::compile(policy, anchored_regex) {
+            Ok(cors) => Some(cors),
+            Err((field, message)) => {
+                problems.add(format!("{path}.cors.{field}"), message);
+                None
+            }
         }
     });
     RouteRt {
@@ -260,7 +377,10 @@ fn compile_forward(
     match (&forward.cluster, forward.weighted_clusters.is_empty()) {
         (Some(name), true) => match clusters.get(name) {
             Some(cluster) => targets.push((cluster.clone(), 1)),
-            None => problems.add(format!("{path}.cluster"), format!("cluster {name:?} is not defined")),
+            None => problems.add(
+                format!("{path}.cluster"),
+                format!("cluster {name:?} is not defined"),
+            ),
         },
         (None, false) => {
             for (index, weighted) in forward.weighted_clusters.iter().enumerate() {
@@ -276,9 +396,15 @@ fn compile_forward(
         (Some(_), false) => problems.add(path, "set either cluster or weighted_clusters, not both"),
         (None, true) => problems.add(path, "needs a cluster or weighted_clusters"),
     }
-    let total_weight: u32 = targets.iter().map(|(_, weight)| *weight).fold(0u32, u32::saturating_add);
+    let total_weight: u32 = targets
+        .iter()
+        .map(|(_, weight)| *weight)
+        .fold(0u32, u32::saturating_add);
     if !targets.is_empty() && total_weight == 0 {
-        problems.add(format!("{path}.weighted_clusters"), "weights must not all be zero");
+        problems.add(
+            format!("{path}.weighted_clusters"),
+            "weights must not all be zero",
+        );
     }
     let retry = forward.retry.as_ref().map(|retry| {
         let mut compiled = RetryRt {
@@ -299,45 +425,81 @@ fn compile_forward(
                 "reset" => compiled.on_reset = true,
                 "refused-stream" => compiled.on_refused_stream = true,
                 "retriable-status-codes" => {}
-                other => problems.add(format!("{path}.retry.retry_on[{index}]"), format!("unsupported retry condition {other:?}")),
+                other => problems.add(
+                    format!("{path}.retry.retry_on[{index}]"),
+                    format!("unsupported retry condition {other:?}"),
+                ),
             }
         }
         compiled
     });
-    let host_rewrite = forward.host_rewrite.as_ref().and_then(|host| match http::HeaderValue::from_str(host) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            problems.add(format!("{path}.host_rewrite"), format!("{host:?} is not a valid host"));
-            None
-        }
-    });
+    let host_rewrite =
+        forward
+            .host_rewrite
+            .as_ref()
+            .and_then(|host| match http::HeaderValue::from_str(host) {
+                Ok(value) => Some(value),
+                Err(_) => {
+                    problems.add(
+                        format!("{path}.host_rewrite"),
+                        format!("{host:?} is not a valid host"),
+                    );
+                    None
+                }
+            });
     if targets.is_empty() {
         // Keep the route usable as a value; the config is rejected anyway.
-        targets.push((Arc::new(ClusterRt::passthrough("invalid", ([127, 0, 0, 1], 9).into(), None, Arc::new(PeerLabels::unknown()))), 1));
+        targets.push((
+            Arc::new(ClusterRt::passthrough(
+                "invalid",
+                ([127, 0, 0, 1], 9).into(),
+                None,
+                Arc::new(PeerLabels::unknown()),
+            )),
+            1,
+        ));
     }
     let mut mirrors = Vec::new();
     for (index, mirror) in forward.mirrors.iter().enumerate() {
         if !(0.0..=100.0).contains(&mirror.percentage) {
-            problems.add(format!("{path}.mirrors[{index}].percentage"), "must be between 0 and 100");
+            problems.add(
+                format!("{path}.mirrors[{index}].percentage"),
+                "must be between 0 and 100",
+            );
         }
         match clusters.get(&mirror.cluster) {
-            Some(cluster) => mirrors.push(crate::http::mirror::MirrorRt { cluster: cluster.clone(), share: crate::http::fault::per_million(mirror.percentage) }),
-            None => problems.add(format!("{path}.mirrors[{index}].cluster"), format!("cluster {:?} is not defined", mirror.cluster)),
+            Some(cluster) => mirrors.push(crate::http::mirror::MirrorRt {
+                cluster: cluster.clone(),
+                share: crate::http::fault::per_million(mirror.percentage),
+            }),
+            None => problems.add(
+                format!("{path}.mirrors[{index}].cluster"),
+                format!("cluster {:?} is not defined", mirror.cluster),
+            ),
         }
     }
     for (index, policy) in forward.hash_policy.iter().enumerate() {
         if let model::HashPolicy::Header(name) = policy
             && http::HeaderName::from_bytes(name.as_bytes()).is_err()
         {
-            problems.add(format!("{path}.hash_policy[{index}].header"), format!("{name:?} is not a valid header name"));
+            problems.add(
+                format!("{path}.hash_policy[{index}].header"),
+                format!("{name:?} is not a valid header name"),
+            );
         }
     }
     ForwardRt {
         mirrors,
-        hash_policy: forward.hash_policy.iter().map(|policy| match policy {
-            model::HashPolicy::Header(name) => model::HashPolicy::Header(name.to_ascii_lowercase()),
-            other => other.clone(),
-        }).collect(),
+        hash_policy: forward
+            .hash_policy
+            .iter()
+            .map(|policy| match policy {
+                model::HashPolicy::Header(name) => {
+                    model::HashPolicy::Header(name.to_ascii_lowercase())
+                }
+                other => other.clone(),
+            })
+            .collect(),
         clusters: targets,
         total_weight: total_weight.max(1),
         timeout: forward.timeout.filter(|timeout| !timeout.is_zero()),
@@ -350,10 +512,16 @@ fn compile_forward(
 fn check_cluster_policies(cluster: &model::Cluster, path: &str, problems: &mut Problems) {
     if let Some(outlier) = &cluster.outlier_detection {
         if outlier.max_ejection_percent > 100 {
-            problems.add(format!("{path}.outlier_detection.max_ejection_percent"), "must be at most 100");
+            problems.add(
+                format!("{path}.outlier_detection.max_ejection_percent"),
+                "must be at most 100",
+            );
         }
         if outlier.base_ejection_time.is_zero() {
-            problems.add(format!("{path}.outlier_detection.base_ejection_time"), "must be more than 0");
+            problems.add(
+                format!("{path}.outlier_detection.base_ejection_time"),
+                "must be more than 0",
+            );
         }
     }
     if cluster.minimum_ring_size == Some(0) {
@@ -384,17 +552,29 @@ fn compile_value_matchers(
                 },
             };
             if is_header && http::HeaderName::from_bytes(matcher.name.as_bytes()).is_err() {
-                problems.add(format!("{path}[{index}].name"), format!("{:?} is not a valid header name", matcher.name));
+                problems.add(
+                    format!("{path}[{index}].name"),
+                    format!("{:?} is not a valid header name", matcher.name),
+                );
             }
-            let name = if is_header { matcher.name.to_ascii_lowercase() } else { matcher.name.clone() };
-            ValueMatcher { name, kind, invert: matcher.invert }
+            let name = if is_header {
+                matcher.name.to_ascii_lowercase()
+            } else {
+                matcher.name.clone()
+            };
+            ValueMatcher {
+                name,
+                kind,
+                invert: matcher.invert,
+            }
         })
         .collect()
 }
 
 /// Envoy's regex matchers match the whole value, so anchor the pattern.
 fn anchored_regex(pattern: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|err| format!("invalid regex {pattern:?}: {err}"))
+    Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|err| format!("invalid regex {pattern:?}: {err}"))
 }
 
 impl PeerLabels {

@@ -20,7 +20,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("duration {text:?} has unknown unit {other:?} (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "duration {text:?} has unknown unit {other:?} (use ms, s, m or h)"
+            ));
+        }
     };
     if !seconds.is_finite() || seconds > 315_576_000_000.0 {
         return Err(format!("duration {text:?} is out of range"));
@@ -53,16 +57,22 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duratio
 pub mod option {
     use super::*;
 
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(duration) => serializer.serialize_str(&format(*duration)),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
         let text = Option::<String>::deserialize(deserializer)?;
-        text.map(|text| parse(&text).map_err(serde::de::Error::custom)).transpose()
+        text.map(|text| parse(&text).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

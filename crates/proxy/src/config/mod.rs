@@ -24,7 +24,10 @@ pub struct ConfigStore {
 
 impl ConfigStore {
     pub fn new(initial: Snapshot) -> ConfigStore {
-        ConfigStore { current: ArcSwap::from_pointee(initial), version: 1.into() }
+        ConfigStore {
+            current: ArcSwap::from_pointee(initial),
+            version: 1.into(),
+        }
     }
 
     pub fn load(&self) -> Arc<Snapshot> {
@@ -33,7 +36,8 @@ impl ConfigStore {
 
     pub fn replace(&self, next: Snapshot) {
         self.current.store(Arc::new(next));
-        self.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn version(&self) -> u64 {

@@ -295,7 +295,11 @@ pub struct ForwardAction {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weighted_clusters: Vec<WeightedCluster>,
     /// Whole-request deadline; past it the client gets 504 (`UT`).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "duration::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration::option"
+    )]
     pub timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
@@ -326,7 +330,11 @@ pub struct RetryPolicy {
     pub retry_on: Vec<String>,
     #[serde(default = "defaults::retries")]
     pub num_retries: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "duration::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration::option"
+    )]
     pub per_try_timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retriable_status_codes: Vec<u16>,
@@ -498,7 +506,11 @@ pub(crate) mod defaults {
         Duration::from_secs(10)
     }
     pub fn retry_on() -> Vec<String> {
-        vec!["connect-failure".into(), "refused-stream".into(), "5xx".into()]
+        vec![
+            "connect-failure".into(),
+            "refused-stream".into(),
+            "5xx".into(),
+        ]
     }
     pub fn retries() -> u32 {
         2

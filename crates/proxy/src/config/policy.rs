@@ -102,7 +102,12 @@ pub struct CircuitBreakers {
 
 impl Default for CircuitBreakers {
     fn default() -> Self {
-        CircuitBreakers { max_connections: 1024, max_pending_requests: 1024, max_requests: 1024, max_retries: 3 }
+        CircuitBreakers {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
     }
 }
 

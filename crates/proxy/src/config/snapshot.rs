@@ -29,7 +29,11 @@ pub struct Snapshot {
 impl Snapshot {
     /// The listener that serves a captured connection whose original destination is `dst`:
     /// an exact `ip:port` listener first, then one on the wildcard address with that port.
-    pub fn listener_for_original_dst(&self, dst: SocketAddr, direction: Direction) -> Option<&Arc<ListenerRt>> {
+    pub fn listener_for_original_dst(
+        &self,
+        dst: SocketAddr,
+        direction: Direction,
+    ) -> Option<&Arc<ListenerRt>> {
         let wildcard = match dst {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], dst.port())),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], dst.port())),
@@ -66,7 +70,11 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub(super) fn new(name: &str, virtual_hosts: Vec<VirtualHostRt>, domains: &[Vec<String>]) -> RouteTable {
+    pub(super) fn new(
+        name: &str,
+        virtual_hosts: Vec<VirtualHostRt>,
+        domains: &[Vec<String>],
+    ) -> RouteTable {
         let mut exact_domains = HashMap::new();
         let mut suffix_domains = Vec::new();
         let mut prefix_domains = Vec::new();
@@ -87,7 +95,14 @@ impl RouteTable {
         }
         suffix_domains.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
         prefix_domains.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-        RouteTable { name: name.into(), virtual_hosts, exact_domains, suffix_domains, prefix_domains, catch_all }
+        RouteTable {
+            name: name.into(),
+            virtual_hosts,
+            exact_domains,
+            suffix_domains,
+            prefix_domains,
+            catch_all,
+        }
     }
 
     /// Envoy's virtual host selection: exact domain, then the longest `*suffix`, then the
@@ -110,11 +125,13 @@ impl RouteTable {
                 [authority, without_port].iter().find_map(|host| {
                     self.suffix_domains
                         .iter()
-                        .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+                        .find(|(suffix, _)| {
+                            host.len() > suffix.len() && host.ends_with(suffix.as_str())
+                        })
                         .or_else(|| {
-                            self.prefix_domains
-                                .iter()
-                                .find(|(prefix, _)| host.len() > prefix.len() && host.starts_with(prefix.as_str()))
+                            self.prefix_domains.iter().find(|(prefix, _)| {
+                                host.len() > prefix.len() && host.starts_with(prefix.as_str())
+                            })
                         })
                         .map(|(_, index)| *index)
                 })
@@ -132,7 +149,11 @@ fn strip_port(authority: &str) -> &str {
         Some(colon) if authority[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => {
             // `[::1]:80` keeps its brackets; a bare IPv6 address has more colons and no port.
             let host = &authority[..colon];
-            if host.contains(':') && !host.starts_with('[') { authority } else { host }
+            if host.contains(':') && !host.starts_with('[') {
+                authority
+            } else {
+                host
+            }
         }
         _ => authority,
     }
@@ -202,7 +223,10 @@ impl ValueMatcher {
 pub enum ActionRt {
     Forward(ForwardRt),
     Redirect(model::RedirectAction),
-    Direct { status: http::StatusCode, body: bytes::Bytes },
+    Direct {
+        status: http::StatusCode,
+        body: bytes::Bytes,
+    },
 }
 
 pub struct ForwardRt {
@@ -271,13 +295,22 @@ pub struct ClusterRt {
 impl ClusterRt {
     pub(super) fn new(cluster: &model::Cluster, local: &PeerLabels) -> ClusterRt {
         let destination = PeerLabels::from_destination(&cluster.destination);
-        let endpoints = cluster.endpoints.iter().map(|endpoint| endpoint.address).collect();
+        let endpoints = cluster
+            .endpoints
+            .iter()
+            .map(|endpoint| endpoint.address)
+            .collect();
         ClusterRt {
             inbound_destination: Arc::new(PeerLabels::local_destination(local, &destination)),
             name: cluster.name.as_str().into(),
             protocol: cluster.protocol,
             connect_timeout: cluster.connect_timeout,
-            hosts: HostSet::new(endpoints, cluster.lb_policy, cluster.minimum_ring_size, cluster.outlier_detection.clone()),
+            hosts: HostSet::new(
+                endpoints,
+                cluster.lb_policy,
+                cluster.minimum_ring_size,
+                cluster.outlier_detection.clone(),
+            ),
             source_address: cluster.source_address,
             destination: Arc::new(destination),
             original_dst: cluster.original_dst,
@@ -287,7 +320,12 @@ impl ClusterRt {
 
     /// A passthrough cluster to one address (a captured connection with no listener);
     /// `local` is this proxy's workload, the destination of inbound passthrough traffic.
-    pub fn passthrough(name: &str, address: SocketAddr, source_address: Option<std::net::IpAddr>, local: Arc<PeerLabels>) -> ClusterRt {
+    pub fn passthrough(
+        name: &str,
+        address: SocketAddr,
+        source_address: Option<std::net::IpAddr>,
+        local: Arc<PeerLabels>,
+    ) -> ClusterRt {
         ClusterRt {
             name: name.into(),
             protocol: UpstreamProtocol::Downstream,
@@ -304,6 +342,8 @@ impl ClusterRt {
     /// The next endpoint by the cluster's policy, skipping `avoid` (the host that just
     /// failed) when there is another.
     pub fn pick_endpoint(&self, avoid: Option<SocketAddr>) -> Option<SocketAddr> {
-        self.hosts.pick(avoid, None).map(|index| self.hosts.endpoints[index])
+        self.hosts
+            .pick(avoid, None)
+            .map(|index| self.hosts.endpoints[index])
     }
 }

@@ -15,7 +15,10 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 pub enum ProxyBody {
     /// A body streaming from a peer; bytes are counted into `counter` when there is one.
-    Incoming { body: Incoming, counter: Option<Arc<RequestRecord>> },
+    Incoming {
+        body: Incoming,
+        counter: Option<Arc<RequestRecord>>,
+    },
     /// Bytes held by the proxy, sent once.
     Full(Option<Bytes>),
 }
@@ -35,12 +38,17 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Incoming { body, counter } => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let (Some(data), Some(counter)) = (frame.data_ref(), counter) {
-                        counter.request_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        counter
+                            .request_bytes
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
@@ -76,7 +84,9 @@ pub struct RequestRecord {
 
 impl RequestRecord {
     pub fn new() -> Arc<RequestRecord> {
-        Arc::new(RequestRecord { request_bytes: AtomicU64::new(0) })
+        Arc::new(RequestRecord {
+            request_bytes: AtomicU64::new(0),
+        })
     }
 }
 
@@ -97,7 +107,13 @@ pub struct ObservedBody {
 
 impl ObservedBody {
     pub fn new(inner: ProxyBody, on_finish: Option<Box<dyn Finish>>) -> ObservedBody {
-        ObservedBody { inner, sent: 0, grpc_status: None, done: false, on_finish }
+        ObservedBody {
+            inner,
+            sent: 0,
+            grpc_status: None,
+            done: false,
+            on_finish,
+        }
     }
 
     fn complete(&mut self, complete: bool) {
@@ -111,7 +127,10 @@ impl Body for ObservedBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -158,5 +177,11 @@ impl Drop for ObservedBody {
 
 /// The `grpc-status` of a header or trailer block.
 pub fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
-    headers.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }

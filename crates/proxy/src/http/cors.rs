@@ -2,8 +2,8 @@
 //! `VirtualService.http[].corsPolicy`): preflights from allowed origins are answered by the
 //! proxy; other requests from allowed origins get the CORS response headers.
 
-use http::header::{self, HeaderName, HeaderValue};
 use http::Method;
+use http::header::{self, HeaderName, HeaderValue};
 
 use crate::config::model::{CorsPolicy, ValueMatch};
 use crate::config::snapshot::{ValueMatcher, ValueMatcherKind};
@@ -30,23 +30,40 @@ pub enum CorsVerdict {
 
 impl CorsRt {
     /// `regex` compiles an origin pattern (anchored as every matcher is).
-    pub fn compile(policy: &CorsPolicy, regex: impl Fn(&str) -> Result<regex::Regex, String>) -> Result<CorsRt, (String, String)> {
+    pub fn compile(
+        policy: &CorsPolicy,
+        regex: impl Fn(&str) -> Result<regex::Regex, String>,
+    ) -> Result<CorsRt, (String, String)> {
         let mut origins = Vec::new();
         for (index, origin) in policy.allow_origins.iter().enumerate() {
             let kind = match origin {
                 ValueMatch::Exact(value) => ValueMatcherKind::Exact(value.clone()),
                 ValueMatch::Prefix(value) => ValueMatcherKind::Prefix(value.clone()),
-                ValueMatch::Regex(pattern) => ValueMatcherKind::Regex(regex(pattern).map_err(|err| (format!("allow_origins[{index}].regex"), err))?),
-                ValueMatch::Present(_) => return Err((format!("allow_origins[{index}]"), "must be exact, prefix or regex".into())),
+                ValueMatch::Regex(pattern) => ValueMatcherKind::Regex(
+                    regex(pattern).map_err(|err| (format!("allow_origins[{index}].regex"), err))?,
+                ),
+                ValueMatch::Present(_) => {
+                    return Err((
+                        format!("allow_origins[{index}]"),
+                        "must be exact, prefix or regex".into(),
+                    ));
+                }
             };
-            origins.push(ValueMatcher { name: String::new(), kind, invert: false });
+            origins.push(ValueMatcher {
+                name: String::new(),
+                kind,
+                invert: false,
+            });
         }
-        let list = |field: &str, values: &[String]| -> Result<Option<HeaderValue>, (String, String)> {
-            if values.is_empty() {
-                return Ok(None);
-            }
-            HeaderValue::from_str(&values.join(",")).map(Some).map_err(|_| (field.to_string(), "not a valid header value".to_string()))
-        };
+        let list =
+            |field: &str, values: &[String]| -> Result<Option<HeaderValue>, (String, String)> {
+                if values.is_empty() {
+                    return Ok(None);
+                }
+                HeaderValue::from_str(&values.join(","))
+                    .map(Some)
+                    .map_err(|_| (field.to_string(), "not a valid header value".to_string()))
+            };
         Ok(CorsRt {
             origins,
             allow_methods: list("allow_methods", &policy.allow_methods)?,
@@ -59,14 +76,24 @@ impl CorsRt {
     }
 
     pub fn check(&self, method: &Method, headers: &http::HeaderMap) -> CorsVerdict {
-        let Some(origin) = headers.get(header::ORIGIN) else { return CorsVerdict::Pass };
-        let allowed = origin.to_str().is_ok_and(|text| self.origins.iter().any(|matcher| matcher.matches(Some(text))));
-        let preflight = method == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return CorsVerdict::Pass;
+        };
+        let allowed = origin.to_str().is_ok_and(|text| {
+            self.origins
+                .iter()
+                .any(|matcher| matcher.matches(Some(text)))
+        });
+        let preflight = method == Method::OPTIONS
+            && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
         let mut out = Vec::new();
         if allowed {
             out.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
             if self.allow_credentials {
-                out.push((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")));
+                out.push((
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                ));
             }
         }
         match (preflight, allowed) {

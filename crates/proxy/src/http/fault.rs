@@ -27,7 +27,10 @@ pub enum Injected {
     /// Forward the request (after the delay, if any was injected).
     Continue,
     /// Answer locally: HTTP status, and the `grpc-status` for gRPC aborts.
-    Abort { status: StatusCode, grpc_status: Option<HeaderValue> },
+    Abort {
+        status: StatusCode,
+        grpc_status: Option<HeaderValue>,
+    },
 }
 
 /// Percent (0–100) → parts per million.
@@ -44,7 +47,14 @@ impl FaultRt {
     /// Checks the policy; `Err` names the field and the problem.
     pub fn compile(policy: &FaultPolicy) -> Result<FaultRt, (String, String)> {
         let check_share = |field: &str, percent: f64| {
-            if (0.0..=100.0).contains(&percent) { Ok(per_million(percent)) } else { Err((format!("{field}.percentage"), "must be between 0 and 100".to_string())) }
+            if (0.0..=100.0).contains(&percent) {
+                Ok(per_million(percent))
+            } else {
+                Err((
+                    format!("{field}.percentage"),
+                    "must be between 0 and 100".to_string(),
+                ))
+            }
         };
         let delay = match &policy.delay {
             Some(delay) => Some((delay.fixed_delay, check_share("delay", delay.percentage)?)),
@@ -55,11 +65,26 @@ impl FaultRt {
                 let kind = match (abort.http_status, abort.grpc_status) {
                     (Some(code), None) => match StatusCode::from_u16(code) {
                         Ok(status) if (200..600).contains(&code) => Abort::Http(status),
-                        _ => return Err(("abort.http_status".into(), format!("{code} is not an HTTP status from 200 to 599"))),
+                        _ => {
+                            return Err((
+                                "abort.http_status".into(),
+                                format!("{code} is not an HTTP status from 200 to 599"),
+                            ));
+                        }
                     },
                     (None, Some(code)) if code <= 16 => Abort::Grpc(code),
-                    (None, Some(code)) => return Err(("abort.grpc_status".into(), format!("{code} is not a gRPC status (0-16)"))),
-                    _ => return Err(("abort".into(), "set exactly one of http_status and grpc_status".into())),
+                    (None, Some(code)) => {
+                        return Err((
+                            "abort.grpc_status".into(),
+                            format!("{code} is not a gRPC status (0-16)"),
+                        ));
+                    }
+                    _ => {
+                        return Err((
+                            "abort".into(),
+                            "set exactly one of http_status and grpc_status".into(),
+                        ));
+                    }
                 };
                 Some((kind, check_share("abort", abort.percentage)?))
             }
@@ -80,8 +105,14 @@ impl FaultRt {
             Some((abort, share)) if draw(share) => {
                 *flags = flags.with(ResponseFlags::FI);
                 match abort {
-                    Abort::Http(status) => Injected::Abort { status, grpc_status: None },
-                    Abort::Grpc(code) => Injected::Abort { status: StatusCode::OK, grpc_status: Some(HeaderValue::from(code)) },
+                    Abort::Http(status) => Injected::Abort {
+                        status,
+                        grpc_status: None,
+                    },
+                    Abort::Grpc(code) => Injected::Abort {
+                        status: StatusCode::OK,
+                        grpc_status: Some(HeaderValue::from(code)),
+                    },
                 }
             }
             _ => Injected::Continue,

@@ -7,12 +7,21 @@ use std::net::IpAddr;
 use crate::config::model::HashPolicy;
 use crate::upstream::balance::hash_bytes;
 
-pub fn request_hash(policies: &[HashPolicy], head: &http::request::Parts, source: IpAddr) -> Option<u64> {
+pub fn request_hash(
+    policies: &[HashPolicy],
+    head: &http::request::Parts,
+    source: IpAddr,
+) -> Option<u64> {
     let mut combined: Option<u64> = None;
     for policy in policies {
         let hash = match policy {
-            HashPolicy::Header(name) => head.headers.get(name.as_str()).map(|value| hash_bytes(value.as_bytes())),
-            HashPolicy::Cookie(name) => cookie(&head.headers, name).map(|value| hash_bytes(value.as_bytes())),
+            HashPolicy::Header(name) => head
+                .headers
+                .get(name.as_str())
+                .map(|value| hash_bytes(value.as_bytes())),
+            HashPolicy::Cookie(name) => {
+                cookie(&head.headers, name).map(|value| hash_bytes(value.as_bytes()))
+            }
             HashPolicy::SourceIp(true) => Some(hash_bytes(source.to_string().as_bytes())),
             HashPolicy::SourceIp(false) => None,
             HashPolicy::QueryParameter(name) => head.uri.query().and_then(|query| {

@@ -42,7 +42,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let te_is_trailers = headers
         .get(header::TE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.split(',').any(|token| token.trim().eq_ignore_ascii_case("trailers")));
+        .is_some_and(|value| {
+            value
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
+        });
     if te_is_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     } else {
@@ -57,7 +61,11 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .any(|value| value.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|value| {
+                value
+                    .split(',')
+                    .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -69,7 +77,10 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// unless the request has one. Returns nothing; the request id is kept in the headers.
 pub fn add_forwarding_headers(headers: &mut HeaderMap, client: IpAddr) {
     let client = client.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|value| value.to_str().ok()) {
+    let forwarded_for = match headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|value| value.to_str().ok())
+    {
         Some(existing) if !existing.is_empty() => format!("{existing}, {client}"),
         _ => client,
     };
@@ -91,8 +102,20 @@ pub fn uuid_v4() -> String {
     let mut bytes: [u8; 16] = rand::random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = |range: std::ops::Range<usize>| bytes[range].iter().map(|b| format!("{b:02x}")).collect::<String>();
-    format!("{}-{}-{}-{}-{}", hex(0..4), hex(4..6), hex(6..8), hex(8..10), hex(10..16))
+    let hex = |range: std::ops::Range<usize>| {
+        bytes[range]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex(0..4),
+        hex(4..6),
+        hex(6..8),
+        hex(8..10),
+        hex(10..16)
+    )
 }
 
 /// Applies a route's header operations: remove, then set (replace), then add (append).
@@ -105,12 +128,18 @@ pub fn apply_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
         headers.remove(name.as_str());
     }
     for (name, value) in &ops.set {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             headers.insert(name, value);
         }
     }
     for (name, value) in &ops.add {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             headers.append(name, value);
         }
     }
@@ -123,7 +152,10 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_named_headers() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert(header::TE, HeaderValue::from_static("trailers, deflate"));
@@ -132,7 +164,10 @@ mod tests {
         assert!(!headers.contains_key(header::CONNECTION));
         assert!(!headers.contains_key("keep-alive"));
         assert!(!headers.contains_key("x-secret"));
-        assert_eq!(headers.get(header::TE).map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+        assert_eq!(
+            headers.get(header::TE).map(|v| v.as_bytes()),
+            Some(&b"trailers"[..])
+        );
         assert!(headers.contains_key("traceparent"));
     }
 
@@ -140,7 +175,10 @@ mod tests {
     fn appends_forwarded_for_and_generates_request_id() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
-        add_forwarding_headers(&mut headers, "198.18.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        add_forwarding_headers(
+            &mut headers,
+            "198.18.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 198.18.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-request-id"].len(), 36);

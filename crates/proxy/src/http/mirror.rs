@@ -31,7 +31,11 @@ pub fn shadow_authority(authority: &str) -> String {
             let (host, port) = authority.split_at(colon);
             let bracketed = host.starts_with('[') && host.ends_with(']');
             let numeric = port.len() > 1 && port[1..].bytes().all(|b| b.is_ascii_digit());
-            if numeric && (bracketed || !host.contains(':')) { (host, port) } else { (authority, "") }
+            if numeric && (bracketed || !host.contains(':')) {
+                (host, port)
+            } else {
+                (authority, "")
+            }
         }
         None => (authority, ""),
     };
@@ -40,12 +44,21 @@ pub fn shadow_authority(authority: &str) -> String {
 
 /// Sends the copies of one request. `head` is the request as it goes upstream, before its
 /// target is set for a version; `body` is its whole body.
-pub fn send_copies(pool: &Arc<Pool>, mirrors: &[MirrorRt], head: &http::request::Parts, authority: &str, body: &Bytes, timeout: Option<Duration>) {
+pub fn send_copies(
+    pool: &Arc<Pool>,
+    mirrors: &[MirrorRt],
+    head: &http::request::Parts,
+    authority: &str,
+    body: &Bytes,
+    timeout: Option<Duration>,
+) {
     for mirror in mirrors {
         if !draw(mirror.share) {
             continue;
         }
-        let Some(endpoint) = mirror.cluster.pick_endpoint(None) else { continue };
+        let Some(endpoint) = mirror.cluster.pick_endpoint(None) else {
+            continue;
+        };
         let mut copy = http::Request::new(ProxyBody::full(body.clone()));
         *copy.method_mut() = head.method.clone();
         *copy.uri_mut() = head.uri.clone();
@@ -53,17 +66,25 @@ pub fn send_copies(pool: &Arc<Pool>, mirrors: &[MirrorRt], head: &http::request:
         *copy.headers_mut() = head.headers.clone();
         let (mut parts, copy_body) = copy.into_parts();
         let version = upstream_version(&mirror.cluster, head.version);
-        if super::service::set_upstream_target(&mut parts, version, &shadow_authority(authority)).is_err() {
+        if super::service::set_upstream_target(&mut parts, version, &shadow_authority(authority))
+            .is_err()
+        {
             continue;
         }
         let request = http::Request::from_parts(parts, copy_body);
         let pool = pool.clone();
         let cluster = mirror.cluster.clone();
-        let target = Target { address: endpoint, source: cluster.source_address };
+        let target = Target {
+            address: endpoint,
+            source: cluster.source_address,
+        };
         let deadline = timeout.unwrap_or(DEFAULT_MIRROR_TIMEOUT);
         tokio::spawn(async move {
             let exchange = async {
-                if let Ok(response) = pool.send(target, version, cluster.connect_timeout, request).await {
+                if let Ok(response) = pool
+                    .send(target, version, cluster.connect_timeout, request)
+                    .await
+                {
                     // Read the answer so the connection can serve again.
                     let _ = response.into_body().collect().await;
                 }
@@ -77,8 +98,14 @@ pub fn send_copies(pool: &Arc<Pool>, mirrors: &[MirrorRt], head: &http::request:
 mod tests {
     #[test]
     fn shadow_goes_before_the_port() {
-        assert_eq!(super::shadow_authority("reviews:9080"), "reviews-shadow:9080");
-        assert_eq!(super::shadow_authority("reviews.default"), "reviews.default-shadow");
+        assert_eq!(
+            super::shadow_authority("reviews:9080"),
+            "reviews-shadow:9080"
+        );
+        assert_eq!(
+            super::shadow_authority("reviews.default"),
+            "reviews.default-shadow"
+        );
         assert_eq!(super::shadow_authority("[::1]:80"), "[::1]-shadow:80");
     }
 }

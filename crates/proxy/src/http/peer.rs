@@ -17,7 +17,9 @@ pub static PEER_METADATA: HeaderName = HeaderName::from_static("x-envoy-peer-met
 pub static PEER_METADATA_ID: HeaderName = HeaderName::from_static("x-envoy-peer-metadata-id");
 
 fn text(value: &str) -> Value {
-    Value { kind: Some(Kind::StringValue(value.to_string())) }
+    Value {
+        kind: Some(Kind::StringValue(value.to_string())),
+    }
 }
 
 fn known(value: &str) -> Option<&str> {
@@ -35,35 +37,63 @@ pub fn encode(local: &PeerLabels, node_id: Option<&str>) -> Option<(HeaderValue,
     }
     let mut fields = Struct::default();
     fields.fields.insert("WORKLOAD_NAME".into(), text(workload));
-    fields.fields.insert("LABELS".into(), Value { kind: Some(Kind::StructValue(labels)) });
-    for (key, value) in [("NAMESPACE", &local.namespace), ("CLUSTER_ID", &local.cluster)] {
+    fields.fields.insert(
+        "LABELS".into(),
+        Value {
+            kind: Some(Kind::StructValue(labels)),
+        },
+    );
+    for (key, value) in [
+        ("NAMESPACE", &local.namespace),
+        ("CLUSTER_ID", &local.cluster),
+    ] {
         if let Some(value) = known(value) {
             fields.fields.insert(key.to_string(), text(value));
         }
     }
     let encoded = base64::engine::general_purpose::STANDARD.encode(fields.encode_to_vec());
     let id = node_id.unwrap_or(workload);
-    Some((HeaderValue::from_str(&encoded).ok()?, HeaderValue::from_str(id).ok()?))
+    Some((
+        HeaderValue::from_str(&encoded).ok()?,
+        HeaderValue::from_str(id).ok()?,
+    ))
 }
 
 /// Reads a peer's identity from the header value; `None` if it is not one.
 pub fn decode(value: &HeaderValue) -> Option<PeerLabels> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(value.as_bytes()).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.as_bytes())
+        .ok()?;
     let fields = Struct::decode(bytes.as_slice()).ok()?;
     let string = |value: Option<&Value>| match value.and_then(|value| value.kind.as_ref()) {
         Some(Kind::StringValue(text)) => Some(text.clone()),
         _ => None,
     };
-    let labels = match fields.fields.get("LABELS").and_then(|value| value.kind.as_ref()) {
+    let labels = match fields
+        .fields
+        .get("LABELS")
+        .and_then(|value| value.kind.as_ref())
+    {
         Some(Kind::StructValue(labels)) => labels.clone(),
         _ => Struct::default(),
     };
-    let app = string(labels.fields.get("app")).or_else(|| string(labels.fields.get("service.istio.io/canonical-name")));
-    let version = string(labels.fields.get("version")).or_else(|| string(labels.fields.get("service.istio.io/canonical-revision")));
+    let app = string(labels.fields.get("app"))
+        .or_else(|| string(labels.fields.get("service.istio.io/canonical-name")));
+    let version = string(labels.fields.get("version"))
+        .or_else(|| string(labels.fields.get("service.istio.io/canonical-revision")));
     let workload = string(fields.fields.get("WORKLOAD_NAME"))?;
     let namespace = string(fields.fields.get("NAMESPACE"));
     let cluster = string(fields.fields.get("CLUSTER_ID"));
-    Some(PeerLabels::new(Some(&workload), namespace.as_deref(), app.as_deref(), version.as_deref(), None, cluster.as_deref(), None, None))
+    Some(PeerLabels::new(
+        Some(&workload),
+        namespace.as_deref(),
+        app.as_deref(),
+        version.as_deref(),
+        None,
+        cluster.as_deref(),
+        None,
+        None,
+    ))
 }
 
 /// Removes the exchange headers; returns the peer metadata value if there was one.
@@ -83,7 +113,10 @@ pub struct PeerCache {
 
 impl PeerCache {
     pub fn peer(&self, value: &HeaderValue) -> Option<Arc<PeerLabels>> {
-        let mut cached = self.decoded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cached = self
+            .decoded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((seen, peer)) = cached.as_ref() {
             if seen == value {
                 return Some(peer.clone());
@@ -95,9 +128,16 @@ impl PeerCache {
     }
 
     /// The upstream workload `peer` as the destination of the service in `service`.
-    pub fn destination(&self, service: &Arc<PeerLabels>, peer: &Arc<PeerLabels>) -> Arc<PeerLabels> {
+    pub fn destination(
+        &self,
+        service: &Arc<PeerLabels>,
+        peer: &Arc<PeerLabels>,
+    ) -> Arc<PeerLabels> {
         let key = (Arc::as_ptr(service) as usize, Arc::as_ptr(peer) as usize);
-        let mut cached = self.merged.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cached = self
+            .merged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((service_key, peer_key, merged)) = cached.as_ref() {
             if (*service_key, *peer_key) == key {
                 return merged.clone();
@@ -115,11 +155,33 @@ mod tests {
 
     #[test]
     fn round_trips_a_workload() {
-        let local = PeerLabels::new(Some("reviews-v2"), Some("default"), Some("reviews"), Some("v2"), None, Some("Kubernetes"), None, None);
-        let (value, id) = encode(&local, Some("sidecar~1.2.3.4~x.default~default.svc.cluster.local")).expect("encodes");
+        let local = PeerLabels::new(
+            Some("reviews-v2"),
+            Some("default"),
+            Some("reviews"),
+            Some("v2"),
+            None,
+            Some("Kubernetes"),
+            None,
+            None,
+        );
+        let (value, id) = encode(
+            &local,
+            Some("sidecar~1.2.3.4~x.default~default.svc.cluster.local"),
+        )
+        .expect("encodes");
         assert!(id.to_str().is_ok_and(|id| id.starts_with("sidecar~")));
         let peer = decode(&value).expect("decodes");
-        assert_eq!((&*peer.workload, &*peer.namespace, &*peer.app, &*peer.version, &*peer.cluster), ("reviews-v2", "default", "reviews", "v2", "Kubernetes"));
+        assert_eq!(
+            (
+                &*peer.workload,
+                &*peer.namespace,
+                &*peer.app,
+                &*peer.version,
+                &*peer.cluster
+            ),
+            ("reviews-v2", "default", "reviews", "v2", "Kubernetes")
+        );
         assert!(decode(&HeaderValue::from_static("not base64!")).is_none());
         assert!(encode(&PeerLabels::unknown(), None).is_none());
     }

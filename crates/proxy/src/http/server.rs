@@ -24,7 +24,11 @@ pub struct ActiveRequests {
 
 impl ActiveRequests {
     pub fn new() -> ActiveRequests {
-        ActiveRequests { active: AtomicUsize::new(0), idle_since_ms: AtomicU64::new(0), epoch: Instant::now() }
+        ActiveRequests {
+            active: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
     }
 
     pub fn begin(&self) {
@@ -32,7 +36,8 @@ impl ActiveRequests {
     }
 
     pub fn end(&self) {
-        self.idle_since_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.idle_since_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -123,8 +128,12 @@ where
     }
 }
 
-async fn drive<C>(connection: C, mut drain: DrainWatch, active: &ActiveRequests, idle_timeout: Duration)
-where
+async fn drive<C>(
+    connection: C,
+    mut drain: DrainWatch,
+    active: &ActiveRequests,
+    idle_timeout: Duration,
+) where
     C: GracefulConnection,
 {
     let mut connection = std::pin::pin!(connection);

@@ -14,12 +14,12 @@ use super::cors::CorsVerdict;
 use super::fault::Injected;
 use super::forward::{Attempt, MAX_REPLAY_BYTES, Outcome, RequestIn, upstream_version};
 use super::headers;
+use super::server::ActiveRequests;
 use crate::config::Snapshot;
 use crate::config::model::Direction;
 use crate::config::snapshot::{ActionRt, ClusterRt, ListenerRt, RouteRt};
 use crate::metrics::{Metrics, PeerLabels, ProxyStats, Reporter, RequestLabels, ResponseFlags};
 use crate::upstream::{Pool, UpstreamVersion};
-use super::server::ActiveRequests;
 
 /// The configuration a request is served with: the latest snapshot, and in it the listener
 /// the connection belongs to.
@@ -56,30 +56,53 @@ impl ConnContext {
             return current;
         }
         let name = &current.listener.name;
-        let Some(listener) = latest.listeners.iter().find(|listener| &listener.name == name).cloned() else {
+        let Some(listener) = latest
+            .listeners
+            .iter()
+            .find(|listener| &listener.name == name)
+            .cloned()
+        else {
             return current;
         };
-        let refreshed = Arc::new(Current { snapshot: latest, listener });
+        let refreshed = Arc::new(Current {
+            snapshot: latest,
+            listener,
+        });
         self.current.store(refreshed.clone());
         refreshed
     }
 
     /// `peer` is what the other sidecar said about its workload (metadata exchange).
-    fn labels(&self, current: &Current, cluster: Option<&ClusterRt>, peer: Option<&Arc<PeerLabels>>, request_protocol: &'static str) -> RequestLabels {
+    fn labels(
+        &self,
+        current: &Current,
+        cluster: Option<&ClusterRt>,
+        peer: Option<&Arc<PeerLabels>>,
+        request_protocol: &'static str,
+    ) -> RequestLabels {
         let unknown = || Arc::new(PeerLabels::unknown());
         let (reporter, source, destination, security_policy) = match current.listener.direction {
             Direction::Outbound => {
                 let destination = match (cluster, peer) {
-                    (Some(cluster), Some(peer)) => self.peers.destination(&cluster.destination, peer),
+                    (Some(cluster), Some(peer)) => {
+                        self.peers.destination(&cluster.destination, peer)
+                    }
                     (Some(cluster), None) => cluster.destination.clone(),
                     (None, _) => unknown(),
                 };
-                (Reporter::Source, current.snapshot.local.clone(), destination, "unknown")
+                (
+                    Reporter::Source,
+                    current.snapshot.local.clone(),
+                    destination,
+                    "unknown",
+                )
             }
             Direction::Inbound => (
                 Reporter::Destination,
                 peer.cloned().unwrap_or_else(unknown),
-                cluster.map(|cluster| cluster.inbound_destination.clone()).unwrap_or_else(|| current.snapshot.local.clone()),
+                cluster
+                    .map(|cluster| cluster.inbound_destination.clone())
+                    .unwrap_or_else(|| current.snapshot.local.clone()),
                 "none",
             ),
         };
@@ -108,7 +131,12 @@ struct RecordOnFinish {
 }
 
 impl Finish for RecordOnFinish {
-    fn finish(mut self: Box<Self>, response_bytes: u64, trailer_grpc_status: Option<u16>, complete: bool) {
+    fn finish(
+        mut self: Box<Self>,
+        response_bytes: u64,
+        trailer_grpc_status: Option<u16>,
+        complete: bool,
+    ) {
         if trailer_grpc_status.is_some() {
             self.labels.grpc_status = trailer_grpc_status;
         }
@@ -116,14 +144,21 @@ impl Finish for RecordOnFinish {
             self.labels.response_flags = self.labels.response_flags.with(ResponseFlags::DC);
         }
         let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let request_bytes = self.record.request_bytes.load(std::sync::atomic::Ordering::Relaxed);
-        self.metrics.record_request(&self.labels, elapsed_ms, request_bytes, response_bytes);
+        let request_bytes = self
+            .record
+            .request_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .record_request(&self.labels, elapsed_ms, request_bytes, response_bytes);
         ProxyStats::decr(&self.metrics.stats.downstream_rq_active);
         self.active.end();
     }
 }
 
-pub async fn handle(ctx: Arc<ConnContext>, request: Request<Incoming>) -> Result<Response<ObservedBody>, std::convert::Infallible> {
+pub async fn handle(
+    ctx: Arc<ConnContext>,
+    request: Request<Incoming>,
+) -> Result<Response<ObservedBody>, std::convert::Infallible> {
     let started = Instant::now();
     ctx.active.begin();
     ProxyStats::incr(&ctx.metrics.stats.downstream_rq_total);
@@ -149,9 +184,12 @@ pub async fn handle(ctx: Arc<ConnContext>, request: Request<Incoming>) -> Result
     let (cluster, outcome) = route_and_forward(&ctx, &current, request, &record, &mut extras).await;
     let (mut response, mut flags) = match outcome {
         Reply::Upstream(response) => response,
-        Reply::Local { status, flags, detail, extra_headers } => {
-            (local_reply(status, &detail, is_grpc, extra_headers), flags)
-        }
+        Reply::Local {
+            status,
+            flags,
+            detail,
+            extra_headers,
+        } => (local_reply(status, &detail, is_grpc, extra_headers), flags),
     };
     flags = flags.with(extras.flags);
     for (name, value) in extras.response_headers {
@@ -160,8 +198,12 @@ pub async fn handle(ctx: Arc<ConnContext>, request: Request<Incoming>) -> Result
     if inbound {
         // Tell the calling sidecar who answered.
         if let Some((metadata, id)) = &current.snapshot.local_peer {
-            response.headers_mut().insert(super::peer::PEER_METADATA.clone(), metadata.clone());
-            response.headers_mut().insert(super::peer::PEER_METADATA_ID.clone(), id.clone());
+            response
+                .headers_mut()
+                .insert(super::peer::PEER_METADATA.clone(), metadata.clone());
+            response
+                .headers_mut()
+                .insert(super::peer::PEER_METADATA_ID.clone(), id.clone());
         }
     } else if let Some(value) = super::peer::take(response.headers_mut()) {
         // Outbound: the answering sidecar's identity arrives with the response.
@@ -170,19 +212,40 @@ pub async fn handle(ctx: Arc<ConnContext>, request: Request<Incoming>) -> Result
     let mut labels = ctx.labels(&current, cluster.as_deref(), peer.as_ref(), protocol);
     labels.response_code = response.status().as_u16();
     labels.response_flags = flags;
-    labels.grpc_status = if is_grpc { grpc_status(response.headers()) } else { None };
-    let finish = RecordOnFinish { metrics: ctx.metrics.clone(), labels, started, record, active: ctx.active.clone(), _holds: extras.holds };
+    labels.grpc_status = if is_grpc {
+        grpc_status(response.headers())
+    } else {
+        None
+    };
+    let finish = RecordOnFinish {
+        metrics: ctx.metrics.clone(),
+        labels,
+        started,
+        record,
+        active: ctx.active.clone(),
+        _holds: extras.holds,
+    };
     Ok(response.map(|body| ObservedBody::new(body, Some(Box::new(finish)))))
 }
 
 enum Reply {
     Upstream((Response<ProxyBody>, ResponseFlags)),
-    Local { status: StatusCode, flags: ResponseFlags, detail: String, extra_headers: Vec<(header::HeaderName, HeaderValue)> },
+    Local {
+        status: StatusCode,
+        flags: ResponseFlags,
+        detail: String,
+        extra_headers: Vec<(header::HeaderName, HeaderValue)>,
+    },
 }
 
 impl Reply {
     fn local(status: StatusCode, flags: ResponseFlags, detail: impl Into<String>) -> Reply {
-        Reply::Local { status, flags, detail: detail.into(), extra_headers: Vec::new() }
+        Reply::Local {
+            status,
+            flags,
+            detail: detail.into(),
+            extra_headers: Vec::new(),
+        }
     }
 }
 
@@ -209,32 +272,64 @@ async fn route_and_forward(
     let (cluster, route, forward) = match &current.listener.routes {
         Some(table) => {
             let Some(vhost) = table.virtual_host(&authority) else {
-                return (None, Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"));
+                return (
+                    None,
+                    Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"),
+                );
             };
-            let Some(route) = vhost.routes.iter().find(|route| route_matches(route, &head)) else {
-                return (None, Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"));
+            let Some(route) = vhost
+                .routes
+                .iter()
+                .find(|route| route_matches(route, &head))
+            else {
+                return (
+                    None,
+                    Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"),
+                );
             };
             if let Some(cors) = &route.cors {
                 match cors.check(&head.method, &head.headers) {
                     CorsVerdict::Pass => {}
                     CorsVerdict::Preflight(headers) => {
-                        return (None, Reply::Local { status: StatusCode::OK, flags: ResponseFlags::NONE, detail: String::new(), extra_headers: headers });
+                        return (
+                            None,
+                            Reply::Local {
+                                status: StatusCode::OK,
+                                flags: ResponseFlags::NONE,
+                                detail: String::new(),
+                                extra_headers: headers,
+                            },
+                        );
                     }
                     CorsVerdict::Respond(headers) => extras.response_headers = headers,
                 }
             }
             if let Some(fault) = &route.fault
-                && let Injected::Abort { status, grpc_status } = fault.apply(&mut extras.flags).await
+                && let Injected::Abort {
+                    status,
+                    grpc_status,
+                } = fault.apply(&mut extras.flags).await
             {
                 let mut extra_headers = Vec::new();
                 let mut detail = "fault filter abort".to_string();
                 if let Some(code) = grpc_status {
                     // gRPC aborts are HTTP 200 with the status in `grpc-status` and no body.
                     detail.clear();
-                    extra_headers.push((header::CONTENT_TYPE, HeaderValue::from_static("application/grpc")));
+                    extra_headers.push((
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/grpc"),
+                    ));
                     extra_headers.push((header::HeaderName::from_static("grpc-status"), code));
                 }
-                return (None, Reply::Local { status, flags: ResponseFlags::NONE, detail, extra_headers });
+                return (
+                    None,
+                    Reply::Local {
+                        status,
+                        flags: ResponseFlags::NONE,
+                        detail,
+                        extra_headers,
+                    },
+                );
             }
             match &route.action {
                 ActionRt::Direct { status, body } => {
@@ -243,9 +338,15 @@ async fn route_and_forward(
                     headers::apply_ops(response.headers_mut(), &route.response_headers);
                     return (None, Reply::Upstream((response, ResponseFlags::NONE)));
                 }
-                ActionRt::Redirect(redirect) => return (None, redirect_reply(redirect, &authority, &head)),
+                ActionRt::Redirect(redirect) => {
+                    return (None, redirect_reply(redirect, &authority, &head));
+                }
                 ActionRt::Forward(forward) => {
-                    let draw = if forward.clusters.len() > 1 { rand::random::<u32>() % forward.total_weight } else { 0 };
+                    let draw = if forward.clusters.len() > 1 {
+                        rand::random::<u32>() % forward.total_weight
+                    } else {
+                        0
+                    };
                     let cluster = forward.pick(draw);
                     // An ORIGINAL_DST cluster goes where the captured connection was going.
                     let cluster = match (cluster.original_dst, &ctx.passthrough) {
@@ -258,7 +359,12 @@ async fn route_and_forward(
         }
         None => match &ctx.passthrough {
             Some(passthrough) => (passthrough.clone(), None, None),
-            None => return (None, Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found")),
+            None => {
+                return (
+                    None,
+                    Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"),
+                );
+            }
         },
     };
 
@@ -267,8 +373,10 @@ async fn route_and_forward(
     headers::add_forwarding_headers(&mut head.headers, ctx.peer.ip());
     if current.listener.direction == Direction::Outbound {
         if let Some((metadata, id)) = &current.snapshot.local_peer {
-            head.headers.insert(super::peer::PEER_METADATA.clone(), metadata.clone());
-            head.headers.insert(super::peer::PEER_METADATA_ID.clone(), id.clone());
+            head.headers
+                .insert(super::peer::PEER_METADATA.clone(), metadata.clone());
+            head.headers
+                .insert(super::peer::PEER_METADATA_ID.clone(), id.clone());
         }
     }
     if let Some(route) = route {
@@ -291,12 +399,21 @@ async fn route_and_forward(
         };
     }
     let hash = match forward {
-        Some(forward) if !forward.hash_policy.is_empty() => super::hash_key::request_hash(&forward.hash_policy, &head, ctx.peer.ip()),
+        Some(forward) if !forward.hash_policy.is_empty() => {
+            super::hash_key::request_hash(&forward.hash_policy, &head, ctx.peer.ip())
+        }
         _ => None,
     };
-    let version = if upgrade { UpstreamVersion::Http1 } else { upstream_version(&cluster, head.version) };
+    let version = if upgrade {
+        UpstreamVersion::Http1
+    } else {
+        upstream_version(&cluster, head.version)
+    };
     if let Err(detail) = set_upstream_target(&mut head, version, &upstream_authority) {
-        return (Some(cluster), Reply::local(StatusCode::BAD_REQUEST, ResponseFlags::NONE, detail));
+        return (
+            Some(cluster),
+            Reply::local(StatusCode::BAD_REQUEST, ResponseFlags::NONE, detail),
+        );
     }
 
     let body = match body {
@@ -317,11 +434,16 @@ async fn route_and_forward(
     };
     let timeout = forward.and_then(|forward| forward.timeout);
     let outcome = match timeout {
-        Some(timeout) => match tokio::time::timeout(timeout, attempt.run(head, body, record)).await {
+        Some(timeout) => match tokio::time::timeout(timeout, attempt.run(head, body, record)).await
+        {
             Ok(outcome) => outcome,
             Err(_) => {
                 ProxyStats::incr(&ctx.metrics.stats.upstream_rq_timeout);
-                Outcome::Failed { status: StatusCode::GATEWAY_TIMEOUT, flags: ResponseFlags::UT, detail: "upstream request timeout".into() }
+                Outcome::Failed {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    flags: ResponseFlags::UT,
+                    detail: "upstream request timeout".into(),
+                }
             }
         },
         None => attempt.run(head, body, record).await,
@@ -342,29 +464,67 @@ async fn mirror(
 ) -> Result<RequestIn, Reply> {
     use http_body::Body;
     use http_body_util::BodyExt;
-    let RequestIn::Streaming(incoming) = body else { return Ok(body) };
+    let RequestIn::Streaming(incoming) = body else {
+        return Ok(body);
+    };
     let bytes = if incoming.is_end_stream() {
         bytes::Bytes::new()
-    } else if incoming.size_hint().exact().is_some_and(|len| len <= MAX_REPLAY_BYTES) {
+    } else if incoming
+        .size_hint()
+        .exact()
+        .is_some_and(|len| len <= MAX_REPLAY_BYTES)
+    {
         match incoming.collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(err) => return Err(Reply::local(StatusCode::BAD_REQUEST, ResponseFlags::DC, format!("reading request body: {err}"))),
+            Err(err) => {
+                return Err(Reply::local(
+                    StatusCode::BAD_REQUEST,
+                    ResponseFlags::DC,
+                    format!("reading request body: {err}"),
+                ));
+            }
         }
     } else {
         return Ok(RequestIn::Streaming(incoming));
     };
-    record.request_bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    super::mirror::send_copies(&ctx.pool, &forward.mirrors, head, authority, &bytes, forward.timeout);
+    record
+        .request_bytes
+        .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    super::mirror::send_copies(
+        &ctx.pool,
+        &forward.mirrors,
+        head,
+        authority,
+        &bytes,
+        forward.timeout,
+    );
     Ok(RequestIn::Buffered(bytes))
 }
 
-fn redirect_reply(redirect: &crate::config::model::RedirectAction, authority: &str, head: &http::request::Parts) -> Reply {
+fn redirect_reply(
+    redirect: &crate::config::model::RedirectAction,
+    authority: &str,
+    head: &http::request::Parts,
+) -> Reply {
     let host = redirect.host.as_deref().unwrap_or(authority);
-    let path = redirect.path.as_deref().unwrap_or_else(|| path_and_query(head));
-    let status = StatusCode::from_u16(redirect.response_code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    let path = redirect
+        .path
+        .as_deref()
+        .unwrap_or_else(|| path_and_query(head));
+    let status =
+        StatusCode::from_u16(redirect.response_code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
     match HeaderValue::from_str(&format!("http://{host}{path}")) {
-        Ok(location) => Reply::Local { status, flags: ResponseFlags::NONE, detail: String::new(), extra_headers: vec![(header::LOCATION, location)] },
-        Err(_) => Reply::local(StatusCode::INTERNAL_SERVER_ERROR, ResponseFlags::NONE, "bad redirect target"),
+        Ok(location) => Reply::Local {
+            status,
+            flags: ResponseFlags::NONE,
+            detail: String::new(),
+            extra_headers: vec![(header::LOCATION, location)],
+        },
+        Err(_) => Reply::local(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ResponseFlags::NONE,
+            "bad redirect target",
+        ),
     }
 }
 
@@ -383,13 +543,32 @@ fn reply_from(outcome: Outcome, route: Option<&RouteRt>, extras: &mut Extras) ->
             if let Some(route) = route {
                 headers::apply_ops(&mut parts.headers, &route.response_headers);
             }
-            let response = Response::from_parts(parts, ProxyBody::Incoming { body, counter: None });
+            let response = Response::from_parts(
+                parts,
+                ProxyBody::Incoming {
+                    body,
+                    counter: None,
+                },
+            );
             Reply::Upstream((response, ResponseFlags::NONE))
         }
-        Outcome::Failed { status, flags, detail } => {
+        Outcome::Failed {
+            status,
+            flags,
+            detail,
+        } => {
             // Envoy marks a circuit-breaker overflow for the client with this header.
-            let extra_headers = if flags.contains(ResponseFlags::UO) { vec![(OVERLOADED.clone(), HeaderValue::from_static("true"))] } else { Vec::new() };
-            Reply::Local { status, flags, detail, extra_headers }
+            let extra_headers = if flags.contains(ResponseFlags::UO) {
+                vec![(OVERLOADED.clone(), HeaderValue::from_static("true"))]
+            } else {
+                Vec::new()
+            };
+            Reply::Local {
+                status,
+                flags,
+                detail,
+                extra_headers,
+            }
         }
     }
 }
@@ -401,12 +580,20 @@ fn request_authority(head: &http::request::Parts) -> String {
     head.uri
         .authority()
         .map(|authority| authority.as_str().to_string())
-        .or_else(|| head.headers.get(header::HOST).and_then(|host| host.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            head.headers
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .map(str::to_string)
+        })
         .unwrap_or_default()
 }
 
 fn path_and_query(head: &http::request::Parts) -> &str {
-    head.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/")
+    head.uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
 }
 
 fn route_matches(route: &RouteRt, head: &http::request::Parts) -> bool {
@@ -422,13 +609,18 @@ fn route_matches(route: &RouteRt, head: &http::request::Parts) -> bool {
     }
     for matcher in &route.headers {
         let value = if matcher.name == ":authority" || matcher.name == "host" {
-            head.uri.authority().map(|a| a.as_str()).or_else(|| head.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+            head.uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| head.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
         } else if matcher.name == ":method" {
             Some(head.method.as_str())
         } else if matcher.name == ":path" {
             Some(path_and_query(head))
         } else {
-            head.headers.get(matcher.name.as_str()).and_then(|value| value.to_str().ok())
+            head.headers
+                .get(matcher.name.as_str())
+                .and_then(|value| value.to_str().ok())
         };
         if !matcher.matches(value) {
             return false;
@@ -450,7 +642,9 @@ fn route_matches(route: &RouteRt, head: &http::request::Parts) -> bool {
 }
 
 fn rewrite_prefix(head: &mut http::request::Parts, route: Option<&RouteRt>, replacement: &str) {
-    let Some(crate::config::snapshot::PathMatcher::Prefix(prefix)) = route.and_then(|route| route.path.as_ref()) else {
+    let Some(crate::config::snapshot::PathMatcher::Prefix(prefix)) =
+        route.and_then(|route| route.path.as_ref())
+    else {
         return;
     };
     let original = path_and_query(head);
@@ -468,19 +662,29 @@ fn rewrite_prefix(head: &mut http::request::Parts, route: Option<&RouteRt>, repl
 
 /// HTTP/1.1 upstreams get origin-form URIs and a `Host` header; HTTP/2 upstreams get an
 /// absolute URI so the original authority travels as `:authority`.
-pub(crate) fn set_upstream_target(head: &mut http::request::Parts, version: UpstreamVersion, authority: &str) -> Result<(), String> {
+pub(crate) fn set_upstream_target(
+    head: &mut http::request::Parts,
+    version: UpstreamVersion,
+    authority: &str,
+) -> Result<(), String> {
     let path = path_and_query(head).to_string();
     match version {
         UpstreamVersion::Http1 => {
-            head.uri = http::Uri::try_from(path).map_err(|err| format!("bad request path: {err}"))?;
+            head.uri =
+                http::Uri::try_from(path).map_err(|err| format!("bad request path: {err}"))?;
             head.version = Version::HTTP_11;
             if !authority.is_empty() {
-                let host = HeaderValue::from_str(authority).map_err(|err| format!("bad authority: {err}"))?;
+                let host = HeaderValue::from_str(authority)
+                    .map_err(|err| format!("bad authority: {err}"))?;
                 head.headers.insert(header::HOST, host);
             }
         }
         UpstreamVersion::Http2 => {
-            let authority = if authority.is_empty() { "localhost" } else { authority };
+            let authority = if authority.is_empty() {
+                "localhost"
+            } else {
+                authority
+            };
             head.uri = http::Uri::builder()
                 .scheme("http")
                 .authority(authority)
@@ -505,7 +709,10 @@ fn local_reply(
     let mut response = if is_grpc && status != StatusCode::OK {
         let mut response = Response::new(ProxyBody::empty());
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
         headers.insert("grpc-status", HeaderValue::from(grpc_status_for(status)));
         if let Ok(message) = HeaderValue::from_str(&detail.replace(['\r', '\n'], " ")) {
             headers.insert("grpc-message", message);
@@ -515,7 +722,9 @@ fn local_reply(
         let mut response = Response::new(ProxyBody::full(detail.to_string()));
         *response.status_mut() = status;
         if !detail.is_empty() {
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }
         response
     };

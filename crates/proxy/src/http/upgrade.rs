@@ -27,17 +27,42 @@ pub async fn forward_upgrade(
         };
     };
     let Some(endpoint) = cluster.pick_endpoint(None) else {
-        return Outcome::Failed { status: http::StatusCode::SERVICE_UNAVAILABLE, flags: ResponseFlags::UH, detail: "no healthy upstream".into() };
+        return Outcome::Failed {
+            status: http::StatusCode::SERVICE_UNAVAILABLE,
+            flags: ResponseFlags::UH,
+            detail: "no healthy upstream".into(),
+        };
     };
-    let request = http::Request::from_parts(head, ProxyBody::Incoming { body, counter: None });
-    let mut response = match ctx.pool.send_upgrade(crate::upstream::Target { address: endpoint, source: cluster.source_address }, cluster.connect_timeout, request).await {
+    let request = http::Request::from_parts(
+        head,
+        ProxyBody::Incoming {
+            body,
+            counter: None,
+        },
+    );
+    let mut response = match ctx
+        .pool
+        .send_upgrade(
+            crate::upstream::Target {
+                address: endpoint,
+                source: cluster.source_address,
+            },
+            cluster.connect_timeout,
+            request,
+        )
+        .await
+    {
         Ok(response) => response,
         Err(err) => {
             let flags = match err {
                 crate::upstream::UpstreamError::Connect { .. } => ResponseFlags::UF,
                 _ => ResponseFlags::UC,
             };
-            return Outcome::Failed { status: http::StatusCode::SERVICE_UNAVAILABLE, flags, detail: err.to_string() };
+            return Outcome::Failed {
+                status: http::StatusCode::SERVICE_UNAVAILABLE,
+                flags,
+                detail: err.to_string(),
+            };
         }
     };
     if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {

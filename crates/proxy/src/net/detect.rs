@@ -33,7 +33,11 @@ fn classify(bytes: &[u8]) -> Verdict {
         return Verdict::NeedMore;
     }
     if H2_PREFACE.starts_with(&bytes[..bytes.len().min(H2_PREFACE.len())]) {
-        return if bytes.len() >= H2_PREFACE.len() { Verdict::Known(Detected::Http2) } else { Verdict::NeedMore };
+        return if bytes.len() >= H2_PREFACE.len() {
+            Verdict::Known(Detected::Http2)
+        } else {
+            Verdict::NeedMore
+        };
     }
     for method in METHODS {
         let shared = bytes.len().min(method.len());
@@ -51,7 +55,10 @@ fn classify(bytes: &[u8]) -> Verdict {
 
 /// Reads until the first bytes decide the protocol or `timeout` passes. Returns the verdict
 /// and the bytes read, which the caller must replay.
-pub async fn detect(stream: &mut TcpStream, timeout: Duration) -> std::io::Result<(Detected, Bytes)> {
+pub async fn detect(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> std::io::Result<(Detected, Bytes)> {
     let mut buffer = BytesMut::with_capacity(512);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -63,7 +70,9 @@ pub async fn detect(stream: &mut TcpStream, timeout: Duration) -> std::io::Resul
             Ok(Ok(0)) => return Ok((Detected::Tcp, buffer.freeze())),
             Ok(Ok(_)) => match classify(&buffer) {
                 Verdict::Known(protocol) => return Ok((protocol, buffer.freeze())),
-                Verdict::NeedMore if buffer.len() >= DECIDING_BYTES => return Ok((Detected::Tcp, buffer.freeze())),
+                Verdict::NeedMore if buffer.len() >= DECIDING_BYTES => {
+                    return Ok((Detected::Tcp, buffer.freeze()));
+                }
                 Verdict::NeedMore => {}
             },
         }

@@ -19,9 +19,12 @@ impl OriginalDst for SoOriginalDst {
             SocketAddr::V4(_) => socket.original_dst_v4()?,
             SocketAddr::V6(_) => socket.original_dst_v6()?,
         };
-        address
-            .as_socket()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "original destination is not an IP address"))
+        address.as_socket().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "original destination is not an IP address",
+            )
+        })
     }
 }
 

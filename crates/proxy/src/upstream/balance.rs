@@ -53,8 +53,14 @@ pub struct HostSet {
 }
 
 impl HostSet {
-    pub fn new(endpoints: Vec<SocketAddr>, policy: LbPolicy, ring_size: Option<u64>, outlier: Option<OutlierDetection>) -> HostSet {
-        let mut distinct: std::collections::HashMap<SocketAddr, usize> = std::collections::HashMap::new();
+    pub fn new(
+        endpoints: Vec<SocketAddr>,
+        policy: LbPolicy,
+        ring_size: Option<u64>,
+        outlier: Option<OutlierDetection>,
+    ) -> HostSet {
+        let mut distinct: std::collections::HashMap<SocketAddr, usize> =
+            std::collections::HashMap::new();
         let slot = endpoints
             .iter()
             .map(|endpoint| {
@@ -64,10 +70,21 @@ impl HostSet {
             .collect();
         let state = (0..distinct.len()).map(|_| HostState::default()).collect();
         let ring = match policy {
-            LbPolicy::RingHash | LbPolicy::Maglev => build_ring(&endpoints, ring_size.unwrap_or(DEFAULT_RING_SIZE)),
+            LbPolicy::RingHash | LbPolicy::Maglev => {
+                build_ring(&endpoints, ring_size.unwrap_or(DEFAULT_RING_SIZE))
+            }
             _ => Vec::new(),
         };
-        HostSet { endpoints, policy, state, slot, ring, next: AtomicUsize::new(0), outlier, epoch: Instant::now() }
+        HostSet {
+            endpoints,
+            policy,
+            state,
+            slot,
+            ring,
+            next: AtomicUsize::new(0),
+            outlier,
+            epoch: Instant::now(),
+        }
     }
 
     pub fn policy(&self) -> LbPolicy {
@@ -100,7 +117,8 @@ impl HostSet {
             return None;
         }
         let usable = |index: usize, strict: bool| {
-            !(strict && self.is_ejected(index)) && (count == 1 || Some(self.endpoints[index]) != avoid)
+            !(strict && self.is_ejected(index))
+                && (count == 1 || Some(self.endpoints[index]) != avoid)
         };
         match self.policy {
             LbPolicy::RoundRobin | LbPolicy::Random => {
@@ -109,7 +127,10 @@ impl HostSet {
                     _ => rand::random::<u32>() as usize,
                 };
                 for strict in [true, false] {
-                    if let Some(found) = (0..count).map(|step| (start + step) % count).find(|&index| usable(index, strict)) {
+                    if let Some(found) = (0..count)
+                        .map(|step| (start + step) % count)
+                        .find(|&index| usable(index, strict))
+                    {
                         return Some(found);
                     }
                 }
@@ -122,13 +143,21 @@ impl HostSet {
                 // Two random draws (no allocation: a draw on an unusable host moves on to
                 // the next usable one), and the one with fewer requests in flight wins.
                 let from = |start: usize| {
-                    let walk = |strict: bool| (0..count).map(|step| (start + step) % count).find(|&index| usable(index, strict));
+                    let walk = |strict: bool| {
+                        (0..count)
+                            .map(|step| (start + step) % count)
+                            .find(|&index| usable(index, strict))
+                    };
                     walk(true).or_else(|| walk(false)).unwrap_or(start)
                 };
                 let first = rand::random::<u32>() as usize % count;
                 let second = (first + 1 + rand::random::<u32>() as usize % (count - 1)) % count;
                 let (a, b) = (from(first), from(second));
-                let load = |index: usize| self.state[self.slot[index]].in_flight.load(Ordering::Relaxed);
+                let load = |index: usize| {
+                    self.state[self.slot[index]]
+                        .in_flight
+                        .load(Ordering::Relaxed)
+                };
                 Some(if load(b) < load(a) { b } else { a })
             }
             LbPolicy::RingHash | LbPolicy::Maglev => {
@@ -136,7 +165,9 @@ impl HostSet {
                 let start = self.ring.partition_point(|(point, _)| *point < key);
                 let len = self.ring.len();
                 for strict in [true, false] {
-                    let found = (0..len).map(|step| self.ring[(start + step) % len].1 as usize).find(|&index| usable(index, strict));
+                    let found = (0..len)
+                        .map(|step| self.ring[(start + step) % len].1 as usize)
+                        .find(|&index| usable(index, strict));
                     if found.is_some() {
                         return found;
                     }
@@ -152,7 +183,9 @@ impl HostSet {
         if self.policy != LbPolicy::LeastRequest {
             return false;
         }
-        let Some(host) = self.slot.get(index).and_then(|&slot| self.state.get(slot)) else { return false };
+        let Some(host) = self.slot.get(index).and_then(|&slot| self.state.get(slot)) else {
+            return false;
+        };
         host.in_flight.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -166,7 +199,9 @@ impl HostSet {
     /// Feeds outlier detection with how an attempt on `index` ended.
     pub fn report(&self, index: usize, outcome: HostOutcome) {
         let Some(outlier) = &self.outlier else { return };
-        let Some(&slot) = self.slot.get(index) else { return };
+        let Some(&slot) = self.slot.get(index) else {
+            return;
+        };
         let host = &self.state[slot];
         let (is_5xx, is_gateway) = match outcome {
             HostOutcome::Status(status) => (status >= 500, matches!(status, 502..=504)),
@@ -190,7 +225,8 @@ impl HostSet {
             0
         };
         let tripped = (outlier.consecutive_5xx > 0 && fives >= outlier.consecutive_5xx)
-            || (outlier.consecutive_gateway_failure > 0 && gateways >= outlier.consecutive_gateway_failure);
+            || (outlier.consecutive_gateway_failure > 0
+                && gateways >= outlier.consecutive_gateway_failure);
         if tripped {
             self.eject(slot, outlier);
         }
@@ -205,21 +241,38 @@ impl HostSet {
         if previous_until != 0 && now < previous_until {
             return;
         }
-        let ejected = (0..self.state.len()).filter(|&other| self.slot_ejected(other, now)).count();
+        let ejected = (0..self.state.len())
+            .filter(|&other| self.slot_ejected(other, now))
+            .count();
         let allowed = (self.state.len() * outlier.max_ejection_percent as usize / 100).max(1);
         if ejected >= allowed {
             return;
         }
         // The multiplier goes down by one per interval the host stayed healthy.
         let interval_ms = outlier.interval.as_millis().max(1) as u64;
-        let healthy_intervals = if previous_until == 0 { 0 } else { (now - previous_until) / interval_ms };
+        let healthy_intervals = if previous_until == 0 {
+            0
+        } else {
+            (now - previous_until) / interval_ms
+        };
         let previous = u64::from(host.ejections.load(Ordering::Relaxed));
         let multiplier = previous.saturating_sub(healthy_intervals) + 1;
-        host.ejections.store(multiplier.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+        host.ejections.store(
+            multiplier.min(u64::from(u32::MAX)) as u32,
+            Ordering::Relaxed,
+        );
         let longest = outlier.max_ejection_time.max(outlier.base_ejection_time);
-        let time = outlier.base_ejection_time.saturating_mul(multiplier.min(u64::from(u32::MAX)) as u32).min(longest);
-        host.ejected_until.store(now + time.as_millis().max(1) as u64, Ordering::Relaxed);
-        let address = self.slot.iter().position(|&known| known == slot).map(|index| self.endpoints[index]);
+        let time = outlier
+            .base_ejection_time
+            .saturating_mul(multiplier.min(u64::from(u32::MAX)) as u32)
+            .min(longest);
+        host.ejected_until
+            .store(now + time.as_millis().max(1) as u64, Ordering::Relaxed);
+        let address = self
+            .slot
+            .iter()
+            .position(|&known| known == slot)
+            .map(|index| self.endpoints[index]);
         tracing::info!(endpoint = ?address, ejection_ms = time.as_millis() as u64, "outlier detection ejected host");
     }
 }
@@ -235,7 +288,11 @@ pub struct Holds {
 
 impl Holds {
     pub fn new(cluster: &Arc<ClusterRt>) -> Holds {
-        Holds { cluster: Some(cluster.clone()), in_flight: None, request: false }
+        Holds {
+            cluster: Some(cluster.clone()),
+            in_flight: None,
+            request: false,
+        }
     }
 
     /// Counts a breaker request already admitted by [`Breakers::try_request`].
@@ -282,7 +339,10 @@ fn build_ring(endpoints: &[SocketAddr], size: u64) -> Vec<(u64, u32)> {
     for (index, endpoint) in endpoints.iter().enumerate() {
         let name = endpoint.to_string();
         for replica in 0..per_host {
-            ring.push((hash_bytes(format!("{name}_{replica}").as_bytes()), index as u32));
+            ring.push((
+                hash_bytes(format!("{name}_{replica}").as_bytes()),
+                index as u32,
+            ));
         }
     }
     ring.sort_unstable();
@@ -321,7 +381,11 @@ impl Drop for Permit<'_> {
 
 impl Breakers {
     pub fn new(limits: CircuitBreakers) -> Breakers {
-        Breakers { limits, requests: AtomicU32::new(0), retries: AtomicU32::new(0) }
+        Breakers {
+            limits,
+            requests: AtomicU32::new(0),
+            retries: AtomicU32::new(0),
+        }
     }
 
     /// A request may start unless as many are in flight as the limits allow. On HTTP/1 each
@@ -333,9 +397,20 @@ impl Breakers {
     /// every request counts against `max_requests`.
     /// Counts the request when admitted; [`Holds`] gives the count back.
     pub fn try_request(&self, http1: bool) -> bool {
-        let CircuitBreakers { max_connections, max_pending_requests, max_requests, .. } = self.limits;
-        let limit = if http1 && max_connections <= max_requests { max_connections.saturating_add(max_pending_requests) } else { max_requests };
-        acquire(&self.requests, limit).map(std::mem::forget).is_some()
+        let CircuitBreakers {
+            max_connections,
+            max_pending_requests,
+            max_requests,
+            ..
+        } = self.limits;
+        let limit = if http1 && max_connections <= max_requests {
+            max_connections.saturating_add(max_pending_requests)
+        } else {
+            max_requests
+        };
+        acquire(&self.requests, limit)
+            .map(std::mem::forget)
+            .is_some()
     }
 
     pub fn admit_retry(&self) -> Option<Permit<'_>> {
@@ -349,7 +424,12 @@ fn acquire(counter: &AtomicU32, limit: u32) -> Option<Permit<'_>> {
         if current >= limit {
             return None;
         }
-        match counter.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Relaxed) {
+        match counter.compare_exchange_weak(
+            current,
+            current + 1,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => return Some(Permit(counter)),
             Err(actual) => current = actual,
         }
@@ -362,7 +442,9 @@ mod tests {
     use std::time::Duration;
 
     fn hosts(count: u16) -> Vec<SocketAddr> {
-        (0..count).map(|port| SocketAddr::from(([127, 0, 0, 1], 8000 + port))).collect()
+        (0..count)
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], 8000 + port)))
+            .collect()
     }
 
     #[test]
@@ -373,13 +455,20 @@ mod tests {
             let first = set.pick(None, Some(hash));
             assert!((0..10).all(|_| set.pick(None, Some(hash)) == first));
         }
-        let spread: std::collections::HashSet<_> = (0..200u64).map(|key| set.pick(None, Some(hash_bytes(&key.to_le_bytes())))).collect();
+        let spread: std::collections::HashSet<_> = (0..200u64)
+            .map(|key| set.pick(None, Some(hash_bytes(&key.to_le_bytes()))))
+            .collect();
         assert_eq!(spread.len(), 5, "keys spread over all hosts");
     }
 
     #[test]
     fn ejection_skips_the_host_then_it_returns() {
-        let outlier = OutlierDetection { consecutive_5xx: 2, base_ejection_time: Duration::from_millis(50), max_ejection_percent: 50, ..Default::default() };
+        let outlier = OutlierDetection {
+            consecutive_5xx: 2,
+            base_ejection_time: Duration::from_millis(50),
+            max_ejection_percent: 50,
+            ..Default::default()
+        };
         let set = HostSet::new(hosts(2), LbPolicy::RoundRobin, None, Some(outlier));
         set.report(0, HostOutcome::Status(500));
         assert!(!set.is_ejected(0));
@@ -392,7 +481,11 @@ mod tests {
 
     #[test]
     fn a_weighted_host_is_ejected_whole() {
-        let outlier = OutlierDetection { consecutive_5xx: 1, max_ejection_percent: 50, ..Default::default() };
+        let outlier = OutlierDetection {
+            consecutive_5xx: 1,
+            max_ejection_percent: 50,
+            ..Default::default()
+        };
         let mut endpoints = hosts(2);
         endpoints.push(endpoints[0]);
         let set = HostSet::new(endpoints, LbPolicy::RoundRobin, None, Some(outlier));
@@ -402,7 +495,11 @@ mod tests {
 
     #[test]
     fn breakers_count_requests() {
-        let breakers = Breakers::new(CircuitBreakers { max_connections: 1, max_pending_requests: 1, ..Default::default() });
+        let breakers = Breakers::new(CircuitBreakers {
+            max_connections: 1,
+            max_pending_requests: 1,
+            ..Default::default()
+        });
         assert!(breakers.try_request(true) && breakers.try_request(true));
         assert!(!breakers.try_request(true));
         breakers.requests.fetch_sub(1, Ordering::Relaxed);
@@ -414,12 +511,22 @@ mod tests {
     fn http1_requests_wait_for_the_connection_limit_beyond_max_requests() {
         // Istio's http2MaxRequests 1 with maxConnections 1 and one pending: Envoy runs one
         // request and queues one.
-        let limits = CircuitBreakers { max_connections: 1, max_pending_requests: 1, max_requests: 1, ..Default::default() };
+        let limits = CircuitBreakers {
+            max_connections: 1,
+            max_pending_requests: 1,
+            max_requests: 1,
+            ..Default::default()
+        };
         let breakers = Breakers::new(limits);
         assert!(breakers.try_request(true) && breakers.try_request(true));
         assert!(!breakers.try_request(true));
         // Fewer requests than connections: pending requests would overflow on attach.
-        let breakers = Breakers::new(CircuitBreakers { max_connections: 10, max_pending_requests: 5, max_requests: 2, ..Default::default() });
+        let breakers = Breakers::new(CircuitBreakers {
+            max_connections: 10,
+            max_pending_requests: 5,
+            max_requests: 2,
+            ..Default::default()
+        });
         assert!(breakers.try_request(true) && breakers.try_request(true));
         assert!(!breakers.try_request(true));
     }

@@ -56,7 +56,11 @@ pub async fn connect(address: SocketAddr, source: Option<IpAddr>) -> std::io::Re
     let Some(source) = source else {
         return TcpStream::connect(address).await;
     };
-    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     socket.bind(SocketAddr::new(source, 0))?;
     socket.connect(address).await
 }
@@ -69,7 +73,11 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(metrics: Arc<Metrics>) -> Pool {
-        Pool { idle_h1: Mutex::default(), h2: Mutex::default(), metrics }
+        Pool {
+            idle_h1: Mutex::default(),
+            h2: Mutex::default(),
+            metrics,
+        }
     }
 
     /// Sends `request` to `address`, reusing a pooled connection when one is ready. A
@@ -111,7 +119,10 @@ impl Pool {
         // would otherwise enlarge every request's future, in-flight requests being the bulk
         // of the proxy's memory.
         let mut sender = Box::pin(self.connect_h1(target, connect_timeout, false)).await?;
-        let response = sender.send_request(request).await.map_err(UpstreamError::Reset)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(UpstreamError::Reset)?;
         self.checkin_h1(target, sender);
         Ok(response)
     }
@@ -125,11 +136,17 @@ impl Pool {
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let mut sender = Box::pin(self.connect_h1(target, connect_timeout, true)).await?;
-        sender.send_request(request.map(Box::new)).await.map_err(UpstreamError::Reset)
+        sender
+            .send_request(request.map(Box::new))
+            .await
+            .map_err(UpstreamError::Reset)
     }
 
     fn checkout_h1(&self, target: Target) -> Option<http1::SendRequest<H1Body>> {
-        let mut idle = self.idle_h1.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self
+            .idle_h1
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let stack = idle.get_mut(&target)?;
         // Most recently used first; drop closed ones; skip ones still busy with a body.
         let mut index = stack.len();
@@ -147,7 +164,10 @@ impl Pool {
     /// Returns a connection right after its response head arrived; it becomes ready again
     /// when the response body has been read, and checkout skips it until then.
     fn checkin_h1(&self, target: Target, sender: http1::SendRequest<H1Body>) {
-        let mut idle = self.idle_h1.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self
+            .idle_h1
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let stack = idle.entry(target).or_default();
         if stack.len() < MAX_IDLE_PER_ENDPOINT {
             stack.push(sender);
@@ -168,7 +188,10 @@ impl Pool {
             .read_buf_exact_size(Some(UPSTREAM_READ_BUFFER))
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|err| UpstreamError::Connect { address: target.address, reason: err.to_string() })?;
+            .map_err(|err| UpstreamError::Connect {
+                address: target.address,
+                reason: err.to_string(),
+            })?;
         if upgrades {
             tokio::spawn(async move {
                 let _ = connection.with_upgrades().await;
@@ -188,15 +211,24 @@ impl Pool {
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let existing = {
-            let connections = self.h2.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            connections.get(&target).filter(|sender| !sender.is_closed()).cloned()
+            let connections = self
+                .h2
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            connections
+                .get(&target)
+                .filter(|sender| !sender.is_closed())
+                .cloned()
         };
         let mut sender = match existing {
             Some(sender) => sender,
             None => {
                 // Boxed, as in send_h1: one connection serves many requests.
                 let sender = Box::pin(self.connect_h2(target, connect_timeout)).await?;
-                let mut connections = self.h2.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut connections = self
+                    .h2
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 connections.insert(target, sender.clone());
                 sender
             }
@@ -206,7 +238,11 @@ impl Pool {
             sender.send_request(request).await
         };
         sent.await.map_err(|err| {
-            if is_refused_stream(&err) { UpstreamError::RefusedStream(err) } else { UpstreamError::Reset(err) }
+            if is_refused_stream(&err) {
+                UpstreamError::RefusedStream(err)
+            } else {
+                UpstreamError::Reset(err)
+            }
         })
     }
 
@@ -223,19 +259,30 @@ impl Pool {
             .keep_alive_interval(Duration::from_secs(30))
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|err| UpstreamError::Connect { address: target.address, reason: err.to_string() })?;
+            .map_err(|err| UpstreamError::Connect {
+                address: target.address,
+                reason: err.to_string(),
+            })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
         Ok(sender)
     }
 
-    async fn connect_tcp(&self, target: Target, connect_timeout: Duration) -> Result<TcpStream, UpstreamError> {
+    async fn connect_tcp(
+        &self,
+        target: Target,
+        connect_timeout: Duration,
+    ) -> Result<TcpStream, UpstreamError> {
         ProxyStats::incr(&self.metrics.stats.upstream_cx_total);
-        let connected = tokio::time::timeout(connect_timeout, connect(target.address, target.source)).await;
+        let connected =
+            tokio::time::timeout(connect_timeout, connect(target.address, target.source)).await;
         let failure = |reason: String| {
             ProxyStats::incr(&self.metrics.stats.upstream_cx_connect_fail);
-            UpstreamError::Connect { address: target.address, reason }
+            UpstreamError::Connect {
+                address: target.address,
+                reason,
+            }
         };
         let stream = match connected {
             Ok(Ok(stream)) => stream,

@@ -28,7 +28,12 @@ use crate::proxy::{LiveConfig, ProxyOptions};
 #[derive(clap::Args, Debug, Clone)]
 pub struct XdsArgs {
     /// Control plane ADS address (plaintext gRPC).
-    #[arg(long, env = "LATEEN_DISCOVERY_ADDRESS", default_value = "lateend.istio-system.svc:15010", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        env = "LATEEN_DISCOVERY_ADDRESS",
+        default_value = "lateend.istio-system.svc:15010",
+        value_name = "HOST:PORT"
+    )]
     pub discovery_address: String,
     /// Admin server (`/config_dump`, `/stats`, `/quitquitquit`).
     #[arg(long, default_value = "127.0.0.1:15000")]
@@ -76,18 +81,28 @@ pub struct XdsArgs {
 /// Runs the proxy from the control plane until it is told to stop and has drained.
 pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let mut identity = Identity::from_env(node_type, &env, &args.labels_file).context("reading the proxy's identity")?;
+    let mut identity = Identity::from_env(node_type, &env, &args.labels_file)
+        .context("reading the proxy's identity")?;
     // Istio's injector passes `--domain NAMESPACE.svc.CLUSTER_DOMAIN`: the node id ends with it.
-    if let Some(domain) = args.domain.as_ref().filter(|domain| !domain.is_empty() && !domain.contains("$(")) {
+    if let Some(domain) = args
+        .domain
+        .as_ref()
+        .filter(|domain| !domain.is_empty() && !domain.contains("$("))
+    {
         identity.dns_domain = domain.clone();
     }
     let base = ProxyConfig {
         node: identity.model_node(),
-        admin: AdminConfig { address: args.admin_address, health_address: args.health_address, metrics_address: args.metrics_address },
+        admin: AdminConfig {
+            address: args.admin_address,
+            health_address: args.health_address,
+            metrics_address: args.metrics_address,
+        },
         drain_timeout: Duration::from_secs(args.drain_seconds),
         ..Default::default()
     };
-    let initial = compile(base.clone()).map_err(|problems| anyhow::anyhow!("invalid start-up configuration: {problems:?}"))?;
+    let initial = compile(base.clone())
+        .map_err(|problems| anyhow::anyhow!("invalid start-up configuration: {problems:?}"))?;
     let mut options = ProxyOptions::default();
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
@@ -95,7 +110,8 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     let running = crate::proxy::start(initial, options).await?;
     tracing::info!(node = %identity.node_id(), control_plane = %args.discovery_address, "starting as an xDS {}", node_type.as_str());
 
-    let (subscribe_tx, mut subscribe_rx) = mpsc::unbounded_channel::<(&'static str, BTreeSet<String>)>();
+    let (subscribe_tx, mut subscribe_rx) =
+        mpsc::unbounded_channel::<(&'static str, BTreeSet<String>)>();
     let agent = Arc::new(Mutex::new(Agent {
         state: XdsState::default(),
         base,
@@ -109,10 +125,18 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
         waiting_since: None,
         given_up: BTreeSet::new(),
     }));
-    let mut config = AdsClientConfig::new(args.discovery_address.clone(), identity.node()).subscribe(CLUSTER, &[]).subscribe(LISTENER, &[]);
-    config.mode = if args.sotw { ClientMode::Sotw } else { ClientMode::Delta };
+    let mut config = AdsClientConfig::new(args.discovery_address.clone(), identity.node())
+        .subscribe(CLUSTER, &[])
+        .subscribe(LISTENER, &[]);
+    config.mode = if args.sotw {
+        ClientMode::Sotw
+    } else {
+        ClientMode::Delta
+    };
     let handler_agent = agent.clone();
-    let client = AdsClient::spawn(config, move |response: &AdsResponse| lock(&handler_agent).on_response(response));
+    let client = AdsClient::spawn(config, move |response: &AdsResponse| {
+        lock(&handler_agent).on_response(response)
+    });
     tokio::spawn(async move {
         while let Some((type_url, names)) = subscribe_rx.recv().await {
             client.subscribe(type_url, names);
@@ -130,7 +154,9 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
 }
 
 fn lock(agent: &Mutex<Agent>) -> std::sync::MutexGuard<'_, Agent> {
-    agent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    agent
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Agent {
@@ -155,17 +181,32 @@ struct Agent {
 impl Agent {
     fn on_response(&mut self, response: &AdsResponse) -> Result<(), String> {
         let kind = short_name(response.type_url()).to_string();
-        let mut next = self.state.with_response(response).inspect_err(|detail| tracing::warn!(%detail, "rejected {kind} update"))?;
+        let mut next = self
+            .state
+            .with_response(response)
+            .inspect_err(|detail| tracing::warn!(%detail, "rejected {kind} update"))?;
         next.forget_unwanted();
         let assembled = next.assemble(&self.base, &self.control_plane);
         let names = ModelNames::of(&assembled.config);
         let snapshot = compile(assembled.config).map_err(|problems| {
-            let detail = format!("{kind} update makes the configuration invalid: {}", problems.iter().map(|problem| names.describe(problem)).collect::<Vec<_>>().join("; "));
+            let detail = format!(
+                "{kind} update makes the configuration invalid: {}",
+                problems
+                    .iter()
+                    .map(|problem| names.describe(problem))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
             tracing::warn!(%detail, "rejected {kind} update");
             detail
         })?;
-        self.given_up.retain(|name| assembled.warming.contains(name));
-        let waiting: Vec<&String> = assembled.warming.iter().filter(|name| !self.given_up.contains(*name)).collect();
+        self.given_up
+            .retain(|name| assembled.warming.contains(name));
+        let waiting: Vec<&String> = assembled
+            .warming
+            .iter()
+            .filter(|name| !self.given_up.contains(*name))
+            .collect();
         if waiting.is_empty() {
             self.live.apply(snapshot).map_err(|err| {
                 let detail = format!("{kind} update cannot be applied: {err}");
@@ -188,7 +229,10 @@ impl Agent {
     }
 
     fn mark_ready(&self) {
-        if self.seen.contains("CDS") && self.seen.contains("LDS") && !self.admin.ready.swap(true, Ordering::Relaxed) {
+        if self.seen.contains("CDS")
+            && self.seen.contains("LDS")
+            && !self.admin.ready.swap(true, Ordering::Relaxed)
+        {
             tracing::info!("first configuration applied: ready");
         }
     }
@@ -208,7 +252,9 @@ impl Agent {
     /// Applies a held configuration whose EDS/RDS resources did not come in time, with
     /// them empty, as Envoy does after its initial fetch timeout.
     fn apply_if_warming_expired(&mut self, timeout: Duration) {
-        let Some(since) = self.waiting_since else { return };
+        let Some(since) = self.waiting_since else {
+            return;
+        };
         if since.elapsed() < timeout {
             return;
         }
@@ -237,20 +283,48 @@ struct ModelNames {
 impl ModelNames {
     fn of(config: &ProxyConfig) -> ModelNames {
         ModelNames {
-            listeners: config.listeners.iter().map(|listener| listener.name.clone()).collect(),
-            route_configs: config.route_configs.iter().map(|table| table.name.clone()).collect(),
-            clusters: config.clusters.iter().map(|cluster| cluster.name.clone()).collect(),
+            listeners: config
+                .listeners
+                .iter()
+                .map(|listener| listener.name.clone())
+                .collect(),
+            route_configs: config
+                .route_configs
+                .iter()
+                .map(|table| table.name.clone())
+                .collect(),
+            clusters: config
+                .clusters
+                .iter()
+                .map(|cluster| cluster.name.clone())
+                .collect(),
         }
     }
 
     /// `listeners[3].address: ...` → `Listener "x" (listeners[3].address): ...`.
     fn describe(&self, problem: &crate::config::compile::Problem) -> String {
-        let named = [("listeners[", "Listener", &self.listeners), ("route_configs[", "RouteConfiguration", &self.route_configs), ("clusters[", "Cluster", &self.clusters)]
-            .into_iter()
-            .find_map(|(prefix, kind, names)| {
-                let index: usize = problem.path.strip_prefix(prefix)?.split(']').next()?.parse().ok()?;
-                names.get(index).map(|name| format!("{kind} {name:?} ({})", problem.path))
-            });
-        format!("{}: {}", named.unwrap_or_else(|| problem.path.clone()), problem.message)
+        let named = [
+            ("listeners[", "Listener", &self.listeners),
+            ("route_configs[", "RouteConfiguration", &self.route_configs),
+            ("clusters[", "Cluster", &self.clusters),
+        ]
+        .into_iter()
+        .find_map(|(prefix, kind, names)| {
+            let index: usize = problem
+                .path
+                .strip_prefix(prefix)?
+                .split(']')
+                .next()?
+                .parse()
+                .ok()?;
+            names
+                .get(index)
+                .map(|name| format!("{kind} {name:?} ({})", problem.path))
+        });
+        format!(
+            "{}: {}",
+            named.unwrap_or_else(|| problem.path.clone()),
+            problem.message
+        )
     }
 }

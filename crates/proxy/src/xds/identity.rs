@@ -57,10 +57,15 @@ pub struct Identity {
 impl Identity {
     /// Reads the identity from `env` (name → value pairs, normally `std::env::vars()`) and
     /// the downward-API labels file when `ISTIO_METAJSON_LABELS` is not set.
-    pub fn from_env(node_type: NodeType, env: &BTreeMap<String, String>, labels_file: &Path) -> Result<Identity, IdentityError> {
+    pub fn from_env(
+        node_type: NodeType,
+        env: &BTreeMap<String, String>,
+        labels_file: &Path,
+    ) -> Result<Identity, IdentityError> {
         let get = |name: &str| env.get(name).filter(|value| !value.is_empty()).cloned();
         let namespace = get("POD_NAMESPACE").unwrap_or_else(|| "default".into());
-        let pod_name = get("POD_NAME").unwrap_or_else(|| hostname().unwrap_or_else(|| "lateen-proxy".into()));
+        let pod_name =
+            get("POD_NAME").unwrap_or_else(|| hostname().unwrap_or_else(|| "lateen-proxy".into()));
         let instance_ip = get("INSTANCE_IP").unwrap_or_else(|| "127.0.0.1".into());
         let service_account = get("SERVICE_ACCOUNT").unwrap_or_else(|| "default".into());
         let labels = match get("ISTIO_METAJSON_LABELS") {
@@ -71,8 +76,11 @@ impl Identity {
         let mut metadata = Map::new();
         for (name, value) in env {
             if let Some(key) = name.strip_prefix("ISTIO_METAJSON_") {
-                let parsed: Json = serde_json::from_str(value)
-                    .map_err(|err| IdentityError::Metadata { name: name.clone(), reason: format!("not JSON: {err}") })?;
+                let parsed: Json =
+                    serde_json::from_str(value).map_err(|err| IdentityError::Metadata {
+                        name: name.clone(),
+                        reason: format!("not JSON: {err}"),
+                    })?;
                 metadata.insert(key.to_string(), parsed);
             } else if let Some(key) = name.strip_prefix("ISTIO_META_") {
                 metadata.insert(key.to_string(), Json::String(value.clone()));
@@ -86,14 +94,28 @@ impl Identity {
         let defaults = [
             ("NAME", Json::String(pod_name.clone())),
             ("NAMESPACE", Json::String(namespace.clone())),
-            ("INSTANCE_IPS", Json::String(get("INSTANCE_IPS").unwrap_or_else(|| instance_ip.clone()))),
+            (
+                "INSTANCE_IPS",
+                Json::String(get("INSTANCE_IPS").unwrap_or_else(|| instance_ip.clone())),
+            ),
             ("SERVICE_ACCOUNT", Json::String(service_account.clone())),
             ("WORKLOAD_NAME", Json::String(workload)),
             ("INTERCEPTION_MODE", Json::String("REDIRECT".into())),
             ("CLUSTER_ID", Json::String("Kubernetes".into())),
             ("MESH_ID", Json::String("cluster.local".into())),
-            ("ISTIO_VERSION", Json::String(env!("CARGO_PKG_VERSION").into())),
-            ("LABELS", Json::Object(labels.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect())),
+            (
+                "ISTIO_VERSION",
+                Json::String(env!("CARGO_PKG_VERSION").into()),
+            ),
+            (
+                "LABELS",
+                Json::Object(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+                        .collect(),
+                ),
+            ),
         ];
         for (key, value) in defaults {
             metadata.entry(key.to_string()).or_insert(value);
@@ -101,16 +123,38 @@ impl Identity {
         if let Some(mode) = metadata.get("INTERCEPTION_MODE").and_then(Json::as_str)
             && !matches!(mode, "REDIRECT" | "NONE" | "TPROXY")
         {
-            return Err(IdentityError::Metadata { name: "ISTIO_META_INTERCEPTION_MODE".into(), reason: format!("{mode:?} is not REDIRECT, TPROXY or NONE") });
+            return Err(IdentityError::Metadata {
+                name: "ISTIO_META_INTERCEPTION_MODE".into(),
+                reason: format!("{mode:?} is not REDIRECT, TPROXY or NONE"),
+            });
         }
         let dns_domain = format!("{namespace}.svc.cluster.local");
-        let trust_domain = get("TRUST_DOMAIN").or_else(|| get("ISTIO_META_TRUST_DOMAIN")).unwrap_or_else(|| "cluster.local".into());
-        Ok(Identity { node_type, pod_name, namespace, instance_ip, service_account, labels, metadata, dns_domain, trust_domain })
+        let trust_domain = get("TRUST_DOMAIN")
+            .or_else(|| get("ISTIO_META_TRUST_DOMAIN"))
+            .unwrap_or_else(|| "cluster.local".into());
+        Ok(Identity {
+            node_type,
+            pod_name,
+            namespace,
+            instance_ip,
+            service_account,
+            labels,
+            metadata,
+            dns_domain,
+            trust_domain,
+        })
     }
 
     /// `sidecar~10.0.0.5~reviews-v1-abc.default~default.svc.cluster.local`.
     pub fn node_id(&self) -> String {
-        format!("{}~{}~{}.{}~{}", self.node_type.as_str(), self.instance_ip, self.pod_name, self.namespace, self.dns_domain)
+        format!(
+            "{}~{}~{}.{}~{}",
+            self.node_type.as_str(),
+            self.instance_ip,
+            self.pod_name,
+            self.namespace,
+            self.dns_domain
+        )
     }
 
     fn meta(&self, key: &str) -> Option<&str> {
@@ -127,7 +171,10 @@ impl Identity {
 
     /// The xDS node: id, Istio's service cluster (`app.namespace`) and the metadata.
     pub fn node(&self) -> Node {
-        let service = self.app().map(str::to_string).unwrap_or_else(|| self.meta("WORKLOAD_NAME").unwrap_or("unknown").to_string());
+        let service = self
+            .app()
+            .map(str::to_string)
+            .unwrap_or_else(|| self.meta("WORKLOAD_NAME").unwrap_or("unknown").to_string());
         Node {
             id: self.node_id(),
             cluster: format!("{service}.{}", self.namespace),
@@ -154,27 +201,36 @@ impl Identity {
                 .or_else(|| self.labels.get("app.kubernetes.io/version"))
                 .or_else(|| self.labels.get("service.istio.io/canonical-revision"))
                 .cloned(),
-            principal: Some(format!("spiffe://{trust_domain}/ns/{}/sa/{}", self.namespace, self.service_account)),
+            principal: Some(format!(
+                "spiffe://{trust_domain}/ns/{}/sa/{}",
+                self.namespace, self.service_account
+            )),
             cluster: self.meta("CLUSTER_ID").map(str::to_string),
         }
     }
 }
 
 fn hostname() -> Option<String> {
-    std::fs::read_to_string("/etc/hostname").ok().map(|name| name.trim().to_string()).filter(|name| !name.is_empty())
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 /// `reviews-v1-5d8f7c9b6-x2x7k` → `reviews-v1` (Deployment pods); other names as they are.
 fn workload_from_pod(pod: &str) -> String {
     let parts: Vec<&str> = pod.rsplitn(3, '-').collect();
     match parts.as_slice() {
-        [suffix, hash, base] if suffix.len() == 5 && (9..=10).contains(&hash.len()) => base.to_string(),
+        [suffix, hash, base] if suffix.len() == 5 && (9..=10).contains(&hash.len()) => {
+            base.to_string()
+        }
         _ => pod.to_string(),
     }
 }
 
 fn parse_labels_json(text: &str) -> Result<BTreeMap<String, String>, IdentityError> {
-    let value: Json = serde_json::from_str(text).map_err(|err| IdentityError::LabelsJson(err.to_string()))?;
+    let value: Json =
+        serde_json::from_str(text).map_err(|err| IdentityError::LabelsJson(err.to_string()))?;
     let Json::Object(object) = value else {
         return Err(IdentityError::LabelsJson("not an object".into()));
     };
@@ -182,7 +238,9 @@ fn parse_labels_json(text: &str) -> Result<BTreeMap<String, String>, IdentityErr
         .into_iter()
         .map(|(key, value)| match value {
             Json::String(text) => Ok((key, text)),
-            other => Err(IdentityError::LabelsJson(format!("label {key:?} is {other}, not a string"))),
+            other => Err(IdentityError::LabelsJson(format!(
+                "label {key:?} is {other}, not a string"
+            ))),
         })
         .collect()
 }
@@ -192,7 +250,10 @@ fn read_labels_file(path: &Path) -> Result<BTreeMap<String, String>, IdentityErr
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(BTreeMap::new());
     };
-    parse_labels_file(&text).map_err(|line| IdentityError::LabelsFile { path: path.display().to_string(), line })
+    parse_labels_file(&text).map_err(|line| IdentityError::LabelsFile {
+        path: path.display().to_string(),
+        line,
+    })
 }
 
 /// Parses `key="value"` lines; the error is the 1-based number of the bad line.
@@ -204,7 +265,10 @@ pub fn parse_labels_file(text: &str) -> Result<BTreeMap<String, String>, usize> 
             continue;
         }
         let (key, value) = line.split_once('=').ok_or(index + 1)?;
-        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).ok_or(index + 1)?;
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or(index + 1)?;
         // The downward API escapes quotes and backslashes like a Go string.
         let value = value.replace("\\\"", "\"").replace("\\\\", "\\");
         labels.insert(key.trim().to_string(), value);
@@ -213,7 +277,12 @@ pub fn parse_labels_file(text: &str) -> Result<BTreeMap<String, String>, usize> 
 }
 
 fn to_struct(map: &Map<String, Json>) -> Struct {
-    Struct { fields: map.iter().map(|(key, value)| (key.clone(), to_value(value))).collect() }
+    Struct {
+        fields: map
+            .iter()
+            .map(|(key, value)| (key.clone(), to_value(value)))
+            .collect(),
+    }
 }
 
 fn to_value(json: &Json) -> Value {
@@ -222,7 +291,9 @@ fn to_value(json: &Json) -> Value {
         Json::Bool(flag) => Kind::BoolValue(*flag),
         Json::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or_default()),
         Json::String(text) => Kind::StringValue(text.clone()),
-        Json::Array(items) => Kind::ListValue(ListValue { values: items.iter().map(to_value).collect() }),
+        Json::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(to_value).collect(),
+        }),
         Json::Object(map) => Kind::StructValue(to_struct(map)),
     };
     Value { kind: Some(kind) }
@@ -233,7 +304,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -246,14 +320,20 @@ mod tests {
                 ("INSTANCE_IP", "10.1.2.3"),
                 ("SERVICE_ACCOUNT", "reviews"),
                 ("ISTIO_META_INTERCEPTION_MODE", "NONE"),
-                ("ISTIO_METAJSON_LABELS", r#"{"app":"reviews","version":"v1"}"#),
+                (
+                    "ISTIO_METAJSON_LABELS",
+                    r#"{"app":"reviews","version":"v1"}"#,
+                ),
                 ("ISTIO_META_MESH_ID", "mesh1"),
                 ("TRUST_DOMAIN", "example.org"),
             ]),
             Path::new("/nonexistent"),
         )
         .expect("valid identity");
-        assert_eq!(identity.node_id(), "sidecar~10.1.2.3~reviews-v1-5d8f7c9b6-x2x7k.bookinfo~bookinfo.svc.cluster.local");
+        assert_eq!(
+            identity.node_id(),
+            "sidecar~10.1.2.3~reviews-v1-5d8f7c9b6-x2x7k.bookinfo~bookinfo.svc.cluster.local"
+        );
         let node = identity.node();
         assert_eq!(node.cluster, "reviews.bookinfo");
         let meta = &identity.metadata;
@@ -263,7 +343,10 @@ mod tests {
         assert_eq!(meta["LABELS"]["version"], "v1");
         assert_eq!(meta["INSTANCE_IPS"], "10.1.2.3");
         let model = identity.model_node();
-        assert_eq!(model.principal.as_deref(), Some("spiffe://example.org/ns/bookinfo/sa/reviews"));
+        assert_eq!(
+            model.principal.as_deref(),
+            Some("spiffe://example.org/ns/bookinfo/sa/reviews")
+        );
         assert_eq!(model.version.as_deref(), Some("v1"));
     }
 
@@ -272,22 +355,34 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lateen-labels-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("labels");
-        std::fs::write(&file, "app=\"istio-ingressgateway\"\nistio=\"ingressgateway\"\n").expect("labels file");
+        std::fs::write(
+            &file,
+            "app=\"istio-ingressgateway\"\nistio=\"ingressgateway\"\n",
+        )
+        .expect("labels file");
         let identity = Identity::from_env(
             NodeType::Router,
-            &env(&[("POD_NAME", "gw-1"), ("POD_NAMESPACE", "istio-system"), ("INSTANCE_IP", "10.0.0.9")]),
+            &env(&[
+                ("POD_NAME", "gw-1"),
+                ("POD_NAMESPACE", "istio-system"),
+                ("INSTANCE_IP", "10.0.0.9"),
+            ]),
             &file,
         )
         .expect("valid identity");
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(identity.node_id(), "router~10.0.0.9~gw-1.istio-system~istio-system.svc.cluster.local");
+        assert_eq!(
+            identity.node_id(),
+            "router~10.0.0.9~gw-1.istio-system~istio-system.svc.cluster.local"
+        );
         assert_eq!(identity.metadata["LABELS"]["istio"], "ingressgateway");
         assert_eq!(identity.node().cluster, "istio-ingressgateway.istio-system");
     }
 
     #[test]
     fn labels_file_lines() {
-        let labels = parse_labels_file("app=\"web\"\nsecurity.istio.io/tlsMode=\"istio\"\n\n").expect("valid file");
+        let labels = parse_labels_file("app=\"web\"\nsecurity.istio.io/tlsMode=\"istio\"\n\n")
+            .expect("valid file");
         assert_eq!(labels["app"], "web");
         assert_eq!(labels["security.istio.io/tlsMode"], "istio");
         assert_eq!(parse_labels_file("app=web"), Err(1));
@@ -295,8 +390,12 @@ mod tests {
 
     #[test]
     fn bad_interception_mode_is_an_error() {
-        let err = Identity::from_env(NodeType::Router, &env(&[("ISTIO_META_INTERCEPTION_MODE", "MAGIC")]), Path::new("/nonexistent"))
-            .expect_err("invalid mode");
+        let err = Identity::from_env(
+            NodeType::Router,
+            &env(&[("ISTIO_META_INTERCEPTION_MODE", "MAGIC")]),
+            Path::new("/nonexistent"),
+        )
+        .expect_err("invalid mode");
         assert!(err.to_string().contains("INTERCEPTION_MODE"), "{err}");
     }
 }

@@ -12,7 +12,9 @@ use lateen_xds::pb::google::protobuf::Any;
 use lateen_xds::types::{CLUSTER, ENDPOINT, LISTENER, ROUTE, short_name};
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::translate::{self, cluster::TranslatedCluster, listener::TranslatedListener, route::TranslatedRoutes, unpack};
+use super::translate::{
+    self, cluster::TranslatedCluster, listener::TranslatedListener, route::TranslatedRoutes, unpack,
+};
 use crate::config::model::{self, ProxyConfig, XdsInfo};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,44 +57,72 @@ impl XdsState {
                 // among the subscribed names.
                 let replace_all = type_url == CLUSTER || type_url == LISTENER;
                 next.apply(&type_url, items, &[], replace_all)?;
-                next.type_versions.insert(short_name(&type_url).to_string(), sotw.version_info.clone());
+                next.type_versions
+                    .insert(short_name(&type_url).to_string(), sotw.version_info.clone());
             }
             AdsResponse::Delta(delta) => {
                 let mut items = Vec::new();
                 for resource in &delta.resources {
                     let Some(any) = &resource.resource else {
-                        return Err(format!("{}: resource {:?} has no body", short_name(&type_url), resource.name));
+                        return Err(format!(
+                            "{}: resource {:?} has no body",
+                            short_name(&type_url),
+                            resource.name
+                        ));
                     };
                     items.push((Some(resource.name.as_str()), any, resource.version.clone()));
                 }
                 next.apply(&type_url, items, &delta.removed_resources, false)?;
                 if !delta.system_version_info.is_empty() {
-                    next.type_versions.insert(short_name(&type_url).to_string(), delta.system_version_info.clone());
+                    next.type_versions.insert(
+                        short_name(&type_url).to_string(),
+                        delta.system_version_info.clone(),
+                    );
                 }
             }
         }
         Ok(next)
     }
 
-    fn apply(&mut self, type_url: &str, items: Vec<(Option<&str>, &Any, String)>, removed: &[String], replace_all: bool) -> Result<(), String> {
+    fn apply(
+        &mut self,
+        type_url: &str,
+        items: Vec<(Option<&str>, &Any, String)>,
+        removed: &[String],
+        replace_all: bool,
+    ) -> Result<(), String> {
         match type_url {
             CLUSTER => update(&mut self.clusters, items, removed, replace_all, |any| {
                 let source: Cluster = unpack(any)?;
-                Ok((source.name.clone(), translate::cluster::translate(&source).map_err(|e| e.to_string())?))
+                Ok((
+                    source.name.clone(),
+                    translate::cluster::translate(&source).map_err(|e| e.to_string())?,
+                ))
             }),
             ENDPOINT => update(&mut self.endpoints, items, removed, replace_all, |any| {
                 let source: ClusterLoadAssignment = unpack(any)?;
-                Ok((source.cluster_name.clone(), translate::endpoint::translate(&source).map_err(|e| e.to_string())?))
+                Ok((
+                    source.cluster_name.clone(),
+                    translate::endpoint::translate(&source).map_err(|e| e.to_string())?,
+                ))
             }),
             LISTENER => update(&mut self.listeners, items, removed, replace_all, |any| {
                 let source: Listener = unpack(any)?;
-                Ok((source.name.clone(), translate::listener::translate(&source).map_err(|e| e.to_string())?))
+                Ok((
+                    source.name.clone(),
+                    translate::listener::translate(&source).map_err(|e| e.to_string())?,
+                ))
             }),
             ROUTE => update(&mut self.routes, items, removed, replace_all, |any| {
                 let source: RouteConfiguration = unpack(any)?;
-                Ok((source.name.clone(), translate::route::translate(&source).map_err(|e| e.to_string())?))
+                Ok((
+                    source.name.clone(),
+                    translate::route::translate(&source).map_err(|e| e.to_string())?,
+                ))
             }),
-            other => Err(format!("resource type {other} is not supported by lateen-proxy")),
+            other => Err(format!(
+                "resource type {other} is not supported by lateen-proxy"
+            )),
         }
     }
 
@@ -106,8 +136,16 @@ impl XdsState {
 
     /// EDS names the clusters want, RDS names the listeners want.
     pub fn wanted(&self) -> (BTreeSet<String>, BTreeSet<String>) {
-        let eds = self.clusters.values().filter_map(|entry| entry.value.eds_name.clone()).collect();
-        let rds = self.listeners.values().flat_map(|entry| entry.value.rds.iter().cloned()).collect();
+        let eds = self
+            .clusters
+            .values()
+            .filter_map(|entry| entry.value.eds_name.clone())
+            .collect();
+        let rds = self
+            .listeners
+            .values()
+            .flat_map(|entry| entry.value.rds.iter().cloned())
+            .collect();
         (eds, rds)
     }
 
@@ -115,7 +153,13 @@ impl XdsState {
     /// EDS/RDS resources are filled in empty and listed in `warming`; clusters that routes
     /// or TCP proxies name but CDS does not have become empty clusters (503, as in Envoy).
     pub fn assemble(&self, base: &ProxyConfig, control_plane: &str) -> Assembled {
-        let mut config = ProxyConfig { listeners: Vec::new(), route_configs: Vec::new(), clusters: Vec::new(), xds: None, ..base.clone() };
+        let mut config = ProxyConfig {
+            listeners: Vec::new(),
+            route_configs: Vec::new(),
+            clusters: Vec::new(),
+            xds: None,
+            ..base.clone()
+        };
         let mut warming = Vec::new();
         let mut passthrough = BTreeSet::new();
         for (name, entry) in &self.clusters {
@@ -136,18 +180,36 @@ impl XdsState {
             for listener in &entry.value.listeners {
                 let mut listener = listener.clone();
                 // A TCP proxy to an ORIGINAL_DST cluster is our passthrough.
-                if listener.tcp_cluster.as_ref().is_some_and(|name| passthrough.contains(name)) {
+                if listener
+                    .tcp_cluster
+                    .as_ref()
+                    .is_some_and(|name| passthrough.contains(name))
+                {
                     listener.tcp_cluster = None;
                 }
                 referenced.extend(listener.tcp_cluster.clone());
                 config.listeners.push(listener);
             }
-            config.route_configs.extend(entry.value.inline_routes.iter().cloned());
-            referenced.extend(entry.value.clusters.iter().filter(|name| !passthrough.contains(*name)).cloned());
+            config
+                .route_configs
+                .extend(entry.value.inline_routes.iter().cloned());
+            referenced.extend(
+                entry
+                    .value
+                    .clusters
+                    .iter()
+                    .filter(|name| !passthrough.contains(*name))
+                    .cloned(),
+            );
             for rds in &entry.value.rds {
-                if !self.routes.contains_key(rds) && !config.route_configs.iter().any(|table| &table.name == rds) {
+                if !self.routes.contains_key(rds)
+                    && !config.route_configs.iter().any(|table| &table.name == rds)
+                {
                     warming.push(format!("RDS {rds}"));
-                    config.route_configs.push(model::RouteConfig { name: rds.clone(), virtual_hosts: Vec::new() });
+                    config.route_configs.push(model::RouteConfig {
+                        name: rds.clone(),
+                        virtual_hosts: Vec::new(),
+                    });
                 }
             }
         }
@@ -181,7 +243,10 @@ impl XdsState {
 }
 
 fn versions<T>(resources: &Resources<T>) -> BTreeMap<String, String> {
-    resources.iter().map(|(name, entry)| (name.clone(), entry.version.clone())).collect()
+    resources
+        .iter()
+        .map(|(name, entry)| (name.clone(), entry.version.clone()))
+        .collect()
 }
 
 /// Translates `items` into `resources`. A delta resource's name must match the name inside
@@ -199,9 +264,14 @@ fn update<T>(
         if let Some(declared) = declared
             && declared != name
         {
-            return Err(format!("resource {declared:?} carries a resource named {name:?}"));
+            return Err(format!(
+                "resource {declared:?} carries a resource named {name:?}"
+            ));
         }
-        if fresh.insert(name.clone(), Entry { version, value }).is_some() {
+        if fresh
+            .insert(name.clone(), Entry { version, value })
+            .is_some()
+        {
             return Err(format!("resource {name:?} appears twice in one response"));
         }
     }
@@ -220,25 +290,47 @@ mod tests {
     use super::*;
     use crate::xds::translate::tests::{assignment, pack, virtual_inbound};
     use lateen_xds::pb::envoy::config::cluster::v3::cluster;
-    use lateen_xds::pb::envoy::config::core::v3::{AggregatedConfigSource, ConfigSource, config_source};
-    use lateen_xds::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse, Resource};
+    use lateen_xds::pb::envoy::config::core::v3::{
+        AggregatedConfigSource, ConfigSource, config_source,
+    };
+    use lateen_xds::pb::envoy::service::discovery::v3::{
+        DeltaDiscoveryResponse, DiscoveryResponse, Resource,
+    };
 
     fn eds(name: &str) -> Cluster {
         Cluster {
             name: name.into(),
-            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Eds as i32,
+            )),
             eds_cluster_config: Some(cluster::EdsClusterConfig {
-                eds_config: Some(ConfigSource { config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})), ..Default::default() }),
+                eds_config: Some(ConfigSource {
+                    config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+                        AggregatedConfigSource {},
+                    )),
+                    ..Default::default()
+                }),
                 service_name: String::new(),
             }),
             ..Default::default()
         }
     }
 
-    fn delta<M: lateen_xds::prost::Message + lateen_xds::prost::Name>(items: &[(&str, &M)], removed: &[&str]) -> AdsResponse {
+    fn delta<M: lateen_xds::prost::Message + lateen_xds::prost::Name>(
+        items: &[(&str, &M)],
+        removed: &[&str],
+    ) -> AdsResponse {
         AdsResponse::Delta(DeltaDiscoveryResponse {
             type_url: M::type_url(),
-            resources: items.iter().map(|(name, message)| Resource { name: name.to_string(), version: format!("v-{name}"), resource: Some(pack(*message)), ..Default::default() }).collect(),
+            resources: items
+                .iter()
+                .map(|(name, message)| Resource {
+                    name: name.to_string(),
+                    version: format!("v-{name}"),
+                    resource: Some(pack(*message)),
+                    ..Default::default()
+                })
+                .collect(),
             removed_resources: removed.iter().map(|name| name.to_string()).collect(),
             ..Default::default()
         })
@@ -246,41 +338,84 @@ mod tests {
 
     #[test]
     fn clusters_warm_until_their_endpoints_arrive() {
-        let state = XdsState::default().with_response(&delta(&[("c1", &eds("c1"))], &[])).expect("CDS accepted");
-        assert_eq!(state.wanted().0.into_iter().collect::<Vec<_>>(), vec!["c1".to_string()]);
+        let state = XdsState::default()
+            .with_response(&delta(&[("c1", &eds("c1"))], &[]))
+            .expect("CDS accepted");
+        assert_eq!(
+            state.wanted().0.into_iter().collect::<Vec<_>>(),
+            vec!["c1".to_string()]
+        );
         let assembled = state.assemble(&ProxyConfig::default(), "cp");
         assert_eq!(assembled.warming, vec!["EDS c1".to_string()]);
-        let state = state.with_response(&delta(&[("c1", &assignment("c1", &[("10.0.0.1", 80, 0, 1)]))], &[])).expect("EDS accepted");
+        let state = state
+            .with_response(&delta(
+                &[("c1", &assignment("c1", &[("10.0.0.1", 80, 0, 1)]))],
+                &[],
+            ))
+            .expect("EDS accepted");
         let assembled = state.assemble(&ProxyConfig::default(), "cp");
         assert!(assembled.warming.is_empty());
         assert_eq!(assembled.config.clusters[0].endpoints.len(), 1);
         let xds = assembled.config.xds.expect("xds info");
         assert_eq!(xds.resources["EDS"]["c1"], "v-c1");
 
-        let mut state = state.with_response(&delta::<Cluster>(&[], &["c1"])).expect("removal accepted");
-        assert!(state.assemble(&ProxyConfig::default(), "cp").config.clusters.is_empty());
+        let mut state = state
+            .with_response(&delta::<Cluster>(&[], &["c1"]))
+            .expect("removal accepted");
+        assert!(
+            state
+                .assemble(&ProxyConfig::default(), "cp")
+                .config
+                .clusters
+                .is_empty()
+        );
         state.forget_unwanted();
-        assert!(state.assemble(&ProxyConfig::default(), "cp").config.xds.expect("xds info").resources["EDS"].is_empty());
+        assert!(
+            state
+                .assemble(&ProxyConfig::default(), "cp")
+                .config
+                .xds
+                .expect("xds info")
+                .resources["EDS"]
+                .is_empty()
+        );
     }
 
     #[test]
     fn passthrough_and_missing_clusters() {
         let passthrough = Cluster {
             name: "InboundPassthroughCluster".into(),
-            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32)),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::OriginalDst as i32,
+            )),
             lb_policy: cluster::LbPolicy::ClusterProvided as i32,
             ..Default::default()
         };
-        let sotw = AdsResponse::Sotw(DiscoveryResponse { type_url: CLUSTER.to_string(), version_info: "1".into(), resources: vec![pack(&passthrough)], ..Default::default() });
-        let state = XdsState::default().with_response(&sotw).expect("CDS accepted");
-        let state = state.with_response(&delta(&[("virtualInbound", &virtual_inbound())], &[])).expect("LDS accepted");
+        let sotw = AdsResponse::Sotw(DiscoveryResponse {
+            type_url: CLUSTER.to_string(),
+            version_info: "1".into(),
+            resources: vec![pack(&passthrough)],
+            ..Default::default()
+        });
+        let state = XdsState::default()
+            .with_response(&sotw)
+            .expect("CDS accepted");
+        let state = state
+            .with_response(&delta(&[("virtualInbound", &virtual_inbound())], &[]))
+            .expect("LDS accepted");
         let config = state.assemble(&ProxyConfig::default(), "cp").config;
         // The TCP default chain to an ORIGINAL_DST cluster passes through.
         assert_eq!(config.listeners[0].tcp_cluster, None);
         // The inline route's cluster is not in CDS: an empty one stands in (503, as Envoy).
-        assert!(config.clusters.iter().any(|c| c.name == "inbound|9080||" && c.endpoints.is_empty()));
+        assert!(
+            config
+                .clusters
+                .iter()
+                .any(|c| c.name == "inbound|9080||" && c.endpoints.is_empty())
+        );
         assert_eq!(config.xds.expect("xds info").type_versions["CDS"], "1");
-        crate::config::compile::compile(state.assemble(&ProxyConfig::default(), "cp").config).expect("compiles");
+        crate::config::compile::compile(state.assemble(&ProxyConfig::default(), "cp").config)
+            .expect("compiles");
 
         let wrong_name = delta(&[("other", &virtual_inbound())], &[]);
         let err = state.with_response(&wrong_name).expect_err("name mismatch");

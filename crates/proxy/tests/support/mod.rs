@@ -37,7 +37,11 @@ pub struct Ports {
 
 impl Ports {
     pub fn new() -> Ports {
-        Ports { admin: free_port(), health: free_port(), metrics: free_port() }
+        Ports {
+            admin: free_port(),
+            health: free_port(),
+            metrics: free_port(),
+        }
     }
 
     /// The `admin:` block of a config for these ports.
@@ -81,7 +85,11 @@ impl ProxyProcess {
                     return proxy;
                 }
             }
-            assert!(Instant::now() < deadline, "proxy not ready in 10s; log:\n{}", proxy.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "proxy not ready in 10s; log:\n{}",
+                proxy.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -91,7 +99,10 @@ impl ProxyProcess {
     }
 
     pub async fn prometheus(&self) -> String {
-        get(self.metrics, "/stats/prometheus").await.expect("scrape metrics").1
+        get(self.metrics, "/stats/prometheus")
+            .await
+            .expect("scrape metrics")
+            .1
     }
 
     pub fn pid(&self) -> i32 {
@@ -100,13 +111,19 @@ impl ProxyProcess {
 
     /// Sends SIGTERM (via the `kill` command) and waits for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "proxy did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "proxy did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -125,33 +142,66 @@ impl Drop for ProxyProcess {
 
 /// A plain HTTP/1.1 GET on a new connection: status and body text.
 pub async fn get(address: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let response = send(address, http::Request::get(path).header("host", "test").body(Full::new(Bytes::new())).map_err(|e| e.to_string())?).await?;
-    Ok((response.0.as_u16(), String::from_utf8_lossy(&response.2).into_owned()))
+    let response = send(
+        address,
+        http::Request::get(path)
+            .header("host", "test")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?,
+    )
+    .await?;
+    Ok((
+        response.0.as_u16(),
+        String::from_utf8_lossy(&response.2).into_owned(),
+    ))
 }
 
 /// Sends one HTTP/1.1 request on a new connection.
-pub async fn send(address: SocketAddr, request: http::Request<Full<Bytes>>) -> Result<(http::StatusCode, http::HeaderMap, Bytes), String> {
-    let stream = tokio::net::TcpStream::connect(address).await.map_err(|e| e.to_string())?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+pub async fn send(
+    address: SocketAddr,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, http::HeaderMap, Bytes), String> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((parts.status, parts.headers, body))
 }
 
 /// An HTTP/1.1 client connection kept open for several requests.
-pub async fn h1_connection(address: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+pub async fn h1_connection(
+    address: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(connection);
     sender
 }
 
 /// An h2c (prior knowledge) client connection.
-pub async fn h2_connection(address: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
-    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.expect("h2 handshake");
+pub async fn h2_connection(
+    address: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
     tokio::spawn(connection);
     sender
 }
@@ -183,8 +233,17 @@ pub fn sample(metrics: &str, name: &str, parts: &[&str]) -> Option<f64> {
 }
 
 /// A config with one HTTP listener routing everything to one cluster of `upstreams`.
-pub fn simple_config(ports: &Ports, listen: u16, upstreams: &[SocketAddr], route_extra: &str, listener_extra: &str) -> String {
-    let endpoints: String = upstreams.iter().map(|address| format!("      - address: {address}\n")).collect();
+pub fn simple_config(
+    ports: &Ports,
+    listen: u16,
+    upstreams: &[SocketAddr],
+    route_extra: &str,
+    listener_extra: &str,
+) -> String {
+    let endpoints: String = upstreams
+        .iter()
+        .map(|address| format!("      - address: {address}\n"))
+        .collect();
     format!(
         r#"node:
   workload: client-v1

@@ -51,15 +51,25 @@ struct State {
 
 impl Upstream {
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let address = listener.local_addr().expect("upstream address");
         let hits = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(State { name: name.to_string(), hits: hits.clone(), flaky: AtomicUsize::new(0), failing: failing.clone(), seen: seen.clone() });
+        let state = Arc::new(State {
+            name: name.to_string(),
+            hits: hits.clone(),
+            flaky: AtomicUsize::new(0),
+            failing: failing.clone(),
+            seen: seen.clone(),
+        });
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let state = state.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
@@ -72,7 +82,13 @@ impl Upstream {
                 });
             }
         });
-        Upstream { address, hits, failing, seen, name: name.to_string() }
+        Upstream {
+            address,
+            hits,
+            failing,
+            seen,
+            name: name.to_string(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -81,7 +97,11 @@ impl Upstream {
 }
 
 fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed_unsync());
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *response.status_mut() = status;
     response
 }
@@ -93,15 +113,34 @@ async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Bo
         .uri()
         .authority()
         .map(|authority| authority.to_string())
-        .or_else(|| request.headers().get("host").and_then(|host| host.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            request
+                .headers()
+                .get("host")
+                .and_then(|host| host.to_str().ok())
+                .map(str::to_string)
+        })
         .unwrap_or_default();
-    let mut seen = Seen { method: request.method().to_string(), host, path: request.uri().path().to_string(), body_len: 0 };
+    let mut seen = Seen {
+        method: request.method().to_string(),
+        host,
+        path: request.uri().path().to_string(),
+        body_len: 0,
+    };
     if state.failing.load(Ordering::SeqCst) {
         state.seen.lock().expect("seen").push(seen);
-        return full(StatusCode::SERVICE_UNAVAILABLE, format!("{name} is failing"));
+        return full(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{name} is failing"),
+        );
     }
     if request.method() == http::Method::POST && request.uri().path() == "/sink" {
-        let body = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+        let body = request
+            .into_body()
+            .collect()
+            .await
+            .map(|body| body.to_bytes())
+            .unwrap_or_default();
         seen.body_len = body.len();
         state.seen.lock().expect("seen").push(seen);
         return full(StatusCode::OK, format!("{name} got {}", body.len()));
@@ -119,7 +158,11 @@ async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Bo
         return websocket(&mut request);
     }
     if let Some(code) = path.strip_prefix("/status/") {
-        let status = code.parse().ok().and_then(|code| StatusCode::from_u16(code).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        let status = code
+            .parse()
+            .ok()
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
         return full(status, format!("{name} {status}"));
     }
     if let Some(millis) = path.strip_prefix("/delay/") {
@@ -133,7 +176,9 @@ async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Bo
         let text = format!("{name} streamed after {millis}ms");
         let chunk = futures_util::stream::once(async move {
             tokio::time::sleep(Duration::from_millis(millis)).await;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(Bytes::from(text)))
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(
+                Bytes::from(text),
+            ))
         });
         return Response::new(http_body_util::StreamBody::new(chunk).boxed_unsync());
     }
@@ -155,9 +200,19 @@ async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Bo
     let headers: serde_json::Map<String, serde_json::Value> = request
         .headers()
         .iter()
-        .map(|(name, value)| (name.to_string(), serde_json::Value::from(value.to_str().unwrap_or("<binary>"))))
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                serde_json::Value::from(value.to_str().unwrap_or("<binary>")),
+            )
+        })
         .collect();
-    let body = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|body| body.to_bytes())
+        .unwrap_or_default();
     let echo = serde_json::json!({
         "upstream": name,
         "method": method,
@@ -167,7 +222,10 @@ async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Bo
         "body_len": body.len(),
     });
     let mut response = full(StatusCode::OK, echo.to_string());
-    response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -198,7 +256,10 @@ fn websocket(request: &mut Request<Incoming>) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert("connection", http::HeaderValue::from_static("upgrade"));
     headers.insert("upgrade", http::HeaderValue::from_static("websocket"));
-    headers.insert("sec-websocket-accept", http::HeaderValue::from_str(&accept).expect("accept key"));
+    headers.insert(
+        "sec-websocket-accept",
+        http::HeaderValue::from_str(&accept).expect("accept key"),
+    );
     response
 }
 
@@ -214,7 +275,9 @@ impl tonic::server::UnaryService<EchoMessage> for UnaryEcho {
         if text == "fail" {
             return std::future::ready(Err(tonic::Status::permission_denied("asked to fail")));
         }
-        std::future::ready(Ok(tonic::Response::new(EchoMessage { text: format!("echo: {text}") })))
+        std::future::ready(Ok(tonic::Response::new(EchoMessage {
+            text: format!("echo: {text}"),
+        })))
     }
 }
 
@@ -223,11 +286,17 @@ struct BidiEcho;
 
 impl tonic::server::StreamingService<EchoMessage> for BidiEcho {
     type Response = EchoMessage;
-    type ResponseStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<EchoMessage, tonic::Status>> + Send>>;
+    type ResponseStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<EchoMessage, tonic::Status>> + Send>,
+    >;
     type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, tonic::Status>>;
 
     fn call(&mut self, request: tonic::Request<tonic::Streaming<EchoMessage>>) -> Self::Future {
-        let stream = request.into_inner().map(|message| message.map(|message| EchoMessage { text: format!("echo: {}", message.text) }));
+        let stream = request.into_inner().map(|message| {
+            message.map(|message| EchoMessage {
+                text: format!("echo: {}", message.text),
+            })
+        });
         std::future::ready(Ok(tonic::Response::new(Box::pin(stream))))
     }
 }
@@ -240,5 +309,8 @@ async fn grpc(request: Request<Incoming>) -> Response<Body> {
         "/test.Echo/Bidi" => grpc.streaming(BidiEcho, request).await,
         _ => return full(StatusCode::NOT_FOUND, "no such method"),
     };
-    response.map(|body| body.map_err(|err| Box::new(err) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync())
+    response.map(|body| {
+        body.map_err(|err| Box::new(err) as Box<dyn std::error::Error + Send + Sync>)
+            .boxed_unsync()
+    })
 }

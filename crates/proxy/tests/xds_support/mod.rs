@@ -4,12 +4,16 @@
 
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use lateen_xds::pb::envoy::config::core::v3::{
-    AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, SocketAddress, address, config_source, data_source, socket_address,
+    AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, SocketAddress, address,
+    config_source, data_source, socket_address,
 };
-use lateen_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint};
+use lateen_xds::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
 use lateen_xds::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use lateen_xds::pb::envoy::config::route::v3::{
-    DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action, route_match,
+    DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route,
+    route_action, route_match,
 };
 use lateen_xds::pb::envoy::extensions::filters::http::router::v3::Router;
 use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -27,7 +31,9 @@ use crate::support::{free_port, get};
 /// of them getting the same just-released port would make one proxy fail to bind.
 pub fn unique_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     loop {
         let port = free_port();
         if !given.contains(&port) {
@@ -40,13 +46,18 @@ pub fn unique_port() -> u16 {
 pub const NODE_ID: &str = "sidecar~127.0.0.1~web-7d4b9c8f6d-abcde.shop~shop.svc.cluster.local";
 
 pub fn pack<M: Message + Name>(message: &M) -> protobuf::Any {
-    protobuf::Any { type_url: M::type_url(), value: message.encode_to_vec() }
+    protobuf::Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
 }
 
 fn ads() -> ConfigSource {
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
-        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
         ..Default::default()
     }
 }
@@ -55,7 +66,9 @@ pub fn socket(address: SocketAddr) -> lateen_xds::pb::envoy::config::core::v3::A
     lateen_xds::pb::envoy::config::core::v3::Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
             address: address.ip().to_string(),
-            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(address.port()))),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(
+                address.port(),
+            ))),
             ..Default::default()
         })),
     }
@@ -64,9 +77,17 @@ pub fn socket(address: SocketAddr) -> lateen_xds::pb::envoy::config::core::v3::A
 pub fn eds_cluster(name: &str) -> Cluster {
     Cluster {
         name: name.to_string(),
-        connect_timeout: Some(protobuf::Duration { seconds: 1, nanos: 0 }),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(cluster::EdsClusterConfig { eds_config: Some(ads()), service_name: String::new() }),
+        connect_timeout: Some(protobuf::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: String::new(),
+        }),
         ..Default::default()
     }
 }
@@ -78,7 +99,10 @@ pub fn endpoints(cluster: &str, addresses: &[SocketAddr]) -> ClusterLoadAssignme
             lb_endpoints: addresses
                 .iter()
                 .map(|address| LbEndpoint {
-                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint { address: Some(socket(*address)), ..Default::default() })),
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket(*address)),
+                        ..Default::default()
+                    })),
                     ..Default::default()
                 })
                 .collect(),
@@ -88,14 +112,21 @@ pub fn endpoints(cluster: &str, addresses: &[SocketAddr]) -> ClusterLoadAssignme
     }
 }
 
-pub fn route_config(name: &str, path_specifier: route_match::PathSpecifier, action: route::Action) -> RouteConfiguration {
+pub fn route_config(
+    name: &str,
+    path_specifier: route_match::PathSpecifier,
+    action: route::Action,
+) -> RouteConfiguration {
     RouteConfiguration {
         name: name.to_string(),
         virtual_hosts: vec![VirtualHost {
             name: "all".to_string(),
             domains: vec!["*".to_string()],
             routes: vec![Route {
-                r#match: Some(RouteMatch { path_specifier: Some(path_specifier), ..Default::default() }),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(path_specifier),
+                    ..Default::default()
+                }),
                 action: Some(action),
                 ..Default::default()
             }],
@@ -109,7 +140,10 @@ pub fn route_to(name: &str, cluster: &str) -> RouteConfiguration {
     route_config(
         name,
         route_match::PathSpecifier::Prefix("/".into()),
-        route::Action::Route(RouteAction { cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())), ..Default::default() }),
+        route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            ..Default::default()
+        }),
     )
 }
 
@@ -119,7 +153,10 @@ pub fn direct_response(name: &str, body: &str) -> RouteConfiguration {
         route_match::PathSpecifier::Prefix("/".into()),
         route::Action::DirectResponse(DirectResponseAction {
             status: 200,
-            body: Some(DataSource { specifier: Some(data_source::Specifier::InlineString(body.to_string())), ..Default::default() }),
+            body: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(body.to_string())),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     )
@@ -129,10 +166,15 @@ pub fn direct_response(name: &str, body: &str) -> RouteConfiguration {
 pub fn http_listener(name: &str, address: SocketAddr, route_name: &str) -> Listener {
     let manager = HttpConnectionManager {
         stat_prefix: name.to_string(),
-        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds { config_source: Some(ads()), route_config_name: route_name.to_string() })),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: route_name.to_string(),
+        })),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                &Router::default(),
+            ))),
             ..Default::default()
         }],
         ..Default::default()
@@ -175,12 +217,29 @@ impl SidecarProcess {
         let metrics: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
         let child = Command::new(env!("CARGO_BIN_EXE_lateen-proxy"))
             .args(["sidecar", "--discovery-address", &discovery.to_string()])
-            .args(["--admin-address", &admin.to_string(), "--health-address", &health.to_string(), "--metrics-address", &metrics.to_string()])
+            .args([
+                "--admin-address",
+                &admin.to_string(),
+                "--health-address",
+                &health.to_string(),
+                "--metrics-address",
+                &metrics.to_string(),
+            ])
             .args(["--concurrency", "2", "--labels-file", "/nonexistent/labels"])
-            .args(if extra.contains(&"--warm-timeout") { &[][..] } else { &["--warm-timeout", "5"][..] })
+            .args(if extra.contains(&"--warm-timeout") {
+                &[][..]
+            } else {
+                &["--warm-timeout", "5"][..]
+            })
             .args(extra)
             // What Istio's injector adds; accepted and ignored.
-            .args(["--domain", "shop.svc.cluster.local", "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"])
+            .args([
+                "--domain",
+                "shop.svc.cluster.local",
+                "--proxyLogLevel=warning",
+                "--proxyComponentLogLevel=misc:error",
+                "--log_output_level=default:info",
+            ])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("POD_NAME", "web-7d4b9c8f6d-abcde")
@@ -195,7 +254,13 @@ impl SidecarProcess {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start lateen-proxy sidecar");
-        SidecarProcess { child, admin, health, _dir: dir, log }
+        SidecarProcess {
+            child,
+            admin,
+            health,
+            _dir: dir,
+            log,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -210,8 +275,16 @@ impl SidecarProcess {
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.is_ready().await {
-            assert!(self.child.try_wait().ok().flatten().is_none(), "sidecar exited; log:\n{}", self.log_text());
-            assert!(Instant::now() < deadline, "sidecar not ready in 20s; log:\n{}", self.log_text());
+            assert!(
+                self.child.try_wait().ok().flatten().is_none(),
+                "sidecar exited; log:\n{}",
+                self.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "sidecar not ready in 20s; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -43,7 +43,11 @@ impl Protocol for Delta {
         if !request.resource_names_subscribe.is_empty()
             || !request.resource_names_unsubscribe.is_empty()
         {
-            let current = core.types.get(type_url).map(|s| s.names.clone()).unwrap_or_default();
+            let current = core
+                .types
+                .get(type_url)
+                .map(|s| s.names.clone())
+                .unwrap_or_default();
             let mut next = (*current).clone();
             for name in request.resource_names_subscribe {
                 if name == "*" {
@@ -114,7 +118,13 @@ impl Protocol for Delta {
         } else {
             super::wire::delta_resources(changed.iter().copied())
         };
-        super::wire::delta_frame(&planned.version, resources, &planned.type_url, &removed, nonce)
-            .into()
+        super::wire::delta_frame(
+            &planned.version,
+            resources,
+            &planned.type_url,
+            &removed,
+            nonce,
+        )
+        .into()
     }
 }

@@ -46,7 +46,9 @@ impl<M: Message + Default> Requests<M> {
                 return if self.pending.is_empty() {
                     Ok(None)
                 } else {
-                    Err(Status::invalid_argument("request stream ended inside a message"))
+                    Err(Status::invalid_argument(
+                        "request stream ended inside a message",
+                    ))
                 };
             }
             match self.body.frame().await {
@@ -68,7 +70,9 @@ impl<M: Message + Default> Requests<M> {
             return Ok(None);
         }
         if self.pending[0] != 0 {
-            return Err(Status::unimplemented("compressed ADS requests are not supported"));
+            return Err(Status::unimplemented(
+                "compressed ADS requests are not supported",
+            ));
         }
         let len = u32::from_be_bytes([
             self.pending[1],
@@ -122,7 +126,9 @@ mod tests {
     #[tokio::test]
     async fn messages_split_across_frames_and_packed_together_decode() {
         let big = DiscoveryRequest {
-            resource_names: (0..2000).map(|i| format!("outbound|9080||svc-{i}")).collect(),
+            resource_names: (0..2000)
+                .map(|i| format!("outbound|9080||svc-{i}"))
+                .collect(),
             ..Default::default()
         };
         let small = DiscoveryRequest {
@@ -133,10 +139,17 @@ mod tests {
         bytes.extend(framed(&small));
         bytes.extend(framed(&small));
         // Awkward frame boundaries: inside the prefix, inside a message, across messages.
-        let chunks = vec![bytes[..3].to_vec(), bytes[3..20_000].to_vec(), bytes[20_000..].to_vec()];
+        let chunks = vec![
+            bytes[..3].to_vec(),
+            bytes[3..20_000].to_vec(),
+            bytes[20_000..].to_vec(),
+        ];
         let mut requests = Requests::<DiscoveryRequest>::new(body_of(chunks), 1 << 20);
         assert_eq!(requests.message().await.ok().flatten(), Some(big));
-        assert!(requests.pending.capacity() < 20_000, "the big request's buffer went");
+        assert!(
+            requests.pending.capacity() < 20_000,
+            "the big request's buffer went"
+        );
         assert_eq!(requests.message().await.ok().flatten(), Some(small.clone()));
         assert_eq!(requests.message().await.ok().flatten(), Some(small));
         assert_eq!(requests.message().await.ok().flatten(), None);
@@ -145,10 +158,20 @@ mod tests {
     #[tokio::test]
     async fn oversized_compressed_and_truncated_requests_are_errors() {
         let mut over = Requests::<DiscoveryRequest>::new(body_of(vec![vec![0, 0, 1, 0, 0]]), 1024);
-        assert_eq!(over.message().await.err().map(|s| s.code()), Some(tonic::Code::ResourceExhausted));
+        assert_eq!(
+            over.message().await.err().map(|s| s.code()),
+            Some(tonic::Code::ResourceExhausted)
+        );
         let mut gz = Requests::<DiscoveryRequest>::new(body_of(vec![vec![1, 0, 0, 0, 0]]), 1024);
-        assert_eq!(gz.message().await.err().map(|s| s.code()), Some(tonic::Code::Unimplemented));
-        let mut cut = Requests::<DiscoveryRequest>::new(body_of(vec![vec![0, 0, 0, 0, 9, 1]]), 1024);
-        assert_eq!(cut.message().await.err().map(|s| s.code()), Some(tonic::Code::InvalidArgument));
+        assert_eq!(
+            gz.message().await.err().map(|s| s.code()),
+            Some(tonic::Code::Unimplemented)
+        );
+        let mut cut =
+            Requests::<DiscoveryRequest>::new(body_of(vec![vec![0, 0, 0, 0, 9, 1]]), 1024);
+        assert_eq!(
+            cut.message().await.err().map(|s| s.code()),
+            Some(tonic::Code::InvalidArgument)
+        );
     }
 }

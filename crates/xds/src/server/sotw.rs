@@ -47,7 +47,11 @@ impl Protocol for Sotw {
         let same = core.types.get(type_url).is_some_and(|s| {
             s.names.len() == listed.len() && listed.iter().all(|n| s.names.contains(n))
         });
-        let names = (!same).then(|| core.shared.subscriptions.intern(listed.into_iter().collect()));
+        let names = (!same).then(|| {
+            core.shared
+                .subscriptions
+                .intern(listed.into_iter().collect())
+        });
         let state = core.subscription(type_url);
         state.wildcard = wildcard;
         if let Some(names) = names {

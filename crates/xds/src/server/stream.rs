@@ -289,7 +289,10 @@ pub(crate) fn placeholder(version: String) -> VersionedResource {
 }
 
 /// [`subscribed_view`], reusing the last result while its inputs are the same objects.
-fn memoized_view(of_type: Option<&Arc<TypeResources>>, state: &mut TypeState) -> Arc<TypeResources> {
+fn memoized_view(
+    of_type: Option<&Arc<TypeResources>>,
+    state: &mut TypeState,
+) -> Arc<TypeResources> {
     let Some(all) = of_type else {
         return Arc::default();
     };

@@ -69,7 +69,11 @@ mod tests {
         for i in 0..SWEEP_EVERY {
             drop(pool.intern(set(&[&format!("n{i}")])));
         }
-        assert!(pool.len() <= 3, "unused sets were swept: {} left", pool.len());
+        assert!(
+            pool.len() <= 3,
+            "unused sets were swept: {} left",
+            pool.len()
+        );
         assert!(a.contains("x"));
     }
 }

@@ -15,7 +15,10 @@ const PREFIX: usize = 5;
 /// `DiscoveryResponse.resources` for a set: every resource with a body, as `Any` messages.
 pub(crate) fn sotw_resources(set: &ResourceMap) -> Bytes {
     let bodies = set.values().filter(|r| !r.resource.type_url.is_empty());
-    let len = bodies.clone().map(|r| message::encoded_len(2, &*r.resource)).sum();
+    let len = bodies
+        .clone()
+        .map(|r| message::encoded_len(2, &*r.resource))
+        .sum();
     let mut buf = Vec::with_capacity(len);
     for r in bodies {
         message::encode(2, &*r.resource, &mut buf);
@@ -82,7 +85,10 @@ pub(crate) fn delta_frame(
     let head_len = str_len(1, system_version_info)
         + str_len(4, type_url)
         + str_len(5, nonce)
-        + removed.iter().map(|n| string::encoded_len(6, n)).sum::<usize>();
+        + removed
+            .iter()
+            .map(|n| string::encoded_len(6, n))
+            .sum::<usize>();
     let head = frame(head_len + resources.len(), head_len, |buf| {
         put_str(1, system_version_info, buf);
         put_str(4, type_url, buf);
@@ -102,7 +108,11 @@ fn frame(message_len: usize, written: usize, write: impl FnOnce(&mut Vec<u8>)) -
     // peer rejects it, which is the most a server can do.
     buf.extend_from_slice(&u32::try_from(message_len).unwrap_or(u32::MAX).to_be_bytes());
     write(&mut buf);
-    debug_assert_eq!(buf.len(), PREFIX + written, "encoded length matches the computed one");
+    debug_assert_eq!(
+        buf.len(),
+        PREFIX + written,
+        "encoded length matches the computed one"
+    );
     Bytes::from(buf)
 }
 

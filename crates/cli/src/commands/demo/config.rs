@@ -19,17 +19,25 @@ const MODE_MARKER: &str = ".mode";
 /// Writes the configuration folder: missing files, every file with `reset`, and the
 /// mode-dependent ones when the mode differs from the previous run's.
 pub fn write(config_dir: &Path, reset: bool, mode: Mode) -> anyhow::Result<()> {
-    std::fs::create_dir_all(config_dir).with_context(|| format!("creating {}", config_dir.display()))?;
+    std::fs::create_dir_all(config_dir)
+        .with_context(|| format!("creating {}", config_dir.display()))?;
     let marker = config_dir.join(MODE_MARKER);
     // A folder from before the marker existed was written for loopback, the only mode then.
-    let previous = std::fs::read_to_string(&marker).unwrap_or_else(|_| Mode::Loopback.name().to_string());
+    let previous =
+        std::fs::read_to_string(&marker).unwrap_or_else(|_| Mode::Loopback.name().to_string());
     let mode_changed = previous.trim() != mode.name();
     if mode_changed && config_dir.join("services.yaml").exists() && !reset {
         let what = match mode {
-            Mode::Netns => "rewriting services.yaml (service VIPs) and removing sidecars.yaml (explicit listeners)",
+            Mode::Netns => {
+                "rewriting services.yaml (service VIPs) and removing sidecars.yaml (explicit listeners)"
+            }
             Mode::Loopback => "rewriting services.yaml and sidecars.yaml (explicit listeners)",
         };
-        println!("the demo runs in {} mode now: {what} in {}", mode.name(), config_dir.display());
+        println!(
+            "the demo runs in {} mode now: {what} in {}",
+            mode.name(),
+            config_dir.display()
+        );
     }
     for (name, text) in files(mode) {
         let path = config_dir.join(name);
@@ -42,7 +50,8 @@ pub fn write(config_dir: &Path, reset: bool, mode: Mode) -> anyhow::Result<()> {
         // Sidecars binding loopback addresses would fail inside the pods.
         let sidecars = config_dir.join("sidecars.yaml");
         if sidecars.exists() {
-            std::fs::remove_file(&sidecars).with_context(|| format!("removing {}", sidecars.display()))?;
+            std::fs::remove_file(&sidecars)
+                .with_context(|| format!("removing {}", sidecars.display()))?;
         }
     }
     std::fs::write(&marker, mode.name()).with_context(|| format!("writing {}", marker.display()))
@@ -55,12 +64,17 @@ pub fn files(mode: Mode) -> Vec<(&'static str, String)> {
         files.push(("sidecars.yaml", sidecars()));
     }
     files.push(("destination-rules.yaml", destination_rules()));
-    files.push(("virtual-service-reviews.yaml", reviews_virtual_service(&[("v1", 100)])));
+    files.push((
+        "virtual-service-reviews.yaml",
+        reviews_virtual_service(&[("v1", 100)]),
+    ));
     files
 }
 
 fn services(mode: Mode) -> String {
-    let mut services = String::from("# The Bookinfo services. Endpoints are the sidecars that register themselves when\n# they connect, selected by their labels (as WorkloadGroup auto-registration does).\n");
+    let mut services = String::from(
+        "# The Bookinfo services. Endpoints are the sidecars that register themselves when\n# they connect, selected by their labels (as WorkloadGroup auto-registration does).\n",
+    );
     if mode == Mode::Netns {
         services.push_str("# Each service has an address (VIP); the pods resolve its names to it (/etc/netns/<pod>/hosts)\n# and the capture rules hand the app's call to its sidecar.\n");
     }
@@ -79,7 +93,9 @@ fn services(mode: Mode) -> String {
 }
 
 fn sidecars() -> String {
-    let mut sidecars = String::from("# One Sidecar per workload: without iptables capture (interception NONE) each proxy gets\n# an inbound listener on its own address and an outbound listener for its app's calls.\n");
+    let mut sidecars = String::from(
+        "# One Sidecar per workload: without iptables capture (interception NONE) each proxy gets\n# an inbound listener on its own address and an outbound listener for its app's calls.\n",
+    );
     for workload in WORKLOADS {
         let _ = write!(
             sidecars,
@@ -96,9 +112,18 @@ fn sidecars() -> String {
 }
 
 fn destination_rules() -> String {
-    let mut rules = String::from("# Subsets by version, as in Bookinfo's destination-rule-all.yaml.\n");
-    for (service, versions) in [("productpage", &["v1"][..]), ("details", &["v1"]), ("reviews", &["v1", "v2", "v3"]), ("ratings", &["v1"])] {
-        let subsets: String = versions.iter().map(|v| format!("  - name: {v}\n    labels: {{ version: {v} }}\n")).collect();
+    let mut rules =
+        String::from("# Subsets by version, as in Bookinfo's destination-rule-all.yaml.\n");
+    for (service, versions) in [
+        ("productpage", &["v1"][..]),
+        ("details", &["v1"]),
+        ("reviews", &["v1", "v2", "v3"]),
+        ("ratings", &["v1"]),
+    ] {
+        let subsets: String = versions
+            .iter()
+            .map(|v| format!("  - name: {v}\n    labels: {{ version: {v} }}\n"))
+            .collect();
         let _ = write!(
             rules,
             "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: {service}\n  namespace: default\nspec:\n  host: {service}\n  subsets:\n{subsets}"
@@ -113,7 +138,11 @@ pub fn reviews_virtual_service(weights: &[(&str, u32)]) -> String {
     let routes: String = weights
         .iter()
         .filter(|(_, weight)| *weight > 0)
-        .map(|(subset, weight)| format!("    - destination: {{ host: reviews, subset: {subset} }}\n      weight: {weight}\n"))
+        .map(|(subset, weight)| {
+            format!(
+                "    - destination: {{ host: reviews, subset: {subset} }}\n      weight: {weight}\n"
+            )
+        })
         .collect();
     format!(
         "# Edit the weights to move traffic between versions; lateend applies the change live.\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  hosts: [reviews]\n  http:\n  - match:\n    - headers:\n        end-user: {{ exact: jason }}\n    route:\n    - destination: {{ host: reviews, subset: v2 }}\n  - route:\n{routes}"

@@ -21,17 +21,52 @@ pub struct Workload {
 pub const SERVICE_PORT: u16 = 9080;
 
 pub const WORKLOADS: &[Workload] = &[
-    Workload { service: "productpage", version: "v1", index: 1, calls: &[("details", "/details"), ("reviews", "/reviews")] },
-    Workload { service: "details", version: "v1", index: 2, calls: &[] },
-    Workload { service: "reviews", version: "v1", index: 3, calls: &[] },
-    Workload { service: "reviews", version: "v2", index: 4, calls: &[("ratings", "/ratings")] },
-    Workload { service: "reviews", version: "v3", index: 5, calls: &[("ratings", "/ratings")] },
-    Workload { service: "ratings", version: "v1", index: 6, calls: &[] },
+    Workload {
+        service: "productpage",
+        version: "v1",
+        index: 1,
+        calls: &[("details", "/details"), ("reviews", "/reviews")],
+    },
+    Workload {
+        service: "details",
+        version: "v1",
+        index: 2,
+        calls: &[],
+    },
+    Workload {
+        service: "reviews",
+        version: "v1",
+        index: 3,
+        calls: &[],
+    },
+    Workload {
+        service: "reviews",
+        version: "v2",
+        index: 4,
+        calls: &[("ratings", "/ratings")],
+    },
+    Workload {
+        service: "reviews",
+        version: "v3",
+        index: 5,
+        calls: &[("ratings", "/ratings")],
+    },
+    Workload {
+        service: "ratings",
+        version: "v1",
+        index: 6,
+        calls: &[],
+    },
 ];
 
 /// The services and, in the namespace mode, their ServiceEntry addresses (VIPs): the app
 /// resolves a service name to its VIP and the capture rules hand the call to the sidecar.
-pub const SERVICES: &[(&str, &str)] = &[("productpage", "198.19.10.1"), ("details", "198.19.10.2"), ("reviews", "198.19.10.3"), ("ratings", "198.19.10.4")];
+pub const SERVICES: &[(&str, &str)] = &[
+    ("productpage", "198.19.10.1"),
+    ("details", "198.19.10.2"),
+    ("reviews", "198.19.10.3"),
+    ("ratings", "198.19.10.4"),
+];
 
 /// The VIP range, routed to each pod's interface so a call's SYN reaches the capture rules.
 pub const VIP_RANGE: &str = "198.19.10.0/24";

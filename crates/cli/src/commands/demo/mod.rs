@@ -62,7 +62,9 @@ enum Scenario {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run_async(args))
 }
 
@@ -84,7 +86,9 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     let mut interrupt = Interrupt::new()?;
     let (mode, fallback) = mode::choose(args.mode)?;
     if let Some(why) = fallback {
-        println!("capture is off: {why}; running on loopback addresses with explicit listeners (interception NONE)");
+        println!(
+            "capture is off: {why}; running on loopback addresses with explicit listeners (interception NONE)"
+        );
     }
     let folder = binaries::folder()?;
     let config_dir = args.dir.join("config");
@@ -96,7 +100,10 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     supervisor.clean_leftovers();
     let mut record = Record::open(&args.dir);
     if !record.is_empty() {
-        println!("removing what an earlier demo run created (recorded in {})", args.dir.join("created").display());
+        println!(
+            "removing what an earlier demo run created (recorded in {})",
+            args.dir.join("created").display()
+        );
         record.undo();
     }
     if mode == Mode::Netns {
@@ -118,10 +125,19 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
 
 /// Starts the mesh, prints where it is, runs the scenario, then waits out `--duration` (or
 /// forever: the caller's Ctrl-C ends it).
-async fn run_mesh(demo: &mut Demo, args: &Args, folder: &Path, config_dir: &Path, mode: Mode) -> anyhow::Result<()> {
+async fn run_mesh(
+    demo: &mut Demo,
+    args: &Args,
+    folder: &Path,
+    config_dir: &Path,
+    mode: Mode,
+) -> anyhow::Result<()> {
     let logs = args.dir.join("logs");
-    start(demo, folder, config_dir, mode).with_context(|| format!("starting the demo (logs in {})", logs.display()))?;
-    wait_until_ready(&mut demo.supervisor, mode).await.with_context(|| format!("the demo did not come up; logs are in {}", logs.display()))?;
+    start(demo, folder, config_dir, mode)
+        .with_context(|| format!("starting the demo (logs in {})", logs.display()))?;
+    wait_until_ready(&mut demo.supervisor, mode)
+        .await
+        .with_context(|| format!("the demo did not come up; logs are in {}", logs.display()))?;
     summary::print(&args.dir, config_dir, mode);
     if let Some(Scenario::Canary) = args.scenario {
         scenario::canary(config_dir, mode).await?;
@@ -134,7 +150,11 @@ async fn run_mesh(demo: &mut Demo, args: &Args, folder: &Path, config_dir: &Path
 }
 
 fn start(demo: &mut Demo, folder: &Path, config_dir: &Path, mode: Mode) -> anyhow::Result<()> {
-    let mut programs = Programs { lateend: folder.join("lateend"), app: folder.join("lateen-sample-app"), proxy: folder.join("lateen-proxy") };
+    let mut programs = Programs {
+        lateend: folder.join("lateend"),
+        app: folder.join("lateen-sample-app"),
+        proxy: folder.join("lateen-proxy"),
+    };
     if mode == Mode::Loopback {
         workloads::start_lateend(&mut demo.supervisor, &programs, config_dir, mode)?;
         return workloads::start_all(&mut demo.supervisor, &programs, mode);
@@ -156,14 +176,29 @@ fn start(demo: &mut Demo, folder: &Path, config_dir: &Path, mode: Mode) -> anyho
 async fn wait_until_ready(supervisor: &mut Supervisor, mode: Mode) -> anyhow::Result<()> {
     for workload in WORKLOADS {
         let address = format!("{}:15021", workload.address(mode));
-        let ready = http::wait_for(&format!("{} sidecar ready", workload.name()), Duration::from_secs(30), move || http::get(&address, "/healthz/ready", None).map(|(status, _)| status == 200).unwrap_or(false)).await;
+        let ready = http::wait_for(
+            &format!("{} sidecar ready", workload.name()),
+            Duration::from_secs(30),
+            move || {
+                http::get(&address, "/healthz/ready", None)
+                    .map(|(status, _)| status == 200)
+                    .unwrap_or(false)
+            },
+        )
+        .await;
         supervisor.ensure_running()?;
         ready?;
     }
     let productpage = format!("{}:{SERVICE_PORT}", WORKLOADS[0].address(mode));
-    let ready = http::wait_for("productpage answering through the mesh", Duration::from_secs(30), move || {
-        http::get(&productpage, "/productpage", Some("productpage")).map(|(status, body)| status == 200 && body.contains("<b>reviews</b>")).unwrap_or(false)
-    })
+    let ready = http::wait_for(
+        "productpage answering through the mesh",
+        Duration::from_secs(30),
+        move || {
+            http::get(&productpage, "/productpage", Some("productpage"))
+                .map(|(status, body)| status == 200 && body.contains("<b>reviews</b>"))
+                .unwrap_or(false)
+        },
+    )
     .await;
     supervisor.ensure_running()?;
     ready

@@ -46,7 +46,10 @@ pub fn choose(arg: ModeArg) -> anyhow::Result<(Mode, Option<String>)> {
         ModeArg::Loopback => Ok((Mode::Loopback, None)),
         ModeArg::Netns => match missing_requirement() {
             None => Ok((Mode::Netns, None)),
-            Some(why) => anyhow::bail!("--mode netns needs root on Linux with {}: {why}", TOOLS.join(", ")),
+            Some(why) => anyhow::bail!(
+                "--mode netns needs root on Linux with {}: {why}",
+                TOOLS.join(", ")
+            ),
         },
         ModeArg::Auto => match missing_requirement() {
             None => Ok((Mode::Netns, None)),
@@ -65,7 +68,10 @@ fn missing_requirement() -> Option<String> {
         Some(uid) => return Some(format!("not running as root (effective UID {uid})")),
         None => return Some("cannot read the effective UID from /proc/self/status".to_string()),
     }
-    TOOLS.iter().find(|tool| !on_path(tool)).map(|tool| format!("`{tool}` is not on PATH"))
+    TOOLS
+        .iter()
+        .find(|tool| !on_path(tool))
+        .map(|tool| format!("`{tool}` is not on PATH"))
 }
 
 /// The effective UID, from the second field of `Uid:` in /proc/self/status (no libc needed).
@@ -76,11 +82,14 @@ fn effective_uid() -> Option<u32> {
 }
 
 fn on_path(tool: &str) -> bool {
-    let Some(path) = std::env::var_os("PATH") else { return false };
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
     std::env::split_paths(&path).any(|dir| is_executable(&dir.join(tool)))
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }

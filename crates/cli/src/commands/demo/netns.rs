@@ -12,8 +12,17 @@ pub const PREFIX: &str = "lateen-demo-";
 
 /// Runs `ip ARGS`; the error carries ip's own message.
 pub fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let output = Command::new("ip").args(args).stdin(Stdio::null()).output().context("running `ip`")?;
-    anyhow::ensure!(output.status.success(), "`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    let output = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running `ip`")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "`ip {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
     Ok(())
 }
 
@@ -26,7 +35,13 @@ pub fn exec(ns: &str, args: &[&str]) -> anyhow::Result<()> {
 
 /// The demo's namespaces that exist now.
 pub fn list() -> Vec<String> {
-    let Ok(output) = Command::new("ip").args(["netns", "list"]).stdin(Stdio::null()).output() else { return Vec::new() };
+    let Ok(output) = Command::new("ip")
+        .args(["netns", "list"])
+        .stdin(Stdio::null())
+        .output()
+    else {
+        return Vec::new();
+    };
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| line.split_whitespace().next())
@@ -37,8 +52,18 @@ pub fn list() -> Vec<String> {
 
 /// The processes running in namespace `ns`.
 pub fn pids(ns: &str) -> Vec<u32> {
-    let Ok(output) = Command::new("ip").args(["netns", "pids", ns]).stdin(Stdio::null()).stderr(Stdio::null()).output() else { return Vec::new() };
-    String::from_utf8_lossy(&output.stdout).lines().filter_map(|line| line.trim().parse().ok()).collect()
+    let Ok(output) = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
 }
 
 pub fn exists(ns: &str) -> bool {
@@ -49,7 +74,10 @@ pub fn exists(ns: &str) -> bool {
 /// (which also deletes its interfaces and their veth peers) and its /etc/netns folder.
 /// Names without the demo's prefix are refused.
 pub fn remove(ns: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(ns.starts_with(PREFIX) && !ns.contains('/'), "refusing to remove namespace {ns:?}: not one of the demo's");
+    anyhow::ensure!(
+        ns.starts_with(PREFIX) && !ns.contains('/'),
+        "refusing to remove namespace {ns:?}: not one of the demo's"
+    );
     let pids = pids(ns);
     if !pids.is_empty() {
         super::processes::end_all(&pids, Duration::from_secs(2));

@@ -20,7 +20,24 @@ const BRIDGE: &str = "br0";
 
 /// istio-iptables' flags as the injected init container passes them, plus the admin port,
 /// so the host reaches each sidecar's admin, health and metrics without capture.
-const CAPTURE_FLAGS: &[&str] = &["-p", "15001", "-z", "15006", "-u", "1337", "-g", "1337", "-m", "REDIRECT", "-i", "*", "-b", "*", "-d", "15090,15021,15020,15000"];
+const CAPTURE_FLAGS: &[&str] = &[
+    "-p",
+    "15001",
+    "-z",
+    "15006",
+    "-u",
+    "1337",
+    "-g",
+    "1337",
+    "-m",
+    "REDIRECT",
+    "-i",
+    "*",
+    "-b",
+    "*",
+    "-d",
+    "15090,15021,15020,15000",
+];
 
 /// Creates the hub namespace with its bridge and the host's link to it.
 pub fn create_hub(record: &mut Record) -> anyhow::Result<()> {
@@ -29,9 +46,17 @@ pub fn create_hub(record: &mut Record) -> anyhow::Result<()> {
     netns::ip(&["-n", HUB, "link", "add", BRIDGE, "type", "bridge"])?;
     netns::ip(&["-n", HUB, "link", "set", BRIDGE, "up"])?;
     record.add(Item::Link(HOST_LINK.to_string()))?;
-    netns::ip(&["link", "add", HOST_LINK, "type", "veth", "peer", "name", "uplink", "netns", HUB])?;
+    netns::ip(&[
+        "link", "add", HOST_LINK, "type", "veth", "peer", "name", "uplink", "netns", HUB,
+    ])?;
     netns::ip(&["-n", HUB, "link", "set", "uplink", "master", BRIDGE, "up"])?;
-    netns::ip(&["addr", "add", &format!("{HOST_ADDRESS}/{POD_PREFIX_LEN}"), "dev", HOST_LINK])?;
+    netns::ip(&[
+        "addr",
+        "add",
+        &format!("{HOST_ADDRESS}/{POD_PREFIX_LEN}"),
+        "dev",
+        HOST_LINK,
+    ])?;
     netns::ip(&["link", "set", HOST_LINK, "up"])
 }
 
@@ -42,10 +67,16 @@ pub fn create_pod(record: &mut Record, workload: &Workload, proxy: &Path) -> any
     record.add(Item::Netns(ns.clone()))?;
     netns::ip(&["netns", "add", &ns])?;
     let hub_side = format!("pod{}", workload.index);
-    netns::ip(&["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &hub_side, "netns", HUB])?;
+    netns::ip(&[
+        "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &hub_side, "netns",
+        HUB,
+    ])?;
     netns::ip(&["-n", HUB, "link", "set", &hub_side, "master", BRIDGE, "up"])?;
     netns::ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-    let address = format!("{}/{POD_PREFIX_LEN}", workload.address(super::mode::Mode::Netns));
+    let address = format!(
+        "{}/{POD_PREFIX_LEN}",
+        workload.address(super::mode::Mode::Netns)
+    );
     netns::ip(&["-n", &ns, "addr", "add", &address, "dev", "eth0"])?;
     netns::ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
     // The VIPs must be routable for a call's SYN to reach the OUTPUT chain's capture rules.
@@ -64,9 +95,11 @@ fn write_hosts(ns: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
     for (service, vip) in SERVICES {
-        hosts.push_str(&format!("{vip} {service} {service}.default {service}.default.svc {}\n", Workload::host(service)));
+        hosts.push_str(&format!(
+            "{vip} {service} {service}.default {service}.default.svc {}\n",
+            Workload::host(service)
+        ));
     }
     let path = dir.join("hosts");
     std::fs::write(&path, hosts).with_context(|| format!("writing {}", path.display()))
 }
-

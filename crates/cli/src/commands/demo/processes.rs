@@ -18,25 +18,43 @@ impl Supervisor {
     pub fn new(dir: &Path) -> anyhow::Result<Supervisor> {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-        Ok(Supervisor { logs, pid_file: dir.join("pids"), children: Vec::new() })
+        Ok(Supervisor {
+            logs,
+            pid_file: dir.join("pids"),
+            children: Vec::new(),
+        })
     }
 
     /// Ends the processes a previous run recorded, if they are still ours.
     pub fn clean_leftovers(&self) {
-        let Ok(text) = std::fs::read_to_string(&self.pid_file) else { return };
+        let Ok(text) = std::fs::read_to_string(&self.pid_file) else {
+            return;
+        };
         let leftovers: Vec<u32> = text
             .lines()
             .filter_map(|line| line.trim().parse().ok())
-            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("lateen")))
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("lateen"))
+            })
             .collect();
         if !leftovers.is_empty() {
-            println!("ending {} processes left by an earlier demo run", leftovers.len());
+            println!(
+                "ending {} processes left by an earlier demo run",
+                leftovers.len()
+            );
             end_all(&leftovers, Duration::from_millis(500));
         }
         let _ = std::fs::remove_file(&self.pid_file);
     }
 
-    pub fn spawn(&mut self, name: &str, program: PathBuf, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<()> {
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        program: PathBuf,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<()> {
         use std::os::unix::process::CommandExt;
         let log = std::fs::File::create(self.logs.join(format!("{name}.log")))?;
         let child = Command::new(&program)
@@ -48,7 +66,13 @@ impl Supervisor {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", program.display()))?;
-        let pids: String = self.children.iter().map(|(_, child)| child.id()).chain([child.id()]).map(|pid| format!("{pid}\n")).collect();
+        let pids: String = self
+            .children
+            .iter()
+            .map(|(_, child)| child.id())
+            .chain([child.id()])
+            .map(|pid| format!("{pid}\n"))
+            .collect();
         std::fs::write(&self.pid_file, pids)?;
         self.children.push((name.to_string(), child));
         Ok(())
@@ -59,7 +83,10 @@ impl Supervisor {
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         for (name, child) in &mut self.children {
             if let Ok(Some(status)) = child.try_wait() {
-                anyhow::bail!("{name} exited ({status}); see {}", self.logs.join(format!("{name}.log")).display());
+                anyhow::bail!(
+                    "{name} exited ({status}); see {}",
+                    self.logs.join(format!("{name}.log")).display()
+                );
             }
         }
         Ok(())
@@ -70,7 +97,12 @@ impl Supervisor {
         let pids: Vec<u32> = self.children.iter().map(|(_, child)| child.id()).collect();
         signal_all(&pids, "TERM");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && self.children.iter_mut().any(|(_, child)| matches!(child.try_wait(), Ok(None))) {
+        while Instant::now() < deadline
+            && self
+                .children
+                .iter_mut()
+                .any(|(_, child)| matches!(child.try_wait(), Ok(None)))
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for (_, child) in &mut self.children {
@@ -85,7 +117,10 @@ impl Supervisor {
 /// SIGTERM to `pids`, SIGKILL to those still there after `grace`, then waits (at most 2 s)
 /// for them to be gone, so their ports and addresses are free for what comes next.
 pub fn end_all(pids: &[u32], grace: Duration) {
-    let running = |pids: &[u32]| pids.iter().any(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    let running = |pids: &[u32]| {
+        pids.iter()
+            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    };
     signal_all(pids, "TERM");
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && running(pids) {
@@ -102,5 +137,9 @@ pub fn signal_all(pids: &[u32], signal: &str) {
     if pids.is_empty() {
         return;
     }
-    let _ = Command::new("kill").arg(format!("-{signal}")).args(pids.iter().map(u32::to_string)).stderr(Stdio::null()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
 }

@@ -22,14 +22,21 @@ pub async fn canary(config_dir: &Path, mode: Mode) -> anyhow::Result<()> {
     println!("\nScenario canary: reviews traffic moves from v1 to v3 in steps.");
     for share in [0u32, 20, 100] {
         let weights = [("v1", 100 - share), ("v3", share)];
-        std::fs::write(config_dir.join("virtual-service-reviews.yaml"), config::reviews_virtual_service(&weights))?;
+        std::fs::write(
+            config_dir.join("virtual-service-reviews.yaml"),
+            config::reviews_virtual_service(&weights),
+        )?;
         // lateend polls the folder (every 100 ms) and debounces pushes; give it time to land.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let before = reviews_counts(&metrics);
         let mut failed = 0;
         for _ in 0..REQUESTS {
             let productpage = productpage.clone();
-            match tokio::task::spawn_blocking(move || http::get(&productpage, "/productpage", Some("productpage"))).await? {
+            match tokio::task::spawn_blocking(move || {
+                http::get(&productpage, "/productpage", Some("productpage"))
+            })
+            .await?
+            {
                 Ok((200, _)) => {}
                 _ => failed += 1,
             }
@@ -41,7 +48,10 @@ pub async fn canary(config_dir: &Path, mode: Mode) -> anyhow::Result<()> {
             .filter(|(_, delta)| *delta > 0.0)
             .map(|(version, delta)| format!("{version} {:.0}%", delta * 100.0 / REQUESTS as f64))
             .collect();
-        println!("  v3 weight {share:>3}%: {REQUESTS} requests, {failed} failed; observed by productpage's sidecar: {}", observed.join(", "));
+        println!(
+            "  v3 weight {share:>3}%: {REQUESTS} requests, {failed} failed; observed by productpage's sidecar: {}",
+            observed.join(", ")
+        );
     }
     Ok(())
 }
@@ -50,10 +60,24 @@ pub async fn canary(config_dir: &Path, mode: Mode) -> anyhow::Result<()> {
 /// destination version.
 fn reviews_counts(metrics: &str) -> BTreeMap<String, f64> {
     let mut counts = BTreeMap::new();
-    let Ok((_, text)) = http::get(metrics, "/stats/prometheus", None) else { return counts };
-    for line in text.lines().filter(|line| line.starts_with("istio_requests_total{") && line.contains("destination_service_name=\"reviews\"") && line.contains("reporter=\"source\"")) {
-        let version = line.split("destination_version=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("unknown");
-        let value: f64 = line.rsplit(' ').next().and_then(|value| value.parse().ok()).unwrap_or(0.0);
+    let Ok((_, text)) = http::get(metrics, "/stats/prometheus", None) else {
+        return counts;
+    };
+    for line in text.lines().filter(|line| {
+        line.starts_with("istio_requests_total{")
+            && line.contains("destination_service_name=\"reviews\"")
+            && line.contains("reporter=\"source\"")
+    }) {
+        let version = line
+            .split("destination_version=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("unknown");
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0);
         *counts.entry(version.to_string()).or_insert(0.0) += value;
     }
     counts

@@ -28,7 +28,9 @@ impl Record {
     /// The record in `dir`, with whatever an earlier run left in it.
     pub fn open(dir: &Path) -> Record {
         let path = dir.join("created");
-        let items = std::fs::read_to_string(&path).map(|text| text.lines().filter_map(parse).collect()).unwrap_or_default();
+        let items = std::fs::read_to_string(&path)
+            .map(|text| text.lines().filter_map(parse).collect())
+            .unwrap_or_default();
         Record { path, items }
     }
 
@@ -43,7 +45,11 @@ impl Record {
     }
 
     fn save(&self) -> anyhow::Result<()> {
-        let text: String = self.items.iter().map(|item| format!("{}\n", format(item))).collect();
+        let text: String = self
+            .items
+            .iter()
+            .map(|item| format!("{}\n", format(item)))
+            .collect();
         std::fs::write(&self.path, text).with_context(|| format!("writing {}", self.path.display()))
     }
 
@@ -88,7 +94,10 @@ fn remove(item: &Item) -> anyhow::Result<()> {
     match item {
         Item::Netns(name) => netns::remove(name),
         Item::Link(name) => {
-            anyhow::ensure!(name.starts_with("lateen-demo"), "refusing to remove link {name:?}: not one of the demo's");
+            anyhow::ensure!(
+                name.starts_with("lateen-demo"),
+                "refusing to remove link {name:?}: not one of the demo's"
+            );
             // Usually gone already: deleting the hub namespace deletes its veth peer.
             if netns::link_exists(name) {
                 netns::ip(&["link", "del", name])?;
@@ -96,10 +105,18 @@ fn remove(item: &Item) -> anyhow::Result<()> {
             Ok(())
         }
         Item::Dir(path) => {
-            let ours = path.parent() == Some(std::env::temp_dir().as_path()) && path.file_name().is_some_and(|name| name.to_string_lossy().starts_with(BIN_DIR_PREFIX));
-            anyhow::ensure!(ours, "refusing to remove {}: not one of the demo's folders", path.display());
+            let ours = path.parent() == Some(std::env::temp_dir().as_path())
+                && path
+                    .file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with(BIN_DIR_PREFIX));
+            anyhow::ensure!(
+                ours,
+                "refusing to remove {}: not one of the demo's folders",
+                path.display()
+            );
             if path.exists() {
-                std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+                std::fs::remove_dir_all(path)
+                    .with_context(|| format!("removing {}", path.display()))?;
             }
             Ok(())
         }
@@ -112,7 +129,11 @@ mod tests {
 
     #[test]
     fn lines_round_trip() {
-        for item in [Item::Netns("lateen-demo-hub".into()), Item::Link("lateen-demo0".into()), Item::Dir(PathBuf::from("/tmp/lateen-demo-bin-1"))] {
+        for item in [
+            Item::Netns("lateen-demo-hub".into()),
+            Item::Link("lateen-demo0".into()),
+            Item::Dir(PathBuf::from("/tmp/lateen-demo-bin-1")),
+        ] {
             assert_eq!(parse(&format(&item)), Some(item));
         }
         assert_eq!(parse("garbage"), None);

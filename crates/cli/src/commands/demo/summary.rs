@@ -9,11 +9,21 @@ use super::mode::Mode;
 pub fn print(dir: &Path, config_dir: &Path, mode: Mode) {
     let productpage = &WORKLOADS[0];
     match mode {
-        Mode::Loopback => println!("\nLateen demo is running (interception NONE: explicit listeners, no iptables).\n"),
-        Mode::Netns => println!("\nLateen demo is running in network namespaces with capture (iptables REDIRECT to 15001/15006, sidecars as UID 1337).\n"),
+        Mode::Loopback => println!(
+            "\nLateen demo is running (interception NONE: explicit listeners, no iptables).\n"
+        ),
+        Mode::Netns => println!(
+            "\nLateen demo is running in network namespaces with capture (iptables REDIRECT to 15001/15006, sidecars as UID 1337).\n"
+        ),
     }
-    println!("  productpage     http://{}:{SERVICE_PORT}/productpage", productpage.address(mode));
-    println!("  control plane   lateend: xDS {}, debug http://127.0.0.1:15014/debug/syncz, metrics http://127.0.0.1:15014/metrics", mesh::xds_address(mode));
+    println!(
+        "  productpage     http://{}:{SERVICE_PORT}/productpage",
+        productpage.address(mode)
+    );
+    println!(
+        "  control plane   lateend: xDS {}, debug http://127.0.0.1:15014/debug/syncz, metrics http://127.0.0.1:15014/metrics",
+        mesh::xds_address(mode)
+    );
     match mode {
         Mode::Loopback => {
             println!("  workloads       (app → its sidecar's inbound listener; metrics; admin)");
@@ -27,7 +37,9 @@ pub fn print(dir: &Path, config_dir: &Path, mode: Mode) {
             }
         }
         Mode::Netns => {
-            println!("  workloads       (pod namespace and address, app on :{SERVICE_PORT} behind the capture rules; metrics; admin)");
+            println!(
+                "  workloads       (pod namespace and address, app on :{SERVICE_PORT} behind the capture rules; metrics; admin)"
+            );
             for workload in WORKLOADS {
                 let address = workload.address(mode);
                 println!(
@@ -36,12 +48,24 @@ pub fn print(dir: &Path, config_dir: &Path, mode: Mode) {
                     workload.namespace(),
                 );
             }
-            let vips: Vec<String> = SERVICES.iter().map(|(service, vip)| format!("{service} {vip}")).collect();
-            println!("  services        {} (names resolve in the pods through /etc/netns/<pod>/hosts)", vips.join(", "));
-            println!("  inside a pod    ip netns exec {} curl http://reviews:{SERVICE_PORT}/reviews", productpage.namespace());
+            let vips: Vec<String> = SERVICES
+                .iter()
+                .map(|(service, vip)| format!("{service} {vip}"))
+                .collect();
+            println!(
+                "  services        {} (names resolve in the pods through /etc/netns/<pod>/hosts)",
+                vips.join(", ")
+            );
+            println!(
+                "  inside a pod    ip netns exec {} curl http://reviews:{SERVICE_PORT}/reviews",
+                productpage.namespace()
+            );
         }
     }
-    println!("  config folder   {} (edit virtual-service-reviews.yaml to move traffic)", config_dir.display());
+    println!(
+        "  config folder   {} (edit virtual-service-reviews.yaml to move traffic)",
+        config_dir.display()
+    );
     println!("  logs            {}", dir.join("logs").display());
     println!("\nPress Ctrl-C to stop.");
 }

@@ -17,23 +17,41 @@ pub struct Programs {
     pub proxy: PathBuf,
 }
 
-pub fn start_lateend(supervisor: &mut Supervisor, programs: &Programs, config_dir: &Path, mode: Mode) -> anyhow::Result<()> {
+pub fn start_lateend(
+    supervisor: &mut Supervisor,
+    programs: &Programs,
+    config_dir: &Path,
+    mode: Mode,
+) -> anyhow::Result<()> {
     let xds = mesh::xds_address(mode);
     supervisor.spawn(
         "lateend",
         programs.lateend.clone(),
         &[
-            "--config-dir", &config_dir.to_string_lossy(),
-            "--xds-address", &xds, "--xds-tls-address", "127.0.0.1:15012",
-            "--debug-address", "127.0.0.1:15014", "--webhook-address", "127.0.0.1:15017",
-            "--registration-grace", "2s",
+            "--config-dir",
+            &config_dir.to_string_lossy(),
+            "--xds-address",
+            &xds,
+            "--xds-tls-address",
+            "127.0.0.1:15012",
+            "--debug-address",
+            "127.0.0.1:15014",
+            "--webhook-address",
+            "127.0.0.1:15017",
+            "--registration-grace",
+            "2s",
         ],
         &[],
     )
 }
 
 /// Starts `workload`'s app and sidecar (its pod already exists in the namespace mode).
-pub fn start(supervisor: &mut Supervisor, programs: &Programs, workload: &Workload, mode: Mode) -> anyhow::Result<()> {
+pub fn start(
+    supervisor: &mut Supervisor,
+    programs: &Programs,
+    workload: &Workload,
+    mode: Mode,
+) -> anyhow::Result<()> {
     let app = programs.app.to_string_lossy();
     let listen = match mode {
         Mode::Loopback => format!("127.0.0.1:{}", workload.app_port(mode)),
@@ -44,23 +62,49 @@ pub fn start(supervisor: &mut Supervisor, programs: &Programs, workload: &Worklo
         .iter()
         .map(|(service, path)| match mode {
             // Without capture the app must send its call to the sidecar's outbound listener.
-            Mode::Loopback => format!("http://{service}:{SERVICE_PORT}{path}@{}:{SERVICE_PORT}", workload.egress_address()),
+            Mode::Loopback => format!(
+                "http://{service}:{SERVICE_PORT}{path}@{}:{SERVICE_PORT}",
+                workload.egress_address()
+            ),
             Mode::Netns => format!("http://{service}:{SERVICE_PORT}{path}"),
         })
         .collect();
-    let mut app_args = vec![app.as_ref(), "--name", workload.service, "--version", workload.version, "--listen", &listen];
+    let mut app_args = vec![
+        app.as_ref(),
+        "--name",
+        workload.service,
+        "--version",
+        workload.version,
+        "--listen",
+        &listen,
+    ];
     for call in &calls {
         app_args.extend(["--call", call.as_str()]);
     }
-    spawn_in(supervisor, &format!("{}-app", workload.name()), workload, mode, &app_args, &[])?;
+    spawn_in(
+        supervisor,
+        &format!("{}-app", workload.name()),
+        workload,
+        mode,
+        &app_args,
+        &[],
+    )?;
 
     let proxy = programs.proxy.to_string_lossy();
     let xds = mesh::xds_address(mode);
     let address = workload.address(mode);
     let (admin, health, metrics) = match mode {
-        Mode::Loopback => (format!("{address}:15000"), format!("{address}:15021"), format!("{address}:15090")),
+        Mode::Loopback => (
+            format!("{address}:15000"),
+            format!("{address}:15021"),
+            format!("{address}:15090"),
+        ),
         // Inside the pod: every interface, so the host reaches them on the pod address.
-        Mode::Netns => ("0.0.0.0:15000".to_string(), "0.0.0.0:15021".to_string(), "0.0.0.0:15090".to_string()),
+        Mode::Netns => (
+            "0.0.0.0:15000".to_string(),
+            "0.0.0.0:15021".to_string(),
+            "0.0.0.0:15090".to_string(),
+        ),
     };
     let mut sidecar_args: Vec<&str> = match mode {
         Mode::Loopback => vec![],
@@ -68,12 +112,39 @@ pub fn start(supervisor: &mut Supervisor, programs: &Programs, workload: &Worklo
         // connections escape being captured again.
         Mode::Netns => vec!["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups"],
     };
-    sidecar_args.extend([proxy.as_ref(), "sidecar", "--discovery-address", &xds, "--admin-address", &admin, "--health-address", &health, "--metrics-address", &metrics, "--concurrency", "1"]);
-    spawn_in(supervisor, &format!("{}-proxy", workload.name()), workload, mode, &sidecar_args, &sidecar_env(workload, mode))
+    sidecar_args.extend([
+        proxy.as_ref(),
+        "sidecar",
+        "--discovery-address",
+        &xds,
+        "--admin-address",
+        &admin,
+        "--health-address",
+        &health,
+        "--metrics-address",
+        &metrics,
+        "--concurrency",
+        "1",
+    ]);
+    spawn_in(
+        supervisor,
+        &format!("{}-proxy", workload.name()),
+        workload,
+        mode,
+        &sidecar_args,
+        &sidecar_env(workload, mode),
+    )
 }
 
 /// Spawns `args` (program first) on the host in loopback mode, in the pod otherwise.
-fn spawn_in(supervisor: &mut Supervisor, name: &str, workload: &Workload, mode: Mode, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<()> {
+fn spawn_in(
+    supervisor: &mut Supervisor,
+    name: &str,
+    workload: &Workload,
+    mode: Mode,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> anyhow::Result<()> {
     match mode {
         Mode::Loopback => supervisor.spawn(name, PathBuf::from(args[0]), &args[1..], env),
         Mode::Netns => {
@@ -87,8 +158,12 @@ fn spawn_in(supervisor: &mut Supervisor, name: &str, workload: &Workload, mode: 
 
 /// Istio's injected environment for the sidecar (what lateend reads as node metadata).
 fn sidecar_env(workload: &Workload, mode: Mode) -> Vec<(&'static str, String)> {
-    let labels = format!(r#"{{"app":"{}","version":"{}"}}"#, workload.service, workload.version);
-    let pod_ports = format!(r#"[{{"name":"http","containerPort":{SERVICE_PORT},"protocol":"TCP"}}]"#);
+    let labels = format!(
+        r#"{{"app":"{}","version":"{}"}}"#,
+        workload.service, workload.version
+    );
+    let pod_ports =
+        format!(r#"[{{"name":"http","containerPort":{SERVICE_PORT},"protocol":"TCP"}}]"#);
     let interception = match mode {
         Mode::Loopback => "NONE",
         Mode::Netns => "REDIRECT",
@@ -107,6 +182,12 @@ fn sidecar_env(workload: &Workload, mode: Mode) -> Vec<(&'static str, String)> {
 }
 
 /// Every workload, in the order of [`WORKLOADS`].
-pub fn start_all(supervisor: &mut Supervisor, programs: &Programs, mode: Mode) -> anyhow::Result<()> {
-    WORKLOADS.iter().try_for_each(|workload| start(supervisor, programs, workload, mode))
+pub fn start_all(
+    supervisor: &mut Supervisor,
+    programs: &Programs,
+    mode: Mode,
+) -> anyhow::Result<()> {
+    WORKLOADS
+        .iter()
+        .try_for_each(|workload| start(supervisor, programs, workload, mode))
 }

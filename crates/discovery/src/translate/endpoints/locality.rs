@@ -32,7 +32,9 @@ pub fn parse(text: &str) -> Locality {
 /// matches any zone or subzone.
 pub fn matches(locality: &Locality, rule: &str) -> bool {
     let rule = parse(rule);
-    let part = |want: &str, have: &str, optional: bool| want == "*" || (optional && want.is_empty()) || want == have;
+    let part = |want: &str, have: &str, optional: bool| {
+        want == "*" || (optional && want.is_empty()) || want == have
+    };
     part(&rule.region, &locality.region, false)
         && part(&rule.zone, &locality.zone, true)
         && part(&rule.sub_zone, &locality.sub_zone, true)
@@ -47,14 +49,23 @@ pub struct Group {
 
 /// The groups' weights after `setting` (None: each group weighs the sum of its endpoints);
 /// a group `distribute` leaves out weighs 0 (it gets no traffic).
-pub fn group_weights(groups: &[Group], proxy: &Locality, setting: Option<&LocalityLbSetting>) -> Vec<u64> {
-    let natural: Vec<u64> = groups.iter().map(|g| g.weights.iter().map(|w| u64::from(*w)).sum()).collect();
+pub fn group_weights(
+    groups: &[Group],
+    proxy: &Locality,
+    setting: Option<&LocalityLbSetting>,
+) -> Vec<u64> {
+    let natural: Vec<u64> = groups
+        .iter()
+        .map(|g| g.weights.iter().map(|w| u64::from(*w)).sum())
+        .collect();
     let rule = setting.and_then(|s| s.distribute.iter().find(|d| matches(proxy, &d.from)));
     let Some(rule) = rule else { return natural };
     let mut weights = vec![0u64; groups.len()];
     let mut taken = vec![false; groups.len()];
     for (to, share) in &rule.to {
-        let picked: Vec<usize> = (0..groups.len()).filter(|&i| !taken[i] && matches(&groups[i].locality, to)).collect();
+        let picked: Vec<usize> = (0..groups.len())
+            .filter(|&i| !taken[i] && matches(&groups[i].locality, to))
+            .collect();
         let total: u64 = picked.iter().map(|&i| natural[i]).sum();
         for &i in &picked {
             taken[i] = true;
@@ -68,18 +79,36 @@ pub fn group_weights(groups: &[Group], proxy: &Locality, setting: Option<&Locali
 /// `group_weights`, reduced by their common divisor; None when they would not fit Envoy's
 /// 32-bit weights. Groups of weight 0 get no endpoints.
 pub fn endpoint_weights(groups: &[Group], group_weights: &[u64]) -> Option<Vec<Vec<u32>>> {
-    let sums: Vec<u64> = groups.iter().map(|g| g.weights.iter().map(|w| u64::from(*w)).sum::<u64>().max(1)).collect();
+    let sums: Vec<u64> = groups
+        .iter()
+        .map(|g| g.weights.iter().map(|w| u64::from(*w)).sum::<u64>().max(1))
+        .collect();
     // Scale every group by one factor so each endpoint's share is a whole number.
-    let factor = sums.iter().try_fold(1u64, |acc, s| lcm(acc, *s).filter(|v| *v <= u64::from(u32::MAX)))?;
+    let factor = sums.iter().try_fold(1u64, |acc, s| {
+        lcm(acc, *s).filter(|v| *v <= u64::from(u32::MAX))
+    })?;
     let mut scaled: Vec<Vec<u64>> = Vec::new();
     for (i, group) in groups.iter().enumerate() {
         let per_unit = group_weights[i].checked_mul(factor)? / sums[i];
-        scaled.push(group.weights.iter().map(|w| u64::from(*w) * per_unit).collect());
+        scaled.push(
+            group
+                .weights
+                .iter()
+                .map(|w| u64::from(*w) * per_unit)
+                .collect(),
+        );
     }
-    let divisor = scaled.iter().flatten().fold(0, |acc, w| gcd(acc, *w)).max(1);
+    let divisor = scaled
+        .iter()
+        .flatten()
+        .fold(0, |acc, w| gcd(acc, *w))
+        .max(1);
     let mut out = Vec::new();
     for group in scaled {
-        let reduced: Vec<u32> = group.iter().map(|w| u32::try_from(w / divisor).ok()).collect::<Option<_>>()?;
+        let reduced: Vec<u32> = group
+            .iter()
+            .map(|w| u32::try_from(w / divisor).ok())
+            .collect::<Option<_>>()?;
         // A locality's endpoint weights must sum within 32 bits (Envoy rejects more).
         if reduced.iter().map(|w| u64::from(*w)).sum::<u64>() > u64::from(u32::MAX) {
             return None;
@@ -113,21 +142,37 @@ mod tests {
     use lateen_api::networking::LocalityDistribute;
 
     fn group(locality: &str, weights: &[u32]) -> Group {
-        Group { locality: parse(locality), weights: weights.to_vec() }
+        Group {
+            locality: parse(locality),
+            weights: weights.to_vec(),
+        }
     }
 
     #[test]
     fn wildcards_match_like_istio() {
         let l = parse("us-east/zone-1/rack-2");
-        assert!(matches(&l, "*") && matches(&l, "us-east/*") && matches(&l, "us-east") && matches(&l, "us-east/zone-1/rack-2"));
+        assert!(
+            matches(&l, "*")
+                && matches(&l, "us-east/*")
+                && matches(&l, "us-east")
+                && matches(&l, "us-east/zone-1/rack-2")
+        );
         assert!(!matches(&l, "us-west/*") && !matches(&l, "us-east/zone-2/*"));
     }
 
     #[test]
     fn distribute_shares_a_weight_among_matching_groups_and_drops_the_rest() {
-        let groups = [group("a/z/s1", &[1]), group("a/z/s2", &[1]), group("b/z/s1", &[1]), group("c/z/s1", &[1])];
+        let groups = [
+            group("a/z/s1", &[1]),
+            group("a/z/s2", &[1]),
+            group("b/z/s1", &[1]),
+            group("c/z/s1", &[1]),
+        ];
         let setting = LocalityLbSetting {
-            distribute: vec![LocalityDistribute { from: "*".into(), to: [("a/z/*".to_string(), 20), ("b/z/*".to_string(), 80)].into() }],
+            distribute: vec![LocalityDistribute {
+                from: "*".into(),
+                to: [("a/z/*".to_string(), 20), ("b/z/*".to_string(), 80)].into(),
+            }],
             ..Default::default()
         };
         let weights = group_weights(&groups, &Locality::default(), Some(&setting));
@@ -142,6 +187,9 @@ mod tests {
         let endpoints = endpoint_weights(&groups, &[50, 50]).expect("fits");
         // Group a: 50 split 1:3; group b: 50.
         assert_eq!(endpoints, vec![vec![1, 3], vec![4]]);
-        assert_eq!(group_weights(&groups, &Locality::default(), None), vec![4, 1]);
+        assert_eq!(
+            group_weights(&groups, &Locality::default(), None),
+            vec![4, 1]
+        );
     }
 }

@@ -6,7 +6,9 @@
 
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use lateen_xds::pb::envoy::config::core::v3::config_source;
-use lateen_xds::pb::envoy::extensions::upstreams::http::v3::{HttpProtocolOptions, http_protocol_options};
+use lateen_xds::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
+};
 use lateen_xds::pb::google::protobuf::{Struct, value::Kind};
 
 use super::{Check, Rejection, duration, socket_addr, unpack};
@@ -33,16 +35,19 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
     }
     let mut cluster = empty(&source.name);
     if let Some(timeout) = &source.connect_timeout {
-        cluster.connect_timeout = duration(timeout).map_err(|reason| check.reject("connect_timeout", reason))?;
+        cluster.connect_timeout =
+            duration(timeout).map_err(|reason| check.reject("connect_timeout", reason))?;
     }
 
     let kind = match &source.cluster_discovery_type {
         None => cluster::DiscoveryType::Static,
-        Some(cluster::ClusterDiscoveryType::Type(kind)) => {
-            cluster::DiscoveryType::try_from(*kind).map_err(|_| check.reject("type", format!("unknown discovery type {kind}")))?
-        }
+        Some(cluster::ClusterDiscoveryType::Type(kind)) => cluster::DiscoveryType::try_from(*kind)
+            .map_err(|_| check.reject("type", format!("unknown discovery type {kind}")))?,
         Some(cluster::ClusterDiscoveryType::ClusterType(custom)) => {
-            return Err(check.reject("cluster_type", format!("custom cluster type {:?} is not supported", custom.name)));
+            return Err(check.reject(
+                "cluster_type",
+                format!("custom cluster type {:?} is not supported", custom.name),
+            ));
         }
     };
     let original_dst = kind == cluster::DiscoveryType::OriginalDst;
@@ -54,30 +59,57 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         Ok(cluster::LbPolicy::Maglev) => model::LbPolicy::Maglev,
         Ok(cluster::LbPolicy::Random) => model::LbPolicy::Random,
         Ok(cluster::LbPolicy::ClusterProvided) if original_dst => model::LbPolicy::RoundRobin,
-        Ok(other) => return Err(check.reject("lb_policy", format!("{} is not supported", other.as_str_name()))),
-        Err(_) => return Err(check.reject("lb_policy", format!("unknown policy {}", source.lb_policy))),
+        Ok(other) => {
+            return Err(check.reject(
+                "lb_policy",
+                format!("{} is not supported", other.as_str_name()),
+            ));
+        }
+        Err(_) => {
+            return Err(check.reject("lb_policy", format!("unknown policy {}", source.lb_policy)));
+        }
     };
 
     cluster.original_dst = original_dst;
     let mut eds_name = None;
     match kind {
         cluster::DiscoveryType::Eds => {
-            let config = source.eds_cluster_config.as_ref().ok_or_else(|| check.reject("eds_cluster_config", "an EDS cluster needs it"))?;
+            let config = source
+                .eds_cluster_config
+                .as_ref()
+                .ok_or_else(|| check.reject("eds_cluster_config", "an EDS cluster needs it"))?;
             let ads = config.eds_config.as_ref().is_some_and(|source| {
-                matches!(source.config_source_specifier, Some(config_source::ConfigSourceSpecifier::Ads(_)))
+                matches!(
+                    source.config_source_specifier,
+                    Some(config_source::ConfigSourceSpecifier::Ads(_))
+                )
             });
             if !ads {
                 return Err(check.reject("eds_cluster_config.eds_config", "only ADS is supported"));
             }
-            eds_name = Some(if config.service_name.is_empty() { source.name.clone() } else { config.service_name.clone() });
+            eds_name = Some(if config.service_name.is_empty() {
+                source.name.clone()
+            } else {
+                config.service_name.clone()
+            });
             if source.load_assignment.is_some() {
-                return Err(check.reject("load_assignment", "an EDS cluster takes its endpoints from EDS"));
+                return Err(check.reject(
+                    "load_assignment",
+                    "an EDS cluster takes its endpoints from EDS",
+                ));
             }
         }
-        cluster::DiscoveryType::Static | cluster::DiscoveryType::StrictDns | cluster::DiscoveryType::LogicalDns => {
+        cluster::DiscoveryType::Static
+        | cluster::DiscoveryType::StrictDns
+        | cluster::DiscoveryType::LogicalDns => {
             if let Some(assignment) = &source.load_assignment {
-                let mut endpoints = super::endpoint::endpoints(assignment, &check)
-                    .map_err(|rejection| Rejection { field: format!("load_assignment.{}", rejection.field), ..rejection })?;
+                let mut endpoints =
+                    super::endpoint::endpoints(assignment, &check).map_err(|rejection| {
+                        Rejection {
+                            field: format!("load_assignment.{}", rejection.field),
+                            ..rejection
+                        }
+                    })?;
                 if kind == cluster::DiscoveryType::LogicalDns {
                     endpoints.truncate(1);
                 }
@@ -86,7 +118,10 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         }
         cluster::DiscoveryType::OriginalDst => {
             if source.load_assignment.is_some() {
-                return Err(check.reject("load_assignment", "an ORIGINAL_DST cluster has no endpoints"));
+                return Err(check.reject(
+                    "load_assignment",
+                    "an ORIGINAL_DST cluster has no endpoints",
+                ));
             }
         }
     }
@@ -99,46 +134,85 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         if name != HTTP_PROTOCOL_OPTIONS {
             return Err(check.reject(path, "not supported by lateen-proxy"));
         }
-        let options: HttpProtocolOptions = unpack(options).map_err(|reason| check.reject(&path, reason))?;
-        cluster.protocol = upstream_protocol(&options).map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
+        let options: HttpProtocolOptions =
+            unpack(options).map_err(|reason| check.reject(&path, reason))?;
+        cluster.protocol = upstream_protocol(&options)
+            .map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
     }
 
     if let Some(bind) = &source.upstream_bind_config {
-        let rest = lateen_xds::pb::envoy::config::core::v3::BindConfig { source_address: None, ..bind.clone() };
-        check.no_leftover("upstream_bind_config", &rest)?;
-        let address = bind.source_address.as_ref().ok_or_else(|| check.reject("upstream_bind_config.source_address", "missing"))?;
-        let socket = lateen_xds::pb::envoy::config::core::v3::Address {
-            address: Some(lateen_xds::pb::envoy::config::core::v3::address::Address::SocketAddress(address.clone())),
+        let rest = lateen_xds::pb::envoy::config::core::v3::BindConfig {
+            source_address: None,
+            ..bind.clone()
         };
-        let address = socket_addr(Some(&socket)).map_err(|reason| check.reject("upstream_bind_config.source_address", reason))?;
+        check.no_leftover("upstream_bind_config", &rest)?;
+        let address = bind
+            .source_address
+            .as_ref()
+            .ok_or_else(|| check.reject("upstream_bind_config.source_address", "missing"))?;
+        let socket = lateen_xds::pb::envoy::config::core::v3::Address {
+            address: Some(
+                lateen_xds::pb::envoy::config::core::v3::address::Address::SocketAddress(
+                    address.clone(),
+                ),
+            ),
+        };
+        let address = socket_addr(Some(&socket))
+            .map_err(|reason| check.reject("upstream_bind_config.source_address", reason))?;
         cluster.source_address = Some(address.ip());
     }
-    if let Some(istio) = source.metadata.as_ref().and_then(|metadata| metadata.filter_metadata.get("istio")) {
+    if let Some(istio) = source
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.filter_metadata.get("istio"))
+    {
         cluster.destination = destination_of(istio);
     }
 
     match &source.lb_config {
         None => {}
-        Some(cluster::LbConfig::RingHashLbConfig(ring)) if cluster.lb_policy == model::LbPolicy::RingHash => {
+        Some(cluster::LbConfig::RingHashLbConfig(ring))
+            if cluster.lb_policy == model::LbPolicy::RingHash =>
+        {
             // The hash function and the ring's upper bound change which host a key lands
             // on, not that it always lands on the same one.
-            cluster.minimum_ring_size = ring.minimum_ring_size.as_ref().map(|size| size.value).filter(|size| *size > 0);
+            cluster.minimum_ring_size = ring
+                .minimum_ring_size
+                .as_ref()
+                .map(|size| size.value)
+                .filter(|size| *size > 0);
         }
-        Some(cluster::LbConfig::MaglevLbConfig(maglev)) if cluster.lb_policy == model::LbPolicy::Maglev => {
-            cluster.minimum_ring_size = maglev.table_size.as_ref().map(|size| size.value).filter(|size| *size > 0);
+        Some(cluster::LbConfig::MaglevLbConfig(maglev))
+            if cluster.lb_policy == model::LbPolicy::Maglev =>
+        {
+            cluster.minimum_ring_size = maglev
+                .table_size
+                .as_ref()
+                .map(|size| size.value)
+                .filter(|size| *size > 0);
         }
         // Active-request bias and slow start tune the choice; power of two choices stays.
-        Some(cluster::LbConfig::LeastRequestLbConfig(_)) if cluster.lb_policy == model::LbPolicy::LeastRequest => {}
-        Some(_) => return Err(check.reject("lb_config", "does not match lb_policy or is not supported")),
+        Some(cluster::LbConfig::LeastRequestLbConfig(_))
+            if cluster.lb_policy == model::LbPolicy::LeastRequest => {}
+        Some(_) => {
+            return Err(check.reject("lb_config", "does not match lb_policy or is not supported"));
+        }
     }
     if let Some(common) = &source.common_lb_config {
-        common_lb_config(common).map_err(|(field, reason)| check.reject(super::join("common_lb_config", &field), reason))?;
+        common_lb_config(common).map_err(|(field, reason)| {
+            check.reject(super::join("common_lb_config", &field), reason)
+        })?;
     }
     if let Some(breakers) = &source.circuit_breakers {
-        cluster.circuit_breakers = super::policy::breakers_of(breakers).map_err(|(field, reason)| check.reject(super::join("circuit_breakers", &field), reason))?;
+        cluster.circuit_breakers =
+            super::policy::breakers_of(breakers).map_err(|(field, reason)| {
+                check.reject(super::join("circuit_breakers", &field), reason)
+            })?;
     }
     if let Some(outlier) = &source.outlier_detection {
-        cluster.outlier_detection = Some(super::policy::outlier_of(outlier).map_err(|(field, reason)| check.reject(super::join("outlier_detection", &field), reason))?);
+        cluster.outlier_detection = Some(super::policy::outlier_of(outlier).map_err(
+            |(field, reason)| check.reject(super::join("outlier_detection", &field), reason),
+        )?);
     }
 
     // Informational: alt_stat_name, metadata. DNS lookup family only matters when names
@@ -163,7 +237,11 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         ..source.clone()
     };
     check.no_leftover("", &rest)?;
-    Ok(TranslatedCluster { cluster, eds_name, original_dst })
+    Ok(TranslatedCluster {
+        cluster,
+        eds_name,
+        original_dst,
+    })
 }
 
 /// Istio's `common_lb_config`: empty, or asking for locality-weighted balancing, which
@@ -173,10 +251,22 @@ fn common_lb_config(common: &cluster::CommonLbConfig) -> Result<(), (String, Str
     use cluster::common_lb_config::LocalityConfigSpecifier;
     match &common.locality_config_specifier {
         None | Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)) => {}
-        Some(_) => return Err(("zone_aware_lb_config".into(), "zone-aware routing is not supported by lateen-proxy".into())),
+        Some(_) => {
+            return Err((
+                "zone_aware_lb_config".into(),
+                "zone-aware routing is not supported by lateen-proxy".into(),
+            ));
+        }
     }
-    let left = super::fields::leftover(&cluster::CommonLbConfig { locality_config_specifier: None, ..common.clone() });
-    if left.is_empty() { Ok(()) } else { Err((left.join(", "), "not supported by lateen-proxy".into())) }
+    let left = super::fields::leftover(&cluster::CommonLbConfig {
+        locality_config_specifier: None,
+        ..common.clone()
+    });
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err((left.join(", "), "not supported by lateen-proxy".into()))
+    }
 }
 
 /// A cluster with Envoy's defaults and no endpoints: HTTP/1.1 upstream unless the cluster's
@@ -197,10 +287,15 @@ pub fn empty(name: &str) -> model::Cluster {
     }
 }
 
-fn upstream_protocol(options: &HttpProtocolOptions) -> Result<model::UpstreamProtocol, (String, String)> {
+fn upstream_protocol(
+    options: &HttpProtocolOptions,
+) -> Result<model::UpstreamProtocol, (String, String)> {
     use http_protocol_options::UpstreamProtocolOptions as Upstream;
     use http_protocol_options::explicit_http_config::ProtocolConfig;
-    let rest = HttpProtocolOptions { upstream_protocol_options: None, ..options.clone() };
+    let rest = HttpProtocolOptions {
+        upstream_protocol_options: None,
+        ..options.clone()
+    };
     let left = super::fields::leftover(&rest);
     if !left.is_empty() {
         return Err((left.join(", "), "not supported by lateen-proxy".into()));
@@ -212,16 +307,26 @@ fn upstream_protocol(options: &HttpProtocolOptions) -> Result<model::UpstreamPro
             Some(ProtocolConfig::HttpProtocolOptions(_)) | None => model::UpstreamProtocol::Http1,
             Some(ProtocolConfig::Http2ProtocolOptions(_)) => model::UpstreamProtocol::Http2,
             Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
-                return Err(("explicit_http_config.http3_protocol_options".into(), "HTTP/3 is not supported".into()));
+                return Err((
+                    "explicit_http_config.http3_protocol_options".into(),
+                    "HTTP/3 is not supported".into(),
+                ));
             }
         },
-        Some(Upstream::AutoConfig(_)) => return Err(("auto_config".into(), "ALPN protocol selection needs TLS, not supported".into())),
+        Some(Upstream::AutoConfig(_)) => {
+            return Err((
+                "auto_config".into(),
+                "ALPN protocol selection needs TLS, not supported".into(),
+            ));
+        }
     })
 }
 
 /// Istio's cluster metadata: `istio.services[0]` names the service behind the cluster.
 fn destination_of(istio: &Struct) -> model::Destination {
-    let text = |value: Option<&lateen_xds::pb::google::protobuf::Value>| match value.and_then(|v| v.kind.as_ref()) {
+    let text = |value: Option<&lateen_xds::pb::google::protobuf::Value>| match value
+        .and_then(|v| v.kind.as_ref())
+    {
         Some(Kind::StringValue(text)) => Some(text.clone()),
         _ => None,
     };
@@ -232,7 +337,9 @@ fn destination_of(istio: &Struct) -> model::Destination {
         }),
         _ => None,
     };
-    let Some(service) = first_service else { return model::Destination::default() };
+    let Some(service) = first_service else {
+        return model::Destination::default();
+    };
     model::Destination {
         service: text(service.fields.get("host")),
         service_name: text(service.fields.get("name")),

@@ -13,7 +13,9 @@
 //! as in Envoy's locality-weighted mode; with no locality weight at all, endpoints are
 //! flattened.
 
-use lateen_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LocalityLbEndpoints, lb_endpoint};
+use lateen_xds::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LocalityLbEndpoints, lb_endpoint,
+};
 
 use super::{Check, Rejection, socket_addr};
 use crate::config::model;
@@ -27,13 +29,28 @@ pub fn translate(assignment: &ClusterLoadAssignment) -> Result<Vec<model::Endpoi
     endpoints(assignment, &check)
 }
 
-pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, check: &Check) -> Result<Vec<model::Endpoint>, Rejection> {
+pub(crate) fn endpoints(
+    assignment: &ClusterLoadAssignment,
+    check: &Check,
+) -> Result<Vec<model::Endpoint>, Rejection> {
     // `policy` (overprovisioning, drop overloads) has no effect with one priority and no
     // drops; reject drops, which would change what traffic gets through.
-    if assignment.policy.as_ref().is_some_and(|policy| !policy.drop_overloads.is_empty()) {
+    if assignment
+        .policy
+        .as_ref()
+        .is_some_and(|policy| !policy.drop_overloads.is_empty())
+    {
         return Err(check.reject("policy.drop_overloads", "not supported by lateen-proxy"));
     }
-    check.no_leftover("", &ClusterLoadAssignment { cluster_name: String::new(), endpoints: Vec::new(), policy: None, ..assignment.clone() })?;
+    check.no_leftover(
+        "",
+        &ClusterLoadAssignment {
+            cluster_name: String::new(),
+            endpoints: Vec::new(),
+            policy: None,
+            ..assignment.clone()
+        },
+    )?;
     let mut localities = Vec::new();
     for (l_index, locality) in assignment.endpoints.iter().enumerate() {
         let mut out = Vec::new();
@@ -43,13 +60,23 @@ pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, check: &Check) -> Re
         }
         // The locality names the group (informational here, as is metadata); its weight is
         // folded into the endpoint weights below.
-        let rest = LocalityLbEndpoints { locality: None, metadata: None, lb_endpoints: Vec::new(), load_balancing_weight: None, priority: 0, ..locality.clone() };
+        let rest = LocalityLbEndpoints {
+            locality: None,
+            metadata: None,
+            lb_endpoints: Vec::new(),
+            load_balancing_weight: None,
+            priority: 0,
+            ..locality.clone()
+        };
         check.no_leftover(&l_path, &rest)?;
         for (e_index, lb) in locality.lb_endpoints.iter().enumerate() {
             let e_path = format!("{l_path}.lb_endpoints[{e_index}]");
             let weight = match &lb.load_balancing_weight {
                 Some(weight) if weight.value == 0 => {
-                    return Err(check.reject(format!("{e_path}.load_balancing_weight"), "must be at least 1"));
+                    return Err(check.reject(
+                        format!("{e_path}.load_balancing_weight"),
+                        "must be at least 1",
+                    ));
                 }
                 Some(weight) => weight.value,
                 None => 1,
@@ -57,24 +84,49 @@ pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, check: &Check) -> Re
             let endpoint = match &lb.host_identifier {
                 Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) => endpoint,
                 Some(lb_endpoint::HostIdentifier::EndpointName(_)) => {
-                    return Err(check.reject(format!("{e_path}.endpoint_name"), "named endpoints are not supported"));
+                    return Err(check.reject(
+                        format!("{e_path}.endpoint_name"),
+                        "named endpoints are not supported",
+                    ));
                 }
                 None => return Err(check.reject(format!("{e_path}.endpoint"), "missing")),
             };
-            let rest = Endpoint { address: None, hostname: String::new(), health_check_config: None, ..endpoint.clone() };
+            let rest = Endpoint {
+                address: None,
+                hostname: String::new(),
+                health_check_config: None,
+                ..endpoint.clone()
+            };
             check.no_leftover(&format!("{e_path}.endpoint"), &rest)?;
-            let address = socket_addr(endpoint.address.as_ref()).map_err(|reason| check.reject(format!("{e_path}.endpoint.address"), reason))?;
+            let address = socket_addr(endpoint.address.as_ref())
+                .map_err(|reason| check.reject(format!("{e_path}.endpoint.address"), reason))?;
             if address.port() == 0 {
-                return Err(check.reject(format!("{e_path}.endpoint.address.port_value"), "must not be 0"));
+                return Err(check.reject(
+                    format!("{e_path}.endpoint.address.port_value"),
+                    "must not be 0",
+                ));
             }
             if ROUTABLE_HEALTH.contains(&lb.health_status) {
                 out.push((model::Endpoint { address }, u64::from(weight)));
             }
         }
-        if locality.load_balancing_weight.as_ref().is_some_and(|weight| weight.value == 0) {
-            return Err(check.reject(format!("{l_path}.load_balancing_weight"), "must be at least 1"));
+        if locality
+            .load_balancing_weight
+            .as_ref()
+            .is_some_and(|weight| weight.value == 0)
+        {
+            return Err(check.reject(
+                format!("{l_path}.load_balancing_weight"),
+                "must be at least 1",
+            ));
         }
-        localities.push((locality.load_balancing_weight.as_ref().map(|weight| u64::from(weight.value)), out));
+        localities.push((
+            locality
+                .load_balancing_weight
+                .as_ref()
+                .map(|weight| u64::from(weight.value)),
+            out,
+        ));
     }
     Ok(weighted(by_locality(localities)))
 }
@@ -88,14 +140,25 @@ type Weighted = (model::Endpoint, u64);
 /// whole numbers; past 32 bits the totals are rounded instead.
 fn by_locality(localities: Vec<(Option<u64>, Vec<Weighted>)>) -> Vec<Weighted> {
     if localities.iter().all(|(weight, _)| weight.is_none()) {
-        return localities.into_iter().flat_map(|(_, endpoints)| endpoints).collect();
+        return localities
+            .into_iter()
+            .flat_map(|(_, endpoints)| endpoints)
+            .collect();
     }
-    let total = |endpoints: &[Weighted]| endpoints.iter().map(|(_, weight)| *weight).sum::<u64>().max(1);
+    let total = |endpoints: &[Weighted]| {
+        endpoints
+            .iter()
+            .map(|(_, weight)| *weight)
+            .sum::<u64>()
+            .max(1)
+    };
     let factor = localities
         .iter()
         .try_fold(1u64, |acc, (_, endpoints)| {
             let sum = total(endpoints);
-            (acc / gcd(acc, sum)).checked_mul(sum).filter(|value| *value <= u64::from(u32::MAX))
+            (acc / gcd(acc, sum))
+                .checked_mul(sum)
+                .filter(|value| *value <= u64::from(u32::MAX))
         })
         .unwrap_or(1 << 16);
     let mut out = Vec::new();
@@ -117,13 +180,22 @@ fn by_locality(localities: Vec<(Option<u64>, Vec<Weighted>)>) -> Vec<Weighted> {
 /// weight / gcd(weights) times (at most [`MAX_REPEAT`]), so equal weights cost nothing. A
 /// list that would grow past [`MAX_ENTRIES`] keeps one entry per endpoint.
 fn weighted(endpoints: Vec<Weighted>) -> Vec<model::Endpoint> {
-    let divisor = endpoints.iter().fold(0, |acc, (_, weight)| gcd(acc, *weight)).max(1);
+    let divisor = endpoints
+        .iter()
+        .fold(0, |acc, (_, weight)| gcd(acc, *weight))
+        .max(1);
     let repeats = |weight: u64| (weight / divisor).clamp(1, MAX_REPEAT) as usize;
     let total: usize = endpoints.iter().map(|(_, weight)| repeats(*weight)).sum();
     if total > MAX_ENTRIES {
-        return endpoints.into_iter().map(|(endpoint, _)| endpoint).collect();
+        return endpoints
+            .into_iter()
+            .map(|(endpoint, _)| endpoint)
+            .collect();
     }
-    endpoints.into_iter().flat_map(|(endpoint, weight)| std::iter::repeat_n(endpoint, repeats(weight))).collect()
+    endpoints
+        .into_iter()
+        .flat_map(|(endpoint, weight)| std::iter::repeat_n(endpoint, repeats(weight)))
+        .collect()
 }
 
 const MAX_REPEAT: u64 = 100;

@@ -11,14 +11,21 @@ pub fn leftover<M: std::fmt::Debug + Default + PartialEq>(rest: &M) -> Vec<Strin
     let set = top_level_fields(&format!("{rest:?}"));
     let unset = top_level_fields(&format!("{:?}", M::default()));
     set.into_iter()
-        .filter(|(name, value)| unset.iter().find(|(other, _)| other == name).is_none_or(|(_, default)| default != value))
+        .filter(|(name, value)| {
+            unset
+                .iter()
+                .find(|(other, _)| other == name)
+                .is_none_or(|(_, default)| default != value)
+        })
         .map(|(name, _)| name.trim_start_matches("r#").to_string())
         .collect()
 }
 
 /// Splits `Name { a: x, b: Some(Y { .. }) }` into `[("a", "x"), ("b", "Some(..)")]`.
 fn top_level_fields(debug: &str) -> Vec<(String, String)> {
-    let Some(open) = debug.find('{') else { return Vec::new() };
+    let Some(open) = debug.find('{') else {
+        return Vec::new();
+    };
     let body = debug[open + 1..].trim_end().trim_end_matches('}');
     let mut fields = Vec::new();
     let mut depth = 0i32;
@@ -63,8 +70,18 @@ mod tests {
 
     #[test]
     fn names_the_set_fields() {
-        let cluster = Cluster { alt_stat_name: "x, \"y\" }".into(), close_connections_on_host_health_failure: true, ..Default::default() };
-        assert_eq!(leftover(&cluster), vec!["alt_stat_name".to_string(), "close_connections_on_host_health_failure".to_string()]);
+        let cluster = Cluster {
+            alt_stat_name: "x, \"y\" }".into(),
+            close_connections_on_host_health_failure: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            leftover(&cluster),
+            vec![
+                "alt_stat_name".to_string(),
+                "close_connections_on_host_health_failure".to_string()
+            ]
+        );
         assert!(leftover(&Cluster::default()).is_empty());
     }
 }

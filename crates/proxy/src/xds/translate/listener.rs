@@ -5,7 +5,9 @@
 //! A chain is an HTTP connection manager (routes by RDS name or inline) or a TCP proxy.
 
 use lateen_xds::pb::envoy::config::core::v3::config_source;
-use lateen_xds::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter};
+use lateen_xds::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
 use lateen_xds::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use lateen_xds::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use lateen_xds::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -56,35 +58,56 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
         ..source.clone()
     };
     check.no_leftover("", &rest)?;
-    let address = socket_addr(source.address.as_ref()).map_err(|reason| check.reject("address", reason))?;
-    let mut capture = source.use_original_dst.as_ref().is_some_and(|flag| flag.value);
+    let address =
+        socket_addr(source.address.as_ref()).map_err(|reason| check.reject("address", reason))?;
+    let mut capture = source
+        .use_original_dst
+        .as_ref()
+        .is_some_and(|flag| flag.value);
     for (index, listener_filter) in source.listener_filters.iter().enumerate() {
         match listener_filter_kind(listener_filter) {
             Some(ListenerFilterKind::OriginalDst) => capture = true,
             Some(ListenerFilterKind::Inspector) => {}
             None => {
-                return Err(check.reject(format!("listener_filters[{index}]"), format!("listener filter {:?} is not supported", listener_filter.name)));
+                return Err(check.reject(
+                    format!("listener_filters[{index}]"),
+                    format!(
+                        "listener filter {:?} is not supported",
+                        listener_filter.name
+                    ),
+                ));
             }
         }
         if listener_filter.filter_disabled.is_some() {
-            return Err(check.reject(format!("listener_filters[{index}].filter_disabled"), "not supported by lateen-proxy"));
+            return Err(check.reject(
+                format!("listener_filters[{index}].filter_disabled"),
+                "not supported by lateen-proxy",
+            ));
         }
     }
     // TrafficDirection: UNSPECIFIED = 0, INBOUND = 1, OUTBOUND = 2.
     let direction = match source.traffic_direction {
         1 => model::Direction::Inbound,
         0 | 2 => model::Direction::Outbound,
-        other => return Err(check.reject("traffic_direction", format!("unknown direction {other}"))),
+        other => {
+            return Err(check.reject("traffic_direction", format!("unknown direction {other}")));
+        }
     };
     let detect_timeout = match &source.listener_filters_timeout {
-        Some(timeout) => duration(timeout).map_err(|reason| check.reject("listener_filters_timeout", reason))?,
+        Some(timeout) => {
+            duration(timeout).map_err(|reason| check.reject("listener_filters_timeout", reason))?
+        }
         None => model::defaults::detect_timeout(),
     };
     let base = model::Listener {
         name: source.name.clone(),
         address,
         bind: source.bind_to_port.as_ref().is_none_or(|flag| flag.value),
-        capture: if capture { model::Capture::OriginalDst } else { model::Capture::None },
+        capture: if capture {
+            model::Capture::OriginalDst
+        } else {
+            model::Capture::None
+        },
         direction,
         protocol: model::ListenerProtocol::Auto,
         detect_timeout,
@@ -94,14 +117,26 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
     };
 
     let mut out = TranslatedListener::default();
-    let mut main_chain: Option<(String, &FilterChain)> = source.default_filter_chain.as_ref().map(|chain| ("default_filter_chain".to_string(), chain));
+    let mut main_chain: Option<(String, &FilterChain)> = source
+        .default_filter_chain
+        .as_ref()
+        .map(|chain| ("default_filter_chain".to_string(), chain));
     let mut port_chains = Vec::new();
     for (index, chain) in source.filter_chains.iter().enumerate() {
         let path = format!("filter_chains[{index}]");
-        match chain_port(chain.filter_chain_match.as_ref(), &format!("{path}.filter_chain_match"), &check)? {
+        match chain_port(
+            chain.filter_chain_match.as_ref(),
+            &format!("{path}.filter_chain_match"),
+            &check,
+        )? {
             Some(port) if capture => port_chains.push((path, port, chain)),
             Some(port) if port == address.port() => set_main(&mut main_chain, path, chain, &check)?,
-            Some(port) => return Err(check.reject(format!("{path}.filter_chain_match.destination_port"), format!("{port} is not this listener's port and it does not capture"))),
+            Some(port) => {
+                return Err(check.reject(
+                    format!("{path}.filter_chain_match.destination_port"),
+                    format!("{port} is not this listener's port and it does not capture"),
+                ));
+            }
             None => set_main(&mut main_chain, path, chain, &check)?,
         }
     }
@@ -117,7 +152,10 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
     let mut ports = BTreeSet::new();
     for (path, port, chain) in port_chains {
         if !ports.insert(port) {
-            return Err(check.reject(format!("{path}.filter_chain_match.destination_port"), format!("another chain already matches port {port}")));
+            return Err(check.reject(
+                format!("{path}.filter_chain_match.destination_port"),
+                format!("another chain already matches port {port}"),
+            ));
         }
         let mut child = model::Listener {
             name: format!("{}~{port}", source.name),
@@ -139,7 +177,12 @@ fn wildcard_like(address: SocketAddr) -> std::net::IpAddr {
     }
 }
 
-fn set_main<'a>(main: &mut Option<(String, &'a FilterChain)>, path: String, chain: &'a FilterChain, check: &Check) -> Result<(), Rejection> {
+fn set_main<'a>(
+    main: &mut Option<(String, &'a FilterChain)>,
+    path: String,
+    chain: &'a FilterChain,
+    check: &Check,
+) -> Result<(), Rejection> {
     if let Some((other, _)) = main {
         return Err(check.reject(path, format!("more than one chain matches every connection ({other} too); only destination_port matches on capture listeners are supported")));
     }
@@ -159,11 +202,18 @@ fn listener_filter_kind(listener_filter: &ListenerFilter) -> Option<ListenerFilt
         _ => "",
     };
     let named = |name: &str, kind: &str| listener_filter.name == name || type_url.ends_with(kind);
-    if named("envoy.filters.listener.original_dst", ".original_dst.v3.OriginalDst") {
+    if named(
+        "envoy.filters.listener.original_dst",
+        ".original_dst.v3.OriginalDst",
+    ) {
         Some(ListenerFilterKind::OriginalDst)
-    } else if named("envoy.filters.listener.tls_inspector", ".tls_inspector.v3.TlsInspector")
-        || named("envoy.filters.listener.http_inspector", ".http_inspector.v3.HttpInspector")
-    {
+    } else if named(
+        "envoy.filters.listener.tls_inspector",
+        ".tls_inspector.v3.TlsInspector",
+    ) || named(
+        "envoy.filters.listener.http_inspector",
+        ".http_inspector.v3.HttpInspector",
+    ) {
         Some(ListenerFilterKind::Inspector)
     } else {
         None
@@ -171,39 +221,103 @@ fn listener_filter_kind(listener_filter: &ListenerFilter) -> Option<ListenerFilt
 }
 
 /// The `destination_port` a chain matches, if any; other match fields are rejected.
-fn chain_port(matcher: Option<&FilterChainMatch>, path: &str, check: &Check) -> Result<Option<u16>, Rejection> {
-    let Some(matcher) = matcher else { return Ok(None) };
-    check.no_leftover(path, &FilterChainMatch { destination_port: None, ..matcher.clone() })?;
+fn chain_port(
+    matcher: Option<&FilterChainMatch>,
+    path: &str,
+    check: &Check,
+) -> Result<Option<u16>, Rejection> {
+    let Some(matcher) = matcher else {
+        return Ok(None);
+    };
+    check.no_leftover(
+        path,
+        &FilterChainMatch {
+            destination_port: None,
+            ..matcher.clone()
+        },
+    )?;
     matcher
         .destination_port
         .as_ref()
-        .map(|port| u16::try_from(port.value).map_err(|_| check.reject(format!("{path}.destination_port"), format!("{} is out of range", port.value))))
+        .map(|port| {
+            u16::try_from(port.value).map_err(|_| {
+                check.reject(
+                    format!("{path}.destination_port"),
+                    format!("{} is out of range", port.value),
+                )
+            })
+        })
         .transpose()
 }
 
-fn apply_chain(listener: &mut model::Listener, chain: &FilterChain, path: &str, check: &Check, out: &mut TranslatedListener) -> Result<(), Rejection> {
+fn apply_chain(
+    listener: &mut model::Listener,
+    chain: &FilterChain,
+    path: &str,
+    check: &Check,
+    out: &mut TranslatedListener,
+) -> Result<(), Rejection> {
     if chain.transport_socket.is_some() {
-        return Err(check.reject(format!("{path}.transport_socket"), "TLS is not supported by lateen-proxy yet"));
+        return Err(check.reject(
+            format!("{path}.transport_socket"),
+            "TLS is not supported by lateen-proxy yet",
+        ));
     }
-    let rest = FilterChain { filter_chain_match: None, filters: Vec::new(), name: String::new(), metadata: None, ..chain.clone() };
+    let rest = FilterChain {
+        filter_chain_match: None,
+        filters: Vec::new(),
+        name: String::new(),
+        metadata: None,
+        ..chain.clone()
+    };
     check.no_leftover(path, &rest)?;
     let [network_filter] = chain.filters.as_slice() else {
-        return Err(check.reject(format!("{path}.filters"), format!("needs exactly one filter (http_connection_manager or tcp_proxy), has {}", chain.filters.len())));
+        return Err(check.reject(
+            format!("{path}.filters"),
+            format!(
+                "needs exactly one filter (http_connection_manager or tcp_proxy), has {}",
+                chain.filters.len()
+            ),
+        ));
     };
     let f_path = format!("{path}.filters[0]");
     let Some(filter::ConfigType::TypedConfig(any)) = &network_filter.config_type else {
         return Err(check.reject(format!("{f_path}.typed_config"), "missing"));
     };
-    if any.type_url == HttpConnectionManager::type_url() || (network_filter.name == HCM && any.type_url.is_empty()) {
-        let manager: HttpConnectionManager = unpack(any).map_err(|reason| check.reject(format!("{f_path}.typed_config"), reason))?;
-        connection_manager(listener, &manager, &format!("{f_path}.typed_config"), check, out)
-    } else if any.type_url == TcpProxy::type_url() || (network_filter.name == TCP_PROXY && any.type_url.is_empty()) {
-        let proxy: TcpProxy = unpack(any).map_err(|reason| check.reject(format!("{f_path}.typed_config"), reason))?;
+    if any.type_url == HttpConnectionManager::type_url()
+        || (network_filter.name == HCM && any.type_url.is_empty())
+    {
+        let manager: HttpConnectionManager =
+            unpack(any).map_err(|reason| check.reject(format!("{f_path}.typed_config"), reason))?;
+        connection_manager(
+            listener,
+            &manager,
+            &format!("{f_path}.typed_config"),
+            check,
+            out,
+        )
+    } else if any.type_url == TcpProxy::type_url()
+        || (network_filter.name == TCP_PROXY && any.type_url.is_empty())
+    {
+        let proxy: TcpProxy =
+            unpack(any).map_err(|reason| check.reject(format!("{f_path}.typed_config"), reason))?;
         let p_path = format!("{f_path}.typed_config");
-        check.no_leftover(&p_path, &TcpProxy { stat_prefix: String::new(), cluster_specifier: None, ..proxy.clone() })?;
+        check.no_leftover(
+            &p_path,
+            &TcpProxy {
+                stat_prefix: String::new(),
+                cluster_specifier: None,
+                ..proxy.clone()
+            },
+        )?;
         let cluster = match &proxy.cluster_specifier {
             Some(tcp_proxy::ClusterSpecifier::Cluster(cluster)) => cluster.clone(),
-            Some(_) => return Err(check.reject(format!("{p_path}.weighted_clusters"), "not supported by lateen-proxy")),
+            Some(_) => {
+                return Err(check.reject(
+                    format!("{p_path}.weighted_clusters"),
+                    "not supported by lateen-proxy",
+                ));
+            }
             None => return Err(check.reject(format!("{p_path}.cluster"), "missing")),
         };
         listener.protocol = model::ListenerProtocol::Tcp;
@@ -212,11 +326,23 @@ fn apply_chain(listener: &mut model::Listener, chain: &FilterChain, path: &str, 
         Ok(())
     } else {
         let _: &Filter = network_filter;
-        Err(check.reject(f_path, format!("network filter {:?} ({}) is not supported", network_filter.name, any.type_url)))
+        Err(check.reject(
+            f_path,
+            format!(
+                "network filter {:?} ({}) is not supported",
+                network_filter.name, any.type_url
+            ),
+        ))
     }
 }
 
-fn connection_manager(listener: &mut model::Listener, manager: &HttpConnectionManager, path: &str, check: &Check, out: &mut TranslatedListener) -> Result<(), Rejection> {
+fn connection_manager(
+    listener: &mut model::Listener,
+    manager: &HttpConnectionManager,
+    path: &str,
+    check: &Check,
+    out: &mut TranslatedListener,
+) -> Result<(), Rejection> {
     let rest = HttpConnectionManager {
         codec_type: 0,
         stat_prefix: String::new(),
@@ -235,16 +361,30 @@ fn connection_manager(listener: &mut model::Listener, manager: &HttpConnectionMa
         0 => model::ListenerProtocol::Http,
         1 => model::ListenerProtocol::Http1,
         2 => model::ListenerProtocol::Http2,
-        other => return Err(check.reject(format!("{path}.codec_type"), format!("codec {other} is not supported"))),
+        other => {
+            return Err(check.reject(
+                format!("{path}.codec_type"),
+                format!("codec {other} is not supported"),
+            ));
+        }
     };
     match &manager.route_specifier {
         Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
-            let ads = rds.config_source.as_ref().is_some_and(|source| matches!(source.config_source_specifier, Some(config_source::ConfigSourceSpecifier::Ads(_))));
+            let ads = rds.config_source.as_ref().is_some_and(|source| {
+                matches!(
+                    source.config_source_specifier,
+                    Some(config_source::ConfigSourceSpecifier::Ads(_))
+                )
+            });
             if !ads {
-                return Err(check.reject(format!("{path}.rds.config_source"), "only ADS is supported"));
+                return Err(
+                    check.reject(format!("{path}.rds.config_source"), "only ADS is supported")
+                );
             }
             if rds.route_config_name.is_empty() {
-                return Err(check.reject(format!("{path}.rds.route_config_name"), "must not be empty"));
+                return Err(
+                    check.reject(format!("{path}.rds.route_config_name"), "must not be empty")
+                );
             }
             out.rds.insert(rds.route_config_name.clone());
             listener.route_config = Some(rds.route_config_name.clone());
@@ -252,20 +392,47 @@ fn connection_manager(listener: &mut model::Listener, manager: &HttpConnectionMa
         Some(http_connection_manager::RouteSpecifier::RouteConfig(table)) => {
             // Inline tables get a name of their own so they never clash with RDS ones.
             let name = format!("{}#inline", listener.name);
-            let translated = super::route::translate_named(table, &name, Check::new("Listener", &check_name(check)), &format!("{path}.route_config"))?;
+            let translated = super::route::translate_named(
+                table,
+                &name,
+                Check::new("Listener", &check_name(check)),
+                &format!("{path}.route_config"),
+            )?;
             out.clusters.extend(translated.clusters);
             out.inline_routes.push(translated.config);
             listener.route_config = Some(name);
         }
-        Some(_) => return Err(check.reject(format!("{path}.scoped_routes"), "not supported by lateen-proxy")),
-        None => return Err(check.reject(format!("{path}.route_specifier"), "missing: set rds or route_config")),
+        Some(_) => {
+            return Err(check.reject(
+                format!("{path}.scoped_routes"),
+                "not supported by lateen-proxy",
+            ));
+        }
+        None => {
+            return Err(check.reject(
+                format!("{path}.route_specifier"),
+                "missing: set rds or route_config",
+            ));
+        }
     }
-    http_filters(&manager.http_filters, &format!("{path}.http_filters"), check)?;
+    http_filters(
+        &manager.http_filters,
+        &format!("{path}.http_filters"),
+        check,
+    )?;
     if let Some(options) = &manager.common_http_protocol_options {
         let o_path = format!("{path}.common_http_protocol_options");
-        check.no_leftover(&o_path, &lateen_xds::pb::envoy::config::core::v3::HttpProtocolOptions { idle_timeout: None, max_headers_count: None, ..*options })?;
+        check.no_leftover(
+            &o_path,
+            &lateen_xds::pb::envoy::config::core::v3::HttpProtocolOptions {
+                idle_timeout: None,
+                max_headers_count: None,
+                ..*options
+            },
+        )?;
         if let Some(idle) = &options.idle_timeout {
-            listener.limits.idle_timeout = duration(idle).map_err(|reason| check.reject(format!("{o_path}.idle_timeout"), reason))?;
+            listener.limits.idle_timeout = duration(idle)
+                .map_err(|reason| check.reject(format!("{o_path}.idle_timeout"), reason))?;
         }
         if let Some(count) = &options.max_headers_count {
             listener.limits.max_headers = count.value as usize;
@@ -273,7 +440,13 @@ fn connection_manager(listener: &mut model::Listener, manager: &HttpConnectionMa
     }
     if let Some(options) = &manager.http2_protocol_options {
         let o_path = format!("{path}.http2_protocol_options");
-        check.no_leftover(&o_path, &lateen_xds::pb::envoy::config::core::v3::Http2ProtocolOptions { max_concurrent_streams: None, ..options.clone() })?;
+        check.no_leftover(
+            &o_path,
+            &lateen_xds::pb::envoy::config::core::v3::Http2ProtocolOptions {
+                max_concurrent_streams: None,
+                ..options.clone()
+            },
+        )?;
         if let Some(streams) = &options.max_concurrent_streams {
             listener.limits.max_concurrent_streams = streams.value;
         }
@@ -282,13 +455,17 @@ fn connection_manager(listener: &mut model::Listener, manager: &HttpConnectionMa
         listener.limits.max_header_bytes = kb.value as usize * 1024;
     }
     if let Some(timeout) = &manager.request_headers_timeout {
-        listener.limits.request_headers_timeout = duration(timeout).map_err(|reason| check.reject(format!("{path}.request_headers_timeout"), reason))?;
+        listener.limits.request_headers_timeout = duration(timeout)
+            .map_err(|reason| check.reject(format!("{path}.request_headers_timeout"), reason))?;
     }
     for (index, upgrade) in manager.upgrade_configs.iter().enumerate() {
         // Upgrades (WebSocket and others) are always passed through; turning them off or
         // adding filters to them is not supported.
         if !upgrade.filters.is_empty() || upgrade.enabled.as_ref().is_some_and(|flag| !flag.value) {
-            return Err(check.reject(format!("{path}.upgrade_configs[{index}]"), "only enabled upgrades without filters are supported"));
+            return Err(check.reject(
+                format!("{path}.upgrade_configs[{index}]"),
+                "only enabled upgrades without filters are supported",
+            ));
         }
     }
     Ok(())
@@ -306,10 +483,22 @@ fn http_filters(filters: &[HttpFilter], path: &str, check: &Check) -> Result<(),
     };
     for (index, http) in filters.iter().enumerate() {
         let f_path = format!("{path}[{index}]");
-        check.no_leftover(&f_path, &HttpFilter { name: String::new(), config_type: None, ..http.clone() })?;
+        check.no_leftover(
+            &f_path,
+            &HttpFilter {
+                name: String::new(),
+                config_type: None,
+                ..http.clone()
+            },
+        )?;
         let any = match &http.config_type {
             Some(http_filter::ConfigType::TypedConfig(any)) => Some(any),
-            Some(_) => return Err(check.reject(format!("{f_path}.config_discovery"), "not supported by lateen-proxy")),
+            Some(_) => {
+                return Err(check.reject(
+                    format!("{f_path}.config_discovery"),
+                    "not supported by lateen-proxy",
+                ));
+            }
             None => None,
         };
         let kind = filter_kind(&http.name, any);
@@ -329,15 +518,29 @@ fn http_filters(filters: &[HttpFilter], path: &str, check: &Check) -> Result<(),
 
 fn filter_kind(name: &str, any: Option<&Any>) -> Option<&'static str> {
     let type_url = any.map(|any| any.type_url.as_str()).unwrap_or_default();
-    [("router", Router::type_url(), "envoy.filters.http.router"), ("fault", HttpFault::type_url(), "envoy.filters.http.fault"), ("cors", Cors::type_url(), "envoy.filters.http.cors")]
-        .into_iter()
-        .find(|(_, url, known)| type_url == url || (type_url.is_empty() && name == *known))
-        .map(|(kind, _, _)| kind)
+    [
+        ("router", Router::type_url(), "envoy.filters.http.router"),
+        ("fault", HttpFault::type_url(), "envoy.filters.http.fault"),
+        ("cors", Cors::type_url(), "envoy.filters.http.cors"),
+    ]
+    .into_iter()
+    .find(|(_, url, known)| type_url == url || (type_url.is_empty() && name == *known))
+    .map(|(kind, _, _)| kind)
 }
 
-fn empty_config<M: lateen_xds::prost::Message + Name + Default + PartialEq + std::fmt::Debug>(any: Option<&Any>) -> Result<(), String> {
+fn empty_config<M: lateen_xds::prost::Message + Name + Default + PartialEq + std::fmt::Debug>(
+    any: Option<&Any>,
+) -> Result<(), String> {
     let Some(any) = any else { return Ok(()) };
     let config: M = unpack(any)?;
     let left = super::fields::leftover(&config);
-    if left.is_empty() { Ok(()) } else { Err(format!("{} fields {} are not supported", M::full_name(), left.join(", "))) }
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} fields {} are not supported",
+            M::full_name(),
+            left.join(", ")
+        ))
+    }
 }

@@ -7,8 +7,9 @@
 
 use lateen_xds::pb::envoy::config::core::v3::data_source;
 use lateen_xds::pb::envoy::config::route::v3::{
-    HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster, header_matcher, query_parameter_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
+    HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
+    query_parameter_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
 };
 use std::collections::BTreeSet;
 
@@ -24,12 +25,22 @@ pub struct TranslatedRoutes {
 }
 
 pub fn translate(source: &RouteConfiguration) -> Result<TranslatedRoutes, Rejection> {
-    translate_named(source, &source.name, Check::new("RouteConfiguration", &source.name), "")
+    translate_named(
+        source,
+        &source.name,
+        Check::new("RouteConfiguration", &source.name),
+        "",
+    )
 }
 
 /// Translates a table under `name` (an inline table of a listener gets a derived name);
 /// `prefix` is the field path of the table inside its resource.
-pub(crate) fn translate_named(source: &RouteConfiguration, name: &str, check: Check, prefix: &str) -> Result<TranslatedRoutes, Rejection> {
+pub(crate) fn translate_named(
+    source: &RouteConfiguration,
+    name: &str,
+    check: Check,
+    prefix: &str,
+) -> Result<TranslatedRoutes, Rejection> {
     let at = |field: &str| super::join(prefix, field);
     let rest = RouteConfiguration {
         name: String::new(),
@@ -44,15 +55,32 @@ pub(crate) fn translate_named(source: &RouteConfiguration, name: &str, check: Ch
         ..source.clone()
     };
     check.no_leftover(prefix, &rest)?;
-    let table_ops = ops(&source.request_headers_to_add, &source.request_headers_to_remove, &source.response_headers_to_add, &source.response_headers_to_remove)
-        .map_err(|(field, reason)| check.reject(at(&field), reason))?;
+    let table_ops = ops(
+        &source.request_headers_to_add,
+        &source.request_headers_to_remove,
+        &source.response_headers_to_add,
+        &source.response_headers_to_remove,
+    )
+    .map_err(|(field, reason)| check.reject(at(&field), reason))?;
     let mut clusters = BTreeSet::new();
     let mut virtual_hosts = Vec::new();
     for (vh_index, vhost) in source.virtual_hosts.iter().enumerate() {
         let vh_path = at(&format!("virtual_hosts[{vh_index}]"));
-        virtual_hosts.push(virtual_host(vhost, &vh_path, &check, &table_ops, &mut clusters)?);
+        virtual_hosts.push(virtual_host(
+            vhost,
+            &vh_path,
+            &check,
+            &table_ops,
+            &mut clusters,
+        )?);
     }
-    Ok(TranslatedRoutes { config: model::RouteConfig { name: name.to_string(), virtual_hosts }, clusters })
+    Ok(TranslatedRoutes {
+        config: model::RouteConfig {
+            name: name.to_string(),
+            virtual_hosts,
+        },
+        clusters,
+    })
 }
 
 type Ops = (model::HeaderOps, model::HeaderOps);
@@ -63,7 +91,10 @@ fn ops(
     response_add: &[lateen_xds::pb::envoy::config::core::v3::HeaderValueOption],
     response_remove: &[String],
 ) -> Result<Ops, (String, String)> {
-    Ok((header_ops(request_add, request_remove, "request_headers")?, header_ops(response_add, response_remove, "response_headers")?))
+    Ok((
+        header_ops(request_add, request_remove, "request_headers")?,
+        header_ops(response_add, response_remove, "response_headers")?,
+    ))
 }
 
 /// `specific` over `general`: a header the more specific level sets or adds wins.
@@ -85,7 +116,13 @@ fn merge(specific: &model::HeaderOps, general: &model::HeaderOps) -> model::Head
     merged
 }
 
-fn virtual_host(vhost: &VirtualHost, path: &str, check: &Check, table_ops: &Ops, clusters: &mut BTreeSet<String>) -> Result<model::VirtualHost, Rejection> {
+fn virtual_host(
+    vhost: &VirtualHost,
+    path: &str,
+    check: &Check,
+    table_ops: &Ops,
+    clusters: &mut BTreeSet<String>,
+) -> Result<model::VirtualHost, Rejection> {
     let rest = VirtualHost {
         name: String::new(),
         domains: Vec::new(),
@@ -99,8 +136,13 @@ fn virtual_host(vhost: &VirtualHost, path: &str, check: &Check, table_ops: &Ops,
         ..vhost.clone()
     };
     check.no_leftover(path, &rest)?;
-    let own = ops(&vhost.request_headers_to_add, &vhost.request_headers_to_remove, &vhost.response_headers_to_add, &vhost.response_headers_to_remove)
-        .map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
+    let own = ops(
+        &vhost.request_headers_to_add,
+        &vhost.request_headers_to_remove,
+        &vhost.response_headers_to_add,
+        &vhost.response_headers_to_remove,
+    )
+    .map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
     let vhost_ops = (merge(&own.0, &table_ops.0), merge(&own.1, &table_ops.1));
     let default_retry = match &vhost.retry_policy {
         Some(policy) => Some(retry(policy, &format!("{path}.retry_policy"), check)?),
@@ -109,9 +151,20 @@ fn virtual_host(vhost: &VirtualHost, path: &str, check: &Check, table_ops: &Ops,
     let mut routes = Vec::new();
     for (r_index, source) in vhost.routes.iter().enumerate() {
         let r_path = format!("{path}.routes[{r_index}]");
-        routes.push(route(source, &r_path, check, &vhost_ops, default_retry.as_ref(), clusters)?);
+        routes.push(route(
+            source,
+            &r_path,
+            check,
+            &vhost_ops,
+            default_retry.as_ref(),
+            clusters,
+        )?);
     }
-    Ok(model::VirtualHost { name: vhost.name.clone(), domains: vhost.domains.clone(), routes })
+    Ok(model::VirtualHost {
+        name: vhost.name.clone(),
+        domains: vhost.domains.clone(),
+        routes,
+    })
 }
 
 fn route(
@@ -138,32 +191,71 @@ fn route(
         ..source.clone()
     };
     check.no_leftover(path, &rest)?;
-    let own = ops(&source.request_headers_to_add, &source.request_headers_to_remove, &source.response_headers_to_add, &source.response_headers_to_remove)
-        .map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
+    let own = ops(
+        &source.request_headers_to_add,
+        &source.request_headers_to_remove,
+        &source.response_headers_to_add,
+        &source.response_headers_to_remove,
+    )
+    .map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
     let matcher = route_match(source.r#match.as_ref(), &format!("{path}.match"), check)?;
     let action = match &source.action {
-        Some(route::Action::Route(action)) => {
-            model::RouteAction::Route(forward(action, &format!("{path}.route"), check, default_retry, clusters)?)
+        Some(route::Action::Route(action)) => model::RouteAction::Route(forward(
+            action,
+            &format!("{path}.route"),
+            check,
+            default_retry,
+            clusters,
+        )?),
+        Some(route::Action::Redirect(redirect)) => {
+            model::RouteAction::Redirect(redirect_of(redirect, &format!("{path}.redirect"), check)?)
         }
-        Some(route::Action::Redirect(redirect)) => model::RouteAction::Redirect(redirect_of(redirect, &format!("{path}.redirect"), check)?),
         Some(route::Action::DirectResponse(direct)) => {
-            let body = match direct.body.as_ref().and_then(|body| body.specifier.as_ref()) {
+            let body = match direct
+                .body
+                .as_ref()
+                .and_then(|body| body.specifier.as_ref())
+            {
                 None => None,
                 Some(data_source::Specifier::InlineString(text)) => Some(text.clone()),
-                Some(data_source::Specifier::InlineBytes(bytes)) => Some(
-                    String::from_utf8(bytes.clone()).map_err(|_| check.reject(format!("{path}.direct_response.body.inline_bytes"), "must be UTF-8"))?,
-                ),
-                Some(_) => return Err(check.reject(format!("{path}.direct_response.body"), "only inline bodies are supported")),
+                Some(data_source::Specifier::InlineBytes(bytes)) => {
+                    Some(String::from_utf8(bytes.clone()).map_err(|_| {
+                        check.reject(
+                            format!("{path}.direct_response.body.inline_bytes"),
+                            "must be UTF-8",
+                        )
+                    })?)
+                }
+                Some(_) => {
+                    return Err(check.reject(
+                        format!("{path}.direct_response.body"),
+                        "only inline bodies are supported",
+                    ));
+                }
             };
             if direct.body_format.is_some() {
-                return Err(check.reject(format!("{path}.direct_response.body_format"), "not supported by lateen-proxy"));
+                return Err(check.reject(
+                    format!("{path}.direct_response.body_format"),
+                    "not supported by lateen-proxy",
+                ));
             }
             if !(100..=599).contains(&direct.status) {
-                return Err(check.reject(format!("{path}.direct_response.status"), format!("{} is not an HTTP status", direct.status)));
+                return Err(check.reject(
+                    format!("{path}.direct_response.status"),
+                    format!("{} is not an HTTP status", direct.status),
+                ));
             }
-            model::RouteAction::DirectResponse(model::DirectResponse { status: direct.status as u16, body })
+            model::RouteAction::DirectResponse(model::DirectResponse {
+                status: direct.status as u16,
+                body,
+            })
         }
-        Some(_) => return Err(check.reject(format!("{path}.action"), "only route, redirect and direct_response are supported")),
+        Some(_) => {
+            return Err(check.reject(
+                format!("{path}.action"),
+                "only route, redirect and direct_response are supported",
+            ));
+        }
         None => return Err(check.reject(format!("{path}.action"), "missing")),
     };
     let mut route = model::Route {
@@ -175,76 +267,146 @@ fn route(
         fault: None,
         cors: None,
     };
-    policy::per_filter(&source.typed_per_filter_config, &mut route).map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
+    policy::per_filter(&source.typed_per_filter_config, &mut route)
+        .map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
     Ok(route)
 }
 
-fn route_match(source: Option<&RouteMatch>, path: &str, check: &Check) -> Result<model::RouteMatch, Rejection> {
+fn route_match(
+    source: Option<&RouteMatch>,
+    path: &str,
+    check: &Check,
+) -> Result<model::RouteMatch, Rejection> {
     let Some(source) = source else {
         return Err(check.reject(path, "missing"));
     };
-    if source.case_sensitive.as_ref().is_some_and(|flag| !flag.value) {
-        return Err(check.reject(format!("{path}.case_sensitive"), "case-insensitive path matching is not supported"));
+    if source
+        .case_sensitive
+        .as_ref()
+        .is_some_and(|flag| !flag.value)
+    {
+        return Err(check.reject(
+            format!("{path}.case_sensitive"),
+            "case-insensitive path matching is not supported",
+        ));
     }
-    let rest = RouteMatch { path_specifier: None, headers: Vec::new(), query_parameters: Vec::new(), case_sensitive: None, ..source.clone() };
+    let rest = RouteMatch {
+        path_specifier: None,
+        headers: Vec::new(),
+        query_parameters: Vec::new(),
+        case_sensitive: None,
+        ..source.clone()
+    };
     check.no_leftover(path, &rest)?;
     let path_match = match &source.path_specifier {
-        Some(route_match::PathSpecifier::Prefix(prefix)) if prefix.is_empty() || prefix == "/" => Some(model::PathMatch::Prefix("/".into())),
-        Some(route_match::PathSpecifier::Prefix(prefix)) => Some(model::PathMatch::Prefix(prefix.clone())),
-        Some(route_match::PathSpecifier::Path(exact)) => Some(model::PathMatch::Exact(exact.clone())),
-        Some(route_match::PathSpecifier::SafeRegex(regex)) => {
-            Some(model::PathMatch::Regex(checked_regex(&regex.regex).map_err(|reason| check.reject(format!("{path}.safe_regex.regex"), reason))?))
+        Some(route_match::PathSpecifier::Prefix(prefix)) if prefix.is_empty() || prefix == "/" => {
+            Some(model::PathMatch::Prefix("/".into()))
         }
-        Some(_) => return Err(check.reject(format!("{path}.path_specifier"), "only prefix, path and safe_regex are supported")),
+        Some(route_match::PathSpecifier::Prefix(prefix)) => {
+            Some(model::PathMatch::Prefix(prefix.clone()))
+        }
+        Some(route_match::PathSpecifier::Path(exact)) => {
+            Some(model::PathMatch::Exact(exact.clone()))
+        }
+        Some(route_match::PathSpecifier::SafeRegex(regex)) => Some(model::PathMatch::Regex(
+            checked_regex(&regex.regex)
+                .map_err(|reason| check.reject(format!("{path}.safe_regex.regex"), reason))?,
+        )),
+        Some(_) => {
+            return Err(check.reject(
+                format!("{path}.path_specifier"),
+                "only prefix, path and safe_regex are supported",
+            ));
+        }
         None => return Err(check.reject(format!("{path}.path_specifier"), "missing")),
     };
-    let mut result = model::RouteMatch { path: path_match, ..Default::default() };
+    let mut result = model::RouteMatch {
+        path: path_match,
+        ..Default::default()
+    };
     for (index, header) in source.headers.iter().enumerate() {
         let h_path = format!("{path}.headers[{index}]");
         let (name, value, invert) = header_match(header, &h_path, check)?;
         if name == ":method" {
             match (&value, invert) {
                 (model::ValueMatch::Exact(method), false) => result.method = Some(method.clone()),
-                _ => return Err(check.reject(h_path, "only an exact, non-inverted :method match is supported")),
+                _ => {
+                    return Err(check.reject(
+                        h_path,
+                        "only an exact, non-inverted :method match is supported",
+                    ));
+                }
             }
         } else if name.starts_with(':') {
-            return Err(check.reject(format!("{h_path}.name"), format!("matching pseudo-header {name:?} is not supported")));
+            return Err(check.reject(
+                format!("{h_path}.name"),
+                format!("matching pseudo-header {name:?} is not supported"),
+            ));
         } else {
-            result.headers.push(model::HeaderMatch { name, value, invert });
+            result.headers.push(model::HeaderMatch {
+                name,
+                value,
+                invert,
+            });
         }
     }
     for (index, param) in source.query_parameters.iter().enumerate() {
         let q_path = format!("{path}.query_parameters[{index}]");
         let value = match &param.query_parameter_match_specifier {
             Some(query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(matcher)) => {
-                string_match(matcher).map_err(|reason| check.reject(format!("{q_path}.string_match"), reason))?
+                string_match(matcher)
+                    .map_err(|reason| check.reject(format!("{q_path}.string_match"), reason))?
             }
-            Some(query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(present)) => model::ValueMatch::Present(*present),
+            Some(query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(present)) => {
+                model::ValueMatch::Present(*present)
+            }
             None => model::ValueMatch::Present(true),
         };
         let _: &QueryParameterMatcher = param;
-        result.query_params.push(model::HeaderMatch { name: param.name.clone(), value, invert: false });
+        result.query_params.push(model::HeaderMatch {
+            name: param.name.clone(),
+            value,
+            invert: false,
+        });
     }
     Ok(result)
 }
 
-fn header_match(header: &HeaderMatcher, path: &str, check: &Check) -> Result<(String, model::ValueMatch, bool), Rejection> {
+fn header_match(
+    header: &HeaderMatcher,
+    path: &str,
+    check: &Check,
+) -> Result<(String, model::ValueMatch, bool), Rejection> {
     use header_matcher::HeaderMatchSpecifier as Spec;
     if header.treat_missing_header_as_empty {
-        return Err(check.reject(format!("{path}.treat_missing_header_as_empty"), "not supported by lateen-proxy"));
+        return Err(check.reject(
+            format!("{path}.treat_missing_header_as_empty"),
+            "not supported by lateen-proxy",
+        ));
     }
     #[allow(deprecated)]
     let value = match &header.header_match_specifier {
         Some(Spec::ExactMatch(value)) => model::ValueMatch::Exact(value.clone()),
         Some(Spec::PrefixMatch(value)) => model::ValueMatch::Prefix(value.clone()),
-        Some(Spec::SuffixMatch(value)) => model::ValueMatch::Regex(format!(".*{}", regex::escape(value))),
-        Some(Spec::ContainsMatch(value)) => model::ValueMatch::Regex(format!(".*{}.*", regex::escape(value))),
-        Some(Spec::SafeRegexMatch(regex)) => {
-            model::ValueMatch::Regex(checked_regex(&regex.regex).map_err(|reason| check.reject(format!("{path}.safe_regex_match"), reason))?)
+        Some(Spec::SuffixMatch(value)) => {
+            model::ValueMatch::Regex(format!(".*{}", regex::escape(value)))
         }
-        Some(Spec::StringMatch(matcher)) => string_match(matcher).map_err(|reason| check.reject(format!("{path}.string_match"), reason))?,
+        Some(Spec::ContainsMatch(value)) => {
+            model::ValueMatch::Regex(format!(".*{}.*", regex::escape(value)))
+        }
+        Some(Spec::SafeRegexMatch(regex)) => model::ValueMatch::Regex(
+            checked_regex(&regex.regex)
+                .map_err(|reason| check.reject(format!("{path}.safe_regex_match"), reason))?,
+        ),
+        Some(Spec::StringMatch(matcher)) => string_match(matcher)
+            .map_err(|reason| check.reject(format!("{path}.string_match"), reason))?,
         Some(Spec::PresentMatch(present)) => model::ValueMatch::Present(*present),
-        Some(Spec::RangeMatch(_)) => return Err(check.reject(format!("{path}.range_match"), "not supported by lateen-proxy")),
+        Some(Spec::RangeMatch(_)) => {
+            return Err(check.reject(
+                format!("{path}.range_match"),
+                "not supported by lateen-proxy",
+            ));
+        }
         None => model::ValueMatch::Present(true),
     };
     Ok((header.name.to_ascii_lowercase(), value, header.invert_match))
@@ -277,14 +439,26 @@ fn forward(
             forward.cluster = Some(name.clone());
         }
         Some(route_action::ClusterSpecifier::WeightedClusters(weighted)) => {
-            forward.weighted_clusters = weighted_clusters(weighted, &format!("{path}.weighted_clusters"), check, clusters)?;
+            forward.weighted_clusters = weighted_clusters(
+                weighted,
+                &format!("{path}.weighted_clusters"),
+                check,
+                clusters,
+            )?;
         }
-        Some(_) => return Err(check.reject(format!("{path}.cluster_specifier"), "only cluster and weighted_clusters are supported")),
+        Some(_) => {
+            return Err(check.reject(
+                format!("{path}.cluster_specifier"),
+                "only cluster and weighted_clusters are supported",
+            ));
+        }
         None => return Err(check.reject(format!("{path}.cluster_specifier"), "missing")),
     }
     // Envoy's default route timeout is 15 s; 0 disables it.
     forward.timeout = Some(match &action.timeout {
-        Some(timeout) => duration(timeout).map_err(|reason| check.reject(format!("{path}.timeout"), reason))?,
+        Some(timeout) => {
+            duration(timeout).map_err(|reason| check.reject(format!("{path}.timeout"), reason))?
+        }
         None => std::time::Duration::from_secs(15),
     });
     forward.retry = match &action.retry_policy {
@@ -296,34 +470,66 @@ fn forward(
     }
     match &action.host_rewrite_specifier {
         None => {}
-        Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(host)) => forward.host_rewrite = Some(host.clone()),
-        Some(_) => return Err(check.reject(format!("{path}.host_rewrite_specifier"), "only host_rewrite_literal is supported")),
+        Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(host)) => {
+            forward.host_rewrite = Some(host.clone())
+        }
+        Some(_) => {
+            return Err(check.reject(
+                format!("{path}.host_rewrite_specifier"),
+                "only host_rewrite_literal is supported",
+            ));
+        }
     }
     for (index, mirror) in action.request_mirror_policies.iter().enumerate() {
-        let mirror = policy::mirror_of(mirror).map_err(|(field, reason)| check.reject(format!("{path}.request_mirror_policies[{index}].{field}"), reason))?;
+        let mirror = policy::mirror_of(mirror).map_err(|(field, reason)| {
+            check.reject(
+                format!("{path}.request_mirror_policies[{index}].{field}"),
+                reason,
+            )
+        })?;
         clusters.insert(mirror.cluster.clone());
         forward.mirrors.push(mirror);
     }
     for (index, hash) in action.hash_policy.iter().enumerate() {
-        forward.hash_policy.push(policy::hash_of(hash).map_err(|(field, reason)| check.reject(format!("{path}.hash_policy[{index}].{field}"), reason))?);
+        forward
+            .hash_policy
+            .push(policy::hash_of(hash).map_err(|(field, reason)| {
+                check.reject(format!("{path}.hash_policy[{index}].{field}"), reason)
+            })?);
     }
     Ok(forward)
 }
 
 #[allow(deprecated)] // total_weight: accepted; the weights themselves decide
-fn weighted_clusters(weighted: &WeightedCluster, path: &str, check: &Check, clusters: &mut BTreeSet<String>) -> Result<Vec<model::WeightedCluster>, Rejection> {
-    let rest = WeightedCluster { clusters: Vec::new(), total_weight: None, ..weighted.clone() };
+fn weighted_clusters(
+    weighted: &WeightedCluster,
+    path: &str,
+    check: &Check,
+    clusters: &mut BTreeSet<String>,
+) -> Result<Vec<model::WeightedCluster>, Rejection> {
+    let rest = WeightedCluster {
+        clusters: Vec::new(),
+        total_weight: None,
+        ..weighted.clone()
+    };
     check.no_leftover(path, &rest)?;
     let mut out = Vec::new();
     for (index, entry) in weighted.clusters.iter().enumerate() {
         let c_path = format!("{path}.clusters[{index}]");
-        let rest = weighted_cluster::ClusterWeight { name: String::new(), weight: None, ..entry.clone() };
+        let rest = weighted_cluster::ClusterWeight {
+            name: String::new(),
+            weight: None,
+            ..entry.clone()
+        };
         check.no_leftover(&c_path, &rest)?;
         if entry.name.is_empty() {
             return Err(check.reject(format!("{c_path}.name"), "must name a cluster"));
         }
         clusters.insert(entry.name.clone());
-        out.push(model::WeightedCluster { name: entry.name.clone(), weight: entry.weight.as_ref().map_or(0, |weight| weight.value) });
+        out.push(model::WeightedCluster {
+            name: entry.name.clone(),
+            weight: entry.weight.as_ref().map_or(0, |weight| weight.value),
+        });
     }
     if out.iter().all(|cluster| cluster.weight == 0) {
         return Err(check.reject(format!("{path}.clusters"), "weights must not all be zero"));
@@ -333,8 +539,21 @@ fn weighted_clusters(weighted: &WeightedCluster, path: &str, check: &Check, clus
 
 /// gRPC status conditions: the data path does not retry on `grpc-status` yet, so these are
 /// accepted (Istio's default policy lists them) and have no effect.
-const GRPC_CONDITIONS: [&str; 5] = ["cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"];
-const HTTP_CONDITIONS: [&str; 6] = ["5xx", "gateway-error", "connect-failure", "reset", "refused-stream", "retriable-status-codes"];
+const GRPC_CONDITIONS: [&str; 5] = [
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+const HTTP_CONDITIONS: [&str; 6] = [
+    "5xx",
+    "gateway-error",
+    "connect-failure",
+    "reset",
+    "refused-stream",
+    "retriable-status-codes",
+];
 
 fn retry(policy: &RetryPolicy, path: &str, check: &Check) -> Result<model::RetryPolicy, Rejection> {
     let rest = RetryPolicy {
@@ -352,38 +571,77 @@ fn retry(policy: &RetryPolicy, path: &str, check: &Check) -> Result<model::Retry
     check.no_leftover(path, &rest)?;
     for (index, predicate) in policy.retry_host_predicate.iter().enumerate() {
         if predicate.name != "envoy.retry_host_predicates.previous_hosts" {
-            return Err(check.reject(format!("{path}.retry_host_predicate[{index}]"), format!("{:?} is not supported", predicate.name)));
+            return Err(check.reject(
+                format!("{path}.retry_host_predicate[{index}]"),
+                format!("{:?} is not supported", predicate.name),
+            ));
         }
     }
     let mut retry_on = Vec::new();
-    for condition in policy.retry_on.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+    for condition in policy
+        .retry_on
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
         if HTTP_CONDITIONS.contains(&condition) {
             retry_on.push(condition.to_string());
         } else if !GRPC_CONDITIONS.contains(&condition) {
-            return Err(check.reject(format!("{path}.retry_on"), format!("retry condition {condition:?} is not supported")));
+            return Err(check.reject(
+                format!("{path}.retry_on"),
+                format!("retry condition {condition:?} is not supported"),
+            ));
         }
     }
     let mut codes = Vec::new();
     for (index, code) in policy.retriable_status_codes.iter().enumerate() {
         match u16::try_from(*code) {
             Ok(code) if (100..=599).contains(&code) => codes.push(code),
-            _ => return Err(check.reject(format!("{path}.retriable_status_codes[{index}]"), format!("{code} is not an HTTP status"))),
+            _ => {
+                return Err(check.reject(
+                    format!("{path}.retriable_status_codes[{index}]"),
+                    format!("{code} is not an HTTP status"),
+                ));
+            }
         }
     }
     let per_try_timeout = match &policy.per_try_timeout {
-        Some(timeout) => Some(duration(timeout).map_err(|reason| check.reject(format!("{path}.per_try_timeout"), reason))?).filter(|t| !t.is_zero()),
+        Some(timeout) => Some(
+            duration(timeout)
+                .map_err(|reason| check.reject(format!("{path}.per_try_timeout"), reason))?,
+        )
+        .filter(|t| !t.is_zero()),
         None => None,
     };
-    Ok(model::RetryPolicy { retry_on, num_retries: policy.num_retries.as_ref().map_or(1, |n| n.value), per_try_timeout, retriable_status_codes: codes })
+    Ok(model::RetryPolicy {
+        retry_on,
+        num_retries: policy.num_retries.as_ref().map_or(1, |n| n.value),
+        per_try_timeout,
+        retriable_status_codes: codes,
+    })
 }
 
-fn redirect_of(redirect: &RedirectAction, path: &str, check: &Check) -> Result<model::RedirectAction, Rejection> {
-    let rest = RedirectAction { host_redirect: String::new(), path_rewrite_specifier: None, response_code: 0, ..redirect.clone() };
+fn redirect_of(
+    redirect: &RedirectAction,
+    path: &str,
+    check: &Check,
+) -> Result<model::RedirectAction, Rejection> {
+    let rest = RedirectAction {
+        host_redirect: String::new(),
+        path_rewrite_specifier: None,
+        response_code: 0,
+        ..redirect.clone()
+    };
     check.no_leftover(path, &rest)?;
     let path_redirect = match &redirect.path_rewrite_specifier {
         None => None,
         Some(redirect_action::PathRewriteSpecifier::PathRedirect(target)) => Some(target.clone()),
-        Some(_) => return Err(check.reject(format!("{path}.path_rewrite_specifier"), "only path_redirect is supported")),
+        Some(_) => {
+            return Err(check.reject(
+                format!("{path}.path_rewrite_specifier"),
+                "only path_redirect is supported",
+            ));
+        }
     };
     let code = match redirect_action::RedirectResponseCode::try_from(redirect.response_code) {
         Ok(redirect_action::RedirectResponseCode::MovedPermanently) => 301,
@@ -391,7 +649,16 @@ fn redirect_of(redirect: &RedirectAction, path: &str, check: &Check) -> Result<m
         Ok(redirect_action::RedirectResponseCode::SeeOther) => 303,
         Ok(redirect_action::RedirectResponseCode::TemporaryRedirect) => 307,
         Ok(redirect_action::RedirectResponseCode::PermanentRedirect) => 308,
-        Err(_) => return Err(check.reject(format!("{path}.response_code"), format!("unknown code {}", redirect.response_code))),
+        Err(_) => {
+            return Err(check.reject(
+                format!("{path}.response_code"),
+                format!("unknown code {}", redirect.response_code),
+            ));
+        }
     };
-    Ok(model::RedirectAction { host: (!redirect.host_redirect.is_empty()).then(|| redirect.host_redirect.clone()), path: path_redirect, response_code: code })
+    Ok(model::RedirectAction {
+        host: (!redirect.host_redirect.is_empty()).then(|| redirect.host_redirect.clone()),
+        path: path_redirect,
+        response_code: code,
+    })
 }

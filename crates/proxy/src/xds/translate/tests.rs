@@ -3,14 +3,19 @@
 
 use lateen_xds::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster, cluster};
 use lateen_xds::pb::envoy::config::core::v3::{
-    AggregatedConfigSource, BindConfig, ConfigSource, HeaderValue, HeaderValueOption, HealthCheck, Http2ProtocolOptions, Metadata,
-    SocketAddress, address, config_source, socket_address,
+    AggregatedConfigSource, BindConfig, ConfigSource, HeaderValue, HeaderValueOption, HealthCheck,
+    Http2ProtocolOptions, Metadata, SocketAddress, address, config_source, socket_address,
 };
-use lateen_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint};
-use lateen_xds::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter};
+use lateen_xds::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use lateen_xds::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
 use lateen_xds::pb::envoy::config::route::v3::{
-    HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster, header_matcher, query_parameter_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
+    HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
+    query_parameter_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
 };
 use lateen_xds::pb::envoy::extensions::filters::http::router::v3::Router;
 use lateen_xds::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
@@ -23,10 +28,16 @@ use lateen_xds::pb::google::protobuf::{self, Any, Struct, Value, value::Kind};
 use lateen_xds::prost::{Message, Name};
 
 use super::*;
-use crate::config::model::{self, Capture, Direction, ListenerProtocol, PathMatch, RouteAction as ModelAction, UpstreamProtocol, ValueMatch};
+use crate::config::model::{
+    self, Capture, Direction, ListenerProtocol, PathMatch, RouteAction as ModelAction,
+    UpstreamProtocol, ValueMatch,
+};
 
 pub(crate) fn pack<M: Message + Name>(message: &M) -> Any {
-    Any { type_url: M::type_url(), value: message.encode_to_vec() }
+    Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
 }
 
 fn socket(ip: &str, port: u32) -> lateen_xds::pb::envoy::config::core::v3::Address {
@@ -40,17 +51,38 @@ fn socket(ip: &str, port: u32) -> lateen_xds::pb::envoy::config::core::v3::Addre
 }
 
 fn router() -> HttpFilter {
-    HttpFilter { name: "envoy.filters.http.router".into(), config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))), ..Default::default() }
+    HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+            &Router::default(),
+        ))),
+        ..Default::default()
+    }
 }
 
 fn hcm_filter(routes: http_connection_manager::RouteSpecifier, filters: Vec<HttpFilter>) -> Filter {
-    let manager = HttpConnectionManager { stat_prefix: "x".into(), route_specifier: Some(routes), http_filters: filters, ..Default::default() };
-    Filter { name: "envoy.filters.network.http_connection_manager".into(), config_type: Some(filter::ConfigType::TypedConfig(pack(&manager))) }
+    let manager = HttpConnectionManager {
+        stat_prefix: "x".into(),
+        route_specifier: Some(routes),
+        http_filters: filters,
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack(&manager))),
+    }
 }
 
 fn tcp_filter(cluster: &str) -> Filter {
-    let proxy = TcpProxy { stat_prefix: cluster.into(), cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.into())), ..Default::default() };
-    Filter { name: "envoy.filters.network.tcp_proxy".into(), config_type: Some(filter::ConfigType::TypedConfig(pack(&proxy))) }
+    let proxy = TcpProxy {
+        stat_prefix: cluster.into(),
+        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.tcp_proxy".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack(&proxy))),
+    }
 }
 
 fn catch_all(cluster: &str) -> RouteConfiguration {
@@ -60,8 +92,16 @@ fn catch_all(cluster: &str) -> RouteConfiguration {
             name: "all".into(),
             domains: vec!["*".into()],
             routes: vec![Route {
-                r#match: Some(RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())), ..Default::default() }),
-                action: Some(route::Action::Route(RouteAction { cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.into())), ..Default::default() })),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+                    ..Default::default()
+                }),
+                action: Some(route::Action::Route(RouteAction {
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                        cluster.into(),
+                    )),
+                    ..Default::default()
+                })),
                 ..Default::default()
             }],
             ..Default::default()
@@ -79,16 +119,27 @@ pub(crate) fn virtual_inbound() -> Listener {
         traffic_direction: 1,
         listener_filters: vec![ListenerFilter {
             name: "envoy.filters.listener.original_dst".into(),
-            config_type: Some(listener_filter::ConfigType::TypedConfig(pack(&OriginalDst {}))),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(pack(
+                &OriginalDst {},
+            ))),
             ..Default::default()
         }],
         filter_chains: vec![FilterChain {
-            filter_chain_match: Some(FilterChainMatch { destination_port: Some(protobuf::UInt32Value { value: 9080 }), ..Default::default() }),
-            filters: vec![hcm_filter(http_connection_manager::RouteSpecifier::RouteConfig(catch_all("inbound|9080||")), vec![router()])],
+            filter_chain_match: Some(FilterChainMatch {
+                destination_port: Some(protobuf::UInt32Value { value: 9080 }),
+                ..Default::default()
+            }),
+            filters: vec![hcm_filter(
+                http_connection_manager::RouteSpecifier::RouteConfig(catch_all("inbound|9080||")),
+                vec![router()],
+            )],
             name: "inbound|9080||".into(),
             ..Default::default()
         }],
-        default_filter_chain: Some(FilterChain { filters: vec![tcp_filter("InboundPassthroughCluster")], ..Default::default() }),
+        default_filter_chain: Some(FilterChain {
+            filters: vec![tcp_filter("InboundPassthroughCluster")],
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -96,48 +147,103 @@ pub(crate) fn virtual_inbound() -> Listener {
 #[test]
 fn capture_listener_with_port_chains() {
     let out = listener::translate(&virtual_inbound()).expect("accepted");
-    let [main, child] = out.listeners.as_slice() else { panic!("two listeners: {out:?}") };
-    assert_eq!((main.capture, main.bind, main.direction, main.protocol), (Capture::OriginalDst, true, Direction::Inbound, ListenerProtocol::Tcp));
-    assert_eq!(main.tcp_cluster.as_deref(), Some("InboundPassthroughCluster"));
+    let [main, child] = out.listeners.as_slice() else {
+        panic!("two listeners: {out:?}")
+    };
+    assert_eq!(
+        (main.capture, main.bind, main.direction, main.protocol),
+        (
+            Capture::OriginalDst,
+            true,
+            Direction::Inbound,
+            ListenerProtocol::Tcp
+        )
+    );
+    assert_eq!(
+        main.tcp_cluster.as_deref(),
+        Some("InboundPassthroughCluster")
+    );
     assert_eq!(child.name, "virtualInbound~9080");
     assert_eq!(child.address, "0.0.0.0:9080".parse().expect("literal"));
-    assert_eq!((child.bind, child.capture, child.protocol), (false, Capture::None, ListenerProtocol::Http));
-    assert_eq!(child.route_config.as_deref(), Some("virtualInbound~9080#inline"));
+    assert_eq!(
+        (child.bind, child.capture, child.protocol),
+        (false, Capture::None, ListenerProtocol::Http)
+    );
+    assert_eq!(
+        child.route_config.as_deref(),
+        Some("virtualInbound~9080#inline")
+    );
     assert_eq!(out.inline_routes[0].name, "virtualInbound~9080#inline");
-    assert!(out.clusters.contains("inbound|9080||") && out.clusters.contains("InboundPassthroughCluster"));
+    assert!(
+        out.clusters.contains("inbound|9080||")
+            && out.clusters.contains("InboundPassthroughCluster")
+    );
 }
 
 #[test]
 fn unsupported_filters_and_fields_are_named() {
     let mut listener = virtual_inbound();
-    listener.filter_chains[0].filters[0] = Filter { name: "istio.metadata_exchange".into(), config_type: Some(filter::ConfigType::TypedConfig(pack(&Router::default()))) };
+    listener.filter_chains[0].filters[0] = Filter {
+        name: "istio.metadata_exchange".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack(&Router::default()))),
+    };
     let err = listener::translate(&listener).expect_err("unknown network filter");
     assert_eq!(err.field, "filter_chains[0].filters[0]");
-    assert!(err.to_string().starts_with("Listener \"virtualInbound\": "), "{err}");
+    assert!(
+        err.to_string().starts_with("Listener \"virtualInbound\": "),
+        "{err}"
+    );
 
     let mut listener = virtual_inbound();
-    let stats = HttpFilter { name: "istio.stats".into(), ..Default::default() };
-    listener.filter_chains[0].filters[0] = hcm_filter(http_connection_manager::RouteSpecifier::RouteConfig(catch_all("c")), vec![stats, router()]);
+    let stats = HttpFilter {
+        name: "istio.stats".into(),
+        ..Default::default()
+    };
+    listener.filter_chains[0].filters[0] = hcm_filter(
+        http_connection_manager::RouteSpecifier::RouteConfig(catch_all("c")),
+        vec![stats, router()],
+    );
     let err = listener::translate(&listener).expect_err("unknown HTTP filter");
-    assert_eq!(err.field, "filter_chains[0].filters[0].typed_config.http_filters[0]");
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.http_filters[0]"
+    );
     assert!(err.reason.contains("istio.stats"), "{err}");
 
     let mut listener = virtual_inbound();
-    listener.filter_chains[0].filter_chain_match = Some(FilterChainMatch { transport_protocol: "tls".into(), ..Default::default() });
+    listener.filter_chains[0].filter_chain_match = Some(FilterChainMatch {
+        transport_protocol: "tls".into(),
+        ..Default::default()
+    });
     let err = listener::translate(&listener).expect_err("unsupported chain match");
-    assert_eq!(err.field, "filter_chains[0].filter_chain_match.transport_protocol");
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filter_chain_match.transport_protocol"
+    );
 }
 
 #[test]
 #[allow(deprecated)] // prefix_match: still what control planes send
 fn routes_translate_matches_actions_and_header_levels() {
     let header = |key: &str, value: &str, append: bool| HeaderValueOption {
-        header: Some(HeaderValue { key: key.into(), value: value.into(), ..Default::default() }),
+        header: Some(HeaderValue {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        }),
         append_action: if append { 0 } else { 2 },
         ..Default::default()
     };
     let weighted = WeightedCluster {
-        clusters: ["a", "b"].iter().zip([80, 20]).map(|(name, weight)| weighted_cluster::ClusterWeight { name: name.to_string(), weight: Some(protobuf::UInt32Value { value: weight }), ..Default::default() }).collect(),
+        clusters: ["a", "b"]
+            .iter()
+            .zip([80, 20])
+            .map(|(name, weight)| weighted_cluster::ClusterWeight {
+                name: name.to_string(),
+                weight: Some(protobuf::UInt32Value { value: weight }),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     };
     let table = RouteConfiguration {
@@ -189,31 +295,89 @@ fn routes_translate_matches_actions_and_header_levels() {
         ..Default::default()
     };
     let out = super::route::translate(&table).expect("accepted");
-    assert_eq!(out.clusters.iter().cloned().collect::<Vec<_>>(), vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(
+        out.clusters.iter().cloned().collect::<Vec<_>>(),
+        vec!["a".to_string(), "b".to_string()]
+    );
     let routes = &out.config.virtual_hosts[0].routes;
     let first = &routes[0];
     assert_eq!(first.matcher.path, Some(PathMatch::Exact("/login".into())));
     assert_eq!(first.matcher.method.as_deref(), Some("POST"));
-    assert_eq!((first.matcher.headers[0].name.as_str(), &first.matcher.headers[0].value, first.matcher.headers[0].invert), ("end-user", &ValueMatch::Prefix("ja".into()), true));
-    assert_eq!(first.matcher.query_params[0].value, ValueMatch::Present(true));
+    assert_eq!(
+        (
+            first.matcher.headers[0].name.as_str(),
+            &first.matcher.headers[0].value,
+            first.matcher.headers[0].invert
+        ),
+        ("end-user", &ValueMatch::Prefix("ja".into()), true)
+    );
+    assert_eq!(
+        first.matcher.query_params[0].value,
+        ValueMatch::Present(true)
+    );
     // The route's own header wins over the virtual host's; the table's applies below both.
-    assert_eq!(first.request_headers.add.get("x-level").map(String::as_str), Some("route"));
+    assert_eq!(
+        first.request_headers.add.get("x-level").map(String::as_str),
+        Some("route")
+    );
     assert!(!first.request_headers.set.contains_key("x-level"));
-    assert_eq!(first.response_headers.set.get("x-table").map(String::as_str), Some("t"));
-    let ModelAction::Route(forward) = &first.action else { panic!("forward action") };
-    assert_eq!(forward.weighted_clusters.iter().map(|w| w.weight).collect::<Vec<_>>(), vec![80, 20]);
+    assert_eq!(
+        first
+            .response_headers
+            .set
+            .get("x-table")
+            .map(String::as_str),
+        Some("t")
+    );
+    let ModelAction::Route(forward) = &first.action else {
+        panic!("forward action")
+    };
+    assert_eq!(
+        forward
+            .weighted_clusters
+            .iter()
+            .map(|w| w.weight)
+            .collect::<Vec<_>>(),
+        vec![80, 20]
+    );
     assert_eq!(forward.timeout, Some(std::time::Duration::from_secs(3)));
-    assert_eq!((forward.prefix_rewrite.as_deref(), forward.host_rewrite.as_deref()), (Some("/v2/"), Some("backend")));
+    assert_eq!(
+        (
+            forward.prefix_rewrite.as_deref(),
+            forward.host_rewrite.as_deref()
+        ),
+        (Some("/v2/"), Some("backend"))
+    );
     let retry = forward.retry.as_ref().expect("retry policy");
-    assert_eq!(retry.retry_on, vec!["connect-failure", "refused-stream", "retriable-status-codes"]);
-    assert_eq!((retry.num_retries, retry.retriable_status_codes.as_slice()), (3, [503].as_slice()));
-    let ModelAction::Redirect(redirect) = &routes[1].action else { panic!("redirect") };
-    assert_eq!((redirect.host.as_deref(), redirect.response_code), (Some("new"), 302));
+    assert_eq!(
+        retry.retry_on,
+        vec![
+            "connect-failure",
+            "refused-stream",
+            "retriable-status-codes"
+        ]
+    );
+    assert_eq!(
+        (retry.num_retries, retry.retriable_status_codes.as_slice()),
+        (3, [503].as_slice())
+    );
+    let ModelAction::Redirect(redirect) = &routes[1].action else {
+        panic!("redirect")
+    };
+    assert_eq!(
+        (redirect.host.as_deref(), redirect.response_code),
+        (Some("new"), 302)
+    );
 
     let mut faulty = table.clone();
-    faulty.virtual_hosts[0].routes[1].typed_per_filter_config.insert("envoy.filters.http.fault".into(), pack(&Router::default()));
+    faulty.virtual_hosts[0].routes[1]
+        .typed_per_filter_config
+        .insert("envoy.filters.http.fault".into(), pack(&Router::default()));
     let err = super::route::translate(&faulty).expect_err("per-route filter config");
-    assert_eq!(err.field, "virtual_hosts[0].routes[1].typed_per_filter_config[\"envoy.filters.http.fault\"]");
+    assert_eq!(
+        err.field,
+        "virtual_hosts[0].routes[1].typed_per_filter_config[\"envoy.filters.http.fault\"]"
+    );
 }
 
 pub(crate) fn assignment(name: &str, endpoints: &[(&str, u32, i32, u32)]) -> ClusterLoadAssignment {
@@ -223,7 +387,10 @@ pub(crate) fn assignment(name: &str, endpoints: &[(&str, u32, i32, u32)]) -> Clu
             lb_endpoints: endpoints
                 .iter()
                 .map(|(ip, port, health, weight)| LbEndpoint {
-                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint { address: Some(socket(ip, *port)), ..Default::default() })),
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket(ip, *port)),
+                        ..Default::default()
+                    })),
                     health_status: *health,
                     load_balancing_weight: Some(protobuf::UInt32Value { value: *weight }),
                     ..Default::default()
@@ -238,21 +405,43 @@ pub(crate) fn assignment(name: &str, endpoints: &[(&str, u32, i32, u32)]) -> Clu
 #[test]
 fn endpoints_keep_healthy_ones_and_weights() {
     // HealthStatus: 0 UNKNOWN, 1 HEALTHY, 2 UNHEALTHY.
-    let out = endpoint::translate(&assignment("c", &[("10.0.0.1", 80, 0, 3), ("10.0.0.2", 80, 1, 1), ("10.0.0.3", 80, 2, 1)])).expect("accepted");
+    let out = endpoint::translate(&assignment(
+        "c",
+        &[
+            ("10.0.0.1", 80, 0, 3),
+            ("10.0.0.2", 80, 1, 1),
+            ("10.0.0.3", 80, 2, 1),
+        ],
+    ))
+    .expect("accepted");
     let addresses: Vec<String> = out.iter().map(|e| e.address.to_string()).collect();
-    assert_eq!(addresses, ["10.0.0.1:80", "10.0.0.1:80", "10.0.0.1:80", "10.0.0.2:80"]);
-    let err = endpoint::translate(&assignment("c", &[("web.local", 80, 0, 1)])).expect_err("names are not resolved");
+    assert_eq!(
+        addresses,
+        ["10.0.0.1:80", "10.0.0.1:80", "10.0.0.1:80", "10.0.0.2:80"]
+    );
+    let err = endpoint::translate(&assignment("c", &[("web.local", 80, 0, 1)]))
+        .expect_err("names are not resolved");
     assert_eq!(err.field, "endpoints[0].lb_endpoints[0].endpoint.address");
 }
 
 #[test]
 #[allow(deprecated)]
 fn clusters_of_each_kind() {
-    let ads = ConfigSource { config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})), ..Default::default() };
+    let ads = ConfigSource {
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..Default::default()
+    };
     let eds = Cluster {
         name: "outbound|80||web".into(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(cluster::EdsClusterConfig { eds_config: Some(ads), service_name: String::new() }),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads),
+            service_name: String::new(),
+        }),
         lb_policy: cluster::LbPolicy::LeastRequest as i32,
         circuit_breakers: Some(CircuitBreakers::default()),
         http2_protocol_options: Some(Http2ProtocolOptions::default()),
@@ -266,10 +455,21 @@ fn clusters_of_each_kind() {
                             kind: Some(Kind::ListValue(protobuf::ListValue {
                                 values: vec![Value {
                                     kind: Some(Kind::StructValue(Struct {
-                                        fields: [("host", "web.shop.svc.cluster.local"), ("name", "web"), ("namespace", "shop")]
-                                            .iter()
-                                            .map(|(k, v)| (k.to_string(), Value { kind: Some(Kind::StringValue(v.to_string())) }))
-                                            .collect(),
+                                        fields: [
+                                            ("host", "web.shop.svc.cluster.local"),
+                                            ("name", "web"),
+                                            ("namespace", "shop"),
+                                        ]
+                                        .iter()
+                                        .map(|(k, v)| {
+                                            (
+                                                k.to_string(),
+                                                Value {
+                                                    kind: Some(Kind::StringValue(v.to_string())),
+                                                },
+                                            )
+                                        })
+                                        .collect(),
                                     })),
                                 }],
                             })),
@@ -285,32 +485,57 @@ fn clusters_of_each_kind() {
     };
     let out = super::cluster::translate(&eds).expect("accepted");
     assert_eq!(out.eds_name.as_deref(), Some("outbound|80||web"));
-    assert_eq!((out.cluster.protocol, out.cluster.lb_policy), (UpstreamProtocol::Http2, model::LbPolicy::LeastRequest));
-    assert_eq!(out.cluster.destination.service.as_deref(), Some("web.shop.svc.cluster.local"));
+    assert_eq!(
+        (out.cluster.protocol, out.cluster.lb_policy),
+        (UpstreamProtocol::Http2, model::LbPolicy::LeastRequest)
+    );
+    assert_eq!(
+        out.cluster.destination.service.as_deref(),
+        Some("web.shop.svc.cluster.local")
+    );
     assert_eq!(out.cluster.destination.namespace.as_deref(), Some("shop"));
 
     let inbound = Cluster {
         name: "inbound|9080||".into(),
         load_assignment: Some(assignment("inbound|9080||", &[("127.0.0.1", 9080, 0, 1)])),
         upstream_bind_config: Some(BindConfig {
-            source_address: Some(SocketAddress { address: "127.0.0.6".into(), port_specifier: Some(socket_address::PortSpecifier::PortValue(0)), ..Default::default() }),
+            source_address: Some(SocketAddress {
+                address: "127.0.0.6".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(0)),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
     };
     let out = super::cluster::translate(&inbound).expect("accepted");
     assert_eq!(out.cluster.endpoints.len(), 1);
-    assert_eq!(out.cluster.source_address, Some("127.0.0.6".parse().expect("literal")));
+    assert_eq!(
+        out.cluster.source_address,
+        Some("127.0.0.6".parse().expect("literal"))
+    );
 
     let passthrough = Cluster {
         name: "PassthroughCluster".into(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::OriginalDst as i32,
+        )),
         lb_policy: cluster::LbPolicy::ClusterProvided as i32,
         ..Default::default()
     };
-    assert!(super::cluster::translate(&passthrough).expect("accepted").original_dst);
+    assert!(
+        super::cluster::translate(&passthrough)
+            .expect("accepted")
+            .original_dst
+    );
 
-    let checked = Cluster { health_checks: vec![HealthCheck::default()], ..inbound };
+    let checked = Cluster {
+        health_checks: vec![HealthCheck::default()],
+        ..inbound
+    };
     let err = super::cluster::translate(&checked).expect_err("health checks are not implemented");
-    assert_eq!(err.to_string(), "Cluster \"inbound|9080||\": health_checks: not supported by lateen-proxy");
+    assert_eq!(
+        err.to_string(),
+        "Cluster \"inbound|9080||\": health_checks: not supported by lateen-proxy"
+    );
 }
