@@ -8,5 +8,8 @@ bash scripts/install-test-deps.sh
 export PATH="$PWD/.venv/bin:$PATH"
 # Tests that need a tool fail (never skip) when it is missing under CI.
 export LATEEN_REQUIRE_TOOLS="${LATEEN_REQUIRE_TOOLS:-${CI:-}}"
+# The habits gate: formatting and lints fail the run before any test does.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace -- "$@"

@@ -35,9 +35,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way [`parse`] reads it.
 pub fn format(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if duration.subsec_nanos() % 1_000_000 != 0 {
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{}us", duration.as_micros())
-    } else if millis % 1000 != 0 {
+    } else if !millis.is_multiple_of(1000) {
         format!("{millis}ms")
     } else {
         format!("{}s", duration.as_secs())

@@ -93,8 +93,8 @@ impl RouteTable {
                 }
             }
         }
-        suffix_domains.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-        prefix_domains.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        suffix_domains.sort_by_key(|d| std::cmp::Reverse(d.0.len()));
+        prefix_domains.sort_by_key(|d| std::cmp::Reverse(d.0.len()));
         RouteTable {
             name: name.into(),
             virtual_hosts,

@@ -90,10 +90,10 @@ pub fn add_forwarding_headers(headers: &mut HeaderMap, client: IpAddr) {
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
-    if !headers.contains_key(&X_REQUEST_ID) {
-        if let Ok(value) = HeaderValue::from_str(&uuid_v4()) {
-            headers.insert(X_REQUEST_ID.clone(), value);
-        }
+    if !headers.contains_key(&X_REQUEST_ID)
+        && let Ok(value) = HeaderValue::from_str(&uuid_v4())
+    {
+        headers.insert(X_REQUEST_ID.clone(), value);
     }
 }
 

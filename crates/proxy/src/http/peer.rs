@@ -117,10 +117,10 @@ impl PeerCache {
             .decoded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((seen, peer)) = cached.as_ref() {
-            if seen == value {
-                return Some(peer.clone());
-            }
+        if let Some((seen, peer)) = cached.as_ref()
+            && seen == value
+        {
+            return Some(peer.clone());
         }
         let peer = Arc::new(decode(value)?);
         *cached = Some((value.clone(), peer.clone()));
@@ -138,10 +138,10 @@ impl PeerCache {
             .merged
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((service_key, peer_key, merged)) = cached.as_ref() {
-            if (*service_key, *peer_key) == key {
-                return merged.clone();
-            }
+        if let Some((service_key, peer_key, merged)) = cached.as_ref()
+            && (*service_key, *peer_key) == key
+        {
+            return merged.clone();
         }
         let merged = Arc::new(PeerLabels::local_destination(peer, service));
         *cached = Some((key.0, key.1, merged.clone()));

@@ -174,10 +174,8 @@ pub async fn handle(
     let inbound = current.listener.direction == Direction::Inbound;
     // Inbound: the calling sidecar's identity arrives with the request.
     let mut peer = None;
-    if inbound {
-        if let Some(value) = super::peer::take(request.headers_mut()) {
-            peer = ctx.peers.peer(&value);
-        }
+    if inbound && let Some(value) = super::peer::take(request.headers_mut()) {
+        peer = ctx.peers.peer(&value);
     }
 
     let mut extras = Extras::default();
@@ -371,13 +369,13 @@ async fn route_and_forward(
     let upgrade = head.version == Version::HTTP_11 && headers::is_upgrade_request(&head.headers);
     headers::strip_hop_by_hop(&mut head.headers, upgrade);
     headers::add_forwarding_headers(&mut head.headers, ctx.peer.ip());
-    if current.listener.direction == Direction::Outbound {
-        if let Some((metadata, id)) = &current.snapshot.local_peer {
-            head.headers
-                .insert(super::peer::PEER_METADATA.clone(), metadata.clone());
-            head.headers
-                .insert(super::peer::PEER_METADATA_ID.clone(), id.clone());
-        }
+    if current.listener.direction == Direction::Outbound
+        && let Some((metadata, id)) = &current.snapshot.local_peer
+    {
+        head.headers
+            .insert(super::peer::PEER_METADATA.clone(), metadata.clone());
+        head.headers
+            .insert(super::peer::PEER_METADATA_ID.clone(), id.clone());
     }
     if let Some(route) = route {
         headers::apply_ops(&mut head.headers, &route.request_headers);
@@ -597,15 +595,15 @@ fn path_and_query(head: &http::request::Parts) -> &str {
 }
 
 fn route_matches(route: &RouteRt, head: &http::request::Parts) -> bool {
-    if let Some(method) = &route.method {
-        if head.method != *method {
-            return false;
-        }
+    if let Some(method) = &route.method
+        && head.method != *method
+    {
+        return false;
     }
-    if let Some(path) = &route.path {
-        if !path.matches(head.uri.path()) {
-            return false;
-        }
+    if let Some(path) = &route.path
+        && !path.matches(head.uri.path())
+    {
+        return false;
     }
     for matcher in &route.headers {
         let value = if matcher.name == ":authority" || matcher.name == "host" {

@@ -80,10 +80,10 @@ impl ProxyProcess {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok((status, _)) = get(proxy.health, "/healthz/ready").await {
-                if status == 200 {
-                    return proxy;
-                }
+            if let Ok((status, _)) = get(proxy.health, "/healthz/ready").await
+                && status == 200
+            {
+                return proxy;
             }
             assert!(
                 Instant::now() < deadline,
