@@ -16,12 +16,20 @@
 //! - [`debug`] and [`metrics`]: `/debug/syncz`, `/debug/config_dump`, `/metrics`.
 //! - [`webhook`]: the sidecar-injection webhook (`lateen-inject`) on 15017 and the serving
 //!   certificate; [`xds_tls`]: ADS over TLS on 15012.
+//! - [`cmdline`]: istiod's command line (`discovery --monitoringAddr=:15014 ...`), its
+//!   environment and logging flags, as the rendered Deployment passes them.
+//! - [`readiness`]: the conditions `/ready` (8080 and 15014) waits for.
+//! - [`cluster_writes`]: what istiod writes to the cluster (Leases, `istio-ca-root-cert`,
+//!   webhook `caBundle`s, `status.validationMessages`), by one replica at a time.
 #![forbid(unsafe_code)]
 
+pub mod cluster_writes;
+pub mod cmdline;
 pub mod debug;
 pub mod metrics;
 pub mod proxy;
 pub mod push;
+pub mod readiness;
 pub mod registry;
 pub mod store;
 pub mod translate;

@@ -168,6 +168,7 @@ pub struct ControlPlane {
     triggers: mpsc::UnboundedSender<Trigger>,
     metrics: Arc<Metrics>,
     generation: Mutex<GenerationSlot>,
+    readiness: Arc<crate::readiness::Readiness>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -188,6 +189,7 @@ impl ControlPlane {
             triggers,
             metrics: Arc::new(Metrics::default()),
             generation: Mutex::new(GenerationSlot::default()),
+            readiness: crate::readiness::Readiness::new(),
         });
         (cp, rx)
     }
@@ -204,6 +206,11 @@ impl ControlPlane {
 
     pub fn webhook(&self) -> Option<&Arc<lateen_inject::webhook::WebhookState>> {
         self.webhook.get()
+    }
+
+    /// The conditions `/ready` waits for (register yours before the debug server starts).
+    pub fn readiness(&self) -> &Arc<crate::readiness::Readiness> {
+        &self.readiness
     }
 
     pub fn xds(&self) -> Option<&XdsServer> {

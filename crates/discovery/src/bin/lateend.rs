@@ -1,6 +1,8 @@
 //! `lateend`: the Lateen control plane. Reads Istio configuration from a folder, serves xDS
 //! (ADS, state of the world and delta) to Envoy-compatible proxies, and exposes debug
-//! endpoints and metrics.
+//! endpoints and metrics. In a Kubernetes pod it also does what istiod writes to the cluster
+//! (`lateen_discovery::cluster_writes`), and it accepts istiod's command line
+//! (`discovery --monitoringAddr=:15014 ...`, see `lateen_discovery::cmdline`).
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use lateen_discovery::cmdline::{self, IstiodFlags, parse_listen_addr};
 use lateen_discovery::push::{self, ControlPlane, DebounceSettings};
 use lateen_discovery::store::FolderStore;
 use lateen_xds::XdsServer;
@@ -25,46 +28,63 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, ...), validates each file, and serves
 /// the resulting Envoy configuration over ADS. Proxies identify themselves with Istio's node id
 /// (`sidecar~IP~POD.NS~NS.svc.cluster.local`) and metadata (NAMESPACE, LABELS,
-/// INTERCEPTION_MODE, ...).
+/// INTERCEPTION_MODE, ...). `lateend discovery FLAGS` (istiod's form) is `lateend FLAGS`, and
+/// istiod's flags are accepted (their names are listed with each option and below).
 #[derive(Debug, Parser)]
 #[command(name = "lateend", version)]
 struct Args {
     /// Folder of Istio configuration files (*.yaml, *.yml, *.json; several documents per file
     /// allowed). Polled for changes; a file that fails validation is rejected and its last
-    /// good version stays in force.
-    #[arg(long, value_name = "DIR")]
-    config_dir: PathBuf,
+    /// good version stays in force. Optional in a Kubernetes pod.
+    #[arg(long, visible_alias = "configDir", value_name = "DIR")]
+    config_dir: Option<PathBuf>,
 
     /// MeshConfig file (default: DIR/mesh.yaml when it exists, else built-in defaults).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "meshConfig", value_name = "FILE")]
     mesh: Option<PathBuf>,
 
-    /// Plaintext gRPC xDS (ADS) address.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15010")]
+    /// Plaintext gRPC xDS (ADS) address (istiod: --grpcAddr).
+    #[arg(long, visible_alias = "grpcAddr", value_name = "ADDR", default_value = "0.0.0.0:15010", value_parser = parse_listen_addr)]
     xds_address: SocketAddr,
 
     /// gRPC xDS (ADS) over TLS, with the same certificate as the webhook (clients are not
-    /// authenticated yet).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15012")]
+    /// authenticated yet) (istiod: --secureGRPCAddr).
+    #[arg(long, visible_alias = "secureGRPCAddr", value_name = "ADDR", default_value = "0.0.0.0:15012", value_parser = parse_listen_addr)]
     xds_tls_address: SocketAddr,
 
     /// Debug HTTP address: /debug/syncz, /debug/config_dump?proxyID=, /debug/configz,
-    /// /metrics, /ready.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15014")]
+    /// /metrics, /ready (istiod: --monitoringAddr).
+    #[arg(long, visible_alias = "monitoringAddr", value_name = "ADDR", default_value = "0.0.0.0:15014", value_parser = parse_listen_addr)]
     debug_address: SocketAddr,
 
+    /// Readiness (/ready) and the debug endpoints again, where the rendered Deployment's probe
+    /// asks (istiod: --httpAddr).
+    #[arg(long, visible_alias = "httpAddr", value_name = "ADDR", default_value = "0.0.0.0:8080", value_parser = parse_listen_addr)]
+    http_address: SocketAddr,
+
     /// Sidecar-injection admission webhook address (HTTPS; paths /inject,
-    /// /inject/cluster/C/net/N, /inject/:ENV:...).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15017")]
+    /// /inject/cluster/C/net/N, /inject/:ENV:...) (istiod: --httpsAddr).
+    #[arg(long, visible_alias = "httpsAddr", value_name = "ADDR", default_value = "0.0.0.0:15017", value_parser = parse_listen_addr)]
     webhook_address: SocketAddr,
 
     /// Serving certificate chain (PEM) of the webhook and of xDS over TLS. Without it and
-    /// --webhook-key a CA and a certificate for lateend.istio-system.svc are generated at start.
-    #[arg(long, value_name = "FILE", requires = "webhook_key")]
+    /// --webhook-key a CA and a certificate for lateend's Service are generated at start
+    /// (istiod: --tlsCertFile).
+    #[arg(
+        long,
+        visible_alias = "tlsCertFile",
+        value_name = "FILE",
+        requires = "webhook_key"
+    )]
     webhook_cert: Option<PathBuf>,
 
-    /// Private key (PEM) of --webhook-cert.
-    #[arg(long, value_name = "FILE", requires = "webhook_cert")]
+    /// Private key (PEM) of --webhook-cert (istiod: --tlsKeyFile).
+    #[arg(
+        long,
+        visible_alias = "tlsKeyFile",
+        value_name = "FILE",
+        requires = "webhook_cert"
+    )]
     webhook_key: Option<PathBuf>,
 
     /// Write the serving CA certificate (PEM) here: proxies trust it for xDS over TLS, and its
@@ -81,11 +101,11 @@ struct Args {
     inject_values: Option<PathBuf>,
 
     /// Quiet period after a change before pushing (Istio's PILOT_DEBOUNCE_AFTER).
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "PILOT_DEBOUNCE_AFTER", default_value = "100ms", value_parser = parse_duration)]
     debounce_after: Duration,
 
     /// Longest delay between a change and its push (Istio's PILOT_DEBOUNCE_MAX).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "PILOT_DEBOUNCE_MAX", default_value = "1s", value_parser = parse_duration)]
     debounce_max: Duration,
 
     /// How long a self-registered proxy stays an endpoint after it disconnects.
@@ -95,18 +115,28 @@ struct Args {
     /// How often the config folder is scanned for changes.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     poll_interval: Duration,
+
+    #[command(flatten)]
+    istiod: IstiodFlags,
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let args = Args::parse();
+    let args = Args::parse_from(cmdline::normalize_argv(std::env::args_os()));
+    let log = match args
+        .istiod
+        .check()
+        .and_then(|()| cmdline::logging::settings(&args.istiod))
+    {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("lateend: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    cmdline::logging::init(&log);
+    if !log.ignored_scopes.is_empty() {
+        tracing::info!(scopes = ?log.ignored_scopes, "--log_output_level: lateend has only the default scope; these are ignored");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -123,6 +153,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// A client for the cluster lateend runs in: in-cluster when it runs in a pod (its
+/// ServiceAccount token and `KUBERNETES_SERVICE_HOST`), none otherwise.
+async fn cluster_client() -> anyhow::Result<Option<kube::Client>> {
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+        return Ok(None);
+    }
+    let config = kube::Config::incluster().context(
+        "reading the pod's Kubernetes identity (/var/run/secrets/kubernetes.io/serviceaccount)",
+    )?;
+    let client = kube::Client::try_from(config).context("Kubernetes client")?;
+    Ok(Some(client))
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {what} {addr}"))
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     if args.debounce_after > args.debounce_max {
         anyhow::bail!(
@@ -131,46 +180,61 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.debounce_max
         );
     }
-    let store = FolderStore::open(&args.config_dir, args.mesh.as_deref())?;
-    let initial = store.config();
-    tracing::info!(dir = %args.config_dir.display(), resources = initial.resources.len(), rejected_files = store.rejected_total(), "configuration loaded");
+    let given = args.istiod.no_effect.given();
+    if !given.is_empty() {
+        tracing::info!(flags = ?given, "istiod flags accepted that lateend does not act on");
+    }
+    let namespace = args.istiod.namespace.clone();
+    let env = lateen_discovery::cmdline::istiod::IstiodEnv::from_env(&namespace);
+    let cluster = cluster_client().await?;
+    let store = match (&args.config_dir, &cluster) {
+        (Some(dir), _) => Some(FolderStore::open(dir, args.mesh.as_deref())?),
+        (None, Some(_)) => None,
+        (None, None) => anyhow::bail!(
+            "nothing to read configuration from: give --config-dir DIR, or run lateend in a Kubernetes pod"
+        ),
+    };
+    let initial = store.as_ref().map(|s| s.config()).unwrap_or_default();
+    let rejected = store.as_ref().map_or(0, |s| s.rejected_total());
+    tracing::info!(dir = ?args.config_dir, resources = initial.resources.len(), rejected_files = rejected, "configuration loaded");
     let (cp, triggers) = ControlPlane::new(initial, args.registration_grace);
-    cp.note_rejected(store.rejected_total());
+    cp.note_rejected(rejected);
+    let listening = cp.readiness().gate("listeners");
     let provider: Arc<dyn lateen_xds::SnapshotProvider> = cp.clone();
     let xds = XdsServer::new(Some(provider));
     cp.attach(xds.clone());
+    let keepalive = lateen_xds::ConnectionOptions {
+        keepalive_interval: args.istiod.keepalive_interval,
+        keepalive_timeout: args.istiod.keepalive_timeout,
+        max_connection_age: args.istiod.keepalive_max_server_connection_age,
+    };
 
-    let xds_listener = TcpListener::bind(args.xds_address)
-        .await
-        .with_context(|| format!("binding --xds-address {}", args.xds_address))?;
-    let debug_listener = TcpListener::bind(args.debug_address)
-        .await
-        .with_context(|| format!("binding --debug-address {}", args.debug_address))?;
+    let xds_listener = bind("--xds-address", args.xds_address).await?;
+    let debug_listener = bind("--debug-address", args.debug_address).await?;
+    let http_listener = bind("--http-address", args.http_address).await?;
     tracing::info!(address = %xds_listener.local_addr()?, "serving xDS (ADS over plaintext gRPC)");
     tracing::info!(address = %debug_listener.local_addr()?, "serving debug endpoints and metrics");
-    let webhook_listener = TcpListener::bind(args.webhook_address)
-        .await
-        .with_context(|| format!("binding --webhook-address {}", args.webhook_address))?;
-    let tls_listener = TcpListener::bind(args.xds_tls_address)
-        .await
-        .with_context(|| format!("binding --xds-tls-address {}", args.xds_tls_address))?;
+    tracing::info!(address = %http_listener.local_addr()?, "serving readiness (/ready) and debug endpoints");
+    let webhook_listener = bind("--webhook-address", args.webhook_address).await?;
+    let tls_listener = bind("--xds-tls-address", args.xds_tls_address).await?;
     let mesh_file = args
         .mesh
         .clone()
         .or_else(|| {
-            Some(
-                args.config_dir
-                    .join(lateen_discovery::store::folder::MESH_FILE_NAME),
-            )
+            args.config_dir
+                .as_ref()
+                .map(|d| d.join(lateen_discovery::store::folder::MESH_FILE_NAME))
         })
         .filter(|p| p.is_file());
     let files = lateen_discovery::webhook::WebhookFiles {
         cert: args.webhook_cert.clone(),
         key: args.webhook_key.clone(),
+        ca: args.istiod.ca_cert_file.clone(),
         ca_out: args.webhook_ca_out.clone(),
         inject_config: args.inject_config.clone(),
         inject_values: args.inject_values.clone(),
         mesh: mesh_file,
+        serving_names: env.serving_names(&namespace),
     };
     let cert = lateen_discovery::webhook::load_cert(&files).context("serving certificate")?;
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
@@ -183,15 +247,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tls_listener,
         tls,
         xds.clone(),
+        keepalive,
     ));
 
-    let watcher_cp = cp.clone();
-    let reject_cp = cp.clone();
-    tokio::spawn(store.watch(
-        args.poll_interval,
-        move |config| watcher_cp.set_config(config),
-        move |n| reject_cp.note_rejected(n),
-    ));
+    if let Some(store) = store {
+        let watcher_cp = cp.clone();
+        let reject_cp = cp.clone();
+        tokio::spawn(store.watch(
+            args.poll_interval,
+            move |config| watcher_cp.set_config(config),
+            move |n| reject_cp.note_rejected(n),
+        ));
+    }
     tokio::spawn(push::run_debouncer(
         cp.clone(),
         triggers,
@@ -202,6 +269,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
     tokio::spawn(push::run_expiry(cp.clone()));
     tokio::spawn(lateen_discovery::debug::serve(debug_listener, cp.clone()));
+    tokio::spawn(lateen_discovery::debug::serve(http_listener, cp.clone()));
+
+    if let Some(client) = cluster {
+        let mesh_cp = cp.clone();
+        let _writes = lateen_discovery::cluster_writes::start(
+            client,
+            lateen_discovery::cluster_writes::Settings {
+                namespace: namespace.clone(),
+                identity: lateen_discovery::cluster_writes::holder_identity(
+                    env.pod_name.as_deref(),
+                ),
+                ca_pem: cert.ca_pem.clone(),
+                injection_webhook_config: env.injection_webhook_config_name.clone(),
+                validation_webhook_config: env.validation_webhook_config_name.clone(),
+                revision: env.revision.clone(),
+                write_status: env.write_status,
+                discovery_selectors: Arc::new(move || {
+                    mesh_cp.config().mesh.discovery_selectors.clone()
+                }),
+            },
+        );
+    }
+    listening.done();
 
     let shutdown = async {
         let mut term =
@@ -212,7 +302,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    xds.serve(xds_listener, shutdown)
+    xds.serve_with(xds_listener, shutdown, keepalive)
         .await
         .context("xDS server")?;
     Ok(())

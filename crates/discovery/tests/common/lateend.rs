@@ -26,6 +26,7 @@ pub async fn start_lateend(config: &Path, work: &Path, extra: &[&std::ffi::OsStr
         .args(["--xds-address", "127.0.0.1:0"])
         .args(["--xds-tls-address", "127.0.0.1:0"])
         .args(["--debug-address", "127.0.0.1:0"])
+        .args(["--http-address", "127.0.0.1:0"])
         .args(["--webhook-address", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "info")
