@@ -31,7 +31,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// INTERCEPTION_MODE, ...). `lateend discovery FLAGS` (istiod's form) is `lateend FLAGS`, and
 /// istiod's flags are accepted (their names are listed with each option and below).
 #[derive(Debug, Parser)]
-#[command(name = "lateend", version)]
+// Later occurrences of a flag win, as with istiod's (Go pflag) command line, so an overlay can
+// append a flag the rendered arguments already hold.
+#[command(name = "lateend", version, args_override_self = true)]
 struct Args {
     /// Folder of Istio configuration files (*.yaml, *.yml, *.json; several documents per file
     /// allowed). Polled for changes; a file that fails validation is rejected and its last
