@@ -12,6 +12,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 pub mod kube;
+pub mod probe;
 pub mod test_ca;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool

@@ -273,9 +273,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(lateen_discovery::debug::serve(debug_listener, cp.clone()));
     tokio::spawn(lateen_discovery::debug::serve(http_listener, cp.clone()));
 
-    if let Some(client) = cluster {
+    // What istiod writes to the cluster; its Leases are released on the way out.
+    let writes = cluster.map(|client| {
         let mesh_cp = cp.clone();
-        let _writes = lateen_discovery::cluster_writes::start(
+        lateen_discovery::cluster_writes::start(
             client,
             lateen_discovery::cluster_writes::Settings {
                 namespace: namespace.clone(),
@@ -291,8 +292,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     mesh_cp.config().mesh.discovery_selectors.clone()
                 }),
             },
-        );
-    }
+        )
+    });
     listening.done();
 
     let shutdown = async {
@@ -304,8 +305,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    xds.serve_with(xds_listener, shutdown, keepalive)
+    let served = xds
+        .serve_with(xds_listener, shutdown, keepalive)
         .await
-        .context("xDS server")?;
-    Ok(())
+        .context("xDS server");
+    if let Some(writes) = writes {
+        writes.shutdown().await;
+    }
+    served
 }

@@ -42,7 +42,7 @@ pub async fn start_lateend(config: &Path, work: &Path, extra: &[&std::ffi::OsStr
     let deadline = Instant::now() + DEADLINE;
     let (xds, xds_tls, debug, webhook) = loop {
         let log = process.log();
-        let bound = |what: &str| bound_port(&log, what);
+        let bound = |what: &str| lateen_test_support::probe::logged_port(&log, what);
         let found = (
             bound("serving xDS (ADS over plaintext gRPC)"),
             bound("serving xDS (ADS over TLS)"),
@@ -69,13 +69,6 @@ pub async fn start_lateend(config: &Path, work: &Path, extra: &[&std::ffi::OsStr
         debug,
         webhook,
     }
-}
-
-/// The port of the `address=` field on the log line that contains `message`.
-fn bound_port(log: &str, message: &str) -> Option<u16> {
-    let line = log.lines().find(|l| l.contains(message))?;
-    let address = line.split("address=").nth(1)?.split_whitespace().next()?;
-    address.rsplit_once(':')?.1.parse().ok()
 }
 
 /// Whether /debug/syncz shows every one of `ids` with CDS/EDS/LDS/RDS SYNCED and no NACK.
