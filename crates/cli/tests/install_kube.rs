@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use lateen_test_support::kube::TestCluster;
-use lateen_test_support::probe::{http_status, logged_address};
+use lateen_test_support::probe::{http_status, logged_address, wait_for};
 use serde_json::Value;
 
 const NS: &str = "istio-system";
@@ -45,18 +45,6 @@ fn lateend() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Polls `check` every 200 ms until it returns Some, for at most `timeout`.
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn get_json(cluster: &TestCluster, args: &[&str]) -> Option<Value> {

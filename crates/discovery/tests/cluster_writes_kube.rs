@@ -16,6 +16,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use lateen_discovery::cluster_writes::status::{self, RejectedObject};
 use lateen_discovery::cluster_writes::{Elector, LeaseTimings};
 use lateen_test_support::kube::{TestCluster, client_for};
+use lateen_test_support::probe::eventually;
 use tokio::sync::watch;
 
 const NS: &str = "istio-system";
@@ -33,21 +34,6 @@ async fn install_and_act_as_lateend(cluster: &TestCluster) -> kube::Client {
         .expect("lateend's token");
     let kubeconfig = cluster.kubeconfig_for_token(&token).expect("kubeconfig");
     client_for(&kubeconfig).await.expect("client as lateend")
-}
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
