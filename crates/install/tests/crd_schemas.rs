@@ -174,7 +174,23 @@ fn every_crd_is_structural_with_one_storage_version() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(served, ["v1alpha3", "v1beta1", "v1"]);
+    // Istio's order, and Istio's storage version.
+    assert_eq!(served, ["v1", "v1alpha3", "v1beta1"]);
+    let storage: Vec<&str> = vs["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["storage"] == json!(true))
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(storage, ["v1"]);
+    for expected in [
+        "envoyfilters.networking.istio.io",
+        "proxyconfigs.networking.istio.io",
+        "telemetries.telemetry.istio.io",
+    ] {
+        assert!(names.contains(&expected), "missing CRD {expected}");
+    }
 }
 
 #[test]
