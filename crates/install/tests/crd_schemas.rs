@@ -271,3 +271,48 @@ fn broken_configs_are_rejected() {
         );
     }
 }
+
+/// Every Istio kind has a fully typed spec, as Istio's CRDs do: only EnvoyFilter's patch value
+/// (a `google.protobuf.Struct`) and the IstioOperator spec keep unknown fields.
+#[test]
+fn specs_are_typed_down_to_their_leaves() {
+    fn open_paths(schema: &Value, path: &str, found: &mut Vec<String>) {
+        if schema["x-kubernetes-preserve-unknown-fields"] == json!(true) {
+            found.push(path.to_owned());
+        }
+        for (key, property) in schema["properties"].as_object().into_iter().flatten() {
+            open_paths(property, &format!("{path}.{key}"), found);
+        }
+        if schema["items"].is_object() {
+            open_paths(&schema["items"], &format!("{path}[]"), found);
+        }
+        if schema["additionalProperties"].is_object() {
+            open_paths(&schema["additionalProperties"], &format!("{path}.*"), found);
+        }
+    }
+    for crd in crds::all() {
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_owned();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut found = Vec::new();
+        open_paths(&schema["properties"]["spec"], "spec", &mut found);
+        let expected: &[&str] = match kind.as_str() {
+            "EnvoyFilter" => &["spec.configPatches[].patch.value"],
+            "IstioOperator" => &["spec"],
+            _ => &[],
+        };
+        assert_eq!(found, expected, "{kind}");
+        let rules = serde_json::to_string(schema).unwrap();
+        if kind != "IstioOperator" {
+            assert!(
+                schema["properties"]["status"]["properties"]["validationMessages"].is_object(),
+                "{kind}: status without validationMessages"
+            );
+        }
+        if ["ServiceEntry", "WorkloadEntry", "PeerAuthentication"].contains(&kind.as_str()) {
+            assert!(
+                rules.contains("port must be between 1-65535"),
+                "{kind}: no port range rule"
+            );
+        }
+    }
+}
