@@ -4,7 +4,7 @@
 //! The API server's verdict must be Istio's: every `crd-*` file in `invalid/` refused with the
 //! reason Istio's own CRD gives, every file in `valid/` and `valid-samples/` and Bookinfo's
 //! networking samples accepted; a VirtualService stored as v1 reads back through every served
-//! version with Istio's printer columns. The
+//! version with Istio's printer columns, and Istio's short names and `istio-io` category resolve. The
 //! `istioctl-validate--invalid-*` files are for the validating webhook; what the CRDs alone do
 //! with them is printed, and two of them (a duplicate key and an unknown top-level field) must
 //! be refused by the API server's strict decoding.
@@ -240,6 +240,18 @@ fn the_api_server_gives_istios_verdict_on_every_corpus_resource() {
     );
 
     every_served_version_reads_a_stored_object(&cluster);
+    short_names_and_categories_resolve(&cluster);
+}
+
+/// `kubectl get` knows Istio's short names and the `istio-io` category.
+fn short_names_and_categories_resolve(cluster: &TestCluster) {
+    let short = "vs,dr,gw,se,we,wg,sidecars,envoyfilters,proxyconfigs,pa,ap,ra,telemetry,iop";
+    must(cluster, &["get", short, "-A"], None);
+    let shown = must(cluster, &["get", "istio-io", "-A"], None);
+    assert!(
+        shown.contains("virtualservice.networking.istio.io/reviews"),
+        "the istio-io category misses the VirtualService: {shown}"
+    );
 }
 
 /// A VirtualService written as v1 (the storage version) reads back through v1alpha3 and
