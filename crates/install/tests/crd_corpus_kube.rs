@@ -4,10 +4,10 @@
 //! The API server's verdict must be Istio's: every `crd-*` file in `invalid/` refused with the
 //! reason Istio's own CRD gives, every file in `valid/` and `valid-samples/` and Bookinfo's
 //! networking samples accepted; a VirtualService stored as v1 reads back through every served
-//! version with Istio's printer columns, and Istio's short names and `istio-io` category resolve. The
-//! `istioctl-validate--invalid-*` files are for the validating webhook; what the CRDs alone do
-//! with them is printed, and two of them (a duplicate key and an unknown top-level field) must
-//! be refused by the API server's strict decoding.
+//! version with Istio's printer columns, and Istio's short names and `istio-io` category
+//! resolve. The `istioctl-validate--invalid-*` files are for the validating webhook; what the
+//! CRDs alone do with them is printed, and two of them (a duplicate key and an unknown
+//! top-level field) must be refused by the API server's strict decoding.
 //!
 //! Run: `cargo test -p lateen-install --test crd_corpus_kube -- --nocapture` (needs the test
 //! cluster binaries of `scripts/kube-test-bins.sh`; skips with a NOTICE without them).
