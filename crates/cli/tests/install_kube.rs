@@ -362,8 +362,13 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
         || root_cert(&cluster, "labelled").filter(|c| *c == ca_a),
     );
 
-    // A second replica serves, but does not write: it has its own (generated) CA, and after a
-    // full retry period the Leases and what they guard still carry replica A's.
+    // A second replica serves with its own certificate from the shared serving CA (the
+    // Secret replica A created), so the one caBundle trusts both; it does not write: after a
+    // full retry period the Leases are still A's.
+    assert!(
+        get_json(&cluster, &["secret", "lateend-serving-ca", "-n", NS]).is_some(),
+        "the shared serving CA"
+    );
     let pod_b = format!("{pod_a}-b");
     let b = start_replica(&cluster, &container, &pod_b, account, &work);
     let took = wait_ready(&b, "replica B");
@@ -376,7 +381,15 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
             "{lease}"
         );
     }
-    assert_eq!(root_cert(&cluster, "fresh").as_deref(), Some(ca_a.as_str()));
+    // The API server trusts B's webhook certificate with the bundle A patched in.
+    cluster.set_host_port(
+        "lateend.istio-system.svc",
+        443,
+        b.address("serving the sidecar-injection webhook"),
+    );
+    let pod = br#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe-b", "namespace": "labelled"},
+        "spec": {"containers": [{"name": "app", "image": "nginx"}]}}"#;
+    kubectl_ok(&cluster, &["create", "-f", "-"], Some(pod));
 
     // Replica A stops (SIGTERM): it releases its Leases and B takes over the writing.
     let stopped = Instant::now();
@@ -389,22 +402,15 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
         );
     }
     println!("replica B leads {:?} after A stopped", stopped.elapsed());
-    let ca_b = wait_for(
-        "B's root certificate in fresh",
-        Duration::from_secs(20),
-        || root_cert(&cluster, "fresh").filter(|c| *c != ca_a),
+    kubectl_ok(
+        &cluster,
+        &["delete", "configmap", ROOT_CERT, "-n", "fresh"],
+        None,
     );
     wait_for(
-        "the injector's caBundle from B",
-        Duration::from_secs(20),
-        || {
-            let bundles = ca_bundles(
-                &cluster,
-                "mutatingwebhookconfiguration",
-                "istio-sidecar-injector",
-            );
-            bundles.iter().all(|b| *b == ca_b).then_some(())
-        },
+        "B to put istio-ca-root-cert back",
+        Duration::from_secs(10),
+        || root_cert(&cluster, "fresh").filter(|c| *c == ca_a),
     );
     drop(b);
 }

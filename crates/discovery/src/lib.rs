@@ -19,6 +19,7 @@
 //! - [`cmdline`]: istiod's command line (`discovery --monitoringAddr=:15014 ...`), its
 //!   environment and logging flags, as the rendered Deployment passes them.
 //! - [`readiness`]: the conditions `/ready` (8080 and 15014) waits for.
+//! - [`serving_ca`]: one serving CA for every replica, in a Secret.
 //! - [`cluster_writes`]: what istiod writes to the cluster (Leases, `istio-ca-root-cert`,
 //!   webhook `caBundle`s, `status.validationMessages`), by one replica at a time.
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod proxy;
 pub mod push;
 pub mod readiness;
 pub mod registry;
+pub mod serving_ca;
 pub mod store;
 pub mod translate;
 pub mod webhook;

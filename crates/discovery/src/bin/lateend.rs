@@ -168,6 +168,29 @@ async fn cluster_client() -> anyhow::Result<Option<kube::Client>> {
     Ok(Some(client))
 }
 
+/// lateend's serving certificate: from the flags when given; in a cluster, signed by the
+/// serving CA every replica shares (`lateend_discovery::serving_ca`); else generated.
+async fn serving_cert(
+    cluster: Option<&kube::Client>,
+    namespace: &str,
+    files: &lateen_discovery::webhook::WebhookFiles,
+) -> anyhow::Result<lateen_inject::webhook::WebhookCert> {
+    if let (Some(client), None) = (cluster, &files.cert) {
+        let ca = lateen_discovery::serving_ca::shared(client, namespace)
+            .await
+            .context("the shared serving CA")?;
+        let cert = ca
+            .issue(&files.serving_names)
+            .context("issuing the serving certificate")?;
+        if let Some(out) = &files.ca_out {
+            std::fs::write(out, &cert.ca_pem)
+                .with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(cert);
+    }
+    lateen_discovery::webhook::load_cert(files).context("serving certificate")
+}
+
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -238,7 +261,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         mesh: mesh_file,
         serving_names: env.serving_names(&namespace),
     };
-    let cert = lateen_discovery::webhook::load_cert(&files).context("serving certificate")?;
+    let cert = serving_cert(cluster.as_ref(), &namespace, &files).await?;
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
     let webhook = lateen_discovery::webhook::start(webhook_listener, &cert, &files)

@@ -14,10 +14,8 @@
 //! on shutdown. A job runs only while its lease is held: losing it cancels the job mid-way,
 //! which is safe because every job reconciles from what the API server says, not from memory.
 //!
-//! The root certificate is the CA of lateend's serving certificate (15012 and 15017); the mesh
-//! CA proper is a later issue. Replicas that generate their own serving certificate have
-//! different CAs, so more than one replica needs `--tlsCertFile`/`--caCertFile` from a shared
-//! Secret until then.
+//! The root certificate is the CA of lateend's serving certificate (15012 and 15017), which
+//! every replica shares ([`crate::serving_ca`]); the mesh CA proper is a later issue.
 
 pub mod lease;
 pub mod root_cert;

@@ -6,6 +6,6 @@ pub mod cert;
 pub mod review;
 pub mod server;
 
-pub use cert::{CertError, WebhookCert};
+pub use cert::{CertError, ServingCa, WebhookCert};
 pub use review::{NamespaceLabels, ReviewOutcome, Reviewed, WebhookStats, review};
 pub use server::{InjectPath, WebhookState, serve, serve_until};
