@@ -308,7 +308,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ),
                 ca_pem: cert.ca_pem.clone(),
                 injection_webhook_config: env.injection_webhook_config_name.clone(),
-                validation_webhook_config: env.validation_webhook_config_name.clone(),
+                validation_webhook_configs: env.validation_webhook_configs(),
                 revision: env.revision.clone(),
                 write_status: env.write_status,
                 discovery_selectors: Arc::new(move || {

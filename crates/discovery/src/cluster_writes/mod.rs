@@ -54,8 +54,9 @@ pub struct Settings {
     pub ca_pem: String,
     /// Name of lateend's MutatingWebhookConfiguration.
     pub injection_webhook_config: String,
-    /// Name of lateend's ValidatingWebhookConfiguration.
-    pub validation_webhook_config: String,
+    /// Names of lateend's ValidatingWebhookConfigurations (its revision's, and for the
+    /// default revision the default validator of objects without a revision label).
+    pub validation_webhook_configs: Vec<String>,
     /// The control plane's revision (`default` for none).
     pub revision: String,
     /// Whether to write `status.validationMessages`.
@@ -69,7 +70,10 @@ impl std::fmt::Debug for Settings {
             .field("namespace", &self.namespace)
             .field("identity", &self.identity)
             .field("injection_webhook_config", &self.injection_webhook_config)
-            .field("validation_webhook_config", &self.validation_webhook_config)
+            .field(
+                "validation_webhook_configs",
+                &self.validation_webhook_configs,
+            )
             .field("revision", &self.revision)
             .field("write_status", &self.write_status)
             .finish_non_exhaustive()

@@ -5,9 +5,10 @@
 //!   renders): the webhooks whose name ends in `sidecar-injector.istio.io`. istiod selects by
 //!   the label `istio.io/rev`; lateend goes by name only, so it never touches an Istio
 //!   installation's configurations that share the revision label.
-//! - ValidatingWebhookConfiguration `VALIDATION_WEBHOOK_CONFIG_NAME`: every webhook. It is
-//!   rendered `failurePolicy: Ignore` (so config can be applied before lateend runs); once a
-//!   server-side dry run of an invalid Gateway is refused by the webhook, it becomes `Fail`,
+//! - ValidatingWebhookConfigurations `VALIDATION_WEBHOOK_CONFIG_NAME` and, for the default
+//!   revision, `istiod-default-validator`: every webhook. They are rendered
+//!   `failurePolicy: Ignore` (so config can be applied before lateend runs); once a
+//!   server-side dry run of an invalid Gateway is refused by the webhook, they become `Fail`,
 //!   as istiod does. Until then the dry run is repeated with a growing pause (1 s to 60 s).
 //!
 //! Writes are `replace` with the read resourceVersion (istiod's RBAC has `update`, not
@@ -29,6 +30,9 @@ use super::Settings;
 
 /// Suffix of the injection webhooks' names istiod patches.
 pub const INJECTION_WEBHOOK_SUFFIX: &str = "sidecar-injector.istio.io";
+const REV_LABEL: &str = "istio.io/rev";
+/// The annotation Istio's validation webhook always rejects (its readiness probe).
+pub const ALWAYS_REJECT: &str = "internal.istio.io/webhook-always-reject";
 /// How often the configurations are checked without an event.
 const TICK: Duration = Duration::from_secs(5);
 
@@ -82,15 +86,10 @@ pub async fn run(client: kube::Client, settings: Settings) {
     )
     .default_backoff()
     .map(|_| ());
-    let v_events = watcher(
-        validating.clone(),
-        watcher::Config::default().fields(&format!(
-            "metadata.name={}",
-            settings.validation_webhook_config
-        )),
-    )
-    .default_backoff()
-    .map(|_| ());
+    // Two names cannot be one field selector; validating configurations are few.
+    let v_events = watcher(validating.clone(), watcher::Config::default())
+        .default_backoff()
+        .map(|_| ());
     let mut events = Box::pin(m_events.merge(v_events));
     let mut fail_closed = false;
     let mut next_dry_run = tokio::time::Instant::now();
@@ -100,12 +99,17 @@ pub async fn run(client: kube::Client, settings: Settings) {
             tracing::warn!(error = %e, "could not patch the injection webhook's caBundle; retrying");
         }
         if !fail_closed && tokio::time::Instant::now() >= next_dry_run {
-            fail_closed = invalid_config_rejected(&client, &settings.namespace).await;
+            fail_closed =
+                invalid_config_rejected(&client, &settings.namespace, &settings.revision).await;
             next_dry_run = tokio::time::Instant::now() + dry_run_pause;
             dry_run_pause = (dry_run_pause * 2).min(Duration::from_secs(60));
         }
-        if let Err(e) = patch_validating_config(&validating, &settings, fail_closed).await {
-            tracing::warn!(error = %e, "could not patch the validation webhook's caBundle; retrying");
+        for name in &settings.validation_webhook_configs {
+            if let Err(e) =
+                patch_validating_config(&validating, name, &settings.ca_pem, fail_closed).await
+            {
+                tracing::warn!(%name, error = %e, "could not patch the validation webhook's caBundle; retrying");
+            }
         }
         let pause = if fail_closed {
             TICK
@@ -148,14 +152,14 @@ async fn patch_all_mutating(
 
 async fn patch_validating_config(
     api: &Api<ValidatingWebhookConfiguration>,
-    settings: &Settings,
+    name: &str,
+    ca_pem: &str,
     fail_closed: bool,
 ) -> Result<(), kube::Error> {
-    let name = &settings.validation_webhook_config;
     let Some(mut config) = api.get_opt(name).await? else {
         return Ok(());
     };
-    if !patch_validating(&mut config, &settings.ca_pem, fail_closed) {
+    if !patch_validating(&mut config, ca_pem, fail_closed) {
         return Ok(());
     }
     match api.replace(name, &PostParams::default(), &config).await {
@@ -169,13 +173,16 @@ async fn patch_validating_config(
 }
 
 /// istiod's readiness check for fail-closed validation: a server-side dry run of a Gateway
-/// with no servers must be denied by the validation webhook. A missing Gateway CRD counts as
-/// ready (nothing to validate), as in istiod.
-async fn invalid_config_rejected(client: &kube::Client, namespace: &str) -> bool {
+/// with no servers, labelled with this revision (so this revision's webhook is the one asked)
+/// and annotated `internal.istio.io/webhook-always-reject`, must be denied by the validation
+/// webhook. A missing Gateway CRD counts as ready (nothing to validate), as in istiod.
+async fn invalid_config_rejected(client: &kube::Client, namespace: &str, revision: &str) -> bool {
     let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "Gateway");
     let resource = ApiResource::from_gvk_with_plural(&gvk, "gateways");
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let mut invalid = DynamicObject::new("invalid-gateway", &resource).within(namespace);
+    invalid.metadata.labels = Some([(REV_LABEL.to_string(), revision.to_string())].into());
+    invalid.metadata.annotations = Some([(ALWAYS_REJECT.to_string(), "true".to_string())].into());
     invalid.data = serde_json::json!({"spec": {}});
     let params = PostParams {
         dry_run: true,

@@ -202,6 +202,9 @@ impl IstiodFlags {
     }
 }
 
+/// The ValidatingWebhookConfiguration of the default revision tag.
+pub const DEFAULT_VALIDATOR: &str = "istiod-default-validator";
+
 /// What Istio's chart sets in istiod's environment and lateend reads (besides POD_NAMESPACE
 /// and CLUSTER_ID, which are the defaults of `--namespace` and `--clusterID`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -219,6 +222,9 @@ pub struct IstiodEnv {
     /// `VALIDATION_WEBHOOK_CONFIG_NAME`: the ValidatingWebhookConfiguration (default
     /// `istio-validator[-REVISION]-NAMESPACE`).
     pub validation_webhook_config_name: String,
+    /// The default revision's validator of objects without a revision label
+    /// (`istiod-default-validator`, what `istioctl install` adds with the default tag).
+    pub default_validator_name: Option<String>,
     /// `PILOT_ENABLE_STATUS`: write `status.validationMessages` (lateend's default: on;
     /// `false` turns it off).
     pub write_status: bool,
@@ -246,10 +252,18 @@ impl IstiodEnv {
             validation_webhook_config_name: non_empty("VALIDATION_WEBHOOK_CONFIG_NAME")
                 .unwrap_or_else(|| format!("istio-validator{suffix}-{namespace}")),
             istiod_addr: non_empty("ISTIOD_ADDR"),
+            default_validator_name: (revision == "default").then(|| DEFAULT_VALIDATOR.to_string()),
             write_status: !non_empty("PILOT_ENABLE_STATUS")
                 .is_some_and(|v| v.eq_ignore_ascii_case("false")),
             revision,
         }
+    }
+
+    /// Every ValidatingWebhookConfiguration lateend keeps the `caBundle` of.
+    pub fn validation_webhook_configs(&self) -> Vec<String> {
+        let mut names = vec![self.validation_webhook_config_name.clone()];
+        names.extend(self.default_validator_name.clone());
+        names
     }
 
     /// lateend's Service name for this revision (`lateend`, `lateend-REVISION`).
@@ -377,6 +391,10 @@ mod tests {
         );
         assert!(default.write_status);
         assert_eq!(
+            default.validation_webhook_configs(),
+            ["istio-validator-istio-system", "istiod-default-validator"]
+        );
+        assert_eq!(
             default.serving_names("istio-system"),
             [
                 "lateend.istio-system.svc",
@@ -398,6 +416,10 @@ mod tests {
             "istio-validator-canary-mesh"
         );
         assert_eq!(canary.service_name(), "lateend-canary");
+        assert_eq!(
+            canary.validation_webhook_configs(),
+            ["istio-validator-canary-mesh"]
+        );
         assert!(!canary.write_status);
     }
 }
