@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use lateen_test_support::kube::TestCluster;
+use lateen_test_support::kube::{TestCluster, kubelet};
 use lateen_test_support::probe::{http_status, logged_address, wait_for};
 use serde_json::Value;
 
@@ -265,6 +265,34 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     let a = start_replica(&cluster, &container, &pod_a, account, &work);
     let took = wait_ready(&a, "replica A");
     println!("replica A ready (/ready 200) {took:?} after start");
+    // Its readiness probe passes, so a kubelet reports the Pod ready: the Deployment is
+    // available.
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let client = cluster.client().await;
+            kubelet::create_node(&client, "node-a", &[], "198.18.0.1".parse().unwrap())
+                .await
+                .expect("node");
+            kubelet::set_pod_running(
+                &client,
+                NS,
+                &pod_a,
+                "node-a",
+                "198.18.0.10".parse().unwrap(),
+            )
+            .await
+            .expect("pod running and ready");
+        });
+    wait_for(
+        "the lateend Deployment available",
+        Duration::from_secs(30),
+        || {
+            let status =
+                get_json(&cluster, &["deployment", "lateend", "-n", NS])?["status"].clone();
+            (status["availableReplicas"] == 1).then_some(())
+        },
+    );
 
     // It holds the Leases and publishes the root certificate everywhere.
     for lease in [ROOT_CERT_LEASE, WEBHOOK_LEASE] {
