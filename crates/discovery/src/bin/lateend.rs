@@ -176,9 +176,16 @@ async fn serving_cert(
     files: &lateen_discovery::webhook::WebhookFiles,
 ) -> anyhow::Result<lateen_inject::webhook::WebhookCert> {
     if let (Some(client), None) = (cluster, &files.cert) {
-        let ca = lateen_discovery::serving_ca::shared(client, namespace)
-            .await
-            .context("the shared serving CA")?;
+        let ca = match lateen_discovery::serving_ca::shared(client, namespace).await {
+            Ok(ca) => ca,
+            // Serving matters more than agreeing on a CA with other replicas (a namespace that
+            // does not exist yet, RBAC without secrets): one of our own, and say so.
+            Err(e) => {
+                tracing::warn!(error = %e, "no shared serving CA; this replica generates its own (other replicas' caBundle will not trust it)");
+                lateen_inject::webhook::ServingCa::generate()
+                    .context("generating the serving CA")?
+            }
+        };
         let cert = ca
             .issue(&files.serving_names)
             .context("issuing the serving certificate")?;

@@ -117,8 +117,15 @@ impl Elector {
 
     /// Tries to acquire or renew every `retry` until the task is dropped.
     pub async fn run(self: std::sync::Arc<Self>) {
+        // A failing API call is reported when it starts failing and when it recovers, not on
+        // every retry (a missing namespace would otherwise log every 7.5 s per Lease).
+        let mut failing = false;
         loop {
-            match self.try_acquire_or_renew().await {
+            let attempt = self.try_acquire_or_renew().await;
+            if attempt.is_ok() && std::mem::take(&mut failing) {
+                tracing::info!(lease = %self.name, "lease reachable again");
+            }
+            match attempt {
                 Ok(Attempt::Leading) => {
                     self.observed().renewed = Some(Instant::now());
                     self.set_leading(true);
@@ -130,7 +137,11 @@ impl Elector {
                 Err(e) => {
                     let renewed = self.observed().renewed;
                     let overdue = renewed.is_none_or(|r| r.elapsed() > self.timings.renew_deadline);
-                    tracing::warn!(lease = %self.name, error = %e, "could not acquire or renew the lease");
+                    if std::mem::replace(&mut failing, true) {
+                        tracing::debug!(lease = %self.name, error = %e, "could not acquire or renew the lease");
+                    } else {
+                        tracing::warn!(lease = %self.name, error = %e, "could not acquire or renew the lease; retrying");
+                    }
                     if overdue {
                         self.set_leading(false);
                     }
