@@ -1,9 +1,14 @@
 //! Helpers the integration tests of several crates share: finding the real Envoy the test
-//! command installs (and failing, not skipping, under CI when it is missing) and free ports.
+//! command installs (and failing, not skipping, under CI when it is missing), free ports, and
+//! network namespaces for pod-like processes ([`netns`]) and a kubelet's part in starting a
+//! Pod's container as a local process ([`pod`]).
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
 #![forbid(unsafe_code)]
+
+pub mod netns;
+pub mod pod;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
