@@ -7,7 +7,11 @@
 //! are bound at their mount paths: the `istio-ca-root-cert` ConfigMap at
 //! `/var/run/secrets/istio/root-cert.pem`, the projected token at
 //! `/var/run/secrets/tokens/istio-token`, the labels and annotations under `/etc/istio/pod`,
-//! and an `/etc/hosts` naming `lateend.istio-system.svc`. lateend runs in the same network
+//! and an `/etc/hosts` naming `lateend.istio-system.svc`. With the test cluster
+//! (`TestCluster`, `scripts/kube-test-bins.sh`), the pod is created through the real API
+//! server first (what it stores is what is run) and the token is a real TokenRequest token
+//! for the pod's ServiceAccount with audience `istio-ca`; without it, the pod as injected
+//! and a made-up token. lateend runs in the same network
 //! namespace on 127.0.0.7 (its generated serving certificate is for
 //! `lateend.istio-system.svc`).
 //!
@@ -20,12 +24,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lateen_inject::{InjectConfig, Outcome, inject_object, yaml::parse_documents};
+use lateen_test_support::kube::TestCluster;
 use lateen_test_support::netns::{self, Children, Netns};
 use lateen_test_support::pod::{self, PodFacts, VolumeSources};
 use serde_json::{Value, json};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_lateen-proxy");
 const LATEEND_ADDRESS: &str = "127.0.0.7";
+/// A JWT's shape, when no test cluster gives a real one; lateend carries but does not check
+/// tokens yet.
+const MADE_UP_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOlsiaXN0aW8tY2EiXX0.c2lnbmF0dXJl";
 const TOOLS: [&str; 5] = ["ip", "unshare", "setpriv", "curl", "mount"];
 
 /// lateend, built beside lateen-proxy.
@@ -118,9 +126,46 @@ impl Lab {
     }
 }
 
+/// The injected pod as the API server stores it (defaults and admission applied) and a
+/// TokenRequest token for its ServiceAccount with the audience the injected `istio-token`
+/// volume asks for, and the cluster's CA (`kube-root-ca.crt`), from the test cluster; without one (its binaries not built), the pod as
+/// injected and a made-up token.
+fn as_created(pod: Value, test: &str) -> (Value, String, Option<String>) {
+    let Some(cluster) = TestCluster::shared(test) else {
+        return (pod, MADE_UP_TOKEN.to_string(), None);
+    };
+    // kube-controller-manager creates the namespace's default ServiceAccount soon after start.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        match cluster.service_account_token("default", "default", &["istio-ca"]) {
+            Ok(token) => break token,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for the default ServiceAccount: {e:#}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    };
+    let json = serde_json::to_vec(&pod).expect("pod JSON");
+    let created = cluster.kubectl(&["create", "-f", "-", "-o", "json"], Some(&json));
+    assert!(
+        created.status.success(),
+        "the API server refused the injected pod: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let stored = serde_json::from_slice(&created.stdout).expect("created pod JSON");
+    (stored, token, Some(cluster.ca_pem().to_string()))
+}
+
 /// Starts lateend in a fresh namespace, then the pod's sidecar with the root certificate
-/// `root_pem` returns (given lateend's own CA) mounted as the mesh root.
-fn start(test: &str, pod_ip: &str, root_pem: impl FnOnce(&str) -> String) -> Lab {
+/// `root_pem` returns (given lateend's own CA) mounted as the mesh root; `cluster_test` names
+/// the test when the pod and its token come from the test cluster.
+fn start(
+    test: &str,
+    pod_ip: &str,
+    root_pem: impl FnOnce(&str) -> String,
+    cluster_test: Option<&str>,
+) -> Lab {
     let dir = tempfile::tempdir().expect("temp dir");
     // UID 1337 reads the binary and the volumes below it.
     std::fs::set_permissions(
@@ -178,6 +223,10 @@ fn start(test: &str, pod_ip: &str, root_pem: impl FnOnce(&str) -> String) -> Lab
 
     let pod_name = "nginx-deployment-7c79c4bf97-x2x7k";
     let pod = injected_nginx_pod(pod_name);
+    let (pod, token, cluster_ca) = match cluster_test {
+        Some(test) => as_created(pod, test),
+        None => (pod, MADE_UP_TOKEN.to_string(), None),
+    };
     let sidecar = container(&pod, lateen_inject::PROXY_CONTAINER);
     let facts = PodFacts {
         name: pod_name.into(),
@@ -193,16 +242,20 @@ fn start(test: &str, pod_ip: &str, root_pem: impl FnOnce(&str) -> String) -> Lab
     assert!(sidecar.get("command").is_none(), "{sidecar}");
     let args = pod::container_args(sidecar, &env);
     assert_eq!(args[0], "sidecar", "{args:?}");
-    let sources = VolumeSources {
-        config_maps: BTreeMap::from([(
-            "istio-ca-root-cert".to_string(),
-            BTreeMap::from([("root-cert.pem".to_string(), root_pem(&lateend_ca))]),
-        )]),
-        // A JWT's shape; lateend carries but does not check it yet.
-        token: "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOlsiaXN0aW8tY2EiXX0.c2lnbmF0dXJl".into(),
-    };
-    let mounts = pod::materialize_volumes(&pod, sidecar, &sources, &dir.path().join("volumes"))
-        .expect("volumes");
+    let mut config_maps = BTreeMap::from([(
+        "istio-ca-root-cert".to_string(),
+        BTreeMap::from([("root-cert.pem".to_string(), root_pem(&lateend_ca))]),
+    )]);
+    if let Some(ca) = cluster_ca {
+        config_maps.insert(
+            "kube-root-ca.crt".to_string(),
+            BTreeMap::from([("ca.crt".to_string(), ca)]),
+        );
+    }
+    let sources = VolumeSources { config_maps, token };
+    let volumes = dir.path().join("volumes");
+    let mounts =
+        pod::materialize_volumes(&pod, sidecar, &facts, &sources, &volumes).expect("volumes");
     let hosts = dir.path().join("hosts");
     std::fs::write(
         &hosts,
@@ -269,9 +322,12 @@ fn injected_sidecar_connects_over_tls_and_becomes_ready() {
     ) {
         return;
     }
-    let lab = start("tls-ok", "198.18.61.10", |lateend_ca| {
-        lateend_ca.to_string()
-    });
+    let lab = start(
+        "tls-ok",
+        "198.18.61.10",
+        |lateend_ca| lateend_ca.to_string(),
+        Some("injected_sidecar_connects_over_tls_and_becomes_ready"),
+    );
     wait_for(&lab, "/healthz/ready 200", Duration::from_secs(60), || {
         lab.ready_status() == "200"
     });
@@ -307,7 +363,7 @@ fn sidecar_trusting_another_ca_fails_the_handshake_and_stays_unready() {
     let other_ca = lateen_inject::webhook::WebhookCert::generate_for_lateend()
         .expect("another CA")
         .ca_pem;
-    let lab = start("tls-bad", "198.18.61.11", move |_| other_ca);
+    let lab = start("tls-bad", "198.18.61.11", move |_| other_ca, None);
     wait_for(
         &lab,
         "a failed TLS handshake in the log",

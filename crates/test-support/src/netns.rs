@@ -57,7 +57,7 @@ pub fn can_run(test: &str, missing: Option<String>) -> bool {
     let Some(missing) = missing else {
         return true;
     };
-    if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+    if crate::tools_required() {
         panic!("{test} cannot run: {missing} (LATEEN_REQUIRE_TOOLS is set)");
     }
     eprintln!("NOTICE: skipping {test}: {missing}");

@@ -115,6 +115,14 @@ pub fn container_env(
         } else if let Some(resource) = field(var, "/valueFrom/resourceFieldRef/resource") {
             let limit = container.pointer(&format!("/resources/{}", resource.replace('.', "/")));
             match (resource, limit.and_then(Value::as_str)) {
+                // Whole CPUs, rounded up, as with the injector's `divisor: 1`.
+                ("limits.cpu", Some(limit)) => match limit.strip_suffix('m') {
+                    Some(millis) => millis
+                        .parse::<u64>()
+                        .map(|m| m.div_ceil(1000).to_string())
+                        .map_err(|_| format!("env {name}: limits.cpu {limit:?}"))?,
+                    None => limit.to_string(),
+                },
                 (_, Some(limit)) => limit.to_string(),
                 ("limits.cpu", None) => facts.node_cpus.to_string(),
                 (other, None) => return Err(format!("resourceFieldRef {other} without a value")),
@@ -166,11 +174,66 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Writes a ConfigMap volume source's keys (all, or its `items` as their paths) into `here`.
+fn write_config_map(here: &Path, source: &Value, sources: &VolumeSources) -> Result<(), String> {
+    let name = field(source, "/name").ok_or("configMap without a name")?;
+    let data = sources
+        .config_maps
+        .get(name)
+        .ok_or_else(|| format!("ConfigMap {name} not supplied"))?;
+    match source.get("items").and_then(Value::as_array) {
+        Some(items) => {
+            for item in items {
+                let key = field(item, "/key").ok_or("configMap item without a key")?;
+                let path = field(item, "/path").unwrap_or(key);
+                let text = data
+                    .get(key)
+                    .ok_or_else(|| format!("ConfigMap {name} has no key {key}"))?;
+                write(&here.join(path), text)?;
+            }
+        }
+        None => {
+            for (key, text) in data {
+                write(&here.join(key), text)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes a downwardAPI volume source's items into `here`.
+fn write_downward(
+    here: &Path,
+    source: &Value,
+    pod: &Value,
+    facts: &PodFacts,
+) -> Result<(), String> {
+    for item in source["items"].as_array().into_iter().flatten() {
+        let file = field(item, "/path").ok_or("downwardAPI item without a path")?;
+        let text = match field(item, "/fieldRef/fieldPath") {
+            Some("metadata.labels") => {
+                downward_file(pod.pointer("/metadata/labels").and_then(Value::as_object))
+            }
+            Some("metadata.annotations") => downward_file(
+                pod.pointer("/metadata/annotations")
+                    .and_then(Value::as_object),
+            ),
+            Some(path) => field_ref(pod, facts, path)?,
+            None => return Err(format!("downwardAPI item {item} not supported")),
+        };
+        write(&here.join(file), &text)?;
+    }
+    Ok(())
+}
+
 /// Makes a directory under `dir` for every volume `container` mounts, with the files the
-/// kubelet would put there; returns (directory, mount path) pairs.
+/// kubelet would put there (ConfigMaps from `sources`, the token, downward-API files; the API
+/// server's own `kube-api-access-*` volume needs the `kube-root-ca.crt` ConfigMap); returns
+/// (directory, mount path) pairs.
 pub fn materialize_volumes(
     pod: &Value,
     container: &Value,
+    facts: &PodFacts,
     sources: &VolumeSources,
     dir: &Path,
 ) -> Result<Vec<(PathBuf, String)>, String> {
@@ -186,41 +249,24 @@ pub fn materialize_volumes(
             .ok_or_else(|| format!("volumeMount {name}: no such volume"))?;
         let here = dir.join(name);
         std::fs::create_dir_all(&here).map_err(|e| format!("{}: {e}", here.display()))?;
-        if let Some(config_map) = field(volume, "/configMap/name") {
-            let data = sources
-                .config_maps
-                .get(config_map)
-                .ok_or_else(|| format!("volume {name}: ConfigMap {config_map} not supplied"))?;
-            for (key, text) in data {
-                write(&here.join(key), text)?;
+        let in_volume = |e: String| format!("volume {name}: {e}");
+        let projected = volume
+            .pointer("/projected/sources")
+            .and_then(Value::as_array);
+        let parts: Vec<&Value> = match projected {
+            Some(list) => list.iter().collect(),
+            None => vec![volume],
+        };
+        for part in parts {
+            if let Some(source) = part.get("configMap") {
+                write_config_map(&here, source, sources).map_err(in_volume)?;
+            } else if let Some(source) = part.get("downwardAPI") {
+                write_downward(&here, source, pod, facts).map_err(in_volume)?;
+            } else if let Some(file) = field(part, "/serviceAccountToken/path") {
+                write(&here.join(file), &sources.token)?;
+            } else if part.get("emptyDir").is_none() {
+                return Err(in_volume(format!("source not supported: {part}")));
             }
-        } else if let Some(sources_list) = volume.pointer("/projected/sources") {
-            for source in sources_list.as_array().into_iter().flatten() {
-                if let Some(file) = field(source, "/serviceAccountToken/path") {
-                    write(&here.join(file), &sources.token)?;
-                } else {
-                    return Err(format!(
-                        "volume {name}: projected source {source} not supported"
-                    ));
-                }
-            }
-        } else if let Some(items) = volume.pointer("/downwardAPI/items") {
-            for item in items.as_array().into_iter().flatten() {
-                let file = field(item, "/path").ok_or("downwardAPI item without a path")?;
-                let text = match field(item, "/fieldRef/fieldPath") {
-                    Some("metadata.labels") => {
-                        downward_file(pod.pointer("/metadata/labels").and_then(Value::as_object))
-                    }
-                    Some("metadata.annotations") => downward_file(
-                        pod.pointer("/metadata/annotations")
-                            .and_then(Value::as_object),
-                    ),
-                    other => return Err(format!("downwardAPI item {other:?} not supported")),
-                };
-                write(&here.join(file), &text)?;
-            }
-        } else if volume.get("emptyDir").is_none() {
-            return Err(format!("volume {name}: kind not supported: {volume}"));
         }
         mounts.push((here, path.to_string()));
     }
