@@ -224,16 +224,19 @@ async fn run(
 /// `authorization` metadata of a stream.
 type Authorization = Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>;
 
-/// The token first (a missing required token costs no connection), then the channel.
+/// The root certificate, then the token (a missing file costs no connection), then the
+/// channel.
 async fn open_channel(
     config: &AdsClientConfig,
 ) -> Result<(Channel, Authorization), TransportError> {
+    let dialer = transport::Dialer::prepare(&config.transport)?;
     let token = match &config.token {
         Some(token) => token.header()?,
         None => None,
     };
-    let channel =
-        transport::connect(&config.address, &config.transport, config.connect_timeout).await?;
+    let channel = dialer
+        .connect(&config.address, config.connect_timeout)
+        .await?;
     Ok((channel, token))
 }
 

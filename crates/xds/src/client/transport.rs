@@ -69,57 +69,73 @@ pub enum TransportError {
 /// HTTP/2 flow-control window of the ADS connection and stream.
 const XDS_WINDOW: u32 = 16 * 1024 * 1024;
 
-/// Opens a channel to `address` (`HOST:PORT`, or `http://`/`https://HOST:PORT`; the scheme
-/// here only shapes the URI, `transport` decides TLS).
-pub(crate) async fn connect(
-    address: &str,
-    transport: &Transport,
-    connect_timeout: Duration,
-) -> Result<Channel, TransportError> {
-    let authority = strip_scheme(address);
-    let endpoint = Endpoint::from_shared(format!("http://{authority}"))
-        .map_err(|e| TransportError::Address {
+/// What a connection attempt needs before dialing: for TLS, the connector with the roots
+/// read now and the server name.
+pub(crate) struct Dialer {
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl Dialer {
+    /// Reads the root certificate (TLS); fails naming the file.
+    pub(crate) fn prepare(transport: &Transport) -> Result<Dialer, TransportError> {
+        let tls = match transport {
+            Transport::Plaintext => None,
+            Transport::Tls(tls) => {
+                let server_name = ServerName::try_from(tls.server_name.clone()).map_err(|_| {
+                    TransportError::ServerName {
+                        name: tls.server_name.clone(),
+                    }
+                })?;
+                Some((tls_connector(tls)?, server_name))
+            }
+        };
+        Ok(Dialer { tls })
+    }
+
+    /// Opens a channel to `address` (`HOST:PORT`, or `http://`/`https://HOST:PORT`; the
+    /// scheme here only shapes the URI, the transport decides TLS).
+    pub(crate) async fn connect(
+        self,
+        address: &str,
+        connect_timeout: Duration,
+    ) -> Result<Channel, TransportError> {
+        let authority = strip_scheme(address);
+        let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+            .map_err(|e| TransportError::Address {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(connect_timeout)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            // HTTP/2's default 64 KiB window would make a control plane wait for a window
+            // update every 64 KiB of a large response (a route table of a thousand services
+            // is ~500 KiB). The stream is the connection's only one; Envoy opens its ADS
+            // windows far wider still (256 MiB).
+            .initial_stream_window_size(XDS_WINDOW)
+            .initial_connection_window_size(XDS_WINDOW);
+        let connect_error = |e: tonic::transport::Error| TransportError::Connect {
             address: address.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(connect_timeout)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        // HTTP/2's default 64 KiB window would make a control plane wait for a window
-        // update every 64 KiB of a large response (a route table of a thousand services is
-        // ~500 KiB). The stream is the connection's only one; Envoy opens its ADS windows
-        // far wider still (256 MiB).
-        .initial_stream_window_size(XDS_WINDOW)
-        .initial_connection_window_size(XDS_WINDOW);
-    let connect_error = |e: tonic::transport::Error| TransportError::Connect {
-        address: address.to_string(),
-        reason: error_chain(&e),
-    };
-    match transport {
-        Transport::Plaintext => endpoint.connect().await.map_err(connect_error),
-        Transport::Tls(tls) => {
-            let connector = tls_connector(tls)?;
-            let server_name = ServerName::try_from(tls.server_name.clone()).map_err(|_| {
-                TransportError::ServerName {
-                    name: tls.server_name.clone(),
-                }
-            })?;
-            let target = authority.to_string();
-            let dial = tower::service_fn(move |_: Uri| {
-                let connector = connector.clone();
-                let server_name = server_name.clone();
-                let target = target.clone();
-                async move {
-                    let tcp = TcpStream::connect(&target).await?;
-                    tcp.set_nodelay(true)?;
-                    let tls = connector.connect(server_name, tcp).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(tls))
-                }
-            });
-            endpoint
-                .connect_with_connector(dial)
-                .await
-                .map_err(connect_error)
-        }
+            reason: error_chain(&e),
+        };
+        let Some((connector, server_name)) = self.tls else {
+            return endpoint.connect().await.map_err(connect_error);
+        };
+        let target = authority.to_string();
+        let dial = tower::service_fn(move |_: Uri| {
+            let connector = connector.clone();
+            let server_name = server_name.clone();
+            let target = target.clone();
+            async move {
+                let tcp = TcpStream::connect(&target).await?;
+                tcp.set_nodelay(true)?;
+                let tls = connector.connect(server_name, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        });
+        endpoint
+            .connect_with_connector(dial)
+            .await
+            .map_err(connect_error)
     }
 }
 
