@@ -126,10 +126,10 @@ impl Lab {
     }
 }
 
-/// The injected pod as the API server stores it (defaults and admission applied) and a
-/// TokenRequest token for its ServiceAccount with the audience the injected `istio-token`
-/// volume asks for, and the cluster's CA (`kube-root-ca.crt`), from the test cluster; without one (its binaries not built), the pod as
-/// injected and a made-up token.
+/// From the test cluster: the injected pod as the API server stores it (defaults and
+/// admission applied), a TokenRequest token for its ServiceAccount with the audience the
+/// injected `istio-token` volume asks for, and the cluster's CA (`kube-root-ca.crt`). Without
+/// a cluster (its binaries not built): the pod as injected and a made-up token.
 fn as_created(pod: Value, test: &str) -> (Value, String, Option<String>) {
     let Some(cluster) = TestCluster::shared(test) else {
         return (pod, MADE_UP_TOKEN.to_string(), None);

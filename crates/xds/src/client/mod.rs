@@ -1,7 +1,8 @@
 //! ADS client for the data plane: connects to the control plane (plaintext HTTP/2, or TLS
-//! with a bearer token: [`transport`]), subscribes, hands every response to a handler that accepts (ACK) or rejects it (NACK with
-//! `error_detail`), reconnects with jittered exponential backoff and resubscribes. Delta is
-//! preferred; a server answering `Unimplemented` is spoken to in state-of-the-world instead.
+//! with a bearer token: [`transport`]), subscribes, hands every response to a handler that
+//! accepts (ACK) or rejects it (NACK with `error_detail`), reconnects with jittered
+//! exponential backoff and resubscribes. Delta is preferred; a server answering
+//! `Unimplemented` is spoken to in state-of-the-world instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;

@@ -192,7 +192,8 @@ impl TokenFile {
         let token = match std::fs::read_to_string(&self.path) {
             Ok(text) => text.trim().to_string(),
             Err(e) if !self.required => {
-                tracing::debug!(path = %self.path.display(), error = %e, "no xDS token; connecting without one");
+                let path = self.path.display();
+                tracing::debug!(%path, error = %e, "no xDS token; connecting without one");
                 return Ok(None);
             }
             Err(e) => return Err(error(e.to_string())),
