@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
@@ -23,14 +23,6 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn create_namespace(client: &kube::Client, name: &str) {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-}
 
 /// Polls `check` every 100 ms until it returns `Some`, panicking with `what` after [`WAIT`].
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
@@ -55,7 +47,7 @@ async fn a_new_namespace_gets_its_default_service_account() {
         return;
     };
     let client = cluster.client().await;
-    create_namespace(&client, "t-default-sa").await;
+    cluster.create_namespace("t-default-sa", &[]).await.unwrap();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "t-default-sa");
     eventually("ServiceAccount t-default-sa/default", || async {
         sas.get_opt("default").await.ok().flatten()
@@ -82,7 +74,7 @@ async fn a_deployment_gets_a_pod_that_becomes_an_endpoint_once_running() {
     };
     let client = cluster.client().await;
     let ns = "t-deploy";
-    create_namespace(&client, ns).await;
+    cluster.create_namespace(ns, &[]).await.unwrap();
     let out = cluster.kubectl(
         &["apply", "-n", ns, "-f", "-"],
         Some(
@@ -140,6 +132,24 @@ spec:
     assert_eq!(status.phase.as_deref(), Some("Running"));
     assert_eq!(status.host_ip.as_deref(), Some("198.18.200.1"));
 
+    // The token a kubelet would project into this pod names it.
+    let token = cluster
+        .pod_token(ns, "default", &pod, &["istio-ca"])
+        .unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["kubernetes.io"]["pod"]["name"],
+        pod.as_str(),
+        "{claims}"
+    );
+    assert_eq!(claims["aud"][0], "istio-ca", "{claims}");
+
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
     let ready_in_slice = |want: bool| {
         let slices = slices.clone();
@@ -175,7 +185,7 @@ async fn a_service_account_token_is_forbidden_until_a_role_binding_allows_it() {
     };
     let client = cluster.client().await;
     let ns = "t-rbac";
-    create_namespace(&client, ns).await;
+    cluster.create_namespace(ns, &[]).await.unwrap();
     let sa: ServiceAccount =
         serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap();
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
@@ -219,7 +229,30 @@ async fn a_service_account_token_is_forbidden_until_a_role_binding_allows_it() {
     })
     .await;
 
-    // The in-cluster view of that identity.
+    // The same identity as a process in a pod sees it: kubectl with no kubeconfig falls back
+    // to the in-cluster files and KUBERNETES_SERVICE_HOST/PORT.
+    let in_pod = |args: &[&str]| {
+        let mut command = cluster
+            .in_cluster_command(&cluster.bin_dir().join("kubectl"), ns, &token)
+            .unwrap();
+        command
+            .env_remove("KUBECONFIG")
+            .env("HOME", cluster.dir())
+            .args(args);
+        command.output().unwrap()
+    };
+    let own = in_pod(&["get", "pods"]);
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let other = in_pod(&["get", "pods", "-n", "kube-system"]);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        stderr.contains("system:serviceaccount:t-rbac:reader") && stderr.contains("forbidden"),
+        "{stderr}"
+    );
     let files = cluster.in_cluster_files(ns, &token).unwrap();
     assert_eq!(
         std::fs::read_to_string(files.join("namespace")).unwrap(),
@@ -316,7 +349,7 @@ async fn set_host_decides_where_the_api_server_calls_a_webhook_service() {
     };
     let client = cluster.client().await;
     let ns = "t-webhook";
-    create_namespace(&client, ns).await;
+    cluster.create_namespace(ns, &[]).await.unwrap();
     // A loopback address of our own on the webhook's real port, 443, as a Service would have.
     let pid = std::process::id();
     let ip = Ipv4Addr::new(127, 100 + (pid % 100) as u8, (pid / 100 % 250) as u8 + 1, 7);
