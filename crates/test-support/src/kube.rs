@@ -270,9 +270,13 @@ impl TestCluster {
     /// kubectl with the admin kubeconfig, not yet run.
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(self.bin.join("kubectl"));
+        // Its discovery cache in the cluster's dir: not in ~/.kube, where every random port
+        // would leave a folder behind.
         command
             .arg("--kubeconfig")
             .arg(&self.admin_kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache"))
             .args(args);
         command
     }
@@ -302,6 +306,22 @@ impl TestCluster {
     /// `kubectl apply -f -` of `yaml` as the admin (server-side validation, as a user would).
     pub fn apply(&self, yaml: &str) -> anyhow::Result<String> {
         self.kubectl_ok(&["apply", "-f", "-"], Some(yaml.as_bytes()))
+    }
+
+    /// Waits (up to a minute) until every CustomResourceDefinition is `Established`, so that
+    /// resources of the kinds just applied can be created.
+    pub fn wait_crds_established(&self) -> anyhow::Result<()> {
+        self.kubectl_ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "--all",
+            ],
+            None,
+        )
+        .map(drop)
     }
 
     /// Creates namespace `name` with `labels` (e.g. `istio-injection=enabled`) and waits until

@@ -489,3 +489,60 @@ async fn a_restart_cuts_watches_that_resume_and_expiry_forces_a_relist() {
         "{names:?}"
     );
 }
+
+#[tokio::test]
+async fn a_crd_with_cel_rules_serves_its_kind_and_rejects_what_they_reject() {
+    let Some(cluster) = TestCluster::shared("crd") else {
+        return;
+    };
+    cluster
+        .apply(
+            r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.test.lateen.io}
+spec:
+  group: test.lateen.io
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              min: {type: integer}
+              max: {type: integer}
+            x-kubernetes-validations:
+            - rule: self.min <= self.max
+              message: min must not exceed max
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    cluster
+        .wait_crds_established()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    cluster
+        .create_namespace("t-crd", &[("purpose", "crd")])
+        .await
+        .unwrap();
+    let widget = |name: &str, min: i32, max: i32| {
+        format!(
+            "apiVersion: test.lateen.io/v1\nkind: Widget\nmetadata: {{name: {name}, namespace: t-crd}}\n\
+             spec: {{min: {min}, max: {max}}}\n"
+        )
+    };
+    cluster
+        .apply(&widget("good", 1, 2))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let refused = cluster.apply(&widget("bad", 3, 2)).unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("min must not exceed max"),
+        "{refused:#}"
+    );
+}
