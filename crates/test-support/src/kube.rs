@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 mod bins;
+pub mod container;
 mod etcd;
 mod flags;
 mod host_proxy;
