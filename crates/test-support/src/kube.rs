@@ -30,6 +30,7 @@ mod host_proxy;
 mod identity;
 pub mod kubelet;
 mod pki;
+mod pod_process;
 mod procs;
 
 use flags::{apiserver_args, apiserver_env, controller_manager_args, etcd_args};
@@ -327,14 +328,14 @@ impl TestCluster {
 
     /// Creates namespace `name` with `labels` (e.g. `istio-injection=enabled`) and waits until
     /// kube-controller-manager has given it its `default` ServiceAccount, without which no Pod
-    /// can be created there.
+    /// can be created there, and its `kube-root-ca.crt` ConfigMap, which every pod mounts.
     pub async fn create_namespace(
         &self,
         name: &str,
         labels: &[(&str, &str)],
     ) -> anyhow::Result<()> {
         use ::kube::api::{Api, PostParams};
-        use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+        use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
         let client = self.client().await;
         let labels: serde_json::Map<String, serde_json::Value> = labels
             .iter()
@@ -347,11 +348,17 @@ impl TestCluster {
             .create(&PostParams::default(), &namespace)
             .await
             .with_context(|| format!("creating namespace {name}"))?;
-        let accounts: Api<ServiceAccount> = Api::namespaced(client, name);
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+        let config_maps: Api<ConfigMap> = Api::namespaced(client, name);
         let deadline = Instant::now() + CONTROLLERS_START;
-        while accounts.get_opt("default").await?.is_none() {
+        while accounts.get_opt("default").await?.is_none()
+            || config_maps.get_opt("kube-root-ca.crt").await?.is_none()
+        {
             if Instant::now() > deadline {
-                bail!("namespace {name} got no default ServiceAccount in {CONTROLLERS_START:?}");
+                bail!(
+                    "namespace {name} got no default ServiceAccount or kube-root-ca.crt in \
+                     {CONTROLLERS_START:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -546,3 +546,88 @@ spec:
         "{refused:#}"
     );
 }
+
+#[tokio::test]
+async fn a_pods_container_runs_as_a_process_with_its_environment_and_volumes() {
+    let Some(cluster) = TestCluster::shared("container_command") else {
+        return;
+    };
+    let ns = "t-process";
+    cluster.create_namespace(ns, &[]).await.unwrap();
+    cluster
+        .apply(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: t-process}
+data: {mode: fast}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: worker, namespace: t-process, labels: {app: worker}}
+spec:
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c]
+    args:
+    - >-
+      cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo;
+      cat /run/lateen-test/podinfo/labels; echo;
+      cat /run/lateen-test/settings/mode; echo;
+      wc -c < /var/run/secrets/tokens/istio-token;
+      echo "$MY_IP $(NODE)"
+    env:
+    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: MY_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    volumeMounts:
+    - {name: podinfo, mountPath: /run/lateen-test/podinfo}
+    - {name: settings, mountPath: /run/lateen-test/settings}
+    - {name: istio-token, mountPath: /var/run/secrets/tokens}
+  volumes:
+  - name: podinfo
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  - name: settings
+    configMap: {name: settings}
+  - name: istio-token
+    projected: {sources: [{serviceAccountToken: {audience: istio-ca, path: istio-token}}]}
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let client = cluster.client().await;
+    kubelet::create_node(
+        &client,
+        "t-process-node",
+        &[],
+        "198.18.201.1".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let pod = kubelet::set_pod_running(
+        &client,
+        ns,
+        "worker",
+        "t-process-node",
+        "198.18.201.5".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (mut command, process) = cluster
+        .container_command(&pod, "main", std::path::Path::new("/bin/sh"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(process.var("MY_IP"), Some("198.18.201.5"));
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines[0], ns, "{stdout}");
+    assert_eq!(lines[1], "app=\"worker\"", "{stdout}");
+    assert_eq!(lines[2], "fast", "{stdout}");
+    assert!(lines[3].parse::<usize>().unwrap() > 100, "{stdout}");
+    assert_eq!(lines[4], "198.18.201.5 t-process-node", "{stdout}");
+}
