@@ -31,6 +31,7 @@ mod identity;
 pub mod kubelet;
 mod pki;
 mod pod_process;
+pub use pod_process::prefixed;
 mod procs;
 
 use flags::{apiserver_args, apiserver_env, controller_manager_args, etcd_args};

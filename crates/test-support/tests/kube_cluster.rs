@@ -576,7 +576,7 @@ spec:
       cat /run/lateen-test/podinfo/labels; echo;
       cat /run/lateen-test/settings/mode; echo;
       wc -c < /var/run/secrets/tokens/istio-token;
-      echo "$MY_IP $(NODE)"
+      echo "$MY_IP $(NODE) $PREFIXED $EXTRA"
     env:
     - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
     - {name: MY_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
@@ -612,11 +612,14 @@ spec:
     )
     .await
     .unwrap();
-    let (mut command, process) = cluster
+    let (command, process) = cluster
         .container_command(&pod, "main", std::path::Path::new("/bin/sh"))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(process.var("MY_IP"), Some("198.18.201.5"));
+    // As the pod's own network would be entered: any wrapper goes in front.
+    let mut command = lateen_test_support::kube::prefixed(&command, &["env", "PREFIXED=1"]);
+    command.env("EXTRA", "kept");
     let out = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -629,5 +632,5 @@ spec:
     assert_eq!(lines[1], "app=\"worker\"", "{stdout}");
     assert_eq!(lines[2], "fast", "{stdout}");
     assert!(lines[3].parse::<usize>().unwrap() > 100, "{stdout}");
-    assert_eq!(lines[4], "198.18.201.5 t-process-node", "{stdout}");
+    assert_eq!(lines[4], "198.18.201.5 t-process-node 1 kept", "{stdout}");
 }

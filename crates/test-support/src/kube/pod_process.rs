@@ -23,7 +23,8 @@ impl TestCluster {
     /// and every volume mount of the container filled and bind-mounted at its `mountPath` in a
     /// new mount namespace (root needed; missing mount points are created empty on the host,
     /// nothing is mounted outside that namespace). Returns the command and the resolved
-    /// container (to read its environment or arguments).
+    /// container (to read its environment or arguments). To run it inside a network namespace
+    /// as the pod, wrap it: [`prefixed`]`(&command, &["ip", "netns", "exec", "pod-ns"])`.
     pub async fn container_command(
         &self,
         pod: &Pod,
@@ -189,4 +190,31 @@ fn write_file(dir: &Path, relative: &str, text: &str) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `prefix` (e.g. `ip netns exec NAME`) followed by `command`'s program and arguments, with its
+/// environment.
+pub fn prefixed(command: &Command, prefix: &[&str]) -> Command {
+    let Some((first, rest)) = prefix.split_first() else {
+        let mut same = Command::new(command.get_program());
+        same.args(command.get_args());
+        copy_env(command, &mut same);
+        return same;
+    };
+    let mut wrapped = Command::new(first);
+    wrapped
+        .args(rest)
+        .arg(command.get_program())
+        .args(command.get_args());
+    copy_env(command, &mut wrapped);
+    wrapped
+}
+
+fn copy_env(from: &Command, to: &mut Command) {
+    for (key, value) in from.get_envs() {
+        match value {
+            Some(v) => to.env(key, v),
+            None => to.env_remove(key),
+        };
+    }
 }
