@@ -214,8 +214,10 @@ impl TestCluster {
         )
     }
 
+    /// Whether a kubectl call succeeds; each call bounded (a wedged server cannot stall a wait).
     fn kubectl_quiet(&self, args: &[&str]) -> bool {
         self.kubectl_command(args)
+            .arg("--request-timeout=5s")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
