@@ -384,6 +384,22 @@ impl TestCluster {
     /// watch is cut; a client resuming from its last resourceVersion continues. Returns when it
     /// is ready again.
     pub fn restart_apiserver(&self) -> anyhow::Result<()> {
+        self.stop_apiserver();
+        self.start_apiserver()
+    }
+
+    /// Kills the API server (SIGKILL: connections reset, as in a crash); clients see it down
+    /// until [`start_apiserver`](Self::start_apiserver). etcd and the controllers keep running.
+    pub fn stop_apiserver(&self) {
+        self.apiserver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kill();
+    }
+
+    /// Starts the API server again after [`stop_apiserver`](Self::stop_apiserver) (same port,
+    /// same etcd); returns when it is ready. Starting one that runs kills it first.
+    pub fn start_apiserver(&self) -> anyhow::Result<()> {
         {
             let mut apiserver = self
                 .apiserver

@@ -437,6 +437,14 @@ async fn a_restart_cuts_watches_that_resume_and_expiry_forces_a_relist() {
     let event = tokio::time::timeout(WAIT, watch.next()).await.unwrap();
     assert!(matches!(event, Some(Ok(WatchEvent::Added(_)))), "{event:?}");
 
+    // Down: requests fail (connection refused), and nothing is lost when it is back.
+    cluster.stop_apiserver();
+    assert!(cms.get("first").await.is_err());
+    cluster
+        .start_apiserver()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    cms.get("second").await.unwrap();
+
     cluster
         .restart_apiserver()
         .unwrap_or_else(|e| panic!("{e:#}"));
