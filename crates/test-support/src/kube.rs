@@ -1,7 +1,11 @@
 //! [`TestCluster`]: a real Kubernetes control plane on loopback for tests — etcd, kube-apiserver
 //! (RBAC on, admission webhooks on, service-account tokens) and kube-controller-manager (every
 //! default controller but node-lifecycle), built from Go modules by `scripts/kube-test-bins.sh`.
-//! There is no kubelet and no scheduler: [`kubelet`] has what a test needs to act as one.
+//! There is no kubelet and no scheduler: [`kubelet`] has what a test needs to act as one, and
+//! `container_command` runs a stored Pod's container as a process the way a kubelet would
+//! ([`container`] resolves its arguments and environment). `set_host` decides where the API
+//! server's calls to `NAME.NAMESPACE.svc` (webhooks by `service:` reference) land.
+//! `docs/test-cluster.md` is the guide.
 //!
 //! ```ignore
 //! let Some(cluster) = TestCluster::start_or_skip("my_test") else { return };
