@@ -95,7 +95,11 @@ pub async fn run<K, T, C, A>(
             }
             Event::InitDone => {
                 let all = listing.take().unwrap_or_default();
-                tracing::debug!(kind = %what, objects = all.len(), "list complete");
+                if listed {
+                    tracing::info!(kind = %what, objects = all.len(), "relisted after a watch restart; state replaced");
+                } else {
+                    tracing::debug!(kind = %what, objects = all.len(), "list complete");
+                }
                 listed = true;
                 apply(Change::Replace(all));
             }

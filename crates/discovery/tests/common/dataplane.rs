@@ -67,6 +67,8 @@ pub struct Running {
     pub egress: SocketAddr,
     /// Prometheus port (lateen-proxy; Envoy's stats are on its admin port).
     pub metrics: Option<u16>,
+    /// Admin port of lateen-proxy (Envoy's: [`Process::admin_port`]).
+    pub admin: Option<u16>,
 }
 
 /// Where lateen-proxy was built: beside lateend (`cargo build --bins` builds both).
@@ -90,6 +92,7 @@ pub async fn start(plane: DataPlane, envoy: &Path, work: &Path, xds: u16, port: 
                 process,
                 egress,
                 metrics: None,
+                admin: None,
             }
         }
         DataPlane::LateenProxy => {
@@ -105,6 +108,7 @@ pub async fn start(plane: DataPlane, envoy: &Path, work: &Path, xds: u16, port: 
                 process,
                 egress,
                 metrics: Some(metrics),
+                admin: Some(admin),
             }
         }
     }
