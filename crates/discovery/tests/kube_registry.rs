@@ -47,9 +47,10 @@ async fn endpoints(running: &Running, cluster: &str) -> Option<Vec<String>> {
             for line in body.lines().filter_map(|l| l.strip_prefix(&prefix)) {
                 found = true;
                 // `IP:PORT::cx_active::0`; the cluster's own lines are `observability_name::...`.
-                if let Some((addr, "health_flags")) = line.split_once("::").map(|(a, rest)| {
-                    (a, rest.split("::").next().unwrap_or_default())
-                }) {
+                if let Some((addr, "health_flags")) = line
+                    .split_once("::")
+                    .map(|(a, rest)| (a, rest.split("::").next().unwrap_or_default()))
+                {
                     out.push(addr.to_string());
                 }
             }
@@ -211,10 +212,20 @@ async fn install_crds(cluster: &TestCluster) {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = cluster.kubectl(
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ],
         None,
     );
-    assert!(out.status.success(), "CRDs not established: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "CRDs not established: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,31 +251,53 @@ async fn cluster_services_reach_envoy_and_lateen_proxy() {
     .expect("node");
     // Started before Istio's CRDs exist: those watches must wait, not fail.
     let lateend = lateend(&cluster, work.path()).await;
-    let envoy = dataplane::start(DataPlane::Envoy, &envoy_bin, work.path(), lateend.xds, 9080).await;
-    let lateen =
-        dataplane::start(DataPlane::LateenProxy, &envoy_bin, work.path(), lateend.xds, 9080).await;
+    let envoy =
+        dataplane::start(DataPlane::Envoy, &envoy_bin, work.path(), lateend.xds, 9080).await;
+    let lateen = dataplane::start(
+        DataPlane::LateenProxy,
+        &envoy_bin,
+        work.path(),
+        lateend.xds,
+        9080,
+    )
+    .await;
     let proxies = [&envoy, &lateen];
 
     create_pod(&client, "reviews-v1", "v1", ip(1)).await;
     create_pod(&client, "reviews-v2", "v2", ip(2)).await;
     create_service(&client).await;
     let started = Instant::now();
-    put_slice(&client, &slice("reviews-1", &[("reviews-v1", ip(1)), ("reviews-v2", ip(2))])).await;
+    put_slice(
+        &client,
+        &slice("reviews-1", &[("reviews-v1", ip(1)), ("reviews-v2", ip(2))]),
+    )
+    .await;
     let took = converge(&proxies, CLUSTER, at(&[1, 2]), PROPAGATION).await;
-    println!("Service + EndpointSlice → both proxies: {took:?} ({:?} since the first write)", started.elapsed());
+    println!(
+        "Service + EndpointSlice → both proxies: {took:?} ({:?} since the first write)",
+        started.elapsed()
+    );
 
     // An endpoint leaving its slice leaves both proxies.
     put_slice(&client, &slice("reviews-1", &[("reviews-v1", ip(1))])).await;
     let took = converge(&proxies, CLUSTER, at(&[1]), PROPAGATION).await;
     println!("endpoint removed → both proxies: {took:?}");
-    put_slice(&client, &slice("reviews-1", &[("reviews-v1", ip(1)), ("reviews-v2", ip(2))])).await;
+    put_slice(
+        &client,
+        &slice("reviews-1", &[("reviews-v1", ip(1)), ("reviews-v2", ip(2))]),
+    )
+    .await;
     converge(&proxies, CLUSTER, at(&[1, 2]), PROPAGATION).await;
 
     // A DestinationRule subset (CRDs installed now) selects pods by label.
     install_crds(&cluster).await;
     let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: default}\nspec:\n  host: reviews\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n";
     let out = cluster.kubectl(&["apply", "-f", "-"], Some(dr.as_bytes()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The DestinationRule watch was backing off while its CRD was missing (at most 30 s).
     let took = converge(&proxies, SUBSET_V1, at(&[1]), Duration::from_secs(40)).await;
     println!("DestinationRule subset v1 (after its CRD appeared) → both proxies: {took:?}");
@@ -341,25 +374,63 @@ async fn watch_cut_and_410_relist_lose_nothing() {
     let lateend = lateend(&cluster, work.path()).await;
     // Envoy is not needed here: lateen-proxy alone shows what lateend sends.
     let unused = std::path::PathBuf::from("/nonexistent/envoy");
-    let proxy = dataplane::start(DataPlane::LateenProxy, &unused, work.path(), lateend.xds, 9080).await;
+    let proxy = dataplane::start(
+        DataPlane::LateenProxy,
+        &unused,
+        work.path(),
+        lateend.xds,
+        9080,
+    )
+    .await;
     let proxies = [&proxy];
     for (n, name) in [(1, "r1"), (2, "r2"), (3, "r3"), (4, "r4")] {
         create_pod(&client, name, "v1", ip(n)).await;
     }
     create_service(&client).await;
-    put_slice(&client, &slice("reviews-a", &[("r1", ip(1)), ("r2", ip(2))])).await;
+    put_slice(
+        &client,
+        &slice("reviews-a", &[("r1", ip(1)), ("r2", ip(2))]),
+    )
+    .await;
     put_slice(&client, &slice("reviews-b", &[("r3", ip(3))])).await;
     converge(&proxies, CLUSTER, at(&[1, 2, 3]), PROPAGATION).await;
 
     // Watch cut: the API server restarts; a change made as it comes back arrives.
     let cut = Instant::now();
     cluster.restart_apiserver().expect("restart the API server");
-    put_slice(&client, &slice("reviews-b", &[("r3", ip(3)), ("r4", ip(4))])).await;
-    let took = converge(&proxies, CLUSTER, at(&[1, 2, 3, 4]), Duration::from_secs(40)).await;
-    println!("after an API server restart ({:?}), a new endpoint reached the proxy in {took:?}", cut.elapsed());
+    put_slice(
+        &client,
+        &slice("reviews-b", &[("r3", ip(3)), ("r4", ip(4))]),
+    )
+    .await;
+    let took = converge(
+        &proxies,
+        CLUSTER,
+        at(&[1, 2, 3, 4]),
+        Duration::from_secs(40),
+    )
+    .await;
+    println!(
+        "after an API server restart ({:?}), a new endpoint reached the proxy in {took:?}",
+        cut.elapsed()
+    );
 
     // 410 Gone: etcd compacted and the API server restarted; a slice deleted before lateend's
     // watches come back is only seen through the relist, which replaces the whole kind.
+    // Two writes lateend does not watch, so that every watch's resourceVersion is older than
+    // the compaction by more than one revision (a watch resuming just below the compacted
+    // revision asks etcd for events from that very revision, which it still has).
+    for args in [
+        &["create", "configmap", "tick", "-n", NS][..],
+        &["label", "configmap", "tick", "-n", NS, "tick=2"][..],
+    ] {
+        let out = cluster.kubectl(args, None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     cluster.expire_watches().expect("expire watches");
     Api::<EndpointSlice>::namespaced(client.clone(), NS)
         .delete("reviews-a", &DeleteParams::default())
@@ -369,7 +440,9 @@ async fn watch_cut_and_410_relist_lose_nothing() {
     println!("after 410 Gone, the deleted slice left the proxy in {took:?}");
     common::wait_until("lateend relisting EndpointSlices", || async {
         let log = lateend.process.log();
-        log.lines().any(|l| l.contains("relisted after a watch restart") && l.contains("kind=EndpointSlice"))
+        log.lines().any(|l| {
+            l.contains("relisted after a watch restart") && l.contains("kind=EndpointSlice")
+        })
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", lateend.process.log_tail()));

@@ -82,7 +82,9 @@ pub async fn run<K, T, C, A>(
                 continue;
             }
         };
-        if failing {
+        // `Init` comes before the list is even asked for: only a delivered list or event
+        // shows that the watch works.
+        if failing && !matches!(event, Event::Init | Event::InitApply(_)) {
             tracing::info!(kind = %what, "watch works again");
             failing = false;
         }

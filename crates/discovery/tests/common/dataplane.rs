@@ -3,6 +3,8 @@
 //! interception NONE, so its Sidecar resource binds its egress listener on its own loopback
 //! address: Envoy with istio-agent's bootstrap, lateen-proxy as `lateen-proxy sidecar`.
 
+#![allow(dead_code)] // each test binary uses part of it
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
