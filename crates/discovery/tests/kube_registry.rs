@@ -129,11 +129,11 @@ async fn create_service(client: &kube::Client) {
         .expect("create service");
 }
 
-/// A Pod `name` with `labels`, running on node-a at `ip` (as a kubelet would report it). The
+/// A Pod `name` labelled `app` and `version`, running on node-a at `ip` (as a kubelet would report it). The
 /// namespace's `default` ServiceAccount comes from kube-controller-manager: retried until then.
-async fn create_pod(client: &kube::Client, name: &str, version: &str, pod_ip: IpAddr) {
+async fn create_pod(client: &kube::Client, name: &str, app: &str, version: &str, pod_ip: IpAddr) {
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": NS, "labels": {"app": "reviews", "version": version}},
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": app, "version": version}},
         "spec": {"serviceAccountName": "default", "containers": [{"name": "app", "image": "lateen/sample-app"}]}
     }))
     .expect("pod");
@@ -263,8 +263,8 @@ async fn cluster_services_reach_envoy_and_lateen_proxy() {
     .await;
     let proxies = [&envoy, &lateen];
 
-    create_pod(&client, "reviews-v1", "v1", ip(1)).await;
-    create_pod(&client, "reviews-v2", "v2", ip(2)).await;
+    create_pod(&client, "reviews-v1", "reviews", "v1", ip(1)).await;
+    create_pod(&client, "reviews-v2", "reviews", "v2", ip(2)).await;
     create_service(&client).await;
     let started = Instant::now();
     put_slice(
@@ -316,15 +316,7 @@ async fn cluster_services_reach_envoy_and_lateen_proxy() {
 
     // A Service with a selector: kube-controller-manager writes its EndpointSlice from the
     // Pods' readiness, and a Pod turning unready leaves through that slice.
-    create_pod(&client, "ratings-v1", "v1", ip(11)).await;
-    Api::<Pod>::namespaced(client.clone(), NS)
-        .patch(
-            "ratings-v1",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"app": "ratings"}}})),
-        )
-        .await
-        .expect("relabel ratings");
+    create_pod(&client, "ratings-v1", "ratings", "v1", ip(11)).await;
     let ratings: Service = serde_json::from_value(json!({
         "metadata": {"name": "ratings", "namespace": NS},
         "spec": {"selector": {"app": "ratings"}, "ports": [{"name": "http", "port": 9080}]}
@@ -384,7 +376,7 @@ async fn watch_cut_and_410_relist_lose_nothing() {
     .await;
     let proxies = [&proxy];
     for (n, name) in [(1, "r1"), (2, "r2"), (3, "r3"), (4, "r4")] {
-        create_pod(&client, name, "v1", ip(n)).await;
+        create_pod(&client, name, "reviews", "v1", ip(n)).await;
     }
     create_service(&client).await;
     put_slice(
