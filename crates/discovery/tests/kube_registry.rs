@@ -200,32 +200,30 @@ async fn lateend(cluster: &TestCluster, work: &std::path::Path) -> Lateend {
     .await
 }
 
+/// Runs kubectl; panics with its stderr when it fails.
+fn kubectl_ok(cluster: &TestCluster, args: &[&str], stdin: Option<&[u8]>) {
+    let out = cluster.kubectl(args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Istio's CRDs as `lateen install` renders them.
 async fn install_crds(cluster: &TestCluster) {
     let crds = lateen_install::render::crds::all();
     let text = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": crds}))
         .expect("crds");
-    let out = cluster.kubectl(&["apply", "--server-side", "-f", "-"], Some(&text));
-    assert!(
-        out.status.success(),
-        "installing CRDs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = cluster.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "--all",
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "CRDs not established: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl_ok(cluster, &["apply", "--server-side", "-f", "-"], Some(&text));
+    let wait = [
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd",
+        "--all",
+    ];
+    kubectl_ok(cluster, &wait, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,12 +290,7 @@ async fn cluster_services_reach_envoy_and_lateen_proxy() {
     // A DestinationRule subset (CRDs installed now) selects pods by label.
     install_crds(&cluster).await;
     let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: default}\nspec:\n  host: reviews\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n";
-    let out = cluster.kubectl(&["apply", "-f", "-"], Some(dr.as_bytes()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl_ok(&cluster, &["apply", "-f", "-"], Some(dr.as_bytes()));
     // The DestinationRule watch was backing off while its CRD was missing (at most 30 s).
     let took = converge(&proxies, SUBSET_V1, at(&[1]), Duration::from_secs(40)).await;
     println!("DestinationRule subset v1 (after its CRD appeared) → both proxies: {took:?}");
@@ -334,6 +327,16 @@ async fn cluster_services_reach_envoy_and_lateen_proxy() {
         .expect("unready");
     let took = converge(&proxies, ratings_cluster, at(&[]), KCM_PROPAGATION).await;
     println!("pod unready (slice by kube-controller-manager) → endpoint gone: {took:?}");
+
+    // MeshConfig discoverySelectors (the `istio` ConfigMap of istio-system): a namespace no
+    // selector matches is not read at all; labelling it brings its services back.
+    let mesh = "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    discoverySelectors:\n    - matchLabels: {mesh: enabled}\n";
+    kubectl_ok(&cluster, &["apply", "-f", "-"], Some(mesh.as_bytes()));
+    let took = converge(&proxies, CLUSTER, None, PROPAGATION).await;
+    println!("discoverySelectors leave out namespace default → gone from both proxies: {took:?}");
+    kubectl_ok(&cluster, &["label", "namespace", NS, "mesh=enabled"], None);
+    let took = converge(&proxies, CLUSTER, at(&[1, 2]), PROPAGATION).await;
+    println!("namespace default labelled → back on both proxies: {took:?}");
 
     // Deleting the Service and its slice removes the cluster.
     Api::<Service>::namespaced(client.clone(), NS)
@@ -416,12 +419,7 @@ async fn watch_cut_and_410_relist_lose_nothing() {
         &["create", "configmap", "tick", "-n", NS][..],
         &["label", "configmap", "tick", "-n", NS, "tick=2"][..],
     ] {
-        let out = cluster.kubectl(args, None);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        kubectl_ok(&cluster, args, None);
     }
     cluster.expire_watches().expect("expire watches");
     Api::<EndpointSlice>::namespaced(client.clone(), NS)

@@ -36,6 +36,50 @@ struct IstioKind {
     rejected: HashMap<String, RejectedObject>,
 }
 
+impl IstioKind {
+    /// An accepted version replaces the last; a refused one is logged (once per distinct
+    /// refusal) and recorded, and the last accepted version stays — across relists too.
+    fn apply(&mut self, change: Change<Result<Resource, RejectedObject>>) {
+        match change {
+            Change::Replace(all) => {
+                let mut accepted = HashMap::new();
+                let mut rejected = HashMap::new();
+                for (key, value) in all {
+                    match value {
+                        Ok(r) => {
+                            accepted.insert(key, r);
+                        }
+                        Err(rej) => {
+                            if let Some(last_good) = self.accepted.remove(&key) {
+                                accepted.insert(key.clone(), last_good);
+                            }
+                            if self.rejected.get(&key) != Some(&rej) {
+                                log_rejected(&rej);
+                            }
+                            rejected.insert(key, rej);
+                        }
+                    }
+                }
+                self.accepted = accepted;
+                self.rejected = rejected;
+            }
+            Change::Upsert(key, Ok(r)) => {
+                self.rejected.remove(&key);
+                self.accepted.insert(key, r);
+            }
+            Change::Upsert(key, Err(rej)) => {
+                log_rejected(&rej);
+                self.rejected.insert(key, rej);
+            }
+            Change::Remove(key) => {
+                self.accepted.remove(&key);
+                self.rejected.remove(&key);
+            }
+            Change::Unavailable => {}
+        }
+    }
+}
+
 /// Everything the watches reported, as of now.
 #[derive(Debug, Default)]
 struct Store {
@@ -289,44 +333,7 @@ impl KubeSource {
     fn apply_istio(&self, kind: &'static str, change: Change<Result<Resource, RejectedObject>>) {
         let list = change.settles();
         self.update(kind, list, |s| {
-            let state = s.istio.entry(kind).or_default();
-            match change {
-                Change::Replace(all) => {
-                    let mut accepted = HashMap::new();
-                    let mut rejected = HashMap::new();
-                    for (key, value) in all {
-                        match value {
-                            Ok(r) => {
-                                accepted.insert(key, r);
-                            }
-                            Err(rej) => {
-                                if let Some(last_good) = state.accepted.remove(&key) {
-                                    accepted.insert(key.clone(), last_good);
-                                }
-                                if state.rejected.get(&key) != Some(&rej) {
-                                    log_rejected(&rej);
-                                }
-                                rejected.insert(key, rej);
-                            }
-                        }
-                    }
-                    state.accepted = accepted;
-                    state.rejected = rejected;
-                }
-                Change::Upsert(key, Ok(r)) => {
-                    state.rejected.remove(&key);
-                    state.accepted.insert(key, r);
-                }
-                Change::Upsert(key, Err(rej)) => {
-                    log_rejected(&rej);
-                    state.rejected.insert(key, rej);
-                }
-                Change::Remove(key) => {
-                    state.accepted.remove(&key);
-                    state.rejected.remove(&key);
-                }
-                Change::Unavailable => {}
-            }
+            s.istio.entry(kind).or_default().apply(change)
         });
     }
 
@@ -466,4 +473,41 @@ fn log_rejected(rejected: &RejectedObject) {
 /// A key of a ConfigMap's `data`.
 fn data(cm: &ConfigMap, key: &str) -> Option<String> {
     cm.data.as_ref().and_then(|d| d.get(key)).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vs(weight: i64) -> Result<Resource, RejectedObject> {
+        let ar = istio::api_resource(istio::KINDS[0]);
+        let obj = DynamicObject::new("r", &ar)
+            .within("default")
+            .data(serde_json::json!({
+                "spec": {"hosts": ["reviews"], "http": [{"route": [
+                    {"destination": {"host": "reviews"}, "weight": weight}]}]}
+            }));
+        istio::convert(&obj, "VirtualService").map(|r| r.unwrap_or_else(|| panic!("skipped")))
+    }
+
+    #[test]
+    fn refused_versions_keep_the_last_good_one_across_relists() {
+        let mut kind = IstioKind::default();
+        let key = "default/r".to_string();
+        kind.apply(Change::Upsert(key.clone(), vs(100)));
+        kind.apply(Change::Upsert(key.clone(), vs(-5)));
+        assert_eq!(kind.accepted.get(&key), vs(100).ok().as_ref());
+        assert_eq!(kind.rejected.len(), 1);
+        // A relist that still holds the refused version: the good one stays, still refused.
+        kind.apply(Change::Replace([(key.clone(), vs(-5))].into()));
+        assert_eq!(kind.accepted.get(&key), vs(100).ok().as_ref());
+        assert_eq!(kind.rejected.len(), 1);
+        // Fixed: accepted, no longer refused.
+        kind.apply(Change::Upsert(key.clone(), vs(50)));
+        assert_eq!(kind.accepted.get(&key), vs(50).ok().as_ref());
+        assert!(kind.rejected.is_empty());
+        // A relist without it: gone.
+        kind.apply(Change::Replace(HashMap::new()));
+        assert!(kind.accepted.is_empty());
+    }
 }
