@@ -9,7 +9,9 @@
 //!   DestinationRule subset selects Pods by label;
 //! - the API server restarted (every watch cut) and then etcd compacted under it (every resumed
 //!   watch gets 410 Gone and relists): changes made meanwhile arrive, nothing is lost or
-//!   duplicated.
+//!   duplicated;
+//! - in a pod (its ServiceAccount token mounted, `KUBERNETES_SERVICE_*` set) lateend needs no
+//!   flag at all: no folder, no kubeconfig.
 
 mod common;
 #[path = "common/dataplane.rs"]
@@ -18,7 +20,7 @@ mod dataplane;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::lateend::{Lateend, start_lateend};
+use common::lateend::{Lateend, start_lateend, start_lateend_with};
 use common::{envoy_or_skip, get};
 use dataplane::{DataPlane, Running};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -200,6 +202,13 @@ async fn lateend(cluster: &TestCluster, work: &std::path::Path) -> Lateend {
     .await
 }
 
+/// lateen-proxy alone connected to `lateend` (where Envoy is not needed: it shows what lateend
+/// sends).
+async fn lateen_proxy(lateend: &Lateend, work: &std::path::Path) -> Running {
+    let no_envoy = std::path::PathBuf::from("/nonexistent/envoy");
+    dataplane::start(DataPlane::LateenProxy, &no_envoy, work, lateend.xds, 9080).await
+}
+
 /// Runs kubectl; panics with its stderr when it fails.
 fn kubectl_ok(cluster: &TestCluster, args: &[&str], stdin: Option<&[u8]>) {
     let out = cluster.kubectl(args, stdin);
@@ -294,6 +303,12 @@ async fn cluster_services_reach_envoy_and_lateen_proxy() {
     // The DestinationRule watch was backing off while its CRD was missing (at most 30 s).
     let took = converge(&proxies, SUBSET_V1, at(&[1]), Duration::from_secs(40)).await;
     println!("DestinationRule subset v1 (after its CRD appeared) → both proxies: {took:?}");
+    let log = lateend.process.log();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("watch failed") && l.contains("kind=DestinationRule"))
+        .count();
+    assert_eq!(warned, 1, "the missing CRD is logged once:\n{log}");
 
     // A pod's labels change: the subset follows.
     Api::<Pod>::namespaced(client.clone(), NS)
@@ -367,16 +382,7 @@ async fn watch_cut_and_410_relist_lose_nothing() {
         .await
         .expect("node");
     let lateend = lateend(&cluster, work.path()).await;
-    // Envoy is not needed here: lateen-proxy alone shows what lateend sends.
-    let unused = std::path::PathBuf::from("/nonexistent/envoy");
-    let proxy = dataplane::start(
-        DataPlane::LateenProxy,
-        &unused,
-        work.path(),
-        lateend.xds,
-        9080,
-    )
-    .await;
+    let proxy = lateen_proxy(&lateend, work.path()).await;
     let proxies = [&proxy];
     for (n, name) in [(1, "r1"), (2, "r2"), (3, "r3"), (4, "r4")] {
         create_pod(&client, name, "reviews", "v1", ip(n)).await;
@@ -440,4 +446,41 @@ async fn watch_cut_and_410_relist_lose_nothing() {
     // The watch is live again: a change arrives within the usual second, exactly once.
     put_slice(&client, &slice("reviews-a", &[("r1", ip(1))])).await;
     converge(&proxies, CLUSTER, at(&[1, 3, 4]), PROPAGATION).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_pod_lateend_needs_no_source_flag() {
+    let Some(cluster) = TestCluster::start_or_skip("kube_registry in-cluster") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let client = cluster.client().await;
+    let setup = "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: lateend, namespace: istio-system}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: lateend-test}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: lateend, namespace: istio-system}]\n";
+    kubectl_ok(&cluster, &["apply", "-f", "-"], Some(setup.as_bytes()));
+    let token = cluster
+        .service_account_token("istio-system", "lateend", &[])
+        .expect("token");
+    let mut command = cluster
+        .in_cluster_command(
+            std::path::Path::new(env!("CARGO_BIN_EXE_lateend")),
+            "istio-system",
+            &token,
+        )
+        .expect("in-cluster command");
+    command.env("POD_NAMESPACE", "istio-system");
+    let lateend = start_lateend_with(command, work.path(), &[]).await;
+    let proxy = lateen_proxy(&lateend, work.path()).await;
+    kubelet::create_node(&client, "node-a", &[], ip(250))
+        .await
+        .expect("node");
+    create_pod(&client, "reviews-v1", "reviews", "v1", ip(1)).await;
+    create_service(&client).await;
+    put_slice(&client, &slice("reviews-1", &[("reviews-v1", ip(1))])).await;
+    let took = converge(&[&proxy], CLUSTER, at(&[1]), PROPAGATION).await;
+    println!("in-cluster lateend: Service → lateen-proxy in {took:?}");
+    assert!(
+        lateend.process.log().contains("cluster source synced"),
+        "{}",
+        lateend.process.log_tail()
+    );
 }
