@@ -385,6 +385,11 @@ fn remove_stale_dirs() {
     }
 }
 
+/// The folder of the Kubernetes binaries (never builds them), or why there is none.
+pub fn bin_dir() -> Result<PathBuf, String> {
+    bins::find()
+}
+
 /// The binaries' folder, or `None` after a NOTICE (a panic under CI).
 fn bin_or_skip(test: &str) -> Option<PathBuf> {
     match bins::find() {
