@@ -167,6 +167,7 @@ pub struct ControlPlane {
     autoreg: AutoRegistry,
     xds: OnceLock<XdsServer>,
     webhook: OnceLock<Arc<lateen_inject::webhook::WebhookState>>,
+    cluster: OnceLock<Arc<crate::kube::ClusterState>>,
     triggers: mpsc::UnboundedSender<Trigger>,
     metrics: Arc<Metrics>,
     generation: Mutex<GenerationSlot>,
@@ -188,6 +189,7 @@ impl ControlPlane {
             autoreg: AutoRegistry::new(grace),
             xds: OnceLock::new(),
             webhook: OnceLock::new(),
+            cluster: OnceLock::new(),
             triggers,
             metrics: Arc::new(Metrics::default()),
             generation: Mutex::new(GenerationSlot::default()),
@@ -207,6 +209,17 @@ impl ControlPlane {
 
     pub fn webhook(&self) -> Option<&Arc<lateen_inject::webhook::WebhookState>> {
         self.webhook.get()
+    }
+
+    /// Records what the cluster source publishes (namespace labels, kubelet versions, refused
+    /// Istio objects), for whoever holds the control plane.
+    pub fn attach_cluster(&self, state: Arc<crate::kube::ClusterState>) {
+        let _ = self.cluster.set(state);
+    }
+
+    /// The cluster source's state, when lateend reads a cluster.
+    pub fn cluster(&self) -> Option<&Arc<crate::kube::ClusterState>> {
+        self.cluster.get()
     }
 
     pub fn xds(&self) -> Option<&XdsServer> {

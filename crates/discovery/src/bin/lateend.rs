@@ -208,6 +208,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .context("starting the injection webhook")?;
     cp.attach_webhook(webhook);
     let kube_source = if cluster {
+        cp.attach_cluster(cluster_state.clone());
         let source = lateen_discovery::kube::start(
             &args.kube,
             cp.clone(),

@@ -193,6 +193,48 @@ mod tests {
     }
 
     #[test]
+    fn injector_takes_the_cluster_texts_and_files_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let values_file = dir.path().join("values.yaml");
+        std::fs::write(
+            &values_file,
+            "global: {hub: files.example/mesh, tag: \"1.0\"}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let files = crate::webhook::WebhookFiles {
+            inject_values: Some(values_file),
+            ..Default::default()
+        };
+        let from_files = inject_config("istio-system", &InjectorTexts::default(), &files)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(from_files.values.hub, "files.example/mesh");
+        let texts = InjectorTexts {
+            config: Some("policy: disabled\n".into()),
+            values: Some("global: {hub: cluster.example/mesh, tag: \"2.0\"}\n".into()),
+            mesh: None,
+        };
+        let from_cluster =
+            inject_config("istio-system", &texts, &files).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(from_cluster.values.hub, "cluster.example/mesh");
+        assert_eq!(from_cluster.values.tag, "2.0");
+        assert_eq!(
+            from_cluster.policy,
+            lateen_inject::config::InjectionPolicy::Disabled
+        );
+        let broken = InjectorTexts {
+            values: Some("global: [\n".into()),
+            ..InjectorTexts::default()
+        };
+        let err = inject_config("istio-system", &broken, &files).err();
+        assert!(
+            err.as_deref().is_some_and(
+                |e| e.contains("ConfigMap istio-system/istio-sidecar-injector key values")
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn invalid_mesh_names_the_configmap() {
         let err = parse_mesh("istio-system", "noSuchField: 1\n").err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
