@@ -284,6 +284,28 @@ spec: {address: 10.0.0.9, labels: {app: ratings}}
 "#;
 
     #[test]
+    fn a_kubernetes_service_wins_its_host_over_a_service_entry() {
+        let cfg = config(SE);
+        let kube = Service {
+            hostname: "reviews.default.svc.cluster.local".into(),
+            namespace: "default".into(),
+            ports: vec![ServicePort {
+                name: "http".into(),
+                number: 9080,
+                protocol: "HTTP".into(),
+                target_port: None,
+            }],
+            resolution: Resolution::Static,
+            addresses: vec!["10.96.0.9".into()],
+            instances: Vec::new(),
+            export_to: Vec::new(),
+        };
+        let reg = Registry::build_with(&cfg, &[], std::slice::from_ref(&kube));
+        assert_eq!(reg.service(&kube.hostname), Some(&kube));
+        assert_eq!(reg.services.len(), 1);
+    }
+
+    #[test]
     fn workload_selector_picks_entries_and_proxies() {
         let cfg = config(SE);
         let proxy = Workload {
