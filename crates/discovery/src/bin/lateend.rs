@@ -25,7 +25,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// lateend: Istio configuration in, xDS out.
 ///
 /// Watches a folder of Istio YAML files (VirtualService, DestinationRule, Gateway,
-/// ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, ...), validates each file, and serves
+/// ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, ...) and/or a Kubernetes cluster
+/// (Services, EndpointSlices, Pods, Istio's custom resources), validates each, and serves
 /// the resulting Envoy configuration over ADS. Proxies identify themselves with Istio's node id
 /// (`sidecar~IP~POD.NS~NS.svc.cluster.local`) and metadata (NAMESPACE, LABELS,
 /// INTERCEPTION_MODE, ...).
