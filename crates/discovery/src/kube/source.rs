@@ -158,16 +158,18 @@ impl KubeSource {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `update` to the store under its lock and wakes the rebuild task.
-    fn update(&self, what: &str, change_is_list: bool, update: impl FnOnce(&mut Store)) {
-        {
+    /// Applies `update` to the store under its lock and wakes the rebuild task, unless the
+    /// update says nothing changed (and the watch was settled already).
+    fn update(&self, what: &str, change_is_list: bool, update: impl FnOnce(&mut Store) -> bool) {
+        let wake = {
             let mut store = self.lock();
-            update(&mut store);
-            if change_is_list {
-                store.settled.insert(what.to_string());
-            }
+            let changed = update(&mut store);
+            let newly_settled = change_is_list && store.settled.insert(what.to_string());
+            changed || newly_settled
+        };
+        if wake {
+            self.changed.notify_one();
         }
-        self.changed.notify_one();
     }
 
     /// Wakes the rebuild (the folder changed: MeshConfig, hence discovery selectors, may have).
@@ -219,7 +221,7 @@ impl KubeSource {
         map: fn(&mut Store) -> &mut HashMap<String, T>,
     ) where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-        T: Send + 'static,
+        T: PartialEq + Send + 'static,
     {
         let me = self.clone();
         tokio::spawn(watch::run(
@@ -267,9 +269,11 @@ impl KubeSource {
                     Change::Unavailable => None,
                 };
                 me.update("ConfigMap istio-sidecar-injector", list, |s| {
-                    if let Some(value) = value {
-                        s.injector = value.unwrap_or_default();
-                    }
+                    let Some(value) = value else { return false };
+                    let value = value.unwrap_or_default();
+                    let changed = s.injector != value;
+                    s.injector = value;
+                    changed
                 });
             },
         ));
@@ -284,7 +288,7 @@ impl KubeSource {
             Change::Upsert(_, v) => v,
             Change::Remove(_) => None,
             Change::Unavailable => {
-                self.update("ConfigMap istio", list, |_| {});
+                self.update("ConfigMap istio", list, |_| false);
                 return;
             }
         };
@@ -301,10 +305,12 @@ impl KubeSource {
             },
         };
         self.update("ConfigMap istio", list, |s| {
+            let changed = s.mesh_text != text;
             s.mesh_text = text;
             if let Some(mesh) = parsed {
                 s.mesh = mesh;
             }
+            changed
         });
     }
 
@@ -333,7 +339,8 @@ impl KubeSource {
     fn apply_istio(&self, kind: &'static str, change: Change<Result<Resource, RejectedObject>>) {
         let list = change.settles();
         self.update(kind, list, |s| {
-            s.istio.entry(kind).or_default().apply(change)
+            s.istio.entry(kind).or_default().apply(change);
+            true
         });
     }
 

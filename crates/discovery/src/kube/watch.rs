@@ -114,18 +114,25 @@ pub async fn run<K, T, C, A>(
     }
 }
 
-impl<T> Change<T> {
-    /// Applies this change to a map holding the kind's state.
-    pub fn apply_to(self, map: &mut HashMap<String, T>) {
+impl<T: PartialEq> Change<T> {
+    /// Applies this change to a map holding the kind's state; whether the state changed (a
+    /// Pod's status update that leaves what lateend keeps of it as it was does not).
+    pub fn apply_to(self, map: &mut HashMap<String, T>) -> bool {
         match self {
-            Change::Replace(all) => *map = all,
+            Change::Replace(all) => {
+                let changed = *map != all;
+                *map = all;
+                changed
+            }
             Change::Upsert(key, value) => {
+                if map.get(&key) == Some(&value) {
+                    return false;
+                }
                 map.insert(key, value);
+                true
             }
-            Change::Remove(key) => {
-                map.remove(&key);
-            }
-            Change::Unavailable => {}
+            Change::Remove(key) => map.remove(&key).is_some(),
+            Change::Unavailable => false,
         }
     }
 }
