@@ -430,7 +430,7 @@ impl KubeSource {
             tracing::info!(
                 services = services.len(),
                 resources = resources.len(),
-                "cluster source synced: every watch has listed"
+                "cluster source synced: every watch has listed (or found its kind unavailable, retrying)"
             );
             self.state.set_synced();
         }

@@ -64,7 +64,8 @@ impl ClusterState {
         self.read().rejected.clone()
     }
 
-    /// Whether every watch has delivered its first complete list.
+    /// Whether every watch has delivered its first complete list (a kind that could not be
+    /// listed at start — CRD missing, RBAC, API server down — counts; it is retried).
     pub fn synced(&self) -> bool {
         self.read().synced
     }
