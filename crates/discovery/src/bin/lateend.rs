@@ -156,7 +156,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let sources = ConfigSources::new(store.as_ref().map(FolderStore::config).unwrap_or_default());
+    let mut initial = store.as_ref().map(FolderStore::config).unwrap_or_default();
+    if store.is_none()
+        && let Some(path) = &args.mesh
+    {
+        // Without a folder, --mesh is read once here (the cluster's `istio` ConfigMap, when it
+        // exists, takes precedence).
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --mesh {}", path.display()))?;
+        let (mesh, warnings) = lateen_api::load_mesh_config(&text, &path.display().to_string())
+            .map_err(|e| anyhow::anyhow!("invalid mesh config:\n{e}"))?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        initial.mesh = mesh;
+    }
+    let sources = ConfigSources::new(initial);
     let (cp, triggers) =
         ControlPlane::new(sources.merged().as_ref().clone(), args.registration_grace);
     cp.note_rejected(store.as_ref().map_or(0, FolderStore::rejected_total));

@@ -43,10 +43,11 @@ pub fn in_pod() -> bool {
         && Path::new(SERVICE_ACCOUNT_TOKEN).is_file()
 }
 
-/// Why no client could be made.
+/// Why no client could be made (the cause is the error's `source()`, which `anyhow`'s `{:#}`
+/// prints).
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    #[error("kubeconfig {}: {source}", path.display())]
+    #[error("kubeconfig {}", path.display())]
     Kubeconfig {
         path: PathBuf,
         source: kube::config::KubeconfigError,
@@ -55,7 +56,7 @@ pub enum KubeError {
     DefaultKubeconfig(kube::config::KubeconfigError),
     #[error("in-cluster configuration (KUBERNETES_SERVICE_HOST, {SERVICE_ACCOUNT_TOKEN}): {0}")]
     InCluster(kube::config::InClusterError),
-    #[error("Kubernetes client: {0}")]
+    #[error("Kubernetes client")]
     Client(#[from] kube::Error),
 }
 
