@@ -2,8 +2,9 @@
 //! by `lateen-inject` over TLS. The certificate comes from `--webhook-cert`/`--webhook-key`,
 //! or is generated for `lateend.istio-system.svc` (its CA certificate can be written out as PEM
 //! with `--webhook-ca-out`; base64 of that file is the MutatingWebhookConfiguration's
-//! `caBundle`). Without a namespace
-//! informer, namespaces have no labels: pods opt in with `sidecar.istio.io/inject: "true"`.
+//! `caBundle`). Namespace labels come from the cluster source (`crate::kube::ClusterState`)
+//! when lateend reads a cluster; without one, namespaces have no labels and pods opt in with
+//! `sidecar.istio.io/inject: "true"`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,11 +81,24 @@ pub fn server_config(cert: &WebhookCert) -> Result<Arc<rustls::ServerConfig>, We
         .map_err(|e| WebhookError::Cert(e.to_string()))
 }
 
-/// Loads the injector config and serves the webhook on `listener` in the background.
+/// Loads the injector config and serves the webhook on `listener` in the background, with no
+/// namespace labels.
 pub fn start(
     listener: TcpListener,
     cert: &WebhookCert,
     files: &WebhookFiles,
+) -> Result<Arc<WebhookState>, WebhookError> {
+    let namespaces: Arc<dyn NamespaceLabels> =
+        Arc::new(BTreeMap::<String, BTreeMap<String, String>>::new());
+    start_with_namespaces(listener, cert, files, namespaces)
+}
+
+/// [`start`], reading namespace labels from `namespaces` (the cluster source's state).
+pub fn start_with_namespaces(
+    listener: TcpListener,
+    cert: &WebhookCert,
+    files: &WebhookFiles,
+    namespaces: Arc<dyn NamespaceLabels>,
 ) -> Result<Arc<WebhookState>, WebhookError> {
     let mut config = InjectConfig::default();
     if let Some(p) = &files.inject_config {
@@ -97,8 +111,6 @@ pub fn start(
         config.apply_mesh_config_text(&read(p)?, &p.display().to_string())?;
     }
     let tls = server_config(cert)?;
-    let namespaces: Arc<dyn NamespaceLabels> =
-        Arc::new(BTreeMap::<String, BTreeMap<String, String>>::new());
     let state = WebhookState::new(config, namespaces);
     let serving = state.clone();
     tokio::spawn(async move {

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use kube::Api;
 use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
-use lateen_discovery::cluster_writes::status::{self, RejectedObject};
+use lateen_discovery::cluster_writes::status;
 use lateen_discovery::cluster_writes::{Elector, LeaseTimings};
+use lateen_discovery::kube::RejectedObject;
 use lateen_test_support::kube::{TestCluster, client_for};
 use lateen_test_support::probe::eventually;
 use tokio::sync::watch;
@@ -58,14 +59,11 @@ async fn status_and_leases_with_lateends_rbac() {
     let admin: Api<DynamicObject> =
         Api::namespaced_with(cluster.client().await, "default", &resource);
     let rejected = RejectedObject {
-        group: "networking.istio.io".into(),
-        version: "v1".into(),
         kind: "VirtualService".into(),
-        plural: "virtualservices".into(),
         namespace: "default".into(),
         name: "reviews".into(),
         generation: Some(1),
-        message: "spec.http[0].route[0].destination.host: example".into(),
+        errors: vec![],
     };
     let (tx, rx) = watch::channel(Arc::new(vec![rejected]));
     let writer = tokio::spawn(status::run(lateend.clone(), rx));

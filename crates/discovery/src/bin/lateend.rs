@@ -1,4 +1,5 @@
-//! `lateend`: the Lateen control plane. Reads Istio configuration from a folder, serves xDS
+//! `lateend`: the Lateen control plane. Reads Istio configuration from a folder and/or a
+//! Kubernetes cluster (Services, EndpointSlices, Pods, Istio's custom resources), serves xDS
 //! (ADS, state of the world and delta) to Envoy-compatible proxies, and exposes debug
 //! endpoints and metrics. In a Kubernetes pod it also does what istiod writes to the cluster
 //! (`lateen_discovery::cluster_writes`), and it accepts istiod's command line
@@ -13,8 +14,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use lateen_discovery::cmdline::{self, IstiodFlags, parse_listen_addr};
+use lateen_discovery::kube::ClusterState;
 use lateen_discovery::push::{self, ControlPlane, DebounceSettings};
 use lateen_discovery::store::FolderStore;
+use lateen_discovery::store::sources::ConfigSources;
 use lateen_xds::XdsServer;
 use tokio::net::TcpListener;
 
@@ -37,9 +40,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 struct Args {
     /// Folder of Istio configuration files (*.yaml, *.yml, *.json; several documents per file
     /// allowed). Polled for changes; a file that fails validation is rejected and its last
-    /// good version stays in force. Optional in a Kubernetes pod.
+    /// good version stays in force. Can be combined with a cluster; one of the two is needed.
     #[arg(long, visible_alias = "configDir", value_name = "DIR")]
     config_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    kube: lateen_discovery::kube::KubeArgs,
+
+    /// How long to wait at start for the cluster's first complete lists before serving.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    cluster_sync_timeout: Duration,
 
     /// MeshConfig file (default: DIR/mesh.yaml when it exists, else built-in defaults).
     #[arg(long, visible_alias = "meshConfig", value_name = "FILE")]
@@ -155,19 +165,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// A client for the cluster lateend runs in: in-cluster when it runs in a pod (its
-/// ServiceAccount token and `KUBERNETES_SERVICE_HOST`), none otherwise.
-async fn cluster_client() -> anyhow::Result<Option<kube::Client>> {
-    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
-        return Ok(None);
-    }
-    let config = kube::Config::incluster().context(
-        "reading the pod's Kubernetes identity (/var/run/secrets/kubernetes.io/serviceaccount)",
-    )?;
-    let client = kube::Client::try_from(config).context("Kubernetes client")?;
-    Ok(Some(client))
-}
-
 /// lateend's serving certificate: from the flags when given; in a cluster, signed by the
 /// serving CA every replica shares (`lateend_discovery::serving_ca`); else generated.
 async fn serving_cert(
@@ -198,6 +195,25 @@ async fn serving_cert(
     lateen_discovery::webhook::load_cert(files).context("serving certificate")
 }
 
+/// Hands the cluster source's refused Istio objects to the status writer whenever the set is
+/// replaced.
+async fn feed_rejected(
+    state: Arc<ClusterState>,
+    to: tokio::sync::watch::Sender<Arc<Vec<lateen_discovery::kube::RejectedObject>>>,
+) {
+    let mut last = Arc::new(Vec::new());
+    loop {
+        let now = state.rejected();
+        if !Arc::ptr_eq(&now, &last) && *now != *last {
+            if to.send(now.clone()).is_err() {
+                return;
+            }
+            last = now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -218,20 +234,55 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let namespace = args.istiod.namespace.clone();
     let env = lateen_discovery::cmdline::istiod::IstiodEnv::from_env(&namespace);
-    let cluster = cluster_client().await?;
-    let store = match (&args.config_dir, &cluster) {
-        (Some(dir), _) => Some(FolderStore::open(dir, args.mesh.as_deref())?),
-        (None, Some(_)) => None,
-        (None, None) => anyhow::bail!(
-            "nothing to read configuration from: give --config-dir DIR, or run lateend in a Kubernetes pod"
-        ),
+    let in_cluster = args.kube.wanted();
+    if args.config_dir.is_none() && !in_cluster {
+        anyhow::bail!(
+            "no configuration source: give --config-dir DIR and/or --kubeconfig FILE (in a pod the cluster is read by default)"
+        );
+    }
+    // lateend's own client for what it writes (the source makes its own for its watches).
+    let cluster = if in_cluster {
+        Some(
+            lateen_discovery::kube::client(&args.kube)
+                .await
+                .context("Kubernetes cluster")?,
+        )
+    } else {
+        None
     };
-    let initial = store.as_ref().map(|s| s.config()).unwrap_or_default();
-    let rejected = store.as_ref().map_or(0, |s| s.rejected_total());
-    tracing::info!(dir = ?args.config_dir, resources = initial.resources.len(), rejected_files = rejected, "configuration loaded");
-    let (cp, triggers) = ControlPlane::new(initial, args.registration_grace);
-    cp.note_rejected(rejected);
+    let store = match &args.config_dir {
+        Some(dir) => {
+            let store = FolderStore::open(dir, args.mesh.as_deref())?;
+            tracing::info!(dir = %dir.display(), resources = store.config().resources.len(), rejected_files = store.rejected_total(), "configuration loaded");
+            Some(store)
+        }
+        None => None,
+    };
+    let mut initial = store.as_ref().map(FolderStore::config).unwrap_or_default();
+    if store.is_none()
+        && let Some(path) = &args.mesh
+    {
+        // Without a folder, --mesh is read once here (the cluster's `istio` ConfigMap, when it
+        // exists, takes precedence).
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --mesh {}", path.display()))?;
+        let (mesh, warnings) = lateen_api::load_mesh_config(&text, &path.display().to_string())
+            .map_err(|e| anyhow::anyhow!("invalid mesh config:\n{e}"))?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        initial.mesh = mesh;
+    }
+    let sources = ConfigSources::new(initial);
+    let (cp, triggers) =
+        ControlPlane::new(sources.merged().as_ref().clone(), args.registration_grace);
+    cp.note_rejected(store.as_ref().map_or(0, FolderStore::rejected_total));
+    // What /ready waits for, registered before it is served.
     let listening = cp.readiness().gate("listeners");
+    let cluster_synced = in_cluster.then(|| {
+        cp.readiness()
+            .gate("kubernetes: the first list of every watched kind")
+    });
     let provider: Arc<dyn lateen_xds::SnapshotProvider> = cp.clone();
     let xds = XdsServer::new(Some(provider));
     cp.attach(xds.clone());
@@ -271,9 +322,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cert = serving_cert(cluster.as_ref(), &namespace, &files).await?;
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
-    let webhook = lateen_discovery::webhook::start(webhook_listener, &cert, &files)
-        .context("starting the injection webhook")?;
+    let cluster_state = ClusterState::new();
+    let namespaces: Arc<dyn lateen_inject::webhook::NamespaceLabels> = cluster_state.clone();
+    let webhook = lateen_discovery::webhook::start_with_namespaces(
+        webhook_listener,
+        &cert,
+        &files,
+        namespaces,
+    )
+    .context("starting the injection webhook")?;
     cp.attach_webhook(webhook);
+    // The probe gets its answer (503 until synced) while the first lists come in.
+    tokio::spawn(lateen_discovery::debug::serve(debug_listener, cp.clone()));
+    tokio::spawn(lateen_discovery::debug::serve(http_listener, cp.clone()));
+    let kube_source = if in_cluster {
+        cp.attach_cluster(cluster_state.clone());
+        let source = lateen_discovery::kube::start(
+            &args.kube,
+            cp.clone(),
+            sources.clone(),
+            cluster_state.clone(),
+            files.clone(),
+            args.cluster_sync_timeout,
+        )
+        .await
+        .context("Kubernetes cluster")?;
+        Some(source)
+    } else {
+        None
+    };
+    if let Some(gate) = cluster_synced {
+        let state = cluster_state.clone();
+        tokio::spawn(async move {
+            while !state.synced() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            gate.done();
+        });
+    }
     let tls = lateen_discovery::webhook::server_config(&cert).context("xDS TLS")?;
     tokio::spawn(lateen_discovery::xds_tls::serve(
         tls_listener,
@@ -287,7 +373,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let reject_cp = cp.clone();
         tokio::spawn(store.watch(
             args.poll_interval,
-            move |config| watcher_cp.set_config(config),
+            move |config| {
+                watcher_cp.set_config(sources.set_folder(config));
+                if let Some(source) = &kube_source {
+                    source.poke();
+                }
+            },
             move |n| reject_cp.note_rejected(n),
         ));
     }
@@ -300,8 +391,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
     ));
     tokio::spawn(push::run_expiry(cp.clone()));
-    tokio::spawn(lateen_discovery::debug::serve(debug_listener, cp.clone()));
-    tokio::spawn(lateen_discovery::debug::serve(http_listener, cp.clone()));
 
     // What istiod writes to the cluster; its Leases are released on the way out.
     let writes = cluster.map(|client| {
@@ -324,6 +413,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             },
         )
     });
+    if let Some(writes) = &writes {
+        tokio::spawn(feed_rejected(cluster_state, writes.rejected_objects()));
+    }
     listening.done();
 
     let shutdown = async {

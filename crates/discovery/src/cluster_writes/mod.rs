@@ -30,8 +30,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::kube::RejectedObject;
 pub use lease::{Elector, LeaseTimings};
-pub use status::RejectedObject;
 
 /// Lease of the `istio-ca-root-cert` publisher (istiod's namespace controller).
 pub const NAMESPACE_CONTROLLER_LEASE: &str = "istio-namespace-controller-election";

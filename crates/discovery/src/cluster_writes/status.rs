@@ -12,8 +12,8 @@
 //! (`istio.meta.v1alpha1.IstioStatus` with `analysis.v1alpha1.AnalysisMessageBase` entries, as
 //! protobuf JSON writes them: enum names, int64 as a string.) The message itself is not part
 //! of Istio's status; lateend logs it, and `/validate` and the folder source report it.
-//! The configuration source hands the whole set of rejected objects over a watch channel
-//! (see [`super::ClusterWrites::rejected_objects`]); this writer merge-patches the `status`
+//! The cluster source's refused objects ([`crate::kube::ClusterState::rejected`]) arrive as
+//! whole sets over a watch channel (see [`super::ClusterWrites::rejected_objects`]); this writer merge-patches the `status`
 //! subresource of what entered the set or changed generation, and clears `validationMessages`
 //! on what left it. Status written by an earlier lateend process on an object that is valid
 //! now is not cleared (the writer only knows what it saw rejected).
@@ -24,47 +24,33 @@ use std::time::Duration;
 
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+use crate::kube::RejectedObject;
+use crate::kube::istio::{KINDS, api_resource};
 
 /// Istio's message for a resource that fails schema validation.
 pub const SCHEMA_VALIDATION_ERROR: (&str, &str) = ("IST0106", "SchemaValidationError");
 
-/// An Istio object the configuration source rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RejectedObject {
-    /// API group and version, e.g. `networking.istio.io`, `v1`.
-    pub group: String,
-    pub version: String,
-    /// Kind and plural resource name, e.g. `VirtualService`, `virtualservices`.
-    pub kind: String,
-    pub plural: String,
-    pub namespace: String,
-    pub name: String,
-    /// `metadata.generation` of the rejected version.
-    pub generation: Option<i64>,
-    /// Why it was rejected (the same text the folder source and `/validate` give).
-    pub message: String,
+type Key = (String, String, String);
+
+fn key(object: &RejectedObject) -> Key {
+    (
+        object.kind.clone(),
+        object.namespace.clone(),
+        object.name.clone(),
+    )
 }
 
-type Key = (String, String, String, String);
-
-impl RejectedObject {
-    fn key(&self) -> Key {
-        (
-            self.group.clone(),
-            self.plural.clone(),
-            self.namespace.clone(),
-            self.name.clone(),
-        )
-    }
-
-    fn api(&self, client: &kube::Client) -> Api<DynamicObject> {
-        let gvk = GroupVersionKind::gvk(&self.group, &self.version, &self.kind);
-        let resource = ApiResource::from_gvk_with_plural(&gvk, &self.plural);
-        Api::namespaced_with(client.clone(), &self.namespace, &resource)
-    }
+/// The API of `object`'s kind (one of the Istio kinds the cluster source reads).
+fn api(client: &kube::Client, object: &RejectedObject) -> Option<Api<DynamicObject>> {
+    let entry = KINDS.iter().find(|(_, kind, _)| *kind == object.kind)?;
+    Some(Api::namespaced_with(
+        client.clone(),
+        &object.namespace,
+        &api_resource(*entry),
+    ))
 }
 
 /// The merge patch that marks `object` rejected.
@@ -119,15 +105,17 @@ async fn sync(
     let mut complete = true;
     let params = PatchParams::default();
     for object in current {
-        let key = object.key();
+        let key = key(object);
+        let Some(api) = api(client, object) else {
+            continue;
+        };
         if written
             .get(&key)
             .is_some_and(|w| w.generation == object.generation)
         {
             continue;
         }
-        match object
-            .api(client)
+        match api
             .patch_status(
                 &object.name,
                 &params,
@@ -136,7 +124,7 @@ async fn sync(
             .await
         {
             Ok(_) => {
-                tracing::info!(kind = %object.kind, namespace = %object.namespace, name = %object.name, reason = %object.message, "wrote status.validationMessages (IST0106)");
+                tracing::info!(kind = %object.kind, namespace = %object.namespace, name = %object.name, reason = %object.messages().join("; "), "wrote status.validationMessages (IST0106)");
                 written.insert(key, object.clone());
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -146,16 +134,19 @@ async fn sync(
             }
         }
     }
-    let still: std::collections::HashSet<Key> = current.iter().map(RejectedObject::key).collect();
+    let still: std::collections::HashSet<Key> = current.iter().map(key).collect();
     let gone: Vec<RejectedObject> = written
         .iter()
         .filter(|(k, _)| !still.contains(*k))
         .map(|(_, o)| o.clone())
         .collect();
     for object in gone {
-        let key = object.key();
-        match object
-            .api(client)
+        let key = key(&object);
+        let Some(api) = api(client, &object) else {
+            written.remove(&key);
+            continue;
+        };
+        match api
             .patch_status(&object.name, &params, &Patch::Merge(cleared_status()))
             .await
         {
@@ -181,14 +172,11 @@ mod tests {
     #[test]
     fn istios_status_shape() {
         let object = RejectedObject {
-            group: "networking.istio.io".into(),
-            version: "v1".into(),
             kind: "VirtualService".into(),
-            plural: "virtualservices".into(),
             namespace: "default".into(),
             name: "reviews".into(),
             generation: Some(3),
-            message: "spec.http[0].route: required".into(),
+            errors: vec![],
         };
         assert_eq!(
             rejected_status(&object),
