@@ -262,6 +262,13 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
             .map(str::to_string)
     });
 
+    // An Istio object the CRD accepts but Istio's validation refuses (a mesh-bound wildcard
+    // host), stored before lateend runs (the validating webhook is failurePolicy Ignore then).
+    let wildcard = br#"{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "wildcard", "namespace": "labelled"},
+        "spec": {"hosts": ["*"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}}"#;
+    kubectl_ok(&cluster, &["create", "-f", "-"], Some(wildcard));
+
     let a = start_replica(&cluster, &container, &pod_a, account, &work);
     let took = wait_ready(&a, "replica A");
     println!("replica A ready (/ready 200) {took:?} after start");
@@ -320,6 +327,30 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
         root_cert(&cluster, "kube-public"),
         None,
         "istiod skips kube-public"
+    );
+
+    // The refused VirtualService carries Istio's status, written by the status Lease's holder.
+    let status = wait_for(
+        "IST0106 on the wildcard VirtualService",
+        Duration::from_secs(20),
+        || {
+            let vs = get_json(&cluster, &["virtualservice", "wildcard", "-n", "labelled"])?;
+            vs["status"]["validationMessages"]
+                .is_array()
+                .then(|| vs["status"].clone())
+        },
+    );
+    assert_eq!(status["validationMessages"][0]["type"]["code"], "IST0106");
+    assert_eq!(status["observedGeneration"], "1");
+    assert_eq!(
+        lease_holder(&cluster, "istio-analyze-leader").as_deref(),
+        Some(pod_a.as_str())
+    );
+    // Everything it watches and writes, the rendered RBAC allows.
+    assert!(
+        !a.log().to_lowercase().contains("forbidden"),
+        "RBAC refused lateend something:\n{}",
+        a.log()
     );
 
     // Its webhooks' caBundle is that CA...
