@@ -53,8 +53,8 @@ struct Args {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15014")]
     debug_address: SocketAddr,
 
-    /// Sidecar-injection admission webhook address (HTTPS; paths /inject,
-    /// /inject/cluster/C/net/N, /inject/:ENV:...).
+    /// Admission webhooks address (HTTPS): sidecar injection on /inject,
+    /// /inject/cluster/C/net/N, /inject/:ENV:...; Istio configuration validation on /validate.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15017")]
     webhook_address: SocketAddr,
 
@@ -175,8 +175,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cert = lateen_discovery::webhook::load_cert(&files).context("serving certificate")?;
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
-    let webhook = lateen_discovery::webhook::start(webhook_listener, &cert, &files)
-        .context("starting the injection webhook")?;
+    // Istio's ENABLE_NATIVE_SIDECARS (default auto). Without a Kubernetes source there are no
+    // nodes to ask, so auto means the classic layout.
+    let native_sidecars = lateen_inject::native::NativeSidecars {
+        mode: lateen_inject::native::NativeSidecarMode::from_env_value(
+            std::env::var(lateen_inject::native::NativeSidecarMode::ENV)
+                .ok()
+                .as_deref(),
+        ),
+        nodes: None,
+    };
+    let webhook =
+        lateen_discovery::webhook::start(webhook_listener, &cert, &files, native_sidecars)
+            .context("starting the admission webhooks")?;
     cp.attach_webhook(webhook);
     let tls = lateen_discovery::webhook::server_config(&cert).context("xDS TLS")?;
     tokio::spawn(lateen_discovery::xds_tls::serve(
