@@ -6,6 +6,7 @@
 #
 #   bash scripts/kube-test-bins.sh            # build (about 9 minutes on 2 cores, once)
 #   LATEEN_KUBE_BIN=$(bash scripts/kube-test-bins.sh | tail -1)
+#   bash scripts/kube-test-bins.sh --check    # print the folder if built, else exit 1 (no build)
 #
 # k8s.io/kubernetes replaces its staging modules (k8s.io/api, k8s.io/apimachinery, ...) with
 # local paths, so a module that requires it must pin each of them to the matching v0.Y.Z.
@@ -23,6 +24,10 @@ have_all() {
 if have_all; then
   echo "$BIN"
   exit 0
+fi
+if [ "${1:-}" = "--check" ]; then
+  echo "kube-test-bins: not built yet in $BIN" >&2
+  exit 1
 fi
 command -v go >/dev/null || { echo "kube-test-bins: go is not installed" >&2; exit 1; }
 mkdir -p "$BIN" "$CACHE/kube" "$CACHE/etcd"

@@ -7,11 +7,17 @@
 //!   synced, then rewrites one VirtualService's weights a few times and measures, for every
 //!   proxy, the file write to the proxy receiving and ACKing the new route; reads lateend's RSS
 //!   and CPU time from /proc around it. Prints one JSON object on stdout, progress on stderr.
+//! - `kube --kubeconfig K --xds ADDR --lateend-pid PID` (issue 12): writes Services, Pods and
+//!   EndpointSlices through a real API server that lateend reads, connects the proxies, then
+//!   changes endpoints at a fixed rate and measures each EndpointSlice write to every proxy's
+//!   receipt of it, with lateend's CPU and RSS.
 //!
 //! Owns: bench/xds-load. Must not touch: lateend or the xDS crate (it only uses their public
 //! interfaces). Only talks to the address it is given (127.0.0.1 in bench/xds.sh).
 #![forbid(unsafe_code)]
 
+mod kube_mesh;
+mod kube_run;
 mod procstat;
 mod route_scan;
 mod run;
@@ -50,6 +56,9 @@ enum Command {
     },
     /// Connect the simulated proxies and measure.
     Run(run::RunArgs),
+    /// Kubernetes: write the cluster state through an API server, connect the proxies, churn
+    /// endpoints and measure.
+    Kube(kube_run::KubeRunArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,13 +79,19 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let result = runtime.block_on(run::run(args))?;
-            println!("{result}");
-            Ok(())
-        }
+        Command::Run(args) => print_result(run::run(args)),
+        Command::Kube(args) => print_result(kube_run::run(args)),
     }
+}
+
+/// Runs a measurement on a multi-threaded runtime and prints its JSON result on stdout.
+fn print_result(
+    measurement: impl std::future::Future<Output = anyhow::Result<serde_json::Value>>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(measurement)?;
+    println!("{result}");
+    Ok(())
 }

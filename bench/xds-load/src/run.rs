@@ -14,29 +14,18 @@ use crate::procstat::{self, Percentiles, ProcessSample, ms};
 use crate::sim::{self, Event, SimProxy};
 use lateen_xds_load::generate::{self, BASE_WEIGHT};
 
-/// Settings of one run.
+/// Settings every measurement shares: where lateend is, the proxies and the waits.
 #[derive(Clone, Debug, clap::Args)]
-pub struct RunArgs {
+pub struct LoadArgs {
     /// lateend's plaintext xDS address.
     #[arg(long, default_value = "127.0.0.1:15010")]
     pub xds: String,
-    /// lateend's --config-dir (holding what `generate` wrote); the marker file is rewritten.
-    #[arg(long)]
-    pub config_dir: PathBuf,
     /// PID of lateend, for RSS and CPU time from /proc.
     #[arg(long)]
     pub lateend_pid: u32,
     /// Simulated proxies.
     #[arg(long, default_value_t = 1000)]
     pub proxies: usize,
-    /// Distinct workloads the proxies belong to (labels `app: bench-client-W`), proxy `i` to
-    /// workload `i % workloads`: replicas of one Deployment share their configuration,
-    /// different Deployments each need their own translation.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub workloads: u32,
-    /// Config changes to time.
-    #[arg(long, default_value_t = 5)]
-    pub rounds: u32,
     /// ADS variant the proxies speak: `sotw` (Envoy's default) or `delta`.
     #[arg(long, default_value = "sotw", value_parser = parse_mode)]
     pub mode: ClientMode,
@@ -46,9 +35,6 @@ pub struct RunArgs {
     /// Longest wait for all proxies to be synced, in seconds.
     #[arg(long, default_value_t = 150)]
     pub sync_timeout: u64,
-    /// Longest wait for all proxies to receive one change, in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub round_timeout: u64,
     /// Longest wait for lateend to go quiet (finish pushing) before a reading, in seconds.
     #[arg(long, default_value_t = 60)]
     pub quiet_timeout: u64,
@@ -57,7 +43,41 @@ pub struct RunArgs {
     pub clock_ticks: u64,
 }
 
-fn parse_mode(s: &str) -> Result<ClientMode, String> {
+impl LoadArgs {
+    /// lateend's RSS and CPU time now, logged as `what`.
+    pub fn probe(&self, what: &str) -> anyhow::Result<ProcessSample> {
+        let s = procstat::sample(self.lateend_pid, self.clock_ticks)?;
+        eprintln!(
+            "[xds-load] {what}: lateend RSS {} KiB, CPU {:.2} s",
+            s.rss_kib,
+            s.cpu.as_secs_f64()
+        );
+        Ok(s)
+    }
+}
+
+/// Settings of one run.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// lateend's --config-dir (holding what `generate` wrote); the marker file is rewritten.
+    #[arg(long)]
+    pub config_dir: PathBuf,
+    /// Distinct workloads the proxies belong to (labels `app: bench-client-W`), proxy `i` to
+    /// workload `i % workloads`: replicas of one Deployment share their configuration,
+    /// different Deployments each need their own translation.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workloads: u32,
+    /// Config changes to time.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Longest wait for all proxies to receive one change, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub round_timeout: u64,
+}
+
+pub(crate) fn parse_mode(s: &str) -> Result<ClientMode, String> {
     match s {
         "sotw" => Ok(ClientMode::Sotw),
         "delta" => Ok(ClientMode::Delta),
@@ -65,49 +85,35 @@ fn parse_mode(s: &str) -> Result<ClientMode, String> {
     }
 }
 
+/// The folder benchmark times the marker route.
+const WATCH: sim::Watch = sim::Watch {
+    route_marker: true,
+    endpoint_markers: false,
+    min_eds_clusters: 0,
+};
+
 /// Collects what the proxies report.
 struct Tracker {
     events: mpsc::UnboundedReceiver<Event>,
-    synced: Vec<bool>,
-    synced_count: usize,
+    progress: sim::Progress,
     /// Latest marker weight per proxy and when it arrived.
     marker: Vec<Option<(u32, Instant)>>,
-    nacks: usize,
-    first_nack: Option<String>,
 }
 
 impl Tracker {
     fn new(proxies: usize, events: mpsc::UnboundedReceiver<Event>) -> Self {
         Self {
             events,
-            synced: vec![false; proxies],
-            synced_count: 0,
+            progress: sim::Progress::new(proxies),
             marker: vec![None; proxies],
-            nacks: 0,
-            first_nack: None,
         }
     }
 
     fn record(&mut self, event: Event) {
-        match event {
-            Event::Synced { proxy } => {
-                if let Some(s) = self.synced.get_mut(proxy)
-                    && !*s
-                {
-                    *s = true;
-                    self.synced_count += 1;
-                }
-            }
-            Event::Marker { proxy, weight, at } => {
-                if let Some(m) = self.marker.get_mut(proxy) {
-                    *m = Some((weight, at));
-                }
-            }
-            Event::Nack { proxy, detail } => {
-                self.nacks += 1;
-                self.first_nack
-                    .get_or_insert_with(|| format!("proxy {proxy}: {detail}"));
-            }
+        if let Some(Event::Marker { proxy, weight, at }) = self.progress.record(event)
+            && let Some(m) = self.marker.get_mut(proxy)
+        {
+            *m = Some((weight, at));
         }
     }
 
@@ -148,20 +154,12 @@ struct Round {
 
 /// Runs the benchmark and returns its results as JSON.
 pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
-    let pid = args.lateend_pid;
-    let probe = |what: &str| -> anyhow::Result<ProcessSample> {
-        let s = procstat::sample(pid, args.clock_ticks)?;
-        eprintln!(
-            "[xds-load] {what}: lateend RSS {} KiB, CPU {:.2} s",
-            s.rss_kib,
-            s.cpu.as_secs_f64()
-        );
-        Ok(s)
-    };
+    let pid = args.load.lateend_pid;
+    let probe = |what: &str| args.load.probe(what);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let mut tracker = Tracker::new(args.proxies, events_rx);
-    let mut proxies: Vec<SimProxy> = Vec::with_capacity(args.proxies);
-    let sync_deadline = Instant::now() + Duration::from_secs(args.sync_timeout);
+    let mut tracker = Tracker::new(args.load.proxies, events_rx);
+    let mut proxies: Vec<SimProxy> = Vec::with_capacity(args.load.proxies);
+    let sync_deadline = Instant::now() + Duration::from_secs(args.load.sync_timeout);
 
     let idle = probe("no proxy connected")?;
 
@@ -169,42 +167,47 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
     proxies.push(sim::spawn(
         0,
         args.workloads,
-        &args.xds,
-        args.mode,
+        &args.load.xds,
+        args.load.mode,
+        WATCH,
         events_tx.clone(),
     ));
-    if !tracker.until(sync_deadline, |t| t.synced_count == 1).await {
+    if !tracker
+        .until(sync_deadline, |t| t.progress.synced_count == 1)
+        .await
+    {
         bail!(
             "proxy 0 not synced within {} s (lateend at {} up?)",
-            args.sync_timeout,
-            args.xds
+            args.load.sync_timeout,
+            args.load.xds
         );
     }
-    wait_quiet(pid, args.clock_ticks, args.quiet_timeout).await?;
+    wait_quiet(pid, args.load.clock_ticks, args.load.quiet_timeout).await?;
     let one = probe("1 proxy synced")?;
 
     let ramp_started = Instant::now();
-    for index in 1..args.proxies {
+    for index in 1..args.load.proxies {
         proxies.push(sim::spawn(
             index,
             args.workloads,
-            &args.xds,
-            args.mode,
+            &args.load.xds,
+            args.load.mode,
+            WATCH,
             events_tx.clone(),
         ));
-        if args.connect_interval_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(args.connect_interval_ms)).await;
+        if args.load.connect_interval_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.load.connect_interval_ms)).await;
         }
     }
-    let all = args.proxies;
+    let all = args.load.proxies;
     if !tracker
-        .until(sync_deadline, |t| t.synced_count == all)
+        .until(sync_deadline, |t| t.progress.synced_count == all)
         .await
     {
         bail!(
             "only {} of {all} proxies synced within {} s",
-            tracker.synced_count,
-            args.sync_timeout
+            tracker.progress.synced_count,
+            args.load.sync_timeout
         );
     }
     let ramp = ramp_started.elapsed();
@@ -212,14 +215,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
         "[xds-load] {all} proxies synced {:.1} s after the second one started",
         ramp.as_secs_f64()
     );
-    wait_quiet(pid, args.clock_ticks, args.quiet_timeout).await?;
+    wait_quiet(pid, args.load.clock_ticks, args.load.quiet_timeout).await?;
     let connected = probe(&format!("{all} proxies synced"))?;
-    let idle_rate = idle_cpu_rate(pid, args.clock_ticks).await?;
+    let idle_rate = idle_cpu_rate(pid, args.load.clock_ticks).await?;
 
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         let weight = BASE_WEIGHT + round;
-        let before = procstat::sample(pid, args.clock_ticks)?;
+        let before = procstat::sample(pid, args.load.clock_ticks)?;
         let written = Instant::now();
         generate::write_marker(&args.config_dir, weight)?;
         let deadline = written + Duration::from_secs(args.round_timeout);
@@ -235,8 +238,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
             })
             .collect();
         let missing = all - latencies.len();
-        wait_quiet(pid, args.clock_ticks, args.quiet_timeout).await?;
-        let after = procstat::sample(pid, args.clock_ticks)?;
+        wait_quiet(pid, args.load.clock_ticks, args.load.quiet_timeout).await?;
+        let after = procstat::sample(pid, args.load.clock_ticks)?;
         let busy = after.cpu.saturating_sub(before.cpu);
         let cpu = busy.saturating_sub(idle_rate.mul_f64(written.elapsed().as_secs_f64()));
         let mut sorted = latencies.clone();
@@ -256,7 +259,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
         });
     }
     let last = probe("after the changes")?;
-    let own = procstat::sample(std::process::id(), args.clock_ticks)?;
+    let own = procstat::sample(std::process::id(), args.load.clock_ticks)?;
     drop(proxies);
 
     let mut every: Vec<Duration> = rounds.iter().flat_map(|r| r.latencies.clone()).collect();
@@ -269,7 +272,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
     };
     Ok(json!({
         "proxies": all,
-        "mode": match args.mode { ClientMode::Sotw => "sotw", ClientMode::Delta => "delta" },
+        "mode": match args.load.mode { ClientMode::Sotw => "sotw", ClientMode::Delta => "delta" },
         "rounds": rounds.len(),
         "sync_all_seconds": (ramp.as_secs_f64() * 10.0).round() / 10.0,
         "latency": overall.to_json(),
@@ -278,8 +281,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
             Percentiles::of(&mut l).to_json()
         }).collect::<Vec<_>>(),
         "missed_updates": missing,
-        "nacks": tracker.nacks,
-        "first_nack": tracker.first_nack,
+        "nacks": tracker.progress.nacks,
+        "first_nack": tracker.progress.first_nack,
         "rss_kib": {
             "no_proxy": idle.rss_kib,
             "one_proxy": one.rss_kib,
@@ -299,7 +302,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<serde_json::Value> {
 
 /// Waits (at most `limit_seconds`) until lateend uses under 10% of a core over two half-second windows,
 /// so pushes caused by proxies joining or by a change are finished before the next reading.
-async fn wait_quiet(pid: u32, clock_ticks: u64, limit_seconds: u64) -> anyhow::Result<()> {
+pub(crate) async fn wait_quiet(
+    pid: u32,
+    clock_ticks: u64,
+    limit_seconds: u64,
+) -> anyhow::Result<()> {
     let window = Duration::from_millis(500);
     let deadline = Instant::now() + Duration::from_secs(limit_seconds);
     let mut quiet_windows = 0;
@@ -322,7 +329,7 @@ async fn wait_quiet(pid: u32, clock_ticks: u64, limit_seconds: u64) -> anyhow::R
 }
 
 /// lateend's CPU time per second while nothing changes (folder polling, keepalives).
-async fn idle_cpu_rate(pid: u32, clock_ticks: u64) -> anyhow::Result<Duration> {
+pub(crate) async fn idle_cpu_rate(pid: u32, clock_ticks: u64) -> anyhow::Result<Duration> {
     let span = Duration::from_secs(3);
     let before = procstat::sample(pid, clock_ticks)?.cpu;
     tokio::time::sleep(span).await;

@@ -40,6 +40,63 @@ pub enum Event {
     },
     /// The proxy rejected a response (a bug in lateend or in this tool).
     Nack { proxy: usize, detail: String },
+    /// Endpoint markers (the Kubernetes benchmark's changes) a proxy had not seen before,
+    /// received at `at`.
+    Endpoints { markers: Vec<u32>, at: Instant },
+}
+
+/// Which proxies are synced and what they rejected: the part of [`Event`]s every
+/// measurement keeps.
+#[derive(Debug)]
+pub struct Progress {
+    synced: Vec<bool>,
+    pub synced_count: usize,
+    pub nacks: usize,
+    pub first_nack: Option<String>,
+}
+
+impl Progress {
+    pub fn new(proxies: usize) -> Self {
+        Self {
+            synced: vec![false; proxies],
+            synced_count: 0,
+            nacks: 0,
+            first_nack: None,
+        }
+    }
+
+    /// Counts `Synced` and `Nack`; hands every other event back.
+    pub fn record(&mut self, event: Event) -> Option<Event> {
+        match event {
+            Event::Synced { proxy } => {
+                if let Some(s) = self.synced.get_mut(proxy)
+                    && !*s
+                {
+                    *s = true;
+                    self.synced_count += 1;
+                }
+                None
+            }
+            Event::Nack { proxy, detail } => {
+                self.nacks += 1;
+                self.first_nack
+                    .get_or_insert_with(|| format!("proxy {proxy}: {detail}"));
+                None
+            }
+            other => Some(other),
+        }
+    }
+}
+
+/// What a simulated proxy watches for.
+#[derive(Clone, Copy, Debug)]
+pub struct Watch {
+    /// Synced only once the marker route (svc-0's VirtualService) arrived; report its weight.
+    pub route_marker: bool,
+    /// Report endpoint marker addresses (see `kube_mesh`) in EDS responses.
+    pub endpoint_markers: bool,
+    /// Synced only once this many EDS clusters arrived (0: any number).
+    pub min_eds_clusters: usize,
 }
 
 /// Node id and metadata of simulated proxy `index`: a REDIRECT-mode sidecar in `bench` with its
@@ -111,6 +168,7 @@ pub fn spawn(
     workloads: u32,
     address: &str,
     mode: ClientMode,
+    watch: Watch,
     events: mpsc::UnboundedSender<Event>,
 ) -> SimProxy {
     let mut config = AdsClientConfig::new(address, node(index, workloads))
@@ -119,7 +177,7 @@ pub fn spawn(
     config.mode = mode;
     config.connect_timeout = std::time::Duration::from_secs(10);
     let (subscribe_tx, mut subscribe_rx) = mpsc::unbounded_channel();
-    let mut state = ProxyState::new(index, events, subscribe_tx);
+    let mut state = ProxyState::new(index, watch, events, subscribe_tx);
     let client = AdsClient::spawn(config, move |response: &AdsResponse| {
         state.on_response(response)
     });
@@ -136,6 +194,9 @@ pub fn spawn(
 /// Names and progress of one proxy.
 struct ProxyState {
     index: usize,
+    watch: Watch,
+    /// Endpoint markers already reported.
+    seen_markers: std::collections::HashSet<u32>,
     events: mpsc::UnboundedSender<Event>,
     subscribe: mpsc::UnboundedSender<(&'static str, BTreeSet<String>)>,
     /// Cluster name -> EDS service name, for EDS clusters (delta needs the map for removals).
@@ -156,11 +217,14 @@ struct ProxyState {
 impl ProxyState {
     fn new(
         index: usize,
+        watch: Watch,
         events: mpsc::UnboundedSender<Event>,
         subscribe: mpsc::UnboundedSender<(&'static str, BTreeSet<String>)>,
     ) -> Self {
         Self {
             index,
+            watch,
+            seen_markers: std::collections::HashSet::new(),
             events,
             subscribe,
             eds_clusters: BTreeMap::new(),
@@ -198,7 +262,8 @@ impl ProxyState {
             && self.got_lds
             && self.eds_wanted.is_subset(&self.eds_have)
             && self.rds_wanted.is_subset(&self.rds_have)
-            && self.marker_weight.is_some()
+            && (!self.watch.route_marker || self.marker_weight.is_some())
+            && self.eds_have.len() >= self.watch.min_eds_clusters
     }
 
     fn apply(&mut self, response: &AdsResponse, received: Instant) -> Result<(), String> {
@@ -262,12 +327,26 @@ impl ProxyState {
                 if full_state {
                     self.eds_have.clear();
                 }
+                let mut new_markers = Vec::new();
                 for any in resources {
                     self.eds_have.insert(
                         route_scan::string_field(&any.value, 1)
                             .ok_or("ClusterLoadAssignment without cluster_name")?
                             .to_string(),
                     );
+                    if self.watch.endpoint_markers {
+                        for marker in crate::kube_mesh::markers_in(&any.value) {
+                            if self.seen_markers.insert(marker) {
+                                new_markers.push(marker);
+                            }
+                        }
+                    }
+                }
+                if !new_markers.is_empty() {
+                    let _ = self.events.send(Event::Endpoints {
+                        markers: new_markers,
+                        at: received,
+                    });
                 }
             }
             ROUTE => {

@@ -174,7 +174,23 @@ fn every_crd_is_structural_with_one_storage_version() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(served, ["v1alpha3", "v1beta1", "v1"]);
+    // Istio's order, and Istio's storage version.
+    assert_eq!(served, ["v1", "v1alpha3", "v1beta1"]);
+    let storage: Vec<&str> = vs["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["storage"] == json!(true))
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(storage, ["v1"]);
+    for expected in [
+        "envoyfilters.networking.istio.io",
+        "proxyconfigs.networking.istio.io",
+        "telemetries.telemetry.istio.io",
+    ] {
+        assert!(names.contains(&expected), "missing CRD {expected}");
+    }
 }
 
 #[test]
@@ -253,5 +269,50 @@ fn broken_configs_are_rejected() {
             errors.iter().any(|e| e.contains(needle)),
             "{what}: {errors:?} does not name {needle}"
         );
+    }
+}
+
+/// Every Istio kind has a fully typed spec, as Istio's CRDs do: only EnvoyFilter's patch value
+/// (a `google.protobuf.Struct`) and the IstioOperator spec keep unknown fields.
+#[test]
+fn specs_are_typed_down_to_their_leaves() {
+    fn open_paths(schema: &Value, path: &str, found: &mut Vec<String>) {
+        if schema["x-kubernetes-preserve-unknown-fields"] == json!(true) {
+            found.push(path.to_owned());
+        }
+        for (key, property) in schema["properties"].as_object().into_iter().flatten() {
+            open_paths(property, &format!("{path}.{key}"), found);
+        }
+        if schema["items"].is_object() {
+            open_paths(&schema["items"], &format!("{path}[]"), found);
+        }
+        if schema["additionalProperties"].is_object() {
+            open_paths(&schema["additionalProperties"], &format!("{path}.*"), found);
+        }
+    }
+    for crd in crds::all() {
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_owned();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut found = Vec::new();
+        open_paths(&schema["properties"]["spec"], "spec", &mut found);
+        let expected: &[&str] = match kind.as_str() {
+            "EnvoyFilter" => &["spec.configPatches[].patch.value"],
+            "IstioOperator" => &["spec"],
+            _ => &[],
+        };
+        assert_eq!(found, expected, "{kind}");
+        let rules = serde_json::to_string(schema).unwrap();
+        if kind != "IstioOperator" {
+            assert!(
+                schema["properties"]["status"]["properties"]["validationMessages"].is_object(),
+                "{kind}: status without validationMessages"
+            );
+        }
+        if ["ServiceEntry", "WorkloadEntry", "PeerAuthentication"].contains(&kind.as_str()) {
+            assert!(
+                rules.contains("port must be between 1-65535"),
+                "{kind}: no port range rule"
+            );
+        }
     }
 }

@@ -1,12 +1,24 @@
 //! Helpers the integration tests of several crates share: finding the real Envoy the test
-//! command installs (and failing, not skipping, under CI when it is missing) and free ports.
+//! command installs (and failing, not skipping, under CI when it is missing), free ports, and
+//! [`kube::TestCluster`], a real Kubernetes control plane (etcd, kube-apiserver with RBAC,
+//! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
 #![forbid(unsafe_code)]
 
+use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+
+pub mod kube;
+pub mod test_ca;
+
+/// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool
+/// then fails a test instead of skipping it.
+pub fn tools_required() -> bool {
+    std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty())
+}
 
 /// Envoy on PATH, else in the workspace's `.venv` (where `scripts/test.sh` installs it).
 pub fn find_envoy() -> Option<PathBuf> {
@@ -24,7 +36,7 @@ pub fn find_envoy() -> Option<PathBuf> {
 pub fn envoy_or_skip(test: &str) -> Option<PathBuf> {
     let found = find_envoy();
     if found.is_none() {
-        if std::env::var_os("LATEEN_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+        if tools_required() {
             panic!("envoy not found on PATH or in .venv/bin (run scripts/test.sh)");
         }
         eprintln!("NOTICE: envoy not found; skipping {test}");
@@ -38,4 +50,26 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// Lowest and one past the highest port [`free_low_port`] hands out: below the kernel's
+/// ephemeral range (32768..61000 here), so no `bind(0)` of another test takes it meanwhile,
+/// and the project's rule "bind port 0 or below 32768" holds for processes told their port.
+const LOW_PORTS: std::ops::Range<u16> = 20000..32768;
+
+/// A port free on 127.0.0.1 right now, chosen at random below 32768, for a child process that
+/// must be told its port on the command line (etcd, kube-apiserver). Random so that tests
+/// starting at the same time in other processes rarely pick the same one.
+pub fn free_low_port() -> u16 {
+    let span = u64::from(LOW_PORTS.end - LOW_PORTS.start);
+    for _ in 0..200 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        let offset = u16::try_from(h.finish() % span).unwrap_or(0);
+        let port = LOW_PORTS.start + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW_PORTS:?} on 127.0.0.1 after 200 tries");
 }
