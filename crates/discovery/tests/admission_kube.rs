@@ -1,0 +1,290 @@
+//! Admission against a real kube-apiserver (with etcd and kube-controller-manager, from
+//! `lateen-test-support`): the CRDs and webhook configurations `lateen install` renders, lateend
+//! serving its webhooks on 127.0.0.1 where the API server's `lateend.istio-system.svc:443`
+//! leads, and the seed's walk done with the real kubectl:
+//! - `kubectl label namespace default istio-injection=enabled` and the seed's nginx Deployment:
+//!   kube-controller-manager creates the Pod and the API server stores it injected (the webhook
+//!   trusts the API server's namespace selection; it cannot see namespace labels);
+//! - the seed's Deployment with `sidecar.istio.io/inject: "false"` is stored untouched;
+//! - `kubectl apply` of an invalid VirtualService is refused with lateen-api's message naming
+//!   the field, a valid one is stored, and istiod's always-reject probe (a dry run) is refused.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::lateend::start_lateend;
+use lateen_install::{Inputs, merge_inputs, render};
+use lateen_test_support::kube::TestCluster;
+use serde_json::{Value, json};
+
+const WEBHOOK_HOST: &str = "lateend.istio-system.svc";
+const WAIT: Duration = Duration::from_secs(90);
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+}
+
+/// What `lateen install` would apply that admission needs: the namespace, the CRDs and the
+/// webhook configurations, with `caBundle` set to lateend's CA.
+fn install_objects(ca_pem: &str) -> Value {
+    let merged = merge_inputs(&Inputs::default()).unwrap_or_else(|e| panic!("{e}"));
+    let rendered = render(&merged.operator).unwrap_or_else(|e| panic!("{e}"));
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let mut items = Vec::new();
+    for object in rendered {
+        let kind = object.kind().to_string();
+        let mut value = object.object;
+        match kind.as_str() {
+            "Namespace" | "CustomResourceDefinition" => {}
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+                for hook in value["webhooks"].as_array_mut().into_iter().flatten() {
+                    hook["clientConfig"]["caBundle"] = json!(bundle);
+                }
+            }
+            _ => continue,
+        }
+        items.push(value);
+    }
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn kubectl_ok(cluster: &TestCluster, args: &[&str], stdin: Option<&[u8]>) -> String {
+    let out = cluster.kubectl(args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}\n{}",
+        text(&out),
+        cluster.log_tails(20)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A namespace labelled for injection, once kube-controller-manager has given it the
+/// `default` ServiceAccount pods need.
+async fn injected_namespace(cluster: &TestCluster, name: &str) {
+    kubectl_ok(cluster, &["create", "namespace", name], None);
+    kubectl_ok(
+        cluster,
+        &["label", "namespace", name, "istio-injection=enabled"],
+        None,
+    );
+    let deadline = Instant::now() + WAIT;
+    while !cluster
+        .kubectl(&["get", "serviceaccount", "default", "-n", name], None)
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no default ServiceAccount in {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first pod labelled `app=nginx` in `namespace`, waiting (bounded) for the ReplicaSet
+/// controller to create it.
+async fn nginx_pod(cluster: &TestCluster, namespace: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = cluster.kubectl(
+            &[
+                "get",
+                "pods",
+                "-n",
+                namespace,
+                "-l",
+                "app=nginx",
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        if out.status.success() {
+            let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if let Some(pod) = list["items"].as_array().and_then(|i| i.first()) {
+                return pod.clone();
+            }
+        }
+        if Instant::now() > deadline {
+            let events = cluster.kubectl(&["get", "events", "-n", namespace], None);
+            panic!(
+                "no nginx pod in {namespace} within {WAIT:?}\n{}",
+                text(&events)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn container_names(pod: &Value, list: &str) -> Vec<String> {
+    pod["spec"][list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_walk_injects_and_validates_through_the_api_server() {
+    let Some(cluster) = TestCluster::start_or_skip("admission_kube") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = work.path().join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let ca = work.path().join("webhook-ca.pem");
+    let lateend = start_lateend(
+        &config,
+        work.path(),
+        &["--webhook-ca-out".as_ref(), ca.as_os_str()],
+    )
+    .await;
+    let ca_pem = std::fs::read_to_string(&ca).expect("lateend wrote its CA");
+    // What a Service lateend:443 -> targetPort 15017 does in a cluster.
+    cluster.set_host_port(
+        WEBHOOK_HOST,
+        443,
+        SocketAddr::from(([127, 0, 0, 1], lateend.webhook)),
+    );
+    let objects = serde_json::to_vec(&install_objects(&ca_pem)).expect("json");
+    kubectl_ok(&cluster, &["apply", "-f", "-"], Some(&objects));
+    kubectl_ok(
+        &cluster,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/virtualservices.networking.istio.io",
+        ],
+        None,
+    );
+
+    // The seed's walk: label the namespace, apply the Deployment.
+    kubectl_ok(
+        &cluster,
+        &["label", "namespace", "default", "istio-injection=enabled"],
+        None,
+    );
+    let nginx = std::fs::read(fixtures().join("seed/deployment-nginx.yaml")).expect("seed");
+    kubectl_ok(
+        &cluster,
+        &["apply", "-n", "default", "-f", "-"],
+        Some(&nginx),
+    );
+    let pod = nginx_pod(&cluster, "default").await;
+    let containers = container_names(&pod, "containers");
+    let init = container_names(&pod, "initContainers");
+    assert!(
+        containers.contains(&"lateen-proxy".to_string()),
+        "stored pod is not injected: containers {containers:?}\n{}",
+        lateend.process.log_tail()
+    );
+    assert!(init.contains(&"lateen-init".to_string()), "{init:?}");
+    assert!(
+        pod["metadata"]["annotations"]["sidecar.istio.io/status"].is_string(),
+        "{}",
+        pod["metadata"]
+    );
+
+    // The opted-out Deployment, in another namespace selected the same way.
+    injected_namespace(&cluster, "optout").await;
+    let opted_out =
+        std::fs::read(fixtures().join("seed/deployment-nginx-inject-false.yaml")).expect("seed");
+    kubectl_ok(
+        &cluster,
+        &["apply", "-n", "optout", "-f", "-"],
+        Some(&opted_out),
+    );
+    let pod = nginx_pod(&cluster, "optout").await;
+    assert_eq!(container_names(&pod, "containers"), ["nginx"]);
+    assert!(container_names(&pod, "initContainers").is_empty());
+    assert!(pod["metadata"]["annotations"]["sidecar.istio.io/status"].is_null());
+
+    // Validation: the invalid VirtualService of Istio's own istioctl tests is refused with the
+    // field named; a valid one is stored.
+    let invalid = std::fs::read(fixtures().join(
+        "istio/corpus/validation/invalid/istioctl-validate--invalid-virtual-service-negative-weight.yaml",
+    ))
+    .expect("corpus");
+    let out = cluster.kubectl(&["apply", "-n", "default", "-f", "-"], Some(&invalid));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "invalid VirtualService stored: {}",
+        text(&out)
+    );
+    eprintln!(
+        "kubectl apply of an invalid VirtualService: {}",
+        stderr.trim()
+    );
+    assert!(
+        stderr.contains("denied the request: configuration is invalid:")
+            && stderr.contains("spec.http[0].route[1].weight"),
+        "{}\n{}",
+        text(&out),
+        lateend.process.log_tail()
+    );
+    let valid = std::fs::read(
+        fixtures()
+            .join("istio/corpus/validation/valid/istioctl-validate--valid-virtual-service.yaml"),
+    )
+    .expect("corpus");
+    kubectl_ok(
+        &cluster,
+        &["apply", "-n", "default", "-f", "-"],
+        Some(&valid),
+    );
+    kubectl_ok(
+        &cluster,
+        &[
+            "delete",
+            "virtualservice",
+            "valid-virtual-service",
+            "-n",
+            "default",
+        ],
+        None,
+    );
+
+    // istiod's probe of a live validating webhook: a server-side dry run of an invalid Gateway
+    // carrying the always-reject annotation must be denied.
+    let probe = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "invalid-gateway", "namespace": "istio-system",
+                     "labels": {"istio.io/rev": "default"},
+                     "annotations": {"internal.istio.io/webhook-always-reject": "true"}},
+        "spec": {"servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]},
+    });
+    let probe = serde_json::to_vec(&probe).expect("json");
+    let out = cluster.kubectl(&["create", "--dry-run=server", "-f", "-"], Some(&probe));
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("denied the request"),
+        "{}",
+        text(&out)
+    );
+    let (_, metrics) = common::get(lateend.debug, "x", "/metrics", &[])
+        .await
+        .expect("lateend /metrics");
+    assert!(
+        metrics.contains("sidecar_injection_success_total 1")
+            && metrics.contains("galley_validation_failed_total"),
+        "{metrics}"
+    );
+    drop(lateend);
+}
