@@ -339,4 +339,15 @@ mod tests {
                 .contains("only supports action ALLOW/DENY")
         );
     }
+
+    /// istiod's older readiness probe has no annotation, only an empty spec: refused too.
+    #[test]
+    fn a_gateway_without_servers() {
+        let gw = json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+                        "metadata": {"name": "invalid-gateway", "namespace": "istio-system"}, "spec": {}});
+        assert_eq!(
+            message(verdict("CREATE", gw)),
+            "configuration is invalid: Gateway istio-system/invalid-gateway: spec.servers: gateway must have at least one server"
+        );
+    }
 }
