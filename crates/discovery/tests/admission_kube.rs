@@ -8,17 +8,26 @@
 //! - the seed's Deployment with `sidecar.istio.io/inject: "false"` is stored untouched;
 //! - `kubectl apply` of an invalid VirtualService is refused with lateen-api's message naming
 //!   the field, a valid one is stored, and istiod's always-reject probe (a dry run) is refused.
+//!
+//! And native sidecars (`ENABLE_NATIVE_SIDECARS=auto`): with the injection webhook asking the
+//! cluster's Nodes (what lateend's Kubernetes source gives it; here the test reads them), the API
+//! server stores the proxy as a restartable init container while every kubelet is >= 1.33, and
+//! in the classic place once an older Node joins.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::lateend::start_lateend;
+use k8s_openapi::api::core::v1::Node;
+use lateen_inject::native::{NativeSidecarMode, NativeSidecars, NodeTable};
+use lateen_inject::webhook::{WebhookCert, WebhookState, serve};
 use lateen_install::{Inputs, merge_inputs, render};
-use lateen_test_support::kube::TestCluster;
+use lateen_test_support::kube::{TestCluster, kubelet};
 use serde_json::{Value, json};
 
 const WEBHOOK_HOST: &str = "lateend.istio-system.svc";
@@ -30,7 +39,7 @@ fn fixtures() -> std::path::PathBuf {
 
 /// What `lateen install` would apply that admission needs: the namespace, the CRDs and the
 /// webhook configurations, with `caBundle` set to lateend's CA.
-fn install_objects(ca_pem: &str) -> Value {
+fn install_objects(ca_pem: &str, kinds: &[&str]) -> Value {
     let merged = merge_inputs(&Inputs::default()).unwrap_or_else(|e| panic!("{e}"));
     let rendered = render(&merged.operator).unwrap_or_else(|e| panic!("{e}"));
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
@@ -38,14 +47,11 @@ fn install_objects(ca_pem: &str) -> Value {
     for object in rendered {
         let kind = object.kind().to_string();
         let mut value = object.object;
-        match kind.as_str() {
-            "Namespace" | "CustomResourceDefinition" => {}
-            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
-                for hook in value["webhooks"].as_array_mut().into_iter().flatten() {
-                    hook["clientConfig"]["caBundle"] = json!(bundle);
-                }
-            }
-            _ => continue,
+        if !kinds.contains(&kind.as_str()) {
+            continue;
+        }
+        for hook in value["webhooks"].as_array_mut().into_iter().flatten() {
+            hook["clientConfig"]["caBundle"] = json!(bundle);
         }
         items.push(value);
     }
@@ -161,7 +167,13 @@ async fn seed_walk_injects_and_validates_through_the_api_server() {
         443,
         SocketAddr::from(([127, 0, 0, 1], lateend.webhook)),
     );
-    let objects = serde_json::to_vec(&install_objects(&ca_pem)).expect("json");
+    let kinds = [
+        "Namespace",
+        "CustomResourceDefinition",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ];
+    let objects = serde_json::to_vec(&install_objects(&ca_pem, &kinds)).expect("json");
     kubectl_ok(&cluster, &["apply", "-f", "-"], Some(&objects));
     kubectl_ok(
         &cluster,
@@ -287,4 +299,112 @@ async fn seed_walk_injects_and_validates_through_the_api_server() {
         "{metrics}"
     );
     drop(lateend);
+}
+
+/// Node name -> kubelet version, as the API server has them (lateend's Kubernetes source keeps
+/// the same table from its Node watch).
+async fn read_nodes(client: &kube::Client, table: &NodeTable) {
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let list = nodes
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing nodes: {e}"));
+    table.replace(
+        list.items
+            .into_iter()
+            .filter_map(|n| {
+                let version = n.status?.node_info?.kubelet_version;
+                Some((n.metadata.name?, version))
+            })
+            .collect(),
+    );
+}
+
+fn proxy_layout(pod: &Value) -> &'static str {
+    let proxy_in = |list: &str| {
+        pod["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == "lateen-proxy")
+            .cloned()
+    };
+    match (proxy_in("initContainers"), proxy_in("containers")) {
+        (Some(init), None) if init["restartPolicy"] == "Always" => "native",
+        (None, Some(_)) => "classic",
+        other => panic!("lateen-proxy placement {other:?} in {}", pod["spec"]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_sidecars_follow_the_clusters_kubelets() {
+    let Some(cluster) = TestCluster::start_or_skip("admission_kube native sidecars") else {
+        return;
+    };
+    let client = cluster.client().await;
+    kubelet::create_node(&client, "new-node", &[], "198.18.70.1".parse().expect("ip"))
+        .await
+        .unwrap_or_else(|e| panic!("node: {e}"));
+    let nodes = Arc::new(NodeTable::default());
+    read_nodes(&client, &nodes).await;
+    let cert = WebhookCert::generate_for_lateend().expect("cert");
+    let state = WebhookState::build(
+        lateen_inject::InjectConfig::default(),
+        NativeSidecars {
+            mode: NativeSidecarMode::Auto,
+            nodes: Some(nodes.clone()),
+        },
+        None,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(serve(listener, cert.server_config().expect("tls"), state));
+    cluster.set_host_port(WEBHOOK_HOST, 443, addr);
+    let objects = install_objects(&cert.ca_pem, &["MutatingWebhookConfiguration"]);
+    kubectl_ok(
+        &cluster,
+        &["apply", "-f", "-"],
+        Some(&serde_json::to_vec(&objects).expect("json")),
+    );
+    let nginx = std::fs::read(fixtures().join("seed/deployment-nginx.yaml")).expect("seed");
+
+    injected_namespace(&cluster, "native").await;
+    kubectl_ok(
+        &cluster,
+        &["apply", "-n", "native", "-f", "-"],
+        Some(&nginx),
+    );
+    assert_eq!(proxy_layout(&nginx_pod(&cluster, "native").await), "native");
+
+    // A kubelet older than 1.33 joins: no pod may get the native layout any more.
+    kubelet::create_node(&client, "old-node", &[], "198.18.70.2".parse().expect("ip"))
+        .await
+        .unwrap_or_else(|e| panic!("node: {e}"));
+    kubectl_ok(
+        &cluster,
+        &[
+            "patch",
+            "node",
+            "old-node",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"nodeInfo":{"kubeletVersion":"v1.31.4"}}}"#,
+        ],
+        None,
+    );
+    read_nodes(&client, &nodes).await;
+    injected_namespace(&cluster, "classic").await;
+    kubectl_ok(
+        &cluster,
+        &["apply", "-n", "classic", "-f", "-"],
+        Some(&nginx),
+    );
+    assert_eq!(
+        proxy_layout(&nginx_pod(&cluster, "classic").await),
+        "classic"
+    );
+    server.abort();
 }
