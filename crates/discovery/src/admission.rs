@@ -16,6 +16,10 @@
 //!   warnings go back as the response's `warnings` (kubectl prints them);
 //! - top-level fields other than `apiVersion`, `kind`, `metadata`, `spec` and `status` are
 //!   refused as `unknown field "<f>" on <Kind> resource <ns>/<name>`;
+//! - a spec field `lateen-api` does not model is not a reason to refuse: the CRD (strict, as
+//!   Istio's) has already refused or pruned what Istio does not know, so the object is valid
+//!   for Istio; it is admitted with a warning that lateend will not apply it (the folder
+//!   source rejects the same object);
 //! - Istio kinds lateend does not model (EnvoyFilter, ProxyConfig, Telemetry, WasmPlugin) are
 //!   admitted after the metadata checks, with a warning saying lateend ignores them;
 //! - a dry run (`kubectl apply --dry-run=server`) gets the same answer; the log says so.
@@ -216,15 +220,36 @@ fn check_spec(object: &serde_json::Map<String, Value>, namespace: &str) -> Verdi
             warnings: loaded.warnings.iter().map(warning_text).collect(),
         },
         Err(errors) => {
-            let messages: Vec<String> = errors
+            let errors: Vec<&lateen_api::ConfigError> = errors
                 .errors
                 .iter()
                 .filter(|e| e.severity == lateen_api::Severity::Error)
-                .map(lateen_api::ConfigError::object_message)
                 .collect();
+            if !errors.is_empty() && errors.iter().all(|e| is_unmodelled_field(e)) {
+                // The CRD's schema (strict, as Istio's) has already refused or pruned fields
+                // Istio does not know, so these are Istio fields lateend does not model yet:
+                // Istio admits the object; say that lateend will not act on it.
+                return Verdict::Allow {
+                    warnings: errors
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "lateend does not support {} yet and will not apply this resource",
+                                e.path
+                            )
+                        })
+                        .collect(),
+                };
+            }
+            let messages: Vec<String> = errors.iter().map(|e| e.object_message()).collect();
             invalid(messages.join("; "))
         }
     }
+}
+
+/// An error about a field `lateen-api`'s model does not have (serde's unknown-field message).
+fn is_unmodelled_field(e: &lateen_api::ConfigError) -> bool {
+    e.message.starts_with("unknown field `")
 }
 
 fn warning_text(w: &lateen_api::ConfigError) -> String {

@@ -273,6 +273,19 @@ async fn seed_walk_injects_and_validates_through_the_api_server() {
         None,
     );
 
+    // Valid for Istio, with a field lateen-api does not model: stored, and kubectl shows why
+    // lateend will not act on it.
+    let unmodelled =
+        std::fs::read(fixtures().join("istio/corpus/validation/valid/crd-authz--full.yaml"))
+            .expect("corpus");
+    let out = cluster.kubectl(&["apply", "-n", "default", "-f", "-"], Some(&unmodelled));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("Warning: lateend does not support"),
+        "{}",
+        text(&out)
+    );
+
     // istiod's probe of a live validating webhook: a server-side dry run of an invalid Gateway
     // carrying the always-reject annotation must be denied.
     let probe = json!({
