@@ -78,6 +78,18 @@ impl NodeVersions for BTreeMap<String, String> {
     }
 }
 
+/// A snapshot getter: `move || state.kubelet_versions()` over a cluster state that keeps node
+/// name → kubelet version.
+impl<F: Fn() -> Arc<BTreeMap<String, String>> + Send + Sync> NodeVersions for F {
+    fn kubelet_version(&self, name: &str) -> Option<String> {
+        self().get(name).cloned()
+    }
+
+    fn all_kubelet_versions(&self) -> Vec<String> {
+        self().values().cloned().collect()
+    }
+}
+
 /// A node table that a watcher replaces as nodes come and go (cheap to read from the webhook).
 #[derive(Debug, Default)]
 pub struct NodeTable {
@@ -228,6 +240,12 @@ mod tests {
             nodes: Some(table),
         };
         assert!(!off.for_pod(""));
+        let snapshot = Arc::new(BTreeMap::from([("n".to_string(), "v1.30.0".to_string())]));
+        let from_state = NativeSidecars {
+            mode: NativeSidecarMode::Auto,
+            nodes: Some(Arc::new(move || snapshot.clone())),
+        };
+        assert!(!from_state.for_pod(""));
         assert_eq!(
             NativeSidecarMode::parse("auto"),
             Some(NativeSidecarMode::Auto)
