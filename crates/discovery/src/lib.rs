@@ -7,7 +7,10 @@
 //! the xDS protocol (`lateen-xds`) or injection itself (`lateen-inject`); it only uses them.
 //!
 //! Map:
-//! - [`store`]: a folder of YAML files, polled, validated per file, last good version kept.
+//! - [`store`]: a folder of YAML files, polled, validated per file, last good version kept;
+//!   merged with the cluster's configuration.
+//! - [`kube`]: the Kubernetes cluster as a source (Services, EndpointSlices, Pods, Nodes,
+//!   Namespaces, MeshConfig and injector ConfigMaps, Istio's custom resources).
 //! - [`proxy`]: who a connected proxy is (node id and metadata, as Istio's agent sends them).
 //! - [`registry`]: services and their endpoints; [`registry::autoreg`] for proxies that
 //!   register themselves on connect and leave after a grace period.
@@ -21,6 +24,7 @@
 
 pub mod admission;
 pub mod debug;
+pub mod kube;
 pub mod metrics;
 pub mod proxy;
 pub mod push;

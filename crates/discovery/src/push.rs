@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::registry::{AutoRegistry, Registry};
+use crate::registry::{AutoRegistry, Registry, Service};
 use crate::store::Config;
 use crate::translate::{ProxyView, SharedClusters, build_snapshot_shared, selected_label_keys};
 
@@ -162,9 +162,12 @@ impl Default for DebounceSettings {
 /// Shared control-plane state.
 pub struct ControlPlane {
     config: RwLock<Arc<Config>>,
+    /// Services of the Kubernetes cluster (`crate::kube`), merged into the registry.
+    cluster_services: RwLock<Arc<Vec<Service>>>,
     autoreg: AutoRegistry,
     xds: OnceLock<XdsServer>,
     webhook: OnceLock<Arc<lateen_inject::webhook::WebhookState>>,
+    cluster: OnceLock<Arc<crate::kube::ClusterState>>,
     triggers: mpsc::UnboundedSender<Trigger>,
     metrics: Arc<Metrics>,
     generation: Mutex<GenerationSlot>,
@@ -182,9 +185,11 @@ impl ControlPlane {
         let (triggers, rx) = mpsc::unbounded_channel();
         let cp = Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
+            cluster_services: RwLock::new(Arc::new(Vec::new())),
             autoreg: AutoRegistry::new(grace),
             xds: OnceLock::new(),
             webhook: OnceLock::new(),
+            cluster: OnceLock::new(),
             triggers,
             metrics: Arc::new(Metrics::default()),
             generation: Mutex::new(GenerationSlot::default()),
@@ -204,6 +209,17 @@ impl ControlPlane {
 
     pub fn webhook(&self) -> Option<&Arc<lateen_inject::webhook::WebhookState>> {
         self.webhook.get()
+    }
+
+    /// Records what the cluster source publishes (namespace labels, kubelet versions, refused
+    /// Istio objects), for whoever holds the control plane.
+    pub fn attach_cluster(&self, state: Arc<crate::kube::ClusterState>) {
+        let _ = self.cluster.set(state);
+    }
+
+    /// The cluster source's state, when lateend reads a cluster.
+    pub fn cluster(&self) -> Option<&Arc<crate::kube::ClusterState>> {
+        self.cluster.get()
     }
 
     pub fn xds(&self) -> Option<&XdsServer> {
@@ -237,6 +253,22 @@ impl ControlPlane {
         }
     }
 
+    /// Replaces the cluster's services (sorted by hostname) and asks for a push when they
+    /// changed. The registry merges them with ServiceEntry services ([`Registry::build_with`]).
+    pub fn set_cluster_services(&self, services: Vec<Service>) {
+        {
+            let mut current = self
+                .cluster_services
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if **current == services {
+                return;
+            }
+            *current = Arc::new(services);
+        }
+        self.trigger(Trigger::Registry);
+    }
+
     fn trigger(&self, t: Trigger) {
         self.metrics.push_triggers.fetch_add(1, Ordering::Relaxed);
         self.slot().stale = true;
@@ -258,7 +290,12 @@ impl ControlPlane {
             return current.clone();
         }
         let config = self.config();
-        let registry = Registry::build(&config, &self.autoreg.workloads());
+        let cluster = self
+            .cluster_services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let registry = Registry::build_with(&config, &self.autoreg.workloads(), &cluster);
         slot.stale = false;
         if let Some(current) = &slot.current
             && Arc::ptr_eq(&current.config, &config)
