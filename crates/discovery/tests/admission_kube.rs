@@ -1,7 +1,8 @@
 //! Admission against a real kube-apiserver (with etcd and kube-controller-manager, from
 //! `lateen-test-support`): the CRDs and webhook configurations `lateen install` renders, lateend
-//! serving its webhooks on 127.0.0.1 where the API server's `lateend.istio-system.svc:443`
-//! leads, and the seed's walk done with the real kubectl:
+//! reading the cluster with the admin kubeconfig and serving its webhooks on 127.0.0.1 where the
+//! API server's `lateend.istio-system.svc:443` leads, and the seed's walk done with the real
+//! kubectl:
 //! - `kubectl label namespace default istio-injection=enabled` and the seed's nginx Deployment:
 //!   kube-controller-manager creates the Pod and the API server stores it injected (the webhook
 //!   trusts the API server's namespace selection; it cannot see namespace labels);
@@ -9,23 +10,20 @@
 //! - `kubectl apply` of an invalid VirtualService is refused with lateen-api's message naming
 //!   the field, a valid one is stored, and istiod's always-reject probe (a dry run) is refused.
 //!
-//! And native sidecars (`ENABLE_NATIVE_SIDECARS=auto`): with the injection webhook asking the
-//! cluster's Nodes (what lateend's Kubernetes source gives it; here the test reads them), the API
-//! server stores the proxy as a restartable init container while every kubelet is >= 1.33, and
-//! in the classic place once an older Node joins.
+//! And native sidecars (`ENABLE_NATIVE_SIDECARS=auto`): lateend reading the cluster
+//! (`--kubeconfig`) answers from its own Node watch, so the API server stores the proxy as a
+//! restartable init container while every kubelet is >= 1.33, and in the classic place once an
+//! older Node joins.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::lateend::Lateend;
 use common::lateend::start_lateend;
-use k8s_openapi::api::core::v1::Node;
-use lateen_inject::native::{NativeSidecarMode, NativeSidecars, NodeTable};
-use lateen_inject::webhook::{WebhookCert, WebhookState, serve};
 use lateen_install::{Inputs, merge_inputs, render};
 use lateen_test_support::kube::{TestCluster, kubelet};
 use serde_json::{Value, json};
@@ -68,37 +66,17 @@ fn text(out: &std::process::Output) -> String {
 }
 
 fn kubectl_ok(cluster: &TestCluster, args: &[&str], stdin: Option<&[u8]>) -> String {
-    let out = cluster.kubectl(args, stdin);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}\n{}",
-        text(&out),
-        cluster.log_tails(20)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cluster
+        .kubectl_ok(args, stdin)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.log_tails(20)))
 }
 
-/// A namespace labelled for injection, once kube-controller-manager has given it the
-/// `default` ServiceAccount pods need.
+/// A namespace labelled `istio-injection=enabled`, ready for pods.
 async fn injected_namespace(cluster: &TestCluster, name: &str) {
-    kubectl_ok(cluster, &["create", "namespace", name], None);
-    kubectl_ok(
-        cluster,
-        &["label", "namespace", name, "istio-injection=enabled"],
-        None,
-    );
-    let deadline = Instant::now() + WAIT;
-    while !cluster
-        .kubectl(&["get", "serviceaccount", "default", "-n", name], None)
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no default ServiceAccount in {name}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster
+        .create_namespace(name, &[("istio-injection", "enabled")])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// The first pod labelled `app=nginx` in `namespace`, waiting (bounded) for the ReplicaSet
@@ -151,40 +129,16 @@ async fn seed_walk_injects_and_validates_through_the_api_server() {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
-    let config = work.path().join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    let ca = work.path().join("webhook-ca.pem");
-    let lateend = start_lateend(
-        &config,
-        work.path(),
-        &["--webhook-ca-out".as_ref(), ca.as_os_str()],
-    )
-    .await;
-    let ca_pem = std::fs::read_to_string(&ca).expect("lateend wrote its CA");
-    // What a Service lateend:443 -> targetPort 15017 does in a cluster.
-    cluster.set_host_port(
-        WEBHOOK_HOST,
-        443,
-        SocketAddr::from(([127, 0, 0, 1], lateend.webhook)),
-    );
     let kinds = [
         "Namespace",
         "CustomResourceDefinition",
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
     ];
-    let objects = serde_json::to_vec(&install_objects(&ca_pem, &kinds)).expect("json");
-    kubectl_ok(&cluster, &["apply", "-f", "-"], Some(&objects));
-    kubectl_ok(
-        &cluster,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/virtualservices.networking.istio.io",
-        ],
-        None,
-    );
+    let lateend = lateend_on_the_cluster(&cluster, work.path(), &kinds).await;
+    cluster
+        .wait_crds_established()
+        .unwrap_or_else(|e| panic!("{e:#}"));
 
     // The seed's walk: label the namespace, apply the Deployment.
     kubectl_ok(
@@ -199,14 +153,15 @@ async fn seed_walk_injects_and_validates_through_the_api_server() {
         Some(&nginx),
     );
     let pod = nginx_pod(&cluster, "default").await;
-    let containers = container_names(&pod, "containers");
     let init = container_names(&pod, "initContainers");
     assert!(
-        containers.contains(&"lateen-proxy".to_string()),
-        "stored pod is not injected: containers {containers:?}\n{}",
+        init.contains(&"lateen-init".to_string()),
+        "stored pod is not injected: init containers {init:?}\n{}",
         lateend.process.log_tail()
     );
-    assert!(init.contains(&"lateen-init".to_string()), "{init:?}");
+    // This cluster has no Nodes: as in Istio, that counts as every kubelet supporting native
+    // sidecars.
+    assert_eq!(proxy_layout(&pod), "native");
     assert!(
         pod["metadata"]["annotations"]["sidecar.istio.io/status"].is_string(),
         "{}",
@@ -314,25 +269,6 @@ async fn seed_walk_injects_and_validates_through_the_api_server() {
     drop(lateend);
 }
 
-/// Node name -> kubelet version, as the API server has them (lateend's Kubernetes source keeps
-/// the same table from its Node watch).
-async fn read_nodes(client: &kube::Client, table: &NodeTable) {
-    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
-    let list = nodes
-        .list(&Default::default())
-        .await
-        .unwrap_or_else(|e| panic!("listing nodes: {e}"));
-    table.replace(
-        list.items
-            .into_iter()
-            .filter_map(|n| {
-                let version = n.status?.node_info?.kubelet_version;
-                Some((n.metadata.name?, version))
-            })
-            .collect(),
-    );
-}
-
 fn proxy_layout(pod: &Value) -> &'static str {
     let proxy_in = |list: &str| {
         pod["spec"][list]
@@ -349,6 +285,67 @@ fn proxy_layout(pod: &Value) -> &'static str {
     }
 }
 
+/// lateend reading the cluster (`--kubeconfig`), its webhook behind
+/// `lateend.istio-system.svc:443`, with the rendered objects of `kinds` applied.
+async fn lateend_on_the_cluster(cluster: &TestCluster, work: &Path, kinds: &[&str]) -> Lateend {
+    let config = work.join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let ca = work.join("webhook-ca.pem");
+    let kubeconfig = cluster.kubeconfig().as_os_str().to_owned();
+    let lateend = start_lateend(
+        &config,
+        work,
+        &[
+            "--kubeconfig".as_ref(),
+            kubeconfig.as_os_str(),
+            "--webhook-ca-out".as_ref(),
+            ca.as_os_str(),
+        ],
+    )
+    .await;
+    let ca_pem = std::fs::read_to_string(&ca).expect("lateend wrote its CA");
+    cluster.set_host_port(
+        WEBHOOK_HOST,
+        443,
+        SocketAddr::from(([127, 0, 0, 1], lateend.webhook)),
+    );
+    let objects = install_objects(&ca_pem, kinds);
+    kubectl_ok(
+        cluster,
+        &["apply", "-f", "-"],
+        Some(&serde_json::to_vec(&objects).expect("json")),
+    );
+    lateend
+}
+
+/// The layout of the proxy in the nginx pod of a fresh namespace `ns`; when it is not `want`
+/// yet (lateend's Node watch may lag the Node write by a moment), the pod is deleted and the
+/// ReplicaSet's next one looked at, for a bounded time.
+async fn layout_becomes(cluster: &TestCluster, ns: &str, want: &str) {
+    let nginx = std::fs::read(fixtures().join("seed/deployment-nginx.yaml")).expect("seed");
+    injected_namespace(cluster, ns).await;
+    kubectl_ok(cluster, &["apply", "-n", ns, "-f", "-"], Some(&nginx));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pod = nginx_pod(cluster, ns).await;
+        let layout = proxy_layout(&pod);
+        if layout == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ns}: still {layout}, want {want}"
+        );
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        kubectl_ok(
+            cluster,
+            &["delete", "pod", "-n", ns, name, "--wait=false"],
+            None,
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_sidecars_follow_the_clusters_kubelets() {
     let Some(cluster) = TestCluster::start_or_skip("admission_kube native sidecars") else {
@@ -358,38 +355,10 @@ async fn native_sidecars_follow_the_clusters_kubelets() {
     kubelet::create_node(&client, "new-node", &[], "198.18.70.1".parse().expect("ip"))
         .await
         .unwrap_or_else(|e| panic!("node: {e}"));
-    let nodes = Arc::new(NodeTable::default());
-    read_nodes(&client, &nodes).await;
-    let cert = WebhookCert::generate_for_lateend().expect("cert");
-    let state = WebhookState::build(
-        lateen_inject::InjectConfig::default(),
-        NativeSidecars {
-            mode: NativeSidecarMode::Auto,
-            nodes: Some(nodes.clone()),
-        },
-        None,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(serve(listener, cert.server_config().expect("tls"), state));
-    cluster.set_host_port(WEBHOOK_HOST, 443, addr);
-    let objects = install_objects(&cert.ca_pem, &["MutatingWebhookConfiguration"]);
-    kubectl_ok(
-        &cluster,
-        &["apply", "-f", "-"],
-        Some(&serde_json::to_vec(&objects).expect("json")),
-    );
-    let nginx = std::fs::read(fixtures().join("seed/deployment-nginx.yaml")).expect("seed");
-
-    injected_namespace(&cluster, "native").await;
-    kubectl_ok(
-        &cluster,
-        &["apply", "-n", "native", "-f", "-"],
-        Some(&nginx),
-    );
-    assert_eq!(proxy_layout(&nginx_pod(&cluster, "native").await), "native");
+    let work = tempfile::tempdir().expect("tempdir");
+    let lateend =
+        lateend_on_the_cluster(&cluster, work.path(), &["MutatingWebhookConfiguration"]).await;
+    layout_becomes(&cluster, "native", "native").await;
 
     // A kubelet older than 1.33 joins: no pod may get the native layout any more.
     kubelet::create_node(&client, "old-node", &[], "198.18.70.2".parse().expect("ip"))
@@ -408,16 +377,6 @@ async fn native_sidecars_follow_the_clusters_kubelets() {
         ],
         None,
     );
-    read_nodes(&client, &nodes).await;
-    injected_namespace(&cluster, "classic").await;
-    kubectl_ok(
-        &cluster,
-        &["apply", "-n", "classic", "-f", "-"],
-        Some(&nginx),
-    );
-    assert_eq!(
-        proxy_layout(&nginx_pod(&cluster, "classic").await),
-        "classic"
-    );
-    server.abort();
+    layout_becomes(&cluster, "classic", "classic").await;
+    drop(lateend);
 }
