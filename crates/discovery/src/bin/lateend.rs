@@ -64,8 +64,8 @@ struct Args {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15014")]
     debug_address: SocketAddr,
 
-    /// Sidecar-injection admission webhook address (HTTPS; paths /inject,
-    /// /inject/cluster/C/net/N, /inject/:ENV:...).
+    /// Admission webhooks address (HTTPS): sidecar injection on /inject,
+    /// /inject/cluster/C/net/N, /inject/:ENV:...; Istio configuration validation on /validate.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15017")]
     webhook_address: SocketAddr,
 
@@ -214,14 +214,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
     let cluster_state = ClusterState::new();
-    let namespaces: Arc<dyn lateen_inject::webhook::NamespaceLabels> = cluster_state.clone();
-    let webhook = lateen_discovery::webhook::start_with_namespaces(
-        webhook_listener,
-        &cert,
-        &files,
-        namespaces,
-    )
-    .context("starting the injection webhook")?;
+    // Istio's ENABLE_NATIVE_SIDECARS (default auto): in auto, the cluster's Nodes decide; with
+    // no cluster there are no nodes to ask, so the classic layout.
+    let native_sidecars = lateen_inject::native::NativeSidecars {
+        mode: lateen_inject::native::NativeSidecarMode::from_env_value(
+            std::env::var(lateen_inject::native::NativeSidecarMode::ENV)
+                .ok()
+                .as_deref(),
+        ),
+        nodes: cluster
+            .then(|| cluster_state.clone() as Arc<dyn lateen_inject::native::NodeVersions>),
+    };
+    let webhook =
+        lateen_discovery::webhook::start(webhook_listener, &cert, &files, native_sidecars)
+            .context("starting the admission webhooks")?;
     cp.attach_webhook(webhook);
     let kube_source = if cluster {
         cp.attach_cluster(cluster_state.clone());
