@@ -58,15 +58,6 @@ fn get_json(cluster: &TestCluster, args: &[&str]) -> Option<Value> {
         .flatten()
 }
 
-fn kubectl_ok(cluster: &TestCluster, args: &[&str], stdin: Option<&[u8]>) {
-    let out = cluster.kubectl(args, stdin);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn lease_holder(cluster: &TestCluster, lease: &str) -> Option<String> {
     get_json(cluster, &["lease", lease, "-n", NS])?["spec"]["holderIdentity"]
         .as_str()
@@ -219,12 +210,15 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     let work = cluster.dir().join("install_kube");
     std::fs::create_dir_all(&work).expect("work dir");
     // A namespace labelled for injection before lateend runs, and default as it is.
-    kubectl_ok(&cluster, &["create", "namespace", "labelled"], None);
-    kubectl_ok(
-        &cluster,
-        &["label", "namespace", "labelled", "istio-injection=enabled"],
-        None,
-    );
+    cluster
+        .kubectl_ok(&["create", "namespace", "labelled"], None)
+        .expect("kubectl");
+    cluster
+        .kubectl_ok(
+            &["label", "namespace", "labelled", "istio-injection=enabled"],
+            None,
+        )
+        .expect("kubectl");
 
     let install = Command::new(lateen())
         .args(["install", "-y", "--set", "profile=demo", "--kubeconfig"])
@@ -267,7 +261,9 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     let wildcard = br#"{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": "wildcard", "namespace": "labelled"},
         "spec": {"hosts": ["*"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}}"#;
-    kubectl_ok(&cluster, &["create", "-f", "-"], Some(wildcard));
+    cluster
+        .kubectl_ok(&["create", "-f", "-"], Some(wildcard))
+        .expect("kubectl");
 
     let a = start_replica(&cluster, &container, &pod_a, account, &work);
     let took = wait_ready(&a, "replica A");
@@ -381,40 +377,67 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     );
     let pod = br#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "labelled"},
         "spec": {"containers": [{"name": "app", "image": "nginx"}]}}"#;
-    kubectl_ok(&cluster, &["create", "-f", "-"], Some(pod));
+    cluster
+        .kubectl_ok(&["create", "-f", "-"], Some(pod))
+        .expect("kubectl");
+
+    // Once the API server reaches /validate and it refuses istiod's always-reject probe, both
+    // validating configurations are switched to failurePolicy Fail, and an object Istio
+    // refuses stays out of the cluster.
+    for name in ["istio-validator-istio-system", "istiod-default-validator"] {
+        wait_for(
+            &format!("{name} fail-closed"),
+            Duration::from_secs(40),
+            || {
+                let config = get_json(&cluster, &["validatingwebhookconfiguration", name])?;
+                let hooks = config["webhooks"].as_array()?.clone();
+                hooks
+                    .iter()
+                    .all(|h| h["failurePolicy"] == "Fail")
+                    .then_some(())
+            },
+        );
+    }
+    let second = String::from_utf8_lossy(wildcard).replace("\"wildcard\"", "\"wildcard-2\"");
+    let refused = cluster.kubectl(&["create", "-f", "-"], Some(second.as_bytes()));
+    assert!(
+        !refused.status.success(),
+        "a second wildcard VirtualService was stored after validation went fail-closed"
+    );
 
     // A new namespace gets the ConfigMap; a deleted one comes back; an edited one is corrected.
-    kubectl_ok(&cluster, &["create", "namespace", "fresh"], None);
+    cluster
+        .kubectl_ok(&["create", "namespace", "fresh"], None)
+        .expect("kubectl");
     let fresh = wait_for(
         "istio-ca-root-cert in fresh",
         Duration::from_secs(10),
         || root_cert(&cluster, "fresh"),
     );
     assert_eq!(fresh, ca_a);
-    kubectl_ok(
-        &cluster,
-        &["delete", "configmap", ROOT_CERT, "-n", "fresh"],
-        None,
-    );
+    cluster
+        .kubectl_ok(&["delete", "configmap", ROOT_CERT, "-n", "fresh"], None)
+        .expect("kubectl");
     wait_for(
         "istio-ca-root-cert back in fresh",
         Duration::from_secs(10),
         || root_cert(&cluster, "fresh").filter(|c| *c == ca_a),
     );
-    kubectl_ok(
-        &cluster,
-        &[
-            "patch",
-            "configmap",
-            ROOT_CERT,
-            "-n",
-            "labelled",
-            "--type=merge",
-            "-p",
-            r#"{"data": {"root-cert.pem": "edited"}}"#,
-        ],
-        None,
-    );
+    cluster
+        .kubectl_ok(
+            &[
+                "patch",
+                "configmap",
+                ROOT_CERT,
+                "-n",
+                "labelled",
+                "--type=merge",
+                "-p",
+                r#"{"data": {"root-cert.pem": "edited"}}"#,
+            ],
+            None,
+        )
+        .expect("kubectl");
     wait_for(
         "istio-ca-root-cert corrected in labelled",
         Duration::from_secs(10),
@@ -448,7 +471,9 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     );
     let pod = br#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe-b", "namespace": "labelled"},
         "spec": {"containers": [{"name": "app", "image": "nginx"}]}}"#;
-    kubectl_ok(&cluster, &["create", "-f", "-"], Some(pod));
+    cluster
+        .kubectl_ok(&["create", "-f", "-"], Some(pod))
+        .expect("kubectl");
 
     // Replica A stops (SIGTERM): it releases its Leases and B takes over the writing.
     let stopped = Instant::now();
@@ -461,11 +486,9 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
         );
     }
     println!("replica B leads {:?} after A stopped", stopped.elapsed());
-    kubectl_ok(
-        &cluster,
-        &["delete", "configmap", ROOT_CERT, "-n", "fresh"],
-        None,
-    );
+    cluster
+        .kubectl_ok(&["delete", "configmap", ROOT_CERT, "-n", "fresh"], None)
+        .expect("kubectl");
     wait_for(
         "B to put istio-ca-root-cert back",
         Duration::from_secs(10),

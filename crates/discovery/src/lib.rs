@@ -2,8 +2,8 @@
 //!
 //! Owns: the config folder store, the service registry (ServiceEntry, WorkloadEntry and
 //! self-registering proxies), translation of Istio resources into Envoy v3 resources per proxy,
-//! debounced pushes, the debug/metrics HTTP endpoints, and the wiring of the injection webhook
-//! and of ADS over TLS. Must not touch: parsing/validation of Istio resources (`lateen-api`),
+//! debounced pushes, the debug/metrics HTTP endpoints, Istio's validation webhook verdicts, and
+//! the wiring of the admission webhooks and of ADS over TLS. Must not touch: parsing/validation of Istio resources (`lateen-api`),
 //! the xDS protocol (`lateen-xds`) or injection itself (`lateen-inject`); it only uses them.
 //!
 //! Map:
@@ -17,7 +17,8 @@
 //! - [`translate`]: one [`lateen_xds::Snapshot`] per proxy (CDS, EDS, LDS, RDS).
 //! - [`push`]: the shared control-plane state, the xDS snapshot provider and the debouncer.
 //! - [`debug`] and [`metrics`]: `/debug/syncz`, `/debug/config_dump`, `/metrics`.
-//! - [`webhook`]: the sidecar-injection webhook (`lateen-inject`) on 15017 and the serving
+//! - [`webhook`]: the admission webhooks on 15017 (`lateen-inject`'s server: injection, and
+//!   [`admission`]: Istio's configuration validation with `lateen-api`'s rules) and the serving
 //!   certificate; [`xds_tls`]: ADS over TLS on 15012.
 //! - [`cmdline`]: istiod's command line (`discovery --monitoringAddr=:15014 ...`), its
 //!   environment and logging flags, as the rendered Deployment passes them.
@@ -27,6 +28,7 @@
 //!   webhook `caBundle`s, `status.validationMessages`), by one replica at a time.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod cluster_writes;
 pub mod cmdline;
 pub mod debug;

@@ -74,8 +74,9 @@ struct Args {
     #[arg(long, visible_alias = "httpAddr", value_name = "ADDR", default_value = "0.0.0.0:8080", value_parser = parse_listen_addr)]
     http_address: SocketAddr,
 
-    /// Sidecar-injection admission webhook address (HTTPS; paths /inject,
-    /// /inject/cluster/C/net/N, /inject/:ENV:...) (istiod: --httpsAddr).
+    /// Admission webhooks address (HTTPS): sidecar injection on /inject,
+    /// /inject/cluster/C/net/N, /inject/:ENV:...; Istio configuration validation on /validate
+    /// (istiod: --httpsAddr).
     #[arg(long, visible_alias = "httpsAddr", value_name = "ADDR", default_value = "0.0.0.0:15017", value_parser = parse_listen_addr)]
     webhook_address: SocketAddr,
 
@@ -323,14 +324,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
     let cluster_state = ClusterState::new();
-    let namespaces: Arc<dyn lateen_inject::webhook::NamespaceLabels> = cluster_state.clone();
-    let webhook = lateen_discovery::webhook::start_with_namespaces(
-        webhook_listener,
-        &cert,
-        &files,
-        namespaces,
-    )
-    .context("starting the injection webhook")?;
+    // Istio's ENABLE_NATIVE_SIDECARS (default auto): in auto, the cluster's Nodes decide; with
+    // no cluster there are no nodes to ask, so the classic layout.
+    let native_sidecars = lateen_inject::native::NativeSidecars {
+        mode: lateen_inject::native::NativeSidecarMode::from_env_value(
+            std::env::var(lateen_inject::native::NativeSidecarMode::ENV)
+                .ok()
+                .as_deref(),
+        ),
+        nodes: in_cluster
+            .then(|| cluster_state.clone() as Arc<dyn lateen_inject::native::NodeVersions>),
+    };
+    let webhook =
+        lateen_discovery::webhook::start(webhook_listener, &cert, &files, native_sidecars)
+            .context("starting the admission webhooks")?;
     cp.attach_webhook(webhook);
     // The probe gets its answer (503 until synced) while the first lists come in.
     tokio::spawn(lateen_discovery::debug::serve(debug_listener, cp.clone()));

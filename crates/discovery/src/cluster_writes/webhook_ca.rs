@@ -27,12 +27,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio_stream::StreamExt;
 
 use super::Settings;
+use crate::admission::ALWAYS_REJECT_ANNOTATION;
 
 /// Suffix of the injection webhooks' names istiod patches.
 pub const INJECTION_WEBHOOK_SUFFIX: &str = "sidecar-injector.istio.io";
 const REV_LABEL: &str = "istio.io/rev";
-/// The annotation Istio's validation webhook always rejects (its readiness probe).
-pub const ALWAYS_REJECT: &str = "internal.istio.io/webhook-always-reject";
 /// How often the configurations are checked without an event.
 const TICK: Duration = Duration::from_secs(5);
 
@@ -182,7 +181,8 @@ async fn invalid_config_rejected(client: &kube::Client, namespace: &str, revisio
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let mut invalid = DynamicObject::new("invalid-gateway", &resource).within(namespace);
     invalid.metadata.labels = Some([(REV_LABEL.to_string(), revision.to_string())].into());
-    invalid.metadata.annotations = Some([(ALWAYS_REJECT.to_string(), "true".to_string())].into());
+    invalid.metadata.annotations =
+        Some([(ALWAYS_REJECT_ANNOTATION.to_string(), "true".to_string())].into());
     invalid.data = serde_json::json!({"spec": {}});
     let params = PostParams {
         dry_run: true,

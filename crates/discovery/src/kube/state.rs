@@ -1,12 +1,12 @@
 //! What the cluster source tells the rest of lateend besides configuration and services: the
-//! namespaces and their labels (the injection webhook's namespace selection), the Nodes'
-//! kubelet versions (native sidecars need every node at 1.33 or later), the Istio objects it
+//! namespaces and their labels, the Nodes' kubelet versions (the injection webhook asks them
+//! whether to lay sidecars out natively, see `lateen_inject::native`), the Istio objects it
 //! refused and why (for `status.validationMessages`), and whether the first lists are in.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use lateen_inject::webhook::NamespaceLabels;
+use lateen_inject::native::NodeVersions;
 
 use super::istio::RejectedObject;
 
@@ -48,16 +48,6 @@ impl ClusterState {
         self.read().kubelet_versions.clone()
     }
 
-    /// Whether there is at least one Node and every Node's kubelet is at least
-    /// `major.minor` (`(1, 33)` for native sidecars).
-    pub fn all_nodes_at_least(&self, major: u32, minor: u32) -> bool {
-        let versions = self.kubelet_versions();
-        !versions.is_empty()
-            && versions
-                .values()
-                .all(|v| parse_version(v).is_some_and(|have| have >= (major, minor)))
-    }
-
     /// The Istio objects the cluster holds that lateend refused (their last good version, if
     /// any, stays in force), sorted by kind, namespace and name.
     pub fn rejected(&self) -> Arc<Vec<RejectedObject>> {
@@ -87,37 +77,32 @@ impl ClusterState {
     }
 }
 
-/// The injection webhook asks for a namespace's labels here.
-impl NamespaceLabels for ClusterState {
-    fn labels(&self, namespace: &str) -> BTreeMap<String, String> {
-        self.read()
-            .namespaces
-            .get(namespace)
-            .cloned()
-            .unwrap_or_default()
+/// The injection webhook asks the Nodes' kubelet versions here (native sidecars).
+impl NodeVersions for ClusterState {
+    fn kubelet_version(&self, name: &str) -> Option<String> {
+        self.read().kubelet_versions.get(name).cloned()
     }
-}
 
-/// `(major, minor)` of a kubelet version such as `v1.36.2` or `v1.33.0-gke.1`.
-fn parse_version(v: &str) -> Option<(u32, u32)> {
-    let mut parts = v.trim_start_matches('v').split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor: String = parts
-        .next()?
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    Some((major, minor.parse().ok()?))
+    fn all_kubelet_versions(&self) -> Vec<String> {
+        self.read().kubelet_versions.values().cloned().collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lateen_inject::native::{NativeSidecarMode, NativeSidecars};
 
+    /// What the webhook decides from this state: Istio's rule (every kubelet >= 1.33; no
+    /// Nodes at all counts as yes).
     #[test]
     fn native_sidecars_need_every_node_new_enough() {
         let state = ClusterState::new();
-        assert!(!state.all_nodes_at_least(1, 33), "no nodes: unknown");
+        let native = NativeSidecars {
+            mode: NativeSidecarMode::Auto,
+            nodes: Some(state.clone()),
+        };
+        assert!(native.for_pod(""), "no nodes: as Istio, native");
         state.set_kubelet_versions(
             [
                 ("a".to_string(), "v1.36.2".to_string()),
@@ -125,8 +110,9 @@ mod tests {
             ]
             .into(),
         );
-        assert!(state.all_nodes_at_least(1, 33));
+        assert!(native.for_pod(""));
         state.set_kubelet_versions([("c".to_string(), "v1.32.9".to_string())].into());
-        assert!(!state.all_nodes_at_least(1, 33));
+        assert!(!native.for_pod(""));
+        assert!(!native.for_pod("c"));
     }
 }
