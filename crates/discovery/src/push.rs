@@ -148,6 +148,10 @@ pub struct DebounceSettings {
     pub after: Duration,
     /// Longest wait after the first trigger.
     pub max: Duration,
+    /// Longest wait after the first trigger when only the registry changed (endpoints
+    /// coming and going): Kubernetes clusters change endpoints all the time, and with a quiet
+    /// period that never comes an endpoint would wait the whole `max`.
+    pub max_registry: Duration,
 }
 
 impl Default for DebounceSettings {
@@ -155,6 +159,7 @@ impl Default for DebounceSettings {
         Self {
             after: Duration::from_millis(100),
             max: Duration::from_secs(1),
+            max_registry: Duration::from_millis(250),
         }
     }
 }
@@ -461,15 +466,24 @@ pub async fn run_debouncer(
     mut rx: mpsc::UnboundedReceiver<Trigger>,
     settings: DebounceSettings,
 ) {
-    while rx.recv().await.is_some() {
+    while let Some(trigger) = rx.recv().await {
         let first = tokio::time::Instant::now();
         let mut last = first;
+        let mut config_changed = trigger == Trigger::Config;
         let mut open = true;
         while open {
-            let deadline = (last + settings.after).min(first + settings.max);
+            let max = if config_changed {
+                settings.max
+            } else {
+                settings.max_registry.min(settings.max)
+            };
+            let deadline = (last + settings.after).min(first + max);
             tokio::select! {
                 t = rx.recv() => match t {
-                    Some(_) => last = tokio::time::Instant::now(),
+                    Some(t) => {
+                        last = tokio::time::Instant::now();
+                        config_changed |= t == Trigger::Config;
+                    }
                     None => open = false,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
@@ -501,6 +515,41 @@ mod tests {
 
     fn pushes(cp: &ControlPlane) -> u64 {
         cp.metrics().push_computations.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoint_churn_is_pushed_every_max_registry_and_config_waits_for_max() {
+        let (cp, rx) = ControlPlane::new(Config::default(), Duration::from_secs(10));
+        cp.attach(XdsServer::new(None));
+        tokio::spawn(run_debouncer(cp.clone(), rx, DebounceSettings::default()));
+
+        // Registry changes every 20 ms for 2.5 s (a busy cluster): a push every 250 ms,
+        // not one a second.
+        for i in 0..125 {
+            cp.set_cluster_services(vec![bare_service(&format!("churn-{i}"))]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let registry_pushes = pushes(&cp);
+        assert!(
+            (9..=11).contains(&registry_pushes),
+            "{registry_pushes} pushes in 2.5 s of endpoint churn"
+        );
+
+        // A config change inside the churn makes the window the config's (`max`, 1 s).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = pushes(&cp);
+        cp.set_config(Arc::new(config_with(1)));
+        for i in 0..40 {
+            cp.set_cluster_services(vec![bare_service(&format!("again-{i}"))]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            pushes(&cp) - before,
+            0,
+            "the config window is still open at 800 ms"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(pushes(&cp) - before >= 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -641,6 +690,19 @@ mod tests {
     }
 
     /// A config whose only VirtualService differs by `i`.
+    /// A cluster service with nothing but a name, in `default`.
+    fn bare_service(name: &str) -> crate::registry::Service {
+        crate::registry::Service {
+            hostname: format!("{name}.default.svc.cluster.local"),
+            namespace: "default".into(),
+            ports: Vec::new(),
+            resolution: lateen_api::networking::Resolution::Static,
+            addresses: Vec::new(),
+            instances: Vec::new(),
+            export_to: Vec::new(),
+        }
+    }
+
     fn config_with(i: u32) -> Config {
         let yaml = format!(
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: r, namespace: default}}\nspec:\n  hosts: [reviews]\n  http:\n  - timeout: {}s\n    route: [{{destination: {{host: reviews}}}}]\n",

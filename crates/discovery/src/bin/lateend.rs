@@ -395,6 +395,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         DebounceSettings {
             after: args.debounce_after,
             max: args.debounce_max,
+            ..DebounceSettings::default()
         },
     ));
     tokio::spawn(push::run_expiry(cp.clone()));
