@@ -70,7 +70,7 @@ XDS_PORT="$(free_port)"
 DEBUG_PORT="$(free_port)"
 env ${LATEEND_ENV:-} RUST_LOG=warn,lateen_discovery::push=debug "${CPU0[@]}" "$LATEEND" --kubeconfig "$KUBECONFIG_FILE" \
   --xds-address "127.0.0.1:$XDS_PORT" --debug-address "127.0.0.1:$DEBUG_PORT" \
-  --xds-tls-address 127.0.0.1:0 --webhook-address 127.0.0.1:0 > "$WORK/lateend.log" 2>&1 &
+  --xds-tls-address 127.0.0.1:0 --webhook-address 127.0.0.1:0 --http-address 127.0.0.1:0 > "$WORK/lateend.log" 2>&1 &
 LATEEND_PID=$!
 for _ in $(seq 1 300); do
   curl -sf "http://127.0.0.1:$DEBUG_PORT/ready" >/dev/null 2>&1 && break

@@ -65,7 +65,7 @@ envoy_cmd=(taskset -c 0 "$ENVOY" -c "$WORK/envoy-bootstrap.yaml" --concurrency 1
 # time per push.
 start_lateend() {
   RUST_LOG=info,lateen_discovery::push=debug taskset -c 1 "$LATEEND" --config-dir "$1" --xds-address "127.0.0.1:$XDS_PORT" \
-    --xds-tls-address 127.0.0.1:0 --debug-address 127.0.0.1:18301 --webhook-address 127.0.0.1:0 2>"$2" & pids+=($!); LATEEND_PID=$!
+    --xds-tls-address 127.0.0.1:0 --debug-address 127.0.0.1:18301 --webhook-address 127.0.0.1:0 --http-address 127.0.0.1:0 2>"$2" & pids+=($!); LATEEND_PID=$!
   wait_port "$XDS_PORT"
 }
 stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }

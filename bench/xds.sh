@@ -61,7 +61,7 @@ SELECT_FLAG=(); [ "$SELECT_BY_APP" = 1 ] && SELECT_FLAG=(--select-by-app)
 "$LOAD" generate --dir "$WORK/config" --services "$SERVICES" --routed "$ROUTED" "${SELECT_FLAG[@]}"
 env ${LATEEND_ENV:-} RUST_LOG=warn,lateen_discovery::push=debug "${CPU0[@]}" "$LATEEND" --config-dir "$WORK/config" \
   --xds-address "127.0.0.1:$XDS_PORT" --debug-address "127.0.0.1:$DEBUG_PORT" \
-  --xds-tls-address 127.0.0.1:0 --webhook-address 127.0.0.1:0 \
+  --xds-tls-address 127.0.0.1:0 --webhook-address 127.0.0.1:0 --http-address 127.0.0.1:0 \
   --poll-interval "$POLL_INTERVAL" > "$WORK/lateend.log" 2>&1 &
 LATEEND_PID=$!
 for _ in $(seq 1 100); do

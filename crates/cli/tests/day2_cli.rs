@@ -134,6 +134,7 @@ spec:
             .args(["--xds-address", &xds, "--debug-address", &debug])
             .args(["--xds-tls-address", &format!("127.0.0.1:{}", free_port())])
             .args(["--webhook-address", &format!("127.0.0.1:{}", free_port())])
+            .args(["--http-address", "127.0.0.1:0"])
             .stdout(log("lateend.log"))
             .stderr(log("lateend.err"))
             .spawn()

@@ -1,6 +1,8 @@
 //! The debug HTTP server (port 15014 like istiod's): `/debug/syncz` (per proxy and type: sent
 //! and acknowledged versions, last NACK), `/debug/config_dump?proxyID=ID` (the resources
-//! served to one proxy), `/debug/configz` (accepted config resources), `/metrics`, `/ready`.
+//! served to one proxy), `/debug/configz` (accepted config resources), `/metrics`, `/ready`
+//! ([`crate::readiness`]). lateend serves the same endpoints on `--http-address` (8080, istiod's
+//! `--httpAddr`), where the rendered Deployment's readiness probe asks.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -90,9 +92,23 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// 200 once every readiness condition is met; 503 naming the pending ones before.
+fn ready(cp: &ControlPlane) -> Response<Full<Bytes>> {
+    let pending = cp.readiness().pending();
+    if pending.is_empty() {
+        reply(StatusCode::OK, "text/plain", "ready\n".to_string())
+    } else {
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("not ready: waiting for {}\n", pending.join(", ")),
+        )
+    }
+}
+
 fn handle(cp: &ControlPlane, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
-        "/ready" => reply(StatusCode::OK, "text/plain", "ready\n".to_string()),
+        "/ready" => ready(cp),
         "/metrics" => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

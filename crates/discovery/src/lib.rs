@@ -20,15 +20,25 @@
 //! - [`webhook`]: the admission webhooks on 15017 (`lateen-inject`'s server: injection, and
 //!   [`admission`]: Istio's configuration validation with `lateen-api`'s rules) and the serving
 //!   certificate; [`xds_tls`]: ADS over TLS on 15012.
+//! - [`cmdline`]: istiod's command line (`discovery --monitoringAddr=:15014 ...`), its
+//!   environment and logging flags, as the rendered Deployment passes them.
+//! - [`readiness`]: the conditions `/ready` (8080 and 15014) waits for.
+//! - [`serving_ca`]: one serving CA for every replica, in a Secret.
+//! - [`cluster_writes`]: what istiod writes to the cluster (Leases, `istio-ca-root-cert`,
+//!   webhook `caBundle`s, `status.validationMessages`), by one replica at a time.
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod cluster_writes;
+pub mod cmdline;
 pub mod debug;
 pub mod kube;
 pub mod metrics;
 pub mod proxy;
 pub mod push;
+pub mod readiness;
 pub mod registry;
+pub mod serving_ca;
 pub mod store;
 pub mod translate;
 pub mod webhook;

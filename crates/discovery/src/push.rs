@@ -176,6 +176,7 @@ pub struct ControlPlane {
     triggers: mpsc::UnboundedSender<Trigger>,
     metrics: Arc<Metrics>,
     generation: Mutex<GenerationSlot>,
+    readiness: Arc<crate::readiness::Readiness>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -198,6 +199,7 @@ impl ControlPlane {
             triggers,
             metrics: Arc::new(Metrics::default()),
             generation: Mutex::new(GenerationSlot::default()),
+            readiness: crate::readiness::Readiness::new(),
         });
         (cp, rx)
     }
@@ -214,6 +216,11 @@ impl ControlPlane {
 
     pub fn webhook(&self) -> Option<&Arc<lateen_inject::webhook::WebhookState>> {
         self.webhook.get()
+    }
+
+    /// The conditions `/ready` waits for (register yours before the debug server starts).
+    pub fn readiness(&self) -> &Arc<crate::readiness::Readiness> {
+        &self.readiness
     }
 
     /// Records what the cluster source publishes (namespace labels, kubelet versions, refused

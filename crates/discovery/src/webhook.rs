@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 pub struct WebhookFiles {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// The CA of `cert` (istiod's `--caCertFile`); without it, the chain's last certificate.
+    pub ca: Option<PathBuf>,
     pub ca_out: Option<PathBuf>,
     /// Injector template config (Istio's `config` of the `istio-sidecar-injector` ConfigMap).
     pub inject_config: Option<PathBuf>,
@@ -30,6 +32,8 @@ pub struct WebhookFiles {
     pub inject_values: Option<PathBuf>,
     /// MeshConfig the injected proxies get.
     pub mesh: Option<PathBuf>,
+    /// DNS names of a generated serving certificate (empty: lateend's Service in istio-system).
+    pub serving_names: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +59,14 @@ fn read(path: &Path) -> Result<String, WebhookError> {
 }
 
 /// lateend's serving certificate (webhook and xDS over TLS): from `--webhook-cert` and
-/// `--webhook-key`, or generated for `lateend.istio-system.svc`; its CA is written to
+/// `--webhook-key` (and `--caCertFile`), or generated for [`WebhookFiles::serving_names`]
+/// (`lateend.istio-system.svc` and its other forms by default); its CA is written to
 /// `--webhook-ca-out` when given.
 pub fn load_cert(files: &WebhookFiles) -> Result<WebhookCert, WebhookError> {
     let cert = match (&files.cert, &files.key) {
-        (Some(c), Some(k)) => WebhookCert::from_pem_files(c, k, None),
-        (None, None) => WebhookCert::generate_for_lateend(),
+        (Some(c), Some(k)) => WebhookCert::from_pem_files(c, k, files.ca.as_deref()),
+        (None, None) if files.serving_names.is_empty() => WebhookCert::generate_for_lateend(),
+        (None, None) => WebhookCert::generate(&files.serving_names),
         _ => return Err(WebhookError::HalfCert),
     }
     .map_err(|e| WebhookError::Cert(e.to_string()))?;

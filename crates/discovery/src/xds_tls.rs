@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lateen_xds::XdsServer;
 use lateen_xds::tonic::transport::server::Connected;
+use lateen_xds::{ConnectionOptions, XdsServer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -54,7 +54,12 @@ impl AsyncWrite for TlsConnection {
 }
 
 /// Serves ADS over TLS on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, xds: XdsServer) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    xds: XdsServer,
+    options: ConnectionOptions,
+) {
     let mut config = (*tls).clone();
     // gRPC needs HTTP/2.
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -84,7 +89,8 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, xds: X
         }
     });
     let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
-    if let Err(e) = lateen_xds::tonic::transport::Server::builder()
+    if let Err(e) = options
+        .server_builder()
         .add_service(xds.service())
         .serve_with_incoming(incoming)
         .await

@@ -348,6 +348,8 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
             "127.0.0.1:0",
             "--debug-address",
             "198.18.10.1:15014",
+            "--http-address",
+            "127.0.0.1:0",
             "--webhook-address",
             "127.0.0.1:0",
             "--registration-grace",

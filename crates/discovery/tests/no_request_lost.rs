@@ -142,6 +142,8 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
                 "127.0.0.1:0",
                 "--debug-address",
                 "127.0.0.1:0",
+                "--http-address",
+                "127.0.0.1:0",
                 "--webhook-address",
                 "127.0.0.1:0",
                 "--poll-interval",

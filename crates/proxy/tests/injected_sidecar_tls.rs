@@ -200,6 +200,8 @@ fn start(
                     &address(15014),
                     "--webhook-address",
                     &address(15017),
+                    "--http-address",
+                    &address(8080),
                 ],
                 &dir.path().join("lateend.log"),
                 |_| {},

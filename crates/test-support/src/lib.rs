@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub mod kube;
 pub mod netns;
 pub mod pod;
+pub mod probe;
 pub mod test_ca;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool

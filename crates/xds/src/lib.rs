@@ -26,7 +26,7 @@ pub use envoy_types::pb;
 pub use metrics::XdsMetrics;
 pub use prost;
 pub use server::registry::{ConnectionRecord, NackRecord, ProxyNode, StreamMode, TypeRecord};
-pub use server::{AdsService, SnapshotProvider, XdsServer};
+pub use server::{AdsService, ConnectionOptions, SnapshotProvider, XdsServer};
 pub use snapshot::{NamedResource, Snapshot, VersionedResource};
 pub use status::{ProxyStatus, SyncState};
 pub use tonic;

@@ -1,7 +1,9 @@
 //! `lateend`: the Lateen control plane. Reads Istio configuration from a folder and/or a
 //! Kubernetes cluster (Services, EndpointSlices, Pods, Istio's custom resources), serves xDS
 //! (ADS, state of the world and delta) to Envoy-compatible proxies, and exposes debug
-//! endpoints and metrics.
+//! endpoints and metrics. In a Kubernetes pod it also does what istiod writes to the cluster
+//! (`lateen_discovery::cluster_writes`), and it accepts istiod's command line
+//! (`discovery --monitoringAddr=:15014 ...`, see `lateen_discovery::cmdline`).
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use lateen_discovery::cmdline::{self, IstiodFlags, parse_listen_addr};
 use lateen_discovery::kube::ClusterState;
 use lateen_discovery::push::{self, ControlPlane, DebounceSettings};
 use lateen_discovery::store::FolderStore;
@@ -25,18 +28,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// lateend: Istio configuration in, xDS out.
 ///
 /// Watches a folder of Istio YAML files (VirtualService, DestinationRule, Gateway,
-/// ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, ...) and/or a Kubernetes cluster
-/// (Services, EndpointSlices, Pods, Istio's custom resources), validates each, and serves
+/// ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, ...), validates each file, and serves
 /// the resulting Envoy configuration over ADS. Proxies identify themselves with Istio's node id
 /// (`sidecar~IP~POD.NS~NS.svc.cluster.local`) and metadata (NAMESPACE, LABELS,
-/// INTERCEPTION_MODE, ...).
+/// INTERCEPTION_MODE, ...). `lateend discovery FLAGS` (istiod's form) is `lateend FLAGS`, and
+/// istiod's flags are accepted (their names are listed with each option and below).
 #[derive(Debug, Parser)]
-#[command(name = "lateend", version)]
+// Later occurrences of a flag win, as with istiod's (Go pflag) command line, so an overlay can
+// append a flag the rendered arguments already hold.
+#[command(name = "lateend", version, args_override_self = true)]
 struct Args {
     /// Folder of Istio configuration files (*.yaml, *.yml, *.json; several documents per file
     /// allowed). Polled for changes; a file that fails validation is rejected and its last
     /// good version stays in force. Can be combined with a cluster; one of the two is needed.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, visible_alias = "configDir", value_name = "DIR")]
     config_dir: Option<PathBuf>,
 
     #[command(flatten)]
@@ -47,35 +52,52 @@ struct Args {
     cluster_sync_timeout: Duration,
 
     /// MeshConfig file (default: DIR/mesh.yaml when it exists, else built-in defaults).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "meshConfig", value_name = "FILE")]
     mesh: Option<PathBuf>,
 
-    /// Plaintext gRPC xDS (ADS) address.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15010")]
+    /// Plaintext gRPC xDS (ADS) address (istiod: --grpcAddr).
+    #[arg(long, visible_alias = "grpcAddr", value_name = "ADDR", default_value = "0.0.0.0:15010", value_parser = parse_listen_addr)]
     xds_address: SocketAddr,
 
     /// gRPC xDS (ADS) over TLS, with the same certificate as the webhook (clients are not
-    /// authenticated yet).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15012")]
+    /// authenticated yet) (istiod: --secureGRPCAddr).
+    #[arg(long, visible_alias = "secureGRPCAddr", value_name = "ADDR", default_value = "0.0.0.0:15012", value_parser = parse_listen_addr)]
     xds_tls_address: SocketAddr,
 
     /// Debug HTTP address: /debug/syncz, /debug/config_dump?proxyID=, /debug/configz,
-    /// /metrics, /ready.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15014")]
+    /// /metrics, /ready (istiod: --monitoringAddr).
+    #[arg(long, visible_alias = "monitoringAddr", value_name = "ADDR", default_value = "0.0.0.0:15014", value_parser = parse_listen_addr)]
     debug_address: SocketAddr,
 
+    /// Readiness (/ready) and the debug endpoints again, where the rendered Deployment's probe
+    /// asks (istiod: --httpAddr).
+    #[arg(long, visible_alias = "httpAddr", value_name = "ADDR", default_value = "0.0.0.0:8080", value_parser = parse_listen_addr)]
+    http_address: SocketAddr,
+
     /// Admission webhooks address (HTTPS): sidecar injection on /inject,
-    /// /inject/cluster/C/net/N, /inject/:ENV:...; Istio configuration validation on /validate.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15017")]
+    /// /inject/cluster/C/net/N, /inject/:ENV:...; Istio configuration validation on /validate
+    /// (istiod: --httpsAddr).
+    #[arg(long, visible_alias = "httpsAddr", value_name = "ADDR", default_value = "0.0.0.0:15017", value_parser = parse_listen_addr)]
     webhook_address: SocketAddr,
 
     /// Serving certificate chain (PEM) of the webhook and of xDS over TLS. Without it and
-    /// --webhook-key a CA and a certificate for lateend.istio-system.svc are generated at start.
-    #[arg(long, value_name = "FILE", requires = "webhook_key")]
+    /// --webhook-key a CA and a certificate for lateend's Service are generated at start
+    /// (istiod: --tlsCertFile).
+    #[arg(
+        long,
+        visible_alias = "tlsCertFile",
+        value_name = "FILE",
+        requires = "webhook_key"
+    )]
     webhook_cert: Option<PathBuf>,
 
-    /// Private key (PEM) of --webhook-cert.
-    #[arg(long, value_name = "FILE", requires = "webhook_cert")]
+    /// Private key (PEM) of --webhook-cert (istiod: --tlsKeyFile).
+    #[arg(
+        long,
+        visible_alias = "tlsKeyFile",
+        value_name = "FILE",
+        requires = "webhook_cert"
+    )]
     webhook_key: Option<PathBuf>,
 
     /// Write the serving CA certificate (PEM) here: proxies trust it for xDS over TLS, and its
@@ -92,11 +114,11 @@ struct Args {
     inject_values: Option<PathBuf>,
 
     /// Quiet period after a change before pushing (Istio's PILOT_DEBOUNCE_AFTER).
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "PILOT_DEBOUNCE_AFTER", default_value = "100ms", value_parser = parse_duration)]
     debounce_after: Duration,
 
     /// Longest delay between a change and its push (Istio's PILOT_DEBOUNCE_MAX).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "PILOT_DEBOUNCE_MAX", default_value = "1s", value_parser = parse_duration)]
     debounce_max: Duration,
 
     /// How long a self-registered proxy stays an endpoint after it disconnects.
@@ -106,18 +128,28 @@ struct Args {
     /// How often the config folder is scanned for changes.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     poll_interval: Duration,
+
+    #[command(flatten)]
+    istiod: IstiodFlags,
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let args = Args::parse();
+    let args = Args::parse_from(cmdline::normalize_argv(std::env::args_os()));
+    let log = match args
+        .istiod
+        .check()
+        .and_then(|()| cmdline::logging::settings(&args.istiod))
+    {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("lateend: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    cmdline::logging::init(&log);
+    if !log.ignored_scopes.is_empty() {
+        tracing::info!(scopes = ?log.ignored_scopes, "--log_output_level: lateend has only the default scope; these are ignored");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -134,6 +166,61 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// lateend's serving certificate: from the flags when given; in a cluster, signed by the
+/// serving CA every replica shares (`lateend_discovery::serving_ca`); else generated.
+async fn serving_cert(
+    cluster: Option<&kube::Client>,
+    namespace: &str,
+    files: &lateen_discovery::webhook::WebhookFiles,
+) -> anyhow::Result<lateen_inject::webhook::WebhookCert> {
+    if let (Some(client), None) = (cluster, &files.cert) {
+        let ca = match lateen_discovery::serving_ca::shared(client, namespace).await {
+            Ok(ca) => ca,
+            // Serving matters more than agreeing on a CA with other replicas (a namespace that
+            // does not exist yet, RBAC without secrets): one of our own, and say so.
+            Err(e) => {
+                tracing::warn!(error = %e, "no shared serving CA; this replica generates its own (other replicas' caBundle will not trust it)");
+                lateen_inject::webhook::ServingCa::generate()
+                    .context("generating the serving CA")?
+            }
+        };
+        let cert = ca
+            .issue(&files.serving_names)
+            .context("issuing the serving certificate")?;
+        if let Some(out) = &files.ca_out {
+            std::fs::write(out, &cert.ca_pem)
+                .with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(cert);
+    }
+    lateen_discovery::webhook::load_cert(files).context("serving certificate")
+}
+
+/// Hands the cluster source's refused Istio objects to the status writer whenever the set is
+/// replaced.
+async fn feed_rejected(
+    state: Arc<ClusterState>,
+    to: tokio::sync::watch::Sender<Arc<Vec<lateen_discovery::kube::RejectedObject>>>,
+) {
+    let mut last = Arc::new(Vec::new());
+    loop {
+        let now = state.rejected();
+        if !Arc::ptr_eq(&now, &last) && *now != *last {
+            if to.send(now.clone()).is_err() {
+                return;
+            }
+            last = now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {what} {addr}"))
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     if args.debounce_after > args.debounce_max {
         anyhow::bail!(
@@ -142,12 +229,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.debounce_max
         );
     }
-    let cluster = args.kube.wanted();
-    if args.config_dir.is_none() && !cluster {
+    let given = args.istiod.no_effect.given();
+    if !given.is_empty() {
+        tracing::info!(flags = ?given, "istiod flags accepted that lateend does not act on");
+    }
+    let namespace = args.istiod.namespace.clone();
+    let env = lateen_discovery::cmdline::istiod::IstiodEnv::from_env(&namespace);
+    let in_cluster = args.kube.wanted();
+    if args.config_dir.is_none() && !in_cluster {
         anyhow::bail!(
             "no configuration source: give --config-dir DIR and/or --kubeconfig FILE (in a pod the cluster is read by default)"
         );
     }
+    // lateend's own client for what it writes (the source makes its own for its watches).
+    let cluster = if in_cluster {
+        Some(
+            lateen_discovery::kube::client(&args.kube)
+                .await
+                .context("Kubernetes cluster")?,
+        )
+    } else {
+        None
+    };
     let store = match &args.config_dir {
         Some(dir) => {
             let store = FolderStore::open(dir, args.mesh.as_deref())?;
@@ -175,24 +278,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (cp, triggers) =
         ControlPlane::new(sources.merged().as_ref().clone(), args.registration_grace);
     cp.note_rejected(store.as_ref().map_or(0, FolderStore::rejected_total));
+    // What /ready waits for, registered before it is served.
+    let listening = cp.readiness().gate("listeners");
+    let cluster_synced = in_cluster.then(|| {
+        cp.readiness()
+            .gate("kubernetes: the first list of every watched kind")
+    });
     let provider: Arc<dyn lateen_xds::SnapshotProvider> = cp.clone();
     let xds = XdsServer::new(Some(provider));
     cp.attach(xds.clone());
+    let keepalive = lateen_xds::ConnectionOptions {
+        keepalive_interval: args.istiod.keepalive_interval,
+        keepalive_timeout: args.istiod.keepalive_timeout,
+        max_connection_age: args.istiod.keepalive_max_server_connection_age,
+    };
 
-    let xds_listener = TcpListener::bind(args.xds_address)
-        .await
-        .with_context(|| format!("binding --xds-address {}", args.xds_address))?;
-    let debug_listener = TcpListener::bind(args.debug_address)
-        .await
-        .with_context(|| format!("binding --debug-address {}", args.debug_address))?;
+    let xds_listener = bind("--xds-address", args.xds_address).await?;
+    let debug_listener = bind("--debug-address", args.debug_address).await?;
+    let http_listener = bind("--http-address", args.http_address).await?;
     tracing::info!(address = %xds_listener.local_addr()?, "serving xDS (ADS over plaintext gRPC)");
     tracing::info!(address = %debug_listener.local_addr()?, "serving debug endpoints and metrics");
-    let webhook_listener = TcpListener::bind(args.webhook_address)
-        .await
-        .with_context(|| format!("binding --webhook-address {}", args.webhook_address))?;
-    let tls_listener = TcpListener::bind(args.xds_tls_address)
-        .await
-        .with_context(|| format!("binding --xds-tls-address {}", args.xds_tls_address))?;
+    tracing::info!(address = %http_listener.local_addr()?, "serving readiness (/ready) and debug endpoints");
+    let webhook_listener = bind("--webhook-address", args.webhook_address).await?;
+    let tls_listener = bind("--xds-tls-address", args.xds_tls_address).await?;
     let mesh_file = args
         .mesh
         .clone()
@@ -205,12 +313,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let files = lateen_discovery::webhook::WebhookFiles {
         cert: args.webhook_cert.clone(),
         key: args.webhook_key.clone(),
+        ca: args.istiod.ca_cert_file.clone(),
         ca_out: args.webhook_ca_out.clone(),
         inject_config: args.inject_config.clone(),
         inject_values: args.inject_values.clone(),
         mesh: mesh_file,
+        serving_names: env.serving_names(&namespace),
     };
-    let cert = lateen_discovery::webhook::load_cert(&files).context("serving certificate")?;
+    let cert = serving_cert(cluster.as_ref(), &namespace, &files).await?;
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
     let cluster_state = ClusterState::new();
@@ -222,20 +332,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .ok()
                 .as_deref(),
         ),
-        nodes: cluster
+        nodes: in_cluster
             .then(|| cluster_state.clone() as Arc<dyn lateen_inject::native::NodeVersions>),
     };
     let webhook =
         lateen_discovery::webhook::start(webhook_listener, &cert, &files, native_sidecars)
             .context("starting the admission webhooks")?;
     cp.attach_webhook(webhook);
-    let kube_source = if cluster {
+    // The probe gets its answer (503 until synced) while the first lists come in.
+    tokio::spawn(lateen_discovery::debug::serve(debug_listener, cp.clone()));
+    tokio::spawn(lateen_discovery::debug::serve(http_listener, cp.clone()));
+    let kube_source = if in_cluster {
         cp.attach_cluster(cluster_state.clone());
         let source = lateen_discovery::kube::start(
             &args.kube,
             cp.clone(),
             sources.clone(),
-            cluster_state,
+            cluster_state.clone(),
             files.clone(),
             args.cluster_sync_timeout,
         )
@@ -245,11 +358,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    if let Some(gate) = cluster_synced {
+        let state = cluster_state.clone();
+        tokio::spawn(async move {
+            while !state.synced() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            gate.done();
+        });
+    }
     let tls = lateen_discovery::webhook::server_config(&cert).context("xDS TLS")?;
     tokio::spawn(lateen_discovery::xds_tls::serve(
         tls_listener,
         tls,
         xds.clone(),
+        keepalive,
     ));
 
     if let Some(store) = store {
@@ -276,7 +399,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
     ));
     tokio::spawn(push::run_expiry(cp.clone()));
-    tokio::spawn(lateen_discovery::debug::serve(debug_listener, cp.clone()));
+
+    // What istiod writes to the cluster; its Leases are released on the way out.
+    let writes = cluster.map(|client| {
+        let mesh_cp = cp.clone();
+        lateen_discovery::cluster_writes::start(
+            client,
+            lateen_discovery::cluster_writes::Settings {
+                namespace: namespace.clone(),
+                identity: lateen_discovery::cluster_writes::holder_identity(
+                    env.pod_name.as_deref(),
+                ),
+                ca_pem: cert.ca_pem.clone(),
+                injection_webhook_config: env.injection_webhook_config_name.clone(),
+                validation_webhook_configs: env.validation_webhook_configs(),
+                revision: env.revision.clone(),
+                write_status: env.write_status,
+                discovery_selectors: Arc::new(move || {
+                    mesh_cp.config().mesh.discovery_selectors.clone()
+                }),
+            },
+        )
+    });
+    if let Some(writes) = &writes {
+        tokio::spawn(feed_rejected(cluster_state, writes.rejected_objects()));
+    }
+    listening.done();
 
     let shutdown = async {
         let mut term =
@@ -287,8 +435,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    xds.serve(xds_listener, shutdown)
+    let served = xds
+        .serve_with(xds_listener, shutdown, keepalive)
         .await
-        .context("xDS server")?;
-    Ok(())
+        .context("xDS server");
+    if let Some(writes) = writes {
+        writes.shutdown().await;
+    }
+    served
 }

@@ -36,6 +36,7 @@ pub async fn start_lateend_with(
         .args(["--xds-address", "127.0.0.1:0"])
         .args(["--xds-tls-address", "127.0.0.1:0"])
         .args(["--debug-address", "127.0.0.1:0"])
+        .args(["--http-address", "127.0.0.1:0"])
         .args(["--webhook-address", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "info")
@@ -51,7 +52,7 @@ pub async fn start_lateend_with(
     let deadline = Instant::now() + DEADLINE;
     let (xds, xds_tls, debug, webhook) = loop {
         let log = process.log();
-        let bound = |what: &str| bound_port(&log, what);
+        let bound = |what: &str| lateen_test_support::probe::logged_port(&log, what);
         let found = (
             bound("serving xDS (ADS over plaintext gRPC)"),
             bound("serving xDS (ADS over TLS)"),
@@ -78,13 +79,6 @@ pub async fn start_lateend_with(
         debug,
         webhook,
     }
-}
-
-/// The port of the `address=` field on the log line that contains `message`.
-fn bound_port(log: &str, message: &str) -> Option<u16> {
-    let line = log.lines().find(|l| l.contains(message))?;
-    let address = line.split("address=").nth(1)?.split_whitespace().next()?;
-    address.rsplit_once(':')?.1.parse().ok()
 }
 
 /// Whether /debug/syncz shows every one of `ids` with CDS/EDS/LDS/RDS SYNCED and no NACK.

@@ -57,42 +57,7 @@ impl WebhookCert {
 
     /// A fresh private CA and a server certificate it signs for `dns_names` (IP literals work too).
     pub fn generate(dns_names: &[String]) -> Result<WebhookCert, CertError> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca_params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Lateen");
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "lateend webhook CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = KeyPair::generate()?;
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let mut leaf_params = CertificateParams::new(dns_names.to_vec())?;
-        if let Some(first) = dns_names.first() {
-            leaf_params
-                .distinguished_name
-                .push(DnType::CommonName, first.as_str());
-        }
-        leaf_params.use_authority_key_identifier_extension = true;
-        leaf_params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_key = KeyPair::generate()?;
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
-        Ok(WebhookCert {
-            cert_chain_pem: leaf.pem(),
-            key_pem: leaf_key.serialize_pem(),
-            ca_pem: ca_cert.pem(),
-        })
+        ServingCa::generate()?.issue(dns_names)
     }
 
     /// Loads a certificate chain and key (and optionally the CA for `caBundle`; without it the
@@ -176,6 +141,80 @@ impl WebhookCert {
     }
 }
 
+/// The private CA of lateend's serving certificates: its certificate and key (PEM). Replicas
+/// that share one (e.g. through a Secret) present certificates the same `caBundle` trusts.
+#[derive(Clone)]
+pub struct ServingCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServingCa {
+    // The key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCa")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServingCa {
+    /// The CA's fixed name and usages: [`ServingCa::issue`] rebuilds the issuer from them and
+    /// the stored key, so a CA read back from storage signs exactly as the one generated.
+    fn params() -> Result<CertificateParams, CertError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Lateen");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "lateend webhook CA");
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        Ok(params)
+    }
+
+    /// A fresh CA.
+    pub fn generate() -> Result<ServingCa, CertError> {
+        let key = KeyPair::generate()?;
+        let cert = Self::params()?.self_signed(&key)?;
+        Ok(ServingCa {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A server certificate for `dns_names` signed by this CA (which must be one
+    /// [`ServingCa::generate`] made).
+    pub fn issue(&self, dns_names: &[String]) -> Result<WebhookCert, CertError> {
+        let ca_key = KeyPair::from_pem(&self.key_pem)?;
+        let issuer = Issuer::new(Self::params()?, ca_key);
+        let mut leaf_params = CertificateParams::new(dns_names.to_vec())?;
+        if let Some(first) = dns_names.first() {
+            leaf_params
+                .distinguished_name
+                .push(DnType::CommonName, first.as_str());
+        }
+        leaf_params.use_authority_key_identifier_extension = true;
+        leaf_params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate()?;
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+        Ok(WebhookCert {
+            cert_chain_pem: leaf.pem(),
+            key_pem: leaf_key.serialize_pem(),
+            ca_pem: self.cert_pem.clone(),
+        })
+    }
+}
+
 fn pem_encode(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
@@ -185,4 +224,52 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::danger::ServerCertVerifier;
+
+    /// Whether `cert`'s leaf verifies for `name` against `ca_pem` alone.
+    fn verifies(cert: &WebhookCert, ca_pem: &str, name: &str) -> bool {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(der.unwrap()).unwrap();
+        }
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        let leaf = CertificateDer::pem_slice_iter(cert.cert_chain_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        let server = rustls_pki_types::ServerName::try_from(name.to_string()).unwrap();
+        verifier
+            .verify_server_cert(&leaf, &[], &server, &[], rustls_pki_types::UnixTime::now())
+            .is_ok()
+    }
+
+    #[test]
+    fn a_stored_ca_issues_certificates_its_bundle_trusts() {
+        let names = WebhookCert::service_names("lateend", "istio-system");
+        let ca = ServingCa::generate().unwrap();
+        // As another replica would: only the PEM text survives the trip through a Secret.
+        let reloaded = ServingCa {
+            cert_pem: ca.cert_pem.clone(),
+            key_pem: ca.key_pem.clone(),
+        };
+        let a = ca.issue(&names).unwrap();
+        let b = reloaded.issue(&names).unwrap();
+        assert_ne!(
+            a.cert_chain_pem, b.cert_chain_pem,
+            "each replica its own leaf"
+        );
+        assert!(verifies(&a, &ca.cert_pem, "lateend.istio-system.svc"));
+        assert!(verifies(&b, &a.ca_pem, "lateend.istio-system.svc"));
+        let other = ServingCa::generate().unwrap();
+        assert!(!verifies(&b, &other.cert_pem, "lateend.istio-system.svc"));
+    }
 }

@@ -10,7 +10,7 @@ pub mod server;
 pub mod validate;
 
 pub use admission::{AdmissionRequest, GroupVersionKind};
-pub use cert::{CertError, WebhookCert};
+pub use cert::{CertError, ServingCa, WebhookCert};
 pub use review::{ReviewOutcome, Reviewed, WebhookStats, review};
 pub use server::{InjectPath, WebhookState, serve, serve_until};
 pub use validate::{ConfigValidator, Validated, ValidationStats, Verdict, review_config};

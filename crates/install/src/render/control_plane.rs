@@ -146,6 +146,33 @@ fn injector_config_map(ctx: &Context) -> Result<Value> {
     }))
 }
 
+/// lateend's arguments: istiod's, as Istio's chart passes them (lateend takes istiod's
+/// `discovery` form and flags, so Istio-shaped overlays and `k8s.overlays` patches of these
+/// args keep working): `values.global.logAsJson` adds `--log_as_json`, and
+/// `values.global.proxy.clusterDomain` is the `--domain`.
+fn discovery_args(ctx: &Context) -> Value {
+    let global = ctx.global();
+    let mut args = vec![
+        json!("discovery"),
+        json!("--monitoringAddr=:15014"),
+        json!("--log_output_level=default:info"),
+    ];
+    if global.and_then(|g| g.log_as_json).is_some_and(|b| b.0) {
+        args.push(json!("--log_as_json"));
+    }
+    let domain = global
+        .and_then(|g| g.proxy.as_ref())
+        .and_then(|p| p.known.cluster_domain.as_ref())
+        .map_or("cluster.local", |d| d.0.as_str());
+    args.extend([
+        json!("--domain"),
+        json!(domain),
+        json!("--keepaliveMaxServerConnectionAge"),
+        json!("30m"),
+    ]);
+    Value::Array(args)
+}
+
 fn deployment(
     ctx: &Context,
     pilot: Option<&Component>,
@@ -202,7 +229,7 @@ fn deployment(
         "name": "discovery",
         "image": ctx.image("lateend", pilot.and_then(|p| p.hub.as_ref()).map(|s| s.as_str()), pilot.and_then(|p| p.tag.as_ref()).map(|s| s.as_str())),
         "imagePullPolicy": ctx.image_pull_policy(k8s),
-        "args": ["discovery", "--monitoringAddr=:15014", "--log_output_level=default:info", "--domain", "cluster.local", "--keepaliveMaxServerConnectionAge", "30m"],
+        "args": discovery_args(ctx),
         "ports": [
             {"name": "http-debug", "containerPort": READINESS_PORT, "protocol": "TCP"},
             {"name": "grpc-xds", "containerPort": 15010, "protocol": "TCP"},

@@ -131,7 +131,19 @@ impl XdsServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
-        tonic::transport::Server::builder()
+        self.serve_with(listener, shutdown, ConnectionOptions::default())
+            .await
+    }
+
+    /// [`Self::serve`] with keepalive and connection-age settings.
+    pub async fn serve_with(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+        options: ConnectionOptions,
+    ) -> Result<(), tonic::transport::Error> {
+        options
+            .server_builder()
             .add_service(self.service())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
@@ -148,6 +160,31 @@ impl XdsServer {
             }
         });
         Ok(bound)
+    }
+}
+
+/// HTTP/2 connection settings of an ADS server (istiod's `--keepaliveInterval`,
+/// `--keepaliveTimeout`, `--keepaliveMaxServerConnectionAge`). `None` keeps tonic's default
+/// (no pings; connections live until either side closes them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    pub keepalive_interval: Option<std::time::Duration>,
+    pub keepalive_timeout: Option<std::time::Duration>,
+    /// After this long a connection is sent GOAWAY, so proxies reconnect and spread over the
+    /// replicas that exist now.
+    pub max_connection_age: Option<std::time::Duration>,
+}
+
+impl ConnectionOptions {
+    /// A tonic server builder with these settings (for ADS on other transports, e.g. TLS).
+    pub fn server_builder(&self) -> tonic::transport::Server {
+        let builder = tonic::transport::Server::builder()
+            .http2_keepalive_interval(self.keepalive_interval)
+            .http2_keepalive_timeout(self.keepalive_timeout);
+        match self.max_connection_age {
+            Some(age) => builder.max_connection_age(age),
+            None => builder,
+        }
     }
 }
 

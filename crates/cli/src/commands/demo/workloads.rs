@@ -36,6 +36,8 @@ pub fn start_lateend(
             "127.0.0.1:15012",
             "--debug-address",
             "127.0.0.1:15014",
+            "--http-address",
+            "127.0.0.1:0",
             "--webhook-address",
             "127.0.0.1:15017",
             "--registration-grace",
