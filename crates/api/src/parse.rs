@@ -5,7 +5,9 @@
 //! - a supported kind in an accepted version is decoded; unknown fields are errors;
 //! - an unknown kind, a kind in the wrong group, or an unaccepted version under
 //!   `networking.istio.io`/`security.istio.io` is an **error** (most likely a typo);
-//! - Istio kinds this crate does not model (EnvoyFilter, ProxyConfig, Telemetry, WasmPlugin...)
+//! - ProxyConfig is decoded and validated (errors reject it as Istio would) but not returned:
+//!   lateen does not apply it yet, which a warning says;
+//! - Istio kinds this crate does not model (EnvoyFilter, Telemetry, WasmPlugin...)
 //!   and non-Istio objects (Deployments, Services...) are **skipped with a warning**, so a
 //!   mixed manifest such as Bookinfo's still loads.
 //!
@@ -19,6 +21,7 @@ use crate::error::{
     ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity,
 };
 use crate::meta::{Kind, NETWORKING_GROUP, Object, SECURITY_GROUP};
+use crate::networking::proxy_config::ProxyConfigSpec;
 use crate::node::Node;
 use crate::resource::Resource;
 
@@ -114,8 +117,9 @@ pub fn parse(text: &str, source_name: &str) -> Parsed {
 /// Parses the YAML into line-aware trees, one per non-empty document.
 #[allow(clippy::result_large_err)] // one error per call, on the failure path only
 pub(crate) fn read_nodes(text: &str, source_name: &str) -> Result<Vec<Node>, ConfigError> {
-    serde_saphyr::from_multiple_with_options::<Node>(text, yaml_options()).map_err(|e| {
-        ConfigError {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut nodes = serde_saphyr::from_multiple_with_options::<Node>(text, yaml_options())
+        .map_err(|e| ConfigError {
             severity: Severity::Error,
             source_name: source_name.to_string(),
             document: None,
@@ -123,8 +127,11 @@ pub(crate) fn read_nodes(text: &str, source_name: &str) -> Result<Vec<Node>, Con
             resource: None,
             path: FieldPath::root(),
             message: yaml_message(&e),
-        }
-    })
+        })?;
+    for node in &mut nodes {
+        node.go_flow_scalars(&lines);
+    }
+    Ok(nodes)
 }
 
 /// Deepest nesting of mappings/sequences accepted. Istio resources need about 12 levels
@@ -215,6 +222,9 @@ impl DocContext<'_> {
             return self.dispatch_list(node, prefix);
         }
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+        if group == NETWORKING_GROUP && kind == PROXY_CONFIG_KIND {
+            return self.check_proxy_config(&node, &json, resource, &prefix, &api_version);
+        }
         let Some(kind_enum) = known_kind(group, &kind) else {
             let (severity, msg) = unknown_kind_verdict(group, &kind, &api_version);
             self.problem(severity, &node, resource, prefix.field("kind"), msg);
@@ -256,6 +266,38 @@ impl DocContext<'_> {
             Err((path, message)) => {
                 let full = extend(&prefix, &path);
                 self.problem(Severity::Error, &node, resource, full, message);
+            }
+        }
+    }
+
+    /// ProxyConfig is validated like a modelled kind (so a bad one is rejected as Istio
+    /// does) but not returned as a document: lateen does not apply it yet, and says so.
+    fn check_proxy_config(
+        &mut self,
+        node: &Node,
+        json: &Value,
+        resource: Option<ResourceRef>,
+        prefix: &FieldPath,
+        api_version: &str,
+    ) {
+        if !api_version.ends_with("/v1beta1") {
+            let msg = format!(
+                "unsupported apiVersion {api_version} for {PROXY_CONFIG_KIND} (accepted: {NETWORKING_GROUP}/v1beta1)"
+            );
+            let path = prefix.field("apiVersion");
+            self.problem(Severity::Error, node, resource, path, msg);
+            return;
+        }
+        match decode_typed::<Object<ProxyConfigSpec>>(json) {
+            Ok(object) => {
+                for issue in crate::validate::validate_proxy_config(&object.spec) {
+                    let path = extend(prefix, &issue.path);
+                    self.problem(issue.severity, node, resource.clone(), path, issue.message);
+                }
+            }
+            Err((path, message)) => {
+                let full = extend(prefix, &path);
+                self.problem(Severity::Error, node, resource, full, message);
             }
         }
     }
@@ -327,7 +369,10 @@ fn known_kind(group: &str, kind: &str) -> Option<Kind> {
 }
 
 /// Real Istio kinds this crate does not model; skipped with a warning.
-const UNMODELLED_ISTIO_KINDS: &[&str] = &["EnvoyFilter", "ProxyConfig"];
+const UNMODELLED_ISTIO_KINDS: &[&str] = &["EnvoyFilter"];
+
+/// Validated but not applied (see [`crate::networking::proxy_config`]).
+const PROXY_CONFIG_KIND: &str = "ProxyConfig";
 
 fn unknown_kind_verdict(group: &str, kind: &str, api_version: &str) -> (Severity, String) {
     let istio_group = group == NETWORKING_GROUP || group == SECURITY_GROUP;

@@ -1,7 +1,8 @@
 //! Helpers the integration tests of several crates share: finding the real Envoy the test
 //! command installs (and failing, not skipping, under CI when it is missing), free ports, and
 //! [`kube::TestCluster`], a real Kubernetes control plane (etcd, kube-apiserver with RBAC,
-//! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust.
+//! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust,
+//! and [`istio_corpus`], Istio's validation corpus with Istio's verdicts.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -11,6 +12,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+pub mod istio_corpus;
 pub mod kube;
 pub mod test_ca;
 

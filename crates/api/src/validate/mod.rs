@@ -8,6 +8,7 @@ mod destination_rule;
 mod gateway;
 mod http_route;
 mod mesh;
+mod proxy_config;
 mod security;
 mod service_entry;
 mod sidecar;
@@ -24,6 +25,7 @@ use crate::networking::{Percent, Port, StringMatch, StringMatchKind};
 use crate::resource::Resource;
 
 pub use mesh::validate_mesh_config;
+pub use proxy_config::validate_proxy_config;
 
 /// Port protocols Istio recognises (compared case-insensitively).
 pub const PROTOCOLS: &[&str] = &[
@@ -43,6 +45,9 @@ pub const PROTOCOLS: &[&str] = &[
 
 /// Regular expressions longer than this are refused (Istio's limit for Envoy's RE2).
 pub const MAX_REGEX_LEN: usize = 1024;
+
+/// Message of the warning for a field lateen accepts but does not act on yet.
+pub const NOT_ACTED_ON: &str = "accepted, but not yet acted on by lateen";
 
 /// Validates one resource: metadata and spec. Returns errors and warnings.
 pub fn validate(resource: &Resource) -> Vec<FieldIssue> {
@@ -115,6 +120,12 @@ impl Issues {
 
     pub fn warn(&mut self, path: &FieldPath, message: impl Into<String>) {
         self.0.push(FieldIssue::warning(path.clone(), message));
+    }
+
+    /// A field Istio defines and lateen reads and validates, but whose effect lateen does not
+    /// implement yet: accepted, never silently.
+    pub fn not_acted_on(&mut self, path: &FieldPath) {
+        self.warn(path, NOT_ACTED_ON);
     }
 
     /// Records `Err(reason)` of a check as an error at `path`.
