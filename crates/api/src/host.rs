@@ -117,6 +117,21 @@ pub fn check_wildcard_domain(host: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks the host part of a Gateway server host or a Sidecar egress host (Istio's
+/// `validateSidecarOrGatewayHostnamePart`): `*` or a dotted name (no short names), a valid
+/// (wildcard) domain, and no partial wildcard: `*` alone or as the whole first label (`*.foo`),
+/// never `*foo.com` or `foo.*`.
+pub fn check_listener_host(name: &str) -> Result<(), String> {
+    if name != "*" && !name.contains('.') {
+        return Err(format!("short names (non FQDN) are not allowed: {name:?}"));
+    }
+    check_wildcard_domain(name)?;
+    if name.contains('*') && name != "*" && !name.starts_with("*.") {
+        return Err(format!("partial wildcard {name:?} not allowed"));
+    }
+    Ok(())
+}
+
 /// Checks a host without wildcards (an FQDN or a short name).
 pub fn check_fqdn(host: &str) -> Result<(), String> {
     if host.contains('*') {
@@ -212,6 +227,12 @@ mod tests {
             assert!(check_wildcard_domain(bad).is_err(), "{bad}");
         }
         assert!(check_fqdn("*.example.com").is_err());
+        for ok in ["*", "*.example.com", "example.com", "1.2.3.4"] {
+            assert!(check_listener_host(ok).is_ok(), "{ok}");
+        }
+        for bad in ["*-x.example.com", "*x.example.com", "reviews", "foo.*"] {
+            assert!(check_listener_host(bad).is_err(), "{bad}");
+        }
         assert!(is_dns1123_label("v2-mysql-vm"));
         assert!(!is_dns1123_label("V1"));
     }

@@ -484,4 +484,25 @@ pub(super) fn check_client_tls(issues: &mut Issues, path: &FieldPath, tls: &Clie
             "cannot specify both credentialName and certificate files",
         );
     }
+    // Istio: skipping verification contradicts naming what to verify against.
+    if tls.insecure_skip_verify == Some(true) {
+        let sans = !tls.subject_alt_names.is_empty();
+        match tls.mode() {
+            ClientTlsMode::Simple
+                if tls.ca_certificates.is_some() || tls.credential_name.is_some() || sans =>
+            {
+                issues.error(
+                    &path.field("insecureSkipVerify"),
+                    "cannot specify CaCertificates or CredentialName or SubjectAltNames when InsecureSkipVerify is set true",
+                );
+            }
+            ClientTlsMode::Mutual if tls.ca_certificates.is_some() || sans => {
+                issues.error(
+                    &path.field("insecureSkipVerify"),
+                    "cannot specify CaCertificates or SubjectAltNames when InsecureSkipVerify is set true",
+                );
+            }
+            _ => {}
+        }
+    }
 }
