@@ -94,6 +94,16 @@ impl Parsed {
 /// broken document becomes an error in `problems` and the others are still returned (except
 /// for YAML syntax errors, which stop the reading of the whole text).
 pub fn parse(text: &str, source_name: &str) -> Parsed {
+    parse_in(text, source_name, None)
+}
+
+/// [`parse`], with `namespace` for resources that name none (instead of `default`), as
+/// `kubectl apply -n` and `istioctl analyze --namespace` read files.
+pub fn parse_in_namespace(text: &str, source_name: &str, namespace: &str) -> Parsed {
+    parse_in(text, source_name, Some(namespace))
+}
+
+fn parse_in(text: &str, source_name: &str, namespace: Option<&str>) -> Parsed {
     let mut out = Parsed::default();
     let nodes = match read_nodes(text, source_name) {
         Ok(n) => n,
@@ -105,6 +115,7 @@ pub fn parse(text: &str, source_name: &str) -> Parsed {
     for (index, node) in nodes.into_iter().enumerate() {
         let mut ctx = DocContext {
             source_name,
+            namespace,
             index,
             item_prefix: FieldPath::root(),
             out: &mut out,
@@ -166,6 +177,8 @@ fn first_line(message: &str) -> &str {
 
 struct DocContext<'a> {
     source_name: &'a str,
+    /// For resources without `metadata.namespace`; `None`: leave unset (read as `default`).
+    namespace: Option<&'a str>,
     index: usize,
     /// `items[i]` while dispatching an item of a `kind: List`.
     item_prefix: FieldPath,
@@ -207,7 +220,7 @@ impl DocContext<'_> {
                 .to_string()
         };
         let (api_version, kind) = (text("apiVersion"), text("kind"));
-        let resource = resource_ref(&json, &kind);
+        let resource = resource_ref(&json, &kind, self.namespace);
         if api_version.is_empty() || kind.is_empty() {
             let field = if api_version.is_empty() {
                 "apiVersion"
@@ -250,7 +263,13 @@ impl DocContext<'_> {
             return;
         }
         match decode(kind_enum, &json) {
-            Ok(resource) => {
+            Ok(mut resource) => {
+                if let Some(ns) = self.namespace {
+                    let meta = resource.metadata_mut();
+                    if meta.namespace.as_deref().is_none_or(str::is_empty) {
+                        meta.namespace = Some(ns.to_string());
+                    }
+                }
                 // Paths inside the resource are relative to the object, so keep its subtree.
                 let object_node = node.deepest(&prefix).clone();
                 let line = (object_node.line > 0).then_some(object_node.line);
@@ -342,7 +361,7 @@ fn extend(prefix: &FieldPath, path: &FieldPath) -> FieldPath {
 }
 
 /// Kind/namespace/name from the raw JSON, for messages about objects that did not decode.
-fn resource_ref(json: &Value, kind: &str) -> Option<ResourceRef> {
+fn resource_ref(json: &Value, kind: &str, namespace: Option<&str>) -> Option<ResourceRef> {
     if kind.is_empty() {
         return None;
     }
@@ -354,7 +373,9 @@ fn resource_ref(json: &Value, kind: &str) -> Option<ResourceRef> {
             .to_string()
     };
     let namespace = match get("namespace") {
-        ns if ns.is_empty() => crate::meta::DEFAULT_NAMESPACE.to_string(),
+        ns if ns.is_empty() => namespace
+            .unwrap_or(crate::meta::DEFAULT_NAMESPACE)
+            .to_string(),
         ns => ns,
     };
     Some(ResourceRef {
@@ -368,6 +389,12 @@ fn known_kind(group: &str, kind: &str) -> Option<Kind> {
     Kind::from_kind_str(kind).filter(|k| k.group() == group)
 }
 
+/// How the warning about a skipped document starts.
+pub const SKIPPED_PREFIX: &str = "skipped: ";
+
+/// How the warning about a skipped non-Istio object (a Service, a Deployment) ends.
+pub const NOT_ISTIO: &str = "is not an Istio configuration resource";
+
 /// Real Istio kinds this crate does not model; skipped with a warning.
 const UNMODELLED_ISTIO_KINDS: &[&str] = &["EnvoyFilter"];
 
@@ -380,7 +407,7 @@ fn unknown_kind_verdict(group: &str, kind: &str, api_version: &str) -> (Severity
         if UNMODELLED_ISTIO_KINDS.contains(&kind) {
             return (
                 Severity::Warning,
-                format!("skipped: {kind} ({api_version}) is not supported by lateen"),
+                format!("{SKIPPED_PREFIX}{kind} ({api_version}) is not supported by lateen"),
             );
         }
         if let Some(k) = Kind::from_kind_str(kind) {
@@ -397,12 +424,12 @@ fn unknown_kind_verdict(group: &str, kind: &str, api_version: &str) -> (Severity
     if group.ends_with(".istio.io") {
         return (
             Severity::Warning,
-            format!("skipped: {kind} ({api_version}) is not supported by lateen"),
+            format!("{SKIPPED_PREFIX}{kind} ({api_version}) is not supported by lateen"),
         );
     }
     (
         Severity::Warning,
-        format!("skipped: {kind} ({api_version}) is not an Istio configuration resource"),
+        format!("{SKIPPED_PREFIX}{kind} ({api_version}) {NOT_ISTIO}"),
     )
 }
 
