@@ -3,7 +3,8 @@
 //! `pilot_xds` (connected proxies), `pilot_xds_pushes{type}`, `pilot_proxy_convergence_time`
 //! (seconds from a snapshot change to its push being acknowledged), `pilot_total_xds_rejects
 //! {type}` (NACKs); and ours: `lateend_config_rejected` (files rejected by validation),
-//! `lateend_push_triggers`, `lateend_push_computations`; and the injection webhook's
+//! `lateend_push_triggers`, `lateend_push_computations`, `lateend_xds_token_streams` (ADS
+//! streams that presented a bearer token; not verified yet); and the injection webhook's
 //! `sidecar_injection_*` counters.
 
 use std::sync::Arc;
@@ -87,6 +88,12 @@ impl Collector for Snapshotter {
                         .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
                 }
             }
+            counter(
+                &mut encoder,
+                "lateend_xds_token_streams",
+                "ADS streams opened with an authorization bearer token (not verified yet).",
+                m.streams_with_token.load(Ordering::Relaxed),
+            )?;
             let h = &m.push_latency;
             let mut buckets: Vec<(f64, u64)> = PUSH_LATENCY_BOUNDS
                 .iter()

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use lateen_test_support::netns::{must, run as output};
+
 const SERVICE_VIP: &str = "198.19.0.10";
 
 struct Mesh {
@@ -28,38 +30,6 @@ impl Drop for Mesh {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
-}
-
-fn output(ns: Option<&str>, args: &[&str]) -> (bool, String) {
-    let mut command = match ns {
-        Some(ns) => {
-            let mut command = Command::new("ip");
-            command.args(["netns", "exec", ns]).args(args);
-            command
-        }
-        None => {
-            let mut command = Command::new(args[0]);
-            command.args(&args[1..]);
-            command
-        }
-    };
-    match command.output() {
-        Ok(out) => (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        ),
-        Err(err) => (false, err.to_string()),
-    }
-}
-
-fn must(ns: Option<&str>, args: &[&str]) -> String {
-    let (ok, text) = output(ns, args);
-    assert!(ok, "{ns:?} {args:?} failed: {text}");
-    text
 }
 
 impl Mesh {

@@ -4,23 +4,13 @@
 //! halfway. Every request must succeed. The load comes from `lateen-loadgen` (open loop,
 //! bench/loadgen) and the backends are `lateen-sample-app`s; everything on loopback.
 
+use lateen_test_support::netns::Children;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The client sidecar's outbound listener (a loopback address of its own, port 9080).
 const EGRESS: &str = "127.0.55.1";
-
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

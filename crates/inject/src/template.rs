@@ -24,7 +24,7 @@ pub const VOLUMES: [&str; 8] = [
     "istio-data",
     "istio-podinfo",
     "istio-token",
-    "lateend-ca-cert",
+    "istiod-ca-cert",
 ];
 
 /// Everything the injected containers depend on, resolved from values, mesh config and
@@ -248,7 +248,7 @@ pub fn sidecar_container(s: &ProxySettings, pod: &PodEnv) -> Value {
             {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
             {"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"},
             {"mountPath": "/var/run/secrets/workload-spiffe-credentials", "name": "workload-certs"},
-            {"mountPath": "/var/run/secrets/istio", "name": "lateend-ca-cert"},
+            {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
             {"mountPath": "/var/lib/istio/data", "name": "istio-data"},
             {"mountPath": "/etc/istio/proxy", "name": "lateen-proxy-config"},
             {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"},
@@ -291,6 +291,6 @@ pub fn volumes() -> Vec<Value> {
         json!({"name": "istio-token", "projected": {"sources": [
             {"serviceAccountToken": {"audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}},
         ]}}),
-        json!({"name": "lateend-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}),
+        json!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}),
     ]
 }

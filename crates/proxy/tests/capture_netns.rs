@@ -97,31 +97,7 @@ fn tools_ready() -> Result<(), String> {
 
 /// curl as an application user (UID 1000) inside `ns`; returns the HTTP status.
 fn app_curl(ns: &str, url: &str) -> String {
-    let output = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "setpriv",
-            "--reuid=1000",
-            "--regid=1000",
-            "--clear-groups",
-        ])
-        .args([
-            "curl",
-            "-g",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            url,
-        ])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    lateen_test_support::netns::http_status(ns, Some(1000), url)
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {

@@ -8,6 +8,7 @@
 
 mod xds_support;
 
+use lateen_test_support::netns::{self, must, run as sh};
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use lateen_xds::pb::envoy::config::core::v3::{
     BindConfig, HeaderValue, HeaderValueOption, Metadata, SocketAddress, socket_address,
@@ -80,38 +81,6 @@ impl Drop for Lab {
     }
 }
 
-fn sh(ns: Option<&str>, args: &[&str]) -> (bool, String) {
-    let mut command = match ns {
-        Some(ns) => {
-            let mut command = Command::new("ip");
-            command.args(["netns", "exec", ns]).args(args);
-            command
-        }
-        None => {
-            let mut command = Command::new(args[0]);
-            command.args(&args[1..]);
-            command
-        }
-    };
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("{args:?}: {err}"));
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
-}
-
-fn must(ns: Option<&str>, args: &[&str]) -> String {
-    let (ok, output) = sh(ns, args);
-    assert!(ok, "{args:?} failed: {output}");
-    output
-}
-
 fn spawn(ns: &str, args: &[&str], log: &std::path::Path) -> Child {
     Command::new("ip")
         .args(["netns", "exec", ns])
@@ -122,37 +91,9 @@ fn spawn(ns: &str, args: &[&str], log: &std::path::Path) -> Child {
         .unwrap_or_else(|err| panic!("spawn {args:?}: {err}"))
 }
 
-fn missing_tool() -> Option<String> {
-    if !must(None, &["id", "-u"]).trim().eq("0") {
-        return Some("not root".into());
-    }
-    ["ip", "iptables-restore", "setpriv", "curl", "python3"]
-        .into_iter()
-        .find(|tool| !sh(None, &["sh", "-c", &format!("command -v {tool}")]).0)
-        .map(|tool| format!("{tool} not found"))
-}
-
 /// An app request (UID 1000) from `ns`: the HTTP status.
 fn app_get(ns: &str, url: &str) -> String {
-    sh(
-        Some(ns),
-        &[
-            "setpriv",
-            "--reuid=1000",
-            "--regid=1000",
-            "--clear-groups",
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            url,
-        ],
-    )
-    .1
+    netns::http_status(ns, Some(1000), url)
 }
 
 fn wait(what: &str, mut check: impl FnMut() -> bool, log: impl Fn() -> String) {
@@ -349,12 +290,11 @@ fn resources() -> Snapshot {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captured_traffic_follows_xds_listeners() {
-    if let Some(missing) = missing_tool() {
-        assert!(
-            std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()),
-            "xDS capture test cannot run: {missing}"
-        );
-        eprintln!("SKIPPED captured_traffic_follows_xds_listeners: {missing}");
+    let tools = ["ip", "iptables-restore", "setpriv", "curl", "python3"];
+    if !netns::can_run(
+        "captured_traffic_follows_xds_listeners",
+        netns::missing(&tools),
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");

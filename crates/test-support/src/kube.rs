@@ -1,7 +1,11 @@
 //! [`TestCluster`]: a real Kubernetes control plane on loopback for tests — etcd, kube-apiserver
 //! (RBAC on, admission webhooks on, service-account tokens) and kube-controller-manager (every
 //! default controller but node-lifecycle), built from Go modules by `scripts/kube-test-bins.sh`.
-//! There is no kubelet and no scheduler: [`kubelet`] has what a test needs to act as one.
+//! There is no kubelet and no scheduler: [`kubelet`] has what a test needs to act as one, and
+//! `container_command` runs a stored Pod's container as a process the way a kubelet would
+//! ([`container`] resolves its arguments and environment). `set_host` decides where the API
+//! server's calls to `NAME.NAMESPACE.svc` (webhooks by `service:` reference) land.
+//! `docs/test-cluster.md` is the guide.
 //!
 //! ```ignore
 //! let Some(cluster) = TestCluster::start_or_skip("my_test") else { return };
@@ -13,7 +17,6 @@
 //! `kube-controller-manager.log`, `host-proxy.log`; their tails are printed when a start fails);
 //! every process dies when the cluster is dropped or the test binary exits.
 
-use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -24,13 +27,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 mod bins;
+pub mod container;
 mod etcd;
+mod flags;
 mod host_proxy;
 mod identity;
 pub mod kubelet;
 mod pki;
+mod pod_process;
+pub use pod_process::prefixed;
 mod procs;
 
+use flags::{apiserver_args, apiserver_env, controller_manager_args, etcd_args};
 use host_proxy::HostProxy;
 use procs::{Keeper, Proc};
 
@@ -92,7 +100,13 @@ impl TestCluster {
         for _ in 0..3 {
             match TestCluster::try_start(bin.clone()) {
                 Ok(cluster) => return Ok(cluster),
-                Err(e) if format!("{e:#}").contains("address already in use") => last = Some(e),
+                Err(e)
+                    if format!("{e:#}")
+                        .to_ascii_lowercase()
+                        .contains("address already in use") =>
+                {
+                    last = Some(e)
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -204,8 +218,10 @@ impl TestCluster {
         )
     }
 
+    /// Whether a kubectl call succeeds; each call bounded (a wedged server cannot stall a wait).
     fn kubectl_quiet(&self, args: &[&str]) -> bool {
         self.kubectl_command(args)
+            .arg("--request-timeout=5s")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -263,9 +279,13 @@ impl TestCluster {
     /// kubectl with the admin kubeconfig, not yet run.
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(self.bin.join("kubectl"));
+        // Its discovery cache in the cluster's dir: not in ~/.kube, where every random port
+        // would leave a folder behind.
         command
             .arg("--kubeconfig")
             .arg(&self.admin_kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache"))
             .args(args);
         command
     }
@@ -276,6 +296,80 @@ impl TestCluster {
         run_with_stdin(self.kubectl_command(args), stdin).unwrap_or_else(|e| {
             panic!("running kubectl {args:?}: {e}");
         })
+    }
+
+    /// Runs kubectl as the admin; its stdout, or an error holding its stderr.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<String> {
+        let out = self.kubectl(args, stdin);
+        if !out.status.success() {
+            bail!(
+                "kubectl {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `kubectl apply -f -` of `yaml` as the admin (server-side validation, as a user would).
+    pub fn apply(&self, yaml: &str) -> anyhow::Result<String> {
+        self.kubectl_ok(&["apply", "-f", "-"], Some(yaml.as_bytes()))
+    }
+
+    /// Waits (up to a minute) until every CustomResourceDefinition is `Established`, so that
+    /// resources of the kinds just applied can be created.
+    pub fn wait_crds_established(&self) -> anyhow::Result<()> {
+        self.kubectl_ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "--all",
+            ],
+            None,
+        )
+        .map(drop)
+    }
+
+    /// Creates namespace `name` with `labels` (e.g. `istio-injection=enabled`) and waits until
+    /// kube-controller-manager has given it its `default` ServiceAccount, without which no Pod
+    /// can be created there, and its `kube-root-ca.crt` ConfigMap, which every pod mounts.
+    pub async fn create_namespace(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        use ::kube::api::{Api, PostParams};
+        use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+        let client = self.client().await;
+        let labels: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "labels": labels }
+        }))?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+        let config_maps: Api<ConfigMap> = Api::namespaced(client, name);
+        let deadline = Instant::now() + CONTROLLERS_START;
+        while accounts.get_opt("default").await?.is_none()
+            || config_maps.get_opt("kube-root-ca.crt").await?.is_none()
+        {
+            if Instant::now() > deadline {
+                bail!(
+                    "namespace {name} got no default ServiceAccount or kube-root-ca.crt in \
+                     {CONTROLLERS_START:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     /// From now on the API server (and only it) reaches `name` (e.g. `lateend.istio-system.svc`,
@@ -294,6 +388,22 @@ impl TestCluster {
     /// watch is cut; a client resuming from its last resourceVersion continues. Returns when it
     /// is ready again.
     pub fn restart_apiserver(&self) -> anyhow::Result<()> {
+        self.stop_apiserver();
+        self.start_apiserver()
+    }
+
+    /// Kills the API server (SIGKILL: connections reset, as in a crash); clients see it down
+    /// until [`start_apiserver`](Self::start_apiserver). etcd and the controllers keep running.
+    pub fn stop_apiserver(&self) {
+        self.apiserver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kill();
+    }
+
+    /// Starts the API server again after [`stop_apiserver`](Self::stop_apiserver) (same port,
+    /// same etcd); returns when it is ready. Starting one that runs kills it first.
+    pub fn start_apiserver(&self) -> anyhow::Result<()> {
         {
             let mut apiserver = self
                 .apiserver
@@ -424,103 +534,6 @@ fn distinct_low_ports() -> (u16, u16, u16) {
         c = crate::free_low_port();
     }
     (a, b, c)
-}
-
-fn etcd_args(dir: &Path, client: u16, peer: u16) -> Vec<OsString> {
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut args: Vec<OsString> = vec!["--data-dir".into(), dir.join("etcd-data").into()];
-    for (flag, value) in [
-        ("--name", "test".to_string()),
-        ("--listen-client-urls", client_url.clone()),
-        ("--advertise-client-urls", client_url),
-        ("--listen-peer-urls", peer_url.clone()),
-        ("--initial-advertise-peer-urls", peer_url.clone()),
-        ("--initial-cluster", format!("test={peer_url}")),
-        ("--log-level", "warn".to_string()),
-    ] {
-        args.push(format!("{flag}={value}").into());
-    }
-    // A test cluster's data need not survive a power cut; fsync would dominate on a busy disk.
-    args.push("--unsafe-no-fsync".into());
-    args
-}
-
-fn apiserver_args(pki: &pki::Pki, etcd_port: u16, api_port: u16) -> Vec<OsString> {
-    let path = |p: &Path| p.display().to_string();
-    [
-        format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-        format!("--secure-port={api_port}"),
-        "--bind-address=127.0.0.1".into(),
-        "--advertise-address=127.0.0.1".into(),
-        // The `kubernetes` Service's endpoints would name 127.0.0.1, which is invalid there.
-        "--endpoint-reconciler-type=none".into(),
-        format!("--tls-cert-file={}", path(&pki.serving_cert)),
-        format!("--tls-private-key-file={}", path(&pki.serving_key)),
-        format!("--client-ca-file={}", path(&pki.ca_cert)),
-        format!("--token-auth-file={}", path(&pki.token_file)),
-        format!(
-            "--service-account-key-file={}",
-            path(&pki.service_account_key)
-        ),
-        format!(
-            "--service-account-signing-key-file={}",
-            path(&pki.service_account_key)
-        ),
-        format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
-        "--authorization-mode=Node,RBAC".into(),
-        format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
-        "--allow-privileged=true".into(),
-        // Watches go straight to etcd, so that a watch cut by `restart_apiserver` resumes from
-        // its resourceVersion (a watch cache would start after the restart's own writes and
-        // answer 410), and `expire_watches` decides alone when history is gone: no automatic
-        // compaction either.
-        "--watch-cache=false".into(),
-        "--etcd-compaction-interval=0".into(),
-        "--profiling=false".into(),
-        "--v=1".into(),
-    ]
-    .into_iter()
-    .map(OsString::from)
-    .collect()
-}
-
-/// The API server reaches `*.svc` through the host proxy (see `host_proxy`); loopback directly.
-fn apiserver_env(proxy_port: u16) -> Vec<(&'static str, String)> {
-    let proxy = format!("http://127.0.0.1:{proxy_port}");
-    let direct = "127.0.0.1,localhost,::1".to_string();
-    vec![
-        ("HTTPS_PROXY", proxy.clone()),
-        ("https_proxy", proxy),
-        ("HTTP_PROXY", String::new()),
-        ("http_proxy", String::new()),
-        ("NO_PROXY", direct.clone()),
-        ("no_proxy", direct),
-    ]
-}
-
-fn controller_manager_args(pki: &pki::Pki, kubeconfig: &Path) -> Vec<OsString> {
-    let path = |p: &Path| p.display().to_string();
-    [
-        format!("--kubeconfig={}", path(kubeconfig)),
-        format!(
-            "--service-account-private-key-file={}",
-            path(&pki.service_account_key)
-        ),
-        format!("--root-ca-file={}", path(&pki.ca_cert)),
-        format!("--cluster-signing-cert-file={}", path(&pki.ca_cert)),
-        format!("--cluster-signing-key-file={}", path(&pki.ca_key)),
-        "--use-service-account-credentials=true".into(),
-        // No kubelet heartbeats here: node-lifecycle would mark every Node unreachable after
-        // 50 s and every Pod on it not ready, pulling endpoints from under running tests.
-        "--controllers=*,-node-lifecycle-controller".into(),
-        "--leader-elect=false".into(),
-        "--secure-port=0".into(),
-        "--v=1".into(),
-    ]
-    .into_iter()
-    .map(OsString::from)
-    .collect()
 }
 
 /// Polls `ready` every 200 ms until it holds, `timeout` passes, or the process exits.

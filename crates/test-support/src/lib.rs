@@ -1,8 +1,10 @@
 //! Helpers the integration tests of several crates share: finding the real Envoy the test
 //! command installs (and failing, not skipping, under CI when it is missing), free ports, and
 //! [`kube::TestCluster`], a real Kubernetes control plane (etcd, kube-apiserver with RBAC,
-//! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust,
-//! and [`istio_corpus`], Istio's validation corpus with Istio's verdicts.
+//! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust;
+//! network namespaces for pod-like processes ([`netns`]) and a kubelet's part in starting a
+//! Pod's container as a local process ([`pod`]); [`istio_corpus`], Istio's validation corpus
+//! with Istio's verdicts.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 pub mod istio_corpus;
 pub mod kube;
+pub mod netns;
+pub mod pod;
 pub mod test_ca;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool

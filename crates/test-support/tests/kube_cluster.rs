@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
@@ -23,14 +23,6 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn create_namespace(client: &kube::Client, name: &str) {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-}
 
 /// Polls `check` every 100 ms until it returns `Some`, panicking with `what` after [`WAIT`].
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
@@ -55,7 +47,7 @@ async fn a_new_namespace_gets_its_default_service_account() {
         return;
     };
     let client = cluster.client().await;
-    create_namespace(&client, "t-default-sa").await;
+    cluster.create_namespace("t-default-sa", &[]).await.unwrap();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "t-default-sa");
     eventually("ServiceAccount t-default-sa/default", || async {
         sas.get_opt("default").await.ok().flatten()
@@ -82,7 +74,7 @@ async fn a_deployment_gets_a_pod_that_becomes_an_endpoint_once_running() {
     };
     let client = cluster.client().await;
     let ns = "t-deploy";
-    create_namespace(&client, ns).await;
+    cluster.create_namespace(ns, &[]).await.unwrap();
     let out = cluster.kubectl(
         &["apply", "-n", ns, "-f", "-"],
         Some(
@@ -140,6 +132,24 @@ spec:
     assert_eq!(status.phase.as_deref(), Some("Running"));
     assert_eq!(status.host_ip.as_deref(), Some("198.18.200.1"));
 
+    // The token a kubelet would project into this pod names it.
+    let token = cluster
+        .pod_token(ns, "default", &pod, &["istio-ca"])
+        .unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["kubernetes.io"]["pod"]["name"],
+        pod.as_str(),
+        "{claims}"
+    );
+    assert_eq!(claims["aud"][0], "istio-ca", "{claims}");
+
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
     let ready_in_slice = |want: bool| {
         let slices = slices.clone();
@@ -175,7 +185,7 @@ async fn a_service_account_token_is_forbidden_until_a_role_binding_allows_it() {
     };
     let client = cluster.client().await;
     let ns = "t-rbac";
-    create_namespace(&client, ns).await;
+    cluster.create_namespace(ns, &[]).await.unwrap();
     let sa: ServiceAccount =
         serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap();
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
@@ -219,7 +229,30 @@ async fn a_service_account_token_is_forbidden_until_a_role_binding_allows_it() {
     })
     .await;
 
-    // The in-cluster view of that identity.
+    // The same identity as a process in a pod sees it: kubectl with no kubeconfig falls back
+    // to the in-cluster files and KUBERNETES_SERVICE_HOST/PORT.
+    let in_pod = |args: &[&str]| {
+        let mut command = cluster
+            .in_cluster_command(&cluster.bin_dir().join("kubectl"), ns, &token)
+            .unwrap();
+        command
+            .env_remove("KUBECONFIG")
+            .env("HOME", cluster.dir())
+            .args(args);
+        command.output().unwrap()
+    };
+    let own = in_pod(&["get", "pods"]);
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let other = in_pod(&["get", "pods", "-n", "kube-system"]);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        stderr.contains("system:serviceaccount:t-rbac:reader") && stderr.contains("forbidden"),
+        "{stderr}"
+    );
     let files = cluster.in_cluster_files(ns, &token).unwrap();
     assert_eq!(
         std::fs::read_to_string(files.join("namespace")).unwrap(),
@@ -316,7 +349,7 @@ async fn set_host_decides_where_the_api_server_calls_a_webhook_service() {
     };
     let client = cluster.client().await;
     let ns = "t-webhook";
-    create_namespace(&client, ns).await;
+    cluster.create_namespace(ns, &[]).await.unwrap();
     // A loopback address of our own on the webhook's real port, 443, as a Service would have.
     let pid = std::process::id();
     let ip = Ipv4Addr::new(127, 100 + (pid % 100) as u8, (pid / 100 % 250) as u8 + 1, 7);
@@ -404,6 +437,14 @@ async fn a_restart_cuts_watches_that_resume_and_expiry_forces_a_relist() {
     let event = tokio::time::timeout(WAIT, watch.next()).await.unwrap();
     assert!(matches!(event, Some(Ok(WatchEvent::Added(_)))), "{event:?}");
 
+    // Down: requests fail (connection refused), and nothing is lost when it is back.
+    cluster.stop_apiserver();
+    assert!(cms.get("first").await.is_err());
+    cluster
+        .start_apiserver()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    cms.get("second").await.unwrap();
+
     cluster
         .restart_apiserver()
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -455,4 +496,149 @@ async fn a_restart_cuts_watches_that_resume_and_expiry_forces_a_relist() {
         names.contains(&"first".into()) && names.contains(&"second".into()),
         "{names:?}"
     );
+}
+
+#[tokio::test]
+async fn a_crd_with_cel_rules_serves_its_kind_and_rejects_what_they_reject() {
+    let Some(cluster) = TestCluster::shared("crd") else {
+        return;
+    };
+    cluster
+        .apply(
+            r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.test.lateen.io}
+spec:
+  group: test.lateen.io
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              min: {type: integer}
+              max: {type: integer}
+            x-kubernetes-validations:
+            - rule: self.min <= self.max
+              message: min must not exceed max
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    cluster
+        .wait_crds_established()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    cluster
+        .create_namespace("t-crd", &[("purpose", "crd")])
+        .await
+        .unwrap();
+    let widget = |name: &str, min: i32, max: i32| {
+        format!(
+            "apiVersion: test.lateen.io/v1\nkind: Widget\nmetadata: {{name: {name}, namespace: t-crd}}\n\
+             spec: {{min: {min}, max: {max}}}\n"
+        )
+    };
+    cluster
+        .apply(&widget("good", 1, 2))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let refused = cluster.apply(&widget("bad", 3, 2)).unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("min must not exceed max"),
+        "{refused:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_pods_container_runs_as_a_process_with_its_environment_and_volumes() {
+    let Some(cluster) = TestCluster::shared("container_command") else {
+        return;
+    };
+    let ns = "t-process";
+    cluster.create_namespace(ns, &[]).await.unwrap();
+    cluster
+        .apply(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: t-process}
+data: {mode: fast}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: worker, namespace: t-process, labels: {app: worker}}
+spec:
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c]
+    args:
+    - >-
+      cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo;
+      cat /run/lateen-test/podinfo/labels; echo;
+      cat /run/lateen-test/settings/mode; echo;
+      wc -c < /var/run/secrets/tokens/istio-token;
+      echo "$MY_IP $(NODE) $PREFIXED $EXTRA"
+    env:
+    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: MY_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    volumeMounts:
+    - {name: podinfo, mountPath: /run/lateen-test/podinfo}
+    - {name: settings, mountPath: /run/lateen-test/settings}
+    - {name: istio-token, mountPath: /var/run/secrets/tokens}
+  volumes:
+  - name: podinfo
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  - name: settings
+    configMap: {name: settings}
+  - name: istio-token
+    projected: {sources: [{serviceAccountToken: {audience: istio-ca, path: istio-token}}]}
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let client = cluster.client().await;
+    kubelet::create_node(
+        &client,
+        "t-process-node",
+        &[],
+        "198.18.201.1".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let pod = kubelet::set_pod_running(
+        &client,
+        ns,
+        "worker",
+        "t-process-node",
+        "198.18.201.5".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (command, process) = cluster
+        .container_command(&pod, "main", std::path::Path::new("/bin/sh"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(process.var("MY_IP"), Some("198.18.201.5"));
+    // As the pod's own network would be entered: any wrapper goes in front.
+    let mut command = lateen_test_support::kube::prefixed(&command, &["env", "PREFIXED=1"]);
+    command.env("EXTRA", "kept");
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines[0], ns, "{stdout}");
+    assert_eq!(lines[1], "app=\"worker\"", "{stdout}");
+    assert_eq!(lines[2], "fast", "{stdout}");
+    assert!(lines[3].parse::<usize>().unwrap() > 100, "{stdout}");
+    assert_eq!(lines[4], "198.18.201.5 t-process-node 1 kept", "{stdout}");
 }

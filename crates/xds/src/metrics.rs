@@ -22,6 +22,9 @@ pub struct XdsMetrics {
     pub connected_proxies: AtomicI64,
     /// Streams accepted since start.
     pub connections_total: AtomicU64,
+    /// Streams opened with an `authorization: Bearer ...` header (the proxy's projected
+    /// service-account token; carried, not yet checked).
+    pub streams_with_token: AtomicU64,
     /// Time from `set_snapshot` to the ACK of the first push of that snapshot, per type push.
     pub push_latency: LatencyHistogram,
 }

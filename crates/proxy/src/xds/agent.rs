@@ -1,5 +1,5 @@
 //! `lateen-proxy sidecar|router`: starts the proxy with no listeners, connects to the
-//! control plane with the ADS client, and applies every accepted update live. An update is
+//! control plane with the ADS client (plaintext or TLS with a token: [`super::control_plane`]), and applies every accepted update live. An update is
 //! translated and compiled whole before anything changes; a bad one is NACKed with the
 //! resource, field and reason and the proxy keeps its previous configuration. Clusters warm
 //! before use: a configuration that names EDS or RDS resources not received yet is held
@@ -7,6 +7,7 @@
 //! control plane is away the proxy serves its last configuration; the client reconnects.
 
 use anyhow::Context;
+use lateen_xds::client::Transport;
 use lateen_xds::types::{CLUSTER, ENDPOINT, LISTENER, ROUTE, short_name};
 use lateen_xds::{AdsClient, AdsClientConfig, AdsResponse, ClientMode};
 use std::collections::BTreeSet;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+use super::control_plane::resolve;
 use super::identity::{Identity, NodeType};
 use super::state::XdsState;
 use crate::admin::AdminState;
@@ -27,14 +29,11 @@ use crate::proxy::{LiveConfig, ProxyOptions};
 /// Flags of `lateen-proxy sidecar` and `lateen-proxy router`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct XdsArgs {
-    /// Control plane ADS address (plaintext gRPC).
-    #[arg(
-        long,
-        env = "LATEEN_DISCOVERY_ADDRESS",
-        default_value = "lateend.istio-system.svc:15010",
-        value_name = "HOST:PORT"
-    )]
-    pub discovery_address: String,
+    /// Control plane ADS address; default PROXY_CONFIG's discoveryAddress, else
+    /// lateend.istio-system.svc:15012. TLS or plaintext is decided as Istio's agent decides it
+    /// (docs/proxy-xds.md); `http://` or `https://` in front says which.
+    #[arg(long, env = "LATEEN_DISCOVERY_ADDRESS", value_name = "HOST:PORT")]
+    pub discovery_address: Option<String>,
     /// Admin server (`/config_dump`, `/stats`, `/quitquitquit`).
     #[arg(long, default_value = "127.0.0.1:15000")]
     pub admin_address: SocketAddr,
@@ -107,15 +106,35 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }
+    let control_plane = resolve(args.discovery_address.as_deref(), &env, &|path| {
+        path.is_file()
+    })
+    .context("deciding how to reach the control plane")?;
     let running = crate::proxy::start(initial, options).await?;
-    tracing::info!(node = %identity.node_id(), control_plane = %args.discovery_address, "starting as an xDS {}", node_type.as_str());
+    let tls = match &control_plane.transport {
+        Transport::Tls(tls) => format!(
+            "TLS (root {}, server name {})",
+            tls.root_cert.display(),
+            tls.server_name
+        ),
+        Transport::Plaintext => "plaintext".to_string(),
+    };
+    tracing::info!(
+        node = %identity.node_id(),
+        control_plane = %control_plane.address,
+        transport = %tls,
+        because = %control_plane.reason,
+        token = ?control_plane.token.as_ref().map(|t| t.path.display().to_string()),
+        "starting as an xDS {}",
+        node_type.as_str()
+    );
 
     let (subscribe_tx, mut subscribe_rx) =
         mpsc::unbounded_channel::<(&'static str, BTreeSet<String>)>();
     let agent = Arc::new(Mutex::new(Agent {
         state: XdsState::default(),
         base,
-        control_plane: args.discovery_address.clone(),
+        control_plane: control_plane.address.clone(),
         live: running.live.clone(),
         admin: running.admin.clone(),
         subscribed_eds: BTreeSet::new(),
@@ -125,9 +144,11 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
         waiting_since: None,
         given_up: BTreeSet::new(),
     }));
-    let mut config = AdsClientConfig::new(args.discovery_address.clone(), identity.node())
+    let mut config = AdsClientConfig::new(control_plane.address.clone(), identity.node())
         .subscribe(CLUSTER, &[])
         .subscribe(LISTENER, &[]);
+    config.transport = control_plane.transport;
+    config.token = control_plane.token;
     config.mode = if args.sotw {
         ClientMode::Sotw
     } else {

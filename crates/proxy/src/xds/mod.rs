@@ -1,10 +1,12 @@
 //! lateen-proxy as an xDS data plane (`lateen-proxy sidecar|router`): the node identity from
-//! Istio's injected environment ([`identity`]), Envoy v3 resources translated into the
+//! Istio's injected environment ([`identity`]), how to reach the control plane (address, TLS,
+//! root certificate, token: [`control_plane`]), Envoy v3 resources translated into the
 //! proxy's model ([`translate`]), the accepted resources and their assembly into one
 //! configuration ([`state`]), and the agent that runs the ADS client and applies updates
 //! live ([`agent`]).
 
 pub mod agent;
+pub mod control_plane;
 pub mod identity;
 pub mod state;
 pub mod translate;

@@ -92,3 +92,15 @@ pub(crate) fn compact(port: u16) -> anyhow::Result<i64> {
     )?;
     Ok(rev)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_chunked_body_is_joined() {
+        assert_eq!(
+            super::dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            "hello world"
+        );
+        assert_eq!(super::dechunk("zz\r\n"), "");
+    }
+}

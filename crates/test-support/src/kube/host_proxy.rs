@@ -190,3 +190,72 @@ fn resolve(routes: &Routes, authority: &str) -> Option<SocketAddr> {
         None => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(proxy: &HostProxy, authority: &str) -> (TcpStream, String) {
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, proxy.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+            if s.read(&mut byte).unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        (s, String::from_utf8_lossy(&head).into_owned())
+    }
+
+    #[test]
+    fn a_name_set_by_the_test_is_tunnelled_and_any_other_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = HostProxy::start(crate::free_low_port(), &dir.path().join("log")).unwrap();
+        let (_, refused) = connect(&proxy, "nobody.default.svc:443");
+        assert!(refused.starts_with("HTTP/1.1 502"), "{refused}");
+
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let echo_port = echo.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut c, _) = echo.accept().unwrap();
+            let mut buf = [0u8; 5];
+            c.read_exact(&mut buf).unwrap();
+            c.write_all(&buf).unwrap();
+        });
+        proxy.set_host("Hook.Demo.svc", Ipv4Addr::LOCALHOST.into());
+        let (mut tunnel, ok) = connect(&proxy, &format!("hook.demo.svc:{echo_port}"));
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        tunnel.write_all(b"hello").unwrap();
+        let mut back = [0u8; 5];
+        tunnel.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"hello");
+
+        // An explicit port mapping wins over the name's address.
+        proxy.set_host_port(
+            "hook.demo.svc",
+            443,
+            SocketAddr::from((Ipv4Addr::LOCALHOST, echo_port)),
+        );
+        assert_eq!(
+            resolve(&proxy.routes, "hook.demo.svc:443"),
+            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, echo_port)))
+        );
+        // The refusal is logged after the answer is sent: poll briefly.
+        let mut log = String::new();
+        for _ in 0..100 {
+            log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+            if log.contains("nobody.default.svc:443: no route") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(log.contains("nobody.default.svc:443: no route"), "{log}");
+    }
+}

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::{TestCluster, pki};
 
@@ -16,27 +16,50 @@ pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceacc
 
 impl TestCluster {
     /// A token for ServiceAccount `namespace/name` with `audiences` (none: the API server's
-    /// own), valid for an hour, from the TokenRequest API — as the kubelet projects one.
+    /// own), valid for an hour, from the TokenRequest API.
     pub fn service_account_token(
         &self,
         namespace: &str,
         name: &str,
         audiences: &[&str],
     ) -> anyhow::Result<String> {
-        let mut args = vec!["create", "token", name, "-n", namespace, "--duration=1h"];
-        let flags: Vec<String> = audiences
+        self.create_token(namespace, name, audiences, None)
+    }
+
+    /// The token the kubelet projects into Pod `namespace/pod` running as ServiceAccount
+    /// `service_account`: bound to the Pod (its claims name the pod; deleting the pod revokes
+    /// it), with `audiences`, valid for an hour.
+    pub fn pod_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        pod: &str,
+        audiences: &[&str],
+    ) -> anyhow::Result<String> {
+        self.create_token(namespace, service_account, audiences, Some(pod))
+    }
+
+    fn create_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[&str],
+        pod: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let mut flags: Vec<String> = audiences
             .iter()
             .map(|a| format!("--audience={a}"))
             .collect();
-        args.extend(flags.iter().map(String::as_str));
-        let out = self.kubectl(&args, None);
-        if !out.status.success() {
-            bail!(
-                "kubectl create token {namespace}/{name}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        if let Some(pod) = pod {
+            flags.push("--bound-object-kind=Pod".into());
+            flags.push(format!("--bound-object-name={pod}"));
         }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let mut args = vec!["create", "token", name, "-n", namespace, "--duration=1h"];
+        args.extend(flags.iter().map(String::as_str));
+        let token = self
+            .kubectl_ok(&args, None)
+            .with_context(|| format!("a token for ServiceAccount {namespace}/{name}"))?;
+        Ok(token.trim().to_string())
     }
 
     /// A kubeconfig (a new file in the cluster's dir) that authenticates with `token`.

@@ -41,7 +41,7 @@ impl ClientStream for DeltaStream {
 
     async fn open(
         mut client: AggregatedDiscoveryServiceClient<Channel>,
-        requests: UnboundedReceiverStream<DeltaDiscoveryRequest>,
+        requests: tonic::Request<UnboundedReceiverStream<DeltaDiscoveryRequest>>,
     ) -> Result<Streaming<DeltaDiscoveryResponse>, Status> {
         Ok(client
             .delta_aggregated_resources(requests)

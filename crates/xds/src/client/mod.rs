@@ -1,7 +1,8 @@
-//! ADS client for the data plane: connects to the control plane (plaintext HTTP/2 for now),
-//! subscribes, hands every response to a handler that accepts (ACK) or rejects it (NACK with
-//! `error_detail`), reconnects with jittered exponential backoff and resubscribes. Delta is
-//! preferred; a server answering `Unimplemented` is spoken to in state-of-the-world instead.
+//! ADS client for the data plane: connects to the control plane (plaintext HTTP/2, or TLS
+//! with a bearer token: [`transport`]), subscribes, hands every response to a handler that
+//! accepts (ACK) or rejects it (NACK with `error_detail`), reconnects with jittered
+//! exponential backoff and resubscribes. Delta is preferred; a server answering
+//! `Unimplemented` is spoken to in state-of-the-world instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, Dis
 use envoy_types::pb::google::rpc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 use tracing::{info, warn};
 
@@ -20,6 +21,9 @@ use crate::backoff::Backoff;
 
 mod delta;
 mod sotw;
+pub mod transport;
+
+pub use transport::{TlsSettings, TokenFile, Transport, TransportError};
 
 /// gRPC `INVALID_ARGUMENT`, the code Envoy puts in a NACK's `error_detail`.
 const NACK_CODE: i32 = 3;
@@ -48,10 +52,15 @@ pub struct AdsClientConfig {
     pub backoff: Backoff,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
+    /// Plaintext or TLS.
+    pub transport: Transport,
+    /// Bearer token sent as `authorization` metadata on every stream.
+    pub token: Option<TokenFile>,
 }
 
 impl AdsClientConfig {
-    /// Defaults: delta mode, no subscriptions, 100 ms..30 s backoff, 5 s connect timeout.
+    /// Defaults: delta mode, no subscriptions, 100 ms..30 s backoff, 5 s connect timeout,
+    /// plaintext, no token.
     pub fn new(address: impl Into<String>, node: Node) -> Self {
         Self {
             address: address.into(),
@@ -60,6 +69,8 @@ impl AdsClientConfig {
             subscriptions: BTreeMap::new(),
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
+            transport: Transport::Plaintext,
+            token: None,
         }
     }
 
@@ -181,12 +192,16 @@ async fn run(
         resources: HashMap::new(),
     };
     loop {
-        let ended = match connect(&state.config).await {
-            Ok(channel) => match mode {
-                ClientMode::Delta => run_stream::<delta::DeltaStream>(&mut state, channel).await,
-                ClientMode::Sotw => run_stream::<sotw::SotwStream>(&mut state, channel).await,
+        let ended = match open_channel(&state.config).await {
+            Ok((channel, token)) => match mode {
+                ClientMode::Delta => {
+                    run_stream::<delta::DeltaStream>(&mut state, channel, token).await
+                }
+                ClientMode::Sotw => {
+                    run_stream::<sotw::SotwStream>(&mut state, channel, token).await
+                }
             },
-            Err(e) => Ended::Failed(e),
+            Err(e) => Ended::Failed(e.to_string()),
         };
         match ended {
             Ended::Stopped => return,
@@ -207,37 +222,32 @@ async fn run(
     }
 }
 
-/// HTTP/2 flow-control window of the ADS connection and stream.
-const XDS_WINDOW: u32 = 16 * 1024 * 1024;
+/// `authorization` metadata of a stream.
+type Authorization = Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>;
 
-async fn connect(config: &AdsClientConfig) -> Result<Channel, String> {
-    let uri = if config.address.contains("://") {
-        config.address.clone()
-    } else {
-        format!("http://{}", config.address)
+/// The root certificate, then the token (a missing file costs no connection), then the
+/// channel.
+async fn open_channel(
+    config: &AdsClientConfig,
+) -> Result<(Channel, Authorization), TransportError> {
+    let dialer = transport::Dialer::prepare(&config.transport)?;
+    let token = match &config.token {
+        Some(token) => token.header()?,
+        None => None,
     };
-    Endpoint::from_shared(uri)
-        .map_err(|e| format!("bad control plane address {:?}: {e}", config.address))?
-        .connect_timeout(config.connect_timeout)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        // HTTP/2's default 64 KiB window would make a control plane wait for a window
-        // update every 64 KiB of a large response (a route table of a thousand services is
-        // ~500 KiB). The stream is the connection's only one; Envoy opens its ADS windows
-        // far wider still (256 MiB).
-        .initial_stream_window_size(XDS_WINDOW)
-        .initial_connection_window_size(XDS_WINDOW)
-        .connect()
-        .await
-        .map_err(|e| format!("connect {}: {e}", config.address))
+    let channel = dialer
+        .connect(&config.address, config.connect_timeout)
+        .await?;
+    Ok((channel, token))
 }
 
 fn ended_by(status: &Status, got_data: bool) -> Ended {
     if status.code() == Code::Unimplemented && !got_data {
         Ended::Unimplemented
     } else if got_data {
-        Ended::AfterData(status.to_string())
+        Ended::AfterData(transport::error_chain(status))
     } else {
-        Ended::Failed(status.to_string())
+        Ended::Failed(transport::error_chain(status))
     }
 }
 
@@ -255,10 +265,10 @@ pub(crate) trait ClientStream: Default {
     type Response: Send + 'static;
     /// The first requests of a stream: one per subscribed type, resuming what is known.
     fn initial_requests(&mut self, state: &ClientState) -> Vec<Self::Request>;
-    /// Opens the gRPC stream.
+    /// Opens the gRPC stream (the request carries the stream's metadata).
     fn open(
         client: AggregatedDiscoveryServiceClient<Channel>,
-        requests: UnboundedReceiverStream<Self::Request>,
+        requests: tonic::Request<UnboundedReceiverStream<Self::Request>>,
     ) -> impl Future<Output = Result<Streaming<Self::Response>, Status>> + Send;
     /// Wraps a response for the handler.
     fn wrap(response: Self::Response) -> AdsResponse;
@@ -280,7 +290,11 @@ pub(crate) trait ClientStream: Default {
     fn set_node(request: &mut Self::Request, node: Node);
 }
 
-async fn run_stream<S: ClientStream>(state: &mut ClientState, channel: Channel) -> Ended {
+async fn run_stream<S: ClientStream>(
+    state: &mut ClientState,
+    channel: Channel,
+    authorization: Authorization,
+) -> Ended {
     let mut stream = S::default();
     let (tx, rx) = mpsc::unbounded_channel::<S::Request>();
     let mut node = Some(state.config.node.clone());
@@ -295,7 +309,11 @@ async fn run_stream<S: ClientStream>(state: &mut ClientState, channel: Channel) 
     }
     let client =
         AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-    let mut responses = match S::open(client, UnboundedReceiverStream::new(rx)).await {
+    let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
+    if let Some(value) = authorization {
+        request.metadata_mut().insert("authorization", value);
+    }
+    let mut responses = match S::open(client, request).await {
         Ok(responses) => responses,
         Err(status) => return ended_by(&status, false),
     };

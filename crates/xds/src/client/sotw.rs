@@ -48,7 +48,7 @@ impl ClientStream for SotwStream {
 
     async fn open(
         mut client: AggregatedDiscoveryServiceClient<Channel>,
-        requests: UnboundedReceiverStream<DiscoveryRequest>,
+        requests: tonic::Request<UnboundedReceiverStream<DiscoveryRequest>>,
     ) -> Result<Streaming<DiscoveryResponse>, Status> {
         Ok(client
             .stream_aggregated_resources(requests)

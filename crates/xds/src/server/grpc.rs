@@ -66,6 +66,17 @@ impl AdsService {
         if compressed {
             return Status::unimplemented("compressed ADS requests are not supported").into_http();
         }
+        if request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .is_some_and(|value| value.as_bytes().starts_with(b"Bearer "))
+        {
+            self.shared
+                .metrics
+                .streams_with_token
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!("ADS stream carries a bearer token");
+        }
         let requests = Requests::new(request.into_body(), MAX_REQUEST);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(stream::run::<P>(self.shared.clone(), requests, tx));

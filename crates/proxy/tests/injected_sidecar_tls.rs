@@ -1,0 +1,386 @@
+//! An injected pod's sidecar reaches lateend over TLS on 15012, as in a cluster: the seed's
+//! nginx Deployment (`../shared/fixtures/seed/deployment-nginx.yaml`) goes through the
+//! injector (`lateen-inject`, what `lateen kube-inject` and the webhook run); its
+//! `lateen-proxy` container is started with the pod's own arguments and environment
+//! (downward-API values filled as a kubelet would), as UID 1337, in a network namespace of its
+//! own with a pod IP from 198.18.0.0/15, and in a private mount namespace where its volumes
+//! are bound at their mount paths: the `istio-ca-root-cert` ConfigMap at
+//! `/var/run/secrets/istio/root-cert.pem`, the projected token at
+//! `/var/run/secrets/tokens/istio-token`, the labels and annotations under `/etc/istio/pod`,
+//! and an `/etc/hosts` naming `lateend.istio-system.svc`. With the test cluster
+//! (`TestCluster`, `scripts/kube-test-bins.sh`), the pod is created through the real API
+//! server first (what it stores is what is run) and the token is a real TokenRequest token
+//! for the pod's ServiceAccount with audience `istio-ca`; without it, the pod as injected
+//! and a made-up token. lateend runs in the same network
+//! namespace on 127.0.0.7 (its generated serving certificate is for
+//! `lateend.istio-system.svc`).
+//!
+//! Needs root, `ip`, `unshare`, `setpriv`, `curl`, overlayfs and lateend built beside
+//! lateen-proxy (`cargo build -p lateen-discovery --bin lateend`); skips with a NOTICE
+//! without them, fails instead under `LATEEN_REQUIRE_TOOLS`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lateen_inject::{InjectConfig, Outcome, inject_object, yaml::parse_documents};
+use lateen_test_support::kube::TestCluster;
+use lateen_test_support::netns::{self, Children, Netns};
+use lateen_test_support::pod::{self, PodFacts, VolumeSources};
+use serde_json::{Value, json};
+
+const PROXY: &str = env!("CARGO_BIN_EXE_lateen-proxy");
+const LATEEND_ADDRESS: &str = "127.0.0.7";
+/// A JWT's shape, when no test cluster gives a real one; lateend carries but does not check
+/// tokens yet.
+const MADE_UP_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOlsiaXN0aW8tY2EiXX0.c2lnbmF0dXJl";
+const TOOLS: [&str; 5] = ["ip", "unshare", "setpriv", "curl", "mount"];
+
+/// lateend, built beside lateen-proxy.
+fn lateend() -> Option<PathBuf> {
+    let path = Path::new(PROXY).with_file_name("lateend");
+    path.is_file().then_some(path)
+}
+
+fn missing() -> Option<String> {
+    netns::missing(&TOOLS).or_else(|| {
+        lateend().is_none().then(|| {
+            "lateend is not built beside lateen-proxy (cargo build -p lateen-discovery --bin lateend)"
+                .to_string()
+        })
+    })
+}
+
+/// The seed's nginx Deployment, injected, as the Pod its ReplicaSet would create.
+fn injected_nginx_pod(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/seed/deployment-nginx.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut docs = parse_documents(&text).expect("seed YAML");
+    let deployment = &mut docs[0];
+    let outcome = inject_object(deployment, &InjectConfig::default()).expect("inject");
+    assert!(matches!(outcome, Outcome::Injected), "{outcome:?}");
+    let template = &deployment["spec"]["template"];
+    let mut labels = template["metadata"]["labels"].clone();
+    labels["pod-template-hash"] = json!("7c79c4bf97");
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "labels": labels,
+            "annotations": template["metadata"]["annotations"].clone(),
+        },
+        "spec": template["spec"].clone(),
+    })
+}
+
+fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            pod["spec"]["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in the injected pod"))
+}
+
+/// A "cluster" in one network namespace: lateend on 127.0.0.7 and an injected nginx pod's
+/// sidecar trusting `root_pem`.
+struct Lab {
+    // Field order is drop order: processes, then the namespace, then the files.
+    _children: Children,
+    netns: Netns,
+    dir: tempfile::TempDir,
+    pod_ip: String,
+    node_id: String,
+}
+
+impl Lab {
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- sidecar log:\n{}\n--- lateend log:\n{}",
+            self.file("sidecar.log"),
+            self.file("lateend.log")
+        )
+    }
+
+    fn ready_status(&self) -> String {
+        self.netns
+            .http_status(&format!("http://{}:15021/healthz/ready", self.pod_ip))
+    }
+
+    fn lateend_debug(&self, path: &str) -> String {
+        self.netns
+            .http_body(&format!("http://{LATEEND_ADDRESS}:15014{path}"))
+    }
+}
+
+/// From the test cluster: the injected pod as the API server stores it (defaults and
+/// admission applied), a TokenRequest token for its ServiceAccount with the audience the
+/// injected `istio-token` volume asks for, and the cluster's CA (`kube-root-ca.crt`). Without
+/// a cluster (its binaries not built): the pod as injected and a made-up token.
+fn as_created(pod: Value, test: &str) -> (Value, String, Option<String>) {
+    let Some(cluster) = TestCluster::shared(test) else {
+        return (pod, MADE_UP_TOKEN.to_string(), None);
+    };
+    // kube-controller-manager creates the namespace's default ServiceAccount soon after start.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        match cluster.service_account_token("default", "default", &["istio-ca"]) {
+            Ok(token) => break token,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for the default ServiceAccount: {e:#}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    };
+    let json = serde_json::to_vec(&pod).expect("pod JSON");
+    let created = cluster.kubectl(&["create", "-f", "-", "-o", "json"], Some(&json));
+    assert!(
+        created.status.success(),
+        "the API server refused the injected pod: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let stored = serde_json::from_slice(&created.stdout).expect("created pod JSON");
+    (stored, token, Some(cluster.ca_pem().to_string()))
+}
+
+/// Starts lateend in a fresh namespace, then the pod's sidecar with the root certificate
+/// `root_pem` returns (given lateend's own CA) mounted as the mesh root; `cluster_test` names
+/// the test when the pod and its token come from the test cluster.
+fn start(
+    test: &str,
+    pod_ip: &str,
+    root_pem: impl FnOnce(&str) -> String,
+    cluster_test: Option<&str>,
+) -> Lab {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // UID 1337 reads the binary and the volumes below it.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod lab dir");
+    let netns = Netns::create(&format!("lateen-{test}-{}", std::process::id() % 100_000));
+    netns.add_address(pod_ip);
+    let mut children = Children(Vec::new());
+
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir_all(&config_dir).expect("config dir");
+    let ca_file = dir.path().join("lateend-ca.pem");
+    let lateend = lateend().expect("checked before");
+    let lateend = lateend.to_string_lossy();
+    let address = |port: u16| format!("{LATEEND_ADDRESS}:{port}");
+    children.0.push(
+        netns
+            .spawn(
+                &[
+                    &lateend,
+                    "--config-dir",
+                    &config_dir.to_string_lossy(),
+                    "--webhook-ca-out",
+                    &ca_file.to_string_lossy(),
+                    "--xds-address",
+                    &address(15010),
+                    "--xds-tls-address",
+                    &address(15012),
+                    "--debug-address",
+                    &address(15014),
+                    "--webhook-address",
+                    &address(15017),
+                ],
+                &dir.path().join("lateend.log"),
+                |_| {},
+            )
+            .expect("start lateend"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lateend_ca = loop {
+        match std::fs::read_to_string(&ca_file) {
+            Ok(pem) if pem.contains("END CERTIFICATE") => break pem,
+            _ => {
+                assert!(
+                    Instant::now() < deadline,
+                    "lateend wrote no CA: {}",
+                    std::fs::read_to_string(dir.path().join("lateend.log")).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+
+    let pod_name = "nginx-deployment-7c79c4bf97-x2x7k";
+    let pod = injected_nginx_pod(pod_name);
+    let (pod, token, cluster_ca) = match cluster_test {
+        Some(test) => as_created(pod, test),
+        None => (pod, MADE_UP_TOKEN.to_string(), None),
+    };
+    let sidecar = container(&pod, lateen_inject::PROXY_CONTAINER);
+    let facts = PodFacts {
+        name: pod_name.into(),
+        namespace: "default".into(),
+        pod_ip: pod_ip.into(),
+        host_ip: pod_ip.into(),
+        node_name: "kind-worker".into(),
+        service_account: "default".into(),
+        node_cpus: 2,
+    };
+    let env = pod::container_env(&pod, sidecar, &facts).expect("sidecar env");
+    // The image's entrypoint is lateen-proxy (docker/proxy.Dockerfile); the pod gives args.
+    assert!(sidecar.get("command").is_none(), "{sidecar}");
+    let args = pod::container_args(sidecar, &env);
+    assert_eq!(args[0], "sidecar", "{args:?}");
+    let mut config_maps = BTreeMap::from([(
+        "istio-ca-root-cert".to_string(),
+        BTreeMap::from([("root-cert.pem".to_string(), root_pem(&lateend_ca))]),
+    )]);
+    if let Some(ca) = cluster_ca {
+        config_maps.insert(
+            "kube-root-ca.crt".to_string(),
+            BTreeMap::from([("ca.crt".to_string(), ca)]),
+        );
+    }
+    let sources = VolumeSources { config_maps, token };
+    let volumes = dir.path().join("volumes");
+    let mounts =
+        pod::materialize_volumes(&pod, sidecar, &facts, &sources, &volumes).expect("volumes");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "127.0.0.1 localhost\n{pod_ip} {pod_name}\n{LATEEND_ADDRESS} lateend.istio-system.svc\n"
+        ),
+    )
+    .expect("hosts");
+    let script = pod::mount_script(&mounts, &hosts, &dir.path().join("overlay"), 1337)
+        .expect("mount script");
+    let binary = dir.path().join("lateen-proxy");
+    std::fs::copy(PROXY, &binary).expect("copy lateen-proxy");
+    let binary = binary.to_string_lossy();
+    let mut command: Vec<&str> = vec![
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+        &binary,
+    ];
+    command.extend(args.iter().map(String::as_str));
+    children.0.push(
+        netns
+            .spawn(&command, &dir.path().join("sidecar.log"), |cmd| {
+                cmd.env_clear()
+                    .env(
+                        "PATH",
+                        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    )
+                    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            })
+            .expect("start the sidecar"),
+    );
+    Lab {
+        _children: children,
+        netns,
+        dir,
+        pod_ip: pod_ip.to_string(),
+        node_id: format!("sidecar~{pod_ip}~{pod_name}.default~default.svc.cluster.local"),
+    }
+}
+
+fn wait_for(lab: &Lab, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn injected_sidecar_connects_over_tls_and_becomes_ready() {
+    if !netns::can_run(
+        "injected_sidecar_connects_over_tls_and_becomes_ready",
+        missing(),
+    ) {
+        return;
+    }
+    let lab = start(
+        "tls-ok",
+        "198.18.61.10",
+        |lateend_ca| lateend_ca.to_string(),
+        Some("injected_sidecar_connects_over_tls_and_becomes_ready"),
+    );
+    wait_for(&lab, "/healthz/ready 200", Duration::from_secs(60), || {
+        lab.ready_status() == "200"
+    });
+    let log = lab.file("sidecar.log");
+    assert!(
+        log.contains(
+            "TLS (root /var/run/secrets/istio/root-cert.pem, server name lateend.istio-system.svc)"
+        ),
+        "{log}"
+    );
+    let syncz = lab.lateend_debug("/debug/syncz");
+    assert!(syncz.contains(&lab.node_id), "{syncz}\n{}", lab.logs());
+    let metrics = lab.lateend_debug("/metrics");
+    let token_streams: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("lateend_xds_token_streams_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_default();
+    assert!(
+        token_streams >= 1.0,
+        "no stream carried the token:\n{metrics}"
+    );
+}
+
+#[test]
+fn sidecar_trusting_another_ca_fails_the_handshake_and_stays_unready() {
+    if !netns::can_run(
+        "sidecar_trusting_another_ca_fails_the_handshake_and_stays_unready",
+        missing(),
+    ) {
+        return;
+    }
+    let other_ca = lateen_inject::webhook::WebhookCert::generate_for_lateend()
+        .expect("another CA")
+        .ca_pem;
+    let lab = start("tls-bad", "198.18.61.11", move |_| other_ca, None);
+    wait_for(
+        &lab,
+        "a failed TLS handshake in the log",
+        Duration::from_secs(30),
+        || {
+            let log = lab.file("sidecar.log");
+            log.contains("ADS connection failed") && log.contains("invalid peer certificate")
+        },
+    );
+    // Retried with backoff, never ready, never connected.
+    wait_for(&lab, "a second attempt", Duration::from_secs(30), || {
+        lab.file("sidecar.log")
+            .matches("ADS connection failed")
+            .count()
+            >= 2
+    });
+    assert_eq!(lab.ready_status(), "503", "{}", lab.logs());
+    let syncz = lab.lateend_debug("/debug/syncz");
+    assert!(!syncz.contains(&lab.node_id), "{syncz}");
+}

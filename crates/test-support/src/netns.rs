@@ -1,0 +1,167 @@
+//! Network namespaces for tests that need a pod's own network (its ports 15000/15021/15090
+//! must not meet another test's): a named namespace made with `ip netns add` and deleted when
+//! dropped, commands run in it with `ip netns exec`, and the "root and these tools, or skip"
+//! check. Addresses given to namespaces belong in 198.18.0.0/15.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Runs `args` (program first), in `ns` when given: whether it succeeded, stdout then stderr.
+pub fn run(ns: Option<&str>, args: &[&str]) -> (bool, String) {
+    let mut command = match ns {
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns]).args(args);
+            command
+        }
+        None => {
+            let mut command = Command::new(args[0]);
+            command.args(&args[1..]);
+            command
+        }
+    };
+    match command.output() {
+        Ok(output) => (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        ),
+        Err(err) => (false, format!("{args:?}: {err}")),
+    }
+}
+
+/// [`run`], panicking with the output when the command fails.
+pub fn must(ns: Option<&str>, args: &[&str]) -> String {
+    let (ok, output) = run(ns, args);
+    assert!(ok, "{args:?} failed: {output}");
+    output
+}
+
+/// `None` when running as root with every tool on PATH, else what is missing.
+pub fn missing(tools: &[&str]) -> Option<String> {
+    if run(None, &["id", "-u"]).1.trim() != "0" {
+        return Some("not root".into());
+    }
+    tools
+        .iter()
+        .find(|tool| !run(None, &["sh", "-c", &format!("command -v {tool}")]).0)
+        .map(|tool| format!("{tool} not found"))
+}
+
+/// True when `test` can go on; otherwise prints a NOTICE and returns false, or panics when
+/// `LATEEN_REQUIRE_TOOLS` is set and non-empty (CI).
+pub fn can_run(test: &str, missing: Option<String>) -> bool {
+    let Some(missing) = missing else {
+        return true;
+    };
+    if crate::tools_required() {
+        panic!("{test} cannot run: {missing} (LATEEN_REQUIRE_TOOLS is set)");
+    }
+    eprintln!("NOTICE: skipping {test}: {missing}");
+    false
+}
+
+/// Child processes killed and reaped when dropped (declare it before anything they use, such
+/// as their namespace or folder, so it drops first).
+#[derive(Debug, Default)]
+pub struct Children(pub Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `curl` in namespace `ns`, as `uid` when given (an application's user, whose traffic the
+/// capture rules redirect): the HTTP status code of `url`, `000` when it cannot connect.
+pub fn http_status(ns: &str, uid: Option<u32>, url: &str) -> String {
+    let user = uid.map(|uid| [format!("--reuid={uid}"), format!("--regid={uid}")]);
+    let mut args: Vec<&str> = Vec::new();
+    if let Some([reuid, regid]) = &user {
+        args.extend(["setpriv", reuid, regid, "--clear-groups"]);
+    }
+    args.extend(["curl", "-g", "-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+    args.extend(["--max-time", "5", url]);
+    run(Some(ns), &args).1.trim().to_string()
+}
+
+/// A named network namespace with its loopback up; deleted on drop (which also ends what
+/// still runs only in it once those processes are killed by their owners).
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates `name` (a leftover of a killed run with the same name is replaced).
+    pub fn create(name: &str) -> Netns {
+        let _ = run(None, &["ip", "netns", "del", name]);
+        must(None, &["ip", "netns", "add", name]);
+        let netns = Netns {
+            name: name.to_string(),
+        };
+        netns.must(&["ip", "link", "set", "lo", "up"]);
+        netns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Gives the namespace the address `address/32` (on its loopback: kernels without the
+    /// dummy link type have it too), as a pod's IP.
+    pub fn add_address(&self, address: &str) {
+        self.must(&["ip", "addr", "add", &format!("{address}/32"), "dev", "lo"]);
+    }
+
+    /// [`run`] inside the namespace.
+    pub fn run(&self, args: &[&str]) -> (bool, String) {
+        run(Some(&self.name), args)
+    }
+
+    /// [`must`] inside the namespace.
+    pub fn must(&self, args: &[&str]) -> String {
+        must(Some(&self.name), args)
+    }
+
+    /// Starts `args` in the namespace with stdout and stderr in `log`; `command` can add
+    /// environment before it starts.
+    pub fn spawn(
+        &self,
+        args: &[&str],
+        log: &Path,
+        command: impl FnOnce(&mut Command),
+    ) -> std::io::Result<Child> {
+        let log_file = std::fs::File::create(log)?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        command(&mut cmd);
+        cmd.spawn()
+    }
+
+    /// `curl` in the namespace: the HTTP status code of `url` (`000` when it cannot connect).
+    pub fn http_status(&self, url: &str) -> String {
+        http_status(&self.name, None, url)
+    }
+
+    /// `curl` in the namespace: the body of `url`, empty when it fails.
+    pub fn http_body(&self, url: &str) -> String {
+        let (ok, body) = self.run(&["curl", "-s", "--max-time", "3", url]);
+        if ok { body } else { String::new() }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(None, &["ip", "netns", "del", &self.name]);
+    }
+}
