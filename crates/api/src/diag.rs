@@ -66,6 +66,18 @@ pub const REFERENCED_RESOURCE_NOT_FOUND: MessageType =
 pub const SCHEMA_VALIDATION_ERROR: MessageType =
     message_type("IST0106", "SchemaValidationError", Level::Error);
 pub const SCHEMA_WARNING: MessageType = message_type("IST0133", "SchemaWarning", Level::Warning);
+pub const NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL: MessageType = message_type(
+    "IST0128",
+    "NoServerCertificateVerificationDestinationLevel",
+    Level::Warning,
+);
+pub const NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL: MessageType = message_type(
+    "IST0129",
+    "NoServerCertificateVerificationPortLevel",
+    Level::Warning,
+);
+pub const REFERENCED_INTERNAL_GATEWAY: MessageType =
+    message_type("IST0165", "ReferencedInternalGateway", Level::Warning);
 pub const NOT_ACTED_ON: MessageType = message_type("LTN0001", "NotActedOnByLateen", Level::Info);
 pub const UNSUPPORTED_KIND: MessageType =
     message_type("LTN0002", "KindNotSupportedByLateen", Level::Info);
@@ -78,6 +90,9 @@ pub const ALL: &[&MessageType] = &[
     &REFERENCED_RESOURCE_NOT_FOUND,
     &SCHEMA_VALIDATION_ERROR,
     &SCHEMA_WARNING,
+    &NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL,
+    &NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL,
+    &REFERENCED_INTERNAL_GATEWAY,
     &NOT_ACTED_ON,
     &UNSUPPORTED_KIND,
     &DUPLICATE_RESOURCE,
@@ -118,12 +133,18 @@ impl Message {
                 .as_ref()
                 .map_or("", |r| r.kind.as_str());
             format!("schema.ValidationAnalyzer.{kind}")
+        } else if *self.kind == REFERENCED_INTERNAL_GATEWAY {
+            "virtualservice.GatewayAnalyzer".to_string()
         } else if *self.kind == REFERENCED_RESOURCE_NOT_FOUND {
             if self.problem.message.contains("destinationrule") {
                 "virtualservice.DestinationRuleAnalyzer".to_string()
             } else {
                 "virtualservice.GatewayAnalyzer".to_string()
             }
+        } else if *self.kind == NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL
+            || *self.kind == NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL
+        {
+            "destinationrule.CaCertificateAnalyzer".to_string()
         } else {
             format!("lateen.{}", self.kind.name)
         }
@@ -141,7 +162,7 @@ impl Message {
             format!("Schema validation error: {detail}")
         } else if *self.kind == SCHEMA_WARNING {
             format!("Schema validation warning: {detail}")
-        } else if *self.kind == REFERENCED_RESOURCE_NOT_FOUND {
+        } else if self.kind.is_istio() {
             p.message.clone()
         } else {
             detail
