@@ -76,6 +76,11 @@ pub const NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL: MessageType = message_t
     "NoServerCertificateVerificationPortLevel",
     Level::Warning,
 );
+pub const VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY: MessageType = message_type(
+    "IST0132",
+    "VirtualServiceHostNotFoundInGateway",
+    Level::Warning,
+);
 pub const REFERENCED_INTERNAL_GATEWAY: MessageType =
     message_type("IST0165", "ReferencedInternalGateway", Level::Warning);
 pub const NOT_ACTED_ON: MessageType = message_type("LTN0001", "NotActedOnByLateen", Level::Info);
@@ -92,6 +97,7 @@ pub const ALL: &[&MessageType] = &[
     &SCHEMA_WARNING,
     &NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL,
     &NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL,
+    &VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
     &REFERENCED_INTERNAL_GATEWAY,
     &NOT_ACTED_ON,
     &UNSUPPORTED_KIND,
@@ -133,7 +139,9 @@ impl Message {
                 .as_ref()
                 .map_or("", |r| r.kind.as_str());
             format!("schema.ValidationAnalyzer.{kind}")
-        } else if *self.kind == REFERENCED_INTERNAL_GATEWAY {
+        } else if *self.kind == REFERENCED_INTERNAL_GATEWAY
+            || *self.kind == VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY
+        {
             "virtualservice.GatewayAnalyzer".to_string()
         } else if *self.kind == REFERENCED_RESOURCE_NOT_FOUND {
             if self.problem.message.contains("destinationrule") {

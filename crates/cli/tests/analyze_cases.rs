@@ -13,7 +13,10 @@ use lateen_test_support::istio_corpus;
 /// Istio's analyzers lateen has, with the message codes lateen reports for each.
 const IMPLEMENTED: &[(&str, &[&str])] = &[
     ("virtualservice.DestinationRuleAnalyzer", &["IST0101"]),
-    ("virtualservice.GatewayAnalyzer", &["IST0101", "IST0165"]),
+    (
+        "virtualservice.GatewayAnalyzer",
+        &["IST0101", "IST0132", "IST0165"],
+    ),
     (
         "destinationrule.CaCertificateAnalyzer",
         &["IST0128", "IST0129"],
