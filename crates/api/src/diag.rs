@@ -66,6 +66,10 @@ pub const REFERENCED_RESOURCE_NOT_FOUND: MessageType =
 pub const SCHEMA_VALIDATION_ERROR: MessageType =
     message_type("IST0106", "SchemaValidationError", Level::Error);
 pub const SCHEMA_WARNING: MessageType = message_type("IST0133", "SchemaWarning", Level::Warning);
+pub const VIRTUAL_SERVICE_UNREACHABLE_RULE: MessageType =
+    message_type("IST0130", "VirtualServiceUnreachableRule", Level::Warning);
+pub const VIRTUAL_SERVICE_INEFFECTIVE_MATCH: MessageType =
+    message_type("IST0131", "VirtualServiceIneffectiveMatch", Level::Info);
 pub const NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL: MessageType = message_type(
     "IST0128",
     "NoServerCertificateVerificationDestinationLevel",
@@ -95,6 +99,8 @@ pub const ALL: &[&MessageType] = &[
     &REFERENCED_RESOURCE_NOT_FOUND,
     &SCHEMA_VALIDATION_ERROR,
     &SCHEMA_WARNING,
+    &VIRTUAL_SERVICE_UNREACHABLE_RULE,
+    &VIRTUAL_SERVICE_INEFFECTIVE_MATCH,
     &NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL,
     &NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL,
     &VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
@@ -132,7 +138,13 @@ impl Message {
     /// The name of Istio's analyzer that reports this message (what `istioctl analyze
     /// --analyzer` selects), or `lateen.<name>` for lateen's own notes.
     pub fn analyzer(&self) -> String {
-        if *self.kind == SCHEMA_VALIDATION_ERROR || *self.kind == SCHEMA_WARNING {
+        let schema = [
+            &SCHEMA_VALIDATION_ERROR,
+            &SCHEMA_WARNING,
+            &VIRTUAL_SERVICE_UNREACHABLE_RULE,
+            &VIRTUAL_SERVICE_INEFFECTIVE_MATCH,
+        ];
+        if schema.contains(&self.kind) {
             let kind = self
                 .problem
                 .resource
@@ -224,6 +236,22 @@ pub fn classify(problem: ConfigError) -> Classified {
     }
     if problem.severity == Severity::Warning && problem.message.ends_with(crate::parse::NOT_ISTIO) {
         return Classified::Silent;
+    }
+    let mut problem = problem;
+    // Istio's validation gives these two warnings their own message types (its
+    // `AnalysisAwareError`), worded `VirtualService rule ... .`.
+    if problem.severity == Severity::Warning
+        && let Some(rest) = problem
+            .message
+            .strip_prefix(crate::validate::UNUSED_RULE_PREFIX)
+    {
+        let kind = if rest.contains(" match ") {
+            &VIRTUAL_SERVICE_INEFFECTIVE_MATCH
+        } else {
+            &VIRTUAL_SERVICE_UNREACHABLE_RULE
+        };
+        problem.message = format!("VirtualService rule {rest}.");
+        return Classified::Message(Message { kind, problem });
     }
     let kind = match problem.severity {
         Severity::Warning if problem.message == crate::validate::NOT_ACTED_ON => &NOT_ACTED_ON,

@@ -4,6 +4,10 @@
 
 use std::collections::HashMap;
 
+/// How the warnings about unused rules and matches start (Istio's wording, which `analyze`
+/// turns into IST0130/IST0131).
+pub const UNUSED_RULE_PREFIX: &str = "virtualService rule ";
+
 use serde::Serialize;
 
 use super::Issues;
@@ -76,7 +80,7 @@ fn report(issues: &mut Issues, path: &FieldPath, rules: &[Rule]) {
         let unused = |issues: &mut Issues, reason: &str| {
             issues.warn(
                 &rule_path,
-                format!("virtualService rule {rule_label} not used ({reason})"),
+                format!("{UNUSED_RULE_PREFIX}{rule_label} not used ({reason})"),
             );
         };
         if rule.matches.is_empty() {
@@ -97,7 +101,7 @@ fn report(issues: &mut Issues, path: &FieldPath, rules: &[Rule]) {
                 issues.warn(
                     &rule_path.field("match").index(m),
                     format!(
-                        "virtualService rule {rule_label} match {} is not used (duplicate/overlapping match in rule {})",
+                        "{UNUSED_RULE_PREFIX}{rule_label} match {} is not used (duplicate/overlapping match in rule {})",
                         label(*match_name, m),
                         label(rules[earlier].name, earlier)
                     ),
