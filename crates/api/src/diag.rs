@@ -63,6 +63,11 @@ const fn message_type(code: &'static str, name: &'static str, level: Level) -> M
 
 pub const REFERENCED_RESOURCE_NOT_FOUND: MessageType =
     message_type("IST0101", "ReferencedResourceNotFound", Level::Error);
+pub const CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS: MessageType = message_type(
+    "IST0109",
+    "ConflictingMeshGatewayVirtualServiceHosts",
+    Level::Error,
+);
 pub const SCHEMA_VALIDATION_ERROR: MessageType =
     message_type("IST0106", "SchemaValidationError", Level::Error);
 pub const SCHEMA_WARNING: MessageType = message_type("IST0133", "SchemaWarning", Level::Warning);
@@ -97,6 +102,7 @@ pub const RESOURCE_REPLACED: MessageType = message_type("LTN0004", "ResourceRepl
 /// Every message type lateen can report.
 pub const ALL: &[&MessageType] = &[
     &REFERENCED_RESOURCE_NOT_FOUND,
+    &CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS,
     &SCHEMA_VALIDATION_ERROR,
     &SCHEMA_WARNING,
     &VIRTUAL_SERVICE_UNREACHABLE_RULE,
@@ -151,6 +157,8 @@ impl Message {
                 .as_ref()
                 .map_or("", |r| r.kind.as_str());
             format!("schema.ValidationAnalyzer.{kind}")
+        } else if *self.kind == CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS {
+            "virtualservice.ConflictingMeshGatewayHostsAnalyzer".to_string()
         } else if *self.kind == REFERENCED_INTERNAL_GATEWAY
             || *self.kind == VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY
         {

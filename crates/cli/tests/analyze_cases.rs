@@ -14,6 +14,10 @@ use lateen_test_support::istio_corpus;
 const IMPLEMENTED: &[(&str, &[&str])] = &[
     ("virtualservice.DestinationRuleAnalyzer", &["IST0101"]),
     (
+        "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
+        &["IST0109"],
+    ),
+    (
         "virtualservice.GatewayAnalyzer",
         &["IST0101", "IST0132", "IST0165"],
     ),
