@@ -90,6 +90,8 @@ pub const VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY: MessageType = message_type(
     "VirtualServiceHostNotFoundInGateway",
     Level::Warning,
 );
+pub const GATEWAY_DUPLICATE_CERTIFICATE: MessageType =
+    message_type("IST0138", "GatewayDuplicateCertificate", Level::Warning);
 pub const REFERENCED_INTERNAL_GATEWAY: MessageType =
     message_type("IST0165", "ReferencedInternalGateway", Level::Warning);
 pub const NOT_ACTED_ON: MessageType = message_type("LTN0001", "NotActedOnByLateen", Level::Info);
@@ -110,6 +112,7 @@ pub const ALL: &[&MessageType] = &[
     &NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL,
     &NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL,
     &VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
+    &GATEWAY_DUPLICATE_CERTIFICATE,
     &REFERENCED_INTERNAL_GATEWAY,
     &NOT_ACTED_ON,
     &UNSUPPORTED_KIND,
@@ -157,6 +160,8 @@ impl Message {
                 .as_ref()
                 .map_or("", |r| r.kind.as_str());
             format!("schema.ValidationAnalyzer.{kind}")
+        } else if *self.kind == GATEWAY_DUPLICATE_CERTIFICATE {
+            "gateway.CertificateAnalyzer".to_string()
         } else if *self.kind == CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS {
             "virtualservice.ConflictingMeshGatewayHostsAnalyzer".to_string()
         } else if *self.kind == REFERENCED_INTERNAL_GATEWAY

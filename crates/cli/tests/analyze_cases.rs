@@ -13,6 +13,7 @@ use lateen_test_support::istio_corpus;
 /// Istio's analyzers lateen has, with the message codes lateen reports for each.
 const IMPLEMENTED: &[(&str, &[&str])] = &[
     ("virtualservice.DestinationRuleAnalyzer", &["IST0101"]),
+    ("gateway.CertificateAnalyzer", &["IST0138"]),
     (
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
         &["IST0109"],

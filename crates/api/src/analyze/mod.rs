@@ -1,13 +1,15 @@
 //! Checks across resources, in the spirit of `istioctl analyze` (validation looks at one
 //! resource at a time): the same resource defined twice, route destinations naming a subset no
 //! DestinationRule defines, VirtualServices bound to a Gateway that does not exist; and
-//! Istio's analyzers that need only the files ([`ca_certificates`], [`gateways`], [`mesh_hosts`]).
+//! Istio's analyzers that need only the files ([`ca_certificates`], [`gateway_certs`], [`gateways`],
+//! [`mesh_hosts`]).
 //!
 //! All three are errors, as in `istioctl analyze`: Istio reports a missing subset or gateway
 //! as IST0101 ReferencedResourceNotFound (Error), worded and located as Istio does (the line of
 //! the destination's `host`); see [`crate::diag`].
 
 mod ca_certificates;
+mod gateway_certs;
 mod gateways;
 mod mesh_hosts;
 
@@ -65,6 +67,7 @@ pub fn analyze_messages(documents: &[Document], domain_suffix: &str) -> Vec<Mess
         .collect();
     let gateways = gateways::gateway_hosts(documents);
     out.extend(mesh_hosts::check(documents, domain_suffix));
+    out.extend(gateway_certs::check(documents));
     for doc in documents {
         if let Resource::DestinationRule(dr) = &doc.resource {
             out.extend(ca_certificates::check(
