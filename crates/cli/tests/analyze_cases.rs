@@ -26,11 +26,9 @@ const IMPLEMENTED: &[(&str, &[&str])] = &[
         "destinationrule.CaCertificateAnalyzer",
         &["IST0128", "IST0129"],
     ),
-    // IST0131 is left out: lateen reports repeated matches but not yet Istio's prefix-overlap
-    // check (docs/analyze.md).
     (
         "schema.ValidationAnalyzer.VirtualService",
-        &["IST0106", "IST0130", "IST0133"],
+        &["IST0106", "IST0130", "IST0131", "IST0133"],
     ),
 ];
 

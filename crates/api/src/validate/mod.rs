@@ -8,6 +8,7 @@ mod destination_rule;
 mod gateway;
 mod http_route;
 mod mesh;
+mod overlap;
 mod proxy_config;
 mod security;
 mod service_entry;

@@ -31,17 +31,18 @@ pub(super) fn check_http_rules(issues: &mut Issues, path: &FieldPath, routes: &[
                 .collect(),
         })
         .collect();
-    report(issues, path, &rules);
+    let fresh = report(issues, path, &rules);
+    super::overlap::check_prefix_overlaps(issues, path, routes, &fresh);
 }
 
 pub(super) fn check_tcp_rules(issues: &mut Issues, path: &FieldPath, routes: &[TcpRoute]) {
     let rules = unnamed_rules(routes.iter().map(|r| r.matches.as_slice()));
-    report(issues, path, &rules);
+    let _ = report(issues, path, &rules);
 }
 
 pub(super) fn check_tls_rules(issues: &mut Issues, path: &FieldPath, routes: &[TlsRoute]) {
     let rules = unnamed_rules(routes.iter().map(|r| r.matches.as_slice()));
-    report(issues, path, &rules);
+    let _ = report(issues, path, &rules);
 }
 
 /// TCP and TLS rules have no names.
@@ -64,14 +65,17 @@ fn as_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn label(name: Option<&str>, index: usize) -> String {
+pub(super) fn label(name: Option<&str>, index: usize) -> String {
     match name {
         Some(n) if !n.is_empty() => format!("{n:?}"),
         _ => format!("#{index}"),
     }
 }
 
-fn report(issues: &mut Issues, path: &FieldPath, rules: &[Rule]) {
+/// Reports unused rules and repeated matches; returns the (rule, match) indexes of the matches
+/// seen for the first time, in order (Istio checks those for prefix overlaps).
+fn report(issues: &mut Issues, path: &FieldPath, rules: &[Rule]) -> Vec<(usize, usize)> {
+    let mut fresh = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut catch_all: Option<usize> = None;
     for (n, rule) in rules.iter().enumerate() {
@@ -108,10 +112,12 @@ fn report(issues: &mut Issues, path: &FieldPath, rules: &[Rule]) {
                 );
             } else {
                 seen.insert(json, n);
+                fresh.push((n, m));
             }
         }
         if duplicates == rule.matches.len() {
             unused(issues, "all matches used by prior rules");
         }
     }
+    fresh
 }
