@@ -92,6 +92,8 @@ pub const VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY: MessageType = message_type(
 );
 pub const GATEWAY_DUPLICATE_CERTIFICATE: MessageType =
     message_type("IST0138", "GatewayDuplicateCertificate", Level::Warning);
+pub const CONFLICTING_SERVICE_ENTRY_PROTOCOL: MessageType =
+    message_type("IST0177", "ConflictingServiceEntryProtocol", Level::Warning);
 pub const REFERENCED_INTERNAL_GATEWAY: MessageType =
     message_type("IST0165", "ReferencedInternalGateway", Level::Warning);
 pub const NOT_ACTED_ON: MessageType = message_type("LTN0001", "NotActedOnByLateen", Level::Info);
@@ -113,6 +115,7 @@ pub const ALL: &[&MessageType] = &[
     &NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL,
     &VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
     &GATEWAY_DUPLICATE_CERTIFICATE,
+    &CONFLICTING_SERVICE_ENTRY_PROTOCOL,
     &REFERENCED_INTERNAL_GATEWAY,
     &NOT_ACTED_ON,
     &UNSUPPORTED_KIND,
@@ -160,6 +163,8 @@ impl Message {
                 .as_ref()
                 .map_or("", |r| r.kind.as_str());
             format!("schema.ValidationAnalyzer.{kind}")
+        } else if *self.kind == CONFLICTING_SERVICE_ENTRY_PROTOCOL {
+            "serviceentry.ConflictingServiceEntryProtocolAnalyzer".to_string()
         } else if *self.kind == GATEWAY_DUPLICATE_CERTIFICATE {
             "gateway.CertificateAnalyzer".to_string()
         } else if *self.kind == CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS {

@@ -15,6 +15,10 @@ const IMPLEMENTED: &[(&str, &[&str])] = &[
     ("virtualservice.DestinationRuleAnalyzer", &["IST0101"]),
     ("gateway.CertificateAnalyzer", &["IST0138"]),
     (
+        "serviceentry.ConflictingServiceEntryProtocolAnalyzer",
+        &["IST0177"],
+    ),
+    (
         "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
         &["IST0109"],
     ),

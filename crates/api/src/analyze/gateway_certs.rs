@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use crate::diag::{self, Message};
-use crate::error::{FieldIssue, FieldPath};
 use crate::networking::{Gateway, ServerTlsSettings};
 use crate::parse::Document;
 
@@ -33,11 +32,8 @@ pub(super) fn check(documents: &[Document]) -> Vec<Message> {
                     let text = format!(
                         "Duplicate certificate in multiple gateways [{current_name} {other_name}] may cause 404s if clients re-use HTTP2 connections."
                     );
-                    let path = FieldPath::root().field("metadata").field("name");
-                    out.push(Message {
-                        kind: &diag::GATEWAY_DUPLICATE_CERTIFICATE,
-                        problem: doc.locate(FieldIssue::warning(path, text)),
-                    });
+                    let kind = &diag::GATEWAY_DUPLICATE_CERTIFICATE;
+                    out.push(super::at_name(doc, kind, text));
                 }
             }
         }

@@ -7,13 +7,30 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{self, Message};
-use crate::error::{FieldIssue, FieldPath};
 use crate::host::{hosts_match, resolve_short_name};
 use crate::parse::Document;
 use crate::scope::MESH_GATEWAY;
 
 /// Export scope meaning "every namespace".
-const ALL_NAMESPACES: &str = "*";
+pub(super) const ALL_NAMESPACES: &str = "*";
+
+/// The namespaces a resource is visible in, as Istio's analyzers scope it: `*` when exported
+/// to all (no `exportTo`, or `*` in it), else the named ones with `.` as the resource's own.
+pub(super) fn export_scopes(export_to: &[String], namespace: &str) -> BTreeSet<String> {
+    if export_to.is_empty() || export_to.iter().any(|e| e == ALL_NAMESPACES) {
+        return BTreeSet::from([ALL_NAMESPACES.to_string()]);
+    }
+    export_to
+        .iter()
+        .map(|e| {
+            if e == "." {
+                namespace.to_string()
+            } else {
+                e.clone()
+            }
+        })
+        .collect()
+}
 
 /// IST0109 for every VirtualService that shares a mesh host with another.
 pub(super) fn check(documents: &[Document], domain_suffix: &str) -> Vec<Message> {
@@ -28,17 +45,7 @@ pub(super) fn check(documents: &[Document], domain_suffix: &str) -> Vec<Message>
             continue;
         }
         let ns = vs.namespace();
-        let export = &vs.spec.export_to;
-        let scopes: BTreeSet<String> =
-            if export.is_empty() || export.iter().any(|e| e == ALL_NAMESPACES) {
-                BTreeSet::from([ALL_NAMESPACES.to_string()])
-            } else {
-                export
-                    .iter()
-                    .map(|e| if e == "." { ns.to_string() } else { e.clone() })
-                    .collect()
-            };
-        for scope in scopes {
+        for scope in export_scopes(&vs.spec.export_to, ns) {
             for h in &vs.spec.hosts {
                 let fqdn = resolve_short_name(h, ns, domain_suffix);
                 by_host.entry((scope.clone(), fqdn)).or_default().push(i);
@@ -75,11 +82,8 @@ pub(super) fn check(documents: &[Document], domain_suffix: &str) -> Vec<Message>
             let text = format!(
                 "The VirtualServices {names} associated with mesh gateway define the same host {scope}/{fqdn} which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource."
             );
-            let path = FieldPath::root().field("metadata").field("name");
-            out.push(Message {
-                kind: &diag::CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS,
-                problem: documents[i].locate(FieldIssue::error(path, text)),
-            });
+            let kind = &diag::CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS;
+            out.push(super::at_name(&documents[i], kind, text));
         }
     }
     out

@@ -2,7 +2,7 @@
 //! resource at a time): the same resource defined twice, route destinations naming a subset no
 //! DestinationRule defines, VirtualServices bound to a Gateway that does not exist; and
 //! Istio's analyzers that need only the files ([`ca_certificates`], [`gateway_certs`], [`gateways`],
-//! [`mesh_hosts`]).
+//! [`mesh_hosts`], [`se_protocols`]).
 //!
 //! All three are errors, as in `istioctl analyze`: Istio reports a missing subset or gateway
 //! as IST0101 ReferencedResourceNotFound (Error), worded and located as Istio does (the line of
@@ -12,6 +12,7 @@ mod ca_certificates;
 mod gateway_certs;
 mod gateways;
 mod mesh_hosts;
+mod se_protocols;
 
 use std::collections::BTreeMap;
 
@@ -68,6 +69,7 @@ pub fn analyze_messages(documents: &[Document], domain_suffix: &str) -> Vec<Mess
     let gateways = gateways::gateway_hosts(documents);
     out.extend(mesh_hosts::check(documents, domain_suffix));
     out.extend(gateway_certs::check(documents));
+    out.extend(se_protocols::check(documents));
     for doc in documents {
         if let Resource::DestinationRule(dr) = &doc.resource {
             out.extend(ca_certificates::check(
@@ -188,6 +190,21 @@ impl VsContext<'_> {
             d.host
         );
         Some(FieldIssue::error(path.field("host"), message))
+    }
+}
+
+/// A message about a whole resource, located at its `metadata.name` as Istio's analyzers do;
+/// an Error-level type makes it an error, any other a warning.
+pub(super) fn at_name(doc: &Document, kind: &'static MessageType, text: String) -> Message {
+    let path = FieldPath::root().field("metadata").field("name");
+    let issue = if kind.level == diag::Level::Error {
+        FieldIssue::error(path, text)
+    } else {
+        FieldIssue::warning(path, text)
+    };
+    Message {
+        kind,
+        problem: doc.locate(issue),
     }
 }
 
