@@ -84,7 +84,9 @@ pub fn is_dns1123_subdomain(name: &str) -> bool {
 }
 
 /// Checks a host that may start with a wildcard label (`*`, `*.example.com`, `*-foo.example.com`):
-/// at most 255 characters, lower-case DNS labels, the wildcard only in the first label.
+/// at most 255 characters, DNS labels, the wildcard only in the first label. Host labels may be
+/// upper case: Istio checks them with `[a-zA-Z0-9]` (its samples use `ISTIOD-HOST.DOMAIN`),
+/// unlike Kubernetes object names.
 /// A trailing dot (FQDN form) is accepted. Returns the reason when invalid.
 pub fn check_wildcard_domain(host: &str) -> Result<(), String> {
     if host.is_empty() {
@@ -105,12 +107,27 @@ pub fn check_wildcard_domain(host: &str) -> Result<(), String> {
     }
     if let Some(rest) = rest {
         for label in rest.split('.') {
-            if !is_dns1123_label(label) {
+            if !is_host_label(label) {
                 return Err(format!(
                     "domain name {host:?} invalid (label {label:?} invalid)"
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks the host part of a Gateway server host or a Sidecar egress host (Istio's
+/// `validateSidecarOrGatewayHostnamePart`): `*` or a dotted name (no short names), a valid
+/// (wildcard) domain, and no partial wildcard: `*` alone or as the whole first label (`*.foo`),
+/// never `*foo.com` or `foo.*`.
+pub fn check_listener_host(name: &str) -> Result<(), String> {
+    if name != "*" && !name.contains('.') {
+        return Err(format!("short names (non FQDN) are not allowed: {name:?}"));
+    }
+    check_wildcard_domain(name)?;
+    if name.contains('*') && name != "*" && !name.starts_with("*.") {
+        return Err(format!("partial wildcard {name:?} not allowed"));
     }
     Ok(())
 }
@@ -134,7 +151,13 @@ fn is_wildcard_label(label: &str) -> bool {
         .strip_prefix("*-")
         .or_else(|| label.strip_prefix('*'))
         .unwrap_or(label);
-    label.len() <= 63 && is_dns1123_label(rest)
+    label.len() <= 63 && is_host_label(rest)
+}
+
+/// A DNS label as Istio checks host names: 1-63 of `[a-zA-Z0-9-]`, starting and ending
+/// alphanumeric.
+fn is_host_label(label: &str) -> bool {
+    is_dns1123_label(&label.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -196,21 +219,20 @@ mod tests {
             "*-x.example.com",
             "www.googleapis.com",
             "foo.",
+            "ISTIOD-HOST.DOMAIN",
         ] {
             assert!(check_wildcard_domain(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "Reviews",
-            "re_views",
-            "foo.*.com",
-            "-a.com",
-            "a..b",
-            "**.a",
-        ] {
+        for bad in ["", "re_views", "foo.*.com", "-a.com", "a..b", "**.a"] {
             assert!(check_wildcard_domain(bad).is_err(), "{bad}");
         }
         assert!(check_fqdn("*.example.com").is_err());
+        for ok in ["*", "*.example.com", "example.com", "1.2.3.4"] {
+            assert!(check_listener_host(ok).is_ok(), "{ok}");
+        }
+        for bad in ["*-x.example.com", "*x.example.com", "reviews", "foo.*"] {
+            assert!(check_listener_host(bad).is_err(), "{bad}");
+        }
         assert!(is_dns1123_label("v2-mysql-vm"));
         assert!(!is_dns1123_label("V1"));
     }

@@ -13,7 +13,8 @@
 //! - [`networking`], [`security`], [`mesh`]: the spec types, with Istio's camelCase names.
 //! - [`validate()`](validate::validate): `istioctl validate`-style checks returning every
 //!   problem with its field path; [`ConfigError`] adds file, document, line and resource.
-//! - [`analyze()`]: checks across resources (duplicates, undefined subsets and gateways).
+//! - [`analyze()`]: checks across resources (duplicates, undefined subsets and gateways);
+//!   [`diag`]: istioctl's message codes and levels for every problem ([`analyze_messages`]).
 //! - [`host`]: short-name resolution and wildcard host matching; [`scope`]: `exportTo`,
 //!   gateway references, `namespace/host` entries; [`duration`]: Istio durations.
 //!
@@ -57,6 +58,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analyze;
+pub mod diag;
 pub mod duration;
 pub mod error;
 pub mod host;
@@ -71,12 +73,12 @@ pub mod scope;
 pub mod security;
 pub mod validate;
 
-pub use analyze::analyze;
+pub use analyze::{analyze, analyze_messages};
 pub use error::{
     ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity,
 };
 pub use mesh::MeshConfig;
 pub use mesh_load::{load_mesh_config, parse_mesh_config, parse_proxy_config};
 pub use meta::{ConfigKey, DEFAULT_NAMESPACE, Kind, Object, ObjectMeta};
-pub use parse::{Document, Loaded, Parsed, load, parse, validate_documents};
+pub use parse::{Document, Loaded, Parsed, load, parse, parse_in_namespace, validate_documents};
 pub use resource::Resource;

@@ -77,6 +77,54 @@ impl Node {
         (line > 0).then_some(line)
     }
 
+    /// Reads flow-sequence items the way Go's YAML parser (which Istio and kubectl use) does:
+    /// there a `:` directly followed by `,`, `]` or `}` is part of a plain scalar, so
+    /// `[1.2.3.4, 001:db8::]` holds the string `001:db8::`; a YAML 1.2 parser reads the item as
+    /// the one-key mapping `{"001:db8:": null}`. Such an item (one key, null value, and the
+    /// source line showing `key:` right before a flow indicator) becomes the string again.
+    pub fn go_flow_scalars(&mut self, lines: &[&str]) {
+        match &mut self.value {
+            NodeValue::Seq(items) => {
+                for item in items {
+                    if let Some(text) = item.go_flow_scalar(lines) {
+                        item.value = NodeValue::Str(text);
+                    } else {
+                        item.go_flow_scalars(lines);
+                    }
+                }
+            }
+            NodeValue::Map(entries) => {
+                for (_, v) in entries {
+                    v.go_flow_scalars(lines);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn go_flow_scalar(&self, lines: &[&str]) -> Option<String> {
+        let NodeValue::Map(entries) = &self.value else {
+            return None;
+        };
+        let [(key, value)] = entries.as_slice() else {
+            return None;
+        };
+        if value.value != NodeValue::Null || key.is_empty() {
+            return None;
+        }
+        let line = lines.get(usize::try_from(self.line).ok()?.checked_sub(1)?)?;
+        let scalar = format!("{key}:");
+        let mut rest = *line;
+        while let Some(at) = rest.find(&scalar) {
+            let after = &rest[at + scalar.len()..];
+            if after.starts_with([',', ']', '}']) {
+                return Some(scalar);
+            }
+            rest = &rest[at + 1..];
+        }
+        None
+    }
+
     /// The child at a single map key.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
@@ -221,5 +269,18 @@ mod tests {
         assert_eq!(first.line_of(&FieldPath::parse("b[1].w.nope")), Some(5));
         assert_eq!(first.to_json()["b"][0]["x"], 2);
         assert_eq!(docs[1].line_of(&FieldPath::parse("c")), Some(9));
+    }
+
+    #[test]
+    fn flow_colons_read_as_go_does() {
+        let text = "a: [1.2.3.4, 001:db8::]\nb: [x: 1, w:]\nc:\n  - k:\n";
+        let mut docs: Vec<Node> = serde_saphyr::from_multiple(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        docs[0].go_flow_scalars(&lines);
+        let json = docs[0].to_json();
+        assert_eq!(json["a"][1], "001:db8::");
+        assert_eq!(json["b"][0]["x"], 1, "a real flow mapping stays");
+        assert_eq!(json["b"][1], "w:");
+        assert!(json["c"][0]["k"].is_null(), "block context is not affected");
     }
 }

@@ -5,7 +5,9 @@
 //! - a supported kind in an accepted version is decoded; unknown fields are errors;
 //! - an unknown kind, a kind in the wrong group, or an unaccepted version under
 //!   `networking.istio.io`/`security.istio.io` is an **error** (most likely a typo);
-//! - Istio kinds this crate does not model (EnvoyFilter, ProxyConfig, Telemetry, WasmPlugin...)
+//! - ProxyConfig is decoded and validated (errors reject it as Istio would) but not returned:
+//!   lateen does not apply it yet, which a warning says;
+//! - Istio kinds this crate does not model (EnvoyFilter, Telemetry, WasmPlugin...)
 //!   and non-Istio objects (Deployments, Services...) are **skipped with a warning**, so a
 //!   mixed manifest such as Bookinfo's still loads.
 //!
@@ -19,6 +21,7 @@ use crate::error::{
     ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity,
 };
 use crate::meta::{Kind, NETWORKING_GROUP, Object, SECURITY_GROUP};
+use crate::networking::proxy_config::ProxyConfigSpec;
 use crate::node::Node;
 use crate::resource::Resource;
 
@@ -91,6 +94,16 @@ impl Parsed {
 /// broken document becomes an error in `problems` and the others are still returned (except
 /// for YAML syntax errors, which stop the reading of the whole text).
 pub fn parse(text: &str, source_name: &str) -> Parsed {
+    parse_in(text, source_name, None)
+}
+
+/// [`parse`], with `namespace` for resources that name none (instead of `default`), as
+/// `kubectl apply -n` and `istioctl analyze --namespace` read files.
+pub fn parse_in_namespace(text: &str, source_name: &str, namespace: &str) -> Parsed {
+    parse_in(text, source_name, Some(namespace))
+}
+
+fn parse_in(text: &str, source_name: &str, namespace: Option<&str>) -> Parsed {
     let mut out = Parsed::default();
     let nodes = match read_nodes(text, source_name) {
         Ok(n) => n,
@@ -102,6 +115,7 @@ pub fn parse(text: &str, source_name: &str) -> Parsed {
     for (index, node) in nodes.into_iter().enumerate() {
         let mut ctx = DocContext {
             source_name,
+            namespace,
             index,
             item_prefix: FieldPath::root(),
             out: &mut out,
@@ -114,8 +128,9 @@ pub fn parse(text: &str, source_name: &str) -> Parsed {
 /// Parses the YAML into line-aware trees, one per non-empty document.
 #[allow(clippy::result_large_err)] // one error per call, on the failure path only
 pub(crate) fn read_nodes(text: &str, source_name: &str) -> Result<Vec<Node>, ConfigError> {
-    serde_saphyr::from_multiple_with_options::<Node>(text, yaml_options()).map_err(|e| {
-        ConfigError {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut nodes = serde_saphyr::from_multiple_with_options::<Node>(text, yaml_options())
+        .map_err(|e| ConfigError {
             severity: Severity::Error,
             source_name: source_name.to_string(),
             document: None,
@@ -123,8 +138,11 @@ pub(crate) fn read_nodes(text: &str, source_name: &str) -> Result<Vec<Node>, Con
             resource: None,
             path: FieldPath::root(),
             message: yaml_message(&e),
-        }
-    })
+        })?;
+    for node in &mut nodes {
+        node.go_flow_scalars(&lines);
+    }
+    Ok(nodes)
 }
 
 /// Deepest nesting of mappings/sequences accepted. Istio resources need about 12 levels
@@ -159,6 +177,8 @@ fn first_line(message: &str) -> &str {
 
 struct DocContext<'a> {
     source_name: &'a str,
+    /// For resources without `metadata.namespace`; `None`: leave unset (read as `default`).
+    namespace: Option<&'a str>,
     index: usize,
     /// `items[i]` while dispatching an item of a `kind: List`.
     item_prefix: FieldPath,
@@ -200,7 +220,7 @@ impl DocContext<'_> {
                 .to_string()
         };
         let (api_version, kind) = (text("apiVersion"), text("kind"));
-        let resource = resource_ref(&json, &kind);
+        let resource = resource_ref(&json, &kind, self.namespace);
         if api_version.is_empty() || kind.is_empty() {
             let field = if api_version.is_empty() {
                 "apiVersion"
@@ -215,6 +235,9 @@ impl DocContext<'_> {
             return self.dispatch_list(node, prefix);
         }
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+        if group == NETWORKING_GROUP && kind == PROXY_CONFIG_KIND {
+            return self.check_proxy_config(&node, &json, resource, &prefix, &api_version);
+        }
         let Some(kind_enum) = known_kind(group, &kind) else {
             let (severity, msg) = unknown_kind_verdict(group, &kind, &api_version);
             self.problem(severity, &node, resource, prefix.field("kind"), msg);
@@ -240,7 +263,13 @@ impl DocContext<'_> {
             return;
         }
         match decode(kind_enum, &json) {
-            Ok(resource) => {
+            Ok(mut resource) => {
+                if let Some(ns) = self.namespace {
+                    let meta = resource.metadata_mut();
+                    if meta.namespace.as_deref().is_none_or(str::is_empty) {
+                        meta.namespace = Some(ns.to_string());
+                    }
+                }
                 // Paths inside the resource are relative to the object, so keep its subtree.
                 let object_node = node.deepest(&prefix).clone();
                 let line = (object_node.line > 0).then_some(object_node.line);
@@ -256,6 +285,38 @@ impl DocContext<'_> {
             Err((path, message)) => {
                 let full = extend(&prefix, &path);
                 self.problem(Severity::Error, &node, resource, full, message);
+            }
+        }
+    }
+
+    /// ProxyConfig is validated like a modelled kind (so a bad one is rejected as Istio
+    /// does) but not returned as a document: lateen does not apply it yet, and says so.
+    fn check_proxy_config(
+        &mut self,
+        node: &Node,
+        json: &Value,
+        resource: Option<ResourceRef>,
+        prefix: &FieldPath,
+        api_version: &str,
+    ) {
+        if !api_version.ends_with("/v1beta1") {
+            let msg = format!(
+                "unsupported apiVersion {api_version} for {PROXY_CONFIG_KIND} (accepted: {NETWORKING_GROUP}/v1beta1)"
+            );
+            let path = prefix.field("apiVersion");
+            self.problem(Severity::Error, node, resource, path, msg);
+            return;
+        }
+        match decode_typed::<Object<ProxyConfigSpec>>(json) {
+            Ok(object) => {
+                for issue in crate::validate::validate_proxy_config(&object.spec) {
+                    let path = extend(prefix, &issue.path);
+                    self.problem(issue.severity, node, resource.clone(), path, issue.message);
+                }
+            }
+            Err((path, message)) => {
+                let full = extend(prefix, &path);
+                self.problem(Severity::Error, node, resource, full, message);
             }
         }
     }
@@ -300,7 +361,7 @@ fn extend(prefix: &FieldPath, path: &FieldPath) -> FieldPath {
 }
 
 /// Kind/namespace/name from the raw JSON, for messages about objects that did not decode.
-fn resource_ref(json: &Value, kind: &str) -> Option<ResourceRef> {
+fn resource_ref(json: &Value, kind: &str, namespace: Option<&str>) -> Option<ResourceRef> {
     if kind.is_empty() {
         return None;
     }
@@ -312,7 +373,9 @@ fn resource_ref(json: &Value, kind: &str) -> Option<ResourceRef> {
             .to_string()
     };
     let namespace = match get("namespace") {
-        ns if ns.is_empty() => crate::meta::DEFAULT_NAMESPACE.to_string(),
+        ns if ns.is_empty() => namespace
+            .unwrap_or(crate::meta::DEFAULT_NAMESPACE)
+            .to_string(),
         ns => ns,
     };
     Some(ResourceRef {
@@ -326,8 +389,17 @@ fn known_kind(group: &str, kind: &str) -> Option<Kind> {
     Kind::from_kind_str(kind).filter(|k| k.group() == group)
 }
 
+/// How the warning about a skipped document starts.
+pub const SKIPPED_PREFIX: &str = "skipped: ";
+
+/// How the warning about a skipped non-Istio object (a Service, a Deployment) ends.
+pub const NOT_ISTIO: &str = "is not an Istio configuration resource";
+
 /// Real Istio kinds this crate does not model; skipped with a warning.
-const UNMODELLED_ISTIO_KINDS: &[&str] = &["EnvoyFilter", "ProxyConfig"];
+const UNMODELLED_ISTIO_KINDS: &[&str] = &["EnvoyFilter"];
+
+/// Validated but not applied (see [`crate::networking::proxy_config`]).
+const PROXY_CONFIG_KIND: &str = "ProxyConfig";
 
 fn unknown_kind_verdict(group: &str, kind: &str, api_version: &str) -> (Severity, String) {
     let istio_group = group == NETWORKING_GROUP || group == SECURITY_GROUP;
@@ -335,7 +407,7 @@ fn unknown_kind_verdict(group: &str, kind: &str, api_version: &str) -> (Severity
         if UNMODELLED_ISTIO_KINDS.contains(&kind) {
             return (
                 Severity::Warning,
-                format!("skipped: {kind} ({api_version}) is not supported by lateen"),
+                format!("{SKIPPED_PREFIX}{kind} ({api_version}) is not supported by lateen"),
             );
         }
         if let Some(k) = Kind::from_kind_str(kind) {
@@ -352,12 +424,12 @@ fn unknown_kind_verdict(group: &str, kind: &str, api_version: &str) -> (Severity
     if group.ends_with(".istio.io") {
         return (
             Severity::Warning,
-            format!("skipped: {kind} ({api_version}) is not supported by lateen"),
+            format!("{SKIPPED_PREFIX}{kind} ({api_version}) is not supported by lateen"),
         );
     }
     (
         Severity::Warning,
-        format!("skipped: {kind} ({api_version}) is not an Istio configuration resource"),
+        format!("{SKIPPED_PREFIX}{kind} ({api_version}) {NOT_ISTIO}"),
     )
 }
 

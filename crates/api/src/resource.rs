@@ -61,6 +61,10 @@ impl Resource {
         with_object!(self, o => &o.metadata)
     }
 
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        with_object!(self, o => &mut o.metadata)
+    }
+
     /// The `apiVersion` as written (e.g. `networking.istio.io/v1alpha3`).
     pub fn api_version(&self) -> &str {
         with_object!(self, o => &o.api_version)

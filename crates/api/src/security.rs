@@ -30,9 +30,10 @@ pub struct PeerAuthentication {
     pub selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtls: Option<MutualTls>,
-    /// Port number to mode; requires a selector.
-    #[serde(default)]
-    pub port_level_mtls: BTreeMap<u32, MutualTls>,
+    /// Port number to mode; requires a selector, and at least one port when present (Istio
+    /// rejects `portLevelMtls: {}`, so absent and empty are told apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_level_mtls: Option<BTreeMap<u32, MutualTls>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +155,12 @@ pub struct Source {
     pub remote_ip_blocks: Vec<String>,
     #[serde(default)]
     pub not_remote_ip_blocks: Vec<String>,
+    /// Parsed and validated; not yet enforced by lateen (validation warns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_domains: Vec<String>,
+    /// Parsed and validated; not yet enforced by lateen (validation warns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_trust_domains: Vec<String>,
 }
 
 impl Source {
@@ -248,6 +255,21 @@ pub struct JwtRule {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
+    /// Claims whose value is a space-separated list (`scope`); at most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub space_delimited_claims: Vec<String>,
+    /// Whether a request without a token is let through (Istio's default) or refused.
+    /// Parsed and validated; not yet enforced by lateen (validation warns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<JwtPresence>,
+}
+
+/// `JWTRule.presence`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JwtPresence {
+    Optional,
+    Required,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -527,9 +527,9 @@ fn analyze_finds_cross_resource_problems() {
         .collect();
     let expect = [
         "virtual-service-reviews-v3.yaml:4: document 1: VirtualService default/reviews: metadata.name: VirtualService default/reviews is defined more than once (first in virtual-service-all-v1.yaml document 2)",
-        "warning: document 1: VirtualService default/productpage: spec.http[0].route[0].destination.subset: no DestinationRule for host productpage.default.svc.cluster.local defines subset \"v1\"",
-        "edge.yaml:9: warning: document 1: VirtualService default/edge: spec.http[0].route[0].destination.subset: subset \"v9\" is not defined by the DestinationRule(s) of host reviews.default.svc.cluster.local",
-        "edge.yaml:6: warning: document 1: VirtualService default/edge: spec.gateways[0]: gateway default/public is not defined",
+        "document 1: VirtualService default/productpage: spec.http[0].route[0].destination.host: Referenced host+subset in destinationrule not found: \"productpage+v1\"",
+        "edge.yaml:9: document 1: VirtualService default/edge: spec.http[0].route[0].destination.host: Referenced host+subset in destinationrule not found: \"reviews+v9\"",
+        "edge.yaml:6: document 1: VirtualService default/edge: spec.gateways[0]: Referenced gateway not found: \"public\"",
     ];
     for e in expect {
         assert!(

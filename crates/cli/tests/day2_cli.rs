@@ -544,12 +544,14 @@ fn analyze_passes_clean_files_and_folders() {
     let file = write(dir.path(), "reviews.yaml", GOOD);
     let out = run(&["analyze", &file]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
     assert_eq!(
-        stdout(&out),
+        stderr(&out),
         format!("\u{2714} No validation issues found when analyzing {file}.\n")
     );
 
-    // A later file replacing the same resource is how a folder is applied: Info, not an error.
+    // A later file replacing the same resource is how a folder is applied: Info, not an error
+    // (lateen's own code LTN0004); a file of another type is skipped with a note on stderr.
     write(
         dir.path(),
         "reviews-v1-again.yaml",
@@ -561,10 +563,11 @@ fn analyze_passes_clean_files_and_folders() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.starts_with("Info (VirtualService default/reviews "),
+        text.starts_with("Info [LTN0004] (VirtualService default/reviews "),
         "{text}"
     );
     assert!(!text.contains("notes.txt"), "{text}");
+    assert!(stderr(&out).contains("Skipping file "), "{}", stderr(&out));
 }
 
 #[test]
@@ -591,14 +594,14 @@ spec:
     let text = stdout(&out);
     assert!(
         text.contains(&format!(
-            "Error (VirtualService default/reviews {file}:11) spec.http[0].route[0].weight: "
+            "Error [IST0106] (VirtualService default/reviews {file}:11) Schema validation error: spec.http[0].route[0].weight: "
         )),
         "{text}"
     );
     assert!(
         text.contains(&format!(
-            "Warning (VirtualService default/reviews {file}:10) "
-        )) && text.contains("\"v9\""),
+            "Error [IST0101] (VirtualService default/reviews {file}:10) Referenced host+subset in destinationrule not found: \"reviews+v9\""
+        )),
         "{text}"
     );
     assert!(
@@ -611,9 +614,9 @@ spec:
     let out = run(&["analyze", &bad]);
     assert_eq!(out.status.code(), Some(65), "{}", stdout(&out));
     assert!(
-        stdout(&out).starts_with(&format!("Error ({bad}:1) ")),
+        stderr(&out).contains(&format!("{bad}:1: invalid YAML")),
         "{}",
-        stdout(&out)
+        stderr(&out)
     );
 
     let out = run(&[

@@ -3,7 +3,8 @@
 //! [`kube::TestCluster`], a real Kubernetes control plane (etcd, kube-apiserver with RBAC,
 //! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust;
 //! network namespaces for pod-like processes ([`netns`]) and a kubelet's part in starting a
-//! Pod's container as a local process ([`pod`]).
+//! Pod's container as a local process ([`pod`]); [`istio_corpus`], Istio's validation corpus
+//! with Istio's verdicts.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -13,6 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+pub mod istio_corpus;
 pub mod kube;
 pub mod netns;
 pub mod pod;

@@ -3,6 +3,7 @@
 
 pub mod destination_rule;
 pub mod gateway;
+pub mod proxy_config;
 pub mod service_entry;
 pub mod sidecar;
 pub mod virtual_service;

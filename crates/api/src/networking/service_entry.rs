@@ -56,4 +56,6 @@ pub enum Resolution {
     Static,
     Dns,
     DnsRoundRobin,
+    /// Dynamic forward proxy for wildcard hosts; parsed, not yet acted on by lateen.
+    DynamicDns,
 }

@@ -233,6 +233,37 @@ fn check_load_balancer(issues: &mut Issues, path: &FieldPath, lb: &LoadBalancerS
         &path.field("warmupDurationSecs"),
         lb.warmup_duration_secs,
     );
+    if lb.warmup_duration_secs.is_some() {
+        issues.not_acted_on(&path.field("warmupDurationSecs"));
+    }
+    if let Some(w) = &lb.warmup {
+        check_warmup(issues, &path.field("warmup"), w);
+    }
+}
+
+/// Istio's bounds: a duration is required, `minimumPercent` in 0..=100, `aggression` >= 0.
+fn check_warmup(issues: &mut Issues, path: &FieldPath, w: &crate::networking::Warmup) {
+    match w.duration {
+        None => issues.error(&path.field("duration"), "warmup duration is required"),
+        Some(_) => check_duration(issues, &path.field("duration"), w.duration),
+    }
+    if let Some(p) = w.minimum_percent
+        && !(0.0..=100.0).contains(&p)
+    {
+        issues.error(
+            &path.field("minimumPercent"),
+            format!("minimumPercent {p} must be between 0 and 100"),
+        );
+    }
+    if let Some(a) = w.aggression
+        && !(a >= 0.0 && a.is_finite())
+    {
+        issues.error(
+            &path.field("aggression"),
+            format!("aggression {a} must be greater than or equal to 0"),
+        );
+    }
+    issues.not_acted_on(path);
 }
 
 fn is_prime(n: u64) -> bool {
@@ -356,6 +387,12 @@ fn check_connection_pool(issues: &mut Issues, path: &FieldPath, cp: &ConnectionP
             non_negative(issues, &p.field(field), value, what);
         }
         check_duration(issues, &p.field("idleTimeout"), http.idle_timeout);
+        if let Some(ka) = &http.http2_keep_alive {
+            let kp = p.field("http2KeepAlive");
+            check_duration(issues, &kp.field("interval"), ka.interval);
+            check_duration(issues, &kp.field("timeout"), ka.timeout);
+            issues.not_acted_on(&kp);
+        }
         if http.h2_upgrade_policy == Some(crate::networking::H2UpgradePolicy::Upgrade)
             && http.use_client_protocol == Some(true)
         {
@@ -446,5 +483,26 @@ pub(super) fn check_client_tls(issues: &mut Issues, path: &FieldPath, tls: &Clie
             path,
             "cannot specify both credentialName and certificate files",
         );
+    }
+    // Istio: skipping verification contradicts naming what to verify against.
+    if tls.insecure_skip_verify == Some(true) {
+        let sans = !tls.subject_alt_names.is_empty();
+        match tls.mode() {
+            ClientTlsMode::Simple
+                if tls.ca_certificates.is_some() || tls.credential_name.is_some() || sans =>
+            {
+                issues.error(
+                    &path.field("insecureSkipVerify"),
+                    "cannot specify CaCertificates or CredentialName or SubjectAltNames when InsecureSkipVerify is set true",
+                );
+            }
+            ClientTlsMode::Mutual if tls.ca_certificates.is_some() || sans => {
+                issues.error(
+                    &path.field("insecureSkipVerify"),
+                    "cannot specify CaCertificates or SubjectAltNames when InsecureSkipVerify is set true",
+                );
+            }
+            _ => {}
+        }
     }
 }

@@ -162,7 +162,7 @@ fn check_server_host(issues: &mut Issues, path: &FieldPath, h: &str) {
     {
         issues.error(path, format!("invalid namespace {ns:?} in host {h:?}"));
     }
-    issues.check(path, host::check_wildcard_domain(name));
+    issues.check(path, host::check_listener_host(name));
 }
 
 /// TLS settings of a server (Istio's `validateTLSOptions`).

@@ -8,6 +8,8 @@ mod destination_rule;
 mod gateway;
 mod http_route;
 mod mesh;
+mod overlap;
+mod proxy_config;
 mod security;
 mod service_entry;
 mod sidecar;
@@ -24,6 +26,8 @@ use crate::networking::{Percent, Port, StringMatch, StringMatchKind};
 use crate::resource::Resource;
 
 pub use mesh::validate_mesh_config;
+pub use proxy_config::validate_proxy_config;
+pub use unreachable::UNUSED_RULE_PREFIX;
 
 /// Port protocols Istio recognises (compared case-insensitively).
 pub const PROTOCOLS: &[&str] = &[
@@ -43,6 +47,9 @@ pub const PROTOCOLS: &[&str] = &[
 
 /// Regular expressions longer than this are refused (Istio's limit for Envoy's RE2).
 pub const MAX_REGEX_LEN: usize = 1024;
+
+/// Message of the warning for a field lateen accepts but does not act on yet.
+pub const NOT_ACTED_ON: &str = "accepted, but not yet acted on by lateen";
 
 /// Validates one resource: metadata and spec. Returns errors and warnings.
 pub fn validate(resource: &Resource) -> Vec<FieldIssue> {
@@ -94,6 +101,67 @@ fn check_metadata(issues: &mut Issues, resource: &Resource) {
         );
     }
     check_labels(issues, &path.field("labels"), &meta.labels);
+    check_annotations(issues, &path.field("annotations"), resource);
+}
+
+/// Istio's `istio.io/dry-run` annotation.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
+/// Annotations Istio reserves for resources it generates itself; users may not set them.
+const RESERVED_ANNOTATIONS: &[&str] = &[
+    "internal.istio.io/webhook-always-reject",
+    "internal.istio.io/parent-namespace",
+    "internal.istio.io/parents",
+];
+
+/// Istio's metadata checks: `istio.io/dry-run` only on an ALLOW or DENY AuthorizationPolicy,
+/// with a boolean value (Go's `strconv.ParseBool` spellings); Istio's internal annotations
+/// refused.
+fn check_annotations(issues: &mut Issues, path: &FieldPath, resource: &Resource) {
+    let annotations = &resource.metadata().annotations;
+    for reserved in RESERVED_ANNOTATIONS {
+        if annotations.contains_key(*reserved) {
+            issues.error(
+                &path.field(reserved),
+                format!("{reserved:?} annotation found, this may not be set by users"),
+            );
+        }
+    }
+    let Some(value) = annotations.get(DRY_RUN_ANNOTATION) else {
+        return;
+    };
+    let p = path.field(DRY_RUN_ANNOTATION);
+    let Resource::AuthorizationPolicy(ap) = resource else {
+        issues.error(
+            &p,
+            format!("unsupported annotation {DRY_RUN_ANNOTATION}, please remove the annotation"),
+        );
+        return;
+    };
+    use crate::security::AuthorizationAction;
+    let action = ap.spec.action();
+    if !matches!(
+        action,
+        AuthorizationAction::Allow | AuthorizationAction::Deny
+    ) {
+        issues.error(
+            &p,
+            format!(
+                "the annotation {DRY_RUN_ANNOTATION} currently only supports action ALLOW/DENY, found action {}",
+                wire_name(&action)
+            ),
+        );
+    } else if !matches!(
+        value.as_str(),
+        "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False"
+    ) {
+        issues.error(
+            &p,
+            format!("annotation {DRY_RUN_ANNOTATION} has an invalid value {value:?}: expected true or false"),
+        );
+    } else {
+        issues.not_acted_on(&p);
+    }
 }
 
 /// How an enum value is written in YAML (`ISTIO_MUTUAL`), for messages.
@@ -115,6 +183,12 @@ impl Issues {
 
     pub fn warn(&mut self, path: &FieldPath, message: impl Into<String>) {
         self.0.push(FieldIssue::warning(path.clone(), message));
+    }
+
+    /// A field Istio defines and lateen reads and validates, but whose effect lateen does not
+    /// implement yet: accepted, never silently.
+    pub fn not_acted_on(&mut self, path: &FieldPath) {
+        self.warn(path, NOT_ACTED_ON);
     }
 
     /// Records `Err(reason)` of a check as an error at `path`.

@@ -16,6 +16,7 @@ const CONDITION_KEYS: &[&str] = &[
     "source.namespace",
     "source.principal",
     "source.serviceAccount",
+    "source.trustDomain",
     "request.auth.principal",
     "request.auth.audiences",
     "request.auth.presenter",
@@ -101,13 +102,21 @@ pub(super) fn check_peer(issues: &mut Issues, spec: &FieldPath, pa: &PeerAuthent
         .selector
         .as_ref()
         .is_some_and(|s| !s.match_labels.is_empty());
-    if !pa.port_level_mtls.is_empty() && !has_selector {
+    let Some(port_level) = &pa.port_level_mtls else {
+        return;
+    };
+    if port_level.is_empty() {
+        issues.error(
+            &spec.field("portLevelMtls"),
+            "portLevelMtls must name at least one port when set",
+        );
+    } else if !has_selector {
         issues.error(
             &spec.field("portLevelMtls"),
             "mesh/namespace peer authentication cannot have port level mTLS (portLevelMtls requires selector.matchLabels)",
         );
     }
-    for port in pa.port_level_mtls.keys() {
+    for port in port_level.keys() {
         check_port_number(
             issues,
             &spec.field("portLevelMtls").field(&port.to_string()),
@@ -189,6 +198,8 @@ pub(super) fn check_authz(issues: &mut Issues, spec: &FieldPath, ap: &Authorizat
             });
             if cond.key.is_empty() {
                 issues.error(&cp.field("key"), "`key` must not be empty");
+            } else if cond.key == "source.trustDomain" {
+                issues.not_acted_on(&cp.field("key"));
             } else if !known {
                 issues.error(
                     &cp.field("key"),
@@ -291,8 +302,18 @@ fn check_source(issues: &mut Issues, path: &FieldPath, s: &Source) {
         ("notNamespaces", &s.not_namespaces),
         ("serviceAccounts", &s.service_accounts),
         ("notServiceAccounts", &s.not_service_accounts),
+        ("trustDomains", &s.trust_domains),
+        ("notTrustDomains", &s.not_trust_domains),
     ] {
         check_non_empty_values(issues, &path.field(field), values);
+    }
+    for (field, values) in [
+        ("trustDomains", &s.trust_domains),
+        ("notTrustDomains", &s.not_trust_domains),
+    ] {
+        if !values.is_empty() {
+            issues.not_acted_on(&path.field(field));
+        }
     }
     for (field, values) in [
         ("ipBlocks", &s.ip_blocks),
@@ -403,5 +424,22 @@ pub(super) fn check_request_authn(
             }
         }
         check_duration(issues, &p.field("timeout"), rule.timeout);
+        let claims = p.field("spaceDelimitedClaims");
+        check_non_empty_values(issues, &claims, &rule.space_delimited_claims);
+        if rule.space_delimited_claims.len() > MAX_SPACE_DELIMITED_CLAIMS {
+            issues.error(
+                &claims,
+                format!("at most {MAX_SPACE_DELIMITED_CLAIMS} spaceDelimitedClaims are allowed"),
+            );
+        }
+        if !rule.space_delimited_claims.is_empty() {
+            issues.not_acted_on(&claims);
+        }
+        if rule.presence.is_some() {
+            issues.not_acted_on(&p.field("presence"));
+        }
     }
 }
+
+/// Istio's CRD bound on `jwtRules[].spaceDelimitedClaims`.
+const MAX_SPACE_DELIMITED_CLAIMS: usize = 64;

@@ -119,6 +119,7 @@ fn check_resolution(
             }
         }
         Resolution::Static => {}
+        Resolution::DynamicDns => issues.not_acted_on(&spec.field("resolution")),
         Resolution::Dns | Resolution::DnsRoundRobin => {
             if se.endpoints.is_empty() {
                 for (i, h) in se.hosts.iter().enumerate() {
@@ -188,6 +189,11 @@ pub(super) fn check_workload_entry(
             issues.error(
                 &path.field("address"),
                 format!("unix endpoint {address:?} must be an absolute path or abstract socket"),
+            );
+        } else if socket.ends_with('/') {
+            issues.error(
+                &path.field("address"),
+                format!("unix endpoint {address:?} must be a socket, not a directory"),
             );
         }
         if !we.ports.is_empty() {
@@ -284,6 +290,27 @@ fn check_probe(issues: &mut Issues, path: &FieldPath, probe: &ReadinessProbe) {
     }
     if let Some(h) = &probe.http_get {
         check_port_number(issues, &path.field("httpGet").field("port"), h.port);
+        for (i, header) in h.http_headers.iter().enumerate() {
+            // Istio's CRD pattern `^[-_A-Za-z0-9]+$`.
+            let ok = !header.name.is_empty()
+                && header
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                issues.error(
+                    &path
+                        .field("httpGet")
+                        .field("httpHeaders")
+                        .index(i)
+                        .field("name"),
+                    format!(
+                        "invalid header name {:?}: letters, digits, '-' and '_' only",
+                        header.name
+                    ),
+                );
+            }
+        }
         if let Some(s) = &h.scheme
             && s != "HTTP"
             && s != "HTTPS"

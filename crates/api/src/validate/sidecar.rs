@@ -187,7 +187,7 @@ fn check_egress_hosts(issues: &mut Issues, path: &FieldPath, hosts: &[String]) {
                 format!("sidecar: invalid namespace {ns:?} in host {h:?}"),
             );
         }
-        issues.check(&p, host::check_wildcard_domain(name));
+        issues.check(&p, host::check_listener_host(name));
         let seen = by_namespace.entry(ns).or_default();
         let duplicate = if name == "*" {
             !seen.is_empty()

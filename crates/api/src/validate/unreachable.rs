@@ -4,6 +4,10 @@
 
 use std::collections::HashMap;
 
+/// How the warnings about unused rules and matches start (Istio's wording, which `analyze`
+/// turns into IST0130/IST0131).
+pub const UNUSED_RULE_PREFIX: &str = "virtualService rule ";
+
 use serde::Serialize;
 
 use super::Issues;
@@ -27,17 +31,18 @@ pub(super) fn check_http_rules(issues: &mut Issues, path: &FieldPath, routes: &[
                 .collect(),
         })
         .collect();
-    report(issues, path, &rules);
+    let fresh = report(issues, path, &rules);
+    super::overlap::check_prefix_overlaps(issues, path, routes, &fresh);
 }
 
 pub(super) fn check_tcp_rules(issues: &mut Issues, path: &FieldPath, routes: &[TcpRoute]) {
     let rules = unnamed_rules(routes.iter().map(|r| r.matches.as_slice()));
-    report(issues, path, &rules);
+    let _ = report(issues, path, &rules);
 }
 
 pub(super) fn check_tls_rules(issues: &mut Issues, path: &FieldPath, routes: &[TlsRoute]) {
     let rules = unnamed_rules(routes.iter().map(|r| r.matches.as_slice()));
-    report(issues, path, &rules);
+    let _ = report(issues, path, &rules);
 }
 
 /// TCP and TLS rules have no names.
@@ -60,14 +65,17 @@ fn as_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn label(name: Option<&str>, index: usize) -> String {
+pub(super) fn label(name: Option<&str>, index: usize) -> String {
     match name {
         Some(n) if !n.is_empty() => format!("{n:?}"),
         _ => format!("#{index}"),
     }
 }
 
-fn report(issues: &mut Issues, path: &FieldPath, rules: &[Rule]) {
+/// Reports unused rules and repeated matches; returns the (rule, match) indexes of the matches
+/// seen for the first time, in order (Istio checks those for prefix overlaps).
+fn report(issues: &mut Issues, path: &FieldPath, rules: &[Rule]) -> Vec<(usize, usize)> {
+    let mut fresh = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut catch_all: Option<usize> = None;
     for (n, rule) in rules.iter().enumerate() {
@@ -76,7 +84,7 @@ fn report(issues: &mut Issues, path: &FieldPath, rules: &[Rule]) {
         let unused = |issues: &mut Issues, reason: &str| {
             issues.warn(
                 &rule_path,
-                format!("virtualService rule {rule_label} not used ({reason})"),
+                format!("{UNUSED_RULE_PREFIX}{rule_label} not used ({reason})"),
             );
         };
         if rule.matches.is_empty() {
@@ -97,17 +105,19 @@ fn report(issues: &mut Issues, path: &FieldPath, rules: &[Rule]) {
                 issues.warn(
                     &rule_path.field("match").index(m),
                     format!(
-                        "virtualService rule {rule_label} match {} is not used (duplicate/overlapping match in rule {})",
+                        "{UNUSED_RULE_PREFIX}{rule_label} match {} is not used (duplicate/overlapping match in rule {})",
                         label(*match_name, m),
                         label(rules[earlier].name, earlier)
                     ),
                 );
             } else {
                 seen.insert(json, n);
+                fresh.push((n, m));
             }
         }
         if duplicates == rule.matches.len() {
             unused(issues, "all matches used by prior rules");
         }
     }
+    fresh
 }

@@ -1,121 +1,379 @@
-//! `lateen analyze FILES|DIRS...`: offline analysis of Istio configuration files (Istio:
-//! `istioctl analyze --use-kube=false`). Every file is parsed and validated by `lateen-api`,
-//! then the cross-resource checks of `lateen_api::analyze` run over all documents together,
-//! so a VirtualService in one file sees the DestinationRule of another.
+//! `lateen analyze FILES|DIRS...`: offline analysis of Istio configuration files, with
+//! istioctl's flags, messages and exit codes (`istioctl analyze --use-kube=false`). Every file
+//! is parsed and validated by `lateen-api`, then the cross-resource checks of
+//! `lateen_api::analyze_messages` run over all documents together, so a VirtualService in one
+//! file sees the DestinationRule of another.
 //!
-//! Output follows istioctl's log format, one line per problem:
-//! `Error (VirtualService default/reviews vs.yaml:12) spec.http[0]...: message`. lateen-api's
-//! problems carry no IST codes, so none is printed; `Info` lines tell which resource a later
-//! file replaced. Exit codes are istioctl's: 79 when an
-//! error was found, 65 when a file could not be read as YAML at all, 0 otherwise (warnings
-//! alone do not fail, like istioctl's default `--failure-threshold Error`).
+//! As istioctl does:
+//! - output is one line per message, `Error [IST0101] (VirtualService default/reviews
+//!   vs.yaml:11) Referenced host+subset in destinationrule not found: "reviews+v1"`, or
+//!   `--output json|yaml` (a list of `code`, `level`, `origin`, `reference`, `message`,
+//!   `documentationUrl`); validation problems are IST0106/IST0133; lateen-only notes have
+//!   `LTN` codes (see `lateen_api::diag`);
+//! - resources without a namespace are in `--namespace` (default `default`); only messages of
+//!   that namespace are reported unless `-A`; `--suppress CODE=RESOURCE` (glob, resource as
+//!   `Kind namespace/name`) drops messages; `--output-threshold` filters what is printed;
+//! - folders are walked recursively; files without a `.json`, `.yaml` or `.yml` extension are
+//!   skipped with a note;
+//! - exit 79 when a message is at or above `--failure-threshold` (default Error), else 65
+//!   when a file could not be parsed (unless `--ignore-unknown`), else 0; with
+//!   `--output json|yaml` istioctl always exits 0, and so does lateen.
+//!
+//! `--analyzer NAME` keeps the messages of the named analyzers (Istio's names, see
+//! `Message::analyzer`).
+//!
+//! `--use-kube=true` (analysis of a live cluster) is refused for now: lateen reads files only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use lateen_api::Document;
-use lateen_api::error::{ConfigError, Severity};
+use lateen_api::diag::{self, Classified, Level, Message};
+use lateen_api::error::ConfigError;
+use lateen_api::{DEFAULT_NAMESPACE, Document};
 
 /// istioctl's `ExitAnalyzerFoundIssues`.
 const EXIT_ANALYZER_FOUND_ISSUES: i32 = 79;
 /// istioctl's `ExitDataError` (a file it could not parse).
 const EXIT_DATA_ERROR: i32 = 65;
+/// File extensions istioctl reads.
+const FILE_EXTENSIONS: &[&str] = &["json", "yaml", "yml"];
+/// Where Istio documents each of its message codes.
+const ISTIO_DOCS: &str = "https://istio.io/latest/docs/reference/config/analysis";
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Log,
+    Json,
+    Yaml,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Files (YAML or JSON, several documents each) and folders (their *.yaml, *.yml, *.json).
+    /// Files (YAML or JSON, several documents each) and folders (walked recursively).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Descend into sub-folders of the folders given.
-    #[arg(short = 'R', long)]
+    /// Accepted for compatibility: folders are always walked recursively, as by istioctl.
+    #[arg(short = 'R', long, hide = true)]
     recursive: bool,
+    /// Namespace for resources that name none, and whose messages are reported.
+    #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Report messages of every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Suppress a message code on a resource: `CODE=Kind namespace/name` (`*` matches any
+    /// text, e.g. `IST0101=VirtualService default/*`). Can be repeated.
+    #[arg(short = 'S', long = "suppress", value_name = "CODE=RESOURCE")]
+    suppress: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "log")]
+    output: OutputFormat,
+    /// Lowest level (Info, Warning, Error) of a message that makes the exit code 79.
+    #[arg(long, default_value = "Error", value_parser = parse_level)]
+    failure_threshold: Level,
+    /// Lowest level (Info, Warning, Error) of a message that is printed.
+    #[arg(long, default_value = "Info", value_parser = parse_level)]
+    output_threshold: Level,
+    /// Files that cannot be parsed do not change the exit code.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    ignore_unknown: bool,
+    /// Run only these analyzers (Istio's names, e.g. `schema.ValidationAnalyzer.Gateway`,
+    /// `virtualservice.DestinationRuleAnalyzer`); one lateen does not have reports nothing.
+    #[arg(long = "analyzer", value_name = "NAME")]
+    analyzers: Vec<String>,
+    /// Analyze a live cluster: not supported yet, lateen reads files only.
+    #[arg(short = 'k', long, default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    use_kube: bool,
     /// Cluster DNS suffix used to expand short host names.
     #[arg(long, default_value = "cluster.local")]
     domain: String,
 }
 
+fn parse_level(text: &str) -> Result<Level, String> {
+    Level::parse(text).ok_or_else(|| "invalid level option (Info, Warning, Error)".to_string())
+}
+
+/// `--suppress CODE=RESOURCE`.
+struct Suppression {
+    code: String,
+    resource: String,
+}
+
+fn parse_suppressions(values: &[String]) -> anyhow::Result<Vec<Suppression>> {
+    let mut out = Vec::new();
+    for value in values {
+        let Some((code, resource)) = value.split_once('=') else {
+            anyhow::bail!("{value} is not a valid suppression value. See lateen analyze --help");
+        };
+        if !diag::ALL.iter().any(|t| t.code == code) && !looks_like_istio_code(code) {
+            eprintln!(
+                "Warning: Supplied message code '{code}' is an unknown message code and will not have any effect."
+            );
+        }
+        out.push(Suppression {
+            code: code.to_string(),
+            resource: resource.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// Istio codes lateen does not emit (`IST0139`) are still valid to suppress.
+fn looks_like_istio_code(code: &str) -> bool {
+    code.strip_prefix("IST")
+        .is_some_and(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.use_kube {
+        anyhow::bail!(
+            "--use-kube=true is not supported yet: lateen analyze reads files only (pass --use-kube=false or nothing)"
+        );
+    }
+    let suppressions = parse_suppressions(&args.suppress)?;
     let mut files = Vec::new();
     for path in &args.paths {
-        collect(path, args.recursive, &mut files)?;
+        collect(path, &mut files)?;
     }
-    let mut documents: Vec<Document> = Vec::new();
-    let mut problems = Vec::new();
-    let mut replaced = Vec::new();
-    for file in &files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let parsed = lateen_api::parse(&text, &file.display().to_string());
-        problems.extend(parsed.problems);
-        problems.extend(lateen_api::validate_documents(&parsed.documents));
-        for doc in parsed.documents {
-            // Files are a set applied in order (istioctl reads them like `kubectl apply -f`):
-            // a resource that another file defined again is replaced, not a conflict. The
-            // same resource twice in one file stays for the analyzer to report as an error.
-            let key = doc.resource.key();
-            if let Some(i) = documents
-                .iter()
-                .position(|d| d.resource.key() == key && d.source_name != doc.source_name)
-            {
-                replaced.push((documents.remove(i), doc.source_name.clone()));
-            }
-            documents.push(doc);
-        }
-    }
-    // Cross-resource checks see every document, also those with validation errors: their
-    // names and hosts are still what the user meant to apply.
-    problems.extend(lateen_api::analyze(&documents, &args.domain));
-    problems.sort_by(|a, b| {
-        (&a.source_name, a.document, a.line).cmp(&(&b.source_name, b.document, b.line))
+    let read = read_files(&files, &args.namespace)?;
+    let mut messages = read.messages;
+    messages.extend(lateen_api::analyze_messages(&read.documents, &args.domain));
+    messages.retain(|m| {
+        let in_scope = args.all_namespaces
+            || m.problem
+                .resource
+                .as_ref()
+                .is_none_or(|r| r.namespace == args.namespace);
+        let selected = args.analyzers.is_empty() || args.analyzers.contains(&m.analyzer());
+        in_scope && selected && !suppressed(m, &suppressions)
+    });
+    messages.sort_by(|a, b| {
+        let key = |m: &Message| {
+            (
+                m.problem.source_name.clone(),
+                m.problem.document,
+                m.problem.line,
+            )
+        };
+        key(a).cmp(&key(b))
     });
 
-    let target = describe_targets(&args.paths);
-    let mut out = std::io::stdout().lock();
-    for (doc, by) in &replaced {
-        let line = doc.line.map_or(String::new(), |l| format!(":{l}"));
-        writeln!(
-            out,
-            "Info ({} {}/{} {}{line}) replaced by the same resource in {by}",
-            doc.resource.kind(),
-            doc.resource.namespace(),
-            doc.resource.name(),
-            doc.source_name,
-        )?;
-    }
-    for p in &problems {
-        writeln!(out, "{}", format_problem(p))?;
-    }
-    if problems.is_empty() && replaced.is_empty() {
-        writeln!(
-            out,
-            "\u{2714} No validation issues found when analyzing {target}."
-        )?;
-    }
-    out.flush()?;
-    drop(out);
-
-    let unparsable = problems
+    let shown: Vec<&Message> = messages
         .iter()
-        .any(|p| p.severity == Severity::Error && p.document.is_none());
-    if unparsable {
+        .filter(|m| m.kind.level >= args.output_threshold)
+        .collect();
+    print_messages(&shown, args.output)?;
+    let parse_errors = read.unparsable.len();
+    for problem in &read.unparsable {
+        eprintln!(
+            "Error(s) adding files: errors parsing content \"{}\": {problem}",
+            problem.source_name
+        );
+    }
+    let target = if args.all_namespaces {
+        "all namespaces".to_string()
+    } else {
+        format!("namespace: {}", args.namespace)
+    };
+    if shown.is_empty() {
+        print_no_issues(&files, &target, parse_errors);
+    }
+    if args.output != OutputFormat::Log {
+        // istioctl only sets an exit code in its log format.
+        return Ok(());
+    }
+    if messages
+        .iter()
+        .any(|m| m.kind.level >= args.failure_threshold)
+    {
+        eprintln!(
+            "Error: Analyzers found issues when analyzing {target}.\nSee {ISTIO_DOCS} for more information about causes and resolutions."
+        );
+        std::process::exit(EXIT_ANALYZER_FOUND_ISSUES);
+    }
+    if parse_errors > 0 && !args.ignore_unknown {
         eprintln!("Error: some files couldn't be parsed.");
         std::process::exit(EXIT_DATA_ERROR);
-    }
-    if lateen_api::analyze::has_errors(&problems) {
-        eprintln!("Error: Analyzers found issues when analyzing {target}.");
-        std::process::exit(EXIT_ANALYZER_FOUND_ISSUES);
     }
     Ok(())
 }
 
-/// Files to read: a file as given (whatever its extension, like istioctl), a folder's
-/// configuration files in name order so the output is stable.
-fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// What the files hold: documents, their messages, and the problems istioctl would report as
+/// files it could not parse.
+struct Read {
+    documents: Vec<Document>,
+    messages: Vec<Message>,
+    unparsable: Vec<ConfigError>,
+}
+
+fn read_files(files: &[PathBuf], namespace: &str) -> anyhow::Result<Read> {
+    let mut read = Read {
+        documents: Vec::new(),
+        messages: Vec::new(),
+        unparsable: Vec::new(),
+    };
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let parsed = lateen_api::parse_in_namespace(&text, &file.display().to_string(), namespace);
+        let problems = parsed
+            .problems
+            .into_iter()
+            .chain(lateen_api::validate_documents(&parsed.documents));
+        for problem in problems {
+            match diag::classify(problem) {
+                Classified::Message(message) => read.messages.push(message),
+                Classified::Unparsable(unparsable) => read.unparsable.push(unparsable),
+                Classified::Silent => {}
+            }
+        }
+        for doc in parsed.documents {
+            // Files are a set applied in order (like `kubectl apply -f`): a resource another
+            // file defined again is replaced, not a conflict. The same resource twice in one
+            // file stays for the analyzer to report.
+            let key = doc.resource.key();
+            if let Some(i) = read
+                .documents
+                .iter()
+                .position(|d| d.resource.key() == key && d.source_name != doc.source_name)
+            {
+                let old = read.documents.remove(i);
+                read.messages.push(replaced(&old, &doc.source_name));
+            }
+            read.documents.push(doc);
+        }
+    }
+    Ok(read)
+}
+
+fn replaced(old: &Document, by: &str) -> Message {
+    let issue = lateen_api::FieldIssue::warning(
+        lateen_api::FieldPath::root(),
+        format!("replaced by the same resource in {by}"),
+    );
+    Message {
+        kind: &diag::RESOURCE_REPLACED,
+        problem: old.locate(issue),
+    }
+}
+
+fn suppressed(message: &Message, suppressions: &[Suppression]) -> bool {
+    let Some(name) = message.resource_name() else {
+        return false;
+    };
+    suppressions
+        .iter()
+        .any(|s| s.code == message.kind.code && glob_match(&s.resource, &name))
+}
+
+/// `*` matches any run of characters, `?` one character; everything else itself.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Classic two-pointer match with backtracking to the last `*`: linear in practice.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn print_messages(messages: &[&Message], format: OutputFormat) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Log => {
+            for m in messages {
+                writeln!(out, "{m}")?;
+            }
+        }
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let list: Vec<serde_json::Value> = messages.iter().map(|m| to_json(m)).collect();
+            let text = if format == OutputFormat::Json {
+                serde_json::to_string_pretty(&list)?
+            } else {
+                serde_saphyr::to_string(&list).context("rendering YAML")?
+            };
+            writeln!(out, "{}", text.trim_end())?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// istioctl's JSON form of a message.
+fn to_json(m: &Message) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "code": m.kind.code,
+        "level": m.kind.level.to_string(),
+        "message": m.text(),
+    });
+    if let Some(origin) = m.resource_name() {
+        value["origin"] = origin.into();
+        value["reference"] = m.reference().into();
+    }
+    if m.kind.is_istio() {
+        value["documentationUrl"] = format!(
+            "{ISTIO_DOCS}/{}/?ref=istioctl-analyze",
+            m.kind.code.to_ascii_lowercase()
+        )
+        .into();
+    }
+    value
+}
+
+/// istioctl's note on stderr when nothing is reported.
+fn print_no_issues(files: &[PathBuf], target: &str, parse_errors: usize) {
+    if parse_errors > 0 {
+        let noun = if parse_errors == 1 { "file" } else { "files" };
+        eprintln!(
+            "No validation issues found when analyzing {target} (but {parse_errors} {noun} could not be parsed)."
+        );
+        return;
+    }
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    match names.as_slice() {
+        [] => eprintln!("\u{2714} No validation issues found when analyzing {target}."),
+        [one] => eprintln!("\u{2714} No validation issues found when analyzing {one}."),
+        many => eprintln!(
+            "\u{2714} No validation issues found when analyzing:\n  - {}",
+            many.join("\n  - ")
+        ),
+    }
+}
+
+/// Files to read: a file as given when its extension is one istioctl reads, a folder's such
+/// files recursively in name order so the output is stable; others are skipped with a note.
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_dir() {
-        out.push(path.to_path_buf());
+        let known = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| FILE_EXTENSIONS.contains(&e));
+        if known {
+            out.push(path.to_path_buf());
+        } else {
+            eprintln!(
+                "Skipping file {}, recognized file extensions are: [.json .yaml .yml]",
+                path.display()
+            );
+        }
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
@@ -125,45 +383,30 @@ fn collect(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> anyhow::Resu
         .with_context(|| format!("cannot list {}", path.display()))?;
     entries.sort();
     for entry in entries {
-        if entry.is_dir() {
-            if recursive {
-                collect(&entry, recursive, out)?;
-            }
-        } else if entry
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        {
-            out.push(entry);
-        }
+        collect(&entry, out)?;
     }
     Ok(())
 }
 
-/// istioctl's phrase for what was analyzed.
-fn describe_targets(paths: &[PathBuf]) -> String {
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    names.join(", ")
-}
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
 
-/// `Error (VirtualService default/reviews file.yaml:12) spec.http[0].route: message`.
-fn format_problem(p: &ConfigError) -> String {
-    let level = match p.severity {
-        Severity::Error => "Error",
-        Severity::Warning => "Warning",
-    };
-    let mut origin = String::new();
-    if let Some(r) = &p.resource {
-        origin.push_str(&r.to_string());
-        origin.push(' ');
-    }
-    origin.push_str(&p.source_name);
-    if let Some(line) = p.line {
-        origin.push_str(&format!(":{line}"));
-    }
-    if p.path.is_root() {
-        format!("{level} ({origin}) {}", p.message)
-    } else {
-        format!("{level} ({origin}) {}: {}", p.path, p.message)
+    #[test]
+    fn suppression_globs() {
+        assert!(glob_match(
+            "VirtualService default/*",
+            "VirtualService default/reviews"
+        ));
+        assert!(glob_match("*", "Gateway ns/gw"));
+        assert!(glob_match("Pod *.baz", "Pod a.baz"));
+        assert!(!glob_match(
+            "VirtualService default/r",
+            "VirtualService default/reviews"
+        ));
+        assert!(glob_match(
+            "VirtualService default/r?views",
+            "VirtualService default/reviews"
+        ));
     }
 }
