@@ -2,8 +2,8 @@
 //! command installs (and failing, not skipping, under CI when it is missing), free ports, and
 //! [`kube::TestCluster`], a real Kubernetes control plane (etcd, kube-apiserver with RBAC,
 //! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust;
-//! network namespaces for pod-like processes ([`netns`]) and a kubelet's part in starting a
-//! Pod's container as a local process ([`pod`]).
+//! network namespaces for pod-like processes ([`netns`]); a kubelet's part in starting a Pod's
+//! container as a local process is [`kube::pod_container_command`].
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 pub mod kube;
 pub mod netns;
-pub mod pod;
 pub mod test_ca;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool
