@@ -185,6 +185,11 @@ pub struct HttpLimits {
     /// HTTP/2 streams one client connection may have open at once.
     #[serde(default = "defaults::max_concurrent_streams")]
     pub max_concurrent_streams: u32,
+    /// Protocols an HTTP/1.1 client may switch to with `Upgrade` (Envoy's `upgrade_configs`,
+    /// compared without case); any other gets 403. `h2c` is never one: its upgrade headers
+    /// are stripped and the request served as plain HTTP/1.1, as Envoy does.
+    #[serde(default = "defaults::upgrade_types")]
+    pub upgrade_types: Vec<String>,
 }
 
 impl Default for HttpLimits {
@@ -195,6 +200,7 @@ impl Default for HttpLimits {
             request_headers_timeout: defaults::header_timeout(),
             idle_timeout: defaults::idle_timeout(),
             max_concurrent_streams: defaults::max_concurrent_streams(),
+            upgrade_types: defaults::upgrade_types(),
         }
     }
 }
@@ -489,6 +495,10 @@ pub(crate) mod defaults {
     }
     pub fn max_header_bytes() -> usize {
         60 * 1024
+    }
+    /// WebSocket only, as Istio configures every HTTP connection manager.
+    pub fn upgrade_types() -> Vec<String> {
+        vec!["websocket".to_string()]
     }
     pub fn max_headers() -> usize {
         100

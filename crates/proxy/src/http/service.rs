@@ -265,6 +265,20 @@ async fn route_and_forward(
 ) -> (Option<Arc<ClusterRt>>, Reply) {
     let (mut head, body) = request.into_parts();
     let authority = request_authority(&head);
+    let upgrade = match super::upgrade::ask(&mut head, &current.listener.limits.upgrade_types) {
+        super::upgrade::Ask::None => None,
+        super::upgrade::Ask::Allowed(protocol) => Some(protocol),
+        super::upgrade::Ask::Refused(protocol) => {
+            return (
+                None,
+                Reply::local(
+                    StatusCode::FORBIDDEN,
+                    ResponseFlags::NONE,
+                    format!("upgrade to {protocol:?} is not allowed"),
+                ),
+            );
+        }
+    };
 
     // A captured connection with no HTTP routes is passed through to where it was going.
     let (cluster, route, forward) = match &current.listener.routes {
@@ -366,8 +380,7 @@ async fn route_and_forward(
         },
     };
 
-    let upgrade = head.version == Version::HTTP_11 && headers::is_upgrade_request(&head.headers);
-    headers::strip_hop_by_hop(&mut head.headers, upgrade);
+    headers::strip_hop_by_hop(&mut head.headers, upgrade.is_some());
     headers::add_forwarding_headers(&mut head.headers, ctx.peer.ip());
     if current.listener.direction == Direction::Outbound
         && let Some((metadata, id)) = &current.snapshot.local_peer
@@ -390,7 +403,9 @@ async fn route_and_forward(
         }
     }
     let mut body = RequestIn::Streaming(body);
-    if let Some(forward) = forward.filter(|forward| !forward.mirrors.is_empty() && !upgrade) {
+    if let Some(forward) =
+        forward.filter(|forward| !forward.mirrors.is_empty() && upgrade.is_none())
+    {
         body = match mirror(ctx, forward, &head, &upstream_authority, body, record).await {
             Ok(body) => body,
             Err(reply) => return (Some(cluster), reply),
@@ -402,7 +417,7 @@ async fn route_and_forward(
         }
         _ => None,
     };
-    let version = if upgrade {
+    let version = if upgrade.is_some() {
         UpstreamVersion::Http1
     } else {
         upstream_version(&cluster, head.version)
@@ -414,12 +429,12 @@ async fn route_and_forward(
         );
     }
 
-    let body = match body {
-        RequestIn::Streaming(body) if upgrade => {
-            let reply = super::upgrade::forward_upgrade(ctx, &cluster, head, body).await;
+    let body = match (body, &upgrade) {
+        (RequestIn::Streaming(body), Some(protocol)) => {
+            let reply = super::upgrade::forward_upgrade(ctx, &cluster, head, body, protocol).await;
             return (Some(cluster), reply_from(reply, route, extras));
         }
-        body => body,
+        (body, _) => body,
     };
 
     let attempt = Attempt {
@@ -446,7 +461,10 @@ async fn route_and_forward(
         },
         None => attempt.run(head, body, record).await,
     };
-    (Some(cluster), reply_from(outcome, route, extras))
+    (
+        Some(cluster),
+        reply_from(refuse_unasked_switch(outcome), route, extras),
+    )
 }
 
 /// Sends the route's mirror copies when the body can be held: none, or a known length up
@@ -568,6 +586,21 @@ fn reply_from(outcome: Outcome, route: Option<&RouteRt>, extras: &mut Extras) ->
                 extra_headers,
             }
         }
+    }
+}
+
+/// A 101 to a request that asked for no upgrade is the upstream's protocol error: 502 `UPE`,
+/// as Envoy answers, never a tunnel the client did not ask for.
+fn refuse_unasked_switch(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Response(response, _) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            Outcome::Failed {
+                status: StatusCode::BAD_GATEWAY,
+                flags: ResponseFlags::UPE,
+                detail: "upstream switched protocols unasked".into(),
+            }
+        }
+        outcome => outcome,
     }
 }
 
