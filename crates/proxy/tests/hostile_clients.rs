@@ -22,6 +22,24 @@ async fn proxy_to(upstream: std::net::SocketAddr) -> (ProxyProcess, std::net::So
     (proxy, ([127, 0, 0, 1], listen).into())
 }
 
+/// `istio_requests_total` with `response_code` and `response_flags` as given.
+fn requests_with(metrics: &str, code: u16, flags: &str) -> Option<f64> {
+    let code = format!("response_code=\"{code}\"");
+    let flags = format!("response_flags=\"{flags}\"");
+    sample(metrics, "istio_requests_total", &[&code, &flags])
+}
+
+/// A plain GET after the attack is still served: nothing was ejected or left broken.
+async fn still_served(address: std::net::SocketAddr) {
+    let good = raw_exchange(
+        address,
+        b"GET /echo HTTP/1.1\r\nHost: backend\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(statuses(&good), [200], "{good}");
+}
+
 /// The status codes of the responses in `raw`, in order.
 fn statuses(raw: &str) -> Vec<u16> {
     raw.match_indices("HTTP/1.1 ")
@@ -87,10 +105,145 @@ async fn a_101_for_a_protocol_the_client_did_not_ask_for_gets_502() {
     let plain = raw_exchange(address, b"GET / HTTP/1.1\r\nHost: backend\r\n\r\n", QUIET).await;
     assert_eq!(statuses(&plain), [502], "{plain}");
     let metrics = proxy.prometheus().await;
-    let upe = sample(
-        &metrics,
-        "istio_requests_total",
-        &["response_code=\"502\"", "response_flags=\"UPE\""],
+    assert_eq!(requests_with(&metrics, 502, "UPE"), Some(2.0), "{metrics}");
+}
+
+/// The proxy's metrics once `ready` holds of them (polled for up to 5 s); fails with the last
+/// scrape otherwise.
+async fn metrics_where(proxy: &ProxyProcess, ready: impl Fn(&str) -> bool) -> String {
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = proxy.prometheus().await;
+        if ready(&metrics) {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("metrics never became as expected:\n{metrics}");
+}
+
+/// A proxy to the echo upstream whose cluster ejects a host after three consecutive
+/// failures, for 30 s: any client fault blamed on the upstream shows as a 503 after it.
+async fn proxy_with_outlier_detection() -> (ProxyProcess, std::net::SocketAddr, Upstream) {
+    let upstream = Upstream::start("backend").await;
+    let ports = Ports::new();
+    let listen = free_port();
+    let config = simple_config(&ports, listen, &[upstream.address], "", "").replace(
+        "    destination:\n",
+        "    outlier_detection:\n      consecutive_5xx: 3\n      interval: 100ms\n      \
+         base_ejection_time: 30s\n      max_ejection_percent: 100\n    destination:\n",
     );
-    assert_eq!(upe, Some(2.0), "{metrics}");
+    let proxy = ProxyProcess::start(&config, &ports).await;
+    (proxy, ([127, 0, 0, 1], listen).into(), upstream)
+}
+
+#[tokio::test]
+async fn malformed_chunk_sizes_are_the_clients_fault_400_dpe_and_eject_nothing() {
+    let (proxy, address, _upstream) = proxy_with_outlier_detection().await;
+    // A chunk extension of 100 KB, far past any head limit.
+    let long_extension = format!("5;ext={}\r\nhello\r\n0\r\n\r\n", "z".repeat(100_000));
+    let bad_sizes: [&[u8]; 6] = [
+        long_extension.as_bytes(),
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"-5\r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\r\nqq\r\n\r\n",
+    ];
+    for body in bad_sizes {
+        let mut request =
+            b"POST /echo HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(body);
+        let raw = raw_exchange(address, &request, QUIET).await;
+        assert_eq!(
+            statuses(&raw),
+            [400],
+            "{}: {raw}",
+            String::from_utf8_lossy(&body[..body.len().min(20)])
+        );
+    }
+    // The host was not ejected: the next good request is served.
+    still_served(address).await;
+    let metrics = proxy.prometheus().await;
+    assert_eq!(requests_with(&metrics, 400, "DPE"), Some(6.0), "{metrics}");
+    assert!(!metrics.contains("response_flags=\"UC\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_upload_the_client_aborts_is_dc_and_ejects_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let (proxy, address, _upstream) = proxy_with_outlier_detection().await;
+    for _ in 0..6 {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream
+            .write_all(
+                b"POST /echo HTTP/1.1\r\nHost: backend\r\nContent-Length: 100000\r\n\r\npartial...",
+            )
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(stream);
+    }
+    still_served(address).await;
+    let metrics = metrics_where(&proxy, |metrics| {
+        sample(metrics, "istio_requests_total", &["response_flags=\"DC\""]) == Some(6.0)
+    })
+    .await;
+    assert!(!metrics.contains("response_flags=\"UC\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn requests_abandoned_before_the_response_are_recorded_once_as_0_dc_and_released() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start("backend").await;
+    let (proxy, address) = proxy_to(upstream.address).await;
+    // Five h2c streams cancelled on one connection that stays open, one HTTP/1.1 request whose
+    // client hangs up; the upstream would answer after 3 s.
+    let h2 = h2_connection(address).await;
+    for _ in 0..5 {
+        let mut h2 = h2.clone();
+        let request = http::Request::get("http://backend/delay/3000")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(300), h2.send_request(request)).await;
+        assert!(cancelled.is_err(), "answered before the cancel");
+    }
+    let mut h1 = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    h1.write_all(b"GET /delay/3000 HTTP/1.1\r\nHost: backend\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(h1);
+    let metrics = metrics_where(&proxy, |metrics| {
+        requests_with(metrics, 0, "DC") == Some(6.0)
+    })
+    .await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "istio_requests_total",
+            &["destination_service=\"backend.default.svc.cluster.local\""]
+        ),
+        Some(6.0),
+        "{metrics}"
+    );
+    let (_, stats) = get(proxy.admin, "/stats").await.expect("stats");
+    assert!(
+        stats.contains("lateen.downstream_rq_active: 0\n"),
+        "{stats}"
+    );
+    // Recorded once: after the upstream would have answered, still six.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let metrics = proxy.prometheus().await;
+    assert_eq!(
+        sample(&metrics, "istio_requests_total", &["response_flags=\"DC\""]),
+        Some(6.0),
+        "{metrics}"
+    );
+    drop(h2);
 }

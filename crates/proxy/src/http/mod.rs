@@ -7,6 +7,7 @@ pub mod fault;
 pub mod forward;
 pub mod hash_key;
 pub mod headers;
+pub mod in_flight;
 pub mod mirror;
 pub mod peer;
 pub mod server;
