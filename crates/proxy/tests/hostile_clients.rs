@@ -247,3 +247,36 @@ async fn requests_abandoned_before_the_response_are_recorded_once_as_0_dc_and_re
     );
     drop(h2);
 }
+
+#[tokio::test]
+async fn any_token_method_and_a_slow_first_packet_are_sniffed_as_http() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start("backend").await;
+    let (_proxy, address) = proxy_to(upstream.address).await;
+    for method in ["PROPFIND", "PURGE", "get"] {
+        let request = format!("{method} /echo HTTP/1.1\r\nHost: backend\r\n\r\n");
+        let raw = raw_exchange(address, request.as_bytes(), QUIET).await;
+        assert_eq!(statuses(&raw), [200], "{method}: {raw}");
+        assert!(raw.contains(&format!("\"method\":\"{method}\"")), "{raw}");
+    }
+    // The first bytes a second after connecting, the request line in two packets.
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stream.write_all(b"PROPF").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream
+        .write_all(b"IND /echo HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw),
+    )
+    .await;
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(read.is_ok(), "no answer: {raw}");
+    assert_eq!(statuses(&raw), [200], "{raw}");
+}

@@ -152,7 +152,8 @@ pub struct Listener {
     #[serde(default)]
     pub protocol: ListenerProtocol,
     /// How long protocol sniffing waits for the client's first bytes before treating the
-    /// connection as opaque TCP (server-speaks-first protocols send nothing).
+    /// connection as opaque TCP (server-speaks-first protocols send nothing); `0s`, the
+    /// default as in Istio, waits as long as the client stays connected.
     #[serde(default = "defaults::detect_timeout", with = "duration")]
     pub detect_timeout: Duration,
     /// Route table for HTTP traffic.
@@ -490,8 +491,10 @@ pub(crate) mod defaults {
     pub fn metrics_address() -> SocketAddr {
         SocketAddr::from(([0, 0, 0, 0], 15090))
     }
+    /// No budget: Istio's `protocolDetectionTimeout` default (0s), which it sends to Envoy
+    /// as `listener_filters_timeout: 0s`; a slow client is still sniffed, never taken for TCP.
     pub fn detect_timeout() -> Duration {
-        Duration::from_millis(100)
+        Duration::ZERO
     }
     pub fn max_header_bytes() -> usize {
         60 * 1024
