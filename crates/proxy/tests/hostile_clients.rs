@@ -280,3 +280,55 @@ async fn any_token_method_and_a_slow_first_packet_are_sniffed_as_http() {
     assert!(read.is_ok(), "no answer: {raw}");
     assert_eq!(statuses(&raw), [200], "{raw}");
 }
+
+#[tokio::test]
+async fn stats_prometheus_answers_the_format_the_scraper_accepts() {
+    let upstream = Upstream::start("backend").await;
+    let (proxy, address) = proxy_to(upstream.address).await;
+    still_served(address).await;
+    let scrape = |accept: Option<&'static str>| async move {
+        let mut request = http::Request::get("/stats/prometheus").header("host", "metrics");
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let (status, headers, body) = send(proxy.metrics, request).await.expect("scrape");
+        assert_eq!(status, 200);
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (content_type, String::from_utf8_lossy(&body).into_owned())
+    };
+    // Prometheus with OpenMetrics off, curl, and none at all: the text format, as Envoy.
+    for accept in [
+        Some("text/plain;version=0.0.4;q=1,*/*;q=0.1"),
+        Some("*/*"),
+        None,
+    ] {
+        let (content_type, body) = scrape(accept).await;
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{accept:?}: {content_type}"
+        );
+        assert!(!body.contains("# EOF"), "{body}");
+        assert!(
+            body.contains("# TYPE istio_requests_total counter"),
+            "{body}"
+        );
+    }
+    // Prometheus preferring OpenMetrics.
+    let (content_type, body) = scrape(Some(
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    ))
+    .await;
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(body.contains("# TYPE istio_requests counter"), "{body}");
+}
