@@ -332,3 +332,48 @@ async fn stats_prometheus_answers_the_format_the_scraper_accepts() {
     assert!(body.ends_with("# EOF\n"), "{body}");
     assert!(body.contains("# TYPE istio_requests counter"), "{body}");
 }
+
+#[tokio::test]
+async fn malformed_request_heads_get_400_or_501_and_never_reach_the_upstream() {
+    let upstream = Upstream::start("backend").await;
+    let (proxy, address) = proxy_to(upstream.address).await;
+    let cases: [(&[u8], u16); 7] = [
+        (b"GET /echo HTTP/1.1\r\n\r\n", 400),
+        (b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /echo HTTP/1.1\r\nHost: a b/c@d\r\n\r\n", 400),
+        (b"GET http://user:pw@backend/echo HTTP/1.1\r\nHost: backend\r\n\r\n", 400),
+        (b"GET * HTTP/1.1\r\nHost: backend\r\n\r\n", 400),
+        (b"GET x:80 HTTP/1.1\r\nHost: backend\r\n\r\n", 400),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            501,
+        ),
+    ];
+    for (request, expected) in cases {
+        let raw = raw_exchange(address, request, QUIET).await;
+        assert_eq!(
+            statuses(&raw),
+            [expected],
+            "{}: {raw}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert!(upstream.seen.lock().expect("seen").is_empty());
+    let metrics = proxy.prometheus().await;
+    assert_eq!(requests_with(&metrics, 400, "DPE"), Some(6.0), "{metrics}");
+    assert_eq!(requests_with(&metrics, 501, "DPE"), Some(1.0), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_get_with_a_chunked_body_keeps_its_body() {
+    let upstream = Upstream::start("backend").await;
+    let (_proxy, address) = proxy_to(upstream.address).await;
+    let raw = raw_exchange(
+        address,
+        b"GET /echo HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert!(raw.contains("\"body_len\":5"), "{raw}");
+}

@@ -10,6 +10,7 @@ pub mod headers;
 pub mod in_flight;
 pub mod mirror;
 pub mod peer;
+pub mod request_checks;
 pub mod server;
 pub mod service;
 pub mod upgrade;

@@ -265,6 +265,9 @@ async fn route_and_forward(
     in_flight: &mut InFlight,
 ) -> Reply {
     let (mut head, body) = request.into_parts();
+    if let Err(refusal) = super::request_checks::check(&head) {
+        return Reply::local(refusal.status, ResponseFlags::DPE, refusal.detail);
+    }
     let authority = request_authority(&head);
     let upgrade = match super::upgrade::ask(&mut head, &current.listener.limits.upgrade_types) {
         super::upgrade::Ask::None => None,
@@ -408,6 +411,9 @@ async fn route_and_forward(
     };
     if let Err(detail) = set_upstream_target(&mut head, version, &upstream_authority) {
         return Reply::local(StatusCode::BAD_REQUEST, ResponseFlags::NONE, detail);
+    }
+    if version == UpstreamVersion::Http1 {
+        keep_streaming_body(&mut head, &body);
     }
 
     let body = match (body, &upgrade) {
@@ -705,6 +711,25 @@ pub(crate) fn set_upstream_target(
         }
     }
     Ok(())
+}
+
+/// A body of unknown length going to an HTTP/1.1 upstream is sent chunked, whatever the
+/// method: hyper's client sends none for a GET, HEAD or CONNECT unless told, which would drop
+/// a body the client sent (a GET with a chunked body).
+fn keep_streaming_body(head: &mut http::request::Parts, body: &RequestIn) {
+    use http_body::Body;
+    let RequestIn::Streaming(incoming) = body else {
+        return;
+    };
+    if !incoming.is_end_stream()
+        && incoming.size_hint().exact().is_none()
+        && !head.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        head.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
 }
 
 /// A response the proxy makes itself. gRPC clients get HTTP 200 with the gRPC status that
