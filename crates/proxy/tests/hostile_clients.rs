@@ -377,3 +377,20 @@ async fn a_get_with_a_chunked_body_keeps_its_body() {
     assert_eq!(statuses(&raw), [200], "{raw}");
     assert!(raw.contains("\"body_len\":5"), "{raw}");
 }
+
+#[tokio::test]
+async fn max_headers_applies_to_http2_as_to_http1() {
+    let upstream = Upstream::start("backend").await;
+    let (_proxy, address) = proxy_to(upstream.address).await;
+    let mut h2 = h2_connection(address).await;
+    let mut request = http::Request::get("http://backend/echo");
+    for index in 0..150 {
+        request = request.header(format!("x-h{index}"), "v");
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let response = h2.send_request(request).await.expect("h2 response");
+    assert_eq!(response.status(), 431);
+    assert!(upstream.seen.lock().expect("seen").is_empty());
+}

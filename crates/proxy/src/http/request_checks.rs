@@ -2,10 +2,14 @@
 //! exactly one valid `Host` on HTTP/1.1 (RFC 9112 §3.2), no userinfo in an absolute-form
 //! target (RFC 9110 §4.2.4), `*` only with OPTIONS and authority-form only with CONNECT
 //! (RFC 9112 §3.2.3-4) — each else 400 — and no transfer coding but `chunked`, which the
-//! proxy could not carry on (501). Failures are the client's: flag `DPE`.
+//! proxy could not carry on (501). HTTP/2 requests get the listener's `max_headers` here
+//! (hyper's h2 server has no such limit; HTTP/1.1 has it in hyper): 431, as on HTTP/1.1.
+//! Failures are the client's: flag `DPE`.
 
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Version};
+
+use crate::config::model::HttpLimits;
 
 /// Why a request head is refused: the status to answer and what to say.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,8 +25,14 @@ fn bad(detail: &'static str) -> Refusal {
     }
 }
 
-/// Checks an HTTP/1.x request head; HTTP/2 heads are checked by the h2 codec.
-pub fn check(head: &http::request::Parts) -> Result<(), Refusal> {
+/// Checks a request head under `limits`; HTTP/2's framing is checked by the h2 codec.
+pub fn check(head: &http::request::Parts, limits: &HttpLimits) -> Result<(), Refusal> {
+    if head.version == Version::HTTP_2 && head.headers.len() > limits.max_headers {
+        return Err(Refusal {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            detail: "too many headers",
+        });
+    }
     if head.version != Version::HTTP_11 && head.version != Version::HTTP_10 {
         return Ok(());
     }
@@ -87,8 +97,9 @@ mod tests {
 
     #[test]
     fn hosts_targets_and_codings() {
-        let ok = |h: http::request::Parts| assert_eq!(check(&h), Ok(()));
-        let status = |h: http::request::Parts| check(&h).map_err(|r| r.status.as_u16());
+        let limits = HttpLimits::default();
+        let ok = |h: http::request::Parts| assert_eq!(check(&h, &limits), Ok(()));
+        let status = |h: http::request::Parts| check(&h, &limits).map_err(|r| r.status.as_u16());
         ok(head("GET", "/", &[("host", "a.example:80")]));
         ok(head("GET", "/", &[("host", "[::1]:8080")]));
         ok(head("OPTIONS", "*", &[("host", "a")]));

@@ -265,7 +265,7 @@ async fn route_and_forward(
     in_flight: &mut InFlight,
 ) -> Reply {
     let (mut head, body) = request.into_parts();
-    if let Err(refusal) = super::request_checks::check(&head) {
+    if let Err(refusal) = super::request_checks::check(&head, &current.listener.limits) {
         return Reply::local(refusal.status, ResponseFlags::DPE, refusal.detail);
     }
     let authority = request_authority(&head);
