@@ -11,7 +11,8 @@
 #      write each) and times each write to every proxy's receipt+ACK of it; lateend's CPU and
 #      RSS from /proc.
 # Usage: bash bench/kube.sh   (env: PROXIES=1000 SERVICES=1000 PODS=5000 RATE=50 DURATION=60
-#        MODE=sotw PIN=1 RUN_TIMEOUT=900). Writes bench/results/kube-latest.json and prints it.
+#        MODE=sotw PIN=1 RUN_TIMEOUT=900 BUILD=1; BUILD=0 runs the release binaries already built).
+#        Writes bench/results/kube-latest.json and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROXIES="${PROXIES:-1000}"
@@ -26,7 +27,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 LATEEN_KUBE_BIN="$(bash scripts/kube-test-bins.sh | tail -1)"
 export LATEEN_KUBE_BIN
-timeout 1200 cargo build --release -q -p lateen-discovery -p lateen-xds-load -p lateen-test-support \
+[ "${BUILD:-1}" = 0 ] || timeout 1200 cargo build --release -q -p lateen-discovery -p lateen-xds-load -p lateen-test-support \
   --bin lateend --bin lateen-xds-load --bin lateen-test-cluster
 LATEEND="$TARGET_DIR/release/lateend"
 LOAD="$TARGET_DIR/release/lateen-xds-load"

@@ -187,6 +187,30 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// The problem without its place in a source: `VirtualService default/reviews:
+    /// spec.http[0].route[1].weight: weight -5 must not be negative`. What an API server's
+    /// admission webhook reports, where there is no file, line or document.
+    pub fn object_message(&self) -> String {
+        ObjectMessage(self).to_string()
+    }
+}
+
+/// Resource, field path and reason of a [`ConfigError`].
+struct ObjectMessage<'a>(&'a ConfigError);
+
+impl fmt::Display for ObjectMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(resource) = &self.0.resource {
+            write!(f, "{resource}: ")?;
+        }
+        if !self.0.path.is_root() {
+            write!(f, "{}: ", self.0.path)?;
+        }
+        f.write_str(&self.0.message)
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source_name)?;
@@ -200,13 +224,7 @@ impl fmt::Display for ConfigError {
         if let Some(doc) = self.document {
             write!(f, "document {}: ", doc + 1)?;
         }
-        if let Some(resource) = &self.resource {
-            write!(f, "{resource}: ")?;
-        }
-        if !self.path.is_root() {
-            write!(f, "{}: ", self.path)?;
-        }
-        f.write_str(&self.message)
+        write!(f, "{}", ObjectMessage(self))
     }
 }
 

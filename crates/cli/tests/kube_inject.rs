@@ -23,8 +23,14 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn lateen(args: &[&str], stdin: Option<&str>) -> Output {
+    lateen_env(args, stdin, &[])
+}
+
+fn lateen_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lateen"))
         .args(args)
+        .env_remove("ENABLE_NATIVE_SIDECARS")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -80,6 +86,27 @@ fn seed_deployment_gets_sidecar_and_opt_out_is_unchanged() {
         None,
     )));
     assert_eq!(out, docs(&std::fs::read_to_string(&off).unwrap()));
+}
+
+/// As istioctl: offline there is no cluster to ask, so the classic layout, unless
+/// `ENABLE_NATIVE_SIDECARS=true` (then the proxy is a restartable init container).
+#[test]
+fn native_sidecars_only_when_the_environment_says_so() {
+    let nginx = fixtures().join("seed/deployment-nginx.yaml");
+    let args = ["kube-inject", "-f", path_str(&nginx)];
+    for (value, containers, init) in [
+        ("auto", vec!["nginx", "lateen-proxy"], vec!["lateen-init"]),
+        ("true", vec!["nginx"], vec!["lateen-init", "lateen-proxy"]),
+    ] {
+        let out = docs(&ok_stdout(&lateen_env(
+            &args,
+            None,
+            &[("ENABLE_NATIVE_SIDECARS", value)],
+        )));
+        let spec = &out[0]["spec"]["template"]["spec"];
+        assert_eq!(names(&spec["containers"]), containers, "{value}");
+        assert_eq!(names(&spec["initContainers"]), init, "{value}");
+    }
 }
 
 #[test]

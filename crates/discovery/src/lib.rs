@@ -2,23 +2,29 @@
 //!
 //! Owns: the config folder store, the service registry (ServiceEntry, WorkloadEntry and
 //! self-registering proxies), translation of Istio resources into Envoy v3 resources per proxy,
-//! debounced pushes, the debug/metrics HTTP endpoints, and the wiring of the injection webhook
-//! and of ADS over TLS. Must not touch: parsing/validation of Istio resources (`lateen-api`),
+//! debounced pushes, the debug/metrics HTTP endpoints, Istio's validation webhook verdicts, and
+//! the wiring of the admission webhooks and of ADS over TLS. Must not touch: parsing/validation of Istio resources (`lateen-api`),
 //! the xDS protocol (`lateen-xds`) or injection itself (`lateen-inject`); it only uses them.
 //!
 //! Map:
-//! - [`store`]: a folder of YAML files, polled, validated per file, last good version kept.
+//! - [`store`]: a folder of YAML files, polled, validated per file, last good version kept;
+//!   merged with the cluster's configuration.
+//! - [`kube`]: the Kubernetes cluster as a source (Services, EndpointSlices, Pods, Nodes,
+//!   Namespaces, MeshConfig and injector ConfigMaps, Istio's custom resources).
 //! - [`proxy`]: who a connected proxy is (node id and metadata, as Istio's agent sends them).
 //! - [`registry`]: services and their endpoints; [`registry::autoreg`] for proxies that
 //!   register themselves on connect and leave after a grace period.
 //! - [`translate`]: one [`lateen_xds::Snapshot`] per proxy (CDS, EDS, LDS, RDS).
 //! - [`push`]: the shared control-plane state, the xDS snapshot provider and the debouncer.
 //! - [`debug`] and [`metrics`]: `/debug/syncz`, `/debug/config_dump`, `/metrics`.
-//! - [`webhook`]: the sidecar-injection webhook (`lateen-inject`) on 15017 and the serving
+//! - [`webhook`]: the admission webhooks on 15017 (`lateen-inject`'s server: injection, and
+//!   [`admission`]: Istio's configuration validation with `lateen-api`'s rules) and the serving
 //!   certificate; [`xds_tls`]: ADS over TLS on 15012.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod debug;
+pub mod kube;
 pub mod metrics;
 pub mod proxy;
 pub mod push;

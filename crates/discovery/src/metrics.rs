@@ -4,8 +4,8 @@
 //! (seconds from a snapshot change to its push being acknowledged), `pilot_total_xds_rejects
 //! {type}` (NACKs); and ours: `lateend_config_rejected` (files rejected by validation),
 //! `lateend_push_triggers`, `lateend_push_computations`, `lateend_xds_token_streams` (ADS
-//! streams that presented a bearer token; not verified yet); and the injection webhook's
-//! `sidecar_injection_*` counters.
+//! streams that presented a bearer token; not verified yet); and the admission webhooks'
+//! `sidecar_injection_*` and `galley_validation_{passed,failed,http_error}` counters.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,6 +129,16 @@ impl Collector for Snapshotter {
                     "Sidecar injection webhook requests.",
                     value,
                 )?;
+            }
+            if webhook.validator.is_some() {
+                for (name, value) in webhook.validation_stats.istio_metrics() {
+                    counter(
+                        &mut encoder,
+                        name,
+                        "Configuration validation webhook requests.",
+                        value,
+                    )?;
+                }
             }
         }
         counter(

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::registry::{AutoRegistry, Registry};
+use crate::registry::{AutoRegistry, Registry, Service};
 use crate::store::Config;
 use crate::translate::{ProxyView, SharedClusters, build_snapshot_shared, selected_label_keys};
 
@@ -148,6 +148,10 @@ pub struct DebounceSettings {
     pub after: Duration,
     /// Longest wait after the first trigger.
     pub max: Duration,
+    /// Longest wait after the first trigger when only the registry changed (endpoints
+    /// coming and going): Kubernetes clusters change endpoints all the time, and with a quiet
+    /// period that never comes an endpoint would wait the whole `max`.
+    pub max_registry: Duration,
 }
 
 impl Default for DebounceSettings {
@@ -155,6 +159,7 @@ impl Default for DebounceSettings {
         Self {
             after: Duration::from_millis(100),
             max: Duration::from_secs(1),
+            max_registry: Duration::from_millis(250),
         }
     }
 }
@@ -162,9 +167,12 @@ impl Default for DebounceSettings {
 /// Shared control-plane state.
 pub struct ControlPlane {
     config: RwLock<Arc<Config>>,
+    /// Services of the Kubernetes cluster (`crate::kube`), merged into the registry.
+    cluster_services: RwLock<Arc<Vec<Service>>>,
     autoreg: AutoRegistry,
     xds: OnceLock<XdsServer>,
     webhook: OnceLock<Arc<lateen_inject::webhook::WebhookState>>,
+    cluster: OnceLock<Arc<crate::kube::ClusterState>>,
     triggers: mpsc::UnboundedSender<Trigger>,
     metrics: Arc<Metrics>,
     generation: Mutex<GenerationSlot>,
@@ -182,9 +190,11 @@ impl ControlPlane {
         let (triggers, rx) = mpsc::unbounded_channel();
         let cp = Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
+            cluster_services: RwLock::new(Arc::new(Vec::new())),
             autoreg: AutoRegistry::new(grace),
             xds: OnceLock::new(),
             webhook: OnceLock::new(),
+            cluster: OnceLock::new(),
             triggers,
             metrics: Arc::new(Metrics::default()),
             generation: Mutex::new(GenerationSlot::default()),
@@ -204,6 +214,17 @@ impl ControlPlane {
 
     pub fn webhook(&self) -> Option<&Arc<lateen_inject::webhook::WebhookState>> {
         self.webhook.get()
+    }
+
+    /// Records what the cluster source publishes (namespace labels, kubelet versions, refused
+    /// Istio objects), for whoever holds the control plane.
+    pub fn attach_cluster(&self, state: Arc<crate::kube::ClusterState>) {
+        let _ = self.cluster.set(state);
+    }
+
+    /// The cluster source's state, when lateend reads a cluster.
+    pub fn cluster(&self) -> Option<&Arc<crate::kube::ClusterState>> {
+        self.cluster.get()
     }
 
     pub fn xds(&self) -> Option<&XdsServer> {
@@ -237,6 +258,22 @@ impl ControlPlane {
         }
     }
 
+    /// Replaces the cluster's services (sorted by hostname) and asks for a push when they
+    /// changed. The registry merges them with ServiceEntry services ([`Registry::build_with`]).
+    pub fn set_cluster_services(&self, services: Vec<Service>) {
+        {
+            let mut current = self
+                .cluster_services
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if **current == services {
+                return;
+            }
+            *current = Arc::new(services);
+        }
+        self.trigger(Trigger::Registry);
+    }
+
     fn trigger(&self, t: Trigger) {
         self.metrics.push_triggers.fetch_add(1, Ordering::Relaxed);
         self.slot().stale = true;
@@ -258,7 +295,12 @@ impl ControlPlane {
             return current.clone();
         }
         let config = self.config();
-        let registry = Registry::build(&config, &self.autoreg.workloads());
+        let cluster = self
+            .cluster_services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let registry = Registry::build_with(&config, &self.autoreg.workloads(), &cluster);
         slot.stale = false;
         if let Some(current) = &slot.current
             && Arc::ptr_eq(&current.config, &config)
@@ -417,15 +459,24 @@ pub async fn run_debouncer(
     mut rx: mpsc::UnboundedReceiver<Trigger>,
     settings: DebounceSettings,
 ) {
-    while rx.recv().await.is_some() {
+    while let Some(trigger) = rx.recv().await {
         let first = tokio::time::Instant::now();
         let mut last = first;
+        let mut config_changed = trigger == Trigger::Config;
         let mut open = true;
         while open {
-            let deadline = (last + settings.after).min(first + settings.max);
+            let max = if config_changed {
+                settings.max
+            } else {
+                settings.max_registry.min(settings.max)
+            };
+            let deadline = (last + settings.after).min(first + max);
             tokio::select! {
                 t = rx.recv() => match t {
-                    Some(_) => last = tokio::time::Instant::now(),
+                    Some(t) => {
+                        last = tokio::time::Instant::now();
+                        config_changed |= t == Trigger::Config;
+                    }
                     None => open = false,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
@@ -457,6 +508,41 @@ mod tests {
 
     fn pushes(cp: &ControlPlane) -> u64 {
         cp.metrics().push_computations.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoint_churn_is_pushed_every_max_registry_and_config_waits_for_max() {
+        let (cp, rx) = ControlPlane::new(Config::default(), Duration::from_secs(10));
+        cp.attach(XdsServer::new(None));
+        tokio::spawn(run_debouncer(cp.clone(), rx, DebounceSettings::default()));
+
+        // Registry changes every 20 ms for 2.5 s (a busy cluster): a push every 250 ms,
+        // not one a second.
+        for i in 0..125 {
+            cp.set_cluster_services(vec![bare_service(&format!("churn-{i}"))]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let registry_pushes = pushes(&cp);
+        assert!(
+            (9..=11).contains(&registry_pushes),
+            "{registry_pushes} pushes in 2.5 s of endpoint churn"
+        );
+
+        // A config change inside the churn makes the window the config's (`max`, 1 s).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = pushes(&cp);
+        cp.set_config(Arc::new(config_with(1)));
+        for i in 0..40 {
+            cp.set_cluster_services(vec![bare_service(&format!("again-{i}"))]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            pushes(&cp) - before,
+            0,
+            "the config window is still open at 800 ms"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(pushes(&cp) - before >= 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -597,6 +683,19 @@ mod tests {
     }
 
     /// A config whose only VirtualService differs by `i`.
+    /// A cluster service with nothing but a name, in `default`.
+    fn bare_service(name: &str) -> crate::registry::Service {
+        crate::registry::Service {
+            hostname: format!("{name}.default.svc.cluster.local"),
+            namespace: "default".into(),
+            ports: Vec::new(),
+            resolution: lateen_api::networking::Resolution::Static,
+            addresses: Vec::new(),
+            instances: Vec::new(),
+            export_to: Vec::new(),
+        }
+    }
+
     fn config_with(i: u32) -> Config {
         let yaml = format!(
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: r, namespace: default}}\nspec:\n  hosts: [reviews]\n  http:\n  - timeout: {}s\n    route: [{{destination: {{host: reviews}}}}]\n",

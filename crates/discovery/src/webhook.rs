@@ -1,16 +1,21 @@
-//! The sidecar-injection admission webhook on `--webhook-address` (15017, like istiod), served
-//! by `lateen-inject` over TLS. The certificate comes from `--webhook-cert`/`--webhook-key`,
-//! or is generated for `lateend.istio-system.svc` (its CA certificate can be written out as PEM
-//! with `--webhook-ca-out`; base64 of that file is the MutatingWebhookConfiguration's
-//! `caBundle`). Without a namespace
-//! informer, namespaces have no labels: pods opt in with `sidecar.istio.io/inject: "true"`.
+//! The admission webhooks on `--webhook-address` (15017, like istiod), served by
+//! `lateen-inject` over TLS: sidecar injection (`/inject...`) and Istio's configuration
+//! validation (`/validate`, [`crate::admission`]). The certificate comes from
+//! `--webhook-cert`/`--webhook-key`, or is generated for `lateend.istio-system.svc` (its CA
+//! certificate can be written out as PEM with `--webhook-ca-out`; base64 of that file is the
+//! webhook configurations' `caBundle`).
+//!
+//! Injection trusts the API server's selection (the webhook configuration's namespace and
+//! object selectors): whatever pod it is called for is injected unless the injector's own
+//! checks say no. Native sidecars follow `ENABLE_NATIVE_SIDECARS` and, in `auto`, the
+//! cluster's nodes when lateend has a cluster ([`lateen_inject::native`]).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lateen_inject::InjectConfig;
-use lateen_inject::webhook::{NamespaceLabels, WebhookCert, WebhookState};
+use lateen_inject::native::NativeSidecars;
+use lateen_inject::webhook::{ConfigValidator, WebhookCert, WebhookState};
 use tokio::net::TcpListener;
 
 /// Files the webhook reads.
@@ -74,11 +79,13 @@ pub fn server_config(cert: &WebhookCert) -> Result<Arc<rustls::ServerConfig>, We
         .map_err(|e| WebhookError::Cert(e.to_string()))
 }
 
-/// Loads the injector config and serves the webhook on `listener` in the background.
+/// Loads the injector config and serves the webhooks (injection with `native_sidecars`, and
+/// validation) on `listener` in the background.
 pub fn start(
     listener: TcpListener,
     cert: &WebhookCert,
     files: &WebhookFiles,
+    native_sidecars: NativeSidecars,
 ) -> Result<Arc<WebhookState>, WebhookError> {
     let mut config = InjectConfig::default();
     if let Some(p) = &files.inject_config {
@@ -91,9 +98,8 @@ pub fn start(
         config.apply_mesh_config_text(&read(p)?, &p.display().to_string())?;
     }
     let tls = server_config(cert)?;
-    let namespaces: Arc<dyn NamespaceLabels> =
-        Arc::new(BTreeMap::<String, BTreeMap<String, String>>::new());
-    let state = WebhookState::new(config, namespaces);
+    let validator: Arc<dyn ConfigValidator> = Arc::new(crate::admission::IstioValidator);
+    let state = WebhookState::build(config, native_sidecars, Some(validator));
     let serving = state.clone();
     tokio::spawn(async move {
         if let Err(e) = lateen_inject::webhook::serve(listener, tls, serving).await {

@@ -1,15 +1,20 @@
 //! Istio's decision table: should this pod get a sidecar?
 //!
-//! Two stages, as in Istio. First the MutatingWebhookConfiguration's selectors decide whether the
-//! webhook is called at all ([`webhook_selects`]): namespace label `istio-injection`
-//! (`enabled` selects the default revision; any other value, e.g. `disabled`, selects nothing),
-//! else namespace label `istio.io/rev`, else pod label `istio.io/rev`, else pod label
-//! `sidecar.istio.io/inject: "true"`; a pod label `sidecar.istio.io/inject: "false"` always opts
-//! out. Then the injector itself ([`injection_required`], Istio's `injectRequired`): never with
-//! `hostNetwork`, never in an ignored namespace; the pod's `sidecar.istio.io/inject` label (or,
-//! without the label, annotation) decides if set (`y`/`yes`/`true`/`on` inject, anything else
-//! does not); else a matching `neverInjectSelector`, then `alwaysInjectSelector`; else the
-//! policy (`enabled` injects, `disabled` does not).
+//! Two stages, as in Istio, run by two different parties:
+//! 1. **The API server** decides whether the injection webhook is called at all, from the
+//!    MutatingWebhookConfiguration's namespace and object selectors ([`webhook_selects`] models
+//!    them): namespace label `istio-injection=enabled` selects the default revision (any other
+//!    value, e.g. `disabled`, selects nothing), else namespace label `istio.io/rev`, else pod
+//!    label `istio.io/rev`, else pod label `sidecar.istio.io/inject: "true"`; a pod label
+//!    `sidecar.istio.io/inject: "false"` always opts out. The webhook never sees the namespace's
+//!    labels and must not second-guess this stage: being called *is* the namespace's consent.
+//! 2. **The injector** ([`admission_decision`] for the webhook, [`injection_required`] — Istio's
+//!    `injectRequired` — for both the webhook and offline `kube-inject`): never with
+//!    `hostNetwork`, never in an ignored namespace; the pod's `sidecar.istio.io/inject` label
+//!    (or, without the label, annotation) decides when it is exactly `"true"` or `"false"`; any
+//!    other value is ignored (Istio logs it and falls back to the default); then a matching
+//!    `neverInjectSelector`, then `alwaysInjectSelector`; else the policy (`enabled` injects,
+//!    `disabled` does not).
 
 use std::collections::BTreeMap;
 
@@ -31,9 +36,10 @@ pub enum SkipReason {
     HostNetwork,
     IgnoredNamespace,
     AlreadyInjected,
-    /// No webhook of this revision selects the pod (namespace/pod labels).
+    /// No webhook of this revision selects the pod (namespace/pod labels): only
+    /// [`webhook_selects`] (the API server's stage) gives this.
     NotSelected,
-    /// The pod's `sidecar.istio.io/inject` label or annotation says no.
+    /// The pod's `sidecar.istio.io/inject` label or annotation is `"false"`.
     PodOptOut,
     NeverInjectSelector,
     PolicyDisabled,
@@ -48,7 +54,7 @@ impl SkipReason {
             SkipReason::NotSelected => {
                 "no injection webhook of this revision selects the pod's namespace or labels"
             }
-            SkipReason::PodOptOut => "sidecar.istio.io/inject is not true",
+            SkipReason::PodOptOut => "sidecar.istio.io/inject is \"false\"",
             SkipReason::NeverInjectSelector => "pod labels match neverInjectSelector",
             SkipReason::PolicyDisabled => {
                 "injection policy is disabled and the pod does not opt in"
@@ -70,7 +76,9 @@ fn is_default_revision(rev: &str) -> bool {
     rev.is_empty() || rev == "default"
 }
 
-/// Whether one of the injector's webhooks (for `revision`) would be called for this pod.
+/// Whether the API server would call one of the injector's webhooks (for `revision`) for this
+/// pod, given its namespace's labels: the selectors `lateen install` renders, as Istio's chart
+/// does. The webhook itself never evaluates this; tests and offline tools do.
 pub fn webhook_selects(
     namespace_labels: &BTreeMap<String, String>,
     pod_labels: &BTreeMap<String, String>,
@@ -106,16 +114,16 @@ pub fn injection_required(
     if cfg.ignored_namespaces.iter().any(|ns| ns == pod.namespace) {
         return Decision::Skip(SkipReason::IgnoredNamespace);
     }
-    // The label is the newer API: it wins over the annotation when both are present.
-    let explicit = pod
-        .labels
-        .get(INJECT)
-        .or_else(|| pod.annotations.get(INJECT))
-        .map(|v| v.to_ascii_lowercase());
-    match explicit.as_deref() {
-        Some("y" | "yes" | "true" | "on") => return Decision::Inject,
-        Some("") | None => {}
-        Some(_) => return Decision::Skip(SkipReason::PodOptOut),
+    match explicit_choice(pod) {
+        ExplicitChoice::Inject => return Decision::Inject,
+        ExplicitChoice::OptOut => return Decision::Skip(SkipReason::PodOptOut),
+        ExplicitChoice::Unset => {}
+        ExplicitChoice::Invalid(value) => tracing::warn!(
+            namespace = pod.namespace,
+            %value,
+            "invalid value for sidecar.istio.io/inject (only \"true\" and \"false\" are accepted); \
+             falling back to the default injection policy"
+        ),
     }
     if cfg
         .never_inject_selector
@@ -137,18 +145,41 @@ pub fn injection_required(
     }
 }
 
-/// The webhook's full decision: selectors first, then [`injection_required`].
-pub fn webhook_decision(
-    cfg: &InjectConfig,
-    revision: &str,
-    namespace_labels: &BTreeMap<String, String>,
-    pod: &PodFacts<'_>,
-) -> Decision {
+/// What the pod's own `sidecar.istio.io/inject` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExplicitChoice {
+    /// Exactly `"true"`.
+    Inject,
+    /// Exactly `"false"`.
+    OptOut,
+    /// Absent or empty.
+    Unset,
+    /// Any other value: ignored, the default applies (Istio accepts only `true`/`false`).
+    Invalid(String),
+}
+
+/// The pod's `sidecar.istio.io/inject`: the label is the newer API and wins over the annotation
+/// when both are present, even when it is empty.
+pub fn explicit_choice(pod: &PodFacts<'_>) -> ExplicitChoice {
+    let value = pod
+        .labels
+        .get(INJECT)
+        .or_else(|| pod.annotations.get(INJECT))
+        .map(String::as_str);
+    match value {
+        Some("true") => ExplicitChoice::Inject,
+        Some("false") => ExplicitChoice::OptOut,
+        None | Some("") => ExplicitChoice::Unset,
+        Some(other) => ExplicitChoice::Invalid(other.to_string()),
+    }
+}
+
+/// The injection webhook's decision once the API server has called it: an already injected pod
+/// is left as it is, otherwise [`injection_required`] with the configured policy. Namespace
+/// labels play no part (the API server's selectors already matched them).
+pub fn admission_decision(cfg: &InjectConfig, pod: &PodFacts<'_>) -> Decision {
     if pod.annotations.contains_key(crate::STATUS_ANNOTATION) {
         return Decision::Skip(SkipReason::AlreadyInjected);
-    }
-    if !webhook_selects(namespace_labels, pod.labels, revision) {
-        return Decision::Skip(SkipReason::NotSelected);
     }
     injection_required(cfg, cfg.policy, pod)
 }

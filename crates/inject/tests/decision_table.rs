@@ -1,12 +1,14 @@
 //! Istio's injection decision, every combination of its inputs, against an oracle written as
-//! Istio documents the rules (webhook selectors first, then `injectRequired`), plus rows
-//! spelled out by hand.
+//! Istio documents the rules (the API server's webhook selectors first, then the injector's
+//! `injectRequired`), plus rows spelled out by hand.
 
 use std::collections::BTreeMap;
 
 use lateen_inject::InjectConfig;
 use lateen_inject::config::{InjectionPolicy, LabelSelector};
-use lateen_inject::decision::{Decision, PodFacts, SkipReason, webhook_decision};
+use lateen_inject::decision::{
+    Decision, PodFacts, SkipReason, admission_decision, webhook_selects,
+};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -59,7 +61,11 @@ fn run(case: Case) -> Decision {
         annotations: &annotations,
         host_network: case.host_network,
     };
-    webhook_decision(&cfg, case.injector_rev, &ns_labels, &facts)
+    // Stage 1 is the API server's; stage 2 is all the webhook itself decides.
+    if !webhook_selects(&ns_labels, &labels, case.injector_rev) {
+        return Decision::Skip(SkipReason::NotSelected);
+    }
+    admission_decision(&cfg, &facts)
 }
 
 /// The rules in prose order. Webhook stage: `istio-injection` on the namespace wins over
@@ -67,8 +73,9 @@ fn run(case: Case) -> Decision {
 /// `istio.io/rev` selects its revision. With neither, a pod `istio.io/rev` selects its revision,
 /// else a pod label `sidecar.istio.io/inject=true` selects the default revision. A pod label
 /// `sidecar.istio.io/inject=false` is excluded by every webhook's object selector.
-/// Injector stage: hostNetwork never; the pod label (else annotation) decides when present;
-/// then neverInjectSelector, alwaysInjectSelector; then the policy.
+/// Injector stage: hostNetwork never; the pod label (else annotation) decides when it is exactly
+/// `true` or `false` (another value is ignored, as Istio does); then neverInjectSelector,
+/// alwaysInjectSelector; then the policy.
 fn oracle(c: Case) -> Decision {
     let default_rev = |r: &str| r == "default" || r.is_empty();
     let selected = if c.pod_label == Some("false") {
@@ -88,12 +95,10 @@ fn oracle(c: Case) -> Decision {
     if c.host_network {
         return Decision::Skip(SkipReason::HostNetwork);
     }
-    if let Some(explicit) = c.pod_label.or(c.pod_annotation) {
-        return if explicit == "true" {
-            Decision::Inject
-        } else {
-            Decision::Skip(SkipReason::PodOptOut)
-        };
+    match c.pod_label.or(c.pod_annotation) {
+        Some("true") => return Decision::Inject,
+        Some("false") => return Decision::Skip(SkipReason::PodOptOut),
+        _ => {}
     }
     if c.never_matches {
         return Decision::Skip(SkipReason::NeverInjectSelector);
@@ -111,7 +116,7 @@ fn oracle(c: Case) -> Decision {
 fn every_combination_matches_the_rules() {
     let ns_injection = [None, Some("enabled"), Some("disabled")];
     let revs = [None, Some("default"), Some("canary")];
-    let flags = [None, Some("true"), Some("false")];
+    let flags = [None, Some("true"), Some("false"), Some("yes")];
     let mut count = 0;
     for a in ns_injection {
         for b in revs {
@@ -147,7 +152,7 @@ fn every_combination_matches_the_rules() {
             }
         }
     }
-    assert_eq!(count, 3 * 3 * 3 * 3 * 3 * 2 * 2 * 2 * 2 * 2);
+    assert_eq!(count, 3 * 3 * 4 * 4 * 3 * 2 * 2 * 2 * 2 * 2);
 }
 
 #[test]
@@ -272,7 +277,6 @@ fn rows_spelled_out() {
 #[test]
 fn ignored_namespaces_and_injected_pods_are_skipped() {
     let cfg = InjectConfig::default();
-    let ns = map(&[("istio-injection", Some("enabled"))]);
     let labels = BTreeMap::new();
     let none = BTreeMap::new();
     let facts = PodFacts {
@@ -282,7 +286,7 @@ fn ignored_namespaces_and_injected_pods_are_skipped() {
         host_network: false,
     };
     assert_eq!(
-        webhook_decision(&cfg, "", &ns, &facts),
+        admission_decision(&cfg, &facts),
         Decision::Skip(SkipReason::IgnoredNamespace)
     );
     let injected = map(&[("sidecar.istio.io/status", Some("{}"))]);
@@ -293,7 +297,39 @@ fn ignored_namespaces_and_injected_pods_are_skipped() {
         host_network: false,
     };
     assert_eq!(
-        webhook_decision(&cfg, "", &ns, &facts),
+        admission_decision(&cfg, &facts),
         Decision::Skip(SkipReason::AlreadyInjected)
     );
+}
+
+/// Istio accepts only `"true"` and `"false"`: `"no"` or `"False"` fall back to the policy
+/// (the pod is injected when the policy is enabled), and a label wins over the annotation even
+/// when it is empty.
+#[test]
+fn only_true_and_false_are_choices() {
+    let cfg = InjectConfig::default();
+    let none = BTreeMap::new();
+    for value in ["no", "False", "off", "y"] {
+        let labels = map(&[("sidecar.istio.io/inject", Some(value))]);
+        let facts = PodFacts {
+            namespace: "apps",
+            labels: &labels,
+            annotations: &none,
+            host_network: false,
+        };
+        assert_eq!(
+            admission_decision(&cfg, &facts),
+            Decision::Inject,
+            "{value}"
+        );
+    }
+    let labels = map(&[("sidecar.istio.io/inject", Some(""))]);
+    let annotations = map(&[("sidecar.istio.io/inject", Some("false"))]);
+    let facts = PodFacts {
+        namespace: "apps",
+        labels: &labels,
+        annotations: &annotations,
+        host_network: false,
+    };
+    assert_eq!(admission_decision(&cfg, &facts), Decision::Inject);
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -11,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use lateen_inject::InjectConfig;
-use lateen_inject::webhook::{NamespaceLabels, WebhookCert, WebhookState, serve};
+use lateen_inject::webhook::{WebhookCert, WebhookState, serve};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
@@ -43,12 +42,7 @@ async fn start() -> (
     let cert = WebhookCert::generate_for_lateend().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::from([(
-        "apps".into(),
-        BTreeMap::from([("istio-injection".into(), "enabled".into())]),
-    )]);
-    let namespaces: Arc<dyn NamespaceLabels> = Arc::new(namespaces);
-    let state = WebhookState::new(InjectConfig::default(), namespaces);
+    let state = WebhookState::new(InjectConfig::default());
     let server = tokio::spawn(serve(
         listener,
         cert.server_config().unwrap(),
@@ -111,12 +105,15 @@ async fn https_inject_with_a_client_trusting_the_generated_ca() {
     assert_eq!(resp["response"]["allowed"], true);
     assert_eq!(resp["response"]["patchType"], "JSONPatch");
 
-    let (status, body) = post(addr, &cert.ca_pem, "/inject/canary", review_body("uid-2")).await;
+    let mut opted_out: Value = serde_json::from_str(&review_body("uid-2")).unwrap();
+    opted_out["request"]["object"]["metadata"]["annotations"] =
+        json!({"sidecar.istio.io/inject": "false"});
+    let (status, body) = post(addr, &cert.ca_pem, "/inject/canary", opted_out.to_string()).await;
     assert_eq!(status, 200);
     let resp: Value = serde_json::from_slice(&body).unwrap();
     assert!(
         resp["response"].get("patch").is_none(),
-        "the canary injector does not take namespace apps"
+        "the pod opts out with its annotation"
     );
 
     let (status, body) = post(addr, &cert.ca_pem, "/inject", "{broken".into()).await;
@@ -126,6 +123,8 @@ async fn https_inject_with_a_client_trusting_the_generated_ca() {
 
     let (status, _) = post(addr, &cert.ca_pem, "/other", String::new()).await;
     assert_eq!(status, 404);
+    let (status, _) = post(addr, &cert.ca_pem, "/validate", review_body("uid-v")).await;
+    assert_eq!(status, 404, "no validator: no /validate");
 
     assert_eq!(state.stats.requests.load(Ordering::Relaxed), 3);
     assert_eq!(state.stats.injected.load(Ordering::Relaxed), 1);
@@ -142,9 +141,7 @@ async fn https_inject_with_a_client_trusting_the_generated_ca() {
 async fn serve_until_stops_on_shutdown() {
     let cert = WebhookCert::generate_for_lateend().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let namespaces: Arc<dyn NamespaceLabels> =
-        Arc::new(BTreeMap::<String, BTreeMap<String, String>>::new());
-    let state = WebhookState::new(InjectConfig::default(), namespaces);
+    let state = WebhookState::new(InjectConfig::default());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(lateen_inject::webhook::serve_until(
         listener,
@@ -217,4 +214,64 @@ fn pem_files_load_and_a_bad_key_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("tls.key"), "{err}");
+}
+
+/// `/validate` with a validator plugged in: the verdict travels back in the review; istiod's
+/// HTTP errors for an empty body (400) and a wrong content type (415).
+#[tokio::test]
+async fn https_validate_with_a_plugged_in_validator() {
+    use lateen_inject::webhook::{AdmissionRequest, ConfigValidator, Verdict};
+    let cert = WebhookCert::generate_for_lateend().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let validator: Arc<dyn ConfigValidator> = Arc::new(|r: &AdmissionRequest<'_>| {
+        if r.name == "bad" {
+            Verdict::Deny {
+                reason: "invalid_resource",
+                message: format!("configuration is invalid: {} is bad", r.kind.kind),
+            }
+        } else {
+            Verdict::allow()
+        }
+    });
+    let state = WebhookState::build(
+        InjectConfig::default(),
+        lateen_inject::native::NativeSidecars::default(),
+        Some(validator),
+    );
+    let server = tokio::spawn(serve(
+        listener,
+        cert.server_config().unwrap(),
+        state.clone(),
+    ));
+    let body = |name: &str| {
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {"uid": format!("uid-{name}"), "name": name, "namespace": "default",
+                        "kind": {"group": "networking.istio.io", "version": "v1", "kind": "Gateway"},
+                        "operation": "CREATE", "object": {"metadata": {"name": name}}},
+        })
+        .to_string()
+    };
+    let (status, out) = post(addr, &cert.ca_pem, "/validate", body("bad")).await;
+    assert_eq!(status, 200);
+    let resp: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(resp["response"]["uid"], "uid-bad");
+    assert_eq!(resp["response"]["allowed"], false);
+    assert_eq!(
+        resp["response"]["status"]["message"],
+        "configuration is invalid: Gateway is bad"
+    );
+    let (status, out) = post(addr, &cert.ca_pem, "/validate/", body("good")).await;
+    assert_eq!(status, 200);
+    let resp: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(resp["response"]["allowed"], true);
+    let (status, _) = post(addr, &cert.ca_pem, "/validate", String::new()).await;
+    assert_eq!(status, 400);
+    let v = &state.validation_stats;
+    assert_eq!(v.passed.load(Ordering::Relaxed), 1);
+    assert_eq!(v.failed.load(Ordering::Relaxed), 1);
+    assert_eq!(v.http_error.load(Ordering::Relaxed), 1);
+    server.abort();
 }

@@ -4,24 +4,19 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use base64::Engine;
 use common::*;
 use lateen_inject::config::FailurePolicy;
 use lateen_inject::decision::SkipReason;
+use lateen_inject::native::{NativeSidecarMode, NativeSidecars, NodeTable};
 use lateen_inject::webhook::{ReviewOutcome, WebhookStats, review};
 use lateen_inject::yaml::parse_documents;
 use lateen_inject::{InjectConfig, inject_object, patch};
 use serde_json::{Value, json};
 
-fn namespaces() -> BTreeMap<String, BTreeMap<String, String>> {
-    let labels = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
-    BTreeMap::from([
-        ("apps".to_string(), labels("istio-injection", "enabled")),
-        ("off".to_string(), labels("istio-injection", "disabled")),
-        ("canary-ns".to_string(), labels("istio.io/rev", "canary")),
-    ])
+/// lateend without a cluster: classic sidecars.
+fn no_cluster() -> NativeSidecars {
+    NativeSidecars::default()
 }
 
 fn admission_review(pod: &Value, namespace: &str) -> Vec<u8> {
@@ -83,7 +78,7 @@ fn webhook_patch_equals_kube_inject_and_validates() {
     ];
     for file in inputs {
         let pod = pod_from_fixture(file);
-        let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &namespaces());
+        let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &no_cluster());
         assert_eq!(reviewed.outcome, ReviewOutcome::Injected, "{file}");
         let resp = &reviewed.response;
         assert_eq!(resp["apiVersion"], "admission.k8s.io/v1");
@@ -114,61 +109,116 @@ fn webhook_patch_equals_kube_inject_and_validates() {
     validate_strict(&files);
 }
 
+/// The API server calls the webhook only for pods its selectors matched, so the webhook
+/// injects whatever namespace the pod is in (it cannot see, and must not re-check, namespace
+/// labels); the injector's own opt-outs still hold.
 #[test]
-fn namespace_labels_and_opt_outs_leave_pods_alone() {
+fn called_means_selected_and_opt_outs_leave_pods_alone() {
     let cfg = InjectConfig::default();
     let pod = pod_from_fixture("hello.yaml");
-    let cases = [
-        ("off", ReviewOutcome::Skipped(SkipReason::NotSelected)),
-        (
-            "unlabelled",
-            ReviewOutcome::Skipped(SkipReason::NotSelected),
-        ),
-        ("canary-ns", ReviewOutcome::Skipped(SkipReason::NotSelected)),
-        ("apps", ReviewOutcome::Injected),
-    ];
-    for (ns, expected) in cases {
-        let reviewed = review(&admission_review(&pod, ns), &cfg, "", &namespaces());
-        assert_eq!(reviewed.outcome, expected, "{ns}");
-        if expected != ReviewOutcome::Injected {
-            assert_eq!(reviewed.response["response"]["allowed"], true);
-            assert!(reviewed.response["response"].get("patch").is_none());
-        }
+    for ns in ["apps", "unlabelled", "default"] {
+        let reviewed = review(&admission_review(&pod, ns), &cfg, "", &no_cluster());
+        assert_eq!(reviewed.outcome, ReviewOutcome::Injected, "{ns}");
     }
-    // The canary injector (path /inject/canary) takes the canary namespace.
+    // The canary injector (path /inject/canary) writes its revision.
     let reviewed = review(
         &admission_review(&pod, "canary-ns"),
         &cfg,
         "canary",
-        &namespaces(),
+        &no_cluster(),
     );
     assert_eq!(reviewed.outcome, ReviewOutcome::Injected);
     let mut patched = pod.clone();
     patch::apply(&mut patched, &decode_patch(&reviewed.response)).unwrap();
     assert_eq!(patched["metadata"]["annotations"]["istio.io/rev"], "canary");
 
-    for file in ["hello-ignore.yaml", "hello-host-network.yaml"] {
+    for (file, reason) in [
+        ("hello-ignore.yaml", SkipReason::PodOptOut),
+        ("hello-host-network.yaml", SkipReason::HostNetwork),
+    ] {
         let reviewed = review(
             &admission_review(&pod_from_fixture(file), "apps"),
             &cfg,
             "",
-            &namespaces(),
+            &no_cluster(),
         );
-        assert!(
-            matches!(reviewed.outcome, ReviewOutcome::Skipped(_)),
-            "{file}"
-        );
+        assert_eq!(reviewed.outcome, ReviewOutcome::Skipped(reason), "{file}");
+        assert_eq!(reviewed.response["response"]["allowed"], true);
+        assert!(reviewed.response["response"].get("patch").is_none());
     }
     let seed = parse_documents(&read(
         &fixtures().join("seed/deployment-nginx-inject-false.yaml"),
     ))
     .unwrap();
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": seed[0]["spec"]["template"]["metadata"], "spec": seed[0]["spec"]["template"]["spec"]});
-    let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &namespaces());
+    let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &no_cluster());
     assert_eq!(
         reviewed.outcome,
-        ReviewOutcome::Skipped(SkipReason::NotSelected)
+        ReviewOutcome::Skipped(SkipReason::PodOptOut)
     );
+    // Already injected (a reinvocation, or a pod injected by kube-inject): left as it is.
+    let mut injected = pod_from_fixture("hello.yaml");
+    injected["metadata"]["annotations"] = json!({"sidecar.istio.io/status": "{}"});
+    let reviewed = review(
+        &admission_review(&injected, "apps"),
+        &cfg,
+        "",
+        &no_cluster(),
+    );
+    assert_eq!(
+        reviewed.outcome,
+        ReviewOutcome::Skipped(SkipReason::AlreadyInjected)
+    );
+}
+
+/// Istio's `ENABLE_NATIVE_SIDECARS=auto`: the native layout (proxy as a restartable init
+/// container) when every node's kubelet is >= 1.33, the classic one otherwise or without a
+/// cluster; the pod's `sidecar.istio.io/nativeSidecar` annotation still wins.
+#[test]
+fn native_sidecars_follow_the_cluster() {
+    let cfg = InjectConfig::default();
+    let pod = pod_from_fixture("hello.yaml");
+    let layout = |native: &NativeSidecars, pod: &Value| -> &'static str {
+        let reviewed = review(&admission_review(pod, "apps"), &cfg, "", native);
+        assert_eq!(reviewed.outcome, ReviewOutcome::Injected);
+        let mut patched = pod.clone();
+        patch::apply(&mut patched, &decode_patch(&reviewed.response)).unwrap();
+        let in_init = patched["spec"]["initContainers"]
+            .as_array()
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["name"] == "lateen-proxy" && c["restartPolicy"] == "Always")
+            });
+        let in_containers = patched["spec"]["containers"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "lateen-proxy"));
+        match (in_init, in_containers) {
+            (true, false) => "native",
+            (false, true) => "classic",
+            other => panic!("proxy placement {other:?}"),
+        }
+    };
+    assert_eq!(layout(&no_cluster(), &pod), "classic");
+    let nodes = std::sync::Arc::new(NodeTable::default());
+    nodes.upsert("n1", "v1.34.2");
+    let auto = NativeSidecars {
+        mode: NativeSidecarMode::Auto,
+        nodes: Some(nodes.clone()),
+    };
+    assert_eq!(layout(&auto, &pod), "native");
+    nodes.upsert("n0", "v1.32.4");
+    assert_eq!(layout(&auto, &pod), "classic");
+    let mut scheduled = pod.clone();
+    scheduled["spec"]["nodeName"] = json!("n1");
+    assert_eq!(layout(&auto, &scheduled), "native");
+    let mut annotated = pod.clone();
+    annotated["metadata"]["annotations"] = json!({"sidecar.istio.io/nativeSidecar": "true"});
+    assert_eq!(layout(&auto, &annotated), "native");
+    let forced = NativeSidecars {
+        mode: NativeSidecarMode::Enabled,
+        nodes: None,
+    };
+    assert_eq!(layout(&forced, &pod), "native");
 }
 
 #[test]
@@ -185,7 +235,7 @@ fn malformed_reviews_get_error_responses() {
     ];
     let stats = WebhookStats::default();
     for body in bodies {
-        let reviewed = review(body, &cfg, "", &namespaces());
+        let reviewed = review(body, &cfg, "", &no_cluster());
         assert!(
             matches!(reviewed.outcome, ReviewOutcome::Malformed(_)),
             "{}",
@@ -201,7 +251,7 @@ fn malformed_reviews_get_error_responses() {
     );
     // A non-Pod object or a non-CREATE is allowed untouched.
     let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u2","kind":{"kind":"Service"},"object":{}}}"#;
-    let reviewed = review(body, &cfg, "", &namespaces());
+    let reviewed = review(body, &cfg, "", &no_cluster());
     assert_eq!(reviewed.outcome, ReviewOutcome::Ignored);
     assert_eq!(reviewed.response["response"]["uid"], "u2");
 }
@@ -210,7 +260,7 @@ fn malformed_reviews_get_error_responses() {
 fn failure_policy_decides_for_pods_that_cannot_be_injected() {
     let pod = pod_from_fixture("traffic-annotations-bad-includeipranges.yaml");
     let mut cfg = InjectConfig::default();
-    let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &namespaces());
+    let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &no_cluster());
     let ReviewOutcome::FailedDenied(reason) = &reviewed.outcome else {
         panic!("{:?}", reviewed.outcome)
     };
@@ -227,7 +277,7 @@ fn failure_policy_decides_for_pods_that_cannot_be_injected() {
     );
 
     cfg.failure_policy = FailurePolicy::Ignore;
-    let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &namespaces());
+    let reviewed = review(&admission_review(&pod, "apps"), &cfg, "", &no_cluster());
     assert!(matches!(reviewed.outcome, ReviewOutcome::FailedAllowed(_)));
     assert_eq!(reviewed.response["response"]["allowed"], true);
     assert!(reviewed.response["response"].get("patch").is_none());
@@ -253,7 +303,7 @@ fn deployment_pods_are_named_after_their_deployment() {
         &admission_review(&pod, "apps"),
         &InjectConfig::default(),
         "",
-        &namespaces(),
+        &no_cluster(),
     );
     let mut patched = pod.clone();
     patch::apply(&mut patched, &decode_patch(&reviewed.response)).unwrap();
@@ -286,7 +336,7 @@ fn every_field_with_a_wrong_type_gets_a_response() {
     let pod = pod_from_fixture("hello-probes.yaml");
     let review_doc: Value = serde_json::from_slice(&admission_review(&pod, "apps")).unwrap();
     for_each_wrong_type(&review_doc, |pointer, doc| {
-        let reviewed = review(doc.to_string().as_bytes(), &cfg, "", &namespaces());
+        let reviewed = review(doc.to_string().as_bytes(), &cfg, "", &no_cluster());
         assert_eq!(reviewed.response["kind"], "AdmissionReview", "{pointer}");
         assert!(
             reviewed.response["response"]["allowed"].is_boolean(),

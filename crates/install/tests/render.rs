@@ -274,6 +274,109 @@ fn injector_selectors_are_istios() {
             json!({"name": "lateend", "namespace": "istio-system", "path": "/inject", "port": 443})
         );
         assert_eq!(hook["rules"][0]["resources"], json!(["pods"]));
+        assert_eq!(hook["failurePolicy"], json!("Fail"));
+        assert_eq!(hook["sideEffects"], json!("None"));
+        assert_eq!(hook["reinvocationPolicy"], json!("Never"));
+        assert_eq!(hook["admissionReviewVersions"], json!(["v1"]));
+    }
+}
+
+/// Istio's two validators for the default revision: `rev.validation.istio.io` for objects
+/// labelled `istio.io/rev=default`, `validation.istio.io` (istiod-default-validator) for every
+/// object; Istio's groups, CREATE and UPDATE, `/validate`, fail-open until lateend is live.
+#[test]
+fn validators_are_istios() {
+    let rendered = objects(&[], &[]);
+    let revisioned = find(
+        &rendered,
+        "ValidatingWebhookConfiguration",
+        "istio-validator-istio-system",
+    );
+    let default = find(
+        &rendered,
+        "ValidatingWebhookConfiguration",
+        "istiod-default-validator",
+    );
+    let rev_hook = &revisioned["webhooks"][0];
+    let default_hook = &default["webhooks"][0];
+    assert_eq!(rev_hook["name"], json!("rev.validation.istio.io"));
+    assert_eq!(
+        rev_hook["objectSelector"],
+        json!({"matchExpressions": [{"key": "istio.io/rev", "operator": "In", "values": ["default"]}]})
+    );
+    assert_eq!(default_hook["name"], json!("validation.istio.io"));
+    assert!(default_hook.get("objectSelector").is_none());
+    for hook in [rev_hook, default_hook] {
+        assert_eq!(
+            hook["clientConfig"]["service"],
+            json!({"name": "lateend", "namespace": "istio-system", "path": "/validate", "port": 443})
+        );
+        assert_eq!(
+            hook["rules"],
+            json!([{"operations": ["CREATE", "UPDATE"],
+                    "apiGroups": ["security.istio.io", "networking.istio.io", "telemetry.istio.io", "extensions.istio.io"],
+                    "apiVersions": ["*"], "resources": ["*"]}])
+        );
+        assert_eq!(hook["failurePolicy"], json!("Ignore"));
+        assert_eq!(hook["sideEffects"], json!("None"));
+        assert_eq!(hook["admissionReviewVersions"], json!(["v1"]));
+    }
+    let canary = objects(&[], &["revision=canary"]);
+    assert!(!has(
+        &canary,
+        "ValidatingWebhookConfiguration",
+        "istiod-default-validator"
+    ));
+    let off = objects(&[], &["values.global.configValidation=false"]);
+    assert!(
+        !off.iter()
+            .any(|o| o.kind() == "ValidatingWebhookConfiguration")
+    );
+}
+
+/// `enableNamespacesByDefault` adds Istio's `auto.` webhook beside the usual four;
+/// `istiodRemote.injectionPath` and `reinvocationPolicy` are taken from the values.
+#[test]
+fn injector_options_from_values() {
+    let rendered = objects(
+        &[],
+        &[
+            "values.sidecarInjectorWebhook.enableNamespacesByDefault=true",
+            "values.sidecarInjectorWebhook.reinvocationPolicy=IfNeeded",
+            "values.istiodRemote.injectionPath=/inject/cluster/east/net/n1",
+        ],
+    );
+    let config = find(
+        &rendered,
+        "MutatingWebhookConfiguration",
+        "istio-sidecar-injector",
+    );
+    let hooks = config["webhooks"].as_array().unwrap();
+    let names: Vec<&str> = hooks.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "rev.namespace.sidecar-injector.istio.io",
+            "rev.object.sidecar-injector.istio.io",
+            "namespace.sidecar-injector.istio.io",
+            "object.sidecar-injector.istio.io",
+            "auto.sidecar-injector.istio.io",
+        ]
+    );
+    assert_eq!(
+        selectors(&hooks[4]),
+        (
+            json!([{"key": "istio-injection", "operator": "DoesNotExist"}, {"key": "istio.io/rev", "operator": "DoesNotExist"},
+                   {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "kube-public", "kube-node-lease", "local-path-storage"]}]),
+            json!([{"key": "sidecar.istio.io/inject", "operator": "DoesNotExist"}, {"key": "istio.io/rev", "operator": "DoesNotExist"}])
+        )
+    );
+    for hook in hooks {
+        assert_eq!(
+            hook["clientConfig"]["service"]["path"],
+            json!("/inject/cluster/east/net/n1")
+        );
+        assert_eq!(hook["reinvocationPolicy"], json!("IfNeeded"));
     }
 }
 

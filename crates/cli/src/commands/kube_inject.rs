@@ -36,7 +36,8 @@ fn read_text(path: &PathBuf) -> anyhow::Result<String> {
 }
 
 /// Builds the injector configuration from the flags: defaults, then the inject config file,
-/// then the values and mesh config files (which win), then `--revision`.
+/// then the values and mesh config files (which win), then `--revision`; then
+/// `ENABLE_NATIVE_SIDECARS=true` turns native sidecars on, as for istioctl.
 pub fn load_config(args: &Args) -> anyhow::Result<InjectConfig> {
     let mut cfg = InjectConfig::default();
     if let Some(path) = &args.inject_config_file {
@@ -51,6 +52,16 @@ pub fn load_config(args: &Args) -> anyhow::Result<InjectConfig> {
     if let Some(rev) = &args.revision {
         cfg.revision = rev.clone();
     }
+    // As istioctl: with no cluster to ask, native sidecars only when ENABLE_NATIVE_SIDECARS=true.
+    let native = lateen_inject::native::NativeSidecars {
+        mode: lateen_inject::native::NativeSidecarMode::from_env_value(
+            std::env::var(lateen_inject::native::NativeSidecarMode::ENV)
+                .ok()
+                .as_deref(),
+        ),
+        nodes: None,
+    };
+    cfg.values.native_sidecars |= native.for_pod("");
     Ok(cfg)
 }
 

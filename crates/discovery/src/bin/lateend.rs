@@ -1,4 +1,5 @@
-//! `lateend`: the Lateen control plane. Reads Istio configuration from a folder, serves xDS
+//! `lateend`: the Lateen control plane. Reads Istio configuration from a folder and/or a
+//! Kubernetes cluster (Services, EndpointSlices, Pods, Istio's custom resources), serves xDS
 //! (ADS, state of the world and delta) to Envoy-compatible proxies, and exposes debug
 //! endpoints and metrics.
 #![forbid(unsafe_code)]
@@ -10,8 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use lateen_discovery::kube::ClusterState;
 use lateen_discovery::push::{self, ControlPlane, DebounceSettings};
 use lateen_discovery::store::FolderStore;
+use lateen_discovery::store::sources::ConfigSources;
 use lateen_xds::XdsServer;
 use tokio::net::TcpListener;
 
@@ -22,7 +25,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// lateend: Istio configuration in, xDS out.
 ///
 /// Watches a folder of Istio YAML files (VirtualService, DestinationRule, Gateway,
-/// ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, ...), validates each file, and serves
+/// ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, ...) and/or a Kubernetes cluster
+/// (Services, EndpointSlices, Pods, Istio's custom resources), validates each, and serves
 /// the resulting Envoy configuration over ADS. Proxies identify themselves with Istio's node id
 /// (`sidecar~IP~POD.NS~NS.svc.cluster.local`) and metadata (NAMESPACE, LABELS,
 /// INTERCEPTION_MODE, ...).
@@ -31,9 +35,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 struct Args {
     /// Folder of Istio configuration files (*.yaml, *.yml, *.json; several documents per file
     /// allowed). Polled for changes; a file that fails validation is rejected and its last
-    /// good version stays in force.
+    /// good version stays in force. Can be combined with a cluster; one of the two is needed.
     #[arg(long, value_name = "DIR")]
-    config_dir: PathBuf,
+    config_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    kube: lateen_discovery::kube::KubeArgs,
+
+    /// How long to wait at start for the cluster's first complete lists before serving.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    cluster_sync_timeout: Duration,
 
     /// MeshConfig file (default: DIR/mesh.yaml when it exists, else built-in defaults).
     #[arg(long, value_name = "FILE")]
@@ -53,8 +64,8 @@ struct Args {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15014")]
     debug_address: SocketAddr,
 
-    /// Sidecar-injection admission webhook address (HTTPS; paths /inject,
-    /// /inject/cluster/C/net/N, /inject/:ENV:...).
+    /// Admission webhooks address (HTTPS): sidecar injection on /inject,
+    /// /inject/cluster/C/net/N, /inject/:ENV:...; Istio configuration validation on /validate.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15017")]
     webhook_address: SocketAddr,
 
@@ -131,11 +142,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.debounce_max
         );
     }
-    let store = FolderStore::open(&args.config_dir, args.mesh.as_deref())?;
-    let initial = store.config();
-    tracing::info!(dir = %args.config_dir.display(), resources = initial.resources.len(), rejected_files = store.rejected_total(), "configuration loaded");
-    let (cp, triggers) = ControlPlane::new(initial, args.registration_grace);
-    cp.note_rejected(store.rejected_total());
+    let cluster = args.kube.wanted();
+    if args.config_dir.is_none() && !cluster {
+        anyhow::bail!(
+            "no configuration source: give --config-dir DIR and/or --kubeconfig FILE (in a pod the cluster is read by default)"
+        );
+    }
+    let store = match &args.config_dir {
+        Some(dir) => {
+            let store = FolderStore::open(dir, args.mesh.as_deref())?;
+            tracing::info!(dir = %dir.display(), resources = store.config().resources.len(), rejected_files = store.rejected_total(), "configuration loaded");
+            Some(store)
+        }
+        None => None,
+    };
+    let mut initial = store.as_ref().map(FolderStore::config).unwrap_or_default();
+    if store.is_none()
+        && let Some(path) = &args.mesh
+    {
+        // Without a folder, --mesh is read once here (the cluster's `istio` ConfigMap, when it
+        // exists, takes precedence).
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --mesh {}", path.display()))?;
+        let (mesh, warnings) = lateen_api::load_mesh_config(&text, &path.display().to_string())
+            .map_err(|e| anyhow::anyhow!("invalid mesh config:\n{e}"))?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        initial.mesh = mesh;
+    }
+    let sources = ConfigSources::new(initial);
+    let (cp, triggers) =
+        ControlPlane::new(sources.merged().as_ref().clone(), args.registration_grace);
+    cp.note_rejected(store.as_ref().map_or(0, FolderStore::rejected_total));
     let provider: Arc<dyn lateen_xds::SnapshotProvider> = cp.clone();
     let xds = XdsServer::new(Some(provider));
     cp.attach(xds.clone());
@@ -158,10 +197,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .mesh
         .clone()
         .or_else(|| {
-            Some(
-                args.config_dir
-                    .join(lateen_discovery::store::folder::MESH_FILE_NAME),
-            )
+            args.config_dir
+                .as_ref()
+                .map(|d| d.join(lateen_discovery::store::folder::MESH_FILE_NAME))
         })
         .filter(|p| p.is_file());
     let files = lateen_discovery::webhook::WebhookFiles {
@@ -175,9 +213,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cert = lateen_discovery::webhook::load_cert(&files).context("serving certificate")?;
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
-    let webhook = lateen_discovery::webhook::start(webhook_listener, &cert, &files)
-        .context("starting the injection webhook")?;
+    let cluster_state = ClusterState::new();
+    // Istio's ENABLE_NATIVE_SIDECARS (default auto): in auto, the cluster's Nodes decide; with
+    // no cluster there are no nodes to ask, so the classic layout.
+    let native_sidecars = lateen_inject::native::NativeSidecars {
+        mode: lateen_inject::native::NativeSidecarMode::from_env_value(
+            std::env::var(lateen_inject::native::NativeSidecarMode::ENV)
+                .ok()
+                .as_deref(),
+        ),
+        nodes: cluster
+            .then(|| cluster_state.clone() as Arc<dyn lateen_inject::native::NodeVersions>),
+    };
+    let webhook =
+        lateen_discovery::webhook::start(webhook_listener, &cert, &files, native_sidecars)
+            .context("starting the admission webhooks")?;
     cp.attach_webhook(webhook);
+    let kube_source = if cluster {
+        cp.attach_cluster(cluster_state.clone());
+        let source = lateen_discovery::kube::start(
+            &args.kube,
+            cp.clone(),
+            sources.clone(),
+            cluster_state,
+            files.clone(),
+            args.cluster_sync_timeout,
+        )
+        .await
+        .context("Kubernetes cluster")?;
+        Some(source)
+    } else {
+        None
+    };
     let tls = lateen_discovery::webhook::server_config(&cert).context("xDS TLS")?;
     tokio::spawn(lateen_discovery::xds_tls::serve(
         tls_listener,
@@ -185,19 +252,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         xds.clone(),
     ));
 
-    let watcher_cp = cp.clone();
-    let reject_cp = cp.clone();
-    tokio::spawn(store.watch(
-        args.poll_interval,
-        move |config| watcher_cp.set_config(config),
-        move |n| reject_cp.note_rejected(n),
-    ));
+    if let Some(store) = store {
+        let watcher_cp = cp.clone();
+        let reject_cp = cp.clone();
+        tokio::spawn(store.watch(
+            args.poll_interval,
+            move |config| {
+                watcher_cp.set_config(sources.set_folder(config));
+                if let Some(source) = &kube_source {
+                    source.poke();
+                }
+            },
+            move |n| reject_cp.note_rejected(n),
+        ));
+    }
     tokio::spawn(push::run_debouncer(
         cp.clone(),
         triggers,
         DebounceSettings {
             after: args.debounce_after,
             max: args.debounce_max,
+            ..DebounceSettings::default()
         },
     ));
     tokio::spawn(push::run_expiry(cp.clone()));

@@ -112,7 +112,17 @@ impl Eq for Registry {}
 impl Registry {
     /// Builds the registry from the configuration and the registered proxies.
     pub fn build(config: &Config, workloads: &[Workload]) -> Self {
-        let mut services: BTreeMap<String, Service> = BTreeMap::new();
+        Self::build_with(config, workloads, &[])
+    }
+
+    /// [`Registry::build`] plus the services of a Kubernetes cluster (`crate::kube`). As in
+    /// istiod, a Kubernetes Service takes precedence over a ServiceEntry for the same host
+    /// (nobody can squat on a Service's name with a ServiceEntry).
+    pub fn build_with(config: &Config, workloads: &[Workload], cluster: &[Service]) -> Self {
+        let mut services: BTreeMap<String, Service> = cluster
+            .iter()
+            .map(|s| (s.hostname.clone(), s.clone()))
+            .collect();
         let mut instances = Vec::new();
         for we in config.workload_entries() {
             instances.push((
@@ -134,8 +144,13 @@ impl Registry {
         for se in config.service_entries() {
             for host in &se.spec.hosts {
                 let hostname = host.to_ascii_lowercase();
-                if services.contains_key(&hostname) {
-                    tracing::debug!(host = %hostname, "host already defined by an earlier ServiceEntry");
+                if let Some(existing) = services.get(&hostname) {
+                    let by = if cluster.iter().any(|c| c.hostname == existing.hostname) {
+                        "a Kubernetes Service"
+                    } else {
+                        "an earlier ServiceEntry"
+                    };
+                    tracing::debug!(host = %hostname, "host already defined by {by}");
                     continue;
                 }
                 services.insert(hostname.clone(), service_of(se, hostname, &instances));
@@ -267,6 +282,28 @@ kind: WorkloadEntry
 metadata: {name: other, namespace: default}
 spec: {address: 10.0.0.9, labels: {app: ratings}}
 "#;
+
+    #[test]
+    fn a_kubernetes_service_wins_its_host_over_a_service_entry() {
+        let cfg = config(SE);
+        let kube = Service {
+            hostname: "reviews.default.svc.cluster.local".into(),
+            namespace: "default".into(),
+            ports: vec![ServicePort {
+                name: "http".into(),
+                number: 9080,
+                protocol: "HTTP".into(),
+                target_port: None,
+            }],
+            resolution: Resolution::Static,
+            addresses: vec!["10.96.0.9".into()],
+            instances: Vec::new(),
+            export_to: Vec::new(),
+        };
+        let reg = Registry::build_with(&cfg, &[], std::slice::from_ref(&kube));
+        assert_eq!(reg.service(&kube.hostname), Some(&kube));
+        assert_eq!(reg.services.len(), 1);
+    }
 
     #[test]
     fn workload_selector_picks_entries_and_proxies() {

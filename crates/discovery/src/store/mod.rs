@@ -1,7 +1,9 @@
 //! The configuration the control plane runs on: every accepted Istio resource plus MeshConfig.
-//! [`folder::FolderStore`] fills it from a folder of YAML files.
+//! [`folder::FolderStore`] fills it from a folder of YAML files; [`sources::ConfigSources`]
+//! merges it with the cluster's (`crate::kube`).
 
 pub mod folder;
+pub mod sources;
 
 use lateen_api::networking::{
     DestinationRule, Gateway, ServiceEntry, Sidecar, VirtualService, WorkloadEntry, WorkloadGroup,

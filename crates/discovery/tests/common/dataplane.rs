@@ -3,6 +3,8 @@
 //! interception NONE, so its Sidecar resource binds its egress listener on its own loopback
 //! address: Envoy with istio-agent's bootstrap, lateen-proxy as `lateen-proxy sidecar`.
 
+#![allow(dead_code)] // each test binary uses part of it
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -67,6 +69,8 @@ pub struct Running {
     pub egress: SocketAddr,
     /// Prometheus port (lateen-proxy; Envoy's stats are on its admin port).
     pub metrics: Option<u16>,
+    /// Admin port of lateen-proxy (Envoy's: [`Process::admin_port`]).
+    pub admin: Option<u16>,
 }
 
 /// Where lateen-proxy was built: beside lateend (`cargo build --bins` builds both).
@@ -90,6 +94,7 @@ pub async fn start(plane: DataPlane, envoy: &Path, work: &Path, xds: u16, port: 
                 process,
                 egress,
                 metrics: None,
+                admin: None,
             }
         }
         DataPlane::LateenProxy => {
@@ -105,6 +110,7 @@ pub async fn start(plane: DataPlane, envoy: &Path, work: &Path, xds: u16, port: 
                 process,
                 egress,
                 metrics: Some(metrics),
+                admin: Some(admin),
             }
         }
     }

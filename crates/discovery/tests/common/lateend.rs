@@ -19,10 +19,20 @@ pub struct Lateend {
 /// lateend on `config`, logging into `work/lateend.log`, with `extra` arguments; waits
 /// (bounded) until its debug port answers. Panics with the log when it does not start.
 pub async fn start_lateend(config: &Path, work: &Path, extra: &[&std::ffi::OsStr]) -> Lateend {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lateend"));
+    command.arg("--config-dir").arg(config);
+    start_lateend_with(command, work, extra).await
+}
+
+/// [`start_lateend`] from a prepared command (lateend, or a wrapper running it, with its
+/// source arguments), adding the loopback addresses and `extra`.
+pub async fn start_lateend_with(
+    mut command: Command,
+    work: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> Lateend {
     let log = work.join("lateend.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_lateend"))
-        .arg("--config-dir")
-        .arg(config)
+    let child = command
         .args(["--xds-address", "127.0.0.1:0"])
         .args(["--xds-tls-address", "127.0.0.1:0"])
         .args(["--debug-address", "127.0.0.1:0"])

@@ -1,7 +1,7 @@
 //! The harness of the real-Envoy tests: finding Envoy (a failure, not a skip, under
 //! LATEEN_REQUIRE_TOOLS), free ports, processes killed on drop, tiny HTTP upstreams and client,
 //! bounded waits, atomic config writes, and Istio-like Envoy bootstraps.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod backend;
 pub mod client;

@@ -1,35 +1,22 @@
 //! One AdmissionReview in, one out. The pod is injected by the same code as `kube-inject`
 //! ([`crate::pod::inject`]); the response carries the difference as a base64 JSON Patch.
 //! Never panics on input: a malformed review gets an error response.
+//!
+//! The API server calls this webhook only for pods its selectors matched (namespace label
+//! `istio-injection=enabled`, `istio.io/rev`, or the pod's own labels), so the review does not
+//! look at namespace labels: it applies the injector's own checks ([`decision::admission_decision`]).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::admission::{self, AdmissionRequest, Malformed};
 use crate::config::{FailurePolicy, InjectConfig};
 use crate::decision::{self, Decision, PodFacts, SkipReason};
+use crate::native::NativeSidecars;
 use crate::patch;
 use crate::pod::{self, WorkloadMeta};
-
-/// Where the webhook learns a namespace's labels (lateend: its namespace informer).
-pub trait NamespaceLabels: Send + Sync {
-    fn labels(&self, namespace: &str) -> BTreeMap<String, String>;
-}
-
-/// A fixed table: namespace → labels (unknown namespaces have none).
-impl NamespaceLabels for BTreeMap<String, BTreeMap<String, String>> {
-    fn labels(&self, namespace: &str) -> BTreeMap<String, String> {
-        self.get(namespace).cloned().unwrap_or_default()
-    }
-}
-
-impl<F: Fn(&str) -> BTreeMap<String, String> + Send + Sync> NamespaceLabels for F {
-    fn labels(&self, namespace: &str) -> BTreeMap<String, String> {
-        self(namespace)
-    }
-}
 
 /// What the webhook did with one review.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,83 +102,63 @@ impl Reviewed {
     }
 }
 
-fn envelope(api_version: &str, response: Value) -> Value {
-    json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response})
-}
-
-fn malformed(api_version: &str, uid: &str, reason: String) -> Reviewed {
-    let response =
-        json!({"uid": uid, "allowed": false, "status": {"code": 400, "message": reason}});
+fn malformed(m: Malformed) -> Reviewed {
     Reviewed {
-        response: envelope(api_version, response),
-        outcome: ReviewOutcome::Malformed(reason),
+        response: m.response(),
+        outcome: ReviewOutcome::Malformed(m.reason),
     }
 }
 
-/// Handles one AdmissionReview body for `revision` (empty: the config's revision).
+/// Handles one AdmissionReview body for `revision` (empty: the config's revision); `native`
+/// says whether the cluster runs native sidecars.
 pub fn review(
     body: &[u8],
     cfg: &InjectConfig,
     revision: &str,
-    namespaces: &dyn NamespaceLabels,
+    native: &NativeSidecars,
 ) -> Reviewed {
-    const V1: &str = "admission.k8s.io/v1";
-    let doc: Value = match serde_json::from_slice(body) {
+    let doc = match admission::parse_json(body) {
         Ok(doc) => doc,
-        Err(e) => return malformed(V1, "", format!("body is not JSON: {e}")),
+        Err(m) => return malformed(m),
     };
-    let api_version = match doc.get("apiVersion").and_then(Value::as_str) {
-        Some(v @ ("admission.k8s.io/v1" | "admission.k8s.io/v1beta1")) => v.to_string(),
-        other => {
-            return malformed(
-                V1,
-                "",
-                format!("apiVersion {other:?} is not admission.k8s.io/v1"),
-            );
-        }
+    let request = match admission::parse_request(&doc) {
+        Ok(r) => r,
+        Err(m) => return malformed(m),
     };
-    if doc.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
-        return malformed(&api_version, "", "kind is not AdmissionReview".into());
-    }
-    let Some(request) = doc.get("request").filter(|r| r.is_object()) else {
-        return malformed(&api_version, "", "request is missing".into());
-    };
-    let Some(uid) = request
-        .get("uid")
-        .and_then(Value::as_str)
-        .filter(|u| !u.is_empty())
-    else {
-        return malformed(&api_version, "", "request.uid is missing".into());
-    };
+    review_request(&request, cfg, revision, native)
+}
+
+fn review_request(
+    request: &AdmissionRequest<'_>,
+    cfg: &InjectConfig,
+    revision: &str,
+    native: &NativeSidecars,
+) -> Reviewed {
+    let api_version = request.api_version.as_str();
+    let uid = request.uid.as_str();
     let allow = |patch: Option<String>| {
-        let mut response = json!({"uid": uid, "allowed": true});
+        let mut response = admission::allowed(api_version, uid, &[]);
         if let Some(p) = patch {
-            response["patchType"] = json!("JSONPatch");
-            response["patch"] = json!(p);
+            response["response"]["patchType"] = Value::from("JSONPatch");
+            response["response"]["patch"] = Value::from(p);
         }
-        envelope(&api_version, response)
+        response
     };
-    let is_pod = request.pointer("/kind/kind").and_then(Value::as_str) == Some("Pod");
-    let operation = request
-        .get("operation")
-        .and_then(Value::as_str)
-        .unwrap_or("CREATE");
-    if !is_pod || operation != "CREATE" {
+    if request.kind.kind != "Pod" || request.operation != "CREATE" {
         return Reviewed {
             response: allow(None),
             outcome: ReviewOutcome::Ignored,
         };
     }
-    let Some(pod) = request.get("object").filter(|o| o.is_object()) else {
-        return malformed(
-            &api_version,
-            uid,
-            "request.object is missing or not a Pod".into(),
-        );
+    let Some(pod) = request.object.filter(|o| o.is_object()) else {
+        return malformed(Malformed {
+            api_version: api_version.to_string(),
+            uid: uid.to_string(),
+            reason: "request.object is missing or not a Pod".into(),
+        });
     };
-    let namespace = request
-        .get("namespace")
-        .and_then(Value::as_str)
+    let namespace = Some(request.namespace.as_str())
+        .filter(|ns| !ns.is_empty())
         .or_else(|| pod.pointer("/metadata/namespace").and_then(Value::as_str))
         .unwrap_or("default");
     let revision = if revision.is_empty() {
@@ -210,13 +177,10 @@ pub fn review(
                 response: allow(None),
                 outcome: ReviewOutcome::FailedAllowed(reason),
             },
-            FailurePolicy::Fail => {
-                let response = json!({"uid": uid, "allowed": false, "status": {"code": 400, "message": reason}});
-                Reviewed {
-                    response: envelope(&api_version, response),
-                    outcome: ReviewOutcome::FailedDenied(reason),
-                }
-            }
+            FailurePolicy::Fail => Reviewed {
+                response: admission::denied(api_version, uid, 400, &reason),
+                outcome: ReviewOutcome::FailedDenied(reason),
+            },
         }
     };
     let meta = pod.get("metadata");
@@ -237,22 +201,27 @@ pub fn review(
         annotations: &annotations,
         host_network,
     };
-    let ns_labels = namespaces.labels(namespace);
-    if let Decision::Skip(reason) = decision::webhook_decision(cfg, revision, &ns_labels, &facts) {
+    if let Decision::Skip(reason) = decision::admission_decision(cfg, &facts) {
         return Reviewed {
             response: allow(None),
             outcome: ReviewOutcome::Skipped(reason),
         };
     }
-    let mut injected = pod.clone();
-    let mut cfg_for_revision;
-    let cfg = if revision != cfg.effective_revision() {
-        cfg_for_revision = cfg.clone();
-        cfg_for_revision.revision = revision.to_string();
-        &cfg_for_revision
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let native_layout = !cfg.values.native_sidecars && native.for_pod(node_name);
+    let mut adjusted;
+    let cfg = if revision != cfg.effective_revision() || native_layout {
+        adjusted = cfg.clone();
+        adjusted.revision = revision.to_string();
+        adjusted.values.native_sidecars |= native_layout;
+        &adjusted
     } else {
         cfg
     };
+    let mut injected = pod.clone();
     if let Err(e) = pod::inject(&mut injected, &pod_workload(pod, namespace), cfg, "") {
         return fail(e.to_string());
     }
@@ -269,9 +238,9 @@ pub fn review_bytes(
     body: &[u8],
     cfg: &InjectConfig,
     revision: &str,
-    namespaces: &dyn NamespaceLabels,
+    native: &NativeSidecars,
 ) -> Vec<u8> {
-    review(body, cfg, revision, namespaces).to_bytes()
+    review(body, cfg, revision, native).to_bytes()
 }
 
 fn pod_name(pod: &Value) -> String {

@@ -1,9 +1,12 @@
 //! The webhook's HTTPS server (lateend serves it on 15017). Paths:
 //! - `POST /inject`: review with the configured revision;
 //! - `POST /inject/<revision>`: review as that revision's injector;
-//! - Istio's forms `POST /inject/cluster/<id>/net/<network>` (what Istio's chart writes into the
-//!   MutatingWebhookConfiguration) and `POST /inject/:ENV:cluster=<id>:net=<network>`: override
-//!   the cluster ID and network of the injected proxy; `rev/<revision>` may be added as a pair.
+//! - Istio's forms `POST /inject/cluster/<id>/net/<network>` and
+//!   `POST /inject/:ENV:cluster=<id>:net=<network>`: override the cluster ID and network of the
+//!   injected proxy; `rev/<revision>` may be added as a pair.
+//! - `POST /validate` (and anything under `/validate/`, as istiod): configuration validation by
+//!   the server's [`ConfigValidator`]; 404 when the server has none. As in istiod, an empty body
+//!   is 400 and a `Content-Type` other than `application/json` is 415.
 //!
 //! Anything else is 404 (wrong path) or 405 (not POST).
 
@@ -18,26 +21,45 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::review::{NamespaceLabels, WebhookStats, review};
+use super::review::{WebhookStats, review};
+use super::validate::{ConfigValidator, ValidationStats, review_config};
 use crate::InjectConfig;
+use crate::native::NativeSidecars;
 
 /// Largest AdmissionReview accepted (the API server caps objects well below this).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// What the server needs: the injector config (swappable at run time), namespace labels, counters.
+/// What the server needs: the injector config and the native-sidecar answer (both swappable at
+/// run time), the optional config validator, counters.
 pub struct WebhookState {
     pub config: ArcSwap<InjectConfig>,
-    pub namespaces: Arc<dyn NamespaceLabels>,
+    /// Whether injected pods get the native sidecar layout (see [`crate::native`]).
+    pub native_sidecars: ArcSwap<NativeSidecars>,
+    /// Serves `/validate` when set.
+    pub validator: Option<Arc<dyn ConfigValidator>>,
     pub stats: WebhookStats,
+    pub validation_stats: ValidationStats,
 }
 
 impl WebhookState {
-    pub fn new(config: InjectConfig, namespaces: Arc<dyn NamespaceLabels>) -> Arc<WebhookState> {
+    /// Injection only (`/validate` is 404); classic sidecars unless `global.nativeSidecars`.
+    pub fn new(config: InjectConfig) -> Arc<WebhookState> {
+        Self::build(config, NativeSidecars::default(), None)
+    }
+
+    /// Injection with `native_sidecars`, and validation when `validator` is given.
+    pub fn build(
+        config: InjectConfig,
+        native_sidecars: NativeSidecars,
+        validator: Option<Arc<dyn ConfigValidator>>,
+    ) -> Arc<WebhookState> {
         Arc::new(WebhookState {
             config: ArcSwap::from_pointee(config),
-            namespaces,
+            native_sidecars: ArcSwap::from_pointee(native_sidecars),
+            validator,
             stats: WebhookStats::default(),
+            validation_stats: ValidationStats::default(),
         })
     }
 }
@@ -160,16 +182,33 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     resp
 }
 
+fn is_validate_path(path: &str) -> bool {
+    path == "/validate" || path.starts_with("/validate/")
+}
+
 async fn handle(
     req: Request<Incoming>,
     state: Arc<WebhookState>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let Some(params) = InjectPath::parse(req.uri().path()) else {
-        return Ok(text(StatusCode::NOT_FOUND, "not found\n"));
+    let path = req.uri().path();
+    let route = if is_validate_path(path) {
+        match &state.validator {
+            Some(v) => Route::Validate(v.clone()),
+            None => return Ok(text(StatusCode::NOT_FOUND, "not found\n")),
+        }
+    } else {
+        match InjectPath::parse(path) {
+            Some(params) => Route::Inject(params),
+            None => return Ok(text(StatusCode::NOT_FOUND, "not found\n")),
+        }
     };
     if req.method() != Method::POST {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"));
     }
+    let json_content = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
@@ -179,16 +218,47 @@ async fn handle(
             ));
         }
     };
-    let config = state.config.load();
-    let config = params.apply(&config);
-    let reviewed = review(&body, &config, &params.revision, state.namespaces.as_ref());
-    state.stats.record(&reviewed.outcome);
-    let mut resp = Response::new(Full::new(Bytes::from(reviewed.to_bytes())));
+    let response_body = match route {
+        Route::Inject(params) => {
+            let config = state.config.load();
+            let config = params.apply(&config);
+            let native = state.native_sidecars.load();
+            let reviewed = review(&body, &config, &params.revision, &native);
+            state.stats.record(&reviewed.outcome);
+            reviewed.to_bytes()
+        }
+        Route::Validate(validator) => {
+            let http_error = |status, message: &str| {
+                state
+                    .validation_stats
+                    .http_error
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(text(status, message))
+            };
+            if body.is_empty() {
+                return http_error(StatusCode::BAD_REQUEST, "no body found\n");
+            }
+            if !json_content {
+                return http_error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "invalid Content-Type, want `application/json`\n",
+                );
+            }
+            let validated = review_config(&body, validator.as_ref(), &state.validation_stats);
+            validated.response.to_string().into_bytes()
+        }
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(response_body)));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
     Ok(resp)
+}
+
+enum Route {
+    Inject(InjectPath),
+    Validate(Arc<dyn ConfigValidator>),
 }
 
 #[cfg(test)]
@@ -214,6 +284,9 @@ mod tests {
         assert_eq!(p("/injector"), None);
         assert_eq!(p("/other"), None);
         assert_eq!(p("/inject/a/b/c/d"), None);
+        assert!(super::is_validate_path("/validate"));
+        assert!(super::is_validate_path("/validate/"));
+        assert!(!super::is_validate_path("/validated"));
         let cfg = crate::InjectConfig::default();
         let applied = with_rev.apply(&cfg);
         assert_eq!(

@@ -1,4 +1,7 @@
-//! The sidecar-injection MutatingWebhookConfiguration and the config ValidatingWebhookConfiguration.
+//! The sidecar-injection MutatingWebhookConfiguration and the config-validation
+//! ValidatingWebhookConfigurations, as Istio's charts (istio-discovery's
+//! `mutatingwebhook.yaml` and `validatingwebhookconfiguration.yaml`, base's default validator)
+//! render them.
 //!
 //! The injector's selectors are Istio's, so namespaces and pods labelled for Istio are injected
 //! the same way:
@@ -7,8 +10,19 @@
 //!   labelled `sidecar.istio.io/inject=true` (`object.`) or `istio.io/rev=default`
 //!   (`rev.object.`). A pod labelled `sidecar.istio.io/inject=false` is never injected.
 //! - a named revision: only the two `rev.` entries, matching `istio.io/rev=<revision>`.
-//! - `values.sidecarInjectorWebhook.enableNamespacesByDefault`: every namespace without an
-//!   opt-out (`istio-injection=disabled`) or a revision label, except the control plane's own.
+//! - `values.sidecarInjectorWebhook.enableNamespacesByDefault` adds `auto.`: every namespace
+//!   with neither label except Kubernetes' own, for pods with neither label.
+//!
+//! The webhook path is `values.istiodRemote.injectionPath` (`/inject`, as in Istio's chart at
+//! the commit the fixtures come from); `reinvocationPolicy` is
+//! `values.sidecarInjectorWebhook.reinvocationPolicy` (`Never`).
+//!
+//! Validation: `istio-validator[-REV]-NS` (`rev.validation.istio.io`) checks objects labelled
+//! with its revision; for the default revision `istiod-default-validator`
+//! (`validation.istio.io`, what `istioctl install` adds with the default revision tag) checks
+//! every object. Both start with `failurePolicy: Ignore`: the control plane patches in its
+//! `caBundle` and may switch to `Fail` once a dry run of an invalid Gateway annotated
+//! `internal.istio.io/webhook-always-reject` is refused (istiod's readiness probe of the webhook).
 
 use serde_json::{Value, json};
 
@@ -33,7 +47,7 @@ fn client_config(ctx: &Context, path: &str) -> Value {
         .and_then(|v| v.istiod_remote.as_ref())
         .map(|r| &r.known);
     if ctx.is_remote() {
-        if path == "/inject"
+        if path.starts_with("/inject")
             && let Some(url) = remote.and_then(|r| r.injection_url.as_ref())
         {
             return json!({"url": url.0});
@@ -51,19 +65,33 @@ fn injection_webhook(
     namespace_selector: Value,
     object_selector: Value,
 ) -> Value {
+    let reinvocation = ctx
+        .values()
+        .and_then(|v| v.sidecar_injector_webhook.as_ref())
+        .and_then(|w| w.raw.get("reinvocationPolicy"))
+        .and_then(Value::as_str)
+        .unwrap_or("Never");
     json!({
         "name": name,
-        "clientConfig": client_config(ctx, "/inject"),
+        "clientConfig": client_config(ctx, &injection_path(ctx)),
+        "sideEffects": "None",
         "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
         "failurePolicy": "Fail",
-        "matchPolicy": "Equivalent",
-        "reinvocationPolicy": "Never",
-        "sideEffects": "None",
-        "admissionReviewVersions": ["v1beta1", "v1"],
-        "timeoutSeconds": 10,
+        "reinvocationPolicy": reinvocation,
+        "admissionReviewVersions": ["v1"],
         "namespaceSelector": namespace_selector,
         "objectSelector": object_selector,
     })
+}
+
+/// `values.istiodRemote.injectionPath`, `/inject` by default.
+fn injection_path(ctx: &Context) -> String {
+    ctx.values()
+        .and_then(|v| v.istiod_remote.as_ref())
+        .and_then(|r| r.known.injection_path.as_ref())
+        .map(|p| p.0.clone())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/inject".to_string())
 }
 
 fn injection_webhooks(ctx: &Context) -> Vec<Value> {
@@ -100,22 +128,6 @@ fn injection_webhooks(ctx: &Context) -> Vec<Value> {
     if !ctx.revision.is_empty() {
         return hooks;
     }
-    if by_default {
-        hooks.push(injection_webhook(
-            ctx,
-            "namespace.sidecar-injector.istio.io",
-            selector(vec![
-                expression("kubernetes.io/metadata.name", "NotIn", &[&ctx.namespace]),
-                expression("istio-injection", "NotIn", &["disabled"]),
-                expression("istio.io/rev", "DoesNotExist", &[]),
-            ]),
-            selector(vec![
-                not_opted_out(),
-                expression("istio.io/rev", "DoesNotExist", &[]),
-            ]),
-        ));
-        return hooks;
-    }
     hooks.push(injection_webhook(
         ctx,
         "namespace.sidecar-injector.istio.io",
@@ -134,7 +146,54 @@ fn injection_webhooks(ctx: &Context) -> Vec<Value> {
             expression("istio.io/rev", "DoesNotExist", &[]),
         ]),
     ));
+    if by_default {
+        hooks.push(injection_webhook(
+            ctx,
+            "auto.sidecar-injector.istio.io",
+            selector(vec![
+                expression("istio-injection", "DoesNotExist", &[]),
+                expression("istio.io/rev", "DoesNotExist", &[]),
+                expression(
+                    "kubernetes.io/metadata.name",
+                    "NotIn",
+                    &[
+                        "kube-system",
+                        "kube-public",
+                        "kube-node-lease",
+                        "local-path-storage",
+                    ],
+                ),
+            ]),
+            selector(vec![
+                expression("sidecar.istio.io/inject", "DoesNotExist", &[]),
+                expression("istio.io/rev", "DoesNotExist", &[]),
+            ]),
+        ));
+    }
     hooks
+}
+
+/// One validating webhook: Istio's groups, CREATE and UPDATE, any version and resource.
+fn validation_webhook(ctx: &Context, name: &str, object_selector: Option<Value>) -> Value {
+    let mut hook = json!({
+        "name": name,
+        "clientConfig": client_config(ctx, "/validate"),
+        "rules": [{
+            "operations": ["CREATE", "UPDATE"],
+            "apiGroups": ["security.istio.io", "networking.istio.io", "telemetry.istio.io", "extensions.istio.io"],
+            "apiVersions": ["*"],
+            "resources": ["*"],
+        }],
+        // Ignore until lateend is serving and its CA bundle is patched in, as Istio does;
+        // Fail from the start would block creating config before the control plane runs.
+        "failurePolicy": "Ignore",
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+    });
+    if let Some(selector) = object_selector {
+        hook["objectSelector"] = selector;
+    }
+    hook
 }
 
 pub(super) fn render(ctx: &Context) -> Vec<Value> {
@@ -158,35 +217,26 @@ pub(super) fn render(ctx: &Context) -> Vec<Value> {
                 "name": format!("{}-{}", ctx.revisioned("istio-validator"), ctx.namespace),
                 "labels": {"app": "istiod", "istio": "istiod"},
             },
-            "webhooks": [{
-                "name": "rev.validation.istio.io",
-                "clientConfig": client_config(ctx, "/validate"),
-                "rules": [{
-                    "operations": ["CREATE", "UPDATE"],
-                    "apiGroups": ["security.istio.io", "networking.istio.io", "telemetry.istio.io", "extensions.istio.io"],
-                    "apiVersions": ["*"],
-                    "resources": ["*"],
-                }],
-                // Ignore until lateend is serving and patches in its CA bundle, as Istio does;
-                // Fail from the start would block creating config before the control plane runs.
-                "failurePolicy": "Ignore",
-                "matchPolicy": "Equivalent",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1beta1", "v1"],
-                "timeoutSeconds": 10,
-                "objectSelector": validation_object_selector(ctx),
-            }],
+            "webhooks": [validation_webhook(
+                ctx,
+                "rev.validation.istio.io",
+                Some(selector(vec![expression("istio.io/rev", "In", &[ctx.rev_label()])])),
+            )],
         }));
+        if ctx.revision.is_empty() {
+            objects.push(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {
+                    "name": DEFAULT_VALIDATOR,
+                    "labels": {"app": "istiod", "istio": "istiod"},
+                },
+                "webhooks": [validation_webhook(ctx, "validation.istio.io", None)],
+            }));
+        }
     }
     objects
 }
 
-/// A named revision validates only its own objects; the default one validates every object, so
-/// configs written without a revision label are checked too.
-fn validation_object_selector(ctx: &Context) -> Value {
-    if ctx.revision.is_empty() {
-        json!({})
-    } else {
-        selector(vec![expression("istio.io/rev", "In", &[&ctx.revision])])
-    }
-}
+/// The validator of objects without a revision label (Istio's default revision tag).
+const DEFAULT_VALIDATOR: &str = "istiod-default-validator";
