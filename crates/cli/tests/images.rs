@@ -350,10 +350,8 @@ fn rendered_proxy_and_operator_containers_run_what_their_images_provide() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Fails while the rendered lateend Deployment passes istiod's `discovery ...` arguments,
-/// which lateend refuses (issue #12, item 5, on another branch): run it with `--ignored`.
+/// The rendered lateend Deployment passes istiod's `discovery ...` arguments: lateend takes them.
 #[test]
-#[ignore = "lateend does not yet accept the rendered istiod-style arguments (issue #12 item 5)"]
 fn rendered_lateend_container_runs_what_its_image_provides() {
     let failures = check_rendered(&["lateend"]);
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -1,6 +1,7 @@
 //! The proxy's own HTTP servers, off the data-path threads: admin (15000: `/config_dump`,
 //! `/stats`, `/stats/prometheus`, `/listeners`, `/ready`, `POST /quitquitquit`), health
-//! (15021: `/healthz/ready`) and metrics (15090: `/stats/prometheus`).
+//! (15021: `/healthz/ready`) and metrics (15090: `/stats/prometheus`, in the format the
+//! scraper's `Accept` asks for: [`crate::exposition`]).
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::exposition;
 use crate::worker::{ListenerSet, Shared};
 
 /// Which endpoints a server offers.
@@ -77,12 +79,16 @@ fn respond(
             }
         }
         (AdminRole::Metrics | AdminRole::Admin, &Method::GET, "/stats/prometheus") => {
-            let body = state.shared.metrics.encode_prometheus();
-            reply(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                body,
-            )
+            let accept = request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|value| value.to_str().ok());
+            let format = exposition::negotiate(accept);
+            let mut body = state.shared.metrics.encode_prometheus();
+            if format == exposition::Format::PrometheusText {
+                body = exposition::to_prometheus_text(&body);
+            }
+            reply(StatusCode::OK, format.content_type(), body)
         }
         (AdminRole::Admin, &Method::GET, "/stats") => {
             let mut body = String::new();

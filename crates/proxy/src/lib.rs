@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod config;
 pub mod drain;
+pub mod exposition;
 pub mod http;
 pub mod listener;
 pub mod metrics;

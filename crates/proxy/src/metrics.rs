@@ -125,8 +125,12 @@ impl ResponseFlags {
     pub const FI: ResponseFlags = ResponseFlags(1 << 8);
     /// Injected fault (delay).
     pub const DI: ResponseFlags = ResponseFlags(1 << 9);
+    /// Upstream protocol error (e.g. a 101 for a protocol the client did not ask for).
+    pub const UPE: ResponseFlags = ResponseFlags(1 << 10);
+    /// Downstream protocol error (e.g. a malformed chunk size from the client).
+    pub const DPE: ResponseFlags = ResponseFlags(1 << 11);
 
-    const NAMES: [(ResponseFlags, &'static str); 10] = [
+    const NAMES: [(ResponseFlags, &'static str); 12] = [
         (Self::UH, "UH"),
         (Self::UF, "UF"),
         (Self::UO, "UO"),
@@ -137,6 +141,8 @@ impl ResponseFlags {
         (Self::UC, "UC"),
         (Self::DI, "DI"),
         (Self::FI, "FI"),
+        (Self::DPE, "DPE"),
+        (Self::UPE, "UPE"),
     ];
 
     pub fn with(self, other: ResponseFlags) -> ResponseFlags {

@@ -21,12 +21,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lateen_inject::{InjectConfig, Outcome, inject_object, yaml::parse_documents};
-use lateen_test_support::kube::TestCluster;
+use lateen_test_support::kube::container::{ContainerProcess, Pod};
+use lateen_test_support::kube::{
+    PodRun, TestCluster, VolumeSource, kubelet, pod_container_command,
+};
 use lateen_test_support::netns::{self, Children, Netns};
-use lateen_test_support::pod::{self, PodFacts, VolumeSources};
 use serde_json::{Value, json};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_lateen-proxy");
@@ -76,21 +79,6 @@ fn injected_nginx_pod(name: &str) -> Value {
     })
 }
 
-fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(
-            pod["spec"]["initContainers"]
-                .as_array()
-                .into_iter()
-                .flatten(),
-        )
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no container {name} in the injected pod"))
-}
-
 /// A "cluster" in one network namespace: lateend on 127.0.0.7 and an injected nginx pod's
 /// sidecar trusting `root_pem`.
 struct Lab {
@@ -126,35 +114,106 @@ impl Lab {
     }
 }
 
-/// From the test cluster: the injected pod as the API server stores it (defaults and
-/// admission applied), a TokenRequest token for its ServiceAccount with the audience the
-/// injected `istio-token` volume asks for, and the cluster's CA (`kube-root-ca.crt`). Without
-/// a cluster (its binaries not built): the pod as injected and a made-up token.
-fn as_created(pod: Value, test: &str) -> (Value, String, Option<String>) {
-    let Some(cluster) = TestCluster::shared(test) else {
-        return (pod, MADE_UP_TOKEN.to_string(), None);
+/// Where the sidecar runs: its pod's name, IP and node, the mesh root it trusts, the
+/// `/etc/hosts` it sees, and where its volumes' files go.
+struct Placement<'a> {
+    pod_name: &'a str,
+    pod_ip: &'a str,
+    node: &'a str,
+    root_pem: &'a str,
+    hosts: PathBuf,
+    volumes: PathBuf,
+    /// lateen-proxy, copied where UID 1337 can read it.
+    program: PathBuf,
+}
+
+/// The sidecar of `pod` as the command a kubelet would run, as UID 1337 with the hosts file
+/// bound over `/etc/hosts`. With the test cluster (`cluster_test` names the test): the pod as
+/// the API server stores it (defaults and admission applied), bound and reported running
+/// with its IP, the `istio-ca-root-cert` ConfigMap holding `root_pem`, and a TokenRequest
+/// token bound to the pod with the audience its `istio-token` volume asks for. Without a
+/// cluster (its binaries not built, or not asked for): the pod as injected, its status filled
+/// in here, and a made-up token.
+async fn sidecar_command(
+    pod: Value,
+    at: &Placement<'_>,
+    cluster_test: Option<&str>,
+) -> (Command, ContainerProcess) {
+    let program = at.program.as_path();
+    let mut run = PodRun {
+        volumes: VolumeSource::Supplied {
+            config_maps: &BTreeMap::new(),
+            token: MADE_UP_TOKEN,
+        },
+        dir: at.volumes.clone(),
+        base_env: Vec::new(),
+        extra_binds: vec![(at.hosts.clone(), "/etc/hosts".to_string())],
+        run_as: Some(1337),
     };
-    // kube-controller-manager creates the namespace's default ServiceAccount soon after start.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let token = loop {
-        match cluster.service_account_token("default", "default", &["istio-ca"]) {
-            Ok(token) => break token,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("waiting for the default ServiceAccount: {e:#}");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => panic!("{e:#}"),
+    let cluster = cluster_test.and_then(TestCluster::shared);
+    let result = match cluster {
+        Some(cluster) => {
+            let pod = stored_running(cluster, pod, at).await;
+            run.volumes = VolumeSource::Cluster(cluster);
+            run.base_env = cluster.kubernetes_service_env();
+            pod_container_command(&pod, lateen_inject::PROXY_CONTAINER, program, &run).await
+        }
+        None => {
+            let mut pod = pod;
+            pod["spec"]["nodeName"] = json!(at.node);
+            pod["status"] = json!({
+                "phase": "Running", "podIP": at.pod_ip, "podIPs": [{"ip": at.pod_ip}],
+                "hostIP": at.pod_ip, "hostIPs": [{"ip": at.pod_ip}],
+            });
+            let pod: Pod = serde_json::from_value(pod).expect("injected pod as a Pod");
+            let config_maps = BTreeMap::from([(
+                "istio-ca-root-cert".to_string(),
+                BTreeMap::from([("root-cert.pem".to_string(), at.root_pem.to_string())]),
+            )]);
+            run.volumes = VolumeSource::Supplied {
+                config_maps: &config_maps,
+                token: MADE_UP_TOKEN,
+            };
+            pod_container_command(&pod, lateen_inject::PROXY_CONTAINER, program, &run).await
         }
     };
+    result.unwrap_or_else(|e| panic!("the sidecar's command: {e:#}"))
+}
+
+/// `pod` created through the API server and reported running on `at.node` with `at.pod_ip`,
+/// as stored; `istio-ca-root-cert` in its namespace holds `at.root_pem`.
+async fn stored_running(cluster: &TestCluster, pod: Value, at: &Placement<'_>) -> Pod {
+    // kube-controller-manager creates the namespace's default ServiceAccount soon after
+    // start; the API server refuses pods of a ServiceAccount that does not exist yet.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = cluster.service_account_token("default", "default", &["istio-ca"]) {
+        assert!(Instant::now() < deadline, "{e:#}");
+        eprintln!("waiting for the default ServiceAccount: {e:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let root = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "istio-ca-root-cert", "namespace": "default"},
+        "data": {"root-cert.pem": at.root_pem},
+    });
+    cluster
+        .apply(&root.to_string())
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let json = serde_json::to_vec(&pod).expect("pod JSON");
-    let created = cluster.kubectl(&["create", "-f", "-", "-o", "json"], Some(&json));
+    let created = cluster.kubectl(&["create", "-f", "-"], Some(&json));
     assert!(
         created.status.success(),
         "the API server refused the injected pod: {}",
         String::from_utf8_lossy(&created.stderr)
     );
-    let stored = serde_json::from_slice(&created.stdout).expect("created pod JSON");
-    (stored, token, Some(cluster.ca_pem().to_string()))
+    let client = cluster.client().await;
+    let ip = at.pod_ip.parse().expect("pod IP");
+    if let Err(e) = kubelet::create_node(&client, at.node, &[], ip).await {
+        eprintln!("node {}: {e}", at.node);
+    }
+    kubelet::set_pod_running(&client, "default", at.pod_name, at.node, ip)
+        .await
+        .unwrap_or_else(|e| panic!("pod {} running: {e}", at.pod_name))
 }
 
 /// Starts lateend in a fresh namespace, then the pod's sidecar with the root certificate
@@ -224,40 +283,6 @@ fn start(
     };
 
     let pod_name = "nginx-deployment-7c79c4bf97-x2x7k";
-    let pod = injected_nginx_pod(pod_name);
-    let (pod, token, cluster_ca) = match cluster_test {
-        Some(test) => as_created(pod, test),
-        None => (pod, MADE_UP_TOKEN.to_string(), None),
-    };
-    let sidecar = container(&pod, lateen_inject::PROXY_CONTAINER);
-    let facts = PodFacts {
-        name: pod_name.into(),
-        namespace: "default".into(),
-        pod_ip: pod_ip.into(),
-        host_ip: pod_ip.into(),
-        node_name: "kind-worker".into(),
-        service_account: "default".into(),
-        node_cpus: 2,
-    };
-    let env = pod::container_env(&pod, sidecar, &facts).expect("sidecar env");
-    // The image's entrypoint is lateen-proxy (docker/proxy.Dockerfile); the pod gives args.
-    assert!(sidecar.get("command").is_none(), "{sidecar}");
-    let args = pod::container_args(sidecar, &env);
-    assert_eq!(args[0], "sidecar", "{args:?}");
-    let mut config_maps = BTreeMap::from([(
-        "istio-ca-root-cert".to_string(),
-        BTreeMap::from([("root-cert.pem".to_string(), root_pem(&lateend_ca))]),
-    )]);
-    if let Some(ca) = cluster_ca {
-        config_maps.insert(
-            "kube-root-ca.crt".to_string(),
-            BTreeMap::from([("ca.crt".to_string(), ca)]),
-        );
-    }
-    let sources = VolumeSources { config_maps, token };
-    let volumes = dir.path().join("volumes");
-    let mounts =
-        pod::materialize_volumes(&pod, sidecar, &facts, &sources, &volumes).expect("volumes");
     let hosts = dir.path().join("hosts");
     std::fs::write(
         &hosts,
@@ -266,32 +291,47 @@ fn start(
         ),
     )
     .expect("hosts");
-    let script = pod::mount_script(&mounts, &hosts, &dir.path().join("overlay"), 1337)
-        .expect("mount script");
-    let binary = dir.path().join("lateen-proxy");
-    std::fs::copy(PROXY, &binary).expect("copy lateen-proxy");
-    let binary = binary.to_string_lossy();
-    let mut command: Vec<&str> = vec![
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-        &binary,
-    ];
-    command.extend(args.iter().map(String::as_str));
+    let root_pem = root_pem(&lateend_ca);
+    let program = dir.path().join("lateen-proxy");
+    std::fs::copy(PROXY, &program).expect("copy lateen-proxy");
+    let placement = Placement {
+        pod_name,
+        pod_ip,
+        node: "kind-worker",
+        root_pem: &root_pem,
+        hosts,
+        volumes: dir.path().join("volumes"),
+        program,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (command, sidecar) = runtime.block_on(sidecar_command(
+        injected_nginx_pod(pod_name),
+        &placement,
+        cluster_test,
+    ));
+    // The image's entrypoint is lateen-proxy (docker/proxy.Dockerfile); the pod gives args.
+    assert!(sidecar.command.is_empty(), "{sidecar:?}");
+    assert_eq!(sidecar.args[0], "sidecar", "{sidecar:?}");
+    let words: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     children.0.push(
         netns
-            .spawn(&command, &dir.path().join("sidecar.log"), |cmd| {
-                cmd.env_clear()
-                    .env(
-                        "PATH",
-                        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    )
-                    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            .spawn(&words, &dir.path().join("sidecar.log"), |cmd| {
+                cmd.env_clear().env(
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                );
+                for (key, value) in command.get_envs() {
+                    if let Some(value) = value {
+                        cmd.env(key, value);
+                    }
+                }
             })
             .expect("start the sidecar"),
     );

@@ -35,7 +35,7 @@ mod identity;
 pub mod kubelet;
 mod pki;
 mod pod_process;
-pub use pod_process::prefixed;
+pub use pod_process::{PodRun, VolumeSource, pod_container_command, prefixed};
 mod procs;
 
 use flags::{apiserver_args, apiserver_env, controller_manager_args, etcd_args};

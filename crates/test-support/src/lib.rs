@@ -2,9 +2,9 @@
 //! command installs (and failing, not skipping, under CI when it is missing), free ports, and
 //! [`kube::TestCluster`], a real Kubernetes control plane (etcd, kube-apiserver with RBAC,
 //! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust;
-//! network namespaces for pod-like processes ([`netns`]) and a kubelet's part in starting a
-//! Pod's container as a local process ([`pod`]); [`istio_corpus`], Istio's validation corpus
-//! with Istio's verdicts.
+//! network namespaces for pod-like processes ([`netns`]); a kubelet's part in starting a Pod's
+//! container as a local process is [`kube::pod_container_command`]; [`probe`] waits on logs and
+//! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 pub mod istio_corpus;
 pub mod kube;
 pub mod netns;
-pub mod pod;
 pub mod probe;
 pub mod test_ca;
 

@@ -152,7 +152,8 @@ pub struct Listener {
     #[serde(default)]
     pub protocol: ListenerProtocol,
     /// How long protocol sniffing waits for the client's first bytes before treating the
-    /// connection as opaque TCP (server-speaks-first protocols send nothing).
+    /// connection as opaque TCP (server-speaks-first protocols send nothing); `0s`, the
+    /// default as in Istio, waits as long as the client stays connected.
     #[serde(default = "defaults::detect_timeout", with = "duration")]
     pub detect_timeout: Duration,
     /// Route table for HTTP traffic.
@@ -185,6 +186,11 @@ pub struct HttpLimits {
     /// HTTP/2 streams one client connection may have open at once.
     #[serde(default = "defaults::max_concurrent_streams")]
     pub max_concurrent_streams: u32,
+    /// Protocols an HTTP/1.1 client may switch to with `Upgrade` (Envoy's `upgrade_configs`,
+    /// compared without case); any other gets 403. `h2c` is never one: its upgrade headers
+    /// are stripped and the request served as plain HTTP/1.1, as Envoy does.
+    #[serde(default = "defaults::upgrade_types")]
+    pub upgrade_types: Vec<String>,
 }
 
 impl Default for HttpLimits {
@@ -195,6 +201,7 @@ impl Default for HttpLimits {
             request_headers_timeout: defaults::header_timeout(),
             idle_timeout: defaults::idle_timeout(),
             max_concurrent_streams: defaults::max_concurrent_streams(),
+            upgrade_types: defaults::upgrade_types(),
         }
     }
 }
@@ -484,11 +491,17 @@ pub(crate) mod defaults {
     pub fn metrics_address() -> SocketAddr {
         SocketAddr::from(([0, 0, 0, 0], 15090))
     }
+    /// No budget: Istio's `protocolDetectionTimeout` default (0s), which it sends to Envoy
+    /// as `listener_filters_timeout: 0s`; a slow client is still sniffed, never taken for TCP.
     pub fn detect_timeout() -> Duration {
-        Duration::from_millis(100)
+        Duration::ZERO
     }
     pub fn max_header_bytes() -> usize {
         60 * 1024
+    }
+    /// WebSocket only, as Istio configures every HTTP connection manager.
+    pub fn upgrade_types() -> Vec<String> {
+        vec!["websocket".to_string()]
     }
     pub fn max_headers() -> usize {
         100

@@ -8,7 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -52,7 +52,14 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
-                Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+                Poll::Ready(Some(Err(err))) => {
+                    // A streaming request body failing is the client's doing; the attempt
+                    // that was sending it reads this to blame the client, not the upstream.
+                    if let Some(counter) = counter {
+                        counter.set_fault(DownstreamFault::of(&err));
+                    }
+                    Poll::Ready(Some(Err(err.into())))
+                }
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
@@ -80,13 +87,78 @@ impl Body for ProxyBody {
 /// counts its bytes) and the response body (which finishes the record).
 pub struct RequestRecord {
     pub request_bytes: AtomicU64,
+    /// A [`DownstreamFault`] as a number, 0 while the request body is sound.
+    fault: AtomicU8,
 }
 
 impl RequestRecord {
     pub fn new() -> Arc<RequestRecord> {
         Arc::new(RequestRecord {
             request_bytes: AtomicU64::new(0),
+            fault: AtomicU8::new(0),
         })
+    }
+
+    pub fn set_fault(&self, fault: DownstreamFault) {
+        self.fault.store(fault as u8, Ordering::Relaxed);
+    }
+
+    /// How the client broke its request body, if it did.
+    pub fn fault(&self) -> Option<DownstreamFault> {
+        match self.fault.load(Ordering::Relaxed) {
+            1 => Some(DownstreamFault::Malformed),
+            2 => Some(DownstreamFault::Aborted),
+            _ => None,
+        }
+    }
+}
+
+/// How a client broke the body of its request: the client's fault, never the upstream's
+/// (no outlier-detection failure, no retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownstreamFault {
+    /// Bytes that are not HTTP (a malformed chunk size or extension): 400, `DPE`.
+    Malformed = 1,
+    /// The client went away or reset the stream mid-body: `DC`.
+    Aborted = 2,
+}
+
+impl DownstreamFault {
+    /// What a request body's read error says about the client. hyper reports an unparsable
+    /// chunk as an `InvalidInput`/`InvalidData` I/O error; anything else (an early end, a
+    /// reset stream) is the client going away.
+    pub fn of(err: &hyper::Error) -> DownstreamFault {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(current) = source {
+            if let Some(io) = current.downcast_ref::<std::io::Error>()
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+                )
+            {
+                return DownstreamFault::Malformed;
+            }
+            source = current.source();
+        }
+        if err.is_parse() {
+            DownstreamFault::Malformed
+        } else {
+            DownstreamFault::Aborted
+        }
+    }
+
+    /// The local reply's status and flag for this fault.
+    pub fn reply(self) -> (http::StatusCode, crate::metrics::ResponseFlags) {
+        match self {
+            DownstreamFault::Malformed => (
+                http::StatusCode::BAD_REQUEST,
+                crate::metrics::ResponseFlags::DPE,
+            ),
+            DownstreamFault::Aborted => (
+                http::StatusCode::BAD_REQUEST,
+                crate::metrics::ResponseFlags::DC,
+            ),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::body::{ProxyBody, RequestRecord};
+use super::body::{DownstreamFault, ProxyBody, RequestRecord};
 use crate::config::model::UpstreamProtocol;
 use crate::config::snapshot::{ClusterRt, RetryRt};
 use crate::metrics::{ProxyStats, ResponseFlags};
@@ -103,7 +103,7 @@ impl Attempt<'_> {
             // Already counted into the record by whoever read it.
             RequestIn::Buffered(bytes) => {
                 return self
-                    .attempts(head, RequestBody::Replayable(bytes), retry, holds)
+                    .attempts(head, RequestBody::Replayable(bytes), retry, holds, record)
                     .await;
             }
         };
@@ -124,9 +124,10 @@ impl Attempt<'_> {
                         RequestBody::Replayable(bytes)
                     }
                     Err(err) => {
+                        let (status, flags) = DownstreamFault::of(&err).reply();
                         return Outcome::Failed {
-                            status: http::StatusCode::BAD_REQUEST,
-                            flags: ResponseFlags::DC,
+                            status,
+                            flags,
                             detail: format!("reading request body: {err}"),
                         };
                     }
@@ -137,7 +138,7 @@ impl Attempt<'_> {
                 counter: Some(record.clone()),
             })),
         };
-        self.attempts(head, body, retry, holds).await
+        self.attempts(head, body, retry, holds, record).await
     }
 
     async fn attempts(
@@ -146,6 +147,7 @@ impl Attempt<'_> {
         mut body: RequestBody,
         retry: Option<&RetryRt>,
         mut holds: Holds,
+        record: &RequestRecord,
     ) -> Outcome {
         let mut _retry_permit = None;
         let max_attempts = 1 + retry.map_or(0, |retry| retry.num_retries);
@@ -221,6 +223,15 @@ impl Attempt<'_> {
                     return Outcome::Response(response, holds);
                 }
                 Some(Err(err)) => {
+                    // The client broke its own body: its fault, not the host's.
+                    if let Some(fault) = record.fault() {
+                        let (status, flags) = fault.reply();
+                        return Outcome::Failed {
+                            status,
+                            flags,
+                            detail: format!("bad request body: {err}"),
+                        };
+                    }
                     hosts.report(index, HostOutcome::LocalFailure);
                     let (flag, retriable) = match &err {
                         UpstreamError::Connect { .. } => (

@@ -68,6 +68,25 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
             })
 }
 
+/// Removes `tokens` (lower case) from every `Connection` header, dropping a header left empty.
+pub fn drop_connection_tokens(headers: &mut HeaderMap, tokens: &[&str]) {
+    let kept: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty() && !tokens.contains(&token.to_ascii_lowercase().as_str()))
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::CONNECTION);
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", "))
+        && !kept.is_empty()
+    {
+        headers.insert(header::CONNECTION, value);
+    }
+}
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -7,13 +7,13 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::body::{Finish, ObservedBody, ProxyBody, RequestRecord, grpc_status};
 use super::cors::CorsVerdict;
 use super::fault::Injected;
 use super::forward::{Attempt, MAX_REPLAY_BYTES, Outcome, RequestIn, upstream_version};
 use super::headers;
+use super::in_flight::InFlight;
 use super::server::ActiveRequests;
 use crate::config::Snapshot;
 use crate::config::model::Direction;
@@ -73,7 +73,7 @@ impl ConnContext {
     }
 
     /// `peer` is what the other sidecar said about its workload (metadata exchange).
-    fn labels(
+    pub(crate) fn labels(
         &self,
         current: &Current,
         cluster: Option<&ClusterRt>,
@@ -121,11 +121,8 @@ impl ConnContext {
 
 /// Records a request's metrics when its response body ends.
 struct RecordOnFinish {
-    metrics: Arc<Metrics>,
+    in_flight: InFlight,
     labels: RequestLabels,
-    started: Instant,
-    record: Arc<RequestRecord>,
-    active: Arc<ActiveRequests>,
     /// Dropped with this record, when the response ends.
     _holds: Option<crate::upstream::balance::Holds>,
 }
@@ -143,15 +140,10 @@ impl Finish for RecordOnFinish {
         if !complete {
             self.labels.response_flags = self.labels.response_flags.with(ResponseFlags::DC);
         }
-        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let request_bytes = self
-            .record
-            .request_bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
-        self.metrics
-            .record_request(&self.labels, elapsed_ms, request_bytes, response_bytes);
-        ProxyStats::decr(&self.metrics.stats.downstream_rq_active);
-        self.active.end();
+        let RecordOnFinish {
+            in_flight, labels, ..
+        } = *self;
+        in_flight.finish(&labels, response_bytes);
     }
 }
 
@@ -159,27 +151,33 @@ pub async fn handle(
     ctx: Arc<ConnContext>,
     request: Request<Incoming>,
 ) -> Result<Response<ObservedBody>, std::convert::Infallible> {
-    let started = Instant::now();
-    ctx.active.begin();
-    ProxyStats::incr(&ctx.metrics.stats.downstream_rq_total);
-    ProxyStats::incr(&ctx.metrics.stats.downstream_rq_active);
     let is_grpc = request
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
     let protocol = if is_grpc { "grpc" } else { "http" };
-    let record = RequestRecord::new();
     let current = ctx.current();
+    // From here on the request is counted, and recorded once however it ends.
+    let mut in_flight = InFlight::begin(ctx.clone(), current.clone(), protocol);
+    let record = in_flight.record.clone();
     let mut request = request;
     let inbound = current.listener.direction == Direction::Inbound;
     // Inbound: the calling sidecar's identity arrives with the request.
-    let mut peer = None;
     if inbound && let Some(value) = super::peer::take(request.headers_mut()) {
-        peer = ctx.peers.peer(&value);
+        in_flight.peer = ctx.peers.peer(&value);
     }
 
     let mut extras = Extras::default();
-    let (cluster, outcome) = route_and_forward(&ctx, &current, request, &record, &mut extras).await;
+    let outcome = route_and_forward(
+        &ctx,
+        &current,
+        request,
+        &record,
+        &mut extras,
+        &mut in_flight,
+    )
+    .await;
+    let cluster = in_flight.cluster.clone();
     let (mut response, mut flags) = match outcome {
         Reply::Upstream(response) => response,
         Reply::Local {
@@ -205,9 +203,14 @@ pub async fn handle(
         }
     } else if let Some(value) = super::peer::take(response.headers_mut()) {
         // Outbound: the answering sidecar's identity arrives with the response.
-        peer = ctx.peers.peer(&value);
+        in_flight.peer = ctx.peers.peer(&value);
     }
-    let mut labels = ctx.labels(&current, cluster.as_deref(), peer.as_ref(), protocol);
+    let mut labels = ctx.labels(
+        &current,
+        cluster.as_deref(),
+        in_flight.peer.as_ref(),
+        protocol,
+    );
     labels.response_code = response.status().as_u16();
     labels.response_flags = flags;
     labels.grpc_status = if is_grpc {
@@ -216,11 +219,8 @@ pub async fn handle(
         None
     };
     let finish = RecordOnFinish {
-        metrics: ctx.metrics.clone(),
+        in_flight,
         labels,
-        started,
-        record,
-        active: ctx.active.clone(),
         _holds: extras.holds,
     };
     Ok(response.map(|body| ObservedBody::new(body, Some(Box::new(finish)))))
@@ -262,42 +262,48 @@ async fn route_and_forward(
     request: Request<Incoming>,
     record: &Arc<RequestRecord>,
     extras: &mut Extras,
-) -> (Option<Arc<ClusterRt>>, Reply) {
+    in_flight: &mut InFlight,
+) -> Reply {
     let (mut head, body) = request.into_parts();
+    if let Err(refusal) = super::request_checks::check(&head, &current.listener.limits) {
+        return Reply::local(refusal.status, ResponseFlags::DPE, refusal.detail);
+    }
     let authority = request_authority(&head);
+    let upgrade = match super::upgrade::ask(&mut head, &current.listener.limits.upgrade_types) {
+        super::upgrade::Ask::None => None,
+        super::upgrade::Ask::Allowed(protocol) => Some(protocol),
+        super::upgrade::Ask::Refused(protocol) => {
+            return Reply::local(
+                StatusCode::FORBIDDEN,
+                ResponseFlags::NONE,
+                format!("upgrade to {protocol:?} is not allowed"),
+            );
+        }
+    };
 
     // A captured connection with no HTTP routes is passed through to where it was going.
     let (cluster, route, forward) = match &current.listener.routes {
         Some(table) => {
             let Some(vhost) = table.virtual_host(&authority) else {
-                return (
-                    None,
-                    Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"),
-                );
+                return Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found");
             };
             let Some(route) = vhost
                 .routes
                 .iter()
                 .find(|route| route_matches(route, &head))
             else {
-                return (
-                    None,
-                    Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"),
-                );
+                return Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found");
             };
             if let Some(cors) = &route.cors {
                 match cors.check(&head.method, &head.headers) {
                     CorsVerdict::Pass => {}
                     CorsVerdict::Preflight(headers) => {
-                        return (
-                            None,
-                            Reply::Local {
-                                status: StatusCode::OK,
-                                flags: ResponseFlags::NONE,
-                                detail: String::new(),
-                                extra_headers: headers,
-                            },
-                        );
+                        return Reply::Local {
+                            status: StatusCode::OK,
+                            flags: ResponseFlags::NONE,
+                            detail: String::new(),
+                            extra_headers: headers,
+                        };
                     }
                     CorsVerdict::Respond(headers) => extras.response_headers = headers,
                 }
@@ -319,25 +325,22 @@ async fn route_and_forward(
                     ));
                     extra_headers.push((header::HeaderName::from_static("grpc-status"), code));
                 }
-                return (
-                    None,
-                    Reply::Local {
-                        status,
-                        flags: ResponseFlags::NONE,
-                        detail,
-                        extra_headers,
-                    },
-                );
+                return Reply::Local {
+                    status,
+                    flags: ResponseFlags::NONE,
+                    detail,
+                    extra_headers,
+                };
             }
             match &route.action {
                 ActionRt::Direct { status, body } => {
                     let mut response = Response::new(ProxyBody::full(body.clone()));
                     *response.status_mut() = *status;
                     headers::apply_ops(response.headers_mut(), &route.response_headers);
-                    return (None, Reply::Upstream((response, ResponseFlags::NONE)));
+                    return Reply::Upstream((response, ResponseFlags::NONE));
                 }
                 ActionRt::Redirect(redirect) => {
-                    return (None, redirect_reply(redirect, &authority, &head));
+                    return redirect_reply(redirect, &authority, &head);
                 }
                 ActionRt::Forward(forward) => {
                     let draw = if forward.clusters.len() > 1 {
@@ -358,16 +361,13 @@ async fn route_and_forward(
         None => match &ctx.passthrough {
             Some(passthrough) => (passthrough.clone(), None, None),
             None => {
-                return (
-                    None,
-                    Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found"),
-                );
+                return Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found");
             }
         },
     };
 
-    let upgrade = head.version == Version::HTTP_11 && headers::is_upgrade_request(&head.headers);
-    headers::strip_hop_by_hop(&mut head.headers, upgrade);
+    in_flight.cluster = Some(cluster.clone());
+    headers::strip_hop_by_hop(&mut head.headers, upgrade.is_some());
     headers::add_forwarding_headers(&mut head.headers, ctx.peer.ip());
     if current.listener.direction == Direction::Outbound
         && let Some((metadata, id)) = &current.snapshot.local_peer
@@ -390,10 +390,12 @@ async fn route_and_forward(
         }
     }
     let mut body = RequestIn::Streaming(body);
-    if let Some(forward) = forward.filter(|forward| !forward.mirrors.is_empty() && !upgrade) {
+    if let Some(forward) =
+        forward.filter(|forward| !forward.mirrors.is_empty() && upgrade.is_none())
+    {
         body = match mirror(ctx, forward, &head, &upstream_authority, body, record).await {
             Ok(body) => body,
-            Err(reply) => return (Some(cluster), reply),
+            Err(reply) => return reply,
         };
     }
     let hash = match forward {
@@ -402,24 +404,24 @@ async fn route_and_forward(
         }
         _ => None,
     };
-    let version = if upgrade {
+    let version = if upgrade.is_some() {
         UpstreamVersion::Http1
     } else {
         upstream_version(&cluster, head.version)
     };
     if let Err(detail) = set_upstream_target(&mut head, version, &upstream_authority) {
-        return (
-            Some(cluster),
-            Reply::local(StatusCode::BAD_REQUEST, ResponseFlags::NONE, detail),
-        );
+        return Reply::local(StatusCode::BAD_REQUEST, ResponseFlags::NONE, detail);
+    }
+    if version == UpstreamVersion::Http1 {
+        keep_streaming_body(&mut head, &body);
     }
 
-    let body = match body {
-        RequestIn::Streaming(body) if upgrade => {
-            let reply = super::upgrade::forward_upgrade(ctx, &cluster, head, body).await;
-            return (Some(cluster), reply_from(reply, route, extras));
+    let body = match (body, &upgrade) {
+        (RequestIn::Streaming(body), Some(protocol)) => {
+            let reply = super::upgrade::forward_upgrade(ctx, &cluster, head, body, protocol).await;
+            return reply_from(reply, route, extras);
         }
-        body => body,
+        (body, _) => body,
     };
 
     let attempt = Attempt {
@@ -446,7 +448,7 @@ async fn route_and_forward(
         },
         None => attempt.run(head, body, record).await,
     };
-    (Some(cluster), reply_from(outcome, route, extras))
+    reply_from(refuse_unasked_switch(outcome), route, extras)
 }
 
 /// Sends the route's mirror copies when the body can be held: none, or a known length up
@@ -568,6 +570,21 @@ fn reply_from(outcome: Outcome, route: Option<&RouteRt>, extras: &mut Extras) ->
                 extra_headers,
             }
         }
+    }
+}
+
+/// A 101 to a request that asked for no upgrade is the upstream's protocol error: 502 `UPE`,
+/// as Envoy answers, never a tunnel the client did not ask for.
+fn refuse_unasked_switch(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Response(response, _) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            Outcome::Failed {
+                status: StatusCode::BAD_GATEWAY,
+                flags: ResponseFlags::UPE,
+                detail: "upstream switched protocols unasked".into(),
+            }
+        }
+        outcome => outcome,
     }
 }
 
@@ -694,6 +711,25 @@ pub(crate) fn set_upstream_target(
         }
     }
     Ok(())
+}
+
+/// A body of unknown length going to an HTTP/1.1 upstream is sent chunked, whatever the
+/// method: hyper's client sends none for a GET, HEAD or CONNECT unless told, which would drop
+/// a body the client sent (a GET with a chunked body).
+fn keep_streaming_body(head: &mut http::request::Parts, body: &RequestIn) {
+    use http_body::Body;
+    let RequestIn::Streaming(incoming) = body else {
+        return;
+    };
+    if !incoming.is_end_stream()
+        && incoming.size_hint().exact().is_none()
+        && !head.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        head.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
 }
 
 /// A response the proxy makes itself. gRPC clients get HTTP 200 with the gRPC status that

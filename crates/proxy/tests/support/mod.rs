@@ -286,3 +286,23 @@ impl ProxyProcess {
         self.try_wait().is_none()
     }
 }
+
+/// Writes `bytes` to a new connection to `address` and returns everything that comes back
+/// until the peer closes or `quiet` passes with nothing new (bounded to 10 s in all).
+pub async fn raw_exchange(address: SocketAddr, bytes: &[u8], quiet: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(bytes).await.expect("write request");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(quiet, stream.read(&mut buffer)).await {
+            Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buffer[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}

@@ -314,3 +314,55 @@ async fn grpc(request: Request<Incoming>) -> Response<Body> {
             .boxed_unsync()
     })
 }
+
+/// An upstream that answers every request head it reads with the same raw bytes (e.g. a 101
+/// no client asked for), and keeps everything it received, to show what reached it.
+pub struct RawUpstream {
+    pub address: SocketAddr,
+    pub received: Arc<Mutex<Vec<u8>>>,
+}
+
+impl RawUpstream {
+    pub async fn start(answer: &'static [u8]) -> RawUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind raw upstream");
+        let address = listener.local_addr().expect("raw upstream address");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let all = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let all = all.clone();
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let mut head = Vec::new();
+                    for _ in 0..1000 {
+                        let Ok(n) = stream.read(&mut buffer).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        all.lock()
+                            .expect("received")
+                            .extend_from_slice(&buffer[..n]);
+                        head.extend_from_slice(&buffer[..n]);
+                        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            head.drain(..end + 4);
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawUpstream { address, received }
+    }
+
+    /// What reached this upstream so far, as text.
+    pub fn received_text(&self) -> String {
+        String::from_utf8_lossy(&self.received.lock().expect("received")).into_owned()
+    }
+}

@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+/// The Pod type the helpers here take (re-exported for tests that build one from JSON).
+pub use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, EnvVar};
 
 /// A container as a process: `command` (empty: the image's entrypoint) then `args`, and `env`.
 #[derive(Clone, Debug, Default, PartialEq)]
