@@ -18,5 +18,5 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM ${BASE_IMAGE}
 COPY --from=build /out/lateend /usr/local/bin/lateend
 USER 1337:1337
-EXPOSE 15010 15012 15014 15017
+EXPOSE 8080 15010 15012 15014 15017
 ENTRYPOINT ["/usr/local/bin/lateend"]
