@@ -148,6 +148,19 @@ fn analyzes_the_clusters_istio_resources_with_files_overriding_them() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(stdout(&out).is_empty(), "{}", describe(&out));
 
+    // Without -n, the kubeconfig context's namespace is the one reported, as in istioctl.
+    let in_shop = files.path().join("shop.kubeconfig");
+    std::fs::copy(cluster.kubeconfig(), &in_shop).expect("copying the kubeconfig");
+    let in_shop = in_shop.to_str().expect("a UTF-8 path");
+    let set = std::process::Command::new(cluster.bin_dir().join("kubectl"))
+        .args(["config", "set-context", "--current", "--namespace", NS])
+        .args(["--kubeconfig", in_shop])
+        .output()
+        .expect("running kubectl config");
+    assert!(set.status.success(), "{}", describe(&set));
+    let out = analyze(&["-k", "--kubeconfig", in_shop]);
+    assert_only_missing_subset(&out);
+
     // With the DestinationRule in the cluster, nothing is wrong.
     cluster
         .apply(&destination_rule("v1"))

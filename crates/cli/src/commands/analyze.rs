@@ -11,7 +11,8 @@
 //!   `--output json|yaml` (a list of `code`, `level`, `origin`, `reference`, `message`,
 //!   `documentationUrl`); validation problems are IST0106/IST0133; lateen-only notes have
 //!   `LTN` codes (see `lateen_api::diag`);
-//! - resources without a namespace are in `--namespace` (default `default`); only messages of
+//! - resources without a namespace are in `--namespace` (default `default`, or the kubeconfig
+//!   context's namespace with `--use-kube`); only messages of
 //!   that namespace are reported unless `-A`; `--suppress CODE=RESOURCE` (glob, resource as
 //!   `Kind namespace/name`) drops messages; `--output-threshold` filters what is printed;
 //! - folders are walked recursively; files without a `.json`, `.yaml` or `.yml` extension are
@@ -65,8 +66,9 @@ pub struct Args {
     #[arg(short = 'R', long, hide = true)]
     recursive: bool,
     /// Namespace for resources that name none, and whose messages are reported.
-    #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE)]
-    namespace: String,
+    /// Default: the kubeconfig context's namespace with `--use-kube`, else `default`.
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
     /// Report messages of every namespace.
     #[arg(short = 'A', long)]
     all_namespaces: bool,
@@ -147,22 +149,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for path in &args.paths {
         collect(path, &mut files)?;
     }
-    let read = read_files(&files, &args.namespace)?;
-    let mut messages = read.messages;
-    let documents = if args.use_kube {
+    let cluster = if args.use_kube {
         let target = lateen_install::cluster::Target {
             kubeconfig: args.kubeconfig.clone(),
             context: args.context.clone(),
             server: None,
         };
-        let cluster =
-            analyze_kube::read(&target).context("cannot analyze the cluster (--use-kube)")?;
-        let mut cluster_messages = cluster.messages;
-        analyze_kube::drop_overridden(&mut cluster_messages, &read.documents);
-        messages.extend(cluster_messages);
-        analyze_kube::overlay(cluster.documents, read.documents)
+        Some(analyze_kube::read(&target).context("cannot analyze the cluster (--use-kube)")?)
     } else {
-        read.documents
+        None
+    };
+    // As istioctl: `-n`, else the kubeconfig context's namespace, else `default`.
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| cluster.as_ref().map(|c| c.default_namespace.clone()))
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let read = read_files(&files, &namespace)?;
+    let mut messages = read.messages;
+    let documents = match cluster {
+        Some(cluster) => {
+            let mut cluster_messages = cluster.messages;
+            analyze_kube::drop_overridden(&mut cluster_messages, &read.documents);
+            messages.extend(cluster_messages);
+            analyze_kube::overlay(cluster.documents, read.documents)
+        }
+        None => read.documents,
     };
     let mut found = lateen_api::analyze_messages(&documents, &args.domain);
     analyze_kube::strip_cluster_places(&mut found);
@@ -172,7 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             || m.problem
                 .resource
                 .as_ref()
-                .is_none_or(|r| r.namespace == args.namespace);
+                .is_none_or(|r| r.namespace == namespace);
         let selected = args.analyzers.is_empty() || args.analyzers.contains(&m.analyzer());
         in_scope && selected && !suppressed(m, &suppressions)
     });
@@ -182,6 +194,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 m.problem.source_name.clone(),
                 m.problem.document,
                 m.problem.line,
+                // Cluster objects have no file or line: in the order of their names.
+                m.resource_name(),
             )
         };
         key(a).cmp(&key(b))
@@ -202,7 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let target = if args.all_namespaces {
         "all namespaces".to_string()
     } else {
-        format!("namespace: {}", args.namespace)
+        format!("namespace: {namespace}")
     };
     if shown.is_empty() {
         // istioctl names the files only when it analyzed nothing else.

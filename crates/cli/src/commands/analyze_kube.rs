@@ -25,8 +25,20 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the cluster holds: documents for the analyzers and the messages of their validation.
 pub struct ClusterConfig {
+    /// The kubeconfig context's namespace (`default` when it names none).
+    pub default_namespace: String,
     pub documents: Vec<Document>,
     pub messages: Vec<Message>,
+}
+
+impl ClusterConfig {
+    fn empty(default_namespace: &str) -> Self {
+        ClusterConfig {
+            default_namespace: default_namespace.to_string(),
+            documents: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
 }
 
 /// Reads every Istio resource of the cluster `target` names.
@@ -47,10 +59,7 @@ pub fn read(target: &lateen_install::cluster::Target) -> anyhow::Result<ClusterC
 }
 
 async fn read_all(client: &Client) -> anyhow::Result<ClusterConfig> {
-    let mut config = ClusterConfig {
-        documents: Vec::new(),
-        messages: Vec::new(),
-    };
+    let mut config = ClusterConfig::empty(client.default_namespace());
     for kind in Kind::ALL {
         for object in list_kind(client, kind).await? {
             add_object(&mut config, kind, object);
@@ -215,10 +224,7 @@ mod tests {
 
     #[test]
     fn cluster_messages_name_the_resource_without_a_place() {
-        let mut config = ClusterConfig {
-            documents: Vec::new(),
-            messages: Vec::new(),
-        };
+        let mut config = ClusterConfig::empty("default");
         let spec = serde_json::json!({
             "hosts": ["reviews"],
             "http": [{"route": [{"destination": {"host": "reviews"}, "weight": -5}]}]
@@ -241,10 +247,7 @@ mod tests {
     #[test]
     fn files_replace_cluster_objects_of_the_same_key() {
         let spec = serde_json::json!({"host": "reviews", "subsets": [{"name": "v1", "labels": {"v": "1"}}]});
-        let mut config = ClusterConfig {
-            documents: Vec::new(),
-            messages: Vec::new(),
-        };
+        let mut config = ClusterConfig::empty("default");
         add_object(
             &mut config,
             Kind::DestinationRule,
