@@ -228,15 +228,16 @@ async fn seed_walk_injects_and_validates_through_the_api_server() {
         None,
     );
 
-    // Valid for Istio, with a field lateen-api does not model: stored, and kubectl shows why
-    // lateend will not act on it.
+    // Valid for Istio, with fields lateend does not act on yet: stored, and kubectl shows which.
     let unmodelled =
         std::fs::read(fixtures().join("istio/corpus/validation/valid/crd-authz--full.yaml"))
             .expect("corpus");
     let out = cluster.kubectl(&["apply", "-n", "default", "-f", "-"], Some(&unmodelled));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success() && stderr.contains("Warning: lateend does not support"),
+        out.status.success()
+            && stderr.contains("Warning:")
+            && stderr.contains("notTrustDomains: accepted, but not yet acted on by lateen"),
         "{}",
         text(&out)
     );
