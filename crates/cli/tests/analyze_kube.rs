@@ -235,7 +235,7 @@ current-context: gone
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("cannot analyze the cluster (--use-kube)"),
+        stderr.contains("cannot analyze the cluster (--use-kube): API server https://127.0.0.1:"),
         "{}",
         describe(&out)
     );

@@ -11,6 +11,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, TypeMeta};
 use lateen_api::diag::{self, Classified, Message};
@@ -47,11 +49,14 @@ pub fn read(target: &lateen_install::cluster::Target) -> anyhow::Result<ClusterC
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = lateen_install::cluster::client(target).await?;
+        let config = lateen_install::cluster::config(target).await?;
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config)
+            .with_context(|| format!("cannot make a client for the API server {server}"))?;
         match tokio::time::timeout(READ_TIMEOUT, read_all(&client)).await {
-            Ok(result) => result,
+            Ok(result) => result.with_context(|| format!("API server {server}")),
             Err(_) => anyhow::bail!(
-                "reading Istio resources from the cluster took longer than {}s",
+                "reading Istio resources from the API server {server} took longer than {}s",
                 READ_TIMEOUT.as_secs()
             ),
         }
