@@ -250,6 +250,24 @@ mod tests {
     }
 
     #[test]
+    fn an_object_lateen_cannot_decode_is_a_schema_error_not_a_parse_failure() {
+        let mut config = ClusterConfig::empty("default");
+        let spec =
+            serde_json::json!({"host": "reviews", "trafficPolicy": {"tls": {"mode": "SOMETIMES"}}});
+        add_object(
+            &mut config,
+            Kind::DestinationRule,
+            cluster_object(Kind::DestinationRule, "reviews", spec),
+        );
+        let text: Vec<String> = config.messages.iter().map(|m| m.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("Error [IST0106] (DestinationRule shop/reviews) ")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
     fn files_replace_cluster_objects_of_the_same_key() {
         let spec = serde_json::json!({"host": "reviews", "subsets": [{"name": "v1", "labels": {"v": "1"}}]});
         let mut config = ClusterConfig::empty("default");
