@@ -191,6 +191,24 @@ fn analyzes_the_clusters_istio_resources_with_files_overriding_them() {
         describe(&out)
     );
 
+    // An account RBAC does not let list Istio resources gets an error, not a clean bill.
+    cluster
+        .kubectl_ok(&["create", "serviceaccount", "reader", "-n", NS], None)
+        .expect("creating a ServiceAccount");
+    let token = cluster
+        .service_account_token(NS, "reader", &[])
+        .expect("a token");
+    let reader = cluster.kubeconfig_for_token(&token).expect("a kubeconfig");
+    let reader = reader.to_str().expect("a UTF-8 path");
+    let out = analyze(&["-k", "--kubeconfig", reader, "-n", NS]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot list virtualservices") && stderr.contains("forbidden"),
+        "{}",
+        describe(&out)
+    );
+
     // Without -k the cluster is not read: files only, as before.
     let out = analyze(&["-n", NS, vs_file]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
