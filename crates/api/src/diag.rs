@@ -139,7 +139,8 @@ impl Message {
             .map(|r| format!("{} {}/{}", r.kind, r.namespace, r.name))
     }
 
-    /// `file:line` (or just the file).
+    /// `file:line` (or just the file); empty for a resource read from a cluster, which
+    /// istioctl names without a place (`(VirtualService default/reviews)`).
     pub fn reference(&self) -> String {
         match self.problem.line {
             Some(line) => format!("{}:{line}", self.problem.source_name),
@@ -212,10 +213,13 @@ impl fmt::Display for Message {
     /// `Error [IST0101] (VirtualService default/reviews vs.yaml:11) Referenced ...`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} [{}] (", self.kind.level, self.kind.code)?;
-        if let Some(name) = self.resource_name() {
-            write!(f, "{name} ")?;
-        }
-        write!(f, "{}) {}", self.reference(), self.text())
+        let place = [self.resource_name().unwrap_or_default(), self.reference()];
+        let place: Vec<&str> = place
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+            .collect();
+        write!(f, "{}) {}", place.join(" "), self.text())
     }
 }
 

@@ -132,6 +132,22 @@ impl Kind {
         }
     }
 
+    /// The resource name in API paths (`virtualservices`), as Istio's CRDs declare it.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::VirtualService => "virtualservices",
+            Kind::DestinationRule => "destinationrules",
+            Kind::Gateway => "gateways",
+            Kind::ServiceEntry => "serviceentries",
+            Kind::WorkloadEntry => "workloadentries",
+            Kind::WorkloadGroup => "workloadgroups",
+            Kind::Sidecar => "sidecars",
+            Kind::PeerAuthentication => "peerauthentications",
+            Kind::AuthorizationPolicy => "authorizationpolicies",
+            Kind::RequestAuthentication => "requestauthentications",
+        }
+    }
+
     pub fn from_kind_str(kind: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == kind)
     }

@@ -62,6 +62,12 @@ pub(crate) fn cluster_error(object: &str, err: impl std::fmt::Display) -> Instal
 
 /// A client for `target`.
 pub async fn client(target: &Target) -> Result<Client> {
+    let config = config(target).await?;
+    Client::try_from(config).map_err(|err| cluster_error("cluster", err))
+}
+
+/// The connection settings `target` names (server URL, credentials, default namespace).
+pub async fn config(target: &Target) -> Result<Config> {
     let config = if let Some(server) = &target.server {
         let uri = server
             .parse()
@@ -93,7 +99,7 @@ pub async fn client(target: &Target) -> Result<Client> {
             .await
             .map_err(|err| cluster_error("cluster", err))?
     };
-    Client::try_from(config).map_err(|err| cluster_error("cluster", err))
+    Ok(config)
 }
 
 /// Resource name (plural) and scope of the kinds an install renders or records.

@@ -1,5 +1,6 @@
-//! `lateen analyze FILES|DIRS...`: offline analysis of Istio configuration files, with
-//! istioctl's flags, messages and exit codes (`istioctl analyze --use-kube=false`). Every file
+//! `lateen analyze [-k] FILES|DIRS...`: analysis of Istio configuration files and, with
+//! `--use-kube`, of a live cluster ([`super::analyze_kube`]), with istioctl's flags, messages
+//! and exit codes. Every file
 //! is parsed and validated by `lateen-api`, then the cross-resource checks of
 //! `lateen_api::analyze_messages` run over all documents together, so a VirtualService in one
 //! file sees the DestinationRule of another.
@@ -10,7 +11,8 @@
 //!   `--output json|yaml` (a list of `code`, `level`, `origin`, `reference`, `message`,
 //!   `documentationUrl`); validation problems are IST0106/IST0133; lateen-only notes have
 //!   `LTN` codes (see `lateen_api::diag`);
-//! - resources without a namespace are in `--namespace` (default `default`); only messages of
+//! - resources without a namespace are in `--namespace` (default `default`, or the kubeconfig
+//!   context's namespace with `--use-kube`); only messages of
 //!   that namespace are reported unless `-A`; `--suppress CODE=RESOURCE` (glob, resource as
 //!   `Kind namespace/name`) drops messages; `--output-threshold` filters what is printed;
 //! - folders are walked recursively; files without a `.json`, `.yaml` or `.yml` extension are
@@ -22,7 +24,11 @@
 //! `--analyzer NAME` keeps the messages of the named analyzers (Istio's names, see
 //! `Message::analyzer`).
 //!
-//! `--use-kube=true` (analysis of a live cluster) is refused for now: lateen reads files only.
+//! `--use-kube` (`-k`) adds the Istio resources of the cluster `--kubeconfig`/`--context`
+//! name; files override cluster objects of the same kind, namespace and name. Its default is
+//! false, unlike istioctl's: `lateen analyze FILES` never reads whatever cluster `$KUBECONFIG`
+//! happens to point at. A cluster that cannot be read is an error (exit 1, istioctl's
+//! `ExitUnknownError`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,6 +37,8 @@ use anyhow::Context;
 use lateen_api::diag::{self, Classified, Level, Message};
 use lateen_api::error::ConfigError;
 use lateen_api::{DEFAULT_NAMESPACE, Document};
+
+use super::analyze_kube;
 
 /// istioctl's `ExitAnalyzerFoundIssues`.
 const EXIT_ANALYZER_FOUND_ISSUES: i32 = 79;
@@ -50,15 +58,17 @@ enum OutputFormat {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Files (YAML or JSON, several documents each) and folders (walked recursively).
-    #[arg(required = true)]
+    /// Files (YAML or JSON, several documents each) and folders (walked recursively); with
+    /// `--use-kube` they override the cluster's objects of the same kind/namespace/name.
+    #[arg(required_unless_present = "use_kube")]
     paths: Vec<PathBuf>,
     /// Accepted for compatibility: folders are always walked recursively, as by istioctl.
     #[arg(short = 'R', long, hide = true)]
     recursive: bool,
     /// Namespace for resources that name none, and whose messages are reported.
-    #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE)]
-    namespace: String,
+    /// Default: the kubeconfig context's namespace with `--use-kube`, else `default`.
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
     /// Report messages of every namespace.
     #[arg(short = 'A', long)]
     all_namespaces: bool,
@@ -83,10 +93,16 @@ pub struct Args {
     /// `virtualservice.DestinationRuleAnalyzer`); one lateen does not have reports nothing.
     #[arg(long = "analyzer", value_name = "NAME")]
     analyzers: Vec<String>,
-    /// Analyze a live cluster: not supported yet, lateen reads files only.
+    /// Also analyze the Istio resources of a live cluster (default false: files only).
     #[arg(short = 'k', long, default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     use_kube: bool,
+    /// Kubeconfig file for --use-kube (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(short = 'c', long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for --use-kube (default: the current one).
+    #[arg(long)]
+    context: Option<String>,
     /// Cluster DNS suffix used to expand short host names.
     #[arg(long, default_value = "cluster.local")]
     domain: String,
@@ -128,25 +144,47 @@ fn looks_like_istio_code(code: &str) -> bool {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.use_kube {
-        anyhow::bail!(
-            "--use-kube=true is not supported yet: lateen analyze reads files only (pass --use-kube=false or nothing)"
-        );
-    }
     let suppressions = parse_suppressions(&args.suppress)?;
     let mut files = Vec::new();
     for path in &args.paths {
         collect(path, &mut files)?;
     }
-    let read = read_files(&files, &args.namespace)?;
+    let cluster = if args.use_kube {
+        let target = lateen_install::cluster::Target {
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.context.clone(),
+            server: None,
+        };
+        Some(analyze_kube::read(&target).context("cannot analyze the cluster (--use-kube)")?)
+    } else {
+        None
+    };
+    // As istioctl: `-n`, else the kubeconfig context's namespace, else `default`.
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| cluster.as_ref().map(|c| c.default_namespace.clone()))
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let read = read_files(&files, &namespace)?;
     let mut messages = read.messages;
-    messages.extend(lateen_api::analyze_messages(&read.documents, &args.domain));
+    let documents = match cluster {
+        Some(cluster) => {
+            let mut cluster_messages = cluster.messages;
+            analyze_kube::drop_overridden(&mut cluster_messages, &read.documents);
+            messages.extend(cluster_messages);
+            analyze_kube::overlay(cluster.documents, read.documents)
+        }
+        None => read.documents,
+    };
+    let mut found = lateen_api::analyze_messages(&documents, &args.domain);
+    analyze_kube::strip_cluster_places(&mut found);
+    messages.extend(found);
     messages.retain(|m| {
         let in_scope = args.all_namespaces
             || m.problem
                 .resource
                 .as_ref()
-                .is_none_or(|r| r.namespace == args.namespace);
+                .is_none_or(|r| r.namespace == namespace);
         let selected = args.analyzers.is_empty() || args.analyzers.contains(&m.analyzer());
         in_scope && selected && !suppressed(m, &suppressions)
     });
@@ -156,6 +194,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 m.problem.source_name.clone(),
                 m.problem.document,
                 m.problem.line,
+                // Cluster objects have no file or line: in the order of their names.
+                m.resource_name(),
             )
         };
         key(a).cmp(&key(b))
@@ -176,10 +216,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let target = if args.all_namespaces {
         "all namespaces".to_string()
     } else {
-        format!("namespace: {}", args.namespace)
+        format!("namespace: {namespace}")
     };
     if shown.is_empty() {
-        print_no_issues(&files, &target, parse_errors);
+        // istioctl names the files only when it analyzed nothing else.
+        let named: &[PathBuf] = if args.use_kube { &[] } else { &files };
+        print_no_issues(named, &target, parse_errors);
     }
     if args.output != OutputFormat::Log {
         // istioctl only sets an exit code in its log format.
@@ -324,7 +366,11 @@ fn to_json(m: &Message) -> serde_json::Value {
     });
     if let Some(origin) = m.resource_name() {
         value["origin"] = origin.into();
-        value["reference"] = m.reference().into();
+        let reference = m.reference();
+        // A cluster object has no file (istioctl leaves `reference` out then).
+        if !reference.is_empty() {
+            value["reference"] = reference.into();
+        }
     }
     if m.kind.is_istio() {
         value["documentationUrl"] = format!(

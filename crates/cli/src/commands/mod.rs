@@ -1,5 +1,6 @@
 //! One module per `lateen` subcommand.
 pub mod analyze;
+pub mod analyze_kube;
 pub mod demo;
 pub mod kube_inject;
 pub mod manifest;
