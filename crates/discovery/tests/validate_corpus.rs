@@ -1,8 +1,7 @@
 //! `/validate`'s verdicts on Istio's own validation corpus (`shared/fixtures/istio/corpus/
 //! validation`, Istio's verdicts): every resource Istio accepts is admitted, every resource it
-//! rejects is refused, except the cases listed below with the reason. The verdicts are
-//! `lateen-api`'s (the folder source's), so [`LATEEN_API_GAPS`] are gaps of both; the list is
-//! exact, so a fix in `lateen-api` fails this test until its case is taken off the list.
+//! rejects is refused. The verdicts are `lateen-api`'s, the folder source's and `analyze`'s
+//! too (`crates/api/tests/corpus.rs`, `corpus_folder.rs`).
 
 use lateen_discovery::admission::IstioValidator;
 use lateen_inject::webhook::admission::parse_request;
@@ -14,36 +13,12 @@ fn corpus() -> std::path::PathBuf {
         .join("../../../shared/fixtures/istio/corpus/validation")
 }
 
-/// Istio rejects these; lateend admits them because it does not model ProxyConfig, or the
-/// field in question (`jwtRules[].presence`), so it warns instead. The CRD's schema refuses
-/// each of them before the webhook is asked (`crd_corpus_kube` in lateen-install).
-const NOT_VALIDATED_BY_LATEEND: &[&str] = &[
-    "crd-proxyconfig--bad-concurrency.yaml",
-    "crd-proxyconfig--empty-key-selector.yaml",
-    "crd-reqauth--invalid-presence-value.yaml",
-];
-
 /// Cases about the YAML text itself, which never reach a webhook as such: a duplicate key (the
 /// API server refuses the request body), and `001:db8::`, which Go's YAML reader takes as a
 /// string and this test's YAML reader as a mapping (the API server sends JSON).
 const NOT_AN_ADMISSION_CASE: &[&str] = &[
     "istioctl-validate--invalid-duplicate-key.yaml",
     "crd-serviceentry--full.yaml",
-];
-
-/// Where `lateen-api` (and so both the folder source and `/validate`) still disagrees with
-/// Istio: fields it does not model yet (refused as unknown) and checks it does not make yet.
-/// (Istio fields it does not model are admitted with a warning, see
-/// [`lateend_warns_about_fields_it_does_not_model`].)
-const LATEEN_API_GAPS: &[&str] = &[
-    // missing checks: warmup minimumPercent <= 100, warmup duration required, aggression >= 1,
-    // an empty portLevelMtls entry, a UDS address that is a directory, an invalid HTTP probe
-    "crd-destinationrule--warmup-minimumpercent-150.yaml",
-    "crd-destinationrule--warmup-missing-duration.yaml",
-    "crd-destinationrule--warmup-negative-aggression.yaml",
-    "crd-peerauth--empty-port-level.yaml",
-    "crd-workloadentry--bad-uds-dir.yaml",
-    "crd-workloadgroup--http-probe-invalid.yaml",
 ];
 
 fn verdict_of(object: &Value) -> Verdict {
@@ -96,9 +71,7 @@ fn istios_verdicts_on_istios_corpus() {
             if NOT_AN_ADMISSION_CASE.contains(&name.as_str()) {
                 continue;
             }
-            let gap = LATEEN_API_GAPS.contains(&name.as_str());
-            let expect_accept =
-                (accept || NOT_VALIDATED_BY_LATEEND.contains(&name.as_str())) != gap;
+            let expect_accept = accept;
             for doc in documents(&path) {
                 checked += 1;
                 let verdict = verdict_of(&doc);
@@ -117,7 +90,7 @@ fn istios_verdicts_on_istios_corpus() {
     );
 }
 
-/// Valid Istio resources with fields `lateen-api` does not model (source.notTrustDomains,
+/// Valid Istio resources with fields lateend does not act on yet (source.notTrustDomains,
 /// http2KeepAlive, jwtRules[].presence): admitted, with a warning naming the field.
 #[test]
 fn lateend_warns_about_fields_it_does_not_model() {
@@ -136,7 +109,7 @@ fn lateend_warns_about_fields_it_does_not_model() {
         assert!(
             warnings
                 .iter()
-                .any(|w| w.contains(field) && w.contains("will not apply")),
+                .any(|w| w.contains(field) && w.contains("not yet acted on")),
             "{file}: {warnings:?}"
         );
     }
