@@ -28,6 +28,8 @@ use crate::push::ControlPlane;
 use crate::store::sources::ConfigSources;
 use crate::webhook::WebhookFiles;
 
+/// How long after a change the rebuild waits for more changes to fold in.
+const REBUILD_BATCH: std::time::Duration = std::time::Duration::from_millis(100);
 /// One Istio kind's objects.
 #[derive(Debug, Default)]
 struct IstioKind {
@@ -344,12 +346,16 @@ impl KubeSource {
         });
     }
 
-    /// Rebuilds after every change (changes that arrive meanwhile are folded into the next
-    /// round); the control plane's debouncer then decides when to push.
+    /// Rebuilds after a change, folding every change of the next [`REBUILD_BATCH`] (and those
+    /// that arrive during a rebuild) into one round; the control plane's debouncer then
+    /// decides when to push. A rebuild converts every Service, slice and pod of the selected
+    /// namespaces, so a busy cluster (50 endpoint changes a second in bench/kube.sh) must not
+    /// get one per event: that kept lateend's core busy and pushes late.
     async fn rebuild_loop(self: Arc<Self>) {
         let mut injector_applied: Option<InjectorTexts> = None;
         loop {
             self.changed.notified().await;
+            tokio::time::sleep(REBUILD_BATCH).await;
             let me = self.clone();
             let previous = injector_applied.clone();
             match tokio::task::spawn_blocking(move || me.rebuild(previous)).await {
