@@ -30,6 +30,7 @@ use crate::webhook::WebhookFiles;
 
 /// How long after a change the rebuild waits for more changes to fold in.
 const REBUILD_BATCH: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One Istio kind's objects.
 #[derive(Debug, Default)]
 struct IstioKind {
