@@ -12,4 +12,4 @@ export LATEEN_REQUIRE_TOOLS="${LATEEN_REQUIRE_TOOLS:-${CI:-}}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace -- "$@"
+cargo test --workspace --no-fail-fast -- "$@"
