@@ -47,6 +47,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+source bench/lateend-lib.sh
 
 CPU0=(); CPU1=()
 if [ "$PIN" = 1 ]; then CPU0=(taskset -c 0); CPU1=(taskset -c 1); fi
@@ -63,21 +64,13 @@ done
 KUBECONFIG_FILE="$(head -1 "$WORK/cluster.out")"
 [ -f "$KUBECONFIG_FILE" ] || { cat "$WORK/cluster.log" >&2; echo "no kubeconfig from the test cluster" >&2; exit 1; }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 XDS_PORT="$(free_port)"
 DEBUG_PORT="$(free_port)"
 env ${LATEEND_ENV:-} RUST_LOG=warn,lateen_discovery::push=debug "${CPU0[@]}" "$LATEEND" --kubeconfig "$KUBECONFIG_FILE" \
   --xds-address "127.0.0.1:$XDS_PORT" --debug-address "127.0.0.1:$DEBUG_PORT" \
   --xds-tls-address 127.0.0.1:0 --webhook-address 127.0.0.1:0 --http-address 127.0.0.1:0 > "$WORK/lateend.log" 2>&1 &
 LATEEND_PID=$!
-for _ in $(seq 1 300); do
-  curl -sf "http://127.0.0.1:$DEBUG_PORT/ready" >/dev/null 2>&1 && break
-  kill -0 "$LATEEND_PID" 2>/dev/null || { cat "$WORK/lateend.log" >&2; echo "lateend exited" >&2; exit 1; }
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$DEBUG_PORT/ready" >/dev/null || { tail -20 "$WORK/lateend.log" >&2; echo "lateend never became ready" >&2; exit 1; }
+wait_lateend_ready 300
 
 mkdir -p bench/results
 set +e
@@ -87,10 +80,6 @@ RUST_BACKTRACE=0 timeout "$RUN_TIMEOUT" "${CPU1[@]}" "$LOAD" kube --kubeconfig "
   --clock-ticks "$(getconf CLK_TCK)" > "$WORK/result.json"
 RC=$?
 set -e
-push_log() {
-  echo "--- lateend push computations (debug log: proxies, milliseconds) ---"
-  grep "push computed" "$WORK/lateend.log" | sed -E 's/^.*(proxies=[0-9]+ elapsed_ms=[0-9]+).*$/\1/' | tail -n 12 || true
-}
 if [ "$RC" != 0 ]; then
   push_log
   tail -20 "$WORK/lateend.log" >&2
@@ -100,4 +89,4 @@ fi
 python3 -m json.tool "$WORK/result.json" > bench/results/kube-latest.json
 cat bench/results/kube-latest.json
 push_log
-if grep -qiE "error|panic" "$WORK/lateend.log"; then echo "--- lateend log (errors) ---"; grep -iE "error|panic" "$WORK/lateend.log" | head -20; fi
+log_errors

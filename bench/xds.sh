@@ -48,10 +48,8 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+source bench/lateend-lib.sh
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 XDS_PORT="$(free_port)"
 DEBUG_PORT="$(free_port)"
 CPU0=(); CPU1=()
@@ -64,12 +62,7 @@ env ${LATEEND_ENV:-} RUST_LOG=warn,lateen_discovery::push=debug "${CPU0[@]}" "$L
   --xds-tls-address 127.0.0.1:0 --webhook-address 127.0.0.1:0 --http-address 127.0.0.1:0 \
   --poll-interval "$POLL_INTERVAL" > "$WORK/lateend.log" 2>&1 &
 LATEEND_PID=$!
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$DEBUG_PORT/ready" >/dev/null 2>&1 && break
-  kill -0 "$LATEEND_PID" 2>/dev/null || { cat "$WORK/lateend.log" >&2; echo "lateend exited" >&2; exit 1; }
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$DEBUG_PORT/ready" >/dev/null || { echo "lateend never became ready" >&2; exit 1; }
+wait_lateend_ready 100
 if grep -q "rejected" "$WORK/lateend.log"; then cat "$WORK/lateend.log" >&2; echo "lateend rejected the generated config" >&2; exit 1; fi
 
 mkdir -p bench/results
@@ -80,10 +73,6 @@ RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0 timeout "$RUN_TIMEOUT" "${CPU1[@]}" "$LOAD
   --clock-ticks "$(getconf CLK_TCK)" > "$WORK/result.json"
 RC=$?
 set -e
-push_log() {
-  echo "--- lateend push computations (debug log: proxies, milliseconds) ---"
-  grep "push computed" "$WORK/lateend.log" | sed -E 's/^.*(proxies=[0-9]+ elapsed_ms=[0-9]+).*$/\1/' | tail -n 12 || true
-}
 if [ "$RC" != 0 ]; then
   push_log
   echo "lateen-xds-load failed or timed out (exit $RC); lateend RSS now: $(awk '/VmRSS/ {print $2, $3}' "/proc/$LATEEND_PID/status")" >&2
@@ -99,4 +88,4 @@ EOF
 cat bench/results/xds-latest.json
 [ -n "$PUSHES" ] && echo "$PUSHES"
 push_log
-if grep -qiE "error|panic" "$WORK/lateend.log"; then echo "--- lateend log (errors) ---"; grep -iE "error|panic" "$WORK/lateend.log" | head -20; fi
+log_errors
