@@ -54,13 +54,13 @@ pub fn marker_of(address: &str) -> Option<u32> {
 /// simulated proxy runs this on every EDS response, on one core.
 pub fn markers_in(encoded: &[u8]) -> impl Iterator<Item = u32> + '_ {
     memchr::memmem::find_iter(encoded, b"198.18.").filter_map(move |at| {
-        let text: Vec<u8> = encoded[at..]
+        let rest = &encoded[at..];
+        let len = rest
             .iter()
             .take(15)
             .take_while(|b| b.is_ascii_digit() || **b == b'.')
-            .copied()
-            .collect();
-        marker_of(std::str::from_utf8(&text).ok()?)
+            .count();
+        marker_of(std::str::from_utf8(&rest[..len]).ok()?)
     })
 }
 
