@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::kube::RejectedObject;
-use crate::kube::istio::{KINDS, api_resource};
+use crate::kube::istio::api_resource;
 
 /// Istio's message for a resource that fails schema validation.
 pub const SCHEMA_VALIDATION_ERROR: (&str, &str) = ("IST0106", "SchemaValidationError");
@@ -45,11 +45,11 @@ fn key(object: &RejectedObject) -> Key {
 
 /// The API of `object`'s kind (one of the Istio kinds the cluster source reads).
 fn api(client: &kube::Client, object: &RejectedObject) -> Option<Api<DynamicObject>> {
-    let entry = KINDS.iter().find(|(_, kind, _)| *kind == object.kind)?;
+    let kind = lateen_api::Kind::from_kind_str(&object.kind)?;
     Some(Api::namespaced_with(
         client.clone(),
         &object.namespace,
-        &api_resource(*entry),
+        &api_resource(kind),
     ))
 }
 

@@ -9,40 +9,16 @@ use lateen_api::{ConfigError, Kind, Resource, Severity};
 /// The source name in the error messages of cluster objects.
 pub const SOURCE_NAME: &str = "kubernetes";
 
-/// Every Istio kind lateend reads, as watched (`v1`, served by Istio's CRDs since 1.22).
-pub const KINDS: [(&str, &str, &str); 10] = [
-    ("networking.istio.io", "VirtualService", "virtualservices"),
-    ("networking.istio.io", "DestinationRule", "destinationrules"),
-    ("networking.istio.io", "Gateway", "gateways"),
-    ("networking.istio.io", "ServiceEntry", "serviceentries"),
-    ("networking.istio.io", "Sidecar", "sidecars"),
-    ("networking.istio.io", "WorkloadEntry", "workloadentries"),
-    ("networking.istio.io", "WorkloadGroup", "workloadgroups"),
-    (
-        "security.istio.io",
-        "PeerAuthentication",
-        "peerauthentications",
-    ),
-    (
-        "security.istio.io",
-        "AuthorizationPolicy",
-        "authorizationpolicies",
-    ),
-    (
-        "security.istio.io",
-        "RequestAuthentication",
-        "requestauthentications",
-    ),
-];
-
-/// The API resource of one entry of [`KINDS`].
-pub fn api_resource((group, kind, plural): (&str, &str, &str)) -> ApiResource {
+/// The API resource lateend watches for `kind`: every Istio kind lateen-api parses
+/// ([`Kind::ALL`]), at `v1` (served by Istio's CRDs since 1.22).
+pub fn api_resource(kind: Kind) -> ApiResource {
+    let group = kind.group();
     ApiResource {
         group: group.to_string(),
         version: "v1".to_string(),
         api_version: format!("{group}/v1"),
-        kind: kind.to_string(),
-        plural: plural.to_string(),
+        kind: kind.as_str().to_string(),
+        plural: kind.plural().to_string(),
     }
 }
 
@@ -140,7 +116,7 @@ mod tests {
     use super::*;
 
     fn object(spec: serde_json::Value) -> DynamicObject {
-        let ar = api_resource(KINDS[0]);
+        let ar = api_resource(Kind::VirtualService);
         let mut obj = DynamicObject::new("reviews", &ar)
             .within("default")
             .data(serde_json::json!({ "spec": spec, "status": {"validationMessages": []} }));

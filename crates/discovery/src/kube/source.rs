@@ -146,11 +146,11 @@ impl KubeSource {
             sources,
             system_namespace: mesh::system_namespace(),
             files,
-            watches: CORE_WATCHES.len() + istio::KINDS.len(),
+            watches: CORE_WATCHES.len() + lateen_api::Kind::ALL.len(),
         });
         source.spawn_core_watches(&client);
-        for entry in istio::KINDS {
-            source.spawn_istio_watch(&client, entry);
+        for kind in lateen_api::Kind::ALL {
+            source.spawn_istio_watch(&client, kind);
         }
         tokio::spawn(source.clone().rebuild_loop());
         source
@@ -317,13 +317,9 @@ impl KubeSource {
         });
     }
 
-    fn spawn_istio_watch(
-        self: &Arc<Self>,
-        client: &Client,
-        entry: (&'static str, &'static str, &'static str),
-    ) {
-        let kind = entry.1;
-        let ar = istio::api_resource(entry);
+    fn spawn_istio_watch(self: &Arc<Self>, client: &Client, istio_kind: lateen_api::Kind) {
+        let kind = istio_kind.as_str();
+        let ar = istio::api_resource(istio_kind);
         let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
         let me = self.clone();
         tokio::spawn(watch::run(
@@ -494,7 +490,7 @@ mod tests {
     use super::*;
 
     fn vs(weight: i64) -> Result<Resource, RejectedObject> {
-        let ar = istio::api_resource(istio::KINDS[0]);
+        let ar = istio::api_resource(lateen_api::Kind::VirtualService);
         let obj = DynamicObject::new("r", &ar)
             .within("default")
             .data(serde_json::json!({
