@@ -416,8 +416,14 @@ async fn a_restart_cuts_watches_that_resume_and_expiry_forces_a_relist() {
     let Some(cluster) = TestCluster::start_or_skip("watch disturbances") else {
         return;
     };
+    // Its own namespace, whose kube-root-ca.crt kube-controller-manager has already written:
+    // in `default` that ConfigMap may appear while the watch below is open.
+    cluster
+        .create_namespace("watched", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let client = cluster.client().await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "watched");
     let make = |name: &str| -> ConfigMap {
         serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
     };
@@ -456,7 +462,7 @@ async fn a_restart_cuts_watches_that_resume_and_expiry_forces_a_relist() {
     );
     // A watch resumed from before the restart gets what it missed, no 410.
     let client = cluster.client().await;
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cms: Api<ConfigMap> = Api::namespaced(client, "watched");
     let mut resumed = cms
         .watch(&WatchParams::default().timeout(60), &since)
         .await
@@ -472,7 +478,7 @@ async fn a_restart_cuts_watches_that_resume_and_expiry_forces_a_relist() {
     let compacted = cluster.expire_watches().unwrap_or_else(|e| panic!("{e:#}"));
     assert!(compacted >= since.parse::<i64>().unwrap());
     let client = cluster.client().await;
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cms: Api<ConfigMap> = Api::namespaced(client, "watched");
     let mut expired = cms
         .watch(&WatchParams::default().timeout(60), &since)
         .await
