@@ -19,6 +19,8 @@ pub struct ProxyOptions {
     /// Worker threads (Envoy's `--concurrency`).
     pub concurrency: usize,
     pub original_dst: Arc<dyn OriginalDst>,
+    /// The workload certificate for mesh mTLS (inbound `mtls` listeners, `tls` clusters).
+    pub certificates: Option<lateen_identity::CertificateWatch>,
 }
 
 impl Default for ProxyOptions {
@@ -28,6 +30,7 @@ impl Default for ProxyOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             original_dst: Arc::new(SoOriginalDst),
+            certificates: None,
         }
     }
 }
@@ -159,6 +162,9 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
         drain,
         drain_watch,
         original_dst: options.original_dst,
+        mesh_tls: options
+            .certificates
+            .map(|watch| Arc::new(crate::tls::MeshTls::new(watch))),
     });
     let (listeners_tx, listeners_rx) = watch::channel::<ListenerSet>(Arc::new(bound));
     let state = Arc::new(AdminState {

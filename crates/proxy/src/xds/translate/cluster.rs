@@ -284,6 +284,7 @@ pub fn empty(name: &str) -> model::Cluster {
         minimum_ring_size: None,
         circuit_breakers: None,
         outlier_detection: None,
+        tls: None,
     }
 }
 

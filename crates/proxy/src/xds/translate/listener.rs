@@ -114,6 +114,7 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
         route_config: None,
         tcp_cluster: None,
         limits: model::HttpLimits::default(),
+        mtls: model::MtlsMode::Disable,
     };
 
     let mut out = TranslatedListener::default();
