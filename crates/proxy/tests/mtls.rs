@@ -169,3 +169,34 @@ async fn the_hybrid_post_quantum_group_is_negotiated_between_lateen_proxies() {
     );
     assert_eq!(request_over(stream, UpstreamAlpn::Http1).await, Ok(200));
 }
+
+#[tokio::test]
+async fn auto_mtls_speaks_tls_to_sidecars_and_plaintext_to_the_rest() {
+    let (_ca, server_cert, client_cert) = mesh();
+    let sidecar = server_side("strict", &server_cert).await;
+    let without_sidecar = support::upstream::Upstream::start("legacy").await;
+    let endpoints = format!(
+        "      - address: {}\n        tls_mode: istio\n      - address: {}\n",
+        sidecar.inbound, without_sidecar.address
+    );
+    let (client, outbound, _certs) =
+        client_side_with(&client_cert, &endpoints, SERVER_ID, true).await;
+    // Round robin: both endpoints get requests; the STRICT sidecar only answers mTLS.
+    for _ in 0..4 {
+        let (status, body) = get(outbound, "/auto").await.expect("request");
+        assert_eq!(status, 200, "{body}\n{}", client.log_text());
+    }
+    assert_eq!(
+        without_sidecar
+            .hits
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    let metrics = sidecar.proxy.prometheus().await;
+    let mtls = sample(
+        &metrics,
+        "istio_requests_total",
+        &["connection_security_policy=\"mutual_tls\""],
+    );
+    assert_eq!(mtls, Some(2.0), "{metrics}");
+}

@@ -201,6 +201,10 @@ pub struct UpstreamTls {
     /// signed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_alt_names: Vec<String>,
+    /// Auto mTLS (Envoy's `transport_socket_matches` as Istio sends them): TLS only to
+    /// endpoints whose `tls_mode` is `istio`, plaintext to the others.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub only_tls_mode_istio: bool,
 }
 
 /// Protections of the HTTP server side of a listener.
@@ -486,6 +490,10 @@ pub struct Cluster {
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub address: SocketAddr,
+    /// Istio's `tlsMode` of the endpoint (`istio`: it has a sidecar that accepts mTLS), from
+    /// EDS metadata `envoy.transport_socket_match`; what auto mTLS goes by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_mode: Option<String>,
 }
 
 /// Labels of the service and workload a cluster leads to; missing values are `unknown` in

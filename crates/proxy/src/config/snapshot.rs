@@ -293,6 +293,8 @@ pub struct ClusterRt {
     pub breakers: Option<Breakers>,
     /// Mesh mTLS to the endpoints.
     pub tls: Option<Arc<crate::tls::UpstreamTlsRt>>,
+    /// Endpoints reached in plaintext although `tls` is set (auto mTLS: no sidecar).
+    pub plaintext_endpoints: std::collections::HashSet<SocketAddr>,
 }
 
 impl ClusterRt {
@@ -322,6 +324,18 @@ impl ClusterRt {
             destination: Arc::new(destination),
             original_dst: cluster.original_dst,
             breakers: cluster.circuit_breakers.clone().map(Breakers::new),
+            plaintext_endpoints: cluster
+                .endpoints
+                .iter()
+                .filter(|endpoint| {
+                    cluster
+                        .tls
+                        .as_ref()
+                        .is_some_and(|tls| tls.only_tls_mode_istio)
+                        && endpoint.tls_mode.as_deref() != Some(crate::tls::TLS_MODE_ISTIO)
+                })
+                .map(|endpoint| endpoint.address)
+                .collect(),
             tls,
         }
     }
@@ -345,6 +359,7 @@ impl ClusterRt {
             original_dst: false,
             breakers: None,
             tls: None,
+            plaintext_endpoints: Default::default(),
         }
     }
 

@@ -36,6 +36,9 @@ pub const ALPN_ISTIO_H2: &[u8] = b"istio-h2";
 pub const ALPN_H2: &[u8] = b"h2";
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
+/// Istio's endpoint `tlsMode` for "has a sidecar that accepts mesh mTLS".
+pub const TLS_MODE_ISTIO: &str = "istio";
+
 /// Istio's SNI for a connection to a mesh service:
 /// `outbound_.9080_.v1_.reviews.default.svc.cluster.local` (subset empty when none).
 pub fn outbound_sni(port: u16, subset: &str, host: &str) -> String {

@@ -55,12 +55,16 @@ pub struct Target {
 }
 
 impl Target {
-    /// `endpoint` of `cluster`, with the cluster's source address and mTLS.
+    /// `endpoint` of `cluster`, with the cluster's source address and mTLS (none to an
+    /// auto-mTLS endpoint without a sidecar).
     pub fn of(cluster: &crate::config::snapshot::ClusterRt, endpoint: SocketAddr) -> Target {
         Target {
             address: endpoint,
             source: cluster.source_address,
-            tls: cluster.tls.clone(),
+            tls: cluster
+                .tls
+                .clone()
+                .filter(|_| !cluster.plaintext_endpoints.contains(&endpoint)),
         }
     }
 }

@@ -107,6 +107,18 @@ pub async fn client_side(
     endpoint: SocketAddr,
     expected_san: &str,
 ) -> (ProxyProcess, SocketAddr, tempfile::TempDir) {
+    let endpoints = format!("      - address: {endpoint}\n");
+    client_side_with(cert, &endpoints, expected_san, false).await
+}
+
+/// [`client_side`] with the cluster's `endpoints` YAML (6-space items) and auto mTLS (TLS
+/// only to endpoints with `tls_mode: istio`).
+pub async fn client_side_with(
+    cert: &WorkloadCert,
+    endpoints: &str,
+    expected_san: &str,
+    auto_mtls: bool,
+) -> (ProxyProcess, SocketAddr, tempfile::TempDir) {
     let certs = tempfile::tempdir().expect("temp dir");
     cert.write_istio_dir(certs.path()).expect("write certs");
     let ports = Ports::new();
@@ -135,10 +147,10 @@ route_configs:
 clusters:
   - name: "outbound|80||{SERVER_HOST}"
     endpoints:
-      - address: {endpoint}
-    tls:
+{endpoints}    tls:
       sni: "outbound_.80_._.{SERVER_HOST}"
       subject_alt_names: ["{expected_san}"]
+      only_tls_mode_istio: {auto_mtls}
     destination:
       service: {SERVER_HOST}
 "#,
