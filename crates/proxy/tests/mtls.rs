@@ -200,3 +200,50 @@ async fn auto_mtls_speaks_tls_to_sidecars_and_plaintext_to_the_rest() {
     );
     assert_eq!(mtls, Some(2.0), "{metrics}");
 }
+
+#[tokio::test]
+async fn a_rotated_certificate_serves_new_handshakes_and_open_connections_stay() {
+    let (ca, server_cert, client_cert) = mesh();
+    let server = server_side("strict", &server_cert).await;
+    let (mesh_tls, upstream) = tls_client(&client_cert, SERVER_ID);
+    let leaf_of = |stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| leaf.as_ref().to_vec())
+    };
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(server.inbound)
+            .await
+            .expect("connect");
+        lateen_proxy::tls::upstream::connect(&mesh_tls, &upstream, UpstreamAlpn::Http1, tcp)
+            .await
+            .expect("handshake")
+    };
+    let open = connect().await;
+    let first_leaf = leaf_of(&open);
+    let mut kept = kept_alive(open).await;
+    assert_eq!(kept_request(&mut kept).await, 200);
+
+    // Rotate: the same identity, a new key and certificate.
+    issue(&ca, SERVER_ID)
+        .write_istio_dir(server.certs.path())
+        .expect("rotate");
+    let mut rotated = false;
+    for _ in 0..50 {
+        if leaf_of(&connect().await) != first_leaf {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        rotated,
+        "new handshakes still get the old certificate\n{}",
+        server.proxy.log_text()
+    );
+    // The connection made before the rotation still serves requests.
+    assert_eq!(kept_request(&mut kept).await, 200);
+}

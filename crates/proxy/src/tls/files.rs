@@ -1,7 +1,8 @@
 //! Istio's file-mounted workload certificates (`cert-chain.pem`, `key.pem`,
 //! `root-cert.pem` in one folder, `/etc/certs` in Istio) as a certificate watch: read at
-//! start, read again when a file changes. A bad or half-written set is reported and the last
-//! good certificate kept.
+//! start, read again once a change has settled (the files unchanged for one poll, so a
+//! chain is never paired with the previous key while they are being replaced). A bad set is
+//! reported and the last good certificate kept.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +23,8 @@ pub fn watch_dir(dir: &Path) -> Result<CertificateWatch, CertificateError> {
     tracing::info!(dir = %dir.display(), identity = %first.identity, "workload certificate loaded");
     let (sender, receiver) = tokio::sync::watch::channel(Some(Arc::new(first)));
     let dir = dir.to_path_buf();
-    let mut seen = stamps(&dir);
+    let mut loaded = stamps(&dir);
+    let mut previous = loaded.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -30,10 +32,12 @@ pub fn watch_dir(dir: &Path) -> Result<CertificateWatch, CertificateError> {
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
             }
             let now = stamps(&dir);
-            if now == seen {
+            let settled = now == previous;
+            previous = now.clone();
+            if now == loaded || !settled {
                 continue;
             }
-            seen = now;
+            loaded = now;
             match WorkloadCertificate::from_dir(&dir) {
                 Ok(cert) => {
                     tracing::info!(dir = %dir.display(), identity = %cert.identity, "workload certificate reloaded");

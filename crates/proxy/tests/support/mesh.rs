@@ -39,7 +39,8 @@ pub struct ServerSide {
     pub proxy: ProxyProcess,
     pub inbound: SocketAddr,
     _app: Upstream,
-    _certs: tempfile::TempDir,
+    /// The server's file-mounted certificates (`--cert-dir`).
+    pub certs: tempfile::TempDir,
 }
 
 pub async fn server_side(mode: &str, cert: &WorkloadCert) -> ServerSide {
@@ -96,7 +97,7 @@ clusters:
         proxy,
         inbound,
         _app: app,
-        _certs: certs,
+        certs,
     }
 }
 
@@ -222,4 +223,33 @@ where
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
         .map_err(|_| "timed out".to_string())?
+}
+
+/// An HTTP/1.1 client connection kept open over an established TLS stream.
+pub async fn kept_alive<S>(stream: S) -> hyper::client::conn::http1::SendRequest<Full<Bytes>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http/1.1 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// One GET on a kept-alive connection: its status.
+pub async fn kept_request(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+) -> u16 {
+    let request = http::Request::get("/kept")
+        .header("host", "httpbin")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("in time")
+        .expect("response");
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    status
 }
