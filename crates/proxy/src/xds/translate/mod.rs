@@ -6,6 +6,9 @@
 pub mod cluster;
 pub mod endpoint;
 pub mod fields;
+pub(crate) mod inbound_chains;
+#[cfg(test)]
+mod inbound_tls_tests;
 pub mod listener;
 #[cfg(test)]
 mod locality_tests;

@@ -293,3 +293,73 @@ pub fn endpoint_tls_mode(
         _ => None,
     }
 }
+
+/// An inbound chain's `transport_socket`: Istio's DownstreamTlsContext for mesh mTLS (client
+/// certificate required, SDS `default` and `ROOTCA`).
+pub fn downstream_socket(socket: &TransportSocket) -> Result<(), Refusal> {
+    use lateen_xds::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+    let any = match &socket.config_type {
+        Some(transport_socket::ConfigType::TypedConfig(any))
+            if socket.name == TLS_SOCKET || any.type_url == DownstreamTlsContext::type_url() =>
+        {
+            any
+        }
+        _ => {
+            return Err(refuse(
+                "name",
+                format!(
+                    "transport socket {:?} is not supported on a listener by lateen-proxy",
+                    socket.name
+                ),
+            ));
+        }
+    };
+    let context: DownstreamTlsContext =
+        unpack(any).map_err(|reason| refuse("typed_config", reason))?;
+    let in_context = |field: &str| super::join("typed_config", field);
+    if !context
+        .require_client_certificate
+        .as_ref()
+        .is_some_and(|flag| flag.value)
+    {
+        return Err(refuse(
+            in_context("require_client_certificate"),
+            "must be true: lateen-proxy terminates only mesh mTLS on listeners",
+        ));
+    }
+    // Session handling and SNI tuning change how a handshake resumes, not who is trusted.
+    let left = leftover(&DownstreamTlsContext {
+        common_tls_context: None,
+        require_client_certificate: None,
+        require_sni: None,
+        disable_stateful_session_resumption: false,
+        session_timeout: None,
+        session_ticket_keys_type: None,
+        full_scan_certs_on_sni_mismatch: None,
+        prefer_client_ciphers: false,
+        ..context.clone()
+    });
+    if !left.is_empty() {
+        return Err(refuse(
+            in_context(&left.join(", ")),
+            "not supported by lateen-proxy",
+        ));
+    }
+    let common = context
+        .common_tls_context
+        .as_ref()
+        .ok_or_else(|| refuse(in_context("common_tls_context"), "missing"))?;
+    let sans = common_context(common).map_err(|(field, reason)| {
+        (
+            in_context(&super::join("common_tls_context", &field)),
+            reason,
+        )
+    })?;
+    if !sans.is_empty() {
+        return Err(refuse(
+            in_context("common_tls_context.combined_validation_context.default_validation_context"),
+            "matching client SANs is authorization's job; not supported here by lateen-proxy",
+        ));
+    }
+    Ok(())
+}

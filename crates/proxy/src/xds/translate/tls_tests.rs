@@ -7,8 +7,8 @@ use lateen_xds::pb::envoy::config::core::v3::{Metadata, TransportSocket, transpo
 use lateen_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LbEndpoint};
 use lateen_xds::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
 use lateen_xds::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
-    common_tls_context, subject_alt_name_matcher,
+    CertificateValidationContext, CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher,
+    TlsCertificate, UpstreamTlsContext, common_tls_context, subject_alt_name_matcher,
 };
 use lateen_xds::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use lateen_xds::pb::google::protobuf::{Struct, Value, value::Kind};
@@ -27,38 +27,40 @@ fn sds(name: &str) -> SdsSecretConfig {
     }
 }
 
+/// Istio's common TLS context: SDS `default` and `ROOTCA`, the peer's URI SANs, `alpn`.
+pub(super) fn istio_common(sans: &[&str], alpn: &[&str]) -> CommonTlsContext {
+    let san = |value: &&str| SubjectAltNameMatcher {
+        san_type: subject_alt_name_matcher::SanType::Uri as i32,
+        matcher: Some(StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::Exact(value.to_string())),
+            ignore_case: false,
+        }),
+        oid: String::new(),
+    };
+    CommonTlsContext {
+        alpn_protocols: alpn.iter().map(|p| p.to_string()).collect(),
+        tls_certificate_sds_secret_configs: vec![sds("default")],
+        validation_context_type: Some(
+            common_tls_context::ValidationContextType::CombinedValidationContext(
+                common_tls_context::CombinedCertificateValidationContext {
+                    default_validation_context: Some(CertificateValidationContext {
+                        match_typed_subject_alt_names: sans.iter().map(san).collect(),
+                        ..Default::default()
+                    }),
+                    validation_context_sds_secret_config: Some(sds("ROOTCA")),
+                    ..Default::default()
+                },
+            ),
+        ),
+        ..Default::default()
+    }
+}
+
 /// An UpstreamTlsContext as istiod sends it for ISTIO_MUTUAL.
 fn istio_mutual() -> UpstreamTlsContext {
     UpstreamTlsContext {
         sni: SNI.into(),
-        common_tls_context: Some(CommonTlsContext {
-            alpn_protocols: vec!["istio-peer-exchange".into(), "istio".into()],
-            tls_certificate_sds_secret_configs: vec![sds("default")],
-            validation_context_type: Some(
-                common_tls_context::ValidationContextType::CombinedValidationContext(
-                    common_tls_context::CombinedCertificateValidationContext {
-                        default_validation_context: Some(
-                            lateen_xds::pb::envoy::extensions::transport_sockets::tls::v3::CertificateValidationContext {
-                                match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
-                                    san_type: subject_alt_name_matcher::SanType::Uri as i32,
-                                    matcher: Some(StringMatcher {
-                                        match_pattern: Some(string_matcher::MatchPattern::Exact(
-                                            SAN.into(),
-                                        )),
-                                        ignore_case: false,
-                                    }),
-                                    oid: String::new(),
-                                }],
-                                ..Default::default()
-                            },
-                        ),
-                        validation_context_sds_secret_config: Some(sds("ROOTCA")),
-                        ..Default::default()
-                    },
-                ),
-            ),
-            ..Default::default()
-        }),
+        common_tls_context: Some(istio_common(&[SAN], &["istio-peer-exchange", "istio"])),
         ..Default::default()
     }
 }
