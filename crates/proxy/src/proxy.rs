@@ -108,6 +108,7 @@ impl LiveConfig {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let current = sender.borrow().clone();
         let bound = bind_for(&snapshot, &current)?;
+        crate::tls::warn_without_certificates(&snapshot, self.shared.mesh_tls.is_some());
         self.shared.config.replace(snapshot);
         let changed = bound.len() != current.len()
             || bound
@@ -154,6 +155,7 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
     let drain_timeout = snapshot.source.drain_timeout;
     let admin_config = snapshot.source.admin.clone();
     let bound = bind_for(&snapshot, &[])?;
+    crate::tls::warn_without_certificates(&snapshot, options.certificates.is_some());
     let config = Arc::new(ConfigStore::new(snapshot));
     let (drain, drain_watch) = Drain::new();
     let shared = Arc::new(Shared {

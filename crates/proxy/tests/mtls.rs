@@ -247,3 +247,25 @@ async fn a_rotated_certificate_serves_new_handshakes_and_open_connections_stay()
     // The connection made before the rotation still serves requests.
     assert_eq!(kept_request(&mut kept).await, 200);
 }
+
+#[tokio::test]
+async fn without_a_certificate_the_proxy_warns_and_refuses_tls_without_failing() {
+    let (_ca, _, client_cert) = mesh();
+    let mut server = server_side_with("permissive", None).await;
+    assert!(
+        server.proxy.log_text().contains("no workload certificate"),
+        "{}",
+        server.proxy.log_text()
+    );
+    let (mesh_tls, upstream) = tls_client(&client_cert, SERVER_ID);
+    let tcp = tokio::net::TcpStream::connect(server.inbound)
+        .await
+        .expect("connect");
+    let refused =
+        lateen_proxy::tls::upstream::connect(&mesh_tls, &upstream, UpstreamAlpn::Http1, tcp).await;
+    assert!(refused.is_err(), "TLS accepted without a certificate");
+    // Plaintext on the PERMISSIVE port still works, and the proxy is alive.
+    let (status, _) = get(server.inbound, "/plain").await.expect("plaintext");
+    assert_eq!(status, 200);
+    assert!(server.proxy.try_wait_alive());
+}

@@ -51,6 +51,32 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Says, once per configuration, that mesh mTLS is configured but the proxy has no
+/// certificate source: its TLS clusters will fail to connect (`UF`) and its listeners will
+/// refuse TLS clients, which is hard to tell from the traffic alone.
+pub fn warn_without_certificates(snapshot: &crate::config::Snapshot, has_source: bool) {
+    if has_source {
+        return;
+    }
+    let listeners = snapshot
+        .listeners
+        .iter()
+        .filter(|l| !l.mtls.is_disable())
+        .map(|l| l.name.to_string());
+    let clusters = snapshot
+        .clusters
+        .values()
+        .filter(|c| c.tls.is_some())
+        .map(|c| c.name.to_string());
+    let uses: Vec<String> = listeners.chain(clusters).collect();
+    if !uses.is_empty() {
+        tracing::warn!(
+            uses = ?uses,
+            "mesh mTLS is configured but there is no workload certificate (pass --cert-dir): these listeners refuse TLS clients and these clusters cannot connect"
+        );
+    }
+}
+
 /// TLS 1.3 first, TLS 1.2 for peers that have nothing newer (Envoy accepts both).
 pub(crate) static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];

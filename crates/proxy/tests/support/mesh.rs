@@ -44,9 +44,21 @@ pub struct ServerSide {
 }
 
 pub async fn server_side(mode: &str, cert: &WorkloadCert) -> ServerSide {
+    server_side_with(mode, Some(cert)).await
+}
+
+/// [`server_side`], without `--cert-dir` when `cert` is `None`.
+pub async fn server_side_with(mode: &str, cert: Option<&WorkloadCert>) -> ServerSide {
     let app = Upstream::start("httpbin").await;
     let certs = tempfile::tempdir().expect("temp dir");
-    cert.write_istio_dir(certs.path()).expect("write certs");
+    if let Some(cert) = cert {
+        cert.write_istio_dir(certs.path()).expect("write certs");
+    }
+    let cert_dir: &[&OsStr] = if cert.is_some() {
+        &[OsStr::new("--cert-dir"), certs.path().as_os_str()]
+    } else {
+        &[]
+    };
     let ports = Ports::new();
     let inbound: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let config = format!(
@@ -85,12 +97,14 @@ clusters:
         &config,
         &ports,
         &[
-            OsStr::new("--cert-dir"),
-            certs.path().as_os_str(),
+            cert_dir,
             // Each handshake's peer and key exchange group, for the tests to read.
-            OsStr::new("--log-level"),
-            OsStr::new("info,lateen_proxy::tls=debug"),
-        ],
+            &[
+                OsStr::new("--log-level"),
+                OsStr::new("info,lateen_proxy::tls=debug"),
+            ],
+        ]
+        .concat(),
     )
     .await;
     ServerSide {
