@@ -24,7 +24,8 @@ const ENVOY_ID: &str = "spiffe://cluster.local/ns/default/sa/productpage";
 
 /// Envoy with an mTLS inbound listener before `app` and an outbound listener whose cluster
 /// originates Istio's mTLS to `lateen_inbound` (JSON, which Envoy reads as YAML).
-fn envoy_config(dir: &Path, inbound: u16, outbound: u16, app: u16, lateen_inbound: u16) -> String {
+fn envoy_config(dir: &Path, ports: [u16; 3], app: u16, lateen_inbound: u16) -> String {
+    let [inbound, outbound, outbound_tls12] = ports;
     let file = |name: &str| json!({ "filename": dir.join(name) });
     let certificates = json!([{
         "certificate_chain": file("cert-chain.pem"),
@@ -60,6 +61,36 @@ fn envoy_config(dir: &Path, inbound: u16, outbound: u16, app: u16, lateen_inboun
         }])
     };
     let endpoints = |name: &str, port: u16| json!({ "cluster_name": name, "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": address(port) } }] }] });
+    // Envoy's client stops at TLS 1.2 unless told; Istio's ISTIO_MUTUAL clusters allow 1.3.
+    let lateen_cluster = |name: &str, max_version: Option<&str>| {
+        let tls_params = match max_version {
+            Some(version) => json!({ "tls_maximum_protocol_version": version }),
+            None => json!({}),
+        };
+        json!({
+            "name": name,
+            "type": "STATIC",
+            "load_assignment": endpoints(name, lateen_inbound),
+            "transport_socket": {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "sni": format!("outbound_.80_._.{SERVER_HOST}"),
+                    "common_tls_context": {
+                        "tls_params": tls_params,
+                        "alpn_protocols": ["istio-http/1.1", "istio"],
+                        "tls_certificates": certificates,
+                        "validation_context": {
+                            "trusted_ca": file("root-cert.pem"),
+                            "match_typed_subject_alt_names": [
+                                { "san_type": "URI", "matcher": { "exact": SERVER_ID } },
+                            ],
+                        },
+                    },
+                },
+            },
+        })
+    };
     json!({
         "admin": { "address": address(0) },
         "static_resources": {
@@ -88,34 +119,16 @@ fn envoy_config(dir: &Path, inbound: u16, outbound: u16, app: u16, lateen_inboun
                     "address": address(outbound),
                     "filter_chains": [{ "filters": hcm("outbound", "lateen") }],
                 },
+                {
+                    "name": "outbound-tls12",
+                    "address": address(outbound_tls12),
+                    "filter_chains": [{ "filters": hcm("outbound-tls12", "lateen-tls12") }],
+                },
             ],
             "clusters": [
                 { "name": "app", "type": "STATIC", "load_assignment": endpoints("app", app) },
-                {
-                    "name": "lateen",
-                    "type": "STATIC",
-                    "load_assignment": endpoints("lateen", lateen_inbound),
-                    "transport_socket": {
-                        "name": "envoy.transport_sockets.tls",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                            "sni": format!("outbound_.80_._.{SERVER_HOST}"),
-                            "common_tls_context": {
-                                // Envoy's client stops at TLS 1.2 unless told; Istio's
-                                // ISTIO_MUTUAL clusters allow 1.3.
-                                "tls_params": { "tls_maximum_protocol_version": "TLSv1_3" },
-                                "alpn_protocols": ["istio-http/1.1", "istio"],
-                                "tls_certificates": certificates,
-                                "validation_context": {
-                                    "trusted_ca": file("root-cert.pem"),
-                                    "match_typed_subject_alt_names": [
-                                        { "san_type": "URI", "matcher": { "exact": SERVER_ID } },
-                                    ],
-                                },
-                            },
-                        },
-                    },
-                },
+                lateen_cluster("lateen", Some("TLSv1_3")),
+                lateen_cluster("lateen-tls12", None),
             ],
         },
     })
@@ -126,6 +139,8 @@ struct EnvoySide {
     envoy: EnvoyProcess,
     inbound: u16,
     outbound: u16,
+    /// Like `outbound`, with Envoy's default TLS 1.2 ceiling.
+    outbound_tls12: u16,
     dir: tempfile::TempDir,
     _app: Upstream,
 }
@@ -150,11 +165,10 @@ async fn envoy_side(binary: &Path, cert: &WorkloadCert, lateen_inbound: u16) -> 
     let app = Upstream::start("productpage").await;
     let dir = tempfile::tempdir().expect("temp dir");
     cert.write_istio_dir(dir.path()).expect("write certs");
-    let (inbound, outbound) = (free_port(), free_port());
+    let (inbound, outbound, outbound_tls12) = (free_port(), free_port(), free_port());
     let config = envoy_config(
         dir.path(),
-        inbound,
-        outbound,
+        [inbound, outbound, outbound_tls12],
         app.address.port(),
         lateen_inbound,
     );
@@ -163,6 +177,7 @@ async fn envoy_side(binary: &Path, cert: &WorkloadCert, lateen_inbound: u16) -> 
         envoy,
         inbound,
         outbound,
+        outbound_tls12,
         dir,
         _app: app,
     }
@@ -201,6 +216,17 @@ async fn lateen_proxy_and_envoy_speak_istio_mtls_both_ways() {
         "Envoy's handshake did not negotiate X25519MLKEM768:\n{server_log}"
     );
     envoy.access_log_shows("outbound", &format!("upstream_peer={SERVER_ID}"));
+
+    // Envoy's default client (TLS 1.2 at most) is served too.
+    let (status, body) = get(([127, 0, 0, 1], envoy.outbound_tls12).into(), "/tls12")
+        .await
+        .expect("request through envoy over TLS 1.2");
+    assert_eq!(status, 200, "{body}\n{}", envoy.envoy.log_text());
+    let server_log = lateen_server.proxy.log_text();
+    assert!(
+        server_log.contains("TLSv1_2"),
+        "no TLS 1.2 handshake:\n{server_log}"
+    );
 
     // lateen-proxy client sidecar → Envoy server sidecar.
     let (client, outbound, _certs) = client_side(

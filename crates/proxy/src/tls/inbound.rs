@@ -57,6 +57,8 @@ pub struct Terminated {
     pub protocol_hint: Option<Detected>,
     /// The key exchange group negotiated (`X25519MLKEM768` when both ends offer it).
     pub key_exchange_group: Option<String>,
+    /// `TLSv1_3` or `TLSv1_2`.
+    pub protocol_version: Option<String>,
 }
 
 /// Completes the server handshake; fails for a client without a certificate the mesh roots
@@ -94,6 +96,9 @@ pub async fn terminate(mesh: &MeshTls, stream: TcpStream) -> Result<Terminated, 
             }
             _ => None,
         };
+        let protocol_version = connection
+            .protocol_version()
+            .map(|version| format!("{version:?}"));
         let key_exchange_group = connection
             .negotiated_key_exchange_group()
             .map(|group| format!("{:?}", group.name()));
@@ -103,6 +108,7 @@ pub async fn terminate(mesh: &MeshTls, stream: TcpStream) -> Result<Terminated, 
             sni,
             protocol_hint,
             key_exchange_group,
+            protocol_version,
         })
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
@@ -150,7 +156,7 @@ pub async fn accept(
             match terminate(mesh, stream).await {
                 Ok(terminated) => {
                     ProxyStats::incr(&stats.ssl_handshake);
-                    tracing::debug!(listener = %listener.name, ?peer, identity = %terminated.peer, sni = ?terminated.sni, group = ?terminated.key_exchange_group, "mTLS connection");
+                    tracing::debug!(listener = %listener.name, ?peer, identity = %terminated.peer, sni = ?terminated.sni, group = ?terminated.key_exchange_group, version = ?terminated.protocol_version, "mTLS connection");
                     Some(Accepted::Mtls(Box::new(terminated)))
                 }
                 Err(err) => {
