@@ -6,6 +6,7 @@
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -420,6 +421,12 @@ impl Metrics {
             "TCP connections closed",
             tcp_closed.clone(),
         );
+        // Istio's build gauge: every proxy reports its component and version as 1.
+        let build = Family::<[(&'static str, &'static str); 2], Gauge>::default();
+        build
+            .get_or_create(&[("component", "proxy"), ("tag", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register("build", "Istio component build info", build);
         Metrics {
             registry,
             requests_total,
@@ -515,6 +522,13 @@ mod tests {
         );
         assert!(
             text.contains("istio_request_duration_milliseconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "istio_build{{component=\"proxy\",tag=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
             "{text}"
         );
     }

@@ -27,6 +27,9 @@ pub struct XdsMetrics {
     pub streams_with_token: AtomicU64,
     /// Time from `set_snapshot` to the ACK of the first push of that snapshot, per type push.
     pub push_latency: LatencyHistogram,
+    /// Time from `set_snapshot` to the first response of that snapshot being sent, per type
+    /// in [`PUSH_ORDER`] order (istiod's `pilot_xds_push_time`).
+    push_time: [LatencyHistogram; PUSH_ORDER.len() + 1],
 }
 
 /// Cumulative-free histogram: `buckets[i]` counts observations `<= PUSH_LATENCY_BOUNDS[i]`
@@ -59,6 +62,19 @@ impl LatencyHistogram {
 impl XdsMetrics {
     pub(crate) fn count_push(&self, type_url: &str) {
         self.pushes[push_rank(type_url)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe_push_time(&self, type_url: &str, elapsed: Duration) {
+        self.push_time[push_rank(type_url)].observe(elapsed);
+    }
+
+    /// Push-time histograms per short type name.
+    pub fn push_time_by_type(&self) -> Vec<(&'static str, &LatencyHistogram)> {
+        self.push_time
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (PUSH_ORDER.get(i).map_or("other", |t| short_name(t)), h))
+            .collect()
     }
 
     pub(crate) fn count_nack(&self, type_url: &str) {

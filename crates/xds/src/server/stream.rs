@@ -253,6 +253,11 @@ impl StreamCore {
             latency_from,
         });
         self.shared.metrics.count_push(&planned.type_url);
+        if latency_from.is_some() {
+            self.shared
+                .metrics
+                .observe_push_time(&planned.type_url, snapshot_set_at.elapsed());
+        }
         self.shared
             .registry
             .with_type(self.connection_id, &planned.type_url, |r| {
