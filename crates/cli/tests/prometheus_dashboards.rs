@@ -1,11 +1,12 @@
 //! Istio's dashboards on a real Prometheus: `lateen demo` (loopback mode, canary scenario so
-//! every reviews version serves) is scraped every second by Debian's `prometheus` — each
-//! sidecar's 15090 `/stats/prometheus` and lateend's 15014 `/metrics` — while the test sends
-//! productpage traffic with and without `end-user: jason` (which reviews v2 serves). Then a
-//! representative query of each panel group of Istio's mesh, service, workload and control
-//! plane dashboards (the table [`QUERIES`], with the dashboard and panel each comes from)
-//! must return data, and a Kiali-style graph query must name every edge of the demo.
-//! Skips with a NOTICE without `prometheus` unless `LATEEN_REQUIRE_TOOLS` is set.
+//! every reviews version serves) is scraped every second by Debian's `prometheus` (each
+//! sidecar's merged metrics on its status port, 15020 `/stats/prometheus`, and lateend's
+//! 15014 `/metrics`) while the test sends productpage traffic with and without `end-user:
+//! jason` (which reviews v2 serves). Then a representative query of each panel group of
+//! Istio's mesh, service, workload and control plane dashboards (the table [`QUERIES`], with
+//! the dashboard and panel each comes from) must return data, and a Kiali-style graph query
+//! must name every edge of the demo. Skips with a NOTICE without `prometheus` unless
+//! `LATEEN_REQUIRE_TOOLS` is set.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -268,7 +269,9 @@ fn istio_dashboards_and_the_kiali_graph_show_the_demo() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let mut demo = start_demo(dir.path());
-    let mut sidecars: Vec<String> = (1..=6).map(|i| format!("127.0.10.{i}:15090")).collect();
+    // The sidecars' status ports, where Istio's injected prometheus.io annotations point
+    // (merged metrics); lateend's 15014 as Istio's Prometheus scrapes istiod.
+    let mut sidecars: Vec<String> = (1..=6).map(|i| format!("127.0.10.{i}:15020")).collect();
     sidecars.sort();
     let prometheus = Prometheus::start(
         &binary,

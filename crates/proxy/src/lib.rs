@@ -5,7 +5,8 @@
 //! and starts [`worker`]s → [`listener`] dispatches each connection (capture, protocol
 //! detection in [`net`]) → [`http`] or [`tcp`] → [`upstream`] pools. [`xds`] runs the proxy
 //! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`metrics`],
-//! [`admin`] and [`drain`] serve the whole process.
+//! [`admin`] and [`drain`] serve the whole process; [`status`] is the agent's 15020 with the
+//! application's metrics merged in.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
 //! iptables (the capture crate's).
@@ -20,6 +21,7 @@ pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod proxy;
+pub mod status;
 pub mod tcp;
 pub mod upstream;
 pub mod worker;
