@@ -354,6 +354,8 @@ pub struct Metrics {
     pub request_duration: HistogramFamily<RequestLabels>,
     pub request_bytes: HistogramFamily<RequestLabels>,
     pub response_bytes: HistogramFamily<RequestLabels>,
+    pub request_messages: Family<RequestLabels, Counter>,
+    pub response_messages: Family<RequestLabels, Counter>,
     pub tcp_sent_bytes: Family<TcpLabels, Counter>,
     pub tcp_received_bytes: Family<TcpLabels, Counter>,
     pub tcp_opened: Family<TcpLabels, Counter>,
@@ -377,6 +379,8 @@ impl Metrics {
             HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
         let response_bytes =
             HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
+        let request_messages = Family::<RequestLabels, Counter>::default();
+        let response_messages = Family::<RequestLabels, Counter>::default();
         let tcp_sent_bytes = Family::<TcpLabels, Counter>::default();
         let tcp_received_bytes = Family::<TcpLabels, Counter>::default();
         let tcp_opened = Family::<TcpLabels, Counter>::default();
@@ -400,6 +404,16 @@ impl Metrics {
             "response_bytes",
             "HTTP response body sizes in bytes",
             response_bytes.clone(),
+        );
+        registry.register(
+            "request_messages",
+            "gRPC messages sent by the client, by Istio's standard labels",
+            request_messages.clone(),
+        );
+        registry.register(
+            "response_messages",
+            "gRPC messages sent by the server, by Istio's standard labels",
+            response_messages.clone(),
         );
         registry.register(
             "tcp_sent_bytes",
@@ -433,6 +447,8 @@ impl Metrics {
             request_duration,
             request_bytes,
             response_bytes,
+            request_messages,
+            response_messages,
             tcp_sent_bytes,
             tcp_received_bytes,
             tcp_opened,
@@ -459,6 +475,21 @@ impl Metrics {
         self.response_bytes
             .get_or_create(labels)
             .observe(response_bytes as f64);
+    }
+
+    /// Records the messages of one finished gRPC request (Istio's gRPC stats).
+    pub fn record_grpc_messages(
+        &self,
+        labels: &RequestLabels,
+        request_messages: u64,
+        response_messages: u64,
+    ) {
+        self.request_messages
+            .get_or_create(labels)
+            .inc_by(request_messages);
+        self.response_messages
+            .get_or_create(labels)
+            .inc_by(response_messages);
     }
 
     /// The Prometheus text exposition of every Istio metric.
