@@ -164,6 +164,11 @@ const QUERIES: &[(&str, &str, &str)] = &[
     ),
     (
         "control plane",
+        "Push Information / Push Size",
+        r#"sum(rate(pilot_xds_config_size_bytes_bucket{}[1m])) by (le)"#,
+    ),
+    (
+        "control plane",
         "Webhooks / Validation (success)",
         r#"sum(rate(galley_validation_passed[1m]))"#,
     ),
@@ -376,6 +381,19 @@ fn istio_dashboards_and_the_kiali_graph_show_the_demo() {
         builds.contains("pilot") && builds.contains("proxy"),
         "istio_build components: {builds:?}"
     );
+
+    // istiod's registry gauges: the demo's four services and its one VirtualService.
+    for (promql, expected) in [
+        ("sum(pilot_services)", 4.0),
+        ("sum(pilot_virt_services)", 1.0),
+    ] {
+        let value = prometheus
+            .query(promql)
+            .expect(promql)
+            .first()
+            .map(|s| s.value);
+        assert_eq!(value, Some(expected), "{promql}");
+    }
 
     let graph = prometheus.query(KIALI_GRAPH).expect("kiali graph query");
     let label = |s: &lateen_test_support::prometheus::Sample, key: &str| {

@@ -3,7 +3,7 @@
 //! Istio's control-plane dashboard and alerts query): `istio_build{component="pilot",tag}`,
 //! `pilot_xds{version}` (connected proxies by their Istio version), `pilot_xds_pushes{type}`,
 //! `pilot_xds_push_time{type}` (seconds from a configuration change to its response being
-//! sent), `pilot_proxy_convergence_time` (to its acknowledgement), `pilot_total_xds_rejects
+//! sent), `pilot_xds_config_size_bytes{type}`, `pilot_proxy_convergence_time` (to its acknowledgement), `pilot_total_xds_rejects
 //! {type}` (NACKs), `pilot_xds_{cds,eds,lds,rds}_reject{node,err}` (proxies whose last response
 //! of that type was rejected), `pilot_push_triggers{type}`, `pilot_services`,
 //! `pilot_virt_services`, `pilot_k8s_reg_events` / `pilot_k8s_cfg_events{type,event}`, and the
@@ -21,7 +21,7 @@ pub mod text;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use lateen_xds::metrics::{LatencyHistogram, PUSH_LATENCY_BOUNDS};
+use lateen_xds::metrics::{CONFIG_SIZE_BOUNDS, LatencyHistogram, PUSH_LATENCY_BOUNDS};
 
 use crate::push::{ControlPlane, Trigger};
 use text::{Buckets, Kind, Text};
@@ -68,6 +68,32 @@ fn buckets(h: &LatencyHistogram) -> (Vec<u64>, f64) {
     (counts, h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6)
 }
 
+/// A histogram family with one series per xDS type that has observations: (type, per-bucket
+/// counts, sum).
+fn histograms_by_type(
+    text: &mut Text,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    rows: Vec<(&str, Vec<u64>, f64)>,
+) {
+    text.family(name, help, Kind::Histogram);
+    for (t, counts, sum) in rows {
+        if counts.iter().all(|c| *c == 0) {
+            continue;
+        }
+        text.histogram(
+            name,
+            &[("type", &t.to_ascii_lowercase())],
+            &Buckets {
+                bounds,
+                counts: &counts,
+                sum,
+            },
+        );
+    }
+}
+
 fn write_xds(text: &mut Text, xds: &lateen_xds::XdsServer) {
     let m = xds.metrics();
     let connections = xds.registry().connections();
@@ -100,26 +126,40 @@ fn write_xds(text: &mut Text, xds: &lateen_xds::XdsServer) {
         text.sample("pilot_xds_pushes", &[("type", &t.to_ascii_lowercase())], v);
     }
 
-    text.family(
+    let push_times = m
+        .push_time_by_type()
+        .into_iter()
+        .map(|(t, h)| {
+            let (counts, sum) = buckets(h);
+            (t, counts, sum)
+        })
+        .collect();
+    histograms_by_type(
+        text,
         "pilot_xds_push_time",
         "Total time in seconds Pilot takes to push lds, rds, cds and eds.",
-        Kind::Histogram,
+        &PUSH_LATENCY_BOUNDS,
+        push_times,
     );
-    for (t, h) in m.push_time_by_type() {
-        let (counts, sum) = buckets(h);
-        if counts.iter().all(|c| *c == 0) {
-            continue;
-        }
-        text.histogram(
-            "pilot_xds_push_time",
-            &[("type", &t.to_ascii_lowercase())],
-            &Buckets {
-                bounds: &PUSH_LATENCY_BOUNDS,
-                counts: &counts,
-                sum,
-            },
-        );
-    }
+    let sizes = m
+        .config_size_by_type()
+        .into_iter()
+        .map(|(t, h)| {
+            let counts = h
+                .buckets
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect();
+            (t, counts, h.sum.load(Ordering::Relaxed) as f64)
+        })
+        .collect();
+    histograms_by_type(
+        text,
+        "pilot_xds_config_size_bytes",
+        "Distribution of configuration sizes pushed to clients",
+        &CONFIG_SIZE_BOUNDS,
+        sizes,
+    );
 
     text.family(
         "pilot_total_xds_rejects",

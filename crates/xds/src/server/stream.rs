@@ -399,6 +399,10 @@ pub(crate) async fn run<P: Protocol>(
             for planned in core.plan(&snapshot.snapshot) {
                 let nonce = core.shared.next_nonce();
                 let pieces = P::respond(&core, &planned, &nonce);
+                let size: usize = pieces.iter().map(Bytes::len).sum();
+                core.shared
+                    .metrics
+                    .observe_config_size(&planned.type_url, size as u64);
                 core.mark_sent(&planned, nonce, snapshot.set_at);
                 for piece in pieces {
                     if tx.send(Ok(piece)).await.is_err() {
