@@ -79,3 +79,32 @@ pub(super) fn write(text: &mut Text) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_and_istio_kinds_are_counted_under_istiods_names() {
+        record("Namespace", Event::Add, 2);
+        record("Namespace", Event::Delete, 1);
+        record("Sidecar", Event::Update, 1);
+        record("ConfigMap istio", Event::Add, 1);
+        record("Secret", Event::Add, 1);
+        let mut text = Text::default();
+        write(&mut text);
+        let text = text.finish();
+        for line in [
+            "# TYPE pilot_k8s_reg_events counter",
+            "pilot_k8s_reg_events{type=\"Namespaces\",event=\"add\"} 2",
+            "pilot_k8s_reg_events{type=\"Namespaces\",event=\"delete\"} 1",
+            "pilot_k8s_cfg_events{type=\"Sidecar\",event=\"update\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert!(
+            !text.contains("ConfigMap") && !text.contains("Secret"),
+            "{text}"
+        );
+    }
+}
