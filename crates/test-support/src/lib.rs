@@ -5,7 +5,9 @@
 //! network namespaces for pod-like processes ([`netns`]); a kubelet's part in starting a Pod's
 //! container as a local process is [`kube::pod_container_command`]; [`probe`] waits on logs and
 //! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`relay`], a TCP
-//! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration.
+//! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration;
+//! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
+//! [`demo`], what the tests of `lateen demo` share.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -15,11 +17,13 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+pub mod demo;
 pub mod envoy;
 pub mod istio_corpus;
 pub mod kube;
 pub mod netns;
 pub mod probe;
+pub mod prometheus;
 pub mod relay;
 pub mod test_ca;
 

@@ -134,6 +134,7 @@ impl Finish for RecordOnFinish {
     fn finish(
         mut self: Box<Self>,
         response_bytes: u64,
+        response_messages: u64,
         trailer_grpc_status: Option<u16>,
         complete: bool,
     ) {
@@ -146,7 +147,7 @@ impl Finish for RecordOnFinish {
         let RecordOnFinish {
             in_flight, labels, ..
         } = *self;
-        in_flight.finish(&labels, response_bytes);
+        in_flight.finish(&labels, response_bytes, response_messages);
     }
 }
 
@@ -226,7 +227,14 @@ pub async fn handle(
         labels,
         _holds: extras.holds,
     };
-    Ok(response.map(|body| ObservedBody::new(body, Some(Box::new(finish)))))
+    Ok(response.map(|body| {
+        let body = ObservedBody::new(body, Some(Box::new(finish)));
+        if is_grpc {
+            body.counting_grpc_messages()
+        } else {
+            body
+        }
+    }))
 }
 
 enum Reply {

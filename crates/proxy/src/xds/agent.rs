@@ -43,6 +43,11 @@ pub struct XdsArgs {
     /// Prometheus server (`/stats/prometheus`).
     #[arg(long, default_value = "0.0.0.0:15090")]
     pub metrics_address: SocketAddr,
+    /// The agent's status port (Istio's 15020): `/stats/prometheus` there merges the proxy's
+    /// metrics with the application's named by ISTIO_PROMETHEUS_ANNOTATIONS. Off unless given
+    /// (the injector passes it).
+    #[arg(long, env = "LATEEN_STATUS_ADDRESS")]
+    pub status_address: Option<SocketAddr>,
     /// Downward-API file of the pod's labels, read when ISTIO_METAJSON_LABELS is not set.
     #[arg(long, default_value = "/etc/istio/pod/labels")]
     pub labels_file: PathBuf,
@@ -121,6 +126,14 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     })
     .context("deciding how to reach the control plane")?;
     let running = crate::proxy::start(initial, options).await?;
+    if let Some(address) = args.status_address {
+        crate::status::start(
+            address,
+            running.admin.clone(),
+            env.get("ISTIO_PROMETHEUS_ANNOTATIONS").map(String::as_str),
+        )
+        .await?;
+    }
     let tls = match &control_plane.transport {
         Transport::Tls(tls) => format!(
             "TLS (root {}, server name {})",
