@@ -4,7 +4,8 @@
 //! Map: [`config`] (model, YAML bootstrap, compiled snapshots) → [`proxy`] binds listeners
 //! and starts [`worker`]s → [`listener`] dispatches each connection (capture, protocol
 //! detection in [`net`]) → [`http`] or [`tcp`] → [`upstream`] pools. [`xds`] runs the proxy
-//! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`metrics`],
+//! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`trace`] makes
+//! and exports spans. [`metrics`],
 //! [`admin`] and [`drain`] serve the whole process.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod tcp;
+pub mod trace;
 pub mod upstream;
 pub mod worker;
 pub mod xds;

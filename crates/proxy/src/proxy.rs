@@ -152,6 +152,7 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
     let admin_config = snapshot.source.admin.clone();
     let bound = bind_for(&snapshot, &[])?;
     let config = Arc::new(ConfigStore::new(snapshot));
+    crate::trace::export::install(config.clone());
     let (drain, drain_watch) = Drain::new();
     let shared = Arc::new(Shared {
         config,

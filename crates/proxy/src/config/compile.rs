@@ -127,6 +127,12 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
                 "max_headers must be at least 1 and max_header_bytes at least 1024",
             );
         }
+        let tracing = listener.tracing.as_ref().and_then(|tracing| {
+            super::tracing::TracingRt::compile(tracing, &format!("{path}.tracing"))
+                .map_err(|(field, message)| problems.add(field, message))
+                .ok()
+                .map(Arc::new)
+        });
         let compiled = Arc::new(ListenerRt {
             name: listener.name.as_str().into(),
             address: listener.address,
@@ -138,6 +144,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             routes,
             tcp_cluster,
             limits: listener.limits.clone(),
+            tracing,
         });
         if listener.bind
             && listener.address.port() != 0
@@ -364,6 +371,7 @@ fn compile_route(
         action,
         request_headers: route.request_headers.clone(),
         response_headers: route.response_headers.clone(),
+        decorator: route.decorator.as_deref().map(Arc::from),
     }
 }
 

@@ -15,6 +15,7 @@ mod policy_tests;
 pub mod route;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod tracing;
 
 use lateen_xds::pb::envoy::config::core::v3::{
     Address, HeaderValueOption, SocketAddress, address, socket_address,
