@@ -11,6 +11,7 @@ pub mod listeners;
 pub mod names;
 mod policies;
 pub mod routes;
+pub mod tracing;
 mod view;
 
 use lateen_api::Object;
