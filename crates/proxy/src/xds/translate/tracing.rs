@@ -123,3 +123,116 @@ pub(crate) fn translate(
         custom_tags,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::translate::tests::pack;
+    use lateen_xds::pb::envoy::config::core::v3::GrpcService;
+    use lateen_xds::pb::envoy::config::trace::v3::{ZipkinConfig, tracing::Http};
+    use lateen_xds::pb::envoy::r#type::tracing::v3::CustomTag as EnvoyTag;
+    use lateen_xds::pb::envoy::r#type::v3::Percent;
+
+    /// What lateend (and istiod) send for an `opentelemetry` provider.
+    fn istiod_tracing() -> Tracing {
+        let otel = OpenTelemetryConfig {
+            grpc_service: Some(GrpcService {
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                    grpc_service::EnvoyGrpc {
+                        cluster_name: "outbound|4317||otel.observability.svc.cluster.local".into(),
+                        authority: "otel.observability.svc.cluster.local".into(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            service_name: "reviews.default".into(),
+            ..Default::default()
+        };
+        let tag = |tag: &str, r#type| EnvoyTag {
+            tag: tag.into(),
+            r#type: Some(r#type),
+        };
+        Tracing {
+            client_sampling: Some(Percent { value: 100.0 }),
+            overall_sampling: Some(Percent { value: 100.0 }),
+            random_sampling: Some(Percent { value: 1.0 }),
+            custom_tags: vec![
+                tag(
+                    "istio.canonical_service",
+                    custom_tag::Type::Literal(custom_tag::Literal {
+                        value: "reviews".into(),
+                    }),
+                ),
+                tag(
+                    "istio.authorization.dry_run.allow_policy.name",
+                    custom_tag::Type::Metadata(Default::default()),
+                ),
+                tag(
+                    "user",
+                    custom_tag::Type::RequestHeader(custom_tag::Header {
+                        name: "x-user".into(),
+                        default_value: "anonymous".into(),
+                    }),
+                ),
+            ],
+            provider: Some(Http {
+                name: OPENTELEMETRY.into(),
+                config_type: Some(http::ConfigType::TypedConfig(pack(&otel))),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn istiods_opentelemetry_tracing_is_read() {
+        let check = Check::new("Listener", "l");
+        let config = translate(&istiod_tracing(), "tracing", &check).expect("accepted");
+        assert_eq!(
+            config,
+            TracingConfig {
+                cluster: "outbound|4317||otel.observability.svc.cluster.local".into(),
+                authority: Some("otel.observability.svc.cluster.local".into()),
+                service_name: Some("reviews.default".into()),
+                random_sampling: 1.0,
+                custom_tags: vec![
+                    CustomTag {
+                        tag: "istio.canonical_service".into(),
+                        value: CustomTagValue::Literal("reviews".into()),
+                    },
+                    CustomTag {
+                        tag: "user".into(),
+                        value: CustomTagValue::RequestHeader {
+                            name: "x-user".into(),
+                            default_value: Some("anonymous".into()),
+                        },
+                    },
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn other_tracers_are_refused_by_field() {
+        let check = Check::new("Listener", "l");
+        let mut zipkin = istiod_tracing();
+        zipkin.provider = Some(Http {
+            name: "envoy.tracers.zipkin".into(),
+            config_type: Some(http::ConfigType::TypedConfig(
+                pack(&ZipkinConfig::default()),
+            )),
+        });
+        let err = translate(&zipkin, "tracing", &check).expect_err("refused");
+        assert_eq!(err.field, "tracing.provider");
+        assert!(
+            err.reason.contains("envoy.tracers.zipkin"),
+            "{}",
+            err.reason
+        );
+
+        let mut half = istiod_tracing();
+        half.overall_sampling = Some(Percent { value: 50.0 });
+        let err = translate(&half, "tracing", &check).expect_err("refused");
+        assert_eq!(err.field, "tracing.overall_sampling");
+    }
+}
