@@ -4,13 +4,17 @@
 use lateen_discovery::translate::build_snapshot;
 use lateen_discovery::{Config, Proxy, Registry};
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use lateen_xds::pb::envoy::config::core::v3::address;
+use lateen_xds::pb::envoy::config::core::v3::{address, grpc_service};
 use lateen_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
-use lateen_xds::pb::envoy::config::listener::v3::Listener;
+use lateen_xds::pb::envoy::config::listener::v3::{Listener, filter};
 use lateen_xds::pb::envoy::config::route::v3::{
     Route, RouteConfiguration, route, route_action, route_match,
 };
+use lateen_xds::pb::envoy::config::trace;
 use lateen_xds::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager,
+};
 use lateen_xds::prost::Message;
 use lateen_xds::{ProxyNode, Snapshot, types};
 
@@ -595,4 +599,162 @@ fn inbound_clusters_name_their_service_for_the_destination_side_metrics() {
             && metadata.contains("reviews.default.svc.cluster.local"),
         "{metadata}"
     );
+}
+
+/// The `tracing` of the connection manager of `listener`'s chain `chain`.
+fn hcm_tracing(
+    s: &Snapshot,
+    listener: &str,
+    chain: usize,
+) -> Option<http_connection_manager::Tracing> {
+    let l: Listener = decode(s, types::LISTENER, listener);
+    let filter = &l.filter_chains[chain].filters[0];
+    let Some(filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
+        panic!("{listener}: no typed config");
+    };
+    HttpConnectionManager::decode(any.value.as_slice())
+        .expect("HCM")
+        .tracing
+}
+
+#[test]
+fn telemetry_tracing_becomes_the_connection_managers_opentelemetry_tracing() {
+    let collector = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: otel, namespace: observability}
+spec:
+  hosts: [otel-collector.observability.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 4317, name: grpc, protocol: GRPC}]
+  endpoints: [{address: 10.0.5.5}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  tracing:
+  - providers: [{name: otel}]
+    randomSamplingPercentage: 50
+    customTags:
+      team: {literal: {value: bookinfo}}
+      user: {header: {name: x-user, defaultValue: anonymous}}
+"#;
+    let mut cfg = config(&format!("{SERVICES}---\n{collector}"));
+    cfg.mesh = serde_json::from_value(serde_json::json!({
+        "extensionProviders": [{"name": "otel", "opentelemetry": {
+            "service": "otel-collector.observability.svc.cluster.local", "port": 4317}}],
+    }))
+    .expect("mesh config");
+    let reviews = proxy(
+        "sidecar~10.0.0.1~reviews-1.default~default.svc.cluster.local",
+        serde_json::json!({"NAMESPACE": "default", "LABELS": {
+            "app": "reviews", "service.istio.io/canonical-name": "reviews",
+            "service.istio.io/canonical-revision": "v1"}}),
+    );
+    let registry = Registry::build(&cfg, &[]);
+    let s = build_snapshot(&cfg, &registry, &reviews);
+
+    // Outbound (client side) and inbound (server side) trace alike.
+    let outbound = hcm_tracing(&s, "0.0.0.0_9080", 0).expect("outbound tracing");
+    let inbound_listener: Listener = decode(&s, types::LISTENER, "virtualInbound");
+    let chain = inbound_listener
+        .filter_chains
+        .iter()
+        .position(|c| c.name == "inbound|9080||")
+        .expect("inbound chain for 9080");
+    let inbound = hcm_tracing(&s, "virtualInbound", chain).expect("inbound tracing");
+    for tracing in [&outbound, &inbound] {
+        assert_eq!(
+            tracing.random_sampling.as_ref().map(|p| p.value),
+            Some(50.0)
+        );
+        assert_eq!(
+            tracing.client_sampling.as_ref().map(|p| p.value),
+            Some(100.0)
+        );
+        let provider = tracing.provider.as_ref().expect("provider");
+        assert_eq!(provider.name, "envoy.tracers.opentelemetry");
+        let Some(trace::v3::tracing::http::ConfigType::TypedConfig(any)) = &provider.config_type
+        else {
+            panic!("provider config");
+        };
+        let otel = trace::v3::OpenTelemetryConfig::decode(any.value.as_slice()).expect("otel");
+        assert_eq!(otel.service_name, "reviews.default");
+        let Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc)) =
+            otel.grpc_service.and_then(|g| g.target_specifier)
+        else {
+            panic!("envoy_grpc");
+        };
+        assert_eq!(
+            grpc.cluster_name,
+            "outbound|4317||otel-collector.observability.svc.cluster.local"
+        );
+        assert_eq!(
+            grpc.authority,
+            "otel-collector.observability.svc.cluster.local"
+        );
+        let tags: Vec<String> = tracing
+            .custom_tags
+            .iter()
+            .map(|t| format!("{}={:?}", t.tag, t.r#type))
+            .collect();
+        let names: Vec<&str> = tracing.custom_tags.iter().map(|t| t.tag.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "istio.canonical_revision",
+                "istio.canonical_service",
+                "istio.cluster_id",
+                "istio.mesh_id",
+                "istio.namespace",
+                "team",
+                "user"
+            ],
+            "{tags:?}"
+        );
+        assert!(tags[1].contains("\"reviews\""), "{tags:?}");
+        assert!(
+            tags[6].contains("x-user") && tags[6].contains("anonymous"),
+            "{tags:?}"
+        );
+    }
+    // Spans are named as istiod names them.
+    let rc: RouteConfiguration = decode(&s, types::ROUTE, "9080");
+    let default = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| {
+            v.domains
+                .iter()
+                .any(|d| d == "ratings.default.svc.cluster.local")
+        })
+        .map(|v| &v.routes[0])
+        .expect("ratings route");
+    assert_eq!(
+        default.decorator.as_ref().map(|d| d.operation.as_str()),
+        Some("ratings.default.svc.cluster.local:9080/*")
+    );
+
+    // A namespace-level Telemetry turns client spans off for its namespace only.
+    let off = r#"
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: no-client-spans, namespace: default}
+spec:
+  tracing:
+  - match: {mode: CLIENT}
+    disableSpanReporting: true
+"#;
+    let mut cfg_off = config(&format!("{SERVICES}---\n{collector}---\n{off}"));
+    cfg_off.mesh = cfg.mesh.clone();
+    let registry = Registry::build(&cfg_off, &[]);
+    let s = build_snapshot(&cfg_off, &registry, &reviews);
+    assert_eq!(hcm_tracing(&s, "0.0.0.0_9080", 0), None);
+    assert!(hcm_tracing(&s, "virtualInbound", chain).is_some());
+
+    // Without a Telemetry or a default provider nothing is traced.
+    let s = snapshot(SERVICES, &reviews);
+    assert_eq!(hcm_tracing(&s, "0.0.0.0_9080", 0), None);
 }

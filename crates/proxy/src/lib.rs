@@ -6,7 +6,8 @@
 //! detection in [`net`]) → [`http`] or [`tcp`] → [`upstream`] pools. [`xds`] runs the proxy
 //! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`tls`] is Istio's
 //! mutual TLS between sidecars (inbound termination by PeerAuthentication mode, upstream
-//! origination, peer identity). [`metrics`], [`admin`] and [`drain`] serve the whole process;
+//! origination, peer identity). [`trace`] makes and exports spans. [`metrics`], [`admin`] and
+//! [`drain`] serve the whole process;
 //! [`status`] is the agent's 15020 with the application's metrics merged in.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
@@ -25,6 +26,7 @@ pub mod proxy;
 pub mod status;
 pub mod tcp;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod worker;
 pub mod xds;

@@ -157,6 +157,7 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
     let bound = bind_for(&snapshot, &[])?;
     crate::tls::warn_without_certificates(&snapshot, options.certificates.is_some());
     let config = Arc::new(ConfigStore::new(snapshot));
+    crate::trace::export::install(config.clone());
     let (drain, drain_watch) = Drain::new();
     let shared = Arc::new(Shared {
         config,

@@ -7,7 +7,8 @@
 //! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`relay`], a TCP
 //! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration;
 //! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
-//! [`demo`], what the tests of `lateen demo` share.
+//! [`demo`], what the tests of `lateen demo` share; [`otlp_receiver`], a real OTLP/gRPC trace
+//! receiver collecting the spans proxies export.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -22,6 +23,7 @@ pub mod envoy;
 pub mod istio_corpus;
 pub mod kube;
 pub mod netns;
+pub mod otlp_receiver;
 pub mod probe;
 pub mod prometheus;
 pub mod relay;

@@ -93,6 +93,7 @@ fn outbound_chain(
         return Some(chain(vec![hcm_rds(
             &format!("outbound_0.0.0.0_{port}"),
             &name,
+            super::tracing::hcm_tracing(ctx, true),
         )]));
     }
     match ctx.services_on_port(port).as_slice() {
@@ -159,7 +160,7 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
                 ..Default::default()
             }),
             name: names::inbound_cluster(p.port),
-            ..inbound_chain(&p)
+            ..inbound_chain(ctx, &p)
         })
         .collect();
     out.listeners.push(Listener {
@@ -246,7 +247,7 @@ fn explicit_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
             name: names::listener_name(&bind, inbound.port),
             address: Some(names::socket(&bind, inbound.port)),
             traffic_direction: TrafficDirection::Inbound as i32,
-            filter_chains: vec![inbound_chain(&inbound)],
+            filter_chains: vec![inbound_chain(ctx, &inbound)],
             ..Default::default()
         });
     }
@@ -301,6 +302,7 @@ fn gateway_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
             filter_chains: vec![chain(vec![hcm_rds(
                 &names::listener_name(&bind, port),
                 &route_name,
+                super::tracing::hcm_tracing(ctx, true),
             )])],
             ..Default::default()
         });
@@ -316,7 +318,7 @@ fn chain(filters: Vec<Filter>) -> FilterChain {
 
 /// Inbound traffic to the proxy's own workload: HTTP through a connection manager with an
 /// inline route, opaque TCP straight to the `inbound|PORT||` cluster.
-fn inbound_chain(port: &InboundPort) -> FilterChain {
+fn inbound_chain(ctx: &Context<'_>, port: &InboundPort) -> FilterChain {
     let cluster = names::inbound_cluster(port.port);
     if !port.http {
         return chain(vec![tcp_proxy(&cluster, &cluster)]);
@@ -348,16 +350,22 @@ fn inbound_chain(port: &InboundPort) -> FilterChain {
     chain(vec![hcm(
         &format!("inbound_0.0.0.0_{}", port.port),
         http_connection_manager::RouteSpecifier::RouteConfig(routes),
+        super::tracing::hcm_tracing(ctx, false),
     )])
 }
 
-fn hcm_rds(stat_prefix: &str, route_name: &str) -> Filter {
+fn hcm_rds(
+    stat_prefix: &str,
+    route_name: &str,
+    tracing: Option<http_connection_manager::Tracing>,
+) -> Filter {
     hcm(
         stat_prefix,
         http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(names::ads()),
             route_config_name: route_name.to_string(),
         }),
+        tracing,
     )
 }
 
@@ -376,12 +384,17 @@ fn http_filters() -> Vec<HttpFilter> {
     ]
 }
 
-fn hcm(stat_prefix: &str, routes: http_connection_manager::RouteSpecifier) -> Filter {
+fn hcm(
+    stat_prefix: &str,
+    routes: http_connection_manager::RouteSpecifier,
+    tracing: Option<http_connection_manager::Tracing>,
+) -> Filter {
     let manager = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(routes),
         http_filters: http_filters(),
+        tracing,
         ..Default::default()
     };
     Filter {

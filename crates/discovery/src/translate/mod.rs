@@ -12,6 +12,7 @@ pub mod names;
 pub mod peer_authn;
 mod policies;
 pub mod routes;
+pub mod tracing;
 mod view;
 
 use lateen_api::Object;

@@ -14,9 +14,10 @@ use lateen_api::networking::{
 };
 use lateen_xds::pb::envoy::config::core::v3::{DataSource, data_source};
 use lateen_xds::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
-    RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
-    query_parameter_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
+    Decorator, DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
+    RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+    header_matcher, query_parameter_matcher, redirect_action, route, route_action, route_match,
+    weighted_cluster,
 };
 use lateen_xds::pb::envoy::r#type::matcher::v3::{
     RegexMatchAndSubstitute, RegexMatcher, StringMatcher, string_matcher,
@@ -186,6 +187,11 @@ fn default_route(ctx: &Context<'_>, service: &Service, port: u32) -> Route {
             ),
             ..Default::default()
         })),
+        // The span name of traced requests, as istiod names it.
+        decorator: Some(Decorator {
+            operation: format!("{}:{port}/*", service.hostname),
+            propagate: None,
+        }),
         ..Default::default()
     }
 }

@@ -59,6 +59,10 @@ pub fn selected_label_keys(config: &Config) -> BTreeSet<String> {
             add(&m.source_labels);
         }
     }
+    // Tracing names a proxy's spans by its canonical service.
+    if super::tracing::configured(config) {
+        keys.extend(super::tracing::LABEL_KEYS.iter().map(|k| k.to_string()));
+    }
     keys
 }
 

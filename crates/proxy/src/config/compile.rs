@@ -133,6 +133,12 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
                 "max_headers must be at least 1 and max_header_bytes at least 1024",
             );
         }
+        let tracing = listener.tracing.as_ref().and_then(|tracing| {
+            super::tracing::TracingRt::compile(tracing, &format!("{path}.tracing"))
+                .map_err(|(field, message)| problems.add(field, message))
+                .ok()
+                .map(Arc::new)
+        });
         let compiled = Arc::new(ListenerRt {
             name: listener.name.as_str().into(),
             address: listener.address,
@@ -145,6 +151,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             tcp_cluster,
             limits: listener.limits.clone(),
             mtls: listener.mtls,
+            tracing,
         });
         if listener.bind
             && listener.address.port() != 0
@@ -371,6 +378,7 @@ fn compile_route(
         action,
         request_headers: route.request_headers.clone(),
         response_headers: route.response_headers.clone(),
+        decorator: route.decorator.as_deref().map(Arc::from),
     }
 }
 

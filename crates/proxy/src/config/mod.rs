@@ -8,6 +8,7 @@ pub mod duration;
 pub mod model;
 pub mod policy;
 pub mod snapshot;
+pub mod tracing;
 
 pub use model::ProxyConfig;
 pub use snapshot::Snapshot;

@@ -165,6 +165,9 @@ pub struct Listener {
     pub tcp_cluster: Option<String>,
     #[serde(default)]
     pub limits: HttpLimits,
+    /// Spans for the HTTP requests of this listener (Envoy's HCM `tracing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<super::tracing::TracingConfig>,
     /// Mesh mutual TLS on this (inbound) listener, Istio's PeerAuthentication mode.
     #[serde(default, skip_serializing_if = "MtlsMode::is_disable")]
     pub mtls: MtlsMode,
@@ -281,6 +284,10 @@ pub struct Route {
     pub fault: Option<FaultPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsPolicy>,
+    /// The name of this route's spans (Envoy's `decorator.operation`; istiod sets
+    /// `HOST:PORT/*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decorator: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

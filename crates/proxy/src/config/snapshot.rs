@@ -57,6 +57,7 @@ pub struct ListenerRt {
     pub tcp_cluster: Option<Arc<ClusterRt>>,
     pub limits: model::HttpLimits,
     pub mtls: model::MtlsMode,
+    pub tracing: Option<Arc<super::tracing::TracingRt>>,
 }
 
 pub struct RouteTable {
@@ -176,6 +177,8 @@ pub struct RouteRt {
     pub response_headers: model::HeaderOps,
     pub fault: Option<crate::http::fault::FaultRt>,
     pub cors: Option<crate::http::cors::CorsRt>,
+    /// Span name of requests on this route.
+    pub decorator: Option<Arc<str>>,
 }
 
 pub enum PathMatcher {

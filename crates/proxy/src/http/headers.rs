@@ -109,6 +109,11 @@ pub fn add_forwarding_headers(headers: &mut HeaderMap, client: IpAddr) {
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
+    ensure_request_id(headers);
+}
+
+/// Adds an `x-request-id` (UUID v4) unless the request has one.
+pub fn ensure_request_id(headers: &mut HeaderMap) {
     if !headers.contains_key(&X_REQUEST_ID)
         && let Ok(value) = HeaderValue::from_str(&uuid_v4())
     {

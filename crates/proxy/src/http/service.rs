@@ -126,6 +126,8 @@ impl ConnContext {
 struct RecordOnFinish {
     in_flight: InFlight,
     labels: RequestLabels,
+    /// The request's span when it is sampled, and the route's decorator.
+    span: Option<(crate::trace::ActiveSpan, Option<Arc<str>>)>,
     /// Dropped with this record, when the response ends.
     _holds: Option<crate::upstream::balance::Holds>,
 }
@@ -145,8 +147,24 @@ impl Finish for RecordOnFinish {
             self.labels.response_flags = self.labels.response_flags.with(ResponseFlags::DC);
         }
         let RecordOnFinish {
-            in_flight, labels, ..
+            in_flight,
+            labels,
+            span,
+            ..
         } = *self;
+        if let Some((span, operation)) = span {
+            span.finish(crate::trace::SpanEnd {
+                status: labels.response_code,
+                response_flags: labels.response_flags.to_string(),
+                request_bytes: in_flight
+                    .record
+                    .request_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                response_bytes,
+                upstream_cluster: in_flight.cluster.as_deref().map(|cluster| &*cluster.name),
+                operation: operation.as_deref(),
+            });
+        }
         in_flight.finish(&labels, response_bytes, response_messages);
     }
 }
@@ -170,6 +188,11 @@ pub async fn handle(
     if inbound && let Some(value) = super::peer::take(request.headers_mut()) {
         in_flight.peer = ctx.peers.peer(&value);
     }
+    let span = current
+        .listener
+        .tracing
+        .as_ref()
+        .and_then(|tracing| start_span(&ctx, &current, tracing, &mut request));
 
     let mut extras = Extras::default();
     let outcome = route_and_forward(
@@ -225,6 +248,7 @@ pub async fn handle(
     let finish = RecordOnFinish {
         in_flight,
         labels,
+        span: span.map(|span| (span, extras.operation)),
         _holds: extras.holds,
     };
     Ok(response.map(|body| {
@@ -265,6 +289,33 @@ struct Extras {
     response_headers: Vec<(header::HeaderName, HeaderValue)>,
     /// Upstream counts held until the response body ends.
     holds: Option<crate::upstream::balance::Holds>,
+    /// The route's span name.
+    operation: Option<Arc<str>>,
+}
+
+/// Continues the request's trace (see [`crate::trace`]).
+fn start_span(
+    ctx: &ConnContext,
+    current: &Current,
+    tracing: &Arc<crate::config::tracing::TracingRt>,
+    request: &mut Request<Incoming>,
+) -> Option<crate::trace::ActiveSpan> {
+    let node = &current.snapshot.source.node;
+    let (head, version) = (request.method().clone(), request.version());
+    let uri = request.uri().clone();
+    crate::trace::start(
+        crate::trace::span::Start {
+            tracing,
+            direction: current.listener.direction,
+            node_id: node.id.as_deref().unwrap_or_default(),
+            zone: None,
+            peer: ctx.peer,
+            method: &head,
+            uri: &uri,
+            version,
+        },
+        request.headers_mut(),
+    )
 }
 
 async fn route_and_forward(
@@ -305,6 +356,7 @@ async fn route_and_forward(
             else {
                 return Reply::local(StatusCode::NOT_FOUND, ResponseFlags::NR, "route not found");
             };
+            extras.operation = route.decorator.clone();
             if let Some(cors) = &route.cors {
                 match cors.check(&head.method, &head.headers) {
                     CorsVerdict::Pass => {}

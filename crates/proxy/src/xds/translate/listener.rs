@@ -115,6 +115,7 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
         tcp_cluster: None,
         limits: model::HttpLimits::default(),
         mtls: model::MtlsMode::Disable,
+        tracing: None,
     };
 
     let mut out = TranslatedListener::default();
@@ -356,9 +357,15 @@ fn connection_manager(
         max_request_headers_kb: None,
         request_headers_timeout: None,
         upgrade_configs: Vec::new(),
+        tracing: None,
         ..manager.clone()
     };
     check.no_leftover(path, &rest)?;
+    listener.tracing = manager
+        .tracing
+        .as_ref()
+        .map(|tracing| super::tracing::translate(tracing, &format!("{path}.tracing"), check))
+        .transpose()?;
     // CodecType: AUTO = 0, HTTP1 = 1, HTTP2 = 2, HTTP3 = 3.
     listener.protocol = match manager.codec_type {
         0 => model::ListenerProtocol::Http,

@@ -21,6 +21,7 @@ pub(crate) mod tests;
 pub mod tls;
 #[cfg(test)]
 mod tls_tests;
+pub mod tracing;
 
 use lateen_xds::pb::envoy::config::core::v3::{
     Address, HeaderValueOption, SocketAddress, address, socket_address,

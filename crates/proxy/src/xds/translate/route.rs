@@ -184,8 +184,8 @@ fn route(
         response_headers_to_add: Vec::new(),
         response_headers_to_remove: Vec::new(),
         metadata: None,
-        // Names the span of a traced request; tracing is not implemented, and a name alone
-        // changes nothing on the wire.
+        // Names the span of a traced request (`propagate` is not read: the context is
+        // always propagated).
         decorator: None,
         typed_per_filter_config: Default::default(),
         ..source.clone()
@@ -266,6 +266,11 @@ fn route(
         response_headers: merge(&own.1, &vhost_ops.1),
         fault: None,
         cors: None,
+        decorator: source
+            .decorator
+            .as_ref()
+            .map(|decorator| decorator.operation.clone())
+            .filter(|operation| !operation.is_empty()),
     };
     policy::per_filter(&source.typed_per_filter_config, &mut route)
         .map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;

@@ -1,0 +1,178 @@
+//! A real OTLP/gRPC trace receiver for tests: a tonic server on 127.0.0.1 answering
+//! `opentelemetry.proto.collector.trace.v1.TraceService/Export` and keeping every span it
+//! was sent, with the resource attributes of its batch.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use lateen_otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse, KeyValue, Span};
+
+/// One received span and the resource (process) attributes it came with.
+#[derive(Clone, Debug)]
+pub struct ReceivedSpan {
+    pub span: Span,
+    pub resource: Vec<KeyValue>,
+}
+
+impl ReceivedSpan {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        lateen_otlp::attribute(&self.span.attributes, key)
+    }
+
+    pub fn resource_attribute(&self, key: &str) -> Option<&str> {
+        lateen_otlp::attribute(&self.resource, key)
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.span.trace_id)
+    }
+
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span.span_id)
+    }
+
+    pub fn parent_span_id_hex(&self) -> String {
+        hex(&self.span.parent_span_id)
+    }
+}
+
+/// Lower-case hex of bytes (trace and span ids).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The running receiver; stops when dropped.
+pub struct OtlpReceiver {
+    pub address: SocketAddr,
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    requests: Arc<Mutex<usize>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl OtlpReceiver {
+    /// Serves on an ephemeral port of 127.0.0.1 in the current tokio runtime.
+    pub async fn start() -> anyhow::Result<OtlpReceiver> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let service = TraceService::default();
+        let spans = service.spans.clone();
+        let requests = service.requests.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                });
+            if let Err(err) = served.await {
+                eprintln!("OTLP receiver stopped: {err}");
+            }
+        });
+        Ok(OtlpReceiver {
+            address,
+            spans,
+            requests,
+            _stop: stop,
+        })
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.spans
+            .lock()
+            .map(|spans| spans.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many Export calls arrived.
+    pub fn export_calls(&self) -> usize {
+        self.requests.lock().map(|count| *count).unwrap_or_default()
+    }
+
+    /// Waits until at least `count` spans arrived or `timeout` passed; returns what arrived.
+    pub async fn wait_for_spans(&self, count: usize, timeout: Duration) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let spans = self.spans();
+            if spans.len() >= count || Instant::now() >= deadline {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct TraceService {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    requests: Arc<Mutex<usize>>,
+}
+
+impl TraceService {
+    fn keep(&self, request: ExportTraceServiceRequest) {
+        if let Ok(mut count) = self.requests.lock() {
+            *count += 1;
+        }
+        let Ok(mut spans) = self.spans.lock() else {
+            return;
+        };
+        for resource_spans in request.resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|resource| resource.attributes)
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    spans.push(ReceivedSpan {
+                        span,
+                        resource: resource.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl tonic::server::NamedService for TraceService {
+    const NAME: &'static str = lateen_otlp::SERVICE_NAME;
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for TraceService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move {
+            if request.uri().path() != lateen_otlp::EXPORT_PATH {
+                return Ok(
+                    tonic::Status::unimplemented(request.uri().path().to_string()).into_http(),
+                );
+            }
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            Ok(grpc.unary(Export(service), request).await)
+        })
+    }
+}
+
+struct Export(TraceService);
+
+impl tonic::server::UnaryService<ExportTraceServiceRequest> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Result<tonic::Response<Self::Response>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<ExportTraceServiceRequest>) -> Self::Future {
+        self.0.keep(request.into_inner());
+        Box::pin(async { Ok(tonic::Response::new(ExportTraceServiceResponse::default())) })
+    }
+}
