@@ -81,6 +81,14 @@ pub async fn handle_connection(
             }
         }
     };
+    let security = crate::authz::ConnSecurity {
+        destination: original_dst
+            .or_else(|| stream.local_addr().ok())
+            .unwrap_or(listener.address),
+        // Plaintext: no peer identity (mutual TLS fills these).
+        peer_principal: None,
+        sni: None,
+    };
     let io = Rewind::new(prefix, stream);
 
     let passthrough = original_dst.map(|destination| {
@@ -106,6 +114,7 @@ pub async fn handle_connection(
                 config: shared.config.clone(),
                 peers: Default::default(),
                 peer,
+                security,
                 original_dst,
                 passthrough,
                 pool: worker.pool.clone(),
@@ -115,6 +124,10 @@ pub async fn handle_connection(
             server::serve(io, version, ctx, shared.drain_watch.clone()).await;
         }
         Detected::Tcp | Detected::Closed => {
+            if !listener.tcp_authz.is_empty() && !listener.tcp_authz.allows(peer.ip(), &security) {
+                tracing::debug!(listener = %listener.name, %peer, "RBAC: connection denied; closing");
+                return;
+            }
             let cluster = listener.tcp_cluster.clone().or(passthrough);
             match cluster {
                 Some(cluster) => {

@@ -4,7 +4,8 @@
 //! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust;
 //! network namespaces for pod-like processes ([`netns`]); a kubelet's part in starting a Pod's
 //! container as a local process is [`kube::pod_container_command`]; [`probe`] waits on logs and
-//! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts.
+//! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`jwt`], a token
+//! issuer (ES256 key, JWKS, signed tokens) for RequestAuthentication tests.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -15,6 +16,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 pub mod istio_corpus;
+pub mod jwt;
 pub mod kube;
 pub mod netns;
 pub mod probe;

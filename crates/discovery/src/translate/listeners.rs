@@ -159,7 +159,7 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
                 ..Default::default()
             }),
             name: names::inbound_cluster(p.port),
-            ..inbound_chain(&p)
+            ..inbound_chain(ctx, &p)
         })
         .collect();
     out.listeners.push(Listener {
@@ -246,7 +246,7 @@ fn explicit_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
             name: names::listener_name(&bind, inbound.port),
             address: Some(names::socket(&bind, inbound.port)),
             traffic_direction: TrafficDirection::Inbound as i32,
-            filter_chains: vec![inbound_chain(&inbound)],
+            filter_chains: vec![inbound_chain(ctx, &inbound)],
             ..Default::default()
         });
     }
@@ -316,10 +316,13 @@ fn chain(filters: Vec<Filter>) -> FilterChain {
 
 /// Inbound traffic to the proxy's own workload: HTTP through a connection manager with an
 /// inline route, opaque TCP straight to the `inbound|PORT||` cluster.
-fn inbound_chain(port: &InboundPort) -> FilterChain {
+/// Authorization (RBAC, JWT) filters come first ([`super::authz`], [`super::jwt`]).
+fn inbound_chain(ctx: &Context<'_>, port: &InboundPort) -> FilterChain {
     let cluster = names::inbound_cluster(port.port);
     if !port.http {
-        return chain(vec![tcp_proxy(&cluster, &cluster)]);
+        let mut filters = super::authz::network_filters(ctx);
+        filters.push(tcp_proxy(&cluster, &cluster));
+        return chain(filters);
     }
     let routes = RouteConfiguration {
         name: cluster.clone(),
@@ -345,10 +348,15 @@ fn inbound_chain(port: &InboundPort) -> FilterChain {
         }],
         ..Default::default()
     };
-    chain(vec![hcm(
+    let mut manager = hcm_config(
         &format!("inbound_0.0.0.0_{}", port.port),
         http_connection_manager::RouteSpecifier::RouteConfig(routes),
-    )])
+    );
+    let security = super::jwt::http_filter(ctx)
+        .into_iter()
+        .chain(super::authz::http_filters(ctx));
+    manager.http_filters.splice(0..0, security);
+    chain(vec![hcm_filter(&manager)])
 }
 
 fn hcm_rds(stat_prefix: &str, route_name: &str) -> Filter {
@@ -377,16 +385,26 @@ fn http_filters() -> Vec<HttpFilter> {
 }
 
 fn hcm(stat_prefix: &str, routes: http_connection_manager::RouteSpecifier) -> Filter {
-    let manager = HttpConnectionManager {
+    hcm_filter(&hcm_config(stat_prefix, routes))
+}
+
+fn hcm_config(
+    stat_prefix: &str,
+    routes: http_connection_manager::RouteSpecifier,
+) -> HttpConnectionManager {
+    HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(routes),
         http_filters: http_filters(),
         ..Default::default()
-    };
+    }
+}
+
+fn hcm_filter(manager: &HttpConnectionManager) -> Filter {
     Filter {
         name: names::HTTP_CONNECTION_MANAGER.to_string(),
-        config_type: Some(filter::ConfigType::TypedConfig(names::pack(&manager))),
+        config_type: Some(filter::ConfigType::TypedConfig(names::pack(manager))),
     }
 }
 

@@ -138,6 +138,8 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             routes,
             tcp_cluster,
             limits: listener.limits.clone(),
+            http_authz: listener.http_authz.clone(),
+            tcp_authz: listener.tcp_authz.clone(),
         });
         if listener.bind
             && listener.address.port() != 0

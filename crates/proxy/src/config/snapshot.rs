@@ -56,6 +56,8 @@ pub struct ListenerRt {
     pub routes: Option<Arc<RouteTable>>,
     pub tcp_cluster: Option<Arc<ClusterRt>>,
     pub limits: model::HttpLimits,
+    pub http_authz: crate::authz::HttpAuthz,
+    pub tcp_authz: crate::authz::NetworkAuthz,
 }
 
 pub struct RouteTable {
