@@ -81,7 +81,7 @@ pub async fn handle_connection(
             }
         }
     };
-    let security = crate::authz::ConnSecurity {
+    let authz = crate::authz::ConnAuthz {
         destination: original_dst
             .or_else(|| stream.local_addr().ok())
             .unwrap_or(listener.address),
@@ -114,7 +114,7 @@ pub async fn handle_connection(
                 config: shared.config.clone(),
                 peers: Default::default(),
                 peer,
-                security,
+                authz,
                 original_dst,
                 passthrough,
                 pool: worker.pool.clone(),
@@ -124,7 +124,7 @@ pub async fn handle_connection(
             server::serve(io, version, ctx, shared.drain_watch.clone()).await;
         }
         Detected::Tcp | Detected::Closed => {
-            if !listener.tcp_authz.is_empty() && !listener.tcp_authz.allows(peer.ip(), &security) {
+            if !listener.tcp_authz.is_empty() && !listener.tcp_authz.allows(peer.ip(), &authz) {
                 tracing::debug!(listener = %listener.name, %peer, "RBAC: connection denied; closing");
                 return;
             }

@@ -5,7 +5,7 @@
 //! `RBAC: access denied`) and per connection ([`NetworkAuthz::allows`]: the connection is
 //! closed).
 //!
-//! Who the peer is comes from [`ConnSecurity`], which the listener fills for each connection:
+//! Who the peer is comes from [`ConnAuthz`], which the listener fills for each connection:
 //! `peer_principal` is the identity of the peer's certificate once mutual TLS sets it; on a
 //! plaintext connection it is `None` and principal matchers do not match, as in Envoy.
 
@@ -26,7 +26,7 @@ pub const RBAC_DENIED: &str = "RBAC: access denied";
 
 /// What the connection tells authorization.
 #[derive(Debug, Clone)]
-pub struct ConnSecurity {
+pub struct ConnAuthz {
     /// Where the connection was going: the original destination, else the local address.
     pub destination: SocketAddr,
     /// The peer's SPIFFE identity (`spiffe://…`), from its certificate on mutual TLS.
@@ -63,7 +63,7 @@ impl HttpAuthz {
         &self,
         request: &mut http::request::Parts,
         direct_remote: IpAddr,
-        conn: &ConnSecurity,
+        conn: &ConnAuthz,
     ) -> Result<(), Refusal> {
         let verified = match &self.jwt {
             Some(filter) => filter
@@ -117,7 +117,7 @@ impl NetworkAuthz {
     }
 
     /// Whether the connection may go on.
-    pub fn allows(&self, peer: IpAddr, conn: &ConnSecurity) -> bool {
+    pub fn allows(&self, peer: IpAddr, conn: &ConnAuthz) -> bool {
         let attributes = Attributes {
             request: None,
             direct_remote: peer,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::jwt::{Jwks, JwtAuthn, Provider};
 use super::matcher::{Pattern, Permission, Principal, StringMatch};
 use super::rbac::{Action, Policy, Rbac, Rules};
-use super::{ConnSecurity, HttpAuthz, NetworkAuthz, Refusal};
+use super::{ConnAuthz, HttpAuthz, NetworkAuthz, Refusal};
 
 fn regex(text: &str) -> StringMatch {
     StringMatch::Regex(Pattern::new(text).unwrap_or_else(|e| panic!("{e}")))
@@ -36,8 +36,8 @@ fn allow(principal: Principal) -> Rbac {
     }
 }
 
-fn conn(peer: Option<&str>) -> ConnSecurity {
-    ConnSecurity {
+fn conn(peer: Option<&str>) -> ConnAuthz {
+    ConnAuthz {
         destination: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9080),
         peer_principal: peer.map(Arc::from),
         sni: None,

@@ -37,7 +37,7 @@ pub struct ConnContext {
     pub peers: super::peer::PeerCache,
     pub peer: SocketAddr,
     /// What authorization knows of the connection (destination, peer identity).
-    pub security: crate::authz::ConnSecurity,
+    pub authz: crate::authz::ConnAuthz,
     /// Where a captured connection was going; its passthrough target.
     pub original_dst: Option<SocketAddr>,
     /// For a captured connection: a cluster of its original destination, used when there are
@@ -275,7 +275,7 @@ async fn route_and_forward(
             current
                 .listener
                 .http_authz
-                .check(&mut head, ctx.peer.ip(), &ctx.security)
+                .check(&mut head, ctx.peer.ip(), &ctx.authz)
     {
         return authz_reply(refusal, &head);
     }
