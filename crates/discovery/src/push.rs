@@ -441,21 +441,15 @@ impl SnapshotProvider for ControlPlane {
     }
 }
 
-/// The part of the configuration that translation reads: MeshConfig and the networking
-/// resources (security resources do not reach proxies yet).
+/// The part of the configuration that translation reads: MeshConfig, the networking
+/// resources and AuthorizationPolicy / RequestAuthentication (PeerAuthentication does not
+/// reach proxies yet).
 fn translated_part(config: &Config) -> (&lateen_api::MeshConfig, Vec<&lateen_api::Resource>) {
     use lateen_api::Resource;
     let resources = config
         .resources
         .iter()
-        .filter(|r| {
-            !matches!(
-                r,
-                Resource::PeerAuthentication(_)
-                    | Resource::AuthorizationPolicy(_)
-                    | Resource::RequestAuthentication(_)
-            )
-        })
+        .filter(|r| !matches!(r, Resource::PeerAuthentication(_)))
         .collect();
     (&config.mesh, resources)
 }

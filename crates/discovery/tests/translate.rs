@@ -758,3 +758,101 @@ spec:
     let s = snapshot(SERVICES, &reviews);
     assert_eq!(hcm_tracing(&s, "0.0.0.0_9080", 0), None);
 }
+
+#[test]
+fn authorization_policies_become_rbac_filters_on_inbound_chains() {
+    use lateen_xds::pb::envoy::config::listener::v3::filter;
+    use lateen_xds::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
+    use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, http_filter,
+    };
+    use lateen_xds::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+    let policies = r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  ingress:
+  - {port: {number: 9090, protocol: HTTP, name: http}, defaultEndpoint: "127.0.0.1:8080"}
+  - {port: {number: 9091, protocol: TCP, name: tcp}, defaultEndpoint: "127.0.0.1:8081"}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: default}
+spec:
+  action: CUSTOM
+  provider: {name: nowhere}
+  rules: [{to: [{operation: {paths: ["/ext/*"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: try, namespace: default, annotations: {istio.io/dry-run: "true"}}
+spec:
+  rules: [{to: [{operation: {paths: ["/try"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web, namespace: default}
+spec:
+  rules: [{to: [{operation: {paths: ["/web/*"]}}]}]
+"#;
+    let p = proxy(
+        "sidecar~10.0.9.9~productpage-1.default~default.svc.cluster.local",
+        serde_json::json!({"NAMESPACE": "default", "INTERCEPTION_MODE": "NONE"}),
+    );
+    let s = snapshot(policies, &p);
+    let typed = |f: &lateen_xds::pb::envoy::config::listener::v3::Filter| match &f.config_type {
+        Some(filter::ConfigType::TypedConfig(any)) => any.value.clone(),
+        _ => panic!("untyped filter {}", f.name),
+    };
+    let http: Listener = decode(&s, types::LISTENER, "0.0.0.0_9090");
+    let hcm = HttpConnectionManager::decode(typed(&http.filter_chains[0].filters[0]).as_slice())
+        .expect("HCM");
+    let rbac: Vec<HttpRbac> = hcm
+        .http_filters
+        .iter()
+        .filter(|f| f.name == "envoy.filters.http.rbac")
+        .map(|f| match &f.config_type {
+            Some(http_filter::ConfigType::TypedConfig(any)) => {
+                HttpRbac::decode(any.value.as_slice()).expect("RBAC")
+            }
+            _ => panic!("untyped RBAC"),
+        })
+        .collect();
+    // CUSTOM without a provider fails closed (DENY), then the ALLOW filter: enforced `web`,
+    // shadow `try`.
+    assert_eq!(rbac.len(), 2, "{:?}", hcm.http_filters);
+    let deny = rbac[0].rules.as_ref().expect("enforced DENY");
+    assert_eq!(deny.action, 1);
+    assert!(
+        deny.policies
+            .contains_key("ns[default]-policy[ext]-rule[0]")
+    );
+    let allow = rbac[1].rules.as_ref().expect("enforced ALLOW");
+    assert_eq!(allow.action, 0);
+    assert!(
+        allow
+            .policies
+            .contains_key("ns[default]-policy[web]-rule[0]")
+    );
+    let shadow = rbac[1].shadow_rules.as_ref().expect("dry run");
+    assert!(
+        shadow
+            .policies
+            .contains_key("ns[default]-policy[try]-rule[0]")
+    );
+    assert_eq!(rbac[1].shadow_rules_stat_prefix, "istio_dry_run_allow_");
+
+    // TCP: the ALLOW rule with paths is dropped (allows nothing); DENY keeps its rule
+    // without the HTTP-only path, so it denies every connection, as istiod.
+    let tcp: Listener = decode(&s, types::LISTENER, "0.0.0.0_9091");
+    let filters = &tcp.filter_chains[0].filters;
+    assert_eq!(filters.len(), 3, "{filters:?}");
+    let deny = NetworkRbac::decode(typed(&filters[0]).as_slice()).expect("network RBAC");
+    assert_eq!(deny.stat_prefix, "tcp.");
+    let deny_rules = deny.rules.expect("DENY");
+    assert_eq!(deny_rules.action, 1);
+    assert_eq!(deny_rules.policies.len(), 1);
+    let allow = NetworkRbac::decode(typed(&filters[1]).as_slice()).expect("network RBAC");
+    assert!(allow.rules.expect("ALLOW").policies.is_empty());
+}

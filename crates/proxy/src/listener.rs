@@ -134,6 +134,14 @@ async fn serve<S>(
             }
         }
     };
+    let authz = crate::authz::ConnAuthz {
+        destination: original_dst
+            .or_else(|| stream.local_addr().ok())
+            .unwrap_or(listener.address),
+        // Plaintext: no peer identity (mutual TLS fills these).
+        peer_principal: None,
+        sni: None,
+    };
     let io = Rewind::new(prefix, stream);
 
     let passthrough = original_dst.map(|destination| {
@@ -159,6 +167,7 @@ async fn serve<S>(
                 config: shared.config.clone(),
                 peers: Default::default(),
                 peer,
+                authz,
                 original_dst,
                 passthrough,
                 pool: worker.pool.clone(),
@@ -169,6 +178,10 @@ async fn serve<S>(
             server::serve(io, version, ctx, shared.drain_watch.clone()).await;
         }
         Detected::Tcp | Detected::Closed => {
+            if !listener.tcp_authz.is_empty() && !listener.tcp_authz.allows(peer.ip(), &authz) {
+                tracing::debug!(listener = %listener.name, %peer, "RBAC: connection denied; closing");
+                return;
+            }
             let cluster = listener.tcp_cluster.clone().or(passthrough);
             let security = crate::tls::ConnSecurity::new(peer_identity, shared.mesh_tls.as_deref());
             match cluster {

@@ -8,7 +8,8 @@
 //! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration;
 //! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
 //! [`demo`], what the tests of `lateen demo` share; [`otlp_receiver`], a real OTLP/gRPC trace
-//! receiver collecting the spans proxies export.
+//! receiver collecting the spans proxies export; [`jwt`], a token issuer (ES256 key, JWKS,
+//! signed tokens) for RequestAuthentication tests.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 pub mod demo;
 pub mod envoy;
 pub mod istio_corpus;
+pub mod jwt;
 pub mod kube;
 pub mod netns;
 pub mod otlp_receiver;

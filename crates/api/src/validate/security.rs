@@ -156,6 +156,12 @@ pub(super) fn check_authz(issues: &mut Issues, spec: &FieldPath, ap: &Authorizat
                 );
             }
             check_custom_rules(issues, spec, ap);
+            // No extension provider is ever configured in lateen: lateend denies what the
+            // policy's rules match (fail closed).
+            issues.warn(
+                &spec.field("action"),
+                "CUSTOM needs an extension provider (ext_authz), which lateen does not support yet: requests these rules match are denied",
+            );
         }
         AuthorizationAction::Deny if ap.rules.is_empty() => {
             issues.error(&spec.field("rules"), meaningless("DENY"));

@@ -318,10 +318,13 @@ fn chain(filters: Vec<Filter>) -> FilterChain {
 
 /// Inbound traffic to the proxy's own workload: HTTP through a connection manager with an
 /// inline route, opaque TCP straight to the `inbound|PORT||` cluster.
+/// Authorization (RBAC, JWT) filters come first ([`super::authz`], [`super::jwt`]).
 fn inbound_chain(ctx: &Context<'_>, port: &InboundPort) -> FilterChain {
     let cluster = names::inbound_cluster(port.port);
     if !port.http {
-        return chain(vec![tcp_proxy(&cluster, &cluster)]);
+        let mut filters = super::authz::network_filters(ctx);
+        filters.push(tcp_proxy(&cluster, &cluster));
+        return chain(filters);
     }
     let routes = RouteConfiguration {
         name: cluster.clone(),
@@ -347,11 +350,16 @@ fn inbound_chain(ctx: &Context<'_>, port: &InboundPort) -> FilterChain {
         }],
         ..Default::default()
     };
-    chain(vec![hcm(
+    let mut manager = hcm_config(
         &format!("inbound_0.0.0.0_{}", port.port),
         http_connection_manager::RouteSpecifier::RouteConfig(routes),
         super::tracing::hcm_tracing(ctx, false),
-    )])
+    );
+    let security = super::jwt::http_filter(ctx)
+        .into_iter()
+        .chain(super::authz::http_filters(ctx));
+    manager.http_filters.splice(0..0, security);
+    chain(vec![hcm_filter(&manager)])
 }
 
 fn hcm_rds(
@@ -389,17 +397,28 @@ fn hcm(
     routes: http_connection_manager::RouteSpecifier,
     tracing: Option<http_connection_manager::Tracing>,
 ) -> Filter {
-    let manager = HttpConnectionManager {
+    hcm_filter(&hcm_config(stat_prefix, routes, tracing))
+}
+
+fn hcm_config(
+    stat_prefix: &str,
+    routes: http_connection_manager::RouteSpecifier,
+    tracing: Option<http_connection_manager::Tracing>,
+) -> HttpConnectionManager {
+    HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(routes),
         http_filters: http_filters(),
         tracing,
         ..Default::default()
-    };
+    }
+}
+
+fn hcm_filter(manager: &HttpConnectionManager) -> Filter {
     Filter {
         name: names::HTTP_CONNECTION_MANAGER.to_string(),
-        config_type: Some(filter::ConfigType::TypedConfig(names::pack(&manager))),
+        config_type: Some(filter::ConfigType::TypedConfig(names::pack(manager))),
     }
 }
 

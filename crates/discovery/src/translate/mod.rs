@@ -4,9 +4,12 @@
 //! hosts allow, the DestinationRules and VirtualServices that apply); the submodules build
 //! clusters, endpoints, listeners and routes from it; [`build_snapshot`] puts them together.
 
+mod authz;
+mod authz_rules;
 pub mod clusters;
 pub mod endpoints;
 mod host_index;
+mod jwt;
 pub mod listeners;
 pub mod names;
 pub mod peer_authn;

@@ -44,6 +44,7 @@ pub fn cluster_label_keys(config: &Config) -> BTreeSet<String> {
 /// proxy's labels up by these keys.
 pub fn selected_label_keys(config: &Config) -> BTreeSet<String> {
     let mut keys = cluster_label_keys(config);
+    keys.extend(super::authz::selector_label_keys(config));
     let mut add = |labels: &BTreeMap<String, String>| keys.extend(labels.keys().cloned());
     for gateway in config.gateways() {
         add(&gateway.spec.selector);

@@ -41,7 +41,12 @@ pub struct Request<'a> {
 /// after 10 s. Reading by length rather than to EOF: Envoy may delay closing a connection it
 /// answered.
 pub async fn fetch(request: &Request<'_>) -> Option<Reply> {
-    tokio::time::timeout(Duration::from_secs(10), exchange(request))
+    fetch_method(request, "GET").await
+}
+
+/// [`fetch`] with another method (no request body).
+pub async fn fetch_method(request: &Request<'_>, method: &str) -> Option<Reply> {
+    tokio::time::timeout(Duration::from_secs(10), exchange(request, method))
         .await
         .ok()
         .flatten()
@@ -59,10 +64,10 @@ async fn connect(target: SocketAddr, source: Option<IpAddr>) -> Option<TcpStream
     socket.connect(target).await.ok()
 }
 
-async fn exchange(request: &Request<'_>) -> Option<Reply> {
+async fn exchange(request: &Request<'_>, method: &str) -> Option<Reply> {
     let mut conn = connect(request.target, request.source).await?;
     let mut text = format!(
-        "GET {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+        "{method} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
         request.path, request.host
     );
     for (k, v) in request.headers {

@@ -2,6 +2,8 @@
 //! the upstreams), ways to send through one data plane, a row's outcome, and the printed
 //! table of row × data plane.
 
+#![allow(dead_code)] // each test binary uses part of it
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;

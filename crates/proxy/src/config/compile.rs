@@ -152,6 +152,8 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             limits: listener.limits.clone(),
             mtls: listener.mtls,
             tracing,
+            http_authz: listener.http_authz.clone(),
+            tcp_authz: listener.tcp_authz.clone(),
         });
         if listener.bind
             && listener.address.port() != 0

@@ -165,6 +165,13 @@ pub struct Listener {
     pub tcp_cluster: Option<String>,
     #[serde(default)]
     pub limits: HttpLimits,
+    /// JWT and RBAC filters of the HTTP connection manager (Istio's RequestAuthentication
+    /// and AuthorizationPolicy).
+    #[serde(default, skip_serializing_if = "crate::authz::HttpAuthz::is_empty")]
+    pub http_authz: crate::authz::HttpAuthz,
+    /// RBAC network filters before the TCP proxy.
+    #[serde(default, skip_serializing_if = "crate::authz::NetworkAuthz::is_empty")]
+    pub tcp_authz: crate::authz::NetworkAuthz,
     /// Spans for the HTTP requests of this listener (Envoy's HCM `tracing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<super::tracing::TracingConfig>,

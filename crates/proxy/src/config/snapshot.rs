@@ -58,6 +58,8 @@ pub struct ListenerRt {
     pub limits: model::HttpLimits,
     pub mtls: model::MtlsMode,
     pub tracing: Option<Arc<super::tracing::TracingRt>>,
+    pub http_authz: crate::authz::HttpAuthz,
+    pub tcp_authz: crate::authz::NetworkAuthz,
 }
 
 pub struct RouteTable {

@@ -36,6 +36,8 @@ pub struct ConnContext {
     pub config: Arc<crate::config::ConfigStore>,
     pub peers: super::peer::PeerCache,
     pub peer: SocketAddr,
+    /// What authorization knows of the connection (destination, peer identity).
+    pub authz: crate::authz::ConnAuthz,
     /// Where a captured connection was going; its passthrough target.
     pub original_dst: Option<SocketAddr>,
     /// For a captured connection: a cluster of its original destination, used when there are
@@ -329,6 +331,15 @@ async fn route_and_forward(
     let (mut head, body) = request.into_parts();
     if let Err(refusal) = super::request_checks::check(&head, &current.listener.limits) {
         return Reply::local(refusal.status, ResponseFlags::DPE, refusal.detail);
+    }
+    if !current.listener.http_authz.is_empty()
+        && let Err(refusal) =
+            current
+                .listener
+                .http_authz
+                .check(&mut head, ctx.peer.ip(), &ctx.authz)
+    {
+        return authz_reply(refusal, &head);
     }
     let authority = request_authority(&head);
     let upgrade = match super::upgrade::ask(&mut head, &current.listener.limits.upgrade_types) {
@@ -797,6 +808,33 @@ fn keep_streaming_body(head: &mut http::request::Parts, body: &RequestIn) {
 
 /// A response the proxy makes itself. gRPC clients get HTTP 200 with the gRPC status that
 /// matches the HTTP one, as Envoy does, so their libraries report a proper error.
+/// Envoy's replies: 401 with the JWT filter's message and a `www-authenticate` challenge,
+/// 403 `RBAC: access denied`.
+fn authz_reply(refusal: crate::authz::Refusal, head: &http::request::Parts) -> Reply {
+    match refusal {
+        crate::authz::Refusal::Denied => Reply::local(
+            StatusCode::FORBIDDEN,
+            ResponseFlags::NONE,
+            crate::authz::RBAC_DENIED,
+        ),
+        crate::authz::Refusal::Unauthenticated(message) => {
+            let challenge = format!(
+                "Bearer realm=\"http://{}{}\", error=\"invalid_token\"",
+                request_authority(head),
+                head.uri.path()
+            );
+            Reply::Local {
+                status: StatusCode::UNAUTHORIZED,
+                flags: ResponseFlags::NONE,
+                detail: message,
+                extra_headers: HeaderValue::from_str(&challenge)
+                    .map(|v| vec![(header::WWW_AUTHENTICATE, v)])
+                    .unwrap_or_default(),
+            }
+        }
+    }
+}
+
 fn local_reply(
     status: StatusCode,
     detail: &str,

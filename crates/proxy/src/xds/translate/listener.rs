@@ -10,10 +10,13 @@ use lateen_xds::pb::envoy::config::listener::v3::{
 };
 use lateen_xds::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use lateen_xds::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use lateen_xds::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication;
+use lateen_xds::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use lateen_xds::pb::envoy::extensions::filters::http::router::v3::Router;
 use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
 };
+use lateen_xds::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use lateen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use lateen_xds::pb::google::protobuf::Any;
 use lateen_xds::prost::Name;
@@ -116,6 +119,8 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
         limits: model::HttpLimits::default(),
         mtls: model::MtlsMode::Disable,
         tracing: None,
+        http_authz: Default::default(),
+        tcp_authz: Default::default(),
     };
 
     let mut out = TranslatedListener::default();
@@ -275,16 +280,37 @@ fn apply_chain(
         ..chain.clone()
     };
     check.no_leftover(path, &rest)?;
-    let [network_filter] = chain.filters.as_slice() else {
+    // RBAC network filters may come before the one that serves the connection.
+    let Some((network_filter, rbac_filters)) = chain.filters.split_last() else {
         return Err(check.reject(
             format!("{path}.filters"),
-            format!(
-                "needs exactly one filter (http_connection_manager or tcp_proxy), has {}",
-                chain.filters.len()
-            ),
+            "needs a filter (http_connection_manager or tcp_proxy)",
         ));
     };
-    let f_path = format!("{path}.filters[0]");
+    for (index, rbac) in rbac_filters.iter().enumerate() {
+        let r_path = format!("{path}.filters[{index}]");
+        let config = match &rbac.config_type {
+            Some(filter::ConfigType::TypedConfig(any))
+                if any.type_url == NetworkRbac::type_url() =>
+            {
+                unpack::<NetworkRbac>(any)
+                    .map_err(|reason| check.reject(format!("{r_path}.typed_config"), reason))?
+            }
+            _ => {
+                return Err(check.reject(
+                    r_path,
+                    format!(
+                        "only envoy.filters.network.rbac may come before the last filter, not {:?}",
+                        rbac.name
+                    ),
+                ));
+            }
+        };
+        let rbac = super::authz::network_rbac(&config, &format!("{r_path}.typed_config"))
+            .map_err(|(field, reason)| check.reject(field, reason))?;
+        listener.tcp_authz.rbac.push(rbac);
+    }
+    let f_path = format!("{path}.filters[{}]", chain.filters.len() - 1);
     let Some(filter::ConfigType::TypedConfig(any)) = &network_filter.config_type else {
         return Err(check.reject(format!("{f_path}.typed_config"), "missing"));
     };
@@ -425,7 +451,7 @@ fn connection_manager(
             ));
         }
     }
-    http_filters(
+    listener.http_authz = http_filters(
         &manager.http_filters,
         &format!("{path}.http_filters"),
         check,
@@ -486,8 +512,14 @@ fn check_name(check: &Check) -> String {
 }
 
 /// The router must come last; fault and CORS filters are accepted only without a
-/// configuration of their own: they act through the routes' per-filter configs.
-fn http_filters(filters: &[HttpFilter], path: &str, check: &Check) -> Result<(), Rejection> {
+/// configuration of their own: they act through the routes' per-filter configs. JWT and
+/// RBAC filters become the listener's [`crate::authz::HttpAuthz`].
+fn http_filters(
+    filters: &[HttpFilter],
+    path: &str,
+    check: &Check,
+) -> Result<crate::authz::HttpAuthz, Rejection> {
+    let mut authz = crate::authz::HttpAuthz::default();
     let Some(last) = filters.last() else {
         return Err(check.reject(path, "needs the router filter"));
     };
@@ -518,12 +550,36 @@ fn http_filters(filters: &[HttpFilter], path: &str, check: &Check) -> Result<(),
             Some("router") => empty_config::<Router>(any),
             Some("fault") if !is_last => empty_config::<HttpFault>(any),
             Some("cors") if !is_last => empty_config::<Cors>(any),
+            Some("jwt_authn") if !is_last && authz.jwt.is_none() && authz.rbac.is_empty() => {
+                security_filter::<JwtAuthentication>(any).and_then(|config| {
+                    super::authz::jwt_authn(&config, &format!("{f_path}.typed_config"))
+                        .map(|jwt| authz.jwt = Some(jwt))
+                        .map_err(|(field, reason)| format!("{field}: {reason}"))
+                })
+            }
+            Some("jwt_authn") if !is_last => {
+                Err("only one jwt_authn filter, before the RBAC filters, is supported".to_string())
+            }
+            Some("rbac") if !is_last => security_filter::<HttpRbac>(any).and_then(|config| {
+                super::authz::http_rbac(&config, &format!("{f_path}.typed_config"))
+                    .map(|rbac| authz.rbac.push(rbac))
+                    .map_err(|(field, reason)| format!("{field}: {reason}"))
+            }),
             _ if is_last => Err("the last filter must be the router".to_string()),
             _ => Err(format!("HTTP filter {:?} is not supported", http.name)),
         };
         verdict.map_err(|reason| check.reject(f_path, reason))?;
     }
-    Ok(())
+    Ok(authz)
+}
+
+fn security_filter<M: lateen_xds::prost::Message + Name + Default>(
+    any: Option<&Any>,
+) -> Result<M, String> {
+    match any {
+        Some(any) => unpack(any),
+        None => Err("needs a typed_config".to_string()),
+    }
 }
 
 fn filter_kind(name: &str, any: Option<&Any>) -> Option<&'static str> {
@@ -532,6 +588,12 @@ fn filter_kind(name: &str, any: Option<&Any>) -> Option<&'static str> {
         ("router", Router::type_url(), "envoy.filters.http.router"),
         ("fault", HttpFault::type_url(), "envoy.filters.http.fault"),
         ("cors", Cors::type_url(), "envoy.filters.http.cors"),
+        (
+            "jwt_authn",
+            JwtAuthentication::type_url(),
+            "envoy.filters.http.jwt_authn",
+        ),
+        ("rbac", HttpRbac::type_url(), "envoy.filters.http.rbac"),
     ]
     .into_iter()
     .find(|(_, url, known)| type_url == url || (type_url.is_empty() && name == *known))
