@@ -441,8 +441,8 @@ impl SnapshotProvider for ControlPlane {
     }
 }
 
-/// The part of the configuration that translation reads: MeshConfig and the networking
-/// resources (security resources do not reach proxies yet).
+/// The part of the configuration that translation reads: MeshConfig, the networking
+/// resources and PeerAuthentication (the other security resources do not reach proxies yet).
 fn translated_part(config: &Config) -> (&lateen_api::MeshConfig, Vec<&lateen_api::Resource>) {
     use lateen_api::Resource;
     let resources = config
@@ -451,9 +451,7 @@ fn translated_part(config: &Config) -> (&lateen_api::MeshConfig, Vec<&lateen_api
         .filter(|r| {
             !matches!(
                 r,
-                Resource::PeerAuthentication(_)
-                    | Resource::AuthorizationPolicy(_)
-                    | Resource::RequestAuthentication(_)
+                Resource::AuthorizationPolicy(_) | Resource::RequestAuthentication(_)
             )
         })
         .collect();
@@ -585,8 +583,8 @@ mod tests {
         let mut same = config_with(54);
         same.resources.extend(
             lateen_api::load(
-                "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: default}\nspec: {mtls: {mode: STRICT}}\n",
-                "pa.yaml",
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: default, namespace: default}\nspec: {}\n",
+                "authz.yaml",
             )
             .unwrap_or_else(|e| panic!("{e}"))
             .resources()

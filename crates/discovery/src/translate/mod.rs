@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod endpoints;
 mod host_index;
 pub mod listeners;
+pub mod mtls_inbound;
 pub mod names;
 pub mod peer_authn;
 mod policies;
