@@ -1,12 +1,17 @@
 //! lateend's inbound mTLS: a sidecar that holds a certificate (`LATEEN_MTLS`) gets Istio's
 //! PERMISSIVE chains by default, STRICT/DISABLE and port-level modes from PeerAuthentication;
-//! a sidecar without one keeps its plaintext chains.
+//! a sidecar without one keeps its plaintext chains. Outbound: auto mTLS
+//! `transport_socket_matches`, DestinationRule ISTIO_MUTUAL/DISABLE per subset and port, and
+//! EDS endpoints marked `tlsMode: istio` when their workload has a sidecar.
 
 use lateen_discovery::translate::build_snapshot;
 use lateen_discovery::{Config, Proxy, Registry};
+use lateen_xds::pb::envoy::config::cluster::v3::Cluster;
+use lateen_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use lateen_xds::pb::envoy::config::listener::v3::{FilterChain, Listener};
+use lateen_xds::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use lateen_xds::prost::Message;
-use lateen_xds::{ProxyNode, types};
+use lateen_xds::{ProxyNode, Snapshot, types};
 
 const SERVICE: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -17,11 +22,29 @@ spec:
   location: MESH_INTERNAL
   resolution: STATIC
   ports: [{number: 9080, name: http, protocol: HTTP}, {number: 3306, name: tcp-db, protocol: TCP}]
-  endpoints: [{address: 10.0.0.1, labels: {app: reviews}}]
+  endpoints:
+  - {address: 10.0.0.1, labels: {app: reviews, security.istio.io/tlsMode: istio}, serviceAccount: bookinfo-reviews}
+  - {address: 10.0.0.2, labels: {app: reviews, version: v2}, serviceAccount: bookinfo-reviews}
 "#;
 
 /// The virtualInbound listener of the reviews sidecar under `extra` configuration.
 fn virtual_inbound(extra: &str, mtls: bool) -> Listener {
+    decode(
+        &reviews_snapshot(extra, mtls),
+        types::LISTENER,
+        "virtualInbound",
+    )
+}
+
+fn decode<M: Message + Default>(snapshot: &Snapshot, type_url: &str, name: &str) -> M {
+    let resource = snapshot
+        .get(type_url, name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    M::decode(resource.resource.value.as_slice()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The configuration of the reviews sidecar (10.0.0.1) under `extra` configuration.
+fn reviews_snapshot(extra: &str, mtls: bool) -> Snapshot {
     let yaml = format!("{SERVICE}---\n{extra}");
     let loaded = lateen_api::load(&yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
     let config = Config {
@@ -39,11 +62,7 @@ fn virtual_inbound(extra: &str, mtls: bool) -> Listener {
         metadata,
         user_agent: "envoy".to_string(),
     });
-    let snapshot = build_snapshot(&config, &registry, &proxy);
-    let resource = snapshot
-        .get(types::LISTENER, "virtualInbound")
-        .unwrap_or_else(|| panic!("no virtualInbound"));
-    Listener::decode(resource.resource.value.as_slice()).unwrap_or_else(|e| panic!("{e}"))
+    build_snapshot(&config, &registry, &proxy)
 }
 
 /// Each chain of `port` as (transport_protocol, has a TLS transport socket, ALPN matches).
@@ -141,4 +160,87 @@ fn peer_authentication_strict_disable_and_port_level_modes() {
         chains_of(&port_level, 3306),
         [(String::new(), false, vec![])]
     );
+}
+
+const REVIEWS: &str = "outbound|9080||reviews.default.svc.cluster.local";
+
+fn upstream_tls(
+    socket: &lateen_xds::pb::envoy::config::core::v3::TransportSocket,
+) -> UpstreamTlsContext {
+    use lateen_xds::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    assert_eq!(socket.name, "envoy.transport_sockets.tls");
+    match &socket.config_type {
+        Some(ConfigType::TypedConfig(any)) => {
+            UpstreamTlsContext::decode(any.value.as_slice()).unwrap_or_else(|e| panic!("{e}"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn auto_mtls_clusters_and_sidecar_endpoints_carry_tls_mode() {
+    let plain: Cluster = decode(&reviews_snapshot("", false), types::CLUSTER, REVIEWS);
+    assert!(plain.transport_socket_matches.is_empty() && plain.transport_socket.is_none());
+
+    let snapshot = reviews_snapshot("", true);
+    let auto: Cluster = decode(&snapshot, types::CLUSTER, REVIEWS);
+    assert_eq!(auto.transport_socket_matches.len(), 2);
+    let tls = upstream_tls(
+        auto.transport_socket_matches[0]
+            .transport_socket
+            .as_ref()
+            .unwrap_or_else(|| panic!("tls socket")),
+    );
+    assert_eq!(
+        tls.sni,
+        "outbound_.9080_._.reviews.default.svc.cluster.local"
+    );
+    let sans = format!("{:?}", tls.common_tls_context);
+    assert!(
+        sans.contains("spiffe://cluster.local/ns/default/sa/bookinfo-reviews")
+            && sans.contains("ROOTCA")
+            && sans.contains("sds-grpc"),
+        "{sans}"
+    );
+
+    // Endpoints say which workloads have a sidecar.
+    let eds: ClusterLoadAssignment = decode(&snapshot, types::ENDPOINT, REVIEWS);
+    let marked: Vec<bool> = eds
+        .endpoints
+        .iter()
+        .flat_map(|l| &l.lb_endpoints)
+        .map(|e| {
+            e.metadata.as_ref().is_some_and(|m| {
+                m.filter_metadata
+                    .contains_key("envoy.transport_socket_match")
+            })
+        })
+        .collect();
+    assert_eq!(marked, [true, false]);
+}
+
+#[test]
+fn destination_rule_tls_per_subset_and_port() {
+    let snapshot = reviews_snapshot(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: default}\nspec:\n  host: reviews\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n  subsets:\n  - name: v2\n    labels: {version: v2}\n    trafficPolicy:\n      portLevelSettings:\n      - port: {number: 9080}\n        tls: {mode: DISABLE}\n",
+        true,
+    );
+    let mutual: Cluster = decode(&snapshot, types::CLUSTER, REVIEWS);
+    assert!(mutual.transport_socket_matches.is_empty());
+    let tls = upstream_tls(
+        mutual
+            .transport_socket
+            .as_ref()
+            .unwrap_or_else(|| panic!("ISTIO_MUTUAL socket")),
+    );
+    assert_eq!(
+        tls.sni,
+        "outbound_.9080_._.reviews.default.svc.cluster.local"
+    );
+    let v2: Cluster = decode(
+        &snapshot,
+        types::CLUSTER,
+        "outbound|9080|v2|reviews.default.svc.cluster.local",
+    );
+    assert!(v2.transport_socket.is_none() && v2.transport_socket_matches.is_empty());
 }
