@@ -6,7 +6,11 @@
 //!   of `{name, containerPort, protocol}`, as a string or a list), `AUTO_REGISTER_GROUP`;
 //! - Lateen's own `LATEEN_CAPTURE_BIND`: the address the REDIRECT-mode capture listeners
 //!   (`virtualOutbound`, `virtualInbound`) bind; default the wildcard of the proxy's IP family
-//!   (`0.0.0.0`, or `::` when every `INSTANCE_IPS` entry is IPv6), as Istio does.
+//!   (`0.0.0.0`, or `::` when every `INSTANCE_IPS` entry is IPv6), as Istio does;
+//! - Lateen's own `LATEEN_MTLS` (`"true"`): the sidecar holds a workload certificate (Envoy
+//!   with `lateen-proxy agent` serving SDS, lateen-proxy with `--cert-dir` or the mesh CA), so
+//!   it gets Istio's mTLS listeners and clusters; without it everything stays plaintext, so
+//!   meshes without certificates keep working.
 //!
 //! Missing metadata falls back to what the node id says; nothing here can fail.
 
@@ -63,6 +67,8 @@ pub struct Proxy {
     pub wildcard: String,
     /// Where the capture listeners bind (`LATEEN_CAPTURE_BIND`, else [`Proxy::wildcard`]).
     pub capture_bind: String,
+    /// `LATEEN_MTLS`: the proxy holds a workload certificate and speaks Istio's mTLS.
+    pub mtls: bool,
 }
 
 impl Proxy {
@@ -133,6 +139,8 @@ impl Proxy {
                 .unwrap_or_else(|| pod.split('.').next().unwrap_or_default().to_string()),
             pod,
             auto_register_group: text("AUTO_REGISTER_GROUP").filter(|g| !g.is_empty()),
+            mtls: matches!(meta.get("LATEEN_MTLS"), Some(Value::Bool(true)))
+                || text("LATEEN_MTLS").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         }
     }
 }

@@ -442,15 +442,10 @@ impl SnapshotProvider for ControlPlane {
 }
 
 /// The part of the configuration that translation reads: MeshConfig, the networking
-/// resources and AuthorizationPolicy / RequestAuthentication (PeerAuthentication does not
-/// reach proxies yet).
+/// resources and the security resources (PeerAuthentication, AuthorizationPolicy,
+/// RequestAuthentication).
 fn translated_part(config: &Config) -> (&lateen_api::MeshConfig, Vec<&lateen_api::Resource>) {
-    use lateen_api::Resource;
-    let resources = config
-        .resources
-        .iter()
-        .filter(|r| !matches!(r, Resource::PeerAuthentication(_)))
-        .collect();
+    let resources = config.resources.iter().collect();
     (&config.mesh, resources)
 }
 
@@ -579,8 +574,8 @@ mod tests {
         let mut same = config_with(54);
         same.resources.extend(
             lateen_api::load(
-                "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: default}\nspec: {mtls: {mode: STRICT}}\n",
-                "pa.yaml",
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: default, namespace: default}\nspec: {}\n",
+                "authz.yaml",
             )
             .unwrap_or_else(|e| panic!("{e}"))
             .resources()

@@ -41,6 +41,15 @@ impl Config {
         self.resources.iter().filter_map(Resource::as_service_entry)
     }
 
+    pub fn peer_authentications(
+        &self,
+    ) -> impl Iterator<Item = &Object<lateen_api::security::PeerAuthentication>> {
+        self.resources.iter().filter_map(|r| match r {
+            Resource::PeerAuthentication(o) => Some(o),
+            _ => None,
+        })
+    }
+
     pub fn sidecars(&self) -> impl Iterator<Item = &Object<Sidecar>> {
         self.resources.iter().filter_map(Resource::as_sidecar)
     }

@@ -146,7 +146,8 @@ pub fn build<'a>(ctx: &Context<'a>) -> Built<'a> {
             for (subset, labels) in subsets {
                 let name = names::outbound_cluster(port.number, &subset, &service.hostname);
                 let policy = effective_policy(dr, &subset, port.number);
-                let c = outbound(ctx, &name, service, port, &labels, &policy);
+                let mut c = outbound(ctx, &name, service, port, &labels, &policy);
+                super::mtls_outbound::apply(ctx, &mut c, service, port.number, &subset, dr);
                 if c.cluster_discovery_type
                     == Some(cluster::ClusterDiscoveryType::Type(
                         cluster::DiscoveryType::Eds as i32,

@@ -82,6 +82,7 @@ fn assignment(ctx: &Context<'_>, t: &EdsTarget<'_>) -> ClusterLoadAssignment {
                     ..Default::default()
                 })),
                 load_balancing_weight: Some(names::uint32(*weight)),
+                metadata: super::mtls_outbound::endpoint_metadata(&i.labels),
                 ..Default::default()
             })
             .collect();

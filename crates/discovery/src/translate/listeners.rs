@@ -29,6 +29,7 @@ use lateen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProx
 
 use super::Context;
 use super::clusters::{InboundPort, inbound_ports};
+use super::mtls_inbound;
 use super::names::{self, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER};
 use crate::proxy::InterceptionMode;
 use crate::registry::labels_match;
@@ -152,17 +153,31 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
         }),
         ..Default::default()
     });
+    let mtls = mtls_inbound::modes(ctx);
     let inbound_chains = inbound_ports(ctx)
         .into_iter()
-        .map(|p| FilterChain {
-            filter_chain_match: Some(FilterChainMatch {
-                destination_port: Some(names::uint32(p.port)),
-                ..Default::default()
-            }),
-            name: names::inbound_cluster(p.port),
-            ..inbound_chain(ctx, &p)
+        .flat_map(|p| {
+            let plain = FilterChain {
+                filter_chain_match: Some(FilterChainMatch {
+                    destination_port: Some(names::uint32(p.port)),
+                    ..Default::default()
+                }),
+                name: names::inbound_cluster(p.port),
+                ..inbound_chain(ctx, &p)
+            };
+            mtls_inbound::chains(mtls.as_ref(), p.port, p.http, plain)
         })
         .collect();
+    let mut listener_filters = vec![ListenerFilter {
+        name: "envoy.filters.listener.original_dst".to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(names::pack(
+            &OriginalDst {},
+        ))),
+        ..Default::default()
+    }];
+    if mtls.is_some() {
+        listener_filters.push(mtls_inbound::tls_inspector());
+    }
     out.listeners.push(Listener {
         name: names::VIRTUAL_INBOUND.to_string(),
         address: Some(names::socket(
@@ -173,13 +188,7 @@ fn capture_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
             ),
         )),
         traffic_direction: TrafficDirection::Inbound as i32,
-        listener_filters: vec![ListenerFilter {
-            name: "envoy.filters.listener.original_dst".to_string(),
-            config_type: Some(listener_filter::ConfigType::TypedConfig(names::pack(
-                &OriginalDst {},
-            ))),
-            ..Default::default()
-        }],
+        listener_filters,
         filter_chains: inbound_chains,
         default_filter_chain: Some(FilterChain {
             name: "InboundPassthroughFilterChain".to_string(),
@@ -238,6 +247,7 @@ fn explicit_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
             });
         }
     }
+    let mtls = mtls_inbound::modes(ctx);
     for inbound in inbound_ports(ctx).into_iter().filter(|p| p.explicit) {
         let bind = inbound
             .bind
@@ -247,7 +257,13 @@ fn explicit_listeners(ctx: &Context<'_>, out: &mut BuiltListeners) {
             name: names::listener_name(&bind, inbound.port),
             address: Some(names::socket(&bind, inbound.port)),
             traffic_direction: TrafficDirection::Inbound as i32,
-            filter_chains: vec![inbound_chain(ctx, &inbound)],
+            listener_filters: mtls.iter().map(|_| mtls_inbound::tls_inspector()).collect(),
+            filter_chains: mtls_inbound::chains(
+                mtls.as_ref(),
+                inbound.port,
+                inbound.http,
+                inbound_chain(ctx, &inbound),
+            ),
             ..Default::default()
         });
     }

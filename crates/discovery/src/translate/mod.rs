@@ -11,6 +11,8 @@ pub mod endpoints;
 mod host_index;
 mod jwt;
 pub mod listeners;
+pub mod mtls_inbound;
+pub mod mtls_outbound;
 pub mod names;
 pub mod peer_authn;
 mod policies;
@@ -273,15 +275,12 @@ impl EffectivePolicy {
     }
 }
 
-pub fn effective_policy(
-    dr: Option<&Object<DestinationRule>>,
+/// A DestinationRule's traffic policies for `subset`, the least specific first: the top level,
+/// then the subset's.
+pub fn policy_layers<'a>(
+    dr: &'a Object<DestinationRule>,
     subset: &str,
-    port: u32,
-) -> EffectivePolicy {
-    let mut out = EffectivePolicy::default();
-    let Some(dr) = dr else {
-        return out;
-    };
+) -> Vec<&'a lateen_api::networking::TrafficPolicy> {
     let mut layers = Vec::new();
     if let Some(top) = &dr.spec.traffic_policy {
         layers.push(top);
@@ -293,7 +292,19 @@ pub fn effective_policy(
     {
         layers.push(sp);
     }
-    for tp in layers {
+    layers
+}
+
+pub fn effective_policy(
+    dr: Option<&Object<DestinationRule>>,
+    subset: &str,
+    port: u32,
+) -> EffectivePolicy {
+    let mut out = EffectivePolicy::default();
+    let Some(dr) = dr else {
+        return out;
+    };
+    for tp in policy_layers(dr, subset) {
         out.overlay(
             tp.load_balancer.as_ref(),
             tp.connection_pool.as_ref(),

@@ -6,9 +6,8 @@
 //! as in Istio (creation time, then name when times are missing or equal). Nothing at all:
 //! PERMISSIVE, Istio's default.
 //!
-//! Not yet wired into the listeners: emitting mTLS chains needs every sidecar to hold a
-//! certificate (the mesh CA and SDS agent); `Effective::explicit` tells a mode a policy set
-//! from the default.
+//! Read by [`super::mtls_inbound`] for sidecars that hold a certificate;
+//! `Effective::explicit` tells a mode a policy set from the default.
 
 use std::collections::BTreeMap;
 

@@ -40,7 +40,7 @@ pub fn cluster_label_keys(config: &Config) -> BTreeSet<String> {
 
 /// The label keys that can change a proxy's configuration: those of every selector that
 /// picks proxies (DestinationRule and Sidecar `workloadSelector`, Gateway `selector`,
-/// VirtualService `sourceLabels`) and the locality labels. Translation only ever looks a
+/// VirtualService `sourceLabels`, PeerAuthentication `selector`) and the locality labels. Translation only ever looks a
 /// proxy's labels up by these keys.
 pub fn selected_label_keys(config: &Config) -> BTreeSet<String> {
     let mut keys = cluster_label_keys(config);
@@ -48,6 +48,11 @@ pub fn selected_label_keys(config: &Config) -> BTreeSet<String> {
     let mut add = |labels: &BTreeMap<String, String>| keys.extend(labels.keys().cloned());
     for gateway in config.gateways() {
         add(&gateway.spec.selector);
+    }
+    for policy in config.peer_authentications() {
+        if let Some(selector) = &policy.spec.selector {
+            add(&selector.match_labels);
+        }
     }
     for vs in config.virtual_services() {
         for m in vs.spec.http.iter().flat_map(|h| &h.matches) {
@@ -95,6 +100,8 @@ pub struct ProxyView {
     /// The proxy's addresses that are instances of some service (its inbound side); the
     /// others change nothing in its configuration and are left out of the key.
     pub instance_addresses: Vec<String>,
+    /// The proxy holds a certificate and gets Istio's mTLS listeners and clusters.
+    pub mtls: bool,
 }
 
 impl ProxyView {
@@ -122,6 +129,7 @@ impl ProxyView {
                 .filter(|ip| registry.has_instance_at(ip))
                 .cloned()
                 .collect(),
+            mtls: proxy.mtls,
         }
     }
 }
