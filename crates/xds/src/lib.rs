@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod ca_service;
 pub mod cache;
 pub mod client;
 pub mod metrics;
