@@ -8,7 +8,8 @@
 //!    `cacerts` Secret mounted there) holding `ca-cert.pem` and `ca-key.pem` (and
 //!    `cert-chain.pem`, `root-cert.pem` for an intermediate);
 //! 2. on Kubernetes, the Secret `istio-ca-secret` in lateend's namespace, made with a new
-//!    self-signed root by the first replica ([`secret`]);
+//!    self-signed root by the first replica ([`secret`]); when the Secret cannot be read or
+//!    made (no namespace, no RBAC) the steps below, with a warning;
 //! 3. on one machine, `--ca-dir` (the same four files), made on first start;
 //! 4. otherwise a self-signed root for this run only (a warning says so).
 
@@ -33,8 +34,6 @@ pub enum MeshCaError {
         dir: PathBuf,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error(transparent)]
-    Secret(#[from] secret::SecretError),
     #[error("generating the self-signed root: {0}")]
     Generate(#[from] lateen_identity::CaError),
 }
@@ -62,7 +61,14 @@ pub async fn load(source: CaSource<'_>) -> Result<MeshCa, MeshCaError> {
         return Ok(ca);
     }
     if let Some((client, namespace)) = source.cluster {
-        return Ok(secret::shared(client, namespace, source.trust_domain).await?);
+        match secret::shared(client, namespace, source.trust_domain).await {
+            Ok(ca) => return Ok(ca),
+            // Serving matters more than sharing a root with other replicas (a namespace that
+            // does not exist yet, RBAC without secrets): a root of this replica's own, and say so.
+            Err(e) => {
+                tracing::warn!(error = %e, "no shared mesh CA; this replica uses a root of its own (other replicas will not trust its certificates)")
+            }
+        }
     }
     if let Some(dir) = &source.ca_dir {
         let kept = |e: Box<dyn std::error::Error + Send + Sync>| MeshCaError::Kept {
