@@ -444,12 +444,12 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
         || root_cert(&cluster, "labelled").filter(|c| *c == ca_a),
     );
 
-    // A second replica serves with its own certificate from the shared serving CA (the
+    // A second replica serves with its own certificate from the shared mesh CA (the
     // Secret replica A created), so the one caBundle trusts both; it does not write: after a
     // full retry period the Leases are still A's.
     assert!(
-        get_json(&cluster, &["secret", "lateend-serving-ca", "-n", NS]).is_some(),
-        "the shared serving CA"
+        get_json(&cluster, &["secret", "istio-ca-secret", "-n", NS]).is_some(),
+        "the shared mesh CA, which signs every replica's serving certificate"
     );
     let pod_b = format!("{pod_a}-b");
     let b = start_replica(&cluster, &container, &pod_b, account, &work);

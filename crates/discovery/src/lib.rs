@@ -3,7 +3,7 @@
 //! Owns: the config folder store, the service registry (ServiceEntry, WorkloadEntry and
 //! self-registering proxies), translation of Istio resources into Envoy v3 resources per proxy,
 //! debounced pushes, the debug/metrics HTTP endpoints, Istio's validation webhook verdicts, and
-//! the wiring of the admission webhooks and of ADS over TLS. Must not touch: parsing/validation of Istio resources (`lateen-api`),
+//! the wiring of the admission webhooks and of ADS over TLS, and the mesh CA. Must not touch: parsing/validation of Istio resources (`lateen-api`),
 //! the xDS protocol (`lateen-xds`) or injection itself (`lateen-inject`); it only uses them.
 //!
 //! Map:
@@ -23,7 +23,8 @@
 //! - [`cmdline`]: istiod's command line (`discovery --monitoringAddr=:15014 ...`), its
 //!   environment and logging flags, as the rendered Deployment passes them.
 //! - [`readiness`]: the conditions `/ready` (8080 and 15014) waits for.
-//! - [`serving_ca`]: one serving CA for every replica, in a Secret.
+//! - [`mesh_ca`]: the mesh CA (plugged-in, `istio-ca-secret`, or a kept folder) and Istio's
+//!   certificate API on 15012 (TokenReview or bootstrap-token callers).
 //! - [`cluster_writes`]: what istiod writes to the cluster (Leases, `istio-ca-root-cert`,
 //!   webhook `caBundle`s, `status.validationMessages`), by one replica at a time.
 #![forbid(unsafe_code)]
@@ -33,12 +34,12 @@ pub mod cluster_writes;
 pub mod cmdline;
 pub mod debug;
 pub mod kube;
+pub mod mesh_ca;
 pub mod metrics;
 pub mod proxy;
 pub mod push;
 pub mod readiness;
 pub mod registry;
-pub mod serving_ca;
 pub mod store;
 pub mod translate;
 pub mod webhook;

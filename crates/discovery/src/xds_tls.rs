@@ -1,7 +1,8 @@
 //! ADS over TLS (`--xds-tls-address`, 15012 like istiod): the same xDS service as the
 //! plaintext port, behind server-authenticated TLS with lateend's serving certificate (see
-//! [`crate::webhook::load_cert`]). Proxies verify lateend against its CA; client certificates
-//! and tokens are not checked yet.
+//! [`crate::webhook::load_cert`]), and Istio's certificate API (`CreateCertificate`,
+//! [`crate::mesh_ca`]) on the same port. Proxies verify lateend against the mesh CA's root;
+//! the certificate API checks callers' tokens, ADS does not yet.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     xds: XdsServer,
+    certificates: Option<lateen_xds::ca_service::CertificateService>,
     options: ConnectionOptions,
 ) {
     let mut config = (*tls).clone();
@@ -92,6 +94,7 @@ pub async fn serve(
     if let Err(e) = options
         .server_builder()
         .add_service(xds.service())
+        .add_optional_service(certificates)
         .serve_with_incoming(incoming)
         .await
     {

@@ -46,6 +46,7 @@ async fn lateend() -> Lateend {
         listener,
         cert.server_config().expect("TLS config"),
         server.clone(),
+        None,
         lateen_xds::ConnectionOptions::default(),
     ));
     let dir = tempfile::tempdir().expect("dir");

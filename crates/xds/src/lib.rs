@@ -7,9 +7,12 @@
 //! Control plane: build a [`Snapshot`] per proxy, `XdsServer::set_snapshot(node_id, snapshot)`,
 //! serve `XdsServer::service()`, read `XdsServer::sync_status()` and `XdsServer::metrics()`.
 //! Data plane: [`client::AdsClient`].
+//! Istio's certificate API (`IstioCertificateService`, server and client call):
+//! [`ca_service`].
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod ca_service;
 pub mod cache;
 pub mod client;
 pub mod metrics;

@@ -105,6 +105,42 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     webhook_ca_out: Option<PathBuf>,
 
+    /// Plugged-in CA folder with Istio's file names (`ca-cert.pem`, `ca-key.pem`,
+    /// `cert-chain.pem`, `root-cert.pem`; Istio mounts the `cacerts` Secret there). Used when
+    /// it holds `ca-cert.pem` and `ca-key.pem` (istiod: ROOT_CA_DIR).
+    #[arg(
+        long,
+        env = "ROOT_CA_DIR",
+        value_name = "DIR",
+        default_value = "./etc/cacerts"
+    )]
+    cacerts_dir: PathBuf,
+
+    /// Folder that keeps the self-signed mesh CA across restarts when there is no cluster
+    /// (made on first start; on Kubernetes the Secret istio-ca-secret keeps it).
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+
+    /// Workload certificate lifetime when the request asks for none (istiod:
+    /// DEFAULT_WORKLOAD_CERT_TTL).
+    #[arg(long, env = "DEFAULT_WORKLOAD_CERT_TTL", value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    workload_cert_ttl: Duration,
+
+    /// Longest workload certificate lifetime a request may ask for (istiod:
+    /// MAX_WORKLOAD_CERT_TTL).
+    #[arg(long, env = "MAX_WORKLOAD_CERT_TTL", value_name = "DURATION", default_value = "2160h", value_parser = parse_duration)]
+    max_workload_cert_ttl: Duration,
+
+    /// Folder of bootstrap tokens for workloads on one machine: DIR/NS/SA/istio-token proves
+    /// identity NS/SA to the certificate API (see docs/mesh-ca.md).
+    #[arg(long, value_name = "DIR")]
+    bootstrap_token_dir: Option<PathBuf>,
+
+    /// An identity NAMESPACE/SERVICE_ACCOUNT to make a bootstrap token for (kept when it
+    /// already exists); repeatable. Needs --bootstrap-token-dir.
+    #[arg(long, value_name = "NS/SA", requires = "bootstrap_token_dir", value_parser = lateen_discovery::mesh_ca::auth::parse_identity)]
+    bootstrap_identity: Vec<(String, String)>,
+
     /// Injector template config (`config` of Istio's istio-sidecar-injector ConfigMap).
     #[arg(long, value_name = "FILE")]
     inject_config: Option<PathBuf>,
@@ -166,27 +202,27 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// lateend's serving certificate: from the flags when given; in a cluster, signed by the
-/// serving CA every replica shares (`lateend_discovery::serving_ca`); else generated.
-async fn serving_cert(
-    cluster: Option<&kube::Client>,
-    namespace: &str,
+/// lateend's serving certificate: from the flags when given; else signed by the mesh CA, as
+/// istiod signs its own with its CA, so that `istio-ca-root-cert` is one root for xDS over
+/// TLS and for workload certificates.
+fn serving_cert(
+    mesh_ca: &lateen_identity::MeshCa,
     files: &lateen_discovery::webhook::WebhookFiles,
 ) -> anyhow::Result<lateen_inject::webhook::WebhookCert> {
-    if let (Some(client), None) = (cluster, &files.cert) {
-        let ca = match lateen_discovery::serving_ca::shared(client, namespace).await {
-            Ok(ca) => ca,
-            // Serving matters more than agreeing on a CA with other replicas (a namespace that
-            // does not exist yet, RBAC without secrets): one of our own, and say so.
-            Err(e) => {
-                tracing::warn!(error = %e, "no shared serving CA; this replica generates its own (other replicas' caBundle will not trust it)");
-                lateen_inject::webhook::ServingCa::generate()
-                    .context("generating the serving CA")?
-            }
+    if files.cert.is_none() && files.key.is_none() {
+        let names = if files.serving_names.is_empty() {
+            lateen_inject::webhook::WebhookCert::service_names("lateend", "istio-system")
+        } else {
+            files.serving_names.clone()
         };
-        let cert = ca
-            .issue(&files.serving_names)
+        let (cert_chain_pem, key_pem) = mesh_ca
+            .issue_server(&names)
             .context("issuing the serving certificate")?;
+        let cert = lateen_inject::webhook::WebhookCert {
+            cert_chain_pem,
+            key_pem,
+            ca_pem: mesh_ca.root_cert_pem().to_string(),
+        };
         if let Some(out) = &files.ca_out {
             std::fs::write(out, &cert.ca_pem)
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -194,6 +230,44 @@ async fn serving_cert(
         return Ok(cert);
     }
     lateen_discovery::webhook::load_cert(files).context("serving certificate")
+}
+
+/// Istio's certificate API over the mesh CA: callers authenticated by bootstrap tokens
+/// (`--bootstrap-token-dir`) and/or the cluster's TokenReview.
+fn ca_signer(
+    args: &Args,
+    ca: Arc<lateen_identity::MeshCa>,
+    cluster: Option<kube::Client>,
+    trust_domain: &str,
+) -> anyhow::Result<Arc<dyn lateen_xds::ca_service::CertificateSigner>> {
+    use lateen_discovery::mesh_ca::auth::{Authenticator, BootstrapTokens};
+    let bootstrap = match &args.bootstrap_token_dir {
+        Some(dir) => {
+            let tokens = BootstrapTokens::open(dir, trust_domain, &args.bootstrap_identity)?;
+            tracing::info!(dir = %dir.display(), identities = tokens.len(), "certificate API: bootstrap tokens");
+            Some(tokens)
+        }
+        None => None,
+    };
+    if args.workload_cert_ttl > args.max_workload_cert_ttl {
+        anyhow::bail!(
+            "--workload-cert-ttl ({:?}) must not exceed --max-workload-cert-ttl ({:?})",
+            args.workload_cert_ttl,
+            args.max_workload_cert_ttl
+        );
+    }
+    Ok(Arc::new(lateen_discovery::mesh_ca::signer::CaSigner {
+        ca,
+        auth: Arc::new(Authenticator {
+            bootstrap,
+            cluster,
+            trust_domain: trust_domain.to_string(),
+        }),
+        policy: lateen_identity::SigningPolicy {
+            default_ttl: args.workload_cert_ttl,
+            max_ttl: args.max_workload_cert_ttl,
+        },
+    }))
 }
 
 /// Hands the cluster source's refused Istio objects to the status writer whenever the set is
@@ -320,7 +394,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         mesh: mesh_file,
         serving_names: env.serving_names(&namespace),
     };
-    let cert = serving_cert(cluster.as_ref(), &namespace, &files).await?;
+    let trust_domain = sources.merged().mesh.trust_domain().to_string();
+    let mesh_ca = Arc::new(
+        lateen_discovery::mesh_ca::load(lateen_discovery::mesh_ca::CaSource {
+            cacerts_dir: Some(args.cacerts_dir.clone()),
+            ca_dir: args.ca_dir.clone(),
+            cluster: cluster.as_ref().map(|c| (c, namespace.as_str())),
+            trust_domain: &trust_domain,
+        })
+        .await
+        .context("mesh CA")?,
+    );
+    let cert = serving_cert(&mesh_ca, &files)?;
+    let ca_signer = ca_signer(&args, mesh_ca, cluster.clone(), &trust_domain)?;
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
     let cluster_state = ClusterState::new();
@@ -372,6 +458,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tls_listener,
         tls,
         xds.clone(),
+        Some(lateen_xds::ca_service::CertificateService::new(ca_signer)),
         keepalive,
     ));
 

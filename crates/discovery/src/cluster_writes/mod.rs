@@ -14,8 +14,9 @@
 //! on shutdown. A job runs only while its lease is held: losing it cancels the job mid-way,
 //! which is safe because every job reconciles from what the API server says, not from memory.
 //!
-//! The root certificate is the CA of lateend's serving certificate (15012 and 15017), which
-//! every replica shares ([`crate::serving_ca`]); the mesh CA proper is a later issue.
+//! The root certificate is the mesh CA's root ([`crate::mesh_ca`], kept in `istio-ca-secret`
+//! so every replica shares it), which also signs lateend's serving certificate (15012 and
+//! 15017), as istiod's.
 
 pub mod lease;
 pub mod root_cert;

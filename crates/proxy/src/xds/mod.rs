@@ -3,9 +3,11 @@
 //! root certificate, token: [`control_plane`]), Envoy v3 resources translated into the
 //! proxy's model ([`translate`]), the accepted resources and their assembly into one
 //! configuration ([`state`]), and the agent that runs the ADS client and applies updates
-//! live ([`agent`]).
+//! live ([`agent`]); the CA client that gets and rotates the workload certificate
+//! ([`ca_client`]).
 
 pub mod agent;
+pub mod ca_client;
 pub mod control_plane;
 pub mod identity;
 pub mod state;

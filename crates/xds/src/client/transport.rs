@@ -139,6 +139,18 @@ impl Dialer {
     }
 }
 
+/// A channel to `address` over `transport` (for other gRPC services of the control plane on
+/// the same port, such as Istio's certificate API): the roots are read now.
+pub async fn connect(
+    transport: &Transport,
+    address: &str,
+    connect_timeout: Duration,
+) -> Result<Channel, TransportError> {
+    Dialer::prepare(transport)?
+        .connect(address, connect_timeout)
+        .await
+}
+
 fn strip_scheme(address: &str) -> &str {
     address
         .strip_prefix("http://")
@@ -182,9 +194,7 @@ pub fn read_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
 
 impl TokenFile {
     /// The `authorization` metadata value, `None` when the token is optional and absent.
-    pub(crate) fn header(
-        &self,
-    ) -> Result<Option<MetadataValue<tonic::metadata::Ascii>>, TransportError> {
+    pub fn header(&self) -> Result<Option<MetadataValue<tonic::metadata::Ascii>>, TransportError> {
         let error = |reason: String| TransportError::Token {
             path: self.path.clone(),
             reason,
