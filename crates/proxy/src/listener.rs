@@ -61,9 +61,12 @@ pub async fn handle_connection(
         (accepted_on, None)
     };
 
+    let local = stream.local_addr().ok();
     let accepted = crate::tls::inbound::accept(stream, &listener, &worker.shared).await;
-    let connection = Connection {
+    let mut connection = Connection {
         peer,
+        local,
+        sni: None,
         listener,
         original_dst,
         snapshot,
@@ -75,8 +78,10 @@ pub async fn handle_connection(
                 stream,
                 protocol_hint,
                 peer,
+                sni,
                 ..
             } = *terminated;
+            connection.sni = sni.map(Arc::from);
             serve(stream, protocol_hint, Some(peer), connection, &worker).await
         }
         None => {}
@@ -86,6 +91,10 @@ pub async fn handle_connection(
 /// What is known of a connection once its listener is chosen.
 struct Connection {
     peer: SocketAddr,
+    /// The address the connection was accepted on.
+    local: Option<SocketAddr>,
+    /// The server name the client asked for, on mutual TLS.
+    sni: Option<Arc<str>>,
     listener: Arc<crate::config::snapshot::ListenerRt>,
     original_dst: Option<SocketAddr>,
     snapshot: Arc<crate::config::Snapshot>,
@@ -104,6 +113,8 @@ async fn serve<S>(
 {
     let Connection {
         peer,
+        local,
+        sni,
         listener,
         original_dst,
         snapshot,
@@ -136,11 +147,14 @@ async fn serve<S>(
     };
     let authz = crate::authz::ConnAuthz {
         destination: original_dst
-            .or_else(|| stream.local_addr().ok())
+            .or(local)
             .unwrap_or(listener.address),
-        // Plaintext: no peer identity (mutual TLS fills these).
-        peer_principal: None,
-        sni: None,
+        // The peer's certificate identity (`spiffe://…`) on mutual TLS; none on plaintext,
+        // so principal and namespace rules do not match, as in Envoy.
+        peer_principal: peer_identity
+            .as_ref()
+            .map(|identity| Arc::from(identity.to_string())),
+        sni,
     };
     let io = Rewind::new(prefix, stream);
 
