@@ -5,12 +5,14 @@
 //! and starts [`worker`]s → [`listener`] dispatches each connection (capture, protocol
 //! detection in [`net`]) → [`http`] or [`tcp`] → [`upstream`] pools. [`xds`] runs the proxy
 //! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`metrics`],
-//! [`admin`] and [`drain`] serve the whole process.
+//! [`admin`] and [`drain`] serve the whole process; [`access_log`] writes Envoy-format access
+//! logs from writer threads, off the request path.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
 //! iptables (the capture crate's).
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod drain;

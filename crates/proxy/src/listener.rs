@@ -118,8 +118,19 @@ pub async fn handle_connection(
             let cluster = listener.tcp_cluster.clone().or(passthrough);
             match cluster {
                 Some(cluster) => {
-                    crate::tcp::proxy(io, &cluster, &snapshot, listener.direction, &shared.metrics)
-                        .await
+                    let log =
+                        crate::access_log::TcpLog::begin(&listener, &cluster, peer, original_dst);
+                    let outcome = crate::tcp::proxy(
+                        io,
+                        &cluster,
+                        &snapshot,
+                        listener.direction,
+                        &shared.metrics,
+                    )
+                    .await;
+                    if let Some(log) = log {
+                        log.finish(&outcome);
+                    }
                 }
                 None => tracing::debug!(listener = %listener.name, %peer, "no TCP route; closing"),
             }

@@ -14,13 +14,25 @@ use crate::config::model::Direction;
 use crate::config::snapshot::ClusterRt;
 use crate::metrics::{Metrics, PeerLabels, ProxyStats, Reporter, ResponseFlags, TcpLabels};
 
+/// How a proxied connection went, for its access-log line.
+#[derive(Debug, Default)]
+pub struct TcpOutcome {
+    pub upstream_host: Option<std::net::SocketAddr>,
+    pub response_flags: ResponseFlags,
+    /// Bytes from the downstream client to the upstream.
+    pub received: u64,
+    /// Bytes from the upstream to the downstream client.
+    pub sent: u64,
+}
+
 pub async fn proxy<I>(
     downstream: I,
     cluster: &ClusterRt,
     snapshot: &Snapshot,
     direction: Direction,
     metrics: &Arc<Metrics>,
-) where
+) -> TcpOutcome
+where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let mut labels = match direction {
@@ -39,9 +51,11 @@ pub async fn proxy<I>(
             security_policy: "none",
         },
     };
+    let mut outcome = TcpOutcome::default();
     let upstream = match cluster.pick_endpoint(None) {
         None => Err(ResponseFlags::UH),
         Some(endpoint) => {
+            outcome.upstream_host = Some(endpoint);
             ProxyStats::incr(&metrics.stats.upstream_cx_total);
             match tokio::time::timeout(
                 cluster.connect_timeout,
@@ -63,7 +77,8 @@ pub async fn proxy<I>(
             labels.response_flags = flags;
             metrics.tcp_opened.get_or_create(&labels).inc();
             metrics.tcp_closed.get_or_create(&labels).inc();
-            return;
+            outcome.response_flags = flags;
+            return outcome;
         }
     };
     let _ = upstream.set_nodelay(true);
@@ -73,8 +88,14 @@ pub async fn proxy<I>(
         received: metrics.tcp_received_bytes.get_or_create_owned(&labels),
         sent: metrics.tcp_sent_bytes.get_or_create_owned(&labels),
     };
-    let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
+    if let Ok((received, sent)) =
+        tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
+    {
+        outcome.received = received;
+        outcome.sent = sent;
+    }
     metrics.tcp_closed.get_or_create(&labels).inc();
+    outcome
 }
 
 /// The downstream side of a TCP proxy: reads count as received, writes as sent.

@@ -4,6 +4,7 @@
 //! hosts allow, the DestinationRules and VirtualServices that apply); the submodules build
 //! clusters, endpoints, listeners and routes from it; [`build_snapshot`] puts them together.
 
+pub mod access_log;
 pub mod clusters;
 pub mod endpoints;
 mod host_index;

@@ -59,6 +59,7 @@ pub fn selected_label_keys(config: &Config) -> BTreeSet<String> {
             add(&m.source_labels);
         }
     }
+    keys.extend(super::access_log::selector_label_keys(config));
     keys
 }
 

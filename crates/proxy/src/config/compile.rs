@@ -127,6 +127,10 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
                 "max_headers must be at least 1 and max_header_bytes at least 1024",
             );
         }
+        let (access_logs, log_problems) = crate::access_log::loggers(&listener.access_log, &path);
+        for (field, message) in log_problems {
+            problems.add(field, message);
+        }
         let compiled = Arc::new(ListenerRt {
             name: listener.name.as_str().into(),
             address: listener.address,
@@ -138,6 +142,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             routes,
             tcp_cluster,
             limits: listener.limits.clone(),
+            access_logs,
         });
         if listener.bind
             && listener.address.port() != 0

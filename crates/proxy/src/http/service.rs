@@ -123,6 +123,7 @@ impl ConnContext {
 struct RecordOnFinish {
     in_flight: InFlight,
     labels: RequestLabels,
+    log: Option<Box<super::access_log::PendingLog>>,
     /// Dropped with this record, when the response ends.
     _holds: Option<crate::upstream::balance::Holds>,
 }
@@ -141,8 +142,23 @@ impl Finish for RecordOnFinish {
             self.labels.response_flags = self.labels.response_flags.with(ResponseFlags::DC);
         }
         let RecordOnFinish {
-            in_flight, labels, ..
+            in_flight,
+            labels,
+            log,
+            ..
         } = *self;
+        if let Some(log) = log {
+            let record = &in_flight.record;
+            let request_bytes = record
+                .request_bytes
+                .load(std::sync::atomic::Ordering::Relaxed);
+            log.finish(
+                &labels,
+                request_bytes,
+                response_bytes,
+                record.upstream_host(),
+            );
+        }
         in_flight.finish(&labels, response_bytes);
     }
 }
@@ -167,7 +183,10 @@ pub async fn handle(
         in_flight.peer = ctx.peers.peer(&value);
     }
 
-    let mut extras = Extras::default();
+    let mut extras = Extras {
+        log: super::access_log::PendingLog::begin(&ctx, &current, &request),
+        ..Extras::default()
+    };
     let outcome = route_and_forward(
         &ctx,
         &current,
@@ -179,13 +198,23 @@ pub async fn handle(
     .await;
     let cluster = in_flight.cluster.clone();
     let (mut response, mut flags) = match outcome {
-        Reply::Upstream(response) => response,
+        Reply::Upstream(response) => {
+            if let Some(log) = &mut extras.log {
+                log.upstream_reply(response.0.headers());
+            }
+            response
+        }
         Reply::Local {
             status,
             flags,
             detail,
             extra_headers,
-        } => (local_reply(status, &detail, is_grpc, extra_headers), flags),
+        } => {
+            if let Some(log) = &mut extras.log {
+                log.local_reply(flags, &detail);
+            }
+            (local_reply(status, &detail, is_grpc, extra_headers), flags)
+        }
     };
     flags = flags.with(extras.flags);
     for (name, value) in extras.response_headers {
@@ -221,6 +250,7 @@ pub async fn handle(
     let finish = RecordOnFinish {
         in_flight,
         labels,
+        log: extras.log,
         _holds: extras.holds,
     };
     Ok(response.map(|body| ObservedBody::new(body, Some(Box::new(finish)))))
@@ -254,6 +284,8 @@ struct Extras {
     response_headers: Vec<(header::HeaderName, HeaderValue)>,
     /// Upstream counts held until the response body ends.
     holds: Option<crate::upstream::balance::Holds>,
+    /// The access-log entry, on listeners with access logs.
+    log: Option<Box<super::access_log::PendingLog>>,
 }
 
 async fn route_and_forward(
@@ -379,6 +411,10 @@ async fn route_and_forward(
     }
     if let Some(route) = route {
         headers::apply_ops(&mut head.headers, &route.request_headers);
+    }
+    if let Some(log) = &mut extras.log {
+        log.forwarded_headers(&head.headers);
+        log.route(route.and_then(|r| r.name.clone()), cluster.name.clone());
     }
     let mut upstream_authority = authority.clone();
     if let Some(forward) = forward {

@@ -114,6 +114,7 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
         route_config: None,
         tcp_cluster: None,
         limits: model::HttpLimits::default(),
+        access_log: Vec::new(),
     };
 
     let mut out = TranslatedListener::default();
@@ -307,9 +308,11 @@ fn apply_chain(
             &TcpProxy {
                 stat_prefix: String::new(),
                 cluster_specifier: None,
+                access_log: Vec::new(),
                 ..proxy.clone()
             },
         )?;
+        listener.access_log = super::access_log::translate(&proxy.access_log, &p_path, check)?;
         let cluster = match &proxy.cluster_specifier {
             Some(tcp_proxy::ClusterSpecifier::Cluster(cluster)) => cluster.clone(),
             Some(_) => {
@@ -353,9 +356,11 @@ fn connection_manager(
         max_request_headers_kb: None,
         request_headers_timeout: None,
         upgrade_configs: Vec::new(),
+        access_log: Vec::new(),
         ..manager.clone()
     };
     check.no_leftover(path, &rest)?;
+    listener.access_log = super::access_log::translate(&manager.access_log, path, check)?;
     // CodecType: AUTO = 0, HTTP1 = 1, HTTP2 = 2, HTTP3 = 3.
     listener.protocol = match manager.codec_type {
         0 => model::ListenerProtocol::Http,

@@ -3,6 +3,7 @@
 //! resource name, the field path and the reason ([`Rejection`]), which becomes the NACK's
 //! `error_detail`. Nothing is silently dropped (see [`fields`]).
 
+mod access_log;
 pub mod cluster;
 pub mod endpoint;
 pub mod fields;
