@@ -2,8 +2,9 @@
 //! `lateen-proxy sidecar`, each the sidecar of its own client workload, each given two
 //! `envoyFileAccessLog` providers (Istio's default text format and its default JSON labels)
 //! by a workload-level Telemetry. The same request through each gives lines that agree field
-//! by field except timings, ids and the addresses that differ by construction; a Telemetry
-//! naming an unknown provider is refused and the last good version stays.
+//! by field except timings and the addresses that differ by construction; a Telemetry naming
+//! an unknown provider is refused and the last good version stays; `disabled: true` turns
+//! one workload's logs off while the other's go on.
 
 mod common;
 #[path = "common/dataplane.rs"]
@@ -267,6 +268,35 @@ async fn envoy_and_lateen_proxy_write_the_same_access_log_lines() {
     assert!(fetch(&request).await.is_some_and(|r| r.status == 200));
     wait_until("a line after the refusal", || async {
         read_lines(&log_path(&work, DataPlane::LateenProxy, "json")).len() > before
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // A workload-level Telemetry with `disabled: true` turns client-lateen's logs off; the
+    // other workload keeps logging.
+    write_config(
+        &config,
+        "telemetry-client-lateen.yaml",
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs-client-lateen, namespace: default}\nspec:\n  selector: {matchLabels: {app: client-lateen}}\n  accessLogging:\n  - disabled: true\n",
+    );
+    let lateen_json = log_path(&work, DataPlane::LateenProxy, "json");
+    wait_until("client-lateen's logs turned off", || async {
+        let before = read_lines(&lateen_json).len();
+        let served = fetch(&request).await.is_some_and(|r| r.status == 200);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        served && read_lines(&lateen_json).len() == before
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lateen.process.log_tail()));
+    let envoy_json = log_path(&work, DataPlane::Envoy, "json");
+    let before = read_lines(&envoy_json).len();
+    let through_envoy = Request {
+        target: planes[0].egress,
+        ..request
+    };
+    assert!(fetch(&through_envoy).await.is_some_and(|r| r.status == 200));
+    wait_until("client-envoy still logging", || async {
+        read_lines(&envoy_json).len() > before
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));

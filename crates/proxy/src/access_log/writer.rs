@@ -124,3 +124,59 @@ fn drain(path: PathBuf, lines: Receiver<String>, written: Arc<AtomicU64>) {
         written.fetch_add(count, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A FIFO nobody reads stands for a file that never accepts a byte: opening it blocks the
+    /// writer thread, so the queue fills. Pushing never blocks; the overflow is counted.
+    #[test]
+    fn a_stuck_file_drops_and_counts_lines_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("lateen-al-fifo-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let fifo = dir.join("stuck.log");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("NOTICE: mkfifo unavailable; skipping");
+            return;
+        }
+        let writer = writer_for(&fifo.display().to_string());
+        let extra = 5_000;
+        let started = Instant::now();
+        for i in 0..QUEUE_LINES + extra {
+            writer.push(format!("line {i}\n"));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "pushing took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(writer.dropped(), extra as u64);
+        assert_eq!(writer.written(), 0);
+        // Unblock the writer thread (it opens for writing once a reader appears) and let it
+        // drain into the reader, so the thread ends with the test.
+        let reader = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || {
+                use std::io::Read;
+                let mut all = Vec::new();
+                if let Ok(mut f) = std::fs::File::open(&fifo) {
+                    let _ = f.read_to_end(&mut all);
+                }
+                all.len()
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while writer.written() < QUEUE_LINES as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(writer.written(), QUEUE_LINES as u64);
+        drop(writer);
+        let read = reader.join().unwrap_or(0);
+        assert!(read > 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
