@@ -83,6 +83,38 @@ impl Format {
         Ok(Format::Json(fields))
     }
 
+    /// The request and response header names the operators read (pseudo-headers such as
+    /// `:path` are not headers and are left out).
+    pub fn headers(&self) -> (Vec<http::HeaderName>, Vec<http::HeaderName>) {
+        let segments: Vec<&Segment> = match self {
+            Format::Text(segments) => segments.iter().collect(),
+            Format::Json(fields) => fields
+                .iter()
+                .filter_map(|(_, v)| match v {
+                    JsonValue::Format(segments) => Some(segments),
+                    JsonValue::Literal(_) => None,
+                })
+                .flatten()
+                .collect(),
+        };
+        let (mut request, mut response) = (Vec::new(), Vec::new());
+        for segment in segments {
+            let (list, main, alt) = match segment {
+                Segment::Op(Operator::Req(main, alt), _) => (&mut request, main, alt),
+                Segment::Op(Operator::Resp(main, alt), _) => (&mut response, main, alt),
+                _ => continue,
+            };
+            for name in std::iter::once(main).chain(alt) {
+                if let Ok(header) = http::HeaderName::from_bytes(name.as_bytes())
+                    && !list.contains(&header)
+                {
+                    list.push(header);
+                }
+            }
+        }
+        (request, response)
+    }
+
     /// The line for `entry`, ending in a newline.
     pub fn render(&self, entry: &Entry) -> String {
         match self {

@@ -19,13 +19,19 @@ pub use tcp::TcpLog;
 pub struct AccessLogger {
     pub format: Format,
     pub writer: Arc<writer::Writer>,
+    /// The request and response headers the format reads: only these are kept per request.
+    pub request_headers: Vec<http::HeaderName>,
+    pub response_headers: Vec<http::HeaderName>,
 }
 
 impl AccessLogger {
     pub fn new(path: &str, format: Format) -> Self {
+        let (request_headers, response_headers) = format.headers();
         AccessLogger {
             format,
             writer: writer::writer_for(path),
+            request_headers,
+            response_headers,
         }
     }
 

@@ -34,13 +34,27 @@ impl PendingLog {
         }
         let mut entry = Entry::new(SystemTime::now());
         entry.request = RequestSide {
-            headers: request.headers().clone(),
+            headers: wanted(
+                request.headers(),
+                current
+                    .listener
+                    .access_logs
+                    .iter()
+                    .map(|l| &l.request_headers),
+            ),
             method: Some(request.method().clone()),
             path: request
                 .uri()
                 .path_and_query()
                 .map(|p| p.as_str().to_string()),
-            authority: request.uri().authority().map(|a| a.as_str().to_string()),
+            authority: request
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    let host = request.headers().get(http::header::HOST)?;
+                    host.to_str().ok().map(str::to_string)
+                }),
             protocol: Some(protocol(request.version())),
         };
         entry.downstream_remote_address = Some(ctx.peer);
@@ -84,7 +98,13 @@ impl PendingLog {
 
     pub fn upstream_reply(&mut self, headers: &http::HeaderMap) {
         self.entry.response_code_details = Some(Cow::Borrowed("via_upstream"));
-        self.entry.response_headers = headers.clone();
+        self.entry.response_headers = wanted(
+            headers,
+            self.listener
+                .access_logs
+                .iter()
+                .map(|l| &l.response_headers),
+        );
     }
 
     /// Completes the entry when the response has ended and queues its lines.
@@ -108,6 +128,23 @@ impl PendingLog {
         entry.upstream_host = upstream_host;
         crate::access_log::log_all(&self.listener.access_logs, &self.entry);
     }
+}
+
+/// The headers of `from` that some logger reads; copying only these keeps logging cheap.
+fn wanted<'a>(
+    from: &http::HeaderMap,
+    names: impl Iterator<Item = &'a Vec<http::HeaderName>>,
+) -> http::HeaderMap {
+    let mut out = http::HeaderMap::new();
+    for name in names.flatten() {
+        if out.contains_key(name) {
+            continue;
+        }
+        for value in from.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 fn protocol(version: Version) -> &'static str {
