@@ -93,6 +93,7 @@ fn respond(
         (AdminRole::Admin, &Method::GET, "/stats") => {
             let mut body = String::new();
             state.shared.metrics.stats.render(&mut body);
+            crate::access_log::writer::render_stats(&mut body);
             body.push_str(&format!(
                 "lateen.config_version: {}\n",
                 state.shared.config.version()

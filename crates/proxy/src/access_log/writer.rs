@@ -92,6 +92,23 @@ pub fn writer_for(path: &str) -> Arc<Writer> {
     writer
 }
 
+/// Appends the access-log counters to the admin `/stats` text: lines written (Envoy's
+/// `access_log_file.write_completed`) and lines dropped because a file was slower than
+/// traffic, summed over the files in use.
+pub fn render_stats(out: &mut String) {
+    let writers = registry()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (mut written, mut dropped) = (0u64, 0u64);
+    for writer in writers.values().filter_map(Weak::upgrade) {
+        written += writer.written();
+        dropped += writer.dropped();
+    }
+    out.push_str(&format!(
+        "access_log_file.write_completed: {written}\nlateen.access_log_file.dropped_lines: {dropped}\n"
+    ));
+}
+
 /// The writer thread: ends when every [`Writer`] handle is gone and the queue is empty.
 fn drain(path: PathBuf, lines: Receiver<String>, written: Arc<AtomicU64>) {
     let file = std::fs::OpenOptions::new()
@@ -156,6 +173,12 @@ mod tests {
         );
         assert_eq!(writer.dropped(), extra as u64);
         assert_eq!(writer.written(), 0);
+        let mut stats = String::new();
+        render_stats(&mut stats);
+        assert!(
+            stats.contains("lateen.access_log_file.dropped_lines: "),
+            "{stats}"
+        );
         // Unblock the writer thread (it opens for writing once a reader appears) and let it
         // drain into the reader, so the thread ends with the test.
         let reader = std::thread::spawn({
