@@ -13,16 +13,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn demo_runs_the_canary_scenario_and_stops_cleanly() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lateen = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lateen"));
-    let folder = lateen
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    for binary in ["lateend", "lateen-proxy", "lateen-sample-app"] {
-        assert!(
-            folder.join(binary).exists(),
-            "{binary} must be built beside lateen (scripts/test.sh runs `cargo build --workspace --bins` first)"
-        );
-    }
+    lateen_test_support::demo::assert_binaries_beside(&lateen);
     let dir = tempfile::tempdir().expect("temp dir");
     let output = Command::new(&lateen)
         .args([
@@ -39,20 +30,7 @@ fn demo_runs_the_canary_scenario_and_stops_cleanly() {
         .output()
         .expect("run lateen demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let logs: String = std::fs::read_dir(dir.path().join("logs"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|entry| {
-                    format!(
-                        "--- {}\n{}",
-                        entry.path().display(),
-                        std::fs::read_to_string(entry.path()).unwrap_or_default()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let logs = lateen_test_support::demo::logs(dir.path());
     assert!(
         output.status.success(),
         "demo failed:\n{stdout}\n{}\n{logs}",

@@ -124,20 +124,7 @@ impl Demo {
 
     /// Output and every log, for failure messages.
     fn report(&self) -> String {
-        let logs: String = std::fs::read_dir(self.dir.join("logs"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|entry| {
-                        format!(
-                            "--- {}\n{}",
-                            entry.path().display(),
-                            std::fs::read_to_string(entry.path()).unwrap_or_default()
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let logs = lateen_test_support::demo::logs(&self.dir);
         format!("{}\n{logs}", self.output())
     }
 

@@ -111,8 +111,8 @@ fn handle(cp: &ControlPlane, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/ready" => ready(cp),
         "/metrics" => reply(
             StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            crate::metrics::render(cp.xds(), cp.metrics(), cp.webhook()),
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::render(cp),
         ),
         "/debug/syncz" => {
             let rows = cp.xds().map(|x| x.sync_status()).unwrap_or_default();

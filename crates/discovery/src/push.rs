@@ -282,7 +282,7 @@ impl ControlPlane {
     }
 
     fn trigger(&self, t: Trigger) {
-        self.metrics.push_triggers.fetch_add(1, Ordering::Relaxed);
+        self.metrics.count_trigger(t);
         self.slot().stale = true;
         let _ = self.triggers.send(t);
     }

@@ -264,7 +264,7 @@ async fn seed_walk_injects_and_validates_through_the_api_server() {
         .expect("lateend /metrics");
     assert!(
         metrics.contains("sidecar_injection_success_total 1")
-            && metrics.contains("galley_validation_failed_total"),
+            && metrics.contains("galley_validation_failed "),
         "{metrics}"
     );
     drop(lateend);

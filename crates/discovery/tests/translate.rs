@@ -713,3 +713,21 @@ spec:
         )]
     );
 }
+
+#[test]
+fn inbound_clusters_name_their_service_for_the_destination_side_metrics() {
+    // reviews v2 (10.0.0.2) serves reviews' port 9080 on 19080.
+    let p = proxy(
+        "sidecar~10.0.0.2~reviews-v2.default~default.svc.cluster.local",
+        serde_json::json!({"NAMESPACE": "default"}),
+    );
+    let s = snapshot(SERVICES, &p);
+    let inbound: Cluster = decode(&s, types::CLUSTER, "inbound|19080||");
+    let metadata = format!("{:?}", inbound.metadata.expect("istio metadata"));
+    assert!(
+        metadata.contains("\"istio\"")
+            && metadata.contains("services")
+            && metadata.contains("reviews.default.svc.cluster.local"),
+        "{metadata}"
+    );
+}

@@ -105,6 +105,12 @@ impl WorkloadCertificate {
     }
 }
 
+/// The SPIFFE identity of a peer's leaf certificate (its first `spiffe://` URI SAN), as TLS
+/// code reads it after a handshake.
+pub fn identity_of(leaf: &CertificateDer<'_>) -> Result<Identity, CertificateError> {
+    leaf_facts(leaf).map(|(identity, _, _)| identity)
+}
+
 impl fmt::Debug for WorkloadCertificate {
     // Never prints the key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

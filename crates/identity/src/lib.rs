@@ -15,6 +15,6 @@ mod spiffe;
 
 pub use certificate::{
     CertificateError, CertificateWatch, FILE_MOUNTED_CERT_CHAIN, FILE_MOUNTED_KEY,
-    FILE_MOUNTED_ROOT_CERT, WorkloadCertificate,
+    FILE_MOUNTED_ROOT_CERT, WorkloadCertificate, identity_of,
 };
 pub use spiffe::{DEFAULT_TRUST_DOMAIN, Identity, IdentityError};

@@ -256,6 +256,13 @@ pub fn sidecar_container(s: &ProxySettings, pod: &PodEnv) -> Value {
         ],
     });
     if s.status_port != 0 {
+        // The agent's status port, where the prometheus.io annotations point (merged metrics).
+        if let Some(args) = c["args"].as_array_mut() {
+            args.extend([
+                json!("--status-address"),
+                json!(format!("0.0.0.0:{}", s.status_port)),
+            ]);
+        }
         let mut readiness = json!({
             "failureThreshold": s.readiness_failure_threshold,
             "httpGet": {"path": "/healthz/ready", "port": HEALTH_PORT},

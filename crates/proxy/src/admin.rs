@@ -144,7 +144,11 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
     reply(status, "text/plain; charset=utf-8", body.into())
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+pub(crate) fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -4,9 +4,11 @@
 //! Map: [`config`] (model, YAML bootstrap, compiled snapshots) → [`proxy`] binds listeners
 //! and starts [`worker`]s → [`listener`] dispatches each connection (capture, protocol
 //! detection in [`net`]) → [`http`] or [`tcp`] → [`upstream`] pools. [`xds`] runs the proxy
-//! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`metrics`],
-//! [`admin`] and [`drain`] serve the whole process; [`access_log`] writes Envoy-format access
-//! logs from writer threads, off the request path.
+//! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`tls`] is Istio's
+//! mutual TLS between sidecars (inbound termination by PeerAuthentication mode, upstream
+//! origination, peer identity). [`metrics`], [`admin`] and [`drain`] serve the whole process;
+//! [`status`] is the agent's 15020 with the application's metrics merged in; [`access_log`]
+//! writes Envoy-format access logs from writer threads, off the request path.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
 //! iptables (the capture crate's).
@@ -22,7 +24,9 @@ pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod proxy;
+pub mod status;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 pub mod worker;
 pub mod xds;

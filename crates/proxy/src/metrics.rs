@@ -6,6 +6,7 @@
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -309,6 +310,12 @@ pub struct ProxyStats {
     pub upstream_rq_retry_overflow: AtomicU64,
     pub protocol_detect_timeout: AtomicU64,
     pub downstream_rq_rejected: AtomicU64,
+    /// Inbound mTLS handshakes completed (Envoy's `ssl.handshake`).
+    pub ssl_handshake: AtomicU64,
+    /// Inbound TLS handshakes refused: bad or missing client certificate, bad ClientHello.
+    pub ssl_connection_error: AtomicU64,
+    /// Connections no filter chain takes: plaintext on a STRICT mTLS listener.
+    pub no_filter_chain_match: AtomicU64,
 }
 
 impl ProxyStats {
@@ -341,6 +348,9 @@ impl ProxyStats {
                 &self.upstream_rq_retry_overflow,
             ),
             ("protocol_detect_timeout", &self.protocol_detect_timeout),
+            ("ssl_handshake", &self.ssl_handshake),
+            ("ssl_connection_error", &self.ssl_connection_error),
+            ("no_filter_chain_match", &self.no_filter_chain_match),
         ] {
             let _ = writeln!(out, "lateen.{name}: {}", value.load(Ordering::Relaxed));
         }
@@ -353,6 +363,8 @@ pub struct Metrics {
     pub request_duration: HistogramFamily<RequestLabels>,
     pub request_bytes: HistogramFamily<RequestLabels>,
     pub response_bytes: HistogramFamily<RequestLabels>,
+    pub request_messages: Family<RequestLabels, Counter>,
+    pub response_messages: Family<RequestLabels, Counter>,
     pub tcp_sent_bytes: Family<TcpLabels, Counter>,
     pub tcp_received_bytes: Family<TcpLabels, Counter>,
     pub tcp_opened: Family<TcpLabels, Counter>,
@@ -376,6 +388,8 @@ impl Metrics {
             HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
         let response_bytes =
             HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
+        let request_messages = Family::<RequestLabels, Counter>::default();
+        let response_messages = Family::<RequestLabels, Counter>::default();
         let tcp_sent_bytes = Family::<TcpLabels, Counter>::default();
         let tcp_received_bytes = Family::<TcpLabels, Counter>::default();
         let tcp_opened = Family::<TcpLabels, Counter>::default();
@@ -401,6 +415,16 @@ impl Metrics {
             response_bytes.clone(),
         );
         registry.register(
+            "request_messages",
+            "gRPC messages sent by the client, by Istio's standard labels",
+            request_messages.clone(),
+        );
+        registry.register(
+            "response_messages",
+            "gRPC messages sent by the server, by Istio's standard labels",
+            response_messages.clone(),
+        );
+        registry.register(
             "tcp_sent_bytes",
             "Bytes sent to the downstream in TCP connections",
             tcp_sent_bytes.clone(),
@@ -420,12 +444,20 @@ impl Metrics {
             "TCP connections closed",
             tcp_closed.clone(),
         );
+        // Istio's build gauge: every proxy reports its component and version as 1.
+        let build = Family::<[(&'static str, &'static str); 2], Gauge>::default();
+        build
+            .get_or_create(&[("component", "proxy"), ("tag", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register("build", "Istio component build info", build);
         Metrics {
             registry,
             requests_total,
             request_duration,
             request_bytes,
             response_bytes,
+            request_messages,
+            response_messages,
             tcp_sent_bytes,
             tcp_received_bytes,
             tcp_opened,
@@ -452,6 +484,21 @@ impl Metrics {
         self.response_bytes
             .get_or_create(labels)
             .observe(response_bytes as f64);
+    }
+
+    /// Records the messages of one finished gRPC request (Istio's gRPC stats).
+    pub fn record_grpc_messages(
+        &self,
+        labels: &RequestLabels,
+        request_messages: u64,
+        response_messages: u64,
+    ) {
+        self.request_messages
+            .get_or_create(labels)
+            .inc_by(request_messages);
+        self.response_messages
+            .get_or_create(labels)
+            .inc_by(response_messages);
     }
 
     /// The Prometheus text exposition of every Istio metric.
@@ -515,6 +562,13 @@ mod tests {
         );
         assert!(
             text.contains("istio_request_duration_milliseconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "istio_build{{component=\"proxy\",tag=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
             "{text}"
         );
     }

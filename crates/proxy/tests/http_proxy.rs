@@ -203,6 +203,23 @@ async fn grpc_unary_and_bidirectional_stream() {
         Some(1.0),
         "{metrics}"
     );
+    // Istio's gRPC message counts: the unary call and the five-message stream each way; the
+    // refused call sent one message and got none.
+    for (name, ok, refused) in [
+        ("istio_request_messages_total", 6.0, 1.0),
+        ("istio_response_messages_total", 6.0, 0.0),
+    ] {
+        assert_eq!(
+            sample(&metrics, name, &["grpc_response_status=\"0\""]),
+            Some(ok),
+            "{name}: {metrics}"
+        );
+        assert_eq!(
+            sample(&metrics, name, &["grpc_response_status=\"7\""]),
+            Some(refused),
+            "{name}: {metrics}"
+        );
+    }
 }
 
 #[tokio::test]

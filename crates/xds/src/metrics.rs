@@ -9,6 +9,17 @@ use crate::types::{PUSH_ORDER, push_rank, short_name};
 pub const PUSH_LATENCY_BOUNDS: [f64; 10] =
     [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
+/// Upper bounds (bytes) of the response-size histogram buckets (istiod's
+/// `pilot_xds_config_size_bytes`); a last bucket catches the rest.
+pub const CONFIG_SIZE_BOUNDS: [f64; 6] = [
+    1.0,
+    10_000.0,
+    1_000_000.0,
+    4_000_000.0,
+    10_000_000.0,
+    40_000_000.0,
+];
+
 /// Counters of the xDS server.
 #[derive(Debug, Default)]
 pub struct XdsMetrics {
@@ -27,6 +38,32 @@ pub struct XdsMetrics {
     pub streams_with_token: AtomicU64,
     /// Time from `set_snapshot` to the ACK of the first push of that snapshot, per type push.
     pub push_latency: LatencyHistogram,
+    /// Time from `set_snapshot` to the first response of that snapshot being sent, per type
+    /// in [`PUSH_ORDER`] order (istiod's `pilot_xds_push_time`).
+    push_time: [LatencyHistogram; PUSH_ORDER.len() + 1],
+    /// Encoded size of each response sent, same indexing.
+    config_size: [SizeHistogram; PUSH_ORDER.len() + 1],
+}
+
+/// Histogram of sizes in bytes over [`CONFIG_SIZE_BOUNDS`] (per-bucket counts, not cumulative).
+#[derive(Debug, Default)]
+pub struct SizeHistogram {
+    pub buckets: [AtomicU64; CONFIG_SIZE_BOUNDS.len() + 1],
+    pub count: AtomicU64,
+    pub sum: AtomicU64,
+}
+
+impl SizeHistogram {
+    /// Records one size.
+    pub fn observe(&self, bytes: u64) {
+        let slot = CONFIG_SIZE_BOUNDS
+            .iter()
+            .position(|b| bytes as f64 <= *b)
+            .unwrap_or(CONFIG_SIZE_BOUNDS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 /// Cumulative-free histogram: `buckets[i]` counts observations `<= PUSH_LATENCY_BOUNDS[i]`
@@ -59,6 +96,32 @@ impl LatencyHistogram {
 impl XdsMetrics {
     pub(crate) fn count_push(&self, type_url: &str) {
         self.pushes[push_rank(type_url)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe_push_time(&self, type_url: &str, elapsed: Duration) {
+        self.push_time[push_rank(type_url)].observe(elapsed);
+    }
+
+    pub(crate) fn observe_config_size(&self, type_url: &str, bytes: u64) {
+        self.config_size[push_rank(type_url)].observe(bytes);
+    }
+
+    /// Response-size histograms per short type name.
+    pub fn config_size_by_type(&self) -> Vec<(&'static str, &SizeHistogram)> {
+        self.config_size
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (PUSH_ORDER.get(i).map_or("other", |t| short_name(t)), h))
+            .collect()
+    }
+
+    /// Push-time histograms per short type name.
+    pub fn push_time_by_type(&self) -> Vec<(&'static str, &LatencyHistogram)> {
+        self.push_time
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (PUSH_ORDER.get(i).map_or("other", |t| short_name(t)), h))
+            .collect()
     }
 
     pub(crate) fn count_nack(&self, type_url: &str) {

@@ -11,7 +11,7 @@
 //! backoff (0.8 s doubling to 30 s); the first of a run is logged as a warning, the rest at
 //! debug level until the watch works again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 
 use kube::Api;
@@ -19,6 +19,8 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 use tokio_stream::StreamExt as _;
+
+use crate::metrics::k8s_events::{self, Event as CountedEvent};
 
 /// A whole change of one kind's state, keyed by `namespace/name` (or `name`).
 #[derive(Debug)]
@@ -64,6 +66,7 @@ pub async fn run<K, T, C, A>(
     let stream = watcher::watcher(api, config).default_backoff();
     tokio::pin!(stream);
     let mut listing: Option<HashMap<String, T>> = None;
+    let mut counted = EventCounter::default();
     let mut failing = false;
     let mut listed = false;
     while let Some(event) = stream.next().await {
@@ -97,6 +100,7 @@ pub async fn run<K, T, C, A>(
             }
             Event::InitDone => {
                 let all = listing.take().unwrap_or_default();
+                counted.relisted(&what, all.keys());
                 if listed {
                     tracing::info!(kind = %what, objects = all.len(), "relisted after a watch restart; state replaced");
                 } else {
@@ -105,12 +109,51 @@ pub async fn run<K, T, C, A>(
                 listed = true;
                 apply(Change::Replace(all));
             }
-            Event::Apply(obj) => match convert(&obj) {
-                Some(value) => apply(Change::Upsert(key_of(&obj), value)),
-                None => apply(Change::Remove(key_of(&obj))),
-            },
-            Event::Delete(obj) => apply(Change::Remove(key_of(&obj))),
+            Event::Apply(obj) => {
+                counted.applied(&what, key_of(&obj));
+                match convert(&obj) {
+                    Some(value) => apply(Change::Upsert(key_of(&obj), value)),
+                    None => apply(Change::Remove(key_of(&obj))),
+                }
+            }
+            Event::Delete(obj) => {
+                counted.deleted(&what, &key_of(&obj));
+                apply(Change::Remove(key_of(&obj)))
+            }
         }
+    }
+}
+
+/// Tells adds from updates for istiod's `pilot_k8s_*_events` (a watch's `Apply` is either),
+/// by the keys this watch has seen.
+#[derive(Default)]
+struct EventCounter {
+    known: HashSet<String>,
+}
+
+impl EventCounter {
+    fn applied(&mut self, what: &str, key: String) {
+        let event = match self.known.insert(key) {
+            true => CountedEvent::Add,
+            false => CountedEvent::Update,
+        };
+        k8s_events::record(what, event, 1);
+    }
+
+    fn deleted(&mut self, what: &str, key: &str) {
+        if self.known.remove(key) {
+            k8s_events::record(what, CountedEvent::Delete, 1);
+        }
+    }
+
+    /// A (re)list: objects not seen before were added, those missing from it deleted.
+    fn relisted<'a>(&mut self, what: &str, keys: impl Iterator<Item = &'a String>) {
+        let listed: HashSet<String> = keys.cloned().collect();
+        let added = listed.difference(&self.known).count() as u64;
+        let deleted = self.known.difference(&listed).count() as u64;
+        k8s_events::record(what, CountedEvent::Add, added);
+        k8s_events::record(what, CountedEvent::Delete, deleted);
+        self.known = listed;
     }
 }
 

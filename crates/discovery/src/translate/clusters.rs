@@ -172,6 +172,8 @@ pub fn build<'a>(ctx: &Context<'a>) -> Built<'a> {
                 inbound.endpoint_port,
             );
             inbound.app_protocol.apply(&mut c, true);
+            c.metadata = inbound_service(ctx, inbound.port)
+                .map(|(service, port)| istio_metadata(service, port));
             clusters.push(c);
         }
     }
@@ -528,6 +530,25 @@ fn assignment(name: &str, targets: &[(String, u32)]) -> ClusterLoadAssignment {
         }],
         ..Default::default()
     }
+}
+
+/// The service whose endpoint this proxy is on `port` (the first by hostname), which Istio
+/// names in the inbound cluster's metadata so that the destination side reports
+/// `destination_service*` as the source side does.
+fn inbound_service<'a>(ctx: &Context<'a>, port: u32) -> Option<(&'a Service, &'a ServicePort)> {
+    ctx.registry.services.iter().find_map(|service| {
+        service
+            .instances
+            .iter()
+            .filter(|i| ctx.proxy.instance_addresses.contains(&i.address))
+            .find_map(|instance| {
+                service
+                    .ports
+                    .iter()
+                    .find(|p| service.endpoint_port(instance, p) == port)
+            })
+            .map(|p| (service, p))
+    })
 }
 
 /// Istio's cluster metadata (`filter_metadata.istio.services[0].host`), from which data

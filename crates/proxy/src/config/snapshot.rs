@@ -58,6 +58,7 @@ pub struct ListenerRt {
     pub limits: model::HttpLimits,
     /// Empty unless access logging is configured: requests then build an access-log entry.
     pub access_logs: Vec<Arc<crate::access_log::AccessLogger>>,
+    pub mtls: model::MtlsMode,
 }
 
 pub struct RouteTable {
@@ -292,10 +293,18 @@ pub struct ClusterRt {
     /// Connect to the captured original destination instead of the endpoints.
     pub original_dst: bool,
     pub breakers: Option<Breakers>,
+    /// Mesh mTLS to the endpoints.
+    pub tls: Option<Arc<crate::tls::UpstreamTlsRt>>,
+    /// Endpoints reached in plaintext although `tls` is set (auto mTLS: no sidecar).
+    pub plaintext_endpoints: std::collections::HashSet<SocketAddr>,
 }
 
 impl ClusterRt {
-    pub(super) fn new(cluster: &model::Cluster, local: &PeerLabels) -> ClusterRt {
+    pub(super) fn new(
+        cluster: &model::Cluster,
+        local: &PeerLabels,
+        tls: Option<Arc<crate::tls::UpstreamTlsRt>>,
+    ) -> ClusterRt {
         let destination = PeerLabels::from_destination(&cluster.destination);
         let endpoints = cluster
             .endpoints
@@ -317,6 +326,19 @@ impl ClusterRt {
             destination: Arc::new(destination),
             original_dst: cluster.original_dst,
             breakers: cluster.circuit_breakers.clone().map(Breakers::new),
+            plaintext_endpoints: cluster
+                .endpoints
+                .iter()
+                .filter(|endpoint| {
+                    cluster
+                        .tls
+                        .as_ref()
+                        .is_some_and(|tls| tls.only_tls_mode_istio)
+                        && endpoint.tls_mode.as_deref() != Some(crate::tls::TLS_MODE_ISTIO)
+                })
+                .map(|endpoint| endpoint.address)
+                .collect(),
+            tls,
         }
     }
 
@@ -338,6 +360,8 @@ impl ClusterRt {
             inbound_destination: local,
             original_dst: false,
             breakers: None,
+            tls: None,
+            plaintext_endpoints: Default::default(),
         }
     }
 

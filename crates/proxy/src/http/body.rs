@@ -7,7 +7,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use super::grpc_frames::GrpcFrames;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
@@ -46,9 +48,7 @@ impl Body for ProxyBody {
             ProxyBody::Incoming { body, counter } => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let (Some(data), Some(counter)) = (frame.data_ref(), counter) {
-                        counter
-                            .request_bytes
-                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                        counter.count_request_data(data);
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
@@ -87,6 +87,8 @@ impl Body for ProxyBody {
 /// counts its bytes) and the response body (which finishes the record).
 pub struct RequestRecord {
     pub request_bytes: AtomicU64,
+    /// The request's gRPC messages, for a gRPC request (one task feeds it: uncontended).
+    request_messages: Option<Mutex<GrpcFrames>>,
     /// A [`DownstreamFault`] as a number, 0 while the request body is sound.
     fault: AtomicU8,
     /// The endpoint of the last attempt, for the access log's `%UPSTREAM_HOST%`.
@@ -94,9 +96,11 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    pub fn new() -> Arc<RequestRecord> {
+    /// A record of a request; `grpc` counts its messages too.
+    pub fn new(grpc: bool) -> Arc<RequestRecord> {
         Arc::new(RequestRecord {
             request_bytes: AtomicU64::new(0),
+            request_messages: grpc.then(|| Mutex::new(GrpcFrames::default())),
             fault: AtomicU8::new(0),
             upstream_host: std::sync::Mutex::new(None),
         })
@@ -110,6 +114,28 @@ impl RequestRecord {
 
     pub fn upstream_host(&self) -> Option<std::net::SocketAddr> {
         self.upstream_host.lock().ok().and_then(|slot| *slot)
+    }
+
+    /// Counts a chunk of the request body: its bytes, and its messages for gRPC.
+    pub fn count_request_data(&self, data: &[u8]) {
+        self.request_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(frames) = &self.request_messages {
+            frames
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .feed(data);
+        }
+    }
+
+    /// gRPC messages in the request body so far (0 for other requests).
+    pub fn request_messages(&self) -> u64 {
+        self.request_messages.as_ref().map_or(0, |frames| {
+            frames
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .messages
+        })
     }
 
     pub fn set_fault(&self, fault: DownstreamFault) {
@@ -177,14 +203,23 @@ impl DownstreamFault {
 
 /// Called once when a response has been sent (or abandoned).
 pub trait Finish: Send + 'static {
-    /// `response_bytes` counts body bytes sent; `grpc_status` is from the trailers if any;
-    /// `complete` is false when the client went away first.
-    fn finish(self: Box<Self>, response_bytes: u64, grpc_status: Option<u16>, complete: bool);
+    /// `response_bytes` counts body bytes sent and `response_messages` the gRPC messages in
+    /// them (0 unless counted); `grpc_status` is from the trailers if any; `complete` is false
+    /// when the client went away first.
+    fn finish(
+        self: Box<Self>,
+        response_bytes: u64,
+        response_messages: u64,
+        grpc_status: Option<u16>,
+        complete: bool,
+    );
 }
 
 pub struct ObservedBody {
     inner: ProxyBody,
     sent: u64,
+    /// The response's gRPC messages, when counted.
+    frames: Option<GrpcFrames>,
     grpc_status: Option<u16>,
     done: bool,
     on_finish: Option<Box<dyn Finish>>,
@@ -195,15 +230,23 @@ impl ObservedBody {
         ObservedBody {
             inner,
             sent: 0,
+            frames: None,
             grpc_status: None,
             done: false,
             on_finish,
         }
     }
 
+    /// Counts the gRPC messages of the body as well.
+    pub fn counting_grpc_messages(mut self) -> ObservedBody {
+        self.frames = Some(GrpcFrames::default());
+        self
+    }
+
     fn complete(&mut self, complete: bool) {
         if let Some(on_finish) = self.on_finish.take() {
-            on_finish.finish(self.sent, self.grpc_status, complete);
+            let messages = self.frames.as_ref().map_or(0, |frames| frames.messages);
+            on_finish.finish(self.sent, messages, self.grpc_status, complete);
         }
     }
 }
@@ -221,6 +264,9 @@ impl Body for ObservedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.sent += data.len() as u64;
+                    if let Some(frames) = &mut this.frames {
+                        frames.feed(data);
+                    }
                 } else if let Some(trailers) = frame.trailers_ref() {
                     this.grpc_status = grpc_status(trailers);
                 }

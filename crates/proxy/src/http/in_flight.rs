@@ -37,7 +37,7 @@ impl InFlight {
             current,
             protocol,
             started: Instant::now(),
-            record: RequestRecord::new(),
+            record: RequestRecord::new(protocol == "grpc"),
             cluster: None,
             peer: None,
             recorded: false,
@@ -57,11 +57,11 @@ impl InFlight {
     }
 
     /// Records the request with `labels` and releases it.
-    pub fn finish(mut self, labels: &RequestLabels, response_bytes: u64) {
-        self.record_once(labels, response_bytes);
+    pub fn finish(mut self, labels: &RequestLabels, response_bytes: u64, response_messages: u64) {
+        self.record_once(labels, response_bytes, response_messages);
     }
 
-    fn record_once(&mut self, labels: &RequestLabels, response_bytes: u64) {
+    fn record_once(&mut self, labels: &RequestLabels, response_bytes: u64, response_messages: u64) {
         if self.recorded {
             return;
         }
@@ -74,6 +74,13 @@ impl InFlight {
         self.ctx
             .metrics
             .record_request(labels, elapsed_ms, request_bytes, response_bytes);
+        if self.protocol == "grpc" {
+            self.ctx.metrics.record_grpc_messages(
+                labels,
+                self.record.request_messages(),
+                response_messages,
+            );
+        }
         ProxyStats::decr(&self.ctx.metrics.stats.downstream_rq_active);
         self.ctx.active.end();
     }
@@ -93,6 +100,6 @@ impl Drop for InFlight {
         );
         labels.response_code = 0;
         labels.response_flags = ResponseFlags::DC;
-        self.record_once(&labels, 0);
+        self.record_once(&labels, 0, 0);
     }
 }

@@ -6,6 +6,7 @@ pub mod body;
 pub mod cors;
 pub mod fault;
 pub mod forward;
+pub mod grpc_frames;
 pub mod hash_key;
 pub mod headers;
 pub mod in_flight;

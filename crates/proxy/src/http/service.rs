@@ -44,6 +44,8 @@ pub struct ConnContext {
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
     pub active: Arc<ActiveRequests>,
+    /// How the connection is secured: the mTLS peer's identity, for authorization and labels.
+    pub security: crate::tls::ConnSecurity,
 }
 
 impl ConnContext {
@@ -97,14 +99,15 @@ impl ConnContext {
                     "unknown",
                 )
             }
-            Direction::Inbound => (
-                Reporter::Destination,
-                peer.cloned().unwrap_or_else(unknown),
-                cluster
-                    .map(|cluster| cluster.inbound_destination.clone())
-                    .unwrap_or_else(|| current.snapshot.local.clone()),
-                "none",
-            ),
+            Direction::Inbound => {
+                let (source, destination, policy) = self.security.inbound_labels(
+                    peer.cloned().unwrap_or_else(unknown),
+                    cluster
+                        .map(|cluster| cluster.inbound_destination.clone())
+                        .unwrap_or_else(|| current.snapshot.local.clone()),
+                );
+                (Reporter::Destination, source, destination, policy)
+            }
         };
         RequestLabels {
             reporter,
@@ -132,6 +135,7 @@ impl Finish for RecordOnFinish {
     fn finish(
         mut self: Box<Self>,
         response_bytes: u64,
+        response_messages: u64,
         trailer_grpc_status: Option<u16>,
         complete: bool,
     ) {
@@ -159,7 +163,7 @@ impl Finish for RecordOnFinish {
                 record.upstream_host(),
             );
         }
-        in_flight.finish(&labels, response_bytes);
+        in_flight.finish(&labels, response_bytes, response_messages);
     }
 }
 
@@ -253,7 +257,14 @@ pub async fn handle(
         log: extras.log,
         _holds: extras.holds,
     };
-    Ok(response.map(|body| ObservedBody::new(body, Some(Box::new(finish)))))
+    Ok(response.map(|body| {
+        let body = ObservedBody::new(body, Some(Box::new(finish)));
+        if is_grpc {
+            body.counting_grpc_messages()
+        } else {
+            body
+        }
+    }))
 }
 
 enum Reply {

@@ -43,6 +43,11 @@ pub struct XdsArgs {
     /// Prometheus server (`/stats/prometheus`).
     #[arg(long, default_value = "0.0.0.0:15090")]
     pub metrics_address: SocketAddr,
+    /// The agent's status port (Istio's 15020): `/stats/prometheus` there merges the proxy's
+    /// metrics with the application's named by ISTIO_PROMETHEUS_ANNOTATIONS. Off unless given
+    /// (the injector passes it).
+    #[arg(long, env = "LATEEN_STATUS_ADDRESS")]
+    pub status_address: Option<SocketAddr>,
     /// Downward-API file of the pod's labels, read when ISTIO_METAJSON_LABELS is not set.
     #[arg(long, default_value = "/etc/istio/pod/labels")]
     pub labels_file: PathBuf,
@@ -66,6 +71,10 @@ pub struct XdsArgs {
     /// the default).
     #[arg(long)]
     pub domain: Option<String>,
+    /// Folder of Istio's file-mounted workload certificate (`cert-chain.pem`, `key.pem`,
+    /// `root-cert.pem`) for mesh mTLS, reloaded when it changes.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Accepted for Istio's injected arguments (`--log-level` sets ours).
     #[arg(long = "proxyLogLevel", hide = true)]
     pub proxy_log_level: Option<String>,
@@ -106,11 +115,25 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }
+    if let Some(dir) = &args.cert_dir {
+        options.certificates = Some(
+            crate::tls::files::watch_dir(dir)
+                .with_context(|| format!("--cert-dir {}", dir.display()))?,
+        );
+    }
     let control_plane = resolve(args.discovery_address.as_deref(), &env, &|path| {
         path.is_file()
     })
     .context("deciding how to reach the control plane")?;
     let running = crate::proxy::start(initial, options).await?;
+    if let Some(address) = args.status_address {
+        crate::status::start(
+            address,
+            running.admin.clone(),
+            env.get("ISTIO_PROMETHEUS_ANNOTATIONS").map(String::as_str),
+        )
+        .await?;
+    }
     let tls = match &control_plane.transport {
         Transport::Tls(tls) => format!(
             "TLS (root {}, server name {})",

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{free_port, get};
 
+pub mod tls;
+
 /// A free port never handed out before in this test process: tests run in parallel, and two
 /// of them getting the same just-released port would make one proxy fail to bind.
 pub fn unique_port() -> u16 {
@@ -198,6 +200,7 @@ pub struct SidecarProcess {
     child: Child,
     pub admin: SocketAddr,
     pub health: SocketAddr,
+    pub metrics: SocketAddr,
     _dir: tempfile::TempDir,
     log: std::path::PathBuf,
 }
@@ -210,6 +213,15 @@ impl SidecarProcess {
 
     /// [`SidecarProcess::start`] with more flags.
     pub fn start_with(discovery: SocketAddr, extra: &[&str]) -> SidecarProcess {
+        SidecarProcess::start_with_env(discovery, extra, &[])
+    }
+
+    /// [`SidecarProcess::start_with`] with more environment variables.
+    pub fn start_with_env(
+        discovery: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> SidecarProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("proxy.log");
         let admin: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
@@ -250,6 +262,7 @@ impl SidecarProcess {
             .env("ISTIO_META_CLUSTER_ID", "test-cluster")
             .env("ISTIO_METAJSON_LABELS", r#"{"app":"web","version":"v2"}"#)
             .env("LATEEN_LOG", "info,lateen_proxy=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -258,6 +271,7 @@ impl SidecarProcess {
             child,
             admin,
             health,
+            metrics,
             _dir: dir,
             log,
         }

@@ -253,6 +253,11 @@ impl StreamCore {
             latency_from,
         });
         self.shared.metrics.count_push(&planned.type_url);
+        if latency_from.is_some() {
+            self.shared
+                .metrics
+                .observe_push_time(&planned.type_url, snapshot_set_at.elapsed());
+        }
         self.shared
             .registry
             .with_type(self.connection_id, &planned.type_url, |r| {
@@ -394,6 +399,10 @@ pub(crate) async fn run<P: Protocol>(
             for planned in core.plan(&snapshot.snapshot) {
                 let nonce = core.shared.next_nonce();
                 let pieces = P::respond(&core, &planned, &nonce);
+                let size: usize = pieces.iter().map(Bytes::len).sum();
+                core.shared
+                    .metrics
+                    .observe_config_size(&planned.type_url, size as u64);
                 core.mark_sent(&planned, nonce, snapshot.set_at);
                 for piece in pieces {
                     if tx.send(Ok(piece)).await.is_err() {

@@ -95,17 +95,19 @@ pub fn start(
     let proxy = programs.proxy.to_string_lossy();
     let xds = mesh::xds_address(mode);
     let address = workload.address(mode);
-    let (admin, health, metrics) = match mode {
+    let (admin, health, metrics, status) = match mode {
         Mode::Loopback => (
             format!("{address}:15000"),
             format!("{address}:15021"),
             format!("{address}:15090"),
+            format!("{address}:15020"),
         ),
         // Inside the pod: every interface, so the host reaches them on the pod address.
         Mode::Netns => (
             "0.0.0.0:15000".to_string(),
             "0.0.0.0:15021".to_string(),
             "0.0.0.0:15090".to_string(),
+            "0.0.0.0:15020".to_string(),
         ),
     };
     let mut sidecar_args: Vec<&str> = match mode {
@@ -125,6 +127,8 @@ pub fn start(
         &health,
         "--metrics-address",
         &metrics,
+        "--status-address",
+        &status,
         "--concurrency",
         "1",
     ]);
