@@ -79,7 +79,7 @@ summarize() {
   python3 - "$1" <<'PY'
 import json, sys
 rows = {r["target"]: r for r in map(json.loads, open(sys.argv[1]))}
-print(f'{"target":8} {"h1 req/s":>10} {"h1 cpu ms/1k":>13} {"h2 req/s":>10} {"h2 cpu ms/1k":>13} {"p50 us":>8} {"p99 us":>8} {"peak RSS MB":>11} {"non-2xx":>8}')
+print(f'{"target":10} {"h1 req/s":>10} {"h1 cpu ms/1k":>13} {"h2 req/s":>10} {"h2 cpu ms/1k":>13} {"p50 us":>8} {"p99 us":>8} {"peak RSS MB":>11} {"non-2xx":>8}')
 def num(value, width, digits):
     return f"{value:>{width}.{digits}f}" if isinstance(value, (int, float)) else f"{'n/a':>{width}}"
 def ratio(a, b):
@@ -87,11 +87,16 @@ def ratio(a, b):
 for name, r in rows.items():
     l = r["latency"]
     bad = r.get("h1_non2xx", 0) + r.get("h2_non2xx", 0)
-    print(f'{name:8} {num(r["h1_rps"], 10, 0)} {num(r["h1_cpu_ms_per_1k"], 13, 2)} {num(r["h2_rps"], 10, 0)} {num(r["h2_cpu_ms_per_1k"], 13, 2)} {l["p50_us"]:>8.0f} {l["p99_us"]:>8.0f} {r["peak_rss_kb"]/1024:>11.1f} {bad:>8}')
+    print(f'{name:10} {num(r["h1_rps"], 10, 0)} {num(r["h1_cpu_ms_per_1k"], 13, 2)} {num(r["h2_rps"], 10, 0)} {num(r["h2_cpu_ms_per_1k"], 13, 2)} {l["p50_us"]:>8.0f} {l["p99_us"]:>8.0f} {r["peak_rss_kb"]/1024:>11.1f} {bad:>8}')
 l, e = rows["lateen"], rows["envoy"]
 print("lateen/envoy: h1 throughput %s, h2 throughput %s, p99 %s, h1 CPU/request %s, h2 CPU/request %s, peak RSS %s" % (
     ratio(l["h1_rps"], e["h1_rps"]), ratio(l["h2_rps"], e["h2_rps"]), ratio(l["latency"]["p99_us"], e["latency"]["p99_us"]),
     ratio(l["h1_cpu_ms_per_1k"], e["h1_cpu_ms_per_1k"]), ratio(l["h2_cpu_ms_per_1k"], e["h2_cpu_ms_per_1k"]), ratio(l["peak_rss_kb"], e["peak_rss_kb"])))
+if "lateen+log" in rows and "envoy+log" in rows:
+    ll, el = rows["lateen+log"], rows["envoy+log"]
+    print("access logging on: lateen keeps %s of its h1 throughput (%s h2); lateen+log/envoy+log: h1 %s, h2 %s" % (
+        ratio(ll["h1_rps"], l["h1_rps"]), ratio(ll["h2_rps"], l["h2_rps"]),
+        ratio(ll["h1_rps"], el["h1_rps"]), ratio(ll["h2_rps"], el["h2_rps"])))
 for name, r in rows.items():
     if r.get("h1_non2xx", 0) or r.get("h2_non2xx", 0):
         print(f"WARNING: {name}: {r.get('h1_non2xx', 0)} non-2xx answers under wrk, {r.get('h2_non2xx', 0)} under h2load: its throughput figures are not valid")

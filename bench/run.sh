@@ -7,6 +7,8 @@
 #   HTTP/2 saturation:   h2load -c32 -m10 (h2c, prior knowledge) for $SECONDS_PER_RUN
 #   Latency:             lateen-loadgen at a fixed $RATE req/s over 16 connections (p50, p99)
 #   CPU per 1000 requests from /proc/PID/stat around the saturation runs; peak RSS (VmHWM).
+# Then both proxies again with access logging on (Istio's default text format, to a file):
+# rows lateen+log and envoy+log.
 # Usage: bash bench/run.sh   (writes bench/results/latest.jsonl and prints a table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,5 +39,20 @@ wait_port 18081; wait_port 18091; wait_port 18080; wait_port 18082
   measure lateen http://127.0.0.1:18080/ http://127.0.0.1:18080/ "$LATEEN"
   measure envoy http://127.0.0.1:18082/ http://127.0.0.1:18082/ "$ENVOY_PID"
 } | tee bench/results/latest.jsonl
+kill "$LATEEN" "$ENVOY_PID" 2>/dev/null || true
+wait "$LATEEN" "$ENVOY_PID" 2>/dev/null || true
+
+# Access logging on (issue 14): the same proxies and ports, each writing Istio's default text
+# format for every request to a file of its own (LOG_DIR, default a temp folder).
+LOG_DIR="${LOG_DIR:-$(mktemp -d)}"
+python3 bench/access-log-configs.py "$LOG_DIR"
+taskset -c 0 "$BIN_DIR/lateen-proxy" --config "$LOG_DIR/lateen.yaml" --concurrency 1 --log-level warn & pids+=($!); LATEEN=$!
+taskset -c 0 "$ENVOY" -c "$LOG_DIR/envoy.yaml" --concurrency 1 --log-level warn --base-id 72 & pids+=($!); ENVOY_PID=$!
+wait_port 18080; wait_port 18082
+{
+  measure lateen+log http://127.0.0.1:18080/ http://127.0.0.1:18080/ "$LATEEN"
+  measure envoy+log http://127.0.0.1:18082/ http://127.0.0.1:18082/ "$ENVOY_PID"
+} | tee -a bench/results/latest.jsonl
+echo "access-log lines written: lateen $(wc -l < "$LOG_DIR/lateen-access.log"), envoy $(wc -l < "$LOG_DIR/envoy-access.log")"
 
 summarize bench/results/latest.jsonl

@@ -112,3 +112,74 @@ fn auto_mode_without_the_namespace_tools_runs_on_loopback_and_says_why() {
     );
     assert!(stdout.contains("demo stopped"), "{stdout}");
 }
+
+/// `--set meshConfig.accessLogFile=/dev/stdout`: every sidecar logs each request it carries
+/// in Istio's default text format into its log (the proxy's stdout), on both sides of a call;
+/// with `accessLogEncoding=JSON` each line is one JSON object.
+#[test]
+fn demo_with_an_access_log_file_logs_requests_on_both_sides() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lateen = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lateen"));
+    for (encoding, check_json) in [("TEXT", false), ("JSON", true)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(&lateen)
+            .args(["demo", "--mode", "loopback", "--duration", "1", "--set"])
+            .arg("meshConfig.accessLogFile=/dev/stdout")
+            .arg("--set")
+            .arg(format!("meshConfig.accessLogEncoding={encoding}"))
+            .arg("--dir")
+            .arg(dir.path())
+            .output()
+            .expect("run lateen demo");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let log = |name: &str| {
+            std::fs::read_to_string(dir.path().join("logs").join(format!("{name}-proxy.log")))
+                .unwrap_or_default()
+        };
+        assert!(
+            output.status.success(),
+            "demo failed:\n{stdout}\n{}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            log("productpage-v1")
+        );
+        let access_lines = |name: &str| -> Vec<String> {
+            log(name)
+                .lines()
+                .filter(|l| {
+                    if check_json {
+                        l.starts_with('{') && l.contains("\"response_code\"")
+                    } else {
+                        l.starts_with('[') && l.contains("HTTP/1.1\"")
+                    }
+                })
+                .map(str::to_string)
+                .collect()
+        };
+        // productpage's sidecar: the page request inbound and its calls outbound; the called
+        // workloads' sidecars (details, reviews; whichever were up by then): those calls
+        // inbound.
+        let productpage = access_lines("productpage-v1");
+        let called: Vec<String> = ["details-v1", "reviews-v1", "reviews-v2", "reviews-v3"]
+            .iter()
+            .flat_map(|name| access_lines(name))
+            .collect();
+        let inbound_page = productpage
+            .iter()
+            .any(|l| l.contains("/productpage") && l.contains("inbound|9080||"));
+        let outbound = productpage.iter().any(|l| l.contains("outbound|9080|"));
+        let inbound_called = called.iter().any(|l| l.contains("inbound|9080||"));
+        assert!(
+            inbound_page && outbound && inbound_called,
+            "{encoding}: productpage sidecar:\n{}\ncalled sidecars:\n{}",
+            log("productpage-v1"),
+            called.join("\n")
+        );
+        if check_json {
+            for line in productpage.iter().chain(&called) {
+                let parsed: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+                assert!(parsed.is_object(), "{line}");
+            }
+        }
+    }
+}

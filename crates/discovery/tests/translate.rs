@@ -583,6 +583,141 @@ fn upstream_protocol_follows_the_port_protocol_like_istio() {
     assert!(c.typed_extension_protocol_options.is_empty());
 }
 
+/// The file access logs of every network filter of `listener`: (path, text format or the
+/// JSON keys, has a filter).
+fn access_logs(listener: &Listener) -> Vec<(String, Result<String, Vec<String>>, bool)> {
+    use lateen_xds::pb::envoy::config::accesslog::v3::access_log;
+    use lateen_xds::pb::envoy::config::core::v3::{data_source, substitution_format_string};
+    use lateen_xds::pb::envoy::extensions::access_loggers::file::v3::{
+        FileAccessLog, file_access_log,
+    };
+    use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+    use lateen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+    use lateen_xds::prost::Name;
+    let mut out = Vec::new();
+    let chains = listener
+        .filter_chains
+        .iter()
+        .chain(listener.default_filter_chain.as_ref());
+    for f in chains.flat_map(|c| &c.filters) {
+        let Some(lateen_xds::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any)) =
+            &f.config_type
+        else {
+            continue;
+        };
+        let logs = if any.type_url == HttpConnectionManager::type_url() {
+            HttpConnectionManager::decode(any.value.as_slice())
+                .expect("hcm")
+                .access_log
+        } else if any.type_url == TcpProxy::type_url() {
+            TcpProxy::decode(any.value.as_slice())
+                .expect("tcp")
+                .access_log
+        } else {
+            continue;
+        };
+        for log in logs {
+            assert_eq!(log.name, "envoy.access_loggers.file");
+            let Some(access_log::ConfigType::TypedConfig(any)) = &log.config_type else {
+                panic!("no typed config");
+            };
+            let file = FileAccessLog::decode(any.value.as_slice()).expect("file log");
+            let Some(file_access_log::AccessLogFormat::LogFormat(format)) = file.access_log_format
+            else {
+                panic!("no log_format");
+            };
+            let format = match format.format {
+                Some(substitution_format_string::Format::TextFormatSource(s)) => {
+                    match s.specifier {
+                        Some(data_source::Specifier::InlineString(text)) => Ok(text),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                Some(substitution_format_string::Format::JsonFormat(s)) => {
+                    let mut keys: Vec<String> = s.fields.keys().cloned().collect();
+                    keys.sort();
+                    Err(keys)
+                }
+                other => panic!("{other:?}"),
+            };
+            out.push((file.path, format, log.filter.is_some()));
+        }
+    }
+    out
+}
+
+#[test]
+fn mesh_access_log_file_and_telemetry_give_istios_file_logs() {
+    let with_mesh = |mesh: &str, extra: &str| {
+        let mut cfg = config(&format!("{SERVICES}---\n{extra}"));
+        cfg.mesh = lateen_api::load_mesh_config(mesh, "mesh.yaml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .0;
+        let registry = Registry::build(&cfg, &[]);
+        build_snapshot(&cfg, &registry, &sidecar_in_default())
+    };
+    let listener = |s: &Snapshot, name: &str| decode::<Listener>(s, types::LISTENER, name);
+
+    // No accessLogFile, no Telemetry: no logs.
+    let s = with_mesh("{}", "");
+    assert!(access_logs(&listener(&s, "virtualOutbound")).is_empty());
+
+    // accessLogFile: Istio's default text format on outbound and inbound filters.
+    let s = with_mesh("accessLogFile: /dev/stdout\n", "");
+    for name in ["virtualOutbound", "virtualInbound", "0.0.0.0_9080"] {
+        let logs = access_logs(&listener(&s, name));
+        assert!(!logs.is_empty(), "{name}");
+        for (path, format, filtered) in logs {
+            assert_eq!(path, "/dev/stdout");
+            assert_eq!(
+                format.as_deref(),
+                Ok(lateen_api::mesh_providers::ENVOY_TEXT_LOG_FORMAT)
+            );
+            assert!(!filtered);
+        }
+    }
+
+    // JSON encoding: Istio's default labels.
+    let s = with_mesh("accessLogFile: /tmp/a.log\naccessLogEncoding: JSON\n", "");
+    let (_, format, _) = access_logs(&listener(&s, "0.0.0.0_9080")).remove(0);
+    let keys = format.expect_err("JSON");
+    assert_eq!(keys.len(), 24);
+    assert!(keys.contains(&"upstream_cluster".to_string()));
+
+    // Telemetry: a namespace-level entry turns the server side off; a workload-level one
+    // with a filter names a provider for the client side.
+    let telemetry = r#"apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: ns, namespace: default}
+spec:
+  accessLogging:
+  - match: {mode: SERVER}
+    disabled: true
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: page, namespace: default}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  accessLogging:
+  - match: {mode: CLIENT}
+    providers: [{name: errors}]
+    filter: {expression: "response.code >= 400"}
+"#;
+    let mesh = "accessLogFile: /dev/stdout\nextensionProviders:\n- name: errors\n  envoyFileAccessLog: {path: /tmp/errors.log, logFormat: {text: \"%RESPONSE_CODE%\"}}\n";
+    let s = with_mesh(mesh, telemetry);
+    assert!(access_logs(&listener(&s, "virtualInbound")).is_empty());
+    let outbound = access_logs(&listener(&s, "0.0.0.0_9080"));
+    assert_eq!(
+        outbound,
+        vec![(
+            "/tmp/errors.log".to_string(),
+            Ok("%RESPONSE_CODE%\n".to_string()),
+            true
+        )]
+    );
+}
+
 #[test]
 fn inbound_clusters_name_their_service_for_the_destination_side_metrics() {
     // reviews v2 (10.0.0.2) serves reviews' port 9080 on 19080.

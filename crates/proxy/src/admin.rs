@@ -94,6 +94,7 @@ fn respond(
             let mut body = String::new();
             state.shared.metrics.stats.render(&mut body);
             crate::trace::export::render_stats(&mut body);
+            crate::access_log::writer::render_stats(&mut body);
             body.push_str(&format!(
                 "lateen.config_version: {}\n",
                 state.shared.config.version()

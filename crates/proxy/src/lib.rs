@@ -7,13 +7,15 @@
 //! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`tls`] is Istio's
 //! mutual TLS between sidecars (inbound termination by PeerAuthentication mode, upstream
 //! origination, peer identity). [`trace`] makes and exports spans. [`metrics`], [`admin`] and
-//! [`drain`] serve the whole process;
-//! [`status`] is the agent's 15020 with the application's metrics merged in.
+//! [`drain`] serve the whole process; [`status`] is the agent's 15020 with the application's
+//! metrics merged in; [`access_log`] writes Envoy-format access logs from writer threads, off
+//! the request path.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
 //! iptables (the capture crate's).
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod authz;
 pub mod config;

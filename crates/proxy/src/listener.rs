@@ -200,7 +200,9 @@ async fn serve<S>(
             let security = crate::tls::ConnSecurity::new(peer_identity, shared.mesh_tls.as_deref());
             match cluster {
                 Some(cluster) => {
-                    crate::tcp::proxy(
+                    let log =
+                        crate::access_log::TcpLog::begin(&listener, &cluster, peer, original_dst);
+                    let outcome = crate::tcp::proxy(
                         io,
                         &cluster,
                         &snapshot,
@@ -209,7 +211,10 @@ async fn serve<S>(
                         &worker.pool,
                         &security,
                     )
-                    .await
+                    .await;
+                    if let Some(log) = log {
+                        log.finish(&outcome);
+                    }
                 }
                 None => tracing::debug!(listener = %listener.name, %peer, "no TCP route; closing"),
             }

@@ -16,6 +16,17 @@ use crate::metrics::{Metrics, PeerLabels, Reporter, ResponseFlags, TcpLabels};
 use crate::tls::{ConnSecurity, UpstreamAlpn};
 use crate::upstream::{Pool, Target};
 
+/// How a proxied connection went, for its access-log line.
+#[derive(Debug, Default)]
+pub struct TcpOutcome {
+    pub upstream_host: Option<std::net::SocketAddr>,
+    pub response_flags: ResponseFlags,
+    /// Bytes from the downstream client to the upstream.
+    pub received: u64,
+    /// Bytes from the upstream to the downstream client.
+    pub sent: u64,
+}
+
 pub async fn proxy<I>(
     downstream: I,
     cluster: &ClusterRt,
@@ -24,7 +35,8 @@ pub async fn proxy<I>(
     metrics: &Arc<Metrics>,
     pool: &Pool,
     security: &ConnSecurity,
-) where
+) -> TcpOutcome
+where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let mut labels = match direction {
@@ -49,11 +61,13 @@ pub async fn proxy<I>(
             }
         }
     };
+    let mut outcome = TcpOutcome::default();
     // The pool counts the connection and its failures (TCP or TLS); this one is not pooled.
     let upstream = match cluster.pick_endpoint(None) {
         None => Err(ResponseFlags::UH),
-        Some(endpoint) => pool
-            .connect_stream(
+        Some(endpoint) => {
+            outcome.upstream_host = Some(endpoint);
+            pool.connect_stream(
                 &Target::of(cluster, endpoint),
                 cluster.connect_timeout,
                 UpstreamAlpn::Tcp,
@@ -62,7 +76,8 @@ pub async fn proxy<I>(
             .map_err(|err| {
                 tracing::debug!(cluster = %cluster.name, "{err}");
                 ResponseFlags::UF
-            }),
+            })
+        }
     };
     let mut upstream = match upstream {
         Ok(stream) => stream,
@@ -70,7 +85,8 @@ pub async fn proxy<I>(
             labels.response_flags = flags;
             metrics.tcp_opened.get_or_create(&labels).inc();
             metrics.tcp_closed.get_or_create(&labels).inc();
-            return;
+            outcome.response_flags = flags;
+            return outcome;
         }
     };
     metrics.tcp_opened.get_or_create(&labels).inc();
@@ -79,8 +95,14 @@ pub async fn proxy<I>(
         received: metrics.tcp_received_bytes.get_or_create_owned(&labels),
         sent: metrics.tcp_sent_bytes.get_or_create_owned(&labels),
     };
-    let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
+    if let Ok((received, sent)) =
+        tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
+    {
+        outcome.received = received;
+        outcome.sent = sent;
+    }
     metrics.tcp_closed.get_or_create(&labels).inc();
+    outcome
 }
 
 /// The downstream side of a TCP proxy: reads count as received, writes as sent.

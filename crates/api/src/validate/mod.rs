@@ -29,6 +29,7 @@ use crate::resource::Resource;
 
 pub use mesh::validate_mesh_config;
 pub use proxy_config::validate_proxy_config;
+pub use telemetry::telemetry_provider_issues;
 pub use unreachable::UNUSED_RULE_PREFIX;
 
 /// Port protocols Istio recognises (compared case-insensitively).

@@ -146,3 +146,60 @@ fn check_custom_tag(issues: &mut Issues, path: &FieldPath, name: &str, tag: &Cus
         );
     }
 }
+
+/// Providers a Telemetry names that MeshConfig does not declare (and that are not Istio's
+/// built-in ones): Istio only logs these and sends nothing; lateen refuses the resource so the
+/// mistake is seen, and the last good version stays.
+pub fn telemetry_provider_issues(
+    resource: &crate::Resource,
+    mesh: &crate::MeshConfig,
+) -> Vec<crate::FieldIssue> {
+    let mut issues = Issues::default();
+    let Some(t) = resource.as_telemetry() else {
+        return issues.0;
+    };
+    let spec = FieldPath::root().field("spec");
+    let lists = [
+        (
+            "accessLogging",
+            t.spec
+                .access_logging
+                .iter()
+                .map(|e| &e.providers)
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "metrics",
+            t.spec.metrics.iter().map(|e| &e.providers).collect(),
+        ),
+        (
+            "tracing",
+            t.spec.tracing.iter().map(|e| &e.providers).collect(),
+        ),
+    ];
+    for (field, entries) in lists {
+        for (i, providers) in entries.into_iter().enumerate() {
+            for (j, p) in providers.iter().enumerate() {
+                let builtin = BUILTIN_PROVIDERS.contains(&p.name.as_str());
+                if !builtin && mesh.extension_provider(&p.name).is_none() {
+                    issues.error(
+                        &spec
+                            .field(field)
+                            .index(i)
+                            .field("providers")
+                            .index(j)
+                            .field("name"),
+                        format!(
+                            "unknown provider {:?}: not in MeshConfig extensionProviders",
+                            p.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    issues.0
+}
+
+/// Provider names Istio knows without a declaration.
+const BUILTIN_PROVIDERS: &[&str] = &["envoy", "prometheus", "stackdriver"];

@@ -244,7 +244,8 @@ impl FolderStore {
     /// Parses and validates one file; returns (accepted config changed, file rejected).
     fn apply_file(&mut self, path: &Path, text: String, stamp: Option<FileStamp>) -> (bool, bool) {
         let source_name = path.display().to_string();
-        let result = lateen_api::load(&text, &source_name);
+        let result = lateen_api::load(&text, &source_name)
+            .and_then(|loaded| super::telemetry_check::against_mesh(loaded, &self.mesh));
         let entry = self.files.entry(path.to_path_buf()).or_insert(FileEntry {
             stamp: None,
             last_seen: String::new(),

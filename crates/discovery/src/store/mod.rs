@@ -4,6 +4,7 @@
 
 pub mod folder;
 pub mod sources;
+mod telemetry_check;
 
 use lateen_api::networking::{
     DestinationRule, Gateway, ServiceEntry, Sidecar, VirtualService, WorkloadEntry, WorkloadGroup,

@@ -6,6 +6,7 @@
 
 mod authz;
 mod authz_rules;
+pub mod access_log;
 pub mod clusters;
 pub mod endpoints;
 mod host_index;

@@ -69,6 +69,7 @@ pub fn selected_label_keys(config: &Config) -> BTreeSet<String> {
     if super::tracing::configured(config) {
         keys.extend(super::tracing::LABEL_KEYS.iter().map(|k| k.to_string()));
     }
+    keys.extend(super::access_log::selector_label_keys(config));
     keys
 }
 

@@ -139,6 +139,10 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
                 .ok()
                 .map(Arc::new)
         });
+        let (access_logs, log_problems) = crate::access_log::loggers(&listener.access_log, &path);
+        for (field, message) in log_problems {
+            problems.add(field, message);
+        }
         let compiled = Arc::new(ListenerRt {
             name: listener.name.as_str().into(),
             address: listener.address,
@@ -150,6 +154,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             routes,
             tcp_cluster,
             limits: listener.limits.clone(),
+            access_logs,
             mtls: listener.mtls,
             tracing,
             http_authz: listener.http_authz.clone(),

@@ -175,9 +175,27 @@ pub struct Listener {
     /// Spans for the HTTP requests of this listener (Envoy's HCM `tracing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<super::tracing::TracingConfig>,
+    /// Access logs written for every request (HTTP) or connection (TCP) of this listener.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_log: Vec<AccessLog>,
     /// Mesh mutual TLS on this (inbound) listener, Istio's PeerAuthentication mode.
     #[serde(default, skip_serializing_if = "MtlsMode::is_disable")]
     pub mtls: MtlsMode,
+}
+
+/// One file access log (Envoy's `envoy.access_loggers.file`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// File to append to (`/dev/stdout` works).
+    pub path: String,
+    /// A format string with Envoy's command operators (`%RESPONSE_CODE%`); Istio's default
+    /// text format when neither this nor `json` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// One JSON object per line: key to format string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// Istio's PeerAuthentication `mtls.mode` as an inbound listener applies it.

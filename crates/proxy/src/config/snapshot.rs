@@ -56,6 +56,8 @@ pub struct ListenerRt {
     pub routes: Option<Arc<RouteTable>>,
     pub tcp_cluster: Option<Arc<ClusterRt>>,
     pub limits: model::HttpLimits,
+    /// Empty unless access logging is configured: requests then build an access-log entry.
+    pub access_logs: Vec<Arc<crate::access_log::AccessLogger>>,
     pub mtls: model::MtlsMode,
     pub tracing: Option<Arc<super::tracing::TracingRt>>,
     pub http_authz: crate::authz::HttpAuthz,

@@ -91,6 +91,8 @@ pub struct RequestRecord {
     request_messages: Option<Mutex<GrpcFrames>>,
     /// A [`DownstreamFault`] as a number, 0 while the request body is sound.
     fault: AtomicU8,
+    /// The endpoint of the last attempt, for the access log's `%UPSTREAM_HOST%`.
+    upstream_host: std::sync::Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl RequestRecord {
@@ -100,7 +102,18 @@ impl RequestRecord {
             request_bytes: AtomicU64::new(0),
             request_messages: grpc.then(|| Mutex::new(GrpcFrames::default())),
             fault: AtomicU8::new(0),
+            upstream_host: std::sync::Mutex::new(None),
         })
+    }
+
+    pub fn set_upstream_host(&self, host: std::net::SocketAddr) {
+        if let Ok(mut slot) = self.upstream_host.lock() {
+            *slot = Some(host);
+        }
+    }
+
+    pub fn upstream_host(&self) -> Option<std::net::SocketAddr> {
+        self.upstream_host.lock().ok().and_then(|slot| *slot)
     }
 
     /// Counts a chunk of the request body: its bytes, and its messages for gRPC.

@@ -180,6 +180,7 @@ impl Attempt<'_> {
                 holds.hold_in_flight(Some(index));
             }
             last_host = Some(endpoint);
+            record.set_upstream_host(endpoint);
             let is_last = attempt + 1 == max_attempts || matches!(body, RequestBody::Stream(None));
             let request = if is_last {
                 // The last attempt takes the head itself instead of a copy.

@@ -1,6 +1,7 @@
 //! HTTP proxying: serving a downstream connection (HTTP/1.1 or h2c), the per-request path,
 //! bodies that count and record, header rules, retries, and protocol upgrades.
 
+pub mod access_log;
 pub mod body;
 pub mod cors;
 pub mod fault;

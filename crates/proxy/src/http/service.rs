@@ -130,6 +130,7 @@ struct RecordOnFinish {
     labels: RequestLabels,
     /// The request's span when it is sampled, and the route's decorator.
     span: Option<(crate::trace::ActiveSpan, Option<Arc<str>>)>,
+    log: Option<Box<super::access_log::PendingLog>>,
     /// Dropped with this record, when the response ends.
     _holds: Option<crate::upstream::balance::Holds>,
 }
@@ -152,6 +153,7 @@ impl Finish for RecordOnFinish {
             in_flight,
             labels,
             span,
+            log,
             ..
         } = *self;
         if let Some((span, operation)) = span {
@@ -166,6 +168,18 @@ impl Finish for RecordOnFinish {
                 upstream_cluster: in_flight.cluster.as_deref().map(|cluster| &*cluster.name),
                 operation: operation.as_deref(),
             });
+        }
+        if let Some(log) = log {
+            let record = &in_flight.record;
+            let request_bytes = record
+                .request_bytes
+                .load(std::sync::atomic::Ordering::Relaxed);
+            log.finish(
+                &labels,
+                request_bytes,
+                response_bytes,
+                record.upstream_host(),
+            );
         }
         in_flight.finish(&labels, response_bytes, response_messages);
     }
@@ -196,7 +210,10 @@ pub async fn handle(
         .as_ref()
         .and_then(|tracing| start_span(&ctx, &current, tracing, &mut request));
 
-    let mut extras = Extras::default();
+    let mut extras = Extras {
+        log: super::access_log::PendingLog::begin(&ctx, &current, &request),
+        ..Extras::default()
+    };
     let outcome = route_and_forward(
         &ctx,
         &current,
@@ -208,13 +225,23 @@ pub async fn handle(
     .await;
     let cluster = in_flight.cluster.clone();
     let (mut response, mut flags) = match outcome {
-        Reply::Upstream(response) => response,
+        Reply::Upstream(response) => {
+            if let Some(log) = &mut extras.log {
+                log.upstream_reply(response.0.headers());
+            }
+            response
+        }
         Reply::Local {
             status,
             flags,
             detail,
             extra_headers,
-        } => (local_reply(status, &detail, is_grpc, extra_headers), flags),
+        } => {
+            if let Some(log) = &mut extras.log {
+                log.local_reply(flags, &detail);
+            }
+            (local_reply(status, &detail, is_grpc, extra_headers), flags)
+        }
     };
     flags = flags.with(extras.flags);
     for (name, value) in extras.response_headers {
@@ -251,6 +278,7 @@ pub async fn handle(
         in_flight,
         labels,
         span: span.map(|span| (span, extras.operation)),
+        log: extras.log,
         _holds: extras.holds,
     };
     Ok(response.map(|body| {
@@ -293,6 +321,8 @@ struct Extras {
     holds: Option<crate::upstream::balance::Holds>,
     /// The route's span name.
     operation: Option<Arc<str>>,
+    /// The access-log entry, on listeners with access logs.
+    log: Option<Box<super::access_log::PendingLog>>,
 }
 
 /// Continues the request's trace (see [`crate::trace`]).
@@ -453,6 +483,10 @@ async fn route_and_forward(
     }
     if let Some(route) = route {
         headers::apply_ops(&mut head.headers, &route.request_headers);
+    }
+    if let Some(log) = &mut extras.log {
+        log.forwarded_headers(&head.headers);
+        log.route(route.and_then(|r| r.name.clone()), cluster.name.clone());
     }
     let mut upstream_authority = authority.clone();
     if let Some(forward) = forward {

@@ -15,6 +15,7 @@ mod config;
 mod http;
 mod leftovers;
 mod mesh;
+mod mesh_config;
 mod mode;
 mod netns;
 mod network;
@@ -52,6 +53,11 @@ pub struct Args {
     /// Linux), loopback addresses with explicit listeners, or auto (namespaces when possible).
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     mode: ModeArg,
+    /// Mesh config for the demo's lateend, as `istioctl install --set`, e.g.
+    /// `--set meshConfig.accessLogFile=/dev/stdout` (each sidecar's access log then goes to
+    /// its log in DIR/logs). Repeatable.
+    #[arg(long = "set", value_name = "meshConfig.KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -93,6 +99,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     let folder = binaries::folder()?;
     let config_dir = args.dir.join("config");
     config::write(&config_dir, args.reset, mode)?;
+    mesh_config::write(&config_dir, &args.set)?;
     let supervisor = Supervisor::new(&args.dir)?;
     if mode == Mode::Netns {
         leftovers::ensure_no_other_demo()?;

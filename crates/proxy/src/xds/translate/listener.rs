@@ -117,6 +117,7 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
         route_config: None,
         tcp_cluster: None,
         limits: model::HttpLimits::default(),
+        access_log: Vec::new(),
         mtls: model::MtlsMode::Disable,
         tracing: None,
         http_authz: Default::default(),
@@ -337,9 +338,11 @@ fn apply_chain(
             &TcpProxy {
                 stat_prefix: String::new(),
                 cluster_specifier: None,
+                access_log: Vec::new(),
                 ..proxy.clone()
             },
         )?;
+        listener.access_log = super::access_log::translate(&proxy.access_log, &p_path, check)?;
         let cluster = match &proxy.cluster_specifier {
             Some(tcp_proxy::ClusterSpecifier::Cluster(cluster)) => cluster.clone(),
             Some(_) => {
@@ -384,6 +387,7 @@ fn connection_manager(
         request_headers_timeout: None,
         upgrade_configs: Vec::new(),
         tracing: None,
+        access_log: Vec::new(),
         ..manager.clone()
     };
     check.no_leftover(path, &rest)?;
@@ -392,6 +396,7 @@ fn connection_manager(
         .as_ref()
         .map(|tracing| super::tracing::translate(tracing, &format!("{path}.tracing"), check))
         .transpose()?;
+    listener.access_log = super::access_log::translate(&manager.access_log, path, check)?;
     // CodecType: AUTO = 0, HTTP1 = 1, HTTP2 = 2, HTTP3 = 3.
     listener.protocol = match manager.codec_type {
         0 => model::ListenerProtocol::Http,

@@ -4,6 +4,9 @@
 //! `error_detail`. Nothing is silently dropped (see [`fields`]).
 
 pub mod authz;
+mod access_log;
+#[cfg(test)]
+mod access_log_tests;
 pub mod cluster;
 pub mod endpoint;
 pub mod fields;
