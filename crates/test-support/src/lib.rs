@@ -4,7 +4,8 @@
 //! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust;
 //! network namespaces for pod-like processes ([`netns`]); a kubelet's part in starting a Pod's
 //! container as a local process is [`kube::pod_container_command`]; [`probe`] waits on logs and
-//! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts.
+//! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`chromium`], a
+//! headless browser for the dashboard's page.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -14,6 +15,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+pub mod chromium;
 pub mod istio_corpus;
 pub mod kube;
 pub mod netns;
