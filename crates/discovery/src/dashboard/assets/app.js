@@ -28,12 +28,20 @@ function fmt(n, digits) {
   return Number(n).toFixed(digits);
 }
 
-// Columns by distance from the callers nobody calls (outside traffic first).
+const COLUMN = 380, ROW = 80;
+
+// Columns by distance from the callers nobody calls (outside traffic first); a workload
+// without edges joins the column of another version of its app, else a last column.
 function layout(nodes, edges) {
   const incoming = new Map(nodes.map((n) => [n.id, 0]));
-  for (const e of edges) incoming.set(e.target, (incoming.get(e.target) || 0) + 1);
+  const linked = new Set();
+  for (const e of edges) {
+    incoming.set(e.target, (incoming.get(e.target) || 0) + 1);
+    linked.add(e.source);
+    linked.add(e.target);
+  }
   const depth = new Map();
-  const queue = nodes.filter((n) => !incoming.get(n.id)).map((n) => n.id);
+  const queue = nodes.filter((n) => linked.has(n.id) && !incoming.get(n.id)).map((n) => n.id);
   queue.forEach((id) => depth.set(id, 0));
   for (let i = 0; i < queue.length && i < 10000; i++) {
     const id = queue[i];
@@ -44,7 +52,12 @@ function layout(nodes, edges) {
       }
     }
   }
-  for (const n of nodes) if (!depth.has(n.id)) depth.set(n.id, 0);
+  const last = Math.max(-1, ...depth.values()) + 1;
+  for (const n of nodes) {
+    if (depth.has(n.id)) continue;
+    const sibling = nodes.find((m) => m.app && m.app === n.app && depth.has(m.id) && linked.has(m.id));
+    depth.set(n.id, sibling ? depth.get(sibling.id) : last);
+  }
   const columns = new Map();
   for (const n of nodes) {
     const d = depth.get(n.id);
@@ -53,15 +66,39 @@ function layout(nodes, edges) {
   }
   const position = new Map();
   for (const [d, column] of columns) {
-    column.forEach((n, row) => position.set(n.id, { x: 20 + d * 260, y: 30 + row * 80 }));
+    column.sort((a, b) => a.id.localeCompare(b.id));
+    column.forEach((n, row) => position.set(n.id, { x: 20 + d * COLUMN, y: 30 + row * ROW }));
   }
   const rows = Math.max(1, ...[...columns.values()].map((c) => c.length));
-  return { position, width: 260 * columns.size + 40, height: rows * 80 + 40 };
+  const width = COLUMN * (Math.max(0, ...columns.keys()) + 1) + 40;
+  return { position, width, height: rows * ROW + 40 };
+}
+
+// One drawn edge per caller and callee: the series of several services (or of a service
+// named two ways) between them add up; p99 is the worst of them.
+function mergeEdges(edges) {
+  const merged = new Map();
+  for (const e of edges) {
+    const key = `${e.source}\n${e.destination}`;
+    const m = merged.get(key);
+    if (!m) {
+      merged.set(key, { ...e, target: e.destination, services: [e.service] });
+      continue;
+    }
+    const rps = m.rps + e.rps;
+    m.error_rate = rps > 0 ? (m.error_rate * m.rps + e.error_rate * e.rps) / rps : 0;
+    m.rps = rps;
+    if (e.p99_ms !== null && (m.p99_ms === null || e.p99_ms > m.p99_ms)) m.p99_ms = e.p99_ms;
+    m.mtls = m.mtls || e.mtls;
+    if (!m.services.includes(e.service)) m.services.push(e.service);
+    m.service = m.services.join(" ");
+  }
+  return [...merged.values()];
 }
 
 function drawGraph(graph) {
   const svg = document.getElementById("graph");
-  const edges = graph.edges.map((e) => ({ ...e, target: e.destination }));
+  const edges = mergeEdges(graph.edges);
   const { position, width, height } = layout(graph.nodes, edges);
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${Math.max(width, 600)} ${Math.max(height, 200)}`);
@@ -81,8 +118,7 @@ function drawGraph(graph) {
     if (e.rps === 0) classes.push("idle");
     if (e.mtls) classes.push("mtls");
     const p99 = e.p99_ms === null ? "–" : `${fmt(e.p99_ms, 1)} ms`;
-    const label = `${fmt(e.rps, 2)} rps · ${fmt(e.error_rate * 100, 1)}% err · p99 ${p99}${e.mtls ? " · 🔒 mTLS" : ""}`;
-    const mid = (x1 + x2) / 2;
+    const mid = (x1 + x2) / 2, midY = (y1 + y2) / 2;
     svg.append(el("svg:g", {
       class: classes.join(" "), "data-source": e.source, "data-target": e.target,
       "data-service": e.service, "data-rps": e.rps, "data-error-rate": e.error_rate,
@@ -90,7 +126,10 @@ function drawGraph(graph) {
     },
       el("svg:title", {}, `${e.source} → ${e.target} (${e.service})`),
       el("svg:path", { d: `M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2} ${y2}` }),
-      el("svg:text", { x: mid - 60, y: (y1 + y2) / 2 - 4 }, label)));
+      el("svg:text", { x: mid, y: midY - 6, "text-anchor": "middle" },
+        `${fmt(e.rps, 2)} rps${e.mtls ? " · 🔒 mTLS" : ""}`),
+      el("svg:text", { x: mid, y: midY + 8, "text-anchor": "middle", class: "sub" },
+        `${fmt(e.error_rate * 100, 1)}% err · p99 ${p99}`)));
   }
   for (const n of graph.nodes) {
     const p = position.get(n.id);
