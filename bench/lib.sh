@@ -23,9 +23,11 @@ require_free() {
     if (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null; then echo "$hp is in use; stop what uses it first" >&2; exit 1; fi
   done
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_ticks "PID..." and rss_kb "PID...": summed over the PIDs (a two-sidecar hop is one
+# target).
+cpu_ticks() { local pid total=0; for pid in $1; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done; echo "$total"; }
 # Peak (VmHWM) and current (VmRSS) resident set, in KiB.
-rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+rss_kb() { local pid total=0; for pid in $1; do total=$((total + $(awk '/VmHWM/ {print $2}' "/proc/$pid/status"))); done; echo "$total"; }
 vmrss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # cpu_per_1k TICKS REQUESTS: CPU milliseconds per 1000 successful requests (null when none

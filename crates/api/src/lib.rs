@@ -1,4 +1,5 @@
-//! Istio-compatible configuration types (`networking.istio.io`, `security.istio.io`, MeshConfig):
+//! Istio-compatible configuration types (`networking.istio.io`, `security.istio.io`,
+//! `telemetry.istio.io`, MeshConfig):
 //! parsing of multi-document YAML/JSON, dispatch on apiVersion/kind, and validation with errors
 //! that name the file, the resource and the field path.
 //!
@@ -10,7 +11,8 @@
 //!   [`parse_proxy_config()`]: text in, typed resources (in [`Document`]s that remember source,
 //!   document index and lines) out.
 //! - [`Resource`]: one variant per kind, each an [`Object`]`<Spec>` (metadata + typed spec).
-//! - [`networking`], [`security`], [`mesh`]: the spec types, with Istio's camelCase names.
+//! - [`networking`], [`security`], [`telemetry`], [`mesh`]: the spec types, with Istio's
+//!   camelCase names.
 //! - [`validate()`](validate::validate): `istioctl validate`-style checks returning every
 //!   problem with its field path; [`ConfigError`] adds file, document, line and resource.
 //! - [`analyze()`]: checks across resources (duplicates, undefined subsets and gateways);
@@ -21,10 +23,11 @@
 //! Decisions worth knowing:
 //! - Unknown fields are errors (like `istioctl validate`); `status` is ignored.
 //! - Kinds: a typo or wrong version under `networking.istio.io`/`security.istio.io` is an error;
-//!   Istio kinds not modelled here (EnvoyFilter, ProxyConfig, Telemetry, ...) and non-Istio
+//!   Istio kinds not modelled here (EnvoyFilter, WasmPlugin, ...) and non-Istio
 //!   objects (Deployments, Services, ...) are skipped with a [`Severity::Warning`].
-//! - `networking.istio.io` v1, v1beta1 and v1alpha3 (and `security.istio.io` v1, v1beta1) read
-//!   into the same types; [`Resource::api_version`] keeps what was written.
+//! - `networking.istio.io` v1, v1beta1 and v1alpha3 (`security.istio.io` v1, v1beta1;
+//!   `telemetry.istio.io` v1, v1alpha1) read into the same types; [`Resource::api_version`]
+//!   keeps what was written.
 //! - YAML scalars follow Kubernetes (YAML 1.1 booleans such as `yes`/`on` are booleans); nesting
 //!   deeper than [`parse::MAX_NESTING_DEPTH`] is refused.
 //! - Durations accept protobuf (`"1.5s"`) and Go (`"1m30s"`, `"100ms"`) forms, see [`duration`];
@@ -64,6 +67,7 @@ pub mod error;
 pub mod host;
 pub mod mesh;
 pub mod mesh_load;
+pub mod mesh_providers;
 pub mod meta;
 pub mod networking;
 mod node;
@@ -71,6 +75,7 @@ pub mod parse;
 pub mod resource;
 pub mod scope;
 pub mod security;
+pub mod telemetry;
 pub mod validate;
 
 pub use analyze::{analyze, analyze_messages};

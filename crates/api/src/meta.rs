@@ -86,6 +86,7 @@ impl<S> Object<S> {
 /// The Istio API groups this crate understands.
 pub const NETWORKING_GROUP: &str = "networking.istio.io";
 pub const SECURITY_GROUP: &str = "security.istio.io";
+pub const TELEMETRY_GROUP: &str = "telemetry.istio.io";
 
 /// Resource kinds, each with its API group and accepted versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,10 +101,11 @@ pub enum Kind {
     PeerAuthentication,
     AuthorizationPolicy,
     RequestAuthentication,
+    Telemetry,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::Gateway,
@@ -114,6 +116,7 @@ impl Kind {
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
         Kind::RequestAuthentication,
+        Kind::Telemetry,
     ];
 
     /// The `kind:` string.
@@ -129,6 +132,7 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
+            Kind::Telemetry => "Telemetry",
         }
     }
 
@@ -145,6 +149,7 @@ impl Kind {
             Kind::PeerAuthentication => "peerauthentications",
             Kind::AuthorizationPolicy => "authorizationpolicies",
             Kind::RequestAuthentication => "requestauthentications",
+            Kind::Telemetry => "telemetries",
         }
     }
 
@@ -152,12 +157,13 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 
-    /// The API group (`networking.istio.io` or `security.istio.io`).
+    /// The API group (`networking.istio.io`, `security.istio.io` or `telemetry.istio.io`).
     pub fn group(self) -> &'static str {
         match self {
             Kind::PeerAuthentication | Kind::AuthorizationPolicy | Kind::RequestAuthentication => {
                 SECURITY_GROUP
             }
+            Kind::Telemetry => TELEMETRY_GROUP,
             _ => NETWORKING_GROUP,
         }
     }
@@ -167,6 +173,7 @@ impl Kind {
     pub fn versions(self) -> &'static [&'static str] {
         match self.group() {
             SECURITY_GROUP => &["v1", "v1beta1"],
+            TELEMETRY_GROUP => &["v1", "v1alpha1"],
             _ => &["v1", "v1beta1", "v1alpha3"],
         }
     }

@@ -7,7 +7,7 @@
 //!   `networking.istio.io`/`security.istio.io` is an **error** (most likely a typo);
 //! - ProxyConfig is decoded and validated (errors reject it as Istio would) but not returned:
 //!   lateen does not apply it yet, which a warning says;
-//! - Istio kinds this crate does not model (EnvoyFilter, Telemetry, WasmPlugin...)
+//! - Istio kinds this crate does not model (EnvoyFilter, WasmPlugin...)
 //!   and non-Istio objects (Deployments, Services...) are **skipped with a warning**, so a
 //!   mixed manifest such as Bookinfo's still loads.
 //!
@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::error::{
     ConfigError, ConfigErrors, FieldIssue, FieldPath, PathSegment, ResourceRef, Severity,
 };
-use crate::meta::{Kind, NETWORKING_GROUP, Object, SECURITY_GROUP};
+use crate::meta::{Kind, NETWORKING_GROUP, Object, SECURITY_GROUP, TELEMETRY_GROUP};
 use crate::networking::proxy_config::ProxyConfigSpec;
 use crate::node::Node;
 use crate::resource::Resource;
@@ -402,7 +402,7 @@ const UNMODELLED_ISTIO_KINDS: &[&str] = &["EnvoyFilter"];
 const PROXY_CONFIG_KIND: &str = "ProxyConfig";
 
 fn unknown_kind_verdict(group: &str, kind: &str, api_version: &str) -> (Severity, String) {
-    let istio_group = group == NETWORKING_GROUP || group == SECURITY_GROUP;
+    let istio_group = [NETWORKING_GROUP, SECURITY_GROUP, TELEMETRY_GROUP].contains(&group);
     if istio_group {
         if UNMODELLED_ISTIO_KINDS.contains(&kind) {
             return (
@@ -445,6 +445,7 @@ fn decode(kind: Kind, json: &Value) -> Result<Resource, (FieldPath, String)> {
         Kind::PeerAuthentication => Resource::PeerAuthentication(decode_object(json)?),
         Kind::AuthorizationPolicy => Resource::AuthorizationPolicy(decode_object(json)?),
         Kind::RequestAuthentication => Resource::RequestAuthentication(decode_object(json)?),
+        Kind::Telemetry => Resource::Telemetry(decode_object(json)?),
     })
 }
 

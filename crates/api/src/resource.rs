@@ -5,6 +5,7 @@ use crate::networking::{
     DestinationRule, Gateway, ServiceEntry, Sidecar, VirtualService, WorkloadEntry, WorkloadGroup,
 };
 use crate::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
+use crate::telemetry::Telemetry;
 
 /// Any supported Istio configuration resource.
 // Variants differ in size; resources are few and long-lived, so boxing would only add noise.
@@ -21,6 +22,7 @@ pub enum Resource {
     PeerAuthentication(Object<PeerAuthentication>),
     AuthorizationPolicy(Object<AuthorizationPolicy>),
     RequestAuthentication(Object<RequestAuthentication>),
+    Telemetry(Object<Telemetry>),
 }
 
 /// Applies the same expression to the object of whichever variant.
@@ -37,6 +39,7 @@ macro_rules! with_object {
             Resource::PeerAuthentication($obj) => $body,
             Resource::AuthorizationPolicy($obj) => $body,
             Resource::RequestAuthentication($obj) => $body,
+            Resource::Telemetry($obj) => $body,
         }
     };
 }
@@ -54,6 +57,7 @@ impl Resource {
             Resource::PeerAuthentication(_) => Kind::PeerAuthentication,
             Resource::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
             Resource::RequestAuthentication(_) => Kind::RequestAuthentication,
+            Resource::Telemetry(_) => Kind::Telemetry,
         }
     }
 
@@ -146,6 +150,13 @@ impl Resource {
     pub fn as_request_authentication(&self) -> Option<&Object<RequestAuthentication>> {
         match self {
             Resource::RequestAuthentication(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn as_telemetry(&self) -> Option<&Object<Telemetry>> {
+        match self {
+            Resource::Telemetry(o) => Some(o),
             _ => None,
         }
     }

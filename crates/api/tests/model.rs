@@ -359,7 +359,7 @@ spec:
 
 #[test]
 fn unmodelled_istio_kinds_are_skipped_with_a_warning() {
-    let text = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f}\nspec: {}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\nspec: {}\n";
+    let text = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f}\nspec: {}\n---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: t}\nspec: {}\n";
     let loaded = load(text, "x.yaml").unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.documents.is_empty());
     assert_eq!(loaded.warnings.len(), 2);

@@ -4,8 +4,9 @@
 //! Map: [`config`] (model, YAML bootstrap, compiled snapshots) → [`proxy`] binds listeners
 //! and starts [`worker`]s → [`listener`] dispatches each connection (capture, protocol
 //! detection in [`net`]) → [`http`] or [`tcp`] → [`upstream`] pools. [`xds`] runs the proxy
-//! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`metrics`],
-//! [`admin`] and [`drain`] serve the whole process.
+//! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`tls`] is Istio's
+//! mutual TLS between sidecars (inbound termination by PeerAuthentication mode, upstream
+//! origination, peer identity). [`metrics`], [`admin`] and [`drain`] serve the whole process.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
 //! iptables (the capture crate's).
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 pub mod worker;
 pub mod xds;

@@ -12,11 +12,12 @@ use crate::http::service::ConnContext;
 use crate::metrics::ProxyStats;
 use crate::net::detect::{Detected, detect};
 use crate::net::rewind::Rewind;
+use crate::tls::inbound::{Accepted, Terminated};
 use crate::worker::WorkerContext;
 
 /// Handles one accepted connection on the listener named `listener_name`.
 pub async fn handle_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     listener_name: Arc<str>,
     worker: Arc<WorkerContext>,
@@ -60,12 +61,64 @@ pub async fn handle_connection(
         (accepted_on, None)
     };
 
+    let accepted = crate::tls::inbound::accept(stream, &listener, &worker.shared).await;
+    let connection = Connection {
+        peer,
+        listener,
+        original_dst,
+        snapshot,
+    };
+    match accepted {
+        Some(Accepted::Plain(stream)) => serve(stream, None, None, connection, &worker).await,
+        Some(Accepted::Mtls(terminated)) => {
+            let Terminated {
+                stream,
+                protocol_hint,
+                peer,
+                ..
+            } = *terminated;
+            serve(stream, protocol_hint, Some(peer), connection, &worker).await
+        }
+        None => {}
+    }
+}
+
+/// What is known of a connection once its listener is chosen.
+struct Connection {
+    peer: SocketAddr,
+    listener: Arc<crate::config::snapshot::ListenerRt>,
+    original_dst: Option<SocketAddr>,
+    snapshot: Arc<crate::config::Snapshot>,
+}
+
+/// Serves a connection (plaintext, or the inside of a terminated mTLS one) by its protocol:
+/// the listener's declared one, the ALPN `hint`, or detection of the first bytes.
+async fn serve<S>(
+    mut stream: S,
+    hint: Option<Detected>,
+    peer_identity: Option<Arc<lateen_identity::Identity>>,
+    connection: Connection,
+    worker: &Arc<WorkerContext>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Connection {
+        peer,
+        listener,
+        original_dst,
+        snapshot,
+    } = connection;
+    let shared = &worker.shared;
+    let stats = &shared.metrics.stats;
     // A declared protocol skips detection; `auto` and `http` read the first bytes.
-    let (protocol, prefix) = match listener.protocol {
-        ListenerProtocol::Tcp => (Detected::Tcp, bytes::Bytes::new()),
-        ListenerProtocol::Http1 => (Detected::Http1, bytes::Bytes::new()),
-        ListenerProtocol::Http2 => (Detected::Http2, bytes::Bytes::new()),
-        ListenerProtocol::Auto | ListenerProtocol::Http => {
+    let (protocol, prefix) = match (listener.protocol, hint) {
+        (ListenerProtocol::Tcp, _) => (Detected::Tcp, bytes::Bytes::new()),
+        (ListenerProtocol::Http1, _) => (Detected::Http1, bytes::Bytes::new()),
+        (ListenerProtocol::Http2, _) => (Detected::Http2, bytes::Bytes::new()),
+        (ListenerProtocol::Auto | ListenerProtocol::Http, Some(hinted)) => {
+            (hinted, bytes::Bytes::new())
+        }
+        (ListenerProtocol::Auto | ListenerProtocol::Http, None) => {
             match detect(&mut stream, listener.detect_timeout).await {
                 Ok((Detected::Closed, _)) | Err(_) => return,
                 // An `http` listener never falls back to TCP: hyper answers what is not HTTP.
@@ -111,15 +164,25 @@ pub async fn handle_connection(
                 pool: worker.pool.clone(),
                 metrics: shared.metrics.clone(),
                 active: Arc::new(ActiveRequests::new()),
+                security: crate::tls::ConnSecurity::new(peer_identity, shared.mesh_tls.as_deref()),
             });
             server::serve(io, version, ctx, shared.drain_watch.clone()).await;
         }
         Detected::Tcp | Detected::Closed => {
             let cluster = listener.tcp_cluster.clone().or(passthrough);
+            let security = crate::tls::ConnSecurity::new(peer_identity, shared.mesh_tls.as_deref());
             match cluster {
                 Some(cluster) => {
-                    crate::tcp::proxy(io, &cluster, &snapshot, listener.direction, &shared.metrics)
-                        .await
+                    crate::tcp::proxy(
+                        io,
+                        &cluster,
+                        &snapshot,
+                        listener.direction,
+                        &shared.metrics,
+                        &worker.pool,
+                        &security,
+                    )
+                    .await
                 }
                 None => tracing::debug!(listener = %listener.name, %peer, "no TCP route; closing"),
             }

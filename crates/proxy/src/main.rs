@@ -60,6 +60,10 @@ struct RunArgs {
     /// Log level or filter (RUST_LOG syntax).
     #[arg(long, default_value = "info", env = "LATEEN_LOG")]
     log_level: String,
+    /// Folder of Istio's file-mounted workload certificate (`cert-chain.pem`, `key.pem`,
+    /// `root-cert.pem`; Istio mounts it at /etc/certs) for mesh mTLS; reloaded when it changes.
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -137,6 +141,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the main runtime")?;
+    if let Some(dir) = &args.cert_dir {
+        let _entered = runtime.enter();
+        options.certificates = Some(
+            lateen_proxy::tls::files::watch_dir(dir)
+                .with_context(|| format!("--cert-dir {}", dir.display()))?,
+        );
+    }
     runtime.block_on(lateen_proxy::proxy::run(snapshot, options))?;
     // Workers may still hold connections past the drain deadline; leave without waiting.
     std::process::exit(0)

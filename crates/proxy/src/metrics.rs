@@ -309,6 +309,12 @@ pub struct ProxyStats {
     pub upstream_rq_retry_overflow: AtomicU64,
     pub protocol_detect_timeout: AtomicU64,
     pub downstream_rq_rejected: AtomicU64,
+    /// Inbound mTLS handshakes completed (Envoy's `ssl.handshake`).
+    pub ssl_handshake: AtomicU64,
+    /// Inbound TLS handshakes refused: bad or missing client certificate, bad ClientHello.
+    pub ssl_connection_error: AtomicU64,
+    /// Connections no filter chain takes: plaintext on a STRICT mTLS listener.
+    pub no_filter_chain_match: AtomicU64,
 }
 
 impl ProxyStats {
@@ -341,6 +347,9 @@ impl ProxyStats {
                 &self.upstream_rq_retry_overflow,
             ),
             ("protocol_detect_timeout", &self.protocol_detect_timeout),
+            ("ssl_handshake", &self.ssl_handshake),
+            ("ssl_connection_error", &self.ssl_connection_error),
+            ("no_filter_chain_match", &self.no_filter_chain_match),
         ] {
             let _ = writeln!(out, "lateen.{name}: {}", value.load(Ordering::Relaxed));
         }

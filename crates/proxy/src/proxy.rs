@@ -19,6 +19,8 @@ pub struct ProxyOptions {
     /// Worker threads (Envoy's `--concurrency`).
     pub concurrency: usize,
     pub original_dst: Arc<dyn OriginalDst>,
+    /// The workload certificate for mesh mTLS (inbound `mtls` listeners, `tls` clusters).
+    pub certificates: Option<lateen_identity::CertificateWatch>,
 }
 
 impl Default for ProxyOptions {
@@ -28,6 +30,7 @@ impl Default for ProxyOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             original_dst: Arc::new(SoOriginalDst),
+            certificates: None,
         }
     }
 }
@@ -105,6 +108,7 @@ impl LiveConfig {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let current = sender.borrow().clone();
         let bound = bind_for(&snapshot, &current)?;
+        crate::tls::warn_without_certificates(&snapshot, self.shared.mesh_tls.is_some());
         self.shared.config.replace(snapshot);
         let changed = bound.len() != current.len()
             || bound
@@ -151,6 +155,7 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
     let drain_timeout = snapshot.source.drain_timeout;
     let admin_config = snapshot.source.admin.clone();
     let bound = bind_for(&snapshot, &[])?;
+    crate::tls::warn_without_certificates(&snapshot, options.certificates.is_some());
     let config = Arc::new(ConfigStore::new(snapshot));
     let (drain, drain_watch) = Drain::new();
     let shared = Arc::new(Shared {
@@ -159,6 +164,9 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
         drain,
         drain_watch,
         original_dst: options.original_dst,
+        mesh_tls: options
+            .certificates
+            .map(|watch| Arc::new(crate::tls::MeshTls::new(watch))),
     });
     let (listeners_tx, listeners_rx) = watch::channel::<ListenerSet>(Arc::new(bound));
     let state = Arc::new(AdminState {

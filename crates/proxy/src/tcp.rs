@@ -12,7 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::config::Snapshot;
 use crate::config::model::Direction;
 use crate::config::snapshot::ClusterRt;
-use crate::metrics::{Metrics, PeerLabels, ProxyStats, Reporter, ResponseFlags, TcpLabels};
+use crate::metrics::{Metrics, PeerLabels, Reporter, ResponseFlags, TcpLabels};
+use crate::tls::{ConnSecurity, UpstreamAlpn};
+use crate::upstream::{Pool, Target};
 
 pub async fn proxy<I>(
     downstream: I,
@@ -20,6 +22,8 @@ pub async fn proxy<I>(
     snapshot: &Snapshot,
     direction: Direction,
     metrics: &Arc<Metrics>,
+    pool: &Pool,
+    security: &ConnSecurity,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -31,31 +35,34 @@ pub async fn proxy<I>(
             response_flags: ResponseFlags::NONE,
             security_policy: "unknown",
         },
-        Direction::Inbound => TcpLabels {
-            reporter: Reporter::Destination,
-            source: Arc::new(PeerLabels::unknown()),
-            destination: cluster.inbound_destination.clone(),
-            response_flags: ResponseFlags::NONE,
-            security_policy: "none",
-        },
-    };
-    let upstream = match cluster.pick_endpoint(None) {
-        None => Err(ResponseFlags::UH),
-        Some(endpoint) => {
-            ProxyStats::incr(&metrics.stats.upstream_cx_total);
-            match tokio::time::timeout(
-                cluster.connect_timeout,
-                crate::upstream::pool::connect(endpoint, cluster.source_address),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => Ok(stream),
-                _ => {
-                    ProxyStats::incr(&metrics.stats.upstream_cx_connect_fail);
-                    Err(ResponseFlags::UF)
-                }
+        Direction::Inbound => {
+            let (source, destination, security_policy) = security.inbound_labels(
+                Arc::new(PeerLabels::unknown()),
+                cluster.inbound_destination.clone(),
+            );
+            TcpLabels {
+                reporter: Reporter::Destination,
+                source,
+                destination,
+                response_flags: ResponseFlags::NONE,
+                security_policy,
             }
         }
+    };
+    // The pool counts the connection and its failures (TCP or TLS); this one is not pooled.
+    let upstream = match cluster.pick_endpoint(None) {
+        None => Err(ResponseFlags::UH),
+        Some(endpoint) => pool
+            .connect_stream(
+                &Target::of(cluster, endpoint),
+                cluster.connect_timeout,
+                UpstreamAlpn::Tcp,
+            )
+            .await
+            .map_err(|err| {
+                tracing::debug!(cluster = %cluster.name, "{err}");
+                ResponseFlags::UF
+            }),
     };
     let mut upstream = match upstream {
         Ok(stream) => stream,
@@ -66,7 +73,6 @@ pub async fn proxy<I>(
             return;
         }
     };
-    let _ = upstream.set_nodelay(true);
     metrics.tcp_opened.get_or_create(&labels).inc();
     let mut downstream = Counted {
         inner: downstream,

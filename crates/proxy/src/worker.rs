@@ -22,6 +22,8 @@ pub struct Shared {
     pub drain: Drain,
     pub drain_watch: DrainWatch,
     pub original_dst: Arc<dyn OriginalDst>,
+    /// The workload certificate for mesh mTLS, when the proxy has one.
+    pub mesh_tls: Option<Arc<crate::tls::MeshTls>>,
 }
 
 /// What a worker's tasks share: the process state and this worker's pools.
@@ -75,7 +77,7 @@ pub fn spawn_workers(
 
 async fn run_worker(shared: Arc<Shared>, mut listeners: watch::Receiver<ListenerSet>) {
     let worker = Arc::new(WorkerContext {
-        pool: Arc::new(Pool::new(shared.metrics.clone())),
+        pool: Arc::new(Pool::new(shared.metrics.clone(), shared.mesh_tls.clone())),
         shared: shared.clone(),
     });
     let mut running: HashMap<(Arc<str>, SocketAddr), tokio::task::JoinHandle<()>> = HashMap::new();

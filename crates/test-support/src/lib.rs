@@ -4,8 +4,9 @@
 //! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust;
 //! network namespaces for pod-like processes ([`netns`]); a kubelet's part in starting a Pod's
 //! container as a local process is [`kube::pod_container_command`]; [`probe`] waits on logs and
-//! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`chromium`], a
-//! headless browser for the dashboard's page.
+//! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`relay`], a TCP
+//! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration;
+//! [`chromium`], a headless browser for the dashboard's page.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -16,10 +17,12 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 pub mod chromium;
+pub mod envoy;
 pub mod istio_corpus;
 pub mod kube;
 pub mod netns;
 pub mod probe;
+pub mod relay;
 pub mod test_ca;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool

@@ -1,8 +1,10 @@
 //! A private CA for tests that serve TLS to a real client: the test cluster's API server
 //! certificate, or a webhook server that the API server must trust (its PEM is the webhook
-//! configuration's `caBundle`).
+//! configuration's `caBundle`), and mesh workload certificates with SPIFFE identities as
+//! Istio's CA issues them.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -24,6 +26,34 @@ pub struct ServerCert {
     pub key_der: Vec<u8>,
     /// The certificate as DER.
     pub cert_der: Vec<u8>,
+}
+
+/// A mesh workload certificate: leaf (URI SAN `spiffe://...`, client and server auth), key
+/// and the CA's root, PEM.
+pub struct WorkloadCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub root_pem: String,
+}
+
+impl WorkloadCert {
+    /// Writes Istio's file-mounted names into `dir`: `cert-chain.pem`, `key.pem`,
+    /// `root-cert.pem` (what `lateen-proxy --cert-dir` reads).
+    pub fn write_istio_dir(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("cert-chain.pem"), &self.cert_pem)?;
+        std::fs::write(dir.join("key.pem"), &self.key_pem)?;
+        std::fs::write(dir.join("root-cert.pem"), &self.root_pem)
+    }
+}
+
+/// How long a workload certificate is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// From 1975 to 4096 (rcgen's default).
+    Current,
+    /// Expired at the end of 2021.
+    Expired,
 }
 
 impl TestCa {
@@ -57,6 +87,37 @@ impl TestCa {
     /// The CA's private key, PEM (kube-controller-manager signs CSRs with it).
     pub fn key_pem(&self) -> &str {
         &self.key_pem
+    }
+
+    /// A workload certificate for `spiffe_id` (`spiffe://cluster.local/ns/NS/sa/SA`).
+    pub fn workload_cert(
+        &self,
+        spiffe_id: &str,
+        validity: Validity,
+    ) -> Result<WorkloadCert, rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .subject_alt_names
+            .push(SanType::URI(spiffe_id.try_into()?));
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        if validity == Validity::Expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 12, 31);
+        }
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(WorkloadCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            root_pem: self.pem.clone(),
+        })
     }
 
     /// A server certificate for `dns_names` and `ips`, its common name the first DNS name.

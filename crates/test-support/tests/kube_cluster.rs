@@ -271,7 +271,7 @@ async fn denying_webhook(addr: SocketAddr, names: Vec<String>) -> (String, Arc<A
     let ca = TestCa::new("webhook test CA").unwrap();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let leaf = ca.server_cert(&names, &[]).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -121,7 +121,11 @@ pub fn validate_mesh_config(mesh: &MeshConfig) -> Vec<FieldIssue> {
         }
         match provider.provider.len() {
             0 => i.error(&p, "extension provider must set one provider kind"),
-            1 => {}
+            1 => {
+                if let Err(reason) = provider.typed() {
+                    i.error(&p, reason);
+                }
+            }
             _ => i.error(&p, "extension provider must set only one provider kind"),
         }
         if let Some((kind, body)) = provider.kind()

@@ -4,6 +4,7 @@
 //! Rules follow Istio's where Istio has one (noted where we differ on purpose). Paths start at
 //! the object root (`spec.http[0].route[1].weight`, `metadata.name`).
 
+mod cel;
 mod destination_rule;
 mod gateway;
 mod http_route;
@@ -13,6 +14,7 @@ mod proxy_config;
 mod security;
 mod service_entry;
 mod sidecar;
+mod telemetry;
 mod unreachable;
 mod virtual_service;
 
@@ -73,6 +75,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldIssue> {
         Resource::RequestAuthentication(o) => {
             security::check_request_authn(&mut issues, &spec, &o.spec)
         }
+        Resource::Telemetry(o) => telemetry::check(&mut issues, &spec, &o.spec),
     }
     issues.0
 }

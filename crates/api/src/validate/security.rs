@@ -27,7 +27,11 @@ const CONDITION_KEYS: &[&str] = &[
     "experimental.envoy.filters.",
 ];
 
-fn check_selector_labels(issues: &mut Issues, path: &FieldPath, selector: Option<&LabelSelector>) {
+pub(super) fn check_selector_labels(
+    issues: &mut Issues,
+    path: &FieldPath,
+    selector: Option<&LabelSelector>,
+) {
     super::check_selector(
         issues,
         &path.field("matchLabels"),
@@ -43,7 +47,7 @@ const TARGET_KINDS: &[(&str, &str)] = &[
     ("gateway.networking.k8s.io", "GatewayClass"),
 ];
 
-fn check_targets(
+pub(super) fn check_targets(
     issues: &mut Issues,
     spec: &FieldPath,
     selector: Option<&LabelSelector>,

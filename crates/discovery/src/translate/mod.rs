@@ -9,6 +9,7 @@ pub mod endpoints;
 mod host_index;
 pub mod listeners;
 pub mod names;
+pub mod peer_authn;
 mod policies;
 pub mod routes;
 mod view;

@@ -128,7 +128,7 @@ impl WebhookCert {
 
     /// A rustls server configuration (ring provider, HTTP/2 and HTTP/1.1 ALPN) for this cert.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, CertError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
@@ -233,7 +233,7 @@ mod tests {
 
     /// Whether `cert`'s leaf verifies for `name` against `ca_pem` alone.
     fn verifies(cert: &WebhookCert, ca_pem: &str, name: &str) -> bool {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(der.unwrap()).unwrap();

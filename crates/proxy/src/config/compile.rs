@@ -53,9 +53,15 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             );
         }
         check_cluster_policies(cluster, &path, &mut problems);
+        let tls = cluster.tls.as_ref().and_then(|tls| {
+            crate::tls::UpstreamTlsRt::new(tls.sni.clone(), tls.subject_alt_names.clone())
+                .map(Arc::new)
+                .map_err(|err| problems.add(format!("{path}.tls.sni"), err.to_string()))
+                .ok()
+        });
         clusters.insert(
             cluster.name.clone(),
-            Arc::new(ClusterRt::new(cluster, &local)),
+            Arc::new(ClusterRt::new(cluster, &local, tls)),
         );
     }
 
@@ -138,6 +144,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             routes,
             tcp_cluster,
             limits: listener.limits.clone(),
+            mtls: listener.mtls,
         });
         if listener.bind
             && listener.address.port() != 0

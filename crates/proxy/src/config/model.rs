@@ -165,6 +165,46 @@ pub struct Listener {
     pub tcp_cluster: Option<String>,
     #[serde(default)]
     pub limits: HttpLimits,
+    /// Mesh mutual TLS on this (inbound) listener, Istio's PeerAuthentication mode.
+    #[serde(default, skip_serializing_if = "MtlsMode::is_disable")]
+    pub mtls: MtlsMode,
+}
+
+/// Istio's PeerAuthentication `mtls.mode` as an inbound listener applies it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MtlsMode {
+    /// Plaintext only: a TLS ClientHello is proxied as opaque bytes.
+    #[default]
+    Disable,
+    /// mTLS and plaintext on the same port, told apart by the first byte.
+    Permissive,
+    /// mTLS only: a plaintext connection is closed.
+    Strict,
+}
+
+impl MtlsMode {
+    pub fn is_disable(&self) -> bool {
+        *self == MtlsMode::Disable
+    }
+}
+
+/// Mesh mTLS to a cluster's endpoints (Istio's `ISTIO_MUTUAL`), with the proxy's own
+/// workload certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// The SNI sent, Istio's `outbound_.PORT_.SUBSET_.HOST`; none sends no SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// SPIFFE URIs the server's certificate may carry; empty accepts any the mesh roots
+    /// signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    /// Auto mTLS (Envoy's `transport_socket_matches` as Istio sends them): TLS only to
+    /// endpoints whose `tls_mode` is `istio`, plaintext to the others.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub only_tls_mode_istio: bool,
 }
 
 /// Protections of the HTTP server side of a listener.
@@ -441,12 +481,19 @@ pub struct Cluster {
     pub circuit_breakers: Option<CircuitBreakers>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<OutlierDetection>,
+    /// Mesh mTLS to the endpoints; plaintext without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub address: SocketAddr,
+    /// Istio's `tlsMode` of the endpoint (`istio`: it has a sidecar that accepts mTLS), from
+    /// EDS metadata `envoy.transport_socket_match`; what auto mTLS goes by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_mode: Option<String>,
 }
 
 /// Labels of the service and workload a cluster leads to; missing values are `unknown` in

@@ -56,6 +56,7 @@ pub struct ListenerRt {
     pub routes: Option<Arc<RouteTable>>,
     pub tcp_cluster: Option<Arc<ClusterRt>>,
     pub limits: model::HttpLimits,
+    pub mtls: model::MtlsMode,
 }
 
 pub struct RouteTable {
@@ -290,10 +291,18 @@ pub struct ClusterRt {
     /// Connect to the captured original destination instead of the endpoints.
     pub original_dst: bool,
     pub breakers: Option<Breakers>,
+    /// Mesh mTLS to the endpoints.
+    pub tls: Option<Arc<crate::tls::UpstreamTlsRt>>,
+    /// Endpoints reached in plaintext although `tls` is set (auto mTLS: no sidecar).
+    pub plaintext_endpoints: std::collections::HashSet<SocketAddr>,
 }
 
 impl ClusterRt {
-    pub(super) fn new(cluster: &model::Cluster, local: &PeerLabels) -> ClusterRt {
+    pub(super) fn new(
+        cluster: &model::Cluster,
+        local: &PeerLabels,
+        tls: Option<Arc<crate::tls::UpstreamTlsRt>>,
+    ) -> ClusterRt {
         let destination = PeerLabels::from_destination(&cluster.destination);
         let endpoints = cluster
             .endpoints
@@ -315,6 +324,19 @@ impl ClusterRt {
             destination: Arc::new(destination),
             original_dst: cluster.original_dst,
             breakers: cluster.circuit_breakers.clone().map(Breakers::new),
+            plaintext_endpoints: cluster
+                .endpoints
+                .iter()
+                .filter(|endpoint| {
+                    cluster
+                        .tls
+                        .as_ref()
+                        .is_some_and(|tls| tls.only_tls_mode_istio)
+                        && endpoint.tls_mode.as_deref() != Some(crate::tls::TLS_MODE_ISTIO)
+                })
+                .map(|endpoint| endpoint.address)
+                .collect(),
+            tls,
         }
     }
 
@@ -336,6 +358,8 @@ impl ClusterRt {
             inbound_destination: local,
             original_dst: false,
             breakers: None,
+            tls: None,
+            plaintext_endpoints: Default::default(),
         }
     }
 

@@ -187,10 +187,7 @@ impl Attempt<'_> {
             } else {
                 build_request(&head, request_body)
             };
-            let target = crate::upstream::Target {
-                address: endpoint,
-                source: self.cluster.source_address,
-            };
+            let target = crate::upstream::Target::of(self.cluster, endpoint);
             // The send future is built inside each arm rather than bound to a local first: a
             // moved-from local keeps its space in this future's state, which every in-flight
             // request holds (with the connect futures in pool.rs boxed, a request's task fell

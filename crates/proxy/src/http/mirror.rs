@@ -74,10 +74,7 @@ pub fn send_copies(
         let request = http::Request::from_parts(parts, copy_body);
         let pool = pool.clone();
         let cluster = mirror.cluster.clone();
-        let target = Target {
-            address: endpoint,
-            source: cluster.source_address,
-        };
+        let target = Target::of(&cluster, endpoint);
         let deadline = timeout.unwrap_or(DEFAULT_MIRROR_TIMEOUT);
         tokio::spawn(async move {
             let exchange = async {

@@ -44,6 +44,8 @@ pub struct ConnContext {
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
     pub active: Arc<ActiveRequests>,
+    /// How the connection is secured: the mTLS peer's identity, for authorization and labels.
+    pub security: crate::tls::ConnSecurity,
 }
 
 impl ConnContext {
@@ -97,14 +99,15 @@ impl ConnContext {
                     "unknown",
                 )
             }
-            Direction::Inbound => (
-                Reporter::Destination,
-                peer.cloned().unwrap_or_else(unknown),
-                cluster
-                    .map(|cluster| cluster.inbound_destination.clone())
-                    .unwrap_or_else(|| current.snapshot.local.clone()),
-                "none",
-            ),
+            Direction::Inbound => {
+                let (source, destination, policy) = self.security.inbound_labels(
+                    peer.cloned().unwrap_or_else(unknown),
+                    cluster
+                        .map(|cluster| cluster.inbound_destination.clone())
+                        .unwrap_or_else(|| current.snapshot.local.clone()),
+                );
+                (Reporter::Destination, source, destination, policy)
+            }
         };
         RequestLabels {
             reporter,

@@ -101,10 +101,7 @@ pub async fn forward_upgrade(
     let mut response = match ctx
         .pool
         .send_upgrade(
-            crate::upstream::Target {
-                address: endpoint,
-                source: cluster.source_address,
-            },
+            crate::upstream::Target::of(cluster, endpoint),
             cluster.connect_timeout,
             request,
         )

@@ -9,7 +9,6 @@
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const METHODS: &[&[u8]] = &[
@@ -96,8 +95,8 @@ fn is_tchar(b: u8) -> bool {
 
 /// Reads until the first bytes decide the protocol or `timeout` passes. Returns the verdict
 /// and the bytes read, which the caller must replay.
-pub async fn detect(
-    stream: &mut TcpStream,
+pub async fn detect<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
     timeout: Duration,
 ) -> std::io::Result<(Detected, Bytes)> {
     let mut buffer = BytesMut::with_capacity(512);

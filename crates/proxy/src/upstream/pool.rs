@@ -13,6 +13,8 @@ use tokio::net::TcpStream;
 
 use crate::http::body::ProxyBody;
 use crate::metrics::{Metrics, ProxyStats};
+use crate::tls::upstream::UpstreamStream;
+use crate::tls::{MeshTls, UpstreamAlpn, UpstreamTlsRt};
 
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -44,11 +46,27 @@ pub enum UpstreamError {
     RefusedStream(#[source] hyper::Error),
 }
 
-/// Where a pooled connection goes, and the local address it comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a pooled connection goes, the local address it comes from and its mesh mTLS.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     pub address: SocketAddr,
     pub source: Option<IpAddr>,
+    pub tls: Option<Arc<UpstreamTlsRt>>,
+}
+
+impl Target {
+    /// `endpoint` of `cluster`, with the cluster's source address and mTLS (none to an
+    /// auto-mTLS endpoint without a sidecar).
+    pub fn of(cluster: &crate::config::snapshot::ClusterRt, endpoint: SocketAddr) -> Target {
+        Target {
+            address: endpoint,
+            source: cluster.source_address,
+            tls: cluster
+                .tls
+                .clone()
+                .filter(|_| !cluster.plaintext_endpoints.contains(&endpoint)),
+        }
+    }
 }
 
 /// Connects to `address`, from `source` when given.
@@ -69,14 +87,17 @@ pub struct Pool {
     idle_h1: Mutex<HashMap<Target, Vec<http1::SendRequest<H1Body>>>>,
     h2: Mutex<HashMap<Target, http2::SendRequest<ProxyBody>>>,
     metrics: Arc<Metrics>,
+    /// The proxy's certificate for mTLS targets; without it they cannot be reached.
+    mesh_tls: Option<Arc<MeshTls>>,
 }
 
 impl Pool {
-    pub fn new(metrics: Arc<Metrics>) -> Pool {
+    pub fn new(metrics: Arc<Metrics>, mesh_tls: Option<Arc<MeshTls>>) -> Pool {
         Pool {
             idle_h1: Mutex::default(),
             h2: Mutex::default(),
             metrics,
+            mesh_tls,
         }
     }
 
@@ -102,7 +123,7 @@ impl Pool {
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let mut request = request.map(Box::new);
-        if let Some(mut sender) = self.checkout_h1(target) {
+        if let Some(mut sender) = self.checkout_h1(&target) {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     self.checkin_h1(target, sender);
@@ -118,7 +139,7 @@ impl Pool {
         // Boxed: connecting is rare under load (pooled connections are reused) and its state
         // would otherwise enlarge every request's future, in-flight requests being the bulk
         // of the proxy's memory.
-        let mut sender = Box::pin(self.connect_h1(target, connect_timeout, false)).await?;
+        let mut sender = Box::pin(self.connect_h1(&target, connect_timeout, false)).await?;
         let response = sender
             .send_request(request)
             .await
@@ -135,19 +156,19 @@ impl Pool {
         connect_timeout: Duration,
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
-        let mut sender = Box::pin(self.connect_h1(target, connect_timeout, true)).await?;
+        let mut sender = Box::pin(self.connect_h1(&target, connect_timeout, true)).await?;
         sender
             .send_request(request.map(Box::new))
             .await
             .map_err(UpstreamError::Reset)
     }
 
-    fn checkout_h1(&self, target: Target) -> Option<http1::SendRequest<H1Body>> {
+    fn checkout_h1(&self, target: &Target) -> Option<http1::SendRequest<H1Body>> {
         let mut idle = self
             .idle_h1
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let stack = idle.get_mut(&target)?;
+        let stack = idle.get_mut(target)?;
         // Most recently used first; drop closed ones; skip ones still busy with a body.
         let mut index = stack.len();
         while index > 0 {
@@ -176,11 +197,13 @@ impl Pool {
 
     async fn connect_h1(
         &self,
-        target: Target,
+        target: &Target,
         connect_timeout: Duration,
         upgrades: bool,
     ) -> Result<http1::SendRequest<H1Body>, UpstreamError> {
-        let stream = self.connect_tcp(target, connect_timeout).await?;
+        let stream = self
+            .connect_stream(target, connect_timeout, UpstreamAlpn::Http1)
+            .await?;
         // A fixed 4 KiB read buffer instead of hyper's adaptive one from 8 KiB: with one
         // upstream connection per concurrent request this halves the pool's memory, and
         // larger bodies are still read, in more calls.
@@ -224,7 +247,7 @@ impl Pool {
             Some(sender) => sender,
             None => {
                 // Boxed, as in send_h1: one connection serves many requests.
-                let sender = Box::pin(self.connect_h2(target, connect_timeout)).await?;
+                let sender = Box::pin(self.connect_h2(&target, connect_timeout)).await?;
                 let mut connections = self
                     .h2
                     .lock()
@@ -248,10 +271,12 @@ impl Pool {
 
     async fn connect_h2(
         &self,
-        target: Target,
+        target: &Target,
         connect_timeout: Duration,
     ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
-        let stream = self.connect_tcp(target, connect_timeout).await?;
+        let stream = self
+            .connect_stream(target, connect_timeout, UpstreamAlpn::Http2)
+            .await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(1 << 20)
@@ -269,9 +294,45 @@ impl Pool {
         Ok(sender)
     }
 
+    /// A new connection to `target`: TCP, then mesh mTLS when the target has it. A failed
+    /// handshake is a connect failure (Envoy's `UF`), as is a missing certificate.
+    pub async fn connect_stream(
+        &self,
+        target: &Target,
+        connect_timeout: Duration,
+        alpn: UpstreamAlpn,
+    ) -> Result<UpstreamStream, UpstreamError> {
+        let stream = self.connect_tcp(target, connect_timeout).await?;
+        let Some(tls) = &target.tls else {
+            return Ok(UpstreamStream::Plain(stream));
+        };
+        let failure = |reason: String| {
+            ProxyStats::incr(&self.metrics.stats.upstream_cx_connect_fail);
+            UpstreamError::Connect {
+                address: target.address,
+                reason,
+            }
+        };
+        let Some(mesh_tls) = &self.mesh_tls else {
+            return Err(failure(crate::tls::TlsError::NoCertificate.to_string()));
+        };
+        match tokio::time::timeout(
+            connect_timeout,
+            crate::tls::upstream::connect(mesh_tls, tls, alpn, stream),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => Ok(UpstreamStream::Tls(Box::new(stream))),
+            Ok(Err(err)) => Err(failure(err.to_string())),
+            Err(_) => Err(failure(format!(
+                "TLS handshake timed out after {connect_timeout:?}"
+            ))),
+        }
+    }
+
     async fn connect_tcp(
         &self,
-        target: Target,
+        target: &Target,
         connect_timeout: Duration,
     ) -> Result<TcpStream, UpstreamError> {
         ProxyStats::incr(&self.metrics.stats.upstream_cx_total);

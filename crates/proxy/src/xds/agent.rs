@@ -66,6 +66,10 @@ pub struct XdsArgs {
     /// the default).
     #[arg(long)]
     pub domain: Option<String>,
+    /// Folder of Istio's file-mounted workload certificate (`cert-chain.pem`, `key.pem`,
+    /// `root-cert.pem`) for mesh mTLS, reloaded when it changes.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Accepted for Istio's injected arguments (`--log-level` sets ours).
     #[arg(long = "proxyLogLevel", hide = true)]
     pub proxy_log_level: Option<String>,
@@ -105,6 +109,12 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     let mut options = ProxyOptions::default();
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
+    }
+    if let Some(dir) = &args.cert_dir {
+        options.certificates = Some(
+            crate::tls::files::watch_dir(dir)
+                .with_context(|| format!("--cert-dir {}", dir.display()))?,
+        );
     }
     let control_plane = resolve(args.discovery_address.as_deref(), &env, &|path| {
         path.is_file()

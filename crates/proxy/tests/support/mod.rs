@@ -2,6 +2,7 @@
 //! config, real upstream servers, and small client helpers. Everything listens on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod mesh;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -56,6 +57,15 @@ impl Ports {
 impl ProxyProcess {
     /// Starts the proxy on `config` (which must use `ports`) and waits until it is ready.
     pub async fn start(config: &str, ports: &Ports) -> ProxyProcess {
+        Self::start_with_args(config, ports, &[]).await
+    }
+
+    /// As [`ProxyProcess::start`], with more command-line arguments (`--cert-dir DIR`).
+    pub async fn start_with_args(
+        config: &str,
+        ports: &Ports,
+        args: &[&std::ffi::OsStr],
+    ) -> ProxyProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("proxy.yaml");
         std::fs::write(&path, config).expect("write config");
@@ -65,6 +75,7 @@ impl ProxyProcess {
             .arg(&path)
             .arg("--concurrency")
             .arg("2")
+            .args(args)
             .env("LATEEN_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{free_port, get};
 
+pub mod tls;
+
 /// A free port never handed out before in this test process: tests run in parallel, and two
 /// of them getting the same just-released port would make one proxy fail to bind.
 pub fn unique_port() -> u16 {
@@ -198,6 +200,7 @@ pub struct SidecarProcess {
     child: Child,
     pub admin: SocketAddr,
     pub health: SocketAddr,
+    pub metrics: SocketAddr,
     _dir: tempfile::TempDir,
     log: std::path::PathBuf,
 }
@@ -258,6 +261,7 @@ impl SidecarProcess {
             child,
             admin,
             health,
+            metrics,
             _dir: dir,
             log,
         }

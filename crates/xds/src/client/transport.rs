@@ -154,7 +154,7 @@ fn tls_connector(tls: &TlsSettings) -> Result<TlsConnector, TransportError> {
         reason,
     };
     let roots = read_roots(&tls.root_cert).map_err(root_error)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| root_error(e.to_string()))?

@@ -215,6 +215,20 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         )?);
     }
 
+    cluster.tls = match (
+        &source.transport_socket,
+        source.transport_socket_matches.as_slice(),
+    ) {
+        (None, []) => None,
+        (Some(socket), []) => super::tls::upstream_socket(socket).map_err(|(field, reason)| {
+            check.reject(super::join("transport_socket", &field), reason)
+        })?,
+        (_, matches) => Some(
+            super::tls::socket_matches(matches)
+                .map_err(|(field, reason)| check.reject(field, reason))?,
+        ),
+    };
+
     // Informational: alt_stat_name, metadata. DNS lookup family only matters when names
     // are resolved, which they are not.
     let rest = Cluster {
@@ -234,6 +248,9 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         lb_config: None,
         common_lb_config: None,
         dns_lookup_family: 0,
+        // Istio sends both with auto mTLS: the matches decide, the socket is their default.
+        transport_socket: None,
+        transport_socket_matches: Vec::new(),
         ..source.clone()
     };
     check.no_leftover("", &rest)?;
@@ -284,6 +301,7 @@ pub fn empty(name: &str) -> model::Cluster {
         minimum_ring_size: None,
         circuit_breakers: None,
         outlier_detection: None,
+        tls: None,
     }
 }
 

@@ -107,7 +107,8 @@ pub(crate) fn endpoints(
                 ));
             }
             if ROUTABLE_HEALTH.contains(&lb.health_status) {
-                out.push((model::Endpoint { address }, u64::from(weight)));
+                let tls_mode = super::tls::endpoint_tls_mode(lb.metadata.as_ref());
+                out.push((model::Endpoint { address, tls_mode }, u64::from(weight)));
             }
         }
         if locality

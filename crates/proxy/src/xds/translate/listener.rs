@@ -114,14 +114,15 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
         route_config: None,
         tcp_cluster: None,
         limits: model::HttpLimits::default(),
+        mtls: model::MtlsMode::Disable,
     };
 
     let mut out = TranslatedListener::default();
-    let mut main_chain: Option<(String, &FilterChain)> = source
-        .default_filter_chain
-        .as_ref()
-        .map(|chain| ("default_filter_chain".to_string(), chain));
-    let mut port_chains = Vec::new();
+    // Chains grouped by the port they match (none: every connection); the chains of a group
+    // differ only by transport (TLS or plaintext) and ALPN, and become one listener.
+    let mut main_chains: Vec<(String, &FilterChain)> = Vec::new();
+    let mut port_chains: std::collections::BTreeMap<u16, Vec<(String, &FilterChain)>> =
+        Default::default();
     for (index, chain) in source.filter_chains.iter().enumerate() {
         let path = format!("filter_chains[{index}]");
         match chain_port(
@@ -129,34 +130,34 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
             &format!("{path}.filter_chain_match"),
             &check,
         )? {
-            Some(port) if capture => port_chains.push((path, port, chain)),
-            Some(port) if port == address.port() => set_main(&mut main_chain, path, chain, &check)?,
+            Some(port) if capture => port_chains.entry(port).or_default().push((path, chain)),
+            Some(port) if port == address.port() => main_chains.push((path, chain)),
             Some(port) => {
                 return Err(check.reject(
                     format!("{path}.filter_chain_match.destination_port"),
                     format!("{port} is not this listener's port and it does not capture"),
                 ));
             }
-            None => set_main(&mut main_chain, path, chain, &check)?,
+            None => main_chains.push((path, chain)),
         }
     }
+    if let Some(chain) = &source.default_filter_chain {
+        main_chains.push(("default_filter_chain".to_string(), chain));
+    }
+    check_alternatives(&main_chains, &check)?;
 
     let mut listener = base.clone();
-    match main_chain {
-        Some((path, chain)) => apply_chain(&mut listener, chain, &path, &check, &mut out)?,
-        None if capture => listener.protocol = model::ListenerProtocol::Tcp,
-        None => return Err(check.reject("filter_chains", "a listener needs a filter chain")),
+    if !main_chains.is_empty() {
+        super::inbound_chains::merge(&mut listener, &main_chains, &check, &mut out, &apply_chain)?;
+    } else if capture {
+        listener.protocol = model::ListenerProtocol::Tcp;
+    } else {
+        return Err(check.reject("filter_chains", "a listener needs a filter chain"));
     }
     out.listeners.push(listener);
 
-    let mut ports = BTreeSet::new();
-    for (path, port, chain) in port_chains {
-        if !ports.insert(port) {
-            return Err(check.reject(
-                format!("{path}.filter_chain_match.destination_port"),
-                format!("another chain already matches port {port}"),
-            ));
-        }
+    for (port, chains) in port_chains {
+        check_alternatives(&chains, &check)?;
         let mut child = model::Listener {
             name: format!("{}~{port}", source.name),
             address: SocketAddr::new(wildcard_like(address), port),
@@ -164,7 +165,7 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
             capture: model::Capture::None,
             ..base.clone()
         };
-        apply_chain(&mut child, chain, &path, &check, &mut out)?;
+        super::inbound_chains::merge(&mut child, &chains, &check, &mut out, &apply_chain)?;
         out.listeners.push(child);
     }
     Ok(out)
@@ -177,16 +178,19 @@ fn wildcard_like(address: SocketAddr) -> std::net::IpAddr {
     }
 }
 
-fn set_main<'a>(
-    main: &mut Option<(String, &'a FilterChain)>,
-    path: String,
-    chain: &'a FilterChain,
-    check: &Check,
-) -> Result<(), Rejection> {
-    if let Some((other, _)) = main {
-        return Err(check.reject(path, format!("more than one chain matches every connection ({other} too); only destination_port matches on capture listeners are supported")));
+/// Chains for the same connections must be told apart by transport or ALPN; two that match
+/// exactly the same connections cannot both apply.
+fn check_alternatives(chains: &[(String, &FilterChain)], check: &Check) -> Result<(), Rejection> {
+    let distinguished = |chain: &FilterChain| {
+        chain.filter_chain_match.as_ref().is_some_and(|m| {
+            !m.transport_protocol.is_empty() || !m.application_protocols.is_empty()
+        })
+    };
+    if chains.len() > 1 && !chains.iter().any(|(_, chain)| distinguished(chain)) {
+        let (first, _) = &chains[0];
+        let (path, _) = &chains[1];
+        return Err(check.reject(path.clone(), format!("more than one chain matches every connection ({first} too); only destination_port, transport_protocol and application_protocols matches are supported")));
     }
-    *main = Some((path, chain));
     Ok(())
 }
 
@@ -233,6 +237,10 @@ fn chain_port(
         path,
         &FilterChainMatch {
             destination_port: None,
+            // Which chain of a port a connection takes (TLS or not, ALPN): see
+            // inbound_chains.
+            transport_protocol: String::new(),
+            application_protocols: Vec::new(),
             ..matcher.clone()
         },
     )?;
@@ -257,12 +265,7 @@ fn apply_chain(
     check: &Check,
     out: &mut TranslatedListener,
 ) -> Result<(), Rejection> {
-    if chain.transport_socket.is_some() {
-        return Err(check.reject(
-            format!("{path}.transport_socket"),
-            "TLS is not supported by lateen-proxy yet",
-        ));
-    }
+    // The transport socket was checked and taken off by inbound_chains.
     let rest = FilterChain {
         filter_chain_match: None,
         filters: Vec::new(),

@@ -6,6 +6,9 @@
 pub mod cluster;
 pub mod endpoint;
 pub mod fields;
+pub(crate) mod inbound_chains;
+#[cfg(test)]
+mod inbound_tls_tests;
 pub mod listener;
 #[cfg(test)]
 mod locality_tests;
@@ -15,6 +18,9 @@ mod policy_tests;
 pub mod route;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod tls;
+#[cfg(test)]
+mod tls_tests;
 
 use lateen_xds::pb::envoy::config::core::v3::{
     Address, HeaderValueOption, SocketAddress, address, socket_address,

@@ -73,7 +73,7 @@ fn hcm_filter(routes: http_connection_manager::RouteSpecifier, filters: Vec<Http
     }
 }
 
-fn tcp_filter(cluster: &str) -> Filter {
+pub(crate) fn tcp_filter(cluster: &str) -> Filter {
     let proxy = TcpProxy {
         stat_prefix: cluster.into(),
         cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
@@ -212,13 +212,13 @@ fn unsupported_filters_and_fields_are_named() {
 
     let mut listener = virtual_inbound();
     listener.filter_chains[0].filter_chain_match = Some(FilterChainMatch {
-        transport_protocol: "tls".into(),
+        server_names: vec!["a.example".into()],
         ..Default::default()
     });
     let err = listener::translate(&listener).expect_err("unsupported chain match");
     assert_eq!(
         err.field,
-        "filter_chains[0].filter_chain_match.transport_protocol"
+        "filter_chains[0].filter_chain_match.server_names"
     );
 }
 
