@@ -2,8 +2,8 @@
 //! [`INTERVAL`], while someone looked at the graph in the last
 //! [`super::traffic::KEEP_SCRAPING`] (a control plane of a thousand proxies does not poll
 //! them for a page nobody has open), each connected proxy's `/stats/prometheus` on its
-//! instance IP and Istio's merged-metrics-free Envoy port 15090, at most [`PARALLEL`] at a
-//! time, each bounded by [`TIMEOUT`] and [`MAX_BODY`].
+//! instance IP and the proxy's own Prometheus port 15090 (where Istio's Prometheus scrapes
+//! Envoy), at most [`PARALLEL`] at a time, each bounded by [`TIMEOUT`] and [`MAX_BODY`].
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
