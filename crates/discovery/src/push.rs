@@ -177,6 +177,8 @@ pub struct ControlPlane {
     metrics: Arc<Metrics>,
     generation: Mutex<GenerationSlot>,
     readiness: Arc<crate::readiness::Readiness>,
+    /// The dashboard's window of the proxies' metrics.
+    traffic: Arc<crate::dashboard::Traffic>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -200,6 +202,7 @@ impl ControlPlane {
             metrics: Arc::new(Metrics::default()),
             generation: Mutex::new(GenerationSlot::default()),
             readiness: crate::readiness::Readiness::new(),
+            traffic: Arc::default(),
         });
         (cp, rx)
     }
@@ -236,6 +239,11 @@ impl ControlPlane {
 
     pub fn xds(&self) -> Option<&XdsServer> {
         self.xds.get()
+    }
+
+    /// The proxies' recent metrics, for the dashboard's service graph.
+    pub fn traffic(&self) -> &Arc<crate::dashboard::Traffic> {
+        &self.traffic
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

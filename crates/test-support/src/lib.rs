@@ -7,7 +7,8 @@
 //! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`relay`], a TCP
 //! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration;
 //! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
-//! [`demo`], what the tests of `lateen demo` share.
+//! [`demo`], what the tests of `lateen demo` share; [`chromium`], a headless browser for the
+//! dashboard's page.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -17,6 +18,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+pub mod chromium;
 pub mod demo;
 pub mod envoy;
 pub mod istio_corpus;
