@@ -21,6 +21,7 @@ pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod proxy;
+pub mod series_cap;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;
