@@ -7,7 +7,8 @@
 //! from a control plane instead of a file (`lateen-proxy sidecar|router`). [`tls`] is Istio's
 //! mutual TLS between sidecars (inbound termination by PeerAuthentication mode, upstream
 //! origination, peer identity). [`metrics`], [`admin`] and [`drain`] serve the whole process;
-//! [`status`] is the agent's 15020 with the application's metrics merged in.
+//! [`status`] is the agent's 15020 with the application's metrics merged in; [`series_cap`]
+//! bounds the metrics' label sets a peer can create.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
 //! iptables (the capture crate's).
@@ -22,6 +23,7 @@ pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod proxy;
+pub mod series_cap;
 pub mod status;
 pub mod tcp;
 pub mod tls;

@@ -68,19 +68,34 @@ pub async fn proxy<I>(
         Ok(stream) => stream,
         Err(flags) => {
             labels.response_flags = flags;
-            metrics.tcp_opened.get_or_create(&labels).inc();
-            metrics.tcp_closed.get_or_create(&labels).inc();
+            if metrics.admit_tcp(&labels) {
+                metrics.tcp_opened.get_or_create(&labels).inc();
+                metrics.tcp_closed.get_or_create(&labels).inc();
+            }
             return;
         }
     };
-    metrics.tcp_opened.get_or_create(&labels).inc();
-    let mut downstream = Counted {
-        inner: downstream,
-        received: metrics.tcp_received_bytes.get_or_create_owned(&labels),
-        sent: metrics.tcp_sent_bytes.get_or_create_owned(&labels),
+    // A connection beyond the series bound is proxied all the same, counted into detached
+    // counters nobody exports.
+    let recorded = metrics.admit_tcp(&labels);
+    let mut downstream = if recorded {
+        metrics.tcp_opened.get_or_create(&labels).inc();
+        Counted {
+            inner: downstream,
+            received: metrics.tcp_received_bytes.get_or_create_owned(&labels),
+            sent: metrics.tcp_sent_bytes.get_or_create_owned(&labels),
+        }
+    } else {
+        Counted {
+            inner: downstream,
+            received: Counter::default(),
+            sent: Counter::default(),
+        }
     };
     let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
-    metrics.tcp_closed.get_or_create(&labels).inc();
+    if recorded {
+        metrics.tcp_closed.get_or_create(&labels).inc();
+    }
 }
 
 /// The downstream side of a TCP proxy: reads count as received, writes as sent.
