@@ -472,8 +472,8 @@ impl ControlPlane {
         tracing::debug!(
             proxies = nodes.len(),
             views = generation.views(),
-            endpoint_only = generation.endpoint_only(),
             elapsed_ms = started.elapsed().as_millis() as u64,
+            endpoint_only_services = generation.endpoint_only(),
             "push computed"
         );
         nodes.len()
