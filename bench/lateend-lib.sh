@@ -19,11 +19,13 @@ wait_lateend_ready() {
     || { tail -20 "$WORK/lateend.log" >&2; echo "lateend never became ready" >&2; exit 1; }
 }
 
-# push_log: the last push computations of lateend's debug log (proxies, views, milliseconds).
+# push_log: the last push computations of lateend's debug log (proxies, views, milliseconds,
+# and for an endpoint-only push how many services' endpoints it translated).
 push_log() {
-  echo "--- lateend push computations (debug log: proxies, views, milliseconds) ---"
+  echo "--- lateend push computations (debug log: proxies, views, milliseconds, endpoint-only services) ---"
   grep "push computed" "$WORK/lateend.log" \
-    | sed -E 's/^.*(proxies=[0-9]+ views=[0-9]+ elapsed_ms=[0-9]+).*$/\1/' | tail -n 12 || true
+    | sed -E 's/^.*(proxies=[0-9]+ views=[0-9]+ elapsed_ms=[0-9]+( endpoint_only_services=[0-9]+)?).*$/\1/' \
+    | tail -n 12 || true
 }
 
 # log_errors: lateend's error and panic lines, if any.

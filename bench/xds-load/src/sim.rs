@@ -376,10 +376,16 @@ impl ProxyState {
     }
 }
 
-/// (whether the response is the type's full state, its resources, names removed).
+/// (whether the response is the type's full state, its resources, names removed). A SotW
+/// response is the full state of clusters and listeners only: endpoint (and route) responses
+/// may carry just what changed among the subscribed names, as lateend's and istiod's do.
 fn contents(response: &AdsResponse) -> (bool, Vec<&Any>, Vec<&String>) {
     match response {
-        AdsResponse::Sotw(r) => (true, r.resources.iter().collect(), Vec::new()),
+        AdsResponse::Sotw(r) => (
+            r.type_url == CLUSTER || r.type_url == LISTENER,
+            r.resources.iter().collect(),
+            Vec::new(),
+        ),
         AdsResponse::Delta(r) => (
             false,
             r.resources

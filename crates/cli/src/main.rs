@@ -35,6 +35,9 @@ enum Command {
     ProxyStatus(commands::proxy_status::Args),
     /// Print the configuration lateend serves one proxy (like `istioctl proxy-config`).
     ProxyConfig(commands::proxy_config::Args),
+    /// Access web UIs: Lateen's own dashboard (served by lateend), or an addon's in Kubernetes.
+    #[command(visible_aliases = ["dash", "d"])]
+    Dashboard(commands::dashboard::Args),
     /// Analyze Istio configuration files for problems (like `istioctl analyze` on files).
     Analyze(commands::analyze::Args),
 }
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Operator(args) => commands::operator::run(args),
         Command::ProxyStatus(args) => commands::proxy_status::run(args),
         Command::ProxyConfig(args) => commands::proxy_config::run(args),
+        Command::Dashboard(args) => commands::dashboard::run(args),
         Command::Analyze(args) => commands::analyze::run(args),
     };
     match result {

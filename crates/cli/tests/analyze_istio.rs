@@ -316,3 +316,37 @@ fn files_istioctl_cannot_decode_exit_65() {
         );
     }
 }
+
+/// A VirtualService for `reviews` with the `gateways` line given (empty for none).
+fn reviews_virtual_service(gateways: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n{gateways}  http:\n  - route:\n    - destination:\n        host: reviews\n"
+    )
+}
+
+/// A binary file in a folder is reported with its name (exit 65) and the other files are
+/// still analysed; before, the first such file ended the run with exit 1.
+#[test]
+fn a_file_that_is_not_utf8_is_reported_and_the_rest_analysed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let folder = dir.path().display().to_string();
+    std::fs::write(dir.path().join("binary.yaml"), b"kind: \xff\xfe\n").expect("write");
+    let clean = dir.path().join("clean.yaml");
+    std::fs::write(&clean, reviews_virtual_service("")).expect("write");
+    let out = analyze(&[&folder]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("binary.yaml: not UTF-8 text"),
+        "{}",
+        stderr(&out)
+    );
+    // The rest is analysed: a gateway the VirtualService names but nobody defines is found.
+    std::fs::write(&clean, reviews_virtual_service("  gateways: [missing]\n")).expect("write");
+    let out = analyze(&[&folder]);
+    assert_eq!(out.status.code(), Some(79), "{}", stderr(&out));
+    assert!(
+        codes(&out).contains(&"IST0101".to_string()),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -1,7 +1,7 @@
 //! The debug HTTP server (port 15014 like istiod's): `/debug/syncz` (per proxy and type: sent
 //! and acknowledged versions, last NACK), `/debug/config_dump?proxyID=ID` (the resources
 //! served to one proxy), `/debug/configz` (accepted config resources), `/metrics`, `/ready`
-//! ([`crate::readiness`]). lateend serves the same endpoints on `--http-address` (8080, istiod's
+//! ([`crate::readiness`]), and the dashboard under `/dashboard/` ([`crate::dashboard`]). lateend serves the same endpoints on `--http-address` (8080, istiod's
 //! `--httpAddr`), where the rendered Deployment's readiness probe asks.
 
 use std::convert::Infallible;
@@ -108,6 +108,11 @@ fn ready(cp: &ControlPlane) -> Response<Full<Bytes>> {
 
 fn handle(cp: &ControlPlane, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
+        path if path == "/dashboard" || path.starts_with("/dashboard/") => {
+            let (status, content_type, body) =
+                crate::dashboard::respond(cp, path, |name| query_param(req, name));
+            reply(status, content_type, body)
+        }
         "/ready" => ready(cp),
         "/metrics" => reply(
             StatusCode::OK,
@@ -147,7 +152,7 @@ fn handle(cp: &ControlPlane, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "endpoints: /debug/syncz /debug/config_dump?proxyID= /debug/configz /metrics /ready\n"
+            "endpoints: /dashboard/ /debug/syncz /debug/config_dump?proxyID= /debug/configz /metrics /ready\n"
                 .to_string(),
         ),
     }

@@ -16,7 +16,8 @@
 //!   register themselves on connect and leave after a grace period.
 //! - [`translate`]: one [`lateen_xds::Snapshot`] per proxy (CDS, EDS, LDS, RDS).
 //! - [`push`]: the shared control-plane state, the xDS snapshot provider and the debouncer.
-//! - [`debug`] and [`metrics`]: `/debug/syncz`, `/debug/config_dump`, `/metrics`.
+//! - [`debug`] and [`metrics`]: `/debug/syncz`, `/debug/config_dump`, `/metrics`;
+//!   [`dashboard`]: the web UI under `/dashboard/` on the same port.
 //! - [`webhook`]: the admission webhooks on 15017 (`lateen-inject`'s server: injection, and
 //!   [`admission`]: Istio's configuration validation with `lateen-api`'s rules) and the serving
 //!   certificate; [`xds_tls`]: ADS over TLS on 15012.
@@ -32,6 +33,7 @@
 pub mod admission;
 pub mod cluster_writes;
 pub mod cmdline;
+pub mod dashboard;
 pub mod debug;
 pub mod kube;
 pub mod mesh_ca;

@@ -13,9 +13,13 @@
 //! the generation and pushes nothing. The xDS cache compares each new snapshot with the
 //! current one and wakes only proxies whose resources changed; each stream then sends only
 //! the types that changed.
+//!
+//! Endpoint-only changes (an EndpointSlice written, a pod coming or going) take a short path
+//! ([`endpoint_only`]): the registry replaces just the changed services, and each view's next
+//! snapshot is its previous one with those services' ClusterLoadAssignments translated again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,13 +28,18 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::registry::{AutoRegistry, Registry, Service};
+use crate::registry::{AutoRegistry, EndpointChanges, Registry, Service};
 use crate::store::Config;
 use crate::translate::{ProxyView, SharedClusters, build_snapshot_shared, selected_label_keys};
+
+mod endpoint_only;
+use endpoint_only::{ClusterServicesChange, Earlier};
 
 /// One consistent state of the mesh and the snapshots translated from it so far.
 pub struct Generation {
     pub config: Arc<Config>,
+    /// Counts the configuration changes that matter to translation ([`translated_part`]).
+    config_epoch: u64,
     pub registry: Arc<Registry>,
     /// Label keys some resource selects proxies by (the rest do not enter a view).
     label_keys: BTreeSet<String>,
@@ -39,18 +48,33 @@ pub struct Generation {
     snapshots: Mutex<HashMap<ProxyView, Arc<Snapshot>>>,
     /// The previous generation's snapshots, until this generation's first push is done: what
     /// did not change is taken from them, so it is shared and compares by pointer.
-    earlier: Mutex<HashMap<ProxyView, Arc<Snapshot>>>,
+    earlier: Mutex<Option<Earlier>>,
+    /// Set when only endpoints changed since `earlier`: views then re-translate only these
+    /// services' ClusterLoadAssignments.
+    endpoint_changes: Option<EndpointChanges>,
 }
 
 impl Generation {
-    fn new(config: Arc<Config>, registry: Registry, earlier: Option<&Generation>) -> Self {
+    fn new(
+        config: Arc<Config>,
+        config_epoch: u64,
+        registry: Registry,
+        previous: Option<&Generation>,
+    ) -> Self {
+        let earlier = previous.and_then(Earlier::of);
+        let endpoint_changes = earlier
+            .as_ref()
+            .filter(|e| e.config_epoch == config_epoch)
+            .and_then(|e| e.registry.endpoint_changes(&registry));
         Self {
             label_keys: selected_label_keys(&config),
             shared: SharedClusters::new(&config),
             config,
+            config_epoch,
             registry: Arc::new(registry),
             snapshots: Mutex::new(HashMap::new()),
-            earlier: Mutex::new(earlier.map(|e| e.lock().clone()).unwrap_or_default()),
+            earlier: Mutex::new(earlier),
+            endpoint_changes,
         }
     }
 
@@ -66,25 +90,43 @@ impl Generation {
         }
         // Translate without holding the lock (other views need not wait); if another thread
         // translated the same view meanwhile, the first result stays.
-        let mut built = build_snapshot_shared(&self.config, &self.registry, &view, &self.shared);
         let earlier = self
             .earlier
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&view)
-            .cloned();
-        if let Some(earlier) = earlier {
-            built.share_unchanged(&earlier);
-        }
+            .as_ref()
+            .and_then(|e| e.snapshots.get(&view).cloned());
+        let built = match (&self.endpoint_changes, earlier) {
+            (Some(changes), Some(earlier)) if endpoint_only::applies(changes, &view) => {
+                let changed = self.shared.changed_endpoints(
+                    &self.config,
+                    &self.registry,
+                    &view,
+                    &changes.hosts,
+                );
+                endpoint_only::next_snapshot(&earlier, &changed)
+            }
+            (_, earlier) => {
+                let mut built =
+                    build_snapshot_shared(&self.config, &self.registry, &view, &self.shared);
+                if let Some(earlier) = earlier {
+                    built.share_unchanged(&earlier);
+                }
+                built
+            }
+        };
         self.lock().entry(view).or_insert(Arc::new(built)).clone()
     }
 
     /// Lets go of the previous generation's snapshots.
     fn forget_earlier(&self) {
-        self.earlier
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        *self.earlier.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Whether this generation differs from the one before only in some services' endpoints
+    /// (then how many services).
+    pub fn endpoint_only(&self) -> Option<usize> {
+        self.endpoint_changes.as_ref().map(|c| c.hosts.len())
     }
 
     /// Distinct views translated in this generation.
@@ -130,6 +172,12 @@ fn translate_in_parallel(generation: &Generation, views: &[(&str, ProxyView)]) {
 struct GenerationSlot {
     current: Option<Arc<Generation>>,
     stale: bool,
+    /// Since the current generation: some change needs the registry merged again from
+    /// everything (configuration, proxies, cluster services added or removed).
+    remerge: bool,
+    /// Since the current generation: cluster services that changed in place (the registry
+    /// replaces just these when nothing else changed).
+    changed_hosts: BTreeSet<String>,
     /// The generation of the last push (a push with nothing new does nothing).
     pushed: Option<Arc<Generation>>,
 }
@@ -167,8 +215,11 @@ impl Default for DebounceSettings {
 /// Shared control-plane state.
 pub struct ControlPlane {
     config: RwLock<Arc<Config>>,
+    /// Bumped (under `config`'s write lock) by each configuration change that matters to
+    /// translation.
+    config_epoch: AtomicU64,
     /// Services of the Kubernetes cluster (`crate::kube`), merged into the registry.
-    cluster_services: RwLock<Arc<Vec<Service>>>,
+    cluster_services: RwLock<Arc<Vec<Arc<Service>>>>,
     autoreg: AutoRegistry,
     xds: OnceLock<XdsServer>,
     webhook: OnceLock<Arc<lateen_inject::webhook::WebhookState>>,
@@ -177,6 +228,8 @@ pub struct ControlPlane {
     metrics: Arc<Metrics>,
     generation: Mutex<GenerationSlot>,
     readiness: Arc<crate::readiness::Readiness>,
+    /// The dashboard's window of the proxies' metrics.
+    traffic: Arc<crate::dashboard::Traffic>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -191,6 +244,7 @@ impl ControlPlane {
         let (triggers, rx) = mpsc::unbounded_channel();
         let cp = Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
+            config_epoch: AtomicU64::new(0),
             cluster_services: RwLock::new(Arc::new(Vec::new())),
             autoreg: AutoRegistry::new(grace),
             xds: OnceLock::new(),
@@ -200,6 +254,7 @@ impl ControlPlane {
             metrics: Arc::new(Metrics::default()),
             generation: Mutex::new(GenerationSlot::default()),
             readiness: crate::readiness::Readiness::new(),
+            traffic: Arc::default(),
         });
         (cp, rx)
     }
@@ -238,6 +293,11 @@ impl ControlPlane {
         self.xds.get()
     }
 
+    /// The proxies' recent metrics, for the dashboard's service graph.
+    pub fn traffic(&self) -> &Arc<crate::dashboard::Traffic> {
+        &self.traffic
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -255,6 +315,9 @@ impl ControlPlane {
         let relevant = {
             let mut current = self.config.write().unwrap_or_else(|p| p.into_inner());
             let relevant = translated_part(&current) != translated_part(&config);
+            if relevant {
+                self.config_epoch.fetch_add(1, Ordering::Relaxed);
+            }
             *current = config;
             relevant
         };
@@ -267,24 +330,48 @@ impl ControlPlane {
 
     /// Replaces the cluster's services (sorted by hostname) and asks for a push when they
     /// changed. The registry merges them with ServiceEntry services ([`Registry::build_with`]).
+    /// Services that did not change stay shared with the registry.
     pub fn set_cluster_services(&self, services: Vec<Service>) {
         {
+            // The slot first, as `generation` takes them: the services and what changed in
+            // them are recorded together.
+            let mut slot = self.slot();
             let mut current = self
                 .cluster_services
                 .write()
                 .unwrap_or_else(|p| p.into_inner());
-            if **current == services {
-                return;
+            let (next, change) = endpoint_only::share_unchanged_services(&current, services);
+            match change {
+                ClusterServicesChange::None => return,
+                ClusterServicesChange::InPlace(hosts) => slot.changed_hosts.extend(hosts),
+                ClusterServicesChange::AddedOrRemoved => slot.remerge = true,
             }
-            *current = Arc::new(services);
+            *current = Arc::new(next);
+            slot.stale = true;
         }
-        self.trigger(Trigger::Registry);
+        self.send_trigger(Trigger::Registry);
     }
 
+    /// Asks for a push after a change that needs the registry merged again.
     fn trigger(&self, t: Trigger) {
+        {
+            let mut slot = self.slot();
+            slot.stale = true;
+            slot.remerge = true;
+        }
+        self.send_trigger(t);
+    }
+
+    /// Counts the trigger under istiod's `pilot_push_triggers{type}` and wakes the debouncer.
+    fn send_trigger(&self, t: Trigger) {
         self.metrics.count_trigger(t);
-        self.slot().stale = true;
         let _ = self.triggers.send(t);
+    }
+
+    /// The configuration and its epoch, read together.
+    fn config_and_epoch(&self) -> (Arc<Config>, u64) {
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+        (config.clone(), self.config_epoch.load(Ordering::Relaxed))
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, GenerationSlot> {
@@ -293,7 +380,8 @@ impl ControlPlane {
     }
 
     /// The generation of the configuration and registry as of now: the current one unless a
-    /// change made it stale and the rebuilt registry or the configuration actually differs.
+    /// change made it stale and the rebuilt registry or the translated configuration actually
+    /// differs. When only cluster services changed in place, the registry replaces just them.
     pub fn generation(&self) -> Arc<Generation> {
         let mut slot = self.slot();
         if let Some(current) = &slot.current
@@ -301,21 +389,37 @@ impl ControlPlane {
         {
             return current.clone();
         }
-        let config = self.config();
+        let (config, epoch) = self.config_and_epoch();
         let cluster = self
             .cluster_services
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let registry = Registry::build_with(&config, &self.autoreg.workloads(), &cluster);
+        let remerge = std::mem::take(&mut slot.remerge);
+        let changed_hosts = std::mem::take(&mut slot.changed_hosts);
+        let registry = slot
+            .current
+            .as_ref()
+            .filter(|current| !remerge && current.config_epoch == epoch)
+            .and_then(|current| {
+                current
+                    .registry
+                    .with_cluster_changes(&cluster, &changed_hosts)
+            })
+            .unwrap_or_else(|| Registry::build_with(&config, &self.autoreg.workloads(), &cluster));
         slot.stale = false;
         if let Some(current) = &slot.current
-            && Arc::ptr_eq(&current.config, &config)
+            && current.config_epoch == epoch
             && *current.registry == registry
         {
             return current.clone();
         }
-        let next = Arc::new(Generation::new(config, registry, slot.current.as_deref()));
+        let next = Arc::new(Generation::new(
+            config,
+            epoch,
+            registry,
+            slot.current.as_deref(),
+        ));
         slot.current = Some(next.clone());
         next
     }
@@ -378,6 +482,7 @@ impl ControlPlane {
             proxies = nodes.len(),
             views = generation.views(),
             elapsed_ms = started.elapsed().as_millis() as u64,
+            endpoint_only_services = generation.endpoint_only(),
             "push computed"
         );
         nodes.len()

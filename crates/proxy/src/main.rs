@@ -54,6 +54,10 @@ struct RunArgs {
     /// Worker threads; defaults to the number of cores.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Distinct label sets kept per group of Istio metrics (HTTP, TCP); label sets beyond it
+    /// are not recorded and are counted in `/stats` as `lateen.metrics_series_dropped`.
+    #[arg(long, default_value_t = lateen_proxy::series_cap::DEFAULT_MAX_SERIES)]
+    max_metric_series: usize,
     /// Check the configuration and exit.
     #[arg(long)]
     validate: bool,
@@ -133,7 +137,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("{}: configuration is valid", config.display());
         return Ok(());
     }
-    let mut options = lateen_proxy::proxy::ProxyOptions::default();
+    let mut options = lateen_proxy::proxy::ProxyOptions {
+        max_metric_series: args.max_metric_series,
+        ..Default::default()
+    };
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }

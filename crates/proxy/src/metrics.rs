@@ -9,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::series_cap::{DEFAULT_MAX_SERIES, SeriesCap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -316,6 +318,9 @@ pub struct ProxyStats {
     pub ssl_connection_error: AtomicU64,
     /// Connections no filter chain takes: plaintext on a STRICT mTLS listener.
     pub no_filter_chain_match: AtomicU64,
+    /// Requests and TCP connections not recorded because their label set would have been a
+    /// new series beyond the bound (`SeriesCap`).
+    pub metrics_series_dropped: AtomicU64,
 }
 
 impl ProxyStats {
@@ -351,6 +356,7 @@ impl ProxyStats {
             ("ssl_handshake", &self.ssl_handshake),
             ("ssl_connection_error", &self.ssl_connection_error),
             ("no_filter_chain_match", &self.no_filter_chain_match),
+            ("metrics_series_dropped", &self.metrics_series_dropped),
         ] {
             let _ = writeln!(out, "lateen.{name}: {}", value.load(Ordering::Relaxed));
         }
@@ -370,6 +376,8 @@ pub struct Metrics {
     pub tcp_opened: Family<TcpLabels, Counter>,
     pub tcp_closed: Family<TcpLabels, Counter>,
     pub stats: ProxyStats,
+    request_series: SeriesCap,
+    tcp_series: SeriesCap,
 }
 
 impl Default for Metrics {
@@ -380,6 +388,12 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        Metrics::with_max_series(DEFAULT_MAX_SERIES)
+    }
+
+    /// Metrics keeping at most `max_series` label sets for the HTTP metrics and as many for
+    /// the TCP metrics.
+    pub fn with_max_series(max_series: usize) -> Metrics {
         let mut registry = Registry::with_prefix("istio");
         let requests_total = Family::<RequestLabels, Counter>::default();
         let request_duration =
@@ -463,6 +477,8 @@ impl Metrics {
             tcp_opened,
             tcp_closed,
             stats: ProxyStats::default(),
+            request_series: SeriesCap::new(max_series),
+            tcp_series: SeriesCap::new(max_series),
         }
     }
 
@@ -474,6 +490,10 @@ impl Metrics {
         request_bytes: u64,
         response_bytes: u64,
     ) {
+        if !self.request_series.admit(&self.requests_total, labels) {
+            ProxyStats::incr(&self.stats.metrics_series_dropped);
+            return;
+        }
         self.requests_total.get_or_create(labels).inc();
         self.request_duration
             .get_or_create(labels)
@@ -486,19 +506,35 @@ impl Metrics {
             .observe(response_bytes as f64);
     }
 
-    /// Records the messages of one finished gRPC request (Istio's gRPC stats).
+    /// Records the messages of one finished gRPC request (Istio's gRPC stats), after
+    /// [`Metrics::record_request`] for the same request: a label set the series bound kept out
+    /// of `istio_requests_total` stays out of the message counts too (its drop is already
+    /// counted there).
     pub fn record_grpc_messages(
         &self,
         labels: &RequestLabels,
         request_messages: u64,
         response_messages: u64,
     ) {
+        if self.requests_total.get(labels).is_none() {
+            return;
+        }
         self.request_messages
             .get_or_create(labels)
             .inc_by(request_messages);
         self.response_messages
             .get_or_create(labels)
             .inc_by(response_messages);
+    }
+
+    /// Whether a TCP connection with `labels` may be recorded; counts it as dropped if not.
+    /// Every TCP label set enters `tcp_connections_opened` first.
+    pub fn admit_tcp(&self, labels: &TcpLabels) -> bool {
+        let admitted = self.tcp_series.admit(&self.tcp_opened, labels);
+        if !admitted {
+            ProxyStats::incr(&self.stats.metrics_series_dropped);
+        }
+        admitted
     }
 
     /// The Prometheus text exposition of every Istio metric.
@@ -570,6 +606,48 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             )),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn series_beyond_the_bound_are_dropped_and_counted() {
+        let metrics = Metrics::with_max_series(2);
+        let labels_for = |code: u16| RequestLabels {
+            reporter: Reporter::Destination,
+            source: Arc::new(PeerLabels::unknown()),
+            destination: Arc::new(PeerLabels::unknown()),
+            request_protocol: "http",
+            response_code: code,
+            grpc_status: None,
+            response_flags: ResponseFlags::NONE,
+            security_policy: "unknown",
+        };
+        for code in [200, 201, 202, 200, 203] {
+            metrics.record_request(&labels_for(code), 1.0, 0, 0);
+        }
+        let text = metrics.encode_prometheus();
+        assert!(text.contains("response_code=\"200\""), "{text}");
+        assert!(text.contains("response_code=\"201\""), "{text}");
+        assert!(!text.contains("response_code=\"202\""), "{text}");
+        assert_eq!(text.matches("istio_requests_total{").count(), 2, "{text}");
+        // gRPC message counts follow the request's series: none for a dropped label set.
+        metrics.record_grpc_messages(&labels_for(200), 3, 4);
+        metrics.record_grpc_messages(&labels_for(202), 3, 4);
+        let text = metrics.encode_prometheus();
+        assert_eq!(
+            text.matches("istio_request_messages_total{").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            metrics.stats.metrics_series_dropped.load(Ordering::Relaxed),
+            2
+        );
+        let mut stats = String::new();
+        metrics.stats.render(&mut stats);
+        assert!(
+            stats.contains("lateen.metrics_series_dropped: 2"),
+            "{stats}"
         );
     }
 }

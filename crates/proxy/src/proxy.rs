@@ -21,6 +21,9 @@ pub struct ProxyOptions {
     pub original_dst: Arc<dyn OriginalDst>,
     /// The workload certificate for mesh mTLS (inbound `mtls` listeners, `tls` clusters).
     pub certificates: Option<lateen_identity::CertificateWatch>,
+    /// Distinct label sets kept per group of Istio metrics (HTTP, TCP); more are dropped and
+    /// counted in `lateen.metrics_series_dropped`.
+    pub max_metric_series: usize,
 }
 
 impl Default for ProxyOptions {
@@ -31,6 +34,7 @@ impl Default for ProxyOptions {
                 .unwrap_or(1),
             original_dst: Arc::new(SoOriginalDst),
             certificates: None,
+            max_metric_series: crate::series_cap::DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -161,7 +165,7 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
     let (drain, drain_watch) = Drain::new();
     let shared = Arc::new(Shared {
         config,
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::new(Metrics::with_max_series(options.max_metric_series)),
         drain,
         drain_watch,
         original_dst: options.original_dst,

@@ -83,17 +83,30 @@ where
         Ok(stream) => stream,
         Err(flags) => {
             labels.response_flags = flags;
-            metrics.tcp_opened.get_or_create(&labels).inc();
-            metrics.tcp_closed.get_or_create(&labels).inc();
+            if metrics.admit_tcp(&labels) {
+                metrics.tcp_opened.get_or_create(&labels).inc();
+                metrics.tcp_closed.get_or_create(&labels).inc();
+            }
             outcome.response_flags = flags;
             return outcome;
         }
     };
-    metrics.tcp_opened.get_or_create(&labels).inc();
-    let mut downstream = Counted {
-        inner: downstream,
-        received: metrics.tcp_received_bytes.get_or_create_owned(&labels),
-        sent: metrics.tcp_sent_bytes.get_or_create_owned(&labels),
+    // A connection beyond the series bound is proxied all the same, counted into detached
+    // counters nobody exports.
+    let recorded = metrics.admit_tcp(&labels);
+    let mut downstream = if recorded {
+        metrics.tcp_opened.get_or_create(&labels).inc();
+        Counted {
+            inner: downstream,
+            received: metrics.tcp_received_bytes.get_or_create_owned(&labels),
+            sent: metrics.tcp_sent_bytes.get_or_create_owned(&labels),
+        }
+    } else {
+        Counted {
+            inner: downstream,
+            received: Counter::default(),
+            sent: Counter::default(),
+        }
     };
     if let Ok((received, sent)) =
         tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
@@ -101,7 +114,9 @@ where
         outcome.received = received;
         outcome.sent = sent;
     }
-    metrics.tcp_closed.get_or_create(&labels).inc();
+    if recorded {
+        metrics.tcp_closed.get_or_create(&labels).inc();
+    }
     outcome
 }
 

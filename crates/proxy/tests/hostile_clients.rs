@@ -3,7 +3,7 @@
 //! configured types (WebSocket by default, as Istio) with `h2c` stripped and a 101 checked;
 //! client faults (bad chunk sizes, aborted uploads) answered as the client's, never blamed on
 //! the upstream; abandoned requests counted once and released; protocol sniffing of any
-//! token method; `/stats/prometheus` content negotiation.
+//! token method; `/stats/prometheus` content negotiation; a bound on metric series.
 
 mod support;
 
@@ -393,4 +393,40 @@ async fn max_headers_applies_to_http2_as_to_http1() {
     let response = h2.send_request(request).await.expect("h2 response");
     assert_eq!(response.status(), 431);
     assert!(upstream.seen.lock().expect("seen").is_empty());
+}
+
+#[tokio::test]
+async fn metric_series_beyond_the_bound_are_dropped_counted_and_still_served() {
+    let upstream = Upstream::start("backend").await;
+    let ports = Ports::new();
+    let listen = free_port();
+    let config = simple_config(&ports, listen, &[upstream.address], "", "");
+    let proxy = ProxyProcess::start_with_args(
+        &config,
+        &ports,
+        &["--max-metric-series".as_ref(), "3".as_ref()],
+    )
+    .await;
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], listen).into();
+    // Each status is a new label set: six series asked for, three kept.
+    for code in 200..206u16 {
+        let request = format!("GET /status/{code} HTTP/1.1\r\nHost: backend\r\n\r\n");
+        let raw = raw_exchange(address, request.as_bytes(), QUIET).await;
+        assert_eq!(statuses(&raw), [code], "{raw}");
+    }
+    let metrics = metrics_where(&proxy, |metrics| {
+        requests_with(metrics, 202, "-") == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        metrics.matches("istio_requests_total{").count(),
+        3,
+        "{metrics}"
+    );
+    assert_eq!(requests_with(&metrics, 203, "-"), None, "{metrics}");
+    let (_, stats) = get(proxy.admin, "/stats").await.expect("stats");
+    assert!(
+        stats.contains("lateen.metrics_series_dropped: 3\n"),
+        "{stats}"
+    );
 }

@@ -9,7 +9,8 @@
 //! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
 //! [`demo`], what the tests of `lateen demo` share; [`otlp_receiver`], a real OTLP/gRPC trace
 //! receiver collecting the spans proxies export; [`jwt`], a token issuer (ES256 key, JWKS,
-//! signed tokens) for RequestAuthentication tests.
+//! signed tokens) for RequestAuthentication tests; [`chromium`], a headless browser for the
+//! dashboard's page.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -19,6 +20,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+pub mod chromium;
 pub mod demo;
 pub mod envoy;
 pub mod istio_corpus;

@@ -44,6 +44,17 @@ pub fn is_wildcard_type(type_url: &str) -> bool {
     type_url == CLUSTER || type_url == LISTENER
 }
 
+/// Types whose SotW responses carry only the resources that changed since the last response
+/// on the stream, not every subscribed one. The xDS protocol allows this for types that are
+/// not wildcard ("the server need not resend unchanged resources"); Envoy hands each
+/// ClusterLoadAssignment to its own cluster's watch and leaves the others alone, and istiod's
+/// endpoint-only pushes send only the changed ones. Resending a thousand assignments to a
+/// thousand proxies for each endpoint change is what this avoids. Routes stay whole (istiod
+/// resends them too).
+pub fn sotw_sends_changes_only(type_url: &str) -> bool {
+    type_url == ENDPOINT
+}
+
 /// Types that must wait until every earlier type's last response was answered before they are
 /// pushed, so a proxy never receives a reference to something it has not accepted yet.
 /// Endpoints and secrets are only sent when asked for by name, which Envoy does after it has

@@ -1,5 +1,6 @@
 //! The ADS server against a real Envoy 1.40 (SotW and delta): traffic flows through a served
-//! listener/route/cluster/endpoints, every type is ACKed, a route change takes effect live, and
+//! listener/route/cluster/endpoints, every type is ACKed, endpoint pushes that leave unchanged
+//! clusters out (SotW) keep those clusters' endpoints, a route change takes effect live, and
 //! an invalid listener is NACKed with Envoy's reason while traffic keeps flowing.
 
 mod common;
@@ -79,6 +80,26 @@ async fn wait_body(port: u16, want: &str) -> Result<(), String> {
     Err(format!(
         "no response with {want:?} through Envoy; last: {last:?}"
     ))
+}
+
+/// Polls Envoy's admin `/clusters` until a line starts with `host` (`cluster::ip:port::`);
+/// returns the whole text.
+async fn wait_host(envoy: &Envoy, admin: u16, host: &str) -> String {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        if let Some((_, body)) = http_get(admin, "/clusters").await {
+            if body.lines().any(|l| l.starts_with(host)) {
+                return body;
+            }
+            last = body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "Envoy never had {host}; /clusters:\n{last}\nenvoy log:\n{}",
+        envoy.log_tail()
+    );
 }
 
 struct Envoy {
@@ -257,7 +278,7 @@ async fn scenario(api_type: &str) {
         }
         (failures, false)
     });
-    server.set_snapshot(NODE_ID, switched);
+    server.set_snapshot(NODE_ID, switched.clone());
     let (failures, switched_ok) = traffic.await.expect("traffic task");
     assert!(
         switched_ok,
@@ -280,7 +301,29 @@ async fn scenario(api_type: &str) {
         server.sync_status()
     );
 
-    // 5. A changed route takes effect without restarting Envoy.
+    // 5. Another cluster's endpoints change twice. Over SotW these pushes carry only that
+    //    cluster's assignment; Envoy must keep upstream-b's endpoints, which they leave out.
+    let with_spare = |port: u16| {
+        switched
+            .clone()
+            .with(&eds_cluster("spare"))
+            .with(&endpoints("spare", port))
+    };
+    let (spare_a, spare_b) = (free_port(), free_port());
+    server.set_snapshot(NODE_ID, with_spare(spare_a));
+    wait_host(&envoy, admin, &format!("spare::127.0.0.1:{spare_a}::")).await;
+    server.set_snapshot(NODE_ID, with_spare(spare_b));
+    let hosts = wait_host(&envoy, admin, &format!("spare::127.0.0.1:{spare_b}::")).await;
+    assert!(
+        hosts.contains(&format!("upstream-b::127.0.0.1:{upstream_b}::"))
+            && !hosts.contains(&format!("spare::127.0.0.1:{spare_a}::")),
+        "upstream-b keeps its endpoints, spare has only its new one:\n{hosts}"
+    );
+    if let Err(e) = wait_body(listen, "upstream-b").await {
+        panic!("{e}\nenvoy log:\n{}", envoy.log_tail());
+    }
+
+    // 6. A changed route takes effect without restarting Envoy.
     let changed = snapshot(
         listen,
         upstream_b,
@@ -295,7 +338,7 @@ async fn scenario(api_type: &str) {
         );
     }
 
-    // 6. An invalid listener is NACKed with Envoy's reason; traffic keeps flowing.
+    // 7. An invalid listener is NACKed with Envoy's reason; traffic keeps flowing.
     let mut bad = changed;
     bad.add(&http_listener(
         "bad",

@@ -201,6 +201,76 @@ async fn sotw_orders_acks_nacks_and_pushes_only_changes() {
     assert!(gone.is_some(), "disconnect removes the row");
 }
 
+/// The cluster names of a SotW EDS response.
+fn assignment_names(r: &DiscoveryResponse) -> Vec<String> {
+    use lateen_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use lateen_xds::prost::Message;
+    r.resources
+        .iter()
+        .map(|any| {
+            ClusterLoadAssignment::decode(any.value.as_slice())
+                .expect("a ClusterLoadAssignment")
+                .cluster_name
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sotw_endpoint_pushes_carry_only_the_changed_assignments() {
+    let (server, addr) = start().await;
+    let snapshot = |c2_port: u16| {
+        Snapshot::new()
+            .with(&eds_cluster("c1"))
+            .with(&eds_cluster("c2"))
+            .with(&endpoints("c1", 9))
+            .with(&endpoints("c2", c2_port))
+    };
+    server.set_snapshot("n1", snapshot(10));
+    let mut s = Sotw::open(addr).await;
+    s.send(CLUSTER, &[], None).await;
+    let cds = s.recv().await;
+    s.send(CLUSTER, &[], Some(&cds)).await;
+    let both = ["c1", "c2"];
+    s.send(ENDPOINT, &both, None).await;
+    let first = s.recv().await;
+    assert_eq!(
+        assignment_names(&first),
+        both,
+        "the first response is whole"
+    );
+    s.send(ENDPOINT, &both, Some(&first)).await;
+
+    // c2's endpoints change: only c2 is sent; c1 stays as the proxy has it.
+    server.set_snapshot("n1", snapshot(11));
+    let second = s.recv().await;
+    assert_eq!(second.type_url, ENDPOINT);
+    assert_eq!(assignment_names(&second), ["c2"]);
+    assert_ne!(second.version_info, first.version_info);
+    assert!(s.quiet().await, "clusters did not change");
+
+    // After a NACK the proxy's state is not what was sent: the next push is whole again.
+    s.nack(ENDPOINT, &both, &second, "endpoints rejected").await;
+    server.set_snapshot("n1", snapshot(12));
+    let third = s.recv().await;
+    assert_eq!(assignment_names(&third), both);
+    s.send(ENDPOINT, &both, Some(&third)).await;
+
+    // A newly subscribed name gets its assignment, and only it.
+    server.set_snapshot(
+        "n1",
+        snapshot(12)
+            .with(&eds_cluster("c3"))
+            .with(&endpoints("c3", 13)),
+    );
+    let cds2 = s.recv().await;
+    assert_eq!(cds2.type_url, CLUSTER);
+    assert_eq!(cds2.resources.len(), 3, "clusters stay whole");
+    s.send(CLUSTER, &[], Some(&cds2)).await;
+    s.send(ENDPOINT, &["c1", "c2", "c3"], Some(&third)).await;
+    let fourth = s.recv().await;
+    assert_eq!(assignment_names(&fourth), ["c3"]);
+}
+
 struct Delta {
     tx: mpsc::Sender<DeltaDiscoveryRequest>,
     rx: Streaming<DeltaDiscoveryResponse>,

@@ -18,7 +18,8 @@
 //! - folders are walked recursively; files without a `.json`, `.yaml` or `.yml` extension are
 //!   skipped with a note;
 //! - exit 79 when a message is at or above `--failure-threshold` (default Error), else 65
-//!   when a file could not be parsed (unless `--ignore-unknown`), else 0; with
+//!   when a file could not be parsed or is not UTF-8 text (unless `--ignore-unknown`; the
+//!   other files are still analysed), else 0; with
 //!   `--output json|yaml` istioctl always exits 0, and so does lateen.
 //!
 //! `--analyzer NAME` keeps the messages of the named analyzers (Istio's names, see
@@ -258,8 +259,17 @@ fn read_files(files: &[PathBuf], namespace: &str) -> anyhow::Result<Read> {
         unparsable: Vec::new(),
     };
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        // As istioctl, a file that cannot be parsed is reported and the rest still analysed
+        // (exit 65 at the end), rather than ending the run at the first binary file.
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => {
+                read.unparsable.push(not_utf8(file, &err));
+                continue;
+            }
+        };
         let parsed = lateen_api::parse_in_namespace(&text, &file.display().to_string(), namespace);
         let problems = parsed
             .problems
@@ -289,6 +299,22 @@ fn read_files(files: &[PathBuf], namespace: &str) -> anyhow::Result<Read> {
         }
     }
     Ok(read)
+}
+
+/// The problem of a file that is not UTF-8 text, naming the first bad byte's offset.
+fn not_utf8(file: &Path, err: &std::string::FromUtf8Error) -> ConfigError {
+    ConfigError {
+        severity: lateen_api::Severity::Error,
+        source_name: file.display().to_string(),
+        document: None,
+        line: None,
+        resource: None,
+        path: lateen_api::FieldPath::root(),
+        message: format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            err.utf8_error().valid_up_to()
+        ),
+    }
 }
 
 fn replaced(old: &Document, by: &str) -> Message {

@@ -1,6 +1,8 @@
 //! One module per `lateen` subcommand.
 pub mod analyze;
 pub mod analyze_kube;
+pub mod dashboard;
+pub mod dashboard_kube;
 pub mod demo;
 pub mod kube_inject;
 pub mod manifest;

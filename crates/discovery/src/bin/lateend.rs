@@ -428,6 +428,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The probe gets its answer (503 until synced) while the first lists come in.
     tokio::spawn(lateen_discovery::debug::serve(debug_listener, cp.clone()));
     tokio::spawn(lateen_discovery::debug::serve(http_listener, cp.clone()));
+    tokio::spawn(lateen_discovery::dashboard::scrape::run(cp.clone()));
     let kube_source = if in_cluster {
         cp.attach_cluster(cluster_state.clone());
         let source = lateen_discovery::kube::start(

@@ -5,14 +5,17 @@
 //! VirtualService/DestinationRule are resolved by the translator against their namespace.
 
 pub mod autoreg;
+mod endpoint_changes;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use lateen_api::Object;
 use lateen_api::networking::{Resolution, ServiceEntry};
 
 use crate::store::Config;
 pub use autoreg::{AutoRegistry, Workload};
+pub use endpoint_changes::EndpointChanges;
 
 /// A port of a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +44,7 @@ impl ServicePort {
 }
 
 /// One workload behind a service.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Instance {
     /// IP (or DNS name for DNS resolution).
     pub address: String,
@@ -92,12 +95,15 @@ impl Service {
 }
 
 /// Every service, sorted by hostname, with lookups by hostname and by instance address
-/// (translation asks both for every service of every proxy view).
+/// (translation asks both for every service of every proxy view). Services are shared: a
+/// registry rebuilt after one EndpointSlice changed copies pointers, not a thousand services.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
-    pub services: Vec<Service>,
-    by_host: HashMap<String, usize>,
-    instance_addresses: HashSet<String>,
+    pub services: Vec<Arc<Service>>,
+    /// Index into `services`; shared while the hostnames stay the same.
+    by_host: Arc<HashMap<String, usize>>,
+    /// How many instances (over every service) sit at each address.
+    instance_addresses: HashMap<String, u32>,
 }
 
 impl PartialEq for Registry {
@@ -118,8 +124,8 @@ impl Registry {
     /// [`Registry::build`] plus the services of a Kubernetes cluster (`crate::kube`). As in
     /// istiod, a Kubernetes Service takes precedence over a ServiceEntry for the same host
     /// (nobody can squat on a Service's name with a ServiceEntry).
-    pub fn build_with(config: &Config, workloads: &[Workload], cluster: &[Service]) -> Self {
-        let mut services: BTreeMap<String, Service> = cluster
+    pub fn build_with(config: &Config, workloads: &[Workload], cluster: &[Arc<Service>]) -> Self {
+        let mut services: BTreeMap<String, Arc<Service>> = cluster
             .iter()
             .map(|s| (s.hostname.clone(), s.clone()))
             .collect();
@@ -153,23 +159,28 @@ impl Registry {
                     tracing::debug!(host = %hostname, "host already defined by {by}");
                     continue;
                 }
-                services.insert(hostname.clone(), service_of(se, hostname, &instances));
+                services.insert(
+                    hostname.clone(),
+                    Arc::new(service_of(se, hostname, &instances)),
+                );
             }
         }
         Self::from_services(services.into_values().collect())
     }
 
     /// A registry of these services (sorted by hostname by the caller).
-    pub fn from_services(services: Vec<Service>) -> Self {
-        let by_host = services
-            .iter()
-            .enumerate()
-            .map(|(index, s)| (s.hostname.clone(), index))
-            .collect();
-        let instance_addresses = services
-            .iter()
-            .flat_map(|s| s.instances.iter().map(|i| i.address.clone()))
-            .collect();
+    pub fn from_services(services: Vec<Arc<Service>>) -> Self {
+        let by_host = Arc::new(
+            services
+                .iter()
+                .enumerate()
+                .map(|(index, s)| (s.hostname.clone(), index))
+                .collect(),
+        );
+        let mut instance_addresses = HashMap::new();
+        for service in &services {
+            count_addresses(&mut instance_addresses, service, 1);
+        }
         Self {
             services,
             by_host,
@@ -181,11 +192,12 @@ impl Registry {
         self.by_host
             .get(hostname)
             .and_then(|index| self.services.get(*index))
+            .map(Arc::as_ref)
     }
 
     /// Whether some service has an instance at this address.
     pub fn has_instance_at(&self, address: &str) -> bool {
-        self.instance_addresses.contains(address)
+        self.instance_addresses.contains_key(address)
     }
 
     /// Every port number some service uses.
@@ -194,6 +206,21 @@ impl Registry {
             .iter()
             .flat_map(|s| s.ports.iter().map(|p| p.number))
             .collect()
+    }
+}
+
+/// Adds `delta` (1 or -1) to the count of each of `service`'s instance addresses; an address
+/// whose count reaches 0 leaves the map.
+fn count_addresses(counts: &mut HashMap<String, u32>, service: &Service, delta: i32) {
+    for instance in &service.instances {
+        if delta > 0 {
+            *counts.entry(instance.address.clone()).or_default() += 1;
+        } else if let Some(count) = counts.get_mut(&instance.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&instance.address);
+            }
+        }
     }
 }
 
@@ -300,7 +327,7 @@ spec: {address: 10.0.0.9, labels: {app: ratings}}
             instances: Vec::new(),
             export_to: Vec::new(),
         };
-        let reg = Registry::build_with(&cfg, &[], std::slice::from_ref(&kube));
+        let reg = Registry::build_with(&cfg, &[], &[Arc::new(kube.clone())]);
         assert_eq!(reg.service(&kube.hostname), Some(&kube));
         assert_eq!(reg.services.len(), 1);
     }

@@ -132,37 +132,7 @@ pub fn build<'a>(ctx: &Context<'a>) -> Built<'a> {
     let mut clusters = vec![blackhole(), passthrough(PASSTHROUGH_CLUSTER)];
     let mut eds = Vec::new();
     for &service in &ctx.services {
-        let dr = ctx.destination_rule(service);
-        for port in &service.ports {
-            let mut subsets = vec![(String::new(), BTreeMap::new())];
-            if let Some(dr) = dr {
-                subsets.extend(
-                    dr.spec
-                        .subsets
-                        .iter()
-                        .map(|s| (s.name.clone(), s.labels.clone())),
-                );
-            }
-            for (subset, labels) in subsets {
-                let name = names::outbound_cluster(port.number, &subset, &service.hostname);
-                let policy = effective_policy(dr, &subset, port.number);
-                let mut c = outbound(ctx, &name, service, port, &labels, &policy);
-                super::mtls_outbound::apply(ctx, &mut c, service, port.number, &subset, dr);
-                if c.cluster_discovery_type
-                    == Some(cluster::ClusterDiscoveryType::Type(
-                        cluster::DiscoveryType::Eds as i32,
-                    ))
-                {
-                    eds.push(EdsTarget {
-                        cluster: name,
-                        service,
-                        port,
-                        labels,
-                    });
-                }
-                clusters.push(c);
-            }
-        }
+        outbound_of_service(ctx, service, &mut clusters, &mut eds);
     }
     if !ctx.is_router() {
         clusters.push(passthrough(INBOUND_PASSTHROUGH_CLUSTER));
@@ -263,6 +233,55 @@ pub fn inbound_ports(ctx: &Context<'_>) -> Vec<InboundPort> {
     out
 }
 
+/// The EDS clusters of one service (an endpoint-only push re-translates just their
+/// ClusterLoadAssignments).
+pub fn eds_targets<'a>(ctx: &Context<'a>, service: &'a Service) -> Vec<EdsTarget<'a>> {
+    let mut eds = Vec::new();
+    outbound_of_service(ctx, service, &mut Vec::new(), &mut eds);
+    eds
+}
+
+/// The outbound clusters of one service: per port, the whole service and each
+/// DestinationRule subset.
+fn outbound_of_service<'a>(
+    ctx: &Context<'a>,
+    service: &'a Service,
+    clusters: &mut Vec<Cluster>,
+    eds: &mut Vec<EdsTarget<'a>>,
+) {
+    let dr = ctx.destination_rule(service);
+    for port in &service.ports {
+        let mut subsets = vec![(String::new(), BTreeMap::new())];
+        if let Some(dr) = dr {
+            subsets.extend(
+                dr.spec
+                    .subsets
+                    .iter()
+                    .map(|s| (s.name.clone(), s.labels.clone())),
+            );
+        }
+        for (subset, labels) in subsets {
+            let name = names::outbound_cluster(port.number, &subset, &service.hostname);
+            let policy = effective_policy(dr, &subset, port.number);
+            let mut c = outbound(ctx, &name, service, port, &labels, &policy);
+            super::mtls_outbound::apply(ctx, &mut c, service, port.number, &subset, dr);
+            if c.cluster_discovery_type
+                == Some(cluster::ClusterDiscoveryType::Type(
+                    cluster::DiscoveryType::Eds as i32,
+                ))
+            {
+                eds.push(EdsTarget {
+                    cluster: name,
+                    service,
+                    port,
+                    labels,
+                });
+            }
+            clusters.push(c);
+        }
+    }
+}
+
 /// HTTP-family protocol, or (protocol unset or plain TCP) a port name like `http` / `http-web`.
 pub fn is_http_protocol(protocol: &str, name: &str) -> bool {
     ServicePort {
@@ -302,6 +321,8 @@ fn outbound(
         connect_timeout: Some(names::duration(connect_timeout(ctx, pool))),
         ..Default::default()
     };
+    // Which services embed their endpoints here is also `Service::endpoints_via_eds`: the
+    // push re-translates only EDS when nothing else changed, so keep the two in step.
     match service.resolution {
         Resolution::Dns | Resolution::DnsRoundRobin => {
             let kind = if service.resolution == Resolution::Dns {

@@ -8,6 +8,7 @@ mod authz;
 mod authz_rules;
 pub mod access_log;
 pub mod clusters;
+mod endpoint_only;
 pub mod endpoints;
 mod host_index;
 mod jwt;
@@ -61,6 +62,7 @@ impl<'a> Context<'a> {
         let services = registry
             .services
             .iter()
+            .map(Arc::as_ref)
             .filter(|s| s.visible_from(&proxy.namespace))
             .filter(|s| egress.is_empty() || egress.iter().any(|e| egress_allows(e, s, proxy)))
             .collect();
@@ -340,16 +342,20 @@ pub fn build_snapshot_for_view(config: &Config, registry: &Registry, view: &Prox
 pub struct SharedClusters {
     label_keys: BTreeSet<String>,
     parts: Mutex<HashMap<ProxyView, ClusterParts>>,
+    /// The ClusterLoadAssignments of the services an endpoint-only push changed
+    /// ([`SharedClusters::changed_endpoints`]).
+    endpoints: Mutex<HashMap<ProxyView, ClusterParts>>,
 }
 
 /// The encoded clusters and endpoints of one cluster-relevant view, by name.
-type ClusterParts = Arc<Vec<(String, VersionedResource)>>;
+pub type ClusterParts = Arc<Vec<(String, VersionedResource)>>;
 
 impl SharedClusters {
     pub fn new(config: &Config) -> Self {
         Self {
             label_keys: cluster_label_keys(config),
             parts: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(HashMap::new()),
         }
     }
 
@@ -358,8 +364,17 @@ impl SharedClusters {
         view: &ProxyView,
         build: impl FnOnce() -> Vec<(String, VersionedResource)>,
     ) -> ClusterParts {
-        let key = view.restricted(&self.label_keys);
-        let lock = || self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        Self::get_or_build_in(&self.parts, &self.label_keys, view, build)
+    }
+
+    fn get_or_build_in(
+        parts: &Mutex<HashMap<ProxyView, ClusterParts>>,
+        label_keys: &BTreeSet<String>,
+        view: &ProxyView,
+        build: impl FnOnce() -> Vec<(String, VersionedResource)>,
+    ) -> ClusterParts {
+        let key = view.restricted(label_keys);
+        let lock = || parts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(done) = lock().get(&key) {
             return done.clone();
         }

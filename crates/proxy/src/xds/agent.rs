@@ -54,6 +54,10 @@ pub struct XdsArgs {
     /// Worker threads; defaults to the number of cores.
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Distinct label sets kept per group of Istio metrics (HTTP, TCP); label sets beyond it
+    /// are not recorded and are counted in `/stats` as `lateen.metrics_series_dropped`.
+    #[arg(long, default_value_t = crate::series_cap::DEFAULT_MAX_SERIES)]
+    pub max_metric_series: usize,
     /// Seconds in-flight requests may run after SIGTERM.
     #[arg(long, default_value_t = 5)]
     pub drain_seconds: u64,
@@ -111,7 +115,10 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     };
     let initial = compile(base.clone())
         .map_err(|problems| anyhow::anyhow!("invalid start-up configuration: {problems:?}"))?;
-    let mut options = ProxyOptions::default();
+    let mut options = ProxyOptions {
+        max_metric_series: args.max_metric_series,
+        ..Default::default()
+    };
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }

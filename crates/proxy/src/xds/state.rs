@@ -421,4 +421,43 @@ mod tests {
         let err = state.with_response(&wrong_name).expect_err("name mismatch");
         assert!(err.contains("\"other\""), "{err}");
     }
+
+    #[test]
+    fn a_sotw_endpoint_response_updates_only_the_clusters_it_carries() {
+        let sotw = |type_url: &str, version: &str, resources| {
+            AdsResponse::Sotw(DiscoveryResponse {
+                type_url: type_url.to_string(),
+                version_info: version.into(),
+                resources,
+                ..Default::default()
+            })
+        };
+        let eds_response = |version, clusters: &[(&str, &str)]| {
+            let resources = clusters
+                .iter()
+                .map(|(name, ip)| pack(&assignment(name, &[(ip, 80, 0, 1)])))
+                .collect();
+            sotw(ENDPOINT, version, resources)
+        };
+        let state = XdsState::default()
+            .with_response(&sotw(CLUSTER, "1", vec![pack(&eds("a")), pack(&eds("b"))]))
+            .and_then(|s| {
+                s.with_response(&eds_response("1", &[("a", "10.0.0.1"), ("b", "10.0.0.2")]))
+            })
+            .and_then(|s| s.with_response(&eds_response("2", &[("b", "10.0.0.3")])))
+            .expect("accepted");
+        // lateend (as istiod) sends only the changed assignments: `a` keeps its endpoints.
+        let config = state.assemble(&ProxyConfig::default(), "cp").config;
+        let endpoints_of = |name: &str| {
+            config
+                .clusters
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.endpoints.len())
+        };
+        assert_eq!((endpoints_of("a"), endpoints_of("b")), (Some(1), Some(1)));
+        let xds = config.xds.expect("xds info");
+        assert_eq!(xds.type_versions["EDS"], "2");
+        assert_eq!(xds.resources["EDS"]["a"], "1");
+    }
 }

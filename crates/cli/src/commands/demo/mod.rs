@@ -23,6 +23,7 @@ mod processes;
 mod scenario;
 mod state;
 mod summary;
+mod traffic;
 mod workloads;
 
 use anyhow::Context;
@@ -58,6 +59,10 @@ pub struct Args {
     /// its log in DIR/logs). Repeatable.
     #[arg(long = "set", value_name = "meshConfig.KEY=VALUE")]
     set: Vec<String>,
+    /// Send this many requests a second to productpage while the demo runs (0: none), so the
+    /// dashboard's service graph shows live rates.
+    #[arg(long, default_value_t = 0, value_name = "RPS")]
+    traffic: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -146,6 +151,9 @@ async fn run_mesh(
         .await
         .with_context(|| format!("the demo did not come up; logs are in {}", logs.display()))?;
     summary::print(&args.dir, config_dir, mode);
+    // Dropped (and so stopped) when the demo ends, however it ends.
+    let _traffic =
+        (args.traffic > 0).then(|| AbortOnDrop(tokio::spawn(traffic::run(mode, args.traffic))));
     if let Some(Scenario::Canary) = args.scenario {
         scenario::canary(config_dir, mode).await?;
     }
@@ -154,6 +162,15 @@ async fn run_mesh(
         None => std::future::pending().await,
     }
     Ok(())
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn start(demo: &mut Demo, folder: &Path, config_dir: &Path, mode: Mode) -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ pub fn print(dir: &Path, config_dir: &Path, mode: Mode) {
         "  control plane   lateend: xDS {}, debug http://127.0.0.1:15014/debug/syncz, metrics http://127.0.0.1:15014/metrics",
         mesh::xds_address(mode)
     );
+    println!("  dashboard       http://127.0.0.1:15014/dashboard/ (or: lateen dashboard)");
     match mode {
         Mode::Loopback => {
             println!("  workloads       (app → its sidecar's inbound listener; metrics; admin)");
