@@ -559,6 +559,7 @@ fn assignment(name: &str, targets: &[(String, u32)]) -> ClusterLoadAssignment {
 /// `destination_service*` as the source side does.
 fn inbound_service<'a>(ctx: &Context<'a>, port: u32) -> Option<(&'a Service, &'a ServicePort)> {
     ctx.registry.services.iter().find_map(|service| {
+        let service: &'a Service = service;
         service
             .instances
             .iter()
