@@ -146,9 +146,7 @@ async fn serve<S>(
         }
     };
     let authz = crate::authz::ConnAuthz {
-        destination: original_dst
-            .or(local)
-            .unwrap_or(listener.address),
+        destination: original_dst.or(local).unwrap_or(listener.address),
         // The peer's certificate identity (`spiffe://…`) on mutual TLS; none on plaintext,
         // so principal and namespace rules do not match, as in Envoy.
         peer_principal: peer_identity

@@ -4,9 +4,9 @@
 //! hosts allow, the DestinationRules and VirtualServices that apply); the submodules build
 //! clusters, endpoints, listeners and routes from it; [`build_snapshot`] puts them together.
 
+pub mod access_log;
 mod authz;
 mod authz_rules;
-pub mod access_log;
 pub mod clusters;
 mod endpoint_only;
 pub mod endpoints;

@@ -3,10 +3,10 @@
 //! resource name, the field path and the reason ([`Rejection`]), which becomes the NACK's
 //! `error_detail`. Nothing is silently dropped (see [`fields`]).
 
-pub mod authz;
 mod access_log;
 #[cfg(test)]
 mod access_log_tests;
+pub mod authz;
 pub mod cluster;
 pub mod endpoint;
 pub mod fields;
