@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::lateend::{Lateend, start_lateend};
+use common::lateend::{Local, local, start_lateend};
 use lateen_identity::{CaFiles, CertificateRequest, Identity, WorkloadCertificate};
 use lateen_test_support::kube::TestCluster;
 use lateen_xds::ca_service::{IstioCertificateRequest, create_certificate};
@@ -68,43 +68,6 @@ async fn certificate(
 
 fn id(ns: &str, sa: &str) -> Identity {
     Identity::new("cluster.local", ns, sa)
-}
-
-struct Local {
-    lateend: Lateend,
-    root: PathBuf,
-    tokens: PathBuf,
-}
-
-/// lateend on an empty folder with its CA in `work/ca` and bootstrap tokens for
-/// default/reviews and default/ratings in `work/tokens`.
-async fn local(work: &Path, extra: &[&str]) -> Local {
-    let config = work.join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    let root = work.join("root-cert.pem");
-    let tokens = work.join("tokens");
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "--ca-dir".into(),
-        work.join("ca").into(),
-        "--cacerts-dir".into(),
-        work.join("no-cacerts").into(),
-        "--webhook-ca-out".into(),
-        root.clone().into(),
-        "--bootstrap-token-dir".into(),
-        tokens.clone().into(),
-        "--bootstrap-identity".into(),
-        "default/reviews".into(),
-        "--bootstrap-identity".into(),
-        "default/ratings".into(),
-    ];
-    args.extend(extra.iter().map(Into::into));
-    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    let lateend = start_lateend(&config, work, &refs).await;
-    Local {
-        lateend,
-        root,
-        tokens,
-    }
 }
 
 fn token(tokens: &Path, ns: &str, sa: &str) -> String {

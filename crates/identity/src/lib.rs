@@ -16,6 +16,7 @@ mod ca;
 mod ca_files;
 mod certificate;
 mod csr;
+mod pem_out;
 mod spiffe;
 
 pub use ca::{

@@ -4,7 +4,9 @@
 //! - `lateen-proxy capture ...` writes the pod's iptables rules (the injected init container
 //!   runs it) and `lateen-proxy capture-cleanup ...` removes them;
 //! - `lateen-proxy sidecar|router --discovery-address HOST:PORT` runs the proxy from the
-//!   control plane over xDS (docs/proxy-xds.md).
+//!   control plane over xDS (docs/proxy-xds.md);
+//! - `lateen-proxy agent` gets the workload certificate from the mesh CA and serves it to an
+//!   Envoy sidecar over SDS (docs/mesh-ca.md).
 // `deny`, not `forbid`: the one exception is `alloc_tuning` (glibc's mallopt), allowed there.
 #![deny(unsafe_code)]
 
@@ -44,6 +46,9 @@ enum Command {
     Sidecar(lateen_proxy::xds::agent::XdsArgs),
     /// Run as a gateway (node type `router`) configured by the control plane over xDS.
     Router(lateen_proxy::xds::agent::XdsArgs),
+    /// Get the workload certificate from the mesh CA and serve it to Envoy over SDS
+    /// (pilot-agent's certificate role).
+    Agent(lateen_proxy::xds::sds_agent::AgentArgs),
 }
 
 #[derive(Args)]
@@ -77,7 +82,7 @@ fn main() -> ExitCode {
         None => cli.run.concurrency,
         Some(Command::Run(args)) => args.concurrency,
         Some(Command::Sidecar(args) | Command::Router(args)) => args.concurrency,
-        Some(Command::Capture(_) | Command::CaptureCleanup(_)) => Some(1),
+        Some(Command::Capture(_) | Command::CaptureCleanup(_) | Command::Agent(_)) => Some(1),
     };
     // The default is ProxyOptions' (one worker per core).
     alloc_tuning::limit_arenas(
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
             run_xds(lateen_proxy::xds::identity::NodeType::Sidecar, args)
         }
         Some(Command::Router(args)) => run_xds(lateen_proxy::xds::identity::NodeType::Router, args),
+        Some(Command::Agent(args)) => run_agent(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,6 +131,15 @@ fn run_xds(
         .context("starting the main runtime")?;
     runtime.block_on(lateen_proxy::xds::agent::run(node_type, args))?;
     std::process::exit(0)
+}
+
+fn run_agent(args: lateen_proxy::xds::sds_agent::AgentArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_level);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the main runtime")?;
+    runtime.block_on(lateen_proxy::xds::sds_agent::run(args))
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -8,7 +8,8 @@
 //! serve `XdsServer::service()`, read `XdsServer::sync_status()` and `XdsServer::metrics()`.
 //! Data plane: [`client::AdsClient`].
 //! Istio's certificate API (`IstioCertificateService`, server and client call):
-//! [`ca_service`].
+//! [`ca_service`]. Envoy's Secret Discovery Service on a Unix socket, as an agent serves it
+//! to its Envoy: [`sds`].
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -16,6 +17,7 @@ pub mod ca_service;
 pub mod cache;
 pub mod client;
 pub mod metrics;
+pub mod sds;
 pub mod server;
 pub mod snapshot;
 pub mod status;

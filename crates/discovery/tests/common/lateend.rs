@@ -1,8 +1,9 @@
 //! Starts the built `lateend` on a config folder with every listener on 127.0.0.1 port 0 and
 //! reads the ports it bound from its log, so no other test on the machine can take a port
-//! between choosing and binding it.
+//! between choosing and binding it. [`local`]: lateend as the mesh CA of one machine, with
+//! bootstrap tokens.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,4 +100,44 @@ pub async fn all_synced(debug: u16, ids: &[&str]) -> bool {
                     .is_some_and(|t| t.values().all(|v| v["last_nack"].is_null()))
         })
     })
+}
+
+/// lateend as the mesh CA of one machine.
+pub struct Local {
+    pub lateend: Lateend,
+    /// The mesh root lateend wrote out (`--webhook-ca-out`).
+    pub root: PathBuf,
+    /// The bootstrap tokens' folder: `NS/SA/istio-token`.
+    pub tokens: PathBuf,
+}
+
+/// lateend on an empty folder with its CA in `work/ca` and bootstrap tokens for
+/// default/reviews and default/ratings in `work/tokens`.
+pub async fn local(work: &Path, extra: &[&str]) -> Local {
+    let config = work.join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let root = work.join("root-cert.pem");
+    let tokens = work.join("tokens");
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--ca-dir".into(),
+        work.join("ca").into(),
+        "--cacerts-dir".into(),
+        work.join("no-cacerts").into(),
+        "--webhook-ca-out".into(),
+        root.clone().into(),
+        "--bootstrap-token-dir".into(),
+        tokens.clone().into(),
+        "--bootstrap-identity".into(),
+        "default/reviews".into(),
+        "--bootstrap-identity".into(),
+        "default/ratings".into(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let lateend = start_lateend(&config, work, &refs).await;
+    Local {
+        lateend,
+        root,
+        tokens,
+    }
 }

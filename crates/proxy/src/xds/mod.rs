@@ -4,11 +4,13 @@
 //! proxy's model ([`translate`]), the accepted resources and their assembly into one
 //! configuration ([`state`]), and the agent that runs the ADS client and applies updates
 //! live ([`agent`]); the CA client that gets and rotates the workload certificate
-//! ([`ca_client`]).
+//! ([`ca_client`]); `lateen-proxy agent`, which serves that certificate to an Envoy sidecar
+//! over SDS ([`sds_agent`]).
 
 pub mod agent;
 pub mod ca_client;
 pub mod control_plane;
 pub mod identity;
+pub mod sds_agent;
 pub mod state;
 pub mod translate;
