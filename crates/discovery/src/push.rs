@@ -673,19 +673,12 @@ mod tests {
             "{during} pushes in 2.5 s of constant changes"
         );
 
-        // A change only to what is not translated does not push.
+        // The same configuration again (a new value, e.g. a rewritten file with the same
+        // content) does not push: every kind lateend reads is translated now, so the
+        // translated part compares equal and the epoch stays.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = pushes(&cp);
-        let mut same = config_with(54);
-        same.resources.extend(
-            lateen_api::load(
-                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: default, namespace: default}\nspec: {}\n",
-                "authz.yaml",
-            )
-            .unwrap_or_else(|e| panic!("{e}"))
-            .resources()
-            .cloned(),
-        );
+        let same = config_with(54);
         cp.set_config(Arc::new(same));
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(pushes(&cp), before);
