@@ -1,4 +1,4 @@
-# Shell pieces shared by the proxy benchmarks (bench/run.sh, bench/xds-proxy.sh). Sourced,
+# Shell pieces shared by the proxy benchmarks (bench/run.sh, bench/mtls.sh, bench/xds-proxy.sh). Sourced,
 # not run. Callers set `set -euo pipefail`, `LOADGEN` (the lateen-loadgen binary),
 # `SECONDS_PER_RUN` and `RATE`, and keep the PIDs they start in the `pids` array; the EXIT
 # trap set here kills them, so an interrupted run leaves nothing behind.
@@ -7,6 +7,21 @@ TICKS=$(getconf CLK_TCK)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
+
+# proxy_bench_binaries: installs the test tools (Envoy in .venv), builds release lateen-proxy
+# and lateen-loadgen unless BIN_DIR names a folder that has them, and sets BIN_DIR, ENVOY and
+# LOADGEN; results go to bench/results.
+proxy_bench_binaries() {
+  BIN_DIR="${BIN_DIR:-}"
+  bash scripts/install-test-deps.sh >/dev/null
+  if [ -z "$BIN_DIR" ]; then
+    cargo build --release -q -p lateen-proxy -p lateen-loadgen
+    BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/release"
+  fi
+  ENVOY="$PWD/.venv/bin/envoy"
+  LOADGEN="$BIN_DIR/lateen-loadgen"
+  mkdir -p bench/results
+}
 
 # wait_port PORT [HOST]: waits (at most 10 s) until something accepts on HOST:PORT.
 wait_port() {

@@ -15,16 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
 RATE="${RATE:-5000}"
-BIN_DIR="${BIN_DIR:-}"
-bash scripts/install-test-deps.sh >/dev/null
-if [ -z "$BIN_DIR" ]; then
-  cargo build --release -q -p lateen-proxy -p lateen-loadgen
-  BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/release"
-fi
-ENVOY="$PWD/.venv/bin/envoy"
-LOADGEN="$BIN_DIR/lateen-loadgen"
-mkdir -p bench/results
 source bench/lib.sh
+proxy_bench_binaries
 WORK=$(mktemp -d)
 trap 'cleanup; rm -rf "$WORK"' EXIT
 

@@ -9,22 +9,14 @@
 #   CPU per 1000 requests from /proc/PID/stat around the saturation runs; peak RSS (VmHWM).
 # Then both proxies again with access logging on (Istio's default text format, to a file):
 # rows lateen+log and envoy+log.
-# Usage: bash bench/run.sh   (writes bench/results/latest.jsonl and prints a table)
+# Usage: bash bench/run.sh   (BIN_DIR=DIR to use built binaries; writes
+# bench/results/latest.jsonl and prints a table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
 RATE="${RATE:-5000}"
-# BIN_DIR=DIR: use the binaries already in DIR instead of building release ones.
-BIN_DIR="${BIN_DIR:-}"
-bash scripts/install-test-deps.sh >/dev/null
-if [ -z "$BIN_DIR" ]; then
-  cargo build --release -q -p lateen-proxy -p lateen-loadgen
-  BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/release"
-fi
-ENVOY="$PWD/.venv/bin/envoy"
-LOADGEN="$BIN_DIR/lateen-loadgen"
-mkdir -p bench/results
 source bench/lib.sh
+proxy_bench_binaries
 
 require_free 127.0.0.1:18080 127.0.0.1:18081 127.0.0.1:18082 127.0.0.1:18091 127.0.0.1:19000 127.0.0.1:19021 127.0.0.1:19090 127.0.0.1:19100
 taskset -c 1 nginx -c "$PWD/bench/nginx.conf" -p /tmp & pids+=($!); NGINX=$!
