@@ -18,6 +18,10 @@ use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 use lateen_xds::prost::Message;
 use lateen_xds::{ProxyNode, Snapshot, types};
 
+#[path = "common/snapshot.rs"]
+mod snapshot;
+use snapshot::{decode, names};
+
 const SERVICES: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -142,21 +146,6 @@ fn snapshot(yaml: &str, p: &Proxy) -> Snapshot {
     let cfg = config(yaml);
     let registry = Registry::build(&cfg, &[]);
     build_snapshot(&cfg, &registry, p)
-}
-
-fn decode<M: Message + Default>(s: &Snapshot, type_url: &str, name: &str) -> M {
-    let r = s.get(type_url, name).unwrap_or_else(|| {
-        panic!(
-            "no {} {name}; have {:?}",
-            types::short_name(type_url),
-            names(s, type_url)
-        )
-    });
-    M::decode(r.resource.value.as_slice()).unwrap_or_else(|e| panic!("decode {name}: {e}"))
-}
-
-fn names(s: &Snapshot, type_url: &str) -> Vec<String> {
-    s.resources(type_url).map(|(n, _)| n.clone()).collect()
 }
 
 fn route_named<'a>(rc: &'a RouteConfiguration, name: &str) -> &'a Route {

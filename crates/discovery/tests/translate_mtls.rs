@@ -13,6 +13,10 @@ use lateen_xds::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsCo
 use lateen_xds::prost::Message;
 use lateen_xds::{ProxyNode, Snapshot, types};
 
+#[path = "common/snapshot.rs"]
+mod snapshot;
+use snapshot::decode;
+
 const SERVICE: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -34,13 +38,6 @@ fn virtual_inbound(extra: &str, mtls: bool) -> Listener {
         types::LISTENER,
         "virtualInbound",
     )
-}
-
-fn decode<M: Message + Default>(snapshot: &Snapshot, type_url: &str, name: &str) -> M {
-    let resource = snapshot
-        .get(type_url, name)
-        .unwrap_or_else(|| panic!("no {name}"));
-    M::decode(resource.resource.value.as_slice()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// The configuration of the reviews sidecar (10.0.0.1) under `extra` configuration.
