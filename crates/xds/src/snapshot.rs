@@ -55,8 +55,10 @@ pub struct TypeResources {
     subsets: Mutex<Vec<Subset>>,
 }
 
-/// A subscription (a shared name set) and the resources it selects.
-type Subset = (Arc<BTreeSet<String>>, Arc<TypeResources>);
+/// A subscription (a shared name set) and the resources it selects; `None` when it selects
+/// every one (the set itself, which must not hold an `Arc` of itself: that would never be
+/// freed).
+type Subset = (Arc<BTreeSet<String>>, Option<Arc<TypeResources>>);
 
 /// Subsets remembered per set; streams with other subscriptions compute their own.
 const SUBSETS_KEPT: usize = 8;
@@ -90,11 +92,12 @@ impl TypeResources {
     ) -> Arc<Self> {
         let mut subsets = self.subsets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, done)) = subsets.iter().find(|(n, _)| Arc::ptr_eq(n, names)) {
-            return done.clone();
+            return done.clone().unwrap_or_else(|| self.clone());
         }
         let made = subset(self);
         if subsets.len() < SUBSETS_KEPT {
-            subsets.push((names.clone(), made.clone()));
+            let kept = (!Arc::ptr_eq(&made, self)).then(|| made.clone());
+            subsets.push((names.clone(), kept));
         }
         made
     }
@@ -365,6 +368,19 @@ fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subset_that_is_the_whole_set_is_shared_and_freed_with_it() {
+        let set = Arc::new(TypeResources::new(ResourceMap::new()));
+        let names: Arc<BTreeSet<String>> = Arc::default();
+        let first = set.subset_for(&names, |all| all.clone());
+        assert!(Arc::ptr_eq(&first, &set));
+        let again = set.subset_for(&names, |_| panic!("computed twice"));
+        assert!(Arc::ptr_eq(&again, &set));
+        let weak = Arc::downgrade(&set);
+        drop((set, first, again));
+        assert!(weak.upgrade().is_none(), "the set holds itself");
+    }
 
     #[test]
     fn unchanged_content_keeps_its_version() {
