@@ -230,6 +230,18 @@ impl Attempt<'_> {
                             detail: format!("bad request body: {err}"),
                         };
                     }
+                    // The worker's own connection bound, not the host's fault: 503 `UO`
+                    // at once, as a circuit breaker overflow.
+                    if let UpstreamError::Overflow { .. } = err {
+                        ProxyStats::incr(&self.stats.upstream_rq_pending_overflow);
+                        return Outcome::Failed {
+                            status: http::StatusCode::SERVICE_UNAVAILABLE,
+                            flags: ResponseFlags::UO,
+                            detail: format!(
+                                "upstream connect error or disconnect/reset before headers. reset reason: overflow ({err})"
+                            ),
+                        };
+                    }
                     hosts.report(index, HostOutcome::LocalFailure);
                     let (flag, retriable) = match &err {
                         UpstreamError::Connect { .. } => (
@@ -246,6 +258,7 @@ impl Attempt<'_> {
                             ResponseFlags::UC,
                             retry.is_some_and(|r| r.on_refused_stream || r.on_reset || r.on_5xx),
                         ),
+                        UpstreamError::Overflow { .. } => (ResponseFlags::UO, false),
                     };
                     flags = flag;
                     last_failure = Some(err.to_string());

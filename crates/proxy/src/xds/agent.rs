@@ -88,6 +88,8 @@ pub struct XdsArgs {
     /// Accepted for Istio's injected arguments.
     #[arg(long = "log_output_level", hide = true)]
     pub log_output_level: Option<String>,
+    #[command(flatten)]
+    pub overload: crate::overload::OverloadArgs,
 }
 
 /// Runs the proxy from the control plane until it is told to stop and has drained.
@@ -122,6 +124,11 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }
+    // Istio's bootstrap carries ProxyConfig's runtimeValues into Envoy's runtime.
+    options.overload = args.overload.limits(
+        &crate::overload::proxy_config_runtime(env.get("PROXY_CONFIG").map(String::as_str)),
+        options.concurrency,
+    );
     if let Some(dir) = &args.cert_dir {
         options.certificates = Some(
             crate::tls::files::watch_dir(dir)
