@@ -157,6 +157,10 @@ async fn sweep_pool(shared: Arc<Shared>, pool: Arc<Pool>) {
             .values()
             .flat_map(|cluster| cluster.hosts.endpoints.iter().copied())
             .collect();
-        pool.sweep(crate::upstream::pool::IDLE_TIMEOUT, &live);
+        pool.sweep(
+            crate::upstream::pool::IDLE_TIMEOUT,
+            crate::upstream::pool::REMOVED_ENDPOINT_IDLE,
+            &live,
+        );
     }
 }

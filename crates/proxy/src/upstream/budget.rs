@@ -16,6 +16,11 @@ use tokio::sync::Notify;
 /// `max_pending_requests`); more are refused at once with 503 `UO`.
 pub const MAX_WAITING: usize = 1024;
 
+/// The first pause before a waiting request looks again unprompted; it doubles up to
+/// [`MAX_RECHECK`].
+const FIRST_RECHECK: Duration = Duration::from_millis(5);
+const MAX_RECHECK: Duration = Duration::from_millis(100);
+
 /// One worker's upstream connections: how many are open against the limit, and the requests
 /// waiting for one.
 #[derive(Debug)]
@@ -73,11 +78,18 @@ impl ConnBudget {
         }
         let _waiting = self.wait_turn()?;
         let deadline = tokio::time::Instant::now() + patience;
+        let mut recheck = FIRST_RECHECK;
         loop {
-            // A wake-up may be for another waiter or already used: look again each time.
-            tokio::time::timeout_at(deadline, self.freed.notified())
-                .await
-                .ok()?;
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            // A wake-up may be for another waiter or already used: look again each time, and
+            // now and then without one (a connection returned busy becomes idle unannounced
+            // when nobody waited as it came back).
+            let _ =
+                tokio::time::timeout_at((now + recheck).min(deadline), self.freed.notified()).await;
+            recheck = (recheck * 2).min(MAX_RECHECK);
             if let Some(found) = found() {
                 return Some(found);
             }

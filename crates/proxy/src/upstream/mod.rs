@@ -4,3 +4,5 @@ pub mod balance;
 pub mod budget;
 pub mod pool;
 pub use pool::{Pool, Target, UpstreamError, UpstreamVersion};
+#[cfg(test)]
+mod pool_tests;

@@ -163,10 +163,11 @@ struct Connector {
     /// The proxy's certificate for mTLS targets; without it they cannot be reached.
     mesh_tls: Option<Arc<MeshTls>>,
     budget: Arc<ConnBudget>,
+    /// Idle HTTP/1.1 connections, the first to close when the budget is spent.
+    idle_h1: IdleMap,
 }
 
 pub struct Pool {
-    idle_h1: IdleMap,
     h2: Mutex<HashMap<Target, H2Entry>>,
     connector: Connector,
 }
@@ -183,12 +184,12 @@ impl Pool {
         budget: Arc<ConnBudget>,
     ) -> Pool {
         Pool {
-            idle_h1: IdleMap::default(),
             h2: Mutex::default(),
             connector: Connector {
                 metrics,
                 mesh_tls,
                 budget,
+                idle_h1: IdleMap::default(),
             },
         }
     }
@@ -265,6 +266,8 @@ impl Pool {
         patience: Duration,
     ) -> Result<Checkout, UpstreamError> {
         let budget = &self.connector.budget;
+        // Every slot is taken: an idle connection elsewhere gives its slot up.
+        self.connector.close_idle(Some(target));
         budget
             .wait_for(patience, || {
                 self.checkout_h1(target)
@@ -300,6 +303,7 @@ impl Pool {
 
     fn checkout_h1(&self, target: &Target) -> Option<http1::SendRequest<H1Body>> {
         let mut idle = self
+            .connector
             .idle_h1
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -323,18 +327,23 @@ impl Pool {
     /// one of them.
     fn checkin_h1(&self, target: Target, mut sender: http1::SendRequest<H1Body>) {
         let budget = &self.connector.budget;
-        if budget.has_waiters() && !sender.is_ready() {
-            let idle = self.idle_h1.clone();
-            let budget = budget.clone();
-            tokio::spawn(async move {
-                if sender.ready().await.is_ok() {
-                    push_idle(&idle, target, sender);
-                    budget.wake_one();
-                }
-            });
+        if !budget.has_waiters() {
+            push_idle(&self.connector.idle_h1, target, sender);
             return;
         }
-        push_idle(&self.idle_h1, target, sender);
+        if sender.is_ready() {
+            push_idle(&self.connector.idle_h1, target, sender);
+            budget.wake_one();
+            return;
+        }
+        let idle = self.connector.idle_h1.clone();
+        let budget = budget.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                push_idle(&idle, target, sender);
+                budget.wake_one();
+            }
+        });
     }
 
     async fn connect_h1(
@@ -471,17 +480,23 @@ impl Pool {
     }
 
     /// Closes pooled connections that are closed already, idle for longer than
-    /// `idle_timeout`, or idle for [`REMOVED_ENDPOINT_IDLE`] to an address not in `live` (an
-    /// endpoint that left EDS), and forgets endpoints with nothing left pooled.
-    pub fn sweep(&self, idle_timeout: Duration, live: &HashSet<SocketAddr>) {
+    /// `idle_timeout`, or idle for `removed_idle` ([`REMOVED_ENDPOINT_IDLE`] in the workers)
+    /// to an address not in `live` (an endpoint that left EDS), and forgets endpoints with
+    /// nothing left pooled.
+    pub fn sweep(
+        &self,
+        idle_timeout: Duration,
+        removed_idle: Duration,
+        live: &HashSet<SocketAddr>,
+    ) {
         let now = Instant::now();
         let expired = |target: &Target, since: Instant| {
             let idle_for = now.saturating_duration_since(since);
-            idle_for > idle_timeout
-                || (!live.contains(&target.address) && idle_for > REMOVED_ENDPOINT_IDLE)
+            idle_for > idle_timeout || (!live.contains(&target.address) && idle_for >= removed_idle)
         };
         {
             let mut idle = self
+                .connector
                 .idle_h1
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -510,6 +525,7 @@ impl Pool {
     /// Endpoints pooled now (HTTP/1.1 and HTTP/2), for tests of [`Pool::sweep`].
     pub fn pooled_endpoints(&self) -> usize {
         let idle = self
+            .connector
             .idle_h1
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -546,12 +562,45 @@ impl Connector {
         if let Some(slot) = budget.try_take() {
             return Ok(slot);
         }
+        self.close_idle(None);
         budget
             .wait_for(patience, || budget.try_take())
             .await
             .ok_or(UpstreamError::Overflow {
                 limit: budget.limit(),
             })
+    }
+
+    /// Closes the longest-idle HTTP/1.1 connection (not one to `keep`, which the caller
+    /// would rather reuse), so its slot frees once the connection has ended.
+    fn close_idle(&self, keep: Option<&Target>) {
+        let closed = {
+            let mut idle = self
+                .idle_h1
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let oldest = idle
+                .iter()
+                .filter(|(target, _)| Some(*target) != keep)
+                .flat_map(|(target, stack)| {
+                    stack
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, pooled)| pooled.sender.is_ready())
+                        .map(move |(index, pooled)| (pooled.since, target.clone(), index))
+                })
+                .min_by_key(|(since, _, _)| *since);
+            oldest.and_then(|(_, target, index)| {
+                let stack = idle.get_mut(&target)?;
+                let pooled = stack.swap_remove(index);
+                if stack.is_empty() {
+                    idle.remove(&target);
+                }
+                Some(pooled)
+            })
+        };
+        // Dropped outside the lock: the connection's task ends and frees the slot.
+        drop(closed);
     }
 
     async fn connect_h2(
