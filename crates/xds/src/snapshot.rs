@@ -7,8 +7,8 @@
 //! same configuration, and every stream's record of what it sent, point at the same bytes, so
 //! a control plane's memory grows with distinct configurations, not with proxies.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -49,7 +49,14 @@ pub struct TypeResources {
     /// The resources as the `resources` field of a SotW or delta response, encoded once for
     /// every stream that sends this set (only the nonce differs between their responses).
     encoded: [OnceLock<bytes::Bytes>; 2],
+    /// The subsets streams subscribe to, by subscription (name sets are shared between
+    /// streams, see `server::subscriptions`): a thousand sidecars asking for the same
+    /// thousand endpoints get one subset computed once per snapshot, not once each.
+    subsets: Mutex<Vec<(Arc<BTreeSet<String>>, Arc<TypeResources>)>>,
 }
+
+/// Subsets remembered per set; streams with other subscriptions compute their own.
+const SUBSETS_KEPT: usize = 8;
 
 /// The two response encodings of a resource set.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +74,26 @@ impl TypeResources {
             resources,
             version: OnceLock::new(),
             encoded: Default::default(),
+            subsets: Mutex::default(),
         }
+    }
+
+    /// The subset of these resources that subscription `names` selects, made by `subset` the
+    /// first time a stream with this (shared) subscription asks, then shared.
+    pub(crate) fn subset_for(
+        self: &Arc<Self>,
+        names: &Arc<BTreeSet<String>>,
+        subset: impl FnOnce(&Arc<Self>) -> Arc<Self>,
+    ) -> Arc<Self> {
+        let mut subsets = self.subsets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, done)) = subsets.iter().find(|(n, _)| Arc::ptr_eq(n, names)) {
+            return done.clone();
+        }
+        let made = subset(self);
+        if subsets.len() < SUBSETS_KEPT {
+            subsets.push((names.clone(), made.clone()));
+        }
+        made
     }
 
     /// The resources by name.
@@ -90,6 +116,7 @@ impl TypeResources {
     pub fn edit(&mut self) -> &mut ResourceMap {
         self.version = OnceLock::new();
         self.encoded = Default::default();
+        self.subsets = Mutex::default();
         &mut self.resources
     }
 
@@ -120,6 +147,7 @@ impl Clone for TypeResources {
             resources: self.resources.clone(),
             version: self.version.clone(),
             encoded: self.encoded.clone(),
+            subsets: Mutex::default(),
         }
     }
 }
