@@ -129,3 +129,20 @@ fn hostile_inputs_are_refused_cleanly() {
         );
     }
 }
+
+#[test]
+fn a_file_of_more_documents_than_the_limit_is_refused_in_words() {
+    let one = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: {hosts: [a.example.com], resolution: NONE, location: MESH_EXTERNAL, ports: [{number: 80, name: http, protocol: HTTP}]}\n";
+    let text = vec![one; lateen_api::parse::MAX_DOCUMENTS + 1].join("---\n");
+    let errors = problems("many.yaml", &text);
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        message.contains("more than 1024 documents, the most one file may hold"),
+        "{message}"
+    );
+    assert!(!message.contains("Documents {"), "{message}");
+}

@@ -73,6 +73,8 @@ struct RunArgs {
     /// `root-cert.pem`; Istio mounts it at /etc/certs) for mesh mTLS; reloaded when it changes.
     #[arg(long, value_name = "DIR")]
     cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    overload: lateen_proxy::overload::OverloadArgs,
 }
 
 fn main() -> ExitCode {
@@ -159,6 +161,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }
+    options.overload = args
+        .overload
+        .limits(&snapshot.source.runtime, options.concurrency);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -63,6 +63,34 @@ pub fn envoy_or_skip(test: &str) -> Option<PathBuf> {
     found
 }
 
+/// A command that runs `program` with its open-file limit (`RLIMIT_NOFILE`, soft and hard)
+/// set to `limit`, through util-linux's `prlimit`, which then execs the program (the child's
+/// pid is the program's). `None` to skip `test` with a notice when `prlimit` is missing;
+/// under CI (`LATEEN_REQUIRE_TOOLS`) a missing `prlimit` fails the test instead.
+pub fn with_open_files_limit(
+    program: &Path,
+    limit: u64,
+    test: &str,
+) -> Option<std::process::Command> {
+    let prlimit = ["/usr/bin/prlimit", "/bin/prlimit"]
+        .into_iter()
+        .map(Path::new)
+        .find(|path| path.is_file());
+    let Some(prlimit) = prlimit else {
+        if tools_required() {
+            panic!("prlimit (util-linux) not found");
+        }
+        eprintln!("NOTICE: prlimit not found; skipping {test}");
+        return None;
+    };
+    let mut command = std::process::Command::new(prlimit);
+    command
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg("--")
+        .arg(program);
+    Some(command)
+}
+
 /// A port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

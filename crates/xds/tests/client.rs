@@ -141,3 +141,27 @@ async fn delta_client_falls_back_to_sotw() {
     assert!(matches!(cds, AdsResponse::Sotw(_)), "fell back to SotW");
     assert_eq!(cluster_names(&cds), ["c1"]);
 }
+
+#[tokio::test]
+async fn a_response_over_the_size_limit_is_refused() {
+    let (server, addr) = spawn_server().await;
+    server.set_snapshot("n3", Snapshot::new().with(&eds_cluster(&"c".repeat(8192))));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut config = AdsClientConfig::new(addr.to_string(), node("n3")).subscribe(CLUSTER, &[]);
+    config.mode = ClientMode::Sotw;
+    config.max_message_bytes = 4096;
+    let _client = AdsClient::spawn(config, move |r: &AdsResponse| {
+        let _ = tx.send(r.clone());
+        Ok(())
+    });
+    let got = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+    assert!(
+        got.is_err(),
+        "a response of over 8 KiB passed a 4 KiB limit"
+    );
+    assert_eq!(
+        lateen_xds::client::MAX_RESPONSE_BYTES,
+        200 * 1024 * 1024,
+        "ztunnel's limit by default"
+    );
+}

@@ -66,11 +66,43 @@ impl ProxyProcess {
         ports: &Ports,
         args: &[&std::ffi::OsStr],
     ) -> ProxyProcess {
+        Self::start_command(
+            Command::new(env!("CARGO_BIN_EXE_lateen-proxy")),
+            config,
+            ports,
+            args,
+        )
+        .await
+    }
+
+    /// As [`ProxyProcess::start_with_args`] with the process's open-file limit set to
+    /// `limit`; `None` (test skipped) without `prlimit`.
+    pub async fn start_with_open_files_limit(
+        config: &str,
+        ports: &Ports,
+        args: &[&std::ffi::OsStr],
+        limit: u64,
+        test: &str,
+    ) -> Option<ProxyProcess> {
+        let command = lateen_test_support::with_open_files_limit(
+            std::path::Path::new(env!("CARGO_BIN_EXE_lateen-proxy")),
+            limit,
+            test,
+        )?;
+        Some(Self::start_command(command, config, ports, args).await)
+    }
+
+    async fn start_command(
+        mut command: Command,
+        config: &str,
+        ports: &Ports,
+        args: &[&std::ffi::OsStr],
+    ) -> ProxyProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("proxy.yaml");
         std::fs::write(&path, config).expect("write config");
         let log = dir.path().join("proxy.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_lateen-proxy"))
+        let child = command
             .arg("--config")
             .arg(&path)
             .arg("--concurrency")
