@@ -8,7 +8,8 @@
 //! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration;
 //! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
 //! [`demo`], what the tests of `lateen demo` share; [`otlp_receiver`], a real OTLP/gRPC trace
-//! receiver collecting the spans proxies export; [`jwt`], a token issuer (ES256 key, JWKS,
+//! receiver collecting the spans proxies export; [`metrics_text`], samples read from Prometheus text;
+//! [`jwt`], a token issuer (ES256 key, JWKS,
 //! signed tokens) for RequestAuthentication tests; [`chromium`], a headless browser for the
 //! dashboard's page.
 //! A dev-dependency only; nothing here runs outside tests.
@@ -26,6 +27,7 @@ pub mod envoy;
 pub mod istio_corpus;
 pub mod jwt;
 pub mod kube;
+pub mod metrics_text;
 pub mod netns;
 pub mod otlp_receiver;
 pub mod probe;
