@@ -11,7 +11,8 @@
 //! receiver collecting the spans proxies export; [`metrics_text`], samples read from Prometheus text;
 //! [`jwt`], a token issuer (ES256 key, JWKS,
 //! signed tokens) for RequestAuthentication tests; [`chromium`], a headless browser for the
-//! dashboard's page.
+//! dashboard's page; [`static_http`], fixed documents by path with their fetches counted
+//! (a `jwksUri`).
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -33,6 +34,7 @@ pub mod otlp_receiver;
 pub mod probe;
 pub mod prometheus;
 pub mod relay;
+pub mod static_http;
 pub mod test_ca;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool
