@@ -13,8 +13,8 @@
 //! - both servers refuse a client certificate from another CA and an expired one from
 //!   lateend's CA, and both clients refuse a server with the wrong identity (503).
 //!
-//! The lateen-proxy sidecar takes its certificate (issued by lateend's CA) from `--cert-dir`
-//! and says so with `ISTIO_META_LATEEN_MTLS`, until `sidecar` runs the CA client itself.
+//! The lateen-proxy sidecar runs as injected: ADS and the certificate API on lateend's TLS
+//! port (15012's), trusting the mesh root, with its bootstrap token (`JWT_PATH`).
 
 mod common;
 #[path = "common/dataplane.rs"]
@@ -113,30 +113,15 @@ async fn envoy_and_lateen_proxy_sidecars_speak_mutual_tls_configured_by_lateend(
         &common::sds_cluster(&socket),
     );
 
-    // The lateen-proxy sidecar with lateend's certificate for default/lateen-app.
-    let cert = lateen_proxy::xds::ca_client::fetch(&local.ca_client("lateen-app", None))
-        .await
-        .expect("lateen-app's certificate");
-    let certs = dir.join("lateen-app-certs");
-    std::fs::create_dir_all(&certs).expect("cert dir");
-    for (file, pem) in [
-        ("cert-chain.pem", cert.chain_pem()),
-        ("key.pem", cert.key_pem()),
-        ("root-cert.pem", cert.roots_pem()),
-    ] {
-        std::fs::write(certs.join(file), pem).expect("write certificate files");
-    }
+    // The lateen-proxy sidecar as injected: xDS and its certificate from lateend's TLS port.
     let ports = [free_port(), free_port(), free_port()];
     let workload = SidecarWorkload {
         app: Workload::Lateen.app(),
         address: Workload::Lateen.instance_ip(),
         service_account: Workload::Lateen.app(),
     };
-    let mut lateen = lateen_sidecar_command(&workload, local.lateend.xds, ports);
-    lateen
-        .arg("--cert-dir")
-        .arg(&certs)
-        .env("ISTIO_META_LATEEN_MTLS", "true");
+    let mut lateen = lateen_sidecar_command(&workload, local.lateend.xds_tls, ports);
+    lateen.envs(local.agent_env("lateen-app"));
     let lateen_sidecar = spawn_logged(lateen, dir, "lateen-app");
 
     let diagnostics = || {
