@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Process, envoy_or_skip};
-use lateen_identity::{Identity, WorkloadCertificate};
+use lateen_identity::WorkloadCertificate;
 use lateen_proxy::xds::sds_agent::{AgentArgs, ca_client_config, serve};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -20,8 +20,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-
-const LATEEND_NAME: &str = "lateend.istio-system.svc";
 
 /// Envoy with one mutual-TLS listener on `port` whose certificate and trusted root come from
 /// SDS on `socket` (Istio's `sds-grpc` cluster), proxying to `backend`.
@@ -31,19 +29,7 @@ fn envoy_bootstrap(socket: &Path, port: u16, backend: u16) -> String {
         r#"node: {{id: "sidecar~127.0.0.1~reviews-1.default~default.svc.cluster.local", cluster: reviews.default}}
 static_resources:
   clusters:
-  - name: sds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: sds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{pipe: {{path: "{socket}"}}}}}}
-  - name: backend
+{sds_cluster}  - name: backend
     type: STATIC
     connect_timeout: 1s
     load_assignment:
@@ -74,7 +60,7 @@ static_resources:
           stat_prefix: inbound
           cluster: backend
 "#,
-        socket = socket.display()
+        sds_cluster = common::sds_cluster(socket)
     )
 }
 
@@ -275,35 +261,18 @@ async fn envoy_serves_mutual_tls_with_the_agents_rotating_certificate() {
     };
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path();
-    let common::lateend::Local {
-        lateend,
-        root,
-        tokens,
-    } = common::lateend::local(dir, &[]).await;
+    let local = common::lateend::local(dir, &[]).await;
 
     // The agent, configured from Istio's environment as the injector would set it.
-    let token = |sa: &str| -> PathBuf { tokens.join("default").join(sa).join("istio-token") };
-    let agent_env = |sa: &str| {
-        [
-            ("XDS_ROOT_CA", root.display().to_string()),
-            ("ISTIOD_SAN", LATEEND_NAME.to_string()),
-            ("JWT_PATH", token(sa).display().to_string()),
-            ("POD_NAMESPACE", "default".to_string()),
-            ("SERVICE_ACCOUNT", sa.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect::<std::collections::BTreeMap<_, _>>()
-    };
     let socket = dir.join("var/run/secrets/workload-spiffe-uds/socket");
     let args = AgentArgs {
-        ca_address: Some(format!("127.0.0.1:{}", lateend.xds_tls)),
+        ca_address: Some(format!("127.0.0.1:{}", local.lateend.xds_tls)),
         discovery_address: None,
         sds_socket: socket.clone(),
         secret_ttl: Some(Duration::from_secs(6)),
         log_level: "info".into(),
     };
-    let agent_config = ca_client_config(&args, &agent_env("reviews")).expect("agent config");
+    let agent_config = ca_client_config(&args, &local.agent_env("reviews")).expect("agent config");
     assert!(
         matches!(
             agent_config.transport,
@@ -320,19 +289,7 @@ async fn envoy_serves_mutual_tls_with_the_agents_rotating_certificate() {
     });
 
     // The client: another workload's certificate from the same CA.
-    let mut client_args_config = ca_client_config(
-        &AgentArgs {
-            ca_address: Some(format!("127.0.0.1:{}", lateend.xds_tls)),
-            discovery_address: None,
-            sds_socket: dir.join("unused"),
-            secret_ttl: None,
-            log_level: "info".into(),
-        },
-        &agent_env("ratings"),
-    )
-    .expect("client config");
-    client_args_config.identity = Identity::new("cluster.local", "default", "ratings");
-    let client = lateen_proxy::xds::ca_client::fetch(&client_args_config)
+    let client = lateen_proxy::xds::ca_client::fetch(&local.ca_client("ratings", None))
         .await
         .expect("the client's certificate");
     let tls = connector(&client, true);

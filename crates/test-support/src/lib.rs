@@ -8,9 +8,11 @@
 //! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration;
 //! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
 //! [`demo`], what the tests of `lateen demo` share; [`otlp_receiver`], a real OTLP/gRPC trace
-//! receiver collecting the spans proxies export; [`jwt`], a token issuer (ES256 key, JWKS,
+//! receiver collecting the spans proxies export; [`metrics_text`], samples read from Prometheus text;
+//! [`jwt`], a token issuer (ES256 key, JWKS,
 //! signed tokens) for RequestAuthentication tests; [`chromium`], a headless browser for the
-//! dashboard's page.
+//! dashboard's page; [`static_http`], fixed documents by path with their fetches counted
+//! (a `jwksUri`).
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -26,11 +28,13 @@ pub mod envoy;
 pub mod istio_corpus;
 pub mod jwt;
 pub mod kube;
+pub mod metrics_text;
 pub mod netns;
 pub mod otlp_receiver;
 pub mod probe;
 pub mod prometheus;
 pub mod relay;
+pub mod static_http;
 pub mod test_ca;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool

@@ -11,6 +11,7 @@ pub mod clusters;
 mod endpoint_only;
 pub mod endpoints;
 mod host_index;
+mod jwks_uri;
 mod jwt;
 pub mod listeners;
 pub mod mtls_inbound;

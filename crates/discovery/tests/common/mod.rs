@@ -154,7 +154,19 @@ dynamic_resources:
   lds_config: {{ads: {{}}, resource_api_version: V3}}
 static_resources:
   clusters:
-  - name: xds-grpc
+{xds}{tls}"#,
+        xds = grpc_cluster(
+            "xds-grpc",
+            &format!("{{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}")
+        )
+    )
+}
+
+/// A static HTTP/2 cluster `name` with one endpoint at `address` (an Envoy `Address` in YAML
+/// flow style), as a `static_resources.clusters` item: istio-agent's `xds-grpc`/`sds-grpc`.
+pub fn grpc_cluster(name: &str, address: &str) -> String {
+    format!(
+        r#"  - name: {name}
     type: STATIC
     connect_timeout: 1s
     typed_extension_protocol_options:
@@ -162,20 +174,41 @@ static_resources:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {{http2_protocol_options: {{}}}}
     load_assignment:
-      cluster_name: xds-grpc
+      cluster_name: {name}
       endpoints:
       - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
-{tls}"#
+        - endpoint: {{address: {address}}}
+"#
+    )
+}
+
+/// istio-agent's `sds-grpc` cluster: Envoy's SDS over HTTP/2 on the agent's Unix socket.
+pub fn sds_cluster(socket: &Path) -> String {
+    grpc_cluster(
+        "sds-grpc",
+        &format!("{{pipe: {{path: \"{}\"}}}}", socket.display()),
     )
 }
 
 /// Starts Envoy with its admin on 127.0.0.1 port 0; [`Process::admin_port`] reads the port
 /// Envoy bound (from `--admin-address-path`).
 pub fn start_envoy(binary: &Path, dir: &Path, identity: &Identity, xds: u16) -> Process {
+    start_envoy_with(binary, dir, identity, xds, "")
+}
+
+/// [`start_envoy`] with `more_clusters` (YAML list items at the bootstrap's
+/// `static_resources.clusters` indentation) after `xds-grpc`, e.g. istio-agent's `sds-grpc`.
+pub fn start_envoy_with(
+    binary: &Path,
+    dir: &Path,
+    identity: &Identity,
+    xds: u16,
+    more_clusters: &str,
+) -> Process {
     let tag = identity.id.split('~').nth(2).unwrap_or("proxy");
     let config = dir.join(format!("bootstrap-{tag}.yaml"));
-    std::fs::write(&config, bootstrap(identity, xds, 0)).expect("write bootstrap");
+    let text = bootstrap(identity, xds, 0) + more_clusters;
+    std::fs::write(&config, text).expect("write bootstrap");
     let admin_path = dir.join(format!("admin-{tag}.address"));
     let _ = std::fs::remove_file(&admin_path);
     let log = dir.join(format!("envoy-{tag}.log"));

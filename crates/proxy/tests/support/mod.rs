@@ -266,14 +266,8 @@ where
 }
 
 /// The value of the first sample line that contains every one of `parts`.
-pub fn sample(metrics: &str, name: &str, parts: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{'))
-        .find(|line| parts.iter().all(|part| line.contains(part)))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
+#[allow(unused_imports)] // not every test binary reads metrics
+pub use lateen_test_support::metrics_text::sample;
 
 /// A config with one HTTP listener routing everything to one cluster of `upstreams`.
 pub fn simple_config(

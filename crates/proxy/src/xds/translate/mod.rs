@@ -19,6 +19,7 @@ mod locality_tests;
 pub mod policy;
 #[cfg(test)]
 mod policy_tests;
+pub mod remote_jwks;
 pub mod route;
 #[cfg(test)]
 pub(crate) mod tests;
