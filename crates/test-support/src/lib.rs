@@ -10,7 +10,7 @@
 //! [`demo`], what the tests of `lateen demo` share; [`otlp_receiver`], a real OTLP/gRPC trace
 //! receiver collecting the spans proxies export; [`jwt`], a token issuer (ES256 key, JWKS,
 //! signed tokens) for RequestAuthentication tests; [`chromium`], a headless browser for the
-//! dashboard's page.
+//! dashboard's page; [`proc_stats`], a process's descriptors and resident memory from /proc.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
@@ -29,6 +29,7 @@ pub mod kube;
 pub mod netns;
 pub mod otlp_receiver;
 pub mod probe;
+pub mod proc_stats;
 pub mod prometheus;
 pub mod relay;
 pub mod test_ca;

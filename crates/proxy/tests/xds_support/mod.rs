@@ -281,6 +281,11 @@ impl SidecarProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id, to read its descriptors and memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn is_ready(&self) -> bool {
         matches!(get(self.health, "/healthz/ready").await, Ok((200, _)))
     }
