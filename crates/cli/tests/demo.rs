@@ -3,6 +3,7 @@
 //! proxies' metrics observe it, and every process ends afterwards (loopback mode: explicit
 //! listeners, no root). `--mode auto` without root or without the namespace tools falls back
 //! to loopback and says why. The tests share the loopback addresses, so they run one at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::process::Command;
 use std::sync::Mutex;

@@ -4,6 +4,7 @@
 //! rustls client holding another workload's certificate from the same CA sees Envoy's leaf
 //! with the SPIFFE identity lateend issued; with a 6 s lifetime Envoy gets the rotated
 //! certificate (a new serial) while an open connection keeps working.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use common::{Process, envoy_or_skip};
 use lateen_identity::{Identity, WorkloadCertificate};
 use lateen_proxy::xds::sds_agent::{AgentArgs, ca_client_config, serve};
+use lateen_test_support::envoy_bootstrap::Bootstrap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,32 +29,8 @@ const LATEEND_NAME: &str = "lateend.istio-system.svc";
 /// SDS on `socket` (Istio's `sds-grpc` cluster), proxying to `backend`.
 fn envoy_bootstrap(socket: &Path, port: u16, backend: u16) -> String {
     let sds = "{resource_api_version: V3, api_config_source: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}}";
-    format!(
-        r#"node: {{id: "sidecar~127.0.0.1~reviews-1.default~default.svc.cluster.local", cluster: reviews.default}}
-static_resources:
-  clusters:
-  - name: sds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: sds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{pipe: {{path: "{socket}"}}}}}}
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}
-  listeners:
-  - name: inbound-mtls
+    let listener = format!(
+        r#"  - name: inbound-mtls
     address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
     filter_chains:
     - transport_socket:
@@ -73,9 +51,14 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
           stat_prefix: inbound
           cluster: backend
-"#,
-        socket = socket.display()
-    )
+"#
+    );
+    Bootstrap::new("sidecar~127.0.0.1~reviews-1.default~default.svc.cluster.local")
+        .cluster("reviews.default")
+        .grpc_pipe_cluster("sds-grpc", socket)
+        .static_cluster("backend", backend)
+        .listener(&listener)
+        .to_yaml()
 }
 
 /// Checks the chain against the mesh root but not a host name: a mesh leaf names a SPIFFE

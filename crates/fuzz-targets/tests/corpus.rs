@@ -1,6 +1,7 @@
 //! Every input under `fuzz/corpus/TARGET/` (the seeds and any crash `cargo fuzz` found) run
 //! through its target: none may panic. Cheap (well under a second of work); the fuzzing
 //! itself is `scripts/fuzz.sh`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,7 @@
 //! for a small mesh (every Listener, RouteConfiguration, Cluster and ClusterLoadAssignment,
 //! each prefixed with the target's type selector). Run by hand when translation changes:
 //! `cargo test -p lateen-fuzz-targets --test xds_seeds -- --ignored`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use lateen_discovery::translate::build_snapshot;
 use lateen_discovery::{Config, Proxy, Registry};

@@ -13,6 +13,7 @@
 //! endpoints of `soak.default.svc.cluster.local`: the server sidecar's ingress on
 //! 127.0.77.2 (→ an HTTP/h2c/gRPC upstream and a TCP echo in this process), plus up to three
 //! more upstreams reached directly, which come and go.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod soak_support;
 mod support;

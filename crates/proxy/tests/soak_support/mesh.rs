@@ -130,10 +130,7 @@ impl Mesh {
         )
     }
 
-    /// Write then rename, so lateend never reads half a file.
     fn write(&self, name: &str, text: &str) {
-        let temporary = self.dir.join(format!(".{name}.tmp"));
-        std::fs::write(&temporary, text).expect("write config");
-        std::fs::rename(&temporary, self.dir.join(name)).expect("rename config");
+        lateen_test_support::write_config(&self.dir, name, text);
     }
 }

@@ -12,13 +12,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago (the OS picks it; the tests bind it right after).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("free port")
-}
+pub use lateen_test_support::free_port;
 
 pub struct ProxyProcess {
     child: Child,
@@ -233,14 +227,9 @@ where
     false
 }
 
-/// The value of the first sample line that contains every one of `parts`.
+/// The value of the first sample of `name` whose line contains every one of `parts`.
 pub fn sample(metrics: &str, name: &str, parts: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{'))
-        .find(|line| parts.iter().all(|part| line.contains(part)))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
+    lateen_test_support::metrics_text::first(metrics, name, parts)
 }
 
 /// A config with one HTTP listener routing everything to one cluster of `upstreams`.
