@@ -4,6 +4,7 @@
 //! `# expect: <substring of one reported problem>` (one line each; all must appear) and
 //! optionally `# line: N` (some reported problem is on line N). Files named `mesh-*` are
 //! MeshConfig documents.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 

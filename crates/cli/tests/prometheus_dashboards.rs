@@ -7,6 +7,7 @@
 //! the dashboard and panel each comes from) must return data, and a Kiali-style graph query
 //! must name every edge of the demo. Skips with a NOTICE without `prometheus` unless
 //! `LATEEN_REQUIRE_TOOLS` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

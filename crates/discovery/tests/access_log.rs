@@ -5,6 +5,7 @@
 //! by field except timings and the addresses that differ by construction; a Telemetry naming
 //! an unknown provider is refused and the last good version stays; `disabled: true` turns
 //! one workload's logs off while the other's go on.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/dataplane.rs"]

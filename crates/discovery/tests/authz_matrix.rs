@@ -13,6 +13,7 @@
 //! kept. Connections here are plaintext, so principal and namespace rules never match
 //! (as in Envoy); matching them against a peer identity is tested in lateen-proxy's unit
 //! tests until mutual TLS lands.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "common/authz_config.rs"]
 mod authz_config;

@@ -12,6 +12,7 @@
 //!   duplicated;
 //! - in a pod (its ServiceAccount token mounted, `KUBERNETES_SERVICE_*` set) lateend needs no
 //!   flag at all: no folder, no kubeconfig.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/dataplane.rs"]

@@ -5,6 +5,7 @@
 //! with the SPIFFE identity lateend issued; with a 6 s lifetime Envoy gets the rotated
 //! certificate (a new serial) while an open connection keeps working.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 mod common;
 
 use std::path::Path;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use common::{Process, envoy_or_skip};
 use lateen_identity::WorkloadCertificate;
 use lateen_proxy::xds::sds_agent::{AgentArgs, ca_client_config, serve};
+use lateen_test_support::envoy_bootstrap::Bootstrap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,20 +27,8 @@ use tokio_rustls::client::TlsStream;
 /// SDS on `socket` (Istio's `sds-grpc` cluster), proxying to `backend`.
 fn envoy_bootstrap(socket: &Path, port: u16, backend: u16) -> String {
     let sds = "{resource_api_version: V3, api_config_source: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}}";
-    format!(
-        r#"node: {{id: "sidecar~127.0.0.1~reviews-1.default~default.svc.cluster.local", cluster: reviews.default}}
-static_resources:
-  clusters:
-{sds_cluster}  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}
-  listeners:
-  - name: inbound-mtls
+    let listener = format!(
+        r#"  - name: inbound-mtls
     address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
     filter_chains:
     - transport_socket:
@@ -59,9 +49,14 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
           stat_prefix: inbound
           cluster: backend
-"#,
-        sds_cluster = common::sds_cluster(socket)
-    )
+"#
+    );
+    Bootstrap::new("sidecar~127.0.0.1~reviews-1.default~default.svc.cluster.local")
+        .cluster("reviews.default")
+        .grpc_pipe_cluster("sds-grpc", socket)
+        .static_cluster("backend", backend)
+        .listener(&listener)
+        .to_yaml()
 }
 
 /// Checks the chain against the mesh root but not a host name: a mesh leaf names a SPIFFE

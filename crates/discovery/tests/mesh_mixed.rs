@@ -32,7 +32,7 @@ use common::client::{Request, fetch};
 use common::lateend::all_synced;
 use common::{Process, envoy_or_skip, free_port, wait_until};
 use dataplane::{SidecarWorkload, lateen_sidecar_command, spawn_logged};
-use lateen_test_support::metrics_text::total;
+use lateen_test_support::metrics_text::sum as total;
 use lateen_test_support::relay::{Relay, is_client_hello};
 use lateen_test_support::test_ca::{TestCa, Validity};
 use mesh_client::MeshClient;
@@ -110,7 +110,7 @@ async fn envoy_and_lateen_proxy_sidecars_speak_mutual_tls_configured_by_lateend(
         dir,
         &mixed_mesh::envoy_identity(),
         local.lateend.xds,
-        &common::sds_cluster(&socket),
+        Some(&socket),
     );
 
     // The lateen-proxy sidecar as injected: xDS and its certificate from lateend's TLS port.

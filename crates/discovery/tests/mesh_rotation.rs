@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::backend::Backend;
 use lateen_identity::CertificateWatch;
-use lateen_test_support::metrics_text::total;
+use lateen_test_support::metrics_text::sum as total;
 use mesh_client::MeshClient;
 use mesh_proxy::{MeshProxy, admin_block};
 

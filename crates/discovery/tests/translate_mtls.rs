@@ -3,6 +3,7 @@
 //! a sidecar without one keeps its plaintext chains. Outbound: auto mTLS
 //! `transport_socket_matches`, DestinationRule ISTIO_MUTUAL/DISABLE per subset and port, and
 //! EDS endpoints marked `tlsMode: istio` when their workload has a sidecar.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use lateen_discovery::translate::build_snapshot;
 use lateen_discovery::{Config, Proxy, Registry};

@@ -1,5 +1,6 @@
 //! The webhook over real HTTPS on 127.0.0.1: a generated certificate for
 //! `lateend.istio-system.svc`, a hyper client trusting only the generated CA, and curl.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

@@ -7,10 +7,7 @@
 //!   control plane over xDS (docs/proxy-xds.md);
 //! - `lateen-proxy agent` gets the workload certificate from the mesh CA and serves it to an
 //!   Envoy sidecar over SDS (docs/mesh-ca.md).
-// `deny`, not `forbid`: the one exception is `alloc_tuning` (glibc's mallopt), allowed there.
-#![deny(unsafe_code)]
-
-mod alloc_tuning;
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -87,7 +84,7 @@ fn main() -> ExitCode {
         Some(Command::Capture(_) | Command::CaptureCleanup(_) | Command::Agent(_)) => Some(1),
     };
     // The default is ProxyOptions' (one worker per core).
-    alloc_tuning::limit_arenas(
+    lateen_alloc_tuning::limit_arenas(
         workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     );
     let result = match cli.command {

@@ -12,13 +12,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago (the OS picks it; the tests bind it right after).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("free port")
-}
+pub use lateen_test_support::free_port;
 
 pub struct ProxyProcess {
     child: Child,
@@ -267,7 +261,7 @@ where
 
 /// The value of the first sample line that contains every one of `parts`.
 #[allow(unused_imports)] // not every test binary reads metrics
-pub use lateen_test_support::metrics_text::sample;
+pub use lateen_test_support::metrics_text::first as sample;
 
 /// A config with one HTTP listener routing everything to one cluster of `upstreams`.
 pub fn simple_config(
