@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+/// The span kinds the tests check, so a test needs no dependency on lateen-otlp of its own.
+pub use lateen_otlp::SpanKind;
 use lateen_otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse, KeyValue, Span};
 
 /// One received span and the resource (process) attributes it came with.
@@ -90,6 +92,26 @@ impl OtlpReceiver {
     /// How many Export calls arrived.
     pub fn export_calls(&self) -> usize {
         self.requests.lock().map(|count| *count).unwrap_or_default()
+    }
+
+    /// Waits until some span arrived and then no new one for `quiet` (longer than the
+    /// exporters' flush interval), or until `timeout`; returns every span received.
+    pub async fn settled(&self, quiet: Duration, timeout: Duration) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + timeout;
+        let mut spans = self.spans();
+        let mut unchanged_since = Instant::now();
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.spans();
+            if now.len() != spans.len() {
+                unchanged_since = Instant::now();
+            }
+            spans = now;
+            if !spans.is_empty() && unchanged_since.elapsed() >= quiet {
+                break;
+            }
+        }
+        spans
     }
 
     /// Waits until at least `count` spans arrived or `timeout` passed; returns what arrived.
