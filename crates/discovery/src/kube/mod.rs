@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod services;
 pub mod source;
 pub mod state;
+mod telemetry_check;
 pub mod watch;
 
 use std::sync::Arc;
