@@ -18,7 +18,6 @@ mod common;
 mod dataplane;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::backend::Backend;
@@ -26,9 +25,10 @@ use common::client::{Request, fetch};
 use common::lateend::{all_synced, start_lateend};
 use common::{envoy_or_skip, free_port, wait_until, write_config};
 use dataplane::DataPlane;
-use lateen_test_support::otlp_receiver::{OtlpReceiver, ReceivedSpan, SpanKind};
+use lateen_test_support::otlp_receiver::{
+    COLLECTOR_HOST, OtlpReceiver, ReceivedSpan, SpanKind, mesh_tracing_yaml,
+};
 
-const COLLECTOR: &str = "otel-collector.observability.svc.cluster.local";
 const SAMPLING: f64 = 50.0;
 
 /// The service whose only endpoint is `plane`'s inbound listener.
@@ -49,36 +49,7 @@ fn other(plane: DataPlane) -> DataPlane {
 
 fn mesh_yaml() -> String {
     format!(
-        "extensionProviders:\n- name: otel\n  opentelemetry: {{service: {COLLECTOR}, port: 4317}}\n"
-    )
-}
-
-/// The collector's ServiceEntry (the receiver as its endpoint) and the mesh-level
-/// Telemetry sending every proxy's spans to it.
-fn collector_yaml(receiver: SocketAddr) -> String {
-    format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: otel-collector, namespace: observability}}
-spec:
-  hosts: [{COLLECTOR}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 4317, name: grpc, protocol: GRPC}}]
-  endpoints: [{{address: {ip}, ports: {{grpc: {port}}}}}]
----
-apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata: {{name: mesh-default, namespace: istio-system}}
-spec:
-  tracing:
-  - providers: [{{name: otel}}]
-    randomSamplingPercentage: {SAMPLING}
-    customTags:
-      team: {{literal: {{value: tracing-test}}}}
-"#,
-        ip = receiver.ip(),
-        port = receiver.port()
+        "extensionProviders:\n- name: otel\n  opentelemetry: {{service: {COLLECTOR_HOST}, port: 4317}}\n"
     )
 }
 
@@ -156,7 +127,16 @@ async fn a_request_across_envoy_and_lateen_proxy_gives_one_trace() {
     let app = Backend::start("app").await;
     let port = free_port();
     write_config(&config, "mesh.yaml", &mesh_yaml());
-    write_config(&config, "collector.yaml", &collector_yaml(receiver.address));
+    write_config(
+        &config,
+        "collector.yaml",
+        &mesh_tracing_yaml(
+            receiver.address,
+            "observability",
+            SAMPLING,
+            "      team: {literal: {value: tracing-test}}\n",
+        ),
+    );
     for plane in DataPlane::ALL {
         write_config(
             &config,
