@@ -10,8 +10,6 @@
 //! - the API server restarted (every watch cut) and then etcd compacted under it (every resumed
 //!   watch gets 410 Gone and relists): changes made meanwhile arrive, nothing is lost or
 //!   duplicated;
-//! - a Telemetry naming a provider MeshConfig does not declare is refused (logged, IST0106 in
-//!   its status) and the last accepted version stays;
 //! - in a pod (its ServiceAccount token mounted, `KUBERNETES_SERVICE_*` set) lateend needs no
 //!   flag at all: no folder, no kubeconfig.
 
@@ -22,7 +20,8 @@ mod dataplane;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::lateend::{Lateend, start_lateend, start_lateend_with};
+use common::kube_source::{install_crds, kubectl_ok, lateend};
+use common::lateend::{Lateend, start_lateend_with};
 use common::{envoy_or_skip, get};
 use dataplane::{DataPlane, Running};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -191,50 +190,11 @@ async fn put_slice(client: &kube::Client, slice: &EndpointSlice) {
         .expect("apply slice");
 }
 
-/// lateend on an empty folder plus the cluster.
-async fn lateend(cluster: &TestCluster, work: &std::path::Path) -> Lateend {
-    let config = work.join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    let kubeconfig = cluster.kubeconfig().as_os_str().to_owned();
-    start_lateend(
-        &config,
-        work,
-        &["--kubeconfig".as_ref(), kubeconfig.as_os_str()],
-    )
-    .await
-}
-
 /// lateen-proxy alone connected to `lateend` (where Envoy is not needed: it shows what lateend
 /// sends).
 async fn lateen_proxy(lateend: &Lateend, work: &std::path::Path) -> Running {
     let no_envoy = std::path::PathBuf::from("/nonexistent/envoy");
     dataplane::start(DataPlane::LateenProxy, &no_envoy, work, lateend.xds, 9080).await
-}
-
-/// Runs kubectl; panics with its stderr when it fails.
-fn kubectl_ok(cluster: &TestCluster, args: &[&str], stdin: Option<&[u8]>) {
-    let out = cluster.kubectl(args, stdin);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Istio's CRDs as `lateen install` renders them.
-async fn install_crds(cluster: &TestCluster) {
-    let crds = lateen_install::render::crds::all();
-    let text = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": crds}))
-        .expect("crds");
-    kubectl_ok(cluster, &["apply", "--server-side", "-f", "-"], Some(&text));
-    let wait = [
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ];
-    kubectl_ok(cluster, &wait, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,94 +445,4 @@ async fn in_a_pod_lateend_needs_no_source_flag() {
         "{}",
         lateend.process.log_tail()
     );
-}
-
-/// The Telemetry of [`telemetry_with_an_unknown_provider_is_refused_and_the_last_good_stays`],
-/// naming `provider`; it selects no workload, so the other tests' proxies are untouched.
-fn telemetry(provider: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "telemetry.istio.io/v1",
-        "kind": "Telemetry",
-        "metadata": {"name": "logs", "namespace": NS},
-        "spec": {
-            "selector": {"matchLabels": {"app": "nobody"}},
-            "accessLogging": [{"providers": [{"name": provider}]}]
-        }
-    }))
-    .expect("telemetry")
-}
-
-/// The `accessLogging[0].providers[0].name` of the Telemetry lateend holds, from
-/// /debug/configz.
-async fn telemetry_provider(lateend: &Lateend) -> Option<String> {
-    let (_, body) = get(lateend.debug, "x", "/debug/configz", &[]).await?;
-    let config: serde_json::Value = serde_json::from_str(&body).ok()?;
-    config["resources"]
-        .as_array()?
-        .iter()
-        .find(|r| r["kind"] == "Telemetry" && r["name"] == "logs")
-        .and_then(|r| r["spec"]["accessLogging"][0]["providers"][0]["name"].as_str())
-        .map(str::to_string)
-}
-
-/// Bad input from the cluster: a Telemetry naming a provider MeshConfig does not declare is
-/// refused with the field and the name (logged, and IST0106 in its
-/// `status.validationMessages`), and lateend keeps its last accepted version.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn telemetry_with_an_unknown_provider_is_refused_and_the_last_good_stays() {
-    let Some(cluster) = TestCluster::start_or_skip("kube_registry telemetry") else {
-        return;
-    };
-    install_crds(&cluster).await;
-    // lateend's Leases (the status writer's among them) live in its namespace; another test
-    // of this binary may have made it already.
-    let _ = cluster.kubectl(&["create", "namespace", "istio-system"], None);
-    let work = tempfile::tempdir().expect("tempdir");
-    let config = work.path().join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    common::write_config(
-        &config,
-        "mesh.yaml",
-        "extensionProviders:\n- name: file-logs\n  envoyFileAccessLog: {path: /dev/stdout}\n",
-    );
-    let lateend = lateend(&cluster, work.path()).await;
-    kubectl_ok(
-        &cluster,
-        &["apply", "-f", "-"],
-        Some(&telemetry("file-logs")),
-    );
-    common::wait_until("the Telemetry accepted", || async {
-        telemetry_provider(&lateend).await.as_deref() == Some("file-logs")
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", lateend.process.log_tail()));
-
-    kubectl_ok(&cluster, &["apply", "-f", "-"], Some(&telemetry("no-such")));
-    common::wait_until("the refusal in lateend's log", || async {
-        lateend.process.log().lines().any(|l| {
-            l.contains("config rejected")
-                && l.contains("Telemetry default/logs")
-                && l.contains("spec.accessLogging[0].providers[0].name")
-                && l.contains("unknown provider \"no-such\"")
-        })
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", lateend.process.log_tail()));
-    assert_eq!(
-        telemetry_provider(&lateend).await.as_deref(),
-        Some("file-logs"),
-        "the last accepted version stays"
-    );
-    let gvk = kube::core::GroupVersionKind::gvk("telemetry.istio.io", "v1", "Telemetry");
-    let resource = kube::core::ApiResource::from_gvk_with_plural(&gvk, "telemetries");
-    let api: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(cluster.client().await, NS, &resource);
-    common::wait_until("IST0106 in the Telemetry's status", || async {
-        api.get("logs")
-            .await
-            .is_ok_and(|t| t.data["status"]["validationMessages"][0]["type"]["code"] == "IST0106")
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", lateend.process.log_tail()));
-    let _ = cluster.kubectl(&["delete", "telemetry", "logs", "-n", NS], None);
 }
