@@ -52,6 +52,8 @@ struct Changes {
     written: Vec<Instant>,
     /// Per change: (proxies that saw it, the latest of their receipts).
     seen: Vec<(usize, Duration)>,
+    /// Per change: the earliest receipt (the control plane's own latency, before fan-out).
+    first_seen: Vec<Option<Duration>>,
     /// Every (change, proxy) latency.
     latencies: Vec<Duration>,
 }
@@ -70,6 +72,8 @@ impl Changes {
             let seen = &mut self.seen[marker as usize];
             seen.0 += 1;
             seen.1 = seen.1.max(latency);
+            let first = &mut self.first_seen[marker as usize];
+            *first = Some(first.map_or(latency, |f| f.min(latency)));
         }
     }
 
@@ -106,6 +110,7 @@ pub async fn run(args: KubeRunArgs) -> anyhow::Result<serde_json::Value> {
         progress: sim::Progress::new(args.load.proxies),
         written: Vec::with_capacity(changes_total as usize),
         seen: Vec::with_capacity(changes_total as usize),
+        first_seen: Vec::with_capacity(changes_total as usize),
         latencies: Vec::new(),
     };
     let watch = Watch {
@@ -155,6 +160,8 @@ pub async fn run(args: KubeRunArgs) -> anyhow::Result<serde_json::Value> {
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NAMESPACE);
     let in_flight = std::sync::Arc::new(Semaphore::new(16));
     let (errors_tx, mut errors) = mpsc::unbounded_channel::<String>();
+    // How long each API write took to be answered: the API server's share of the latency.
+    let (writes_tx, mut writes) = mpsc::unbounded_channel::<Duration>();
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / args.rate);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let churn_started = Instant::now();
@@ -166,13 +173,20 @@ pub async fn run(args: KubeRunArgs) -> anyhow::Result<serde_json::Value> {
             _ = ticker.tick() => {
                 let k = changes.written.len() as u32;
                 let permit = in_flight.clone().acquire_owned().await?;
-                changes.written.push(Instant::now());
+                let written = Instant::now();
+                changes.written.push(written);
                 changes.seen.push((0, Duration::ZERO));
-                let (api, errors_tx) = (slices.clone(), errors_tx.clone());
+                changes.first_seen.push(None);
+                let (api, errors_tx, writes_tx) = (slices.clone(), errors_tx.clone(), writes_tx.clone());
                 let (services, pods) = (args.services, args.pods);
                 tokio::spawn(async move {
-                    if let Err(e) = kube_mesh::write_change(&api, k, services, pods).await {
-                        let _ = errors_tx.send(format!("{e:#}"));
+                    match kube_mesh::write_change(&api, k, services, pods).await {
+                        Ok(()) => {
+                            let _ = writes_tx.send(written.elapsed());
+                        }
+                        Err(e) => {
+                            let _ = errors_tx.send(format!("{e:#}"));
+                        }
                     }
                     drop(permit);
                 });
@@ -210,6 +224,13 @@ pub async fn run(args: KubeRunArgs) -> anyhow::Result<serde_json::Value> {
         .map(|(_, d)| *d)
         .collect();
     let to_every_proxy = Percentiles::of(&mut slowest);
+    let mut first: Vec<Duration> = changes.first_seen.iter().flatten().copied().collect();
+    let to_first_proxy = Percentiles::of(&mut first);
+    let mut write_times = Vec::new();
+    while let Ok(d) = writes.try_recv() {
+        write_times.push(d);
+    }
+    let api_writes = Percentiles::of(&mut write_times);
     let incomplete = changes
         .seen
         .iter()
@@ -235,6 +256,8 @@ pub async fn run(args: KubeRunArgs) -> anyhow::Result<serde_json::Value> {
         "churn_seconds": (churn_seconds * 10.0).round() / 10.0,
         "latency_to_every_proxy": to_every_proxy.to_json(),
         "latency_per_proxy": per_proxy.to_json(),
+        "latency_to_first_proxy": to_first_proxy.to_json(),
+        "api_write_round_trip": api_writes.to_json(),
         "changes_not_seen_by_every_proxy": incomplete,
         "write_errors": write_errors.len(),
         "first_write_error": write_errors.first(),

@@ -2,40 +2,47 @@
 //! page is served through the mesh, the canary scenario moves reviews traffic to v3 as the
 //! proxies' metrics observe it, and every process ends afterwards (loopback mode: explicit
 //! listeners, no root). `--mode auto` without root or without the namespace tools falls back
-//! to loopback and says why. The tests share the loopback addresses, so they run one at a time.
+//! to loopback and says why. The zero-trust scenario shows auto mTLS with both principals in
+//! the metrics, STRICT refusing plaintext from outside the mesh and an AuthorizationPolicy
+//! denying one caller. The tests share the loopback addresses, so they run one at a time.
 
 use std::process::Command;
 use std::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-#[test]
-fn demo_runs_the_canary_scenario_and_stops_cleanly() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// A finished loopback-mode `lateen demo --scenario SCENARIO --duration SECONDS` that
+/// succeeded: its folder, output and the processes' logs.
+struct ScenarioRun {
+    dir: tempfile::TempDir,
+    stdout: String,
+    logs: String,
+}
+
+fn run_scenario(scenario: &str, seconds: &str) -> ScenarioRun {
     let lateen = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lateen"));
     lateen_test_support::demo::assert_binaries_beside(&lateen);
     let dir = tempfile::tempdir().expect("temp dir");
     let output = Command::new(&lateen)
-        .args([
-            "demo",
-            "--mode",
-            "loopback",
-            "--scenario",
-            "canary",
-            "--duration",
-            "1",
-            "--dir",
-        ])
+        .args(["demo", "--mode", "loopback", "--scenario", scenario])
+        .args(["--duration", seconds, "--dir"])
         .arg(dir.path())
         .output()
         .expect("run lateen demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let logs = lateen_test_support::demo::logs(dir.path());
     assert!(
         output.status.success(),
         "demo failed:\n{stdout}\n{}\n{logs}",
         String::from_utf8_lossy(&output.stderr)
     );
+    ScenarioRun { dir, stdout, logs }
+}
+
+#[test]
+fn demo_runs_the_canary_scenario_and_stops_cleanly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ScenarioRun { dir, stdout, .. } = run_scenario("canary", "1");
     assert!(
         stdout.contains("http://127.0.10.1:9080/productpage"),
         "{stdout}"
@@ -182,4 +189,74 @@ fn demo_with_an_access_log_file_logs_requests_on_both_sides() {
             }
         }
     }
+}
+
+/// `--scenario zero-trust`: every sidecar holds a certificate from lateend's CA (one bootstrap
+/// token per workload identity), so productpage's calls cross mTLS and details' sidecar counts
+/// them with `connection_security_policy="mutual_tls"` and both SPIFFE principals; PERMISSIVE
+/// answers a plaintext call from outside the mesh, namespace STRICT refuses it while the page
+/// (in-mesh calls) still works; an AuthorizationPolicy on ratings denies productpage's sidecar
+/// (403 `RBAC: access denied`) and lets reviews-v2's through. The policy files are gone after.
+#[test]
+fn demo_zero_trust_scenario_shows_mtls_strict_and_authorization() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ScenarioRun { dir, stdout, logs } = run_scenario("zero-trust", "0");
+    let line = |start: &str| {
+        stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with(start))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        line("productpage: "),
+        ["productpage: 20/20 pages"],
+        "{stdout}"
+    );
+    let seen = line("details-v1's sidecar: ");
+    let count: f64 = seen
+        .first()
+        .and_then(|l| l.split(' ').nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        count >= 20.0
+            && seen[0].contains("connection_security_policy=\"mutual_tls\"")
+            && seen[0].contains(
+                "source_principal=\"spiffe://cluster.local/ns/default/sa/bookinfo-productpage\""
+            )
+            && seen[0].contains(
+                "destination_principal=\"spiffe://cluster.local/ns/default/sa/bookinfo-details\""
+            ),
+        "{stdout}\n{logs}"
+    );
+    let plaintext = line("plaintext call from outside the mesh to details: ");
+    assert_eq!(plaintext.len(), 2, "{stdout}");
+    assert!(plaintext[0].ends_with(": 200"), "PERMISSIVE: {stdout}");
+    assert!(
+        plaintext[1].contains(": refused"),
+        "STRICT: {stdout}\n{logs}"
+    );
+    assert_eq!(
+        line("productpage through the mesh: "),
+        ["productpage through the mesh: 200"],
+        "{stdout}\n{logs}"
+    );
+    assert_eq!(
+        line("productpage-v1 → ratings: "),
+        ["productpage-v1 → ratings: 403 RBAC: access denied"],
+        "{stdout}\n{logs}"
+    );
+    assert_eq!(
+        line("reviews-v2 → ratings: "),
+        ["reviews-v2 → ratings: 200"],
+        "{stdout}\n{logs}"
+    );
+    for file in [
+        "peer-authentication.yaml",
+        "authorization-policy-ratings.yaml",
+    ] {
+        assert!(!dir.path().join("config").join(file).exists(), "{file}");
+    }
+    assert!(stdout.contains("demo stopped"), "{stdout}");
 }

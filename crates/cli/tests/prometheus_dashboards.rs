@@ -80,8 +80,8 @@ const QUERIES: &[(&str, &str, &str)] = &[
     ),
     (
         "service",
-        "Client Workloads / Incoming Requests By Source And Response Code",
-        r#"round(sum(irate(istio_requests_total{connection_security_policy!="mutual_tls",destination_service=~"reviews.default.svc.cluster.local",reporter=~"destination",source_workload=~".*",source_workload_namespace=~".*"}[1m])) by (source_workload, source_workload_namespace, response_code), 0.001)"#,
+        "Client Workloads / Incoming Requests By Source And Response Code (mTLS target: the demo runs auto mTLS)",
+        r#"round(sum(irate(istio_requests_total{connection_security_policy="mutual_tls",destination_service=~"reviews.default.svc.cluster.local",reporter=~"destination",source_workload=~".*",source_workload_namespace=~".*"}[1m])) by (source_workload, source_workload_namespace, response_code), 0.001)"#,
     ),
     (
         "service",
@@ -116,8 +116,8 @@ const QUERIES: &[(&str, &str, &str)] = &[
     ),
     (
         "workload",
-        "Inbound Workloads / Incoming Requests By Source And Response Code",
-        r#"round(sum(irate(istio_requests_total{connection_security_policy!="mutual_tls",destination_workload=~"reviews-v2",destination_workload_namespace=~"default",reporter=~"destination",source_workload=~".*",source_workload_namespace=~".*"}[1m])) by (source_workload, source_workload_namespace, response_code), 0.001)"#,
+        "Inbound Workloads / Incoming Requests By Source And Response Code (mTLS target)",
+        r#"round(sum(irate(istio_requests_total{connection_security_policy="mutual_tls",destination_workload=~"reviews-v2",destination_workload_namespace=~"default",reporter=~"destination",source_workload=~".*",source_workload_namespace=~".*"}[1m])) by (source_workload, source_workload_namespace, response_code), 0.001)"#,
     ),
     (
         "workload",

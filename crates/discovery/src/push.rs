@@ -3,8 +3,7 @@
 //! [`ControlPlane`] holds the accepted configuration and the self-registered workloads, and is
 //! the xDS server's [`SnapshotProvider`]: on connect it registers the proxy and sets its first
 //! snapshot. Every change (config edit, proxy joining or leaving) sends a trigger; the
-//! debouncer ([`run_debouncer`]) waits for a quiet period (`--debounce-after`, 100 ms) but
-//! never longer than `--debounce-max` (1 s) after the first trigger, then pushes.
+//! debouncer ([`debounce`]) folds a burst of them into one push.
 //!
 //! A push translates once per distinct [`ProxyView`], not once per proxy: a [`Generation`]
 //! (one configuration, the registry built from it, and the snapshots translated so far, by
@@ -32,7 +31,10 @@ use crate::registry::{AutoRegistry, EndpointChanges, Registry, Service};
 use crate::store::Config;
 use crate::translate::{ProxyView, SharedClusters, build_snapshot_shared, selected_label_keys};
 
+mod debounce;
 mod endpoint_only;
+use debounce::Triggered;
+pub use debounce::{DebounceSettings, Trigger, run_debouncer};
 use endpoint_only::{ClusterServicesChange, Earlier};
 
 /// One consistent state of the mesh and the snapshots translated from it so far.
@@ -182,36 +184,6 @@ struct GenerationSlot {
     pushed: Option<Arc<Generation>>,
 }
 
-/// Why a push was asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    Config,
-    Registry,
-}
-
-/// Debounce timings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DebounceSettings {
-    /// Quiet period after the last trigger.
-    pub after: Duration,
-    /// Longest wait after the first trigger.
-    pub max: Duration,
-    /// Longest wait after the first trigger when only the registry changed (endpoints
-    /// coming and going): Kubernetes clusters change endpoints all the time, and with a quiet
-    /// period that never comes an endpoint would wait the whole `max`.
-    pub max_registry: Duration,
-}
-
-impl Default for DebounceSettings {
-    fn default() -> Self {
-        Self {
-            after: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            max_registry: Duration::from_millis(250),
-        }
-    }
-}
-
 /// Shared control-plane state.
 pub struct ControlPlane {
     config: RwLock<Arc<Config>>,
@@ -224,7 +196,7 @@ pub struct ControlPlane {
     xds: OnceLock<XdsServer>,
     webhook: OnceLock<Arc<lateen_inject::webhook::WebhookState>>,
     cluster: OnceLock<Arc<crate::kube::ClusterState>>,
-    triggers: mpsc::UnboundedSender<Trigger>,
+    triggers: mpsc::UnboundedSender<Triggered>,
     metrics: Arc<Metrics>,
     generation: Mutex<GenerationSlot>,
     readiness: Arc<crate::readiness::Readiness>,
@@ -240,7 +212,7 @@ impl std::fmt::Debug for ControlPlane {
 
 impl ControlPlane {
     /// A control plane on `config`; the receiver feeds [`run_debouncer`].
-    pub fn new(config: Config, grace: Duration) -> (Arc<Self>, mpsc::UnboundedReceiver<Trigger>) {
+    pub fn new(config: Config, grace: Duration) -> (Arc<Self>, mpsc::UnboundedReceiver<Triggered>) {
         let (triggers, rx) = mpsc::unbounded_channel();
         let cp = Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
@@ -331,7 +303,11 @@ impl ControlPlane {
     /// Replaces the cluster's services (sorted by hostname) and asks for a push when they
     /// changed. The registry merges them with ServiceEntry services ([`Registry::build_with`]).
     /// Services that did not change stay shared with the registry.
-    pub fn set_cluster_services(&self, services: Vec<Service>) {
+    pub fn set_cluster_services<S: Into<Arc<Service>>>(
+        &self,
+        services: impl IntoIterator<Item = S>,
+    ) {
+        let services: Vec<Arc<Service>> = services.into_iter().map(Into::into).collect();
         {
             // The slot first, as `generation` takes them: the services and what changed in
             // them are recorded together.
@@ -365,7 +341,7 @@ impl ControlPlane {
     /// Counts the trigger under istiod's `pilot_push_triggers{type}` and wakes the debouncer.
     fn send_trigger(&self, t: Trigger) {
         self.metrics.count_trigger(t);
-        let _ = self.triggers.send(t);
+        let _ = self.triggers.send(Triggered::now(t));
     }
 
     /// The configuration and its epoch, read together.
@@ -552,46 +528,6 @@ impl SnapshotProvider for ControlPlane {
 fn translated_part(config: &Config) -> (&lateen_api::MeshConfig, Vec<&lateen_api::Resource>) {
     let resources = config.resources.iter().collect();
     (&config.mesh, resources)
-}
-
-/// Debounces triggers and pushes; returns when every sender is gone.
-pub async fn run_debouncer(
-    cp: Arc<ControlPlane>,
-    mut rx: mpsc::UnboundedReceiver<Trigger>,
-    settings: DebounceSettings,
-) {
-    while let Some(trigger) = rx.recv().await {
-        let first = tokio::time::Instant::now();
-        let mut last = first;
-        let mut config_changed = trigger == Trigger::Config;
-        let mut open = true;
-        while open {
-            let max = if config_changed {
-                settings.max
-            } else {
-                settings.max_registry.min(settings.max)
-            };
-            let deadline = (last + settings.after).min(first + max);
-            tokio::select! {
-                t = rx.recv() => match t {
-                    Some(t) => {
-                        last = tokio::time::Instant::now();
-                        config_changed |= t == Trigger::Config;
-                    }
-                    None => open = false,
-                },
-                () = tokio::time::sleep_until(deadline) => break,
-            }
-        }
-        // Translation is CPU work: keep it off the threads that serve the xDS streams.
-        let pushing = cp.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || pushing.push_all()).await {
-            tracing::error!(error = %e, "push computation failed");
-        }
-        if !open {
-            return;
-        }
-    }
 }
 
 /// Checks every second for registered proxies whose grace period ended.

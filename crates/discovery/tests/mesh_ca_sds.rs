@@ -127,7 +127,7 @@ impl ServerCertVerifier for MeshRootOnly {
 /// A TLS client trusting only `client`'s mesh root and presenting its certificate, or none
 /// with `present` false.
 fn connector(client: &WorkloadCertificate, present: bool) -> TlsConnector {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for root in &client.roots {
         roots.add(root.clone()).expect("mesh root");

@@ -22,7 +22,7 @@ fn verifies(cert: &WorkloadCertificate, root_pem: &str) -> bool {
     for der in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
         roots.add(der.unwrap()).unwrap();
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()

@@ -12,8 +12,13 @@
 //! server first (what it stores is what is run) and the token is a real TokenRequest token
 //! for the pod's ServiceAccount with audience `istio-ca`; without it, the pod as injected
 //! and a made-up token. lateend runs in the same network
-//! namespace on 127.0.0.7 (its generated serving certificate is for
-//! `lateend.istio-system.svc`).
+//! namespace on 127.0.0.7 (its serving certificate is for `lateend.istio-system.svc`).
+//!
+//! The sidecar also gets its workload certificate as pilot-agent would: from `CA_ADDR` (the
+//! injector sets it to lateend's 15012), trusting the mounted root and proving itself with
+//! the mounted token, then tells lateend it holds one (`LATEEN_MTLS`) and is ready only with
+//! it. lateend, inside the namespace, cannot reach the test API server for a TokenReview, so
+//! the pod's token is given to it as that pod's bootstrap token (`--bootstrap-token-dir`).
 //!
 //! Needs root, `ip`, `unshare`, `setpriv`, `curl`, overlayfs and lateend built beside
 //! lateen-proxy (`cargo build -p lateen-discovery --bin lateend`); skips with a NOTICE
@@ -24,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use lateen_identity::MeshCa;
 use lateen_inject::{InjectConfig, Outcome, inject_object, yaml::parse_documents};
 use lateen_test_support::kube::container::{ContainerProcess, Pod};
 use lateen_test_support::kube::{
@@ -34,8 +40,8 @@ use serde_json::{Value, json};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_lateen-proxy");
 const LATEEND_ADDRESS: &str = "127.0.0.7";
-/// A JWT's shape, when no test cluster gives a real one; lateend carries but does not check
-/// tokens yet.
+/// A JWT's shape, when no test cluster gives a real one (lateend gets it as a bootstrap
+/// token).
 const MADE_UP_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOlsiaXN0aW8tY2EiXX0.c2lnbmF0dXJl";
 const TOOLS: [&str; 5] = ["ip", "unshare", "setpriv", "curl", "mount"];
 
@@ -216,8 +222,12 @@ async fn stored_running(cluster: &TestCluster, pod: Value, at: &Placement<'_>) -
         .unwrap_or_else(|e| panic!("pod {} running: {e}", at.pod_name))
 }
 
-/// Starts lateend in a fresh namespace, then the pod's sidecar with the root certificate
-/// `root_pem` returns (given lateend's own CA) mounted as the mesh root; `cluster_test` names
+/// Starts an injected pod's sidecar and lateend in a fresh namespace. lateend's CA (kept in
+/// `--ca-dir`, made here first so its root can go into the pod's `istio-ca-root-cert`) is its
+/// one-machine CA: lateend in the namespace cannot reach the test API server for a
+/// TokenReview, so the token the pod was given (a TokenRequest token with the test cluster)
+/// is handed to lateend as the pod's bootstrap token for `default/SERVICE_ACCOUNT`.
+/// `root_pem` chooses the root the sidecar trusts (given lateend's); `cluster_test` names
 /// the test when the pod and its token come from the test cluster.
 fn start(
     test: &str,
@@ -232,55 +242,10 @@ fn start(
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod lab dir");
-    let netns = Netns::create(&format!("lateen-{test}-{}", std::process::id() % 100_000));
-    netns.add_address(pod_ip);
-    let mut children = Children(Vec::new());
-
-    let config_dir = dir.path().join("config");
-    std::fs::create_dir_all(&config_dir).expect("config dir");
-    let ca_file = dir.path().join("lateend-ca.pem");
-    let lateend = lateend().expect("checked before");
-    let lateend = lateend.to_string_lossy();
-    let address = |port: u16| format!("{LATEEND_ADDRESS}:{port}");
-    children.0.push(
-        netns
-            .spawn(
-                &[
-                    &lateend,
-                    "--config-dir",
-                    &config_dir.to_string_lossy(),
-                    "--webhook-ca-out",
-                    &ca_file.to_string_lossy(),
-                    "--xds-address",
-                    &address(15010),
-                    "--xds-tls-address",
-                    &address(15012),
-                    "--debug-address",
-                    &address(15014),
-                    "--webhook-address",
-                    &address(15017),
-                    "--http-address",
-                    &address(8080),
-                ],
-                &dir.path().join("lateend.log"),
-                |_| {},
-            )
-            .expect("start lateend"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let lateend_ca = loop {
-        match std::fs::read_to_string(&ca_file) {
-            Ok(pem) if pem.contains("END CERTIFICATE") => break pem,
-            _ => {
-                assert!(
-                    Instant::now() < deadline,
-                    "lateend wrote no CA: {}",
-                    std::fs::read_to_string(dir.path().join("lateend.log")).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    };
+    let ca = MeshCa::self_signed("cluster.local").expect("mesh CA");
+    let ca_dir = dir.path().join("ca");
+    ca.files().write_dir(&ca_dir).expect("write the CA");
+    let lateend_ca = ca.root_cert_pem().to_string();
 
     let pod_name = "nginx-deployment-7c79c4bf97-x2x7k";
     let hosts = dir.path().join("hosts");
@@ -315,6 +280,81 @@ fn start(
     // The image's entrypoint is lateen-proxy (docker/proxy.Dockerfile); the pod gives args.
     assert!(sidecar.command.is_empty(), "{sidecar:?}");
     assert_eq!(sidecar.args[0], "sidecar", "{sidecar:?}");
+    let account = command
+        .get_envs()
+        .find(|(key, _)| *key == "SERVICE_ACCOUNT")
+        .and_then(|(_, value)| value)
+        .map(|value| value.to_string_lossy().into_owned())
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let token = find_file(&placement.volumes, "istio-token").expect("the pod's istio-token");
+    let tokens = dir.path().join("tokens");
+    let token_dir = tokens.join("default").join(&account);
+    std::fs::create_dir_all(&token_dir).expect("token dir");
+    std::fs::copy(&token, token_dir.join("istio-token")).expect("bootstrap token");
+
+    let netns = Netns::create(&format!("lateen-{test}-{}", std::process::id() % 100_000));
+    netns.add_address(pod_ip);
+    let mut children = Children(Vec::new());
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir_all(&config_dir).expect("config dir");
+    let ca_file = dir.path().join("lateend-ca.pem");
+    let lateend = lateend().expect("checked before");
+    let lateend = lateend.to_string_lossy();
+    let address = |port: u16| format!("{LATEEND_ADDRESS}:{port}");
+    children.0.push(
+        netns
+            .spawn(
+                &[
+                    &lateend,
+                    "--config-dir",
+                    &config_dir.to_string_lossy(),
+                    "--ca-dir",
+                    &ca_dir.to_string_lossy(),
+                    "--cacerts-dir",
+                    &dir.path().join("no-cacerts").to_string_lossy(),
+                    "--bootstrap-token-dir",
+                    &tokens.to_string_lossy(),
+                    "--webhook-ca-out",
+                    &ca_file.to_string_lossy(),
+                    "--xds-address",
+                    &address(15010),
+                    "--xds-tls-address",
+                    &address(15012),
+                    "--debug-address",
+                    &address(15014),
+                    "--webhook-address",
+                    &address(15017),
+                    "--http-address",
+                    &address(8080),
+                ],
+                &dir.path().join("lateend.log"),
+                |_| {},
+            )
+            .expect("start lateend"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match std::fs::read_to_string(&ca_file) {
+            Ok(pem) if pem.contains("END CERTIFICATE") => {
+                assert_eq!(
+                    pem.trim(),
+                    lateend_ca.trim(),
+                    "lateend serves with its --ca-dir"
+                );
+                break;
+            }
+            _ => {
+                assert!(
+                    Instant::now() < deadline,
+                    "lateend wrote no CA: {}",
+                    std::fs::read_to_string(dir.path().join("lateend.log")).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
     let words: Vec<String> = std::iter::once(command.get_program())
         .chain(command.get_args())
         .map(|w| w.to_string_lossy().into_owned())
@@ -342,6 +382,21 @@ fn start(
         pod_ip: pod_ip.to_string(),
         node_id: format!("sidecar~{pod_ip}~{pod_name}.default~default.svc.cluster.local"),
     }
+}
+
+/// The first file called `name` below `dir`.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
 }
 
 fn wait_for(lab: &Lab, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -379,6 +434,20 @@ fn injected_sidecar_connects_over_tls_and_becomes_ready() {
             "TLS (root /var/run/secrets/istio/root-cert.pem, server name lateend.istio-system.svc)"
         ),
         "{log}"
+    );
+    assert!(
+        log.contains("workload certificate issued")
+            && log.contains("spiffe://cluster.local/ns/default/sa/default"),
+        "the sidecar got its certificate from lateend's CA (CA_ADDR):\n{}",
+        lab.logs()
+    );
+    // Holding a certificate, it told lateend (LATEEN_MTLS), which sent Istio's PERMISSIVE
+    // inbound chains (TLS and plaintext) for it.
+    let dump = lab.netns.http_body("http://127.0.0.1:15000/config_dump");
+    assert!(
+        dump.replace(' ', "").contains("\"mtls\":\"permissive\""),
+        "{dump}\n{}",
+        lab.logs()
     );
     let syncz = lab.lateend_debug("/debug/syncz");
     assert!(syncz.contains(&lab.node_id), "{syncz}\n{}", lab.logs());

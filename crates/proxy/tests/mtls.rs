@@ -269,3 +269,88 @@ async fn without_a_certificate_the_proxy_warns_and_refuses_tls_without_failing()
     assert_eq!(status, 200);
     assert!(server.proxy.try_wait_alive());
 }
+
+/// #16 item 4: `x-envoy-peer-metadata` names the source in the metrics only when the caller
+/// is authenticated. On a proxy with a certificate, an mTLS client's metadata is used, and a
+/// plaintext caller's forged header (PERMISSIVE) gives Istio's `unknown` source and no
+/// series of its own; the header is removed either way. A proxy without any certificate
+/// source (a mesh without mTLS) still takes it.
+#[tokio::test]
+async fn peer_metadata_names_the_source_only_for_an_authenticated_peer() {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use lateen_proxy::metrics::PeerLabels;
+
+    let forged = PeerLabels::new(
+        Some("forged-v1"),
+        Some("elsewhere"),
+        Some("forged"),
+        Some("v1"),
+        None,
+        None,
+        None,
+        None,
+    );
+    let (metadata, id) =
+        lateen_proxy::http::peer::encode(&forged, Some("forged")).expect("peer metadata");
+    let forged_request = || {
+        http::Request::get("/forged")
+            .header("host", "test")
+            .header("x-envoy-peer-metadata", metadata.clone())
+            .header("x-envoy-peer-metadata-id", id.clone())
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    };
+
+    let (_ca, server_cert, client_cert) = mesh();
+    let server = server_side("permissive", &server_cert).await;
+    let (client, outbound, _certs) = client_side(&client_cert, server.inbound, SERVER_ID).await;
+    let (status, body) = get(outbound, "/mtls").await.expect("mtls");
+    assert_eq!(status, 200, "{body}\n{}", client.log_text());
+    let (status, _, body) = support::send(server.inbound, forged_request())
+        .await
+        .expect("plaintext");
+    assert_eq!(status, 200);
+    assert!(
+        !String::from_utf8_lossy(&body).contains("x-envoy-peer-metadata"),
+        "the app never sees the header: {body:?}"
+    );
+    let metrics = server.proxy.prometheus().await;
+    let count = |labels: &[&str]| sample(&metrics, "istio_requests_total", labels);
+    assert_eq!(
+        count(&[
+            "connection_security_policy=\"mutual_tls\"",
+            "source_workload=\"sleep-v1\"",
+            "source_app=\"sleep\"",
+        ]),
+        Some(1.0),
+        "an authenticated caller's metadata is used: {metrics}"
+    );
+    assert_eq!(
+        count(&[
+            "connection_security_policy=\"none\"",
+            "source_workload=\"unknown\"",
+            "source_workload_namespace=\"unknown\"",
+        ]),
+        Some(1.0),
+        "a plaintext caller's is not: {metrics}"
+    );
+    assert!(!metrics.contains("forged"), "{metrics}");
+
+    // No certificate source at all: nobody can be authenticated, the header is taken.
+    let plain = server_side_with("disable", None).await;
+    let (status, _, _) = support::send(plain.inbound, forged_request())
+        .await
+        .expect("plaintext");
+    assert_eq!(status, 200);
+    let metrics = plain.proxy.prometheus().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "istio_requests_total",
+            &["source_workload=\"forged-v1\""]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}

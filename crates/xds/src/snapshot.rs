@@ -7,8 +7,8 @@
 //! same configuration, and every stream's record of what it sent, point at the same bytes, so
 //! a control plane's memory grows with distinct configurations, not with proxies.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -49,7 +49,19 @@ pub struct TypeResources {
     /// The resources as the `resources` field of a SotW or delta response, encoded once for
     /// every stream that sends this set (only the nonce differs between their responses).
     encoded: [OnceLock<bytes::Bytes>; 2],
+    /// The subsets streams subscribe to, by subscription (name sets are shared between
+    /// streams, see `server::subscriptions`): a thousand sidecars asking for the same
+    /// thousand endpoints get one subset computed once per snapshot, not once each.
+    subsets: Mutex<Vec<Subset>>,
 }
+
+/// A subscription (a shared name set) and the resources it selects; `None` when it selects
+/// every one (the set itself, which must not hold an `Arc` of itself: that would never be
+/// freed).
+type Subset = (Arc<BTreeSet<String>>, Option<Arc<TypeResources>>);
+
+/// Subsets remembered per set; streams with other subscriptions compute their own.
+const SUBSETS_KEPT: usize = 8;
 
 /// The two response encodings of a resource set.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +79,27 @@ impl TypeResources {
             resources,
             version: OnceLock::new(),
             encoded: Default::default(),
+            subsets: Mutex::default(),
         }
+    }
+
+    /// The subset of these resources that subscription `names` selects, made by `subset` the
+    /// first time a stream with this (shared) subscription asks, then shared.
+    pub(crate) fn subset_for(
+        self: &Arc<Self>,
+        names: &Arc<BTreeSet<String>>,
+        subset: impl FnOnce(&Arc<Self>) -> Arc<Self>,
+    ) -> Arc<Self> {
+        let mut subsets = self.subsets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, done)) = subsets.iter().find(|(n, _)| Arc::ptr_eq(n, names)) {
+            return done.clone().unwrap_or_else(|| self.clone());
+        }
+        let made = subset(self);
+        if subsets.len() < SUBSETS_KEPT {
+            let kept = (!Arc::ptr_eq(&made, self)).then(|| made.clone());
+            subsets.push((names.clone(), kept));
+        }
+        made
     }
 
     /// The resources by name.
@@ -90,6 +122,7 @@ impl TypeResources {
     pub fn edit(&mut self) -> &mut ResourceMap {
         self.version = OnceLock::new();
         self.encoded = Default::default();
+        self.subsets = Mutex::default();
         &mut self.resources
     }
 
@@ -120,6 +153,7 @@ impl Clone for TypeResources {
             resources: self.resources.clone(),
             version: self.version.clone(),
             encoded: self.encoded.clone(),
+            subsets: Mutex::default(),
         }
     }
 }
@@ -334,6 +368,19 @@ fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subset_that_is_the_whole_set_is_shared_and_freed_with_it() {
+        let set = Arc::new(TypeResources::new(ResourceMap::new()));
+        let names: Arc<BTreeSet<String>> = Arc::default();
+        let first = set.subset_for(&names, |all| all.clone());
+        assert!(Arc::ptr_eq(&first, &set));
+        let again = set.subset_for(&names, |_| panic!("computed twice"));
+        assert!(Arc::ptr_eq(&again, &set));
+        let weak = Arc::downgrade(&set);
+        drop((set, first, again));
+        assert!(weak.upgrade().is_none(), "the set holds itself");
+    }
 
     #[test]
     fn unchanged_content_keeps_its_version() {

@@ -21,6 +21,7 @@ pub mod istio;
 pub mod mesh;
 pub mod objects;
 pub mod protocol;
+pub mod service_cache;
 pub mod services;
 pub mod source;
 pub mod state;

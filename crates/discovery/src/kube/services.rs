@@ -19,6 +19,7 @@ use std::sync::Arc;
 use lateen_api::networking::Resolution;
 
 use super::objects::{NodeInfo, PodInfo, ServiceInfo, SliceInfo, pod_locality};
+use super::service_cache::{Dirty, ServiceCache};
 use crate::registry::{Instance, Service};
 
 /// Every watched object the registry is built from, keyed by `namespace/name` (Nodes and
@@ -31,36 +32,23 @@ pub struct ClusterObjects {
     pub nodes: HashMap<String, Arc<NodeInfo>>,
 }
 
-/// The registry services of the Services in namespaces `selected` accepts, sorted by host.
+/// The registry services of every Service in namespaces `selected` accepts, sorted by host
+/// (a whole conversion; the cluster source converts only what changed, see
+/// [`super::service_cache`]).
 pub fn build_services(
     objects: &ClusterObjects,
     domain: &str,
     selected: &dyn Fn(&str) -> bool,
-) -> Vec<Service> {
-    let mut slices_of: HashMap<(&str, &str), Vec<&SliceInfo>> = HashMap::new();
-    for slice in objects.slices.values() {
-        slices_of
-            .entry((slice.namespace.as_str(), slice.service.as_str()))
-            .or_default()
-            .push(slice);
-    }
-    let mut out: Vec<Service> = objects
-        .services
-        .values()
-        .filter(|s| selected(&s.namespace))
-        .map(|svc| {
-            let slices = slices_of
-                .get(&(svc.namespace.as_str(), svc.name.as_str()))
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            service_of(svc, slices, objects, domain)
-        })
-        .collect();
-    out.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    out
+) -> Vec<Arc<Service>> {
+    let mut dirty = Dirty::default();
+    dirty.all();
+    ServiceCache::default()
+        .update(objects, dirty, domain, selected)
+        .0
 }
 
-fn service_of(
+/// The registry service of one Kubernetes Service with its slices.
+pub(super) fn service_of(
     svc: &ServiceInfo,
     slices: &[&SliceInfo],
     objects: &ClusterObjects,

@@ -121,7 +121,10 @@ fn objects() -> ClusterObjects {
     o
 }
 
-fn service<'a>(all: &'a [crate::registry::Service], host: &str) -> &'a crate::registry::Service {
+fn service<'a>(
+    all: &'a [Arc<crate::registry::Service>],
+    host: &str,
+) -> &'a crate::registry::Service {
     all.iter().find(|s| s.hostname == host).unwrap_or_else(|| {
         panic!(
             "no {host} in {:?}",

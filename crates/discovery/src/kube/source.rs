@@ -21,15 +21,17 @@ use tokio::sync::Notify;
 use super::istio::{self, RejectedObject};
 use super::mesh::{self, DiscoverySelectors, InjectorTexts};
 use super::objects::{NodeInfo, PodInfo, ServiceInfo, SliceInfo, namespace_labels};
-use super::services::{ClusterObjects, build_services};
+use super::service_cache::{Dirty, ServiceCache};
+use super::services::ClusterObjects;
 use super::state::ClusterState;
 use super::watch::{self, Change};
 use crate::push::ControlPlane;
 use crate::store::sources::ConfigSources;
 use crate::webhook::WebhookFiles;
 
-/// How long after a change the rebuild waits for more changes to fold in.
-const REBUILD_BATCH: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long after a change the rebuild waits for more changes to fold in. Short: a rebuild
+/// converts only the Services that changed, and the push debouncer does the real batching.
+const REBUILD_BATCH: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// One Istio kind's objects.
 #[derive(Debug, Default)]
@@ -96,11 +98,15 @@ struct Store {
     injector: (Option<String>, Option<String>),
     /// Watches that have listed once (or found their kind unavailable).
     settled: HashSet<String>,
+    /// What the next rebuild must convert again.
+    dirty: Dirty,
 }
 
 /// The running cluster source.
 pub struct KubeSource {
     store: Mutex<Store>,
+    /// The converted services; only the rebuild task uses it.
+    converted: Mutex<ServiceCache>,
     changed: Notify,
     state: Arc<ClusterState>,
     cp: Arc<ControlPlane>,
@@ -140,6 +146,7 @@ impl KubeSource {
     ) -> Arc<Self> {
         let source = Arc::new(Self {
             store: Mutex::new(Store::default()),
+            converted: Mutex::new(ServiceCache::default()),
             changed: Notify::new(),
             state,
             cp,
@@ -177,6 +184,7 @@ impl KubeSource {
 
     /// Wakes the rebuild (the folder changed: MeshConfig, hence discovery selectors, may have).
     pub fn poke(&self) {
+        self.lock().dirty.all();
         self.changed.notify_one();
     }
 
@@ -187,41 +195,56 @@ impl KubeSource {
             "Namespace",
             |ns: &Namespace| Some(Arc::new(namespace_labels(ns))),
             |s| &mut s.namespaces,
+            |s, _| s.dirty.all(),
         );
         self.spawn_kind(
             Api::<Service>::all(c.clone()),
             "Service",
             |svc: &Service| Some(Arc::new(ServiceInfo::from_service(svc))),
             |s| &mut s.objects.services,
+            |s, change| match change {
+                Change::Upsert(key, _) | Change::Remove(key) => s.dirty.service_key(key),
+                Change::Replace(_) => s.dirty.all(),
+                Change::Unavailable => {}
+            },
         );
         self.spawn_kind(
             Api::<EndpointSlice>::all(c.clone()),
             "EndpointSlice",
             |slice: &EndpointSlice| SliceInfo::from_slice(slice).map(Arc::new),
             |s| &mut s.objects.slices,
+            mark_slice,
         );
         self.spawn_kind(
             Api::<Pod>::all(c.clone()),
             "Pod",
             |pod: &Pod| Some(Arc::new(PodInfo::from_pod(pod))),
             |s| &mut s.objects.pods,
+            |s, change| match change {
+                Change::Upsert(key, _) | Change::Remove(key) => s.dirty.pod(key),
+                Change::Replace(_) => s.dirty.all(),
+                Change::Unavailable => {}
+            },
         );
         self.spawn_kind(
             Api::<Node>::all(c),
             "Node",
             |node: &Node| Some(Arc::new(NodeInfo::from_node(node))),
             |s| &mut s.objects.nodes,
+            |s, _| s.dirty.all(),
         );
         self.spawn_configmap_watches(client);
     }
 
-    /// Watches every object of `api` into the map `map` picks from the store.
+    /// Watches every object of `api` into the map `map` picks from the store; `mark` notes,
+    /// before a change is applied, which services it makes the rebuild convert again.
     fn spawn_kind<K, T>(
         self: &Arc<Self>,
         api: Api<K>,
         what: &'static str,
         convert: impl Fn(&K) -> Option<T> + Send + 'static,
         map: fn(&mut Store) -> &mut HashMap<String, T>,
+        mark: fn(&mut Store, &Change<T>),
     ) where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
         T: PartialEq + Send + 'static,
@@ -234,7 +257,10 @@ impl KubeSource {
             convert,
             move |change| {
                 let list = change.settles();
-                me.update(what, list, |s| change.apply_to(map(s)));
+                me.update(what, list, |s| {
+                    mark(s, &change);
+                    change.apply_to(map(s))
+                });
             },
         ));
     }
@@ -309,6 +335,9 @@ impl KubeSource {
         };
         self.update("ConfigMap istio", list, |s| {
             let changed = s.mesh_text != text;
+            if changed {
+                s.dirty.all();
+            }
             s.mesh_text = text;
             if let Some(mesh) = parsed {
                 s.mesh = mesh;
@@ -359,9 +388,8 @@ impl KubeSource {
 
     /// Rebuilds after a change, folding every change of the next [`REBUILD_BATCH`] (and those
     /// that arrive during a rebuild) into one round; the control plane's debouncer then
-    /// decides when to push. A rebuild converts every Service, slice and pod of the selected
-    /// namespaces, so a busy cluster (50 endpoint changes a second in bench/kube.sh) must not
-    /// get one per event: that kept lateend's core busy and pushes late.
+    /// decides when to push. A busy cluster (50 endpoint changes a second in bench/kube.sh)
+    /// gets one rebuild per batch, not one per event.
     async fn rebuild_loop(self: Arc<Self>) {
         let mut injector_applied: Option<InjectorTexts> = None;
         loop {
@@ -379,8 +407,9 @@ impl KubeSource {
     /// One rebuild; returns the injector texts now in force.
     fn rebuild(&self, injector_applied: Option<InjectorTexts>) -> Option<InjectorTexts> {
         // Take a snapshot (shared values, cheap) and let the watches go on.
-        let (objects, namespaces, resources, rejected, cluster_mesh, injector, settled) = {
-            let s = self.lock();
+        let started = std::time::Instant::now();
+        let (objects, namespaces, resources, rejected, cluster_mesh, injector, settled, dirty) = {
+            let mut s = self.lock();
             let resources: Vec<Resource> = s
                 .istio
                 .values()
@@ -404,6 +433,7 @@ impl KubeSource {
                 s.mesh.clone(),
                 injector,
                 s.settled.len(),
+                std::mem::take(&mut s.dirty),
             )
         };
         let mesh = cluster_mesh
@@ -427,7 +457,22 @@ impl KubeSource {
         rejected.sort_by(|a, b| {
             (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name))
         });
-        let services = build_services(&objects, lateen_api::host::DEFAULT_DOMAIN_SUFFIX, &selected);
+        let (services, converted) = self
+            .converted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(
+                &objects,
+                dirty,
+                lateen_api::host::DEFAULT_DOMAIN_SUFFIX,
+                &selected,
+            );
+        tracing::debug!(
+            services = services.len(),
+            converted,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "cluster services rebuilt"
+        );
 
         self.state.set_namespaces(
             namespaces
@@ -484,6 +529,23 @@ impl KubeSource {
             }
         }
         Some(texts)
+    }
+}
+
+/// A slice change marks the Service it belongs to, and the one it belonged to before (its
+/// `kubernetes.io/service-name` label may have been changed).
+fn mark_slice(s: &mut Store, change: &Change<Arc<SliceInfo>>) {
+    let key = match change {
+        Change::Upsert(key, slice) => {
+            s.dirty.service(&slice.namespace, &slice.service);
+            key
+        }
+        Change::Remove(key) => key,
+        Change::Replace(_) => return s.dirty.all(),
+        Change::Unavailable => return,
+    };
+    if let Some(old) = s.objects.slices.get(key) {
+        s.dirty.service(&old.namespace, &old.service);
     }
 }
 

@@ -85,10 +85,11 @@ pub(super) enum ClusterServicesChange {
 }
 
 /// `new` as shared services, reusing `old`'s `Arc` of every service that did not change, and
-/// how they changed.
+/// how they changed. A service handed on as the same `Arc` (the cluster source's cache does
+/// that for every Service it did not convert again) is unchanged without being compared.
 pub(super) fn share_unchanged_services(
     old: &[Arc<Service>],
-    new: Vec<Service>,
+    new: Vec<Arc<Service>>,
 ) -> (Vec<Arc<Service>>, ClusterServicesChange) {
     let by_host: HashMap<&str, &Arc<Service>> =
         old.iter().map(|s| (s.hostname.as_str(), s)).collect();
@@ -97,14 +98,14 @@ pub(super) fn share_unchanged_services(
     let shared = new
         .into_iter()
         .map(|service| match by_host.get(service.hostname.as_str()) {
-            Some(same) if ***same == service => Arc::clone(same),
+            Some(same) if Arc::ptr_eq(same, &service) || ***same == *service => Arc::clone(same),
             Some(_) => {
                 changed.insert(service.hostname.clone());
-                Arc::new(service)
+                service
             }
             None => {
                 added_or_removed = true;
-                Arc::new(service)
+                service
             }
         })
         .collect();

@@ -221,12 +221,13 @@ fn endpoint_only_generations_equal_full_translations() {
 fn cluster_services_keep_their_arcs_unless_changed() {
     let old: Vec<Arc<Service>> = (0..3).map(|i| Arc::new(service(i))).collect();
     let mut new: Vec<Service> = (0..3).map(service).collect();
-    let (same, change) = share_unchanged_services(&old, new.clone());
+    let arcs = |v: &[Service]| v.iter().cloned().map(Arc::new).collect::<Vec<_>>();
+    let (same, change) = share_unchanged_services(&old, arcs(&new));
     assert_eq!(change, ClusterServicesChange::None);
     assert!(same.iter().zip(&old).all(|(a, b)| Arc::ptr_eq(a, b)));
 
     new[1].instances.pop();
-    let (next, change) = share_unchanged_services(&old, new.clone());
+    let (next, change) = share_unchanged_services(&old, arcs(&new));
     assert_eq!(
         change,
         ClusterServicesChange::InPlace([new[1].hostname.clone()].into())
@@ -235,7 +236,7 @@ fn cluster_services_keep_their_arcs_unless_changed() {
 
     new.push(service(3));
     assert_eq!(
-        share_unchanged_services(&old, new).1,
+        share_unchanged_services(&old, arcs(&new)).1,
         ClusterServicesChange::AddedOrRemoved
     );
 }

@@ -200,8 +200,12 @@ pub async fn handle(
     let record = in_flight.record.clone();
     let mut request = request;
     let inbound = current.listener.direction == Direction::Inbound;
-    // Inbound: the calling sidecar's identity arrives with the request.
-    if inbound && let Some(value) = super::peer::take(request.headers_mut()) {
+    // Inbound: the calling sidecar's identity arrives with the request. The header is always
+    // removed; it names the source only when the caller is authenticated (#16 item 4).
+    if inbound
+        && let Some(value) = super::peer::take(request.headers_mut())
+        && ctx.security.trusts_peer_metadata()
+    {
         in_flight.peer = ctx.peers.peer(&value);
     }
     let span = current

@@ -19,6 +19,8 @@ pub struct ConnSecurity {
     pub peer: Option<Arc<Identity>>,
     /// This proxy's identity, `spiffe://...` (set with `peer`).
     local: Option<Arc<str>>,
+    /// This proxy has a workload certificate source, so the mesh can authenticate peers.
+    mesh_mtls: bool,
 }
 
 impl ConnSecurity {
@@ -28,7 +30,20 @@ impl ConnSecurity {
             .and(mesh)
             .and_then(MeshTls::local_identity)
             .map(|identity| Arc::from(identity.to_string()));
-        ConnSecurity { peer, local }
+        ConnSecurity {
+            peer,
+            local,
+            mesh_mtls: mesh.is_some(),
+        }
+    }
+
+    /// Whether the caller's `x-envoy-peer-metadata` may name the source in the metrics: only
+    /// from a peer the mesh authenticated (a verified mTLS client), since anyone can send the
+    /// header and each distinct value is a new series. A proxy without any certificate source
+    /// (a mesh running without mTLS) cannot authenticate anyone and keeps trusting it, as
+    /// before mTLS existed; its series stay bounded by `--max-metric-series`.
+    pub fn trusts_peer_metadata(&self) -> bool {
+        self.peer.is_some() || !self.mesh_mtls
     }
 
     /// The inbound side's labels: `mutual_tls` and both principals for an mTLS client,

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use super::control_plane::resolve;
 use super::identity::{Identity, NodeType};
 use super::state::XdsState;
+use super::workload_cert::{CertificateSource, MTLS_METADATA};
 use crate::admin::AdminState;
 use crate::config::compile::compile;
 use crate::config::model::{AdminConfig, ProxyConfig};
@@ -79,6 +80,15 @@ pub struct XdsArgs {
     /// `root-cert.pem`) for mesh mTLS, reloaded when it changes.
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+    /// The mesh CA's address (Istio's `CA_ADDR`, which the injector sets): the workload
+    /// certificate is requested there. Without it the CA is the control plane when that is
+    /// reached over TLS; with neither (nor `--cert-dir`) mesh mTLS is off.
+    #[arg(long, env = "CA_ADDR", value_name = "HOST:PORT")]
+    pub ca_address: Option<String>,
+    /// Requested certificate lifetime as a Go duration (`24h`, `90m`; Istio's `SECRET_TTL`);
+    /// default the CA's (24h on lateend).
+    #[arg(long, env = "SECRET_TTL", value_name = "DURATION", value_parser = super::sds_agent::parse_go_duration)]
+    pub secret_ttl: Option<Duration>,
     /// Accepted for Istio's injected arguments (`--log-level` sets ours).
     #[arg(long = "proxyLogLevel", hide = true)]
     pub proxy_log_level: Option<String>,
@@ -122,16 +132,25 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }
-    if let Some(dir) = &args.cert_dir {
-        options.certificates = Some(
-            crate::tls::files::watch_dir(dir)
-                .with_context(|| format!("--cert-dir {}", dir.display()))?,
-        );
-    }
     let control_plane = resolve(args.discovery_address.as_deref(), &env, &|path| {
         path.is_file()
     })
     .context("deciding how to reach the control plane")?;
+    let source = CertificateSource::choose(
+        args.cert_dir.as_ref(),
+        args.ca_address.as_deref(),
+        &control_plane,
+        &env,
+        args.secret_ttl,
+    )?;
+    if source.is_some() {
+        identity
+            .metadata
+            .entry(MTLS_METADATA.to_string())
+            .or_insert_with(|| "true".into());
+    }
+    let certificates = source.start()?;
+    options.certificates = certificates.clone();
     let running = crate::proxy::start(initial, options).await?;
     if let Some(address) = args.status_address {
         crate::status::start(
@@ -173,7 +192,20 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
         seen: BTreeSet::new(),
         waiting_since: None,
         given_up: BTreeSet::new(),
+        certificates: certificates.clone(),
     }));
+    if let Some(mut certificates) = certificates {
+        // The first certificate may come after the first configuration: ready then.
+        let cert_agent = agent.clone();
+        tokio::spawn(async move {
+            while certificates.borrow_and_update().is_none() {
+                if certificates.changed().await.is_err() {
+                    return;
+                }
+            }
+            lock(&cert_agent).mark_ready();
+        });
+    }
     let mut config = AdsClientConfig::new(control_plane.address.clone(), identity.node())
         .subscribe(CLUSTER, &[])
         .subscribe(LISTENER, &[]);
@@ -227,6 +259,8 @@ struct Agent {
     /// Resources that did not come within the warm timeout: later updates do not wait for
     /// them again (until they arrive, they stay empty).
     given_up: BTreeSet<String>,
+    /// The workload certificate, when the proxy has a source for one: ready needs it too.
+    certificates: Option<lateen_identity::CertificateWatch>,
 }
 
 impl Agent {
@@ -280,10 +314,18 @@ impl Agent {
     }
 
     fn mark_ready(&self) {
-        if self.seen.contains("CDS")
-            && self.seen.contains("LDS")
-            && !self.admin.ready.swap(true, Ordering::Relaxed)
+        if !(self.seen.contains("CDS") && self.seen.contains("LDS")) {
+            return;
+        }
+        if self
+            .certificates
+            .as_ref()
+            .is_some_and(|certificates| certificates.borrow().is_none())
         {
+            tracing::debug!("configuration applied; waiting for the workload certificate");
+            return;
+        }
+        if !self.admin.ready.swap(true, Ordering::Relaxed) {
             tracing::info!("first configuration applied: ready");
         }
     }

@@ -6,15 +6,21 @@
 //! retrying with jittered backoff. The key never leaves the process and is never logged (the
 //! types print without it); a failed renewal keeps the current certificate in place.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lateen_identity::{CertificateRequest, CertificateWatch, Identity, WorkloadCertificate};
+use lateen_identity::{
+    CertificateRequest, CertificateWatch, DEFAULT_TRUST_DOMAIN, Identity, WorkloadCertificate,
+};
 use lateen_xds::Backoff;
 use lateen_xds::ca_service::{IstioCertificateRequest, create_certificate};
 use lateen_xds::client::{TokenFile, Transport};
 use rand::Rng;
 use tokio::sync::watch;
+
+use super::control_plane::{ControlPlaneError, resolve};
 
 /// Istio's `SECRET_GRACE_PERIOD_RATIO`: renew when this share of the lifetime is left.
 pub const GRACE_PERIOD_RATIO: f64 = 0.5;
@@ -121,6 +127,38 @@ pub fn renew_in(cert: &WorkloadCertificate, now: SystemTime) -> Duration {
     let jitter = rand::rng().random_range(-GRACE_PERIOD_JITTER..=GRACE_PERIOD_JITTER);
     let grace = cert.lifetime().mul_f64(GRACE_PERIOD_RATIO + jitter);
     cert.remaining(now).saturating_sub(grace)
+}
+
+/// The client's configuration as pilot-agent builds it from Istio's injected environment:
+/// the CA at `address` (`CA_ADDR`, else the discovery address; `None` leaves it to
+/// [`resolve`], i.e. `PROXY_CONFIG`'s discoveryAddress or lateend's Service), reached with the
+/// same TLS, root (`XDS_ROOT_CA`, the mounted `istio-ca-root-cert`, ...), server name
+/// (`ISTIOD_SAN`) and token (`JWT_PATH`) as the control plane; the identity from
+/// `TRUST_DOMAIN`, `POD_NAMESPACE` and `SERVICE_ACCOUNT`; `ttl` from `SECRET_TTL`.
+pub fn config_from_env(
+    address: Option<&str>,
+    env: &BTreeMap<String, String>,
+    ttl: Option<Duration>,
+) -> Result<CaClientConfig, ControlPlaneError> {
+    let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+    let control_plane = resolve(address.filter(|a| !a.is_empty()), env, &|path: &Path| {
+        path.is_file()
+    })?;
+    let identity = Identity::new(
+        get("TRUST_DOMAIN").unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_string()),
+        get("POD_NAMESPACE").unwrap_or_else(|| "default".into()),
+        get("SERVICE_ACCOUNT").unwrap_or_else(|| "default".into()),
+    );
+    tracing::info!(ca = %control_plane.address, because = %control_plane.reason, %identity, "certificate authority");
+    Ok(CaClientConfig {
+        address: control_plane.address,
+        transport: control_plane.transport,
+        token: control_plane.token,
+        identity,
+        ttl,
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+        connect_timeout: Duration::from_secs(10),
+    })
 }
 
 /// The SPIFFE identity pilot-agent asks for, from Istio's injected environment.

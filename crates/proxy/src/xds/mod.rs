@@ -5,7 +5,7 @@
 //! configuration ([`state`]), and the agent that runs the ADS client and applies updates
 //! live ([`agent`]); the CA client that gets and rotates the workload certificate
 //! ([`ca_client`]); `lateen-proxy agent`, which serves that certificate to an Envoy sidecar
-//! over SDS ([`sds_agent`]).
+//! over SDS ([`sds_agent`]); where `sidecar` gets its certificate ([`workload_cert`]).
 
 pub mod agent;
 pub mod ca_client;
@@ -14,3 +14,4 @@ pub mod identity;
 pub mod sds_agent;
 pub mod state;
 pub mod translate;
+pub mod workload_cert;

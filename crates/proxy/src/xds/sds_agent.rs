@@ -10,13 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use lateen_identity::{CertificateWatch, DEFAULT_TRUST_DOMAIN, Identity};
-use lateen_xds::Backoff;
+use lateen_identity::CertificateWatch;
 use lateen_xds::sds::SecretMaterial;
 use tokio::sync::watch;
 
-use super::ca_client::{CaClientConfig, spawn};
-use super::control_plane::resolve;
+use super::ca_client::{CaClientConfig, config_from_env, spawn};
 
 /// Istio's SDS socket, relative to the working directory (`/` in Istio's proxy image).
 pub const DEFAULT_SDS_SOCKET: &str = "./var/run/secrets/workload-spiffe-uds/socket";
@@ -70,36 +68,19 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// The CA client's configuration from the flags and Istio's environment: the identity from
-/// `POD_NAMESPACE`, `SERVICE_ACCOUNT` and `TRUST_DOMAIN`; TLS, root and token (`JWT_PATH`)
-/// decided as for `sidecar` ([`super::control_plane`]).
+/// The CA client's configuration from the flags and Istio's environment
+/// ([`super::ca_client::config_from_env`]).
 pub fn ca_client_config(
     args: &AgentArgs,
     env: &BTreeMap<String, String>,
 ) -> anyhow::Result<CaClientConfig> {
-    let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
     let address = args
         .ca_address
         .as_deref()
         .or(args.discovery_address.as_deref())
         .filter(|a| !a.is_empty());
-    let control_plane = resolve(address, env, &|path: &Path| path.is_file())
-        .context("deciding how to reach the certificate authority")?;
-    let identity = Identity::new(
-        get("TRUST_DOMAIN").unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_string()),
-        get("POD_NAMESPACE").unwrap_or_else(|| "default".into()),
-        get("SERVICE_ACCOUNT").unwrap_or_else(|| "default".into()),
-    );
-    tracing::info!(ca = %control_plane.address, because = %control_plane.reason, %identity, "agent: certificate authority");
-    Ok(CaClientConfig {
-        address: control_plane.address,
-        transport: control_plane.transport,
-        token: control_plane.token,
-        identity,
-        ttl: args.secret_ttl,
-        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
-        connect_timeout: Duration::from_secs(10),
-    })
+    config_from_env(address, env, args.secret_ttl)
+        .context("deciding how to reach the certificate authority")
 }
 
 /// The certificates as SDS material, a new version for each one (`1`, `2`, ...).

@@ -6,8 +6,8 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::registry::StreamMode;
-use super::stream::{Planned, Protocol, StreamCore, initial_wildcard, placeholder};
-use crate::snapshot::{VersionedResource, Wire};
+use super::stream::{Planned, Protocol, StreamCore, initial_wildcard, placeholder, same_entry};
+use crate::snapshot::{ResourceMap, VersionedResource, Wire};
 
 /// Delta plugged into the shared stream loop.
 pub(super) struct Delta;
@@ -34,6 +34,15 @@ impl Protocol for Delta {
         // A stale nonce only voids the ACK part: subscription changes are diffs and must
         // not be lost.
         core.answer(type_url, &request.response_nonce, "", error);
+        // An ACK (or NACK) that changes no subscription and reports nothing held: done. This is
+        // almost every request, one per response per stream.
+        if !first_for_type
+            && request.resource_names_subscribe.is_empty()
+            && request.resource_names_unsubscribe.is_empty()
+            && request.initial_resource_versions.is_empty()
+        {
+            return;
+        }
         let mut wildcard = core.types.get(type_url).is_some_and(|s| s.wildcard);
         if first_for_type {
             wildcard = initial_wildcard(type_url, &request.resource_names_subscribe);
@@ -98,17 +107,7 @@ impl Protocol for Delta {
             .get(&planned.type_url)
             .map_or(&empty, |s| s.sent.map());
         let view = planned.view.map();
-        let changed: Vec<(&str, &VersionedResource)> = view
-            .iter()
-            .filter(|(name, r)| sent.get(*name).map(|s| &s.version) != Some(&r.version))
-            .filter(|(_, r)| !r.resource.type_url.is_empty())
-            .map(|(name, r)| (name.as_str(), r))
-            .collect();
-        let removed: Vec<String> = sent
-            .keys()
-            .filter(|n| !view.contains_key(*n))
-            .cloned()
-            .collect();
+        let (changed, removed) = changes_between(view, sent);
         // When everything is new (a first push, or a route table that changed as a whole) the
         // set's shared encoding serves every stream.
         let resources = if changed.len() == view.len() {
@@ -126,5 +125,90 @@ impl Protocol for Delta {
             nonce,
         )
         .into()
+    }
+}
+
+/// What `view` changes and removes against `sent`, in one walk over both sorted maps (a
+/// thousand streams do this on every push; looking each name up cost most of lateend's CPU
+/// under endpoint churn). Placeholders (versions the proxy reported having) are never sent.
+fn changes_between<'a>(
+    view: &'a ResourceMap,
+    sent: &ResourceMap,
+) -> (Vec<(&'a str, &'a VersionedResource)>, Vec<String>) {
+    let mut changed = Vec::new();
+    let mut removed = Vec::new();
+    let mut sent_iter = sent.iter().peekable();
+    for entry in view {
+        // Names only in `sent`, before this one, were removed.
+        while let Some(&(sent_name, _)) = sent_iter.peek() {
+            if sent_name < entry.0 {
+                removed.push(sent_name.clone());
+                sent_iter.next();
+            } else {
+                break;
+            }
+        }
+        let unchanged = match sent_iter.peek() {
+            Some(&sent_entry) if same_entry(entry, sent_entry) => true,
+            Some(&(sent_name, sent_resource)) if sent_name == entry.0 => {
+                sent_resource.version == entry.1.version
+            }
+            _ => false,
+        };
+        if sent_iter.peek().is_some_and(|(n, _)| *n == entry.0) {
+            sent_iter.next();
+        }
+        if !unchanged && !entry.1.resource.type_url.is_empty() {
+            changed.push((entry.0.as_str(), entry.1));
+        }
+    }
+    removed.extend(sent_iter.map(|(n, _)| n.clone()));
+    (changed, removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use envoy_types::pb::google::protobuf::Any;
+
+    use super::*;
+
+    fn entry(version: &str) -> VersionedResource {
+        VersionedResource {
+            resource: Arc::new(Any {
+                type_url: "t".into(),
+                value: version.as_bytes().to_vec(),
+            }),
+            version: version.into(),
+        }
+    }
+
+    #[test]
+    fn changes_between_walks_both_maps() {
+        let shared = entry("1");
+        let sent: ResourceMap = [
+            ("a".to_string(), entry("1")),
+            ("b".to_string(), shared.clone()),
+            ("c".to_string(), entry("1")),
+            ("e".to_string(), entry("1")),
+        ]
+        .into();
+        let view: ResourceMap = [
+            ("a".to_string(), entry("2")),
+            ("b".to_string(), shared),
+            ("d".to_string(), entry("1")),
+            ("e".to_string(), entry("1")),
+            ("f".to_string(), placeholder("9".into())),
+        ]
+        .into();
+        let (changed, removed) = changes_between(&view, &sent);
+        let names: Vec<&str> = changed.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["a", "d"]);
+        assert_eq!(removed, ["c"]);
+        let nothing = ResourceMap::new();
+        let (changed, removed) = changes_between(&nothing, &sent);
+        assert!(changed.is_empty());
+        assert_eq!(removed, ["a", "b", "c", "e"]);
     }
 }

@@ -320,17 +320,33 @@ fn memoized_view(
 
 /// The resources of one type that a stream subscribes to. The common cases, a wildcard
 /// subscription or one naming every resource of the type, share the snapshot's set.
+/// Streams with the same (shared) subscription share the subset too.
 fn subscribed_view(all: &Arc<TypeResources>, state: &TypeState) -> Arc<TypeResources> {
-    if state.wildcard || all.map().keys().all(|name| state.names.contains(name)) {
+    if state.wildcard {
         return all.clone();
     }
-    let subscribed: ResourceMap = all
-        .map()
-        .iter()
-        .filter(|(name, _)| state.names.contains(*name))
-        .map(|(n, r)| (n.clone(), r.clone()))
-        .collect();
-    Arc::new(TypeResources::new(subscribed))
+    all.subset_for(&state.names, |all| {
+        if all.map().keys().all(|name| state.names.contains(name)) {
+            return all.clone();
+        }
+        let subscribed: ResourceMap = all
+            .map()
+            .iter()
+            .filter(|(name, _)| state.names.contains(*name))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        Arc::new(TypeResources::new(subscribed))
+    })
+}
+
+/// Whether two entries of sorted resource maps are the same resource at the same version. A
+/// packed resource is shared under its own name only, so one shared value needs no string
+/// compared: on a push most of a thousand resources are shared with the previous snapshot.
+pub(crate) fn same_entry(
+    (vn, vr): (&String, &VersionedResource),
+    (sn, sr): (&String, &VersionedResource),
+) -> bool {
+    vr.version == sr.version && (Arc::ptr_eq(&vr.resource, &sr.resource) || vn == sn)
 }
 
 fn differs(view: &Arc<TypeResources>, sent: &Arc<TypeResources>) -> bool {
@@ -342,7 +358,7 @@ fn differs(view: &Arc<TypeResources>, sent: &Arc<TypeResources>) -> bool {
             .map()
             .iter()
             .zip(sent.map().iter())
-            .any(|((vn, vr), (sn, sr))| vn != sn || vr.version != sr.version)
+            .any(|(v, s)| !same_entry(v, s))
 }
 
 /// Whether a type with this subscription is a wildcard subscription (SotW and delta legacy

@@ -13,6 +13,7 @@
 mod binaries;
 mod config;
 mod http;
+mod identity;
 mod leftovers;
 mod mesh;
 mod mesh_config;
@@ -25,11 +26,13 @@ mod state;
 mod summary;
 mod traffic;
 mod workloads;
+mod zero_trust;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use identity::MeshCaFiles;
 use mesh::{SERVICE_PORT, WORKLOADS};
 use mode::{Mode, ModeArg};
 use processes::Supervisor;
@@ -70,6 +73,10 @@ enum Scenario {
     /// Shift reviews traffic to v3 in steps (0 → 20 → 100 %) and print the split the
     /// proxies observed at each step.
     Canary,
+    /// Show auto mTLS (both principals in the metrics), a PeerAuthentication STRICT refusing
+    /// a plaintext call from outside the mesh, and an AuthorizationPolicy denying one caller
+    /// with 403 while another passes (loopback mode).
+    ZeroTrust,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -95,7 +102,12 @@ impl Demo {
 async fn run_async(args: Args) -> anyhow::Result<()> {
     // Installed first, so a Ctrl-C during start-up also ends in a clean stop.
     let mut interrupt = Interrupt::new()?;
-    let (mode, fallback) = mode::choose(args.mode)?;
+    let mode_arg = zero_trust::mode_for(
+        args.scenario
+            .is_some_and(|s| matches!(s, Scenario::ZeroTrust)),
+        args.mode,
+    )?;
+    let (mode, fallback) = mode::choose(mode_arg)?;
     if let Some(why) = fallback {
         println!(
             "capture is off: {why}; running on loopback addresses with explicit listeners (interception NONE)"
@@ -145,7 +157,8 @@ async fn run_mesh(
     mode: Mode,
 ) -> anyhow::Result<()> {
     let logs = args.dir.join("logs");
-    start(demo, folder, config_dir, mode)
+    start(demo, &args.dir, folder, config_dir, mode)
+        .await
         .with_context(|| format!("starting the demo (logs in {})", logs.display()))?;
     wait_until_ready(&mut demo.supervisor, mode)
         .await
@@ -154,8 +167,10 @@ async fn run_mesh(
     // Dropped (and so stopped) when the demo ends, however it ends.
     let _traffic =
         (args.traffic > 0).then(|| AbortOnDrop(tokio::spawn(traffic::run(mode, args.traffic))));
-    if let Some(Scenario::Canary) = args.scenario {
-        scenario::canary(config_dir, mode).await?;
+    match args.scenario {
+        Some(Scenario::Canary) => scenario::canary(config_dir, mode).await?,
+        Some(Scenario::ZeroTrust) => zero_trust::run(config_dir, mode).await?,
+        None => {}
     }
     match args.duration {
         Some(seconds) => tokio::time::sleep(Duration::from_secs(seconds)).await,
@@ -173,24 +188,39 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn start(demo: &mut Demo, folder: &Path, config_dir: &Path, mode: Mode) -> anyhow::Result<()> {
+async fn start(
+    demo: &mut Demo,
+    dir: &Path,
+    folder: &Path,
+    config_dir: &Path,
+    mode: Mode,
+) -> anyhow::Result<()> {
     let mut programs = Programs {
         lateend: folder.join("lateend"),
         app: folder.join("lateen-sample-app"),
         proxy: folder.join("lateen-proxy"),
     };
+    let mesh_ca = MeshCaFiles::new(dir);
     if mode == Mode::Loopback {
-        workloads::start_lateend(&mut demo.supervisor, &programs, config_dir, mode)?;
-        return workloads::start_all(&mut demo.supervisor, &programs, mode);
+        workloads::start_lateend(&mut demo.supervisor, &programs, config_dir, &mesh_ca, mode)?;
+        let credentials = mesh_ca.credentials(None).await?;
+        return workloads::start_all(&mut demo.supervisor, &programs, &credentials, mode);
     }
     // lateend listens on the host's end of the demo network, so that comes first.
     network::create_hub(&mut demo.record)?;
-    workloads::start_lateend(&mut demo.supervisor, &programs, config_dir, mode)?;
+    workloads::start_lateend(&mut demo.supervisor, &programs, config_dir, &mesh_ca, mode)?;
     let capture_tool = programs.proxy.clone();
     programs.proxy = binaries::proxy_for_uid_1337(folder, &mut demo.record)?;
+    let credentials = mesh_ca.credentials(programs.proxy.parent()).await?;
     for workload in WORKLOADS {
         network::create_pod(&mut demo.record, workload, &capture_tool)?;
-        workloads::start(&mut demo.supervisor, &programs, workload, mode)?;
+        workloads::start(
+            &mut demo.supervisor,
+            &programs,
+            &credentials,
+            workload,
+            mode,
+        )?;
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! What the demo prints once the mesh is up: where productpage is, the control plane, each
-//! workload's addresses, metrics and admin URLs, the config folder and the logs.
+//! What the demo prints once the mesh is up: where productpage is, the control plane, the
+//! mesh CA, each workload's addresses, metrics and admin URLs, the config folder and the logs.
 
 use std::path::Path;
 
@@ -25,6 +25,11 @@ pub fn print(dir: &Path, config_dir: &Path, mode: Mode) {
         mesh::xds_address(mode)
     );
     println!("  dashboard       http://127.0.0.1:15014/dashboard/ (or: lateen dashboard)");
+    println!(
+        "  security        auto mTLS: each sidecar's SPIFFE certificate from lateend's CA ({}), one bootstrap token per workload in {}",
+        dir.join("ca").display(),
+        dir.join("tokens").display()
+    );
     match mode {
         Mode::Loopback => {
             println!("  workloads       (app → its sidecar's inbound listener; metrics; admin)");

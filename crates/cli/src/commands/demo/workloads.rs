@@ -3,9 +3,11 @@
 //! NONE, the app calls its sidecar's outbound listener explicitly. Namespace mode: inside
 //! the pod's namespace the app (root) listens on the service port and calls services by name,
 //! the sidecar runs as UID 1337 with interception REDIRECT, and the capture rules connect them.
+//! Every sidecar gets its certificate from lateend's CA (`identity.rs`).
 
 use std::path::{Path, PathBuf};
 
+use super::identity::{self, Credentials, MeshCaFiles};
 use super::mesh::{self, SERVICE_PORT, WORKLOADS, Workload};
 use super::mode::Mode;
 use super::processes::Supervisor;
@@ -21,36 +23,41 @@ pub fn start_lateend(
     supervisor: &mut Supervisor,
     programs: &Programs,
     config_dir: &Path,
+    mesh_ca: &MeshCaFiles,
     mode: Mode,
 ) -> anyhow::Result<()> {
     let xds = mesh::xds_address(mode);
-    supervisor.spawn(
-        "lateend",
-        programs.lateend.clone(),
-        &[
-            "--config-dir",
-            &config_dir.to_string_lossy(),
-            "--xds-address",
-            &xds,
-            "--xds-tls-address",
-            "127.0.0.1:15012",
-            "--debug-address",
-            "127.0.0.1:15014",
-            "--http-address",
-            "127.0.0.1:0",
-            "--webhook-address",
-            "127.0.0.1:15017",
-            "--registration-grace",
-            "2s",
-        ],
-        &[],
-    )
+    let ca = identity::ca_address(mode);
+    let mut args = vec![
+        "--config-dir",
+        &*config_dir.to_string_lossy(),
+        "--xds-address",
+        &xds,
+        "--xds-tls-address",
+        &ca,
+        "--debug-address",
+        "127.0.0.1:15014",
+        "--http-address",
+        "127.0.0.1:0",
+        "--webhook-address",
+        "127.0.0.1:15017",
+        "--registration-grace",
+        "2s",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect::<Vec<String>>();
+    args.extend(mesh_ca.lateend_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    supervisor.spawn("lateend", programs.lateend.clone(), &args, &[])
 }
 
-/// Starts `workload`'s app and sidecar (its pod already exists in the namespace mode).
+/// Starts `workload`'s app and sidecar (its pod already exists in the namespace mode); the
+/// sidecar gets its certificate with `credentials`.
 pub fn start(
     supervisor: &mut Supervisor,
     programs: &Programs,
+    credentials: &Credentials,
     workload: &Workload,
     mode: Mode,
 ) -> anyhow::Result<()> {
@@ -138,7 +145,7 @@ pub fn start(
         workload,
         mode,
         &sidecar_args,
-        &sidecar_env(workload, mode),
+        &sidecar_env(workload, credentials, mode),
     )
 }
 
@@ -162,10 +169,17 @@ fn spawn_in(
     }
 }
 
-/// Istio's injected environment for the sidecar (what lateend reads as node metadata).
-fn sidecar_env(workload: &Workload, mode: Mode) -> Vec<(&'static str, String)> {
+/// Istio's injected environment for the sidecar (what lateend reads as node metadata, and
+/// where its certificate comes from).
+fn sidecar_env(
+    workload: &Workload,
+    credentials: &Credentials,
+    mode: Mode,
+) -> Vec<(&'static str, String)> {
+    // `security.istio.io/tlsMode: istio` as the injector labels a pod with a sidecar: auto
+    // mTLS sends TLS to endpoints that carry it.
     let labels = format!(
-        r#"{{"app":"{}","version":"{}"}}"#,
+        r#"{{"app":"{}","version":"{}","security.istio.io/tlsMode":"istio"}}"#,
         workload.service, workload.version
     );
     let pod_ports =
@@ -174,26 +188,32 @@ fn sidecar_env(workload: &Workload, mode: Mode) -> Vec<(&'static str, String)> {
         Mode::Loopback => "NONE",
         Mode::Netns => "REDIRECT",
     };
-    vec![
+    let mut env = vec![
         ("POD_NAME", format!("{}-demo", workload.name())),
         ("POD_NAMESPACE", "default".to_string()),
         ("INSTANCE_IP", workload.address(mode)),
-        ("SERVICE_ACCOUNT", format!("bookinfo-{}", workload.service)),
+        (
+            "SERVICE_ACCOUNT",
+            identity::service_account(workload.service),
+        ),
         ("ISTIO_META_INTERCEPTION_MODE", interception.to_string()),
         ("ISTIO_META_WORKLOAD_NAME", workload.name()),
         ("ISTIO_METAJSON_LABELS", labels),
         ("ISTIO_META_POD_PORTS", pod_ports),
         ("LATEEN_LOG", "warn".to_string()),
-    ]
+    ];
+    env.extend(credentials.sidecar_env(workload, mode));
+    env
 }
 
 /// Every workload, in the order of [`WORKLOADS`].
 pub fn start_all(
     supervisor: &mut Supervisor,
     programs: &Programs,
+    credentials: &Credentials,
     mode: Mode,
 ) -> anyhow::Result<()> {
     WORKLOADS
         .iter()
-        .try_for_each(|workload| start(supervisor, programs, workload, mode))
+        .try_for_each(|workload| start(supervisor, programs, credentials, workload, mode))
 }
