@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod kube_source;
 pub mod lateend;
 
 use lateen_test_support::envoy_bootstrap::Bootstrap;
