@@ -6,6 +6,7 @@
 //! with a span per hop per proxy: productpage's inbound SERVER span as the root, its two
 //! outbound CLIENT spans (details, reviews) as its children, and each callee's inbound
 //! SERVER span as the child of the call that reached it. Loopback mode, no root needed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

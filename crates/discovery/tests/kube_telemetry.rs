@@ -2,6 +2,7 @@
 //! ConfigMap other tests write would change the mesh in force): a Telemetry naming a
 //! provider MeshConfig does not declare is refused with the field and the name (logged, and
 //! IST0106 in its `status.validationMessages`), and lateend keeps its last accepted version.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

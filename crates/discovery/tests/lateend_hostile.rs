@@ -4,6 +4,7 @@
 //! refused; silent connections to the plaintext xDS and debug ports are closed.
 //!
 //! About 12 s: the silent-connection checks wait for lateend's 10 s timeouts.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

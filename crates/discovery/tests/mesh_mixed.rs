@@ -15,6 +15,7 @@
 //!
 //! The lateen-proxy sidecar runs as injected: ADS and the certificate API on lateend's TLS
 //! port (15012's), trusting the mesh root, with its bootstrap token (`JWT_PATH`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/dataplane.rs"]

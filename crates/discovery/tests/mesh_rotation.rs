@@ -13,6 +13,7 @@
 //!
 //! Why 60 s: the acceptance asks for exactly this load length with this lifetime,
 //! so that several renewals (both proxies, unsynchronised, with jitter) fall inside the load.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/mesh_client.rs"]

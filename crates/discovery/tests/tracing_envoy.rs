@@ -12,6 +12,7 @@
 //! a caller's sampled context is continued; at the configured 50 % the first proxy decides
 //! and the second follows (Envoy's decision travels in the `x-request-id`, and lateen-proxy
 //! reads and writes it the same way), so every exported trace is whole.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/dataplane.rs"]
