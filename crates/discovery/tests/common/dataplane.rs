@@ -157,8 +157,8 @@ pub struct SidecarWorkload<'a> {
 
 /// The `lateen-proxy sidecar` command with the injector's environment for `workload`,
 /// interception NONE, xDS from lateend's port `xds` (TLS when the environment names a root),
-/// admin, health and metrics
-/// on `ports`; the caller may add arguments and environment before spawning it.
+/// admin, health and metrics on `ports`; the caller may add arguments and environment
+/// before spawning it.
 pub fn lateen_sidecar_command(
     workload: &SidecarWorkload<'_>,
     xds: u16,

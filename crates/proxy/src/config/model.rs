@@ -237,6 +237,10 @@ pub struct UpstreamTls {
     /// endpoints whose `tls_mode` is `istio`, plaintext to the others.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub only_tls_mode_istio: bool,
+    /// DestinationRule SIMPLE/MUTUAL origination with these files instead of the mesh
+    /// certificate; `subject_alt_names` are then DNS or URI SANs (docs/mtls.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::tls::origination::TlsFiles>,
 }
 
 /// Protections of the HTTP server side of a listener.

@@ -650,12 +650,9 @@ impl Connector {
                 reason,
             }
         };
-        let Some(mesh_tls) = &self.mesh_tls else {
-            return Err(failure(crate::tls::TlsError::NoCertificate.to_string()));
-        };
         match tokio::time::timeout(
             connect_timeout,
-            crate::tls::upstream::connect(mesh_tls, tls, alpn, stream),
+            crate::tls::upstream::connect_to(self.mesh_tls.as_deref(), tls, alpn, stream),
         )
         .await
         {

@@ -24,6 +24,7 @@ pub mod route;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod tls;
+mod tls_files;
 #[cfg(test)]
 mod tls_tests;
 pub mod tracing;
