@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from bench_configs import insert_after
+
 # Istio's EnvoyTextLogFormat (pilot/pkg/model/telemetry_logging.go).
 ISTIO_TEXT = (
     '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" '
@@ -15,12 +17,6 @@ ISTIO_TEXT = (
     "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
     "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
 )
-
-
-def insert_after(text: str, marker: str, block: str) -> str:
-    if marker not in text:
-        sys.exit(f"marker {marker!r} not found")
-    return text.replace(marker, marker + block, 1)
 
 
 def main() -> None:

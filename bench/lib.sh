@@ -8,14 +8,15 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-# proxy_bench_binaries: installs the test tools (Envoy in .venv), builds release lateen-proxy
-# and lateen-loadgen unless BIN_DIR names a folder that has them, and sets BIN_DIR, ENVOY and
+# proxy_bench_binaries: installs the test tools (Envoy in .venv), builds release lateen-proxy,
+# lateen-loadgen and lateen-otlp-receiver (run.sh's tracing rows' sink) unless BIN_DIR names a folder that has them, and sets BIN_DIR, ENVOY and
 # LOADGEN; results go to bench/results.
 proxy_bench_binaries() {
   BIN_DIR="${BIN_DIR:-}"
   bash scripts/install-test-deps.sh >/dev/null
   if [ -z "$BIN_DIR" ]; then
     cargo build --release -q -p lateen-proxy -p lateen-loadgen
+    cargo build --release -q -p lateen-test-support --bin lateen-otlp-receiver
     BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/release"
   fi
   ENVOY="$PWD/.venv/bin/envoy"
@@ -94,7 +95,7 @@ summarize() {
   python3 - "$1" <<'PY'
 import json, sys
 rows = {r["target"]: r for r in map(json.loads, open(sys.argv[1]))}
-print(f'{"target":10} {"h1 req/s":>10} {"h1 cpu ms/1k":>13} {"h2 req/s":>10} {"h2 cpu ms/1k":>13} {"p50 us":>8} {"p99 us":>8} {"peak RSS MB":>11} {"non-2xx":>8}')
+print(f'{"target":15} {"h1 req/s":>10} {"h1 cpu ms/1k":>13} {"h2 req/s":>10} {"h2 cpu ms/1k":>13} {"p50 us":>8} {"p99 us":>8} {"peak RSS MB":>11} {"non-2xx":>8}')
 def num(value, width, digits):
     return f"{value:>{width}.{digits}f}" if isinstance(value, (int, float)) else f"{'n/a':>{width}}"
 def ratio(a, b):
@@ -102,7 +103,7 @@ def ratio(a, b):
 for name, r in rows.items():
     l = r["latency"]
     bad = r.get("h1_non2xx", 0) + r.get("h2_non2xx", 0)
-    print(f'{name:10} {num(r["h1_rps"], 10, 0)} {num(r["h1_cpu_ms_per_1k"], 13, 2)} {num(r["h2_rps"], 10, 0)} {num(r["h2_cpu_ms_per_1k"], 13, 2)} {l["p50_us"]:>8.0f} {l["p99_us"]:>8.0f} {r["peak_rss_kb"]/1024:>11.1f} {bad:>8}')
+    print(f'{name:15} {num(r["h1_rps"], 10, 0)} {num(r["h1_cpu_ms_per_1k"], 13, 2)} {num(r["h2_rps"], 10, 0)} {num(r["h2_cpu_ms_per_1k"], 13, 2)} {l["p50_us"]:>8.0f} {l["p99_us"]:>8.0f} {r["peak_rss_kb"]/1024:>11.1f} {bad:>8}')
 l, e = rows["lateen"], rows["envoy"]
 print("lateen/envoy: h1 throughput %s, h2 throughput %s, p99 %s, h1 CPU/request %s, h2 CPU/request %s, peak RSS %s" % (
     ratio(l["h1_rps"], e["h1_rps"]), ratio(l["h2_rps"], e["h2_rps"]), ratio(l["latency"]["p99_us"], e["latency"]["p99_us"]),
@@ -112,6 +113,13 @@ if "lateen+log" in rows and "envoy+log" in rows:
     print("access logging on: lateen keeps %s of its h1 throughput (%s h2); lateen+log/envoy+log: h1 %s, h2 %s" % (
         ratio(ll["h1_rps"], l["h1_rps"]), ratio(ll["h2_rps"], l["h2_rps"]),
         ratio(ll["h1_rps"], el["h1_rps"]), ratio(ll["h2_rps"], el["h2_rps"])))
+for percent in ("1", "100"):
+    lt, et = rows.get(f"lateen+trace{percent}"), rows.get(f"envoy+trace{percent}")
+    if lt and et:
+        print("tracing at %s %%: lateen keeps %s of its h1 throughput (%s h2); lateen/envoy: h1 %s, h2 %s, h1 CPU/request %s" % (
+            percent, ratio(lt["h1_rps"], l["h1_rps"]), ratio(lt["h2_rps"], l["h2_rps"]),
+            ratio(lt["h1_rps"], et["h1_rps"]), ratio(lt["h2_rps"], et["h2_rps"]),
+            ratio(lt["h1_cpu_ms_per_1k"], et["h1_cpu_ms_per_1k"])))
 for name, r in rows.items():
     if r.get("h1_non2xx", 0) or r.get("h2_non2xx", 0):
         print(f"WARNING: {name}: {r.get('h1_non2xx', 0)} non-2xx answers under wrk, {r.get('h2_non2xx', 0)} under h2load: its throughput figures are not valid")

@@ -8,7 +8,8 @@
 #   Latency:             lateen-loadgen at a fixed $RATE req/s over 16 connections (p50, p99)
 #   CPU per 1000 requests from /proc/PID/stat around the saturation runs; peak RSS (VmHWM).
 # Then both proxies again with access logging on (Istio's default text format, to a file):
-# rows lateen+log and envoy+log.
+# rows lateen+log and envoy+log; and with OpenTelemetry tracing at 1 % and 100 % (spans to
+# lateen-otlp-receiver): rows lateen+trace1, envoy+trace1, lateen+trace100, envoy+trace100.
 # Usage: bash bench/run.sh   (BIN_DIR=DIR to use built binaries; writes
 # bench/results/latest.jsonl and prints a table)
 set -euo pipefail
@@ -46,5 +47,33 @@ wait_port 18080; wait_port 18082
   measure envoy+log http://127.0.0.1:18082/ http://127.0.0.1:18082/ "$ENVOY_PID"
 } | tee -a bench/results/latest.jsonl
 echo "access-log lines written: lateen $(wc -l < "$LOG_DIR/lateen-access.log"), envoy $(wc -l < "$LOG_DIR/envoy-access.log")"
+kill "$LATEEN" "$ENVOY_PID" 2>/dev/null || true
+wait "$LATEEN" "$ENVOY_PID" 2>/dev/null || true
+
+# Tracing on (issue 14): OpenTelemetry spans over OTLP/gRPC to lateen-otlp-receiver (a sink on
+# CPU 1, 127.0.0.1:14317) at 1 % and 100 % random sampling; rows lateen+trace1,
+# envoy+trace1, lateen+trace100, envoy+trace100. The spans each proxy sent are printed after.
+require_free 127.0.0.1:14317
+taskset -c 1 "$BIN_DIR/lateen-otlp-receiver" 127.0.0.1:14317 & pids+=($!); RECEIVER=$!
+wait_port 14317
+base_id=73
+for percent in 1 100; do
+  TRACE_DIR="$LOG_DIR/trace$percent"
+  python3 bench/tracing-configs.py "$TRACE_DIR" "$percent"
+  taskset -c 0 "$BIN_DIR/lateen-proxy" --config "$TRACE_DIR/lateen.yaml" --concurrency 1 --log-level warn & pids+=($!); LATEEN=$!
+  taskset -c 0 "$ENVOY" -c "$TRACE_DIR/envoy.yaml" --concurrency 1 --log-level warn --base-id "$base_id" & pids+=($!); ENVOY_PID=$!
+  base_id=$((base_id + 1))
+  wait_port 18080; wait_port 18082
+  {
+    measure "lateen+trace$percent" http://127.0.0.1:18080/ http://127.0.0.1:18080/ "$LATEEN"
+    measure "envoy+trace$percent" http://127.0.0.1:18082/ http://127.0.0.1:18082/ "$ENVOY_PID"
+  } | tee -a bench/results/latest.jsonl
+  sleep 6 # Envoy flushes spans every 5 s
+  echo "spans sent at $percent %: lateen $(curl -s http://127.0.0.1:19000/stats | awk '/tracing.opentelemetry.spans_sent/ {print $2}'), envoy $(curl -s http://127.0.0.1:19100/stats | awk '/tracing.opentelemetry.spans_sent/ {print $2}')"
+  kill "$LATEEN" "$ENVOY_PID" 2>/dev/null || true
+  wait "$LATEEN" "$ENVOY_PID" 2>/dev/null || true
+done
+kill "$RECEIVER" 2>/dev/null || true
+wait "$RECEIVER" 2>/dev/null || true
 
 summarize bench/results/latest.jsonl

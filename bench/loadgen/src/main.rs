@@ -86,18 +86,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 while next < start + warmup + measured {
                     tokio::time::sleep_until(next).await;
                     let mut sender = sender.clone();
-                    let request = http::Request::get(uri.clone())
-                        .body(Empty::<Bytes>::new())
-                        .expect("request");
+                    // A request that cannot be built (a bad URI) counts as a failed one.
+                    let request = http::Request::get(uri.clone()).body(Empty::<Bytes>::new());
                     let scheduled = next;
                     let histogram = histogram.clone();
                     let errors = errors.clone();
                     inflight.push(tokio::spawn(async move {
-                        let ok = match sender.send_request(request).await {
-                            Ok(response) => {
-                                response.status().is_success()
-                                    && response.into_body().collect().await.is_ok()
-                            }
+                        let ok = match request {
+                            Ok(request) => succeeded(sender.send_request(request).await).await,
                             Err(_) => false,
                         };
                         record(scheduled, start + warmup, ok, &histogram, &errors);
@@ -120,15 +116,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let mut next = start + offset;
                 while next < start + warmup + measured {
                     tokio::time::sleep_until(next).await;
+                    // A request that cannot be built (a bad path or host) counts as failed.
                     let request = http::Request::get(path.as_str())
                         .header("host", host.as_str())
-                        .body(Empty::<Bytes>::new())
-                        .expect("request");
-                    let ok = match sender.send_request(request).await {
-                        Ok(response) => {
-                            response.status().is_success()
-                                && response.into_body().collect().await.is_ok()
-                        }
+                        .body(Empty::<Bytes>::new());
+                    let ok = match request {
+                        Ok(request) => succeeded(sender.send_request(request).await).await,
                         Err(_) => false,
                     };
                     record(next, start + warmup, ok, &histogram, &errors);
@@ -157,6 +150,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     println!("{result}");
     Ok(())
+}
+
+/// Whether a request got a 2xx response whose body arrived whole.
+async fn succeeded(response: Result<http::Response<hyper::body::Incoming>, hyper::Error>) -> bool {
+    match response {
+        Ok(response) => {
+            response.status().is_success() && response.into_body().collect().await.is_ok()
+        }
+        Err(_) => false,
+    }
 }
 
 fn record(

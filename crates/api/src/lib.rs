@@ -29,7 +29,8 @@
 //!   `telemetry.istio.io` v1, v1alpha1) read into the same types; [`Resource::api_version`]
 //!   keeps what was written.
 //! - YAML scalars follow Kubernetes (YAML 1.1 booleans such as `yes`/`on` are booleans); nesting
-//!   deeper than [`parse::MAX_NESTING_DEPTH`] is refused.
+//!   deeper than [`parse::MAX_NESTING_DEPTH`] is refused, as is a file of more than
+//!   [`parse::MAX_DOCUMENTS`] documents.
 //! - Durations accept protobuf (`"1.5s"`) and Go (`"1m30s"`, `"100ms"`) forms, see [`duration`];
 //!   validation then requires >= 1ms with millisecond precision, as Istio does.
 //! - Route weights are relative (Istio): each >= 0, and not all 0 when there are several.

@@ -150,9 +150,14 @@ pub(crate) fn read_nodes(text: &str, source_name: &str) -> Result<Vec<Node>, Con
 /// worker default) even in debug builds.
 pub const MAX_NESTING_DEPTH: usize = 32;
 
+/// Most YAML documents (`---`-separated) one file may hold; a file with more is refused as a
+/// whole (a guard against separator storms; split such a file).
+pub const MAX_DOCUMENTS: usize = 1024;
+
 fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = MAX_NESTING_DEPTH;
+    budget.max_documents = MAX_DOCUMENTS;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options
@@ -163,6 +168,15 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     let first = first_line(&text);
     if first.contains("Depth {") {
         return format!("invalid YAML: nesting is deeper than {MAX_NESTING_DEPTH} levels");
+    }
+    if first.contains("Documents {") {
+        return format!(
+            "invalid YAML: the file holds more than {MAX_DOCUMENTS} documents, the most one file may hold; split it into several files"
+        );
+    }
+    // saphyr's other size limits (nodes, aliases, scalar length) name their Rust variant.
+    if let Some(breach) = first.split("budget breached: ").nth(1) {
+        return format!("invalid YAML: the file is over a size limit ({breach})");
     }
     format!(
         "invalid YAML: {}",

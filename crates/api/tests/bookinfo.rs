@@ -1,5 +1,6 @@
 //! Istio's published Bookinfo configs must all parse and validate, and decode to the values
 //! written in them.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::PathBuf;
 use std::time::Duration;

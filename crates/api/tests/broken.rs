@@ -4,6 +4,7 @@
 //! `# expect: <substring of one reported problem>` (one line each; all must appear) and
 //! optionally `# line: N` (some reported problem is on line N). Files named `mesh-*` are
 //! MeshConfig documents.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 
@@ -128,4 +129,21 @@ fn hostile_inputs_are_refused_cleanly() {
             "{name}: {errors:?}"
         );
     }
+}
+
+#[test]
+fn a_file_of_more_documents_than_the_limit_is_refused_in_words() {
+    let one = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: {hosts: [a.example.com], resolution: NONE, location: MESH_EXTERNAL, ports: [{number: 80, name: http, protocol: HTTP}]}\n";
+    let text = vec![one; lateen_api::parse::MAX_DOCUMENTS + 1].join("---\n");
+    let errors = problems("many.yaml", &text);
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        message.contains("more than 1024 documents, the most one file may hold"),
+        "{message}"
+    );
+    assert!(!message.contains("Documents {"), "{message}");
 }

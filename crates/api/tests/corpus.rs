@@ -4,6 +4,7 @@
 //! rejects. A table of verdicts is printed; any mismatch fails the test.
 //!
 //! Run: `cargo test -p lateen-api --test corpus -- --nocapture` (well under a second).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use lateen_api::{Severity, load};
 use lateen_test_support::istio_corpus::{self, Verdict};

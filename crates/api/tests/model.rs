@@ -1,5 +1,6 @@
 //! Version aliases, a config using most fields, serialization round trip, MeshConfig from
 //! Istio's install profiles, and the helpers the control plane uses.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! line for line. A golden file is the command log of Istio's dry run: the state reads
 //! (`iptables-save`, `ip6tables-save`), the IPv4 restore input, the IPv6 one when IPv6 is on,
 //! and the final state reads.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::PathBuf;
 

@@ -4,6 +4,7 @@
 //! This is a `harness = false` test: `main` runs the checks, and the same binary re-executed
 //! inside the namespace (env `LATEEN_CAP_ROLE`) plays the listener / connecting processes.
 //! Needs root, `ip` and iptables; without them it fails under LATEEN_REQUIRE_TOOLS, else skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};

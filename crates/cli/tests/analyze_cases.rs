@@ -4,6 +4,7 @@
 //! (the rest are listed in `docs/analyze.md`). A table is printed; any difference fails.
 //!
 //! Run: `cargo test -p lateen-cli --test analyze_cases -- --nocapture` (about a second).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -9,6 +9,7 @@
 //!
 //! Run: `cargo test -p lateen-cli --test analyze_istio -- --nocapture` (a few seconds: about
 //! 100 runs of the binary).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -6,6 +6,7 @@
 //!
 //! Run: `cargo test -p lateen-cli --test analyze_kube` (the cluster test needs the binaries of
 //! `scripts/kube-test-bins.sh` and skips with a NOTICE without them; about 20 s with them).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

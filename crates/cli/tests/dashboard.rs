@@ -9,6 +9,7 @@
 //! Run: `cargo build --bins && cargo test -p lateen-cli --test dashboard` (about 40 s; skips
 //! with a NOTICE without chromium, fails under `LATEEN_REQUIRE_TOOLS`). It uses the demo's
 //! fixed loopback addresses and ports (15010, 15014, 127.0.10.N), like tests/demo.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

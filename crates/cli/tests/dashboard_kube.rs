@@ -5,6 +5,7 @@
 //!
 //! Run: `cargo test -p lateen-cli --test dashboard_kube` (needs the binaries of
 //! `scripts/kube-test-bins.sh`, skips with a NOTICE without them; a few seconds with them).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::process::Output;
 

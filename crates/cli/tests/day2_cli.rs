@@ -3,8 +3,10 @@
 //! lateen-proxy`) with one real `lateen-proxy sidecar` connected, all on 127.0.0.1; and
 //! `lateen analyze` on files written to a temp folder. Every wait is bounded and every process
 //! started is killed when its guard drops.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use std::net::TcpListener;
+use lateen_test_support::envoy_bootstrap::Bootstrap;
+use lateen_test_support::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -22,14 +24,6 @@ fn sibling(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A port that was free a moment ago (the OS picks it; the listener is closed on return).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 /// Kills its child on drop, so a failed assertion leaves no process behind.
@@ -162,7 +156,11 @@ spec:
                 .expect("start lateen-proxy"),
             Sidecar::Envoy(envoy) => {
                 let bootstrap = dir.path().join("envoy.yaml");
-                let xds_port = xds.rsplit(':').next().unwrap_or_default();
+                let xds_port = xds
+                    .rsplit(':')
+                    .next()
+                    .and_then(|port| port.parse().ok())
+                    .expect("xds port");
                 std::fs::write(&bootstrap, envoy_bootstrap(admin_port, xds_port))
                     .expect("write bootstrap");
                 Command::new(envoy)
@@ -192,38 +190,13 @@ spec:
 }
 
 /// What istio-agent would give Envoy: node id and metadata, ADS to lateend, admin on loopback.
-fn envoy_bootstrap(admin_port: u16, xds_port: &str) -> String {
-    format!(
-        r#"node:
-  id: "sidecar~127.0.0.1~envoy-1.default~default.svc.cluster.local"
-  cluster: envoy-1.default
-  metadata: {{NAMESPACE: default, NAME: envoy-1, INTERCEPTION_MODE: NONE, CLUSTER_ID: Kubernetes, ISTIO_VERSION: "1.28.0", INSTANCE_IPS: 127.0.0.1, LABELS: {{app: envoy}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}}}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services:
-    - envoy_grpc: {{cluster_name: xds-grpc}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
-"#
-    )
+fn envoy_bootstrap(admin_port: u16, xds_port: u16) -> String {
+    Bootstrap::new("sidecar~127.0.0.1~envoy-1.default~default.svc.cluster.local")
+        .cluster("envoy-1.default")
+        .metadata(r#"{NAMESPACE: default, NAME: envoy-1, INTERCEPTION_MODE: NONE, CLUSTER_ID: Kubernetes, ISTIO_VERSION: "1.28.0", INSTANCE_IPS: 127.0.0.1, LABELS: {app: envoy}}"#)
+        .admin(admin_port)
+        .ads(xds_port)
+        .to_yaml()
 }
 
 /// Polls `ready` every 100 ms until it holds or `limit` passes; then fails with the logs.

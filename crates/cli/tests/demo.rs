@@ -5,6 +5,7 @@
 //! to loopback and says why. The zero-trust scenario shows auto mTLS with both principals in
 //! the metrics, STRICT refusing plaintext from outside the mesh and an AuthorizationPolicy
 //! denying one caller. The tests share the loopback addresses, so they run one at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::process::Command;
 use std::sync::Mutex;

@@ -5,6 +5,7 @@
 //! Then a run killed with SIGKILL is cleaned up by the next run, which runs the canary
 //! scenario. Skips when not root (fails instead when LATEEN_REQUIRE_TOOLS is set).
 //! The two tests share the demo's fixed namespace names, so they run one at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -279,13 +280,7 @@ fn requests(pod: &str, parts: &[&str]) -> f64 {
     let Some((_, text)) = get(&format!("{pod}:15090"), "/stats/prometheus") else {
         return 0.0;
     };
-    text.lines()
-        .filter(|line| {
-            line.starts_with("istio_requests_total{")
-                && parts.iter().all(|part| line.contains(part))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    lateen_test_support::metrics_text::sum(&text, "istio_requests_total", parts)
 }
 
 /// Takes this file's lock and starts a namespace demo that runs until stopped, waiting until

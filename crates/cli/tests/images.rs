@@ -10,6 +10,7 @@
 //!
 //! Needs lateend and lateen-proxy built beside `lateen` (`cargo build --bins -p
 //! lateen-discovery -p lateen-proxy`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

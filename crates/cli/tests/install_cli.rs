@@ -1,6 +1,7 @@
 //! `lateen profile ...` and `lateen manifest generate`, run as the built binary; the manifests
 //! of every profile are checked with `kubernetes-validate --strict` against two Kubernetes
 //! versions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

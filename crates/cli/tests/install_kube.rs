@@ -10,6 +10,7 @@
 //!
 //! Needs root (`unshare --mount`), the Kubernetes test binaries (`scripts/kube-test-bins.sh`)
 //! and `lateend` built beside `lateen` (`cargo build --bins -p lateen-discovery`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,5 +1,6 @@
 //! End to end: the built `lateen` binary's `kube-inject` on the seed's and Istio's fixtures,
 //! with stdin/stdout, `-o`, config files, and failures that exit non-zero naming the document.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! the manifests pass `kubernetes-validate --strict`, init applies and waits, the reconcile loop
 //! writes RECONCILING then HEALTHY to an IstioOperator's status (and ERROR with the reason for an
 //! invalid one), prunes what a changed resource no longer wants, and remove undoes init.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -7,14 +7,13 @@
 //! the dashboard and panel each comes from) must return data, and a Kiali-style graph query
 //! must name every edge of the demo. Skips with a NOTICE without `prometheus` unless
 //! `LATEEN_REQUIRE_TOOLS` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lateen_test_support::demo::RunningDemo;
 use lateen_test_support::probe;
 use lateen_test_support::prometheus::{Job, Prometheus, prometheus_or_skip};
 
@@ -193,77 +192,17 @@ const EDGES: &[(&str, &str, &str)] = &[
     ("reviews-v3", "ratings", "ratings-v1"),
 ];
 
-/// The demo's processes, stopped with SIGTERM (its clean stop) when dropped.
-struct Demo {
-    child: std::process::Child,
-    stdout: Arc<Mutex<String>>,
-}
-
-impl Demo {
-    fn stdout(&self) -> String {
-        self.stdout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// SIGTERM, then up to 30 s for the demo to stop every process.
-    fn stop(&mut self) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
-    }
-}
-
-fn start_demo(dir: &std::path::Path) -> Demo {
+fn start_demo(dir: &std::path::Path) -> RunningDemo {
     let lateen = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lateen"));
-    lateen_test_support::demo::assert_binaries_beside(&lateen);
-    let mut child = Command::new(&lateen)
-        .args([
-            "demo",
-            "--mode",
-            "loopback",
-            "--scenario",
-            "canary",
-            "--duration",
-            "600",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run lateen demo");
-    let stdout = Arc::new(Mutex::new(String::new()));
-    if let Some(out) = child.stdout.take() {
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let mut text = sink.lock().unwrap_or_else(|e| e.into_inner());
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-    }
-    Demo { child, stdout }
+    let args = [
+        "--mode",
+        "loopback",
+        "--scenario",
+        "canary",
+        "--duration",
+        "600",
+    ];
+    RunningDemo::start(&lateen, &args, dir)
 }
 
 #[test]

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use lateen_xds::pb::envoy::config::cluster::v3::Cluster;
 use lateen_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use lateen_xds::pb::envoy::config::listener::v3::Listener;
@@ -24,6 +24,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::push::ControlPlane;
+
+/// How long a debug connection may wait without sending a request (issue #16 item 7).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves until the task is dropped.
 pub async fn serve(listener: TcpListener, cp: Arc<ControlPlane>) {
@@ -42,7 +45,11 @@ pub async fn serve(listener: TcpListener, cp: Arc<ControlPlane>) {
                 let cp = cp.clone();
                 async move { Ok::<_, Infallible>(handle(&cp, &req)) }
             });
+            // A connection that sends no request head within the timeout (a silent one, or
+            // one idle between requests) is closed instead of being held.
             let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(IDLE_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

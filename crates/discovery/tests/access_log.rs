@@ -6,6 +6,7 @@
 //! an unknown provider is refused and the last good version stays; `disabled: true` turns
 //! one workload's logs off while the other's go on; a Telemetry `filter.expression` (CEL, on
 //! the response code and a request header) makes both planes log exactly the same requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/dataplane.rs"]

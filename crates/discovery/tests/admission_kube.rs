@@ -14,6 +14,7 @@
 //! (`--kubeconfig`) answers from its own Node watch, so the API server stores the proxy as a
 //! restartable init container while every kubelet is >= 1.33, and in the classic place once an
 //! older Node joins.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

@@ -7,9 +7,13 @@
 //! status, or whether the TCP connection was served) is the expected one; the table is
 //! printed and the test fails unless every case passes on both. The last phase replaces all
 //! policies with an allow-nothing policy (a live edit) and checks that HTTP and TCP are
-//! refused. Connections here are plaintext, so principal and namespace rules never match
+//! refused. Three cases use keys both data planes fetch from a `jwksUri` (lateend sends
+//! Envoy's `remote_jwks` through the key server's cluster): fetched keys verify, a key not in
+//! the set and a JWKS that is not JSON give 401; the key set is fetched once per proxy and
+//! kept. Connections here are plaintext, so principal and namespace rules never match
 //! (as in Envoy); matching them against a peer identity is tested in lateen-proxy's unit
 //! tests until mutual TLS lands.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "common/authz_config.rs"]
 mod authz_config;
@@ -28,9 +32,14 @@ use common::lateend::start_lateend;
 use common::{envoy_or_skip, free_port, wait_until, write_config};
 use dataplane::DataPlane;
 use lateen_test_support::jwt::TestIssuer;
+use lateen_test_support::static_http::StaticServer;
 use matrix::{Outcome, Table};
 
 const ISSUER: &str = "https://issuer.test";
+/// Issuers whose keys the proxies fetch from a `jwksUri`: a good key set, and one that is
+/// not JSON.
+const REMOTE_ISSUER: &str = "https://remote.test";
+const BROKEN_ISSUER: &str = "https://broken.test";
 
 /// What a case expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,9 +109,15 @@ struct Tokens {
     expired: String,
     other_key: String,
     other_issuer: String,
+    /// Verified by the keys fetched from the `jwksUri`.
+    remote: String,
+    /// Claims the remote issuer, signed by a key not in its fetched set.
+    remote_other_key: String,
+    /// The issuer whose `jwksUri` answers with something that is not JSON.
+    broken: String,
 }
 
-fn tokens(issuer: &TestIssuer) -> Tokens {
+fn tokens(issuer: &TestIssuer, remote: &TestIssuer) -> Tokens {
     let sign = |claims| issuer.token(claims).expect("sign a token");
     let stranger = TestIssuer::new(ISSUER, "k1").expect("second key");
     let elsewhere = TestIssuer::new("https://elsewhere.test", "k1").expect("other issuer");
@@ -117,6 +132,15 @@ fn tokens(issuer: &TestIssuer) -> Tokens {
         other_issuer: elsewhere
             .token(serde_json::json!({"sub": "alice"}))
             .expect("sign for another issuer"),
+        remote: remote
+            .token(serde_json::json!({"sub": "rita"}))
+            .expect("sign for the remote issuer"),
+        remote_other_key: TestIssuer::new(REMOTE_ISSUER, "kr")
+            .and_then(|i| i.token(serde_json::json!({"sub": "rita"})))
+            .expect("sign with a key the JWKS lacks"),
+        broken: TestIssuer::new(BROKEN_ISSUER, "k1")
+            .and_then(|i| i.token(serde_json::json!({"sub": "bo"})))
+            .expect("sign for the broken issuer"),
     }
 }
 
@@ -210,6 +234,9 @@ fn cases(t: &Tokens) -> Vec<Case> {
         http("claims groups without admins denied", "/claims/a", 403).bearer(&t.bob),
         http("claims sub prefix b*", "/claims-sub/a", 200).bearer(&t.bob),
         http("DENY claim groups banned", "/open/x", 403).bearer(&t.carol_banned),
+        http("jwksUri: fetched keys verify", "/jwt/any/a", 200).bearer(&t.remote),
+        http("jwksUri: a key not in the set → 401", "/open/x", 401).bearer(&t.remote_other_key),
+        http("jwksUri: JWKS not JSON → 401", "/open/x", 401).bearer(&t.broken),
         http("TCP allowed from 127.0.0.17", "/tcp", 0)
             .from(17)
             .tcp(Verdict::Status(200)),
@@ -248,6 +275,8 @@ struct Servers {
     planes: Vec<dataplane::Running>,
     ports: Ports,
     _backend: Backend,
+    /// The `jwksUri` server.
+    jwks: StaticServer,
 }
 
 impl Servers {
@@ -289,7 +318,7 @@ impl Servers {
     }
 }
 
-async fn start(issuer: &TestIssuer) -> Option<Servers> {
+async fn start(issuer: &TestIssuer, remote: &TestIssuer) -> Option<Servers> {
     let envoy = envoy_or_skip()?;
     let work = std::env::temp_dir().join(format!("lateen-authz-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -314,6 +343,20 @@ async fn start(issuer: &TestIssuer) -> Option<Servers> {
         &authz_config::request_authentication(ISSUER, issuer.jwks()),
     );
     write_config(&config, "policies.yaml", &authz_config::policies(&ports));
+    let jwks = StaticServer::start(vec![
+        ("/keys".to_string(), remote.jwks().to_string()),
+        (
+            "/not-json".to_string(),
+            "<html>keys moved</html>".to_string(),
+        ),
+    ])
+    .await
+    .expect("JWKS server");
+    write_config(
+        &config,
+        "jwt-remote.yaml",
+        &authz_config::remote_jwks(REMOTE_ISSUER, BROKEN_ISSUER, jwks.port),
+    );
     let lateend = start_lateend(&config, &work, &[]).await;
     let mut planes = Vec::new();
     for plane in DataPlane::ALL {
@@ -326,6 +369,7 @@ async fn start(issuer: &TestIssuer) -> Option<Servers> {
         planes,
         ports,
         _backend: backend,
+        jwks,
     };
     servers
         .wait_for("policies enforced", &http("ready: denied", "/nowhere", 403))
@@ -339,10 +383,11 @@ async fn start(issuer: &TestIssuer) -> Option<Servers> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_authorization_case_gives_the_same_verdict_on_envoy_and_lateen_proxy() {
     let issuer = TestIssuer::new(ISSUER, "k1").expect("test issuer");
-    let Some(servers) = start(&issuer).await else {
+    let remote = TestIssuer::new(REMOTE_ISSUER, "kr").expect("remote issuer");
+    let Some(servers) = start(&issuer, &remote).await else {
         return;
     };
-    let t = tokens(&issuer);
+    let t = tokens(&issuer, &remote);
     let mut table = Table::default();
     let all = cases(&t);
     assert!(all.len() >= 40, "the table needs at least 40 cases");
@@ -371,6 +416,12 @@ async fn every_authorization_case_gives_the_same_verdict_on_envoy_and_lateen_pro
     }
 
     println!("\n{}\n", table.render());
+    // Each data plane fetched the good key set and kept it: a handful of fetches in all.
+    let fetches = servers.jwks.hits("/keys");
+    assert!(
+        (2..=4).contains(&fetches),
+        "{fetches} fetches of the JWKS by two proxies"
+    );
     let failures = table.failures();
     if !failures.is_empty() {
         panic!(

@@ -6,6 +6,7 @@
 //!   when it is no longer rejected.
 //! - Lease election between two electors: one leads; the other takes over when the leader
 //!   stops renewing (after the lease duration, by its own clock) or releases.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,6 +5,7 @@
 //! and a file edited into one Istio rejects keeps its last good version.
 //!
 //! Run: `cargo test -p lateen-discovery --test corpus_folder -- --nocapture` (about a second).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -7,6 +7,7 @@
 //! no NACK), each load-balancer policy, locality weights, outlier ejection and recovery,
 //! circuit breaking and mirroring. The table (row × data plane → pass/fail and the figure
 //! measured) is printed; the test fails unless every row passes on both.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/dataplane.rs"]

@@ -7,6 +7,7 @@
 //! (router) over TLS xDS, no NACK from any of the three, lateend's push metrics, Envoy's own
 //! config_dump, and the injection webhook. The routing and traffic-policy rows run against
 //! Envoy and lateen-proxy alike in `dataplane_matrix.rs`. Every wait has a deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/matrix_config.rs"]
@@ -352,11 +353,7 @@ async fn bookinfo_through_real_envoy() {
         );
     }
     // istiod's `pilot_xds` is by the proxies' Istio version (Envoy sends none: `unknown`).
-    let connected: f64 = metrics
-        .lines()
-        .filter(|line| line.starts_with("pilot_xds{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let connected = lateen_test_support::metrics_text::sum(&metrics, "pilot_xds", &[]);
     assert_eq!(connected, 3.0, "three connected proxies: {metrics}");
     assert!(
         metrics.contains("pilot_proxy_convergence_time_count")

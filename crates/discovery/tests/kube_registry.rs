@@ -12,6 +12,7 @@
 //!   duplicated;
 //! - in a pod (its ServiceAccount token mounted, `KUBERNETES_SERVICE_*` set) lateend needs no
 //!   flag at all: no folder, no kubeconfig.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/dataplane.rs"]
@@ -20,7 +21,8 @@ mod dataplane;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::lateend::{Lateend, start_lateend, start_lateend_with};
+use common::kube_source::{install_crds, kubectl_ok, lateend};
+use common::lateend::{Lateend, start_lateend_with};
 use common::{envoy_or_skip, get};
 use dataplane::{DataPlane, Running};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -189,50 +191,11 @@ async fn put_slice(client: &kube::Client, slice: &EndpointSlice) {
         .expect("apply slice");
 }
 
-/// lateend on an empty folder plus the cluster.
-async fn lateend(cluster: &TestCluster, work: &std::path::Path) -> Lateend {
-    let config = work.join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    let kubeconfig = cluster.kubeconfig().as_os_str().to_owned();
-    start_lateend(
-        &config,
-        work,
-        &["--kubeconfig".as_ref(), kubeconfig.as_os_str()],
-    )
-    .await
-}
-
 /// lateen-proxy alone connected to `lateend` (where Envoy is not needed: it shows what lateend
 /// sends).
 async fn lateen_proxy(lateend: &Lateend, work: &std::path::Path) -> Running {
     let no_envoy = std::path::PathBuf::from("/nonexistent/envoy");
     dataplane::start(DataPlane::LateenProxy, &no_envoy, work, lateend.xds, 9080).await
-}
-
-/// Runs kubectl; panics with its stderr when it fails.
-fn kubectl_ok(cluster: &TestCluster, args: &[&str], stdin: Option<&[u8]>) {
-    let out = cluster.kubectl(args, stdin);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Istio's CRDs as `lateen install` renders them.
-async fn install_crds(cluster: &TestCluster) {
-    let crds = lateen_install::render::crds::all();
-    let text = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": crds}))
-        .expect("crds");
-    kubectl_ok(cluster, &["apply", "--server-side", "-f", "-"], Some(&text));
-    let wait = [
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ];
-    kubectl_ok(cluster, &wait, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! wrote out: bootstrap tokens on one machine, the CA kept across a restart, a plugged-in CA
 //! with an intermediate, refusals with the right gRPC codes, and on the real test API server
 //! TokenReview-authenticated service accounts and the CA kept in `istio-ca-secret`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

@@ -5,15 +5,17 @@
 //! with the SPIFFE identity lateend issued; with a 6 s lifetime Envoy gets the rotated
 //! certificate (a new serial) while an open connection keeps working.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Process, envoy_or_skip};
-use lateen_identity::{Identity, WorkloadCertificate};
+use lateen_identity::WorkloadCertificate;
 use lateen_proxy::xds::sds_agent::{AgentArgs, ca_client_config, serve};
+use lateen_test_support::envoy_bootstrap::Bootstrap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,38 +23,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-const LATEEND_NAME: &str = "lateend.istio-system.svc";
-
 /// Envoy with one mutual-TLS listener on `port` whose certificate and trusted root come from
 /// SDS on `socket` (Istio's `sds-grpc` cluster), proxying to `backend`.
 fn envoy_bootstrap(socket: &Path, port: u16, backend: u16) -> String {
     let sds = "{resource_api_version: V3, api_config_source: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}}";
-    format!(
-        r#"node: {{id: "sidecar~127.0.0.1~reviews-1.default~default.svc.cluster.local", cluster: reviews.default}}
-static_resources:
-  clusters:
-  - name: sds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: sds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{pipe: {{path: "{socket}"}}}}}}
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}
-  listeners:
-  - name: inbound-mtls
+    let listener = format!(
+        r#"  - name: inbound-mtls
     address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
     filter_chains:
     - transport_socket:
@@ -73,9 +49,14 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
           stat_prefix: inbound
           cluster: backend
-"#,
-        socket = socket.display()
-    )
+"#
+    );
+    Bootstrap::new("sidecar~127.0.0.1~reviews-1.default~default.svc.cluster.local")
+        .cluster("reviews.default")
+        .grpc_pipe_cluster("sds-grpc", socket)
+        .static_cluster("backend", backend)
+        .listener(&listener)
+        .to_yaml()
 }
 
 /// Checks the chain against the mesh root but not a host name: a mesh leaf names a SPIFFE
@@ -275,35 +256,18 @@ async fn envoy_serves_mutual_tls_with_the_agents_rotating_certificate() {
     };
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path();
-    let common::lateend::Local {
-        lateend,
-        root,
-        tokens,
-    } = common::lateend::local(dir, &[]).await;
+    let local = common::lateend::local(dir, &[]).await;
 
     // The agent, configured from Istio's environment as the injector would set it.
-    let token = |sa: &str| -> PathBuf { tokens.join("default").join(sa).join("istio-token") };
-    let agent_env = |sa: &str| {
-        [
-            ("XDS_ROOT_CA", root.display().to_string()),
-            ("ISTIOD_SAN", LATEEND_NAME.to_string()),
-            ("JWT_PATH", token(sa).display().to_string()),
-            ("POD_NAMESPACE", "default".to_string()),
-            ("SERVICE_ACCOUNT", sa.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect::<std::collections::BTreeMap<_, _>>()
-    };
     let socket = dir.join("var/run/secrets/workload-spiffe-uds/socket");
     let args = AgentArgs {
-        ca_address: Some(format!("127.0.0.1:{}", lateend.xds_tls)),
+        ca_address: Some(format!("127.0.0.1:{}", local.lateend.xds_tls)),
         discovery_address: None,
         sds_socket: socket.clone(),
         secret_ttl: Some(Duration::from_secs(6)),
         log_level: "info".into(),
     };
-    let agent_config = ca_client_config(&args, &agent_env("reviews")).expect("agent config");
+    let agent_config = ca_client_config(&args, &local.agent_env("reviews")).expect("agent config");
     assert!(
         matches!(
             agent_config.transport,
@@ -320,19 +284,7 @@ async fn envoy_serves_mutual_tls_with_the_agents_rotating_certificate() {
     });
 
     // The client: another workload's certificate from the same CA.
-    let mut client_args_config = ca_client_config(
-        &AgentArgs {
-            ca_address: Some(format!("127.0.0.1:{}", lateend.xds_tls)),
-            discovery_address: None,
-            sds_socket: dir.join("unused"),
-            secret_ttl: None,
-            log_level: "info".into(),
-        },
-        &agent_env("ratings"),
-    )
-    .expect("client config");
-    client_args_config.identity = Identity::new("cluster.local", "default", "ratings");
-    let client = lateen_proxy::xds::ca_client::fetch(&client_args_config)
+    let client = lateen_proxy::xds::ca_client::fetch(&local.ca_client("ratings", None))
         .await
         .expect("the client's certificate");
     let tls = connector(&client, true);

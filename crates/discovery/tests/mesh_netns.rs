@@ -5,6 +5,7 @@
 //! is captured inbound in B and reaches B's app, and both proxies count it. Then the same
 //! with Envoy 1.40 as pod B's sidecar. Needs root, `ip`, iptables, setpriv, curl, python3
 //! and Envoy; every address is in 198.18.0.0/15, inside namespaces made and removed here.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -180,13 +181,7 @@ fn requests(ns: &str, parts: &[&str]) -> f64 {
             "http://127.0.0.1:15090/stats/prometheus",
         ],
     );
-    text.lines()
-        .filter(|line| {
-            line.starts_with("istio_requests_total{")
-                && parts.iter().all(|part| line.contains(part))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    lateen_test_support::metrics_text::sum(&text, "istio_requests_total", parts)
 }
 
 const CONFIG: &str = r#"apiVersion: networking.istio.io/v1

@@ -3,21 +3,16 @@
 //! configuration changes (routes, clusters and endpoints), and kills and restarts lateend
 //! halfway. Every request must succeed. The load comes from `lateen-loadgen` (open loop,
 //! bench/loadgen) and the backends are `lateen-sample-app`s; everything on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use lateen_test_support::netns::Children;
+use lateen_test_support::{free_port, write_config as write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The client sidecar's outbound listener (a loopback address of its own, port 9080).
 const EGRESS: &str = "127.0.55.1";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn spawn(program: &Path, args: &[&str], env: &[(&str, String)], log: &Path) -> Child {
     Command::new(program)
@@ -76,13 +71,6 @@ fn virtual_service(v1: u32) -> String {
 }
 
 const SIDECAR: &str = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: client, namespace: default}\nspec:\n  workloadSelector: {labels: {app: client}}\n  egress:\n  - port: {number: 9080, name: http, protocol: HTTP}\n    bind: 127.0.55.1\n    hosts: [\"./*\"]\n";
-
-fn write(dir: &Path, name: &str, text: &str) {
-    // Write then rename, so lateend never reads half a file.
-    let temporary = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&temporary, text).expect("write config");
-    std::fs::rename(&temporary, dir.join(name)).expect("rename config");
-}
 
 #[test]
 fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() {

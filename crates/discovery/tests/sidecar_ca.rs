@@ -6,6 +6,7 @@
 //! every attempt, as a rotated projected token is) it gets
 //! `spiffe://cluster.local/ns/default/sa/reviews`, becomes ready, and — having told lateend
 //! it holds a certificate (`LATEEN_MTLS`) — serves Istio's PERMISSIVE inbound listener.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 #[path = "common/dataplane.rs"]

@@ -1,5 +1,6 @@
 //! Translation of Istio resources into Envoy resources, checked on the decoded protos: what a
 //! real Envoy accepts is covered by envoy_acceptance.rs; this checks the mapping in detail.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use lateen_discovery::translate::build_snapshot;
 use lateen_discovery::{Config, Proxy, Registry};

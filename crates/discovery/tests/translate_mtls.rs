@@ -3,19 +3,18 @@
 //! a sidecar without one keeps its plaintext chains. Outbound: auto mTLS
 //! `transport_socket_matches`, DestinationRule ISTIO_MUTUAL/DISABLE per subset and port, and
 //! EDS endpoints marked `tlsMode: istio` when their workload has a sidecar.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use lateen_discovery::translate::build_snapshot;
-use lateen_discovery::{Config, Proxy, Registry};
 use lateen_xds::pb::envoy::config::cluster::v3::Cluster;
 use lateen_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use lateen_xds::pb::envoy::config::listener::v3::{FilterChain, Listener};
 use lateen_xds::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use lateen_xds::prost::Message;
-use lateen_xds::{ProxyNode, Snapshot, types};
+use lateen_xds::{Snapshot, types};
 
 #[path = "common/snapshot.rs"]
 mod snapshot;
-use snapshot::decode;
+use snapshot::{decode, sidecar_snapshot};
 
 const SERVICE: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -42,24 +41,12 @@ fn virtual_inbound(extra: &str, mtls: bool) -> Listener {
 
 /// The configuration of the reviews sidecar (10.0.0.1) under `extra` configuration.
 fn reviews_snapshot(extra: &str, mtls: bool) -> Snapshot {
-    let yaml = format!("{SERVICE}---\n{extra}");
-    let loaded = lateen_api::load(&yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
-    let config = Config {
-        resources: loaded.resources().cloned().collect(),
-        ..Config::default()
-    };
-    let registry = Registry::build(&config, &[]);
-    let mut metadata = serde_json::json!({"NAMESPACE": "default", "LABELS": {"app": "reviews"}});
-    if mtls {
-        metadata["LATEEN_MTLS"] = serde_json::json!("true");
-    }
-    let proxy = Proxy::from_node(&ProxyNode {
-        id: "sidecar~10.0.0.1~reviews-1.default~default.svc.cluster.local".to_string(),
-        cluster: String::new(),
-        metadata,
-        user_agent: "envoy".to_string(),
-    });
-    build_snapshot(&config, &registry, &proxy)
+    sidecar_snapshot(
+        &format!("{SERVICE}---\n{extra}"),
+        "sidecar~10.0.0.1~reviews-1.default~default.svc.cluster.local",
+        "reviews",
+        mtls,
+    )
 }
 
 /// Each chain of `port` as (transport_protocol, has a TLS transport socket, ALPN matches).

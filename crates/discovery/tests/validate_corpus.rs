@@ -2,6 +2,7 @@
 //! validation`, Istio's verdicts): every resource Istio accepts is admitted, every resource it
 //! rejects is refused. The verdicts are `lateen-api`'s, the folder source's and `analyze`'s
 //! too (`crates/api/tests/corpus.rs`, `corpus_folder.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use lateen_discovery::admission::IstioValidator;
 use lateen_inject::webhook::admission::parse_request;

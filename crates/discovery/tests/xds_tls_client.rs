@@ -3,6 +3,7 @@
 //! in-process on 127.0.0.1: with the right root and server name it gets its configuration and
 //! its bearer token reaches lateend; a wrong server name or another CA's root never gets a
 //! stream, and the client keeps retrying.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

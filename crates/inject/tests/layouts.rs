@@ -1,5 +1,6 @@
 //! Layout variants: native sidecars, holdApplicationUntilProxyStarts, interception modes,
 //! status port 0, Prometheus merge, image pull secrets. Results validate strictly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The admission path: AdmissionReviews built from the fixtures' pods, patched with the
 //! returned JSON Patch, give the same pod as `kube-inject`; malformed reviews and bad pods get
 //! error responses according to the failure policy.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

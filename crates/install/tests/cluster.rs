@@ -1,5 +1,6 @@
 //! Install, verify and uninstall against a stub Kubernetes API server on 127.0.0.1 that keeps
 //! objects in memory and answers server-side apply, get and delete as the real one does.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "support/stub_api.rs"]
 mod stub_api;

@@ -11,6 +11,7 @@
 //!
 //! Run: `cargo test -p lateen-install --test crd_corpus_kube -- --nocapture` (needs the test
 //! cluster binaries of `scripts/kube-test-bins.sh`; skips with a NOTICE without them).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

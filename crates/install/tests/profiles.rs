@@ -1,4 +1,5 @@
 //! Profiles, layering of `-f` files and `--set` flags, and schema errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::PathBuf;
 

@@ -9,7 +9,8 @@
 //! origination, peer identity). [`trace`] makes and exports spans. [`metrics`], [`admin`] and
 //! [`drain`] serve the whole process; [`status`] is the agent's 15020 with the application's
 //! metrics merged in; [`series_cap`] bounds the metrics' label sets a peer can create;
-//! [`access_log`] writes Envoy-format access logs from writer threads, off the request path.
+//! [`access_log`] writes Envoy-format access logs from writer threads, off the request path;
+//! [`overload`] caps downstream and upstream connections, as Envoy's overload manager.
 //!
 //! Owns: the data path. Must not touch: control-plane translation (lateend's job) or
 //! iptables (the capture crate's).
@@ -25,6 +26,7 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod net;
+pub mod overload;
 pub mod proxy;
 pub mod series_cap;
 pub mod status;

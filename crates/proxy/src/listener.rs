@@ -15,12 +15,14 @@ use crate::net::rewind::Rewind;
 use crate::tls::inbound::{Accepted, Terminated};
 use crate::worker::WorkerContext;
 
-/// Handles one accepted connection on the listener named `listener_name`.
+/// Handles one accepted connection on the listener named `listener_name`; `_slot` counts it
+/// against the global downstream cap until it ends.
 pub async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     listener_name: Arc<str>,
     worker: Arc<WorkerContext>,
+    _slot: crate::overload::DownstreamSlot,
 ) {
     let shared = &worker.shared;
     let snapshot = shared.config.load();
@@ -250,24 +252,75 @@ fn is_transient_accept_error(err: &std::io::Error) -> bool {
     )
 }
 
+/// The first pause after an accept error (out of descriptors, EMFILE/ENFILE, or any other
+/// lasting one); it doubles up to [`MAX_ACCEPT_BACKOFF`] while accepts keep failing.
+const FIRST_ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
+const MAX_ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Accept failures in a row: logged once when a burst starts and once when it ends, never
+/// per failure, and paced by a growing pause instead of a busy loop.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u64,
+    pause: std::time::Duration,
+}
+
+impl AcceptBackoff {
+    fn failed(&mut self, listener: &str, err: &std::io::Error) -> std::time::Duration {
+        if self.failures == 0 {
+            tracing::warn!(
+                listener,
+                "accept failed: {err}; backing off (logged once until accepting works again)"
+            );
+            self.pause = FIRST_ACCEPT_BACKOFF;
+        } else {
+            self.pause = (self.pause * 2).min(MAX_ACCEPT_BACKOFF);
+        }
+        self.failures += 1;
+        self.pause
+    }
+
+    fn succeeded(&mut self, listener: &str) {
+        if self.failures > 0 {
+            tracing::info!(
+                listener,
+                failures = self.failures,
+                "accepting again after failed accepts"
+            );
+            self.failures = 0;
+        }
+    }
+}
+
 /// Accepts connections until draining starts. Errors never end the loop: a transient one
-/// is skipped, and running out of file descriptors backs off briefly.
+/// is skipped, and running out of file descriptors backs off (see [`AcceptBackoff`]). A
+/// connection beyond the global downstream cap is closed at once and counted.
 pub async fn accept_loop(
     listener: tokio::net::TcpListener,
     listener_name: Arc<str>,
     worker: Arc<WorkerContext>,
 ) {
     let mut drain = worker.shared.drain_watch.clone();
+    let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(handle_connection(stream, peer, listener_name.clone(), worker.clone()));
+                    backoff.succeeded(&listener_name);
+                    let Some(slot) = worker.shared.downstream.admit() else {
+                        ProxyStats::incr(&worker.shared.metrics.stats.downstream_global_cx_overflow);
+                        tracing::debug!(listener = %listener_name, %peer, "global downstream connection limit reached; closing");
+                        continue;
+                    };
+                    tokio::spawn(handle_connection(stream, peer, listener_name.clone(), worker.clone(), slot));
                 }
                 Err(err) if is_transient_accept_error(&err) => continue,
                 Err(err) => {
-                    tracing::warn!(listener = %listener_name, "accept failed: {err}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    let pause = backoff.failed(&listener_name, &err);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = drain.signaled() => return,
+                    }
                 }
             },
             _ = drain.signaled() => return,

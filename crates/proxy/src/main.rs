@@ -7,10 +7,7 @@
 //!   control plane over xDS (docs/proxy-xds.md);
 //! - `lateen-proxy agent` gets the workload certificate from the mesh CA and serves it to an
 //!   Envoy sidecar over SDS (docs/mesh-ca.md).
-// `deny`, not `forbid`: the one exception is `alloc_tuning` (glibc's mallopt), allowed there.
-#![deny(unsafe_code)]
-
-mod alloc_tuning;
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -73,6 +70,8 @@ struct RunArgs {
     /// `root-cert.pem`; Istio mounts it at /etc/certs) for mesh mTLS; reloaded when it changes.
     #[arg(long, value_name = "DIR")]
     cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    overload: lateen_proxy::overload::OverloadArgs,
 }
 
 fn main() -> ExitCode {
@@ -85,7 +84,7 @@ fn main() -> ExitCode {
         Some(Command::Capture(_) | Command::CaptureCleanup(_) | Command::Agent(_)) => Some(1),
     };
     // The default is ProxyOptions' (one worker per core).
-    alloc_tuning::limit_arenas(
+    lateen_alloc_tuning::limit_arenas(
         workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     );
     let result = match cli.command {
@@ -159,6 +158,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }
+    options.overload = args
+        .overload
+        .limits(&snapshot.source.runtime, options.concurrency);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

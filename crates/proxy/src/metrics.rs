@@ -321,6 +321,9 @@ pub struct ProxyStats {
     /// Requests and TCP connections not recorded because their label set would have been a
     /// new series beyond the bound (`SeriesCap`).
     pub metrics_series_dropped: AtomicU64,
+    /// Connections accepted and closed at once: the global downstream cap was reached
+    /// (Envoy's `downstream_global_cx_overflow`).
+    pub downstream_global_cx_overflow: AtomicU64,
 }
 
 impl ProxyStats {
@@ -357,6 +360,10 @@ impl ProxyStats {
             ("ssl_connection_error", &self.ssl_connection_error),
             ("no_filter_chain_match", &self.no_filter_chain_match),
             ("metrics_series_dropped", &self.metrics_series_dropped),
+            (
+                "downstream_global_cx_overflow",
+                &self.downstream_global_cx_overflow,
+            ),
         ] {
             let _ = writeln!(out, "lateen.{name}: {}", value.load(Ordering::Relaxed));
         }

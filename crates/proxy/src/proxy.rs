@@ -24,6 +24,8 @@ pub struct ProxyOptions {
     /// Distinct label sets kept per group of Istio metrics (HTTP, TCP); more are dropped and
     /// counted in `lateen.metrics_series_dropped`.
     pub max_metric_series: usize,
+    /// Overload protection: the downstream and upstream connection caps.
+    pub overload: crate::overload::OverloadLimits,
 }
 
 impl Default for ProxyOptions {
@@ -35,6 +37,7 @@ impl Default for ProxyOptions {
             original_dst: Arc::new(SoOriginalDst),
             certificates: None,
             max_metric_series: crate::series_cap::DEFAULT_MAX_SERIES,
+            overload: crate::overload::OverloadLimits::default(),
         }
     }
 }
@@ -172,7 +175,16 @@ pub async fn start(snapshot: Snapshot, options: ProxyOptions) -> anyhow::Result<
         mesh_tls: options
             .certificates
             .map(|watch| Arc::new(crate::tls::MeshTls::new(watch))),
+        downstream: crate::overload::DownstreamLimit::new(
+            options.overload.max_downstream_connections,
+        ),
+        max_upstream_connections_per_worker: options.overload.max_upstream_connections_per_worker,
     });
+    tracing::info!(
+        max_downstream_connections = ?options.overload.max_downstream_connections,
+        max_upstream_connections_per_worker = options.overload.max_upstream_connections_per_worker,
+        "overload protection"
+    );
     let (listeners_tx, listeners_rx) = watch::channel::<ListenerSet>(Arc::new(bound));
     let state = Arc::new(AdminState {
         shared: shared.clone(),

@@ -75,7 +75,10 @@ where
             .await
             .map_err(|err| {
                 tracing::debug!(cluster = %cluster.name, "{err}");
-                ResponseFlags::UF
+                match err {
+                    crate::upstream::UpstreamError::Overflow { .. } => ResponseFlags::UO,
+                    _ => ResponseFlags::UF,
+                }
             })
         }
     };

@@ -2,7 +2,8 @@
 //! runtime with its own upstream connection pools, and accepts from every bound listener.
 //! Listener sockets are bound once by the main thread and shared; each worker follows the
 //! set of bound listeners through a watch channel, so listeners added or removed by a
-//! configuration change start or stop on every worker.
+//! configuration change start or stop on every worker. Each worker's pool is bounded
+//! (`--max-upstream-connections-per-worker`) and swept every few seconds.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +25,10 @@ pub struct Shared {
     pub original_dst: Arc<dyn OriginalDst>,
     /// The workload certificate for mesh mTLS, when the proxy has one.
     pub mesh_tls: Option<Arc<crate::tls::MeshTls>>,
+    /// The global downstream connection cap (overload protection).
+    pub downstream: Arc<crate::overload::DownstreamLimit>,
+    /// Upstream connections each worker's pool may hold open.
+    pub max_upstream_connections_per_worker: usize,
 }
 
 /// What a worker's tasks share: the process state and this worker's pools.
@@ -77,9 +82,14 @@ pub fn spawn_workers(
 
 async fn run_worker(shared: Arc<Shared>, mut listeners: watch::Receiver<ListenerSet>) {
     let worker = Arc::new(WorkerContext {
-        pool: Arc::new(Pool::new(shared.metrics.clone(), shared.mesh_tls.clone())),
+        pool: Arc::new(Pool::with_budget(
+            shared.metrics.clone(),
+            shared.mesh_tls.clone(),
+            crate::upstream::budget::ConnBudget::new(shared.max_upstream_connections_per_worker),
+        )),
         shared: shared.clone(),
     });
+    tokio::spawn(sweep_pool(shared.clone(), worker.pool.clone()));
     let mut running: HashMap<(Arc<str>, SocketAddr), tokio::task::JoinHandle<()>> = HashMap::new();
     let mut drain = shared.drain_watch.clone();
     loop {
@@ -126,4 +136,31 @@ async fn run_worker(shared: Arc<Shared>, mut listeners: watch::Receiver<Listener
         let _ = task.await;
     }
     std::future::pending::<()>().await;
+}
+
+/// How often a worker's pool closes idle connections and forgets endpoints gone from EDS.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sweeps the worker's pool against the current configuration's endpoints until draining.
+async fn sweep_pool(shared: Arc<Shared>, pool: Arc<Pool>) {
+    let mut drain = shared.drain_watch.clone();
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = drain.signaled() => return,
+        }
+        let snapshot = shared.config.load();
+        let live: std::collections::HashSet<SocketAddr> = snapshot
+            .clusters
+            .values()
+            .flat_map(|cluster| cluster.hosts.endpoints.iter().copied())
+            .collect();
+        pool.sweep(
+            crate::upstream::pool::IDLE_TIMEOUT,
+            crate::upstream::pool::REMOVED_ENDPOINT_IDLE,
+            &live,
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! that the proxy's own connections are not captured again. Needs root, `ip` and iptables;
 //! addresses are from 198.18.0.0/15 and 2001:2::/48 (benchmarking ranges) inside namespaces
 //! this test creates and removes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -113,11 +114,7 @@ fn metric(ns: &str, parts: &[&str]) -> f64 {
         ns,
         &["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"],
     );
-    text.lines()
-        .filter(|line| line.starts_with("istio_requests_total{"))
-        .filter(|line| parts.iter().all(|part| line.contains(part)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    lateen_test_support::metrics_text::sum(&text, "istio_requests_total", parts)
 }
 
 const CONFIG: &str = r#"node: { workload: pod-a-v1, namespace: default, app: pod-a, version: v1 }

@@ -1,4 +1,5 @@
 //! HTTP/1.1, h2c, gRPC and WebSocket through the built proxy, with real clients and servers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 

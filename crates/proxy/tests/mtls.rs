@@ -3,6 +3,7 @@
 //! (STRICT / PERMISSIVE), a relay in the path reads the wire, and the destination's metrics
 //! carry `mutual_tls` and both principals. Certificates come from a test CA with SPIFFE
 //! identities, as Istio's file-mounted certificates (`--cert-dir`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 

@@ -5,6 +5,7 @@
 //! sidecar. Envoy reads the same test CA's certificates from files (the SDS agent is the
 //! `mesh-ca` work); each side reports the other's SPIFFE identity, and the key exchange is
 //! the hybrid post-quantum X25519MLKEM768 both ways.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 

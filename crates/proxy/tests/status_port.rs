@@ -2,6 +2,7 @@
 //! `/stats/prometheus` merges the proxy's metrics with the application's, scraped from the
 //! port and path in `ISTIO_PROMETHEUS_ANNOTATIONS` (as pilot-agent does), and still serves the
 //! proxy's own when the application stops answering or the annotations are bad.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 mod xds_support;

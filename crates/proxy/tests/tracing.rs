@@ -2,7 +2,8 @@
 //! inbound → the app), exporting to a real OTLP/gRPC receiver (a tonic TraceService server
 //! from lateen-test-support): one trace, one span per proxy, parent links, Envoy's span
 //! names/kinds/tags, trace context continued from W3C and B3 headers, sampling at 100 %, 0 %
-//! and 50 %.
+//! and 50 % decided as Envoy decides (the `x-request-id` mark and the parent's flag).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 
@@ -15,6 +16,8 @@ use support::upstream::Upstream;
 use support::{Ports, ProxyProcess, free_port};
 
 const OPERATION: &str = "reviews.default.svc.cluster.local:9080/*";
+/// An `x-request-id` carrying Envoy's "sampled" mark (`9` at character 14).
+const SAMPLED_ID: &str = "0f3c39a2-5b1e-9c7d-8a1b-2c3d4e5f6a7b";
 
 struct Chain {
     receiver: OtlpReceiver,
@@ -213,7 +216,8 @@ async fn one_request_gives_one_trace_with_a_span_per_proxy() {
 #[tokio::test]
 async fn incoming_w3c_and_b3_contexts_are_continued() {
     let chain = chain(0.0).await;
-    // The caller sampled: the decision is kept although the proxies sample 0 % themselves.
+    // The caller sampled (an Envoy upstream marks its decision in the `x-request-id` it
+    // passes on): the decision is kept although the proxies sample 0 % themselves.
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller = "00f067aa0ba902b7";
     let (echo, spans) = call_and_collect(
@@ -221,6 +225,7 @@ async fn incoming_w3c_and_b3_contexts_are_continued() {
         &[
             ("traceparent", &format!("00-{trace}-{caller}-01")),
             ("tracestate", "vendor=kept"),
+            ("x-request-id", SAMPLED_ID),
         ],
         2,
     )
@@ -240,6 +245,7 @@ async fn incoming_w3c_and_b3_contexts_are_continued() {
             ("x-b3-traceid", "a3ce929d0e0e4736"),
             ("x-b3-spanid", caller),
             ("x-b3-sampled", "1"),
+            ("x-request-id", SAMPLED_ID),
         ],
         4,
     )
@@ -257,11 +263,15 @@ async fn incoming_w3c_and_b3_contexts_are_continued() {
     assert_eq!(header(&echo, "x-b3-spanid"), Some(&*server.span_id_hex()));
     assert_eq!(header(&echo, "x-b3-sampled"), Some("1"));
 
-    // A caller that decided not to sample: nothing is exported, the decision goes on.
+    // A caller that decided not to sample: nothing is exported, the decision goes on,
+    // even under an id marked sampled.
     let before = chain.receiver.spans().len();
     let echo = call(
         chain.entry,
-        &[("traceparent", &format!("00-{trace}-{caller}-00"))],
+        &[
+            ("traceparent", &format!("00-{trace}-{caller}-00")),
+            ("x-request-id", SAMPLED_ID),
+        ],
     )
     .await;
     let parent = header(&echo, "traceparent").expect("traceparent");
@@ -269,6 +279,15 @@ async fn incoming_w3c_and_b3_contexts_are_continued() {
         parent.starts_with(&format!("00-{trace}-")) && parent.ends_with("-00"),
         "{parent}"
     );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(chain.receiver.spans().len(), before);
+
+    // A sampled parent whose id carries no decision: the proxy's own 0 % decides, as Envoy.
+    call(
+        chain.entry,
+        &[("traceparent", &format!("00-{trace}-{caller}-01"))],
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(chain.receiver.spans().len(), before);
 }
@@ -294,21 +313,10 @@ async fn fifty_percent_samples_about_half_of_the_traces_whole() {
         call(chain.entry, &[]).await;
     }
     // Wait for the exports to settle: no new span for longer than a flush interval.
-    let mut spans = chain.receiver.spans();
-    let mut quiet = 0;
-    for _ in 0..80 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = chain.receiver.spans();
-        quiet = if now.len() == spans.len() {
-            quiet + 1
-        } else {
-            0
-        };
-        spans = now;
-        if quiet >= 6 && !spans.is_empty() {
-            break;
-        }
-    }
+    let spans = chain
+        .receiver
+        .settled(Duration::from_millis(1500), Duration::from_secs(20))
+        .await;
     let mut traces = std::collections::BTreeMap::<String, usize>::new();
     for span in &spans {
         *traces.entry(span.trace_id_hex()).or_default() += 1;

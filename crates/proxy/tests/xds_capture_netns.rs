@@ -5,6 +5,7 @@
 //! chain per inbound port. The ADS server runs in this test; the pod reaches it through a
 //! small relay from 127.0.0.1:15010 in the pod to a Unix socket. Needs root, `ip`, iptables,
 //! setpriv, curl and python3; addresses are from 198.18.0.0/15 in namespaces made here.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod xds_support;
 
@@ -109,16 +110,11 @@ fn wait(what: &str, mut check: impl FnMut() -> bool, log: impl Fn() -> String) {
 }
 
 fn requests(ns: &str, parts: &[&str]) -> f64 {
-    must(
+    let text = must(
         Some(ns),
         &["curl", "-s", "http://127.0.0.1:15090/stats/prometheus"],
-    )
-    .lines()
-    .filter(|line| {
-        line.starts_with("istio_requests_total{") && parts.iter().all(|part| line.contains(part))
-    })
-    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-    .sum()
+    );
+    lateen_test_support::metrics_text::sum(&text, "istio_requests_total", parts)
 }
 
 fn typed(name: &str, any: protobuf::Any) -> Filter {

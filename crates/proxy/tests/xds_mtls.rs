@@ -5,6 +5,7 @@
 //! from `--cert-dir`. A request through the outbound listener crosses mTLS; plaintext to the
 //! inbound port is refused; the inbound metrics say `mutual_tls` with the workload's identity
 //! on both sides.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 mod xds_support;

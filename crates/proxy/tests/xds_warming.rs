@@ -1,5 +1,6 @@
 //! Warming and the state-of-the-world protocol: a route to a new cluster waits for the
 //! cluster's endpoints before it takes traffic, and everything works over SotW ADS too.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 mod xds_support;

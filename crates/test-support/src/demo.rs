@@ -1,7 +1,98 @@
 //! What the tests of `lateen demo` share: checking that the binaries the demo starts were
-//! built beside `lateen`, and the demo's logs for a failure message.
+//! built beside `lateen`, the demo's logs for a failure message, and a demo running in the
+//! background while a test talks to it ([`RunningDemo`]).
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `lateen demo` started in the background, its stdout collected; stopped with SIGTERM (its
+/// clean stop) when dropped.
+pub struct RunningDemo {
+    pub child: Child,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl RunningDemo {
+    /// Runs `lateen demo ARGS --dir DIR` (the binaries must be beside `lateen`).
+    pub fn start(lateen: &Path, args: &[&str], dir: &Path) -> RunningDemo {
+        assert_binaries_beside(lateen);
+        let mut child = Command::new(lateen)
+            .arg("demo")
+            .args(args)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run lateen demo");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        if let Some(out) = child.stdout.take() {
+            let sink = stdout.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    let mut text = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        }
+        RunningDemo { child, stdout }
+    }
+
+    /// What the demo printed so far.
+    pub fn stdout(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits (up to `timeout`) until the demo printed `text`; panics with its output when it
+    /// exits or the time is up.
+    pub fn wait_for_output(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stdout().contains(text) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("demo exited ({status}) before {text:?}:\n{}", self.stdout());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} from the demo in {timeout:?}:\n{}",
+                self.stdout()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM, then up to 30 s for the demo to stop every process; whether it stopped
+    /// cleanly (exit 0).
+    pub fn stop(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for RunningDemo {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
 
 /// Panics naming the first of lateend, lateen-proxy and lateen-sample-app that is not beside
 /// the `lateen` binary at `lateen` (the demo starts them from there).

@@ -5,16 +5,21 @@
 //! network namespaces for pod-like processes ([`netns`]); a kubelet's part in starting a Pod's
 //! container as a local process is [`kube::pod_container_command`]; [`probe`] waits on logs and
 //! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`relay`], a TCP
-//! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration;
+//! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration, and [`envoy_bootstrap`], the one builder of Envoy
+//! bootstraps (node, admin, ADS, static clusters and listeners);
 //! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
 //! [`demo`], what the tests of `lateen demo` share; [`otlp_receiver`], a real OTLP/gRPC trace
-//! receiver collecting the spans proxies export; [`jwt`], a token issuer (ES256 key, JWKS,
+//! receiver collecting the spans proxies export; [`metrics_text`], samples read from Prometheus text;
+//! [`jwt`], a token issuer (ES256 key, JWKS,
 //! signed tokens) for RequestAuthentication tests; [`chromium`], a headless browser for the
-//! dashboard's page.
+//! dashboard's page; [`static_http`], fixed documents by path with their fetches counted
+//! (a `jwksUri`); [`proc_stats`], a process's descriptors and resident memory from /proc.
 //! A dev-dependency only; nothing here runs outside tests.
 //!
 //! Owns: test plumbing. Must not touch: any product code.
 #![forbid(unsafe_code)]
+// Test plumbing: a helper that cannot do its job fails the test that called it, by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
@@ -23,14 +28,18 @@ use std::path::{Path, PathBuf};
 pub mod chromium;
 pub mod demo;
 pub mod envoy;
+pub mod envoy_bootstrap;
 pub mod istio_corpus;
 pub mod jwt;
 pub mod kube;
+pub mod metrics_text;
 pub mod netns;
 pub mod otlp_receiver;
 pub mod probe;
+pub mod proc_stats;
 pub mod prometheus;
 pub mod relay;
+pub mod static_http;
 pub mod test_ca;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool
@@ -63,12 +72,62 @@ pub fn envoy_or_skip(test: &str) -> Option<PathBuf> {
     found
 }
 
-/// A port free on 127.0.0.1 right now.
+/// A command that runs `program` with its open-file limit (`RLIMIT_NOFILE`, soft and hard)
+/// set to `limit`, through util-linux's `prlimit`, which then execs the program (the child's
+/// pid is the program's). `None` to skip `test` with a notice when `prlimit` is missing;
+/// under CI (`LATEEN_REQUIRE_TOOLS`) a missing `prlimit` fails the test instead.
+pub fn with_open_files_limit(
+    program: &Path,
+    limit: u64,
+    test: &str,
+) -> Option<std::process::Command> {
+    let prlimit = ["/usr/bin/prlimit", "/bin/prlimit"]
+        .into_iter()
+        .map(Path::new)
+        .find(|path| path.is_file());
+    let Some(prlimit) = prlimit else {
+        if tools_required() {
+            panic!("prlimit (util-linux) not found");
+        }
+        eprintln!("NOTICE: prlimit not found; skipping {test}");
+        return None;
+    };
+    let mut command = std::process::Command::new(prlimit);
+    command
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg("--")
+        .arg(program);
+    Some(command)
+}
+
+/// A port free on 127.0.0.1 right now and never handed out before in this test process.
+/// Tests run in parallel threads: a port one test took for a "dead" upstream, released at
+/// once, could otherwise be handed to another test's proxy, which then answers where
+/// nothing should (what made `upstream_down_gives_503_with_envoy_flags` fail once).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral port on 127.0.0.1");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no port not handed out before after 1000 binds of 127.0.0.1:0");
+}
+
+/// Writes the file `name` in `dir` atomically (a hidden temporary file, then a rename), as
+/// an editor would: a watcher such as lateend's folder source never reads half a file.
+pub fn write_config(dir: &Path, name: &str, text: &str) {
+    let temporary = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temporary, text).expect("write temporary config file");
+    std::fs::rename(&temporary, dir.join(name)).expect("rename config file into place");
 }
 
 /// Lowest and one past the highest port [`free_low_port`] hands out: below the kernel's

@@ -7,7 +7,52 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+/// The span kinds the tests check, so a test needs no dependency on lateen-otlp of its own.
+pub use lateen_otlp::SpanKind;
 use lateen_otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse, KeyValue, Span};
+
+/// The collector's host name in the tests' Istio config.
+pub const COLLECTOR_HOST: &str = "otel-collector.observability.svc.cluster.local";
+
+/// Istio config sending spans to `receiver`: the collector's ServiceEntry (in `namespace`,
+/// port 4317 `grpc`, the receiver as its endpoint) and a mesh-level Telemetry (root namespace
+/// `istio-system`) tracing to the provider `otel` at `sampling` percent, with `custom_tags`
+/// (YAML lines under `customTags:`, indented six spaces; empty for none). MeshConfig must
+/// declare `otel` as an `opentelemetry` provider for [`COLLECTOR_HOST`] port 4317.
+pub fn mesh_tracing_yaml(
+    receiver: SocketAddr,
+    namespace: &str,
+    sampling: f64,
+    custom_tags: &str,
+) -> String {
+    let tags = if custom_tags.is_empty() {
+        String::new()
+    } else {
+        format!("    customTags:\n{custom_tags}")
+    };
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: otel-collector, namespace: {namespace}}}
+spec:
+  hosts: [{COLLECTOR_HOST}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 4317, name: grpc, protocol: GRPC}}]
+  endpoints: [{{address: {ip}, ports: {{grpc: {port}}}}}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: mesh-default, namespace: istio-system}}
+spec:
+  tracing:
+  - providers: [{{name: otel}}]
+    randomSamplingPercentage: {sampling}
+{tags}"#,
+        ip = receiver.ip(),
+        port = receiver.port()
+    )
+}
 
 /// One received span and the resource (process) attributes it came with.
 #[derive(Clone, Debug)]
@@ -54,9 +99,18 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Serves on an ephemeral port of 127.0.0.1 in the current tokio runtime.
     pub async fn start() -> anyhow::Result<OtlpReceiver> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        OtlpReceiver::start_on(([127, 0, 0, 1], 0).into(), true).await
+    }
+
+    /// Serves on `address`; with `keep` false it only counts Export calls and keeps no span
+    /// (the benchmark's sink, where millions of spans arrive).
+    pub async fn start_on(address: SocketAddr, keep: bool) -> anyhow::Result<OtlpReceiver> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
-        let service = TraceService::default();
+        let service = TraceService {
+            keep,
+            ..TraceService::default()
+        };
         let spans = service.spans.clone();
         let requests = service.requests.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -92,6 +146,26 @@ impl OtlpReceiver {
         self.requests.lock().map(|count| *count).unwrap_or_default()
     }
 
+    /// Waits until some span arrived and then no new one for `quiet` (longer than the
+    /// exporters' flush interval), or until `timeout`; returns every span received.
+    pub async fn settled(&self, quiet: Duration, timeout: Duration) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + timeout;
+        let mut spans = self.spans();
+        let mut unchanged_since = Instant::now();
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.spans();
+            if now.len() != spans.len() {
+                unchanged_since = Instant::now();
+            }
+            spans = now;
+            if !spans.is_empty() && unchanged_since.elapsed() >= quiet {
+                break;
+            }
+        }
+        spans
+    }
+
     /// Waits until at least `count` spans arrived or `timeout` passed; returns what arrived.
     pub async fn wait_for_spans(&self, count: usize, timeout: Duration) -> Vec<ReceivedSpan> {
         let deadline = Instant::now() + timeout;
@@ -109,12 +183,16 @@ impl OtlpReceiver {
 struct TraceService {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     requests: Arc<Mutex<usize>>,
+    keep: bool,
 }
 
 impl TraceService {
     fn keep(&self, request: ExportTraceServiceRequest) {
         if let Ok(mut count) = self.requests.lock() {
             *count += 1;
+        }
+        if !self.keep {
+            return;
         }
         let Ok(mut spans) = self.spans.lock() else {
             return;

@@ -21,7 +21,13 @@ pub struct Relay {
 impl Relay {
     /// Relays connections on a new loopback port to `target`.
     pub async fn start(target: SocketAddr) -> std::io::Result<Relay> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Relay::start_on(([127, 0, 0, 1], 0).into(), target).await
+    }
+
+    /// Relays connections on `bind` (a loopback address, port 0 for any) to `target`: a tap
+    /// standing where a control plane says an endpoint is.
+    pub async fn start_on(bind: SocketAddr, target: SocketAddr) -> std::io::Result<Relay> {
+        let listener = TcpListener::bind(bind).await?;
         let address = listener.local_addr()?;
         let sent = Arc::new(Mutex::new(Vec::new()));
         let kept = sent.clone();

@@ -5,6 +5,7 @@
 //!
 //! Needs the binaries of `scripts/kube-test-bins.sh` (skips with a NOTICE without them, fails
 //! under `LATEEN_REQUIRE_TOOLS`), and root for the webhook test (it binds 127.x.y.z:443).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The ADS client against the ADS server on 127.0.0.1: ACK/NACK, resubscription, reconnect
 //! with backoff, and delta -> SotW fallback.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 
@@ -140,4 +141,28 @@ async fn delta_client_falls_back_to_sotw() {
     let cds = next(&mut rx).await;
     assert!(matches!(cds, AdsResponse::Sotw(_)), "fell back to SotW");
     assert_eq!(cluster_names(&cds), ["c1"]);
+}
+
+#[tokio::test]
+async fn a_response_over_the_size_limit_is_refused() {
+    let (server, addr) = spawn_server().await;
+    server.set_snapshot("n3", Snapshot::new().with(&eds_cluster(&"c".repeat(8192))));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut config = AdsClientConfig::new(addr.to_string(), node("n3")).subscribe(CLUSTER, &[]);
+    config.mode = ClientMode::Sotw;
+    config.max_message_bytes = 4096;
+    let _client = AdsClient::spawn(config, move |r: &AdsResponse| {
+        let _ = tx.send(r.clone());
+        Ok(())
+    });
+    let got = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+    assert!(
+        got.is_err(),
+        "a response of over 8 KiB passed a 4 KiB limit"
+    );
+    assert_eq!(
+        lateen_xds::client::MAX_RESPONSE_BYTES,
+        200 * 1024 * 1024,
+        "ztunnel's limit by default"
+    );
 }

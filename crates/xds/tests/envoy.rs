@@ -2,6 +2,7 @@
 //! listener/route/cluster/endpoints, every type is ACKed, endpoint pushes that leave unchanged
 //! clusters out (SotW) keep those clusters' endpoints, a route change takes effect live, and
 //! an invalid listener is NACKed with Envoy's reason while traffic keeps flowing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use lateen_test_support::envoy_bootstrap::Bootstrap;
 use lateen_test_support::free_port;
 use lateen_xds::types::LISTENER;
 use lateen_xds::{Snapshot, SyncState, XdsServer};
@@ -122,43 +124,16 @@ impl Envoy {
     }
 }
 
-fn bootstrap(api_type: &str, xds: SocketAddr, admin: u16) -> String {
-    format!(
-        r#"node:
-  id: "{NODE_ID}"
-  cluster: test.default
-  metadata: {{NAMESPACE: default, LABELS: {{app: test}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-dynamic_resources:
-  ads_config:
-    api_type: {api_type}
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services:
-    - envoy_grpc: {{cluster_name: xds_cluster}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds_cluster
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds_cluster
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
-"#,
-        xds_port = xds.port()
-    )
+fn bootstrap(api_type: &'static str, xds: SocketAddr, admin: u16) -> String {
+    Bootstrap::new(NODE_ID)
+        .cluster("test.default")
+        .metadata("{NAMESPACE: default, LABELS: {app: test}}")
+        .admin(admin)
+        .ads_api(xds.port(), api_type)
+        .to_yaml()
 }
 
-fn start_envoy(binary: &Path, api_type: &str, xds: SocketAddr, admin: u16) -> Envoy {
+fn start_envoy(binary: &Path, api_type: &'static str, xds: SocketAddr, admin: u16) -> Envoy {
     let dir = std::env::temp_dir().join(format!("lateen-xds-envoy-{}-{admin}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
     let config = dir.join("bootstrap.yaml");
@@ -201,7 +176,7 @@ fn snapshot(
         .with(route)
 }
 
-async fn scenario(api_type: &str) {
+async fn scenario(api_type: &'static str) {
     let Some(binary) = lateen_test_support::envoy_or_skip("the real-Envoy xDS test") else {
         return;
     };

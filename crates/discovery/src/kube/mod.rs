@@ -25,6 +25,7 @@ pub mod service_cache;
 pub mod services;
 pub mod source;
 pub mod state;
+mod telemetry_check;
 pub mod watch;
 
 use std::sync::Arc;

@@ -351,17 +351,31 @@ impl KubeSource {
         let ar = istio::api_resource(istio_kind);
         let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
         let me = self.clone();
+        let checker = self.clone();
         tokio::spawn(watch::run(
             api,
             watcher::Config::default(),
             kind.to_string(),
             move |obj: &DynamicObject| match istio::convert(obj, kind) {
+                Ok(Some(r)) if istio_kind == lateen_api::Kind::Telemetry => {
+                    Some(super::telemetry_check::against_mesh(
+                        r,
+                        obj.metadata.generation,
+                        &checker.mesh_in_force(),
+                    ))
+                }
                 Ok(Some(r)) => Some(Ok(r)),
                 Ok(None) => None,
                 Err(rejected) => Some(Err(rejected)),
             },
             move |c| me.apply_istio(kind, c),
         ));
+    }
+
+    /// The `istio` ConfigMap's mesh config, else lateend's own.
+    fn mesh_in_force(&self) -> MeshConfig {
+        let cluster = self.lock().mesh.clone();
+        cluster.unwrap_or_else(|| self.sources.folder_mesh())
     }
 
     fn apply_istio(&self, kind: &'static str, change: Change<Result<Resource, RejectedObject>>) {

@@ -83,12 +83,35 @@ struct FileEntry {
     resources: Vec<Resource>,
 }
 
+impl FileEntry {
+    fn empty() -> FileEntry {
+        FileEntry {
+            stamp: None,
+            last_seen: String::new(),
+            resources: Vec::new(),
+        }
+    }
+}
+
+/// A file's text; what is wrong otherwise (unreadable, or not UTF-8 and where).
+fn read_text(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// The folder-backed config store.
 #[derive(Debug)]
 pub struct FolderStore {
     dir: PathBuf,
     mesh_path: PathBuf,
     mesh_seen: Option<String>,
+    /// `stat` of a mesh file that could not be read, so it is reported once per change.
+    mesh_unreadable: Option<FileStamp>,
     mesh: MeshConfig,
     files: BTreeMap<PathBuf, FileEntry>,
     rejected_total: u64,
@@ -107,6 +130,7 @@ impl FolderStore {
             dir: dir.to_path_buf(),
             mesh_path,
             mesh_seen: None,
+            mesh_unreadable: None,
             mesh: MeshConfig::default(),
             files: BTreeMap::new(),
             rejected_total: 0,
@@ -154,7 +178,12 @@ impl FolderStore {
                 });
             }
             Err(e) => {
-                tracing::warn!(file = %self.mesh_path.display(), error = %e, "cannot read mesh config");
+                // Once per change of the file, not on every scan.
+                let stamp = FileStamp::of(&self.mesh_path);
+                if stamp.is_none() || stamp != self.mesh_unreadable {
+                    tracing::warn!(file = %self.mesh_path.display(), error = %e, "cannot read mesh config; keeping the current one");
+                }
+                self.mesh_unreadable = stamp;
                 return Ok(false);
             }
         };
@@ -219,10 +248,20 @@ impl FolderStore {
             if stamp.is_some() && self.files.get(&path).is_some_and(|e| e.stamp == stamp) {
                 continue;
             }
-            let text = match std::fs::read_to_string(&path) {
+            let text = match read_text(&path) {
                 Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot read config file; keeping its last good version");
+                Err(reason) => {
+                    // Logged once per change of the file: its stamp is kept, so the next
+                    // scans pass over it until it is written again.
+                    let entry = self
+                        .files
+                        .entry(path.clone())
+                        .or_insert_with(FileEntry::empty);
+                    entry.stamp = stamp;
+                    entry.last_seen.clear();
+                    tracing::error!(file = %path.display(), "config rejected: cannot read the file: {reason}; keeping its last good version ({} resources)", entry.resources.len());
+                    self.rejected_total += 1;
+                    outcome.rejected_files += 1;
                     continue;
                 }
             };
@@ -246,11 +285,10 @@ impl FolderStore {
         let source_name = path.display().to_string();
         let result = lateen_api::load(&text, &source_name)
             .and_then(|loaded| super::telemetry_check::against_mesh(loaded, &self.mesh));
-        let entry = self.files.entry(path.to_path_buf()).or_insert(FileEntry {
-            stamp: None,
-            last_seen: String::new(),
-            resources: Vec::new(),
-        });
+        let entry = self
+            .files
+            .entry(path.to_path_buf())
+            .or_insert_with(FileEntry::empty);
         entry.stamp = stamp;
         entry.last_seen = text;
         match result {
@@ -362,6 +400,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_default();
         dir
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_rejected_once_per_change() {
+        let dir = temp_dir("utf8");
+        let file = dir.join("vs.yaml");
+        std::fs::write(&file, GOOD).unwrap_or_default();
+        let mut store = FolderStore::open(&dir, None)
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.config().resources.len(), 1);
+        std::fs::write(&file, b"kind: \xff\xfe\n").unwrap_or_default();
+        assert_eq!(store.scan().rejected_files, 1, "reported when it changes");
+        for _ in 0..5 {
+            assert_eq!(store.scan().rejected_files, 0, "not again until it changes");
+        }
+        assert_eq!(store.config().resources.len(), 1, "last good version kept");
+        std::fs::write(&file, b"kind: \xff\xfe\xfd\n").unwrap_or_default();
+        assert_eq!(store.scan().rejected_files, 1, "a new change is reported");
+        std::fs::write(&file, GOOD).unwrap_or_default();
+        let fixed = store.scan();
+        assert_eq!(fixed.rejected_files, 0);
+        assert_eq!(store.config().resources.len(), 1);
+        assert_eq!(read_text(&file).map(|_| ()), Ok(()));
+        std::fs::write(&file, b"ab\xff").unwrap_or_default();
+        assert_eq!(
+            read_text(&file),
+            Err("not UTF-8 text (invalid byte at offset 2)".to_string())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //! without a token passes (an AuthorizationPolicy can then require a `requestPrincipal`), an
 //! invalid one gets 401.
 //!
-//! Keys: an inline `jwks` is passed as `local_jwks`. For `jwksUri` istiod by default fetches
-//! the document itself and inlines it; lateend does not fetch yet, so such a provider gets a
-//! key set no token verifies against (istiod's behaviour when its fetch fails): tokens for
-//! that issuer get 401, requests without a token still pass. A warning names the policy.
+//! Keys: an inline `jwks` is passed as `local_jwks`. A `jwksUri` whose host:port is a
+//! service the proxy reaches becomes `remote_jwks` through that service's cluster
+//! ([`super::jwks_uri`]: the proxy fetches the keys, as istiod's
+//! `PILOT_JWT_ENABLE_REMOTE_JWKS` mode). Any other URI would need lateend to fetch it
+//! (istiod's default mode), which it does not yet, so such a provider gets a key set no token
+//! verifies against (istiod's behaviour when its fetch fails): tokens for that issuer get
+//! 401, requests without a token still pass. A warning names the policy.
 //!
 //! Every provider writes the verified payload into the filter's dynamic metadata under
 //! [`PAYLOAD_KEY`], where the RBAC rules of [`super::authz_rules`] read claims.
@@ -61,13 +64,22 @@ pub fn http_filter(ctx: &Context<'_>) -> Option<HttpFilter> {
     for ra in policies {
         for rule in &ra.spec.jwt_rules {
             let name = format!("origins-{}", providers.len());
-            let jwks = match (&rule.jwks, &rule.jwks_uri) {
-                (Some(inline), _) => inline.clone(),
-                (None, Some(uri)) => {
-                    tracing::warn!(policy = %format!("{}/{}", ra.namespace(), ra.name()), %uri, "jwksUri is not fetched by lateend yet; tokens of this issuer are refused");
-                    UNUSABLE_JWKS.to_string()
-                }
-                (None, None) => UNUSABLE_JWKS.to_string(),
+            let inline = |jwks: String| {
+                jwt_provider::JwksSourceSpecifier::LocalJwks(DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(jwks)),
+                    ..Default::default()
+                })
+            };
+            let keys = match (&rule.jwks, &rule.jwks_uri) {
+                (Some(jwks), _) => inline(jwks.clone()),
+                (None, Some(uri)) => match super::jwks_uri::cluster_for(ctx, uri) {
+                    Some(cluster) => super::jwks_uri::remote(rule, uri, cluster),
+                    None => {
+                        tracing::warn!(policy = %format!("{}/{}", ra.namespace(), ra.name()), %uri, "jwksUri is not a service this proxy reaches, and lateend does not fetch keys itself; tokens of this issuer are refused");
+                        inline(UNUSABLE_JWKS.to_string())
+                    }
+                },
+                (None, None) => inline(UNUSABLE_JWKS.to_string()),
             };
             let provider = JwtProvider {
                 issuer: rule.issuer.clone(),
@@ -94,12 +106,7 @@ pub fn http_filter(ctx: &Context<'_>) -> Option<HttpFilter> {
                         ..Default::default()
                     })
                     .collect(),
-                jwks_source_specifier: Some(jwt_provider::JwksSourceSpecifier::LocalJwks(
-                    DataSource {
-                        specifier: Some(data_source::Specifier::InlineString(jwks)),
-                        ..Default::default()
-                    },
-                )),
+                jwks_source_specifier: Some(keys),
                 ..Default::default()
             };
             requirements.push(JwtRequirement {

@@ -11,6 +11,7 @@ pub mod clusters;
 mod endpoint_only;
 pub mod endpoints;
 mod host_index;
+mod jwks_uri;
 mod jwt;
 pub mod listeners;
 pub mod mtls_inbound;
@@ -19,6 +20,7 @@ pub mod names;
 pub mod peer_authn;
 mod policies;
 pub mod routes;
+mod tls_origination;
 pub mod tracing;
 mod view;
 

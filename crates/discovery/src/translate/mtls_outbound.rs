@@ -7,9 +7,9 @@
 //! - No `tls` and MeshConfig `enableAutoMtls` (default true): `transport_socket_matches`,
 //!   TLS to endpoints whose metadata says `tlsMode: istio` (a sidecar is there), plaintext to
 //!   the others.
-//! - SIMPLE/MUTUAL origination with files is not translated yet (plaintext, logged).
+//! - SIMPLE/MUTUAL: origination with files ([`super::tls_origination`]), for every proxy.
 //!
-//! Only proxies that hold a certificate ([`crate::proxy::Proxy::mtls`]) get any of this; each
+//! Only proxies that hold a certificate ([`crate::proxy::Proxy::mtls`]) get the rest; each
 //! EDS endpoint carries its `tlsMode` whatever the client ([`endpoint_metadata`]).
 
 use std::collections::BTreeMap;
@@ -65,16 +65,21 @@ pub fn apply(
     subset: &str,
     dr: Option<&Object<DestinationRule>>,
 ) {
+    let settings = client_tls(dr, subset, port);
+    // Origination with files needs no workload certificate.
+    if let Some(origination) =
+        settings.filter(|t| matches!(t.mode(), ClientTlsMode::Simple | ClientTlsMode::Mutual))
+    {
+        c.transport_socket = super::tls_origination::socket(origination, &c.name);
+        return;
+    }
     if !ctx.proxy.mtls {
         return;
     }
     let tls = || tls_socket(ctx, service, port, subset);
-    match client_tls(dr, subset, port).map(ClientTlsSettings::mode) {
+    match settings.map(ClientTlsSettings::mode) {
         Some(ClientTlsMode::IstioMutual) => c.transport_socket = Some(tls()),
-        Some(ClientTlsMode::Disable) => {}
-        Some(mode) => {
-            tracing::warn!(cluster = %c.name, ?mode, "DestinationRule tls origination with files is not translated yet; plaintext")
-        }
+        Some(_) => {}
         None if ctx.config.mesh.enable_auto_mtls() => {
             c.transport_socket_matches = vec![
                 cluster::TransportSocketMatch {

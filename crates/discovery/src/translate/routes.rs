@@ -196,6 +196,33 @@ fn default_route(ctx: &Context<'_>, service: &Service, port: u32) -> Route {
     }
 }
 
+/// The span name of a VirtualService route, as istiod's `getRouteOperation`: the one
+/// destination's host, else the VirtualService's name, then `:PORT` and the match's path
+/// (a prefix with `*` after it).
+fn route_operation(route: &Route, vs_name: &str, port: u32) -> String {
+    let path = match route
+        .r#match
+        .as_ref()
+        .and_then(|m| m.path_specifier.as_ref())
+    {
+        Some(route_match::PathSpecifier::Prefix(prefix)) => format!("{prefix}*"),
+        Some(route_match::PathSpecifier::Path(path)) => path.clone(),
+        Some(route_match::PathSpecifier::SafeRegex(regex)) => regex.regex.clone(),
+        _ => "/*".to_string(),
+    };
+    let single_cluster = match &route.action {
+        Some(route::Action::Route(action)) => match &action.cluster_specifier {
+            Some(route_action::ClusterSpecifier::Cluster(cluster)) => cluster
+                .splitn(4, '|')
+                .nth(3)
+                .filter(|host| cluster.starts_with("outbound|") && !host.is_empty()),
+            _ => None,
+        },
+        _ => None,
+    };
+    format!("{}:{port}{path}", single_cluster.unwrap_or(vs_name))
+}
+
 /// Envoy routes of a VirtualService's `http` rules that apply on `port` for `gateways`.
 fn vs_routes(
     ctx: &Context<'_>,
@@ -228,6 +255,10 @@ fn vs_routes(
                 action: Some(action),
                 ..Default::default()
             };
+            r.decorator = Some(Decorator {
+                operation: route_operation(&r, vs.name(), port),
+                propagate: None,
+            });
             apply_headers(
                 &mut r,
                 http.headers.as_ref().and_then(|h| h.request.as_ref()),

@@ -55,6 +55,34 @@ spec:
     )
 }
 
+/// Keys from a `jwksUri` the proxies fetch: a ServiceEntry for the key server (plain HTTP on
+/// 127.0.0.1:`port`) and issuers whose keys are at `/keys` and at `/not-json` (a JWKS that is
+/// not JSON).
+pub fn remote_jwks(remote_issuer: &str, broken_issuer: &str, port: u16) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: jwks, namespace: default}}
+spec:
+  hosts: [jwks.default.svc.cluster.local]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt-remote, namespace: default}}
+spec:
+  jwtRules:
+  - issuer: {remote_issuer}
+    jwksUri: http://jwks.default.svc.cluster.local:{port}/keys
+  - issuer: {broken_issuer}
+    jwksUri: http://jwks.default.svc.cluster.local:{port}/not-json
+"#
+    )
+}
+
 /// DENY rules (each scoped to the HTTP port so the TCP chain keeps only what applies to it),
 /// an AUDIT and a dry-run DENY policy that must not deny, and the ALLOW rules.
 pub fn policies(ports: &Ports) -> String {

@@ -135,15 +135,44 @@ fn envoy_identity(plane: DataPlane) -> Identity {
 /// `lateen-proxy sidecar` with the injector's environment; admin, health and metrics on
 /// ports of their own so it shares the host with Envoy.
 fn start_lateen_proxy(plane: DataPlane, work: &Path, xds: u16, ports: [u16; 3]) -> Process {
+    let workload = SidecarWorkload {
+        app: plane.workload(),
+        address: plane.address(),
+        service_account: "client",
+    };
+    spawn_logged(
+        lateen_sidecar_command(&workload, xds, ports),
+        work,
+        plane.workload(),
+    )
+}
+
+/// Who a `lateen-proxy sidecar` runs for: the pod's `app` label (also its workload name),
+/// its instance address and service account.
+pub struct SidecarWorkload<'a> {
+    pub app: &'a str,
+    pub address: Ipv4Addr,
+    pub service_account: &'a str,
+}
+
+/// The `lateen-proxy sidecar` command with the injector's environment for `workload`,
+/// interception NONE, xDS from lateend's port `xds` (TLS when the environment names a root),
+/// admin, health and metrics on `ports`; the caller may add arguments and environment
+/// before spawning it.
+pub fn lateen_sidecar_command(
+    workload: &SidecarWorkload<'_>,
+    xds: u16,
+    ports: [u16; 3],
+) -> Command {
     let binary = lateen_proxy_binary();
     assert!(
         binary.is_file(),
         "{} must be built (cargo build --bins -p lateen-proxy)",
         binary.display()
     );
-    let log = work.join(format!("{}.log", plane.workload()));
     let address = |port: u16| format!("127.0.0.1:{port}");
-    let child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    command
         .arg("sidecar")
         .args(["--discovery-address", &address(xds)])
         .args(["--admin-address", &address(ports[0])])
@@ -151,21 +180,28 @@ fn start_lateen_proxy(plane: DataPlane, work: &Path, xds: u16, ports: [u16; 3]) 
         .args(["--metrics-address", &address(ports[2])])
         .args(["--concurrency", "1"])
         .args(["--labels-file", "/nonexistent"])
-        .env("POD_NAME", format!("{}-1", plane.workload()))
+        .env("POD_NAME", format!("{}-1", workload.app))
         .env("POD_NAMESPACE", "default")
-        .env("INSTANCE_IP", plane.address().to_string())
-        .env("SERVICE_ACCOUNT", "client")
+        .env("INSTANCE_IP", workload.address.to_string())
+        .env("SERVICE_ACCOUNT", workload.service_account)
         .env("ISTIO_META_INTERCEPTION_MODE", "NONE")
-        .env("ISTIO_META_WORKLOAD_NAME", plane.workload())
+        .env("ISTIO_META_WORKLOAD_NAME", workload.app)
         .env(
             "ISTIO_METAJSON_LABELS",
-            format!(r#"{{"app":"{}","version":"v1"}}"#, plane.workload()),
+            format!(r#"{{"app":"{}","version":"v1"}}"#, workload.app),
         )
-        .env("LATEEN_LOG", "info")
+        .env("LATEEN_LOG", "info");
+    command
+}
+
+/// Spawns `command` with its stderr in `work/NAME.log`; killed when the [`Process`] drops.
+pub fn spawn_logged(mut command: Command, work: &Path, name: &str) -> Process {
+    let log = work.join(format!("{name}.log"));
+    let child = command
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("lateen-proxy log"))
+        .stderr(std::fs::File::create(&log).expect("process log"))
         .spawn()
-        .expect("spawn lateen-proxy");
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
     Process {
         child,
         log,

@@ -141,3 +141,49 @@ pub async fn local(work: &Path, extra: &[&str]) -> Local {
         tokens,
     }
 }
+
+impl Local {
+    /// The bootstrap token file of `NS/SA`.
+    pub fn token(&self, namespace: &str, service_account: &str) -> PathBuf {
+        self.tokens
+            .join(namespace)
+            .join(service_account)
+            .join("istio-token")
+    }
+
+    /// Istio's injected environment for a sidecar of `default/SA` that reaches this lateend's
+    /// CA over TLS with its bootstrap token, as `lateen-proxy agent`/`sidecar` read it.
+    pub fn agent_env(&self, service_account: &str) -> std::collections::BTreeMap<String, String> {
+        [
+            ("XDS_ROOT_CA", self.root.display().to_string()),
+            ("ISTIOD_SAN", "lateend.istio-system.svc".to_string()),
+            (
+                "JWT_PATH",
+                self.token("default", service_account).display().to_string(),
+            ),
+            ("POD_NAMESPACE", "default".to_string()),
+            ("SERVICE_ACCOUNT", service_account.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// The CA client configuration of `default/SA` (the one `lateen-proxy agent` builds from
+    /// [`Local::agent_env`]), asking for `ttl` (`None`: lateend's `--workload-cert-ttl`).
+    pub fn ca_client(
+        &self,
+        service_account: &str,
+        ttl: Option<Duration>,
+    ) -> lateen_proxy::xds::ca_client::CaClientConfig {
+        let args = lateen_proxy::xds::sds_agent::AgentArgs {
+            ca_address: Some(format!("127.0.0.1:{}", self.lateend.xds_tls)),
+            discovery_address: None,
+            sds_socket: PathBuf::from("unused"),
+            secret_ttl: ttl,
+            log_level: "info".into(),
+        };
+        lateen_proxy::xds::sds_agent::ca_client_config(&args, &self.agent_env(service_account))
+            .expect("CA client configuration from Istio's environment")
+    }
+}

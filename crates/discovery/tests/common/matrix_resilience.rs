@@ -133,10 +133,11 @@ async fn uo_count(mesh: &Mesh, plane: DataPlane) -> usize {
         .await
         .map(|m| m.1)
         .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("istio_requests_total{") && l.contains("response_flags=\"UO\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as usize
+    lateen_test_support::metrics_text::sum(
+        &text,
+        "istio_requests_total",
+        &["response_flags=\"UO\""],
+    ) as usize
 }
 
 /// mirror to `shadow` at 100%: every response comes from the primary and the shadow host

@@ -5,14 +5,16 @@
 
 pub mod backend;
 pub mod client;
+pub mod kube_source;
 pub mod lateend;
 
+use lateen_test_support::envoy_bootstrap::Bootstrap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
-pub use lateen_test_support::free_port;
+pub use lateen_test_support::{free_port, write_config};
 
 pub fn envoy_or_skip() -> Option<PathBuf> {
     lateen_test_support::envoy_or_skip("the lateend acceptance test")
@@ -98,13 +100,6 @@ where
     Err(format!("timed out waiting for {what}"))
 }
 
-/// Writes a config file atomically (hidden temp file, then rename), as an editor would.
-pub fn write_config(dir: &Path, name: &str, text: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).expect("write temp config");
-    std::fs::rename(&tmp, dir.join(name)).expect("rename config");
-}
-
 /// How a proxy introduces itself, as istio-agent fills the node: id and metadata.
 pub struct Identity {
     pub id: &'static str,
@@ -114,68 +109,43 @@ pub struct Identity {
     pub xds_tls_ca: Option<PathBuf>,
 }
 
-pub fn bootstrap(identity: &Identity, xds_port: u16, admin: u16) -> String {
-    let (id, cluster, metadata) = (identity.id, identity.cluster, &identity.metadata);
-    // Like istio-agent's bootstrap for 15012: TLS to the control plane, verified by its CA
-    // and SAN.
-    let tls = identity.xds_tls_ca.as_ref().map_or(String::new(), |ca| {
-        format!(
-            r#"    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: lateend.istio-system.svc
-        common_tls_context:
-          alpn_protocols: [h2]
-          validation_context:
-            trusted_ca: {{filename: "{}"}}
-            match_typed_subject_alt_names:
-            - san_type: DNS
-              matcher: {{exact: lateend.istio-system.svc}}
-"#,
-            ca.display()
-        )
-    });
-    format!(
-        r#"node:
-  id: "{id}"
-  cluster: {cluster}
-  metadata:
-{metadata}admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services:
-    - envoy_grpc: {{cluster_name: xds-grpc}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
-{tls}"#
-    )
+/// istio-agent's bootstrap for `identity`: ADS to lateend on `xds_port` (TLS to 15012 when
+/// the identity says so, verified by lateend's CA and SAN), admin on `admin`.
+pub fn bootstrap(identity: &Identity, xds_port: u16, admin: u16) -> Bootstrap {
+    let mut bootstrap = Bootstrap::new(identity.id)
+        .cluster(identity.cluster)
+        .metadata(&identity.metadata)
+        .admin(admin)
+        .ads(xds_port);
+    if let Some(ca) = &identity.xds_tls_ca {
+        bootstrap = bootstrap.ads_tls(ca, "lateend.istio-system.svc");
+    }
+    bootstrap
 }
 
 /// Starts Envoy with its admin on 127.0.0.1 port 0; [`Process::admin_port`] reads the port
 /// Envoy bound (from `--admin-address-path`).
 pub fn start_envoy(binary: &Path, dir: &Path, identity: &Identity, xds: u16) -> Process {
+    start_envoy_with(binary, dir, identity, xds, None)
+}
+
+/// [`start_envoy`] with istio-agent's `sds-grpc` cluster on the agent's Unix socket
+/// `sds_socket`, when given.
+pub fn start_envoy_with(
+    binary: &Path,
+    dir: &Path,
+    identity: &Identity,
+    xds: u16,
+    sds_socket: Option<&Path>,
+) -> Process {
     let tag = identity.id.split('~').nth(2).unwrap_or("proxy");
     let config = dir.join(format!("bootstrap-{tag}.yaml"));
-    std::fs::write(&config, bootstrap(identity, xds, 0)).expect("write bootstrap");
+    let mut bootstrap = bootstrap(identity, xds, 0);
+    if let Some(socket) = sds_socket {
+        bootstrap = bootstrap.grpc_pipe_cluster("sds-grpc", socket);
+    }
+    let text = bootstrap.to_yaml();
+    std::fs::write(&config, text).expect("write bootstrap");
     let admin_path = dir.join(format!("admin-{tag}.address"));
     let _ = std::fs::remove_file(&admin_path);
     let log = dir.join(format!("envoy-{tag}.log"));

@@ -4,6 +4,7 @@
 //! over HTTPS (`/inject...`, `/validate`), [`cert`] makes or loads its serving certificate.
 
 pub mod admission;
+pub mod body_limit;
 pub mod cert;
 pub mod review;
 pub mod server;

@@ -15,12 +15,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::body_limit::{self, ReplyBody};
 use super::review::{WebhookStats, review};
 use super::validate::{ConfigValidator, ValidationStats, review_config};
 use crate::InjectConfig;
@@ -176,8 +177,8 @@ impl InjectPath {
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+fn text(status: StatusCode, body: &str) -> Response<ReplyBody> {
+    let mut resp = Response::new(ReplyBody::from(Full::new(Bytes::from(body.to_string()))));
     *resp.status_mut() = status;
     resp
 }
@@ -189,7 +190,7 @@ fn is_validate_path(path: &str) -> bool {
 async fn handle(
     req: Request<Incoming>,
     state: Arc<WebhookState>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+) -> Result<Response<ReplyBody>, std::convert::Infallible> {
     let path = req.uri().path();
     let route = if is_validate_path(path) {
         match &state.validator {
@@ -209,14 +210,13 @@ async fn handle(
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes() == b"application/json");
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            return Ok(text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("cannot read body: {e}\n"),
-            ));
-        }
+    let content_length = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse().ok());
+    let body = match body_limit::read(req.into_body(), content_length, MAX_BODY).await {
+        Ok(body) => body,
+        Err(too_large) => return Ok(too_large.reply()),
     };
     let response_body = match route {
         Route::Inject(params) => {
@@ -248,7 +248,7 @@ async fn handle(
             validated.response.to_string().into_bytes()
         }
     };
-    let mut resp = Response::new(Full::new(Bytes::from(response_body)));
+    let mut resp = Response::new(ReplyBody::from(Full::new(Bytes::from(response_body))));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

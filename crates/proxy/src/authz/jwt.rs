@@ -5,7 +5,8 @@
 //! `jsonwebtoken`, against the provider whose issuer it names, audiences, `exp`/`nbf` with
 //! Envoy's 60 s skew) or the request gets 401 with Envoy's message. A verified payload goes
 //! into the filter's metadata (`payload_in_metadata`), the token is removed from its header
-//! unless `forward`, and `forward_payload_header` / `claim_to_headers` are written.
+//! unless `forward`, and `forward_payload_header` / `claim_to_headers` are written. Keys
+//! are inline (`local_jwks`) or fetched ([`super::remote_jwks`], `remote_jwks`).
 
 use base64::Engine;
 use http::header::{HeaderName, HeaderValue};
@@ -25,19 +26,37 @@ pub struct Jwks {
 impl Jwks {
     /// A key set that cannot be read is an empty one (Envoy: every token fails), logged.
     pub fn parse(text: &str) -> Jwks {
+        Jwks::parse_strict(text).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "JWKS is not a readable JSON Web Key Set; tokens will fail");
+            Jwks {
+                text: text.to_string(),
+                keys: Arc::new(JwkSet { keys: Vec::new() }),
+            }
+        })
+    }
+
+    /// A JSON Web Key Set, or one JSON Web Key; anything else is an error.
+    pub fn parse_strict(text: &str) -> Result<Jwks, serde_json::Error> {
         let keys = match serde_json::from_str::<JwkSet>(text) {
             Ok(set) => set,
-            Err(_) => match serde_json::from_str::<jsonwebtoken::jwk::Jwk>(text) {
+            Err(set_error) => match serde_json::from_str::<jsonwebtoken::jwk::Jwk>(text) {
                 Ok(one) => JwkSet { keys: vec![one] },
-                Err(e) => {
-                    tracing::warn!(error = %e, "JWKS is not a readable JSON Web Key Set; tokens will fail");
-                    JwkSet { keys: Vec::new() }
-                }
+                Err(_) => return Err(set_error),
             },
         };
-        Jwks {
+        Ok(Jwks {
             text: text.to_string(),
             keys: Arc::new(keys),
+        })
+    }
+}
+
+impl Default for Jwks {
+    /// No keys: every token fails.
+    fn default() -> Jwks {
+        Jwks {
+            text: String::new(),
+            keys: Arc::new(JwkSet { keys: Vec::new() }),
         }
     }
 }
@@ -86,10 +105,28 @@ pub struct Provider {
     /// `(header, claim)`.
     #[serde(default)]
     pub claim_to_headers: Vec<(String, String)>,
+    /// Inline keys (`local_jwks`); unused when `remote` is set.
+    #[serde(default)]
     pub jwks: Jwks,
+    /// Keys fetched from a URI (`remote_jwks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<super::remote_jwks::RemoteJwks>,
 }
 
 impl Provider {
+    /// Whether the request carries a token where this provider looks.
+    pub fn has_token(&self, request: &http::request::Parts) -> bool {
+        find(self, request).is_some()
+    }
+
+    /// The keys tokens are checked against: inline, or the fetched ones while cached.
+    fn keys(&self) -> Result<Jwks, JwtError> {
+        match &self.remote {
+            None => Ok(self.jwks.clone()),
+            Some(remote) => remote.keys().ok_or(JwtError::JwksFetchFailed),
+        }
+    }
+
     /// Where the provider looks for a token: its own locations or Envoy's defaults.
     fn locations(&self) -> (Vec<TokenHeader>, Vec<String>) {
         if self.from_headers.is_empty() && self.from_params.is_empty() {
@@ -171,6 +208,8 @@ pub enum JwtError {
     Audience,
     #[error("Jwks doesn't have key to match kid or alg from Jwt")]
     NoKey,
+    #[error("Jwks remote fetch is failed")]
+    JwksFetchFailed,
 }
 
 /// What a verified request carries on.
@@ -192,8 +231,8 @@ fn unverified_claims(token: &str) -> Result<serde_json::Value, JwtError> {
 
 fn verify(provider: &Provider, token: &str) -> Result<serde_json::Value, JwtError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::BadFormat)?;
-    let candidates: Vec<_> = provider
-        .jwks
+    let jwks = provider.keys()?;
+    let candidates: Vec<_> = jwks
         .keys
         .keys
         .iter()

@@ -12,6 +12,7 @@
 pub mod jwt;
 pub mod matcher;
 pub mod rbac;
+pub mod remote_jwks;
 #[cfg(test)]
 mod tests;
 

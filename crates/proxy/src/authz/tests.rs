@@ -165,6 +165,7 @@ fn provider(jwks: &str) -> Provider {
         payload_in_metadata: "payload".to_string(),
         claim_to_headers: Vec::new(),
         jwks: Jwks::parse(jwks),
+        remote: None,
     }
 }
 

@@ -53,12 +53,10 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             );
         }
         check_cluster_policies(cluster, &path, &mut problems);
-        let tls = cluster.tls.as_ref().and_then(|tls| {
-            crate::tls::UpstreamTlsRt::new(tls.sni.clone(), tls.subject_alt_names.clone())
-                .map(Arc::new)
-                .map_err(|err| problems.add(format!("{path}.tls.sni"), err.to_string()))
-                .ok()
-        });
+        let tls = cluster
+            .tls
+            .as_ref()
+            .and_then(|tls| upstream_tls(tls, &format!("{path}.tls"), &mut problems));
         clusters.insert(
             cluster.name.clone(),
             Arc::new(ClusterRt::new(cluster, &local, tls)),
@@ -624,5 +622,30 @@ impl PeerLabels {
             destination.service.as_deref(),
             destination.service_name.as_deref(),
         )
+    }
+}
+
+/// A cluster's TLS settings, with its origination files read (problems named by field).
+fn upstream_tls(
+    tls: &model::UpstreamTls,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Arc<crate::tls::UpstreamTlsRt>> {
+    let rt = crate::tls::UpstreamTlsRt::new(tls.sni.clone(), tls.subject_alt_names.clone())
+        .map_err(|err| problems.add(format!("{path}.sni"), err.to_string()))
+        .ok()?;
+    let Some(files) = &tls.files else {
+        return Some(Arc::new(rt));
+    };
+    match crate::tls::origination::Origination::new(
+        files,
+        &tls.subject_alt_names,
+        crate::tls::provider(),
+    ) {
+        Ok(origination) => Some(Arc::new(rt.with_origination(origination))),
+        Err((field, reason)) => {
+            problems.add(format!("{path}.files.{field}"), reason);
+            None
+        }
     }
 }

@@ -30,6 +30,10 @@ pub struct ProxyConfig {
     pub route_configs: Vec<RouteConfig>,
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// Envoy's runtime values (a bootstrap's static `layered_runtime` layer), key → value;
+    /// read: `overload.global_downstream_max_connections` (docs/hardening.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runtime: BTreeMap<String, serde_json::Value>,
     /// Where the configuration came from when a control plane sent it: the accepted xDS
     /// resources and their versions (shown by `/config_dump`; never set in a file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,6 +240,10 @@ pub struct UpstreamTls {
     /// endpoints whose `tls_mode` is `istio`, plaintext to the others.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub only_tls_mode_istio: bool,
+    /// DestinationRule SIMPLE/MUTUAL origination with these files instead of the mesh
+    /// certificate; `subject_alt_names` are then DNS or URI SANs (docs/mtls.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::tls::origination::TlsFiles>,
 }
 
 /// Protections of the HTTP server side of a listener.

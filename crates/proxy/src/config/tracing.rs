@@ -18,8 +18,8 @@ pub struct TracingConfig {
     /// proxy's service cluster, `app.namespace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
-    /// Percentage of requests without a sampling decision that start a sampled trace
-    /// (Envoy's `random_sampling`); a decision in the incoming trace headers is kept.
+    /// Percentage of requests whose `x-request-id` carries no sampling decision that are
+    /// sampled (Envoy's `random_sampling`; see `trace::request_id`).
     #[serde(default = "hundred")]
     pub random_sampling: f64,
     /// Tags added to every span (Envoy's `custom_tags`).

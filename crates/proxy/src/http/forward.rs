@@ -86,16 +86,16 @@ impl Attempt<'_> {
         // Only clusters with breakers or least-request balancing hold counts.
         let mut holds = Holds::default();
         if let Some(breakers) = &self.cluster.breakers {
-            if !breakers.try_request(self.version == UpstreamVersion::Http1) {
+            let Some(permit) = breakers.try_request(self.version == UpstreamVersion::Http1) else {
                 ProxyStats::incr(&self.stats.upstream_rq_pending_overflow);
                 return Outcome::Failed {
                     status: http::StatusCode::SERVICE_UNAVAILABLE,
                     flags: ResponseFlags::UO,
                     detail: "upstream connect error or disconnect/reset before headers. reset reason: overflow".into(),
                 };
-            }
+            };
             holds = Holds::new(self.cluster);
-            holds.hold_request();
+            holds.hold_request(permit);
         }
         let retry = self.retry.filter(|retry| retry.num_retries > 0);
         let body = match body {
@@ -210,7 +210,7 @@ impl Attempt<'_> {
                     hosts.report(index, HostOutcome::Status(status));
                     if !is_last && retry.is_some_and(|retry| retry.retries_status(status)) {
                         // Past the retry budget the client gets this answer, as in Envoy.
-                        let Ok(permit) = self.retry_permit() else {
+                        let Some(permit) = self.retry_permit() else {
                             return Outcome::Response(response, holds);
                         };
                         _retry_permit = permit;
@@ -230,6 +230,18 @@ impl Attempt<'_> {
                             detail: format!("bad request body: {err}"),
                         };
                     }
+                    // The worker's own connection bound, not the host's fault: 503 `UO`
+                    // at once, as a circuit breaker overflow.
+                    if let UpstreamError::Overflow { .. } = err {
+                        ProxyStats::incr(&self.stats.upstream_rq_pending_overflow);
+                        return Outcome::Failed {
+                            status: http::StatusCode::SERVICE_UNAVAILABLE,
+                            flags: ResponseFlags::UO,
+                            detail: format!(
+                                "upstream connect error or disconnect/reset before headers. reset reason: overflow ({err})"
+                            ),
+                        };
+                    }
                     hosts.report(index, HostOutcome::LocalFailure);
                     let (flag, retriable) = match &err {
                         UpstreamError::Connect { .. } => (
@@ -246,13 +258,14 @@ impl Attempt<'_> {
                             ResponseFlags::UC,
                             retry.is_some_and(|r| r.on_refused_stream || r.on_reset || r.on_5xx),
                         ),
+                        UpstreamError::Overflow { .. } => (ResponseFlags::UO, false),
                     };
                     flags = flag;
                     last_failure = Some(err.to_string());
                     if !retriable || is_last {
                         break;
                     }
-                    let Ok(permit) = self.retry_permit() else {
+                    let Some(permit) = self.retry_permit() else {
                         break;
                     };
                     _retry_permit = permit;
@@ -270,7 +283,7 @@ impl Attempt<'_> {
                         };
                     }
                     if !is_last {
-                        let Ok(permit) = self.retry_permit() else {
+                        let Some(permit) = self.retry_permit() else {
                             break;
                         };
                         _retry_permit = permit;
@@ -303,18 +316,32 @@ impl Attempt<'_> {
     }
 }
 
+/// Whether one more retry may be made under the cluster's `max_retries`.
+enum RetryBudget<'a> {
+    /// No circuit breakers: retries are not counted.
+    Unlimited,
+    /// Counted until the retry ends.
+    Permit(crate::upstream::balance::Permit<'a>),
+    /// `max_retries` retries are already running.
+    Spent,
+}
+
 impl<'a> Attempt<'a> {
     /// A slot for one more retry under the cluster's `max_retries` (no limit without circuit
-    /// breakers); `Err` when the budget is spent.
-    fn retry_permit(&self) -> Result<Option<crate::upstream::balance::Permit<'a>>, ()> {
-        let Some(breakers) = &self.cluster.breakers else {
-            return Ok(None);
+    /// breakers); `None` when the budget is spent (counted as a retry overflow).
+    fn retry_permit(&self) -> Option<Option<crate::upstream::balance::Permit<'a>>> {
+        let budget = match &self.cluster.breakers {
+            None => RetryBudget::Unlimited,
+            Some(breakers) => breakers
+                .admit_retry()
+                .map_or(RetryBudget::Spent, RetryBudget::Permit),
         };
-        match breakers.admit_retry() {
-            Some(permit) => Ok(Some(permit)),
-            None => {
+        match budget {
+            RetryBudget::Unlimited => Some(None),
+            RetryBudget::Permit(permit) => Some(Some(permit)),
+            RetryBudget::Spent => {
                 ProxyStats::incr(&self.stats.upstream_rq_retry_overflow);
-                Err(())
+                None
             }
         }
     }

@@ -108,7 +108,16 @@ pub fn take(headers: &mut HeaderMap) -> Option<HeaderValue> {
 #[derive(Default)]
 pub struct PeerCache {
     decoded: Mutex<Option<(HeaderValue, Arc<PeerLabels>)>>,
-    merged: Mutex<Option<(usize, usize, Arc<PeerLabels>)>>,
+    /// Keyed by the service and peer values themselves (held, compared by address): a key
+    /// that only remembered their addresses could match a new value allocated where a freed
+    /// one was.
+    merged: Mutex<Option<MergedEntry>>,
+}
+
+struct MergedEntry {
+    service: Arc<PeerLabels>,
+    peer: Arc<PeerLabels>,
+    merged: Arc<PeerLabels>,
 }
 
 impl PeerCache {
@@ -133,18 +142,22 @@ impl PeerCache {
         service: &Arc<PeerLabels>,
         peer: &Arc<PeerLabels>,
     ) -> Arc<PeerLabels> {
-        let key = (Arc::as_ptr(service) as usize, Arc::as_ptr(peer) as usize);
         let mut cached = self
             .merged
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((service_key, peer_key, merged)) = cached.as_ref()
-            && (*service_key, *peer_key) == key
+        if let Some(entry) = cached.as_ref()
+            && Arc::ptr_eq(&entry.service, service)
+            && Arc::ptr_eq(&entry.peer, peer)
         {
-            return merged.clone();
+            return entry.merged.clone();
         }
         let merged = Arc::new(PeerLabels::local_destination(peer, service));
-        *cached = Some((key.0, key.1, merged.clone()));
+        *cached = Some(MergedEntry {
+            service: service.clone(),
+            peer: peer.clone(),
+            merged: merged.clone(),
+        });
         merged
     }
 }
@@ -152,6 +165,39 @@ impl PeerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn workload(name: &str) -> Arc<PeerLabels> {
+        Arc::new(PeerLabels::new(
+            Some(name),
+            Some("default"),
+            Some(name),
+            Some("v1"),
+            None,
+            None,
+            None,
+            None,
+        ))
+    }
+
+    #[test]
+    fn merged_destinations_follow_the_values_not_their_addresses() {
+        let cache = PeerCache::default();
+        let peer = workload("reviews-v1");
+        for round in 0..50 {
+            // A service value dropped and a new one made: the allocator often hands the new
+            // one the old one's address.
+            let name = format!("service-{round}");
+            let service = Arc::new(PeerLabels::from_destination(
+                &crate::config::model::Destination {
+                    service: Some(format!("{name}.default.svc.cluster.local")),
+                    ..Default::default()
+                },
+            ));
+            let merged = cache.destination(&service, &peer);
+            let expected = PeerLabels::local_destination(&peer, &service);
+            assert_eq!(*merged, expected, "round {round}");
+        }
+    }
 
     #[test]
     fn round_trips_a_workload() {

@@ -366,6 +366,9 @@ async fn route_and_forward(
     if let Err(refusal) = super::request_checks::check(&head, &current.listener.limits) {
         return Reply::local(refusal.status, ResponseFlags::DPE, refusal.detail);
     }
+    if let Some(jwt) = &current.listener.http_authz.jwt {
+        crate::authz::remote_jwks::prepare(jwt, &head, &current.snapshot, &ctx.pool).await;
+    }
     if !current.listener.http_authz.is_empty()
         && let Err(refusal) =
             current

@@ -111,6 +111,7 @@ pub async fn forward_upgrade(
         Err(err) => {
             let flags = match err {
                 crate::upstream::UpstreamError::Connect { .. } => ResponseFlags::UF,
+                crate::upstream::UpstreamError::Overflow { .. } => ResponseFlags::UO,
                 _ => ResponseFlags::UC,
             };
             return Outcome::Failed {

@@ -196,6 +196,9 @@ pub struct UpstreamTlsRt {
     pub subject_alt_names: Vec<String>,
     pub(crate) server_name: ServerName<'static>,
     cache: Mutex<Option<ClientConfigs>>,
+    /// DestinationRule SIMPLE/MUTUAL: TLS with credentials from files instead of the mesh
+    /// certificate.
+    pub origination: Option<Arc<super::origination::Origination>>,
 }
 
 /// The name rustls is given when no SNI is sent (it is then neither sent nor checked).
@@ -211,13 +214,26 @@ impl UpstreamTlsRt {
             subject_alt_names,
             server_name,
             cache: Mutex::new(None),
+            origination: None,
         })
+    }
+
+    /// The same settings, originating TLS with `origination`'s files.
+    pub fn with_origination(mut self, origination: super::origination::Origination) -> Self {
+        self.origination = Some(Arc::new(origination));
+        self
+    }
+
+    fn files(&self) -> Option<&super::origination::TlsFiles> {
+        self.origination.as_ref().map(|o| &o.files)
     }
 }
 
 impl PartialEq for UpstreamTlsRt {
     fn eq(&self, other: &Self) -> bool {
-        self.sni == other.sni && self.subject_alt_names == other.subject_alt_names
+        self.sni == other.sni
+            && self.subject_alt_names == other.subject_alt_names
+            && self.files() == other.files()
     }
 }
 
@@ -227,6 +243,7 @@ impl std::hash::Hash for UpstreamTlsRt {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.sni.hash(state);
         self.subject_alt_names.hash(state);
+        self.files().hash(state);
     }
 }
 
@@ -235,6 +252,7 @@ impl std::fmt::Debug for UpstreamTlsRt {
         f.debug_struct("UpstreamTlsRt")
             .field("sni", &self.sni)
             .field("subject_alt_names", &self.subject_alt_names)
+            .field("origination", &self.files())
             .finish_non_exhaustive()
     }
 }

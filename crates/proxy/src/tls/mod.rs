@@ -15,6 +15,7 @@
 mod config;
 pub mod files;
 pub mod inbound;
+pub mod origination;
 mod security;
 pub mod upstream;
 mod verify;
@@ -66,7 +67,7 @@ pub fn warn_without_certificates(snapshot: &crate::config::Snapshot, has_source:
     let clusters = snapshot
         .clusters
         .values()
-        .filter(|c| c.tls.is_some())
+        .filter(|c| c.tls.as_ref().is_some_and(|t| t.origination.is_none()))
         .map(|c| c.name.to_string());
     let uses: Vec<String> = listeners.chain(clusters).collect();
     if !uses.is_empty() {

@@ -18,7 +18,22 @@ pub async fn connect(
     alpn: UpstreamAlpn,
     tcp: TcpStream,
 ) -> Result<TlsStream<TcpStream>, TlsError> {
-    let config = mesh.client_config(upstream, alpn)?;
+    connect_to(Some(mesh), upstream, alpn, tcp).await
+}
+
+/// [`connect`] where the proxy may hold no mesh certificate: DestinationRule origination
+/// (`upstream.origination`) needs none; mesh mTLS without one fails.
+pub async fn connect_to(
+    mesh: Option<&MeshTls>,
+    upstream: &UpstreamTlsRt,
+    alpn: UpstreamAlpn,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, TlsError> {
+    let config = match (&upstream.origination, mesh) {
+        (Some(origination), _) => origination.config(alpn),
+        (None, Some(mesh)) => mesh.client_config(upstream, alpn)?,
+        (None, None) => return Err(TlsError::NoCertificate),
+    };
     tokio_rustls::TlsConnector::from(config)
         .connect(upstream.server_name.clone(), tcp)
         .await

@@ -2,7 +2,8 @@
 //! validity dates) and its SPIFFE identity must be one the control plane expects for the
 //! destination (Envoy's `match_typed_subject_alt_names`, URI SANs, exact). The TLS server
 //! name is Istio's `outbound_...` SNI, never a name in the certificate, so webpki's name check
-//! does not apply.
+//! does not apply. The same verifier checks a server outside the mesh for DestinationRule
+//! SIMPLE/MUTUAL ([`super::origination`]): roots from a file, DNS or URI SANs.
 
 use std::sync::Arc;
 
@@ -26,10 +27,13 @@ pub enum PeerIdentityError {
 
 #[derive(Debug)]
 pub(crate) struct SpiffeServerVerifier {
-    roots: Arc<RootCertStore>,
+    /// `None` trusts any chain (DestinationRule `insecureSkipVerify`).
+    roots: Option<Arc<RootCertStore>>,
     /// SPIFFE URIs accepted; empty accepts any identity the roots signed (Istio sends no
     /// SANs when it does not know the destination's service accounts).
     expected: Vec<String>,
+    /// Mesh peers are checked by SPIFFE identity; an external server by its DNS or URI SANs.
+    external: bool,
     provider: Arc<CryptoProvider>,
 }
 
@@ -40,8 +44,25 @@ impl SpiffeServerVerifier {
         provider: Arc<CryptoProvider>,
     ) -> Self {
         SpiffeServerVerifier {
+            roots: Some(roots),
+            expected,
+            external: false,
+            provider,
+        }
+    }
+
+    /// The check of a server outside the mesh ([`super::origination`]): its chain to `roots`
+    /// (none: not checked), then one of `expected` among its DNS or URI SANs (any when
+    /// empty).
+    pub(crate) fn external(
+        roots: Option<Arc<RootCertStore>>,
+        expected: Vec<String>,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        SpiffeServerVerifier {
             roots,
             expected,
+            external: true,
             provider,
         }
     }
@@ -56,15 +77,22 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let parsed = ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &parsed,
-            &self.roots,
+            roots,
             intermediates,
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
-        check_identity(end_entity, &self.expected)?;
+        if self.external {
+            super::origination::check_names(end_entity, &self.expected)?;
+        } else {
+            check_identity(end_entity, &self.expected)?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

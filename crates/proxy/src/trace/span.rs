@@ -34,8 +34,9 @@ pub struct SpanEnd<'a> {
     pub operation: Option<&'a str>,
 }
 
-/// The request's place in its trace: reads the incoming context, decides sampling (the
-/// caller's decision, else `random_sampling`), and writes this proxy's span into the
+/// The request's place in its trace: reads the incoming context, decides sampling as Envoy
+/// does (`request_id`: the `x-request-id`'s mark, else `random_sampling`, and the parent's
+/// flag), and writes this proxy's span into the
 /// request's headers for the next hop. Returns the span to record when it is sampled.
 pub struct Start<'a> {
     pub tracing: &'a Arc<TracingRt>,
@@ -50,16 +51,18 @@ pub struct Start<'a> {
 
 pub fn start(start: Start<'_>, headers: &mut HeaderMap) -> Option<ActiveSpan> {
     let incoming = context::extract(headers);
-    let sampled = incoming
-        .sampled
-        .unwrap_or_else(|| rand::random::<f64>() < start.tracing.sampling);
+    let sampled = super::request_id::decide(
+        headers,
+        incoming.sampled,
+        start.tracing.sampling,
+        rand::random::<f64>,
+    );
     let trace_id = match incoming.parent {
         Some((trace_id, _)) => trace_id,
         None => nonzero_id(),
     };
     let span_id: [u8; 8] = nonzero_id();
     context::inject(headers, &incoming, &trace_id, &span_id, sampled);
-    crate::http::headers::ensure_request_id(headers);
     if !sampled {
         return None;
     }

@@ -283,7 +283,7 @@ impl HostSet {
 pub struct Holds {
     cluster: Option<Arc<ClusterRt>>,
     in_flight: Option<usize>,
-    request: bool,
+    request: Option<RequestPermit>,
 }
 
 impl Holds {
@@ -291,13 +291,13 @@ impl Holds {
         Holds {
             cluster: Some(cluster.clone()),
             in_flight: None,
-            request: false,
+            request: None,
         }
     }
 
-    /// Counts a breaker request already admitted by [`Breakers::try_request`].
-    pub fn hold_request(&mut self) {
-        self.request = true;
+    /// Keeps a breaker request admitted by [`Breakers::try_request`] until the exchange ends.
+    pub fn hold_request(&mut self, permit: RequestPermit) {
+        self.request = Some(permit);
     }
 
     /// Moves the in-flight count to the host of the current attempt.
@@ -309,7 +309,7 @@ impl Holds {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.in_flight.is_none() && !self.request
+        self.in_flight.is_none() && self.request.is_none()
     }
 }
 
@@ -319,11 +319,7 @@ impl Drop for Holds {
         if let Some(index) = self.in_flight {
             cluster.hosts.end(index);
         }
-        if self.request
-            && let Some(breakers) = &cluster.breakers
-        {
-            breakers.requests.fetch_sub(1, Ordering::Relaxed);
-        }
+        // The breaker permit, if any, gives its count back as it drops with `self`.
     }
 }
 
@@ -366,8 +362,20 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 /// The cluster's circuit breakers and the requests and retries they count.
 pub struct Breakers {
     limits: CircuitBreakers,
-    requests: AtomicU32,
+    /// Shared with every [`RequestPermit`], which gives its count back when dropped.
+    requests: Arc<AtomicU32>,
     retries: AtomicU32,
+}
+
+/// A request admitted by a cluster's circuit breakers, owned by the exchange (it lives in
+/// [`Holds`] until the response body ends); its count is given back when it is dropped,
+/// however the exchange ends.
+pub struct RequestPermit(Arc<AtomicU32>);
+
+impl Drop for RequestPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A counted request or retry; the count drops with it.
@@ -383,7 +391,7 @@ impl Breakers {
     pub fn new(limits: CircuitBreakers) -> Breakers {
         Breakers {
             limits,
-            requests: AtomicU32::new(0),
+            requests: Arc::new(AtomicU32::new(0)),
             retries: AtomicU32::new(0),
         }
     }
@@ -395,8 +403,8 @@ impl Breakers {
     /// tighter one, a waiting request would get a connection of its own at once and then be
     /// refused for exceeding `max_requests`, so only `max_requests` are admitted. On HTTP/2
     /// every request counts against `max_requests`.
-    /// Counts the request when admitted; [`Holds`] gives the count back.
-    pub fn try_request(&self, http1: bool) -> bool {
+    /// The admitted request's permit, or `None` at the limit.
+    pub fn try_request(&self, http1: bool) -> Option<RequestPermit> {
         let CircuitBreakers {
             max_connections,
             max_pending_requests,
@@ -408,32 +416,25 @@ impl Breakers {
         } else {
             max_requests
         };
-        acquire(&self.requests, limit)
-            .map(std::mem::forget)
-            .is_some()
+        acquire(&self.requests, limit)?;
+        Some(RequestPermit(self.requests.clone()))
     }
 
     pub fn admit_retry(&self) -> Option<Permit<'_>> {
-        acquire(&self.retries, self.limits.max_retries)
+        acquire(&self.retries, self.limits.max_retries)?;
+        Some(Permit(&self.retries))
     }
 }
 
-fn acquire(counter: &AtomicU32, limit: u32) -> Option<Permit<'_>> {
-    let mut current = counter.load(Ordering::Relaxed);
-    loop {
-        if current >= limit {
-            return None;
-        }
-        match counter.compare_exchange_weak(
-            current,
-            current + 1,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => return Some(Permit(counter)),
-            Err(actual) => current = actual,
-        }
-    }
+/// Counts one more against `limit`; the caller wraps the count in the guard that gives it
+/// back.
+fn acquire(counter: &AtomicU32, limit: u32) -> Option<()> {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |current| {
+            (current < limit).then_some(current + 1)
+        })
+        .ok()
+        .map(drop)
 }
 
 #[cfg(test)]
@@ -500,10 +501,15 @@ mod tests {
             max_pending_requests: 1,
             ..Default::default()
         });
-        assert!(breakers.try_request(true) && breakers.try_request(true));
-        assert!(!breakers.try_request(true));
-        breakers.requests.fetch_sub(1, Ordering::Relaxed);
-        assert!(breakers.try_request(true));
+        let first = breakers.try_request(true);
+        let second = breakers.try_request(true);
+        assert!(first.is_some() && second.is_some());
+        assert!(breakers.try_request(true).is_none());
+        drop(first);
+        assert!(
+            breakers.try_request(true).is_some(),
+            "a dropped permit frees its place"
+        );
         assert!(breakers.admit_retry().is_some());
     }
 
@@ -518,8 +524,9 @@ mod tests {
             ..Default::default()
         };
         let breakers = Breakers::new(limits);
-        assert!(breakers.try_request(true) && breakers.try_request(true));
-        assert!(!breakers.try_request(true));
+        let held = [breakers.try_request(true), breakers.try_request(true)];
+        assert!(held.iter().all(Option::is_some));
+        assert!(breakers.try_request(true).is_none());
         // Fewer requests than connections: pending requests would overflow on attach.
         let breakers = Breakers::new(CircuitBreakers {
             max_connections: 10,
@@ -527,7 +534,8 @@ mod tests {
             max_requests: 2,
             ..Default::default()
         });
-        assert!(breakers.try_request(true) && breakers.try_request(true));
-        assert!(!breakers.try_request(true));
+        let held = [breakers.try_request(true), breakers.try_request(true)];
+        assert!(held.iter().all(Option::is_some));
+        assert!(breakers.try_request(true).is_none());
     }
 }

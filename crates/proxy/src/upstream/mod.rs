@@ -1,5 +1,8 @@
-//! Upstream side of the proxy: connection pools per endpoint.
+//! Upstream side of the proxy: connection pools per endpoint, bounded per worker.
 
 pub mod balance;
+pub mod budget;
 pub mod pool;
 pub use pool::{Pool, Target, UpstreamError, UpstreamVersion};
+#[cfg(test)]
+mod pool_tests;

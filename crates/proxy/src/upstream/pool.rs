@@ -1,16 +1,24 @@
 //! Connection pools to upstream endpoints, one pool per worker thread (as Envoy does) so the
 //! data path takes no cross-thread locks. HTTP/1.1 keeps a stack of idle connections per
-//! endpoint, most recently used first; HTTP/2 keeps one multiplexed connection per endpoint.
+//! endpoint, most recently used first; HTTP/2 keeps one multiplexed connection per endpoint,
+//! which concurrent first requests wait for instead of each opening their own. Every
+//! connection counts against the worker's [`ConnBudget`]; a request that finds neither an
+//! idle connection nor a free slot waits (bounded in time and number) or gets 503 `UO`.
+//! [`Pool::sweep`] closes connections idle too long and those to endpoints that left the
+//! configuration, so endpoint churn does not grow the pool.
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+use super::budget::{ConnBudget, ConnSlot, Slotted};
 use crate::http::body::ProxyBody;
 use crate::metrics::{Metrics, ProxyStats};
 use crate::tls::upstream::UpstreamStream;
@@ -44,7 +52,72 @@ pub enum UpstreamError {
     /// The HTTP/2 peer refused the stream before processing it (`refused-stream`).
     #[error("upstream refused the stream: {0}")]
     RefusedStream(#[source] hyper::Error),
+    /// The worker's upstream connections are all in use and none freed in time, or too
+    /// many requests already wait for one (Envoy: 503 `UO`, never an outlier failure).
+    #[error("upstream connection pool overflow ({limit} connections per worker)")]
+    Overflow { limit: usize },
 }
+
+/// A connection stream that holds its slot in the worker's budget.
+pub type PooledStream = Slotted<UpstreamStream>;
+
+/// How a shared HTTP/2 connect ended for the requests that waited on it.
+#[derive(Debug, Clone)]
+enum ConnectFailure {
+    Overflow { limit: usize },
+    Failed { address: SocketAddr, reason: String },
+}
+
+impl From<ConnectFailure> for UpstreamError {
+    fn from(failure: ConnectFailure) -> UpstreamError {
+        match failure {
+            ConnectFailure::Overflow { limit } => UpstreamError::Overflow { limit },
+            ConnectFailure::Failed { address, reason } => {
+                UpstreamError::Connect { address, reason }
+            }
+        }
+    }
+}
+
+impl From<UpstreamError> for ConnectFailure {
+    fn from(err: UpstreamError) -> ConnectFailure {
+        match err {
+            UpstreamError::Overflow { limit } => ConnectFailure::Overflow { limit },
+            UpstreamError::Connect { address, reason } => {
+                ConnectFailure::Failed { address, reason }
+            }
+            other => ConnectFailure::Failed {
+                address: ([0, 0, 0, 0], 0).into(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+type H2Connect = Shared<BoxFuture<'static, Result<http2::SendRequest<ProxyBody>, ConnectFailure>>>;
+
+/// One endpoint's HTTP/2 connection, or the connect every request to it waits for.
+enum H2Entry {
+    Ready {
+        sender: http2::SendRequest<ProxyBody>,
+        last_used: Instant,
+    },
+    Connecting(H2Connect),
+}
+
+/// A pooled HTTP/1.1 connection and when it was last handed out or returned.
+struct IdleH1 {
+    sender: http1::SendRequest<H1Body>,
+    since: Instant,
+}
+
+type IdleMap = Arc<Mutex<HashMap<Target, Vec<IdleH1>>>>;
+
+/// Envoy's default upstream `idle_timeout` (Istio's `connectionPool.http.idleTimeout`).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long an idle connection to an address no cluster names any more is kept: long
+/// enough for a passthrough connection between a client's requests, short against churn.
+pub const REMOVED_ENDPOINT_IDLE: Duration = Duration::from_secs(10);
 
 /// Where a pooled connection goes, the local address it comes from and its mesh mTLS.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,22 +156,46 @@ pub async fn connect(address: SocketAddr, source: Option<IpAddr>) -> std::io::Re
     socket.connect(address).await
 }
 
-pub struct Pool {
-    idle_h1: Mutex<HashMap<Target, Vec<http1::SendRequest<H1Body>>>>,
-    h2: Mutex<HashMap<Target, http2::SendRequest<ProxyBody>>>,
+/// What opening a connection needs, cloneable into a shared HTTP/2 connect.
+#[derive(Clone)]
+struct Connector {
     metrics: Arc<Metrics>,
     /// The proxy's certificate for mTLS targets; without it they cannot be reached.
     mesh_tls: Option<Arc<MeshTls>>,
+    budget: Arc<ConnBudget>,
+    /// Idle HTTP/1.1 connections, the first to close when the budget is spent.
+    idle_h1: IdleMap,
+}
+
+pub struct Pool {
+    h2: Mutex<HashMap<Target, H2Entry>>,
+    connector: Connector,
 }
 
 impl Pool {
+    /// A pool whose connections are bounded by Envoy's default of 1024 per worker.
     pub fn new(metrics: Arc<Metrics>, mesh_tls: Option<Arc<MeshTls>>) -> Pool {
+        Pool::with_budget(metrics, mesh_tls, ConnBudget::new(1024))
+    }
+
+    pub fn with_budget(
+        metrics: Arc<Metrics>,
+        mesh_tls: Option<Arc<MeshTls>>,
+        budget: Arc<ConnBudget>,
+    ) -> Pool {
         Pool {
-            idle_h1: Mutex::default(),
             h2: Mutex::default(),
-            metrics,
-            mesh_tls,
+            connector: Connector {
+                metrics,
+                mesh_tls,
+                budget,
+                idle_h1: IdleMap::default(),
+            },
         }
+    }
+
+    pub fn budget(&self) -> &Arc<ConnBudget> {
+        &self.connector.budget
     }
 
     /// Sends `request` to `address`, reusing a pooled connection when one is ready. A
@@ -123,29 +220,69 @@ impl Pool {
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let mut request = request.map(Box::new);
-        if let Some(mut sender) = self.checkout_h1(&target) {
-            match sender.try_send_request(request).await {
+        // Boxed: waiting and connecting are rare under load (pooled connections are reused)
+        // and their state would otherwise enlarge every request's future, in-flight requests
+        // being the bulk of the proxy's memory.
+        let checkout = match self.checkout_h1(&target) {
+            Some(sender) => Checkout::Idle(sender),
+            None => match self.connector.budget.try_take() {
+                Some(slot) => Checkout::Slot(slot),
+                None => Box::pin(self.idle_or_slot(&target, connect_timeout)).await?,
+            },
+        };
+        let mut sender = match checkout {
+            Checkout::Idle(mut sender) => match sender.try_send_request(request).await {
                 Ok(response) => {
                     self.checkin_h1(target, sender);
                     return Ok(response);
                 }
                 Err(mut err) => match err.take_message() {
                     // Never written: the connection was closed under us; use a new one.
-                    Some(unsent) => request = unsent,
+                    Some(unsent) => {
+                        request = unsent;
+                        let slot = Box::pin(self.slot(connect_timeout)).await?;
+                        Box::pin(self.connect_h1(&target, connect_timeout, false, slot)).await?
+                    }
                     None => return Err(UpstreamError::Reset(err.into_error())),
                 },
+            },
+            Checkout::Slot(slot) => {
+                Box::pin(self.connect_h1(&target, connect_timeout, false, slot)).await?
             }
-        }
-        // Boxed: connecting is rare under load (pooled connections are reused) and its state
-        // would otherwise enlarge every request's future, in-flight requests being the bulk
-        // of the proxy's memory.
-        let mut sender = Box::pin(self.connect_h1(&target, connect_timeout, false)).await?;
+        };
         let response = sender
             .send_request(request)
             .await
             .map_err(UpstreamError::Reset)?;
         self.checkin_h1(target, sender);
         Ok(response)
+    }
+
+    /// An idle connection to `target` or a slot for a new one, waiting up to `patience`
+    /// for either once the worker's connections are all open.
+    async fn idle_or_slot(
+        &self,
+        target: &Target,
+        patience: Duration,
+    ) -> Result<Checkout, UpstreamError> {
+        let budget = &self.connector.budget;
+        // Every slot is taken: an idle connection elsewhere gives its slot up.
+        self.connector.close_idle(Some(target));
+        budget
+            .wait_for(patience, || {
+                self.checkout_h1(target)
+                    .map(Checkout::Idle)
+                    .or_else(|| budget.try_take().map(Checkout::Slot))
+            })
+            .await
+            .ok_or(UpstreamError::Overflow {
+                limit: budget.limit(),
+            })
+    }
+
+    /// A slot for a new connection, waiting up to `patience` for one to free.
+    async fn slot(&self, patience: Duration) -> Result<ConnSlot, UpstreamError> {
+        self.connector.slot(patience).await
     }
 
     /// Sends a request that asks for a protocol upgrade on a connection of its own, which
@@ -156,7 +293,8 @@ impl Pool {
         connect_timeout: Duration,
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
-        let mut sender = Box::pin(self.connect_h1(&target, connect_timeout, true)).await?;
+        let slot = Box::pin(self.slot(connect_timeout)).await?;
+        let mut sender = Box::pin(self.connect_h1(&target, connect_timeout, true, slot)).await?;
         sender
             .send_request(request.map(Box::new))
             .await
@@ -165,6 +303,7 @@ impl Pool {
 
     fn checkout_h1(&self, target: &Target) -> Option<http1::SendRequest<H1Body>> {
         let mut idle = self
+            .connector
             .idle_h1
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -173,26 +312,38 @@ impl Pool {
         let mut index = stack.len();
         while index > 0 {
             index -= 1;
-            if stack[index].is_closed() {
+            if stack[index].sender.is_closed() {
                 stack.swap_remove(index);
-            } else if stack[index].is_ready() {
-                return Some(stack.swap_remove(index));
+            } else if stack[index].sender.is_ready() {
+                return Some(stack.swap_remove(index).sender);
             }
         }
         None
     }
 
     /// Returns a connection right after its response head arrived; it becomes ready again
-    /// when the response body has been read, and checkout skips it until then.
-    fn checkin_h1(&self, target: Target, sender: http1::SendRequest<H1Body>) {
-        let mut idle = self
-            .idle_h1
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let stack = idle.entry(target).or_default();
-        if stack.len() < MAX_IDLE_PER_ENDPOINT {
-            stack.push(sender);
+    /// when the response body has been read, and checkout skips it until then. While
+    /// requests wait for a connection, it is watched instead and returned once ready, waking
+    /// one of them.
+    fn checkin_h1(&self, target: Target, mut sender: http1::SendRequest<H1Body>) {
+        let budget = &self.connector.budget;
+        if !budget.has_waiters() {
+            push_idle(&self.connector.idle_h1, target, sender);
+            return;
         }
+        if sender.is_ready() {
+            push_idle(&self.connector.idle_h1, target, sender);
+            budget.wake_one();
+            return;
+        }
+        let idle = self.connector.idle_h1.clone();
+        let budget = budget.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                push_idle(&idle, target, sender);
+                budget.wake_one();
+            }
+        });
     }
 
     async fn connect_h1(
@@ -200,9 +351,11 @@ impl Pool {
         target: &Target,
         connect_timeout: Duration,
         upgrades: bool,
+        slot: ConnSlot,
     ) -> Result<http1::SendRequest<H1Body>, UpstreamError> {
         let stream = self
-            .connect_stream(target, connect_timeout, UpstreamAlpn::Http1)
+            .connector
+            .stream(target, connect_timeout, UpstreamAlpn::Http1, slot)
             .await?;
         // A fixed 4 KiB read buffer instead of hyper's adaptive one from 8 KiB: with one
         // upstream connection per concurrent request this halves the pool's memory, and
@@ -233,27 +386,36 @@ impl Pool {
         connect_timeout: Duration,
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
-        let existing = {
-            let connections = self
-                .h2
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            connections
-                .get(&target)
-                .filter(|sender| !sender.is_closed())
-                .cloned()
-        };
-        let mut sender = match existing {
-            Some(sender) => sender,
-            None => {
-                // Boxed, as in send_h1: one connection serves many requests.
-                let sender = Box::pin(self.connect_h2(&target, connect_timeout)).await?;
+        let mut sender = match self.h2_sender(&target, connect_timeout) {
+            Ok(sender) => sender,
+            // Boxed, as in send_h1: one connection serves many requests.
+            Err(connecting) => {
+                let connected = Box::pin(connecting).await;
                 let mut connections = self
                     .h2
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                connections.insert(target, sender.clone());
-                sender
+                match connected {
+                    Ok(sender) => {
+                        // The first request to finish the connect publishes it.
+                        if matches!(connections.get(&target), Some(H2Entry::Connecting(_))) {
+                            connections.insert(
+                                target,
+                                H2Entry::Ready {
+                                    sender: sender.clone(),
+                                    last_used: Instant::now(),
+                                },
+                            );
+                        }
+                        sender
+                    }
+                    Err(failure) => {
+                        if matches!(connections.get(&target), Some(H2Entry::Connecting(_))) {
+                            connections.remove(&target);
+                        }
+                        return Err(failure.into());
+                    }
+                }
             }
         };
         let sent = async {
@@ -269,13 +431,186 @@ impl Pool {
         })
     }
 
+    /// The open HTTP/2 connection to `target`, or the connect to wait for (started here
+    /// when no request has started one).
+    fn h2_sender(
+        &self,
+        target: &Target,
+        connect_timeout: Duration,
+    ) -> Result<http2::SendRequest<ProxyBody>, H2Connect> {
+        let mut connections = self
+            .h2
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match connections.get_mut(target) {
+            Some(H2Entry::Ready { sender, last_used }) if !sender.is_closed() => {
+                *last_used = Instant::now();
+                return Ok(sender.clone());
+            }
+            Some(H2Entry::Connecting(connecting)) => return Err(connecting.clone()),
+            _ => {}
+        }
+        let connector = self.connector.clone();
+        let owned = target.clone();
+        let connecting = async move {
+            let slot = connector.slot(connect_timeout).await?;
+            connector
+                .connect_h2(&owned, connect_timeout, slot)
+                .await
+                .map_err(ConnectFailure::from)
+        }
+        .boxed()
+        .shared();
+        connections.insert(target.clone(), H2Entry::Connecting(connecting.clone()));
+        Err(connecting)
+    }
+
+    /// A new connection to `target` that is not pooled (TCP proxying), counted against the
+    /// worker's budget while it is open.
+    pub async fn connect_stream(
+        &self,
+        target: &Target,
+        connect_timeout: Duration,
+        alpn: UpstreamAlpn,
+    ) -> Result<PooledStream, UpstreamError> {
+        let slot = self.slot(connect_timeout).await?;
+        self.connector
+            .stream(target, connect_timeout, alpn, slot)
+            .await
+    }
+
+    /// Closes pooled connections that are closed already, idle for longer than
+    /// `idle_timeout`, or idle for `removed_idle` ([`REMOVED_ENDPOINT_IDLE`] in the workers)
+    /// to an address not in `live` (an endpoint that left EDS), and forgets endpoints with
+    /// nothing left pooled.
+    pub fn sweep(
+        &self,
+        idle_timeout: Duration,
+        removed_idle: Duration,
+        live: &HashSet<SocketAddr>,
+    ) {
+        let now = Instant::now();
+        let expired = |target: &Target, since: Instant| {
+            let idle_for = now.saturating_duration_since(since);
+            idle_for > idle_timeout || (!live.contains(&target.address) && idle_for >= removed_idle)
+        };
+        {
+            let mut idle = self
+                .connector
+                .idle_h1
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            idle.retain(|target, stack| {
+                // Busy connections stay: they are idle only once their response has ended.
+                let keep = |pooled: &IdleH1| {
+                    let idle_too_long = pooled.sender.is_ready() && expired(target, pooled.since);
+                    !pooled.sender.is_closed() && !idle_too_long
+                };
+                stack.retain(keep);
+                !stack.is_empty()
+            });
+        }
+        let mut connections = self
+            .h2
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        connections.retain(|target, entry| match entry {
+            H2Entry::Ready { sender, last_used } => {
+                !sender.is_closed() && !expired(target, *last_used)
+            }
+            H2Entry::Connecting(_) => true,
+        });
+    }
+
+    /// Endpoints pooled now (HTTP/1.1 and HTTP/2), for tests of [`Pool::sweep`].
+    pub fn pooled_endpoints(&self) -> usize {
+        let idle = self
+            .connector
+            .idle_h1
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len();
+        idle + self
+            .h2
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+}
+
+/// What a request to an HTTP/1.1 endpoint gets from the pool.
+enum Checkout {
+    Idle(http1::SendRequest<H1Body>),
+    Slot(ConnSlot),
+}
+
+fn push_idle(idle: &IdleMap, target: Target, sender: http1::SendRequest<H1Body>) {
+    let mut idle = idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let stack = idle.entry(target).or_default();
+    if stack.len() < MAX_IDLE_PER_ENDPOINT {
+        stack.push(IdleH1 {
+            sender,
+            since: Instant::now(),
+        });
+    }
+}
+
+impl Connector {
+    /// A slot for a new connection, waiting up to `patience` for one to free.
+    async fn slot(&self, patience: Duration) -> Result<ConnSlot, UpstreamError> {
+        let budget = &self.budget;
+        if let Some(slot) = budget.try_take() {
+            return Ok(slot);
+        }
+        self.close_idle(None);
+        budget
+            .wait_for(patience, || budget.try_take())
+            .await
+            .ok_or(UpstreamError::Overflow {
+                limit: budget.limit(),
+            })
+    }
+
+    /// Closes the longest-idle HTTP/1.1 connection (not one to `keep`, which the caller
+    /// would rather reuse), so its slot frees once the connection has ended.
+    fn close_idle(&self, keep: Option<&Target>) {
+        let closed = {
+            let mut idle = self
+                .idle_h1
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let oldest = idle
+                .iter()
+                .filter(|(target, _)| Some(*target) != keep)
+                .flat_map(|(target, stack)| {
+                    stack
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, pooled)| pooled.sender.is_ready())
+                        .map(move |(index, pooled)| (pooled.since, target.clone(), index))
+                })
+                .min_by_key(|(since, _, _)| *since);
+            oldest.and_then(|(_, target, index)| {
+                let stack = idle.get_mut(&target)?;
+                let pooled = stack.swap_remove(index);
+                if stack.is_empty() {
+                    idle.remove(&target);
+                }
+                Some(pooled)
+            })
+        };
+        // Dropped outside the lock: the connection's task ends and frees the slot.
+        drop(closed);
+    }
+
     async fn connect_h2(
         &self,
         target: &Target,
         connect_timeout: Duration,
+        slot: ConnSlot,
     ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
         let stream = self
-            .connect_stream(target, connect_timeout, UpstreamAlpn::Http2)
+            .stream(target, connect_timeout, UpstreamAlpn::Http2, slot)
             .await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -294,17 +629,19 @@ impl Pool {
         Ok(sender)
     }
 
-    /// A new connection to `target`: TCP, then mesh mTLS when the target has it. A failed
-    /// handshake is a connect failure (Envoy's `UF`), as is a missing certificate.
-    pub async fn connect_stream(
+    /// A new connection to `target` holding `slot`: TCP, then mesh mTLS when the target has
+    /// it. A failed handshake is a connect failure (Envoy's `UF`), as is a missing
+    /// certificate.
+    async fn stream(
         &self,
         target: &Target,
         connect_timeout: Duration,
         alpn: UpstreamAlpn,
-    ) -> Result<UpstreamStream, UpstreamError> {
+        slot: ConnSlot,
+    ) -> Result<PooledStream, UpstreamError> {
         let stream = self.connect_tcp(target, connect_timeout).await?;
         let Some(tls) = &target.tls else {
-            return Ok(UpstreamStream::Plain(stream));
+            return Ok(Slotted::new(UpstreamStream::Plain(stream), slot));
         };
         let failure = |reason: String| {
             ProxyStats::incr(&self.metrics.stats.upstream_cx_connect_fail);
@@ -313,16 +650,13 @@ impl Pool {
                 reason,
             }
         };
-        let Some(mesh_tls) = &self.mesh_tls else {
-            return Err(failure(crate::tls::TlsError::NoCertificate.to_string()));
-        };
         match tokio::time::timeout(
             connect_timeout,
-            crate::tls::upstream::connect(mesh_tls, tls, alpn, stream),
+            crate::tls::upstream::connect_to(self.mesh_tls.as_deref(), tls, alpn, stream),
         )
         .await
         {
-            Ok(Ok(stream)) => Ok(UpstreamStream::Tls(Box::new(stream))),
+            Ok(Ok(stream)) => Ok(Slotted::new(UpstreamStream::Tls(Box::new(stream)), slot)),
             Ok(Err(err)) => Err(failure(err.to_string())),
             Err(_) => Err(failure(format!(
                 "TLS handshake timed out after {connect_timeout:?}"

@@ -98,6 +98,8 @@ pub struct XdsArgs {
     /// Accepted for Istio's injected arguments.
     #[arg(long = "log_output_level", hide = true)]
     pub log_output_level: Option<String>,
+    #[command(flatten)]
+    pub overload: crate::overload::OverloadArgs,
 }
 
 /// Runs the proxy from the control plane until it is told to stop and has drained.
@@ -132,6 +134,11 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     if let Some(concurrency) = args.concurrency {
         options.concurrency = concurrency;
     }
+    // Istio's bootstrap carries ProxyConfig's runtimeValues into Envoy's runtime.
+    options.overload = args.overload.limits(
+        &crate::overload::proxy_config_runtime(env.get("PROXY_CONFIG").map(String::as_str)),
+        options.concurrency,
+    );
     let control_plane = resolve(args.discovery_address.as_deref(), &env, &|path| {
         path.is_file()
     })

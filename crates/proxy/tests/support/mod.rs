@@ -12,13 +12,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago (the OS picks it; the tests bind it right after).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("free port")
-}
+pub use lateen_test_support::free_port;
 
 pub struct ProxyProcess {
     child: Child,
@@ -66,11 +60,43 @@ impl ProxyProcess {
         ports: &Ports,
         args: &[&std::ffi::OsStr],
     ) -> ProxyProcess {
+        Self::start_command(
+            Command::new(env!("CARGO_BIN_EXE_lateen-proxy")),
+            config,
+            ports,
+            args,
+        )
+        .await
+    }
+
+    /// As [`ProxyProcess::start_with_args`] with the process's open-file limit set to
+    /// `limit`; `None` (test skipped) without `prlimit`.
+    pub async fn start_with_open_files_limit(
+        config: &str,
+        ports: &Ports,
+        args: &[&std::ffi::OsStr],
+        limit: u64,
+        test: &str,
+    ) -> Option<ProxyProcess> {
+        let command = lateen_test_support::with_open_files_limit(
+            std::path::Path::new(env!("CARGO_BIN_EXE_lateen-proxy")),
+            limit,
+            test,
+        )?;
+        Some(Self::start_command(command, config, ports, args).await)
+    }
+
+    async fn start_command(
+        mut command: Command,
+        config: &str,
+        ports: &Ports,
+        args: &[&std::ffi::OsStr],
+    ) -> ProxyProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("proxy.yaml");
         std::fs::write(&path, config).expect("write config");
         let log = dir.path().join("proxy.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_lateen-proxy"))
+        let child = command
             .arg("--config")
             .arg(&path)
             .arg("--concurrency")
@@ -234,14 +260,8 @@ where
 }
 
 /// The value of the first sample line that contains every one of `parts`.
-pub fn sample(metrics: &str, name: &str, parts: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{'))
-        .find(|line| parts.iter().all(|part| line.contains(part)))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
+#[allow(unused_imports)] // not every test binary reads metrics
+pub use lateen_test_support::metrics_text::first as sample;
 
 /// A config with one HTTP listener routing everything to one cluster of `upstreams`.
 pub fn simple_config(

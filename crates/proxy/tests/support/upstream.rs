@@ -30,7 +30,23 @@ pub struct Upstream {
     pub failing: Arc<AtomicBool>,
     /// `(method, host or :authority, path, body length)` of every request, oldest first.
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections open now and the most ever open at once.
+    pub connections: Arc<ConnectionCount>,
     name: String,
+}
+
+/// Connections an upstream holds: open now, and the peak.
+#[derive(Debug, Default)]
+pub struct ConnectionCount {
+    pub open: AtomicUsize,
+    pub peak: AtomicUsize,
+}
+
+impl ConnectionCount {
+    fn opened(&self) {
+        let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(open, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -65,12 +81,16 @@ impl Upstream {
             failing: failing.clone(),
             seen: seen.clone(),
         });
+        let connections = Arc::new(ConnectionCount::default());
+        let counted = connections.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let state = state.clone();
+                let counted = counted.clone();
+                counted.opened();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let state = state.clone();
@@ -79,6 +99,7 @@ impl Upstream {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
+                    counted.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -87,6 +108,7 @@ impl Upstream {
             hits,
             failing,
             seen,
+            connections,
             name: name.to_string(),
         }
     }

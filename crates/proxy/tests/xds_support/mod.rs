@@ -25,25 +25,12 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, get};
+use crate::support::get;
 
 pub mod tls;
 
-/// A free port never handed out before in this test process: tests run in parallel, and two
-/// of them getting the same just-released port would make one proxy fail to bind.
-pub fn unique_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    loop {
-        let port = free_port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
+/// A free port never handed out before in this test process (test-support's `free_port`).
+pub use lateen_test_support::free_port as unique_port;
 
 pub const NODE_ID: &str = "sidecar~127.0.0.1~web-7d4b9c8f6d-abcde.shop~shop.svc.cluster.local";
 
@@ -279,6 +266,11 @@ impl SidecarProcess {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id, to read its descriptors and memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn is_ready(&self) -> bool {

@@ -56,11 +56,18 @@ pub struct AdsClientConfig {
     pub transport: Transport,
     /// Bearer token sent as `authorization` metadata on every stream.
     pub token: Option<TokenFile>,
+    /// Largest response accepted; a larger one ends the stream (RESOURCE_EXHAUSTED) and the
+    /// client reconnects with backoff, keeping what it applied before.
+    pub max_message_bytes: usize,
 }
+
+/// The default bound on one ADS response: ztunnel's 200 MiB, far above any mesh's full CDS
+/// and small enough that a broken or hostile server cannot make the proxy buffer gigabytes.
+pub const MAX_RESPONSE_BYTES: usize = 200 * 1024 * 1024;
 
 impl AdsClientConfig {
     /// Defaults: delta mode, no subscriptions, 100 ms..30 s backoff, 5 s connect timeout,
-    /// plaintext, no token.
+    /// plaintext, no token, responses up to [`MAX_RESPONSE_BYTES`].
     pub fn new(address: impl Into<String>, node: Node) -> Self {
         Self {
             address: address.into(),
@@ -71,6 +78,7 @@ impl AdsClientConfig {
             connect_timeout: Duration::from_secs(5),
             transport: Transport::Plaintext,
             token: None,
+            max_message_bytes: MAX_RESPONSE_BYTES,
         }
     }
 
@@ -307,8 +315,8 @@ async fn run_stream<S: ClientStream>(
     for request in stream.initial_requests(state) {
         send(request);
     }
-    let client =
-        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+    let client = AggregatedDiscoveryServiceClient::new(channel)
+        .max_decoding_message_size(state.config.max_message_bytes);
     let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
     if let Some(value) = authorization {
         request.metadata_mut().insert("authorization", value);

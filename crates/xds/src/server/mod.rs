@@ -3,6 +3,8 @@
 
 mod delta;
 mod grpc;
+pub mod incoming;
+pub mod node_limits;
 pub mod registry;
 mod requests;
 mod sotw;
@@ -15,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cache::SnapshotCache;
 use crate::metrics::XdsMetrics;
@@ -125,7 +126,8 @@ impl XdsServer {
         AdsService::new(self.shared.clone())
     }
 
-    /// Serves ADS (plaintext HTTP/2) on an already bound listener until `shutdown` resolves.
+    /// Serves ADS (plaintext HTTP/2) on an already bound listener until `shutdown` resolves;
+    /// connections that stay silent are closed ([`incoming::FIRST_BYTES_TIMEOUT`]).
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -145,7 +147,7 @@ impl XdsServer {
         options
             .server_builder()
             .add_service(self.service())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming::speaking(listener), shutdown)
             .await
     }
 

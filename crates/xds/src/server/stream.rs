@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{debug, warn};
 
+use crate::server::node_limits;
 use crate::server::registry::{NackRecord, ProxyNode, StreamMode, now_unix_ms};
 use crate::server::requests::Requests;
 use crate::server::subscriptions::Names;
@@ -390,16 +391,20 @@ pub(crate) async fn run<P: Protocol>(
 ) {
     let first = match requests.message().await {
         Ok(Some(first)) => first,
-        _ => return,
+        Ok(None) => return,
+        Err(status) => return refuse(&tx, "", status).await,
     };
-    let node = match P::node(&first).map(ProxyNode::from_proto) {
+    let node = match P::node(&first) {
         Some(node) if !node.id.is_empty() => node,
         _ => {
             let status = Status::invalid_argument("the first request must carry node.id");
-            let _ = tx.send(Err(status)).await;
-            return;
+            return refuse(&tx, "", status).await;
         }
     };
+    if let Err(status) = node_limits::check(node) {
+        return refuse(&tx, &node.id, status).await;
+    }
+    let node = ProxyNode::from_proto(node);
     let conn = Connection::open(shared.clone(), node, P::MODE);
     let mut watch = shared.cache.watch(&conn.node.id);
     let mut core = StreamCore {
@@ -432,7 +437,7 @@ pub(crate) async fn run<P: Protocol>(
                 Ok(Some(request)) => P::on_request(&mut core, request),
                 Ok(None) => break,
                 Err(status) => {
-                    debug!(node = %core.node_id, %status, "stream ended");
+                    refuse(&tx, &core.node_id, status).await;
                     break;
                 }
             },
@@ -443,6 +448,20 @@ pub(crate) async fn run<P: Protocol>(
         }
     }
     drop(conn);
+}
+
+/// Ends a stream on a request that cannot be served: the proxy gets `status` in the trailers
+/// and, when the fault is in what it sent (not a connection that went away), one log line.
+async fn refuse(tx: &ResponseTx, node_id: &str, status: Status) {
+    use tonic::Code;
+    let node = node_limits::for_log(node_id);
+    match status.code() {
+        Code::InvalidArgument | Code::ResourceExhausted | Code::Unimplemented => {
+            warn!(%node, code = ?status.code(), "ADS request refused, stream ended: {}", status.message());
+        }
+        _ => debug!(%node, %status, "stream ended"),
+    }
+    let _ = tx.send(Err(status)).await;
 }
 
 async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {

@@ -417,20 +417,22 @@ pub fn jwt_authn(config: &JwtAuthentication, path: &str) -> Result<JwtAuthn> {
             return err(at(path, "providers"), format!("no provider {name:?}"));
         };
         let p_path = format!("{path}.providers[{name}]");
-        let jwks = match &p.jwks_source_specifier {
+        let (jwks, remote) = match &p.jwks_source_specifier {
             Some(jwt_provider::JwksSourceSpecifier::LocalJwks(source)) => match &source.specifier {
-                Some(data_source::Specifier::InlineString(s)) => s.clone(),
+                Some(data_source::Specifier::InlineString(s)) => (s.clone(), None),
                 Some(data_source::Specifier::InlineBytes(b)) => {
-                    String::from_utf8_lossy(b).into_owned()
+                    (String::from_utf8_lossy(b).into_owned(), None)
                 }
                 _ => return err(at(&p_path, "local_jwks"), "only inline JWKS is supported"),
             },
-            _ => {
-                return err(
-                    at(&p_path, "remote_jwks"),
-                    "only local_jwks is supported by lateen-proxy",
-                );
-            }
+            Some(jwt_provider::JwksSourceSpecifier::RemoteJwks(remote)) => (
+                String::new(),
+                Some(super::remote_jwks::translate(
+                    remote,
+                    &at(&p_path, "remote_jwks"),
+                )?),
+            ),
+            None => return err(at(&p_path, "local_jwks"), "a provider needs keys"),
         };
         providers.push(Provider {
             name,
@@ -454,6 +456,7 @@ pub fn jwt_authn(config: &JwtAuthentication, path: &str) -> Result<JwtAuthn> {
                 .map(|c| (c.header_name.clone(), c.claim_name.clone()))
                 .collect(),
             jwks: Jwks::parse(&jwks),
+            remote,
         });
     }
     Ok(JwtAuthn {

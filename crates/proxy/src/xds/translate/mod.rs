@@ -19,10 +19,12 @@ mod locality_tests;
 pub mod policy;
 #[cfg(test)]
 mod policy_tests;
+pub mod remote_jwks;
 pub mod route;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod tls;
+mod tls_files;
 #[cfg(test)]
 mod tls_tests;
 pub mod tracing;

@@ -6,8 +6,9 @@
 //! `match_typed_subject_alt_names` (URI, exact) or the older `match_subject_alt_names`.
 //! `transport_socket_matches` is auto mTLS: the `tlsMode: istio` match's socket applies to
 //! endpoints whose metadata `envoy.transport_socket_match` says `tlsMode: istio`, the rest are
-//! plaintext. Certificates from files or other SDS names (DestinationRule SIMPLE/MUTUAL) are
-//! NACKed with the field named.
+//! plaintext. A context with certificates and roots from files and no SDS secret is a
+//! DestinationRule SIMPLE/MUTUAL origination ([`super::tls_files`]); other SDS names
+//! (`file-cert:...`, credentialName) are NACKed with the field named.
 
 use lateen_xds::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch;
 use lateen_xds::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
@@ -36,9 +37,9 @@ const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 const RAW_BUFFER: &str = "envoy.transport_sockets.raw_buffer";
 
 /// A field path and why it cannot be applied.
-type Refusal = (String, String);
+pub(super) type Refusal = (String, String);
 
-fn refuse(field: impl Into<String>, reason: impl Into<String>) -> Refusal {
+pub(super) fn refuse(field: impl Into<String>, reason: impl Into<String>) -> Refusal {
     (field.into(), reason.into())
 }
 
@@ -68,13 +69,31 @@ pub fn upstream_socket(socket: &TransportSocket) -> Result<Option<model::Upstrea
     let any = typed.ok_or_else(|| refuse("typed_config", "missing"))?;
     let context: UpstreamTlsContext =
         unpack(any).map_err(|reason| refuse("typed_config", reason))?;
-    upstream_context(&context)
+    let upstream = if super::tls_files::is_file_form(&context) {
+        super::tls_files::upstream_context(&context)
+    } else {
+        upstream_context(&context)
+    };
+    upstream
         .map(Some)
         .map_err(|(field, reason)| (super::join("typed_config", &field), reason))
 }
 
 fn upstream_context(context: &UpstreamTlsContext) -> Result<model::UpstreamTls, Refusal> {
-    // Session keys and renegotiation tune the handshake, not who is trusted.
+    let common = common_of(context)?;
+    let subject_alt_names = common_context(common)
+        .map_err(|(field, reason)| (super::join("common_tls_context", &field), reason))?;
+    Ok(model::UpstreamTls {
+        sni: (!context.sni.is_empty()).then(|| context.sni.clone()),
+        subject_alt_names,
+        only_tls_mode_istio: false,
+        files: None,
+    })
+}
+
+/// The context's common part, once nothing but it, the SNI and the handshake tuning
+/// (session keys, renegotiation) is set.
+pub(super) fn common_of(context: &UpstreamTlsContext) -> Result<&CommonTlsContext, Refusal> {
     let left = leftover(&UpstreamTlsContext {
         common_tls_context: None,
         sni: String::new(),
@@ -85,17 +104,10 @@ fn upstream_context(context: &UpstreamTlsContext) -> Result<model::UpstreamTls, 
     if !left.is_empty() {
         return Err(refuse(left.join(", "), "not supported by lateen-proxy"));
     }
-    let common = context
+    context
         .common_tls_context
         .as_ref()
-        .ok_or_else(|| refuse("common_tls_context", "missing"))?;
-    let subject_alt_names = common_context(common)
-        .map_err(|(field, reason)| (super::join("common_tls_context", &field), reason))?;
-    Ok(model::UpstreamTls {
-        sni: (!context.sni.is_empty()).then(|| context.sni.clone()),
-        subject_alt_names,
-        only_tls_mode_istio: false,
-    })
+        .ok_or_else(|| refuse("common_tls_context", "missing"))
 }
 
 /// Istio's common context: the `default` certificate and `ROOTCA` roots over SDS; returns the
@@ -193,6 +205,15 @@ fn sds_secret(secret: &SdsSecretConfig, wanted: &str, path: &str) -> Result<(), 
 
 /// The exact URI SANs a peer may present.
 fn subject_alt_names(validation: &CertificateValidationContext) -> Result<Vec<String>, Refusal> {
+    sans_of(validation, false)
+}
+
+/// The exact SANs a server may present: URI only (mesh identities), or also DNS
+/// (`dns_too`, a DestinationRule's `subjectAltNames` for an external service).
+pub(super) fn sans_of(
+    validation: &CertificateValidationContext,
+    dns_too: bool,
+) -> Result<Vec<String>, Refusal> {
     #[allow(deprecated)] // match_subject_alt_names: what older control planes send
     let left = leftover(&CertificateValidationContext {
         match_typed_subject_alt_names: Vec::new(),
@@ -205,7 +226,9 @@ fn subject_alt_names(validation: &CertificateValidationContext) -> Result<Vec<St
     let mut names = Vec::new();
     for (index, matcher) in validation.match_typed_subject_alt_names.iter().enumerate() {
         let path = format!("match_typed_subject_alt_names[{index}]");
-        if matcher.san_type != subject_alt_name_matcher::SanType::Uri as i32 {
+        let uri = matcher.san_type == subject_alt_name_matcher::SanType::Uri as i32;
+        let dns = matcher.san_type == subject_alt_name_matcher::SanType::Dns as i32;
+        if !(uri || dns && dns_too) {
             return Err(refuse(
                 format!("{path}.san_type"),
                 "only URI SANs (SPIFFE identities) are supported",

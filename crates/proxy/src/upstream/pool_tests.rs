@@ -1,0 +1,160 @@
+//! The pool against a real HTTP/1.1 server on 127.0.0.1: connections bounded by the worker's
+//! budget, and swept when their endpoint leaves the configuration.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+use super::budget::ConnBudget;
+use super::pool::{IDLE_TIMEOUT, Pool, Target, UpstreamError, UpstreamVersion};
+use crate::http::body::ProxyBody;
+use crate::metrics::Metrics;
+
+/// An HTTP/1.1 server answering every request with 200 after `delay`.
+async fn server(delay: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("address: {e}"));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_request| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+fn target(address: SocketAddr) -> Target {
+    Target {
+        address,
+        source: None,
+        tls: None,
+    }
+}
+
+async fn get(pool: &Pool, address: SocketAddr) -> Result<u16, UpstreamError> {
+    get_within(pool, address, Duration::from_millis(500)).await
+}
+
+/// A GET that waits at most `patience` to connect (or for a connection).
+async fn get_within(
+    pool: &Pool,
+    address: SocketAddr,
+    patience: Duration,
+) -> Result<u16, UpstreamError> {
+    let request = http::Request::get(format!("http://{address}/"))
+        .body(ProxyBody::full(bytes::Bytes::new()))
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    let response = pool
+        .send(target(address), UpstreamVersion::Http1, patience, request)
+        .await?;
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    Ok(status)
+}
+
+#[tokio::test]
+async fn an_endpoint_that_left_the_configuration_is_swept() {
+    let address = server(Duration::ZERO).await;
+    let pool = Pool::new(Arc::new(Metrics::default()), None);
+    assert_eq!(get(&pool, address).await.ok(), Some(200));
+    // Let the connection become idle once its response has been read.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(pool.pooled_endpoints(), 1);
+    let live: HashSet<SocketAddr> = [address].into();
+    pool.sweep(IDLE_TIMEOUT, Duration::ZERO, &live);
+    assert_eq!(
+        pool.pooled_endpoints(),
+        1,
+        "a live endpoint keeps its connection"
+    );
+    pool.sweep(IDLE_TIMEOUT, Duration::ZERO, &HashSet::new());
+    assert_eq!(
+        pool.pooled_endpoints(),
+        0,
+        "a removed endpoint is forgotten"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), async {
+            while pool.budget().open() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .is_ok(),
+        "its connection closed and gave its slot back"
+    );
+}
+
+#[tokio::test]
+async fn requests_beyond_the_budget_wait_for_a_connection_or_overflow() {
+    let address = server(Duration::from_millis(100)).await;
+    let pool = Arc::new(Pool::with_budget(
+        Arc::new(Metrics::default()),
+        None,
+        ConnBudget::new(2),
+    ));
+    let requests: Vec<_> = (0..6)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { get(&pool, address).await.ok() })
+        })
+        .collect();
+    let mut answered = 0;
+    for request in requests {
+        if request.await.ok().flatten() == Some(200) {
+            answered += 1;
+        }
+        assert!(pool.budget().open() <= 2, "at most the budget is open");
+    }
+    assert_eq!(
+        answered, 6,
+        "the waiting requests reused the two connections"
+    );
+    // Both slots hold idle connections to `address`: another endpoint gets one of them.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let other = server(Duration::from_millis(300)).await;
+    assert_eq!(
+        get(&pool, other).await.ok(),
+        Some(200),
+        "an idle slot was given up"
+    );
+    assert!(pool.budget().open() <= 2);
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_get_a_connection_in_time_overflows() {
+    let slow = server(Duration::from_millis(400)).await;
+    let pool = Arc::new(Pool::with_budget(
+        Arc::new(Metrics::default()),
+        None,
+        ConnBudget::new(1),
+    ));
+    let busy = {
+        let pool = pool.clone();
+        tokio::spawn(async move { get(&pool, slow).await.ok() })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = get_within(&pool, slow, Duration::from_millis(100)).await;
+    assert!(
+        matches!(refused, Err(UpstreamError::Overflow { limit: 1 })),
+        "{refused:?}"
+    );
+    assert_eq!(busy.await.ok().flatten(), Some(200));
+}

@@ -1,0 +1,229 @@
+//! Overload protection (issue #16 item 3), through the built proxy under a low open-file limit
+//! (`prlimit`): 3000 streams on one h2c connection open at most the worker's upstream cap
+//! (HTTP/1.1 upstream) or one shared connection (HTTP/2 upstream), the streams beyond are
+//! queued or refused with 503 `UO`, and other clients are still answered; the global
+//! downstream cap from Envoy's runtime key closes connections beyond it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use support::upstream::Upstream;
+use support::*;
+
+/// The proxy's open-file limit in these tests: low enough that 3000 upstream connections
+/// would run it out of descriptors.
+const OPEN_FILES: u64 = 256;
+/// What the proxy makes of it with `--concurrency 2`: a quarter, shared by two workers.
+const UPSTREAM_PER_WORKER: usize = (OPEN_FILES / 4 / 2) as usize;
+const STREAMS: usize = 3000;
+
+/// `protocol: http1` on the one cluster of [`simple_config`].
+fn with_cluster_protocol(config: String, protocol: &str) -> String {
+    config.replace(
+        "  - name: backend\n",
+        &format!("  - name: backend\n    protocol: {protocol}\n"),
+    )
+}
+
+/// Sends [`STREAMS`] concurrent requests on one h2c connection while another client makes
+/// requests on new HTTP/1.1 connections; returns the streams' statuses (0: no response) and
+/// how long the other client waited for each answer.
+async fn storm(proxy: std::net::SocketAddr) -> (Vec<u16>, Vec<Duration>) {
+    let sender = h2_connection(proxy).await;
+    let streams: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            let mut sender = sender.clone();
+            tokio::spawn(async move {
+                let request = http::Request::get(format!("http://backend/delay/{}", 100))
+                    .body(Full::new(Bytes::new()))
+                    .expect("request");
+                let sent = tokio::time::timeout(Duration::from_secs(30), async {
+                    let response = sender.send_request(request).await.ok()?;
+                    let status = response.status().as_u16();
+                    response.into_body().collect().await.ok()?;
+                    Some(status)
+                })
+                .await;
+                sent.ok().flatten().unwrap_or(0)
+            })
+        })
+        .collect();
+    // Let the storm start before the other client comes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let answered = tokio::time::timeout(Duration::from_secs(20), get(proxy, "/echo")).await;
+        assert!(
+            matches!(answered, Ok(Ok(_))),
+            "another client got no answer during the storm: {answered:?}"
+        );
+        waits.push(started.elapsed());
+    }
+    let mut statuses = Vec::new();
+    for stream in streams {
+        statuses.push(stream.await.unwrap_or(0));
+    }
+    (statuses, waits)
+}
+
+async fn limited_proxy(
+    upstream: &Upstream,
+    protocol: &str,
+    test: &str,
+) -> Option<(ProxyProcess, std::net::SocketAddr)> {
+    let ports = Ports::new();
+    let listen = free_port();
+    let config = with_cluster_protocol(
+        simple_config(&ports, listen, &[upstream.address], "", ""),
+        protocol,
+    );
+    let proxy =
+        ProxyProcess::start_with_open_files_limit(&config, &ports, &[], OPEN_FILES, test).await?;
+    Some((proxy, ([127, 0, 0, 1], listen).into()))
+}
+
+/// About 5 s: 3000 streams of 100 ms over 32 upstream connections, the queue draining at
+/// ~300 requests a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_to_an_http1_upstream_open_at_most_the_worker_cap_and_others_are_answered() {
+    let upstream = Upstream::start("backend").await;
+    let Some((mut proxy, address)) = limited_proxy(
+        &upstream,
+        "http1",
+        "streams_to_an_http1_upstream_open_at_most_the_worker_cap_and_others_are_answered",
+    )
+    .await
+    else {
+        return;
+    };
+    let (statuses, _) = storm(address).await;
+    let ok = statuses.iter().filter(|&&status| status == 200).count();
+    let overflow = statuses.iter().filter(|&&status| status == 503).count();
+    assert_eq!(
+        ok + overflow,
+        STREAMS,
+        "every stream is answered 200 or 503 (statuses other than these: {:?})",
+        statuses
+            .iter()
+            .filter(|&&status| status != 200 && status != 503)
+            .take(10)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        ok >= UPSTREAM_PER_WORKER,
+        "the capped connections were used: {ok} answered 200"
+    );
+    let peak = upstream.connections.peak.load(Ordering::SeqCst);
+    // One worker holds the h2c connection; the other client's connections may land on the
+    // other worker, which has a cap of its own.
+    assert!(
+        peak <= 2 * UPSTREAM_PER_WORKER,
+        "upstream saw {peak} connections at once; the cap is {UPSTREAM_PER_WORKER} per worker\n{}",
+        proxy.log_text()
+    );
+    let log = proxy.log_text();
+    assert!(
+        log.contains(&format!(
+            "max_upstream_connections_per_worker={UPSTREAM_PER_WORKER}"
+        )),
+        "{log}"
+    );
+    if overflow > 0 {
+        let metrics = proxy.prometheus().await;
+        assert!(
+            metrics.contains("response_flags=\"UO\""),
+            "refused streams are 503 UO: {metrics}"
+        );
+    }
+    assert!(proxy.try_wait_alive(), "the proxy survived:\n{log}");
+    assert!(
+        !log.contains("Too many open files"),
+        "the proxy ran out of descriptors:\n{log}"
+    );
+}
+
+/// About 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_to_an_http2_upstream_share_one_connection() {
+    let upstream = Upstream::start("backend").await;
+    let Some((mut proxy, address)) = limited_proxy(
+        &upstream,
+        "downstream",
+        "streams_to_an_http2_upstream_share_one_connection",
+    )
+    .await
+    else {
+        return;
+    };
+    let (statuses, _) = storm(address).await;
+    let ok = statuses.iter().filter(|&&status| status == 200).count();
+    assert_eq!(ok, STREAMS, "every stream answered 200");
+    let peak = upstream.connections.peak.load(Ordering::SeqCst);
+    // The h2c streams share one connection; the other client's HTTP/1.1 requests use their
+    // own (up to one per worker at a time, requests being sequential).
+    assert!(
+        peak <= 3,
+        "upstream saw {peak} connections at once\n{}",
+        proxy.log_text()
+    );
+    assert!(proxy.try_wait_alive(), "the proxy survived");
+}
+
+/// About 1 s.
+#[tokio::test]
+async fn the_runtime_key_caps_downstream_connections() {
+    use tokio::io::AsyncReadExt;
+    let upstream = Upstream::start("backend").await;
+    let ports = Ports::new();
+    let listen = free_port();
+    let config = format!(
+        "{}runtime:\n  overload.global_downstream_max_connections: 2\n",
+        simple_config(&ports, listen, &[upstream.address], "", "")
+    );
+    let proxy = ProxyProcess::start(&config, &ports).await;
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], listen).into();
+    let mut first = h1_connection(address).await;
+    let mut second = h1_connection(address).await;
+    for sender in [&mut first, &mut second] {
+        let response = sender
+            .send_request(
+                http::Request::get("/echo")
+                    .header("host", "backend")
+                    .body(Full::new(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+            .expect("served under the cap");
+        assert_eq!(response.status(), 200);
+    }
+    // The third is accepted and closed at once.
+    let mut third = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let mut buffer = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buffer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection beyond the cap is closed: {read:?}"
+    );
+    let (_, stats) = get(proxy.admin, "/stats").await.expect("stats");
+    assert!(
+        stats.contains("lateen.downstream_global_cx_overflow: 1"),
+        "{stats}"
+    );
+    // A slot freed is a slot again.
+    drop(first);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            matches!(get(address, "/echo").await, Ok((200, _)))
+        })
+        .await,
+        "served again once a connection closed"
+    );
+}
