@@ -4,7 +4,8 @@
 //! by a workload-level Telemetry. The same request through each gives lines that agree field
 //! by field except timings and the addresses that differ by construction; a Telemetry naming
 //! an unknown provider is refused and the last good version stays; `disabled: true` turns
-//! one workload's logs off while the other's go on.
+//! one workload's logs off while the other's go on; a Telemetry `filter.expression` (CEL, on
+//! the response code and a request header) makes both planes log exactly the same requests.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
@@ -301,6 +302,110 @@ async fn envoy_and_lateen_proxy_write_the_same_access_log_lines() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+
+    filtered_logs_agree(&config, &work, &planes, &backend).await;
     drop(planes);
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The CEL filter of the phase below: errors, and requests that ask for a line.
+const FILTER: &str = "response.code >= 400 || request.headers['x-log'] == 'yes'";
+
+/// The `path` of each JSON line of `plane` from line `from` on.
+fn logged_paths(work: &Path, plane: DataPlane, from: usize) -> Vec<String> {
+    read_lines(&log_path(work, plane, "json"))
+        .iter()
+        .skip(from)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("path")?.as_str().map(str::to_string))
+        .collect()
+}
+
+/// One GET through `running`'s sidecar to details: its status, if it answered.
+async fn send(running: &dataplane::Running, path: &str, headers: &[(&str, &str)]) -> Option<u16> {
+    let request = Request {
+        target: running.egress,
+        source: None,
+        host: "details",
+        path,
+        headers,
+    };
+    fetch(&request).await.map(|r| r.status)
+}
+
+/// Both workloads get a Telemetry with [`FILTER`]; the same requests through each plane
+/// (a plain 200, a 200 with `x-log: yes`, one with `x-log: no`, a 500) are logged by both
+/// exactly when the expression is true: CEL evaluated by Envoy and by lateen-proxy agree.
+async fn filtered_logs_agree(
+    config: &Path,
+    work: &Path,
+    planes: &[dataplane::Running],
+    backend: &Backend,
+) {
+    for plane in DataPlane::ALL {
+        let w = plane.workload();
+        write_config(
+            config,
+            &format!("telemetry-{w}.yaml"),
+            &format!(
+                "{}    filter: {{expression: \"{FILTER}\"}}\n",
+                telemetry_yaml(plane, &[format!("{w}-json")])
+            ),
+        );
+    }
+    let wanted = [("x-log", "yes")];
+    let unwanted = [("x-log", "no")];
+    // The filter is in force once a plain request is left out and a wanted one is logged.
+    for running in planes {
+        let plane = running.plane;
+        let mut round = 0;
+        wait_until("the CEL filter in force", || {
+            round += 1;
+            let (quiet, mark) = (
+                format!("/filter-quiet-{round}"),
+                format!("/filter-mark-{round}"),
+            );
+            async move {
+                let from = read_lines(&log_path(work, plane, "json")).len();
+                let _ = send(running, &quiet, &[]).await;
+                let _ = send(running, &mark, &wanted).await;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                let paths = logged_paths(work, plane, from);
+                paths.contains(&mark) && !paths.contains(&quiet)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", plane.name(), running.process.log_tail()));
+    }
+    let from: Vec<usize> = DataPlane::ALL
+        .iter()
+        .map(|p| read_lines(&log_path(work, *p, "json")).len())
+        .collect();
+    for running in planes {
+        assert_eq!(send(running, "/filtered/plain", &[]).await, Some(200));
+        assert_eq!(send(running, "/filtered/yes", &wanted).await, Some(200));
+        assert_eq!(send(running, "/filtered/no", &unwanted).await, Some(200));
+    }
+    backend.set_failing(true);
+    for running in planes {
+        assert_eq!(send(running, "/filtered/error", &[]).await, Some(500));
+    }
+    backend.set_failing(false);
+    for running in planes {
+        assert_eq!(send(running, "/filtered/end", &wanted).await, Some(200));
+    }
+    let expected = ["/filtered/yes", "/filtered/error", "/filtered/end"];
+    for (plane, from) in DataPlane::ALL.into_iter().zip(from) {
+        wait_until("the last filtered line", || async {
+            logged_paths(work, plane, from).contains(&"/filtered/end".to_string())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", plane.name()));
+        assert_eq!(
+            logged_paths(work, plane, from),
+            expected,
+            "{} logged other requests than its filter selects",
+            plane.name()
+        );
+    }
 }

@@ -40,6 +40,8 @@ pub struct Entry {
     pub downstream_remote_address: Option<SocketAddr>,
     pub requested_server_name: Option<String>,
     pub route_name: Option<Arc<str>>,
+    /// The downstream connection is TLS with a client certificate (Envoy's `connection.mtls`).
+    pub mtls: bool,
 }
 
 impl Entry {
@@ -61,6 +63,7 @@ impl Entry {
             downstream_remote_address: None,
             requested_server_name: None,
             route_name: None,
+            mtls: false,
         }
     }
 
@@ -127,7 +130,8 @@ impl Entry {
         }
     }
 
-    fn request_header(&self, name: &str) -> Option<Cow<'_, str>> {
+    /// A request header by its lower-case name; `:method`, `:path`, `:authority` too.
+    pub(crate) fn request_header(&self, name: &str) -> Option<Cow<'_, str>> {
         let r = &self.request;
         match name {
             ":method" => r.method.as_ref().map(|m| Cow::Borrowed(m.as_str())),

@@ -1,8 +1,10 @@
 //! Envoy's file access log (`envoy.access_loggers.file`) in lateen-proxy: the format (text
 //! with command operators, or JSON) is parsed when the configuration is compiled
 //! ([`format`]), each finished request or connection becomes an [`Entry`], and its line goes
-//! to the file's writer thread through a bounded queue ([`writer`]).
+//! to the file's writer thread through a bounded queue ([`writer`]). A log with a CEL filter
+//! ([`cel`]) writes only the entries the expression is `true` for.
 
+pub mod cel;
 pub mod entry;
 pub mod format;
 mod tcp;
@@ -20,24 +22,65 @@ pub struct AccessLogger {
     pub format: Format,
     pub writer: Arc<writer::Writer>,
     /// The request and response headers the format reads: only these are kept per request.
+    /// The format's and the filter's.
     pub request_headers: Vec<http::HeaderName>,
     pub response_headers: Vec<http::HeaderName>,
+    /// The filter reads a header map as a whole: every header is kept.
+    pub all_request_headers: bool,
+    pub all_response_headers: bool,
+    pub filter: Option<cel::Program>,
 }
 
 impl AccessLogger {
-    pub fn new(path: &str, format: Format) -> Self {
-        let (request_headers, response_headers) = format.headers();
+    pub fn new(path: &str, format: Format, filter: Option<cel::Program>) -> Self {
+        let (mut request_headers, mut response_headers) = format.headers();
+        let mut all_request_headers = false;
+        let mut all_response_headers = false;
+        if let Some(program) = &filter {
+            merge(
+                &mut request_headers,
+                &mut all_request_headers,
+                program.request_headers(),
+            );
+            merge(
+                &mut response_headers,
+                &mut all_response_headers,
+                program.response_headers(),
+            );
+        }
         AccessLogger {
             format,
             writer: writer::writer_for(path),
             request_headers,
             response_headers,
+            all_request_headers,
+            all_response_headers,
+            filter,
         }
     }
 
-    /// Renders and queues the line of `entry`.
+    /// Renders and queues the line of `entry`, unless the filter says otherwise.
     pub fn log(&self, entry: &Entry) {
+        if let Some(filter) = &self.filter
+            && !filter.matches(entry)
+        {
+            return;
+        }
         self.writer.push(self.format.render(entry));
+    }
+}
+
+/// Adds the headers a filter reads to those the format reads (`None`: all of them).
+fn merge(names: &mut Vec<http::HeaderName>, all: &mut bool, wanted: Option<&[http::HeaderName]>) {
+    match wanted {
+        None => *all = true,
+        Some(wanted) => {
+            for name in wanted {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
     }
 }
 
@@ -78,8 +121,20 @@ pub fn loggers(
             problems.push((format!("{path}.path"), "must not be empty".to_string()));
             continue;
         }
+        let filter = match config
+            .filter
+            .as_deref()
+            .map(cel::Program::compile)
+            .transpose()
+        {
+            Ok(filter) => filter,
+            Err(e) => {
+                problems.push((format!("{path}.filter"), e.to_string()));
+                continue;
+            }
+        };
         match format_of(config) {
-            Ok(format) => loggers.push(Arc::new(AccessLogger::new(&config.path, format))),
+            Ok(format) => loggers.push(Arc::new(AccessLogger::new(&config.path, format, filter))),
             Err(e) => {
                 let field = if config.json.is_some() {
                     "json"

@@ -200,6 +200,9 @@ pub struct AccessLog {
     /// One JSON object per line: key to format string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// A CEL expression (Envoy's attributes): only entries for which it is `true` are logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// Istio's PeerAuthentication `mtls.mode` as an inbound listener applies it.

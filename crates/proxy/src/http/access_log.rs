@@ -40,7 +40,7 @@ impl PendingLog {
                     .listener
                     .access_logs
                     .iter()
-                    .map(|l| &l.request_headers),
+                    .map(|l| (&l.request_headers, l.all_request_headers)),
             ),
             method: Some(request.method().clone()),
             path: request
@@ -58,6 +58,8 @@ impl PendingLog {
             protocol: Some(protocol(request.version())),
         };
         entry.downstream_remote_address = Some(ctx.peer);
+        entry.mtls = ctx.authz.peer_principal.is_some();
+        entry.requested_server_name = ctx.authz.sni.as_deref().map(str::to_string);
         entry.downstream_local_address = Some(ctx.original_dst.unwrap_or(current.listener.address));
         Some(Box::new(PendingLog {
             entry,
@@ -103,7 +105,7 @@ impl PendingLog {
             self.listener
                 .access_logs
                 .iter()
-                .map(|l| &l.response_headers),
+                .map(|l| (&l.response_headers, l.all_response_headers)),
         );
     }
 
@@ -130,13 +132,21 @@ impl PendingLog {
     }
 }
 
-/// The headers of `from` that some logger reads; copying only these keeps logging cheap.
+/// The headers of `from` that some logger reads (each logger's names, or all of them when its
+/// filter reads the whole map); copying only these keeps logging cheap.
 fn wanted<'a>(
     from: &http::HeaderMap,
-    names: impl Iterator<Item = &'a Vec<http::HeaderName>>,
+    loggers: impl Iterator<Item = (&'a Vec<http::HeaderName>, bool)>,
 ) -> http::HeaderMap {
     let mut out = http::HeaderMap::new();
-    for name in names.flatten() {
+    let mut names = Vec::new();
+    for (logger_names, all) in loggers {
+        if all {
+            return from.clone();
+        }
+        names.push(logger_names);
+    }
+    for name in names.into_iter().flatten() {
         if out.contains_key(name) {
             continue;
         }

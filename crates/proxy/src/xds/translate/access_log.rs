@@ -1,14 +1,19 @@
 //! `access_log` of HTTP connection managers and TCP proxies: Envoy's file access log
 //! (`envoy.access_loggers.file`) with a text or JSON `log_format`, translated into the
 //! listener's [`model::AccessLog`]s. The format is parsed here so that an unknown command
-//! operator is a NACK naming it; loggers lateen-proxy lacks, and filters it cannot evaluate
-//! (CEL), are NACKs too rather than silently logging something else.
+//! operator is a NACK naming it; loggers lateen-proxy lacks are NACKs too rather than silently
+//! logging something else. Of the filters, Envoy's CEL `ExpressionFilter` (what Istio's
+//! Telemetry `filter.expression` becomes) is compiled here, so an expression lateen-proxy
+//! cannot parse or evaluate is a NACK naming the field; other filter kinds are NACKed.
 
 use std::collections::BTreeMap;
 
-use lateen_xds::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
+use lateen_xds::pb::envoy::config::accesslog::v3::{
+    AccessLog, AccessLogFilter, access_log, access_log_filter, extension_filter,
+};
 use lateen_xds::pb::envoy::config::core::v3::{data_source, substitution_format_string};
 use lateen_xds::pb::envoy::extensions::access_loggers::file::v3::{FileAccessLog, file_access_log};
+use lateen_xds::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
 use lateen_xds::pb::google::protobuf::{Struct, Value, value};
 use lateen_xds::prost::Name;
 
@@ -30,12 +35,10 @@ pub(super) fn translate(
 }
 
 fn one(log: &AccessLog, path: &str, check: &Check) -> Result<model::AccessLog, Rejection> {
-    if log.filter.is_some() {
-        return Err(check.reject(
-            format!("{path}.filter"),
-            "access-log filters (CEL) are not supported by lateen-proxy",
-        ));
-    }
+    let filter = match &log.filter {
+        None => None,
+        Some(f) => Some(cel_expression(f, &format!("{path}.filter"), check)?),
+    };
     let Some(access_log::ConfigType::TypedConfig(any)) = &log.config_type else {
         return Err(check.reject(format!("{path}.typed_config"), "missing"));
     };
@@ -57,6 +60,7 @@ fn one(log: &AccessLog, path: &str, check: &Check) -> Result<model::AccessLog, R
         path: file.path.clone(),
         text: None,
         json: None,
+        filter,
     };
     #[allow(deprecated)]
     match &file.access_log_format {
@@ -109,6 +113,41 @@ fn one(log: &AccessLog, path: &str, check: &Check) -> Result<model::AccessLog, R
         return Err(check.reject(format!("{t_path}.log_format.{field}"), e.to_string()));
     }
     Ok(out)
+}
+
+/// The expression of a CEL `extension_filter`, compiled now so that one lateen-proxy cannot
+/// evaluate is refused with the configuration.
+fn cel_expression(
+    filter: &AccessLogFilter,
+    path: &str,
+    check: &Check,
+) -> Result<String, Rejection> {
+    let Some(access_log_filter::FilterSpecifier::ExtensionFilter(extension)) =
+        &filter.filter_specifier
+    else {
+        return Err(check.reject(
+            path.to_string(),
+            "only the CEL extension_filter (envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter) is supported by lateen-proxy",
+        ));
+    };
+    let e_path = format!("{path}.extension_filter.typed_config");
+    let Some(extension_filter::ConfigType::TypedConfig(any)) = &extension.config_type else {
+        return Err(check.reject(e_path, "missing"));
+    };
+    if any.type_url != ExpressionFilter::type_url() {
+        return Err(check.reject(
+            e_path,
+            format!(
+                "access-log filter {:?} ({}) is not supported; only the CEL ExpressionFilter",
+                extension.name, any.type_url
+            ),
+        ));
+    }
+    let expression: ExpressionFilter =
+        unpack(any).map_err(|reason| check.reject(e_path.clone(), reason))?;
+    crate::access_log::cel::Program::compile(&expression.expression)
+        .map_err(|e| check.reject(format!("{e_path}.expression"), e.to_string()))?;
+    Ok(expression.expression)
 }
 
 fn struct_to_map(s: &Struct) -> BTreeMap<String, serde_json::Value> {

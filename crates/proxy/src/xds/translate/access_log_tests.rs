@@ -1,15 +1,18 @@
 //! File access logs on connection managers and TCP proxies: Istio's text and JSON formats
-//! are taken into the listener; an unknown command operator, another logger or a CEL filter
-//! is a rejection naming the field.
+//! are taken into the listener with their CEL filter; an unknown command operator, another
+//! logger, a CEL expression lateen-proxy cannot evaluate or another kind of filter is a
+//! rejection naming the field.
 
 use lateen_xds::pb::envoy::config::accesslog::v3::{
-    AccessLog, AccessLogFilter, ExtensionFilter, access_log, access_log_filter,
+    AccessLog, AccessLogFilter, ExtensionFilter, NotHealthCheckFilter, access_log,
+    access_log_filter, extension_filter,
 };
 use lateen_xds::pb::envoy::config::core::v3::{
     DataSource, SubstitutionFormatString, data_source, substitution_format_string,
 };
 use lateen_xds::pb::envoy::config::listener::v3::filter;
 use lateen_xds::pb::envoy::extensions::access_loggers::file::v3::{FileAccessLog, file_access_log};
+use lateen_xds::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
 use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use lateen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use lateen_xds::pb::google::protobuf::{Struct, Value, value};
@@ -152,5 +155,81 @@ fn unknown_operators_other_loggers_and_filters_are_rejected_by_name() {
         )),
     });
     let err = listener::translate(&with_log(filtered)).expect_err("CEL filter");
+    assert!(
+        err.field
+            .ends_with("access_log[0].filter.extension_filter.typed_config"),
+        "{}",
+        err.field
+    );
+
+    let err = listener::translate(&with_log(cel_log("response.code >= ")))
+        .expect_err("unparsable expression");
+    assert!(
+        err.field
+            .ends_with("access_log[0].filter.extension_filter.typed_config.expression"),
+        "{}",
+        err.field
+    );
+    assert!(err.to_string().contains("syntax error"), "{err}");
+    let err = listener::translate(&with_log(cel_log("request.time > timestamp('2024-01-01')")))
+        .expect_err("unsupported attribute");
+    assert!(
+        err.to_string()
+            .contains("attribute request.time is not supported by lateen-proxy"),
+        "{err}"
+    );
+
+    let mut health = file_log("/dev/stdout", text("%RESPONSE_CODE%"));
+    health.filter = Some(AccessLogFilter {
+        filter_specifier: Some(access_log_filter::FilterSpecifier::NotHealthCheckFilter(
+            NotHealthCheckFilter {},
+        )),
+    });
+    let err = listener::translate(&with_log(health)).expect_err("not_health_check_filter");
     assert!(err.field.ends_with("access_log[0].filter"), "{}", err.field);
+    assert!(err.to_string().contains("only the CEL"), "{err}");
+}
+
+/// A file log with Envoy's CEL filter, as lateend writes Istio's `filter.expression`.
+fn cel_log(expression: &str) -> AccessLog {
+    let mut log = file_log("/dev/stdout", text("%RESPONSE_CODE%\n"));
+    log.filter = Some(AccessLogFilter {
+        filter_specifier: Some(access_log_filter::FilterSpecifier::ExtensionFilter(
+            ExtensionFilter {
+                name: "envoy.access_loggers.extension_filters.cel".into(),
+                config_type: Some(extension_filter::ConfigType::TypedConfig(pack(
+                    &ExpressionFilter {
+                        expression: expression.into(),
+                        ..Default::default()
+                    },
+                ))),
+            },
+        )),
+    });
+    log
+}
+
+#[test]
+fn a_cel_filter_is_taken_with_its_log() {
+    let out = listener::translate(&with_log(cel_log(
+        "response.code >= 400 || request.headers['x-log'] == 'yes'",
+    )))
+    .expect("accepted");
+    let logged = out
+        .listeners
+        .iter()
+        .find(|l| !l.access_log.is_empty())
+        .expect("a listener with the log");
+    assert_eq!(
+        logged.access_log[0].filter.as_deref(),
+        Some("response.code >= 400 || request.headers['x-log'] == 'yes'")
+    );
+    let (loggers, problems) = crate::access_log::loggers(&logged.access_log, "l");
+    assert!(problems.is_empty(), "{problems:?}");
+    // The filter's header is kept with the entry, beside the format's.
+    assert!(
+        loggers[0].request_headers.iter().any(|h| h == "x-log"),
+        "{:?}",
+        loggers[0].request_headers
+    );
 }
