@@ -11,8 +11,7 @@
 //! Envoy's `remote_jwks` through the key server's cluster): fetched keys verify, a key not in
 //! the set and a JWKS that is not JSON give 401; the key set is fetched once per proxy and
 //! kept. Connections here are plaintext, so principal and namespace rules never match
-//! (as in Envoy); matching them against a peer identity is tested in lateen-proxy's unit
-//! tests until mutual TLS lands.
+//! (as in Envoy); `authz_mtls_matrix.rs` runs them over mutual TLS with mesh identities.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "common/authz_config.rs"]

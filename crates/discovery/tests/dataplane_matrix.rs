@@ -244,14 +244,6 @@ async fn every_row_gives_the_same_result_on_envoy_and_lateen_proxy() {
     })
     .await;
 
-    println!("\n{}\n", t.render());
-    let failures = t.failures();
-    if !failures.is_empty() {
-        panic!(
-            "rows failing on a data plane: {failures:?}\n{}\n{}",
-            t.render(),
-            mesh.diagnostics()
-        );
-    }
+    t.print_and_assert_passed(|| mesh.diagnostics());
     let _ = std::fs::remove_dir_all(&mesh.work);
 }

@@ -30,9 +30,7 @@ use std::time::Duration;
 
 use common::backend::Backend;
 use common::client::{Request, fetch};
-use common::lateend::all_synced;
-use common::{Process, envoy_or_skip, free_port, wait_until};
-use dataplane::{SidecarWorkload, lateen_sidecar_command, spawn_logged};
+use common::{envoy_or_skip, free_port, wait_until};
 use lateen_test_support::metrics_text::sum as total;
 use lateen_test_support::relay::{Relay, is_client_hello};
 use lateen_test_support::test_ca::{TestCa, Validity};
@@ -67,22 +65,8 @@ async fn envoy_and_lateen_proxy_sidecars_speak_mutual_tls_configured_by_lateend(
         Backend::start("lateen-app").await,
     ];
     let peer_log = dir.join("envoy-peers.log");
-    mixed_mesh::write(
-        &dir.join("config"),
-        port,
-        [apps[0].port, apps[1].port],
-        &peer_log,
-    );
-    let local = common::lateend::local(
-        dir,
-        &[
-            "--bootstrap-identity",
-            "default/envoy-app",
-            "--bootstrap-identity",
-            "default/lateen-app",
-        ],
-    )
-    .await;
+    let local =
+        mixed_mesh::start_lateend(dir, port, [apps[0].port, apps[1].port], &peer_log, &[]).await;
 
     // Taps at the endpoint addresses, in front of each sidecar's inbound listener.
     let mut taps = Vec::new();
@@ -93,54 +77,11 @@ async fn envoy_and_lateen_proxy_sidecars_speak_mutual_tls_configured_by_lateend(
         taps.push(tap);
     }
 
-    // The Envoy sidecar: the agent serves SDS on its socket, Envoy reads it as `sds-grpc`.
-    let socket = dir.join("envoy-app/socket");
-    let mut agent = std::process::Command::new(dataplane::lateen_proxy_binary());
-    agent
-        .arg("agent")
-        .args([
-            "--ca-address",
-            &format!("127.0.0.1:{}", local.lateend.xds_tls),
-        ])
-        .arg("--sds-socket")
-        .arg(&socket)
-        .envs(local.agent_env("envoy-app"));
-    let agent: Process = spawn_logged(agent, dir, "envoy-app-agent");
-    let envoy_sidecar = common::start_envoy_with(
-        &envoy,
-        dir,
-        &mixed_mesh::envoy_identity(),
-        local.lateend.xds,
-        Some(&socket),
-    );
-
-    // The lateen-proxy sidecar as injected: xDS and its certificate from lateend's TLS port.
-    let ports = [free_port(), free_port(), free_port()];
-    let workload = SidecarWorkload {
-        app: Workload::Lateen.app(),
-        address: Workload::Lateen.instance_ip(),
-        service_account: Workload::Lateen.app(),
-    };
-    let mut lateen = lateen_sidecar_command(&workload, local.lateend.xds_tls, ports);
-    lateen.envs(local.agent_env("lateen-app"));
-    let lateen_sidecar = spawn_logged(lateen, dir, "lateen-app");
-
-    let diagnostics = || {
-        format!(
-            "--- lateend ---\n{}\n--- agent ---\n{}\n--- Envoy ---\n{}\n--- lateen-proxy ---\n{}",
-            local.lateend.process.log_tail(),
-            agent.log_tail(),
-            envoy_sidecar.log_tail(),
-            lateen_sidecar.log_tail()
-        )
-    };
-    let ids: Vec<String> = Workload::ALL.iter().map(|w| w.node_id()).collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    wait_until("both sidecars synced", || {
-        all_synced(local.lateend.debug, &ids)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", diagnostics()));
+    // The Envoy sidecar (the agent serves its certificate over SDS) and the lateen-proxy
+    // sidecar as injected: xDS and its certificate from lateend's TLS port.
+    let sidecars = mixed_mesh::start_sidecars(&envoy, dir, &local);
+    let diagnostics = || sidecars.diagnostics(&local);
+    sidecars.wait_synced(&local).await;
 
     // Each client sidecar reaches the other workload over mTLS, the same requests both ways.
     for client in Workload::ALL {
@@ -182,7 +123,7 @@ async fn envoy_and_lateen_proxy_sidecars_speak_mutual_tls_configured_by_lateend(
     }
 
     // lateen-proxy as the destination: Istio's metrics.
-    let metrics = common::get(ports[2], "x", "/stats/prometheus", &[])
+    let metrics = common::get(sidecars.lateen_ports[2], "x", "/stats/prometheus", &[])
         .await
         .map(|(_, body)| body)
         .unwrap_or_default();
@@ -288,5 +229,5 @@ async fn envoy_and_lateen_proxy_sidecars_speak_mutual_tls_configured_by_lateend(
         hits_after, hits_before,
         "a request reached an application through a wrong identity"
     );
-    drop(agent);
+    drop(sidecars);
 }

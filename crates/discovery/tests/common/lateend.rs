@@ -154,14 +154,23 @@ impl Local {
     /// Istio's injected environment for a sidecar of `default/SA` that reaches this lateend's
     /// CA over TLS with its bootstrap token, as `lateen-proxy agent`/`sidecar` read it.
     pub fn agent_env(&self, service_account: &str) -> std::collections::BTreeMap<String, String> {
+        self.agent_env_in("default", service_account)
+    }
+
+    /// [`Local::agent_env`] for a workload of `namespace/SA`.
+    pub fn agent_env_in(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> std::collections::BTreeMap<String, String> {
         [
             ("XDS_ROOT_CA", self.root.display().to_string()),
             ("ISTIOD_SAN", "lateend.istio-system.svc".to_string()),
             (
                 "JWT_PATH",
-                self.token("default", service_account).display().to_string(),
+                self.token(namespace, service_account).display().to_string(),
             ),
-            ("POD_NAMESPACE", "default".to_string()),
+            ("POD_NAMESPACE", namespace.to_string()),
             ("SERVICE_ACCOUNT", service_account.to_string()),
         ]
         .into_iter()
@@ -176,6 +185,16 @@ impl Local {
         service_account: &str,
         ttl: Option<Duration>,
     ) -> lateen_proxy::xds::ca_client::CaClientConfig {
+        self.ca_client_in("default", service_account, ttl)
+    }
+
+    /// [`Local::ca_client`] for a workload of `namespace/SA`.
+    pub fn ca_client_in(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        ttl: Option<Duration>,
+    ) -> lateen_proxy::xds::ca_client::CaClientConfig {
         let args = lateen_proxy::xds::sds_agent::AgentArgs {
             ca_address: Some(format!("127.0.0.1:{}", self.lateend.xds_tls)),
             discovery_address: None,
@@ -183,7 +202,10 @@ impl Local {
             secret_ttl: ttl,
             log_level: "info".into(),
         };
-        lateen_proxy::xds::sds_agent::ca_client_config(&args, &self.agent_env(service_account))
-            .expect("CA client configuration from Istio's environment")
+        lateen_proxy::xds::sds_agent::ca_client_config(
+            &args,
+            &self.agent_env_in(namespace, service_account),
+        )
+        .expect("CA client configuration from Istio's environment")
     }
 }

@@ -180,3 +180,19 @@ impl Table {
         lines.join("\n")
     }
 }
+
+impl Table {
+    /// Prints the table, then panics naming the failing rows, with `diagnostics`, unless
+    /// every row passed on both data planes.
+    pub fn print_and_assert_passed(&self, diagnostics: impl FnOnce() -> String) {
+        println!("\n{}\n", self.render());
+        let failures = self.failures();
+        if !failures.is_empty() {
+            panic!(
+                "rows failing on a data plane: {failures:?}\n{}\n{}",
+                self.render(),
+                diagnostics()
+            );
+        }
+    }
+}

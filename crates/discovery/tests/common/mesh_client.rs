@@ -26,6 +26,8 @@ pub struct MeshReply {
     pub status: u16,
     /// The serial of the leaf the server presented.
     pub server_serial: Vec<u8>,
+    /// The response body (with any chunked framing left as sent).
+    pub body: String,
 }
 
 impl MeshClient {
@@ -91,6 +93,7 @@ impl MeshClient {
                 Some(status) if answer.starts_with(b"HTTP/1.1 ") => Ok(MeshReply {
                     status,
                     server_serial,
+                    body: body_of(&answer),
                 }),
                 _ => Err(format!(
                     "no HTTP answer: {:?}",
@@ -102,4 +105,13 @@ impl MeshClient {
             .await
             .map_err(|_| "timed out".to_string())?
     }
+}
+
+/// What follows the header block of an HTTP/1.1 answer.
+fn body_of(answer: &[u8]) -> String {
+    let start = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |at| at + 4);
+    String::from_utf8_lossy(&answer[start..]).into_owned()
 }

@@ -191,3 +191,104 @@ pub fn envoy_identity() -> crate::common::Identity {
 pub fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::new(ip.into(), port)
 }
+
+/// lateend as the mesh CA on the mixed mesh ([`write`] into `dir/config`), with bootstrap
+/// tokens for both workloads and the identities in `extra` (`--bootstrap-identity NS/SA`).
+pub async fn start_lateend(
+    dir: &Path,
+    port: u16,
+    apps: [u16; 2],
+    peer_log: &Path,
+    extra: &[&str],
+) -> crate::common::lateend::Local {
+    write(&dir.join("config"), port, apps, peer_log);
+    let mut args = Vec::new();
+    for w in Workload::ALL {
+        args.push("--bootstrap-identity".to_string());
+        args.push(format!("default/{}", w.app()));
+    }
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crate::common::lateend::local(dir, &args).await
+}
+
+/// Both server sidecars of the mixed mesh, running (killed on drop).
+pub struct Sidecars {
+    /// `lateen-proxy agent` serving Envoy's certificate over SDS.
+    pub agent: crate::common::Process,
+    pub envoy: crate::common::Process,
+    pub lateen: crate::common::Process,
+    /// lateen-proxy's admin, health and metrics ports.
+    pub lateen_ports: [u16; 3],
+}
+
+/// Starts Envoy (its certificate from `lateen-proxy agent` over SDS on a socket in `dir`)
+/// and `lateen-proxy sidecar` as injected (ADS and its certificate on lateend's TLS port),
+/// both for `local`'s lateend; the caller waits for them to sync.
+pub fn start_sidecars(envoy: &Path, dir: &Path, local: &crate::common::lateend::Local) -> Sidecars {
+    use crate::dataplane::{
+        SidecarWorkload, lateen_proxy_binary, lateen_sidecar_command, spawn_logged,
+    };
+    let socket = dir.join("envoy-app/socket");
+    let mut agent = std::process::Command::new(lateen_proxy_binary());
+    agent
+        .arg("agent")
+        .args([
+            "--ca-address",
+            &format!("127.0.0.1:{}", local.lateend.xds_tls),
+        ])
+        .arg("--sds-socket")
+        .arg(&socket)
+        .envs(local.agent_env(Workload::Envoy.app()));
+    let agent = spawn_logged(agent, dir, "envoy-app-agent");
+    let envoy = crate::common::start_envoy_with(
+        envoy,
+        dir,
+        &envoy_identity(),
+        local.lateend.xds,
+        Some(&socket),
+    );
+    let lateen_ports = [
+        crate::common::free_port(),
+        crate::common::free_port(),
+        crate::common::free_port(),
+    ];
+    let workload = SidecarWorkload {
+        app: Workload::Lateen.app(),
+        address: Workload::Lateen.instance_ip(),
+        service_account: Workload::Lateen.app(),
+    };
+    let mut lateen = lateen_sidecar_command(&workload, local.lateend.xds_tls, lateen_ports);
+    lateen.envs(local.agent_env(Workload::Lateen.app()));
+    let lateen = spawn_logged(lateen, dir, Workload::Lateen.app());
+    Sidecars {
+        agent,
+        envoy,
+        lateen,
+        lateen_ports,
+    }
+}
+
+impl Sidecars {
+    /// The logs of lateend and of the three processes, for a failure message.
+    pub fn diagnostics(&self, local: &crate::common::lateend::Local) -> String {
+        format!(
+            "--- lateend ---\n{}\n--- agent ---\n{}\n--- Envoy ---\n{}\n--- lateen-proxy ---\n{}",
+            local.lateend.process.log_tail(),
+            self.agent.log_tail(),
+            self.envoy.log_tail(),
+            self.lateen.log_tail()
+        )
+    }
+
+    /// Waits (bounded) until lateend reports both sidecars synced; panics with the logs.
+    pub async fn wait_synced(&self, local: &crate::common::lateend::Local) {
+        let ids: Vec<String> = Workload::ALL.iter().map(|w| w.node_id()).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        crate::common::wait_until("both sidecars synced", || {
+            crate::common::lateend::all_synced(local.lateend.debug, &ids)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics(local)));
+    }
+}
