@@ -177,12 +177,16 @@ async fn envoy_and_lateen_proxy_write_the_same_access_log_lines() {
             )
         });
     }
-    // Each plane logged its requests (the first may have been a 404 before routes arrived).
+    // Each plane logged its requests (the first may have been a 404 before routes arrived), in
+    // both files: each file has its own writer thread, so one may lag the other.
     for plane in DataPlane::ALL {
         wait_until("access-log lines", || async {
             read_lines(&log_path(&work, plane, "json"))
                 .iter()
                 .any(|l| l.contains("\"response_code\":200"))
+                && read_lines(&log_path(&work, plane, "text"))
+                    .iter()
+                    .any(|l| l.contains("200"))
         })
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", plane.name()));
