@@ -243,6 +243,15 @@ pub async fn h2_connection(
     sender
 }
 
+/// A proxy started with [`simple_config`] in front of `upstream`, and its listener's address.
+pub async fn proxy_to(upstream: SocketAddr) -> (ProxyProcess, SocketAddr) {
+    let ports = Ports::new();
+    let listen = free_port();
+    let config = simple_config(&ports, listen, &[upstream], "", "");
+    let proxy = ProxyProcess::start(&config, &ports).await;
+    (proxy, ([127, 0, 0, 1], listen).into())
+}
+
 /// Polls `check` until it returns true or `within` passes.
 pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
 where
