@@ -1,8 +1,9 @@
 //! The downstream HTTP/2 server (issue #16 item 9): `Expect: 100-continue` answered with a 100
 //! by the proxy itself, as Envoy does, with the `expect` header not forwarded; and the h2
 //! properties the server must keep from hyper's: a DATA length that disagrees with
-//! `content-length` is a PROTOCOL_ERROR reset, and bodies larger than the flow-control
-//! windows pass through.
+//! `content-length` is a PROTOCOL_ERROR reset, bodies larger than the flow-control windows
+//! pass through, a response the client does not read is held back (not buffered), and a
+//! rapid-reset flood ends the connection with GOAWAY.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
@@ -17,7 +18,8 @@ use support::*;
 /// proxy, for what hyper's client hides: interim responses, resets and flow control.
 struct Through {
     _upstream: Upstream,
-    _proxy: ProxyProcess,
+    proxy: ProxyProcess,
+    address: std::net::SocketAddr,
     client: h2::client::SendRequest<Bytes>,
 }
 
@@ -25,16 +27,21 @@ impl Through {
     async fn start() -> Through {
         let upstream = Upstream::start("backend").await;
         let (proxy, address) = proxy_to(upstream.address).await;
+        Through {
+            _upstream: upstream,
+            proxy,
+            address,
+            client: Through::connect(address).await,
+        }
+    }
+
+    async fn connect(address: std::net::SocketAddr) -> h2::client::SendRequest<Bytes> {
         let stream = tokio::net::TcpStream::connect(address)
             .await
             .expect("connect");
         let (client, connection) = h2::client::handshake(stream).await.expect("h2 handshake");
         tokio::spawn(connection);
-        Through {
-            _upstream: upstream,
-            _proxy: proxy,
-            client,
-        }
+        client
     }
 
     /// Sends the head of a POST to `path` with `headers`; the body is the caller's to send.
@@ -63,6 +70,21 @@ async fn read_body(mut body: h2::RecvStream) -> Vec<u8> {
         bytes.extend_from_slice(&chunk);
     }
     bytes
+}
+
+/// The status of a GET of `/echo` on `client`'s connection.
+async fn get_echo(client: h2::client::SendRequest<Bytes>) -> u16 {
+    let mut client = client.ready().await.expect("connection open");
+    let request = http::Request::get("http://backend/echo")
+        .body(())
+        .expect("request");
+    let (response, _) = client.send_request(request, true).expect("send");
+    tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("response within 10 s")
+        .expect("response")
+        .status()
+        .as_u16()
 }
 
 /// curl waits up to `--expect100-timeout` for the 100 before it sends the body: the proxy
@@ -182,18 +204,7 @@ async fn data_that_disagrees_with_content_length_is_a_protocol_error_reset() {
         .expect_err("a reset, not a response");
     assert_eq!(err.reason(), Some(h2::Reason::PROTOCOL_ERROR), "{err}");
     // The connection is still good.
-    let mut client = through
-        .client
-        .clone()
-        .ready()
-        .await
-        .expect("connection still open");
-    let request = http::Request::get("http://backend/echo")
-        .body(())
-        .expect("request");
-    let (response, _) = client.send_request(request, true).expect("send");
-    let response = response.await.expect("response");
-    assert_eq!(response.status(), 200);
+    assert_eq!(get_echo(through.client.clone()).await, 200);
 }
 
 /// A request body several times the stream and connection windows (1 MiB and 4 MiB) reaches
@@ -227,4 +238,79 @@ async fn a_request_body_larger_than_the_windows_is_forwarded_whole() {
         read_body(response.into_body()).await,
         format!("backend got {total}").as_bytes()
     );
+}
+
+/// A client that grants no flow-control capacity holds a large response back: the proxy sends
+/// what the window allows and takes no more from the upstream, so its memory does not grow by
+/// the body; once the client reads, the whole body arrives.
+#[tokio::test]
+async fn a_response_the_client_does_not_read_is_held_back_not_buffered() {
+    let mut through = Through::start().await;
+    let pid = through.proxy.pid() as u32;
+    let before = lateen_test_support::proc_stats::usage(pid)
+        .expect("proxy /proc entry")
+        .rss;
+    let total: usize = 32 << 20;
+    let request = http::Request::get(format!("http://backend/bytes/{total}"))
+        .body(())
+        .expect("request");
+    let (response, _) = through.client.send_request(request, true).expect("send");
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("response head within 10 s")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    // The client's windows are h2's default 64 KiB and it releases nothing yet.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = lateen_test_support::proc_stats::usage(pid)
+        .expect("proxy /proc entry")
+        .rss;
+    assert!(
+        held.saturating_sub(before) < 16 << 20,
+        "the proxy grew by {} MiB while the client read nothing",
+        held.saturating_sub(before) >> 20
+    );
+    let body = tokio::time::timeout(Duration::from_secs(60), read_body(response.into_body()))
+        .await
+        .expect("body within 60 s");
+    assert_eq!(body.len(), total);
+}
+
+/// HTTP/2 rapid reset (CVE-2023-44487): streams opened and cancelled at once, in bulk. `h2`'s
+/// bound on streams reset before they are accepted (20) ends the connection with GOAWAY
+/// ENHANCE_YOUR_CALM, as under hyper; the proxy keeps serving others.
+#[tokio::test]
+async fn a_rapid_reset_flood_ends_the_connection_and_the_proxy_keeps_serving() {
+    let mut through = Through::start().await;
+    let mut refused = None;
+    for sent in 1..=2000 {
+        let request = http::Request::get("http://backend/delay/2000")
+            .body(())
+            .expect("request");
+        match through.client.send_request(request, false) {
+            Ok((_, mut send)) => send.send_reset(h2::Reason::CANCEL),
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        }
+        // Let the connection write what is queued, in bursts.
+        if sent % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let refused = match refused {
+        Some(err) => err,
+        None => tokio::time::timeout(Duration::from_secs(10), through.client.clone().ready())
+            .await
+            .expect("an answer within 10 s")
+            .expect_err("the connection ended"),
+    };
+    // The GOAWAY, or the connection closed under the client's next writes (a broken pipe).
+    assert!(
+        refused.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || refused.is_io(),
+        "{refused:?}"
+    );
+    // Other connections are served.
+    assert_eq!(get_echo(Through::connect(through.address).await).await, 200);
 }
