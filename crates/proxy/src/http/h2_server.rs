@@ -145,19 +145,23 @@ async fn serve_stream(
     let body = DownstreamBody::H2(H2RequestBody::new(recv, &head.headers));
     let request = http::Request::from_parts(head, body);
     // A client resetting the stream before the response cancels the request: the service's
-    // future is dropped, which records it (0, `DC`) and releases what it held.
-    let handling = handle(ctx, request);
-    let mut handling = std::pin::pin!(handling);
-    let response = std::future::poll_fn(|cx| {
-        if let Poll::Ready(Ok(response)) = handling.as_mut().poll(cx) {
-            return Poll::Ready(Some(response));
-        }
-        match respond.poll_reset(cx) {
-            Poll::Ready(_) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await;
+    // future is dropped, which records it (0, `DC`) and releases what it held. In a block of
+    // its own so the finished future's space is reused by the body's send (the task holds
+    // one or the other, as hyper's did).
+    let response = {
+        let handling = handle(ctx, request);
+        let mut handling = std::pin::pin!(handling);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(Ok(response)) = handling.as_mut().poll(cx) {
+                return Poll::Ready(Some(response));
+            }
+            match respond.poll_reset(cx) {
+                Poll::Ready(_) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    };
     let Some(response) = response else {
         return;
     };
