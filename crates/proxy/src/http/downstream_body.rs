@@ -143,3 +143,29 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     }
     length
 }
+
+#[cfg(test)]
+mod tests {
+    use super::content_length;
+
+    fn headers(values: &[&str]) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        for value in values {
+            headers.append(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn content_length_is_known_only_when_every_value_agrees() {
+        assert_eq!(content_length(&headers(&[])), None);
+        assert_eq!(content_length(&headers(&["12"])), Some(12));
+        assert_eq!(content_length(&headers(&["12", "12, 12"])), Some(12));
+        assert_eq!(content_length(&headers(&["12", "13"])), None);
+        assert_eq!(content_length(&headers(&["-1"])), None);
+        assert_eq!(content_length(&headers(&["0x10"])), None);
+    }
+}

@@ -333,3 +333,26 @@ fn reset_reason(err: &BodyError) -> Reason {
     }
     Reason::INTERNAL_ERROR
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn connection_specific_headers_and_those_connection_names_are_stripped() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, x-hop"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("proxy-connection", "close"),
+            ("x-hop", "1"),
+            ("x-end-to-end", "2"),
+        ] {
+            headers.insert(name, http::HeaderValue::from_static(value));
+        }
+        super::strip_connection_headers(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|name| name.as_str()).collect();
+        assert_eq!(left, ["x-end-to-end"]);
+    }
+}
