@@ -1,8 +1,8 @@
 //! The downstream HTTP/2 server (issue #16 item 9): `Expect: 100-continue` answered with a 100
 //! by the proxy itself, as Envoy does, with the `expect` header not forwarded; and the h2
 //! properties the server must keep from hyper's: a DATA length that disagrees with
-//! `content-length` is a PROTOCOL_ERROR reset, bodies larger than the flow-control windows
-//! pass through, a response the client does not read is held back (not buffered), and a
+//! `content-length` is a PROTOCOL_ERROR reset, request trailers and bodies larger than the
+//! flow-control windows pass through, a response the client does not read is held back (not buffered), and a
 //! rapid-reset flood ends the connection with GOAWAY.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
@@ -70,6 +70,16 @@ async fn read_body(mut body: h2::RecvStream) -> Vec<u8> {
         bytes.extend_from_slice(&chunk);
     }
     bytes
+}
+
+/// The echo upstream's JSON account of a request, from its 200 response.
+async fn echo_of(response: h2::client::ResponseFuture) -> serde_json::Value {
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("response within 10 s")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    serde_json::from_slice(&read_body(response.into_body()).await).expect("echo JSON")
 }
 
 /// The status of a GET of `/echo` on `client`'s connection.
@@ -153,13 +163,7 @@ async fn an_h2_client_that_waits_for_100_gets_it_and_the_expect_header_is_not_fo
     assert_eq!(interim.status(), 100);
     send.send_data(Bytes::from(vec![b'y'; 3000]), true)
         .expect("send body");
-    let response = tokio::time::timeout(Duration::from_secs(10), response)
-        .await
-        .expect("response within 10 s")
-        .expect("response");
-    assert_eq!(response.status(), 200);
-    let echo: serde_json::Value =
-        serde_json::from_slice(&read_body(response.into_body()).await).expect("echo JSON");
+    let echo = echo_of(response).await;
     assert_eq!(echo["body_len"], 3000, "{echo}");
     assert!(echo["headers"].get("expect").is_none(), "{echo}");
 }
@@ -188,6 +192,22 @@ async fn a_request_without_expect_gets_no_100() {
         read_body(final_response.into_body()).await,
         b"backend got 3"
     );
+}
+
+/// Request trailers reach the upstream after the body (gRPC's response trailers are covered
+/// by the gRPC tests of `http_proxy.rs`).
+#[tokio::test]
+async fn request_trailers_reach_the_upstream() {
+    let mut through = Through::start().await;
+    let (response, mut send) = through.post("/echo", &[("te", "trailers")]);
+    send.send_data(Bytes::from_static(b"payload"), false)
+        .expect("send body");
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", http::HeaderValue::from_static("abc123"));
+    send.send_trailers(trailers).expect("send trailers");
+    let echo = echo_of(response).await;
+    assert_eq!(echo["body_len"], 7, "{echo}");
+    assert_eq!(echo["trailers"]["x-checksum"], "abc123", "{echo}");
 }
 
 /// DATA longer than the request's `content-length` is malformed (RFC 9113 §8.1.1): the stream
