@@ -25,8 +25,13 @@ struct Through {
 
 impl Through {
     async fn start() -> Through {
+        Through::start_with_listener("").await
+    }
+
+    /// With `listener_extra` in the proxy listener's YAML.
+    async fn start_with_listener(listener_extra: &str) -> Through {
         let upstream = Upstream::start("backend").await;
-        let (proxy, address) = proxy_to(upstream.address).await;
+        let (proxy, address) = proxy_with_listener(upstream.address, listener_extra).await;
         Through {
             _upstream: upstream,
             proxy,
@@ -36,12 +41,21 @@ impl Through {
     }
 
     async fn connect(address: std::net::SocketAddr) -> h2::client::SendRequest<Bytes> {
+        Through::connect_watched(address).await.0
+    }
+
+    /// A client connection and the task driving it, which ends when the connection closes.
+    async fn connect_watched(
+        address: std::net::SocketAddr,
+    ) -> (
+        h2::client::SendRequest<Bytes>,
+        tokio::task::JoinHandle<Result<(), h2::Error>>,
+    ) {
         let stream = tokio::net::TcpStream::connect(address)
             .await
             .expect("connect");
         let (client, connection) = h2::client::handshake(stream).await.expect("h2 handshake");
-        tokio::spawn(connection);
-        client
+        (client, tokio::spawn(connection))
     }
 
     /// Sends the head of a POST to `path` with `headers`; the body is the caller's to send.
@@ -333,4 +347,34 @@ async fn a_rapid_reset_flood_ends_the_connection_and_the_proxy_keeps_serving() {
     );
     // Other connections are served.
     assert_eq!(get_echo(Through::connect(through.address).await).await, 200);
+}
+
+/// The listener's idle timeout closes an HTTP/2 connection (GOAWAY) once no stream has been in
+/// flight for that long, never while one is: a request longer than the timeout completes.
+#[tokio::test]
+async fn an_idle_connection_is_closed_but_not_while_a_stream_is_in_flight() {
+    let through = Through::start_with_listener("    limits: { idle_timeout: 1s }").await;
+    let (client, connection) = Through::connect_watched(through.address).await;
+    let mut client = client.ready().await.expect("connection open");
+    let request = http::Request::get("http://backend/delay/1500")
+        .body(())
+        .expect("request");
+    let (response, _) = client.send_request(request, true).expect("send");
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("response within 10 s")
+        .expect("the request outlived the idle timeout");
+    assert_eq!(response.status(), 200);
+    read_body(response.into_body()).await;
+    let idle_from = Instant::now();
+    // Ended, cleanly (GOAWAY) or not: closing is what counts.
+    let _ended: Result<(), h2::Error> = tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("closed within 5 s of going idle")
+        .expect("connection task");
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(700),
+        "closed {:?} after going idle",
+        idle_from.elapsed()
+    );
 }
