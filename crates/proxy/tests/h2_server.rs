@@ -2,8 +2,9 @@
 //! by the proxy itself, as Envoy does, with the `expect` header not forwarded; and the h2
 //! properties the server must keep from hyper's: a DATA length that disagrees with
 //! `content-length` is a PROTOCOL_ERROR reset, request trailers and bodies larger than the
-//! flow-control windows pass through, a response the client does not read is held back (not buffered), and a
-//! rapid-reset flood ends the connection with GOAWAY.
+//! flow-control windows pass through, a response the client does not read is held back (not
+//! buffered), a rapid-reset flood ends the connection with GOAWAY, and the idle timeout closes
+//! a connection only when no stream is in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
