@@ -2,7 +2,8 @@
 //! by the proxy itself, as Envoy does, with the `expect` header not forwarded; and the h2
 //! properties the server must keep from hyper's: a DATA length that disagrees with
 //! `content-length` is a PROTOCOL_ERROR reset, request trailers and bodies larger than the
-//! flow-control windows pass through, a response the client does not read is held back (not
+//! flow-control windows pass through, a body the proxy will not read is stopped with
+//! RST_STREAM(NO_ERROR) after the answer, a response the client does not read is held back (not
 //! buffered), a rapid-reset flood ends the connection with GOAWAY, and the idle timeout closes
 //! a connection only when no stream is in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
@@ -87,12 +88,19 @@ async fn read_body(mut body: h2::RecvStream) -> Vec<u8> {
     bytes
 }
 
-/// The echo upstream's JSON account of a request, from its 200 response.
-async fn echo_of(response: h2::client::ResponseFuture) -> serde_json::Value {
-    let response = tokio::time::timeout(Duration::from_secs(10), response)
+/// The final response to a request, within 10 s.
+async fn answer(
+    response: impl std::future::Future<Output = Result<http::Response<h2::RecvStream>, h2::Error>>,
+) -> http::Response<h2::RecvStream> {
+    tokio::time::timeout(Duration::from_secs(10), response)
         .await
         .expect("response within 10 s")
-        .expect("response");
+        .expect("response")
+}
+
+/// The echo upstream's JSON account of a request, from its 200 response.
+async fn echo_of(response: h2::client::ResponseFuture) -> serde_json::Value {
+    let response = answer(response).await;
     assert_eq!(response.status(), 200);
     serde_json::from_slice(&read_body(response.into_body()).await).expect("echo JSON")
 }
@@ -104,12 +112,7 @@ async fn get_echo(client: h2::client::SendRequest<Bytes>) -> u16 {
         .body(())
         .expect("request");
     let (response, _) = client.send_request(request, true).expect("send");
-    tokio::time::timeout(Duration::from_secs(10), response)
-        .await
-        .expect("response within 10 s")
-        .expect("response")
-        .status()
-        .as_u16()
+    answer(response).await.status().as_u16()
 }
 
 /// curl waits up to `--expect100-timeout` for the 100 before it sends the body: the proxy
@@ -190,10 +193,7 @@ async fn a_request_without_expect_gets_no_100() {
     let (mut response, mut send) = through.post("/sink", &[]);
     send.send_data(Bytes::from_static(b"abc"), true)
         .expect("send body");
-    let final_response = tokio::time::timeout(Duration::from_secs(10), &mut response)
-        .await
-        .expect("response within 10 s")
-        .expect("response");
+    let final_response = answer(&mut response).await;
     assert_eq!(final_response.status(), 200);
     let interim = std::future::poll_fn(|cx| {
         std::task::Poll::Ready(match response.poll_informational(cx) {
@@ -223,6 +223,31 @@ async fn request_trailers_reach_the_upstream() {
     let echo = echo_of(response).await;
     assert_eq!(echo["body_len"], 7, "{echo}");
     assert_eq!(echo["trailers"]["x-checksum"], "abc123", "{echo}");
+}
+
+/// A request the proxy answers without reading its body (here 431, too many headers) gets its
+/// answer, then RST_STREAM(NO_ERROR) telling the client to stop sending (RFC 9113 §8.1); the
+/// connection goes on serving.
+#[tokio::test]
+async fn a_body_the_proxy_will_not_read_is_stopped_after_the_answer() {
+    let mut through = Through::start().await;
+    let names: Vec<String> = (0..150).map(|index| format!("x-h{index}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "v")).collect();
+    let (response, mut send) = through.post("/sink", &headers);
+    send.send_data(Bytes::from_static(b"the first part"), false)
+        .expect("send body");
+    let response = answer(response).await;
+    assert_eq!(response.status(), 431);
+    read_body(response.into_body()).await;
+    let reset = tokio::time::timeout(
+        Duration::from_secs(10),
+        std::future::poll_fn(|cx| send.poll_reset(cx)),
+    )
+    .await
+    .expect("a reset within 10 s")
+    .expect("reset reason");
+    assert_eq!(reset, h2::Reason::NO_ERROR);
+    assert_eq!(get_echo(through.client.clone()).await, 200);
 }
 
 /// DATA longer than the request's `content-length` is malformed (RFC 9113 §8.1.1): the stream
