@@ -30,6 +30,7 @@ pub use envoy_types;
 pub use envoy_types::pb;
 pub use metrics::XdsMetrics;
 pub use prost;
+pub use server::peer::{AuthenticatedPeer, VerifiedIdentity};
 pub use server::registry::{ConnectionRecord, NackRecord, ProxyNode, StreamMode, TypeRecord};
 pub use server::{AdsService, ConnectionOptions, SnapshotProvider, XdsServer};
 pub use snapshot::{NamedResource, Snapshot, VersionedResource};
