@@ -274,6 +274,11 @@ impl ControlPlane {
         &self.metrics
     }
 
+    /// Auto-registration's verdicts and removals so far (istiod's `auto_registration_*`).
+    pub fn auto_registration_counts(&self) -> &crate::registry::AutoRegistrationCounts {
+        self.autoreg.counts()
+    }
+
     pub fn config(&self) -> Arc<Config> {
         self.config
             .read()

@@ -6,9 +6,13 @@
 //! never registered. When its last stream ends a candidate stays for a grace period (a
 //! reconnect cancels the removal), then leaves. Each verdict is logged once per proxy: when
 //! it is first reached and whenever it changes (a group created or deleted, an identity or
-//! metadata change), never on every rebuild.
+//! metadata change), never on every rebuild, and counted in istiod's
+//! `auto_registration_success_total` / `auto_registration_errors_total` (once per verdict, not
+//! per rebuild) and `auto_registration_deletes_total` (registered workloads removed after
+//! their grace period).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,11 +31,23 @@ struct Entry {
     logged: Option<Result<(), Refusal>>,
 }
 
+/// Verdicts and removals so far, under istiod's metric names.
+#[derive(Debug, Default)]
+pub struct AutoRegistrationCounts {
+    /// `auto_registration_success_total`: proxies admitted (each time a verdict becomes one).
+    pub success: AtomicU64,
+    /// `auto_registration_errors_total`: proxies refused (each time a verdict becomes one).
+    pub errors: AtomicU64,
+    /// `auto_registration_deletes_total`: registered workloads removed after their grace.
+    pub deletes: AtomicU64,
+}
+
 /// Connected proxies that ask to be registered.
 #[derive(Debug)]
 pub struct AutoRegistry {
     grace: Duration,
     entries: Mutex<BTreeMap<String, Entry>>,
+    counts: AutoRegistrationCounts,
 }
 
 impl AutoRegistry {
@@ -39,7 +55,13 @@ impl AutoRegistry {
         Self {
             grace,
             entries: Mutex::new(BTreeMap::new()),
+            counts: AutoRegistrationCounts::default(),
         }
+    }
+
+    /// Verdicts and removals so far.
+    pub fn counts(&self) -> &AutoRegistrationCounts {
+        &self.counts
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -110,6 +132,7 @@ impl AutoRegistry {
             if let Some(e) = entries.remove(id)
                 && matches!(e.logged, Some(Ok(())))
             {
+                self.counts.deletes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(proxy = %id, "auto-registered workload removed after grace period");
             }
         }
@@ -126,17 +149,23 @@ impl AutoRegistry {
             let summary = verdict.as_ref().map(|_| ()).map_err(Clone::clone);
             if entry.logged.as_ref() != Some(&summary) {
                 match &verdict {
-                    Ok(w) => tracing::info!(
-                        proxy = %id,
-                        address = %w.address,
-                        entry = %format!("{}/{}", w.namespace, w.entry_name()),
-                        "workload auto-registered"
-                    ),
-                    Err(reason) => tracing::warn!(
-                        proxy = %id,
-                        %reason,
-                        "auto-registration refused; the proxy gets its configuration but is no endpoint"
-                    ),
+                    Ok(w) => {
+                        self.counts.success.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(
+                            proxy = %id,
+                            address = %w.address,
+                            entry = %format!("{}/{}", w.namespace, w.entry_name()),
+                            "workload auto-registered"
+                        );
+                    }
+                    Err(reason) => {
+                        self.counts.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            proxy = %id,
+                            %reason,
+                            "auto-registration refused; the proxy gets its configuration but is no endpoint"
+                        );
+                    }
                 }
                 entry.logged = Some(summary);
             }
@@ -255,5 +284,8 @@ mod tests {
         assert_eq!(logged(&reg), refused);
         reg.admitted(&config(GROUP));
         assert_eq!(logged(&reg), Some(Ok(())));
+        let counts = reg.counts();
+        assert_eq!(counts.errors.load(Ordering::Relaxed), 1);
+        assert_eq!(counts.success.load(Ordering::Relaxed), 1);
     }
 }

@@ -16,7 +16,7 @@ use lateen_api::Object;
 use lateen_api::networking::{Resolution, ServiceEntry};
 
 use crate::store::Config;
-pub use autoreg::AutoRegistry;
+pub use autoreg::{AutoRegistrationCounts, AutoRegistry};
 pub use endpoint_changes::EndpointChanges;
 pub use workload_group::{Candidate, Refusal, Workload};
 

@@ -300,6 +300,13 @@ async fn only_proxies_a_workload_group_admits_become_endpoints() {
             .any(|l| l.contains("auto-registration refused") && l.contains("sidecar~127.0.90.1~")),
         "a proxy naming no group is not a refusal:\n{log}"
     );
+    // istiod's counters: one per verdict, however many rebuilds.
+    let (_, metrics) = get(lateend.debug, "x", "/metrics", &[])
+        .await
+        .expect("/metrics");
+    let count = |name| lateen_test_support::metrics_text::sum(&metrics, name, &[]);
+    assert_eq!(count("auto_registration_success_total"), 2.0, "{metrics}");
+    assert_eq!(count("auto_registration_errors_total"), 3.0, "{metrics}");
     // A refused proxy still gets its configuration.
     let impostor_config = endpoints(lateend.debug, &other_namespace.id, SUBSET_V1).await;
     assert!(impostor_config.contains("127.0.90.5"), "{impostor_config}");
