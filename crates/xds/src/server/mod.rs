@@ -224,7 +224,8 @@ impl Connection {
             .metrics
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(node = %node.id, connection_id = id, ?mode, "proxy connected");
+        let verified = identity.as_ref().map_or("none", |i| i.spiffe.as_str());
+        tracing::info!(node = %node.id, connection_id = id, ?mode, verified, "proxy connected");
         if let Some(p) = &shared.provider {
             p.on_connect(&node, id, identity.as_ref());
             if shared.cache.snapshot(&node.id).is_none()
