@@ -1,7 +1,7 @@
 //! `lateend`, the Lateen control plane: Istio configuration in, Envoy xDS out.
 //!
 //! Owns: the config folder store, the service registry (ServiceEntry, WorkloadEntry and
-//! self-registering proxies), translation of Istio resources into Envoy v3 resources per proxy,
+//! proxies a WorkloadGroup admits), translation of Istio resources into Envoy v3 resources per proxy,
 //! debounced pushes, the debug/metrics HTTP endpoints, Istio's validation webhook verdicts, and
 //! the wiring of the admission webhooks and of ADS over TLS, and the mesh CA. Must not touch: parsing/validation of Istio resources (`lateen-api`),
 //! the xDS protocol (`lateen-xds`) or injection itself (`lateen-inject`); it only uses them.
@@ -13,14 +13,16 @@
 //!   Namespaces, MeshConfig and injector ConfigMaps, Istio's custom resources).
 //! - [`proxy`]: who a connected proxy is (node id and metadata, as Istio's agent sends them).
 //! - [`registry`]: services and their endpoints; [`registry::autoreg`] for proxies that
-//!   register themselves on connect and leave after a grace period.
+//!   register themselves on connect (only when a WorkloadGroup admits them,
+//!   [`registry::workload_group`]) and leave after a grace period.
 //! - [`translate`]: one [`lateen_xds::Snapshot`] per proxy (CDS, EDS, LDS, RDS).
 //! - [`push`]: the shared control-plane state, the xDS snapshot provider and the debouncer.
 //! - [`debug`] and [`metrics`]: `/debug/syncz`, `/debug/config_dump`, `/metrics`;
 //!   [`dashboard`]: the web UI under `/dashboard/` on the same port.
 //! - [`webhook`]: the admission webhooks on 15017 (`lateen-inject`'s server: injection, and
 //!   [`admission`]: Istio's configuration validation with `lateen-api`'s rules) and the serving
-//!   certificate; [`xds_tls`]: ADS over TLS on 15012.
+//!   certificate; [`xds_tls`]: ADS over TLS on 15012, [`xds_peer`]: the mesh identity of a
+//!   client that presents a certificate there.
 //! - [`cmdline`]: istiod's command line (`discovery --monitoringAddr=:15014 ...`), its
 //!   environment and logging flags, as the rendered Deployment passes them.
 //! - [`readiness`]: the conditions `/ready` (8080 and 15014) waits for.
@@ -45,6 +47,7 @@ pub mod registry;
 pub mod store;
 pub mod translate;
 pub mod webhook;
+pub mod xds_peer;
 pub mod xds_tls;
 
 pub use proxy::{InterceptionMode, Proxy, ProxyType};

@@ -1,8 +1,8 @@
 //! The control plane's shared state and its push loop.
 //!
-//! [`ControlPlane`] holds the accepted configuration and the self-registered workloads, and is
-//! the xDS server's [`SnapshotProvider`]: on connect it registers the proxy and sets its first
-//! snapshot. Every change (config edit, proxy joining or leaving) sends a trigger; the
+//! [`ControlPlane`] holds the accepted configuration and the auto-registration candidates,
+//! and is the xDS server's [`SnapshotProvider`]: on connect it records a proxy that names a
+//! WorkloadGroup and sets its first snapshot. Every change (config edit, proxy joining or leaving) sends a trigger; the
 //! debouncer ([`debounce`]) folds a burst of them into one push.
 //!
 //! A push translates once per distinct [`ProxyView`], not once per proxy: a [`Generation`]
@@ -274,6 +274,11 @@ impl ControlPlane {
         &self.metrics
     }
 
+    /// Auto-registration's verdicts and removals so far (istiod's `auto_registration_*`).
+    pub fn auto_registration_counts(&self) -> &crate::registry::AutoRegistrationCounts {
+        self.autoreg.counts()
+    }
+
     pub fn config(&self) -> Arc<Config> {
         self.config
             .read()
@@ -382,7 +387,9 @@ impl ControlPlane {
                     .registry
                     .with_cluster_changes(&cluster, &changed_hosts)
             })
-            .unwrap_or_else(|| Registry::build_with(&config, &self.autoreg.workloads(), &cluster));
+            .unwrap_or_else(|| {
+                Registry::build_with(&config, &self.autoreg.admitted(&config), &cluster)
+            });
         slot.stale = false;
         if let Some(current) = &slot.current
             && current.config_epoch == epoch
@@ -492,9 +499,14 @@ impl SnapshotProvider for ControlPlane {
         Some(self.snapshot_for_proxy(&Proxy::from_node(node)))
     }
 
-    fn on_connect(&self, node: &ProxyNode, _connection_id: u64) {
+    fn on_connect(
+        &self,
+        node: &ProxyNode,
+        _connection_id: u64,
+        identity: Option<&lateen_xds::VerifiedIdentity>,
+    ) {
         let proxy = Proxy::from_node(node);
-        let changed = self.autoreg.connect(&proxy);
+        let changed = self.autoreg.connect(&proxy, identity);
         if changed {
             // The proxy may be an instance of a service now: look again before translating.
             self.trigger(Trigger::Registry);
@@ -645,10 +657,10 @@ mod tests {
             node("10.0.0.1", "web", "default"),
             node("10.0.0.2", "api", "default"),
         );
-        cp.on_connect(&a, 1);
+        cp.on_connect(&a, 1, None);
         let first = cp.generation();
-        cp.on_connect(&b, 2);
-        // b registered itself, but no ServiceEntry selects it: same services, same generation.
+        cp.on_connect(&b, 2, None);
+        // b names no WorkloadGroup: not registered, same services, same generation.
         assert!(Arc::ptr_eq(&first, &cp.generation()));
         let snapshot = |n: &ProxyNode| {
             xds.cache()
@@ -660,7 +672,7 @@ mod tests {
         assert_eq!(first.views(), 1);
 
         let other = node("10.0.0.3", "web", "prod");
-        cp.on_connect(&other, 3);
+        cp.on_connect(&other, 3, None);
         assert!(
             !Arc::ptr_eq(&snapshot(&a), &snapshot(&other)),
             "another namespace is another view"

@@ -2,7 +2,8 @@
 //! plaintext port, behind server-authenticated TLS with lateend's serving certificate (see
 //! [`crate::webhook::load_cert`]), and Istio's certificate API (`CreateCertificate`,
 //! [`crate::mesh_ca`]) on the same port. Proxies verify lateend against the mesh CA's root;
-//! the certificate API checks callers' tokens, ADS does not yet.
+//! the certificate API checks callers' tokens, ADS does not yet, but a client that presents a
+//! mesh certificate is known by its identity ([`crate::xds_peer`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lateen_xds::tonic::transport::server::Connected;
-use lateen_xds::{ConnectionOptions, XdsServer};
+use lateen_xds::{AuthenticatedPeer, ConnectionOptions, XdsServer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -20,12 +21,14 @@ use tokio_rustls::server::TlsStream;
 /// A peer that never finishes its handshake must not hold a task forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A TLS connection handed to tonic.
-pub struct TlsConnection(TlsStream<TcpStream>);
+/// A TLS connection handed to tonic, with what its handshake proved about the client.
+pub struct TlsConnection(TlsStream<TcpStream>, AuthenticatedPeer);
 
 impl Connected for TlsConnection {
-    type ConnectInfo = ();
-    fn connect_info(&self) -> Self::ConnectInfo {}
+    type ConnectInfo = AuthenticatedPeer;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.1.clone()
+    }
 }
 
 impl AsyncRead for TlsConnection {
@@ -54,7 +57,8 @@ impl AsyncWrite for TlsConnection {
     }
 }
 
-/// Serves ADS over TLS on `listener` until the task is dropped.
+/// Serves ADS over TLS on `listener` until the task is dropped; `tls` should come from
+/// [`crate::xds_peer::server_config`] for clients' identities to be known.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -82,7 +86,8 @@ pub async fn serve(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(TlsConnection(stream))).await;
+                        let peer = crate::xds_peer::peer_of(stream.get_ref().1);
+                        let _ = tx.send(Ok(TlsConnection(stream, peer))).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "xDS TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "xDS TLS handshake timed out"),

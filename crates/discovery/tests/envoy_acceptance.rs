@@ -3,7 +3,8 @@
 //! WorkloadEntries for reviews v1/v2/v3, ratings, details, pointing at HTTP servers this test
 //! runs on 127.0.0.1) to Envoys started with Istio-like bootstraps (ADS, node id and metadata
 //! like istio-agent's). Rows: the Sidecar ingress listener (NONE mode), a REDIRECT-mode
-//! sidecar registering itself as an endpoint and leaving after the grace period, a gateway
+//! sidecar that a WorkloadGroup admits registering as an endpoint and leaving after the grace
+//! period, a gateway
 //! (router) over TLS xDS, no NACK from any of the three, lateend's push metrics, Envoy's own
 //! config_dump, and the injection webhook. The routing and traffic-policy rows run against
 //! Envoy and lateen-proxy alike in `dataplane_matrix.rs`. Every wait has a deadline.
@@ -118,8 +119,9 @@ spec:
     )
 }
 
-/// A REDIRECT-mode sidecar of a reviews workload at 127.0.0.2: it registers itself as an
-/// endpoint of `reviews` (its labels match the ServiceEntry's workloadSelector).
+/// A REDIRECT-mode sidecar of a reviews workload at 127.0.0.2: the `reviews` WorkloadGroup it
+/// names admits it, so it becomes an endpoint of `reviews` (its labels match the
+/// ServiceEntry's workloadSelector).
 fn redirect_identity() -> Identity {
     Identity {
         id: "sidecar~127.0.0.2~reviews-v9-6c4d.default~default.svc.cluster.local",
@@ -131,11 +133,15 @@ fn redirect_identity() -> Identity {
     SERVICE_ACCOUNT: bookinfo-reviews
     INSTANCE_IPS: 127.0.0.2
     POD_PORTS: '[{"name":"http","containerPort":9080,"protocol":"TCP"}]'
+    AUTO_REGISTER_GROUP: reviews
 "#
         .to_string(),
         xds_tls_ca: None,
     }
 }
+
+/// The WorkloadGroup that admits [`redirect_identity`] as an endpoint.
+const REVIEWS_GROUP: &str = "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: reviews, namespace: default}\nspec:\n  metadata: {labels: {app: reviews}}\n  template: {serviceAccount: bookinfo-reviews}\n";
 
 fn router_identity() -> Identity {
     Identity {
@@ -207,6 +213,7 @@ async fn start() -> Option<Mesh> {
     let registry = matrix_config::registry_yaml(listen, &services);
     write_config(&config, "services.yaml", &registry);
     write_config(&config, "destination-rules.yaml", DESTINATION_RULES);
+    write_config(&config, "workload-group.yaml", REVIEWS_GROUP);
     write_config(&config, "reviews.yaml", matrix_config::REVIEWS_SPLIT);
     write_config(&config, "ratings-details.yaml", matrix_config::POLICIES);
     let inbound = free_port();
@@ -311,7 +318,8 @@ async fn bookinfo_through_real_envoy() {
         "gateway serves only its hosts"
     );
 
-    // Row: a connecting proxy whose labels match the workloadSelector becomes an endpoint.
+    // Row: a connecting proxy its WorkloadGroup admits, whose labels match the
+    // workloadSelector, becomes an endpoint.
     let registered = wait_until("127.0.0.2 as a reviews endpoint", || async {
         get(debug, "x", &client_dump, &[])
             .await

@@ -1,7 +1,10 @@
 //! What a careless or hostile client finds at the built lateend (issue #16 item 7): a config
 //! file that is not UTF-8 is reported once per change, not on every scan; a malformed ADS
 //! request ends its stream with INVALID_ARGUMENT and one log line; an over-large node id is
-//! refused; silent connections to the plaintext xDS and debug ports are closed.
+//! refused; silent connections to the plaintext xDS and debug ports are closed; a proxy
+//! becomes an endpoint only when a WorkloadGroup admits it (a client that merely connects,
+//! names a missing group or one of another namespace, or holds a certificate of another
+//! namespace is no endpoint).
 //!
 //! About 12 s: the silent-connection checks wait for lateend's 10 s timeouts.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
@@ -18,6 +21,9 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 use common::lateend::start_lateend;
+
+#[path = "lateend_hostile/auto_registration.rs"]
+mod auto_registration;
 
 const SOTW: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";

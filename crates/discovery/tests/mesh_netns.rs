@@ -196,6 +196,20 @@ spec:
   - { number: 9080, name: http, protocol: HTTP }
   workloadSelector:
     labels: { app: service-b }
+---
+# Each sidecar names its app's group (AUTO_REGISTER_GROUP); the group admits it as a workload.
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: { name: service-b, namespace: default }
+spec:
+  metadata: { labels: { app: service-b } }
+  template: { serviceAccount: service-b }
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: { name: client, namespace: default }
+spec:
+  template: { serviceAccount: client }
 "#;
 
 fn sidecar_env(pod: &str, ip: &str, app: &str) -> Vec<(&'static str, String)> {
@@ -214,6 +228,7 @@ fn sidecar_env(pod: &str, ip: &str, app: &str) -> Vec<(&'static str, String)> {
             "ISTIO_META_POD_PORTS",
             r#"[{"name":"http","containerPort":9080,"protocol":"TCP"}]"#.to_string(),
         ),
+        ("ISTIO_META_AUTO_REGISTER_GROUP", app.to_string()),
         ("LATEEN_LOG", "info".to_string()),
     ]
 }
@@ -522,6 +537,7 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     WORKLOAD_NAME: service-b-v1
     SERVICE_ACCOUNT: service-b
     POD_PORTS: '[{"name":"http","containerPort":9080,"protocol":"TCP"}]'
+    AUTO_REGISTER_GROUP: service-b
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: 15000}}
 dynamic_resources:

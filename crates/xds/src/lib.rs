@@ -6,6 +6,9 @@
 //!
 //! Control plane: build a [`Snapshot`] per proxy, `XdsServer::set_snapshot(node_id, snapshot)`,
 //! serve `XdsServer::service()`, read `XdsServer::sync_status()` and `XdsServer::metrics()`.
+//! A TLS listener that verified a client certificate passes its identity as the connection's
+//! tonic `ConnectInfo` ([`AuthenticatedPeer`]); streams hand it to
+//! `SnapshotProvider::on_connect`.
 //! Data plane: [`client::AdsClient`].
 //! Istio's certificate API (`IstioCertificateService`, server and client call):
 //! [`ca_service`]. Envoy's Secret Discovery Service on a Unix socket, as an agent serves it
@@ -30,6 +33,7 @@ pub use envoy_types;
 pub use envoy_types::pb;
 pub use metrics::XdsMetrics;
 pub use prost;
+pub use server::peer::{AuthenticatedPeer, VerifiedIdentity};
 pub use server::registry::{ConnectionRecord, NackRecord, ProxyNode, StreamMode, TypeRecord};
 pub use server::{AdsService, ConnectionOptions, SnapshotProvider, XdsServer};
 pub use snapshot::{NamedResource, Snapshot, VersionedResource};

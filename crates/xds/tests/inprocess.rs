@@ -394,7 +394,12 @@ impl lateen_xds::SnapshotProvider for Provider {
             Snapshot::new().with(&eds_cluster(&format!("for-{}", node.id))),
         ))
     }
-    fn on_connect(&self, node: &lateen_xds::ProxyNode, _connection_id: u64) {
+    fn on_connect(
+        &self,
+        node: &lateen_xds::ProxyNode,
+        _connection_id: u64,
+        _identity: Option<&lateen_xds::VerifiedIdentity>,
+    ) {
         if let Ok(mut c) = self.connected.lock() {
             c.push(node.id.clone());
         }

@@ -157,7 +157,8 @@ struct Args {
     #[arg(long, value_name = "DURATION", env = "PILOT_DEBOUNCE_MAX", default_value = "1s", value_parser = parse_duration)]
     debounce_max: Duration,
 
-    /// How long a self-registered proxy stays an endpoint after it disconnects.
+    /// How long an auto-registered proxy (one a WorkloadGroup admits) stays an endpoint after
+    /// it disconnects.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     registration_grace: Duration,
 
@@ -406,6 +407,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("mesh CA")?,
     );
     let cert = serving_cert(&mesh_ca, &files)?;
+    let mesh_root = mesh_ca.root_cert_pem().to_string();
     let ca_signer = ca_signer(&args, mesh_ca, cluster.clone(), &trust_domain)?;
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
@@ -454,7 +456,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             gate.done();
         });
     }
-    let tls = lateen_discovery::webhook::server_config(&cert).context("xDS TLS")?;
+    let tls = lateen_discovery::xds_peer::server_config(&cert, &mesh_root).context("xDS TLS")?;
     tokio::spawn(lateen_discovery::xds_tls::serve(
         tls_listener,
         tls,

@@ -6,8 +6,9 @@
 //! sent), `pilot_xds_config_size_bytes{type}`, `pilot_proxy_convergence_time` (to its acknowledgement), `pilot_total_xds_rejects
 //! {type}` (NACKs), `pilot_xds_{cds,eds,lds,rds}_reject{node,err}` (proxies whose last response
 //! of that type was rejected), `pilot_push_triggers{type}`, `pilot_services`,
-//! `pilot_virt_services`, `pilot_k8s_reg_events` / `pilot_k8s_cfg_events{type,event}`, and the
-//! admission webhooks' `sidecar_injection_*_total` and `galley_validation_*` counters. Ours,
+//! `pilot_virt_services`, `pilot_k8s_reg_events` / `pilot_k8s_cfg_events{type,event}`,
+//! `auto_registration_{success,errors,deletes}_total` (WorkloadGroup auto-registration), and
+//! the admission webhooks' `sidecar_injection_*_total` and `galley_validation_*` counters. Ours,
 //! where istiod has no such metric: `lateend_config_rejected_total` (files rejected by
 //! validation), `lateend_push_computations_total`, `lateend_xds_token_streams_total`.
 //!
@@ -241,6 +242,28 @@ fn write_webhooks(text: &mut Text, webhook: &lateen_inject::webhook::WebhookStat
     }
 }
 
+fn write_auto_registration(text: &mut Text, counts: &crate::registry::AutoRegistrationCounts) {
+    for (name, help, counter) in [
+        (
+            "auto_registration_success_total",
+            "Total number of successful auto registrations.",
+            &counts.success,
+        ),
+        (
+            "auto_registration_errors_total",
+            "Total number of auto registration errors.",
+            &counts.errors,
+        ),
+        (
+            "auto_registration_deletes_total",
+            "Total number of auto registration cleaned up by periodic timer.",
+            &counts.deletes,
+        ),
+    ] {
+        text.single(name, help, Kind::Counter, counter.load(Ordering::Relaxed));
+    }
+}
+
 /// The Prometheus text of every metric of `cp`.
 pub fn render(cp: &ControlPlane) -> String {
     let mut text = Text::default();
@@ -283,6 +306,7 @@ pub fn render(cp: &ControlPlane) -> String {
         config.virtual_services().count(),
     );
     k8s_events::write(&mut text);
+    write_auto_registration(&mut text, cp.auto_registration_counts());
     if let Some(webhook) = cp.webhook() {
         write_webhooks(&mut text, webhook);
     }

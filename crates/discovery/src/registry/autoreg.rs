@@ -1,86 +1,53 @@
-//! Proxies that register themselves: like Istio's WorkloadGroup auto-registration, a sidecar
-//! that connects becomes a workload (its IP, labels, namespace, service account and declared
-//! ports), so ServiceEntries whose `workloadSelector` matches its labels gain it as an endpoint.
-//! When its last stream ends it stays for a grace period (a reconnect cancels the removal),
-//! then leaves.
+//! Proxies that register themselves, as with Istio's WorkloadGroup auto-registration: a proxy
+//! whose metadata names a WorkloadGroup (`AUTO_REGISTER_GROUP`) is a candidate while it is
+//! connected; [`super::workload_group`] decides, against the current configuration, whether
+//! the group admits it and what WorkloadEntry it becomes, so ServiceEntries whose
+//! `workloadSelector` matches its labels gain it as an endpoint. Proxies naming no group are
+//! never registered. When its last stream ends a candidate stays for a grace period (a
+//! reconnect cancels the removal), then leaves. Each verdict is logged once per proxy: when
+//! it is first reached and whenever it changes (a group created or deleted, an identity or
+//! metadata change), never on every rebuild, and counted in istiod's
+//! `auto_registration_success_total` / `auto_registration_errors_total` (once per verdict, not
+//! per rebuild) and `auto_registration_deletes_total` (registered workloads removed after
+//! their grace period).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::Instance;
-use crate::proxy::{Proxy, ProxyType};
+use lateen_xds::VerifiedIdentity;
+
+use super::workload_group::{Candidate, Refusal, Workload, admit};
+use crate::proxy::Proxy;
 use crate::store::Config;
-
-/// A self-registered workload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Workload {
-    /// Node id of the proxy.
-    pub id: String,
-    pub address: String,
-    pub namespace: String,
-    pub labels: BTreeMap<String, String>,
-    pub service_account: String,
-    /// Declared port name to port.
-    pub ports: BTreeMap<String, u32>,
-    /// `AUTO_REGISTER_GROUP`: a WorkloadGroup in the same namespace whose template adds labels,
-    /// ports and service account.
-    pub group: Option<String>,
-}
-
-impl Workload {
-    /// The workload as a service instance, completed by its WorkloadGroup when it names one.
-    pub fn instance(&self, config: &Config) -> Instance {
-        let mut labels = BTreeMap::new();
-        let mut ports = BTreeMap::new();
-        let mut service_account = self.service_account.clone();
-        let mut locality = String::new();
-        let template = self.group.as_ref().and_then(|g| {
-            config
-                .workload_groups()
-                .find(|wg| wg.name() == g && wg.namespace() == self.namespace)
-        });
-        if let Some(wg) = template {
-            if let Some(meta) = &wg.spec.metadata {
-                labels.extend(meta.labels.clone());
-            }
-            if let Some(t) = &wg.spec.template {
-                labels.extend(t.labels.clone());
-                ports.extend(t.ports.clone());
-                if let Some(sa) = &t.service_account {
-                    service_account = sa.clone();
-                }
-                if let Some(l) = &t.locality {
-                    locality = l.clone();
-                }
-            }
-        }
-        labels.extend(self.labels.clone());
-        ports.extend(self.ports.clone());
-        Instance {
-            address: self.address.clone(),
-            ports,
-            labels,
-            weight: 1,
-            service_account,
-            locality,
-            origin: format!("proxy {}", self.id),
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Entry {
-    workload: Workload,
+    candidate: Candidate,
     streams: u32,
     gone_since: Option<Instant>,
+    /// The last verdict logged.
+    logged: Option<Result<(), Refusal>>,
 }
 
-/// Registered proxies.
+/// Verdicts and removals so far, under istiod's metric names.
+#[derive(Debug, Default)]
+pub struct AutoRegistrationCounts {
+    /// `auto_registration_success_total`: proxies admitted (each time a verdict becomes one).
+    pub success: AtomicU64,
+    /// `auto_registration_errors_total`: proxies refused (each time a verdict becomes one).
+    pub errors: AtomicU64,
+    /// `auto_registration_deletes_total`: registered workloads removed after their grace.
+    pub deletes: AtomicU64,
+}
+
+/// Connected proxies that ask to be registered.
 #[derive(Debug)]
 pub struct AutoRegistry {
     grace: Duration,
     entries: Mutex<BTreeMap<String, Entry>>,
+    counts: AutoRegistrationCounts,
 }
 
 impl AutoRegistry {
@@ -88,50 +55,51 @@ impl AutoRegistry {
         Self {
             grace,
             entries: Mutex::new(BTreeMap::new()),
+            counts: AutoRegistrationCounts::default(),
         }
+    }
+
+    /// Verdicts and removals so far.
+    pub fn counts(&self) -> &AutoRegistrationCounts {
+        &self.counts
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A stream of `proxy` opened. Returns whether the set of workloads changed. Gateways and
-    /// proxies without an IP are not registered.
-    pub fn connect(&self, proxy: &Proxy) -> bool {
-        if proxy.proxy_type != ProxyType::Sidecar || proxy.ip.is_empty() {
-            return false;
-        }
-        let workload = Workload {
+    /// A stream of `proxy` opened, its transport having verified `identity` (if any). Returns
+    /// whether the set of candidates changed. A proxy naming no WorkloadGroup is not a
+    /// candidate (one that named a group before and no longer does stops being one).
+    pub fn connect(&self, proxy: &Proxy, identity: Option<&VerifiedIdentity>) -> bool {
+        let mut entries = self.lock();
+        let Some(group) = proxy.auto_register_group.clone() else {
+            return entries.remove(&proxy.id).is_some();
+        };
+        let candidate = Candidate {
             id: proxy.id.clone(),
             address: proxy.ip.clone(),
             namespace: proxy.namespace.clone(),
             labels: proxy.labels.clone(),
-            service_account: proxy.service_account.clone(),
-            ports: proxy
-                .ports
-                .iter()
-                .filter(|p| !p.name.is_empty())
-                .map(|p| (p.name.clone(), p.port))
-                .collect(),
-            group: proxy.auto_register_group.clone(),
+            group,
+            identity: identity.cloned(),
         };
-        let mut entries = self.lock();
         match entries.get_mut(&proxy.id) {
             Some(e) => {
                 e.streams += 1;
                 e.gone_since = None;
-                let changed = e.workload != workload;
-                e.workload = workload;
+                let changed = e.candidate != candidate;
+                e.candidate = candidate;
                 changed
             }
             None => {
-                tracing::info!(proxy = %proxy.id, address = %proxy.ip, "workload registered");
                 entries.insert(
                     proxy.id.clone(),
                     Entry {
-                        workload,
+                        candidate,
                         streams: 1,
                         gone_since: None,
+                        logged: None,
                     },
                 );
                 true
@@ -149,7 +117,7 @@ impl AutoRegistry {
         }
     }
 
-    /// Removes workloads whose grace period is over; returns their ids.
+    /// Removes candidates whose grace period is over; returns their ids.
     pub fn expire(&self, now: Instant) -> Vec<String> {
         let mut entries = self.lock();
         let expired: Vec<String> = entries
@@ -161,15 +129,51 @@ impl AutoRegistry {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
-            entries.remove(id);
-            tracing::info!(proxy = %id, "workload unregistered after grace period");
+            if let Some(e) = entries.remove(id)
+                && matches!(e.logged, Some(Ok(())))
+            {
+                self.counts.deletes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(proxy = %id, "auto-registered workload removed after grace period");
+            }
         }
         expired
     }
 
-    /// Every registered workload (including those in their grace period).
-    pub fn workloads(&self) -> Vec<Workload> {
-        self.lock().values().map(|e| e.workload.clone()).collect()
+    /// The workloads `config`'s WorkloadGroups admit among the candidates (including those in
+    /// their grace period); logs each proxy's verdict when it is new.
+    pub fn admitted(&self, config: &Config) -> Vec<Workload> {
+        let mut entries = self.lock();
+        let mut admitted = Vec::new();
+        for (id, entry) in entries.iter_mut() {
+            let verdict = admit(&entry.candidate, config);
+            let summary = verdict.as_ref().map(|_| ()).map_err(Clone::clone);
+            if entry.logged.as_ref() != Some(&summary) {
+                match &verdict {
+                    Ok(w) => {
+                        self.counts.success.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(
+                            proxy = %id,
+                            address = %w.address,
+                            entry = %format!("{}/{}", w.namespace, w.entry_name()),
+                            "workload auto-registered"
+                        );
+                    }
+                    Err(reason) => {
+                        self.counts.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            proxy = %id,
+                            %reason,
+                            "auto-registration refused; the proxy gets its configuration but is no endpoint"
+                        );
+                    }
+                }
+                entry.logged = Some(summary);
+            }
+            if let Ok(workload) = verdict {
+                admitted.push(workload);
+            }
+        }
+        admitted
     }
 
     pub fn grace(&self) -> Duration {
@@ -182,62 +186,106 @@ mod tests {
     use super::*;
     use lateen_xds::ProxyNode;
 
-    fn proxy(id: &str) -> Proxy {
+    const GROUP: &str = "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: reviews, namespace: default}\nspec:\n  metadata: {labels: {app: reviews}}\n  template: {serviceAccount: reviews, labels: {version: v1}}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: elsewhere, namespace: other}\nspec: {template: {}}\n";
+
+    fn config(yaml: &str) -> Config {
+        let loaded = lateen_api::load(yaml, "wg.yaml").unwrap_or_else(|e| panic!("{e}"));
+        Config {
+            resources: loaded.resources().cloned().collect(),
+            ..Config::default()
+        }
+    }
+
+    /// A sidecar at 10.0.0.`n` in namespace `default` naming `group` (if any).
+    fn proxy(n: u8, group: Option<&str>) -> Proxy {
+        let mut metadata =
+            serde_json::json!({"LABELS": {"tier": "backend"}, "NAMESPACE": "default"});
+        if let Some(g) = group {
+            metadata["AUTO_REGISTER_GROUP"] = g.into();
+        }
         Proxy::from_node(&ProxyNode {
-            id: id.to_string(),
+            id: format!("sidecar~10.0.0.{n}~r-{n}.default~default.svc.cluster.local"),
             cluster: String::new(),
-            metadata: serde_json::json!({"LABELS": {"app": "reviews"}}),
+            metadata,
             user_agent: String::new(),
         })
+    }
+
+    fn identity(namespace: &str) -> VerifiedIdentity {
+        VerifiedIdentity {
+            spiffe: format!("spiffe://cluster.local/ns/{namespace}/sa/reviews"),
+            namespace: namespace.into(),
+            service_account: "reviews".into(),
+        }
+    }
+
+    fn addresses(workloads: &[Workload]) -> Vec<&str> {
+        workloads.iter().map(|w| w.address.as_str()).collect()
+    }
+
+    #[test]
+    fn only_proxies_a_group_admits_are_workloads() {
+        let reg = AutoRegistry::new(Duration::from_secs(10));
+        let cfg = config(GROUP);
+        assert!(
+            !reg.connect(&proxy(1, None), None),
+            "no group: no candidate"
+        );
+        assert!(reg.connect(&proxy(2, Some("missing")), None));
+        assert!(reg.connect(&proxy(3, Some("elsewhere")), None));
+        assert!(reg.connect(&proxy(4, Some("reviews")), Some(&identity("other"))));
+        assert!(reg.connect(&proxy(5, Some("reviews")), None));
+        assert!(reg.connect(&proxy(6, Some("reviews")), Some(&identity("default"))));
+        let admitted = reg.admitted(&cfg);
+        assert_eq!(addresses(&admitted), ["10.0.0.5", "10.0.0.6"]);
+        let labels = &admitted[0].labels;
+        assert_eq!(labels.get("app").map(String::as_str), Some("reviews"));
+        assert_eq!(labels.get("version").map(String::as_str), Some("v1"));
+        assert_eq!(labels.get("tier").map(String::as_str), Some("backend"));
+        // The verdict follows the configuration: without the group nobody is admitted.
+        assert!(reg.admitted(&Config::default()).is_empty());
+        assert_eq!(reg.admitted(&cfg).len(), 2);
+        // A proxy that stops naming a group stops being a candidate.
+        assert!(reg.connect(&proxy(5, None), None));
+        assert_eq!(addresses(&reg.admitted(&cfg)), ["10.0.0.6"]);
     }
 
     #[test]
     fn leaves_after_grace_unless_reconnected() {
         let reg = AutoRegistry::new(Duration::from_secs(10));
-        let p = proxy("sidecar~10.0.0.2~r.default~default.svc.cluster.local");
-        assert!(reg.connect(&p));
+        let cfg = config(GROUP);
+        let p = proxy(2, Some("reviews"));
+        assert!(reg.connect(&p, None));
         let t0 = Instant::now();
         reg.disconnect(&p.id, t0);
         assert!(reg.expire(t0 + Duration::from_secs(5)).is_empty());
-        assert!(!reg.connect(&p)); // reconnect within grace: same workload
+        assert!(!reg.connect(&p, None)); // reconnect within grace: same candidate
         reg.disconnect(&p.id, t0 + Duration::from_secs(6));
         assert!(reg.expire(t0 + Duration::from_secs(15)).is_empty());
+        assert_eq!(
+            reg.admitted(&cfg).len(),
+            1,
+            "admitted during its grace period"
+        );
         assert_eq!(reg.expire(t0 + Duration::from_secs(16)), vec![p.id.clone()]);
-        assert!(reg.workloads().is_empty());
-        assert!(!reg.connect(&proxy("router~10.0.0.3~gw.x~x.svc.cluster.local")));
+        assert!(reg.admitted(&cfg).is_empty());
     }
 
     #[test]
-    fn workload_group_template_completes_the_workload() {
-        let loaded = lateen_api::load(
-            "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: reviews, namespace: default}\nspec:\n  metadata: {labels: {app: reviews}}\n  template: {serviceAccount: reviews-sa, ports: {http: 9080}, labels: {version: v1}}\n",
-            "wg.yaml",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let config = Config {
-            resources: loaded.resources().cloned().collect(),
-            ..Config::default()
-        };
-        let workload = Workload {
-            id: "sidecar~10.0.0.7~vm-1.default~default.svc.cluster.local".into(),
-            address: "10.0.0.7".into(),
-            namespace: "default".into(),
-            labels: [("version".to_string(), "v2".to_string())].into(),
-            service_account: "default".into(),
-            ports: BTreeMap::new(),
-            group: Some("reviews".into()),
-        };
-        let instance = workload.instance(&config);
-        assert_eq!(
-            instance.labels.get("app").map(String::as_str),
-            Some("reviews")
-        );
-        // The proxy's own labels win over the template's.
-        assert_eq!(
-            instance.labels.get("version").map(String::as_str),
-            Some("v2")
-        );
-        assert_eq!(instance.ports.get("http"), Some(&9080));
-        assert_eq!(instance.service_account, "reviews-sa");
+    fn a_verdict_is_logged_once_until_it_changes() {
+        let reg = AutoRegistry::new(Duration::from_secs(10));
+        let p = proxy(2, Some("reviews"));
+        reg.connect(&p, None);
+        let logged = |reg: &AutoRegistry| reg.lock().get(&p.id).and_then(|e| e.logged.clone());
+        reg.admitted(&Config::default());
+        let refused = logged(&reg);
+        assert!(matches!(refused, Some(Err(Refusal::GroupNotFound { .. }))));
+        reg.admitted(&Config::default());
+        assert_eq!(logged(&reg), refused);
+        reg.admitted(&config(GROUP));
+        assert_eq!(logged(&reg), Some(Ok(())));
+        let counts = reg.counts();
+        assert_eq!(counts.errors.load(Ordering::Relaxed), 1);
+        assert_eq!(counts.success.load(Ordering::Relaxed), 1);
     }
 }

@@ -1,11 +1,13 @@
 //! The service registry: services from ServiceEntry, their endpoints from inline `endpoints`,
-//! from WorkloadEntry objects and from self-registered proxies selected by `workloadSelector`.
+//! from WorkloadEntry objects and from auto-registered proxies (those a WorkloadGroup admits)
+//! selected by `workloadSelector`.
 //!
 //! Hosts are taken as written in the ServiceEntry (lower-cased), as Istio does; short names in
 //! VirtualService/DestinationRule are resolved by the translator against their namespace.
 
 pub mod autoreg;
 mod endpoint_changes;
+pub mod workload_group;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use lateen_api::Object;
 use lateen_api::networking::{Resolution, ServiceEntry};
 
 use crate::store::Config;
-pub use autoreg::{AutoRegistry, Workload};
+pub use autoreg::{AutoRegistrationCounts, AutoRegistry};
 pub use endpoint_changes::EndpointChanges;
+pub use workload_group::{Candidate, Refusal, Workload};
 
 /// A port of a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +148,7 @@ impl Registry {
             ));
         }
         for w in workloads {
-            instances.push((w.namespace.clone(), w.instance(config)));
+            instances.push((w.namespace.clone(), w.instance()));
         }
         for se in config.service_entries() {
             for host in &se.spec.hosts {
@@ -339,6 +342,7 @@ spec: {address: 10.0.0.9, labels: {app: ratings}}
             id: "sidecar~10.0.0.2~reviews-v2.default~default.svc.cluster.local".into(),
             address: "10.0.0.2".into(),
             namespace: "default".into(),
+            group: "reviews".into(),
             labels: [
                 ("app".to_string(), "reviews".to_string()),
                 ("version".to_string(), "v2".to_string()),
@@ -346,7 +350,8 @@ spec: {address: 10.0.0.9, labels: {app: ratings}}
             .into(),
             service_account: "reviews".into(),
             ports: BTreeMap::new(),
-            group: None,
+            locality: String::new(),
+            weight: 1,
         };
         let reg = Registry::build(&cfg, &[proxy]);
         let svc = reg

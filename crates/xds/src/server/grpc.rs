@@ -77,9 +77,15 @@ impl AdsService {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!("ADS stream carries a bearer token");
         }
+        let identity = super::peer::of_request(&request);
         let requests = Requests::new(request.into_body(), MAX_REQUEST);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::run::<P>(self.shared.clone(), requests, tx));
+        tokio::spawn(stream::run::<P>(
+            self.shared.clone(),
+            requests,
+            tx,
+            identity,
+        ));
         let mut response = http::Response::new(Body::new(ResponseBody {
             frames: rx,
             finished: false,

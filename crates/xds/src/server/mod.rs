@@ -5,6 +5,7 @@ mod delta;
 mod grpc;
 pub mod incoming;
 pub mod node_limits;
+pub mod peer;
 pub mod registry;
 mod requests;
 mod sotw;
@@ -23,6 +24,7 @@ use crate::metrics::XdsMetrics;
 use crate::snapshot::Snapshot;
 use crate::status::ProxyStatus;
 pub use grpc::AdsService;
+use peer::VerifiedIdentity;
 use registry::{NackRecord, ProxyNode, Registry, StreamMode};
 
 /// What the control plane learns from the server, and how it provides a first snapshot.
@@ -33,8 +35,15 @@ pub trait SnapshotProvider: Send + Sync + 'static {
     fn snapshot_for(&self, _node: &ProxyNode) -> Option<Arc<Snapshot>> {
         None
     }
-    /// A stream connected (called before `snapshot_for`).
-    fn on_connect(&self, _node: &ProxyNode, _connection_id: u64) {}
+    /// A stream connected (called before `snapshot_for`); `identity` is what its transport
+    /// authenticated (a verified client certificate), if anything.
+    fn on_connect(
+        &self,
+        _node: &ProxyNode,
+        _connection_id: u64,
+        _identity: Option<&VerifiedIdentity>,
+    ) {
+    }
     /// A stream ended.
     fn on_disconnect(&self, _node: &ProxyNode, _connection_id: u64) {}
     /// A proxy rejected a response.
@@ -198,8 +207,15 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn open(shared: Arc<Shared>, node: ProxyNode, mode: StreamMode) -> Self {
-        let id = shared.registry.register(node.clone(), mode);
+    pub fn open(
+        shared: Arc<Shared>,
+        node: ProxyNode,
+        mode: StreamMode,
+        identity: Option<VerifiedIdentity>,
+    ) -> Self {
+        let id = shared
+            .registry
+            .register(node.clone(), mode, identity.clone());
         shared
             .metrics
             .connected_proxies
@@ -208,9 +224,10 @@ impl Connection {
             .metrics
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(node = %node.id, connection_id = id, ?mode, "proxy connected");
+        let verified = identity.as_ref().map_or("none", |i| i.spiffe.as_str());
+        tracing::info!(node = %node.id, connection_id = id, ?mode, verified, "proxy connected");
         if let Some(p) = &shared.provider {
-            p.on_connect(&node, id);
+            p.on_connect(&node, id, identity.as_ref());
             if shared.cache.snapshot(&node.id).is_none()
                 && let Some(snapshot) = p.snapshot_for(&node)
             {

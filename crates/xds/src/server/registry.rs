@@ -94,6 +94,8 @@ pub struct ConnectionRecord {
     pub node: ProxyNode,
     /// SotW or delta.
     pub mode: StreamMode,
+    /// What the transport authenticated (a verified client certificate's identity).
+    pub verified_identity: Option<super::peer::VerifiedIdentity>,
     /// Connect time, milliseconds since the Unix epoch.
     pub connected_at_unix_ms: u64,
     /// Per type URL.
@@ -114,12 +116,18 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn register(&self, node: ProxyNode, mode: StreamMode) -> u64 {
+    pub(crate) fn register(
+        &self,
+        node: ProxyNode,
+        mode: StreamMode,
+        verified_identity: Option<super::peer::VerifiedIdentity>,
+    ) -> u64 {
         let connection_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let record = ConnectionRecord {
             connection_id,
             node,
             mode,
+            verified_identity,
             connected_at_unix_ms: now_unix_ms(),
             types: BTreeMap::new(),
         };

@@ -388,6 +388,7 @@ pub(crate) async fn run<P: Protocol>(
     shared: Arc<Shared>,
     mut requests: Requests<P::Request>,
     tx: ResponseTx,
+    identity: Option<super::peer::VerifiedIdentity>,
 ) {
     let first = match requests.message().await {
         Ok(Some(first)) => first,
@@ -405,7 +406,7 @@ pub(crate) async fn run<P: Protocol>(
         return refuse(&tx, &node.id, status).await;
     }
     let node = ProxyNode::from_proto(node);
-    let conn = Connection::open(shared.clone(), node, P::MODE);
+    let conn = Connection::open(shared.clone(), node, P::MODE, identity);
     let mut watch = shared.cache.watch(&conn.node.id);
     let mut core = StreamCore {
         shared,

@@ -1,5 +1,7 @@
 //! The Istio YAML lateend reads for the demo, written to DIR/config: ServiceEntries selecting
-//! the workloads by label, DestinationRules with subsets, the reviews VirtualService the user
+//! the workloads by label, one WorkloadGroup per app admitting its sidecars (they name it in
+//! `AUTO_REGISTER_GROUP`, so lateend registers them as endpoints, as istiod's
+//! auto-registration), DestinationRules with subsets, the reviews VirtualService the user
 //! edits, and in loopback mode one Sidecar per workload giving its proxy explicit listeners.
 //! With capture (namespace mode) the ServiceEntries carry VIPs and no Sidecar is needed.
 //! The user's edits are kept across runs; the files that depend on the mode are rewritten
@@ -63,6 +65,7 @@ pub fn files(mode: Mode) -> Vec<(&'static str, String)> {
     if mode == Mode::Loopback {
         files.push(("sidecars.yaml", sidecars()));
     }
+    files.push(("workload-groups.yaml", workload_groups()));
     files.push(("destination-rules.yaml", destination_rules()));
     files.push((
         "virtual-service-reviews.yaml",
@@ -73,7 +76,7 @@ pub fn files(mode: Mode) -> Vec<(&'static str, String)> {
 
 fn services(mode: Mode) -> String {
     let mut services = String::from(
-        "# The Bookinfo services. Endpoints are the sidecars that register themselves when\n# they connect, selected by their labels (as WorkloadGroup auto-registration does).\n",
+        "# The Bookinfo services. Endpoints are the sidecars their app's WorkloadGroup admits\n# (workload-groups.yaml), selected by their labels.\n",
     );
     if mode == Mode::Netns {
         services.push_str("# Each service has an address (VIP); the pods resolve its names to it (/etc/netns/<pod>/hosts)\n# and the capture rules hand the app's call to its sidecar.\n");
@@ -90,6 +93,23 @@ fn services(mode: Mode) -> String {
         );
     }
     services
+}
+
+/// One WorkloadGroup per app: its sidecars name it (`AUTO_REGISTER_GROUP`) and become
+/// endpoints with the app's label and service account; a proxy naming no group, or a group
+/// that does not exist, is never an endpoint.
+fn workload_groups() -> String {
+    let mut groups = String::from(
+        "# One WorkloadGroup per app. A sidecar whose metadata names one (AUTO_REGISTER_GROUP)\n# is registered as an endpoint with the group's labels and service account, as istiod's\n# auto-registration does; no other proxy is.\n",
+    );
+    for (service, _) in SERVICES {
+        let _ = write!(
+            groups,
+            "---\napiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata:\n  name: {service}\n  namespace: default\nspec:\n  metadata:\n    labels: {{ app: {service} }}\n  template:\n    serviceAccount: {account}\n",
+            account = super::identity::service_account(service),
+        );
+    }
+    groups
 }
 
 fn sidecars() -> String {

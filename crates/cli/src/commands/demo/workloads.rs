@@ -200,6 +200,11 @@ fn sidecar_env(
         ("ISTIO_META_WORKLOAD_NAME", workload.name()),
         ("ISTIO_METAJSON_LABELS", labels),
         ("ISTIO_META_POD_PORTS", pod_ports),
+        // Its app's WorkloadGroup (config.rs) admits it as an endpoint.
+        (
+            "ISTIO_META_AUTO_REGISTER_GROUP",
+            workload.service.to_string(),
+        ),
         ("LATEEN_LOG", "warn".to_string()),
     ];
     env.extend(credentials.sidecar_env(workload, mode));
