@@ -76,6 +76,7 @@ pub mod parse;
 pub mod resource;
 pub mod scope;
 pub mod security;
+pub mod tag_value;
 pub mod telemetry;
 pub mod validate;
 

@@ -16,6 +16,7 @@ pub mod backoff;
 pub mod ca_service;
 pub mod cache;
 pub mod client;
+pub mod istio_stats;
 pub mod metrics;
 pub mod sds;
 pub mod server;
