@@ -66,6 +66,15 @@ pub enum PeerField {
     ServiceNamespace,
 }
 
+/// Whether `name` may name a Prometheus label (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Why a value expression is refused; the message names what was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

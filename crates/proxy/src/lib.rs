@@ -29,6 +29,7 @@ pub mod net;
 pub mod overload;
 pub mod proxy;
 pub mod series_cap;
+pub mod stats_overrides;
 pub mod status;
 pub mod tcp;
 pub mod tls;

@@ -46,6 +46,7 @@ where
             destination: cluster.destination.clone(),
             response_flags: ResponseFlags::NONE,
             security_policy: "unknown",
+            custom: None,
         },
         Direction::Inbound => {
             let (source, destination, security_policy) = security.inbound_labels(
@@ -58,6 +59,7 @@ where
                 destination,
                 response_flags: ResponseFlags::NONE,
                 security_policy,
+                custom: None,
             }
         }
     };

@@ -25,7 +25,7 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, telemetry: &Telemetry
             }
             for (tag, to) in &o.tag_overrides {
                 let tp = op.field("tagOverrides").field(tag);
-                if !is_label_name(tag) {
+                if !crate::tag_value::is_label_name(tag) {
                     issues.error(
                         &tp,
                         format!("{tag:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
@@ -46,14 +46,6 @@ pub(super) fn check(issues: &mut Issues, spec: &FieldPath, telemetry: &Telemetry
             }
         }
     }
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -118,6 +118,7 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
         tcp_cluster: None,
         limits: model::HttpLimits::default(),
         access_log: Vec::new(),
+        stats: None,
         mtls: model::MtlsMode::Disable,
         tracing: None,
         http_authz: Default::default(),
@@ -456,7 +457,7 @@ fn connection_manager(
             ));
         }
     }
-    listener.http_authz = http_filters(
+    (listener.http_authz, listener.stats) = http_filters(
         &manager.http_filters,
         &format!("{path}.http_filters"),
         check,
@@ -518,23 +519,33 @@ fn check_name(check: &Check) -> String {
 
 /// The router must come last; fault and CORS filters are accepted only without a
 /// configuration of their own: they act through the routes' per-filter configs. JWT and
-/// RBAC filters become the listener's [`crate::authz::HttpAuthz`].
+/// RBAC filters become the listener's [`crate::authz::HttpAuthz`], Istio's `istio.stats`
+/// filter its metrics overrides (the only filter that may be marked `is_optional`).
 fn http_filters(
     filters: &[HttpFilter],
     path: &str,
     check: &Check,
-) -> Result<crate::authz::HttpAuthz, Rejection> {
+) -> Result<
+    (
+        crate::authz::HttpAuthz,
+        Option<crate::stats_overrides::StatsConfig>,
+    ),
+    Rejection,
+> {
     let mut authz = crate::authz::HttpAuthz::default();
+    let mut stats = None;
     let Some(last) = filters.last() else {
         return Err(check.reject(path, "needs the router filter"));
     };
     for (index, http) in filters.iter().enumerate() {
         let f_path = format!("{path}[{index}]");
+        let is_stats = http.name == lateen_xds::istio_stats::FILTER_NAME;
         check.no_leftover(
             &f_path,
             &HttpFilter {
                 name: String::new(),
                 config_type: None,
+                is_optional: http.is_optional && !is_stats,
                 ..http.clone()
             },
         )?;
@@ -565,6 +576,10 @@ fn http_filters(
             Some("jwt_authn") if !is_last => {
                 Err("only one jwt_authn filter, before the RBAC filters, is supported".to_string())
             }
+            _ if is_stats && !is_last && stats.is_none() => {
+                super::stats::translate(any, &format!("{f_path}.typed_config"))
+                    .map(|config| stats = Some(config))
+            }
             Some("rbac") if !is_last => security_filter::<HttpRbac>(any).and_then(|config| {
                 super::authz::http_rbac(&config, &format!("{f_path}.typed_config"))
                     .map(|rbac| authz.rbac.push(rbac))
@@ -575,7 +590,7 @@ fn http_filters(
         };
         verdict.map_err(|reason| check.reject(f_path, reason))?;
     }
-    Ok(authz)
+    Ok((authz, stats))
 }
 
 fn security_filter<M: lateen_xds::prost::Message + Name + Default>(

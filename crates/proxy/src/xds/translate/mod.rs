@@ -21,6 +21,7 @@ pub mod policy;
 mod policy_tests;
 pub mod remote_jwks;
 pub mod route;
+mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod tls;
