@@ -10,12 +10,13 @@ use lateen_xds::pb::envoy::config::listener::v3::{Listener, filter};
 use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_filter,
 };
+use lateen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use lateen_xds::prost::{Message, Name};
 use lateen_xds::types;
 
 #[path = "common/snapshot.rs"]
 mod snapshot;
-use snapshot::{decode, sidecar_snapshot};
+use snapshot::{decode, sidecar_snapshot, sidecar_snapshot_of};
 
 const SERVICE: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -243,4 +244,61 @@ spec:
     );
     let (outbound, _) = listeners(&format!("{SERVICE}---\n{other}"), "ratings");
     assert!(stats_configs(&outbound).is_empty());
+}
+
+const TCP_SERVICE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 3306, name: tcp, protocol: TCP}]
+  endpoints: [{address: 10.0.3.1, labels: {app: db}}]
+"#;
+
+/// The filter names of the first chain of `listener` holding a TCP proxy.
+fn tcp_chain_filters(listener: &Listener) -> Vec<String> {
+    let chain = listener
+        .filter_chains
+        .iter()
+        .chain(listener.default_filter_chain.as_ref())
+        .find(|c| {
+            c.filters.iter().any(|f| {
+                matches!(&f.config_type, Some(filter::ConfigType::TypedConfig(any)) if any.type_url == TcpProxy::type_url())
+            })
+        })
+        .expect("a TCP proxy chain");
+    chain.filters.iter().map(|f| f.name.clone()).collect()
+}
+
+#[test]
+fn tcp_proxies_get_the_network_filter_on_lateen_proxy_only() {
+    let yaml = format!("{TCP_SERVICE}---\n{TELEMETRY}");
+    let node = "sidecar~10.0.9.9~productpage-1.default~default.svc.cluster.local";
+    let listener = |agent: &str| {
+        let s = sidecar_snapshot_of(&yaml, node, "productpage", false, agent);
+        decode::<Listener>(&s, types::LISTENER, "0.0.0.0_3306")
+    };
+    let envoy = listener("envoy");
+    assert_eq!(
+        tcp_chain_filters(&envoy),
+        ["envoy.filters.network.tcp_proxy"],
+        "upstream Envoy refuses unknown network filters"
+    );
+    let lateen = listener("lateen-proxy");
+    assert_eq!(
+        tcp_chain_filters(&lateen),
+        ["istio.stats", "envoy.filters.network.tcp_proxy"]
+    );
+    let translated = lateen_proxy::xds::translate::listener::translate(&lateen)
+        .unwrap_or_else(|e| panic!("lateen-proxy refuses lateend's listener: {e:?}"));
+    let stats = translated.listeners[0].stats.clone().expect("overrides");
+    let opened = stats
+        .metrics
+        .iter()
+        .find(|m| m.name == "tcp_connections_opened_total")
+        .expect("the TCP metrics are listed");
+    assert_eq!(opened.tags_to_remove, ["request_protocol"]);
 }

@@ -13,18 +13,20 @@
 //!
 //! The filter is sent only when some override applies, placed before the router and marked
 //! `is_optional`, so upstream Envoy (which has no `istio.stats`) skips it and accepts the
-//! listener; lateen-proxy applies it. Not sent: the TCP network filter (upstream Envoy
-//! refuses an unknown network filter and cannot mark one optional), gateways.
+//! listener; lateen-proxy applies it. The TCP network filter (before the TCP proxy) goes to
+//! lateen-proxy only (its node's `user_agent_name`): upstream Envoy refuses an unknown
+//! network filter and has no way to mark one optional. Not sent to gateways.
 
 use std::collections::BTreeMap;
 
 use lateen_api::telemetry::{IstioMetric, TagOperation, TagOverride};
 use lateen_xds::istio_stats::{self, MetricConfig, PluginConfig};
 use lateen_xds::pb::envoy::config::core::v3::TrafficDirection;
-use lateen_xds::pb::envoy::config::listener::v3::{Listener, filter};
+use lateen_xds::pb::envoy::config::listener::v3::{Filter, Listener, filter};
 use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_filter,
 };
+use lateen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use lateen_xds::prost::{Message, Name};
 
 use super::{Context, names};
@@ -170,40 +172,61 @@ pub fn http_filter(config: &PluginConfig) -> HttpFilter {
     }
 }
 
+/// The `istio.stats` network filter carrying `config`, for TCP proxies.
+fn network_filter(config: &PluginConfig) -> Filter {
+    Filter {
+        name: istio_stats::FILTER_NAME.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(names::pack(config))),
+    }
+}
+
 /// Adds the side's `istio.stats` filter before the router of every HTTP connection manager
-/// of `listeners`.
+/// of `listeners`, and (for lateen-proxy only) before every TCP proxy.
 pub fn apply(ctx: &Context<'_>, listeners: &mut [Listener]) {
     if ctx.is_router() {
         return;
     }
-    let outbound = plugin_config(ctx, true).map(|c| http_filter(&c));
-    let inbound = plugin_config(ctx, false).map(|c| http_filter(&c));
+    let outbound = plugin_config(ctx, true);
+    let inbound = plugin_config(ctx, false);
     if outbound.is_none() && inbound.is_none() {
         return;
     }
     for listener in listeners {
-        let stats = if listener.traffic_direction == TrafficDirection::Inbound as i32 {
+        let config = if listener.traffic_direction == TrafficDirection::Inbound as i32 {
             &inbound
         } else {
             &outbound
         };
-        let Some(stats) = stats else { continue };
+        let Some(config) = config else { continue };
+        let http = http_filter(config);
+        let tcp = ctx.proxy.lateen_proxy.then(|| network_filter(config));
         let chains = listener
             .filter_chains
             .iter_mut()
             .chain(listener.default_filter_chain.as_mut());
-        for f in chains.flat_map(|chain| chain.filters.iter_mut()) {
-            let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else {
-                continue;
-            };
-            if any.type_url != HttpConnectionManager::type_url() {
-                continue;
-            }
-            if let Ok(mut manager) = HttpConnectionManager::decode(any.value.as_slice()) {
-                let router = manager.http_filters.len().saturating_sub(1);
-                manager.http_filters.insert(router, stats.clone());
-                *any = names::pack(&manager);
-            }
+        for chain in chains {
+            add_to_chain(&mut chain.filters, &http, tcp.as_ref());
         }
+    }
+}
+
+fn add_to_chain(filters: &mut Vec<Filter>, http: &HttpFilter, tcp: Option<&Filter>) {
+    let mut tcp_proxy_at = None;
+    for (index, f) in filters.iter_mut().enumerate() {
+        let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else {
+            continue;
+        };
+        if any.type_url == TcpProxy::type_url() {
+            tcp_proxy_at = Some(index);
+        } else if any.type_url == HttpConnectionManager::type_url()
+            && let Ok(mut manager) = HttpConnectionManager::decode(any.value.as_slice())
+        {
+            let router = manager.http_filters.len().saturating_sub(1);
+            manager.http_filters.insert(router, http.clone());
+            *any = names::pack(&manager);
+        }
+    }
+    if let (Some(index), Some(tcp)) = (tcp_proxy_at, tcp) {
+        filters.insert(index, tcp.clone());
     }
 }

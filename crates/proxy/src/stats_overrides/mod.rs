@@ -11,6 +11,7 @@
 //! anything else is refused then, naming the metric, the label and the expression.
 
 mod record;
+mod tcp_record;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +22,7 @@ use lateen_api::tag_value::{TagAttribute, TagValue};
 use serde::{Deserialize, Serialize};
 
 pub use record::{RequestAttrs, record_grpc_messages, record_request};
+pub use tcp_record::TcpRecord;
 
 /// The overrides as configured (the model's form of `stats.PluginConfig.metrics`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use lateen_api::tag_value::{PeerField, PeerSide, TagAttribute, TagValue};
 
 use super::{MetricOverride, Part, StatMetric, StatsTable};
-use crate::metrics::{CustomLabels, Metrics, PeerLabels, RequestLabels};
+use crate::metrics::{CustomLabels, Metrics, PeerLabels, RequestLabels, TcpLabels};
 
 /// A value an expression cannot find (a header not sent), as Istio reports it.
 const UNKNOWN: &str = "unknown";
@@ -68,7 +68,7 @@ impl RequestAttrs {
 }
 
 /// What values are computed from, for one request or connection.
-struct Eval<'a> {
+pub(super) struct Eval<'a> {
     standard: &'a [(&'static str, &'a str)],
     source: &'a PeerLabels,
     destination: &'a PeerLabels,
@@ -128,7 +128,7 @@ fn peer_field(peer: &PeerLabels, field: PeerField) -> &str {
 }
 
 impl MetricOverride {
-    fn labels(&self, eval: &Eval<'_>) -> CustomLabels {
+    pub(super) fn labels(&self, eval: &Eval<'_>) -> CustomLabels {
         let values = self
             .parts
             .iter()
@@ -150,6 +150,20 @@ impl MetricOverride {
             names: self.names.clone(),
             values,
         }
+    }
+}
+
+/// What a TCP connection's values are computed from: its labels, no request, no response.
+pub(super) fn tcp_eval<'a>(
+    standard: &'a [(&'static str, &'a str)],
+    labels: &'a TcpLabels,
+) -> Eval<'a> {
+    Eval {
+        standard,
+        source: &labels.source,
+        destination: &labels.destination,
+        response_code: None,
+        attrs: None,
     }
 }
 

@@ -186,3 +186,61 @@ fn literal_values_read_nothing_of_the_request() {
     assert!(!table.reads_request());
     assert!(RequestAttrs::capture(&table, &request()).is_none());
 }
+
+#[test]
+fn tcp_metrics_take_their_own_overrides() {
+    use crate::metrics::TcpLabels;
+    let table = StatsTable::compile(&config(&[
+        ("", false, &["request_protocol"], &[]),
+        (
+            "tcp_connections_opened_total",
+            false,
+            &[],
+            &[
+                ("peer", "'to-' + destination.workload"),
+                ("host", "request.host"),
+            ],
+        ),
+        ("tcp_sent_bytes_total", true, &[], &[]),
+    ]))
+    .unwrap();
+    let base = labels();
+    let tcp = TcpLabels {
+        reporter: Reporter::Source,
+        source: base.source.clone(),
+        destination: base.destination.clone(),
+        response_flags: ResponseFlags::NONE,
+        security_policy: "unknown",
+        custom: None,
+    };
+    let metrics = Metrics::new();
+    let record = TcpRecord::open(&metrics, Some(&table), &tcp);
+    record.received.inc_by(7);
+    record.sent.inc_by(9);
+    record.close();
+    let text = metrics.encode_prometheus();
+    let opened = lines(&text, "istio_tcp_connections_opened_total");
+    assert_eq!(opened.len(), 1, "{text}");
+    assert!(
+        opened[0].ends_with("host=\"unknown\",peer=\"to-reviews-v1\"} 1"),
+        "a connection has no request: {}",
+        opened[0]
+    );
+    assert!(!text.contains("request_protocol="), "{text}");
+    assert!(
+        lines(&text, "istio_tcp_sent_bytes_total").is_empty(),
+        "{text}"
+    );
+    assert_eq!(lines(&text, "istio_tcp_received_bytes_total").len(), 1);
+    assert!(lines(&text, "istio_tcp_received_bytes_total")[0].ends_with("} 7"));
+    assert_eq!(lines(&text, "istio_tcp_connections_closed_total").len(), 1);
+
+    // Without overrides: the standard labels, as before.
+    let plain = Metrics::new();
+    TcpRecord::open(&plain, None, &tcp).close();
+    let text = plain.encode_prometheus();
+    assert!(
+        lines(&text, "istio_tcp_connections_closed_total")[0].contains("request_protocol=\"tcp\""),
+        "{text}"
+    );
+}

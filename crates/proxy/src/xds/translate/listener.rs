@@ -282,7 +282,8 @@ fn apply_chain(
         ..chain.clone()
     };
     check.no_leftover(path, &rest)?;
-    // RBAC network filters may come before the one that serves the connection.
+    // RBAC network filters and Istio's stats filter may come before the one that serves the
+    // connection.
     let Some((network_filter, rbac_filters)) = chain.filters.split_last() else {
         return Err(check.reject(
             format!("{path}.filters"),
@@ -291,6 +292,17 @@ fn apply_chain(
     };
     for (index, rbac) in rbac_filters.iter().enumerate() {
         let r_path = format!("{path}.filters[{index}]");
+        if rbac.name == lateen_xds::istio_stats::FILTER_NAME && listener.stats.is_none() {
+            // Istio's TCP stats filter: the metrics overrides of the chain's connections.
+            let any = match &rbac.config_type {
+                Some(filter::ConfigType::TypedConfig(any)) => Some(any),
+                _ => None,
+            };
+            let stats = super::stats::translate(any, &format!("{r_path}.typed_config"))
+                .map_err(|reason| check.reject(r_path.clone(), reason))?;
+            listener.stats = Some(stats);
+            continue;
+        }
         let config = match &rbac.config_type {
             Some(filter::ConfigType::TypedConfig(any))
                 if any.type_url == NetworkRbac::type_url() =>
