@@ -23,6 +23,8 @@ pub mod remote_jwks;
 pub mod route;
 mod stats;
 #[cfg(test)]
+mod stats_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 pub mod tls;
 mod tls_files;
