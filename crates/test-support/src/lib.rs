@@ -41,6 +41,7 @@ pub mod prometheus;
 pub mod relay;
 pub mod static_http;
 pub mod test_ca;
+pub mod tools;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool
 /// then fails a test instead of skipping it.
