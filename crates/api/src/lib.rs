@@ -18,7 +18,8 @@
 //! - [`analyze()`]: checks across resources (duplicates, undefined subsets and gateways);
 //!   [`diag`]: istioctl's message codes and levels for every problem ([`analyze_messages`]).
 //! - [`host`]: short-name resolution and wildcard host matching; [`scope`]: `exportTo`,
-//!   gateway references, `namespace/host` entries; [`duration`]: Istio durations.
+//!   gateway references, `namespace/host` entries; [`duration`]: Istio durations;
+//!   [`tag_value`]: the Telemetry `tagOverrides` value expressions lateen computes.
 //!
 //! Decisions worth knowing:
 //! - Unknown fields are errors (like `istioctl validate`); `status` is ignored.
@@ -76,6 +77,7 @@ pub mod parse;
 pub mod resource;
 pub mod scope;
 pub mod security;
+pub mod tag_value;
 pub mod telemetry;
 pub mod validate;
 

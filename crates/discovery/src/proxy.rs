@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 use lateen_xds::ProxyNode;
 use serde_json::Value;
 
+/// The `user_agent_name` lateen-proxy sends in its xDS node.
+pub const LATEEN_PROXY_USER_AGENT: &str = "lateen-proxy";
+
 /// Sidecar or gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProxyType {
@@ -69,6 +72,9 @@ pub struct Proxy {
     pub capture_bind: String,
     /// `LATEEN_MTLS`: the proxy holds a workload certificate and speaks Istio's mTLS.
     pub mtls: bool,
+    /// The node's `user_agent_name` is `lateen-proxy`: it reads filters upstream Envoy has
+    /// no factory for (Istio's TCP `istio.stats` network filter).
+    pub lateen_proxy: bool,
 }
 
 impl Proxy {
@@ -141,6 +147,7 @@ impl Proxy {
             auto_register_group: text("AUTO_REGISTER_GROUP").filter(|g| !g.is_empty()),
             mtls: matches!(meta.get("LATEEN_MTLS"), Some(Value::Bool(true)))
                 || text("LATEEN_MTLS").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            lateen_proxy: node.user_agent == LATEEN_PROXY_USER_AGENT,
         }
     }
 }

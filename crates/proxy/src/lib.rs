@@ -9,6 +9,8 @@
 //! origination, peer identity). [`trace`] makes and exports spans. [`metrics`], [`admin`] and
 //! [`drain`] serve the whole process; [`status`] is the agent's 15020 with the application's
 //! metrics merged in; [`series_cap`] bounds the metrics' label sets a peer can create;
+//! [`stats_overrides`] applies Telemetry `metrics` overrides (Istio's `istio.stats`) per
+//! listener;
 //! [`access_log`] writes Envoy-format access logs from writer threads, off the request path;
 //! [`overload`] caps downstream and upstream connections, as Envoy's overload manager.
 //!
@@ -29,6 +31,7 @@ pub mod net;
 pub mod overload;
 pub mod proxy;
 pub mod series_cap;
+pub mod stats_overrides;
 pub mod status;
 pub mod tcp;
 pub mod tls;

@@ -206,7 +206,7 @@ async fn serve<S>(
                         io,
                         &cluster,
                         &snapshot,
-                        listener.direction,
+                        &listener,
                         &shared.metrics,
                         &worker.pool,
                         &security,

@@ -192,6 +192,9 @@ pub struct RequestLabels {
     pub grpc_status: Option<u16>,
     pub response_flags: ResponseFlags,
     pub security_policy: &'static str,
+    /// The labels a Telemetry override made of the standard ones (`None` on the fast path);
+    /// when set, the series is exactly these and the other fields are placeholders.
+    pub custom: Option<Arc<CustomLabels>>,
 }
 
 /// Labels of the TCP metrics.
@@ -202,6 +205,34 @@ pub struct TcpLabels {
     pub destination: Arc<PeerLabels>,
     pub response_flags: ResponseFlags,
     pub security_policy: &'static str,
+    /// As [`RequestLabels::custom`].
+    pub custom: Option<Arc<CustomLabels>>,
+}
+
+/// A label set made by Telemetry overrides: the names (fixed per metric and listener, shared)
+/// and this series' values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CustomLabels {
+    pub names: Arc<[Arc<str>]>,
+    pub values: Box<[Box<str>]>,
+}
+
+impl CustomLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let labels: Vec<(&str, &str)> = self
+            .names
+            .iter()
+            .zip(self.values.iter())
+            .map(|(name, value)| (&**name, &**value))
+            .collect();
+        labels.as_slice().encode(encoder)
+    }
+}
+
+/// The peer placeholder of a custom label set (one shared allocation).
+fn placeholder_peer() -> Arc<PeerLabels> {
+    static PEER: std::sync::OnceLock<Arc<PeerLabels>> = std::sync::OnceLock::new();
+    PEER.get_or_init(|| Arc::new(PeerLabels::unknown())).clone()
 }
 
 fn peer_labels<'a>(
@@ -241,8 +272,9 @@ fn peer_labels<'a>(
     ]);
 }
 
-impl EncodeLabelSet for RequestLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+impl RequestLabels {
+    /// Calls `f` with Istio's standard labels of the request, in Istio's order.
+    pub fn with_standard<R>(&self, f: impl FnOnce(&[(&'static str, &str)]) -> R) -> R {
         let code = self.response_code.to_string();
         let grpc = self
             .grpc_status
@@ -259,12 +291,37 @@ impl EncodeLabelSet for RequestLabels {
             ("response_flags", flags.as_str()),
             ("connection_security_policy", self.security_policy),
         ]);
-        labels.as_slice().encode(encoder)
+        f(&labels)
+    }
+
+    /// A series whose labels are `custom` only.
+    pub fn custom(reporter: Reporter, custom: CustomLabels) -> RequestLabels {
+        RequestLabels {
+            reporter,
+            source: placeholder_peer(),
+            destination: placeholder_peer(),
+            request_protocol: "",
+            response_code: 0,
+            grpc_status: None,
+            response_flags: ResponseFlags::NONE,
+            security_policy: "",
+            custom: Some(Arc::new(custom)),
+        }
     }
 }
 
-impl EncodeLabelSet for TcpLabels {
+impl EncodeLabelSet for RequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(custom) = &self.custom {
+            return custom.encode(encoder);
+        }
+        self.with_standard(|labels| labels.encode(encoder))
+    }
+}
+
+impl TcpLabels {
+    /// Calls `f` with Istio's standard labels of the connection, in Istio's order.
+    pub fn with_standard<R>(&self, f: impl FnOnce(&[(&'static str, &str)]) -> R) -> R {
         let flags = self.response_flags.to_string();
         let mut labels = Vec::with_capacity(23);
         labels.push(("reporter", self.reporter.as_str()));
@@ -274,7 +331,28 @@ impl EncodeLabelSet for TcpLabels {
             ("response_flags", flags.as_str()),
             ("connection_security_policy", self.security_policy),
         ]);
-        labels.as_slice().encode(encoder)
+        f(&labels)
+    }
+
+    /// A series whose labels are `custom` only.
+    pub fn custom(reporter: Reporter, custom: CustomLabels) -> TcpLabels {
+        TcpLabels {
+            reporter,
+            source: placeholder_peer(),
+            destination: placeholder_peer(),
+            response_flags: ResponseFlags::NONE,
+            security_policy: "",
+            custom: Some(Arc::new(custom)),
+        }
+    }
+}
+
+impl EncodeLabelSet for TcpLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(custom) = &self.custom {
+            return custom.encode(encoder);
+        }
+        self.with_standard(|labels| labels.encode(encoder))
     }
 }
 
@@ -534,6 +612,40 @@ impl Metrics {
             .inc_by(response_messages);
     }
 
+    /// Whether `labels` may be recorded in `family` (one of the HTTP metrics) under the HTTP
+    /// series bound; counts it as dropped if not. For label sets made by overrides, which
+    /// differ between the metrics of one request.
+    pub fn admit_request_series<M, C>(
+        &self,
+        family: &Family<RequestLabels, M, C>,
+        labels: &RequestLabels,
+    ) -> bool
+    where
+        C: prometheus_client::metrics::family::MetricConstructor<M>,
+    {
+        let admitted = self.request_series.admit(family, labels);
+        if !admitted {
+            ProxyStats::incr(&self.stats.metrics_series_dropped);
+        }
+        admitted
+    }
+
+    /// As [`Metrics::admit_request_series`] for the TCP metrics.
+    pub fn admit_tcp_series<M, C>(
+        &self,
+        family: &Family<TcpLabels, M, C>,
+        labels: &TcpLabels,
+    ) -> bool
+    where
+        C: prometheus_client::metrics::family::MetricConstructor<M>,
+    {
+        let admitted = self.tcp_series.admit(family, labels);
+        if !admitted {
+            ProxyStats::incr(&self.stats.metrics_series_dropped);
+        }
+        admitted
+    }
+
     /// Whether a TCP connection with `labels` may be recorded; counts it as dropped if not.
     /// Every TCP label set enters `tcp_connections_opened` first.
     pub fn admit_tcp(&self, labels: &TcpLabels) -> bool {
@@ -588,6 +700,7 @@ mod tests {
             grpc_status: None,
             response_flags: ResponseFlags::NONE,
             security_policy: "unknown",
+            custom: None,
         };
         metrics.record_request(&labels, 3.0, 0, 10);
         let text = metrics.encode_prometheus();
@@ -628,6 +741,7 @@ mod tests {
             grpc_status: None,
             response_flags: ResponseFlags::NONE,
             security_policy: "unknown",
+            custom: None,
         };
         for code in [200, 201, 202, 200, 203] {
             metrics.record_request(&labels_for(code), 1.0, 0, 0);

@@ -11,8 +11,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::Snapshot;
 use crate::config::model::Direction;
-use crate::config::snapshot::ClusterRt;
+use crate::config::snapshot::{ClusterRt, ListenerRt};
 use crate::metrics::{Metrics, PeerLabels, Reporter, ResponseFlags, TcpLabels};
+use crate::stats_overrides::TcpRecord;
 use crate::tls::{ConnSecurity, UpstreamAlpn};
 use crate::upstream::{Pool, Target};
 
@@ -31,7 +32,7 @@ pub async fn proxy<I>(
     downstream: I,
     cluster: &ClusterRt,
     snapshot: &Snapshot,
-    direction: Direction,
+    listener: &ListenerRt,
     metrics: &Arc<Metrics>,
     pool: &Pool,
     security: &ConnSecurity,
@@ -39,13 +40,15 @@ pub async fn proxy<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut labels = match direction {
+    let stats = listener.stats.as_deref();
+    let mut labels = match listener.direction {
         Direction::Outbound => TcpLabels {
             reporter: Reporter::Source,
             source: snapshot.local.clone(),
             destination: cluster.destination.clone(),
             response_flags: ResponseFlags::NONE,
             security_policy: "unknown",
+            custom: None,
         },
         Direction::Inbound => {
             let (source, destination, security_policy) = security.inbound_labels(
@@ -58,6 +61,7 @@ where
                 destination,
                 response_flags: ResponseFlags::NONE,
                 security_policy,
+                custom: None,
             }
         }
     };
@@ -86,30 +90,16 @@ where
         Ok(stream) => stream,
         Err(flags) => {
             labels.response_flags = flags;
-            if metrics.admit_tcp(&labels) {
-                metrics.tcp_opened.get_or_create(&labels).inc();
-                metrics.tcp_closed.get_or_create(&labels).inc();
-            }
+            TcpRecord::open(metrics, stats, &labels).close();
             outcome.response_flags = flags;
             return outcome;
         }
     };
-    // A connection beyond the series bound is proxied all the same, counted into detached
-    // counters nobody exports.
-    let recorded = metrics.admit_tcp(&labels);
-    let mut downstream = if recorded {
-        metrics.tcp_opened.get_or_create(&labels).inc();
-        Counted {
-            inner: downstream,
-            received: metrics.tcp_received_bytes.get_or_create_owned(&labels),
-            sent: metrics.tcp_sent_bytes.get_or_create_owned(&labels),
-        }
-    } else {
-        Counted {
-            inner: downstream,
-            received: Counter::default(),
-            sent: Counter::default(),
-        }
+    let record = TcpRecord::open(metrics, stats, &labels);
+    let mut downstream = Counted {
+        inner: downstream,
+        received: record.received.clone(),
+        sent: record.sent.clone(),
     };
     if let Ok((received, sent)) =
         tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
@@ -117,9 +107,7 @@ where
         outcome.received = received;
         outcome.sent = sent;
     }
-    if recorded {
-        metrics.tcp_closed.get_or_create(&labels).inc();
-    }
+    record.close();
     outcome
 }
 

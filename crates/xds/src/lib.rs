@@ -12,13 +12,15 @@
 //! Data plane: [`client::AdsClient`].
 //! Istio's certificate API (`IstioCertificateService`, server and client call):
 //! [`ca_service`]. Envoy's Secret Discovery Service on a Unix socket, as an agent serves it
-//! to its Envoy: [`sds`].
+//! to its Envoy: [`sds`]. Istio's own `stats.PluginConfig` (the `istio.stats` filter), which
+//! upstream Envoy's protos lack: [`istio_stats`].
 #![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod ca_service;
 pub mod cache;
 pub mod client;
+pub mod istio_stats;
 pub mod metrics;
 pub mod sds;
 pub mod server;

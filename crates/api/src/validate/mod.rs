@@ -15,6 +15,7 @@ mod security;
 mod service_entry;
 mod sidecar;
 mod telemetry;
+mod telemetry_metrics;
 mod unreachable;
 mod virtual_service;
 

@@ -149,7 +149,8 @@ fn check_custom_tag(issues: &mut Issues, path: &FieldPath, name: &str, tag: &Cus
 
 /// Providers a Telemetry names that MeshConfig does not declare (and that are not Istio's
 /// built-in ones): Istio only logs these and sends nothing; lateen refuses the resource so the
-/// mistake is seen, and the last good version stays.
+/// mistake is seen, and the last good version stays. Also the `metrics` overrides lateen
+/// cannot apply (`telemetry_metrics.rs`), refused the same way.
 pub fn telemetry_provider_issues(
     resource: &crate::Resource,
     mesh: &crate::MeshConfig,
@@ -198,6 +199,7 @@ pub fn telemetry_provider_issues(
             }
         }
     }
+    super::telemetry_metrics::check(&mut issues, &spec, &t.spec);
     issues.0
 }
 

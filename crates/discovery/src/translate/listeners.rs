@@ -74,6 +74,7 @@ pub fn build(ctx: &Context<'_>) -> BuiltListeners {
     let mut seen = BTreeSet::new();
     out.listeners.retain(|l| seen.insert(l.name.clone()));
     super::access_log::apply(ctx, &mut out.listeners);
+    super::stats::apply(ctx, &mut out.listeners);
     let mut seen = BTreeSet::new();
     out.route_names.retain(|r| seen.insert(r.name.clone()));
     out

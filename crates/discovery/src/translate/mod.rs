@@ -20,6 +20,7 @@ pub mod names;
 pub mod peer_authn;
 mod policies;
 pub mod routes;
+pub mod stats;
 mod tls_origination;
 pub mod tracing;
 mod view;

@@ -103,6 +103,8 @@ pub struct ProxyView {
     pub instance_addresses: Vec<String>,
     /// The proxy holds a certificate and gets Istio's mTLS listeners and clusters.
     pub mtls: bool,
+    /// The proxy is lateen-proxy (it gets Istio's TCP stats filter).
+    pub lateen_proxy: bool,
 }
 
 impl ProxyView {
@@ -131,6 +133,7 @@ impl ProxyView {
                 .cloned()
                 .collect(),
             mtls: proxy.mtls,
+            lateen_proxy: proxy.lateen_proxy,
         }
     }
 }

@@ -25,6 +25,17 @@ pub fn names(s: &Snapshot, type_url: &str) -> Vec<String> {
 /// What lateend translates for the sidecar `node_id` of `app` in namespace default under
 /// `yaml`; `mtls` says it holds a certificate (`LATEEN_MTLS`).
 pub fn sidecar_snapshot(yaml: &str, node_id: &str, app: &str, mtls: bool) -> Snapshot {
+    sidecar_snapshot_of(yaml, node_id, app, mtls, "envoy")
+}
+
+/// [`sidecar_snapshot`] for a node sending `user_agent` (`envoy`, `lateen-proxy`).
+pub fn sidecar_snapshot_of(
+    yaml: &str,
+    node_id: &str,
+    app: &str,
+    mtls: bool,
+    user_agent: &str,
+) -> Snapshot {
     use lateen_discovery::{Config, Proxy, Registry};
     let loaded = lateen_api::load(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
     let config = Config {
@@ -40,7 +51,7 @@ pub fn sidecar_snapshot(yaml: &str, node_id: &str, app: &str, mtls: bool) -> Sna
         id: node_id.to_string(),
         cluster: String::new(),
         metadata,
-        user_agent: "envoy".to_string(),
+        user_agent: user_agent.to_string(),
     });
     lateen_discovery::translate::build_snapshot(&config, &registry, &proxy)
 }

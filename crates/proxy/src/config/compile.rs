@@ -137,6 +137,12 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
                 .ok()
                 .map(Arc::new)
         });
+        let stats = listener.stats.as_ref().and_then(|stats| {
+            crate::stats_overrides::StatsTable::compile(stats)
+                .map_err(|(field, message)| problems.add(format!("{path}.stats.{field}"), message))
+                .ok()
+                .map(Arc::new)
+        });
         let (access_logs, log_problems) = crate::access_log::loggers(&listener.access_log, &path);
         for (field, message) in log_problems {
             problems.add(field, message);
@@ -155,6 +161,7 @@ pub fn compile(config: ProxyConfig) -> Result<Snapshot, Vec<Problem>> {
             access_logs,
             mtls: listener.mtls,
             tracing,
+            stats,
             http_authz: listener.http_authz.clone(),
             tcp_authz: listener.tcp_authz.clone(),
         });

@@ -182,6 +182,10 @@ pub struct Listener {
     /// Access logs written for every request (HTTP) or connection (TCP) of this listener.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_log: Vec<AccessLog>,
+    /// Telemetry `metrics` overrides (Istio's `istio.stats` filter); none: Istio's metrics
+    /// as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<crate::stats_overrides::StatsConfig>,
     /// Mesh mutual TLS on this (inbound) listener, Istio's PeerAuthentication mode.
     #[serde(default, skip_serializing_if = "MtlsMode::is_disable")]
     pub mtls: MtlsMode,

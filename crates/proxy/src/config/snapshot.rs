@@ -60,6 +60,8 @@ pub struct ListenerRt {
     pub access_logs: Vec<Arc<crate::access_log::AccessLogger>>,
     pub mtls: model::MtlsMode,
     pub tracing: Option<Arc<super::tracing::TracingRt>>,
+    /// Telemetry `metrics` overrides; `None` on the fast path.
+    pub stats: Option<Arc<crate::stats_overrides::StatsTable>>,
     pub http_authz: crate::authz::HttpAuthz,
     pub tcp_authz: crate::authz::NetworkAuthz,
 }

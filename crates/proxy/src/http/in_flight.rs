@@ -23,6 +23,8 @@ pub struct InFlight {
     pub cluster: Option<Arc<ClusterRt>>,
     /// The calling sidecar's identity (inbound), once known.
     pub peer: Option<Arc<PeerLabels>>,
+    /// What the listener's metrics overrides read of the request, when they read it.
+    pub stats_attrs: Option<Box<crate::stats_overrides::RequestAttrs>>,
     recorded: bool,
 }
 
@@ -40,6 +42,7 @@ impl InFlight {
             record: RequestRecord::new(protocol == "grpc"),
             cluster: None,
             peer: None,
+            stats_attrs: None,
             recorded: false,
         }
     }
@@ -71,15 +74,39 @@ impl InFlight {
             .record
             .request_bytes
             .load(std::sync::atomic::Ordering::Relaxed);
-        self.ctx
-            .metrics
-            .record_request(labels, elapsed_ms, request_bytes, response_bytes);
-        if self.protocol == "grpc" {
-            self.ctx.metrics.record_grpc_messages(
+        let metrics = &self.ctx.metrics;
+        let grpc = self.protocol == "grpc";
+        if let Some(table) = &self.current.listener.stats {
+            let attrs = self.stats_attrs.as_deref();
+            crate::stats_overrides::record_request(
+                metrics,
+                table,
                 labels,
-                self.record.request_messages(),
-                response_messages,
+                attrs,
+                elapsed_ms,
+                request_bytes,
+                response_bytes,
             );
+            if grpc {
+                let sent = self.record.request_messages();
+                crate::stats_overrides::record_grpc_messages(
+                    metrics,
+                    table,
+                    labels,
+                    attrs,
+                    sent,
+                    response_messages,
+                );
+            }
+        } else {
+            metrics.record_request(labels, elapsed_ms, request_bytes, response_bytes);
+            if grpc {
+                metrics.record_grpc_messages(
+                    labels,
+                    self.record.request_messages(),
+                    response_messages,
+                );
+            }
         }
         ProxyStats::decr(&self.ctx.metrics.stats.downstream_rq_active);
         self.ctx.active.end();

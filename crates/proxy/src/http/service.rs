@@ -120,6 +120,7 @@ impl ConnContext {
             grpc_status: None,
             response_flags: ResponseFlags::NONE,
             security_policy,
+            custom: None,
         }
     }
 }
@@ -197,6 +198,9 @@ pub async fn handle(
     let current = ctx.current();
     // From here on the request is counted, and recorded once however it ends.
     let mut in_flight = InFlight::begin(ctx.clone(), current.clone(), protocol);
+    if let Some(stats) = &current.listener.stats {
+        in_flight.stats_attrs = crate::stats_overrides::RequestAttrs::capture(stats, &request);
+    }
     let record = in_flight.record.clone();
     let mut request = request;
     let inbound = current.listener.direction == Direction::Inbound;

@@ -118,6 +118,7 @@ pub fn translate(source: &Listener) -> Result<TranslatedListener, Rejection> {
         tcp_cluster: None,
         limits: model::HttpLimits::default(),
         access_log: Vec::new(),
+        stats: None,
         mtls: model::MtlsMode::Disable,
         tracing: None,
         http_authz: Default::default(),
@@ -281,7 +282,8 @@ fn apply_chain(
         ..chain.clone()
     };
     check.no_leftover(path, &rest)?;
-    // RBAC network filters may come before the one that serves the connection.
+    // RBAC network filters and Istio's stats filter may come before the one that serves the
+    // connection.
     let Some((network_filter, rbac_filters)) = chain.filters.split_last() else {
         return Err(check.reject(
             format!("{path}.filters"),
@@ -290,6 +292,17 @@ fn apply_chain(
     };
     for (index, rbac) in rbac_filters.iter().enumerate() {
         let r_path = format!("{path}.filters[{index}]");
+        if rbac.name == lateen_xds::istio_stats::FILTER_NAME && listener.stats.is_none() {
+            // Istio's TCP stats filter: the metrics overrides of the chain's connections.
+            let any = match &rbac.config_type {
+                Some(filter::ConfigType::TypedConfig(any)) => Some(any),
+                _ => None,
+            };
+            let stats = super::stats::translate(any, &format!("{r_path}.typed_config"))
+                .map_err(|reason| check.reject(r_path.clone(), reason))?;
+            listener.stats = Some(stats);
+            continue;
+        }
         let config = match &rbac.config_type {
             Some(filter::ConfigType::TypedConfig(any))
                 if any.type_url == NetworkRbac::type_url() =>
@@ -456,7 +469,7 @@ fn connection_manager(
             ));
         }
     }
-    listener.http_authz = http_filters(
+    (listener.http_authz, listener.stats) = http_filters(
         &manager.http_filters,
         &format!("{path}.http_filters"),
         check,
@@ -518,23 +531,33 @@ fn check_name(check: &Check) -> String {
 
 /// The router must come last; fault and CORS filters are accepted only without a
 /// configuration of their own: they act through the routes' per-filter configs. JWT and
-/// RBAC filters become the listener's [`crate::authz::HttpAuthz`].
+/// RBAC filters become the listener's [`crate::authz::HttpAuthz`], Istio's `istio.stats`
+/// filter its metrics overrides (the only filter that may be marked `is_optional`).
 fn http_filters(
     filters: &[HttpFilter],
     path: &str,
     check: &Check,
-) -> Result<crate::authz::HttpAuthz, Rejection> {
+) -> Result<
+    (
+        crate::authz::HttpAuthz,
+        Option<crate::stats_overrides::StatsConfig>,
+    ),
+    Rejection,
+> {
     let mut authz = crate::authz::HttpAuthz::default();
+    let mut stats = None;
     let Some(last) = filters.last() else {
         return Err(check.reject(path, "needs the router filter"));
     };
     for (index, http) in filters.iter().enumerate() {
         let f_path = format!("{path}[{index}]");
+        let is_stats = http.name == lateen_xds::istio_stats::FILTER_NAME;
         check.no_leftover(
             &f_path,
             &HttpFilter {
                 name: String::new(),
                 config_type: None,
+                is_optional: http.is_optional && !is_stats,
                 ..http.clone()
             },
         )?;
@@ -565,6 +588,10 @@ fn http_filters(
             Some("jwt_authn") if !is_last => {
                 Err("only one jwt_authn filter, before the RBAC filters, is supported".to_string())
             }
+            _ if is_stats && !is_last && stats.is_none() => {
+                super::stats::translate(any, &format!("{f_path}.typed_config"))
+                    .map(|config| stats = Some(config))
+            }
             Some("rbac") if !is_last => security_filter::<HttpRbac>(any).and_then(|config| {
                 super::authz::http_rbac(&config, &format!("{f_path}.typed_config"))
                     .map(|rbac| authz.rbac.push(rbac))
@@ -575,7 +602,7 @@ fn http_filters(
         };
         verdict.map_err(|reason| check.reject(f_path, reason))?;
     }
-    Ok(authz)
+    Ok((authz, stats))
 }
 
 fn security_filter<M: lateen_xds::prost::Message + Name + Default>(

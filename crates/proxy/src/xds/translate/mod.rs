@@ -21,6 +21,9 @@ pub mod policy;
 mod policy_tests;
 pub mod remote_jwks;
 pub mod route;
+mod stats;
+#[cfg(test)]
+mod stats_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod tls;

@@ -50,7 +50,7 @@ fn socket(ip: &str, port: u32) -> lateen_xds::pb::envoy::config::core::v3::Addre
     }
 }
 
-fn router() -> HttpFilter {
+pub(crate) fn router() -> HttpFilter {
     HttpFilter {
         name: "envoy.filters.http.router".into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(pack(
@@ -60,7 +60,10 @@ fn router() -> HttpFilter {
     }
 }
 
-fn hcm_filter(routes: http_connection_manager::RouteSpecifier, filters: Vec<HttpFilter>) -> Filter {
+pub(crate) fn hcm_filter(
+    routes: http_connection_manager::RouteSpecifier,
+    filters: Vec<HttpFilter>,
+) -> Filter {
     let manager = HttpConnectionManager {
         stat_prefix: "x".into(),
         route_specifier: Some(routes),
@@ -85,7 +88,7 @@ pub(crate) fn tcp_filter(cluster: &str) -> Filter {
     }
 }
 
-fn catch_all(cluster: &str) -> RouteConfiguration {
+pub(crate) fn catch_all(cluster: &str) -> RouteConfiguration {
     RouteConfiguration {
         name: "inline".into(),
         virtual_hosts: vec![VirtualHost {
@@ -203,7 +206,7 @@ fn unsupported_filters_and_fields_are_named() {
         http_connection_manager::RouteSpecifier::RouteConfig(catch_all("c")),
         vec![stats, router()],
     );
-    let err = listener::translate(&listener).expect_err("unknown HTTP filter");
+    let err = listener::translate(&listener).expect_err("istio.stats without its config");
     assert_eq!(
         err.field,
         "filter_chains[0].filters[0].typed_config.http_filters[0]"
