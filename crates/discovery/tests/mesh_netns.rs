@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lateen_test_support::netns::{self, End, Lab, must, run as output};
+use lateen_test_support::netns::{
+    self, EXCLUDED_INBOUND_PORTS, End, Lab, SIDECAR_CAPTURE_FLAGS, must, run as output,
+};
 use lateen_test_support::wait;
 
 const SERVICE_VIP: &str = "198.19.0.10";
@@ -136,26 +138,6 @@ fn sidecar_env(pod: &str, ip: &str, app: &str) -> Vec<(&'static str, String)> {
         ("LATEEN_LOG", "info".to_string()),
     ]
 }
-
-const CAPTURE: &[&str] = &[
-    "capture",
-    "-p",
-    "15001",
-    "-z",
-    "15006",
-    "-u",
-    "1337",
-    "-g",
-    "1337",
-    "-m",
-    "REDIRECT",
-    "-i",
-    "*",
-    "-b",
-    "*",
-    "-d",
-    "15090,15021,15020,15000,9090",
-];
 
 #[test]
 fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
@@ -288,19 +270,18 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
         (&pod_a, "198.18.10.2", "client", "proxy-a"),
         (&pod_b, "198.18.10.3", "service-b", "proxy-b"),
     ] {
-        let mut capture = vec![proxy.as_str()];
-        capture.extend_from_slice(CAPTURE);
+        // Istio's sidecar flags; 9090 stays outside the capture.
+        let excluded = format!("{EXCLUDED_INBOUND_PORTS},9090");
+        let mut capture = vec![proxy.as_str(), "capture"];
+        capture.extend(SIDECAR_CAPTURE_FLAGS);
+        capture.extend(["-d", &excluded]);
         must(Some(pod), &capture);
         let env = sidecar_env(&format!("{app_name}-0"), ip, app_name);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        proxy_b = mesh.spawn(
+        proxy_b = mesh.spawn_as_proxy(
             pod,
             name,
             &[
-                "setpriv",
-                "--reuid=1337",
-                "--regid=1337",
-                "--clear-groups",
                 &proxy,
                 "sidecar",
                 "--discovery-address",
@@ -450,14 +431,10 @@ static_resources:
         let _ = std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o644));
     }
     let bootstrap = bootstrap.to_string_lossy().into_owned();
-    mesh.spawn(
+    mesh.spawn_as_proxy(
         &pod_b,
         "envoy-b",
         &[
-            "setpriv",
-            "--reuid=1337",
-            "--regid=1337",
-            "--clear-groups",
             &envoy,
             "-c",
             &bootstrap,

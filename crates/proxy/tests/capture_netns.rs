@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
-use lateen_test_support::netns::{self, End, Lab, must};
+use lateen_test_support::netns::{
+    self, EXCLUDED_INBOUND_PORTS, End, Lab, SIDECAR_CAPTURE_FLAGS, must,
+};
 use lateen_test_support::wait;
 
 const PROXY: &str = env!("CARGO_BIN_EXE_lateen-proxy");
@@ -94,31 +96,15 @@ fn captured_traffic_reaches_the_proxy_with_its_original_destination() {
     lab.spawn(&peer, "peer", &http_server("8080"), &[]);
     lab.spawn(&pod, "app", &http_server("9080"), &[]);
 
-    let dry_run = run_in(
-        &pod,
-        &[
-            PROXY,
-            "capture",
-            "--dry-run",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-g",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "-i",
-            "*",
-            "-b",
-            "*",
-            "-d",
-            "15090,15021,15020,15000",
-            "--dual-stack",
-        ],
-    );
+    // Istio's sidecar flags, as the injected init container passes them.
+    let capture = |extra: &[&str]| {
+        let mut args = vec![PROXY, "capture"];
+        args.extend(extra);
+        args.extend(SIDECAR_CAPTURE_FLAGS);
+        args.extend(["-d", EXCLUDED_INBOUND_PORTS, "--dual-stack"]);
+        run_in(&pod, &args)
+    };
+    let dry_run = capture(&["--dry-run"]);
     assert!(
         dry_run.contains("-j REDIRECT --to-ports 15001")
             && dry_run.contains("-j REDIRECT --to-ports 15006"),
@@ -128,43 +114,16 @@ fn captured_traffic_reaches_the_proxy_with_its_original_destination() {
         !run_in(&pod, &["iptables-save", "-t", "nat"]).contains("ISTIO_OUTPUT"),
         "dry run must not touch the tables"
     );
-    run_in(
-        &pod,
-        &[
-            PROXY,
-            "capture",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-g",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "-i",
-            "*",
-            "-b",
-            "*",
-            "-d",
-            "15090,15021,15020,15000",
-            "--dual-stack",
-        ],
-    );
+    capture(&[]);
     assert!(run_in(&pod, &["ip6tables-save", "-t", "nat"]).contains("ISTIO_REDIRECT"));
 
     let config = lab.dir().join("proxy.yaml");
     std::fs::write(&config, CONFIG).expect("config");
     let _ = std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    lab.spawn(
+    lab.spawn_as_proxy(
         &pod,
         "proxy",
         &[
-            "setpriv",
-            "--reuid=1337",
-            "--regid=1337",
-            "--clear-groups",
             PROXY,
             "--config",
             config.to_str().unwrap_or_default(),
@@ -271,24 +230,10 @@ fn captured_traffic_reaches_the_proxy_with_its_original_destination() {
         "000"
     );
 
-    run_in(
-        &pod,
-        &[
-            PROXY,
-            "capture-cleanup",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-g",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "--dual-stack",
-        ],
-    );
+    let mut cleanup = vec![PROXY, "capture-cleanup"];
+    cleanup.extend(&SIDECAR_CAPTURE_FLAGS[..10]);
+    cleanup.push("--dual-stack");
+    run_in(&pod, &cleanup);
     assert!(
         !run_in(&pod, &["iptables-save", "-t", "nat"]).contains("ISTIO_"),
         "clean-up removes the IPv4 rules"

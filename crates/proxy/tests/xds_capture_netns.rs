@@ -9,7 +9,9 @@
 
 mod xds_support;
 
-use lateen_test_support::netns::{self, End, Lab, must, run as sh};
+use lateen_test_support::netns::{
+    self, EXCLUDED_INBOUND_PORTS, End, Lab, SIDECAR_CAPTURE_FLAGS, must, run as sh,
+};
 use lateen_test_support::wait;
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use lateen_xds::pb::envoy::config::core::v3::{
@@ -316,38 +318,15 @@ async fn captured_traffic_follows_xds_listeners() {
         ],
         &[],
     );
-    must(
-        Some(&pod),
-        &[
-            PROXY,
-            "capture",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-g",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "-i",
-            "*",
-            "-b",
-            "*",
-            "-d",
-            "15090,15021,15020,15000",
-        ],
-    );
+    let mut capture = vec![PROXY, "capture"];
+    capture.extend(SIDECAR_CAPTURE_FLAGS);
+    capture.extend(["-d", EXCLUDED_INBOUND_PORTS]);
+    must(Some(&pod), &capture);
 
-    lab.spawn(
+    lab.spawn_as_proxy(
         &pod,
         "proxy",
         &[
-            "setpriv",
-            "--reuid=1337",
-            "--regid=1337",
-            "--clear-groups",
             "env",
             "POD_NAME=pod-a-6b7c8d9f5d-xk2p9",
             "POD_NAMESPACE=default",

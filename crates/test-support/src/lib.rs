@@ -9,6 +9,7 @@
 //! addresses and asks HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`relay`], a TCP
 //! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration, and [`envoy_bootstrap`], the one builder of Envoy
 //! bootstraps (node, admin, ADS, static clusters and listeners);
+//! [`mesh_fixtures`], a small mesh's Istio YAML for translation tests and fuzz seeds;
 //! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
 //! [`demo`], what the tests of `lateen demo` share; [`otlp_receiver`], a real OTLP/gRPC trace
 //! receiver collecting the spans proxies export; [`metrics_text`], samples read from Prometheus text;
@@ -34,6 +35,7 @@ pub mod envoy_bootstrap;
 pub mod istio_corpus;
 pub mod jwt;
 pub mod kube;
+pub mod mesh_fixtures;
 pub mod metrics_text;
 pub mod netns;
 pub mod otlp_receiver;

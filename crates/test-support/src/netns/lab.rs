@@ -108,6 +108,20 @@ impl Lab {
         self.children.push(child)
     }
 
+    /// [`Lab::spawn`] as the proxy's user, as Istio runs its sidecar: UID and GID 1337 and no
+    /// other groups, whose own traffic the capture rules let through.
+    pub fn spawn_as_proxy(
+        &mut self,
+        netns: &str,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> usize {
+        let mut as_proxy = vec!["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups"];
+        as_proxy.extend_from_slice(args);
+        self.spawn(netns, name, &as_proxy, env)
+    }
+
     /// Kills the process at `index` now (to replace it, say).
     pub fn kill(&mut self, index: usize) {
         self.children.kill(index);

@@ -13,6 +13,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// `lateen-proxy capture`'s flags as Istio's injected init container passes them (REDIRECT,
+/// the proxy's UID and GID 1337, every outbound address, every inbound port) without `-d`: the
+/// inbound ports a test leaves alone differ ([`EXCLUDED_INBOUND_PORTS`] and its own).
+pub const SIDECAR_CAPTURE_FLAGS: [&str; 14] = [
+    "-p", "15001", "-z", "15006", "-u", "1337", "-g", "1337", "-m", "REDIRECT", "-i", "*", "-b",
+    "*",
+];
+
+/// The inbound ports Istio never captures (Prometheus, health, the agent) and the proxy's
+/// admin port, so that a test reaches them from outside the pod.
+pub const EXCLUDED_INBOUND_PORTS: &str = "15090,15021,15020,15000";
+
 /// The command that runs `args` (program first), in `ns` through `ip netns exec` when given.
 pub fn command(ns: Option<&str>, args: &[&str]) -> Command {
     match ns {
