@@ -7,6 +7,7 @@
 #   HTTP/2 saturation:   h2load -c32 -m10 (h2c, prior knowledge) for $SECONDS_PER_RUN
 #   Latency:             lateen-loadgen at a fixed $RATE req/s over 16 connections (p50, p99)
 #   CPU per 1000 requests from /proc/PID/stat around the saturation runs; peak RSS (VmHWM).
+# Bulk transfers with the same proxies: 1 GiB each way (bench/bulk.sh, issue 16 item 10).
 # Then both proxies again with access logging on (Istio's default text format, to a file):
 # rows lateen+log and envoy+log; and with OpenTelemetry tracing at 1 % and 100 % (spans to
 # lateen-otlp-receiver): rows lateen+trace1, envoy+trace1, lateen+trace100, envoy+trace100.
@@ -32,6 +33,12 @@ wait_port 18081; wait_port 18091; wait_port 18080; wait_port 18082
   measure lateen http://127.0.0.1:18080/ http://127.0.0.1:18080/ "$LATEEN"
   measure envoy http://127.0.0.1:18082/ http://127.0.0.1:18082/ "$ENVOY_PID"
 } | tee bench/results/latest.jsonl
+# Bulk transfers (issue 16 item 10): 1 GiB each way over HTTP/1.1 and h2c, CPU seconds per
+# GiB (bench/bulk.sh; BULK=0 skips them). Rows go to bench/results/bulk.jsonl.
+if [ "${BULK:-1}" = 1 ]; then
+  source bench/bulk.sh
+  bulk_rows "$LATEEN" "$ENVOY_PID" | tee bench/results/bulk.jsonl
+fi
 kill "$LATEEN" "$ENVOY_PID" 2>/dev/null || true
 wait "$LATEEN" "$ENVOY_PID" 2>/dev/null || true
 

@@ -15,14 +15,6 @@ use support::*;
 
 const QUIET: Duration = Duration::from_millis(700);
 
-async fn proxy_to(upstream: std::net::SocketAddr) -> (ProxyProcess, std::net::SocketAddr) {
-    let ports = Ports::new();
-    let listen = free_port();
-    let config = simple_config(&ports, listen, &[upstream], "", "");
-    let proxy = ProxyProcess::start(&config, &ports).await;
-    (proxy, ([127, 0, 0, 1], listen).into())
-}
-
 /// `istio_requests_total` with `response_code` and `response_flags` as given.
 fn requests_with(metrics: &str, code: u16, flags: &str) -> Option<f64> {
     let code = format!("response_code=\"{code}\"");

@@ -46,6 +46,7 @@ pub mod prometheus;
 pub mod relay;
 pub mod static_http;
 pub mod test_ca;
+pub mod tools;
 pub mod wait;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool

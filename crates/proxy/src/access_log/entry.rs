@@ -126,7 +126,39 @@ impl Entry {
             Operator::RequestedServerName => text(self.requested_server_name.as_deref()),
             Operator::RouteName => text(self.route_name.as_deref()),
             Operator::Protocol => text(self.request.protocol),
-            Operator::Hostname => Value::Text(Cow::Owned(hostname())),
+            Operator::Hostname => Value::Text(Cow::Borrowed(hostname())),
+        }
+    }
+
+    /// Appends the text form of `op` (`-` when absent) to `out` without allocating.
+    pub(super) fn write_text(&self, op: &Operator, out: &mut String) {
+        use std::fmt::Write as _;
+        let addr = |out: &mut String, a: Option<SocketAddr>| match a {
+            Some(a) => {
+                let _ = write!(out, "{a}");
+            }
+            None => out.push('-'),
+        };
+        match op {
+            Operator::StartTime => write_start_time(self.start, out),
+            Operator::UpstreamHost => addr(out, self.upstream_host),
+            Operator::UpstreamLocalAddress => addr(out, self.upstream_local_address),
+            Operator::DownstreamLocalAddress => addr(out, self.downstream_local_address),
+            Operator::DownstreamRemoteAddress => addr(out, self.downstream_remote_address),
+            Operator::DownstreamRemoteAddressWithoutPort => match self.downstream_remote_address {
+                Some(a) => {
+                    let _ = write!(out, "{}", a.ip());
+                }
+                None => out.push('-'),
+            },
+            Operator::Hostname => out.push_str(hostname()),
+            _ => match self.value(op) {
+                Value::Absent => out.push('-'),
+                Value::Text(t) => out.push_str(&t),
+                Value::Number(n) => {
+                    let _ = write!(out, "{n}");
+                }
+            },
         }
     }
 
@@ -190,26 +222,39 @@ impl Value<'_> {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "-".to_string())
+/// The host's name, read once (it was read from /proc for every line before).
+fn hostname() -> &'static str {
+    static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOSTNAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "-".to_string())
+    })
 }
 
 /// Envoy's default `%START_TIME%`: `2024-05-01T12:34:56.789Z` (UTC, milliseconds).
 pub fn start_time(at: SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    write_start_time(at, &mut out);
+    out
+}
+
+/// Appends [`start_time`]'s form of `at` to `out`.
+pub fn write_start_time(at: SystemTime, out: &mut String) {
+    use std::fmt::Write as _;
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let millis = since.subsec_millis();
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
-    format!(
+    let _ = write!(
+        out,
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60
-    )
+    );
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar

@@ -117,22 +117,32 @@ impl Format {
 
     /// The line for `entry`, ending in a newline.
     pub fn render(&self, entry: &Entry) -> String {
+        let mut out = String::with_capacity(256);
+        self.render_into(entry, &mut out);
+        out
+    }
+
+    /// Appends the line for `entry` to `out`. The text form writes each value in place (no
+    /// allocation per operator): logging is on the request path.
+    pub fn render_into(&self, entry: &Entry, out: &mut String) {
         match self {
             Format::Text(segments) => {
-                let mut out = String::with_capacity(256);
                 for segment in segments {
                     match segment {
                         Segment::Literal(text) => out.push_str(text),
                         Segment::Op(op, max) => {
-                            let value = entry.value(op);
-                            out.push_str(truncate(&value.as_text(), *max));
+                            let start = out.len();
+                            entry.write_text(op, out);
+                            if let Some(max) = max {
+                                let kept = truncate(&out[start..], Some(*max)).len();
+                                out.truncate(start + kept);
+                            }
                         }
                     }
                 }
                 if !out.ends_with('\n') {
                     out.push('\n');
                 }
-                out
             }
             Format::Json(fields) => {
                 let mut map = serde_json::Map::with_capacity(fields.len());
@@ -158,9 +168,8 @@ impl Format {
                     };
                     map.insert(key.clone(), json);
                 }
-                let mut line = serde_json::Value::Object(map).to_string();
-                line.push('\n');
-                line
+                out.push_str(&serde_json::Value::Object(map).to_string());
+                out.push('\n');
             }
         }
     }

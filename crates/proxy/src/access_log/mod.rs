@@ -66,7 +66,20 @@ impl AccessLogger {
         {
             return;
         }
-        self.writer.push(self.format.render(entry));
+        thread_local! {
+            /// Each worker renders into its own reused buffer: no allocation per line.
+            static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+        }
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                self.format.render_into(entry, &mut line);
+                self.writer.push(&line);
+                // A huge line (long headers) does not keep its memory on the thread.
+                line.shrink_to(4096);
+            }
+            Err(_) => self.writer.push(&self.format.render(entry)),
+        });
     }
 }
 

@@ -1,5 +1,5 @@
 //! Body types of the data path. [`ProxyBody`] is what flows to and from upstreams without
-//! boxing: a streaming body from a peer, or bytes the proxy holds (a local reply, a request
+//! boxing: a body streaming from the client or an upstream, or bytes the proxy holds (a local reply, a request
 //! buffered for retries). [`ObservedBody`] wraps every response sent downstream and records
 //! the request's metrics when the response ends, so sizes and durations are complete.
 
@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use super::downstream_body::DownstreamBody;
 use super::grpc_frames::GrpcFrames;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -16,9 +17,12 @@ use std::task::{Context, Poll};
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 pub enum ProxyBody {
-    /// A body streaming from a peer; bytes are counted into `counter` when there is one.
-    Incoming {
-        body: Incoming,
+    /// A response body streaming from an upstream.
+    Upstream(Incoming),
+    /// A request body streaming from the client; bytes are counted into `counter` when there
+    /// is one.
+    Downstream {
+        body: DownstreamBody,
         counter: Option<Arc<RequestRecord>>,
     },
     /// Bytes held by the proxy, sent once.
@@ -45,7 +49,10 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            ProxyBody::Incoming { body, counter } => match Pin::new(body).poll_frame(cx) {
+            ProxyBody::Upstream(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(BodyError::from))),
+            ProxyBody::Downstream { body, counter } => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let (Some(data), Some(counter)) = (frame.data_ref(), counter) {
                         counter.count_request_data(data);
@@ -56,7 +63,7 @@ impl Body for ProxyBody {
                     // A streaming request body failing is the client's doing; the attempt
                     // that was sending it reads this to blame the client, not the upstream.
                     if let Some(counter) = counter {
-                        counter.set_fault(DownstreamFault::of(&err));
+                        counter.set_fault(err.fault());
                     }
                     Poll::Ready(Some(Err(err.into())))
                 }
@@ -69,14 +76,16 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Incoming { body, .. } => body.is_end_stream(),
+            ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Downstream { body, .. } => body.is_end_stream(),
             ProxyBody::Full(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Incoming { body, .. } => body.size_hint(),
+            ProxyBody::Upstream(body) => body.size_hint(),
+            ProxyBody::Downstream { body, .. } => body.size_hint(),
             ProxyBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
         }

@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::body::{DownstreamFault, ProxyBody, RequestRecord};
+use super::body::{ProxyBody, RequestRecord};
+use super::downstream_body::DownstreamBody;
 use crate::config::model::UpstreamProtocol;
 use crate::config::snapshot::{ClusterRt, RetryRt};
 use crate::metrics::{ProxyStats, ResponseFlags};
@@ -45,7 +46,7 @@ pub struct Attempt<'a> {
 
 /// A request body as it arrives: still streaming, or already read (for a mirror).
 pub enum RequestIn {
-    Streaming(Incoming),
+    Streaming(DownstreamBody),
     Buffered(Bytes),
 }
 
@@ -124,7 +125,7 @@ impl Attempt<'_> {
                         RequestBody::Replayable(bytes)
                     }
                     Err(err) => {
-                        let (status, flags) = DownstreamFault::of(&err).reply();
+                        let (status, flags) = err.fault().reply();
                         return Outcome::Failed {
                             status,
                             flags,
@@ -133,7 +134,7 @@ impl Attempt<'_> {
                     }
                 }
             }
-            _ => RequestBody::Stream(Some(ProxyBody::Incoming {
+            _ => RequestBody::Stream(Some(ProxyBody::Downstream {
                 body,
                 counter: Some(record.clone()),
             })),

@@ -1,14 +1,15 @@
-//! Serves one downstream HTTP connection with hyper: HTTP/1.1 (keep-alive, upgrades) or h2c,
-//! with the listener's limits, an idle timeout counted while no request is in flight, and a
-//! graceful close when the proxy drains.
+//! Serves one downstream HTTP connection: HTTP/1.1 (keep-alive, upgrades) with hyper, HTTP/2
+//! with `h2` directly ([`super::h2_server`]), with the listener's limits, an idle timeout
+//! counted while no request is in flight, and a graceful close when the proxy drains.
 
-use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::downstream_body::DownstreamBody;
 use super::service::{ConnContext, handle};
 use crate::drain::DrainWatch;
 
@@ -63,8 +64,8 @@ pub enum HttpVersion {
     Http2,
 }
 
-/// A hyper connection that can be asked to close gracefully.
-trait GracefulConnection: std::future::Future {
+/// A connection that can be asked to close gracefully.
+pub(super) trait GracefulConnection: std::future::Future {
     fn close_gracefully(self: std::pin::Pin<&mut Self>);
 }
 
@@ -81,48 +82,29 @@ where
     }
 }
 
-impl<I, S, E> GracefulConnection for http2::Connection<I, S, E>
-where
-    http2::Connection<I, S, E>: std::future::Future,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::ResBody: 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
-{
-    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
 pub async fn serve<I>(io: I, version: HttpVersion, ctx: Arc<ConnContext>, drain: DrainWatch)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = ctx.current().listener.limits.clone();
     let active = ctx.active.clone();
-    let service = hyper::service::service_fn(move |request| handle(ctx.clone(), request));
-    let io = TokioIo::new(io);
     match version {
         HttpVersion::Http1 => {
+            let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+                handle(ctx.clone(), request.map(DownstreamBody::Http1))
+            });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .keep_alive(true)
                 .max_buf_size(limits.max_header_bytes.max(MIN_READ_BUFFER))
                 .max_headers(limits.max_headers)
                 .header_read_timeout(limits.request_headers_timeout)
-                .serve_connection(io, service)
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             drive(connection, drain, &active, limits.idle_timeout).await;
         }
         HttpVersion::Http2 => {
-            let connection = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
-                .max_concurrent_streams(limits.max_concurrent_streams)
-                .initial_stream_window_size(1 << 20)
-                .initial_connection_window_size(4 << 20)
-                .serve_connection(io, service);
+            let connection = super::h2_server::H2Connection::new(io, &limits, ctx);
             drive(connection, drain, &active, limits.idle_timeout).await;
         }
     }

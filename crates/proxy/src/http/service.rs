@@ -2,9 +2,9 @@
 //! (forward, redirect, direct response), the route's CORS, fault injection and mirroring,
 //! header handling, protocol upgrades, local replies, and the metrics record of every request.
 
+use super::downstream_body::DownstreamBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -187,7 +187,7 @@ impl Finish for RecordOnFinish {
 
 pub async fn handle(
     ctx: Arc<ConnContext>,
-    request: Request<Incoming>,
+    request: Request<DownstreamBody>,
 ) -> Result<Response<ObservedBody>, std::convert::Infallible> {
     let is_grpc = request
         .headers()
@@ -334,7 +334,7 @@ fn start_span(
     ctx: &ConnContext,
     current: &Current,
     tracing: &Arc<crate::config::tracing::TracingRt>,
-    request: &mut Request<Incoming>,
+    request: &mut Request<DownstreamBody>,
 ) -> Option<crate::trace::ActiveSpan> {
     let node = &current.snapshot.source.node;
     let (head, version) = (request.method().clone(), request.version());
@@ -357,7 +357,7 @@ fn start_span(
 async fn route_and_forward(
     ctx: &Arc<ConnContext>,
     current: &Current,
-    request: Request<Incoming>,
+    request: Request<DownstreamBody>,
     record: &Arc<RequestRecord>,
     extras: &mut Extras,
     in_flight: &mut InFlight,
@@ -658,13 +658,7 @@ fn reply_from(outcome: Outcome, route: Option<&RouteRt>, extras: &mut Extras) ->
             if let Some(route) = route {
                 headers::apply_ops(&mut parts.headers, &route.response_headers);
             }
-            let response = Response::from_parts(
-                parts,
-                ProxyBody::Incoming {
-                    body,
-                    counter: None,
-                },
-            );
+            let response = Response::from_parts(parts, ProxyBody::Upstream(body));
             Reply::Upstream((response, ResponseFlags::NONE))
         }
         Outcome::Failed {

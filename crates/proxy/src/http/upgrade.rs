@@ -10,6 +10,7 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
 use super::body::ProxyBody;
+use super::downstream_body::DownstreamBody;
 use super::forward::Outcome;
 use super::service::ConnContext;
 use crate::config::snapshot::ClusterRt;
@@ -74,7 +75,7 @@ pub async fn forward_upgrade(
     ctx: &Arc<ConnContext>,
     cluster: &ClusterRt,
     mut head: http::request::Parts,
-    body: Incoming,
+    body: DownstreamBody,
     protocol: &str,
 ) -> Outcome {
     let Some(downstream) = head.extensions.remove::<OnUpgrade>() else {
@@ -93,7 +94,7 @@ pub async fn forward_upgrade(
     };
     let request = http::Request::from_parts(
         head,
-        ProxyBody::Incoming {
+        ProxyBody::Downstream {
             body,
             counter: None,
         },

@@ -226,6 +226,23 @@ pub async fn h2_connection(
     sender
 }
 
+/// A proxy started with [`simple_config`] in front of `upstream`, and its listener's address.
+pub async fn proxy_to(upstream: SocketAddr) -> (ProxyProcess, SocketAddr) {
+    proxy_with_listener(upstream, "").await
+}
+
+/// [`proxy_to`] with `listener_extra` in the listener's YAML (e.g. its `limits`).
+pub async fn proxy_with_listener(
+    upstream: SocketAddr,
+    listener_extra: &str,
+) -> (ProxyProcess, SocketAddr) {
+    let ports = Ports::new();
+    let listen = free_port();
+    let config = simple_config(&ports, listen, &[upstream], "", listener_extra);
+    let proxy = ProxyProcess::start(&config, &ports).await;
+    (proxy, ([127, 0, 0, 1], listen).into())
+}
+
 /// Polls `check` until it returns true or `within` passes.
 pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
 where

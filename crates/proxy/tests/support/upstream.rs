@@ -219,29 +219,22 @@ async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Bo
     let method = request.method().to_string();
     let version = format!("{:?}", request.version());
     let uri = request.uri().to_string();
-    let headers: serde_json::Map<String, serde_json::Value> = request
-        .headers()
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.to_string(),
-                serde_json::Value::from(value.to_str().unwrap_or("<binary>")),
-            )
-        })
-        .collect();
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|body| body.to_bytes())
-        .unwrap_or_default();
+    let headers = request.headers().clone();
+    let (body, trailers) = match request.into_body().collect().await {
+        Ok(collected) => {
+            let trailers = collected.trailers().map(text_map).unwrap_or_default();
+            (collected.to_bytes(), trailers)
+        }
+        Err(_) => Default::default(),
+    };
     let echo = serde_json::json!({
         "upstream": name,
         "method": method,
         "version": version,
         "uri": uri,
-        "headers": headers,
+        "headers": text_map(&headers),
         "body_len": body.len(),
+        "trailers": trailers,
     });
     let mut response = full(StatusCode::OK, echo.to_string());
     response.headers_mut().insert(
@@ -249,6 +242,19 @@ async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Bo
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Headers or trailers as a JSON object of their text values.
+fn text_map(headers: &http::HeaderMap) -> serde_json::Map<String, serde_json::Value> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                serde_json::Value::from(value.to_str().unwrap_or("<binary>")),
+            )
+        })
+        .collect()
 }
 
 fn websocket(request: &mut Request<Incoming>) -> Response<Body> {
