@@ -35,6 +35,8 @@
 //! - Durations accept protobuf (`"1.5s"`) and Go (`"1m30s"`, `"100ms"`) forms, see [`duration`];
 //!   validation then requires >= 1ms with millisecond precision, as Istio does.
 //! - Route weights are relative (Istio): each >= 0, and not all 0 when there are several.
+//! - Telemetry `filter.expression` is checked with lateen-cel's parser (the grammar lateen-proxy
+//!   evaluates with), the one Lateen crate this one depends on.
 //!
 //! ```
 //! let yaml = "apiVersion: networking.istio.io/v1

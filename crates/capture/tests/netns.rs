@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use lateen_capture::apply::{apply, cleanup};
 use lateen_capture::cli::{SIDECAR_DEFAULT_FLAGS as SIDECAR_FLAGS, parse_flags};
 use lateen_capture::{CaptureArgs, CaptureConfig, CaptureError, CommandRunner};
+use lateen_test_support::netns::{self, Netns};
+use lateen_test_support::process::ChildGuard;
 
 const ROLE_ENV: &str = "LATEEN_CAP_ROLE";
 const TARGET_ENV: &str = "LATEEN_CAP_TARGET";
@@ -52,12 +54,16 @@ fn main() -> ExitCode {
     if !filters.is_empty() && !filters.iter().any(|f| "netns".contains(f.as_str())) {
         return ExitCode::SUCCESS;
     }
-    if let Some(missing) = missing_requirement() {
-        if std::env::var("LATEEN_REQUIRE_TOOLS").is_ok_and(|v| !v.is_empty()) {
-            eprintln!("netns test cannot run: {missing} (LATEEN_REQUIRE_TOOLS is set)");
-            return ExitCode::FAILURE;
-        }
-        println!("SKIPPED netns capture test: {missing}");
+    let tools = [
+        "ip",
+        "iptables",
+        "iptables-save",
+        "iptables-restore",
+        "ip6tables",
+        "ip6tables-save",
+        "ip6tables-restore",
+    ];
+    if !netns::can_run("netns capture test", netns::missing(&tools)) {
         return ExitCode::SUCCESS;
     }
     type Check = (&'static str, fn(&Netns));
@@ -81,7 +87,7 @@ fn main() -> ExitCode {
     ];
     for (name, check) in checks {
         // A fresh namespace per check: one check's leftovers cannot hide another's bug.
-        let ns = Netns::create();
+        let ns = pod_namespace();
         println!("test netns: {name} ...");
         check(&ns);
         println!("test netns: {name} ... ok");
@@ -95,85 +101,61 @@ fn on_path(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn missing_requirement() -> Option<String> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    if uid.as_deref() != Some("0") {
-        return Some("not running as root".into());
-    }
-    for tool in [
-        "ip",
-        "iptables",
-        "iptables-save",
-        "iptables-restore",
-        "ip6tables",
-        "ip6tables-save",
-        "ip6tables-restore",
-    ] {
-        if !on_path(tool) {
-            return Some(format!(
-                "`{tool}` not found (scripts/install-test-deps.sh installs it)"
-            ));
-        }
-    }
-    None
+/// An empty namespace with loopback up, deleted when dropped.
+fn bare_namespace() -> Netns {
+    Netns::create(&netns::unique_name("cap-test"))
 }
 
-/// A network namespace that is deleted when dropped, even when a check panics.
-struct Netns {
-    name: String,
+/// The pod-like namespace: 198.18.0.1/15 on veth0 (its peer veth1 can be moved into another
+/// namespace to play a remote host), and others' rules in every table.
+fn pod_namespace() -> Netns {
+    let ns = bare_namespace();
+    ns.must(&[
+        "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+    ]);
+    ns.must(&["ip", "addr", "add", "198.18.0.1/15", "dev", "veth0"]);
+    ns.must(&["ip", "link", "set", "veth0", "up"]);
+    ns.must(&["ip", "link", "set", "veth1", "up"]);
+    // Someone else's rules in every table we use: they must survive untouched.
+    let others_v4 = "*nat\n-N USER_CHAIN\n-A USER_CHAIN -d 198.18.9.9/32 -j RETURN\n\
+                     -A OUTPUT -d 198.18.9.9/32 -j USER_CHAIN\n-A PREROUTING -s 198.18.9.9/32 -j RETURN\nCOMMIT\n\
+                     *mangle\n-A PREROUTING -s 198.18.9.9/32 -j ACCEPT\n-A OUTPUT -d 198.18.9.9/32 -j ACCEPT\nCOMMIT\n\
+                     *raw\n-A PREROUTING -s 198.18.9.9/32 -j ACCEPT\n-A OUTPUT -d 198.18.9.9/32 -j ACCEPT\nCOMMIT\n";
+    let others_v6: String = ["nat", "mangle", "raw"]
+        .iter()
+        .map(|t| format!("*{t}\n-A OUTPUT -p tcp --dport 9 -j ACCEPT\nCOMMIT\n"))
+        .collect();
+    let runner = ns.runner();
+    runner
+        .run("iptables-restore", &["--noflush"], Some(others_v4))
+        .expect("others' IPv4 rules");
+    runner
+        .run("ip6tables-restore", &["--noflush"], Some(&others_v6))
+        .expect("others' IPv6 rules");
+    ns
 }
 
-impl Netns {
-    /// An empty namespace with loopback up.
-    fn bare() -> Self {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("lateen-cap-test-{}-{n}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Self { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
+/// What the checks do with a namespace beyond running commands in it.
+trait CaptureLab {
+    /// `ip netns exec NAME`, the prefix of every command run inside.
+    fn prefix(&self) -> Vec<String>;
+    /// lateen-capture's runner for commands inside the namespace.
+    fn runner(&self) -> CommandRunner;
+    /// Both families' iptables state without comments and counters, tables sorted.
+    fn state(&self) -> String;
+    /// Runs this test binary inside the namespace in `role`.
+    fn run_role(&self, role: &str) -> std::process::Output;
+    /// The command that runs this test binary inside the namespace in `role`.
+    fn role_command(&self, role: &str) -> Command;
+}
 
-    /// The pod-like namespace: 198.18.0.1/15 on veth0 (its peer veth1 can be moved into
-    /// another namespace to play a remote host), and others' rules in every table.
-    fn create() -> Self {
-        let ns = Self::bare();
-        ns.exec(&[
-            "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
-        ]);
-        ns.exec(&["ip", "addr", "add", "198.18.0.1/15", "dev", "veth0"]);
-        ns.exec(&["ip", "link", "set", "veth0", "up"]);
-        ns.exec(&["ip", "link", "set", "veth1", "up"]);
-        // Someone else's rules in every table we use: they must survive untouched.
-        let others_v4 = "*nat\n-N USER_CHAIN\n-A USER_CHAIN -d 198.18.9.9/32 -j RETURN\n\
-                         -A OUTPUT -d 198.18.9.9/32 -j USER_CHAIN\n-A PREROUTING -s 198.18.9.9/32 -j RETURN\nCOMMIT\n\
-                         *mangle\n-A PREROUTING -s 198.18.9.9/32 -j ACCEPT\n-A OUTPUT -d 198.18.9.9/32 -j ACCEPT\nCOMMIT\n\
-                         *raw\n-A PREROUTING -s 198.18.9.9/32 -j ACCEPT\n-A OUTPUT -d 198.18.9.9/32 -j ACCEPT\nCOMMIT\n";
-        let others_v6: String = ["nat", "mangle", "raw"]
-            .iter()
-            .map(|t| format!("*{t}\n-A OUTPUT -p tcp --dport 9 -j ACCEPT\nCOMMIT\n"))
-            .collect();
-        let runner = ns.runner();
-        runner
-            .run("iptables-restore", &["--noflush"], Some(others_v4))
-            .expect("others' IPv4 rules");
-        runner
-            .run("ip6tables-restore", &["--noflush"], Some(&others_v6))
-            .expect("others' IPv6 rules");
-        ns
-    }
-
+impl CaptureLab for Netns {
     fn prefix(&self) -> Vec<String> {
         vec![
             "ip".into(),
             "netns".into(),
             "exec".into(),
-            self.name.clone(),
+            self.name().to_string(),
         ]
     }
 
@@ -181,18 +163,10 @@ impl Netns {
         CommandRunner::with_prefix(self.prefix())
     }
 
-    /// Runs a command inside the namespace; panics with its stderr on failure.
-    fn exec(&self, argv: &[&str]) -> String {
-        let mut full: Vec<&str> = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(argv);
-        sh(&full)
-    }
-
-    /// Both families' iptables state without comments and counters, tables sorted.
     fn state(&self) -> String {
         let mut out = String::new();
         for save in ["iptables-save", "ip6tables-save"] {
-            let text = self.exec(&[save]);
+            let text = self.must(&[save]);
             let mut blocks: Vec<String> = text
                 .split('*')
                 .skip(1)
@@ -214,7 +188,6 @@ impl Netns {
         out
     }
 
-    /// Runs this test binary inside the namespace in `role`.
     fn run_role(&self, role: &str) -> std::process::Output {
         self.role_command(role)
             .output()
@@ -223,33 +196,10 @@ impl Netns {
 
     fn role_command(&self, role: &str) -> Command {
         let exe = std::env::current_exe().expect("current_exe");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name])
-            .arg(exe)
-            .env(ROLE_ENV, role);
+        let mut cmd = netns::command(Some(self.name()), &[]);
+        cmd.arg(exe).env(ROLE_ENV, role);
         cmd
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn sh(argv: &[&str]) -> String {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{argv:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn config(argv: &[&str]) -> CaptureConfig {
@@ -307,7 +257,7 @@ fn check_cli_entry_points(ns: &Netns) {
         "capture failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let nat = ns.exec(&["iptables-save", "-t", "nat"]);
+    let nat = ns.must(&["iptables-save", "-t", "nat"]);
     assert!(
         nat.contains("-A ISTIO_OUTPUT -j ISTIO_REDIRECT"),
         "capture applied the rules:\n{nat}"
@@ -347,7 +297,7 @@ fn check_apply_cleanup_redirect(ns: &Netns) {
     ]);
     let cfg = config(&argv);
     apply(&cfg, &ns.runner()).expect("apply");
-    let nat = ns.exec(&["iptables-save", "-t", "nat"]);
+    let nat = ns.must(&["iptables-save", "-t", "nat"]);
     for expected in [
         ":ISTIO_INBOUND",
         ":ISTIO_IN_REDIRECT",
@@ -368,17 +318,17 @@ fn check_apply_cleanup_redirect(ns: &Netns) {
             "missing {expected:?} in nat:\n{nat}"
         );
     }
-    let v6 = ns.exec(&["ip6tables-save", "-t", "nat"]);
+    let v6 = ns.must(&["ip6tables-save", "-t", "nat"]);
     assert!(
         v6.contains("-A ISTIO_OUTPUT -s ::6/128 -o lo -j RETURN"),
         "IPv6 nat:\n{v6}"
     );
     assert!(
-        ns.exec(&["iptables-save", "-t", "raw"])
+        ns.must(&["iptables-save", "-t", "raw"])
             .contains(":ISTIO_OUTPUT_DNS")
     );
     assert!(
-        ns.exec(&["iptables-save", "-t", "mangle"])
+        ns.must(&["iptables-save", "-t", "mangle"])
             .contains(":ISTIO_DROP")
     );
     assert!(
@@ -403,7 +353,7 @@ fn check_apply_cleanup_tproxy(ns: &Netns) {
     argv.extend(["-c", "dummy9"]);
     let cfg = config(&argv);
     apply(&cfg, &ns.runner()).expect("apply TPROXY");
-    let mangle = ns.exec(&["iptables-save", "-t", "mangle"]);
+    let mangle = ns.must(&["iptables-save", "-t", "mangle"]);
     for expected in [
         ":ISTIO_DIVERT",
         ":ISTIO_TPROXY",
@@ -416,7 +366,7 @@ fn check_apply_cleanup_tproxy(ns: &Netns) {
             "missing {expected:?} in mangle:\n{mangle}"
         );
     }
-    let rules = ns.exec(&["ip", "-4", "rule"]);
+    let rules = ns.must(&["ip", "-4", "rule"]);
     assert!(
         rules.contains("fwmark 0x539 lookup 133"),
         "TPROXY policy rule:\n{rules}"
@@ -431,7 +381,7 @@ fn check_apply_cleanup_tproxy(ns: &Netns) {
         before,
         "TPROXY cleanup left something behind or removed something else"
     );
-    let rules = ns.exec(&["ip", "-4", "rule"]);
+    let rules = ns.must(&["ip", "-4", "rule"]);
     assert!(
         !rules.contains("lookup 133"),
         "policy rule removed:\n{rules}"
@@ -488,7 +438,7 @@ fn check_reapply(ns: &Netns) {
     // Different settings replace the earlier ones.
     apply(&config(&["-i", "10.0.0.0/8"]), &ns.runner()).expect("apply other settings");
     assert!(
-        !ns.exec(&["iptables-save", "-t", "nat"])
+        !ns.must(&["iptables-save", "-t", "nat"])
             .contains("-A ISTIO_OUTPUT -j ISTIO_REDIRECT")
     );
     apply(&cfg, &ns.runner()).expect("apply again");
@@ -497,27 +447,15 @@ fn check_reapply(ns: &Netns) {
     assert_eq!(ns.state(), before);
 }
 
-/// Kills the remote server when the check ends, even on panic.
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn check_real_redirect(ns: &Netns) {
     // A remote host at 198.18.5.5 in its own namespace, reached through the veth pair.
-    let remote = Netns::bare();
-    ns.exec(&["ip", "link", "set", "veth1", "netns", &remote.name]);
-    remote.exec(&["ip", "addr", "add", "198.18.5.5/15", "dev", "veth1"]);
-    remote.exec(&["ip", "link", "set", "veth1", "up"]);
-    let server = remote
-        .role_command("server")
-        .spawn()
-        .expect("start remote server");
-    let _server = ChildGuard(server);
+    let remote = bare_namespace();
+    ns.must(&["ip", "link", "set", "veth1", "netns", remote.name()]);
+    remote.must(&["ip", "addr", "add", "198.18.5.5/15", "dev", "veth1"]);
+    remote.must(&["ip", "link", "set", "veth1", "up"]);
+    // Killed when the check ends, even on panic.
+    let _server =
+        ChildGuard::spawn(&mut remote.role_command("server")).expect("start remote server");
 
     let cfg = config(&SIDECAR_FLAGS);
     apply(&cfg, &ns.runner()).expect("apply");

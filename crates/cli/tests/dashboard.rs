@@ -13,10 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lateen_test_support::chromium::{Chromium, chromium_or_skip, elements_with_class};
+use lateen_test_support::process::ChildGuard;
 
 const DASHBOARD: &str = "http://127.0.0.1:15014/dashboard/";
 const REVIEWS: &str = "reviews.default.svc.cluster.local";
@@ -41,7 +42,7 @@ fn lateen() -> PathBuf {
 
 /// The running demo; stopped (SIGTERM, then killed) when dropped.
 struct Demo {
-    child: Child,
+    _child: ChildGuard,
     stdout: PathBuf,
 }
 
@@ -72,28 +73,14 @@ impl Demo {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start lateen demo");
-        Demo { child, stdout }
+        Demo {
+            _child: ChildGuard::with_grace(child, Duration::from_secs(30)),
+            stdout,
+        }
     }
 
     fn output(&self) -> String {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

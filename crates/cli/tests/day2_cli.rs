@@ -7,9 +7,11 @@
 
 use lateen_test_support::envoy_bootstrap::Bootstrap;
 use lateen_test_support::free_port;
+use lateen_test_support::process::ChildGuard;
+use lateen_test_support::wait;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn lateen() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lateen"))
@@ -24,16 +26,6 @@ fn sibling(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Kills its child on drop, so a failed assertion leaves no process behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn run(args: &[&str]) -> Output {
@@ -64,8 +56,8 @@ enum Sidecar {
 /// explicit outbound listener (interception NONE), and one sidecar on it.
 struct Mesh {
     // Fields drop in order: the processes end before their folder is removed.
-    _proxy: Guard,
-    _lateend: Guard,
+    _proxy: ChildGuard,
+    _lateend: ChildGuard,
     debug: String,
     admin: String,
     dir: tempfile::TempDir,
@@ -133,7 +125,7 @@ spec:
             .stderr(log("lateend.err"))
             .spawn()
             .expect("start lateend");
-        let lateend = Guard(lateend);
+        let lateend = ChildGuard::new(lateend);
         wait_for(&dir, "lateend's /ready", Duration::from_secs(30), || {
             std::net::TcpStream::connect(&debug).is_ok()
         });
@@ -183,7 +175,7 @@ spec:
             debug,
             admin,
             dir,
-            _proxy: Guard(proxy),
+            _proxy: ChildGuard::new(proxy),
             _lateend: lateend,
         }
     }
@@ -199,15 +191,9 @@ fn envoy_bootstrap(admin_port: u16, xds_port: u16) -> String {
         .to_yaml()
 }
 
-/// Polls `ready` every 100 ms until it holds or `limit` passes; then fails with the logs.
-fn wait_for(dir: &tempfile::TempDir, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        if start.elapsed() > limit {
-            panic!("{what} not reached within {limit:?}\n{}", logs(dir.path()));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Waits (bounded by `limit`) until `ready` holds; then fails with the logs.
+fn wait_for(dir: &tempfile::TempDir, what: &str, limit: Duration, ready: impl FnMut() -> bool) {
+    wait::until_or(what, limit, ready, || logs(dir.path()));
 }
 
 fn logs(dir: &Path) -> String {

@@ -9,7 +9,10 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use lateen_test_support::netns;
+use lateen_test_support::process::ChildGuard;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,37 +21,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const PRODUCTPAGE: &str = "198.18.10.11";
 const REVIEWS_V2: &str = "198.18.10.14";
 
-/// Why the test cannot run here, if it cannot.
-fn missing() -> Option<String> {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if !is_root {
-        return Some("not root".into());
-    }
-    ["ip", "iptables-restore", "setpriv"]
-        .into_iter()
-        .find(|tool| {
-            !Command::new("sh")
-                .arg("-c")
-                .arg(format!("command -v {tool}"))
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(|tool| format!("{tool} not found"))
-}
-
 /// True when the test should go on; skips (or fails under LATEEN_REQUIRE_TOOLS) otherwise.
 fn can_run(test: &str) -> bool {
-    let Some(why) = missing() else { return true };
-    assert!(
-        std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()),
-        "{test} cannot run: {why}"
-    );
-    eprintln!("SKIPPED {test}: {why}");
-    false
+    netns::can_run(test, netns::missing(&["ip", "iptables-restore", "setpriv"]))
 }
 
 fn lateen() -> PathBuf {
@@ -65,7 +40,7 @@ fn lateen() -> PathBuf {
 /// A running `lateen demo`, its stdout collected as it comes. Dropping it stops the demo
 /// (SIGTERM: the demo cleans up), so a failed assertion leaves nothing behind.
 struct Demo {
-    child: Child,
+    child: ChildGuard,
     stdout: Arc<Mutex<String>>,
     dir: PathBuf,
 }
@@ -110,7 +85,7 @@ impl Demo {
             });
         }
         Demo {
-            child,
+            child: ChildGuard::with_grace(child, Duration::from_secs(30)),
             stdout,
             dir: dir.to_path_buf(),
         }
@@ -151,29 +126,17 @@ impl Demo {
 
     /// Waits for the demo to exit on its own; kills it after `within`.
     fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(200));
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("demo did not exit within {within:?}:\n{}", self.report());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let Some(status) = self.child.wait_exit(within) else {
+            self.child.kill_now();
+            panic!("demo did not exit within {within:?}:\n{}", self.report());
+        };
+        // Let the reader threads drain the pipes.
+        std::thread::sleep(Duration::from_millis(200));
+        status
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal} failed");
+        assert!(self.child.signal(signal), "kill -{signal} failed");
     }
 
     /// The pids the demo recorded for its processes.
@@ -183,23 +146,6 @@ impl Demo {
             .lines()
             .filter_map(|line| line.trim().parse().ok())
             .collect()
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -13,12 +13,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use lateen_test_support::kube::{TestCluster, kubelet};
-use lateen_test_support::probe::{http_status, logged_address, wait_for};
+use lateen_test_support::probe::{http_status, logged_address};
+use lateen_test_support::process::ChildGuard;
+use lateen_test_support::wait::{self, until_some};
 use serde_json::Value;
 
 const NS: &str = "istio-system";
@@ -110,7 +112,7 @@ fn resolved_env(container: &Value, pod: &str, account: &str) -> Vec<(String, Str
 
 /// One lateend process run as a pod of the Deployment; killed on drop.
 struct Replica {
-    child: Child,
+    child: ChildGuard,
     log: PathBuf,
 }
 
@@ -120,7 +122,7 @@ impl Replica {
     }
 
     fn address(&self, message: &str) -> std::net::SocketAddr {
-        wait_for(
+        until_some(
             &format!("lateend to log {message:?}"),
             Duration::from_secs(20),
             || logged_address(&self.log(), message),
@@ -129,24 +131,10 @@ impl Replica {
 
     /// SIGTERM (a pod's shutdown), then wait for the exit.
     fn terminate(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        self.child.signal("TERM");
+        if self.child.wait_exit(Duration::from_secs(10)).is_none() {
+            panic!("lateend did not stop on SIGTERM:\n{}", self.log());
         }
-        panic!("lateend did not stop on SIGTERM:\n{}", self.log());
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -183,24 +171,22 @@ fn start_replica(
                 .expect("log"),
         ));
     let child = command.spawn().expect("spawn lateend");
-    Replica { child, log }
+    Replica {
+        child: ChildGuard::new(child),
+        log,
+    }
 }
 
 fn wait_ready(replica: &Replica, what: &str) -> Duration {
     let started = Instant::now();
     let http = replica.address("serving readiness (/ready)");
-    let ready = Instant::now() + Duration::from_secs(30);
-    loop {
-        if http_status(http, "/ready", Duration::from_secs(2)) == Some(200) {
-            return started.elapsed();
-        }
-        assert!(
-            Instant::now() < ready,
-            "{what} never became ready:\n{}",
-            replica.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_or(
+        &format!("{what} to become ready"),
+        Duration::from_secs(30),
+        || http_status(http, "/ready", Duration::from_secs(2)) == Some(200),
+        || replica.log(),
+    );
+    started.elapsed()
 }
 
 #[test]
@@ -250,7 +236,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
         "the probe lateend answers"
     );
     // kube-controller-manager made the ReplicaSet and its Pod: that Pod's name is POD_NAME.
-    let pod_a = wait_for("the lateend Pod", Duration::from_secs(60), || {
+    let pod_a = until_some("the lateend Pod", Duration::from_secs(60), || {
         get_json(&cluster, &["pods", "-n", NS, "-l", "app=lateend"])?["items"][0]["metadata"]
             ["name"]
             .as_str()
@@ -288,7 +274,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
             .await
             .expect("pod running and ready");
         });
-    wait_for(
+    until_some(
         "the lateend Deployment available",
         Duration::from_secs(30),
         || {
@@ -300,20 +286,20 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
 
     // It holds the Leases and publishes the root certificate everywhere.
     for lease in [ROOT_CERT_LEASE, WEBHOOK_LEASE] {
-        wait_for(
+        until_some(
             &format!("{lease} held by {pod_a}"),
             Duration::from_secs(20),
             || (lease_holder(&cluster, lease).as_deref() == Some(pod_a.as_str())).then_some(()),
         );
     }
-    let ca_a = wait_for(
+    let ca_a = until_some(
         "istio-ca-root-cert in labelled",
         Duration::from_secs(20),
         || root_cert(&cluster, "labelled"),
     );
     assert!(ca_a.contains("BEGIN CERTIFICATE"), "{ca_a}");
     for ns in ["default", NS, "kube-system"] {
-        let ca = wait_for(
+        let ca = until_some(
             &format!("{ROOT_CERT} in {ns}"),
             Duration::from_secs(20),
             || root_cert(&cluster, ns),
@@ -327,7 +313,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     );
 
     // The refused VirtualService carries Istio's status, written by the status Lease's holder.
-    let status = wait_for(
+    let status = until_some(
         "IST0106 on the wildcard VirtualService",
         Duration::from_secs(20),
         || {
@@ -351,7 +337,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     );
 
     // Its webhooks' caBundle is that CA...
-    wait_for("the injector's caBundle", Duration::from_secs(20), || {
+    until_some("the injector's caBundle", Duration::from_secs(20), || {
         let bundles = ca_bundles(
             &cluster,
             "mutatingwebhookconfiguration",
@@ -359,7 +345,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
         );
         (!bundles.is_empty() && bundles.iter().all(|b| *b == ca_a)).then_some(())
     });
-    wait_for("the validator's caBundle", Duration::from_secs(20), || {
+    until_some("the validator's caBundle", Duration::from_secs(20), || {
         let bundles = ca_bundles(
             &cluster,
             "validatingwebhookconfiguration",
@@ -371,7 +357,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     // that bundle, gets through TLS (failurePolicy Fail: a bad bundle would refuse the Pod).
     let webhook = a.address("serving the sidecar-injection webhook");
     cluster.set_host_port("lateend.istio-system.svc", 443, webhook);
-    wait_for(
+    until_some(
         "labelled's default ServiceAccount",
         Duration::from_secs(30),
         || get_json(&cluster, &["serviceaccount", "default", "-n", "labelled"]),
@@ -386,7 +372,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     // validating configurations are switched to failurePolicy Fail, and an object Istio
     // refuses stays out of the cluster.
     for name in ["istio-validator-istio-system", "istiod-default-validator"] {
-        wait_for(
+        until_some(
             &format!("{name} fail-closed"),
             Duration::from_secs(40),
             || {
@@ -410,7 +396,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     cluster
         .kubectl_ok(&["create", "namespace", "fresh"], None)
         .expect("kubectl");
-    let fresh = wait_for(
+    let fresh = until_some(
         "istio-ca-root-cert in fresh",
         Duration::from_secs(10),
         || root_cert(&cluster, "fresh"),
@@ -419,7 +405,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     cluster
         .kubectl_ok(&["delete", "configmap", ROOT_CERT, "-n", "fresh"], None)
         .expect("kubectl");
-    wait_for(
+    until_some(
         "istio-ca-root-cert back in fresh",
         Duration::from_secs(10),
         || root_cert(&cluster, "fresh").filter(|c| *c == ca_a),
@@ -439,7 +425,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
             None,
         )
         .expect("kubectl");
-    wait_for(
+    until_some(
         "istio-ca-root-cert corrected in labelled",
         Duration::from_secs(10),
         || root_cert(&cluster, "labelled").filter(|c| *c == ca_a),
@@ -480,7 +466,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     let stopped = Instant::now();
     a.terminate();
     for lease in [ROOT_CERT_LEASE, WEBHOOK_LEASE] {
-        wait_for(
+        until_some(
             &format!("{lease} taken over by {pod_b}"),
             Duration::from_secs(20),
             || (lease_holder(&cluster, lease).as_deref() == Some(pod_b.as_str())).then_some(()),
@@ -490,7 +476,7 @@ fn lateend_runs_as_installed_and_writes_what_istiod_writes() {
     cluster
         .kubectl_ok(&["delete", "configmap", ROOT_CERT, "-n", "fresh"], None)
         .expect("kubectl");
-    wait_for(
+    until_some(
         "B to put istio-ca-root-cert back",
         Duration::from_secs(10),
         || root_cert(&cluster, "fresh").filter(|c| *c == ca_a),

@@ -18,7 +18,7 @@ use lateen_discovery::cluster_writes::status;
 use lateen_discovery::cluster_writes::{Elector, LeaseTimings};
 use lateen_discovery::kube::RejectedObject;
 use lateen_test_support::kube::{TestCluster, client_for};
-use lateen_test_support::probe::eventually;
+use lateen_test_support::wait::eventually;
 use tokio::sync::watch;
 
 const NS: &str = "istio-system";

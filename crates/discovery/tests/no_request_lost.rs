@@ -5,7 +5,7 @@
 //! bench/loadgen) and the backends are `lateen-sample-app`s; everything on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use lateen_test_support::netns::Children;
+use lateen_test_support::process::Children;
 use lateen_test_support::{free_port, write_config as write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,7 +88,7 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).expect("config dir");
-    let mut children = Children(Vec::new());
+    let mut children = Children::default();
 
     let backends: Vec<(u16, &str)> = vec![
         (free_port(), "v1"),
@@ -98,7 +98,7 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
     ];
     for (port, version) in &backends {
         let listen = format!("127.0.0.1:{port}");
-        children.0.push(spawn(
+        children.push(spawn(
             &app,
             &[
                 "--name",
@@ -162,7 +162,7 @@ fn steady_load_loses_nothing_across_forty_changes_and_a_control_plane_restart() 
     ];
     let admin = format!("127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
-    children.0.push(spawn(
+    children.push(spawn(
         &proxy,
         &[
             "sidecar",

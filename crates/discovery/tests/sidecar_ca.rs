@@ -57,7 +57,7 @@ fn start_sidecar(work: &Path, xds: u16, ca: u16, root: &Path, token: &Path) -> (
         .spawn()
         .expect("spawn lateen-proxy sidecar");
     let process = Process {
-        child,
+        child: lateen_test_support::process::ChildGuard::new(child),
         log,
         admin_path: None,
     };

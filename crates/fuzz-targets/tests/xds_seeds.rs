@@ -6,49 +6,25 @@
 
 use lateen_discovery::translate::build_snapshot;
 use lateen_discovery::{Config, Proxy, Registry};
+use lateen_test_support::mesh_fixtures::{ROUTES, SERVICES};
 use lateen_xds::ProxyNode;
 use lateen_xds::types::{CLUSTER, ENDPOINT, LISTENER, ROUTE, short_name};
 use std::path::Path;
 
-const MESH: &str = r#"
+/// What the seeds add to the shared mesh (`mesh_fixtures`): gRPC and TCP ports, a locality,
+/// hashing on a header and an AuthorizationPolicy.
+const EXTRAS: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}, {number: 9090, name: grpc, protocol: GRPC}, {number: 3306, name: tcp, protocol: TCP}]
-  endpoints:
-  - {address: 10.0.0.1, labels: {app: reviews, version: v1}, locality: r1/z1}
-  - {address: 10.0.0.2, labels: {app: reviews, version: v2}, ports: {http: 19080}}
+metadata: {name: db, namespace: default}
+spec: {hosts: [db.default.svc.cluster.local], location: MESH_INTERNAL, resolution: STATIC,
+  ports: [{number: 9090, name: grpc, protocol: GRPC}, {number: 3306, name: tcp, protocol: TCP}],
+  endpoints: [{address: 10.0.2.1, labels: {app: db}, locality: r1/z1}]}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {name: reviews, namespace: default}
-spec:
-  host: reviews
-  trafficPolicy:
-    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
-    connectionPool: {tcp: {maxConnections: 10}, http: {http1MaxPendingRequests: 5}}
-    outlierDetection: {consecutive5xxErrors: 7, interval: 5s, baseEjectionTime: 1m}
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
-  http:
-  - match: [{headers: {end-user: {exact: jason}}, uri: {regex: "/r.*"}}]
-    fault: {abort: {httpStatus: 418, percentage: {value: 12.5}}}
-    retries: {attempts: 2, perTryTimeout: 1s, retryOn: "5xx,reset"}
-    corsPolicy: {allowOrigins: [{exact: "https://a"}], allowMethods: [GET]}
-    mirror: {host: reviews, subset: v2}
-    route: [{destination: {host: reviews, subset: v1}}]
-  - route:
-    - {destination: {host: reviews, subset: v1}, weight: 90}
-    - {destination: {host: reviews, subset: v2}, weight: 10, headers: {response: {set: {x-canary: "yes"}}}}
+metadata: {name: db, namespace: default}
+spec: {host: db, trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -61,7 +37,8 @@ spec:
 #[test]
 #[ignore = "writes fuzz/corpus/xds_resources; run by hand"]
 fn write_xds_seeds() {
-    let loaded = lateen_api::load(MESH, "mesh.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let mesh = format!("{SERVICES}---\n{ROUTES}---\n{EXTRAS}");
+    let loaded = lateen_api::load(&mesh, "mesh.yaml").unwrap_or_else(|e| panic!("{e}"));
     let config = Config {
         resources: loaded.resources().cloned().collect(),
         ..Config::default()

@@ -7,93 +7,26 @@
 //! this test creates and removes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use lateen_test_support::netns::{
+    self, EXCLUDED_INBOUND_PORTS, End, Lab, SIDECAR_CAPTURE_FLAGS, must,
+};
+use lateen_test_support::wait;
 
 const PROXY: &str = env!("CARGO_BIN_EXE_lateen-proxy");
 
-struct Namespaces {
-    pod: String,
-    peer: String,
-    children: Vec<Child>,
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in [&self.pod, &self.peer] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn run(args: &[&str]) -> String {
-    let output = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|err| panic!("{args:?}: {err}"));
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Vec<String> {
-    ["ip", "netns", "exec", ns]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(args.iter().map(|s| s.to_string()))
-        .collect()
-}
+const TOOLS: [&str; 6] = [
+    "ip",
+    "iptables-restore",
+    "ip6tables-restore",
+    "setpriv",
+    "curl",
+    "python3",
+];
 
 fn run_in(ns: &str, args: &[&str]) -> String {
-    let full = in_ns(ns, args);
-    run(&full.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-fn spawn_in(ns: &str, args: &[&str], log: &std::path::Path) -> Child {
-    let full = in_ns(ns, args);
-    Command::new(&full[0])
-        .args(&full[1..])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .unwrap_or_else(|err| panic!("spawn {full:?}: {err}"))
-}
-
-fn tools_ready() -> Result<(), String> {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if !is_root {
-        return Err("not root".into());
-    }
-    for tool in [
-        "ip",
-        "iptables-restore",
-        "ip6tables-restore",
-        "setpriv",
-        "curl",
-        "python3",
-    ] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            return Err(format!("{tool} not found"));
-        }
-    }
-    Ok(())
+    must(Some(ns), args)
 }
 
 /// curl as an application user (UID 1000) inside `ns`; returns the HTTP status.
@@ -101,12 +34,8 @@ fn app_curl(ns: &str, url: &str) -> String {
     lateen_test_support::netns::http_status(ns, Some(1000), url)
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    wait::until(what, Duration::from_secs(10), check);
 }
 
 fn metric(ns: &str, parts: &[&str]) -> f64 {
@@ -142,79 +71,40 @@ clusters:
 
 #[test]
 fn captured_traffic_reaches_the_proxy_with_its_original_destination() {
-    if let Err(missing) = tools_ready() {
-        assert!(
-            std::env::var_os("LATEEN_REQUIRE_TOOLS").is_none_or(|v| v.is_empty()),
-            "capture test cannot run: {missing}"
-        );
-        eprintln!(
-            "SKIPPED captured_traffic_reaches_the_proxy_with_its_original_destination: {missing}"
-        );
+    if !netns::can_run(
+        "captured_traffic_reaches_the_proxy_with_its_original_destination",
+        netns::missing(&TOOLS),
+    ) {
         return;
     }
-    let id = std::process::id();
-    let mut namespaces = Namespaces {
-        pod: format!("lateen-pod-{id}"),
-        peer: format!("lateen-peer-{id}"),
-        children: Vec::new(),
-    };
-    let (pod, peer) = (namespaces.pod.clone(), namespaces.peer.clone());
-    let dir = tempfile::tempdir().expect("dir");
-    run(&["ip", "netns", "add", &pod]);
-    run(&["ip", "netns", "add", &peer]);
-    let (veth_pod, veth_peer) = (format!("lp{}", id % 100000), format!("lq{}", id % 100000));
-    run(&[
-        "ip", "link", "add", &veth_pod, "netns", &pod, "type", "veth", "peer", "name", &veth_peer,
-        "netns", &peer,
-    ]);
-    for (ns, dev, v4, v6) in [
-        (&pod, &veth_pod, "198.18.1.1/24", "2001:2::1/64"),
-        (&peer, &veth_peer, "198.18.1.2/24", "2001:2::2/64"),
-    ] {
-        run_in(ns, &["ip", "link", "set", "lo", "up"]);
-        run_in(ns, &["ip", "addr", "add", v4, "dev", dev]);
-        run_in(ns, &["ip", "-6", "addr", "add", v6, "dev", dev, "nodad"]);
-        run_in(ns, &["ip", "link", "set", dev, "up"]);
-    }
+    let mut lab = Lab::new("cap");
+    let (pod, peer) = (lab.namespace("pod"), lab.namespace("peer"));
+    lab.veth(
+        End {
+            netns: &pod,
+            addresses: &["198.18.1.1/24", "2001:2::1/64"],
+        },
+        End {
+            netns: &peer,
+            addresses: &["198.18.1.2/24", "2001:2::2/64"],
+        },
+    );
 
     // The peer's server and the pod's own app, both plain HTTP servers on IPv4 and IPv6 (run
     // as root: only UID 1337 is special to the capture rules).
-    namespaces.children.push(spawn_in(
-        &peer,
-        &["python3", "-m", "http.server", "8080", "--bind", "::"],
-        &dir.path().join("peer.log"),
-    ));
-    namespaces.children.push(spawn_in(
-        &pod,
-        &["python3", "-m", "http.server", "9080", "--bind", "::"],
-        &dir.path().join("app.log"),
-    ));
+    let http_server = |port| ["python3", "-m", "http.server", port, "--bind", "::"];
+    lab.spawn(&peer, "peer", &http_server("8080"), &[]);
+    lab.spawn(&pod, "app", &http_server("9080"), &[]);
 
-    let dry_run = run_in(
-        &pod,
-        &[
-            PROXY,
-            "capture",
-            "--dry-run",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-g",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "-i",
-            "*",
-            "-b",
-            "*",
-            "-d",
-            "15090,15021,15020,15000",
-            "--dual-stack",
-        ],
-    );
+    // Istio's sidecar flags, as the injected init container passes them.
+    let capture = |extra: &[&str]| {
+        let mut args = vec![PROXY, "capture"];
+        args.extend(extra);
+        args.extend(SIDECAR_CAPTURE_FLAGS);
+        args.extend(["-d", EXCLUDED_INBOUND_PORTS, "--dual-stack"]);
+        run_in(&pod, &args)
+    };
+    let dry_run = capture(&["--dry-run"]);
     assert!(
         dry_run.contains("-j REDIRECT --to-ports 15001")
             && dry_run.contains("-j REDIRECT --to-ports 15006"),
@@ -224,68 +114,32 @@ fn captured_traffic_reaches_the_proxy_with_its_original_destination() {
         !run_in(&pod, &["iptables-save", "-t", "nat"]).contains("ISTIO_OUTPUT"),
         "dry run must not touch the tables"
     );
-    run_in(
-        &pod,
-        &[
-            PROXY,
-            "capture",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-g",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "-i",
-            "*",
-            "-b",
-            "*",
-            "-d",
-            "15090,15021,15020,15000",
-            "--dual-stack",
-        ],
-    );
+    capture(&[]);
     assert!(run_in(&pod, &["ip6tables-save", "-t", "nat"]).contains("ISTIO_REDIRECT"));
 
-    let config = dir.path().join("proxy.yaml");
+    let config = lab.dir().join("proxy.yaml");
     std::fs::write(&config, CONFIG).expect("config");
-    let _ = std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    );
     let _ = std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    namespaces.children.push(spawn_in(
+    lab.spawn_as_proxy(
         &pod,
+        "proxy",
         &[
-            "setpriv",
-            "--reuid=1337",
-            "--regid=1337",
-            "--clear-groups",
             PROXY,
             "--config",
             config.to_str().unwrap_or_default(),
             "--concurrency",
             "1",
         ],
-        &dir.path().join("proxy.log"),
-    ));
-    let proxy_log = || std::fs::read_to_string(dir.path().join("proxy.log")).unwrap_or_default();
+        &[],
+    );
+    let proxy_log = || lab.log("proxy");
     wait_for("proxy ready", || {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pod,
-                "curl",
-                "-s",
-                "http://127.0.0.1:15021/healthz/ready",
-            ])
-            .output()
-            .map(|o| o.stdout.starts_with(b"LIVE"))
-            .unwrap_or(false)
+        netns::run(
+            Some(&pod),
+            &["curl", "-s", "http://127.0.0.1:15021/healthz/ready"],
+        )
+        .1
+        .starts_with("LIVE")
     });
     wait_for("peer server", || {
         run_in(
@@ -376,24 +230,10 @@ fn captured_traffic_reaches_the_proxy_with_its_original_destination() {
         "000"
     );
 
-    run_in(
-        &pod,
-        &[
-            PROXY,
-            "capture-cleanup",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-g",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "--dual-stack",
-        ],
-    );
+    let mut cleanup = vec![PROXY, "capture-cleanup"];
+    cleanup.extend(&SIDECAR_CAPTURE_FLAGS[..10]);
+    cleanup.push("--dual-stack");
+    run_in(&pod, &cleanup);
     assert!(
         !run_in(&pod, &["iptables-save", "-t", "nat"]).contains("ISTIO_"),
         "clean-up removes the IPv4 rules"

@@ -36,7 +36,9 @@ use lateen_test_support::kube::container::{ContainerProcess, Pod};
 use lateen_test_support::kube::{
     PodRun, TestCluster, VolumeSource, kubelet, pod_container_command,
 };
-use lateen_test_support::netns::{self, Children, Netns};
+use lateen_test_support::netns::{self, Netns};
+use lateen_test_support::process::Children;
+use lateen_test_support::wait;
 use serde_json::{Value, json};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_lateen-proxy");
@@ -296,14 +298,14 @@ fn start(
 
     let netns = Netns::create(&format!("lateen-{test}-{}", std::process::id() % 100_000));
     netns.add_address(pod_ip);
-    let mut children = Children(Vec::new());
+    let mut children = Children::default();
     let config_dir = dir.path().join("config");
     std::fs::create_dir_all(&config_dir).expect("config dir");
     let ca_file = dir.path().join("lateend-ca.pem");
     let lateend = lateend().expect("checked before");
     let lateend = lateend.to_string_lossy();
     let address = |port: u16| format!("{LATEEND_ADDRESS}:{port}");
-    children.0.push(
+    children.push(
         netns
             .spawn(
                 &[
@@ -334,34 +336,29 @@ fn start(
             )
             .expect("start lateend"),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match std::fs::read_to_string(&ca_file) {
-            Ok(pem) if pem.contains("END CERTIFICATE") => {
-                assert_eq!(
-                    pem.trim(),
-                    lateend_ca.trim(),
-                    "lateend serves with its --ca-dir"
-                );
-                break;
-            }
-            _ => {
-                assert!(
-                    Instant::now() < deadline,
-                    "lateend wrote no CA: {}",
-                    std::fs::read_to_string(dir.path().join("lateend.log")).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+    let pem = wait::poll(Duration::from_secs(30), || {
+        std::fs::read_to_string(&ca_file)
+            .ok()
+            .filter(|pem| pem.contains("END CERTIFICATE"))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "lateend wrote no CA: {}",
+            std::fs::read_to_string(dir.path().join("lateend.log")).unwrap_or_default()
+        )
+    });
+    assert_eq!(
+        pem.trim(),
+        lateend_ca.trim(),
+        "lateend serves with its --ca-dir"
+    );
 
     let words: Vec<String> = std::iter::once(command.get_program())
         .chain(command.get_args())
         .map(|w| w.to_string_lossy().into_owned())
         .collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    children.0.push(
+    children.push(
         netns
             .spawn(&words, &dir.path().join("sidecar.log"), |cmd| {
                 cmd.env_clear().env(
@@ -400,16 +397,8 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
-fn wait_for(lab: &Lab, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}\n{}",
-            lab.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_for(lab: &Lab, what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    wait::until_or(what, limit, done, || lab.logs());
 }
 
 #[test]

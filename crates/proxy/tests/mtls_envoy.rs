@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use lateen_proxy::tls::UpstreamAlpn;
 use lateen_test_support::envoy::EnvoyProcess;
-use lateen_test_support::probe::wait_for;
 use lateen_test_support::test_ca::WorkloadCert;
+use lateen_test_support::wait::until_some;
 use serde_json::json;
 use support::mesh::*;
 use support::upstream::Upstream;
@@ -150,7 +150,7 @@ impl EnvoySide {
     /// Waits up to 5 s for the `listener`'s access log to have a line containing `text`.
     fn access_log_shows(&self, listener: &str, text: &str) {
         let path = self.dir.path().join(format!("{listener}-access.log"));
-        wait_for(
+        until_some(
             &format!("{text} in Envoy's {listener} access log"),
             Duration::from_secs(5),
             || {

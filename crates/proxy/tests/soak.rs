@@ -19,8 +19,8 @@ mod soak_support;
 mod support;
 mod xds_support;
 
-use lateen_test_support::netns::Children;
 use lateen_test_support::proc_stats;
+use lateen_test_support::process::ChildGuard;
 use soak_support::load::{self, Tally};
 use soak_support::mesh::Mesh;
 use std::net::SocketAddr;
@@ -94,7 +94,7 @@ async fn mixed_traffic_with_churn_fails_nothing_and_leaks_nothing() {
 
     let xds: SocketAddr = ([127, 0, 0, 1], unique_port()).into();
     let lateend_log = work.path().join("lateend.log");
-    let children = Children(vec![
+    let lateend = ChildGuard::new(
         Command::new(lateend_binary())
             .args(["--config-dir", &config_dir.to_string_lossy()])
             .args(["--xds-address", &xds.to_string()])
@@ -107,8 +107,8 @@ async fn mixed_traffic_with_churn_fails_nothing_and_leaks_nothing() {
             .stderr(std::fs::File::create(&lateend_log).expect("lateend log"))
             .spawn()
             .expect("start lateend"),
-    ]);
-    let lateend_pid = children.0[0].id();
+    );
+    let lateend_pid = lateend.id();
     let server = SidecarProcess::start_with_env(xds, &[], &Mesh::server_env());
     let client = SidecarProcess::start_with_env(xds, &[], &Mesh::client_env());
     let logs = || {

@@ -9,7 +9,10 @@
 
 mod xds_support;
 
-use lateen_test_support::netns::{self, must, run as sh};
+use lateen_test_support::netns::{
+    self, EXCLUDED_INBOUND_PORTS, End, Lab, SIDECAR_CAPTURE_FLAGS, must, run as sh,
+};
+use lateen_test_support::wait;
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use lateen_xds::pb::envoy::config::core::v3::{
     BindConfig, HeaderValue, HeaderValueOption, Metadata, SocketAddress, socket_address,
@@ -26,8 +29,7 @@ use lateen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProx
 use lateen_xds::pb::google::protobuf::{self, ListValue, Struct, Value, value::Kind};
 use lateen_xds::{Snapshot, XdsServer};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use xds_support::*;
 
 // `xds_support` reaches `support::` through the crate root.
@@ -65,48 +67,13 @@ while True:
     threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
 "#;
 
-struct Lab {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn spawn(ns: &str, args: &[&str], log: &std::path::Path) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .unwrap_or_else(|err| panic!("spawn {args:?}: {err}"))
-}
-
 /// An app request (UID 1000) from `ns`: the HTTP status.
 fn app_get(ns: &str, url: &str) -> String {
     netns::http_status(ns, Some(1000), url)
 }
 
-fn wait(what: &str, mut check: impl FnMut() -> bool, log: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait(what: &str, check: impl FnMut() -> bool, log: impl FnOnce() -> String) {
+    wait::until_or(what, Duration::from_secs(20), check, log);
 }
 
 fn requests(ns: &str, parts: &[&str]) -> f64 {
@@ -293,12 +260,8 @@ async fn captured_traffic_follows_xds_listeners() {
     ) {
         return;
     }
-    let dir = tempfile::tempdir().expect("dir");
-    let _ = std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    );
-    let socket_path = dir.path().join("xds.sock");
+    let mut lab = Lab::new("xcap");
+    let socket_path = lab.dir().join("xds.sock");
     let server = XdsServer::default();
     server.set_snapshot(NODE, resources());
     let unix = tokio::net::UnixListener::bind(&socket_path).expect("bind unix socket");
@@ -313,32 +276,20 @@ async fn captured_traffic_follows_xds_listeners() {
             .await
     });
 
-    let id = std::process::id();
-    let (pod, peer) = (format!("lateen-xpod-{id}"), format!("lateen-xpeer-{id}"));
-    let mut lab = Lab {
-        namespaces: vec![pod.clone(), peer.clone()],
-        children: Vec::new(),
-    };
-    must(None, &["ip", "netns", "add", &pod]);
-    must(None, &["ip", "netns", "add", &peer]);
-    let (veth_pod, veth_peer) = (format!("xp{}", id % 100000), format!("xq{}", id % 100000));
-    must(
-        None,
-        &[
-            "ip", "link", "add", &veth_pod, "netns", &pod, "type", "veth", "peer", "name",
-            &veth_peer, "netns", &peer,
-        ],
+    let (pod, peer) = (lab.namespace("pod"), lab.namespace("peer"));
+    lab.veth(
+        End {
+            netns: &pod,
+            addresses: &["198.18.1.1/24"],
+        },
+        End {
+            netns: &peer,
+            addresses: &["198.18.1.2/24"],
+        },
     );
-    for (ns, dev, address) in [
-        (&pod, &veth_pod, "198.18.1.1/24"),
-        (&peer, &veth_peer, "198.18.1.2/24"),
-    ] {
-        must(Some(ns), &["ip", "link", "set", "lo", "up"]);
-        must(Some(ns), &["ip", "addr", "add", address, "dev", dev]);
-        must(Some(ns), &["ip", "link", "set", dev, "up"]);
-    }
-    lab.children.push(spawn(
+    lab.spawn(
         &peer,
+        "peer",
         &[
             "python3",
             "-m",
@@ -347,15 +298,17 @@ async fn captured_traffic_follows_xds_listeners() {
             "--bind",
             "198.18.1.2",
         ],
-        &dir.path().join("peer.log"),
-    ));
-    lab.children.push(spawn(
+        &[],
+    );
+    lab.spawn(
         &pod,
+        "app",
         &["python3", "-m", "http.server", "9080", "--bind", "0.0.0.0"],
-        &dir.path().join("app.log"),
-    ));
-    lab.children.push(spawn(
+        &[],
+    );
+    lab.spawn(
         &pod,
+        "relay",
         &[
             "python3",
             "-c",
@@ -363,40 +316,17 @@ async fn captured_traffic_follows_xds_listeners() {
             socket_path.to_str().unwrap_or_default(),
             "15010",
         ],
-        &dir.path().join("relay.log"),
-    ));
-    must(
-        Some(&pod),
-        &[
-            PROXY,
-            "capture",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-g",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "-i",
-            "*",
-            "-b",
-            "*",
-            "-d",
-            "15090,15021,15020,15000",
-        ],
+        &[],
     );
+    let mut capture = vec![PROXY, "capture"];
+    capture.extend(SIDECAR_CAPTURE_FLAGS);
+    capture.extend(["-d", EXCLUDED_INBOUND_PORTS]);
+    must(Some(&pod), &capture);
 
-    let proxy_log = dir.path().join("proxy.log");
-    lab.children.push(spawn(
+    lab.spawn_as_proxy(
         &pod,
+        "proxy",
         &[
-            "setpriv",
-            "--reuid=1337",
-            "--regid=1337",
-            "--clear-groups",
             "env",
             "POD_NAME=pod-a-6b7c8d9f5d-xk2p9",
             "POD_NAMESPACE=default",
@@ -412,9 +342,9 @@ async fn captured_traffic_follows_xds_listeners() {
             "--labels-file",
             "/nonexistent",
         ],
-        &proxy_log,
-    ));
-    let log = || std::fs::read_to_string(&proxy_log).unwrap_or_default();
+        &[],
+    );
+    let log = || lab.log("proxy");
     wait(
         "sidecar ready",
         || {
@@ -506,7 +436,7 @@ async fn captured_traffic_follows_xds_listeners() {
         headers.contains("x-lateen-chain: inbound-9080"),
         "served by virtualInbound's 9080 chain, not passthrough: {headers}"
     );
-    let app_log = std::fs::read_to_string(dir.path().join("app.log")).unwrap_or_default();
+    let app_log = lab.log("app");
     assert!(
         app_log.contains("127.0.0.6"),
         "the app saw the inbound cluster's source address: {app_log}"

@@ -4,14 +4,19 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::process::ChildGuard;
+
+/// How long the demo has to stop its processes and remove what it made after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// `lateen demo` started in the background, its stdout collected; stopped with SIGTERM (its
 /// clean stop) when dropped.
 pub struct RunningDemo {
-    pub child: Child,
+    pub child: ChildGuard,
     stdout: Arc<Mutex<String>>,
 }
 
@@ -39,7 +44,10 @@ impl RunningDemo {
                 }
             });
         }
-        RunningDemo { child, stdout }
+        RunningDemo {
+            child: ChildGuard::with_grace(child, STOP_GRACE),
+            stdout,
+        }
     }
 
     /// What the demo printed so far.
@@ -70,27 +78,9 @@ impl RunningDemo {
     /// SIGTERM, then up to 30 s for the demo to stop every process; whether it stopped
     /// cleanly (exit 0).
     pub fn stop(&mut self) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for RunningDemo {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
+        self.child
+            .terminate(STOP_GRACE)
+            .is_some_and(|status| status.success())
     }
 }
 

@@ -4,11 +4,13 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::process::ChildGuard;
 use std::time::{Duration, Instant};
 
 pub struct EnvoyProcess {
-    child: Child,
+    child: ChildGuard,
     pub admin: SocketAddr,
     pub log: PathBuf,
 }
@@ -32,7 +34,7 @@ impl EnvoyProcess {
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
         let mut envoy = EnvoyProcess {
-            child,
+            child: ChildGuard::new(child),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
         };
@@ -77,12 +79,5 @@ impl EnvoyProcess {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for EnvoyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -2,11 +2,14 @@
 //! command installs (and failing, not skipping, under CI when it is missing), free ports, and
 //! [`kube::TestCluster`], a real Kubernetes control plane (etcd, kube-apiserver with RBAC,
 //! kube-controller-manager) on loopback, with [`test_ca::TestCa`] for TLS servers it must trust;
-//! network namespaces for pod-like processes ([`netns`]); a kubelet's part in starting a Pod's
-//! container as a local process is [`kube::pod_container_command`]; [`probe`] waits on logs and
-//! HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`relay`], a TCP
+//! network namespaces for pod-like processes and labs of them joined by veth pairs
+//! ([`netns`]); child processes ended when a test ends ([`process`]); bounded waiting for a
+//! condition or a port ([`wait`]); a kubelet's part in starting a Pod's
+//! container as a local process is [`kube::pod_container_command`]; [`probe`] reads logged
+//! addresses and asks HTTP; [`istio_corpus`], Istio's validation corpus with Istio's verdicts; [`relay`], a TCP
 //! relay that keeps what crosses the wire; [`envoy`], real Envoy on a static configuration, and [`envoy_bootstrap`], the one builder of Envoy
 //! bootstraps (node, admin, ADS, static clusters and listeners);
+//! [`mesh_fixtures`], a small mesh's Istio YAML for translation tests and fuzz seeds;
 //! [`prometheus`], a real Prometheus scraping a test's processes and answering PromQL;
 //! [`demo`], what the tests of `lateen demo` share; [`otlp_receiver`], a real OTLP/gRPC trace
 //! receiver collecting the spans proxies export; [`metrics_text`], samples read from Prometheus text;
@@ -32,16 +35,19 @@ pub mod envoy_bootstrap;
 pub mod istio_corpus;
 pub mod jwt;
 pub mod kube;
+pub mod mesh_fixtures;
 pub mod metrics_text;
 pub mod netns;
 pub mod otlp_receiver;
 pub mod probe;
 pub mod proc_stats;
+pub mod process;
 pub mod prometheus;
 pub mod relay;
 pub mod static_http;
 pub mod test_ca;
 pub mod tools;
+pub mod wait;
 
 /// True when CI demands every tool (`LATEEN_REQUIRE_TOOLS` set and non-empty): a missing tool
 /// then fails a test instead of skipping it.

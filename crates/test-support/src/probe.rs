@@ -1,7 +1,7 @@
 //! Finding where a started binary listens and asking its HTTP endpoints, for tests that run
 //! lateend (or another binary) with listeners on port 0: the binaries log
 //! `... MESSAGE address=IP:PORT`, and a plain HTTP/1.1 GET tells whether a port answers.
-//! [`eventually`] and [`wait_for`] poll a condition with a deadline.
+//! Waiting for a condition is [`crate::wait`]'s.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -85,40 +85,6 @@ fn dechunk(mut rest: &str) -> Option<String> {
         }
         out.push_str(after.get(..size)?);
         rest = after.get(size..)?.strip_prefix("\r\n")?;
-    }
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, panicking with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// [`eventually`] for blocking tests: polls `check` every 200 ms for at most `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::process::ChildGuard;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -46,7 +48,7 @@ pub struct Sample {
 
 /// A running Prometheus scraping every second.
 pub struct Prometheus {
-    child: Child,
+    child: ChildGuard,
     pub address: SocketAddr,
     dir: tempfile::TempDir,
 }
@@ -85,7 +87,7 @@ impl Prometheus {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut prometheus = Prometheus {
-            child,
+            child: ChildGuard::new(child),
             address,
             dir,
         };
@@ -179,13 +181,6 @@ impl Prometheus {
             }
         }
         Ok((up, errors))
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -8,12 +8,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use lateen_test_support::envoy_bootstrap::Bootstrap;
 use lateen_test_support::free_port;
+use lateen_test_support::process::ChildGuard;
 use lateen_xds::types::LISTENER;
 use lateen_xds::{Snapshot, SyncState, XdsServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -105,15 +106,8 @@ async fn wait_host(envoy: &Envoy, admin: u16, host: &str) -> String {
 }
 
 struct Envoy {
-    child: Child,
+    _child: ChildGuard,
     log: PathBuf,
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Envoy {
@@ -156,7 +150,10 @@ fn start_envoy(binary: &Path, api_type: &'static str, xds: SocketAddr, admin: u1
         .stderr(log_file)
         .spawn()
         .expect("spawn envoy");
-    Envoy { child, log }
+    Envoy {
+        _child: ChildGuard::new(child),
+        log,
+    }
 }
 
 fn snapshot(

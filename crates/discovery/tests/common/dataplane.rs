@@ -203,7 +203,7 @@ pub fn spawn_logged(mut command: Command, work: &Path, name: &str) -> Process {
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
     Process {
-        child,
+        child: lateen_test_support::process::ChildGuard::new(child),
         log,
         admin_path: None,
     }

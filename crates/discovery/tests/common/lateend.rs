@@ -46,7 +46,7 @@ pub async fn start_lateend_with(
         .spawn()
         .expect("spawn lateend");
     let mut process = Process {
-        child,
+        child: lateen_test_support::process::ChildGuard::new(child),
         log,
         admin_path: None,
     };

@@ -9,8 +9,9 @@ pub mod kube_source;
 pub mod lateend;
 
 use lateen_test_support::envoy_bootstrap::Bootstrap;
+use lateen_test_support::wait;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -20,36 +21,25 @@ pub fn envoy_or_skip() -> Option<PathBuf> {
     lateen_test_support::envoy_or_skip("the lateend acceptance test")
 }
 
-/// Killed (and reaped) on drop, so a failing test leaves no process behind.
+/// A started process and its log; killed (and reaped) on drop, so a failing test leaves no
+/// process behind.
 pub struct Process {
-    pub child: Child,
+    pub child: lateen_test_support::process::ChildGuard,
     pub log: PathBuf,
     /// Where Envoy writes its admin address.
     pub admin_path: Option<PathBuf>,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Process {
     /// Envoy's bound admin port, waiting (bounded) for Envoy to write it.
     pub async fn admin_port(&self) -> Option<u16> {
         let path = self.admin_path.as_ref()?;
-        let deadline = Instant::now() + DEADLINE;
-        while Instant::now() < deadline {
-            if let Some(port) = std::fs::read_to_string(path)
+        wait::poll_async(DEADLINE, || async {
+            std::fs::read_to_string(path)
                 .ok()
                 .and_then(|a| a.trim().rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
-            {
-                return Some(port);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        })
+        .await
     }
 
     pub fn log(&self) -> String {
@@ -90,14 +80,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    while Instant::now() < deadline {
-        if check().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("timed out waiting for {what}"))
+    let done = wait::poll_async(DEADLINE, || {
+        let checked = check();
+        async move { checked.await.then_some(()) }
+    })
+    .await;
+    done.ok_or_else(|| format!("timed out waiting for {what}"))
 }
 
 /// How a proxy introduces itself, as istio-agent fills the node: id and metadata.
@@ -166,7 +154,7 @@ pub fn start_envoy_with(
         .spawn()
         .expect("spawn envoy");
     Process {
-        child,
+        child: lateen_test_support::process::ChildGuard::new(child),
         log,
         admin_path: Some(admin_path),
     }

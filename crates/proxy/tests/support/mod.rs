@@ -8,14 +8,15 @@ pub mod upstream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use lateen_test_support::process::ChildGuard;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use lateen_test_support::free_port;
 
 pub struct ProxyProcess {
-    child: Child,
+    child: ChildGuard,
     pub admin: SocketAddr,
     pub health: SocketAddr,
     pub metrics: SocketAddr,
@@ -108,7 +109,7 @@ impl ProxyProcess {
             .spawn()
             .expect("start lateen-proxy");
         let proxy = ProxyProcess {
-            child,
+            child: ChildGuard::new(child),
             admin: ([127, 0, 0, 1], ports.admin).into(),
             health: ([127, 0, 0, 1], ports.health).into(),
             metrics: ([127, 0, 0, 1], ports.metrics).into(),
@@ -148,32 +149,14 @@ impl ProxyProcess {
 
     /// Sends SIGTERM (via the `kill` command) and waits for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "proxy did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child.signal("TERM");
+        self.child
+            .wait_exit(Duration::from_secs(15))
+            .expect("proxy did not exit after SIGTERM")
     }
 
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,6 +2,7 @@
 //! built `lateen-proxy sidecar` as a child process with Istio's injected environment.
 #![allow(dead_code)]
 
+use lateen_test_support::process::ChildGuard;
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use lateen_xds::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, SocketAddress, address,
@@ -22,7 +23,7 @@ use lateen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 use lateen_xds::pb::google::protobuf;
 use lateen_xds::prost::{Message, Name};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::get;
@@ -184,7 +185,7 @@ pub fn http_listener(name: &str, address: SocketAddr, route_name: &str) -> Liste
 
 /// `lateen-proxy sidecar` run as a child process against `discovery`.
 pub struct SidecarProcess {
-    child: Child,
+    child: ChildGuard,
     pub admin: SocketAddr,
     pub health: SocketAddr,
     pub metrics: SocketAddr,
@@ -255,7 +256,7 @@ impl SidecarProcess {
             .spawn()
             .expect("start lateen-proxy sidecar");
         SidecarProcess {
-            child,
+            child: ChildGuard::new(child),
             admin,
             health,
             metrics,
@@ -299,12 +300,5 @@ impl SidecarProcess {
         let (status, body) = get(self.admin, "/config_dump").await.expect("config_dump");
         assert_eq!(status, 200);
         serde_json::from_str(&body).expect("config_dump is JSON")
-    }
-}
-
-impl Drop for SidecarProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

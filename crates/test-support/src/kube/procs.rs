@@ -11,6 +11,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+
+use crate::process::ChildGuard;
 use std::sync::mpsc;
 
 type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
@@ -58,7 +60,7 @@ fn setpriv() -> Option<PathBuf> {
 /// One running component (etcd, kube-apiserver, kube-controller-manager).
 pub(crate) struct Proc {
     pub(crate) name: &'static str,
-    child: Child,
+    child: ChildGuard,
     log: PathBuf,
 }
 
@@ -93,7 +95,7 @@ impl Proc {
         })?;
         Ok(Proc {
             name,
-            child,
+            child: ChildGuard::new(child),
             log: log.to_path_buf(),
         })
     }
@@ -114,14 +116,7 @@ impl Proc {
 
     /// SIGKILL and reap: a crash as far as clients can tell (connections reset, no goodbye).
     pub(crate) fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.kill_now();
     }
 }
 

@@ -170,16 +170,7 @@ pub fn http_listener(name: &str, ip: &str, port: u16, route_name: &str) -> Liste
     }
 }
 
-/// Polls `check` every 50 ms until it returns `Some` or `limit` passes.
+/// Polls `check` until it returns `Some` or `limit` passes.
 pub async fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    lateen_test_support::wait::poll_async(limit, || std::future::ready(check())).await
 }

@@ -7,7 +7,9 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use super::parser::{BinOp, Const, Expr, Func};
+use lateen_cel::{BinOp, Const};
+
+use super::expr::{Expr, Func};
 use crate::access_log::Entry;
 
 /// Why evaluation failed: Envoy logs nothing then, so the reason only serves tests.
@@ -38,7 +40,7 @@ const OVERFLOW: EvalError = EvalError("integer overflow");
 
 pub(super) fn eval<'a>(expr: &'a Expr, entry: &'a Entry) -> Res<'a> {
     match expr {
-        Expr::Const(c) => Ok(constant(c)),
+        Expr::Const(c) => constant(c),
         Expr::Attr(a) => a.value(entry),
         Expr::Ident(_) => Err(EvalError("undeclared reference")),
         Expr::Not(e) => match eval(e, entry)? {
@@ -93,15 +95,17 @@ pub(super) fn eval<'a>(expr: &'a Expr, entry: &'a Entry) -> Res<'a> {
     }
 }
 
-fn constant(c: &Const) -> Val<'_> {
-    match c {
+fn constant(c: &Const) -> Res<'_> {
+    Ok(match c {
         Const::Null => Val::Null,
         Const::Bool(b) => Val::Bool(*b),
         Const::Int(n) => Val::Int(*n),
         Const::Uint(n) => Val::Uint(*n),
         Const::Double(n) => Val::Double(*n),
         Const::Str(s) => Val::Str(Cow::Borrowed(s)),
-    }
+        // Refused when compiled; an error value should one ever get here.
+        Const::Bytes(_) => return Err(EvalError("bytes literals are not supported")),
+    })
 }
 
 /// `&&` (`decides` false) and `||` (`decides` true): the deciding value wins over an error

@@ -1,18 +1,21 @@
 //! A CEL evaluator for access-log filters (Envoy's `envoy.access_loggers.extension_filters.cel`,
 //! which Istio's Telemetry `accessLogging[].filter.expression` becomes): an expression is
-//! parsed once when the configuration is compiled ([`Program::compile`]; what lateen-proxy
-//! cannot evaluate is refused then, by name) and evaluated per finished request or
-//! connection ([`Program::matches`]). As in Envoy, only a `true` result logs: `false`, a
+//! parsed once when the configuration is compiled ([`Program::compile`]: lateen-cel's parser,
+//! then [`compile`] resolves Envoy's attributes and functions, and what lateen-proxy cannot
+//! evaluate is refused then, by name) and evaluated per finished request or connection
+//! ([`Program::matches`]) over the resolved tree, so evaluation parses and allocates nothing
+//! more than before. As in Envoy, only a `true` result logs: `false`, a
 //! non-boolean result and an evaluation error (a header that was not sent) do not.
 
 mod attributes;
+mod compile;
 mod eval;
-mod lexer;
-mod parser;
+mod expr;
 #[cfg(test)]
 mod tests;
 
-use parser::{BinOp, Const, Expr};
+use expr::Expr;
+use lateen_cel::{BinOp, Const, ParseError};
 
 use super::Entry;
 use attributes::Attribute;
@@ -39,6 +42,15 @@ pub enum CelError {
     TooDeep(usize),
 }
 
+impl From<ParseError> for CelError {
+    fn from(error: ParseError) -> CelError {
+        match error {
+            ParseError::Syntax(reason) => CelError::Syntax(reason),
+            ParseError::TooDeep(levels) => CelError::TooDeep(levels),
+        }
+    }
+}
+
 /// A compiled filter expression.
 #[derive(Debug)]
 pub struct Program {
@@ -54,7 +66,7 @@ impl Program {
         if text.len() > MAX_LENGTH {
             return Err(CelError::TooLong(text.len()));
         }
-        let root = parser::parse(lexer::lex(text)?)?;
+        let root = compile::compile(lateen_cel::parse(text)?)?;
         let mut needs = Needs {
             request: Some(Vec::new()),
             response: Some(Vec::new()),

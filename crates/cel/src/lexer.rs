@@ -1,15 +1,17 @@
 //! CEL's tokens (cel-spec's lexical grammar): numbers with their type (`1`, `1u`, `0x1F`,
-//! `1.5`, `1e3`), strings with escapes (single, double, triple quotes, `r` raw), identifiers
-//! and operators.
+//! `1.5`, `1e3`), strings with escapes (single, double, triple quotes, `r` raw, `b` bytes),
+//! identifiers and operators.
 
-use super::CelError;
+use crate::ParseError;
 
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum Token {
+pub enum Token {
     Int(i64),
     Uint(u64),
     Double(f64),
     Str(String),
+    /// A bytes literal's content, its escapes decoded as in a string.
+    Bytes(String),
     Bool(bool),
     Null,
     Ident(String),
@@ -17,11 +19,12 @@ pub(super) enum Token {
 }
 
 impl Token {
-    pub(super) fn describe(&self) -> String {
+    /// How an error message names the token.
+    pub fn describe(&self) -> String {
         match self {
             Token::Ident(name) => format!("identifier {name:?}"),
             Token::Op(op) => format!("{op:?}"),
-            Token::Str(_) => "string literal".to_string(),
+            Token::Str(_) | Token::Bytes(_) => "string literal".to_string(),
             _ => "literal".to_string(),
         }
     }
@@ -33,7 +36,8 @@ const OPERATORS: &[&str] = &[
     "(", ")", "[", "]", "{", "}",
 ];
 
-pub(super) fn lex(text: &str) -> Result<Vec<Token>, CelError> {
+/// The tokens of `text`, or what is not a token and where.
+pub fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -62,8 +66,15 @@ pub(super) fn lex(text: &str) -> Result<Vec<Token>, CelError> {
                     tokens.push(Token::Str(s));
                     i = end;
                 }
-                "b" | "B" | "rb" | "br" | "RB" | "BR" | "rB" | "Rb" | "bR" | "Br" if quoted => {
-                    return Err(CelError::Unsupported("bytes literals".to_string()));
+                "b" | "B" if quoted => {
+                    let (s, end) = string(&chars, i, false)?;
+                    tokens.push(Token::Bytes(s));
+                    i = end;
+                }
+                "rb" | "br" | "RB" | "BR" | "rB" | "Rb" | "bR" | "Br" if quoted => {
+                    let (s, end) = string(&chars, i, true)?;
+                    tokens.push(Token::Bytes(s));
+                    i = end;
                 }
                 "true" => tokens.push(Token::Bool(true)),
                 "false" => tokens.push(Token::Bool(false)),
@@ -73,7 +84,7 @@ pub(super) fn lex(text: &str) -> Result<Vec<Token>, CelError> {
         } else {
             let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
             let Some(op) = OPERATORS.iter().find(|op| rest.starts_with(**op)) else {
-                return Err(CelError::Syntax(format!("unexpected character {c:?}")));
+                return Err(ParseError::Syntax(format!("unexpected character {c:?}")));
             };
             tokens.push(Token::Op(op));
             i += op.len();
@@ -83,9 +94,9 @@ pub(super) fn lex(text: &str) -> Result<Vec<Token>, CelError> {
 }
 
 /// A number starting at `start`: decimal or hex integers, `u` for unsigned, or a double.
-fn number(chars: &[char], start: usize) -> Result<(Token, usize), CelError> {
+fn number(chars: &[char], start: usize) -> Result<(Token, usize), ParseError> {
     let mut i = start;
-    let bad = |s: &str| CelError::Syntax(format!("invalid number {s:?}"));
+    let bad = |s: &str| ParseError::Syntax(format!("invalid number {s:?}"));
     if chars[i] == '0' && matches!(chars.get(i + 1), Some('x' | 'X')) {
         i += 2;
         let digits_start = i;
@@ -139,7 +150,7 @@ fn int_token(chars: &[char], end: usize, digits: &str, radix: u32) -> Option<(To
 
 /// A quoted string (single, double or triple quotes) starting at `start`; returns its value
 /// and the index after its closing quote.
-fn string(chars: &[char], start: usize, raw: bool) -> Result<(String, usize), CelError> {
+fn string(chars: &[char], start: usize, raw: bool) -> Result<(String, usize), ParseError> {
     let quote = chars[start];
     let triple = chars.get(start + 1) == Some(&quote) && chars.get(start + 2) == Some(&quote);
     let mut i = start + if triple { 3 } else { 1 };
@@ -165,12 +176,14 @@ fn string(chars: &[char], start: usize, raw: bool) -> Result<(String, usize), Ce
         out.push(c);
         i += 1;
     }
-    Err(CelError::Syntax("unterminated string literal".to_string()))
+    Err(ParseError::Syntax(
+        "unterminated string literal".to_string(),
+    ))
 }
 
 /// The escape sequence at `at` (a backslash): its character and the index after it.
-fn escape(chars: &[char], at: usize) -> Result<(char, usize), CelError> {
-    let bad = || CelError::Syntax("invalid escape sequence in a string literal".to_string());
+fn escape(chars: &[char], at: usize) -> Result<(char, usize), ParseError> {
+    let bad = || ParseError::Syntax("invalid escape sequence in a string literal".to_string());
     let Some(&c) = chars.get(at + 1) else {
         return Err(bad());
     };

@@ -1,14 +1,33 @@
 //! Network namespaces for tests that need a pod's own network (its ports 15000/15021/15090
 //! must not meet another test's): a named namespace made with `ip netns add` and deleted when
-//! dropped, commands run in it with `ip netns exec`, and the "root and these tools, or skip"
-//! check. Addresses given to namespaces belong in 198.18.0.0/15.
+//! dropped ([`Netns`]), commands run in it with `ip netns exec`, the "root and these tools, or
+//! skip" check, and [`Lab`]: several namespaces joined by veth pairs, with the processes
+//! started in them and their logs, all named per test and removed when the test ends.
+//! Addresses given to namespaces belong in 198.18.0.0/15 (and 2001:2::/48).
+
+mod lab;
+
+pub use lab::{End, Lab};
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Runs `args` (program first), in `ns` when given: whether it succeeded, stdout then stderr.
-pub fn run(ns: Option<&str>, args: &[&str]) -> (bool, String) {
-    let mut command = match ns {
+/// `lateen-proxy capture`'s flags as Istio's injected init container passes them (REDIRECT,
+/// the proxy's UID and GID 1337, every outbound address, every inbound port) without `-d`: the
+/// inbound ports a test leaves alone differ ([`EXCLUDED_INBOUND_PORTS`] and its own).
+pub const SIDECAR_CAPTURE_FLAGS: [&str; 14] = [
+    "-p", "15001", "-z", "15006", "-u", "1337", "-g", "1337", "-m", "REDIRECT", "-i", "*", "-b",
+    "*",
+];
+
+/// The inbound ports Istio never captures (Prometheus, health, the agent) and the proxy's
+/// admin port, so that a test reaches them from outside the pod.
+pub const EXCLUDED_INBOUND_PORTS: &str = "15090,15021,15020,15000";
+
+/// The command that runs `args` (program first), in `ns` through `ip netns exec` when given.
+pub fn command(ns: Option<&str>, args: &[&str]) -> Command {
+    match ns {
         Some(ns) => {
             let mut command = Command::new("ip");
             command.args(["netns", "exec", ns]).args(args);
@@ -19,8 +38,12 @@ pub fn run(ns: Option<&str>, args: &[&str]) -> (bool, String) {
             command.args(&args[1..]);
             command
         }
-    };
-    match command.output() {
+    }
+}
+
+/// Runs `args` (program first), in `ns` when given: whether it succeeded, stdout then stderr.
+pub fn run(ns: Option<&str>, args: &[&str]) -> (bool, String) {
+    match command(ns, args).output() {
         Ok(output) => (
             output.status.success(),
             format!(
@@ -33,11 +56,26 @@ pub fn run(ns: Option<&str>, args: &[&str]) -> (bool, String) {
     }
 }
 
-/// [`run`], panicking with the output when the command fails.
+/// Runs `args` (program first), in `ns` when given: its stdout; panics with stdout and
+/// stderr when it fails.
 pub fn must(ns: Option<&str>, args: &[&str]) -> String {
-    let (ok, output) = run(ns, args);
-    assert!(ok, "{args:?} failed: {output}");
-    output
+    let output = command(ns, args)
+        .output()
+        .unwrap_or_else(|err| panic!("{args:?} in {ns:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{args:?} in {ns:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A namespace name for `tag` unique to this test process and call: `lateen-TAG-PID-N`.
+pub fn unique_name(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("lateen-{tag}-{}-{n}", std::process::id())
 }
 
 /// `None` when running as root with every tool on PATH, else what is missing.
@@ -62,20 +100,6 @@ pub fn can_run(test: &str, missing: Option<String>) -> bool {
     }
     eprintln!("NOTICE: skipping {test}: {missing}");
     false
-}
-
-/// Child processes killed and reaped when dropped (declare it before anything they use, such
-/// as their namespace or folder, so it drops first).
-#[derive(Debug, Default)]
-pub struct Children(pub Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// `curl` in namespace `ns`, as `uid` when given (an application's user, whose traffic the
@@ -129,22 +153,20 @@ impl Netns {
         must(Some(&self.name), args)
     }
 
-    /// Starts `args` in the namespace with stdout and stderr in `log`; `command` can add
+    /// Starts `args` in the namespace with stdout and stderr in `log`; `configure` can add
     /// environment before it starts.
     pub fn spawn(
         &self,
         args: &[&str],
         log: &Path,
-        command: impl FnOnce(&mut Command),
+        configure: impl FnOnce(&mut Command),
     ) -> std::io::Result<Child> {
         let log_file = std::fs::File::create(log)?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name])
-            .args(args)
-            .stdin(Stdio::null())
+        let mut cmd = command(Some(&self.name), args);
+        cmd.stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
-        command(&mut cmd);
+        configure(&mut cmd);
         cmd.spawn()
     }
 
