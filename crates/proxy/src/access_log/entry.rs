@@ -132,11 +132,8 @@ impl Entry {
 
     /// Appends the text form of `op` (`-` when absent) to `out` without allocating.
     pub(super) fn write_text(&self, op: &Operator, out: &mut String) {
-        use std::fmt::Write as _;
         let addr = |out: &mut String, a: Option<SocketAddr>| match a {
-            Some(a) => {
-                let _ = write!(out, "{a}");
-            }
+            Some(a) => super::text_out::push_socket_addr(out, a),
             None => out.push('-'),
         };
         match op {
@@ -146,18 +143,14 @@ impl Entry {
             Operator::DownstreamLocalAddress => addr(out, self.downstream_local_address),
             Operator::DownstreamRemoteAddress => addr(out, self.downstream_remote_address),
             Operator::DownstreamRemoteAddressWithoutPort => match self.downstream_remote_address {
-                Some(a) => {
-                    let _ = write!(out, "{}", a.ip());
-                }
+                Some(a) => super::text_out::push_ip(out, a.ip()),
                 None => out.push('-'),
             },
             Operator::Hostname => out.push_str(hostname()),
             _ => match self.value(op) {
                 Value::Absent => out.push('-'),
                 Value::Text(t) => out.push_str(&t),
-                Value::Number(n) => {
-                    let _ = write!(out, "{n}");
-                }
+                Value::Number(n) => super::text_out::push_u64(out, n),
             },
         }
     }
@@ -241,20 +234,26 @@ pub fn start_time(at: SystemTime) -> String {
 
 /// Appends [`start_time`]'s form of `at` to `out`.
 pub fn write_start_time(at: SystemTime, out: &mut String) {
-    use std::fmt::Write as _;
+    use super::text_out::push_padded;
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let millis = since.subsec_millis();
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    );
+    push_padded(out, u64::try_from(year).unwrap_or(0), 4);
+    out.push('-');
+    push_padded(out, u64::from(month), 2);
+    out.push('-');
+    push_padded(out, u64::from(day), 2);
+    out.push('T');
+    push_padded(out, rem / 3600, 2);
+    out.push(':');
+    push_padded(out, (rem % 3600) / 60, 2);
+    out.push(':');
+    push_padded(out, rem % 60, 2);
+    out.push('.');
+    push_padded(out, u64::from(since.subsec_millis()), 3);
+    out.push('Z');
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar

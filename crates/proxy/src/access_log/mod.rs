@@ -8,6 +8,7 @@ pub mod cel;
 pub mod entry;
 pub mod format;
 mod tcp;
+mod text_out;
 pub mod writer;
 
 use std::sync::Arc;
