@@ -44,7 +44,9 @@ wait "$LATEEN" "$ENVOY_PID" 2>/dev/null || true
 
 # Access logging on (issue 14): the same proxies and ports, each writing Istio's default text
 # format for every request to a file of its own (LOG_DIR, default a temp folder).
-LOG_DIR="${LOG_DIR:-$(mktemp -d)}"
+# A folder of our own is removed at the end: each run writes about 0.5 GB of log lines.
+own_log_dir=0
+if [ -z "${LOG_DIR:-}" ]; then LOG_DIR=$(mktemp -d); own_log_dir=1; fi
 python3 bench/access-log-configs.py "$LOG_DIR"
 taskset -c 0 "$BIN_DIR/lateen-proxy" --config "$LOG_DIR/lateen.yaml" --concurrency 1 --log-level warn & pids+=($!); LATEEN=$!
 taskset -c 0 "$ENVOY" -c "$LOG_DIR/envoy.yaml" --concurrency 1 --log-level warn --base-id 72 & pids+=($!); ENVOY_PID=$!
@@ -84,3 +86,4 @@ kill "$RECEIVER" 2>/dev/null || true
 wait "$RECEIVER" 2>/dev/null || true
 
 summarize bench/results/latest.jsonl
+if [ "$own_log_dir" = 1 ]; then rm -rf "$LOG_DIR"; fi
