@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod body;
+pub mod coalesce;
 pub mod cors;
 pub mod downstream_body;
 pub mod fault;

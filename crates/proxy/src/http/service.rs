@@ -662,7 +662,7 @@ fn reply_from(outcome: Outcome, route: Option<&RouteRt>, extras: &mut Extras) ->
             if let Some(route) = route {
                 headers::apply_ops(&mut parts.headers, &route.response_headers);
             }
-            let response = Response::from_parts(parts, ProxyBody::Upstream(body));
+            let response = Response::from_parts(parts, ProxyBody::upstream(body));
             Reply::Upstream((response, ResponseFlags::NONE))
         }
         Outcome::Failed {

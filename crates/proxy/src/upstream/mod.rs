@@ -3,6 +3,7 @@
 pub mod balance;
 pub mod budget;
 pub mod pool;
+pub mod read_ahead;
 pub use pool::{Pool, Target, UpstreamError, UpstreamVersion};
 #[cfg(test)]
 mod pool_tests;

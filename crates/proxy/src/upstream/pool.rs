@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 use super::budget::{ConnBudget, ConnSlot, Slotted};
+use super::read_ahead::ReadAhead;
 use crate::http::body::ProxyBody;
 use crate::metrics::{Metrics, ProxyStats};
 use crate::tls::upstream::UpstreamStream;
@@ -360,13 +361,12 @@ impl Pool {
             .await?;
         // A fixed 4 KiB read buffer instead of hyper's adaptive one from 8 KiB: with one
         // upstream connection per concurrent request this keeps the pool small (hyper's
-        // adaptive buffer, tried for issue #16 item 10, brought a 1 GiB download from 1.9 to
-        // 0.46 CPU-seconds, Envoy's figure, but cost 3.8 MB more at 320 concurrent upstream
-        // connections). Bulk bodies are read 4 KiB per call until the pool reads with a
-        // buffer that starts small and grows with the body.
+        // adaptive buffer costs 3.8 MB more at 320 concurrent upstream connections). Bulk
+        // bodies are still read from the socket in large gulps, by `ReadAhead` beneath
+        // hyper, which holds memory only while bytes flow (issue #16 item 10).
         let (sender, connection) = http1::Builder::new()
             .read_buf_exact_size(Some(UPSTREAM_READ_BUFFER))
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(ReadAhead::new(stream)))
             .await
             .map_err(|err| UpstreamError::Connect {
                 address: target.address,

@@ -204,6 +204,45 @@ async fn route(state: Arc<State>, mut request: Request<Incoming>) -> Response<Bo
         });
         return Response::new(http_body_util::StreamBody::new(chunk).boxed_unsync());
     }
+    if let Some(spec) = path.strip_prefix("/ticks/") {
+        // `/ticks/COUNT/MILLIS`: COUNT small chunks MILLIS apart, for bodies that must not be
+        // held back.
+        let mut parts = spec.split('/').map(|part| part.parse::<u64>().unwrap_or(0));
+        let (count, millis) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        let ticks = futures_util::stream::unfold(0, move |tick| async move {
+            if tick >= count {
+                return None;
+            }
+            if tick > 0 {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+            }
+            let frame = hyper::body::Frame::data(Bytes::from(format!("tick {tick}\n")));
+            Some((
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(frame),
+                tick + 1,
+            ))
+        });
+        return Response::new(http_body_util::StreamBody::new(ticks).boxed_unsync());
+    }
+    if let Some(count) = path.strip_prefix("/pattern/") {
+        // `/pattern/N`: N bytes of [`pattern_byte`], chunked, in chunks of uneven sizes.
+        let total: usize = count.parse().unwrap_or(0);
+        let sizes = [1000usize, 7000, 65536, 4096, 300_000, 17];
+        let chunks =
+            futures_util::stream::unfold((0usize, 0usize), move |(sent, turn)| async move {
+                if sent >= total {
+                    return None;
+                }
+                let len = sizes[turn % sizes.len()].min(total - sent);
+                let chunk: Vec<u8> = (sent..sent + len).map(pattern_byte).collect();
+                let frame = hyper::body::Frame::data(Bytes::from(chunk));
+                Some((
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(frame),
+                    (sent + len, turn + 1),
+                ))
+            });
+        return Response::new(http_body_util::StreamBody::new(chunks).boxed_unsync());
+    }
     if path == "/flaky" {
         // Fails the first request of every two with 503.
         if flaky.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
@@ -393,4 +432,9 @@ impl RawUpstream {
     pub fn received_text(&self) -> String {
         String::from_utf8_lossy(&self.received.lock().expect("received")).into_owned()
     }
+}
+
+/// The byte at `offset` of a `/pattern/N` body.
+pub fn pattern_byte(offset: usize) -> u8 {
+    (offset % 251) as u8
 }
