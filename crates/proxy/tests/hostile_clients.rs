@@ -423,3 +423,36 @@ async fn metric_series_beyond_the_bound_are_dropped_counted_and_still_served() {
         "{stats}"
     );
 }
+
+/// A trailer line ended by a bare LF (issue #16 item 6). A parser that takes LF as a line end
+/// sees the trailers end at the empty line and `GET /next` as a second request; hyper before
+/// 1.13 read on to the next CRLF, took `GET /next` and its head into the trailers, and
+/// answered 200 while the pipelined request silently vanished. Envoy refuses it: 400 `DPE`,
+/// the connection closed, and the pipelined request is never merged into the trailers.
+#[tokio::test]
+async fn a_bare_lf_trailer_line_is_refused_and_never_swallows_a_pipelined_request() {
+    let upstream = Upstream::start("backend").await;
+    let (proxy, address) = proxy_to(upstream.address).await;
+    let raw = raw_exchange(
+        address,
+        b"POST /echo HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\nX: y\n\nGET /next HTTP/1.1\r\nHost: backend\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    let answered = statuses(&raw);
+    assert!(
+        answered == [400] || answered.is_empty(),
+        "refused (400) or closed, not merged into the trailers: {raw}"
+    );
+    let seen = upstream.seen.lock().expect("seen").clone();
+    assert!(
+        seen.iter().all(|request| request.path != "/next"),
+        "the pipelined request reached the upstream: {raw}"
+    );
+    if answered == [400] {
+        let metrics = proxy.prometheus().await;
+        assert_eq!(requests_with(&metrics, 400, "DPE"), Some(1.0), "{metrics}");
+    }
+    still_served(address).await;
+}
