@@ -239,6 +239,8 @@ async fn the_runtime_key_caps_downstream_connections() {
 /// The open-file limit of the EMFILE test: enough for the proxy's own descriptors and a few
 /// dozen connections, which the test then holds until accepting fails.
 const EMFILE_OPEN_FILES: u64 = 96;
+/// What the proxy logs, once, when accepting starts to fail with EMFILE.
+const ACCEPT_FAILED: &str = "accept failed: Too many open files";
 
 /// Sends a GET on a new connection and waits up to `wait` for the start of an answer; the
 /// connection, and whether it was answered.
@@ -285,9 +287,10 @@ async fn accepts_failing_for_want_of_descriptors_back_off_and_resume_when_they_f
     let address: std::net::SocketAddr = ([127, 0, 0, 1], listen).into();
     let mut held = Vec::new();
     let mut waiting = Vec::new();
-    for _ in 0..EMFILE_OPEN_FILES {
+    for _ in 0..2 * EMFILE_OPEN_FILES {
         let (stream, answered) = connect_and_ask(address, Duration::from_millis(500)).await;
-        if answered {
+        // Unanswered before any accept failed is only slow (a loaded machine): held as well.
+        if answered || !proxy.log_text().contains(ACCEPT_FAILED) {
             held.push(stream);
         } else {
             waiting.push(stream);
@@ -299,7 +302,7 @@ async fn accepts_failing_for_want_of_descriptors_back_off_and_resume_when_they_f
     assert_eq!(
         waiting.len(),
         2,
-        "{} connections held and every one accepted: the limit was never reached\n{}",
+        "{} connections held and no accept failed for want of descriptors\n{}",
         held.len(),
         proxy.log_text()
     );
@@ -310,10 +313,6 @@ async fn accepts_failing_for_want_of_descriptors_back_off_and_resume_when_they_f
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = lateen_test_support::proc_stats::cpu_time(pid).expect("proxy cpu time");
     let log = proxy.log_text();
-    assert!(
-        log.contains("accept failed: Too many open files"),
-        "accepting failed with EMFILE:\n{log}"
-    );
     assert!(
         after - before < Duration::from_millis(300),
         "the proxy used {:?} of CPU in 2 s while out of descriptors: a busy accept loop\n{log}",
