@@ -3,7 +3,8 @@
 //! configured types (WebSocket by default, as Istio) with `h2c` stripped and a 101 checked;
 //! client faults (bad chunk sizes, aborted uploads) answered as the client's, never blamed on
 //! the upstream; abandoned requests counted once and released; protocol sniffing of any
-//! token method; `/stats/prometheus` content negotiation; a bound on metric series.
+//! token method; `/stats/prometheus` content negotiation; a bound on metric series; a
+//! bare-LF trailer line refused rather than read on into the next pipelined request.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
@@ -455,4 +456,44 @@ async fn a_bare_lf_trailer_line_is_refused_and_never_swallows_a_pipelined_reques
         assert_eq!(requests_with(&metrics, 400, "DPE"), Some(1.0), "{metrics}");
     }
     still_served(address).await;
+}
+
+/// HTTP/1.1 has no way to cancel a request but closing: a client that half-closes while its
+/// request waits for the upstream has cancelled it (Envoy resets the stream, `DC`). The proxy
+/// closes the connection at once, not when the upstream would have answered (3 s), and the
+/// request is recorded once as `0 DC`, with nothing left active.
+#[tokio::test]
+async fn an_http1_request_cancelled_by_a_half_close_releases_the_connection_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start("backend").await;
+    let (proxy, address) = proxy_to(upstream.address).await;
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /delay/3000 HTTP/1.1\r\nHost: backend\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.shutdown().await.expect("half-close");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "still open 1 s after the cancel: {closed:?}"
+    );
+    assert!(
+        rest.is_empty(),
+        "answered: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    let metrics = metrics_where(&proxy, |metrics| {
+        requests_with(metrics, 0, "DC") == Some(1.0)
+    })
+    .await;
+    let (_, stats) = get(proxy.admin, "/stats").await.expect("stats");
+    assert!(
+        stats.contains("lateen.downstream_rq_active: 0\n"),
+        "{stats}\n{metrics}"
+    );
 }
