@@ -82,6 +82,7 @@ async fn bootstrap_tokens_get_their_own_identity_and_nothing_else() {
         lateend,
         root,
         tokens,
+        ..
     } = local(work.path(), &[]).await;
     let reviews = token(&tokens, "default", "reviews");
     let port = lateend.xds_tls;
@@ -214,6 +215,7 @@ async fn a_plugged_in_ca_signs_with_its_intermediate() {
         lateend,
         root: served_root,
         tokens,
+        ..
     } = local(work.path(), &["--cacerts-dir", &cacerts_arg]).await;
     assert_eq!(
         std::fs::read_to_string(&served_root).expect("root"),

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use lateen_identity::{CaFiles, CertificateRequest, Identity, MeshCa, SigningPolicy};
 use lateen_xds::pb::envoy::config::core::v3::Node;
 use lateen_xds::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use lateen_xds::pb::google::protobuf::{Struct, Value, value::Kind};
@@ -21,7 +20,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::common::lateend::local;
+use super::common::lateend::{Local, local};
 use super::common::{get, wait_until};
 use super::{SOTW, grpc_frame};
 
@@ -180,30 +179,6 @@ async fn plaintext(port: u16, node: Node) -> AdsStream {
     open_ads(tcp, node).await
 }
 
-/// A certificate for `namespace/service_account` signed by lateend's own CA (its
-/// `--ca-dir` in `ca_dir`).
-fn certificate(
-    ca_dir: &std::path::Path,
-    (namespace, service_account): (&str, &str),
-) -> lateen_identity::WorkloadCertificate {
-    let ca = MeshCa::from_files(CaFiles::read_dir(ca_dir).expect("lateend's CA files"))
-        .expect("lateend's CA");
-    let identity = Identity::new("cluster.local", namespace, service_account);
-    let request = CertificateRequest::generate(&identity).expect("CSR");
-    let chain = ca
-        .sign_csr(
-            request.csr_pem.as_bytes(),
-            &identity,
-            None,
-            &SigningPolicy::default(),
-        )
-        .expect("sign")
-        .expect("a CSR for the caller's own identity");
-    request
-        .into_certificate(&chain, Vec::new())
-        .expect("certificate")
-}
-
 /// A TLS connection to lateend's TLS port, trusting `root`, presenting `client` if given.
 async fn tls(
     port: u16,
@@ -232,17 +207,19 @@ async fn tls(
         .expect("TLS handshake with lateend")
 }
 
-/// Over TLS, presenting a certificate for `identity` signed by lateend's own CA (its
-/// `--ca-dir` in `ca_dir`).
+/// Over TLS, presenting a certificate for `namespace/service_account` signed by lateend's
+/// own CA.
 async fn with_certificate(
-    port: u16,
-    ca_dir: &std::path::Path,
-    root: &std::path::Path,
-    identity: (&str, &str),
+    local: &Local,
+    (namespace, service_account): (&str, &str),
     node: Node,
 ) -> AdsStream {
-    let client = certificate(ca_dir, identity);
-    open_ads(tls(port, root, Some(client)).await, node).await
+    let client = local.workload_certificate(namespace, service_account);
+    open_ads(
+        tls(local.lateend.xds_tls, &local.root, Some(client)).await,
+        node,
+    )
+    .await
 }
 
 /// The readable EDS resource `cluster` in `proxy`'s config dump (empty when absent).
@@ -263,7 +240,7 @@ async fn endpoints(debug: u16, proxy: &str, cluster: &str) -> String {
 }
 
 /// lateend (with `extra` arguments) on [`CONFIG`] in `work/config`.
-async fn with_config(work: &std::path::Path, extra: &[&str]) -> super::common::lateend::Local {
+async fn with_config(work: &std::path::Path, extra: &[&str]) -> Local {
     let config = work.join("config");
     std::fs::create_dir_all(&config).expect("config dir");
     std::fs::write(config.join("reviews.yaml"), CONFIG).expect("config");
@@ -308,7 +285,6 @@ async fn only_proxies_a_workload_group_admits_become_endpoints() {
     let local = with_config(work.path(), &[]).await;
     let config = work.path().join("config");
     let lateend = &local.lateend;
-    let ca_dir = work.path().join("ca");
     let app = [("app", "reviews")];
 
     // Refused: no group (the labels match the selector), a group that does not exist, a
@@ -327,14 +303,7 @@ async fn only_proxies_a_workload_group_admits_become_endpoints() {
     )
     .await;
     let other_namespace = node("127.0.90.4", "impostor", &[], Some("reviews"));
-    let _impostor = with_certificate(
-        lateend.xds_tls,
-        &ca_dir,
-        &local.root,
-        ("other", "reviews"),
-        other_namespace.clone(),
-    )
-    .await;
+    let _impostor = with_certificate(&local, ("other", "reviews"), other_namespace.clone()).await;
     // Admitted: on the plaintext port, and with a certificate of its own namespace. Neither
     // sends the `app` or `version` label: both come from the group.
     let _admitted = plaintext(
@@ -343,9 +312,7 @@ async fn only_proxies_a_workload_group_admits_become_endpoints() {
     )
     .await;
     let _verified = with_certificate(
-        lateend.xds_tls,
-        &ca_dir,
-        &local.root,
+        &local,
         ("default", "reviews"),
         node("127.0.90.6", "vm-2", &[], Some("reviews")),
     )
@@ -435,7 +402,7 @@ async fn tokens_on_the_tls_port_say_who_the_proxy_is() {
     let (_certified, status) = over_tls(
         node("127.0.91.4", "vm-2", &[], Some("reviews")),
         Some("stale-token".to_string()),
-        Some(certificate(&work.path().join("ca"), ("default", "reviews"))),
+        Some(local.workload_certificate("default", "reviews")),
     )
     .await;
     assert_eq!(status, None, "a verified certificate decides first");
