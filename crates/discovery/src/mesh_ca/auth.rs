@@ -263,6 +263,15 @@ mod tests {
     }
 
     #[test]
+    fn only_a_bearer_scheme_with_a_token_is_a_token() {
+        assert_eq!(bearer_token("Bearer abc.def"), Some("abc.def"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        for none in ["Basic abc", "Bearer ", "Bearer", "abc", ""] {
+            assert_eq!(bearer_token(none), None, "{none:?}");
+        }
+    }
+
+    #[test]
     fn identities_parse() {
         assert_eq!(
             parse_identity("default/reviews").unwrap(),
