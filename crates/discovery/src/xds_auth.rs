@@ -8,7 +8,8 @@
 //! the node's claimed namespace and service account with.
 //!
 //! A token that fails verification refuses the stream with UNAUTHENTICATED and one log
-//! line; a certificate that fails fails the handshake. A stream with neither is served as
+//! line (UNAVAILABLE when it cannot be checked in time); a certificate that fails fails the
+//! handshake. A stream with neither is served as
 //! before, its metadata taken as claimed (see docs/auto-registration.md).
 
 use std::convert::Infallible;
@@ -23,6 +24,10 @@ use lateen_xds::tonic::server::NamedService;
 use lateen_xds::{AdsService, AuthenticatedPeer, VerifiedIdentity};
 
 use crate::mesh_ca::auth::{Authenticator, bearer_token};
+
+/// How long a token check (a TokenReview round trip) may take before the stream is answered
+/// UNAVAILABLE (the proxy retries), so an API server that hangs holds no stream for long.
+const AUTHENTICATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// [`AdsService`] behind the TLS port's authentication: a tower service for
 /// `tonic::transport::Server::add_service`.
@@ -72,8 +77,15 @@ impl Service<http::Request<Body>> for AuthenticatedAds {
         };
         let auth = self.auth.clone();
         Box::pin(async move {
-            match auth.authenticate(&token).await {
-                Ok(identity) => {
+            let verdict = tokio::time::timeout(AUTHENTICATE_TIMEOUT, auth.authenticate(&token));
+            match verdict.await {
+                Err(_) => {
+                    tracing::warn!(
+                        "ADS stream refused: its token could not be checked in {AUTHENTICATE_TIMEOUT:?}"
+                    );
+                    Ok(Status::unavailable("authenticating the caller timed out").into_http())
+                }
+                Ok(Ok(identity)) => {
                     tracing::debug!(%identity, "ADS stream authenticated by its token");
                     request.extensions_mut().insert(AuthenticatedPeer {
                         identity: Some(VerifiedIdentity {
@@ -84,7 +96,7 @@ impl Service<http::Request<Body>> for AuthenticatedAds {
                     });
                     inner.call(request).await
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "ADS stream refused: its token does not authenticate it");
                     Ok(Status::unauthenticated(format!("authenticate caller: {e}")).into_http())
                 }
