@@ -1,5 +1,6 @@
 //! Auto-registration only for proxies a WorkloadGroup admits (issue #16 item 7), with real
-//! ADS clients on lateend's plaintext port and on its TLS port presenting mesh certificates.
+//! ADS clients on lateend's plaintext port and on its TLS port presenting mesh certificates
+//! or bearer tokens.
 //! Each client is a raw HTTP/2 gRPC stream holding one DiscoveryRequest open, at an instance
 //! address on 127.0.90.0/24 that nothing dials: whether it is an endpoint is read from the
 //! EDS an observer proxy receives.
