@@ -4,7 +4,8 @@
 //! lateen-proxy could not compute (naming the expression), and lateen-proxy compiles the same
 //! tree:
 //!
-//! - string literals: `'literal'` or `"literal"`;
+//! - string literals as CEL writes them: `'literal'`, `"literal"`, triple-quoted, raw
+//!   (`r'...'`), with CEL's escapes;
 //! - `request.host`, `request.method`, `request.path`, `request.headers['x-name']`;
 //! - `response.code`;
 //! - the standard labels of either peer: `source.workload`, `source.namespace`,
@@ -16,7 +17,15 @@
 //!   `cluster`, `service` (the canonical service), `revision` (the canonical revision);
 //! - `string(e)` (every value is already a string) and concatenation `a + b`.
 //!
-//! Everything else (other attributes, functions, operators, `filter_state`) is refused.
+//! Everything else (other attributes, functions, operators, `filter_state`, numbers, bytes
+//! and other literals) is refused, naming the token.
+//!
+//! The tokens are CEL's, from [`lateen_cel::lexer`] (the lexer lateen-proxy's access-log
+//! filter uses), so a string literal means here what it means to Istio; this module holds only
+//! the grammar of the subset. Parsing happens when configuration arrives; lateen-proxy
+//! evaluates the resulting [`TagValue`] per request, never the text.
+
+use lateen_cel::lexer::{Token, lex};
 
 /// Longer expressions are refused: a label value is one short line.
 pub const MAX_LENGTH: usize = 1024;
@@ -89,12 +98,12 @@ impl TagValue {
                 text.len()
             )));
         }
-        let tokens = lex(text)?;
+        let tokens = lex(text).map_err(|error| TagValueError(error.reason()))?;
         let mut parser = Parser { tokens, pos: 0 };
         let value = parser.sum(0)?;
         match parser.peek() {
             None => Ok(value),
-            Some(token) => Err(TagValueError(format!("unexpected {}", token.describe()))),
+            Some(token) => Err(unexpected(token)),
         }
     }
 
@@ -114,78 +123,39 @@ impl TagValue {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Token {
-    Ident(String),
-    Str(String),
-    Op(char),
-}
-
-impl Token {
-    fn describe(&self) -> String {
-        match self {
-            Token::Ident(name) => format!("{name:?}"),
-            Token::Str(text) => format!("string {text:?}"),
-            Token::Op(op) => format!("{:?}", op.to_string()),
-        }
+/// How an error message names a token: identifiers and strings with their text.
+fn describe(token: &Token) -> String {
+    match token {
+        Token::Ident(name) => format!("{name:?}"),
+        Token::Str(text) => format!("string {text:?}"),
+        Token::Bytes(text) => format!("bytes literal b{text:?}"),
+        Token::Int(n) => format!("number {n}"),
+        Token::Uint(n) => format!("number {n}u"),
+        Token::Double(n) => format!("number {n}"),
+        Token::Bool(b) => format!("literal {b}"),
+        Token::Null => "literal null".to_string(),
+        Token::Op(op) => format!("{op:?}"),
     }
 }
 
-fn lex(text: &str) -> Result<Vec<Token>, TagValueError> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '\'' || c == '"' {
-            let mut value = String::new();
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => return Err(TagValueError("unterminated string literal".into())),
-                    Some(&end) if end == c => break,
-                    Some('\\') => {
-                        let escaped = chars.get(i + 1).copied().ok_or_else(|| {
-                            TagValueError("unterminated string literal".to_string())
-                        })?;
-                        match escaped {
-                            '\\' | '\'' | '"' => value.push(escaped),
-                            'n' => value.push('\n'),
-                            't' => value.push('\t'),
-                            other => {
-                                return Err(TagValueError(format!(
-                                    "the escape \\{other} is not supported"
-                                )));
-                            }
-                        }
-                        i += 2;
-                        continue;
-                    }
-                    Some(&other) => value.push(other),
-                }
-                i += 1;
-            }
-            i += 1;
-            tokens.push(Token::Str(value));
-        } else if c.is_ascii_alphabetic() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-            tokens.push(Token::Ident(chars[start..i].iter().collect()));
-        } else if "+.()[]".contains(c) {
-            tokens.push(Token::Op(c));
-            i += 1;
-        } else {
-            return Err(TagValueError(format!(
-                "{:?} is not supported: only string literals, attributes, string() and + are",
-                c.to_string()
-            )));
+/// The punctuation this grammar reads; CEL's other operators are refused as such.
+const PUNCTUATION: &[&str] = &["+", ".", "(", ")", "[", "]"];
+
+/// A token where a term or the end was wanted, named with what would have been accepted.
+fn unexpected(token: &Token) -> TagValueError {
+    TagValueError(match token {
+        Token::Op(op) if !PUNCTUATION.contains(op) => {
+            format!("the operator {op:?} is not supported: only + is")
         }
-    }
-    Ok(tokens)
+        Token::Ident(_) | Token::Str(_) | Token::Op(_) => {
+            format!("unexpected {}", describe(token))
+        }
+        _ => format!(
+            "the {} is not supported: a label value is built from string literals, \
+             attributes, string() and +",
+            describe(token)
+        ),
+    })
 }
 
 struct Parser {
@@ -204,18 +174,14 @@ impl Parser {
         token
     }
 
-    fn expect(&mut self, op: char) -> Result<(), TagValueError> {
+    fn expect(&mut self, op: &str) -> Result<(), TagValueError> {
         match self.next() {
             Some(Token::Op(found)) if found == op => Ok(()),
             Some(other) => Err(TagValueError(format!(
-                "expected {:?}, found {}",
-                op.to_string(),
-                other.describe()
+                "expected {op:?}, found {}",
+                describe(&other)
             ))),
-            None => Err(TagValueError(format!(
-                "expected {:?} at the end",
-                op.to_string()
-            ))),
+            None => Err(TagValueError(format!("expected {op:?} at the end"))),
         }
     }
 
@@ -227,7 +193,7 @@ impl Parser {
             )));
         }
         let mut parts = vec![self.term(depth)?];
-        while self.peek() == Some(&Token::Op('+')) {
+        while self.peek() == Some(&Token::Op("+")) {
             self.pos += 1;
             parts.push(self.term(depth)?);
         }
@@ -241,7 +207,7 @@ impl Parser {
     fn term(&mut self, depth: usize) -> Result<TagValue, TagValueError> {
         match self.next() {
             Some(Token::Str(text)) => Ok(TagValue::Literal(text)),
-            Some(Token::Ident(name)) if self.peek() == Some(&Token::Op('(')) => {
+            Some(Token::Ident(name)) if self.peek() == Some(&Token::Op("(")) => {
                 if name != "string" {
                     return Err(TagValueError(format!(
                         "the function {name}() is not supported: only string() is"
@@ -249,16 +215,16 @@ impl Parser {
                 }
                 self.pos += 1;
                 let inner = self.sum(depth + 1)?;
-                self.expect(')')?;
+                self.expect(")")?;
                 Ok(inner)
             }
             Some(Token::Ident(root)) => self.attribute(root),
-            Some(Token::Op('(')) => {
+            Some(Token::Op("(")) => {
                 let inner = self.sum(depth + 1)?;
-                self.expect(')')?;
+                self.expect(")")?;
                 Ok(inner)
             }
-            Some(other) => Err(TagValueError(format!("unexpected {}", other.describe()))),
+            Some(other) => Err(unexpected(&other)),
             None => Err(TagValueError("the expression ends too early".into())),
         }
     }
@@ -266,11 +232,11 @@ impl Parser {
     /// `root.field`, `root['key']` or `request.headers['name']`.
     fn attribute(&mut self, root: String) -> Result<TagValue, TagValueError> {
         let field = match self.next() {
-            Some(Token::Op('.')) => match self.next() {
+            Some(Token::Op(".")) => match self.next() {
                 Some(Token::Ident(field)) => field,
                 _ => return Err(TagValueError(format!("{root}. must name a field"))),
             },
-            Some(Token::Op('[')) => {
+            Some(Token::Op("[")) => {
                 let key = self.bracket_key(&root)?;
                 return peer_key(&root, &key);
             }
@@ -282,7 +248,7 @@ impl Parser {
             ("request", "method") => TagAttribute::RequestMethod,
             ("request", "path") => TagAttribute::RequestPath,
             ("request", "headers") => {
-                if self.next() != Some(Token::Op('[')) {
+                if self.next() != Some(Token::Op("[")) {
                     return Err(TagValueError(
                         "request.headers must be indexed by a name: request.headers['x-name']"
                             .into(),
@@ -303,7 +269,7 @@ impl Parser {
             ("upstream_peer" | "downstream_peer", key) => return peer_key(&root, key),
             _ => return Err(TagValueError(unknown_attribute(&path))),
         };
-        if matches!(self.peek(), Some(Token::Op('.' | '['))) {
+        if matches!(self.peek(), Some(Token::Op("." | "["))) {
             return Err(TagValueError(format!("{path} has no fields")));
         }
         Ok(TagValue::Attribute(attribute))
@@ -319,7 +285,7 @@ impl Parser {
                 )));
             }
         };
-        self.expect(']')?;
+        self.expect("]")?;
         Ok(key)
     }
 }
@@ -423,7 +389,7 @@ mod tests {
         assert!(refused("request.time").contains("request.time"));
         assert!(refused("filter_state['x']").contains("filter_state"));
         assert!(refused("size(request.path)").contains("size()"));
-        assert!(refused("response.code == 200").contains("\"=\""));
+        assert!(refused("response.code == 200").contains("operator \"==\""));
         assert!(refused("source.service").contains("source.service"));
         assert!(refused("upstream_peer.labels").contains("upstream_peer.labels"));
         assert!(refused("request.headers").contains("indexed"));
@@ -431,5 +397,35 @@ mod tests {
         assert!(refused("request.host.x").contains("no fields"));
         assert!(refused("").contains("ends too early"));
         assert!(refused(&"string(".repeat(40)).contains("deeper"));
+    }
+
+    #[test]
+    fn string_literals_mean_what_they_mean_in_cel() {
+        assert_eq!(ok(r"'a\nb\t\\'"), TagValue::Literal("a\nb\t\\".into()));
+        assert_eq!(ok("'''x'''"), TagValue::Literal("x".into()));
+        assert_eq!(ok(r"r'a\d'"), TagValue::Literal(r"a\d".into()));
+        assert_eq!(ok(r"'\x41\u00e9'"), TagValue::Literal("A\u{e9}".into()));
+        // cel-go refuses a line break inside a single-quoted string, and so does lateen.
+        assert!(refused("'a\nb'").contains("unterminated"));
+    }
+
+    #[test]
+    fn what_cels_lexer_reads_beyond_the_subset_is_refused_naming_the_token() {
+        let cases = [
+            ("request.host - 'x'", "the operator \"-\" is not supported"),
+            ("'a' + 1", "the number 1 is not supported"),
+            ("200u", "the number 200u is not supported"),
+            ("true", "the literal true is not supported"),
+            ("b'x'", "bytes literal b\"x\""),
+            ("request.host # x", "unexpected character '#' at column 14"),
+            (r"'a\q'", r"invalid escape sequence \q at column 3"),
+            ("größe", "the attribute größe is not supported"),
+            ("string(request.host", "expected \")\" at the end"),
+            ("request.headers[1]", "must be indexed by a string literal"),
+        ];
+        for (text, reason) in cases {
+            let found = refused(text);
+            assert!(found.contains(reason), "{text}: {found}");
+        }
     }
 }

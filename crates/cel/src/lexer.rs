@@ -84,7 +84,10 @@ pub fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
         } else {
             let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
             let Some(op) = OPERATORS.iter().find(|op| rest.starts_with(**op)) else {
-                return Err(ParseError::Syntax(format!("unexpected character {c:?}")));
+                return Err(ParseError::Syntax(format!(
+                    "unexpected character {c:?} at column {}",
+                    i + 1
+                )));
             };
             tokens.push(Token::Op(op));
             i += op.len();
@@ -96,7 +99,7 @@ pub fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
 /// A number starting at `start`: decimal or hex integers, `u` for unsigned, or a double.
 fn number(chars: &[char], start: usize) -> Result<(Token, usize), ParseError> {
     let mut i = start;
-    let bad = |s: &str| ParseError::Syntax(format!("invalid number {s:?}"));
+    let bad = |s: &str| ParseError::Syntax(format!("invalid number {s:?} at column {}", start + 1));
     if chars[i] == '0' && matches!(chars.get(i + 1), Some('x' | 'X')) {
         i += 2;
         let digits_start = i;
@@ -176,16 +179,28 @@ fn string(chars: &[char], start: usize, raw: bool) -> Result<(String, usize), Pa
         out.push(c);
         i += 1;
     }
-    Err(ParseError::Syntax(
-        "unterminated string literal".to_string(),
-    ))
+    Err(ParseError::Syntax(format!(
+        "unterminated string literal opened at column {}",
+        start + 1
+    )))
 }
 
 /// The escape sequence at `at` (a backslash): its character and the index after it.
 fn escape(chars: &[char], at: usize) -> Result<(char, usize), ParseError> {
-    let bad = || ParseError::Syntax("invalid escape sequence in a string literal".to_string());
+    // Names the sequence as far as it was read: the backslash up to `end` (exclusive).
+    let bad = |end: usize| {
+        let found: String = chars[at + 1..chars.len().min(end)].iter().collect();
+        ParseError::Syntax(format!(
+            "invalid escape sequence \\{} at column {}",
+            found.escape_debug(),
+            at + 1
+        ))
+    };
     let Some(&c) = chars.get(at + 1) else {
-        return Err(bad());
+        return Err(ParseError::Syntax(format!(
+            "unterminated string literal: the text ends in a backslash at column {}",
+            at + 1
+        )));
     };
     let simple = match c {
         'a' => Some('\u{7}'),
@@ -206,15 +221,16 @@ fn escape(chars: &[char], at: usize) -> Result<(char, usize), ParseError> {
         'u' => (4, 16, 2),
         'U' => (8, 16, 2),
         '0'..='3' => (3, 8, 1),
-        _ => return Err(bad()),
+        _ => return Err(bad(at + 2)),
     };
     let digits_start = at + skip;
+    let end = digits_start + len;
     let digits: String = chars
-        .get(digits_start..digits_start + len)
-        .ok_or_else(bad)?
+        .get(digits_start..end)
+        .ok_or_else(|| bad(end))?
         .iter()
         .collect();
-    let code = u32::from_str_radix(&digits, radix).map_err(|_| bad())?;
-    let decoded = char::from_u32(code).ok_or_else(bad)?;
+    let code = u32::from_str_radix(&digits, radix).map_err(|_| bad(end))?;
+    let decoded = char::from_u32(code).ok_or_else(|| bad(end))?;
     Ok((decoded, digits_start + len))
 }

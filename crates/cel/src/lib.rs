@@ -3,11 +3,12 @@
 //! only: no attribute, function or type is resolved here, so each user decides what it
 //! accepts. lateen-api checks Telemetry `accessLogging[].filter.expression` with it (Istio
 //! refuses what cel-go cannot parse); lateen-proxy compiles the tree into its access-log
-//! evaluator.
+//! evaluator. lateen-api's Telemetry `tagOverrides` values walk the [`lexer`]'s tokens with a
+//! grammar of their own (a small subset), so strings and escapes are read in one place.
 //!
 //! Hostile text cannot exhaust the stack: nesting and the tree's height are both bounded by
 //! [`MAX_DEPTH`], the parse is one pass over the tokens, and every error names what was found
-//! where parsing stopped.
+//! where parsing stopped (the lexer's with its column, counted in characters from 1).
 //!
 //! Owns: CEL's lexical grammar and syntax. Must not touch: evaluation, Envoy's attributes,
 //! any other Lateen crate (it depends on none).

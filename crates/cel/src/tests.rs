@@ -29,15 +29,21 @@ fn refuses_broken_ones_saying_why() {
         ("response.code >=", "unexpected end of the expression"),
         ("(a", "expected \")\" at the end of the expression"),
         ("a b", "unexpected identifier \"b\""),
-        ("'open", "unterminated string literal"),
+        ("'open", "unterminated string literal opened at column 1"),
+        (
+            "'a\\",
+            "unterminated string literal: the text ends in a backslash at column 3",
+        ),
+        ("'\\q'", "invalid escape sequence \\q at column 2"),
+        ("'\\x4g'", "invalid escape sequence \\x4g at column 2"),
         ("a ? b", "expected \":\" at the end of the expression"),
         ("a.", "expected a field name after \".\""),
-        ("a # b", "unexpected character '#'"),
+        ("a # b", "unexpected character '#' at column 3"),
         ("in", "unexpected keyword \"in\""),
         ("T{1: 2}", "expected a field name, found literal"),
         (
             "99999999999999999999",
-            "invalid number \"99999999999999999999\"",
+            "invalid number \"99999999999999999999\" at column 1",
         ),
     ] {
         assert_eq!(

@@ -22,7 +22,7 @@
 //! - [`webhook`]: the admission webhooks on 15017 (`lateen-inject`'s server: injection, and
 //!   [`admission`]: Istio's configuration validation with `lateen-api`'s rules) and the serving
 //!   certificate; [`xds_tls`]: ADS over TLS on 15012, [`xds_peer`]: the mesh identity of a
-//!   client that presents a certificate there.
+//!   client that presents a certificate there, [`xds_auth`]: or of an ADS stream's token.
 //! - [`cmdline`]: istiod's command line (`discovery --monitoringAddr=:15014 ...`), its
 //!   environment and logging flags, as the rendered Deployment passes them.
 //! - [`readiness`]: the conditions `/ready` (8080 and 15014) waits for.
@@ -47,6 +47,7 @@ pub mod registry;
 pub mod store;
 pub mod translate;
 pub mod webhook;
+pub mod xds_auth;
 pub mod xds_peer;
 pub mod xds_tls;
 

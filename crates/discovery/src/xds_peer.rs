@@ -1,6 +1,7 @@
 //! Who calls ADS on the TLS port (15012): the listener asks for a client certificate without
-//! requiring one (Istio's agents authenticate with a token, which ADS does not check yet), and
-//! a certificate that chains to the mesh root proves a SPIFFE identity. That identity goes to
+//! requiring one (Istio's agents mostly authenticate with a token, checked per stream by
+//! [`crate::xds_auth`]), and a certificate that chains to the mesh root proves a SPIFFE
+//! identity. That identity goes to
 //! the ADS streams of the connection ([`lateen_xds::AuthenticatedPeer`]), where
 //! auto-registration ([`crate::registry::workload_group`]) takes the namespace and service
 //! account from it rather than from the node's metadata. A certificate that does not chain to

@@ -2,8 +2,8 @@
 //! plaintext port, behind server-authenticated TLS with lateend's serving certificate (see
 //! [`crate::webhook::load_cert`]), and Istio's certificate API (`CreateCertificate`,
 //! [`crate::mesh_ca`]) on the same port. Proxies verify lateend against the mesh CA's root;
-//! the certificate API checks callers' tokens, ADS does not yet, but a client that presents a
-//! mesh certificate is known by its identity ([`crate::xds_peer`]).
+//! a client is known by the mesh certificate it presents ([`crate::xds_peer`]) or, for ADS,
+//! by its bearer token, checked as the certificate API checks it ([`crate::xds_auth`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+use crate::mesh_ca::auth::Authenticator;
+use crate::xds_auth::AuthenticatedAds;
 
 /// A peer that never finishes its handshake must not hold a task forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,12 +61,14 @@ impl AsyncWrite for TlsConnection {
 }
 
 /// Serves ADS over TLS on `listener` until the task is dropped; `tls` should come from
-/// [`crate::xds_peer::server_config`] for clients' identities to be known.
+/// [`crate::xds_peer::server_config`] for clients' certificates to be known, and ADS
+/// streams' tokens are checked with `auth` when given.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     xds: XdsServer,
     certificates: Option<lateen_xds::ca_service::CertificateService>,
+    auth: Option<Arc<Authenticator>>,
     options: ConnectionOptions,
 ) {
     let mut config = (*tls).clone();
@@ -96,9 +101,14 @@ pub async fn serve(
         }
     });
     let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let (plain, authenticated) = match auth {
+        Some(auth) => (None, Some(AuthenticatedAds::new(xds.service(), auth))),
+        None => (Some(xds.service()), None),
+    };
     if let Err(e) = options
         .server_builder()
-        .add_service(xds.service())
+        .add_optional_service(plain)
+        .add_optional_service(authenticated)
         .add_optional_service(certificates)
         .serve_with_incoming(incoming)
         .await

@@ -3,8 +3,9 @@
 //! request ends its stream with INVALID_ARGUMENT and one log line; an over-large node id is
 //! refused; silent connections to the plaintext xDS and debug ports are closed; a proxy
 //! becomes an endpoint only when a WorkloadGroup admits it (a client that merely connects,
-//! names a missing group or one of another namespace, or holds a certificate of another
-//! namespace is no endpoint).
+//! names a missing group or one of another namespace, or holds a certificate or, on the TLS
+//! port, a token of another namespace is no endpoint; a token lateend cannot verify refuses
+//! the stream with UNAUTHENTICATED).
 //!
 //! About 12 s: the silent-connection checks wait for lateend's 10 s timeouts.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking

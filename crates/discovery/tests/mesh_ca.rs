@@ -2,7 +2,8 @@
 //! built binary as a child process, a real gRPC client over TLS trusting the root lateend
 //! wrote out: bootstrap tokens on one machine, the CA kept across a restart, a plugged-in CA
 //! with an intermediate, refusals with the right gRPC codes, and on the real test API server
-//! TokenReview-authenticated service accounts and the CA kept in `istio-ca-secret`.
+//! TokenReview-authenticated service accounts (for certificates and for ADS streams on the
+//! same port) and the CA kept in `istio-ca-secret`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
@@ -11,13 +12,63 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::lateend::{Local, local, start_lateend};
+use common::wait_until;
 use lateen_identity::{CaFiles, CertificateRequest, Identity, WorkloadCertificate};
 use lateen_test_support::kube::TestCluster;
 use lateen_xds::ca_service::{IstioCertificateRequest, create_certificate};
 use lateen_xds::client::{TlsSettings, Transport};
+use lateen_xds::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use lateen_xds::tonic::{Code, Status};
 
 const LATEEND_NAME: &str = "lateend.istio-system.svc";
+
+/// A TLS channel to lateend's TLS port `port`, trusting `root`.
+async fn channel(port: u16, root: &Path) -> lateen_xds::tonic::transport::Channel {
+    let transport = Transport::Tls(TlsSettings {
+        root_cert: root.to_path_buf(),
+        server_name: LATEEND_NAME.into(),
+    });
+    lateen_xds::client::transport::connect(
+        &transport,
+        &format!("127.0.0.1:{port}"),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("TLS connection to lateend")
+}
+
+/// Opens an ADS stream on lateend's TLS port with `token`, as a sidecar of `shop` whose
+/// first request names its node; `Ok` (the responses, held open) once lateend answered with
+/// the stream's headers.
+async fn open_ads(
+    port: u16,
+    root: &Path,
+    token: &str,
+) -> Result<lateen_xds::tonic::Streaming<DiscoveryResponse>, Status> {
+    use lateen_xds::pb::envoy::config::core::v3::Node;
+    use lateen_xds::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use lateen_xds::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use tokio_stream::StreamExt;
+    let first = DiscoveryRequest {
+        node: Some(Node {
+            id: "sidecar~127.0.92.1~reviews-1.shop~shop.svc.cluster.local".into(),
+            ..Default::default()
+        }),
+        type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".into(),
+        ..Default::default()
+    };
+    // The request stream stays open, as a proxy's does.
+    let requests = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
+    let mut request = lateen_xds::tonic::Request::new(requests);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ASCII token"),
+    );
+    AggregatedDiscoveryServiceClient::new(channel(port, root).await)
+        .stream_aggregated_resources(request)
+        .await
+        .map(lateen_xds::tonic::Response::into_inner)
+}
 
 /// Asks lateend (TLS port `port`, trusting `root`) for a certificate with `token`.
 async fn call(
@@ -27,17 +78,7 @@ async fn call(
     csr: String,
     validity_duration: i64,
 ) -> Result<Vec<String>, Status> {
-    let transport = Transport::Tls(TlsSettings {
-        root_cert: root.to_path_buf(),
-        server_name: LATEEND_NAME.into(),
-    });
-    let channel = lateen_xds::client::transport::connect(
-        &transport,
-        &format!("127.0.0.1:{port}"),
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("TLS connection to lateend");
+    let channel = channel(port, root).await;
     let authorization = token.map(|t| format!("Bearer {t}").parse().expect("ASCII token"));
     create_certificate(
         channel,
@@ -82,6 +123,7 @@ async fn bootstrap_tokens_get_their_own_identity_and_nothing_else() {
         lateend,
         root,
         tokens,
+        ..
     } = local(work.path(), &[]).await;
     let reviews = token(&tokens, "default", "reviews");
     let port = lateend.xds_tls;
@@ -214,6 +256,7 @@ async fn a_plugged_in_ca_signs_with_its_intermediate() {
         lateend,
         root: served_root,
         tokens,
+        ..
     } = local(work.path(), &["--cacerts-dir", &cacerts_arg]).await;
     assert_eq!(
         std::fs::read_to_string(&served_root).expect("root"),
@@ -299,7 +342,24 @@ async fn token_review_accepts_the_service_account_and_refuses_other_identities()
             .await
             .expect_err("refused token");
         assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        // ADS on the same port checks the token with the same TokenReview.
+        let status = open_ads(port, &root, bad)
+            .await
+            .expect_err("refused ADS stream");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     }
+    let stream = open_ads(port, &root, &reviews)
+        .await
+        .expect("ADS with the service account's token");
+    wait_until("the ADS stream known as shop/reviews", || async {
+        lateend.process.log().lines().any(|l| {
+            l.contains("proxy connected")
+                && l.contains("verified=\"spiffe://cluster.local/ns/shop/sa/reviews\"")
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lateend.process.log_tail()));
+    drop(stream);
 
     // The root lives in istio-ca-secret: a restarted lateend serves and signs with it.
     let secret = cluster

@@ -48,6 +48,7 @@ async fn lateend() -> Lateend {
         cert.server_config().expect("TLS config"),
         server.clone(),
         None,
+        None,
         lateen_xds::ConnectionOptions::default(),
     ));
     let dir = tempfile::tempdir().expect("dir");

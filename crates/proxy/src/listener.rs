@@ -335,3 +335,48 @@ impl Drop for ActiveConnection {
         ProxyStats::decr(&self.0.stats.downstream_cx_active);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{AcceptBackoff, FIRST_ACCEPT_BACKOFF, MAX_ACCEPT_BACKOFF};
+    use std::time::Duration;
+
+    fn emfile() -> std::io::Error {
+        std::io::Error::from_raw_os_error(24) // EMFILE
+    }
+
+    #[test]
+    fn accept_failures_pause_longer_each_time_up_to_the_cap_and_reset_on_success() {
+        let mut backoff = AcceptBackoff::default();
+        let pauses: Vec<Duration> = (0..10).map(|_| backoff.failed("l", &emfile())).collect();
+        let millis: Vec<u128> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(
+            millis,
+            [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000],
+            "doubling from {FIRST_ACCEPT_BACKOFF:?} up to {MAX_ACCEPT_BACKOFF:?}"
+        );
+        assert_eq!(backoff.failures, 10);
+        // Ten failures in a row cost at most about four seconds of pauses, and no more than
+        // one accept attempt a second once the pause reaches its cap: never a busy loop.
+        assert!(pauses.iter().all(|pause| *pause >= FIRST_ACCEPT_BACKOFF));
+        backoff.succeeded("l");
+        assert_eq!(backoff.failures, 0);
+        assert_eq!(backoff.failed("l", &emfile()), FIRST_ACCEPT_BACKOFF);
+    }
+
+    #[test]
+    fn only_lasting_accept_errors_back_off() {
+        for kind in [
+            std::io::ErrorKind::ConnectionAborted,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::Interrupted,
+        ] {
+            assert!(super::is_transient_accept_error(&kind.into()), "{kind:?}");
+        }
+        assert!(!super::is_transient_accept_error(&emfile()));
+        // ENFILE: the whole system is out of descriptors.
+        assert!(!super::is_transient_accept_error(
+            &std::io::Error::from_raw_os_error(23)
+        ));
+    }
+}

@@ -5,7 +5,8 @@
 //! flow-control windows pass through, a body the proxy will not read is stopped with
 //! RST_STREAM(NO_ERROR) after the answer, a response the client does not read is held back (not
 //! buffered), a rapid-reset flood ends the connection with GOAWAY, and the idle timeout closes
-//! a connection only when no stream is in flight.
+//! a connection only when no stream is in flight, and reaches it once the streams in flight
+//! were all cancelled (issue #16 item 8).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
@@ -392,15 +393,49 @@ async fn an_idle_connection_is_closed_but_not_while_a_stream_is_in_flight() {
         .expect("the request outlived the idle timeout");
     assert_eq!(response.status(), 200);
     read_body(response.into_body()).await;
+    closed_by_the_idle_timeout(connection, Duration::from_secs(5)).await;
+}
+
+/// Waits for the connection task to end, as a 1 s idle timeout counted from now ends it: not
+/// before 700 ms, and within `within`. Ended cleanly (GOAWAY) or not: closing is what counts.
+async fn closed_by_the_idle_timeout(
+    connection: tokio::task::JoinHandle<Result<(), h2::Error>>,
+    within: Duration,
+) {
     let idle_from = Instant::now();
-    // Ended, cleanly (GOAWAY) or not: closing is what counts.
-    let _ended: Result<(), h2::Error> = tokio::time::timeout(Duration::from_secs(5), connection)
-        .await
-        .expect("closed within 5 s of going idle")
-        .expect("connection task");
+    let ended = tokio::time::timeout(within, connection).await;
+    assert!(
+        matches!(ended, Ok(Ok(_))),
+        "not closed within {within:?} of going idle: {ended:?}"
+    );
     assert!(
         idle_from.elapsed() >= Duration::from_millis(700),
-        "closed {:?} after going idle",
+        "closed {:?} after going idle, before the idle timeout",
         idle_from.elapsed()
     );
+}
+
+/// Streams the client cancels before the response (issue #16 item 8) release the connection:
+/// it goes idle at the cancel and the idle timeout closes it about a second later, long
+/// before the upstream would have answered (5 s), where a request still counted in flight
+/// would hold it open for good.
+#[tokio::test]
+async fn a_connection_whose_streams_were_all_cancelled_reaches_its_idle_timeout() {
+    let through = Through::start_with_listener("    limits: { idle_timeout: 1s }").await;
+    let (client, connection) = Through::connect_watched(through.address).await;
+    let mut client = client.ready().await.expect("connection open");
+    let mut pending = Vec::new();
+    for _ in 0..3 {
+        let request = http::Request::get("http://backend/delay/5000")
+            .body(())
+            .expect("request");
+        pending.push(client.send_request(request, true).expect("send"));
+        client = client.ready().await.expect("connection open");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Dropping a stream's handles before its end resets it (RST_STREAM CANCEL).
+    drop(pending);
+    // Within 3 s of the cancels, while the upstream has not answered: released at the cancel.
+    closed_by_the_idle_timeout(connection, Duration::from_secs(3)).await;
+    drop(client);
 }

@@ -3,7 +3,8 @@
 //! configured types (WebSocket by default, as Istio) with `h2c` stripped and a 101 checked;
 //! client faults (bad chunk sizes, aborted uploads) answered as the client's, never blamed on
 //! the upstream; abandoned requests counted once and released; protocol sniffing of any
-//! token method; `/stats/prometheus` content negotiation; a bound on metric series.
+//! token method; `/stats/prometheus` content negotiation; a bound on metric series; a
+//! bare-LF trailer line refused rather than read on into the next pipelined request.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
@@ -421,5 +422,78 @@ async fn metric_series_beyond_the_bound_are_dropped_counted_and_still_served() {
     assert!(
         stats.contains("lateen.metrics_series_dropped: 3\n"),
         "{stats}"
+    );
+}
+
+/// A trailer line ended by a bare LF (issue #16 item 6). A parser that takes LF as a line end
+/// sees the trailers end at the empty line and `GET /next` as a second request; hyper before
+/// 1.13 read on to the next CRLF, took `GET /next` and its head into the trailers, and
+/// answered 200 while the pipelined request silently vanished. Envoy refuses it: 400 `DPE`,
+/// the connection closed, and the pipelined request is never merged into the trailers.
+#[tokio::test]
+async fn a_bare_lf_trailer_line_is_refused_and_never_swallows_a_pipelined_request() {
+    let upstream = Upstream::start("backend").await;
+    let (proxy, address) = proxy_to(upstream.address).await;
+    let raw = raw_exchange(
+        address,
+        b"POST /echo HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\nX: y\n\nGET /next HTTP/1.1\r\nHost: backend\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    let answered = statuses(&raw);
+    assert!(
+        answered == [400] || answered.is_empty(),
+        "refused (400) or closed, not merged into the trailers: {raw}"
+    );
+    let seen = upstream.seen.lock().expect("seen").clone();
+    assert!(
+        seen.iter().all(|request| request.path != "/next"),
+        "the pipelined request reached the upstream: {raw}"
+    );
+    if answered == [400] {
+        let metrics = proxy.prometheus().await;
+        assert_eq!(requests_with(&metrics, 400, "DPE"), Some(1.0), "{metrics}");
+    }
+    still_served(address).await;
+}
+
+/// HTTP/1.1 has no way to cancel a request but closing: a client that half-closes while its
+/// request waits for the upstream has cancelled it (Envoy resets the stream, `DC`). The proxy
+/// closes the connection at once, not when the upstream would have answered (3 s), and the
+/// request is recorded once as `0 DC`, with nothing left active.
+#[tokio::test]
+async fn an_http1_request_cancelled_by_a_half_close_releases_the_connection_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start("backend").await;
+    let (proxy, address) = proxy_to(upstream.address).await;
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /delay/3000 HTTP/1.1\r\nHost: backend\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.shutdown().await.expect("half-close");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "still open 1 s after the cancel: {closed:?}"
+    );
+    assert!(
+        rest.is_empty(),
+        "answered: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    let metrics = metrics_where(&proxy, |metrics| {
+        requests_with(metrics, 0, "DC") == Some(1.0)
+    })
+    .await;
+    let (_, stats) = get(proxy.admin, "/stats").await.expect("stats");
+    assert!(
+        stats.contains("lateen.downstream_rq_active: 0\n"),
+        "{stats}\n{metrics}"
     );
 }

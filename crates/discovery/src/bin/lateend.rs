@@ -233,14 +233,13 @@ fn serving_cert(
     lateen_discovery::webhook::load_cert(files).context("serving certificate")
 }
 
-/// Istio's certificate API over the mesh CA: callers authenticated by bootstrap tokens
-/// (`--bootstrap-token-dir`) and/or the cluster's TokenReview.
-fn ca_signer(
+/// How callers on 15012 are authenticated (the certificate API, and ADS streams' tokens):
+/// bootstrap tokens (`--bootstrap-token-dir`) and/or the cluster's TokenReview.
+fn authenticator(
     args: &Args,
-    ca: Arc<lateen_identity::MeshCa>,
     cluster: Option<kube::Client>,
     trust_domain: &str,
-) -> anyhow::Result<Arc<dyn lateen_xds::ca_service::CertificateSigner>> {
+) -> anyhow::Result<Arc<lateen_discovery::mesh_ca::auth::Authenticator>> {
     use lateen_discovery::mesh_ca::auth::{Authenticator, BootstrapTokens};
     let bootstrap = match &args.bootstrap_token_dir {
         Some(dir) => {
@@ -250,6 +249,19 @@ fn ca_signer(
         }
         None => None,
     };
+    Ok(Arc::new(Authenticator {
+        bootstrap,
+        cluster,
+        trust_domain: trust_domain.to_string(),
+    }))
+}
+
+/// Istio's certificate API over the mesh CA, its callers authenticated by `auth`.
+fn ca_signer(
+    args: &Args,
+    ca: Arc<lateen_identity::MeshCa>,
+    auth: Arc<lateen_discovery::mesh_ca::auth::Authenticator>,
+) -> anyhow::Result<Arc<dyn lateen_xds::ca_service::CertificateSigner>> {
     if args.workload_cert_ttl > args.max_workload_cert_ttl {
         anyhow::bail!(
             "--workload-cert-ttl ({:?}) must not exceed --max-workload-cert-ttl ({:?})",
@@ -259,11 +271,7 @@ fn ca_signer(
     }
     Ok(Arc::new(lateen_discovery::mesh_ca::signer::CaSigner {
         ca,
-        auth: Arc::new(Authenticator {
-            bootstrap,
-            cluster,
-            trust_domain: trust_domain.to_string(),
-        }),
+        auth,
         policy: lateen_identity::SigningPolicy {
             default_ttl: args.workload_cert_ttl,
             max_ttl: args.max_workload_cert_ttl,
@@ -408,7 +416,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let cert = serving_cert(&mesh_ca, &files)?;
     let mesh_root = mesh_ca.root_cert_pem().to_string();
-    let ca_signer = ca_signer(&args, mesh_ca, cluster.clone(), &trust_domain)?;
+    let auth = authenticator(&args, cluster.clone(), &trust_domain)?;
+    let ca_signer = ca_signer(&args, mesh_ca, auth.clone())?;
+    // Without bootstrap tokens or a cluster no token can be checked: ADS streams are then
+    // known only by their certificates, and a token proves nothing (nor is it refused).
+    let ads_auth = auth.can_authenticate().then_some(auth);
     tracing::info!(address = %webhook_listener.local_addr()?, "serving the sidecar-injection webhook (HTTPS)");
     tracing::info!(address = %tls_listener.local_addr()?, "serving xDS (ADS over TLS)");
     let cluster_state = ClusterState::new();
@@ -462,6 +474,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tls,
         xds.clone(),
         Some(lateen_xds::ca_service::CertificateService::new(ca_signer)),
+        ads_auth,
         keepalive,
     ));
 

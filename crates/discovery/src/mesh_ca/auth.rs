@@ -42,6 +42,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// Whether any token can be accepted (bootstrap tokens or a cluster to ask).
+    pub fn can_authenticate(&self) -> bool {
+        self.cluster.is_some() || self.bootstrap.is_some()
+    }
+
     /// The identity `token` proves.
     pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
         if let Some(bootstrap) = &self.bootstrap
@@ -99,6 +104,16 @@ async fn token_review(
         }
         _ => Err(AuthError::NotServiceAccount(username)),
     }
+}
+
+/// The token of an `authorization` value `Bearer TOKEN` (`None` for another scheme or an
+/// empty token).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?
+        .trim();
+    (!token.is_empty()).then_some(token)
 }
 
 /// Bootstrap tokens for workloads on one machine: for each identity `NS/SA` lateend keeps a
@@ -245,6 +260,15 @@ mod tests {
             auth.authenticate("nope").await,
             Err(AuthError::UnknownToken)
         ));
+    }
+
+    #[test]
+    fn only_a_bearer_scheme_with_a_token_is_a_token() {
+        assert_eq!(bearer_token("Bearer abc.def"), Some("abc.def"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        for none in ["Basic abc", "Bearer ", "Bearer", "abc", ""] {
+            assert_eq!(bearer_token(none), None, "{none:?}");
+        }
     }
 
     #[test]

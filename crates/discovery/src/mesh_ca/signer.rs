@@ -87,9 +87,5 @@ impl CertificateSigner for CaSigner {
 /// The token of `authorization: Bearer TOKEN`.
 fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
     let value = metadata.get("authorization")?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?
-        .trim();
-    (!token.is_empty()).then(|| token.to_string())
+    super::auth::bearer_token(value).map(str::to_string)
 }

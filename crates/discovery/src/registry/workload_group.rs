@@ -3,7 +3,7 @@
 //!
 //! - the proxy names a group in its metadata (`AUTO_REGISTER_GROUP`) and has an IP;
 //! - a WorkloadGroup of that name exists in the proxy's namespace;
-//! - when the transport verified the proxy's identity (a mesh certificate on the TLS port),
+//! - when the TLS port verified the proxy's identity (a mesh certificate or a bearer token),
 //!   that identity decides: its namespace must be the one the metadata claims, and when the
 //!   group's template names a service account it must be the identity's
 //!   (istiod's `ensureProxyCanControlEntry`);
@@ -35,7 +35,7 @@ pub struct Candidate {
     pub labels: BTreeMap<String, String>,
     /// `AUTO_REGISTER_GROUP`.
     pub group: String,
-    /// From a verified client certificate, when it presented one.
+    /// From a verified client certificate or bearer token (TLS port only).
     pub identity: Option<VerifiedIdentity>,
 }
 
@@ -89,7 +89,7 @@ pub enum Refusal {
     #[error("WorkloadGroup {namespace}/{group} named by its AUTO_REGISTER_GROUP does not exist")]
     GroupNotFound { namespace: String, group: String },
     #[error(
-        "its certificate ({spiffe}) is for namespace {verified}, but its metadata claims namespace {claimed}"
+        "its verified identity ({spiffe}) is for namespace {verified}, but its metadata claims namespace {claimed}"
     )]
     NamespaceMismatch {
         spiffe: String,
@@ -97,7 +97,7 @@ pub enum Refusal {
         claimed: String,
     },
     #[error(
-        "its certificate ({spiffe}) is for service account {verified}, but WorkloadGroup {namespace}/{group} is for service account {template}"
+        "its verified identity ({spiffe}) is for service account {verified}, but WorkloadGroup {namespace}/{group} is for service account {template}"
     )]
     ServiceAccountMismatch {
         spiffe: String,

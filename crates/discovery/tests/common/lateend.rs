@@ -109,6 +109,8 @@ pub struct Local {
     pub root: PathBuf,
     /// The bootstrap tokens' folder: `NS/SA/istio-token`.
     pub tokens: PathBuf,
+    /// lateend's CA files (`--ca-dir`).
+    pub ca_dir: PathBuf,
 }
 
 /// lateend on an empty folder with its CA in `work/ca` and bootstrap tokens for
@@ -118,9 +120,10 @@ pub async fn local(work: &Path, extra: &[&str]) -> Local {
     std::fs::create_dir_all(&config).expect("config dir");
     let root = work.join("root-cert.pem");
     let tokens = work.join("tokens");
+    let ca_dir = work.join("ca");
     let mut args: Vec<std::ffi::OsString> = vec![
         "--ca-dir".into(),
-        work.join("ca").into(),
+        ca_dir.clone().into(),
         "--cacerts-dir".into(),
         work.join("no-cacerts").into(),
         "--webhook-ca-out".into(),
@@ -139,10 +142,37 @@ pub async fn local(work: &Path, extra: &[&str]) -> Local {
         lateend,
         root,
         tokens,
+        ca_dir,
     }
 }
 
 impl Local {
+    /// A workload certificate for `namespace/service_account` signed by lateend's own CA, as
+    /// its certificate API would issue it.
+    pub fn workload_certificate(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> lateen_identity::WorkloadCertificate {
+        use lateen_identity::{CaFiles, CertificateRequest, Identity, MeshCa, SigningPolicy};
+        let files = CaFiles::read_dir(&self.ca_dir).expect("lateend's CA files");
+        let ca = MeshCa::from_files(files).expect("lateend's CA");
+        let identity = Identity::new("cluster.local", namespace, service_account);
+        let request = CertificateRequest::generate(&identity).expect("CSR");
+        let chain = ca
+            .sign_csr(
+                request.csr_pem.as_bytes(),
+                &identity,
+                None,
+                &SigningPolicy::default(),
+            )
+            .expect("sign")
+            .expect("a CSR for the caller's own identity");
+        request
+            .into_certificate(&chain, Vec::new())
+            .expect("certificate")
+    }
+
     /// The bootstrap token file of `NS/SA`.
     pub fn token(&self, namespace: &str, service_account: &str) -> PathBuf {
         self.tokens

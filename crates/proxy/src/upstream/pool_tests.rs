@@ -1,5 +1,6 @@
 //! The pool against a real HTTP/1.1 server on 127.0.0.1: connections bounded by the worker's
-//! budget, and swept when their endpoint leaves the configuration.
+//! budget, and swept when their endpoint leaves the configuration or has been idle past the
+//! idle timeout.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -10,7 +11,9 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use super::budget::ConnBudget;
-use super::pool::{IDLE_TIMEOUT, Pool, Target, UpstreamError, UpstreamVersion};
+use super::pool::{
+    IDLE_TIMEOUT, Pool, REMOVED_ENDPOINT_IDLE, Target, UpstreamError, UpstreamVersion,
+};
 use crate::http::body::ProxyBody;
 use crate::metrics::Metrics;
 
@@ -91,15 +94,42 @@ async fn an_endpoint_that_left_the_configuration_is_swept() {
         "a removed endpoint is forgotten"
     );
     assert!(
-        tokio::time::timeout(Duration::from_secs(2), async {
-            while pool.budget().open() > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .is_ok(),
+        all_connections_closed(&pool).await,
         "its connection closed and gave its slot back"
     );
+}
+
+/// Until the budget has every connection back (its sockets closed), at most 2 s.
+async fn all_connections_closed(pool: &Pool) -> bool {
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while pool.budget().open() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_live_endpoints_connection_idle_past_the_idle_timeout_is_closed() {
+    let address = server(Duration::ZERO).await;
+    let pool = Pool::new(Arc::new(Metrics::default()), None);
+    let live: HashSet<SocketAddr> = [address].into();
+    assert_eq!(get(&pool, address).await.ok(), Some(200));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Idle for 50 ms: within a 1 s idle timeout it stays.
+    pool.sweep(Duration::from_secs(1), REMOVED_ENDPOINT_IDLE, &live);
+    assert_eq!(pool.pooled_endpoints(), 1, "kept within the idle timeout");
+    assert_eq!(pool.budget().open(), 1);
+    // Past a 20 ms one it goes, though the endpoint is still in the configuration.
+    pool.sweep(Duration::from_millis(20), REMOVED_ENDPOINT_IDLE, &live);
+    assert_eq!(pool.pooled_endpoints(), 0, "closed past the idle timeout");
+    assert!(
+        all_connections_closed(&pool).await,
+        "its connection closed and gave its slot back"
+    );
+    // The endpoint is still served, on a new connection.
+    assert_eq!(get(&pool, address).await.ok(), Some(200));
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! `lateen-proxy sidecar|router`: starts the proxy with no listeners, connects to the
-//! control plane with the ADS client (plaintext or TLS with a token: [`super::control_plane`]), and applies every accepted update live. An update is
+//! control plane with the ADS client (plaintext or TLS with a token: [`super::control_plane`];
+//! over TLS also presenting the workload certificate once it holds one), and applies every
+//! accepted update live. An update is
 //! translated and compiled whole before anything changes; a bad one is NACKed with the
 //! resource, field and reason and the proxy keeps its previous configuration. Clusters warm
 //! before use: a configuration that names EDS or RDS resources not received yet is held
@@ -158,6 +160,14 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     }
     let certificates = source.start()?;
     options.certificates = certificates.clone();
+    // As pilot-agent with a provisioned certificate: over TLS, every (re)connect presents the
+    // workload certificate held then, so lateend knows the proxy by it; the token goes too.
+    let presented = match (&control_plane.transport, &certificates) {
+        (Transport::Tls(_), Some(certificates)) => {
+            Some(presented_certificate(certificates.clone()))
+        }
+        _ => None,
+    };
     let running = crate::proxy::start(initial, options).await?;
     if let Some(address) = args.status_address {
         crate::status::start(
@@ -216,6 +226,7 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
     let mut config = AdsClientConfig::new(control_plane.address.clone(), identity.node())
         .subscribe(CLUSTER, &[])
         .subscribe(LISTENER, &[]);
+    config.client_certificate = presented;
     config.transport = control_plane.transport;
     config.token = control_plane.token;
     config.mode = if args.sotw {
@@ -241,6 +252,16 @@ pub async fn run(node_type: NodeType, args: XdsArgs) -> anyhow::Result<()> {
         }
     });
     running.until_drained().await
+}
+
+/// The workload certificate `certificates` holds at each connection attempt.
+fn presented_certificate(
+    certificates: lateen_identity::CertificateWatch,
+) -> lateen_xds::client::ClientCertificate {
+    lateen_xds::client::ClientCertificate::new(move || {
+        let current = certificates.borrow().clone()?;
+        Some((current.chain.clone(), current.key.clone_key()))
+    })
 }
 
 fn lock(agent: &Mutex<Agent>) -> std::sync::MutexGuard<'_, Agent> {

@@ -23,7 +23,7 @@ mod delta;
 mod sotw;
 pub mod transport;
 
-pub use transport::{TlsSettings, TokenFile, Transport, TransportError};
+pub use transport::{ClientCertificate, TlsSettings, TokenFile, Transport, TransportError};
 
 /// gRPC `INVALID_ARGUMENT`, the code Envoy puts in a NACK's `error_detail`.
 const NACK_CODE: i32 = 3;
@@ -56,6 +56,8 @@ pub struct AdsClientConfig {
     pub transport: Transport,
     /// Bearer token sent as `authorization` metadata on every stream.
     pub token: Option<TokenFile>,
+    /// Client certificate presented on every TLS connection attempt (ignored in plaintext).
+    pub client_certificate: Option<ClientCertificate>,
     /// Largest response accepted; a larger one ends the stream (RESOURCE_EXHAUSTED) and the
     /// client reconnects with backoff, keeping what it applied before.
     pub max_message_bytes: usize,
@@ -78,6 +80,7 @@ impl AdsClientConfig {
             connect_timeout: Duration::from_secs(5),
             transport: Transport::Plaintext,
             token: None,
+            client_certificate: None,
             max_message_bytes: MAX_RESPONSE_BYTES,
         }
     }
@@ -233,12 +236,12 @@ async fn run(
 /// `authorization` metadata of a stream.
 type Authorization = Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>;
 
-/// The root certificate, then the token (a missing file costs no connection), then the
+/// The root certificate and client certificate, then the token (a missing file costs no connection), then the
 /// channel.
 async fn open_channel(
     config: &AdsClientConfig,
 ) -> Result<(Channel, Authorization), TransportError> {
-    let dialer = transport::Dialer::prepare(&config.transport)?;
+    let dialer = transport::Dialer::prepare(&config.transport, config.client_certificate.as_ref())?;
     let token = match &config.token {
         Some(token) => token.header()?,
         None => None,

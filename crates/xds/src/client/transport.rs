@@ -4,6 +4,11 @@
 //! is sent as `authorization: Bearer <token>` (a kubelet rewrites the projected token in
 //! place when it rotates it, so each reconnect carries the current one).
 //!
+//! Over TLS the client may also present a client certificate ([`ClientCertificate`]: the
+//! workload certificate the proxy holds at that moment, as pilot-agent presents a provisioned
+//! certificate), asked for again on every connection attempt so a reconnect carries the
+//! current one; the token is sent as well.
+//!
 //! Files are read on every connection attempt, not once: a root certificate or token that is
 //! missing now may appear later (a ConfigMap published after the pod started), and a failed
 //! read is an error naming the file that the client retries with backoff.
@@ -14,7 +19,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::metadata::MetadataValue;
@@ -38,6 +43,30 @@ pub struct TlsSettings {
     pub root_cert: PathBuf,
     /// Name the server's certificate must carry (the discovery address host, or `ISTIOD_SAN`).
     pub server_name: String,
+}
+
+/// A certificate chain (leaf first) and its key.
+pub type CertifiedKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// Where the client certificate of a TLS connection attempt comes from: asked on every
+/// attempt, `None` while the proxy holds none (the connection is then made without one).
+#[derive(Clone)]
+pub struct ClientCertificate(Arc<dyn Fn() -> Option<CertifiedKey> + Send + Sync>);
+
+impl ClientCertificate {
+    pub fn new(current: impl Fn() -> Option<CertifiedKey> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(current))
+    }
+
+    fn current(&self) -> Option<CertifiedKey> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientCertificate")
+    }
 }
 
 /// A bearer token read from a file for every stream.
@@ -76,8 +105,12 @@ pub(crate) struct Dialer {
 }
 
 impl Dialer {
-    /// Reads the root certificate (TLS); fails naming the file.
-    pub(crate) fn prepare(transport: &Transport) -> Result<Dialer, TransportError> {
+    /// Reads the root certificate (TLS) and takes the current client certificate, if any;
+    /// fails naming the file.
+    pub(crate) fn prepare(
+        transport: &Transport,
+        client_certificate: Option<&ClientCertificate>,
+    ) -> Result<Dialer, TransportError> {
         let tls = match transport {
             Transport::Plaintext => None,
             Transport::Tls(tls) => {
@@ -86,7 +119,8 @@ impl Dialer {
                         name: tls.server_name.clone(),
                     }
                 })?;
-                Some((tls_connector(tls)?, server_name))
+                let certified = client_certificate.and_then(ClientCertificate::current);
+                Some((tls_connector(tls, certified)?, server_name))
             }
         };
         Ok(Dialer { tls })
@@ -146,7 +180,7 @@ pub async fn connect(
     address: &str,
     connect_timeout: Duration,
 ) -> Result<Channel, TransportError> {
-    Dialer::prepare(transport)?
+    Dialer::prepare(transport, None)?
         .connect(address, connect_timeout)
         .await
 }
@@ -159,19 +193,34 @@ fn strip_scheme(address: &str) -> &str {
         .trim_end_matches('/')
 }
 
-/// A TLS connector trusting the roots in `tls.root_cert`, offering only HTTP/2.
-fn tls_connector(tls: &TlsSettings) -> Result<TlsConnector, TransportError> {
+/// A TLS connector trusting the roots in `tls.root_cert`, offering only HTTP/2, presenting
+/// `certified` when given.
+fn tls_connector(
+    tls: &TlsSettings,
+    certified: Option<CertifiedKey>,
+) -> Result<TlsConnector, TransportError> {
     let root_error = |reason: String| TransportError::RootCert {
         path: tls.root_cert.clone(),
         reason,
     };
     let roots = read_roots(&tls.root_cert).map_err(root_error)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| root_error(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match certified {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => match builder.clone().with_client_auth_cert(chain, key) {
+            Ok(config) => config,
+            // The token still authenticates the stream; a key rustls cannot use costs only
+            // the certificate.
+            Err(e) => {
+                tracing::warn!(error = %e, "the workload certificate cannot be presented to the control plane; connecting without it");
+                builder.with_no_client_auth()
+            }
+        },
+    };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(TlsConnector::from(Arc::new(config)))
 }

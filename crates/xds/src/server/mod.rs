@@ -35,8 +35,8 @@ pub trait SnapshotProvider: Send + Sync + 'static {
     fn snapshot_for(&self, _node: &ProxyNode) -> Option<Arc<Snapshot>> {
         None
     }
-    /// A stream connected (called before `snapshot_for`); `identity` is what its transport
-    /// authenticated (a verified client certificate), if anything.
+    /// A stream connected (called before `snapshot_for`); `identity` is who it was
+    /// authenticated as (a verified client certificate or bearer token), if anyone.
     fn on_connect(
         &self,
         _node: &ProxyNode,

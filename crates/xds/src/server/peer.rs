@@ -2,7 +2,9 @@
 //! hands the certificate's SPIFFE identity to tonic as the connection's `ConnectInfo`
 //! ([`AuthenticatedPeer`]); tonic puts it in every request's extensions, and the ADS stream
 //! passes it on to the [`super::SnapshotProvider`] with the node. The plaintext port has none.
-//! Parsing certificates is the listener's job (this crate knows no SPIFFE or X.509).
+//! Parsing certificates is the listener's job (this crate knows no SPIFFE or X.509), and so is
+//! checking a bearer token: a service in front of [`super::AdsService`] may replace the
+//! request's [`AuthenticatedPeer`] with the identity a token proved (lateend's `xds_auth`).
 
 use serde::Serialize;
 

@@ -94,7 +94,8 @@ pub struct ConnectionRecord {
     pub node: ProxyNode,
     /// SotW or delta.
     pub mode: StreamMode,
-    /// What the transport authenticated (a verified client certificate's identity).
+    /// Who the stream was authenticated as (a verified client certificate's or bearer
+    /// token's identity, as the listener put it in the request's [`super::peer::AuthenticatedPeer`]).
     pub verified_identity: Option<super::peer::VerifiedIdentity>,
     /// Connect time, milliseconds since the Unix epoch.
     pub connected_at_unix_ms: u64,
