@@ -84,45 +84,74 @@ enum After<E> {
     End,
 }
 
-/// A body whose ready data chunks are joined up to [`TARGET_CHUNK`] (see the module doc).
-pub struct Coalescing<B: Body> {
-    inner: B,
+/// What a body holds between polls once a chunk did not go straight on. Boxed: most bodies
+/// never need it, and every in-flight request carries a [`Coalescing`] inline.
+struct Holding<E> {
     held: Held,
-    after: Option<Box<After<B::Error>>>,
+    after: Option<After<E>>,
     /// Polls in a row that found the inner body not ready while data was held.
     not_ready: u8,
 }
+
+/// A body whose ready data chunks are joined up to [`TARGET_CHUNK`] (see the module doc).
+pub struct Coalescing<B: Body> {
+    inner: B,
+    holding: Option<Box<Holding<B::Error>>>,
+}
+
+type Polled<E> = Poll<Option<Result<Frame<Bytes>, E>>>;
 
 impl<B: Body<Data = Bytes>> Coalescing<B> {
     pub fn new(inner: B) -> Coalescing<B> {
         Coalescing {
             inner,
-            held: Held::Nothing,
-            after: None,
-            not_ready: 0,
+            holding: None,
         }
     }
 
-    fn hand_on(&mut self) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.held.take() {
-            Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-            None => self.after_held(),
-        }
+    fn held_len(&self) -> usize {
+        self.holding
+            .as_ref()
+            .map_or(0, |holding| holding.held.len())
     }
 
-    fn after_held(&mut self) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.after.take().map(|after| *after) {
-            Some(After::Frame(frame)) => Poll::Ready(Some(Ok(frame))),
-            Some(After::Error(err)) => Poll::Ready(Some(Err(err))),
-            Some(After::End) => Poll::Ready(None),
+    /// Hands on the held data, else what ended the run of data.
+    fn hand_on(&mut self) -> Polled<B::Error> {
+        let Some(holding) = self.holding.as_mut() else {
+            return Poll::Pending;
+        };
+        if let Some(data) = holding.held.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        match holding.after.take() {
+            Some(after) => {
+                self.holding = None;
+                Self::deliver(after)
+            }
             None => Poll::Pending,
         }
     }
 
-    /// Holds what ended the run of data; it goes out after the held data.
-    fn end_run(&mut self, after: After<B::Error>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        self.after = Some(Box::new(after));
-        self.hand_on()
+    fn deliver(after: After<B::Error>) -> Polled<B::Error> {
+        match after {
+            After::Frame(frame) => Poll::Ready(Some(Ok(frame))),
+            After::Error(err) => Poll::Ready(Some(Err(err))),
+            After::End => Poll::Ready(None),
+        }
+    }
+
+    /// What ended the run of data goes out after the held data, or now if none is held.
+    fn end_run(&mut self, after: After<B::Error>) -> Polled<B::Error> {
+        match self.holding.as_mut() {
+            Some(holding) if holding.held.len() > 0 => {
+                holding.after = Some(after);
+                self.hand_on()
+            }
+            _ => {
+                self.holding = None;
+                Self::deliver(after)
+            }
+        }
     }
 }
 
@@ -133,35 +162,48 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled<B::Error> {
         let this = self.get_mut();
-        if this.after.is_some() {
+        if this
+            .holding
+            .as_ref()
+            .is_some_and(|holding| holding.after.is_some())
+        {
             return this.hand_on();
         }
         loop {
-            if this.held.len() >= TARGET_CHUNK {
+            if this.held_len() >= TARGET_CHUNK {
                 return this.hand_on();
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        this.not_ready = 0;
-                        this.held.push(data);
+                        let holding = match this.holding.as_mut() {
+                            Some(holding) => holding,
+                            // The last chunk of a body with nothing held goes straight on.
+                            None if this.inner.is_end_stream() => {
+                                return Poll::Ready(Some(Ok(Frame::data(data))));
+                            }
+                            None => this.holding.insert(Box::new(Holding {
+                                held: Held::Nothing,
+                                after: None,
+                                not_ready: 0,
+                            })),
+                        };
+                        holding.not_ready = 0;
+                        holding.held.push(data);
                     }
                     Err(frame) => return this.end_run(After::Frame(frame)),
                 },
                 Poll::Ready(Some(Err(err))) => return this.end_run(After::Error(err)),
                 Poll::Ready(None) => return this.end_run(After::End),
                 Poll::Pending => {
-                    if this.held.len() == 0 {
+                    let Some(holding) = this.holding.as_mut().filter(|h| h.held.len() > 0) else {
                         return Poll::Pending;
-                    }
-                    this.not_ready += 1;
-                    if this.not_ready >= PATIENCE {
-                        this.not_ready = 0;
+                    };
+                    holding.not_ready += 1;
+                    if holding.not_ready >= PATIENCE {
+                        holding.not_ready = 0;
                         return this.hand_on();
                     }
                     // Give the task that feeds the inner body a turn before handing on.
@@ -173,16 +215,21 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        match self.after.as_deref() {
-            Some(After::End) => self.held.len() == 0,
-            Some(_) => false,
-            None => self.held.len() == 0 && self.inner.is_end_stream(),
+        match &self.holding {
+            Some(holding) => match &holding.after {
+                Some(After::End) => holding.held.len() == 0,
+                Some(_) => false,
+                None => holding.held.len() == 0 && self.inner.is_end_stream(),
+            },
+            None => self.inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        let held = self.held.len() as u64;
-        if matches!(self.after.as_deref(), Some(After::End)) {
+        let held = self.held_len() as u64;
+        if let Some(holding) = &self.holding
+            && matches!(holding.after, Some(After::End))
+        {
             return SizeHint::with_exact(held);
         }
         let inner = self.inner.size_hint();

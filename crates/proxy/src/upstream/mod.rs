@@ -4,6 +4,7 @@ pub mod balance;
 pub mod budget;
 pub mod pool;
 pub mod read_ahead;
+pub mod read_buffer;
 pub use pool::{Pool, Target, UpstreamError, UpstreamVersion};
 #[cfg(test)]
 mod pool_tests;

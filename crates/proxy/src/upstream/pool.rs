@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 
 use super::budget::{ConnBudget, ConnSlot, Slotted};
 use super::read_ahead::ReadAhead;
+use super::read_buffer::{self, LargeBuffers};
 use crate::http::body::ProxyBody;
 use crate::metrics::{Metrics, ProxyStats};
 use crate::tls::upstream::UpstreamStream;
@@ -27,8 +28,6 @@ use crate::tls::{MeshTls, UpstreamAlpn, UpstreamTlsRt};
 
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
-/// The read buffer of an upstream HTTP/1.1 connection (see `connect_http1`).
-const UPSTREAM_READ_BUFFER: usize = 4096;
 
 /// The request body type of upstream HTTP/1.1 connections. Boxed because hyper queues
 /// requests to a connection in a channel whose blocks hold 32 requests inline, and a
@@ -167,6 +166,8 @@ struct Connector {
     budget: Arc<ConnBudget>,
     /// Idle HTTP/1.1 connections, the first to close when the budget is spent.
     idle_h1: IdleMap,
+    /// Which new HTTP/1.1 connections read with a large buffer.
+    large_buffers: LargeBuffers,
 }
 
 pub struct Pool {
@@ -192,6 +193,7 @@ impl Pool {
                 mesh_tls,
                 budget,
                 idle_h1: IdleMap::default(),
+                large_buffers: LargeBuffers::default(),
             },
         }
     }
@@ -359,26 +361,35 @@ impl Pool {
             .connector
             .stream(target, connect_timeout, UpstreamAlpn::Http1, slot)
             .await?;
-        // A fixed 4 KiB read buffer instead of hyper's adaptive one from 8 KiB: with one
-        // upstream connection per concurrent request this keeps the pool small (hyper's
-        // adaptive buffer costs 3.8 MB more at 320 concurrent upstream connections). Bulk
-        // bodies are still read from the socket in large gulps, by `ReadAhead` beneath
-        // hyper, which holds memory only while bytes flow (issue #16 item 10).
+        // A fixed read buffer instead of hyper's adaptive one from 8 KiB: 4 KiB for most
+        // connections, which keeps a pool of hundreds small, and 64 KiB for a few per worker,
+        // which carry bulk bodies in large chunks (`read_buffer`). Bulk bodies on the small
+        // ones are still read from the socket in large gulps, by `ReadAhead` beneath hyper,
+        // which holds memory only while bytes flow (issue #16 item 10).
+        // An upgraded connection becomes a long-lived tunnel: never one of the large ones.
+        let (read_buffer, large_buffer) = if upgrades {
+            (read_buffer::SMALL, None)
+        } else {
+            self.connector.large_buffers.for_new_connection()
+        };
         let (sender, connection) = http1::Builder::new()
-            .read_buf_exact_size(Some(UPSTREAM_READ_BUFFER))
+            .read_buf_exact_size(Some(read_buffer))
             .handshake(TokioIo::new(ReadAhead::new(stream)))
             .await
             .map_err(|err| UpstreamError::Connect {
                 address: target.address,
                 reason: err.to_string(),
             })?;
+        // The large buffer's claim lives as long as the connection's task.
         if upgrades {
             tokio::spawn(async move {
                 let _ = connection.with_upgrades().await;
+                drop(large_buffer);
             });
         } else {
             tokio::spawn(async move {
                 let _ = connection.await;
+                drop(large_buffer);
             });
         }
         Ok(sender)
