@@ -152,4 +152,3 @@ fn the_size_hint_counts_held_bytes() {
     assert_eq!(poll_once(&mut body), Seen::Pending);
     assert_eq!(body.size_hint().lower(), 3);
 }
-

@@ -106,9 +106,18 @@ enum H2Entry {
     Connecting(H2Connect),
 }
 
-/// A pooled HTTP/1.1 connection and when it was last handed out or returned.
+/// An HTTP/1.1 connection, and whether it reads with the large buffer (`read_buffer`).
+struct H1Conn {
+    sender: http1::SendRequest<H1Body>,
+    large: bool,
+}
+
+/// A pooled HTTP/1.1 connection and when it was last handed out or returned. A stack keeps
+/// its large-buffer connections on top, so they are the first handed out: a light load, or
+/// a bulk transfer beside it, finds them idle.
 struct IdleH1 {
     sender: http1::SendRequest<H1Body>,
+    large: bool,
     since: Instant,
 }
 
@@ -228,16 +237,16 @@ impl Pool {
         // and their state would otherwise enlarge every request's future, in-flight requests
         // being the bulk of the proxy's memory.
         let checkout = match self.checkout_h1(&target) {
-            Some(sender) => Checkout::Idle(sender),
+            Some(conn) => Checkout::Idle(conn),
             None => match self.connector.budget.try_take() {
                 Some(slot) => Checkout::Slot(slot),
                 None => Box::pin(self.idle_or_slot(&target, connect_timeout)).await?,
             },
         };
-        let mut sender = match checkout {
-            Checkout::Idle(mut sender) => match sender.try_send_request(request).await {
+        let mut conn = match checkout {
+            Checkout::Idle(mut conn) => match conn.sender.try_send_request(request).await {
                 Ok(response) => {
-                    self.checkin_h1(target, sender);
+                    self.checkin_h1(target, conn);
                     return Ok(response);
                 }
                 Err(mut err) => match err.take_message() {
@@ -254,11 +263,12 @@ impl Pool {
                 Box::pin(self.connect_h1(&target, connect_timeout, false, slot)).await?
             }
         };
-        let response = sender
+        let response = conn
+            .sender
             .send_request(request)
             .await
             .map_err(UpstreamError::Reset)?;
-        self.checkin_h1(target, sender);
+        self.checkin_h1(target, conn);
         Ok(response)
     }
 
@@ -298,28 +308,33 @@ impl Pool {
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let slot = Box::pin(self.slot(connect_timeout)).await?;
-        let mut sender = Box::pin(self.connect_h1(&target, connect_timeout, true, slot)).await?;
-        sender
+        let mut conn = Box::pin(self.connect_h1(&target, connect_timeout, true, slot)).await?;
+        conn.sender
             .send_request(request.map(Box::new))
             .await
             .map_err(UpstreamError::Reset)
     }
 
-    fn checkout_h1(&self, target: &Target) -> Option<http1::SendRequest<H1Body>> {
+    fn checkout_h1(&self, target: &Target) -> Option<H1Conn> {
         let mut idle = self
             .connector
             .idle_h1
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let stack = idle.get_mut(target)?;
-        // Most recently used first; drop closed ones; skip ones still busy with a body.
+        // From the top (large buffers, then most recently used); drop closed ones; skip ones
+        // still busy with a body. `remove`, not `swap_remove`, keeps the order.
         let mut index = stack.len();
         while index > 0 {
             index -= 1;
             if stack[index].sender.is_closed() {
-                stack.swap_remove(index);
+                stack.remove(index);
             } else if stack[index].sender.is_ready() {
-                return Some(stack.swap_remove(index).sender);
+                let pooled = stack.remove(index);
+                return Some(H1Conn {
+                    sender: pooled.sender,
+                    large: pooled.large,
+                });
             }
         }
         None
@@ -329,22 +344,22 @@ impl Pool {
     /// when the response body has been read, and checkout skips it until then. While
     /// requests wait for a connection, it is watched instead and returned once ready, waking
     /// one of them.
-    fn checkin_h1(&self, target: Target, mut sender: http1::SendRequest<H1Body>) {
+    fn checkin_h1(&self, target: Target, mut conn: H1Conn) {
         let budget = &self.connector.budget;
         if !budget.has_waiters() {
-            push_idle(&self.connector.idle_h1, target, sender);
+            push_idle(&self.connector.idle_h1, target, conn);
             return;
         }
-        if sender.is_ready() {
-            push_idle(&self.connector.idle_h1, target, sender);
+        if conn.sender.is_ready() {
+            push_idle(&self.connector.idle_h1, target, conn);
             budget.wake_one();
             return;
         }
         let idle = self.connector.idle_h1.clone();
         let budget = budget.clone();
         tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                push_idle(&idle, target, sender);
+            if conn.sender.ready().await.is_ok() {
+                push_idle(&idle, target, conn);
                 budget.wake_one();
             }
         });
@@ -356,7 +371,7 @@ impl Pool {
         connect_timeout: Duration,
         upgrades: bool,
         slot: ConnSlot,
-    ) -> Result<http1::SendRequest<H1Body>, UpstreamError> {
+    ) -> Result<H1Conn, UpstreamError> {
         let stream = self
             .connector
             .stream(target, connect_timeout, UpstreamAlpn::Http1, slot)
@@ -380,6 +395,7 @@ impl Pool {
                 address: target.address,
                 reason: err.to_string(),
             })?;
+        let large = large_buffer.is_some();
         // The large buffer's claim lives as long as the connection's task.
         if upgrades {
             tokio::spawn(async move {
@@ -392,7 +408,7 @@ impl Pool {
                 drop(large_buffer);
             });
         }
-        Ok(sender)
+        Ok(H1Conn { sender, large })
     }
 
     async fn send_h2(
@@ -537,6 +553,21 @@ impl Pool {
         });
     }
 
+    /// Which pooled HTTP/1.1 connections to `address` read with the large buffer, bottom of
+    /// the stack first, for tests.
+    #[cfg(test)]
+    pub fn idle_large_buffers(&self, address: SocketAddr) -> Vec<bool> {
+        let idle = self
+            .connector
+            .idle_h1
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        idle.iter()
+            .filter(|(target, _)| target.address == address)
+            .flat_map(|(_, stack)| stack.iter().map(|pooled| pooled.large))
+            .collect()
+    }
+
     /// Endpoints pooled now (HTTP/1.1 and HTTP/2), for tests of [`Pool::sweep`].
     pub fn pooled_endpoints(&self) -> usize {
         let idle = self
@@ -555,19 +586,30 @@ impl Pool {
 
 /// What a request to an HTTP/1.1 endpoint gets from the pool.
 enum Checkout {
-    Idle(http1::SendRequest<H1Body>),
+    Idle(H1Conn),
     Slot(ConnSlot),
 }
 
-fn push_idle(idle: &IdleMap, target: Target, sender: http1::SendRequest<H1Body>) {
+fn push_idle(idle: &IdleMap, target: Target, conn: H1Conn) {
     let mut idle = idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let stack = idle.entry(target).or_default();
-    if stack.len() < MAX_IDLE_PER_ENDPOINT {
-        stack.push(IdleH1 {
-            sender,
-            since: Instant::now(),
-        });
+    if stack.len() >= MAX_IDLE_PER_ENDPOINT {
+        return;
     }
+    // Below the large-buffer connections on top (at most `LARGE_PER_WORKER` of them).
+    let below_large = if conn.large {
+        stack.len()
+    } else {
+        stack.len() - stack.iter().rev().take_while(|pooled| pooled.large).count()
+    };
+    stack.insert(
+        below_large,
+        IdleH1 {
+            sender: conn.sender,
+            large: conn.large,
+            since: Instant::now(),
+        },
+    );
 }
 
 impl Connector {
@@ -607,7 +649,7 @@ impl Connector {
                 .min_by_key(|(since, _, _)| *since);
             oldest.and_then(|(_, target, index)| {
                 let stack = idle.get_mut(&target)?;
-                let pooled = stack.swap_remove(index);
+                let pooled = stack.remove(index);
                 if stack.is_empty() {
                     idle.remove(&target);
                 }

@@ -188,3 +188,30 @@ async fn a_request_that_cannot_get_a_connection_in_time_overflows() {
     );
     assert_eq!(busy.await.ok().flatten(), Some(200));
 }
+
+#[tokio::test]
+async fn the_large_buffer_connections_are_handed_out_first() {
+    let address = server(Duration::from_millis(100)).await;
+    let pool = Arc::new(Pool::new(Arc::new(Metrics::default()), None));
+    let requests: Vec<_> = (0..6)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { get(&pool, address).await.ok() })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.ok().flatten(), Some(200));
+    }
+    let large = super::read_buffer::LARGE_PER_WORKER;
+    let on_top = |flags: &[bool]| {
+        flags.iter().filter(|large| **large).count() == large
+            && flags.iter().rev().take(large).all(|large| *large)
+    };
+    let flags = pool.idle_large_buffers(address);
+    assert_eq!(flags.len(), 6);
+    assert!(on_top(&flags), "large ones on top: {flags:?}");
+    // A request takes a large one and gives it back on top again.
+    assert_eq!(get(&pool, address).await.ok(), Some(200));
+    let flags = pool.idle_large_buffers(address);
+    assert!(on_top(&flags), "still on top: {flags:?}");
+}

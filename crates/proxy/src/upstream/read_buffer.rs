@@ -7,9 +7,10 @@
 //! per concurrent request it costs megabytes at a few hundred connections, the small-request
 //! memory issue 2 won (hyper keeps the buffer while a connection is pooled). So each worker
 //! gives the large buffer to at most [`LARGE_PER_WORKER`] live connections, the first it
-//! opens (and, pooled most-recently-used first, the ones a light load keeps reusing): a
-//! bulk transfer usually finds one, at a bounded cost of 120 KiB per worker. The others keep
-//! 4 KiB and read bulk bodies ahead through [`super::read_ahead::ReadAhead`].
+//! opens, and the pool keeps them on top of its idle stacks, so they are handed out first: a
+//! light load keeps reusing them and a bulk transfer usually finds one, at a bounded cost of
+//! 120 KiB per worker. The others keep 4 KiB and read bulk bodies ahead through
+//! [`super::read_ahead::ReadAhead`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
