@@ -116,8 +116,7 @@ struct H1Conn {
 /// its large-buffer connections on top, so they are the first handed out: a light load, or
 /// a bulk transfer beside it, finds them idle.
 struct IdleH1 {
-    sender: http1::SendRequest<H1Body>,
-    large: bool,
+    conn: H1Conn,
     since: Instant,
 }
 
@@ -327,14 +326,10 @@ impl Pool {
         let mut index = stack.len();
         while index > 0 {
             index -= 1;
-            if stack[index].sender.is_closed() {
+            if stack[index].conn.sender.is_closed() {
                 stack.remove(index);
-            } else if stack[index].sender.is_ready() {
-                let pooled = stack.remove(index);
-                return Some(H1Conn {
-                    sender: pooled.sender,
-                    large: pooled.large,
-                });
+            } else if stack[index].conn.sender.is_ready() {
+                return Some(stack.remove(index).conn);
             }
         }
         None
@@ -396,11 +391,11 @@ impl Pool {
                 reason: err.to_string(),
             })?;
         let large = large_buffer.is_some();
-        // The large buffer's claim lives as long as the connection's task.
+        // The large buffer's claim lives as long as the connection's task (an upgraded
+        // connection has none).
         if upgrades {
             tokio::spawn(async move {
                 let _ = connection.with_upgrades().await;
-                drop(large_buffer);
             });
         } else {
             tokio::spawn(async move {
@@ -534,8 +529,9 @@ impl Pool {
             idle.retain(|target, stack| {
                 // Busy connections stay: they are idle only once their response has ended.
                 let keep = |pooled: &IdleH1| {
-                    let idle_too_long = pooled.sender.is_ready() && expired(target, pooled.since);
-                    !pooled.sender.is_closed() && !idle_too_long
+                    let idle_too_long =
+                        pooled.conn.sender.is_ready() && expired(target, pooled.since);
+                    !pooled.conn.sender.is_closed() && !idle_too_long
                 };
                 stack.retain(keep);
                 !stack.is_empty()
@@ -564,7 +560,7 @@ impl Pool {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         idle.iter()
             .filter(|(target, _)| target.address == address)
-            .flat_map(|(_, stack)| stack.iter().map(|pooled| pooled.large))
+            .flat_map(|(_, stack)| stack.iter().map(|pooled| pooled.conn.large))
             .collect()
     }
 
@@ -600,13 +596,17 @@ fn push_idle(idle: &IdleMap, target: Target, conn: H1Conn) {
     let below_large = if conn.large {
         stack.len()
     } else {
-        stack.len() - stack.iter().rev().take_while(|pooled| pooled.large).count()
+        stack.len()
+            - stack
+                .iter()
+                .rev()
+                .take_while(|pooled| pooled.conn.large)
+                .count()
     };
     stack.insert(
         below_large,
         IdleH1 {
-            sender: conn.sender,
-            large: conn.large,
+            conn,
             since: Instant::now(),
         },
     );
@@ -643,7 +643,7 @@ impl Connector {
                     stack
                         .iter()
                         .enumerate()
-                        .filter(|(_, pooled)| pooled.sender.is_ready())
+                        .filter(|(_, pooled)| pooled.conn.sender.is_ready())
                         .map(move |(index, pooled)| (pooled.since, target.clone(), index))
                 })
                 .min_by_key(|(since, _, _)| *since);
