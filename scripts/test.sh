@@ -3,6 +3,8 @@
 # virtualenv with Envoy and kubernetes-validate; see scripts/install-test-deps.sh), then puts
 # the virtualenv's binaries on PATH so tests find `envoy` and `kubernetes-validate` there.
 set -euo pipefail
+# No incremental caches: CI builds once from a fresh clone, and they only cost disk (GBs).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 export PATH="$PWD/.venv/bin:$PATH"

@@ -290,7 +290,7 @@ async fn envoy_serves_mutual_tls_with_the_agents_rotating_certificate() {
     let tls = connector(&client, true);
 
     let backend = echo_server().await;
-    let port = lateen_test_support::free_low_port();
+    let port = lateen_test_support::free_port();
     let envoy = start_envoy(&envoy, dir, &envoy_bootstrap(&socket, port, backend));
 
     // Envoy's listener serves once both secrets arrived over SDS.

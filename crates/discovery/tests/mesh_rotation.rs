@@ -109,7 +109,7 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
     let local = common::lateend::local(work.path(), &["--workload-cert-ttl", "20s"]).await;
     let backend = Backend::start("reviews").await;
 
-    let inbound: SocketAddr = ([127, 0, 0, 1], lateen_test_support::free_low_port()).into();
+    let inbound: SocketAddr = ([127, 0, 0, 1], lateen_test_support::free_port()).into();
     let (admin, admin_port, metrics_port) = admin_block();
     let server: MeshProxy = mesh_proxy::start(
         &server_yaml(&admin, inbound, backend.port),
@@ -118,7 +118,7 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
         local.ca_client("reviews", None),
     )
     .await;
-    let outbound: SocketAddr = ([127, 0, 0, 1], lateen_test_support::free_low_port()).into();
+    let outbound: SocketAddr = ([127, 0, 0, 1], lateen_test_support::free_port()).into();
     let (admin, admin_port, metrics_port) = admin_block();
     let client: MeshProxy = mesh_proxy::start(
         &client_yaml(&admin, outbound, inbound),

@@ -124,9 +124,8 @@ impl TestCluster {
             .context("writing the test cluster's owner file")?;
         let pki = pki::generate(dir.path())?;
         let keeper = Keeper::new().context("starting the process keeper thread")?;
-        let host_proxy =
-            HostProxy::start(crate::free_low_port(), &dir.path().join("host-proxy.log"))
-                .context("starting the API server's service-name proxy")?;
+        let host_proxy = HostProxy::start(crate::free_port(), &dir.path().join("host-proxy.log"))
+            .context("starting the API server's service-name proxy")?;
         let (etcd_port, etcd_peer_port, api_port) = distinct_low_ports();
         let admin_kubeconfig = dir.path().join("admin.kubeconfig");
         let server = format!("https://127.0.0.1:{api_port}");
@@ -524,14 +523,14 @@ pub async fn client_for(kubeconfig: &Path) -> anyhow::Result<::kube::Client> {
 
 /// Three different free ports below 32768.
 fn distinct_low_ports() -> (u16, u16, u16) {
-    let a = crate::free_low_port();
-    let mut b = crate::free_low_port();
+    let a = crate::free_port();
+    let mut b = crate::free_port();
     while b == a {
-        b = crate::free_low_port();
+        b = crate::free_port();
     }
-    let mut c = crate::free_low_port();
+    let mut c = crate::free_port();
     while c == a || c == b {
-        c = crate::free_low_port();
+        c = crate::free_port();
     }
     (a, b, c)
 }

@@ -107,28 +107,6 @@ pub fn with_open_files_limit(
     Some(command)
 }
 
-/// A port free on 127.0.0.1 right now and never handed out before in this test process.
-/// Tests run in parallel threads: a port one test took for a "dead" upstream, released at
-/// once, could otherwise be handed to another test's proxy, which then answers where
-/// nothing should (what made `upstream_down_gives_503_with_envoy_flags` fail once).
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind an ephemeral port on 127.0.0.1");
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-    panic!("no port not handed out before after 1000 binds of 127.0.0.1:0");
-}
-
 /// Writes the file `name` in `dir` atomically (a hidden temporary file, then a rename), as
 /// an editor would: a watcher such as lateend's folder source never reads half a file.
 pub fn write_config(dir: &Path, name: &str, text: &str) {
@@ -137,24 +115,35 @@ pub fn write_config(dir: &Path, name: &str, text: &str) {
     std::fs::rename(&temporary, dir.join(name)).expect("rename config file into place");
 }
 
-/// Lowest and one past the highest port [`free_low_port`] hands out: below the kernel's
-/// ephemeral range (32768..61000 here), so no `bind(0)` of another test takes it meanwhile,
-/// and the project's rule "bind port 0 or below 32768" holds for processes told their port.
+/// Lowest and one past the highest port [`free_port`] hands out: below the kernel's
+/// ephemeral range (32768..61000 here). A port from `bind(0)` is in that range, and another
+/// process's outgoing connection can take it between our probe and the child's bind (what
+/// made Envoy NACK a listener with "Address already in use" under the full test run). Below
+/// it no connection is given a port, and the project's rule "bind port 0 or below 32768"
+/// holds for processes told their port.
 const LOW_PORTS: std::ops::Range<u16> = 20000..32768;
 
-/// A port free on 127.0.0.1 right now, chosen at random below 32768, for a child process that
-/// must be told its port on the command line (etcd, kube-apiserver). Random so that tests
-/// starting at the same time in other processes rarely pick the same one.
-pub fn free_low_port() -> u16 {
+/// A port free on 127.0.0.1 right now, chosen at random below 32768, and never handed out
+/// before in this test process. For a process that must be told its port (a listener in
+/// xDS, a child's flag). Never twice: tests run in parallel threads, and a port one test took
+/// for a "dead" upstream could otherwise be handed to another test's proxy, which then
+/// answers where nothing should. Random so that tests in other processes rarely collide.
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let span = u64::from(LOW_PORTS.end - LOW_PORTS.start);
-    for _ in 0..200 {
+    for _ in 0..1000 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(std::process::id().into());
         let offset = u16::try_from(h.finish() % span).unwrap_or(0);
         let port = LOW_PORTS.start + offset;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        given.push(port);
+        return port;
     }
-    panic!("no free port in {LOW_PORTS:?} on 127.0.0.1 after 200 tries");
+    panic!("no free port in {LOW_PORTS:?} on 127.0.0.1 after 1000 tries");
 }

@@ -71,7 +71,7 @@ impl Prometheus {
         }
         let config_file = dir.path().join("prometheus.yml");
         std::fs::write(&config_file, config).context("writing prometheus.yml")?;
-        let address: SocketAddr = format!("127.0.0.1:{}", crate::free_low_port())
+        let address: SocketAddr = format!("127.0.0.1:{}", crate::free_port())
             .parse()
             .context("prometheus address")?;
         let log = std::fs::File::create(dir.path().join("prometheus.log"))?;

@@ -34,9 +34,9 @@ impl Drop for MeshProxy {
 /// metrics).
 pub fn admin_block() -> (String, u16, u16) {
     let (admin, health, metrics) = (
-        lateen_test_support::free_low_port(),
-        lateen_test_support::free_low_port(),
-        lateen_test_support::free_low_port(),
+        lateen_test_support::free_port(),
+        lateen_test_support::free_port(),
+        lateen_test_support::free_port(),
     );
     (
         format!(

@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn a_name_set_by_the_test_is_tunnelled_and_any_other_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let proxy = HostProxy::start(crate::free_low_port(), &dir.path().join("log")).unwrap();
+        let proxy = HostProxy::start(crate::free_port(), &dir.path().join("log")).unwrap();
         let (_, refused) = connect(&proxy, "nobody.default.svc:443");
         assert!(refused.starts_with("HTTP/1.1 502"), "{refused}");
 
