@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lateen_test_support::envoy_bootstrap::Bootstrap;
 use lateen_test_support::netns::{
     self, EXCLUDED_INBOUND_PORTS, End, Lab, SIDECAR_CAPTURE_FLAGS, must, run as output,
 };
@@ -401,13 +402,7 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     // Envoy takes over as pod B's sidecar, configured by lateend.
     mesh.kill(proxy_b);
     let bootstrap = mesh.dir().join("envoy-b.yaml");
-    std::fs::write(
-        &bootstrap,
-        r#"node:
-  id: sidecar~198.18.10.3~service-b-0.default~default.svc.cluster.local
-  cluster: service-b.default
-  metadata:
-    NAMESPACE: default
+    let metadata = r#"    NAMESPACE: default
     LABELS: {app: service-b, version: v1}
     INTERCEPTION_MODE: REDIRECT
     INSTANCE_IPS: 198.18.10.3
@@ -415,33 +410,16 @@ fn pods_talk_through_both_sidecars_and_envoy_joins_the_mesh() {
     SERVICE_ACCOUNT: service-b
     POD_PORTS: '[{"name":"http","containerPort":9080,"protocol":"TCP"}]'
     AUTO_REGISTER_GROUP: service-b
-admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: 15000}}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services:
-    - envoy_grpc: {cluster_name: xds-grpc}
-  cds_config: {ads: {}, resource_api_version: V3}
-  lds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 198.18.10.1, port_value: 15010}}}
-"#,
-    )
-    .expect("bootstrap");
+"#;
+    let config =
+        Bootstrap::new("sidecar~198.18.10.3~service-b-0.default~default.svc.cluster.local")
+            .cluster("service-b.default")
+            .metadata(metadata)
+            .admin(15000)
+            .ads(15010)
+            .ads_host("198.18.10.1")
+            .to_yaml();
+    std::fs::write(&bootstrap, config).expect("bootstrap");
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o644));

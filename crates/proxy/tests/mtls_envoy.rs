@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use lateen_proxy::tls::UpstreamAlpn;
 use lateen_test_support::envoy::EnvoyProcess;
+use lateen_test_support::envoy_bootstrap::Bootstrap;
 use lateen_test_support::test_ca::WorkloadCert;
 use lateen_test_support::wait::until_some;
 use serde_json::json;
@@ -24,7 +25,7 @@ use support::{free_port, get, sample};
 const ENVOY_ID: &str = "spiffe://cluster.local/ns/default/sa/productpage";
 
 /// Envoy with an mTLS inbound listener before `app` and an outbound listener whose cluster
-/// originates Istio's mTLS to `lateen_inbound` (JSON, which Envoy reads as YAML).
+/// originates Istio's mTLS to `lateen_inbound`.
 fn envoy_config(dir: &Path, ports: [u16; 3], app: u16, lateen_inbound: u16) -> String {
     let [inbound, outbound, outbound_tls12] = ports;
     let file = |name: &str| json!({ "filename": dir.join(name) });
@@ -92,48 +93,49 @@ fn envoy_config(dir: &Path, ports: [u16; 3], app: u16, lateen_inbound: u16) -> S
             },
         })
     };
-    json!({
-        "admin": { "address": address(0) },
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "inbound",
-                    "address": address(inbound),
-                    "filter_chains": [{
-                        "transport_socket": {
-                            "name": "envoy.transport_sockets.tls",
-                            "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                                "require_client_certificate": true,
-                                "common_tls_context": {
-                                    "alpn_protocols": ["h2", "http/1.1"],
-                                    "tls_certificates": certificates,
-                                    "validation_context": { "trusted_ca": file("root-cert.pem") },
-                                },
-                            },
-                        },
-                        "filters": hcm("inbound", "app"),
-                    }],
+    let inbound_listener = json!({
+        "name": "inbound",
+        "address": address(inbound),
+        "filter_chains": [{
+            "transport_socket": {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                    "require_client_certificate": true,
+                    "common_tls_context": {
+                        "alpn_protocols": ["h2", "http/1.1"],
+                        "tls_certificates": certificates,
+                        "validation_context": { "trusted_ca": file("root-cert.pem") },
+                    },
                 },
-                {
-                    "name": "outbound",
-                    "address": address(outbound),
-                    "filter_chains": [{ "filters": hcm("outbound", "lateen") }],
-                },
-                {
-                    "name": "outbound-tls12",
-                    "address": address(outbound_tls12),
-                    "filter_chains": [{ "filters": hcm("outbound-tls12", "lateen-tls12") }],
-                },
-            ],
-            "clusters": [
-                { "name": "app", "type": "STATIC", "load_assignment": endpoints("app", app) },
-                lateen_cluster("lateen", Some("TLSv1_3")),
-                lateen_cluster("lateen-tls12", None),
-            ],
-        },
-    })
-    .to_string()
+            },
+            "filters": hcm("inbound", "app"),
+        }],
+    });
+    let outbound_listener = |name: &str, port: u16, cluster: &str| {
+        json!({
+            "name": name,
+            "address": address(port),
+            "filter_chains": [{ "filters": hcm(name, cluster) }],
+        })
+    };
+    // Each item is JSON on a list line, which Envoy reads as YAML.
+    let item = |value: serde_json::Value| format!("  - {value}");
+    Bootstrap::new("sidecar~127.0.0.1~productpage-1.default~default.svc.cluster.local")
+        .admin(0)
+        .listener(&item(inbound_listener))
+        .listener(&item(outbound_listener("outbound", outbound, "lateen")))
+        .listener(&item(outbound_listener(
+            "outbound-tls12",
+            outbound_tls12,
+            "lateen-tls12",
+        )))
+        .raw_cluster(&item(
+            json!({ "name": "app", "type": "STATIC", "load_assignment": endpoints("app", app) }),
+        ))
+        .raw_cluster(&item(lateen_cluster("lateen", Some("TLSv1_3"))))
+        .raw_cluster(&item(lateen_cluster("lateen-tls12", None)))
+        .to_yaml()
 }
 
 struct EnvoySide {

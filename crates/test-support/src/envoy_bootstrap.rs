@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 /// The name of the static cluster that reaches the control plane (istio-agent's).
 pub const XDS_CLUSTER: &str = "xds-grpc";
 
-/// ADS to a control plane on 127.0.0.1.
+/// ADS to a control plane (on 127.0.0.1 unless [`Bootstrap::ads_host`] says otherwise).
 #[derive(Debug, Clone)]
 struct Ads {
+    host: String,
     port: u16,
     /// `GRPC` (state of the world) or `DELTA_GRPC`.
     api_type: &'static str,
@@ -77,6 +78,7 @@ impl Bootstrap {
     /// State-of-the-world ADS (CDS and LDS through it) to 127.0.0.1:`port`, plaintext.
     pub fn ads(mut self, port: u16) -> Bootstrap {
         self.ads = Some(Ads {
+            host: "127.0.0.1".to_string(),
             port,
             api_type: "GRPC",
             tls: None,
@@ -94,6 +96,15 @@ impl Bootstrap {
         self = self.ads(port);
         if let Some(ads) = &mut self.ads {
             ads.api_type = api_type;
+        }
+        self
+    }
+
+    /// The control plane's address (after [`Bootstrap::ads`]) when it is not on loopback:
+    /// from inside a pod's network namespace, lateend is at the host's address.
+    pub fn ads_host(mut self, host: &str) -> Bootstrap {
+        if let Some(ads) = &mut self.ads {
+            ads.host = host.to_string();
         }
         self
     }
@@ -118,6 +129,17 @@ impl Bootstrap {
     pub fn static_cluster(mut self, name: &str, port: u16) -> Bootstrap {
         self.clusters
             .push(cluster_yaml(name, &loopback(port), false));
+        self
+    }
+
+    /// A static cluster given whole: one item of `static_resources.clusters`, as YAML lines
+    /// starting `  - name: ...`, or `  - {JSON}` (Envoy reads JSON as YAML).
+    pub fn raw_cluster(mut self, yaml: &str) -> Bootstrap {
+        let mut item = yaml.to_string();
+        if !item.ends_with('\n') {
+            item.push('\n');
+        }
+        self.clusters.push(item);
         self
     }
 
@@ -156,7 +178,7 @@ impl Bootstrap {
                 "dynamic_resources:\n  ads_config:\n    api_type: {}\n    transport_api_version: V3\n    set_node_on_first_message_only: true\n    grpc_services:\n    - envoy_grpc: {{cluster_name: {XDS_CLUSTER}}}\n  cds_config: {{ads: {{}}, resource_api_version: V3}}\n  lds_config: {{ads: {{}}, resource_api_version: V3}}\n",
                 ads.api_type
             );
-            let mut xds = cluster_yaml(XDS_CLUSTER, &loopback(ads.port), true);
+            let mut xds = cluster_yaml(XDS_CLUSTER, &socket_address(&ads.host, ads.port), true);
             if let Some((ca, san)) = &ads.tls {
                 let _ = write!(
                     xds,
@@ -187,7 +209,11 @@ impl Bootstrap {
 }
 
 fn loopback(port: u16) -> String {
-    format!("{{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}")
+    socket_address("127.0.0.1", port)
+}
+
+fn socket_address(host: &str, port: u16) -> String {
+    format!("{{socket_address: {{address: {host}, port_value: {port}}}}}")
 }
 
 /// One item of `static_resources.clusters`: STATIC, one endpoint at `address`, HTTP/2 when
@@ -218,6 +244,7 @@ mod tests {
             .metadata("    NAMESPACE: ns\n    LABELS: {app: a}\n")
             .admin(0)
             .ads(15012)
+            .ads_host("198.18.10.1")
             .ads_tls(Path::new("/ca.pem"), "lateend.istio-system.svc")
             .to_yaml();
         let doc = parse(&yaml);
@@ -226,6 +253,11 @@ mod tests {
         assert_eq!(doc["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
         let xds = &doc["static_resources"]["clusters"][0];
         assert_eq!(xds["name"], XDS_CLUSTER);
+        let endpoint = &xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
+        assert_eq!(
+            endpoint["address"]["socket_address"]["address"],
+            "198.18.10.1"
+        );
         assert_eq!(
             xds["transport_socket"]["typed_config"]["sni"],
             "lateend.istio-system.svc"
@@ -237,6 +269,7 @@ mod tests {
         let yaml = Bootstrap::new("n")
             .grpc_pipe_cluster("sds-grpc", Path::new("/run/sds.sock"))
             .static_cluster("backend", 8080)
+            .raw_cluster(r#"  - {"name": "raw", "type": "STATIC"}"#)
             .listener(
                 "  - name: l\n    address: {socket_address: {address: 127.0.0.1, port_value: 1}}\n",
             )
@@ -250,6 +283,7 @@ mod tests {
             "/run/sds.sock"
         );
         assert_eq!(clusters[1]["name"], "backend");
+        assert_eq!(clusters[2]["type"], "STATIC");
         assert_eq!(doc["static_resources"]["listeners"][0]["name"], "l");
     }
 }
