@@ -30,7 +30,9 @@ spec:
   host: reviews
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
-    connectionPool: {tcp: {maxConnections: 100}, http: {http1MaxPendingRequests: 100}}
+    connectionPool:
+      tcp: {maxConnections: 100, maxConnectionDuration: 1h}
+      http: {http1MaxPendingRequests: 100, idleTimeout: 60s, maxRequestsPerConnection: 1000}
     outlierDetection: {consecutive5xxErrors: 50, interval: 10s, baseEjectionTime: 30s}
   subsets:
   - {name: v1, labels: {version: v1}}

@@ -886,3 +886,78 @@ spec:
     let allow = NetworkRbac::decode(typed(&filters[1]).as_slice()).expect("network RBAC");
     assert!(allow.rules.expect("ALLOW").policies.is_empty());
 }
+
+#[test]
+fn connection_pool_limits_reach_outbound_and_inbound_clusters_like_istio() {
+    use lateen_xds::pb::envoy::extensions::upstreams::http::v3::{
+        HttpProtocolOptions, http_protocol_options,
+    };
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: default}
+spec:
+  hosts: [web.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 8080, name: http, protocol: HTTP}
+  - {number: 9090, name: grpc, protocol: GRPC}
+  endpoints: [{address: 10.0.3.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: default}
+spec:
+  host: web
+  trafficPolicy:
+    connectionPool:
+      http: {idleTimeout: 30s, maxRequestsPerConnection: 1}
+      tcp: {maxConnectionDuration: 10m}
+    portLevelSettings:
+    - port: {number: 9090}
+      connectionPool: {tcp: {idleTimeout: 5s}}
+"#;
+    let options = |s: &Snapshot, name: &str| -> HttpProtocolOptions {
+        let c: Cluster = decode(s, types::CLUSTER, name);
+        let any = c
+            .typed_extension_protocol_options
+            .get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+            .unwrap_or_else(|| panic!("{name}: no HttpProtocolOptions"));
+        HttpProtocolOptions::decode(any.value.as_slice()).expect("decode")
+    };
+    let s = snapshot(yaml, &sidecar_in_default());
+    let http = options(&s, "outbound|8080||web.default.svc.cluster.local");
+    let common = http.common_http_protocol_options.expect("common options");
+    assert_eq!(common.idle_timeout.map(|d| d.seconds), Some(30));
+    assert_eq!(common.max_requests_per_connection.map(|v| v.value), Some(1));
+    assert_eq!(common.max_connection_duration.map(|d| d.seconds), Some(600));
+    // Envoy requires an upstream protocol beside them: HTTP/1.1, named (as istiod does).
+    assert!(matches!(
+        http.upstream_protocol_options,
+        Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(_))
+    ));
+
+    // Port-level settings replace the pool: only the TCP idle timeout, beside HTTP/2.
+    let grpc = options(&s, "outbound|9090||web.default.svc.cluster.local");
+    assert!(matches!(
+        grpc.upstream_protocol_options,
+        Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(_))
+    ));
+    let common = grpc.common_http_protocol_options.expect("common options");
+    assert_eq!(common.idle_timeout.map(|d| d.seconds), Some(5));
+    assert!(common.max_requests_per_connection.is_none());
+    assert!(common.max_connection_duration.is_none());
+
+    // The workload's own sidecar applies its service's pool to the inbound cluster.
+    let web = proxy(
+        "sidecar~10.0.3.1~web-1.default~default.svc.cluster.local",
+        serde_json::json!({"NAMESPACE": "default"}),
+    );
+    let s = snapshot(yaml, &web);
+    let inbound = options(&s, "inbound|8080||");
+    let common = inbound
+        .common_http_protocol_options
+        .expect("common options");
+    assert_eq!(common.max_requests_per_connection.map(|v| v.value), Some(1));
+}

@@ -498,3 +498,52 @@ async fn outlier_detection_ejects_and_returns_a_host() {
         "the host is back after the ejection time"
     );
 }
+
+/// Istio's `connectionPool.http.maxRequestsPerConnection` (Envoy's
+/// `common_http_protocol_options.max_requests_per_connection`): with 1, every request gets
+/// an upstream connection of its own, which closes after it; without it, the proxy's two
+/// workers keep reusing at most one connection each.
+#[tokio::test]
+async fn max_requests_per_connection_one_gives_each_request_its_own_upstream_connection() {
+    let limited = Upstream::start("limited").await;
+    let pooled = Upstream::start("pooled").await;
+    let route = "route:\n  cluster: limited";
+    let limits = "connection_limits:\n  max_requests_per_connection: 1\n  idle_timeout: 30s";
+    let (_proxy, address) = start(
+        route,
+        &[
+            ("limited", vec![limited.address], limits),
+            ("pooled", vec![pooled.address], ""),
+        ],
+    )
+    .await;
+    for _ in 0..6 {
+        assert_eq!(call(address, "GET", "/echo", &[]).await.0, 200);
+    }
+    assert_eq!(limited.hits.load(Ordering::SeqCst), 6);
+    assert_eq!(
+        limited.connections.total.load(Ordering::SeqCst),
+        6,
+        "one upstream connection per request"
+    );
+    // Each closes after its response: none stays open for long.
+    lateen_test_support::wait::eventually(
+        "the limited upstream connections to close",
+        Duration::from_secs(5),
+        || async { (limited.connections.open.load(Ordering::SeqCst) == 0).then_some(()) },
+    )
+    .await;
+
+    let (_proxy, address) = start(
+        "route:\n  cluster: pooled",
+        &[("pooled", vec![pooled.address], "")],
+    )
+    .await;
+    for _ in 0..6 {
+        assert_eq!(call(address, "GET", "/echo", &[]).await.0, 200);
+    }
+    assert!(
+        pooled.connections.total.load(Ordering::SeqCst) <= 2,
+        "pooled connections are reused"
+    );
+}

@@ -10,7 +10,9 @@ use lateen_api::networking::{
 use lateen_xds::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier, circuit_breakers, cluster,
 };
-use lateen_xds::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use lateen_xds::pb::envoy::config::core::v3::{
+    Http2ProtocolOptions, HttpProtocolOptions as CoreHttpProtocolOptions,
+};
 use lateen_xds::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
@@ -114,18 +116,72 @@ impl AppProtocol {
         })
     }
 
-    /// Sets the upstream protocol of `cluster` (sidecars only: a gateway does not sniff).
-    pub fn apply(self, cluster: &mut Cluster, sidecar: bool) {
-        if self == Self::Unknown && !sidecar {
-            return;
-        }
-        if let Some(options) = self.options() {
-            cluster.typed_extension_protocol_options.insert(
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
-                names::pack(&options),
-            );
-        }
+    /// Sets the upstream protocol of `cluster` (sidecars only: a gateway does not sniff) and
+    /// the per-connection limits of the DestinationRule's `pool`, both in the cluster's one
+    /// `HttpProtocolOptions`, as istiod does.
+    pub fn apply(
+        self,
+        cluster: &mut Cluster,
+        sidecar: bool,
+        pool: Option<&ConnectionPoolSettings>,
+    ) {
+        let protocol = if self == Self::Unknown && !sidecar {
+            None
+        } else {
+            self.options()
+        };
+        let common = pool.and_then(connection_limits_of);
+        let options = match (protocol, common) {
+            (None, None) => return,
+            (Some(protocol), common) => HttpProtocolOptions {
+                common_http_protocol_options: common,
+                ..protocol
+            },
+            // Envoy requires an upstream protocol beside the common options: HTTP/1.1, its
+            // default, named explicitly, as istiod does.
+            (None, common) => HttpProtocolOptions {
+                common_http_protocol_options: common,
+                upstream_protocol_options: Some(explicit_http1()),
+                ..Default::default()
+            },
+        };
+        cluster.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            names::pack(&options),
+        );
     }
+}
+
+/// HTTP/1.1 upstream, said explicitly.
+fn explicit_http1() -> http_protocol_options::UpstreamProtocolOptions {
+    use http_protocol_options::explicit_http_config::ProtocolConfig;
+    http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+        http_protocol_options::ExplicitHttpConfig {
+            protocol_config: Some(ProtocolConfig::HttpProtocolOptions(Default::default())),
+        },
+    )
+}
+
+/// Envoy's `common_http_protocol_options` for Istio's `connectionPool`: the HTTP idle timeout
+/// (else the TCP one), `maxRequestsPerConnection` and the TCP `maxConnectionDuration`; none
+/// when the DestinationRule sets none of them.
+fn connection_limits_of(pool: &ConnectionPoolSettings) -> Option<CoreHttpProtocolOptions> {
+    let http = pool.http.as_ref();
+    let tcp = pool.tcp.as_ref();
+    let idle_timeout = http
+        .and_then(|h| h.idle_timeout)
+        .or_else(|| tcp.and_then(|t| t.idle_timeout));
+    let max_requests = positive(http.and_then(|h| h.max_requests_per_connection));
+    let max_duration = tcp.and_then(|t| t.max_connection_duration);
+    if idle_timeout.is_none() && max_requests.is_none() && max_duration.is_none() {
+        return None;
+    }
+    Some(CoreHttpProtocolOptions {
+        idle_timeout: idle_timeout.map(names::duration),
+        max_requests_per_connection: max_requests,
+        max_connection_duration: max_duration.map(names::duration),
+        ..Default::default()
+    })
 }
 
 pub fn build<'a>(ctx: &Context<'a>) -> Built<'a> {
@@ -142,9 +198,14 @@ pub fn build<'a>(ctx: &Context<'a>) -> Built<'a> {
                 &inbound.endpoint_ip,
                 inbound.endpoint_port,
             );
-            inbound.app_protocol.apply(&mut c, true);
-            c.metadata = inbound_service(ctx, inbound.port)
-                .map(|(service, port)| istio_metadata(service, port));
+            // Of the service's DestinationRule only the connection pool applies inbound
+            // (top level and port level, as istiod does).
+            let served = inbound_service(ctx, inbound.port);
+            let pool = served.and_then(|(service, port)| {
+                effective_policy(ctx.destination_rule(service), "", port.number).connection_pool
+            });
+            inbound.app_protocol.apply(&mut c, true, pool.as_ref());
+            c.metadata = served.map(|(service, port)| istio_metadata(service, port));
             clusters.push(c);
         }
     }
@@ -384,7 +445,7 @@ fn outbound(
     if let Some(od) = &policy.outlier_detection {
         c.outlier_detection = Some(outlier_of(od));
     }
-    AppProtocol::of(&port.protocol, &port.name).apply(&mut c, !ctx.is_router());
+    AppProtocol::of(&port.protocol, &port.name).apply(&mut c, !ctx.is_router(), pool);
     c
 }
 

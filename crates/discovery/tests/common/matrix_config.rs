@@ -63,7 +63,10 @@ kind: DestinationRule
 metadata: {name: lb-rr, namespace: default}
 spec:
   host: lb-rr
-  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+  # The limits on each upstream connection reach both data planes (the no-NACK row).
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool: {http: {idleTimeout: 60s, maxRequestsPerConnection: 1000}, tcp: {maxConnectionDuration: 1h}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule

@@ -531,6 +531,40 @@ pub struct Cluster {
     /// Mesh mTLS to the endpoints; plaintext without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
+    /// Limits on each pooled connection to the endpoints.
+    #[serde(default, skip_serializing_if = "ConnectionLimits::is_default")]
+    pub connection_limits: ConnectionLimits,
+}
+
+/// Limits on each upstream connection of a cluster: Envoy's `common_http_protocol_options`,
+/// which istiod fills from a DestinationRule's `connectionPool`. How long a connection may
+/// sit idle in the pool (`http.idleTimeout`, else `tcp.idleTimeout`; Envoy's default 1 h
+/// when unset, never when zero),
+/// how many requests it carries (`http.maxRequestsPerConnection`) and how long it is used
+/// for (`tcp.maxConnectionDuration`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionLimits {
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<u32>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_connection_duration: Option<Duration>,
+}
+
+impl ConnectionLimits {
+    pub fn is_default(&self) -> bool {
+        *self == ConnectionLimits::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -304,6 +304,8 @@ pub struct ClusterRt {
     pub tls: Option<Arc<crate::tls::UpstreamTlsRt>>,
     /// Endpoints reached in plaintext although `tls` is set (auto mTLS: no sidecar).
     pub plaintext_endpoints: std::collections::HashSet<SocketAddr>,
+    /// Limits on each pooled connection to the endpoints.
+    pub limits: model::ConnectionLimits,
 }
 
 impl ClusterRt {
@@ -346,6 +348,7 @@ impl ClusterRt {
                 .map(|endpoint| endpoint.address)
                 .collect(),
             tls,
+            limits: cluster.connection_limits,
         }
     }
 
@@ -369,6 +372,7 @@ impl ClusterRt {
             breakers: None,
             tls: None,
             plaintext_endpoints: Default::default(),
+            limits: Default::default(),
         }
     }
 

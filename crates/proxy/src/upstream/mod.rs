@@ -2,6 +2,8 @@
 
 pub mod balance;
 pub mod budget;
+mod connector;
+pub mod limits;
 pub mod pool;
 pub mod read_ahead;
 pub mod read_buffer;

@@ -10,31 +10,27 @@
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http2;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 use super::budget::{ConnBudget, ConnSlot, Slotted};
-use super::read_ahead::ReadAhead;
-use super::read_buffer::{self, LargeBuffers};
+use super::connector::{Connector, H1Conn, IdleH1, IdleMap};
+use super::limits::{Usage, done_with};
+use super::read_buffer::LargeBuffers;
+use crate::config::model::ConnectionLimits;
 use crate::http::body::ProxyBody;
-use crate::metrics::{Metrics, ProxyStats};
+use crate::metrics::Metrics;
 use crate::tls::upstream::UpstreamStream;
 use crate::tls::{MeshTls, UpstreamAlpn, UpstreamTlsRt};
 
+pub use super::connector::connect;
+pub use super::limits::IDLE_TIMEOUT;
+
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
-
-/// The request body type of upstream HTTP/1.1 connections. Boxed because hyper queues
-/// requests to a connection in a channel whose blocks hold 32 requests inline, and a
-/// connection keeps up to two blocks: the body's ~60 bytes inline cost ~3.5 KB per pooled
-/// connection, the box one small allocation per request (bench/run.sh's h2c run holds 320
-/// connections).
-type H1Body = Box<ProxyBody>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamVersion {
@@ -102,38 +98,23 @@ enum H2Entry {
     Ready {
         sender: http2::SendRequest<ProxyBody>,
         last_used: Instant,
+        usage: Usage,
     },
     Connecting(H2Connect),
 }
 
-/// An HTTP/1.1 connection, and whether it reads with the large buffer (`read_buffer`).
-struct H1Conn {
-    sender: http1::SendRequest<H1Body>,
-    large: bool,
-}
-
-/// A pooled HTTP/1.1 connection and when it was last handed out or returned. A stack keeps
-/// its large-buffer connections on top, so they are the first handed out: a light load, or
-/// a bulk transfer beside it, finds them idle.
-struct IdleH1 {
-    conn: H1Conn,
-    since: Instant,
-}
-
-type IdleMap = Arc<Mutex<HashMap<Target, Vec<IdleH1>>>>;
-
-/// Envoy's default upstream `idle_timeout` (Istio's `connectionPool.http.idleTimeout`).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long an idle connection to an address no cluster names any more is kept: long
 /// enough for a passthrough connection between a client's requests, short against churn.
 pub const REMOVED_ENDPOINT_IDLE: Duration = Duration::from_secs(10);
 
-/// Where a pooled connection goes, the local address it comes from and its mesh mTLS.
+/// Where a pooled connection goes, the local address it comes from, its mesh mTLS and the
+/// limits its cluster puts on each connection (clusters with other limits pool apart).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     pub address: SocketAddr,
     pub source: Option<IpAddr>,
     pub tls: Option<Arc<UpstreamTlsRt>>,
+    pub limits: ConnectionLimits,
 }
 
 impl Target {
@@ -147,35 +128,9 @@ impl Target {
                 .tls
                 .clone()
                 .filter(|_| !cluster.plaintext_endpoints.contains(&endpoint)),
+            limits: cluster.limits,
         }
     }
-}
-
-/// Connects to `address`, from `source` when given.
-pub async fn connect(address: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let Some(source) = source else {
-        return TcpStream::connect(address).await;
-    };
-    let socket = if address.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.bind(SocketAddr::new(source, 0))?;
-    socket.connect(address).await
-}
-
-/// What opening a connection needs, cloneable into a shared HTTP/2 connect.
-#[derive(Clone)]
-struct Connector {
-    metrics: Arc<Metrics>,
-    /// The proxy's certificate for mTLS targets; without it they cannot be reached.
-    mesh_tls: Option<Arc<MeshTls>>,
-    budget: Arc<ConnBudget>,
-    /// Idle HTTP/1.1 connections, the first to close when the budget is spent.
-    idle_h1: IdleMap,
-    /// Which new HTTP/1.1 connections read with a large buffer.
-    large_buffers: LargeBuffers,
 }
 
 pub struct Pool {
@@ -253,13 +208,21 @@ impl Pool {
                     Some(unsent) => {
                         request = unsent;
                         let slot = Box::pin(self.slot(connect_timeout)).await?;
-                        Box::pin(self.connect_h1(&target, connect_timeout, false, slot)).await?
+                        Box::pin(
+                            self.connector
+                                .connect_h1(&target, connect_timeout, false, slot),
+                        )
+                        .await?
                     }
                     None => return Err(UpstreamError::Reset(err.into_error())),
                 },
             },
             Checkout::Slot(slot) => {
-                Box::pin(self.connect_h1(&target, connect_timeout, false, slot)).await?
+                Box::pin(
+                    self.connector
+                        .connect_h1(&target, connect_timeout, false, slot),
+                )
+                .await?
             }
         };
         let response = conn
@@ -307,7 +270,11 @@ impl Pool {
         request: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         let slot = Box::pin(self.slot(connect_timeout)).await?;
-        let mut conn = Box::pin(self.connect_h1(&target, connect_timeout, true, slot)).await?;
+        let mut conn = Box::pin(
+            self.connector
+                .connect_h1(&target, connect_timeout, true, slot),
+        )
+        .await?;
         conn.sender
             .send_request(request.map(Box::new))
             .await
@@ -321,14 +288,20 @@ impl Pool {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let stack = idle.get_mut(target)?;
-        // From the top (large buffers, then most recently used); drop closed ones; skip ones
-        // still busy with a body. `remove`, not `swap_remove`, keeps the order.
+        // From the top (large buffers, then most recently used); drop closed ones and ones
+        // done with by their cluster's limits; skip ones still busy with a body. `remove`,
+        // not `swap_remove`, keeps the order.
+        let now = Instant::now();
         let mut index = stack.len();
         while index > 0 {
             index -= 1;
-            if stack[index].conn.sender.is_closed() {
+            let IdleH1 { conn, since } = &stack[index];
+            if conn.sender.is_closed()
+                || (conn.sender.is_ready()
+                    && done_with(&target.limits, IDLE_TIMEOUT, *since, &conn.usage, now))
+            {
                 stack.remove(index);
-            } else if stack[index].conn.sender.is_ready() {
+            } else if conn.sender.is_ready() {
                 return Some(stack.remove(index).conn);
             }
         }
@@ -339,7 +312,13 @@ impl Pool {
     /// when the response body has been read, and checkout skips it until then. While
     /// requests wait for a connection, it is watched instead and returned once ready, waking
     /// one of them.
+    /// A connection that has carried its cluster's maximum of requests, or lived its
+    /// maximum duration, is dropped instead: it closes once the response has been read.
     fn checkin_h1(&self, target: Target, mut conn: H1Conn) {
+        conn.usage.count_request();
+        if conn.usage.spent_now(&target.limits) {
+            return;
+        }
         let budget = &self.connector.budget;
         if !budget.has_waiters() {
             push_idle(&self.connector.idle_h1, target, conn);
@@ -358,52 +337,6 @@ impl Pool {
                 budget.wake_one();
             }
         });
-    }
-
-    async fn connect_h1(
-        &self,
-        target: &Target,
-        connect_timeout: Duration,
-        upgrades: bool,
-        slot: ConnSlot,
-    ) -> Result<H1Conn, UpstreamError> {
-        let stream = self
-            .connector
-            .stream(target, connect_timeout, UpstreamAlpn::Http1, slot)
-            .await?;
-        // A fixed read buffer instead of hyper's adaptive one from 8 KiB: 4 KiB for most
-        // connections, which keeps a pool of hundreds small, and 64 KiB for a few per worker,
-        // which carry bulk bodies in large chunks (`read_buffer`). Bulk bodies on the small
-        // ones are still read from the socket in large gulps, by `ReadAhead` beneath hyper,
-        // which holds memory only while bytes flow (issue #16 item 10).
-        // An upgraded connection becomes a long-lived tunnel: never one of the large ones.
-        let (read_buffer, large_buffer) = if upgrades {
-            (read_buffer::SMALL, None)
-        } else {
-            self.connector.large_buffers.for_new_connection()
-        };
-        let (sender, connection) = http1::Builder::new()
-            .read_buf_exact_size(Some(read_buffer))
-            .handshake(TokioIo::new(ReadAhead::new(stream)))
-            .await
-            .map_err(|err| UpstreamError::Connect {
-                address: target.address,
-                reason: err.to_string(),
-            })?;
-        let large = large_buffer.is_some();
-        // The large buffer's claim lives as long as the connection's task (an upgraded
-        // connection has none).
-        if upgrades {
-            tokio::spawn(async move {
-                let _ = connection.with_upgrades().await;
-            });
-        } else {
-            tokio::spawn(async move {
-                let _ = connection.await;
-                drop(large_buffer);
-            });
-        }
-        Ok(H1Conn { sender, large })
     }
 
     async fn send_h2(
@@ -425,11 +358,14 @@ impl Pool {
                     Ok(sender) => {
                         // The first request to finish the connect publishes it.
                         if matches!(connections.get(&target), Some(H2Entry::Connecting(_))) {
+                            let mut usage = Usage::new();
+                            usage.count_request();
                             connections.insert(
                                 target,
                                 H2Entry::Ready {
                                     sender: sender.clone(),
                                     last_used: Instant::now(),
+                                    usage,
                                 },
                             );
                         }
@@ -468,9 +404,19 @@ impl Pool {
             .h2
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
         match connections.get_mut(target) {
-            Some(H2Entry::Ready { sender, last_used }) if !sender.is_closed() => {
-                *last_used = Instant::now();
+            // A connection spent by its cluster's limits is replaced below; the streams on
+            // it finish, and it closes once they have and every handle to it is gone.
+            Some(H2Entry::Ready {
+                sender,
+                last_used,
+                usage,
+            }) if !sender.is_closed()
+                && !done_with(&target.limits, IDLE_TIMEOUT, *last_used, usage, now) =>
+            {
+                *last_used = now;
+                usage.count_request();
                 return Ok(sender.clone());
             }
             Some(H2Entry::Connecting(connecting)) => return Err(connecting.clone()),
@@ -505,20 +451,22 @@ impl Pool {
             .await
     }
 
-    /// Closes pooled connections that are closed already, idle for longer than
-    /// `idle_timeout`, or idle for `removed_idle` ([`REMOVED_ENDPOINT_IDLE`] in the workers)
-    /// to an address not in `live` (an endpoint that left EDS), and forgets endpoints with
-    /// nothing left pooled.
+    /// Closes pooled connections that are closed already, idle for longer than their
+    /// cluster's idle timeout (`default_idle` when it sets none), past their cluster's
+    /// maximum duration, or idle for `removed_idle` ([`REMOVED_ENDPOINT_IDLE`] in the
+    /// workers) to an address not in `live` (an endpoint that left EDS), and forgets
+    /// endpoints with nothing left pooled.
     pub fn sweep(
         &self,
-        idle_timeout: Duration,
+        default_idle: Duration,
         removed_idle: Duration,
         live: &HashSet<SocketAddr>,
     ) {
         let now = Instant::now();
-        let expired = |target: &Target, since: Instant| {
+        let done = |target: &Target, since: Instant, usage: &Usage| {
             let idle_for = now.saturating_duration_since(since);
-            idle_for > idle_timeout || (!live.contains(&target.address) && idle_for >= removed_idle)
+            done_with(&target.limits, default_idle, since, usage, now)
+                || (!live.contains(&target.address) && idle_for >= removed_idle)
         };
         {
             let mut idle = self
@@ -529,9 +477,10 @@ impl Pool {
             idle.retain(|target, stack| {
                 // Busy connections stay: they are idle only once their response has ended.
                 let keep = |pooled: &IdleH1| {
-                    let idle_too_long =
-                        pooled.conn.sender.is_ready() && expired(target, pooled.since);
-                    !pooled.conn.sender.is_closed() && !idle_too_long
+                    let conn = &pooled.conn;
+                    let finished =
+                        conn.sender.is_ready() && done(target, pooled.since, &conn.usage);
+                    !conn.sender.is_closed() && !finished
                 };
                 stack.retain(keep);
                 !stack.is_empty()
@@ -542,9 +491,11 @@ impl Pool {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         connections.retain(|target, entry| match entry {
-            H2Entry::Ready { sender, last_used } => {
-                !sender.is_closed() && !expired(target, *last_used)
-            }
+            H2Entry::Ready {
+                sender,
+                last_used,
+                usage,
+            } => !sender.is_closed() && !done(target, *last_used, usage),
             H2Entry::Connecting(_) => true,
         });
     }
@@ -610,140 +561,6 @@ fn push_idle(idle: &IdleMap, target: Target, conn: H1Conn) {
             since: Instant::now(),
         },
     );
-}
-
-impl Connector {
-    /// A slot for a new connection, waiting up to `patience` for one to free.
-    async fn slot(&self, patience: Duration) -> Result<ConnSlot, UpstreamError> {
-        let budget = &self.budget;
-        if let Some(slot) = budget.try_take() {
-            return Ok(slot);
-        }
-        self.close_idle(None);
-        budget
-            .wait_for(patience, || budget.try_take())
-            .await
-            .ok_or(UpstreamError::Overflow {
-                limit: budget.limit(),
-            })
-    }
-
-    /// Closes the longest-idle HTTP/1.1 connection (not one to `keep`, which the caller
-    /// would rather reuse), so its slot frees once the connection has ended.
-    fn close_idle(&self, keep: Option<&Target>) {
-        let closed = {
-            let mut idle = self
-                .idle_h1
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let oldest = idle
-                .iter()
-                .filter(|(target, _)| Some(*target) != keep)
-                .flat_map(|(target, stack)| {
-                    stack
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, pooled)| pooled.conn.sender.is_ready())
-                        .map(move |(index, pooled)| (pooled.since, target.clone(), index))
-                })
-                .min_by_key(|(since, _, _)| *since);
-            oldest.and_then(|(_, target, index)| {
-                let stack = idle.get_mut(&target)?;
-                let pooled = stack.remove(index);
-                if stack.is_empty() {
-                    idle.remove(&target);
-                }
-                Some(pooled)
-            })
-        };
-        // Dropped outside the lock: the connection's task ends and frees the slot.
-        drop(closed);
-    }
-
-    async fn connect_h2(
-        &self,
-        target: &Target,
-        connect_timeout: Duration,
-        slot: ConnSlot,
-    ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
-        let stream = self
-            .stream(target, connect_timeout, UpstreamAlpn::Http2, slot)
-            .await?;
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20)
-            .keep_alive_interval(Duration::from_secs(30))
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|err| UpstreamError::Connect {
-                address: target.address,
-                reason: err.to_string(),
-            })?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
-    }
-
-    /// A new connection to `target` holding `slot`: TCP, then mesh mTLS when the target has
-    /// it. A failed handshake is a connect failure (Envoy's `UF`), as is a missing
-    /// certificate.
-    async fn stream(
-        &self,
-        target: &Target,
-        connect_timeout: Duration,
-        alpn: UpstreamAlpn,
-        slot: ConnSlot,
-    ) -> Result<PooledStream, UpstreamError> {
-        let stream = self.connect_tcp(target, connect_timeout).await?;
-        let Some(tls) = &target.tls else {
-            return Ok(Slotted::new(UpstreamStream::Plain(stream), slot));
-        };
-        let failure = |reason: String| {
-            ProxyStats::incr(&self.metrics.stats.upstream_cx_connect_fail);
-            UpstreamError::Connect {
-                address: target.address,
-                reason,
-            }
-        };
-        match tokio::time::timeout(
-            connect_timeout,
-            crate::tls::upstream::connect_to(self.mesh_tls.as_deref(), tls, alpn, stream),
-        )
-        .await
-        {
-            Ok(Ok(stream)) => Ok(Slotted::new(UpstreamStream::Tls(Box::new(stream)), slot)),
-            Ok(Err(err)) => Err(failure(err.to_string())),
-            Err(_) => Err(failure(format!(
-                "TLS handshake timed out after {connect_timeout:?}"
-            ))),
-        }
-    }
-
-    async fn connect_tcp(
-        &self,
-        target: &Target,
-        connect_timeout: Duration,
-    ) -> Result<TcpStream, UpstreamError> {
-        ProxyStats::incr(&self.metrics.stats.upstream_cx_total);
-        let connected =
-            tokio::time::timeout(connect_timeout, connect(target.address, target.source)).await;
-        let failure = |reason: String| {
-            ProxyStats::incr(&self.metrics.stats.upstream_cx_connect_fail);
-            UpstreamError::Connect {
-                address: target.address,
-                reason,
-            }
-        };
-        let stream = match connected {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => return Err(failure(err.to_string())),
-            Err(_) => return Err(failure(format!("timed out after {connect_timeout:?}"))),
-        };
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
-    }
 }
 
 fn is_refused_stream(err: &hyper::Error) -> bool {

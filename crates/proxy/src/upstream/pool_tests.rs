@@ -14,11 +14,18 @@ use super::budget::ConnBudget;
 use super::pool::{
     IDLE_TIMEOUT, Pool, REMOVED_ENDPOINT_IDLE, Target, UpstreamError, UpstreamVersion,
 };
+use crate::config::model::ConnectionLimits;
 use crate::http::body::ProxyBody;
 use crate::metrics::Metrics;
 
 /// An HTTP/1.1 server answering every request with 200 after `delay`.
 async fn server(delay: Duration) -> SocketAddr {
+    serve(delay, false).await
+}
+
+/// An HTTP/1.1 (or, when `h2`, prior-knowledge HTTP/2) server answering every request with
+/// 200 after `delay`.
+async fn serve(delay: Duration, h2: bool) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
@@ -34,9 +41,18 @@ async fn server(delay: Duration) -> SocketAddr {
                         http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
                     ))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
+                let io = TokioIo::new(stream);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, service)
                     .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
             });
         }
     });
@@ -48,6 +64,7 @@ fn target(address: SocketAddr) -> Target {
         address,
         source: None,
         tls: None,
+        limits: Default::default(),
     }
 }
 
@@ -61,12 +78,20 @@ async fn get_within(
     address: SocketAddr,
     patience: Duration,
 ) -> Result<u16, UpstreamError> {
-    let request = http::Request::get(format!("http://{address}/"))
+    get_from(pool, target(address), UpstreamVersion::Http1, patience).await
+}
+
+/// A GET to `target` over `version`, its body read to the end.
+async fn get_from(
+    pool: &Pool,
+    target: Target,
+    version: UpstreamVersion,
+    patience: Duration,
+) -> Result<u16, UpstreamError> {
+    let request = http::Request::get(format!("http://{}/", target.address))
         .body(ProxyBody::full(bytes::Bytes::new()))
         .unwrap_or_else(|e| panic!("request: {e}"));
-    let response = pool
-        .send(target(address), UpstreamVersion::Http1, patience, request)
-        .await?;
+    let response = pool.send(target, version, patience, request).await?;
     let status = response.status().as_u16();
     let _ = response.into_body().collect().await;
     Ok(status)
@@ -101,8 +126,13 @@ async fn an_endpoint_that_left_the_configuration_is_swept() {
 
 /// Until the budget has every connection back (its sockets closed), at most 2 s.
 async fn all_connections_closed(pool: &Pool) -> bool {
+    connections_settle_at(pool, 0).await
+}
+
+/// Until at most `open` connections hold a slot of the budget, at most 2 s.
+async fn connections_settle_at(pool: &Pool, open: usize) -> bool {
     tokio::time::timeout(Duration::from_secs(2), async {
-        while pool.budget().open() > 0 {
+        while pool.budget().open() > open {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -214,4 +244,137 @@ async fn the_large_buffer_connections_are_handed_out_first() {
     assert_eq!(get(&pool, address).await.ok(), Some(200));
     let flags = pool.idle_large_buffers(address);
     assert!(on_top(&flags), "still on top: {flags:?}");
+}
+
+/// Connections the pool has opened so far.
+fn opened(metrics: &Metrics) -> u64 {
+    metrics
+        .stats
+        .upstream_cx_total
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn a_connection_carries_at_most_its_clusters_requests_over_either_protocol() {
+    for (h2, version) in [
+        (false, UpstreamVersion::Http1),
+        (true, UpstreamVersion::Http2),
+    ] {
+        let address = serve(Duration::ZERO, h2).await;
+        let metrics = Arc::new(Metrics::default());
+        let pool = Pool::new(metrics.clone(), None);
+        let limited = Target {
+            limits: ConnectionLimits {
+                max_requests_per_connection: Some(2),
+                ..Default::default()
+            },
+            ..target(address)
+        };
+        for _ in 0..5 {
+            let answer =
+                get_from(&pool, limited.clone(), version, Duration::from_millis(500)).await;
+            assert_eq!(answer.ok(), Some(200), "{version:?}");
+            // Let an HTTP/1.1 connection become ready again once its body has been read.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            opened(&metrics),
+            3,
+            "{version:?}: five requests, two per connection"
+        );
+        // Without limits, one connection carries them all.
+        for _ in 0..5 {
+            let answer =
+                get_from(&pool, target(address), version, Duration::from_millis(500)).await;
+            assert_eq!(answer.ok(), Some(200), "{version:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            opened(&metrics),
+            4,
+            "{version:?}: one more connection for the rest"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_clusters_idle_timeout_and_maximum_duration_close_pooled_connections() {
+    let address = server(Duration::ZERO).await;
+    let pool = Pool::new(Arc::new(Metrics::default()), None);
+    let live: HashSet<SocketAddr> = [address].into();
+    let with = |limits: ConnectionLimits| Target {
+        limits,
+        ..target(address)
+    };
+    let short_idle = with(ConnectionLimits {
+        idle_timeout: Some(Duration::from_millis(20)),
+        ..Default::default()
+    });
+    let never_idle = with(ConnectionLimits {
+        idle_timeout: Some(Duration::ZERO),
+        ..Default::default()
+    });
+    let short_life = with(ConnectionLimits {
+        max_connection_duration: Some(Duration::from_millis(20)),
+        ..Default::default()
+    });
+    for target in [&short_idle, &never_idle, &short_life] {
+        let answer = get_from(
+            &pool,
+            target.clone(),
+            UpstreamVersion::Http1,
+            Duration::from_millis(500),
+        )
+        .await;
+        assert_eq!(answer.ok(), Some(200));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(pool.pooled_endpoints(), 3);
+    pool.sweep(IDLE_TIMEOUT, REMOVED_ENDPOINT_IDLE, &live);
+    assert_eq!(
+        pool.pooled_endpoints(),
+        1,
+        "the 20 ms idle timeout and the 20 ms lifetime are over; a zero idle timeout never is"
+    );
+    assert!(
+        connections_settle_at(&pool, 1).await,
+        "their sockets closed"
+    );
+    // A zero idle timeout outlasts even a 1 ms default.
+    pool.sweep(Duration::from_millis(1), REMOVED_ENDPOINT_IDLE, &live);
+    assert_eq!(pool.pooled_endpoints(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_its_clusters_idle_timeout_is_not_handed_out_again() {
+    let address = server(Duration::ZERO).await;
+    let metrics = Arc::new(Metrics::default());
+    let pool = Pool::new(metrics.clone(), None);
+    let short_idle = Target {
+        limits: ConnectionLimits {
+            idle_timeout: Some(Duration::from_millis(200)),
+            ..Default::default()
+        },
+        ..target(address)
+    };
+    let get = || {
+        get_from(
+            &pool,
+            short_idle.clone(),
+            UpstreamVersion::Http1,
+            Duration::from_millis(500),
+        )
+    };
+    assert_eq!(get().await.ok(), Some(200));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(get().await.ok(), Some(200));
+    assert_eq!(opened(&metrics), 1, "reused within the idle timeout");
+    // No sweep runs here: the request itself passes over the stale connection.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get().await.ok(), Some(200));
+    assert_eq!(
+        opened(&metrics),
+        2,
+        "a new connection past the idle timeout"
+    );
 }

@@ -35,15 +35,17 @@ pub struct Upstream {
     name: String,
 }
 
-/// Connections an upstream holds: open now, and the peak.
+/// Connections an upstream holds: open now, the peak, and every one it accepted.
 #[derive(Debug, Default)]
 pub struct ConnectionCount {
     pub open: AtomicUsize,
     pub peak: AtomicUsize,
+    pub total: AtomicUsize,
 }
 
 impl ConnectionCount {
     fn opened(&self) {
+        self.total.fetch_add(1, Ordering::SeqCst);
         let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(open, Ordering::SeqCst);
     }

@@ -1,11 +1,13 @@
 //! `Cluster` → [`model::Cluster`]: EDS, STATIC and STRICT_DNS/LOGICAL_DNS with IP addresses
 //! (names are not resolved), ORIGINAL_DST as passthrough; connect timeout, load balancing
 //! (round robin, random, least request, ring hash, Maglev, locality-weighted), circuit
-//! breakers, outlier detection, upstream HTTP/2, source address and Istio's service
-//! metadata.
+//! breakers, outlier detection, upstream HTTP/2, the limits on each upstream connection
+//! (idle timeout, requests, lifetime), source address and Istio's service metadata.
 
 use lateen_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use lateen_xds::pb::envoy::config::core::v3::config_source;
+use lateen_xds::pb::envoy::config::core::v3::{
+    HttpProtocolOptions as CommonHttpProtocolOptions, config_source,
+};
 use lateen_xds::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
@@ -136,8 +138,14 @@ pub fn translate(source: &Cluster) -> Result<TranslatedCluster, Rejection> {
         }
         let options: HttpProtocolOptions =
             unpack(options).map_err(|reason| check.reject(&path, reason))?;
-        cluster.protocol = upstream_protocol(&options)
-            .map_err(|(field, reason)| check.reject(format!("{path}.{field}"), reason))?;
+        let reject =
+            |(field, reason): (String, String)| check.reject(format!("{path}.{field}"), reason);
+        cluster.protocol = upstream_protocol(&options).map_err(reject)?;
+        if let Some(common) = &options.common_http_protocol_options {
+            cluster.connection_limits = connection_limits(common).map_err(|(field, reason)| {
+                reject((format!("common_http_protocol_options.{field}"), reason))
+            })?;
+        }
     }
 
     if let Some(bind) = &source.upstream_bind_config {
@@ -302,6 +310,7 @@ pub fn empty(name: &str) -> model::Cluster {
         circuit_breakers: None,
         outlier_detection: None,
         tls: None,
+        connection_limits: Default::default(),
     }
 }
 
@@ -312,6 +321,7 @@ fn upstream_protocol(
     use http_protocol_options::explicit_http_config::ProtocolConfig;
     let rest = HttpProtocolOptions {
         upstream_protocol_options: None,
+        common_http_protocol_options: None,
         ..options.clone()
     };
     let left = super::fields::leftover(&rest);
@@ -337,6 +347,44 @@ fn upstream_protocol(
                 "ALPN protocol selection needs TLS, not supported".into(),
             ));
         }
+    })
+}
+
+/// The limits on each upstream connection that istiod sets from a DestinationRule's
+/// `connectionPool`; the other common options are refused.
+fn connection_limits(
+    common: &CommonHttpProtocolOptions,
+) -> Result<model::ConnectionLimits, (String, String)> {
+    let rest = CommonHttpProtocolOptions {
+        idle_timeout: None,
+        max_requests_per_connection: None,
+        max_connection_duration: None,
+        ..*common
+    };
+    let left = super::fields::leftover(&rest);
+    if !left.is_empty() {
+        return Err((left.join(", "), "not supported by lateen-proxy".into()));
+    }
+    let optional = |field: &str, value: Option<&lateen_xds::pb::google::protobuf::Duration>| {
+        value
+            .map(duration)
+            .transpose()
+            .map_err(|reason| (field.to_string(), reason))
+    };
+    // Zero means "no limit" for all three, as in Envoy; an idle timeout of zero is kept, as
+    // an unset one means Envoy's default of 1 h.
+    let nonzero = |d: Option<std::time::Duration>| d.filter(|d| !d.is_zero());
+    Ok(model::ConnectionLimits {
+        idle_timeout: optional("idle_timeout", common.idle_timeout.as_ref())?,
+        max_requests_per_connection: common
+            .max_requests_per_connection
+            .as_ref()
+            .map(|max| max.value)
+            .filter(|max| *max > 0),
+        max_connection_duration: nonzero(optional(
+            "max_connection_duration",
+            common.max_connection_duration.as_ref(),
+        )?),
     })
 }
 

@@ -542,3 +542,75 @@ fn clusters_of_each_kind() {
         "Cluster \"inbound|9080||\": health_checks: not supported by lateen-proxy"
     );
 }
+
+/// A cluster carrying what istiod makes of `connectionPool: {http: {idleTimeout, maxRequestsPerConnection}, tcp: {maxConnectionDuration}}`.
+fn with_common_options(
+    common: lateen_xds::pb::envoy::config::core::v3::HttpProtocolOptions,
+) -> Cluster {
+    use lateen_xds::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+    Cluster {
+        name: "outbound|80||web".into(),
+        load_assignment: Some(assignment("outbound|80||web", &[("10.0.0.1", 80, 0, 1)])),
+        typed_extension_protocol_options: [(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            pack(&HttpProtocolOptions {
+                common_http_protocol_options: Some(common),
+                ..Default::default()
+            }),
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_limits_on_each_upstream_connection_are_read_and_others_refused() {
+    use lateen_xds::pb::envoy::config::core::v3::HttpProtocolOptions as Common;
+    let seconds = |seconds: i64| protobuf::Duration { seconds, nanos: 0 };
+    let limits_of = |common: Common| {
+        let out = super::cluster::translate(&with_common_options(common)).expect("accepted");
+        assert_eq!(out.cluster.protocol, UpstreamProtocol::Http1);
+        out.cluster.connection_limits
+    };
+    let requests = |value: u32| Some(protobuf::UInt32Value { value });
+    assert_eq!(
+        limits_of(Common {
+            idle_timeout: Some(seconds(30)),
+            max_requests_per_connection: requests(1),
+            max_connection_duration: Some(seconds(600)),
+            ..Default::default()
+        }),
+        model::ConnectionLimits {
+            idle_timeout: Some(std::time::Duration::from_secs(30)),
+            max_requests_per_connection: Some(1),
+            max_connection_duration: Some(std::time::Duration::from_secs(600)),
+        }
+    );
+
+    // Zero: no idle timeout at all (kept, unlike unset, which is Envoy's 1 h), and no
+    // maximum of requests or duration.
+    assert_eq!(
+        limits_of(Common {
+            idle_timeout: Some(seconds(0)),
+            max_requests_per_connection: requests(0),
+            max_connection_duration: Some(seconds(0)),
+            ..Default::default()
+        }),
+        model::ConnectionLimits {
+            idle_timeout: Some(std::time::Duration::ZERO),
+            ..Default::default()
+        }
+    );
+
+    let err = super::cluster::translate(&with_common_options(Common {
+        max_headers_count: requests(10),
+        ..Default::default()
+    }))
+    .expect_err("max_headers_count is not applied upstream");
+    assert!(
+        err.to_string().contains(
+            "common_http_protocol_options.max_headers_count: not supported by lateen-proxy"
+        ),
+        "{err}"
+    );
+}
