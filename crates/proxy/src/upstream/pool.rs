@@ -356,18 +356,23 @@ impl Pool {
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 match connected {
                     Ok(sender) => {
-                        // The first request to finish the connect publishes it.
+                        // The first request to finish the connect publishes it, unless that
+                        // one request is all its cluster lets it carry.
                         if matches!(connections.get(&target), Some(H2Entry::Connecting(_))) {
                             let mut usage = Usage::new();
                             usage.count_request();
-                            connections.insert(
-                                target,
-                                H2Entry::Ready {
-                                    sender: sender.clone(),
-                                    last_used: Instant::now(),
-                                    usage,
-                                },
-                            );
+                            if usage.spent_now(&target.limits) {
+                                connections.remove(&target);
+                            } else {
+                                connections.insert(
+                                    target,
+                                    H2Entry::Ready {
+                                        sender: sender.clone(),
+                                        last_used: Instant::now(),
+                                        usage,
+                                    },
+                                );
+                            }
                         }
                         sender
                     }
@@ -405,9 +410,10 @@ impl Pool {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
-        match connections.get_mut(target) {
-            // A connection spent by its cluster's limits is replaced below; the streams on
-            // it finish, and it closes once they have and every handle to it is gone.
+        // A connection done with by its cluster's limits leaves the pool, here or once the
+        // request that spends it has its handle: the streams on it finish, and it closes
+        // once they have and every handle to it is gone. A new one is connected meanwhile.
+        let handed_out = match connections.get_mut(target) {
             Some(H2Entry::Ready {
                 sender,
                 last_used,
@@ -417,10 +423,16 @@ impl Pool {
             {
                 *last_used = now;
                 usage.count_request();
-                return Ok(sender.clone());
+                Some((sender.clone(), usage.spent_now(&target.limits)))
             }
             Some(H2Entry::Connecting(connecting)) => return Err(connecting.clone()),
-            _ => {}
+            _ => None,
+        };
+        if let Some((sender, spent)) = handed_out {
+            if spent {
+                connections.remove(target);
+            }
+            return Ok(sender);
         }
         let connector = self.connector.clone();
         let owned = target.clone();

@@ -378,3 +378,42 @@ async fn a_connection_idle_past_its_clusters_idle_timeout_is_not_handed_out_agai
         "a new connection past the idle timeout"
     );
 }
+
+#[tokio::test]
+async fn streams_in_flight_on_a_spent_http2_connection_finish_while_a_new_one_takes_over() {
+    let address = serve(Duration::from_millis(300), true).await;
+    let metrics = Arc::new(Metrics::default());
+    let pool = Arc::new(Pool::new(metrics.clone(), None));
+    let one_each = Target {
+        limits: ConnectionLimits {
+            max_requests_per_connection: Some(1),
+            ..Default::default()
+        },
+        ..target(address)
+    };
+    // Each request starts while the ones before it are still waiting for their answer.
+    let requests: Vec<_> = (0..3u64)
+        .map(|i| {
+            let (pool, target) = (pool.clone(), one_each.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50 * i)).await;
+                get_from(
+                    &pool,
+                    target,
+                    UpstreamVersion::Http2,
+                    Duration::from_secs(1),
+                )
+                .await
+                .ok()
+            })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.ok().flatten(), Some(200));
+    }
+    assert_eq!(opened(&metrics), 3, "a connection per request");
+    assert!(
+        all_connections_closed(&pool).await,
+        "the spent connections closed once their streams ended"
+    );
+}
