@@ -28,6 +28,7 @@ use super::downstream_body::{DownstreamBody, H2RequestBody};
 use super::server::GracefulConnection;
 use super::service::{ConnContext, handle};
 use crate::config::model::HttpLimits;
+use crate::net::write_batch::{PollCount, WriteBatch};
 
 /// Flow-control windows advertised to clients: 1 MiB per stream, 4 MiB per connection (the
 /// spec's 64 KiB caps a stream at 64 KiB per round trip).
@@ -60,7 +61,10 @@ pub fn builder(limits: &HttpLimits) -> h2::server::Builder {
 /// One HTTP/2 connection: its handshake, then accepting streams until the client or a
 /// graceful close ends it. Each stream runs in a task of its own.
 pub struct H2Connection<I> {
-    state: State<I>,
+    state: State<WriteBatch<I>>,
+    /// Ticked as each poll begins: what `h2` writes in one poll leaves in one system call
+    /// (`net/write_batch.rs`).
+    polls: PollCount,
     ctx: Arc<ConnContext>,
     /// A graceful close asked for during the handshake, done once it completes.
     close_pending: bool,
@@ -76,8 +80,11 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     pub fn new(io: I, limits: &HttpLimits, ctx: Arc<ConnContext>) -> H2Connection<I> {
+        let polls = PollCount::default();
+        let io = WriteBatch::new(io, polls.clone());
         H2Connection {
             state: State::Handshaking(builder(limits).handshake(io)),
+            polls,
             ctx,
             close_pending: false,
         }
@@ -92,6 +99,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        this.polls.tick();
         loop {
             match &mut this.state {
                 State::Handshaking(handshake) => match ready!(Pin::new(handshake).poll(cx)) {
