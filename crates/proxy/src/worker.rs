@@ -158,7 +158,7 @@ async fn sweep_pool(shared: Arc<Shared>, pool: Arc<Pool>) {
             .flat_map(|cluster| cluster.hosts.endpoints.iter().copied())
             .collect();
         pool.sweep(
-            crate::upstream::pool::IDLE_TIMEOUT,
+            crate::upstream::limits::IDLE_TIMEOUT,
             crate::upstream::pool::REMOVED_ENDPOINT_IDLE,
             &live,
         );

@@ -126,7 +126,9 @@ impl TestCluster {
         let keeper = Keeper::new().context("starting the process keeper thread")?;
         let host_proxy = HostProxy::start(crate::free_port(), &dir.path().join("host-proxy.log"))
             .context("starting the API server's service-name proxy")?;
-        let (etcd_port, etcd_peer_port, api_port) = distinct_low_ports();
+        // Distinct: free_port never hands out a port twice.
+        let (etcd_port, etcd_peer_port, api_port) =
+            (crate::free_port(), crate::free_port(), crate::free_port());
         let admin_kubeconfig = dir.path().join("admin.kubeconfig");
         let server = format!("https://127.0.0.1:{api_port}");
         std::fs::write(
@@ -519,20 +521,6 @@ pub async fn client_for(kubeconfig: &Path) -> anyhow::Result<::kube::Client> {
         .await
         .with_context(|| format!("loading {}", kubeconfig.display()))?;
     ::kube::Client::try_from(config).context("building the kube client")
-}
-
-/// Three different free ports below 32768.
-fn distinct_low_ports() -> (u16, u16, u16) {
-    let a = crate::free_port();
-    let mut b = crate::free_port();
-    while b == a {
-        b = crate::free_port();
-    }
-    let mut c = crate::free_port();
-    while c == a || c == b {
-        c = crate::free_port();
-    }
-    (a, b, c)
 }
 
 /// Polls `ready` every 200 ms until it holds, `timeout` passes, or the process exits.

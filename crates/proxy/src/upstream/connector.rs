@@ -48,7 +48,7 @@ pub(super) struct IdleH1 {
 pub(super) type IdleMap = Arc<Mutex<HashMap<Target, Vec<IdleH1>>>>;
 
 /// Connects to `address`, from `source` when given.
-pub async fn connect(address: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+async fn connect(address: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
     let Some(source) = source else {
         return TcpStream::connect(address).await;
     };

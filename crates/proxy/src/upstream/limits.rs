@@ -26,9 +26,11 @@ impl Usage {
         }
     }
 
-    /// Counts a request handed to the connection.
-    pub fn count_request(&mut self) {
+    /// Counts a request handed to the connection; whether that spent it (see
+    /// [`Usage::spent`]), so that it takes no more.
+    pub fn take_request(&mut self, limits: &ConnectionLimits) -> bool {
         self.requests = self.requests.saturating_add(1);
+        self.spent_now(limits)
     }
 
     /// Whether the connection may take no more requests: it has carried its maximum, or it
@@ -45,7 +47,7 @@ impl Usage {
 
     /// [`Usage::spent`] now; reads the clock only when the cluster has limits at all (the
     /// common case, checked on every returned connection, has none).
-    pub fn spent_now(&self, limits: &ConnectionLimits) -> bool {
+    fn spent_now(&self, limits: &ConnectionLimits) -> bool {
         (limits.max_requests_per_connection.is_some() || limits.max_connection_duration.is_some())
             && self.spent(limits, Instant::now())
     }
@@ -100,10 +102,10 @@ mod tests {
         };
         let mut usage = Usage::new();
         let start = usage.opened;
-        usage.count_request();
+        assert!(!usage.take_request(&limits));
         assert!(!usage.spent(&limits, start));
-        usage.count_request();
-        assert!(usage.spent(&limits, start), "two requests of two");
+        assert!(usage.take_request(&limits), "two requests of two");
+        assert!(usage.spent(&limits, start));
         let fresh = Usage::new();
         assert!(!fresh.spent(&limits, fresh.opened + 9 * SECOND));
         assert!(

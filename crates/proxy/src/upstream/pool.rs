@@ -18,16 +18,13 @@ use std::time::{Duration, Instant};
 
 use super::budget::{ConnBudget, ConnSlot, Slotted};
 use super::connector::{Connector, H1Conn, IdleH1, IdleMap};
-use super::limits::{Usage, done_with};
+use super::limits::{IDLE_TIMEOUT, Usage, done_with};
 use super::read_buffer::LargeBuffers;
 use crate::config::model::ConnectionLimits;
 use crate::http::body::ProxyBody;
 use crate::metrics::Metrics;
 use crate::tls::upstream::UpstreamStream;
 use crate::tls::{MeshTls, UpstreamAlpn, UpstreamTlsRt};
-
-pub use super::connector::connect;
-pub use super::limits::IDLE_TIMEOUT;
 
 /// Idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -315,8 +312,7 @@ impl Pool {
     /// A connection that has carried its cluster's maximum of requests, or lived its
     /// maximum duration, is dropped instead: it closes once the response has been read.
     fn checkin_h1(&self, target: Target, mut conn: H1Conn) {
-        conn.usage.count_request();
-        if conn.usage.spent_now(&target.limits) {
+        if conn.usage.take_request(&target.limits) {
             return;
         }
         let budget = &self.connector.budget;
@@ -360,8 +356,7 @@ impl Pool {
                         // one request is all its cluster lets it carry.
                         if matches!(connections.get(&target), Some(H2Entry::Connecting(_))) {
                             let mut usage = Usage::new();
-                            usage.count_request();
-                            if usage.spent_now(&target.limits) {
+                            if usage.take_request(&target.limits) {
                                 connections.remove(&target);
                             } else {
                                 connections.insert(
@@ -422,8 +417,7 @@ impl Pool {
                 && !done_with(&target.limits, IDLE_TIMEOUT, *last_used, usage, now) =>
             {
                 *last_used = now;
-                usage.count_request();
-                Some((sender.clone(), usage.spent_now(&target.limits)))
+                Some((sender.clone(), usage.take_request(&target.limits)))
             }
             Some(H2Entry::Connecting(connecting)) => return Err(connecting.clone()),
             _ => None,

@@ -11,9 +11,8 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use super::budget::ConnBudget;
-use super::pool::{
-    IDLE_TIMEOUT, Pool, REMOVED_ENDPOINT_IDLE, Target, UpstreamError, UpstreamVersion,
-};
+use super::limits::IDLE_TIMEOUT;
+use super::pool::{Pool, REMOVED_ENDPOINT_IDLE, Target, UpstreamError, UpstreamVersion};
 use crate::config::model::ConnectionLimits;
 use crate::http::body::ProxyBody;
 use crate::metrics::Metrics;
